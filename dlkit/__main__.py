@@ -1,0 +1,5 @@
+import sys
+
+from dlkit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,34 @@
+"""The `builtin:` registry: tiny real models and generated datasets with a known answer.
+
+Entries are listed here by name and loaded lazily ("module:function"), so listing them imports
+nothing heavy. A group adds its builtins by adding entries to `_ENTRIES` and a loader module.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class Builtin:
+    name: str
+    kind: Literal["model", "data"]
+    group: str  # the group it is made for ("core" = shared)
+    target: str  # "module:function" returning the model/dataset
+    help: str
+
+    def load(self, **kwargs: Any) -> Any:
+        module, _, func = self.target.partition(":")
+        return getattr(importlib.import_module(module), func)(**kwargs)
+
+
+_ENTRIES = [
+    Builtin("regression", "data", "core", "dlkit.builtin.regression:load_data",
+            "Noisy linear regression, y = Xw + b + eps; the optimum MSE is the noise variance."),
+    Builtin("mlp", "model", "core", "dlkit.builtin.regression:build_model",
+            "A two-layer MLP regressor for builtin:regression (engine tests and benchmarks)."),
+]
+
+BUILTINS: dict[str, Builtin] = {b.name: b for b in _ENTRIES}

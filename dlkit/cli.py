@@ -1,0 +1,153 @@
+"""The `dlkit` command: global options, core commands, and the groups found through entry points.
+
+Groups register under the `dlkit.groups` entry-point group (see pyproject.toml), so a third-party
+package adds a group the same way dlkit's own do. Group CLI modules import only typer and their
+config dataclasses; torch loads inside command bodies, which keeps `dlkit --help` fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Annotated, Literal, Optional
+
+import typer
+
+from dlkit import __version__
+from dlkit.core.errors import DlkitError
+from dlkit.core.progress import MODE
+
+ROOT_FLAGS = {"--json": "json", "-q": "quiet", "--quiet": "quiet", "--debug": "debug"}
+
+app = typer.Typer(
+    name="dlkit",
+    help="Hands-on deep learning, one command per job: "
+         "[bold]dlkit GROUP VERB[/bold]. Every command runs offline on builtin:NAME models and data.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    add_completion=True,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dlkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    json_output: Annotated[bool, typer.Option("--json", help="Print the final metrics as JSON on stdout; "
+                                              "human output goes to stderr.")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only errors and results.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """Root options may also be given after the group and command (`dlkit clip eval ... --json`)."""
+    MODE.json, MODE.quiet, MODE.debug = json_output, quiet, debug
+
+
+@app.command()
+def info() -> None:
+    """Versions, devices, installed extras and whether the Hugging Face Hub is reachable."""
+    from dlkit.core.overview import environment_report
+
+    environment_report()
+
+
+@app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders, or parents of run folders (a sweep).")],
+    format: Annotated[Literal["table", "md", "csv", "json"], typer.Option(help="Output format.")] = "table",
+    sort: Annotated[Optional[str], typer.Option(help="Sort by this column (prefix '-' for descending).")] = None,  # noqa: UP045
+    plot: Annotated[Optional[Path], typer.Option(help="Write the runs' loss curves overlaid to this PNG.")] = None,  # noqa: UP045
+) -> None:
+    """One table of metrics.json across runs: params, time, memory, throughput, quality.
+
+    Example: [bold]dlkit compare runs/llm/* --sort -val_loss --plot losses.png[/bold]
+    """
+    from dlkit.core.overview import compare_runs
+
+    compare_runs(runs, format, sort, plot)
+
+
+runs_app = typer.Typer(help="Inspect run folders.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.command("list")
+def runs_list(root: Annotated[Path, typer.Argument(help="Folder to search for runs.")] = Path("runs")) -> None:
+    """The runs under ROOT with their status (finished, interrupted, failed, running)."""
+    from dlkit.core.overview import list_runs
+
+    list_runs(root)
+
+
+def _broken_group(name: str, error: Exception) -> typer.Typer:
+    sub = typer.Typer(name=name, help=f"(unavailable: {error})")
+
+    @sub.callback(invoke_without_command=True)
+    def _fail() -> None:
+        raise DlkitError(f"dlkit {name} cannot be loaded: {error}")
+
+    return sub
+
+
+def load_groups() -> None:
+    for ep in sorted(entry_points(group="dlkit.groups"), key=lambda e: e.name):
+        try:
+            group = ep.load()
+        except Exception as exc:  # a broken plugin must not break the rest of the CLI
+            group = _broken_group(ep.name, exc)
+        app.add_typer(group, name=ep.name)
+
+
+def hoist_root_flags(argv: list[str]) -> list[str]:
+    """Move --json/-q/--debug to the front, wherever they were typed (before a literal `--`)."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    flags = [a for a in argv[:end] if a in ROOT_FLAGS]
+    rest = [a for a in argv[:end] if a not in ROOT_FLAGS] + argv[end:]
+    return flags + rest
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script: one-line errors with exit code 2 unless --debug."""
+    args = hoist_root_flags(list(sys.argv[1:] if argv is None else argv))
+    load_groups()
+    debug = "--debug" in args
+    try:
+        result = app(args=args, prog_name="dlkit", standalone_mode=False)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        return 130
+    except DlkitError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:
+        if not _is_click_error(exc):
+            raise
+        print(f"error: {_usage_message(exc)}", file=sys.stderr)
+        return exc.exit_code  # type: ignore[attr-defined]
+    return result if isinstance(result, int) else 0
+
+
+def _is_click_error(exc: Exception) -> bool:
+    """Click's usage/parameter errors (Typer may vendor its own copy of click, so match by class name)."""
+    return any(cls.__name__ == "ClickException" for cls in type(exc).__mro__)
+
+
+def _usage_message(exc: Exception) -> str:
+    """Click's message on one line, with the help command to run."""
+    message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "dlkit"
+    return f"{message} (see '{where} --help')"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Building blocks for group CLIs: a sub-app that checks its extra, and commands generated from a
+config dataclass, so every `train` shares the same flag names, help texts and precedence rules
+(defaults < --config FILE < flags). Imports no torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import inspect
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from dlkit.core.config import config_fields, flag_name, load_config
+from dlkit.core.errors import MissingExtraError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def group_app(name: str, help: str, extra: str | None = None, requires: tuple[str, ...] = ()) -> typer.Typer:
+    """A group's Typer sub-app; calling any of its commands first checks that its extra is installed."""
+    app = typer.Typer(name=name, help=help, no_args_is_help=True, rich_markup_mode="rich")
+
+    @app.callback()
+    def _check_extra() -> None:
+        missing = [m for m in requires if importlib.util.find_spec(m) is None]
+        if missing:
+            raise MissingExtraError(f"dlkit {name} needs the '{extra}' extra (missing: {', '.join(missing)}); "
+                                    f"install it with: pip install 'dlkit[{extra}]'")
+
+    _check_extra.__doc__ = help
+    return app
+
+
+def config_command(app: typer.Typer, config_cls: type, name: str | None = None,
+                   skip: tuple[str, ...] = ()) -> Callable[[F], F]:
+    """Register `fn(cfg)` as a command whose flags are the fields of `config_cls`.
+
+    Only flags given on the command line override the --config file; the rest keep the file's or the
+    dataclass's value. `skip` drops fields that make no sense for this command.
+    """
+
+    def decorator(fn: F) -> F:
+        params = []
+        for field_name, (f, tp) in config_fields(config_cls).items():
+            if not f.metadata.get("cli", True) or field_name in skip:
+                continue
+            params.append(_parameter(field_name, f, tp))
+        params.append(inspect.Parameter(
+            "config", inspect.Parameter.KEYWORD_ONLY, annotation=typing.Optional[Path],  # noqa: UP045
+            default=typer.Option(None, "--config", help="YAML/JSON file of settings; flags given here win. "
+                                 "A run's config.json reproduces it.", rich_help_panel="Config")))
+
+        params.append(inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context))
+
+        def command(ctx: typer.Context, **kwargs: Any) -> Any:
+            config_file = kwargs.pop("config")
+            overrides = {k: v for k, v in kwargs.items() if _from_command_line(ctx, k)}
+            return fn(load_config(config_cls, config_file, overrides))
+
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        command.__doc__ = fn.__doc__
+        command.__name__ = fn.__name__
+        app.command(name or fn.__name__.replace("_", "-"))(command)
+        return fn
+
+    return decorator
+
+
+def _from_command_line(ctx: typer.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def _parameter(field_name: str, f: dataclasses.Field, tp: Any) -> inspect.Parameter:
+    option_kwargs: dict[str, Any] = {"help": f.metadata.get("help", "")}
+    base, optional = _unwrap_optional(tp)
+    annotation: Any = base
+    if optional:
+        annotation = typing.Optional[annotation]  # noqa: UP045  (typer needs the typing form)
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    flag = "--" + flag_name(field_name)
+    decls = [f"{flag}/--no-{flag_name(field_name)}"] if base is bool else [flag]
+    panel = "Training" if field_name in _SHARED else "Options"
+    option = typer.Option(default, *decls, rich_help_panel=panel, **option_kwargs)
+    return inspect.Parameter(field_name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0], True
+    return tp, False
+
+
+def _shared_fields() -> set[str]:
+    from dlkit.core.config import TrainConfig
+
+    return {f.name for f in dataclasses.fields(TrainConfig)} - {"data", "model"}
+
+
+_SHARED = _shared_fields()
+
+
+def run_option(help: str = "A run folder written by this group's `train`.") -> Any:
+    """The --run option of eval/predict/sample commands."""
+    return typer.Option(..., "--run", help=help)

@@ -1,0 +1,186 @@
+"""Typed configs: dataclass defaults, then a --config file, then command-line flags.
+
+Every group's config is a dataclass that extends `TrainConfig`. Fields carry their help text in
+`metadata`, so the CLI, the config-file checker and the saved `config.json` all read one definition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from dlkit.core.errors import ConfigError
+
+C = TypeVar("C")
+
+META_KEY = "_dlkit"  # provenance block inside a saved config.json; ignored when loading
+
+
+def opt(default: Any, help: str, *, cli: bool = True, saved: bool = True) -> Any:
+    """A config field with its --help text. `cli=False` hides it from flags; `saved=False` from config.json."""
+    return field(default=default, metadata={"help": help, "cli": cli, "saved": saved})
+
+
+@dataclass
+class TrainConfig:
+    """What every `train` command shares (DESIGN.md 1b). Groups subclass it and add their own fields."""
+
+    data: str = opt("builtin:regression", "Dataset: builtin:NAME, a local path, or a Hub dataset id.")
+    model: str = opt("builtin:mlp", "Model: builtin:NAME, a local save_pretrained folder, or a Hub id.")
+    output_dir: str | None = opt(None, "Run folder. Default: runs/GROUP/NAME.")
+    name: str | None = opt(None, "Run name under runs/GROUP/. Default: derived from the method and time.")
+    seed: int = opt(0, "Seed for init, data order and dropout.")
+    epochs: int = opt(3, "Passes over the training set.")
+    max_steps: int | None = opt(None, "Stop after this many optimizer steps; overrides --epochs.")
+    batch_size: int = opt(16, "Examples per micro-batch per process.")
+    grad_accum: int = opt(1, "Micro-batches per optimizer step (effective batch = batch * accum * processes).")
+    lr: float = opt(3e-4, "Peak learning rate.")
+    weight_decay: float = opt(0.0, "AdamW/SGD weight decay, applied to weights with >= 2 dims only.")
+    optimizer: Literal["adamw", "sgd"] = opt("adamw", "Optimizer.")
+    scheduler: Literal["constant", "linear", "cosine"] = opt("linear", "Learning-rate schedule after warmup.")
+    warmup: float = opt(0.0, "Warmup: a fraction of the total steps if < 1, else a number of steps.")
+    max_grad_norm: float = opt(1.0, "Clip gradients to this norm; 0 turns clipping off.")
+    precision: Literal["no", "bf16", "fp16"] = opt("no", "Mixed precision (fp16 needs CUDA).")
+    eval_every: int = opt(0, "Evaluate every N optimizer steps; 0 = at the end of each epoch.")
+    save_every: int = opt(0, "Checkpoint every N optimizer steps; 0 = at the end of each epoch.")
+    keep_last: int = opt(2, "Checkpoints to keep (older ones are deleted).")
+    log_every: int = opt(10, "Write a history line every N optimizer steps.")
+    early_stop_patience: int = opt(0, "Stop after N evaluations without improvement; 0 = never.")
+    monitor: str = opt("val_loss", "Eval metric that early stopping and 'best' follow.")
+    monitor_mode: Literal["min", "max"] = opt("min", "Whether a lower or a higher --monitor is better.")
+    nan_policy: Literal["stop", "skip"] = opt("stop", "On a non-finite loss: stop (keep last checkpoint) or skip.")
+    gradient_checkpointing: bool = opt(False, "Recompute activations in backward to save memory.")
+    num_workers: int = opt(0, "DataLoader worker processes (0 = load in the main process).")
+    resume: bool = opt(False, "Continue the run in --output-dir from its last checkpoint.", saved=False)
+    overwrite: bool = opt(False, "Replace an existing run folder.", saved=False)
+
+    def validate(self) -> None:
+        """Reject values no run can use, naming the flag."""
+        positive = ["epochs", "batch_size", "grad_accum", "lr", "keep_last", "log_every"]
+        for name in positive:
+            _check(getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
+        if self.max_steps is not None:
+            _check(self.max_steps > 0, "max_steps", "must be > 0", self.max_steps)
+        non_negative = ["weight_decay", "warmup", "num_workers", "max_grad_norm", "eval_every", "save_every",
+                        "early_stop_patience"]
+        for name in non_negative:
+            _check(getattr(self, name) >= 0, name, "must be >= 0", getattr(self, name))
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume and --overwrite contradict each other; pass one of them")
+
+
+def _check(ok: bool, name: str, what: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"--{flag_name(name)} {what} (got {value!r})")
+
+
+def flag_name(field_name: str) -> str:
+    return field_name.replace("_", "-")
+
+
+def config_fields(cls: type) -> dict[str, tuple[dataclasses.Field, Any]]:
+    """Field name -> (field, resolved type) for a config dataclass."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: (f, hints[f.name]) for f in dataclasses.fields(cls)}
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON mapping, with one-line errors for the usual mistakes."""
+    import yaml
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"config file {path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"config file {path}: invalid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of keys to values, got {type(data).__name__}")
+    return data
+
+
+def coerce(name: str, value: Any, tp: Any, where: str) -> Any:
+    """Check one value against a field type; convert where it is lossless (int -> float)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return coerce(name, value, args[0], where)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{where}: {name!r} must be one of {', '.join(map(str, choices))} (got {value!r})")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {name!r} must be true or false (got {value!r})")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: {name!r} must be a number (got {value!r})")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: {name!r} must be an integer (got {value!r})")
+        return value
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{where}: {name!r} must be a string (got {value!r})")
+        return str(value)
+    return value
+
+
+def load_config(cls: type[C], file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> C:
+    """Defaults, then the file (YAML/JSON), then explicit flags; validated."""
+    known = config_fields(cls)
+    values: dict[str, Any] = {}
+    if file is not None:
+        where = f"config file {Path(file).expanduser()}"
+        for raw_key, value in read_config_file(file).items():
+            if raw_key == META_KEY:
+                continue
+            key = str(raw_key).replace("-", "_")
+            if key not in known:
+                raise ConfigError(f"{where}: unknown key {raw_key!r}; {_suggest(key, known)}")
+            values[key] = coerce(key, value, known[key][1], where)
+    values.update(overrides or {})
+    cfg = cls(**values)
+    validate = getattr(cfg, "validate", None)
+    if validate is not None:
+        validate()
+    return cfg
+
+
+def _suggest(key: str, known: dict[str, Any]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.5)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return "valid keys: " + ", ".join(sorted(known))
+
+
+def saved_dict(cfg: Any) -> dict[str, Any]:
+    """The config as written to config.json (fields marked saved=False left out)."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        if f.metadata.get("saved", True):
+            out[f.name] = getattr(cfg, f.name)
+    return out

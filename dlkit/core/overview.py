@@ -1,0 +1,209 @@
+"""`dlkit info`, `dlkit compare` and `dlkit runs list`: read-only views over the machine and run folders."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from dlkit.core.config import META_KEY
+from dlkit.core.errors import DlkitError, RunError
+from dlkit.core.progress import MODE, console, emit, format_value, warn
+from dlkit.core.run import Run
+
+FIXED_COLUMNS = ["run", "group", "method", "status", "trainable_params", "total_params", "trainable_pct",
+                 "train_seconds", "peak_memory_mb", "samples_per_second", "tokens_per_second"]
+BOOKKEEPING = {"steps", "epochs", "processes", "skipped_steps", "skipped_items", "status", "group"}
+METHOD_KEYS = ("method", "arch", "mode", "head")
+
+
+# -- dlkit info --------------------------------------------------------------------------------------
+
+
+def installed_extras() -> dict[str, list[str]]:
+    """extra -> missing distributions, read from dlkit's own metadata (so it never drifts from pyproject)."""
+    needs: dict[str, set[str]] = {}
+    for req in metadata.requires("dlkit") or []:
+        match = re.match(r"^([A-Za-z0-9_.\-]+)(\[[^\]]*\])?.*extra\s*==\s*['\"]([^'\"]+)['\"]", req)
+        if match:
+            needs.setdefault(match.group(3), set()).add(match.group(1))
+    missing: dict[str, list[str]] = {}
+    for extra, dists in needs.items():
+        missing[extra] = sorted(d for d in dists if d != "dlkit" and not _installed(d))
+    return missing
+
+
+def _installed(dist: str) -> bool:
+    try:
+        metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def environment_report() -> None:
+    import torch
+
+    from dlkit.core.sources import hub_reachable
+
+    report: dict[str, Any] = {"versions": {}}
+    for dist in ["dlkit", "torch", "transformers", "peft", "accelerate", "datasets", "torchvision", "open_clip_torch"]:
+        report["versions"][dist] = metadata.version(dist) if _installed(dist) else None
+    report["devices"] = {
+        "cpu_cores": os.cpu_count(),
+        "cuda": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
+    }
+    report["extras"] = {extra: ("installed" if not missing else f"missing {', '.join(missing)}")
+                        for extra, missing in sorted(installed_extras().items())}
+    report["hub_reachable"] = hub_reachable(timeout=2.0)
+    from rich.table import Table
+
+    table = Table(title="dlkit info", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    for dist, version in report["versions"].items():
+        table.add_row(dist, version or "[dim]not installed[/dim]")
+    devices = report["devices"]
+    table.add_row("CPU cores", str(devices["cpu_cores"]))
+    table.add_row("CUDA", ", ".join(devices["cuda"]) or "none")
+    table.add_row("MPS", "yes" if devices["mps"] else "no")
+    for extra, state in report["extras"].items():
+        table.add_row(f"extra [{extra}]", state)
+    table.add_row("Hugging Face Hub", "reachable" if report["hub_reachable"] else "not reachable (offline)")
+    emit(report, table)
+
+
+# -- finding runs -----------------------------------------------------------------------------------
+
+
+def find_runs(paths: list[Path], max_depth: int = 3) -> list[Path]:
+    """Run folders among `paths`: each path is a run, or a folder holding runs (a sweep) up to max_depth."""
+    found: list[Path] = []
+    for path in paths:
+        path = Path(path).expanduser()
+        if not path.exists():
+            raise RunError(f"{path}: no such folder")
+        found.extend(_walk(path, max_depth))
+    return sorted(dict.fromkeys(found))
+
+
+def _walk(path: Path, depth: int) -> list[Path]:
+    if (path / "config.json").is_file():
+        return [path]
+    if depth == 0 or not path.is_dir():
+        return []
+    return [run for child in sorted(path.iterdir()) if child.is_dir() for run in _walk(child, depth - 1)]
+
+
+def run_row(path: Path) -> dict[str, Any]:
+    """One comparison row: identity, cost and every quality metric of a run."""
+    run = Run.open(path)
+    config = run.read_config()
+    metrics = run.read_metrics()
+    row: dict[str, Any] = {"run": str(path), "group": config.get(META_KEY, {}).get("group", "?"),
+                           "method": next((str(config[k]) for k in METHOD_KEYS if k in config), ""),
+                           "status": run.status()}
+    for key in FIXED_COLUMNS[4:]:
+        if key in metrics:
+            row[key] = metrics[key]
+    for key, value in metrics.items():
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if numeric and key not in row and key not in BOOKKEEPING:
+            row[key] = value
+    return row
+
+
+# -- dlkit compare ----------------------------------------------------------------------------------
+
+
+def compare_runs(paths: list[Path], fmt: str, sort: str | None, plot: Path | None) -> None:
+    runs = find_runs(paths)
+    if not runs:
+        raise RunError(f"no run folders (with config.json) under {', '.join(map(str, paths))}")
+    rows, broken = [], []
+    for path in runs:
+        try:
+            rows.append(run_row(path))
+        except RunError as exc:
+            broken.append(str(exc))
+    for message in broken:
+        warn(f"skipped: {message}")
+    if not rows:
+        raise RunError("none of the runs could be read")
+    columns = [c for c in FIXED_COLUMNS if any(c in r for r in rows)]
+    columns += sorted({k for r in rows for k in r} - set(columns))
+    if sort:
+        key = sort.lstrip("-")
+        if key not in columns:
+            raise DlkitError(f"--sort {key}: no such column; columns: {', '.join(columns)}")
+        rows.sort(key=lambda r: (r.get(key) is None, r.get(key, 0)), reverse=sort.startswith("-"))
+    if plot is not None:
+        from dlkit.core.plots import overlay_loss_curves
+
+        overlay_loss_curves({Path(r["run"]).name: Run(Path(r["run"]), r["group"]).history() for r in rows}, plot)
+    if MODE.json or fmt == "json":
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    elif fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+        print(buf.getvalue(), end="")
+    elif fmt == "md":
+        print(markdown_table(rows, columns))
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"{len(rows)} runs")
+        for column in columns:
+            table.add_column(column, justify="left" if column in ("run", "group", "method", "status") else "right")
+        for row in rows:
+            table.add_row(*[format_value(row[c]) if c in row else "" for c in columns])
+        console().print(table)
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(format_value(row[c]) if c in row else "" for c in columns) + " |")
+    return "\n".join(lines)
+
+
+# -- dlkit runs list --------------------------------------------------------------------------------
+
+
+def list_runs(root: Path) -> None:
+    if not root.exists():
+        raise RunError(f"{root}: no such folder (runs are written under ./runs by default)")
+    rows = []
+    for path in find_runs([root], max_depth=4):
+        try:
+            row = run_row(path)
+        except RunError as exc:
+            row = {"run": str(path), "status": f"broken ({exc})"}
+        rows.append({k: row.get(k, "") for k in ("run", "group", "method", "status")}
+                    | {"created": _created(path)})
+    if MODE.json:
+        print(json.dumps(rows, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"runs under {root}")
+    for column in ("run", "group", "method", "status", "created"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*[str(row[c]) for c in ("run", "group", "method", "status", "created")])
+    console().print(table)
+
+
+def _created(path: Path) -> str:
+    try:
+        return json.loads((path / "config.json").read_text()).get(META_KEY, {}).get("created", "")
+    except (OSError, json.JSONDecodeError):
+        return ""

@@ -1,0 +1,275 @@
+"""Run folders: config.json, history.jsonl, metrics.csv, metrics.json, plots/, checkpoints/, samples/.
+
+Every file is written atomically (temp file + rename) or, for history.jsonl, appended one whole line
+per write, so a killed process never leaves a half-written file behind. Only the main process writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import shutil
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dlkit.core.config import META_KEY, saved_dict
+from dlkit.core.errors import RunError
+
+CHECKPOINT_PREFIX = "step_"
+FINAL_MODEL = "final"
+
+
+def is_main_process() -> bool:
+    """True on rank 0 (or without a launcher); read from the launcher's env so no process group is needed."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):  # numpy / torch scalars
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Read history lines; a torn last line (killed mid-write) is ignored."""
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries that decide numerics, for config.json."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for pkg in ["dlkit", "torch", "transformers", "peft", "accelerate", "open_clip_torch", "torchvision"]:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+@dataclass
+class Run:
+    """A run folder and the files inside it."""
+
+    dir: Path
+    group: str
+    writer: bool = True  # False on non-main ranks: every write becomes a no-op
+
+    @property
+    def config_path(self) -> Path:
+        return self.dir / "config.json"
+
+    @property
+    def history_path(self) -> Path:
+        return self.dir / "history.jsonl"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.dir / "metrics.json"
+
+    @property
+    def metrics_csv_path(self) -> Path:
+        return self.dir / "metrics.csv"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.dir / "plots"
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.dir / "samples"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.dir / "checkpoints"
+
+    @property
+    def model_dir(self) -> Path:
+        """Where the final model is saved (save_pretrained folder or safetensors)."""
+        return self.checkpoints_dir / FINAL_MODEL
+
+    # -- creating and opening ------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, group: str, cfg: Any, default_name: str) -> Run:
+        """The run folder for a `train` command, honouring --output-dir/--name/--overwrite/--resume."""
+        name = cfg.name or f"{default_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        root = Path(cfg.output_dir).expanduser() if cfg.output_dir else Path("runs") / group / name
+        run = cls(root, group, writer=is_main_process())
+        exists = root.exists() and any(root.iterdir())
+        if cfg.resume:
+            if not root.is_dir():
+                raise RunError(f"--resume: {root} does not exist; start the run without --resume")
+            if not run.checkpoints():
+                raise RunError(f"--resume: {root} has no checkpoint to resume from")
+            existing = run.read_config()
+            if existing.get(META_KEY, {}).get("group") not in (None, group):
+                raise RunError(f"--resume: {root} is a {existing[META_KEY]['group']} run, not a {group} run")
+            return run
+        if exists and not cfg.overwrite:
+            raise RunError(f"{root} already exists; pass --overwrite to replace it or --resume to continue it")
+        if run.writer:
+            if exists:
+                shutil.rmtree(root)
+            root.mkdir(parents=True, exist_ok=True)
+        return run
+
+    @classmethod
+    def open(cls, path: str | Path, group: str | None = None) -> Run:
+        """An existing run for eval/predict; refuses a folder that is not a run or belongs to another group."""
+        root = Path(path).expanduser()
+        if not (root / "config.json").is_file():
+            raise RunError(f"{root} is not a dlkit run folder (no config.json)")
+        found = cls(root, group or "", writer=is_main_process())
+        run_group = found.read_config().get(META_KEY, {}).get("group")
+        if group is not None and run_group != group:
+            raise RunError(f"{root} is a {run_group} run, not a {group} run; pass a run made by `dlkit {group} train`")
+        found.group = run_group or ""
+        return found
+
+    # -- config, history, metrics ---------------------------------------------------------------
+
+    def write_config(self, cfg: Any, **meta: Any) -> None:
+        if not self.writer:
+            return
+        info = {"group": self.group, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "pid": os.getpid(),
+                "host": socket.gethostname(), "versions": versions(), **meta}
+        atomic_write_json(self.config_path, {**saved_dict(cfg), META_KEY: info})
+
+    def read_config(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.config_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RunError(f"{self.dir} has no config.json") from None
+        except json.JSONDecodeError as exc:
+            raise RunError(f"{self.config_path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Append one history line; eval records also refresh metrics.csv."""
+        if not self.writer:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        line = (json.dumps(record, ensure_ascii=False, default=_json_default) + "\n").encode("utf-8")
+        fd = os.open(self.history_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)  # one write of one whole line
+        finally:
+            os.close(fd)
+        if record.get("kind") == "eval":
+            self._write_metrics_csv()
+
+    def history(self, kind: str | None = None) -> list[dict[str, Any]]:
+        records = read_jsonl(self.history_path)
+        return [r for r in records if kind is None or r.get("kind") == kind]
+
+    def truncate_history(self, step: int) -> None:
+        """Drop records after `step`: a resumed run logs those steps again."""
+        if not self.writer:
+            return
+        kept = [r for r in self.history() if r.get("step", 0) <= step]
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept)
+        atomic_write_text(self.history_path, text)
+        self._write_metrics_csv()
+
+    def _write_metrics_csv(self) -> None:
+        rows = self.history("eval")
+        columns: list[str] = []
+        for row in rows:
+            columns.extend(k for k in row if k != "kind" and k not in columns)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.metrics_csv_path, buf.getvalue())
+
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        if self.writer:
+            atomic_write_json(self.metrics_path, metrics)
+
+    def read_metrics(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.metrics_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except json.JSONDecodeError as exc:
+            raise RunError(f"{self.metrics_path} is corrupt ({exc.msg} at line {exc.lineno})") from None
+
+    def write_json(self, relpath: str, obj: Any) -> Path:
+        path = self.dir / relpath
+        if self.writer:
+            atomic_write_json(path, obj)
+        return path
+
+    def write_text(self, relpath: str, text: str) -> Path:
+        path = self.dir / relpath
+        if self.writer:
+            atomic_write_text(path, text)
+        return path
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def checkpoints(self) -> list[Path]:
+        """Complete resumable checkpoints, oldest first (a folder is complete once renamed into place)."""
+        if not self.checkpoints_dir.is_dir():
+            return []
+        found = [p for p in self.checkpoints_dir.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX)
+                 and p.name[len(CHECKPOINT_PREFIX):].isdigit()]
+        return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+
+    def checkpoint_path(self, step: int) -> Path:
+        return self.checkpoints_dir / f"{CHECKPOINT_PREFIX}{step:07d}"
+
+    def status(self) -> str:
+        """finished / interrupted / failed / running / incomplete, for `dlkit runs list`."""
+        status = self.read_metrics().get("status") if self.metrics_path.exists() else None
+        if status:
+            return status
+        pid = self.read_config().get(META_KEY, {}).get("pid") if self.config_path.exists() else None
+        if pid and _alive(pid):
+            return "running"
+        return "interrupted" if self.checkpoints() else "incomplete"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True

@@ -1,0 +1,117 @@
+"""Where a --model or --data value comes from: `builtin:NAME`, a local path, or a Hugging Face Hub id.
+
+Every group resolves its sources here, so they all agree on the rules and on the error messages.
+A Hub id is checked up front with a short timeout, so an offline machine fails in one sentence
+instead of hanging in a download retry loop.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from dlkit.builtin import BUILTINS, Builtin
+from dlkit.core.errors import SourceError
+
+Kind = Literal["model", "data"]
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+FILE_SUFFIXES = (".json", ".jsonl", ".csv", ".txt", ".parquet", ".yaml", ".yml", ".tsv", ".zip", ".tar")
+HUB_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: Literal["builtin", "local", "hub"]
+    value: str  # builtin name, absolute path, or Hub repo id
+    spec: str  # what the user typed
+
+    @property
+    def path(self) -> Path:
+        return Path(self.value)
+
+
+def cache_dir() -> Path:
+    """Where generated builtin models and datasets are cached (DLKIT_CACHE overrides)."""
+    root = os.environ.get("DLKIT_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dlkit"
+    return Path(root)
+
+
+def resolve(spec: str, kind: Kind, flag: str | None = None, check_hub: bool = True) -> Source:
+    """Classify a source; unknown builtins, missing paths and unreachable Hub ids raise SourceError."""
+    flag = flag or f"--{kind}"
+    spec = spec.strip()
+    if not spec:
+        raise SourceError(f"{flag} is empty; pass builtin:NAME, a local path or a Hub id")
+    if spec.startswith("builtin:"):
+        return Source("builtin", _builtin(spec.removeprefix("builtin:"), kind, flag).name, spec)
+    path = Path(spec).expanduser()
+    if path.exists():
+        return Source("local", str(path.resolve()), spec)
+    if _looks_like_path(spec) or not HUB_ID.match(spec):
+        raise SourceError(f"{flag} {spec}: no such file or folder")
+    if check_hub:
+        check_hub_id(spec, kind, flag)
+    return Source("hub", spec, spec)
+
+
+def _builtin(name: str, kind: Kind, flag: str) -> Builtin:
+    entry = BUILTINS.get(name)
+    same_kind = sorted(n for n, b in BUILTINS.items() if b.kind == kind)
+    if entry is None or entry.kind != kind:
+        raise SourceError(f"{flag}: unknown builtin {kind} {name!r}; available: {', '.join(same_kind)}")
+    return entry
+
+
+def _looks_like_path(spec: str) -> bool:
+    return (spec.startswith((".", "/", "~")) or spec.endswith(FILE_SUFFIXES) or spec.count("/") > 1
+            or os.sep != "/" and os.sep in spec)
+
+
+def check_hub_id(repo_id: str, kind: Kind, flag: str) -> None:
+    """Fail fast and clearly when a Hub id cannot be used: offline, unknown, or gated."""
+    repo_type = "dataset" if kind == "data" else "model"
+    hint = f"pass a local folder or a builtin:NAME to {flag} instead"
+    if _in_hub_cache(repo_id, repo_type):
+        return
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+        raise SourceError(f"{flag} {repo_id}: the Hub is disabled (HF_HUB_OFFLINE) and it is not cached; {hint}")
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    try:
+        HfApi().repo_info(repo_id, repo_type=repo_type, timeout=HUB_TIMEOUT_S)
+    except GatedRepoError:
+        return  # exists; from_pretrained will use the user's token
+    except RepositoryNotFoundError:
+        raise SourceError(f"{flag} {repo_id}: no such {repo_type} on the Hugging Face Hub (or it is private); "
+                          f"{hint}") from None
+    except Exception as exc:  # connection refused, DNS failure, timeout, proxy errors...
+        reason = type(exc).__name__
+        raise SourceError(f"{flag} {repo_id}: the Hugging Face Hub cannot be reached ({reason}), "
+                          f"so this machine looks offline; {hint}") from None
+
+
+def _in_hub_cache(repo_id: str, repo_type: str) -> bool:
+    try:
+        from huggingface_hub import scan_cache_dir
+    except ImportError:
+        return False
+    try:
+        cache = scan_cache_dir()
+    except Exception:  # no cache folder yet
+        return False
+    return any(r.repo_id == repo_id and r.repo_type == repo_type for r in cache.repos)
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """For `dlkit info`: can the Hub be reached within `timeout` seconds?"""
+    import socket
+
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
