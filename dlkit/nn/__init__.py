@@ -1,5 +1,6 @@
 """Layers written from their equations, each tested against the torch reference implementation."""
 
+from dlkit.nn.adapters import BottleneckAdapter
 from dlkit.nn.attention import (
     AdditiveAttention,
     MultiHeadAttention,
@@ -13,9 +14,13 @@ from dlkit.nn.positional import (
     relative_shift_matrix,
     sinusoidal_table,
 )
+from dlkit.nn.rnn import LSTM, LSTMCell
 
 __all__ = [
     "AdditiveAttention",
+    "BottleneckAdapter",
+    "LSTM",
+    "LSTMCell",
     "LearnedPositionalEmbedding",
     "MultiHeadAttention",
     "SinusoidalPositionalEncoding",
