@@ -15,10 +15,15 @@ from dlkit.nn.positional import (
     sinusoidal_table,
 )
 from dlkit.nn.rnn import LSTM, LSTMCell
+from dlkit.nn.transformer import DecoderBlock, DecoderOnlyLM, EncoderBlock, FeedForward
 
 __all__ = [
     "AdditiveAttention",
     "BottleneckAdapter",
+    "DecoderBlock",
+    "DecoderOnlyLM",
+    "EncoderBlock",
+    "FeedForward",
     "LSTM",
     "LSTMCell",
     "LearnedPositionalEmbedding",
