@@ -96,8 +96,15 @@ def _broken_group(name: str, error: Exception) -> typer.Typer:
     return sub
 
 
+_loaded: set[str] = set()
+
+
 def load_groups() -> None:
+    """Add every installed group to the root app (once per process)."""
     for ep in sorted(entry_points(group="dlkit.groups"), key=lambda e: e.name):
+        if ep.name in _loaded:
+            continue
+        _loaded.add(ep.name)
         try:
             group = ep.load()
         except Exception as exc:  # a broken plugin must not break the rest of the CLI

@@ -325,6 +325,9 @@ def build_accelerator(cfg: TrainConfig) -> Accelerator:
     cuda = torch.cuda.is_available()
     if cfg.precision == "fp16" and not cuda:
         raise ConfigError("--precision fp16 needs a CUDA GPU; use --precision bf16 or no on this machine")
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()  # a second fit in one process (notebook, tests) may change precision
     return Accelerator(cpu=not cuda, mixed_precision=cfg.precision)
 
 

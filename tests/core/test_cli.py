@@ -1,0 +1,100 @@
+import csv
+import io
+import json
+import subprocess
+import sys
+from importlib.metadata import entry_points
+
+import pytest
+
+from dlkit.builtin.regression import RegressionTask
+from dlkit.cli import hoist_root_flags
+from dlkit.core.config import TrainConfig
+from dlkit.core.engine import fit
+from dlkit.core.run import Run
+
+GROUPS = sorted(ep.name for ep in entry_points(group="dlkit.groups"))
+
+
+def imported_modules(*args: str) -> tuple[int, set[str]]:
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "dlkit", *args], capture_output=True, text=True)
+    modules = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
+    return proc.returncode, modules
+
+
+@pytest.mark.parametrize("args", [["--help"], *[[g, "--help"] for g in GROUPS]], ids=lambda a: " ".join(a))
+def test_help_does_not_import_heavy_libraries(args):
+    code, modules = imported_modules(*args)
+    assert code == 0
+    assert not modules & {"torch", "transformers", "accelerate", "peft", "open_clip", "torchvision", "matplotlib"}
+
+
+def test_root_flags_are_accepted_anywhere():
+    assert hoist_root_flags(["clip", "eval", "--run", "x", "--json", "-q"]) == ["--json", "-q", "clip", "eval",
+                                                                                 "--run", "x"]
+    assert hoist_root_flags(["x", "--", "--json"]) == ["x", "--", "--json"]
+
+
+def test_unknown_group_and_command_exit_2_with_one_line(cli):
+    result = cli("nope")
+    assert result.exit_code == 2 and result.stderr.strip().count("\n") == 0
+    assert "No such command 'nope'" in result.stderr
+    result = cli("runs", "lst")
+    assert result.exit_code == 2 and "Did you mean 'list'?" in result.stderr
+
+
+def test_version(cli):
+    result = cli("--version")
+    assert result.exit_code == 0 and result.stdout.startswith("dlkit ")
+
+
+def test_info_json(cli):
+    result = cli("info", "--json")
+    assert result.exit_code == 0
+    report = json.loads(result.stdout)
+    assert report["versions"]["torch"] and report["devices"]["cpu_cores"] >= 1
+    assert report["hub_reachable"] in (True, False) and "llm" in report["extras"]
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    for name, lr in [("slow", 1e-3), ("fast", 3e-2)]:
+        cfg = TrainConfig(output_dir=str(root / name), max_steps=8, lr=lr, batch_size=32, eval_every=4)
+        fit(RegressionTask(), cfg, Run.create("core", cfg, name))
+    return root
+
+
+def test_compare_formats_and_sort(cli, two_runs, tmp_path):
+    result = cli("compare", two_runs, "--format", "csv", "--sort", "val_loss", "--plot", tmp_path / "loss.png")
+    assert result.exit_code == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["run"].rsplit("/", 1)[-1] for r in rows] == ["fast", "slow"]
+    assert {"trainable_params", "train_seconds", "peak_memory_mb", "val_loss"} <= set(rows[0])
+    assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    md = cli("compare", two_runs, "--format", "md").stdout
+    assert md.startswith("| run | group |") and len(md.strip().splitlines()) == 4
+    as_json = json.loads(cli("--json", "compare", two_runs / "slow").stdout)
+    assert as_json[0]["group"] == "core" and as_json[0]["status"] == "finished"
+
+
+def test_compare_reports_a_broken_run_and_goes_on(cli, two_runs, tmp_path):
+    import shutil
+
+    shutil.copytree(two_runs / "slow", tmp_path / "broken")
+    (tmp_path / "broken/metrics.json").write_text("{not json")
+    result = cli("compare", two_runs / "fast", tmp_path / "broken", "--format", "csv")
+    assert result.exit_code == 0 and "metrics.json is corrupt" in result.stderr
+    assert len(list(csv.DictReader(io.StringIO(result.stdout)))) == 1
+
+
+def test_compare_without_runs_is_an_error(cli, tmp_path):
+    result = cli("compare", tmp_path)
+    assert result.exit_code == 2 and "no run folders" in result.stderr
+
+
+def test_runs_list(cli, two_runs):
+    result = cli("--json", "runs", "list", two_runs)
+    assert result.exit_code == 0
+    assert {(r["run"].rsplit("/", 1)[-1], r["status"]) for r in json.loads(result.stdout)} == {
+        ("fast", "finished"), ("slow", "finished")}

@@ -1,0 +1,151 @@
+import json
+
+import pytest
+import torch
+
+from dlkit.builtin.regression import RegressionTask
+from dlkit.core.config import TrainConfig
+from dlkit.core.engine import build_scheduler, fit
+from dlkit.core.errors import ConfigError, Interrupted, TrainingStopped
+from dlkit.core.run import Run
+
+
+def train(path, task=None, **overrides):
+    cfg = TrainConfig(output_dir=str(path), **{"batch_size": 32, "lr": 1e-2, "log_every": 1, **overrides})
+    return fit(task or RegressionTask(), cfg, Run.create("core", cfg, "regression"))
+
+
+def losses(path):
+    return [r["loss"] for r in Run(path, "core").history("train")]
+
+
+def test_learns_the_known_optimum(tmp_path):
+    task = RegressionTask()
+    metrics = train(tmp_path / "r", task, epochs=25, lr=3e-2, scheduler="cosine", warmup=0.05)
+    assert metrics["val_loss"] < 2.5 * task.data.optimal_mse  # noise variance 0.01; the untrained MSE is ~8
+    assert metrics["status"] == "finished" and metrics["epochs"] == 25
+
+
+def test_run_folder_contents(tmp_path):
+    metrics = train(tmp_path / "r", max_steps=12, eval_every=6, save_every=6)
+    run = tmp_path / "r"
+    for name in ["config.json", "history.jsonl", "metrics.csv", "metrics.json", "plots/loss.png",
+                 "checkpoints/final/model.safetensors"]:
+        assert (run / name).is_file(), name
+    assert (run / "plots/loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for key in ["trainable_params", "total_params", "trainable_pct", "train_seconds", "peak_memory_mb",
+                "samples_per_second", "best", "final", "skipped_items"]:
+        assert key in metrics, key
+    assert metrics["trainable_params"] == metrics["total_params"] == 8 * 32 + 32 + 32 + 1
+    assert json.loads((run / "config.json").read_text())["_dlkit"]["group"] == "core"
+    assert metrics["best"]["step"] in (6, 12) and metrics["final"]["step"] == 12
+
+
+def test_gradient_accumulation_equals_the_big_batch(tmp_path):
+    train(tmp_path / "big", max_steps=8, batch_size=32)
+    train(tmp_path / "accum", max_steps=8, batch_size=16, grad_accum=2)
+    torch.testing.assert_close(losses(tmp_path / "accum"), losses(tmp_path / "big"), rtol=1e-5, atol=1e-6)
+
+
+def test_keep_last_prunes_old_checkpoints(tmp_path):
+    train(tmp_path / "r", max_steps=20, save_every=4, keep_last=2)
+    names = sorted(p.name for p in (tmp_path / "r/checkpoints").iterdir())
+    assert names == ["final", "step_0000016", "step_0000020"]
+
+
+def test_early_stopping(tmp_path):
+    # val_loss falls while training, so asking for "max" makes every eval after the first a non-improvement
+    metrics = train(tmp_path / "r", epochs=50, eval_every=2, early_stop_patience=3, monitor_mode="max")
+    assert metrics["steps"] == 8 and metrics["best"]["step"] == 2
+
+
+def test_unknown_monitor_lists_the_metrics(tmp_path):
+    with pytest.raises(ConfigError, match="--monitor val_acc is not an eval metric; choose one of val_loss"):
+        train(tmp_path / "r", max_steps=2, eval_every=1, monitor="val_acc")
+
+
+class NanAt(RegressionTask):
+    def __init__(self, bad_calls):
+        super().__init__()
+        self.bad_calls, self.calls = set(bad_calls), 0
+
+    def training_step(self, model, batch):
+        self.calls += 1
+        loss = super().training_step(model, batch)
+        return loss * float("nan") if self.calls in self.bad_calls else loss
+
+
+def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
+    with pytest.raises(TrainingStopped, match="loss became nan at step 7 .*step_0000005"):
+        train(tmp_path / "r", NanAt({7}), max_steps=10, save_every=5)
+    metrics = json.loads((tmp_path / "r/metrics.json").read_text())
+    assert metrics["status"] == "failed" and metrics["steps"] == 6
+
+
+def test_nan_policy_skip_counts_and_goes_on(tmp_path):
+    metrics = train(tmp_path / "r", NanAt({3, 5}), max_steps=10, nan_policy="skip")
+    assert metrics["skipped_steps"] == 2 and metrics["steps"] == 10
+    assert all(v == v for v in losses(tmp_path / "r"))  # no NaN reached the history
+
+
+class InterruptAt(RegressionTask):
+    def __init__(self, at_call, dropout):
+        super().__init__(dropout=dropout)
+        self.at_call, self.calls = at_call, 0
+
+    def training_step(self, model, batch):
+        self.calls += 1
+        if self.calls == self.at_call:
+            raise KeyboardInterrupt
+        return super().training_step(model, batch)
+
+
+def test_ctrl_c_saves_and_resume_is_exact(tmp_path):
+    common = {"max_steps": 12, "batch_size": 16, "grad_accum": 2, "save_every": 100}
+    train(tmp_path / "whole", RegressionTask(dropout=0.3), **common)
+    with pytest.raises(Interrupted, match=r"interrupted at step 4; .*--resume") as err:
+        train(tmp_path / "cut", InterruptAt(10, dropout=0.3), **common)  # 10th micro-batch: mid step 5
+    assert err.value.exit_code == 130
+    assert json.loads((tmp_path / "cut/metrics.json").read_text())["status"] == "interrupted"
+    train(tmp_path / "cut", RegressionTask(dropout=0.3), resume=True, **common)
+    assert losses(tmp_path / "cut") == losses(tmp_path / "whole")
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tmp_path, capsys):
+    common = {"max_steps": 10, "save_every": 4, "keep_last": 3}
+    train(tmp_path / "r", max_steps=8, save_every=4, keep_last=3)
+    latest = tmp_path / "r/checkpoints/step_0000008/model.safetensors"
+    latest.write_bytes(latest.read_bytes()[:100])  # truncated
+    train(tmp_path / "r", resume=True, **common)
+    err = capsys.readouterr().err
+    assert "step_0000008 is unreadable" in err and "resuming from step_0000004" in err
+    assert [r["step"] for r in Run(tmp_path / "r", "core").history("train")] == list(range(1, 11))
+
+
+@pytest.mark.parametrize(("kind", "warmup", "expected"), [
+    ("constant", 0.0, [1.0, 1.0, 1.0, 1.0]),
+    ("linear", 0.0, [1.0, 0.75, 0.5, 0.25]),
+    ("linear", 2, [0.5, 1.0, 1.0, 0.5]),
+    ("cosine", 0.0, [1.0, 0.853553, 0.5, 0.146447]),
+])
+def test_schedules(kind, warmup, expected):
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = build_scheduler(opt, TrainConfig(scheduler=kind, warmup=warmup), total_steps=4)
+    seen = []
+    for _ in range(4):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert seen == pytest.approx(expected, abs=1e-6)
+
+
+def test_fp16_on_cpu_is_refused(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
+        train(tmp_path / "r", max_steps=1, precision="fp16")
+
+
+def test_bf16_on_cpu_trains(tmp_path):
+    metrics = train(tmp_path / "r", max_steps=5, precision="bf16")
+    assert metrics["status"] == "finished"

@@ -1,0 +1,43 @@
+import time
+
+import pytest
+
+from dlkit.core.errors import SourceError
+from dlkit.core.sources import resolve
+
+
+def test_builtin_and_local(tmp_path):
+    assert resolve("builtin:regression", "data").kind == "builtin"
+    folder = tmp_path / "model"
+    folder.mkdir()
+    source = resolve(str(folder), "model")
+    assert source.kind == "local" and source.path == folder.resolve()
+
+
+def test_unknown_builtin_lists_the_valid_ones_of_that_kind():
+    with pytest.raises(SourceError, match=r"unknown builtin model 'nope'; available: .*mlp"):
+        resolve("builtin:nope", "model")
+    with pytest.raises(SourceError, match="unknown builtin data 'mlp'"):
+        resolve("builtin:mlp", "data")
+
+
+@pytest.mark.parametrize("spec", ["./missing.jsonl", "/no/such/folder", "data/train.csv", "a/b/c"])
+def test_missing_paths_are_not_mistaken_for_hub_ids(spec):
+    with pytest.raises(SourceError, match="no such file or folder"):
+        resolve(spec, "data")
+
+
+def test_offline_hub_id_fails_fast_in_one_sentence():
+    start = time.perf_counter()
+    with pytest.raises(SourceError) as err:
+        resolve("google/gemma-2-2b", "model", flag="--model")
+    message = str(err.value)
+    assert time.perf_counter() - start < 10
+    assert message.startswith("--model google/gemma-2-2b: the Hugging Face Hub cannot be reached")
+    assert "builtin:NAME" in message and "\n" not in message
+
+
+def test_hub_disabled_by_env(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(SourceError, match="HF_HUB_OFFLINE"):
+        resolve("jxie/flickr8k", "data")
