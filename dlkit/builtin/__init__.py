@@ -25,10 +25,18 @@ class Builtin:
 
 
 _ENTRIES = [
+    # core
     Builtin("regression", "data", "core", "dlkit.builtin.regression:load_data",
             "Noisy linear regression, y = Xw + b + eps; the optimum MSE is the noise variance."),
     Builtin("mlp", "model", "core", "dlkit.builtin.regression:build_model",
             "A two-layer MLP regressor for builtin:regression (engine tests and benchmarks)."),
+    # llm
+    # caption
+    # clip
+    # vit
+    # adapter
+    # charrnn
+    # qa
 ]
 
 BUILTINS: dict[str, Builtin] = {b.name: b for b in _ENTRIES}
