@@ -32,6 +32,12 @@ _ENTRIES = [
             "A two-layer MLP regressor for builtin:regression (engine tests and benchmarks)."),
     # llm
     # caption
+    Builtin("shapes", "data", "caption", "dlkit.builtin.shapes:shapes_folder",
+            "600 images of two coloured shapes ('a red circle left of a blue square'), 5 captions each, "
+            "Kaggle Flickr8k layout, with each object's bounding box."),
+    Builtin("shape-classes", "data", "caption", "dlkit.builtin.shapes:shape_classes_folder",
+            "ImageFolder of 6 shape classes (circle, square, triangle, star, diamond, hexagon), "
+            "40 train + 10 test images each."),
     # clip
     # vit
     # adapter
