@@ -14,7 +14,9 @@ import contextlib
 import math
 import random
 import resource
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -89,10 +91,15 @@ def fit(task: Any, cfg: TrainConfig, run: Run) -> dict[str, Any]:
     status = "finished"
     try:
         loop.train(train_set, collate)
-    except KeyboardInterrupt:
-        loop.save_on_interrupt()
+    except _StopRequested:
         status = "interrupted"
         raise Interrupted(f"interrupted at step {state.step}; checkpoint saved. Resume with: "
+                          f"{resume_command(run)}") from None
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, without saving a half-done step
+        status = "interrupted"
+        last = run.checkpoints()
+        where = f"the last checkpoint is {last[-1].name}" if last else "no checkpoint was saved"
+        raise Interrupted(f"stopped at once during step {state.step + 1}; {where}. Resume with: "
                           f"{resume_command(run)}") from None
     except TrainingStopped:
         status = "failed"
@@ -121,15 +128,16 @@ class _Loop:
         self.task, self.cfg, self.run, self.accel = task, cfg, run, accel
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.state, self.total_steps, self.val_loader = state, total_steps, val_loader
-        self.rng_at_step = capture_rng()  # restored on Ctrl-C mid-step, so resume stays exact
+        self.stop_requested = False  # set by the first Ctrl-C; honoured at the next step boundary
         self.window: dict[str, list[float]] = {}
         self.window_start = time.perf_counter()
         self.window_samples = self.window_tokens = 0
+        self.paused = 0.0  # seconds of eval/checkpointing inside the current step, kept out of train time
 
     def train(self, train_set: Dataset, collate: Callable) -> None:
         cfg, state = self.cfg, self.state
         progress = TrainProgress(self.total_steps, state.step, enabled=self.accel.is_main_process)
-        with progress:
+        with progress, self.ctrl_c_finishes_the_step():
             self.progress = progress
             while state.step < self.total_steps and not self.should_stop:
                 plan = epoch_plan(self.task, train_set, cfg, state.epoch, self.accel)
@@ -162,7 +170,8 @@ class _Loop:
                         accel.backward(loss / group)
                 losses.append(value)
                 self.track(logs, len(plan[state.batches_seen + i]))
-            if not self.all_finite(finite):
+            finite, stop = self.agree(finite, self.stop_requested)
+            if not finite:
                 self.on_nonfinite(losses)
                 state.batches_seen += group
                 continue
@@ -173,9 +182,12 @@ class _Loop:
             self.optimizer.zero_grad(set_to_none=True)
             state.step += 1
             state.batches_seen += group
-            state.train_seconds += time.perf_counter() - start
-            self.rng_at_step = capture_rng()
+            self.paused = 0.0
             self.after_step(sum(losses) / len(losses), end_of_epoch=state.batches_seen >= len(plan))
+            state.train_seconds += time.perf_counter() - start - self.paused  # eval and saving excluded
+            if stop:
+                self.checkpoint(next_epoch=state.batches_seen >= len(plan))
+                raise _StopRequested
 
     def track(self, logs: dict[str, float], num_samples: int) -> None:
         self.state.samples_seen += num_samples
@@ -186,11 +198,33 @@ class _Loop:
         for key, value in logs.items():
             self.window.setdefault(key, []).append(float(value))
 
-    def all_finite(self, finite: bool) -> bool:
+    def agree(self, finite: bool, stop: bool) -> tuple[bool, bool]:
+        """(every process's loss was finite, some process asked to stop): all ranks must decide alike."""
         if self.accel.num_processes == 1:
-            return finite
-        flag = torch.tensor(1.0 if finite else 0.0, device=self.accel.device)
-        return bool(self.accel.reduce(flag, reduction="sum").item() == self.accel.num_processes)
+            return finite, stop
+        flags = torch.tensor([float(not finite), float(stop)], device=self.accel.device)
+        not_finite, stop_any = self.accel.reduce(flags, reduction="sum").tolist()
+        return not_finite == 0, stop_any > 0
+
+    @contextlib.contextmanager
+    def ctrl_c_finishes_the_step(self) -> Iterator[None]:
+        """The first Ctrl-C lets the current step finish, then a checkpoint is saved at that boundary
+        (so resuming is exact); a second Ctrl-C raises KeyboardInterrupt at once."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.getsignal(signal.SIGINT)
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            self.stop_requested = True
+            signal.signal(signal.SIGINT, previous)
+            warn("Ctrl-C: finishing this step and saving a checkpoint (press Ctrl-C again to stop at once)")
+
+        signal.signal(signal.SIGINT, on_sigint)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def on_nonfinite(self, losses: list[float]) -> None:
         state = self.state
@@ -251,7 +285,7 @@ class _Loop:
             plots.loss_curves(self.run.history(), self.run.plots_dir / "loss.png")
         self.track_best(metrics)
         self.progress.note(" ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float))))
-        self.window_start += time.perf_counter() - eval_start  # eval time is not training throughput
+        self.exclude_from_timing(time.perf_counter() - eval_start)
         if cfg.early_stop_patience and self.should_stop:
             info(f"early stop: {cfg.monitor} has not improved for {cfg.early_stop_patience} evaluations")
 
@@ -273,16 +307,17 @@ class _Loop:
 
     def checkpoint(self, next_epoch: bool = False) -> None:
         """Save a resumable checkpoint at the current step boundary (all processes take part)."""
-        state = self.state
+        start, state = time.perf_counter(), self.state
         saved = TrainState(**asdict(state))
         if next_epoch:  # the epoch is done: resume starts the next one
             saved.epoch, saved.batches_seen = state.epoch + 1, 0
         save_checkpoint(self.accel, self.run, saved, self.scheduler, self.cfg.keep_last)
+        self.exclude_from_timing(time.perf_counter() - start)
 
-    def save_on_interrupt(self) -> None:
-        restore_rng(self.rng_at_step)  # undo draws made by the half-finished step
-        self.optimizer.zero_grad(set_to_none=True)
-        self.checkpoint()
+    def exclude_from_timing(self, seconds: float) -> None:
+        """Eval and checkpoint time is not training time: keep it out of train_seconds and samples/s."""
+        self.paused += seconds
+        self.window_start += seconds
 
     def summary(self, trainable: int, total: int, status: str) -> dict[str, Any]:
         state = self.state
@@ -312,6 +347,10 @@ class _Loop:
         metrics["final"] = {"step": state.last_eval_step, **state.last_eval}
         metrics["best"] = {"monitor": self.cfg.monitor, **state.best_eval}
         return metrics
+
+
+class _StopRequested(Exception):
+    """Ctrl-C was honoured at a step boundary and a checkpoint was saved."""
 
 
 def _due(step: int, every: int, end_of_epoch: bool) -> bool:

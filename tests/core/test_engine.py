@@ -1,4 +1,6 @@
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -88,27 +90,36 @@ def test_nan_policy_skip_counts_and_goes_on(tmp_path):
     assert all(v == v for v in losses(tmp_path / "r"))  # no NaN reached the history
 
 
-class InterruptAt(RegressionTask):
-    def __init__(self, at_call, dropout):
+class CtrlCAt(RegressionTask):
+    """Sends this process a real SIGINT from inside a training step, like a user pressing Ctrl-C."""
+
+    def __init__(self, at_calls, dropout):
         super().__init__(dropout=dropout)
-        self.at_call, self.calls = at_call, 0
+        self.at_calls, self.calls = set(at_calls), 0
 
     def training_step(self, model, batch):
         self.calls += 1
-        if self.calls == self.at_call:
-            raise KeyboardInterrupt
+        if self.calls in self.at_calls:
+            os.kill(os.getpid(), signal.SIGINT)
         return super().training_step(model, batch)
 
 
-def test_ctrl_c_saves_and_resume_is_exact(tmp_path):
+def test_ctrl_c_finishes_the_step_saves_and_resume_is_exact(tmp_path):
     common = {"max_steps": 12, "batch_size": 16, "grad_accum": 2, "save_every": 100}
     train(tmp_path / "whole", RegressionTask(dropout=0.3), **common)
-    with pytest.raises(Interrupted, match=r"interrupted at step 4; .*--resume") as err:
-        train(tmp_path / "cut", InterruptAt(10, dropout=0.3), **common)  # 10th micro-batch: mid step 5
+    with pytest.raises(Interrupted, match=r"interrupted at step 5; checkpoint saved. Resume with: .*--resume") as err:
+        train(tmp_path / "cut", CtrlCAt({9}, dropout=0.3), **common)  # 9th micro-batch: first half of step 5
     assert err.value.exit_code == 130
     assert json.loads((tmp_path / "cut/metrics.json").read_text())["status"] == "interrupted"
+    assert Run(tmp_path / "cut", "core").checkpoints()[-1].name == "step_0000005"
     train(tmp_path / "cut", RegressionTask(dropout=0.3), resume=True, **common)
     assert losses(tmp_path / "cut") == losses(tmp_path / "whole")
+
+
+def test_second_ctrl_c_stops_at_once_without_saving(tmp_path):
+    with pytest.raises(Interrupted, match="stopped at once during step 3; no checkpoint was saved"):
+        train(tmp_path / "r", CtrlCAt({5, 6}, dropout=0.0), max_steps=12, batch_size=16, grad_accum=2)
+    assert not Run(tmp_path / "r", "core").checkpoints()
 
 
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tmp_path, capsys):
