@@ -121,12 +121,17 @@ def hoist_root_flags(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script: one-line errors with exit code 2 unless --debug."""
-    args = hoist_root_flags(list(sys.argv[1:] if argv is None else argv))
+    """Entry point of the console script."""
     load_groups()
+    return run_app(app, hoist_root_flags(list(sys.argv[1:] if argv is None else argv)))
+
+
+def run_app(typer_app: typer.Typer, args: list[str]) -> int:
+    """Run a Typer app the dlkit way: one-line errors with exit code 2 (130 when interrupted);
+    `--debug` re-raises dlkit's own errors with their traceback."""
     debug = "--debug" in args
     try:
-        result = app(args=args, prog_name="dlkit", standalone_mode=False)
+        result = typer_app(args=args, prog_name="dlkit", standalone_mode=False)
     except typer.Abort:
         print("aborted", file=sys.stderr)
         return 130

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import typer
 
 from dlkit.builtin.regression import RegressionTask
+from dlkit.cli import run_app
 from dlkit.core.commands import config_command
 from dlkit.core.config import TrainConfig, opt
 from dlkit.core.engine import fit
@@ -47,4 +48,4 @@ def noop() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(app(["train", *sys.argv[1:]]))
+    sys.exit(run_app(app, ["train", *sys.argv[1:]]))
