@@ -74,7 +74,7 @@ def environment_report() -> None:
     table.add_row("CUDA", ", ".join(devices["cuda"]) or "none")
     table.add_row("MPS", "yes" if devices["mps"] else "no")
     for extra, state in report["extras"].items():
-        table.add_row(f"extra [{extra}]", state)
+        table.add_row(f"extra: {extra}", state)
     table.add_row("Hugging Face Hub", "reachable" if report["hub_reachable"] else "not reachable (offline)")
     emit(report, table)
 
