@@ -51,6 +51,8 @@ class TrainConfig:
     save_every: int = opt(0, "Checkpoint every N optimizer steps; 0 = at the end of each epoch.")
     keep_last: int = opt(2, "Checkpoints to keep (older ones are deleted).")
     log_every: int = opt(10, "Write a history line every N optimizer steps.")
+    report_to: Literal["none", "tensorboard"] = opt("none", "Also send the history's scalars to an experiment "
+                                                    "tracker (TensorBoard: event files in RUN/tensorboard).")
     early_stop_patience: int = opt(0, "Stop after N evaluations without improvement; 0 = never.")
     monitor: str = opt("val_loss", "Eval metric that early stopping and 'best' follow.")
     monitor_mode: Literal["min", "max"] = opt("min", "Whether a lower or a higher --monitor is better.")

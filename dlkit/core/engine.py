@@ -37,6 +37,7 @@ from dlkit.core.progress import TrainProgress, info, warn
 from dlkit.core.run import Run, atomic_write_json
 
 STATE_FILE = "trainer_state.json"
+TRACKER_FOLDER = "tensorboard"  # inside the run folder; --report-to tensorboard writes its event files here
 
 
 @dataclass
@@ -60,7 +61,7 @@ class TrainState:
 
 def fit(task: Any, cfg: TrainConfig, run: Run) -> dict[str, Any]:
     """Train `task` as `cfg` says, writing everything into `run`; returns the final metrics.json."""
-    accel = build_accelerator(cfg)
+    accel = build_accelerator(cfg, run)
     set_seed(cfg.seed)  # before build_model: the seed owns the init
     model = task.build_model()
     if cfg.gradient_checkpointing:
@@ -85,6 +86,8 @@ def fit(task: Any, cfg: TrainConfig, run: Run) -> dict[str, Any]:
     else:
         state = TrainState()
         run.write_config(cfg, command=" ".join(["dlkit", *sys.argv[1:]]))
+    if cfg.report_to != "none":
+        accel.init_trackers(TRACKER_FOLDER)
     val_loader = eval_loader(val_set, collate, cfg.batch_size, accel) if val_set is not None else None
 
     loop = _Loop(task, cfg, run, accel, model, optimizer, scheduler, state, total_steps, val_loader)
@@ -258,9 +261,17 @@ class _Loop:
         record["samples_per_second"] = self.window_samples * self.accel.num_processes / elapsed
         if self.window_tokens:
             record["tokens_per_second"] = self.window_tokens * self.accel.num_processes / elapsed
-        self.run.log(record)
+        self.log(record)
         self.window, self.window_samples, self.window_tokens = {}, 0, 0
         self.window_start = time.perf_counter()
+
+    def log(self, record: dict[str, Any]) -> None:
+        """One history line; with --report-to, its scalars also go to the tracker as KIND/KEY."""
+        self.run.log(record)
+        if self.cfg.report_to != "none":
+            scalars = {f"{record['kind']}/{k}": v for k, v in record.items()
+                       if k not in ("kind", "step") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+            self.accel.log(scalars, step=record["step"])
 
     def mean_over_processes(self, value: float) -> float:
         if self.accel.num_processes == 1:
@@ -280,7 +291,7 @@ class _Loop:
                 self.task.on_eval(self.accel.unwrap_model(self.model), self.run, state.step)
         state.last_eval_step = state.step
         state.last_eval = metrics
-        self.run.log({"kind": "eval", "step": state.step, "epoch": state.epoch, **metrics})
+        self.log({"kind": "eval", "step": state.step, "epoch": state.epoch, **metrics})
         if self.run.writer:
             plots.loss_curves(self.run.history(), self.run.plots_dir / "loss.png")
         self.track_best(metrics)
@@ -360,14 +371,15 @@ def _due(step: int, every: int, end_of_epoch: bool) -> bool:
 # -- building blocks (each usable on its own) ----------------------------------------------------
 
 
-def build_accelerator(cfg: TrainConfig) -> Accelerator:
+def build_accelerator(cfg: TrainConfig, run: Run | None = None) -> Accelerator:
     cuda = torch.cuda.is_available()
     if cfg.precision == "fp16" and not cuda:
         raise ConfigError("--precision fp16 needs a CUDA GPU; use --precision bf16 or no on this machine")
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state()  # a second fit in one process (notebook, tests) may change precision
-    return Accelerator(cpu=not cuda, mixed_precision=cfg.precision)
+    trackers = {"log_with": cfg.report_to, "project_dir": str(run.dir)} if run and cfg.report_to != "none" else {}
+    return Accelerator(cpu=not cuda, mixed_precision=cfg.precision, **trackers)
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
