@@ -122,22 +122,33 @@ def run_row(path: Path) -> dict[str, Any]:
 # -- dlkit compare ----------------------------------------------------------------------------------
 
 
-def compare_runs(paths: list[Path], fmt: str, sort: str | None, plot: Path | None) -> None:
-    runs = find_runs(paths)
-    if not runs:
-        raise RunError(f"no run folders (with config.json) under {', '.join(map(str, paths))}")
+def read_rows(runs: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The comparison rows of `runs`, and one message per run that could not be read (corrupt metrics...)."""
     rows, broken = [], []
     for path in runs:
         try:
             rows.append(run_row(path))
         except RunError as exc:
             broken.append(str(exc))
+    return rows, broken
+
+
+def comparison_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """The fixed columns the rows have, in order, then every other metric alphabetically."""
+    columns = [c for c in FIXED_COLUMNS if any(c in r for r in rows)]
+    return columns + sorted({k for r in rows for k in r} - set(columns))
+
+
+def compare_runs(paths: list[Path], fmt: str, sort: str | None, plot: Path | None) -> None:
+    runs = find_runs(paths)
+    if not runs:
+        raise RunError(f"no run folders (with config.json) under {', '.join(map(str, paths))}")
+    rows, broken = read_rows(runs)
     for message in broken:
         warn(f"skipped: {message}")
     if not rows:
         raise RunError("none of the runs could be read")
-    columns = [c for c in FIXED_COLUMNS if any(c in r for r in rows)]
-    columns += sorted({k for r in rows for k in r} - set(columns))
+    columns = comparison_columns(rows)
     if sort:
         key = sort.lstrip("-")
         if key not in columns:
