@@ -40,7 +40,17 @@ _ENTRIES = [
             "40 train + 10 test images each."),
     # clip
     # vit
+    Builtin("tiny-vit", "model", "vit", "dlkit.builtin.images:tiny_vit",
+            "ViTForImageClassification, 32x32 images, 8x8 patches, 2 layers, hidden 48, with its image processor."),
+    Builtin("tiny-deit", "model", "vit", "dlkit.builtin.images:tiny_deit",
+            "Distilled DeiT (with-teacher checkpoint), 32x32 images, 2 layers, hidden 48, with its image processor."),
+    Builtin("digits", "data", "vit", "dlkit.builtin.images:digits",
+            "scikit-learn's handwritten digits as an ImageFolder of 32x32 RGB PNGs: 10 classes, train/ and test/."),
     # adapter
+    Builtin("tiny-roberta", "model", "adapter", "dlkit.builtin.sentiment:tiny_roberta",
+            "RobertaForSequenceClassification, 2 layers, hidden 64, with a byte-level BPE tokenizer."),
+    Builtin("sentiment", "data", "adapter", "dlkit.builtin.sentiment:sentiment",
+            "Template movie-review sentences; positive iff the adjective is from the positive list. JSONL."),
     # charrnn
     # qa
 ]
