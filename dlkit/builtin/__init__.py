@@ -52,6 +52,11 @@ _ENTRIES = [
     Builtin("sentiment", "data", "adapter", "dlkit.builtin.sentiment:sentiment",
             "Template movie-review sentences; positive iff the adjective is from the positive list. JSONL."),
     # charrnn
+    Builtin("markov", "data", "charrnn", "dlkit.builtin.charrnn_text:load_markov",
+            "200k characters of a random order-2 Markov chain over 10 characters; its exact entropy rate "
+            "H is the best validation loss any model can reach."),
+    Builtin("text", "data", "charrnn", "dlkit.builtin.charrnn_text:load_text",
+            "About 6k characters of Shakespeare (public domain) for the demo."),
     # qa
 ]
 

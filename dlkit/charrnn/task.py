@@ -1,0 +1,203 @@
+"""The charrnn Task for the engine, and the Python API behind `dlkit charrnn train | eval | sample`."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlkit.charrnn import data, models
+from dlkit.charrnn.config import CharRNNConfig, check_encoding
+from dlkit.core import engine, plots
+from dlkit.core.errors import ConfigError, DataError
+from dlkit.core.run import Run
+
+GROUP = "charrnn"
+LN2 = math.log(2.0)
+
+
+def loss_metrics(loss: float, prefix: str) -> dict[str, float]:
+    """Cross-entropy in nats, the same in bits per character, and perplexity."""
+    return {f"{prefix}_loss": loss, f"{prefix}_bpc": loss / LN2, f"{prefix}_perplexity": math.exp(min(loss, 50.0))}
+
+
+class CharRNNTask:
+    """Next-character prediction on random contiguous blocks of one text."""
+
+    def __init__(self, cfg: CharRNNConfig) -> None:
+        self.cfg = cfg
+        self.text = data.load_text(cfg.data, cfg.encoding)
+        self.splits = data.split_text(self.text, cfg.block_size, cfg.val_fraction)
+        self.vocab = self.splits.vocab
+        self.spec = models.ModelSpec.from_config(cfg, len(self.vocab))
+        self.prompt = cfg.sample_prompt or self.text.text[0]
+        unknown = self.vocab.unknown(self.prompt)
+        if unknown:
+            raise ConfigError(f"--sample-prompt has characters that are not in the text: "
+                              f"{data.describe_chars(unknown)}")
+        # about one pass over the characters, but never so few batches that an epoch is all eval and checkpoints
+        self.blocks_per_epoch = cfg.blocks_per_epoch or max(len(self.splits.train) // cfg.block_size,
+                                                            100 * cfg.batch_size)
+        self.last_eval: dict[str, float] = {}
+
+    def build_model(self) -> nn.Module:
+        return models.build_model(self.spec)
+
+    def datasets(self) -> tuple[data.TrainBlocks, data.ValBlocks]:
+        return (data.TrainBlocks(self.splits.train, self.cfg.block_size),
+                data.ValBlocks(self.splits.val, self.cfg.block_size, self.cfg.max_val_blocks))
+
+    def batch_plan(self, dataset: data.TrainBlocks, batch_size: int, generator: torch.Generator) -> list[list[int]]:
+        return data.random_block_plan(len(dataset), self.blocks_per_epoch, batch_size, generator)
+
+    collate = staticmethod(data.collate_blocks)
+
+    def training_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        _, loss = model(batch["inputs"], batch["targets"])
+        return loss, {"tokens": batch["inputs"].numel()}
+
+    def evaluate(self, model: nn.Module, loader: Any, accel: Any) -> dict[str, float]:
+        self.last_eval = loss_metrics(engine.mean_loss(self, model, loader, accel), "val")
+        return self.last_eval
+
+    def on_eval(self, model: nn.Module, run: Run, step: int) -> None:
+        """A sample of the model at this step in samples/, and the bits-per-character curve in plots/."""
+        if self.cfg.sample_chars:
+            was_training = model.training
+            model.eval()
+            generator = torch.Generator().manual_seed(self.cfg.seed)
+            ids = models.stream(model, self.vocab.encode(self.prompt).tolist(), self.cfg.sample_chars,
+                                generator=generator)
+            run.write_text(f"samples/step_{step:07d}.txt", self.prompt + self.vocab.decode(list(ids)) + "\n")
+            model.train(was_training)
+        points = [(r["step"], r["val_bpc"]) for r in run.history("eval") if r.get("step", 0) < step]
+        points.append((step, self.last_eval["val_bpc"]))
+        self.plot_bpc(points, run.plots_dir / "val_bpc.png")
+
+    def plot_bpc(self, points: list[tuple[int, float]], path: Path) -> None:
+        fig, ax = plots.new_figure(6, 4)
+        steps, bpc = zip(*points, strict=True)
+        ax.plot(steps, bpc, marker="o", label=f"{self.cfg.arch} validation")
+        if self.text.entropy_rate is not None:
+            ax.axhline(self.text.entropy_rate / LN2, color="gray", linestyle="--", label="entropy rate (optimum)")
+        ax.axhline(math.log2(len(self.vocab)), color="red", linestyle=":", label="uniform guess")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("bits per character")
+        ax.set_title(f"{self.text.spec}: validation bits per character")
+        ax.legend()
+        plots.save_figure(fig, path)
+
+    def save_model(self, model: nn.Module, path: Path) -> None:
+        models.save(model, self.spec, self.vocab.chars, path)
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"arch": self.cfg.arch, "vocab_size": len(self.vocab), "block_size": self.cfg.block_size,
+                               "train_chars": len(self.splits.train), "val_chars": len(self.splits.val)}
+        if self.text.entropy_rate is not None:
+            out["entropy_rate"] = self.text.entropy_rate
+            out["optimal_bpc"] = self.text.entropy_rate / LN2
+        return out
+
+
+def train(cfg: CharRNNConfig) -> dict[str, Any]:
+    """Train a character LM; the data is read and checked before the run folder is created."""
+    task = CharRNNTask(cfg)
+    # Accelerate warns at every checkpoint that the tied head is stored once; it is reloaded tied, as intended.
+    logging.getLogger("accelerate.utils.other").setLevel(logging.ERROR)
+    run = Run.create(GROUP, cfg, default_name=cfg.arch)
+    if run.writer:
+        run.write_json("vocab.json", task.vocab.to_json())
+    return engine.fit(task, cfg, run)
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_run_model(run_dir: str | Path) -> tuple[Run, nn.Module, models.ModelSpec, data.Vocab]:
+    run = Run.open(run_dir, group=GROUP)
+    model, spec, chars = models.load(run.model_dir)
+    return run, model.to(_device()), spec, data.Vocab(chars)
+
+
+@torch.no_grad()
+def text_loss(model: nn.Module, ids: np.ndarray, block_size: int, batch_size: int = 64) -> float:
+    """Mean next-character cross-entropy over every character of `ids` after the first, read in
+    non-overlapping blocks of `block_size` (the context restarts at each block, as in validation)."""
+    device = next(model.parameters()).device
+    starts = list(range(0, len(ids) - 1, block_size))
+    total, count = 0.0, 0
+    full = [s for s in starts if s + block_size + 1 <= len(ids)]
+    tail = [s for s in starts if s + block_size + 1 > len(ids)]
+    batches = [full[i:i + batch_size] for i in range(0, len(full), batch_size)] + [[s] for s in tail]
+    from dlkit.core.progress import track
+
+    for batch_starts in track(batches, "evaluating", total=len(batches)):
+        chunk = torch.from_numpy(np.stack([ids[s:s + block_size + 1] for s in batch_starts]).astype(np.int64))
+        chunk = chunk.to(device)
+        logits, _ = model(chunk[:, :-1])
+        total += F.cross_entropy(logits.flatten(0, 1).float(), chunk[:, 1:].flatten(), reduction="sum").item()
+        count += chunk[:, 1:].numel()
+    return total / count
+
+
+def evaluate_text(run_dir: str | Path, data_spec: str | None = None, encoding: str | None = None,
+                  batch_size: int = 64) -> dict[str, Any]:
+    """Loss, bits per character and perplexity of a trained run on a text (default: the run's validation split).
+
+    Writes eval.json into the run and merges the test_* metrics into its metrics.json.
+    """
+    run, model, spec, vocab = load_run_model(run_dir)
+    config = run.read_config()
+    if data_spec is None:
+        cfg_encoding = config.get("encoding", "utf-8")
+        text = data.load_text(config["data"], cfg_encoding)
+        split = data.split_text(text, spec.block_size, config.get("val_fraction", 0.1))
+        ids, source = np.asarray(split.val), f"{config['data']} (validation split)"
+    else:
+        encoding = encoding or config.get("encoding", "utf-8")
+        check_encoding(encoding)
+        text = data.load_text(data_spec, encoding)
+        if len(text.text) < 2:
+            raise DataError(f"--data {data_spec} has {len(text.text)} character; at least 2 are needed")
+        unknown = vocab.unknown(text.text)
+        if unknown:
+            raise DataError(f"--data {data_spec} has {len(unknown)} characters the model never saw: "
+                            f"{data.describe_chars(unknown)}; evaluate on text with the training characters")
+        ids, source = vocab.encode(text.text), data_spec
+    loss = text_loss(model, ids, spec.block_size, batch_size)
+    result = {"data": source, "chars": int(len(ids) - 1), **loss_metrics(loss, "test")}
+    if text.entropy_rate is not None:
+        result["optimal_bpc"] = text.entropy_rate / LN2
+    run.write_json("eval.json", result)
+    run.write_metrics({**run.read_metrics(), **{k: v for k, v in result.items() if k.startswith("test_")}})
+    return result
+
+
+def sample(run_dir: str | Path, prompt: str = "", num_chars: int = 500, temperature: float = 1.0,
+           top_k: int | None = None, seed: int = 0) -> Iterator[str]:
+    """Yield the prompt, then `num_chars` sampled characters one at a time."""
+    if temperature <= 0:
+        raise ConfigError(f"--temperature must be > 0 (got {temperature})")
+    if num_chars < 0:
+        raise ConfigError(f"--num-chars must be >= 0 (got {num_chars})")
+    if top_k is not None and top_k < 0:
+        raise ConfigError(f"--top-k must be >= 0 (got {top_k})")
+    run, model, spec, vocab = load_run_model(run_dir)
+    if not prompt:
+        prompt = "\n" if "\n" in vocab.chars else vocab.chars[0]
+    unknown = vocab.unknown(prompt)
+    if unknown:
+        raise ConfigError(f"--prompt has characters that are not in the run's vocabulary: "
+                          f"{data.describe_chars(unknown)}")
+    generator = torch.Generator().manual_seed(seed)
+    yield prompt
+    for i in models.stream(model, vocab.encode(prompt).tolist(), num_chars, temperature, top_k or None, generator):
+        yield vocab.chars[i]
