@@ -31,6 +31,14 @@ _ENTRIES = [
     Builtin("mlp", "model", "core", "dlkit.builtin.regression:build_model",
             "A two-layer MLP regressor for builtin:regression (engine tests and benchmarks)."),
     # llm
+    Builtin("tiny-llama", "model", "llm", "dlkit.builtin.tiny_lm:tiny_llama",
+            "LlamaForCausalLM, 6 layers, hidden 64, BPE tokenizer and the Llama-3 chat template (random init)."),
+    Builtin("tiny-gemma2", "model", "llm", "dlkit.builtin.tiny_lm:tiny_gemma2",
+            "Gemma2ForCausalLM, 6 layers, hidden 64, BPE tokenizer and the Gemma chat template (random init)."),
+    Builtin("instruct", "data", "llm", "dlkit.builtin.instruct:load_instruct",
+            "Synthetic ShareGPT conversations with one right answer (capitals, reversed words, sums)."),
+    Builtin("instruct-fa", "data", "llm", "dlkit.builtin.instruct:load_instruct_fa",
+            "The Persian version of builtin:instruct."),
     # caption
     Builtin("shapes", "data", "caption", "dlkit.builtin.shapes:shapes_folder",
             "600 images of two coloured shapes ('a red circle left of a blue square'), 5 captions each, "

@@ -1,0 +1,191 @@
+"""`dlkit llm`: instruction fine-tuning with soft prompts, the LoRA family, IA3, partial unfreezing and full
+fine-tuning, compared side by side. Torch, transformers and PEFT load inside the command bodies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from dlkit.core import progress
+from dlkit.core.commands import config_command, group_app, run_option
+from dlkit.llm.config import LlmConfig, PrepareConfig
+
+app = group_app("llm", "Instruction fine-tuning of causal LMs: every PEFT method and partial unfreezing, "
+                "compared side by side.", extra="llm", requires=("transformers", "peft"))
+
+ModelOpt = Annotated[str, typer.Option("--model", help="Base model: builtin:tiny-llama, builtin:tiny-gemma2, a "
+                                       "local folder or a Hub id.")]
+MaxNewTokens = Annotated[int, typer.Option("--max-new-tokens", min=1, help="Tokens generated per answer.")]
+
+
+@config_command(app, PrepareConfig)
+def prepare(cfg: PrepareConfig) -> None:
+    """Load conversations, apply the chat template, print statistics and samples, write the split.
+
+    Example: [bold]dlkit llm prepare --model builtin:tiny-gemma2 --data builtin:instruct-fa[/bold]
+    """
+    from dlkit.llm.prepare import prepare as run_prepare
+
+    stats = run_prepare(cfg)
+    progress.emit(stats, progress.metrics_table({k: v for k, v in stats.items() if not isinstance(v, dict)},
+                                                title="prepare"))
+
+
+@config_command(app, LlmConfig)
+def train(cfg: LlmConfig) -> None:
+    """Fine-tune a causal LM on conversations with one method (loss on assistant tokens only).
+
+    Example: [bold]dlkit llm train --method lora --model builtin:tiny-llama --data builtin:instruct[/bold]
+    """
+    from dlkit.llm.task import train as run_train
+
+    metrics = run_train(cfg)
+    progress.emit(metrics, progress.metrics_table(metrics))
+
+
+@app.command("eval")
+def eval_(
+    run: Annotated[Path, run_option()],
+    data: Annotated[Optional[str], typer.Option(help="Evaluate on this data instead of the run's test split.")] = None,  # noqa: UP045
+    max_new_tokens: MaxNewTokens = 32,
+    batch_size: Annotated[int, typer.Option(min=1, help="Prompts per generation batch.")] = 16,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate only the first N test conversations.")] = None,  # noqa: UP045
+) -> None:
+    """Val loss, perplexity, and exact match, BLEU, chrF and ROUGE-L of greedy answers on the test split.
+
+    Example: [bold]dlkit llm eval --run runs/llm/lora --max-new-tokens 64[/bold]
+    """
+    from dlkit.llm.evaluate import evaluate_run
+
+    metrics = evaluate_run(run, data=data, max_new_tokens=max_new_tokens, batch_size=batch_size, limit=limit)
+    progress.emit(metrics, progress.metrics_table(metrics, title="eval"))
+
+
+@app.command()
+def generate(
+    model: ModelOpt = "builtin:tiny-llama",
+    run: Annotated[Optional[Path], typer.Option(help="A trained llm run, shown beside the base model.")] = None,  # noqa: UP045
+    prompt: Annotated[Optional[list[str]], typer.Option(help="A question (repeatable).")] = None,  # noqa: UP045
+    prompts_file: Annotated[Optional[Path], typer.Option(help="JSONL of {\"prompt\": ...} or a text file, one "  # noqa: UP045
+                                                         "question per line.")] = None,
+    system: Annotated[Optional[str], typer.Option(help="System text (merged into the first turn for Gemma).")] = None,  # noqa: UP045
+    max_new_tokens: MaxNewTokens = 32,
+) -> None:
+    """Answers of the untuned model and of a tuned run, side by side (samples/before_after.md and .jsonl).
+
+    Example: [bold]dlkit llm generate --run runs/llm/lora --prompts-file examples/llm/probes.jsonl[/bold]
+    """
+    from dlkit.llm.evaluate import before_after
+
+    rows = before_after(model, run, prompt or [], prompts_file, system, max_new_tokens)
+    progress.emit(rows, _before_after_table(rows))
+
+
+def _before_after_table(rows: list[dict]):
+    from rich.table import Table
+
+    table = Table(title="before / after", show_lines=True)
+    table.add_column("prompt")
+    table.add_column("untuned")
+    if rows and "tuned" in rows[0]:
+        table.add_column("tuned")
+    for row in rows:
+        table.add_row(*[row[k] for k in ("prompt", "untuned", "tuned") if k in row])
+    return table
+
+
+@app.command()
+def inspect(
+    model: ModelOpt = "builtin:tiny-llama",
+    target_modules: Annotated[Optional[str], typer.Option(help="Modules to adapt (default per architecture).")] = None,  # noqa: UP045
+    rank: Annotated[int, typer.Option(help="Rank for the LoRA family.")] = 8,
+    num_virtual_tokens: Annotated[int, typer.Option(help="Soft-prompt length.")] = 16,
+    unfreeze: Annotated[str, typer.Option(help="partial: layers to train.")] = "first2,last2",
+) -> None:
+    """Layer structure, candidate --target-modules, and a dry-run table of trainable parameters per method.
+
+    Example: [bold]dlkit llm inspect --model builtin:tiny-gemma2 --rank 16[/bold]
+    """
+    from dlkit.llm.tools import inspect_model
+
+    report = inspect_model(model, target_modules, rank, num_virtual_tokens, unfreeze)
+    progress.emit(report, _inspect_table(report))
+
+
+def _inspect_table(report: dict):
+    from rich.console import Group
+    from rich.table import Table
+
+    table = Table(title=f"trainable parameters per method ({report['total_params']:,} total)")
+    for col in ("method", "family", "trainable", "%"):
+        table.add_column(col, justify="right" if col in ("trainable", "%") else "left")
+    for row in report["methods"]:
+        table.add_row(row["method"], row["family"], f"{row['trainable_params']:,}", f"{row['trainable_pct']:.3f}")
+    head = (f"{report['arch']}: {report['num_layers']} layers, hidden {report['hidden_size']}, vocab "
+            f"{report['vocab_size']}\nlayer 0: {report['layer']}\ncandidate target modules: "
+            f"{', '.join(report['candidate_target_modules'])} (default: {', '.join(report['default_target_modules'])})")
+    return Group(head, table)
+
+
+@app.command()
+def sweep(
+    methods: Annotated[str, typer.Option(help="Comma-separated methods, one run each.")] = "prompt,prefix,ptuning,lora,dora,rslora,loha,partial",  # noqa: E501
+    output_dir: Annotated[Path, typer.Option(help="Parent folder of the runs.")] = Path("runs/llm/sweep"),
+    config: Annotated[Optional[Path], typer.Option(help="Shared settings (YAML/JSON) for every run.")] = None,  # noqa: UP045
+    model: Annotated[Optional[str], typer.Option(help="Base model for every run.")] = None,  # noqa: UP045
+    data: Annotated[Optional[str], typer.Option(help="Data for every run.")] = None,  # noqa: UP045
+    max_steps: Annotated[Optional[int], typer.Option(help="Steps per run.")] = None,  # noqa: UP045
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs per run.")] = None,  # noqa: UP045
+    max_new_tokens: MaxNewTokens = 32,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing runs.")] = False,
+) -> None:
+    """Train and evaluate each method as its own run, then write the comparison table and comparison.png.
+
+    Example: [bold]dlkit llm sweep --methods prompt,lora,partial --max-steps 100 --output-dir runs/llm/sweep[/bold]
+    """
+    from dlkit.llm.sweep import run_sweep
+
+    overrides = {k: v for k, v in {"model": model, "data": data, "max_steps": max_steps, "epochs": epochs,
+                                   "max_new_tokens": max_new_tokens, "overwrite": overwrite}.items()
+                 if v is not None}
+    rows = run_sweep([m.strip() for m in methods.split(",") if m.strip()], output_dir, config, overrides)
+    from dlkit.llm.sweep import comparison_table
+
+    progress.emit(rows, comparison_table(rows))
+
+
+@app.command()
+def export(
+    run: Annotated[Path, run_option()],
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: RUN/export or RUN/merged).")] = None,  # noqa: UP045
+    merge: Annotated[bool, typer.Option(help="Merge the adapter into the base weights (plain transformers).")] = False,
+) -> None:
+    """The run's adapter in PEFT format, or with --merge full weights loadable by plain transformers.
+
+    Example: [bold]dlkit llm export --run runs/llm/lora --merge --out merged/[/bold]
+    """
+    from dlkit.llm.tools import export_run
+
+    result = export_run(run, out, merge)
+    progress.emit(result, progress.metrics_table(result, title="export"))
+
+
+@app.command()
+def compose(
+    base: Annotated[str, typer.Option(help="The base model every adapter was trained on.")],
+    adapter: Annotated[list[str], typer.Option(help="RUN:WEIGHT, repeatable; a negative weight subtracts.")],
+    out: Annotated[Path, typer.Option(help="Output run folder (evaluable with `dlkit llm eval --run`).")],
+    eval_data: Annotated[Optional[list[str]], typer.Option(help="Data to score the result on (repeatable).")] = None,  # noqa: UP045
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
+    max_new_tokens: MaxNewTokens = 32,
+) -> None:
+    """Arithmetic composition of LoRA modules: weighted sums of their updates (addition, negation).
+
+    Example: [bold]dlkit llm compose --base builtin:tiny-llama --adapter runs/llm/a:1 --adapter runs/llm/b:-0.5 --out runs/llm/ab[/bold]
+    """  # noqa: E501
+    from dlkit.llm.tools import compose_adapters
+
+    result = compose_adapters(base, adapter, out, eval_data or [], overwrite, max_new_tokens)
+    progress.emit(result, progress.metrics_table(result, title="compose"))

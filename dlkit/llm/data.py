@@ -1,0 +1,353 @@
+"""Conversations in, training examples out: reading rows, detecting their format, applying the model's
+chat template and labelling only what the assistant says.
+
+Labels are found by rendering the conversation prefix by prefix with the template itself: the text
+between "everything before this assistant turn + the generation prompt" and "the same plus this turn"
+is the assistant's answer and its end-of-turn marker. Token offsets then map those character spans onto
+tokens, so the result holds for any template that renders prefixes as prefixes (Llama-3, Gemma, ChatML).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dlkit.core.errors import DataError
+
+IGNORE = -100
+ROLE_ALIASES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                "model": "assistant", "chatgpt": "assistant", "bot": "assistant"}
+END_OF_TURN = ("<|eot_id|>", "<end_of_turn>", "<|im_end|>", "<|end|>", "</s>")
+FORMAT_COLUMNS = {"sharegpt": ("conversations",), "openai": ("messages",), "alpaca": ("instruction", "output")}
+
+
+# -- reading rows ------------------------------------------------------------------------------
+
+
+def load_rows(spec: str, flag: str = "--data", limit: int | None = None) -> tuple[list[dict], int]:
+    """Rows of a builtin, a local JSON/JSONL/CSV/parquet file or a Hub dataset; (rows, unreadable lines)."""
+    from dlkit.builtin import BUILTINS
+    from dlkit.core.sources import resolve
+
+    source = resolve(spec, "data", flag)
+    skipped = 0
+    if source.kind == "builtin":
+        rows = BUILTINS[source.value].load()
+    elif source.kind == "hub":
+        from datasets import load_dataset
+
+        rows = load_dataset(source.value, split="train").to_list()
+    else:
+        rows, skipped = read_file(source.path)
+    if limit is not None:
+        rows = rows[:limit]
+    if not rows:
+        raise DataError(f"{flag} {spec}: no rows")
+    return rows, skipped
+
+
+def read_file(path: Path) -> tuple[list[dict], int]:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in (".jsonl", ".json", ".csv", ".parquet"))
+        if len(files) != 1:
+            raise DataError(f"{path}: expected one .jsonl/.json/.csv/.parquet file in the folder, found {len(files)}")
+        path = files[0]
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty")
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(path).to_pylist(), 0
+        except Exception as exc:
+            raise DataError(f"{path}: not a readable parquet file ({type(exc).__name__})") from None
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                        "re-save it as UTF-8") from None
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty")
+    if path.suffix == ".csv":
+        return _read_csv(text), 0
+    if path.suffix == ".jsonl":
+        return _read_jsonl(text)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if path.suffix == ".json":
+            raise DataError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+        return _read_jsonl(text)
+    if isinstance(data, dict):
+        lists = [v for v in data.values() if isinstance(v, list)]
+        if len(lists) != 1:
+            raise DataError(f"{path}: expected a list of rows (or an object holding one list), got an object with "
+                            f"keys {', '.join(map(str, data))}")
+        data = lists[0]
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        raise DataError(f"{path}: expected a list of JSON objects")
+    return data, 0
+
+
+def _read_jsonl(text: str) -> tuple[list[dict], int]:
+    rows, bad = [], 0
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            bad += 1
+    return rows, bad
+
+
+def _read_csv(text: str) -> list[dict]:
+    rows = []
+    for row in csv.DictReader(io.StringIO(text)):
+        parsed = {}
+        for key, value in row.items():
+            if isinstance(value, str) and value[:1] in "[{":
+                try:
+                    value = json.loads(value)
+                except json.JSONDecodeError:
+                    pass
+            parsed[key] = value
+        rows.append(parsed)
+    return rows
+
+
+# -- formats -----------------------------------------------------------------------------------
+
+
+def detect_format(rows: list[dict], forced: str = "auto", where: str = "--data") -> str:
+    columns = set(rows[0])
+    if forced != "auto":
+        needed = FORMAT_COLUMNS[forced]
+        if not set(needed) <= columns:
+            raise DataError(f"{where}: --format {forced} needs the column(s) {', '.join(needed)}; "
+                            f"found: {', '.join(sorted(columns))}")
+        return forced
+    for name, needed in FORMAT_COLUMNS.items():
+        if set(needed) <= columns:
+            return name
+    raise DataError(f"{where}: missing columns: expected 'conversations' (ShareGPT), 'messages' (OpenAI) or "
+                    f"'instruction'+'output' (alpaca); found: {', '.join(sorted(columns)) or 'none'}")
+
+
+def to_messages(row: dict, fmt: str) -> list[dict[str, str]]:
+    """One row as [{"role": system|user|assistant, "content": str}]; raises ValueError on a malformed row."""
+    if fmt == "alpaca":
+        prompt = str(row["instruction"]).strip()
+        extra = str(row.get("input") or "").strip()
+        messages = [{"role": "user", "content": f"{prompt}\n\n{extra}" if extra else prompt},
+                    {"role": "assistant", "content": str(row["output"])}]
+        if row.get("system"):
+            messages.insert(0, {"role": "system", "content": str(row["system"])})
+        return messages
+    turns = row["conversations"] if fmt == "sharegpt" else row["messages"]
+    if isinstance(turns, str):
+        turns = json.loads(turns)
+    messages = []
+    for turn in turns:
+        role = turn.get("from", turn.get("role")) if isinstance(turn, dict) else None
+        content = turn.get("value", turn.get("content")) if isinstance(turn, dict) else None
+        if role is None or content is None or str(role).lower() not in ROLE_ALIASES:
+            raise ValueError(f"unreadable turn {turn!r}")
+        messages.append({"role": ROLE_ALIASES[str(role).lower()], "content": str(content)})
+    return messages
+
+
+def merge_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """For templates without a system role (Gemma): the system text opens the first user turn."""
+    if not messages or messages[0]["role"] != "system":
+        return messages
+    system, rest = messages[0]["content"].strip(), messages[1:]
+    if rest and rest[0]["role"] == "user":
+        return [{"role": "user", "content": f"{system}\n\n{rest[0]['content']}"}, *rest[1:]]
+    return [{"role": "user", "content": system}, *rest]
+
+
+# -- templates and labels --------------------------------------------------------------------------
+
+
+def supports_system(tokenizer: Any) -> bool:
+    try:
+        tokenizer.apply_chat_template([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
+                                      tokenize=False)
+    except Exception:
+        return False
+    return True
+
+
+def render(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool = False) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+
+
+def assistant_spans(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character spans of each assistant answer + its end-of-turn marker."""
+    full = render(tokenizer, messages)
+    spans = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before = render(tokenizer, messages[:i], generation_prompt=True)
+        through = render(tokenizer, messages[:i + 1])
+        if not (through.startswith(before) and full.startswith(through)):
+            raise DataError("the chat template does not render conversation prefixes as prefixes; "
+                            "assistant tokens cannot be located")
+        turn = through[len(before):]
+        end = _end_of_turn(turn, tokenizer)
+        spans.append((len(before), len(before) + end))
+    return full, spans
+
+
+def _end_of_turn(turn: str, tokenizer: Any) -> int:
+    """Where the assistant turn ends, its end-of-turn marker included (trailing newlines are not trained)."""
+    markers = [m for m in (*END_OF_TURN, tokenizer.eos_token) if m]
+    found = [(turn.find(m), m) for m in markers if turn.find(m) >= 0]
+    if found:
+        index, marker = min(found)
+        return index + len(marker)
+    return len(turn.rstrip())
+
+
+def encode(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[list[int], list[int]]:
+    """(input_ids, labels) with labels = IGNORE everywhere except the assistant spans."""
+    text, spans = assistant_spans(tokenizer, messages)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, labels = enc["input_ids"], []
+    for token_id, (start, end) in zip(ids, enc["offset_mapping"], strict=True):
+        inside = any(s <= start < e for s, e in spans) and end > start
+        labels.append(token_id if inside else IGNORE)
+    return ids, labels
+
+
+def generation_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, str]:
+    """(prompt text up to the last assistant turn, that turn's reference answer)."""
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    return render(tokenizer, messages[:last], generation_prompt=True), messages[last]["content"].strip()
+
+
+# -- building the dataset ---------------------------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    """Tokenised examples plus what happened to every row."""
+
+    examples: list[dict[str, Any]]
+    conversations: list[list[dict[str, str]]]
+    counts: Counter = field(default_factory=Counter)
+    lengths: list[int] = field(default_factory=list)  # before truncation
+
+    @property
+    def skipped(self) -> int:
+        return self.counts["no_assistant_turn"] + self.counts["malformed"] + self.counts["dropped_long"]
+
+
+def conversations_of(rows: list[dict], fmt: str, system_ok: bool, strict: bool = False,
+                     counts: Counter | None = None) -> list[list[dict[str, str]]]:
+    """Rows as message lists; rows without an assistant turn or unreadable are skipped and counted."""
+    counts = counts if counts is not None else Counter()
+    out = []
+    for index, row in enumerate(rows):
+        try:
+            messages = to_messages(row, fmt)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            if strict:
+                raise DataError(f"row {index}: {exc}") from None
+            counts["malformed"] += 1
+            continue
+        if not any(m["role"] == "assistant" and m["content"].strip() for m in messages):
+            counts["no_assistant_turn"] += 1
+            continue
+        if not system_ok and messages[0]["role"] == "system":
+            messages = merge_system(messages)
+            counts["system_merged"] += 1
+        out.append(messages)
+    return out
+
+
+def tokenize_conversations(tokenizer: Any, conversations: list[list[dict[str, str]]], max_length: int,
+                           drop_long: bool = False, counts: Counter | None = None,
+                           strict: bool = False) -> Prepared:
+    counts = counts if counts is not None else Counter()
+    prepared = Prepared([], [], counts)
+    for index, messages in enumerate(conversations):
+        try:
+            ids, labels = encode(tokenizer, messages)
+        except DataError:
+            raise
+        except Exception as exc:  # the template refused this conversation (e.g. roles not alternating)
+            if strict:
+                raise DataError(f"conversation {index}: the chat template refused it ({exc})") from None
+            counts["malformed"] += 1
+            continue
+        prepared.lengths.append(len(ids))
+        if len(ids) > max_length:
+            if drop_long:
+                counts["dropped_long"] += 1
+                continue
+            ids, labels = ids[:max_length], labels[:max_length]
+            counts["truncated"] += 1
+        if all(label == IGNORE for label in labels):
+            counts["dropped_long"] += 1  # truncation cut every answer token
+            continue
+        prepared.examples.append({"input_ids": ids, "labels": labels})
+        prepared.conversations.append(messages)
+    return prepared
+
+
+def split(items: list, val_size: float, test_size: float, seed: int) -> tuple[list, list, list]:
+    """Seeded (train, val, test); a size < 1 is a fraction, else a count."""
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    n = len(items)
+    n_val = int(round(val_size * n)) if val_size < 1 else int(val_size)
+    n_test = int(round(test_size * n)) if test_size < 1 else int(test_size)
+    if n_val + n_test >= n:
+        raise DataError(f"{n} conversations cannot fill a val split of {n_val} and a test split of {n_test} "
+                        "and leave rows to train on; lower --val-size/--test-size")
+    pick = [items[i] for i in order]
+    return pick[n_val + n_test:], pick[:n_val], pick[n_val:n_val + n_test]
+
+
+@dataclass
+class Splits:
+    train: Prepared
+    val: Prepared
+    test: list[list[dict[str, str]]]  # conversations, for generation against references
+    counts: Counter
+    fmt: str
+    unreadable_lines: int = 0
+
+
+def build_splits(cfg: Any, tokenizer: Any) -> Splits:
+    """Rows -> conversations -> seeded split -> tokenised train/val; the same call in train, eval and prepare."""
+    rows, unreadable = load_rows(cfg.data, limit=cfg.limit)
+    fmt = detect_format(rows, cfg.format, where=f"--data {cfg.data}")
+    counts: Counter = Counter()
+    if unreadable:
+        counts["malformed"] += unreadable
+    conversations = conversations_of(rows, fmt, supports_system(tokenizer), getattr(cfg, "strict", False), counts)
+    if not conversations:
+        raise DataError(f"--data {cfg.data}: no usable conversation ({counts['no_assistant_turn']} without an "
+                        f"assistant turn, {counts['malformed']} malformed)")
+    train, val, test = split(conversations, cfg.val_size, cfg.test_size, cfg.split_seed)
+    strict = getattr(cfg, "strict", False)
+    train_p = tokenize_conversations(tokenizer, train, cfg.max_length, cfg.drop_long, counts, strict)
+    val_p = tokenize_conversations(tokenizer, val, cfg.max_length, cfg.drop_long, Counter(), strict)
+    counts["rows"] = len(rows)
+    return Splits(train_p, val_p, test, counts, fmt, unreadable)

@@ -1,0 +1,153 @@
+"""`dlkit llm eval` and `dlkit llm generate`: loss, perplexity and generation quality of a trained run,
+and the untuned model's answers beside the tuned one's."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dlkit.core.errors import DataError
+from dlkit.core.progress import info
+from dlkit.core.run import Run
+from dlkit.llm.data import (
+    IGNORE,
+    conversations_of,
+    detect_format,
+    load_rows,
+    merge_system,
+    render,
+    supports_system,
+    tokenize_conversations,
+)
+from dlkit.llm.generate import generate, prompts_and_references, text_metrics
+from dlkit.llm.models import load_model, load_tokenizer, load_trained, resolve_model
+
+
+@torch.no_grad()
+def token_loss(model: Any, tokenizer: Any, examples: list[dict], batch_size: int = 16) -> float:
+    """Mean loss per labelled token (so exp() of it is the perplexity of the answers)."""
+    from dlkit.llm.task import pad_batch
+
+    model.eval()
+    total = count = 0.0
+    for i in range(0, len(examples), batch_size):
+        batch = pad_batch(examples[i:i + batch_size], tokenizer.pad_token_id)
+        batch = {k: v.to(next(model.parameters()).device) for k, v in batch.items()}
+        n = int((batch["labels"][:, 1:] != IGNORE).sum())
+        total += model(**batch).loss.double().item() * n
+        count += n
+    return total / max(count, 1)
+
+
+def score(model: Any, tokenizer: Any, val_examples: list[dict], test_conversations: list[list[dict]],
+          max_new_tokens: int, batch_size: int = 16) -> tuple[dict[str, float], list[dict]]:
+    """val_loss/val_ppl on tokenised examples and test_* generation metrics; plus the predictions."""
+    metrics: dict[str, float] = {}
+    if val_examples:
+        loss = token_loss(model, tokenizer, val_examples, batch_size)
+        metrics.update({"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))})
+    predictions: list[dict] = []
+    if test_conversations:
+        prompts, refs = prompts_and_references(tokenizer, test_conversations)
+        answers = generate(model, tokenizer, prompts, max_new_tokens, batch_size, progress=True)
+        metrics.update({f"test_{k}": v for k, v in text_metrics(answers, refs).items()})
+        predictions = [{"prompt": p, "prediction": a, "reference": r} for p, a, r in zip(prompts, answers, refs,
+                                                                                          strict=True)]
+    return metrics, predictions
+
+
+def conversations_from(spec: str, tokenizer: Any, fmt: str = "auto") -> list[list[dict[str, str]]]:
+    rows, _ = load_rows(spec)
+    conversations = conversations_of(rows, detect_format(rows, fmt, f"--data {spec}"), supports_system(tokenizer))
+    if not conversations:
+        raise DataError(f"--data {spec}: no conversation with an assistant turn")
+    return conversations
+
+
+def evaluate_run(run_dir: Path, data: str | None = None, max_new_tokens: int = 32, batch_size: int = 16,
+                 limit: int | None = None) -> dict[str, Any]:
+    """Score a run on its own val/test split (or on all of --data), write eval.json and merge into metrics.json."""
+    from dlkit.llm.data import build_splits
+    from dlkit.llm.task import read_run_config
+
+    run = Run.open(run_dir, group="llm")
+    cfg = read_run_config(run)
+    model, tokenizer, _ = load_trained(run.dir)
+    if data is None:
+        splits = build_splits(cfg, tokenizer)
+        val_examples, test = splits.val.examples, splits.test
+    else:
+        test = conversations_from(data, tokenizer)
+        val_examples = tokenize_conversations(tokenizer, test, cfg.max_length).examples
+    test = test[:limit] if limit else test
+    metrics, predictions = score(model, tokenizer, val_examples, test, max_new_tokens, batch_size)
+    result = {"data": data or cfg.data, "max_new_tokens": max_new_tokens, "test_examples": len(test), **metrics}
+    run.write_json("eval.json", result)
+    run.write_text("samples/test_predictions.jsonl",
+                   "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions))
+    if data is None:
+        run.write_metrics({**run.read_metrics(), **metrics})
+    return result
+
+
+def read_prompts(prompts: list[str], prompts_file: Path | None) -> list[str]:
+    items = list(prompts)
+    if prompts_file is not None:
+        path = Path(prompts_file).expanduser()
+        if not path.is_file():
+            raise DataError(f"--prompts-file {path}: no such file")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise DataError(f"--prompts-file {path}: not UTF-8 text; re-save it as UTF-8") from None
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            if path.suffix == ".jsonl":
+                try:
+                    items.append(str(json.loads(line)["prompt"]))
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    raise DataError(f"{path}:{number}: expected a JSON object with a \"prompt\" key") from None
+            else:
+                items.append(line.strip())
+    if not items:
+        raise DataError("no prompt given; pass --prompt TEXT or --prompts-file FILE")
+    return items
+
+
+def before_after(model_spec: str, run_dir: Path | None, prompts: list[str], prompts_file: Path | None,
+                 system: str | None, max_new_tokens: int) -> list[dict[str, str]]:
+    """Answers of the untuned base model and, with a run, of the tuned model; written into the run's samples/."""
+    questions = read_prompts(prompts, prompts_file)
+    base = resolve_model(model_spec)
+    tokenizer = load_tokenizer(base)
+    tuned = None
+    if run_dir is not None:
+        tuned, tokenizer, _ = load_trained(run_dir, base_spec=model_spec)
+    system_ok = supports_system(tokenizer)
+    templated = []
+    for question in questions:
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user",
+                                                                                     "content": question}]
+        templated.append(render(tokenizer, messages if system_ok else merge_system(messages), generation_prompt=True))
+    untuned = generate(load_model(base), tokenizer, templated, max_new_tokens)
+    rows = [{"prompt": q, "untuned": a} for q, a in zip(questions, untuned, strict=True)]
+    if tuned is not None:
+        for row, answer in zip(rows, generate(tuned, tokenizer, templated, max_new_tokens), strict=True):
+            row["tuned"] = answer
+        run = Run.open(run_dir, group="llm")
+        run.write_text("samples/before_after.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        run.write_text("samples/before_after.md", _markdown(rows))
+        info(f"wrote {run.samples_dir / 'before_after.md'}")
+    return rows
+
+
+def _markdown(rows: list[dict[str, str]]) -> str:
+    cell = lambda s: s.replace("|", "\\|").replace("\n", "<br>")  # noqa: E731
+    lines = ["| prompt | untuned | tuned |", "| --- | --- | --- |"]
+    lines += [f"| {cell(r['prompt'])} | {cell(r['untuned'])} | {cell(r.get('tuned', ''))} |" for r in rows]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,66 @@
+"""Batched greedy generation with left padding, and the generation metrics of `llm eval`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from dlkit.llm.data import END_OF_TURN, generation_prompt
+
+
+def stop_ids(tokenizer: Any) -> list[int]:
+    """eos plus every end-of-turn marker the vocabulary has (Llama-3 instruct stops at <|eot_id|>)."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[m] for m in END_OF_TURN if m in vocab)
+    return sorted(ids)
+
+
+@torch.no_grad()
+def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int = 32, batch_size: int = 16,
+             use_cache: bool = True, progress: bool = False) -> list[str]:
+    """Greedy answers to already-templated prompts, batched with left padding so every answer starts together."""
+    from dlkit.core.progress import track
+
+    device = next(model.parameters()).device
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    was_training = model.training
+    model.eval()
+    answers: list[str] = []
+    chunks = [prompts[i:i + batch_size] for i in range(0, len(prompts), batch_size)]
+    try:
+        for chunk in (track(chunks, "generating", len(chunks)) if progress else chunks):
+            enc = tokenizer(chunk, add_special_tokens=False, padding=True, return_tensors="pt").to(device)
+            out = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                                 max_new_tokens=max_new_tokens, do_sample=False, use_cache=use_cache,
+                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids(tokenizer))
+            new = out[:, enc["input_ids"].shape[1]:]
+            answers += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+    return answers
+
+
+def prompts_and_references(tokenizer: Any, conversations: list[list[dict[str, str]]]) -> tuple[list[str], list[str]]:
+    pairs = [generation_prompt(tokenizer, c) for c in conversations]
+    return [p for p, _ in pairs], [r for _, r in pairs]
+
+
+def exact_match_rate(predictions: list[str], references: list[str]) -> float:
+    from dlkit.metrics import exact_match
+
+    if not references:
+        return 0.0
+    return sum(exact_match(p, [r]) for p, r in zip(predictions, references, strict=True)) / len(references)
+
+
+def text_metrics(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """Exact match, BLEU-4, chrF and ROUGE-L (Unicode-aware) of answers against one reference each."""
+    from dlkit.metrics import chrf, corpus_bleu, rouge
+
+    refs = [[r] for r in references]
+    return {"exact_match": exact_match_rate(predictions, references),
+            "bleu4": corpus_bleu(predictions, refs)["bleu4"], "chrf": chrf(predictions, refs),
+            "rougeL": rouge(predictions, refs)["rougeL"]}

@@ -1,0 +1,154 @@
+"""Loading base models and tokenizers (builtin, local folder or Hub id through one `from_pretrained` path),
+and what the methods need to know about an architecture: its decoder layers and linear modules."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dlkit.core.errors import ConfigError, RunError
+from dlkit.core.sources import Source, resolve
+
+# Per-architecture defaults (PEFT's own table covers more; these are the ones dlkit documents).
+DEFAULT_TARGETS = {"llama": ["q_proj", "v_proj"], "gemma2": ["q_proj", "v_proj"], "gemma": ["q_proj", "v_proj"],
+                   "mistral": ["q_proj", "v_proj"], "qwen2": ["q_proj", "v_proj"], "phi3": ["qkv_proj"],
+                   "gpt2": ["c_attn"]}
+IA3_TARGETS = {"llama": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
+               "gemma2": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
+               "gemma": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
+               "mistral": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
+               "qwen2": (["k_proj", "v_proj", "down_proj"], ["down_proj"])}
+TEMPLATE_BY_FAMILY = {"llama": "LLAMA3_TEMPLATE", "gemma2": "GEMMA_TEMPLATE", "gemma": "GEMMA_TEMPLATE"}
+INFO_FILE = "dlkit_llm.json"
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    source: Source
+    path: str  # what from_pretrained gets: a folder or a Hub id
+
+    @property
+    def identity(self) -> str:
+        """How runs record their base, to refuse adapters trained on another one."""
+        return self.source.spec if self.source.kind != "local" else self.source.value
+
+
+def resolve_model(spec: str, flag: str = "--model") -> BaseModel:
+    from dlkit.builtin import BUILTINS
+
+    source = resolve(spec, "model", flag)
+    if source.kind == "builtin":
+        return BaseModel(source, str(BUILTINS[source.value].load()))
+    return BaseModel(source, source.value)
+
+
+def load_tokenizer(base: BaseModel) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base.path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.chat_template is None:  # base (non-instruct) checkpoints: use the family's template
+        from transformers import AutoConfig
+
+        from dlkit.builtin import tiny_lm
+
+        model_type = AutoConfig.from_pretrained(base.path).model_type
+        name = TEMPLATE_BY_FAMILY.get(model_type)
+        if name is None:
+            raise ConfigError(f"--model {base.source.spec}: the tokenizer has no chat template and dlkit knows none "
+                              f"for model type {model_type!r}")
+        tokenizer.chat_template = getattr(tiny_lm, name)
+    return tokenizer
+
+
+def load_model(base: BaseModel, dtype: torch.dtype | None = None) -> nn.Module:
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+
+    config = AutoConfig.from_pretrained(base.path)
+    kwargs: dict[str, Any] = {}
+    if config.model_type.startswith("gemma2") or config.model_type == "gemma3_text":
+        kwargs["attn_implementation"] = "eager"  # sdpa with padding gives NaN for Gemma-2 in practice
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    return AutoModelForCausalLM.from_pretrained(base.path, **kwargs)
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The transformer blocks of a causal LM (through PEFT wrappers)."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder = inner.get_decoder() if hasattr(inner, "get_decoder") else inner
+    for name in ("layers", "h", "blocks"):
+        layers = getattr(decoder, name, None)
+        if isinstance(layers, nn.ModuleList):
+            return layers
+    raise ConfigError(f"cannot find the decoder layers of {type(inner).__name__}")
+
+
+def linear_module_names(model: nn.Module) -> list[str]:
+    """Leaf names of the Linear (and GPT-2 Conv1D) modules inside the decoder layers: --target-modules candidates."""
+    names: list[str] = []
+    for layer in decoder_layers(model)[:1]:
+        for name, module in layer.named_modules():
+            if name and (isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"):
+                leaf = name.rsplit(".", 1)[-1]
+                if leaf not in names:
+                    names.append(leaf)
+    return names
+
+
+def target_modules(model: nn.Module, requested: str | None) -> list[str]:
+    """--target-modules, or the architecture's default; every name must exist in the model."""
+    candidates = linear_module_names(model)
+    if requested:
+        names = [n.strip() for n in requested.split(",") if n.strip()]
+        unknown = [n for n in names if n not in candidates]
+        if unknown:
+            raise ConfigError(f"--target-modules {','.join(unknown)}: not in the model; candidates: "
+                              f"{', '.join(candidates)}")
+        return names
+    default = DEFAULT_TARGETS.get(model.config.model_type)
+    if default and all(n in candidates for n in default):
+        return default
+    return [n for n in candidates if "q" in n or "v" in n][:2] or candidates[:2]
+
+
+def read_info(model_dir: Path) -> dict[str, Any]:
+    path = model_dir / INFO_FILE
+    if not path.is_file():
+        raise RunError(f"{model_dir} has no {INFO_FILE}; was the run trained by `dlkit llm train`?")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_trained(run_dir: Path, base_spec: str | None = None) -> tuple[nn.Module, Any, dict[str, Any]]:
+    """(model, tokenizer, info) of a finished llm run; refuses a --model that is not the run's base."""
+    from dlkit.core.run import Run
+
+    run = Run.open(run_dir, group="llm")
+    info = read_info(run.model_dir)
+    if base_spec is not None:
+        check_same_base(info, resolve_model(base_spec), run.dir)
+    base = resolve_model(info["base"])
+    tokenizer = load_tokenizer(base)
+    if info["peft"]:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(load_model(base), str(run.model_dir))
+    else:
+        model = load_model(BaseModel(base.source, str(run.model_dir)))
+    model.eval()
+    return model, tokenizer, info
+
+
+def check_same_base(info: dict[str, Any], base: BaseModel, run_dir: Path) -> None:
+    if info["base"] != base.identity and info.get("base_resolved") != base.identity:
+        raise ConfigError(f"{run_dir} was trained on {info['base']}, not on {base.identity}; pass --model "
+                          f"{info['base']} or a run of the same base model")

@@ -1,0 +1,111 @@
+"""`dlkit llm sweep`: one run per method under a parent folder, the untuned model scored on the same split,
+and one comparison (table, comparison.json/.md, comparison.png)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dlkit.core import plots
+from dlkit.core.config import load_config
+from dlkit.core.errors import ConfigError
+from dlkit.core.progress import info
+from dlkit.core.run import atomic_write_json, atomic_write_text
+from dlkit.llm.config import LlmConfig
+from dlkit.llm.methods import METHODS
+
+COLUMNS = ["method", "train_seconds", "peak_memory_mb", "trainable_params", "trainable_pct", "val_loss",
+           "test_exact_match", "test_chrf", "test_rougeL", "gain_exact_match", "gain_chrf"]
+
+
+def run_sweep(method_names: list[str], output_dir: Path, config_file: Path | None,
+              overrides: dict[str, Any]) -> list[dict[str, Any]]:
+    from dlkit.llm.evaluate import evaluate_run
+    from dlkit.llm.task import train
+
+    unknown = [m for m in method_names if m not in METHODS]
+    if unknown or not method_names:
+        raise ConfigError(f"--methods {','.join(unknown) or '(empty)'}: unknown method; known methods: "
+                          f"{', '.join(METHODS)}")
+    output_dir = Path(output_dir)
+    configs = [load_config(LlmConfig, config_file, {**overrides, "method": m, "output_dir": str(output_dir / m),
+                                                     "name": m}) for m in method_names]
+    untuned = untuned_scores(configs[0])
+    atomic_write_json(output_dir / "untuned.json", untuned)
+    rows = []
+    for cfg in configs:
+        info(f"== {cfg.method}")
+        metrics = train(cfg)
+        metrics.update(evaluate_run(Path(cfg.output_dir), max_new_tokens=cfg.max_new_tokens))
+        rows.append(row_of(cfg.method, metrics, untuned))
+    write_comparison(rows, untuned, output_dir)
+    return rows
+
+
+def untuned_scores(cfg: LlmConfig) -> dict[str, float]:
+    """The base model on the same val/test split: the bar every method has to clear."""
+    from dlkit.llm.data import build_splits
+    from dlkit.llm.evaluate import score
+    from dlkit.llm.models import load_model, load_tokenizer, resolve_model
+
+    base = resolve_model(cfg.model)
+    tokenizer = load_tokenizer(base)
+    splits = build_splits(cfg, tokenizer)
+    metrics, _ = score(load_model(base), tokenizer, splits.val.examples, splits.test, cfg.max_new_tokens)
+    return metrics
+
+
+def row_of(method: str, metrics: dict[str, Any], untuned: dict[str, float]) -> dict[str, Any]:
+    row = {"method": method, **{k: metrics.get(k) for k in COLUMNS[1:9]}}
+    for key in ("exact_match", "chrf"):
+        tuned, base = metrics.get(f"test_{key}"), untuned.get(f"test_{key}")
+        row[f"gain_{key}"] = None if tuned is None or base is None else tuned - base
+    return row
+
+
+def write_comparison(rows: list[dict[str, Any]], untuned: dict[str, float], output_dir: Path) -> None:
+    atomic_write_json(output_dir / "comparison.json", {"untuned": untuned, "runs": rows})
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in COLUMNS) + " |" for r in rows]
+    atomic_write_text(output_dir / "comparison.md", "\n".join(lines) + "\n")
+    comparison_plot(rows, untuned, output_dir / "comparison.png")
+    info(f"wrote {output_dir / 'comparison.md'} and {output_dir / 'comparison.png'}")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def comparison_plot(rows: list[dict[str, Any]], untuned: dict[str, float], path: Path) -> None:
+    """Four bar panels per method: trainable %, train time, val loss and exact match (untuned as a line)."""
+    import matplotlib.pyplot as plt
+
+    panels = [("trainable_pct", "trainable params (%)", None), ("train_seconds", "train time (s)", None),
+              ("val_loss", "val loss", untuned.get("val_loss")),
+              ("test_exact_match", "test exact match", untuned.get("test_exact_match"))]
+    fig, axes = plt.subplots(1, 4, figsize=(max(12, 1.6 * len(rows) * 2), 4))
+    labels = [r["method"] for r in rows]
+    for ax, (key, title, baseline) in zip(axes, panels, strict=True):
+        ax.bar(range(len(rows)), [r.get(key) or 0.0 for r in rows], color="C0")
+        if baseline is not None:
+            ax.axhline(baseline, color="C3", linestyle="--", label="untuned")
+            ax.legend(fontsize=8)
+        ax.set_xticks(range(len(rows)), labels, rotation=40, ha="right")
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    plots.save_figure(fig, path)
+
+
+def comparison_table(rows: list[dict[str, Any]]):
+    from rich.table import Table
+
+    from dlkit.core.progress import format_value
+
+    table = Table(title="methods compared")
+    for column in COLUMNS:
+        table.add_column(column, justify="left" if column == "method" else "right")
+    for row in rows:
+        table.add_row(*["" if row.get(c) is None else format_value(row[c]) for c in COLUMNS])
+    return table

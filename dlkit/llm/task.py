@@ -1,0 +1,212 @@
+"""Instruction fine-tuning as an engine Task, and `train(cfg)`, the function behind `dlkit llm train`.
+
+Batches are length-grouped (conversations of similar length share a batch, so little padding is
+computed) and never mix tokens of two conversations in one attention row. The loss runs the LM head
+only on labelled (assistant) positions, which is most of the compute of a small model's vocabulary
+projection; with DDP the plain `model(..., labels=...)` forward is used so gradients synchronise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlkit.core.errors import RunError
+from dlkit.core.progress import info
+from dlkit.core.run import Run, atomic_write_json
+from dlkit.llm import methods
+from dlkit.llm.config import LlmConfig
+from dlkit.llm.data import IGNORE, build_splits
+from dlkit.llm.models import INFO_FILE, load_model, load_tokenizer, resolve_model
+
+MEGABATCH = 50  # batches sorted by length together: larger = less padding, less random order
+
+
+class ListDataset(torch.utils.data.Dataset):
+    def __init__(self, examples: list[dict[str, Any]]):
+        self.examples = examples
+        self.lengths = [len(e["input_ids"]) for e in examples]
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.examples[index]
+
+
+def pad_batch(examples: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad to the longest example of the batch."""
+    width = max(len(e["input_ids"]) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, e in enumerate(examples):
+        n = len(e["input_ids"])
+        ids[row, :n] = torch.tensor(e["input_ids"])
+        labels[row, :n] = torch.tensor(e["labels"])
+        mask[row, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def length_grouped_plan(lengths: list[int], batch_size: int, gen: torch.Generator) -> list[list[int]]:
+    """Shuffle, sort by length inside megabatches of MEGABATCH batches, then shuffle the batches."""
+    order = torch.randperm(len(lengths), generator=gen).tolist()
+    span = batch_size * MEGABATCH
+    batches = []
+    for start in range(0, len(order), span):
+        mega = sorted(order[start:start + span], key=lambda i: -lengths[i])
+        batches += [mega[i:i + batch_size] for i in range(0, len(mega), batch_size)]
+    shuffled = torch.randperm(len(batches), generator=gen).tolist()
+    return [batches[i] for i in shuffled]
+
+
+def causal_lm_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean next-token loss over labelled positions, projecting only those positions through the LM head."""
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = lm.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])[0]  # (B, T, H)
+    targets = batch["labels"][:, 1:]  # position t predicts token t+1
+    keep = targets != IGNORE
+    logits = lm.get_output_embeddings()(hidden[:, :-1][keep])  # (N, V)
+    cap = getattr(lm.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return F.cross_entropy(logits.float(), targets[keep])
+
+
+class ParamSnapshot:
+    """A copy of every base weight before training, to prove afterwards which ones moved.
+
+    The Parameter objects are kept too: PEFT wraps modules but trains (or freezes) the same tensors,
+    so the comparison needs no name mapping.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.entries = [(name, p, p.detach().to("cpu", copy=True)) for name, p in model.named_parameters()]
+
+    def report(self, trained: nn.Module) -> dict[str, Any]:
+        changed = [name for name, p, before in self.entries if not torch.equal(p.detach().cpu(), before)]
+        trainable_base = [name for name, p, _ in self.entries if p.requires_grad]
+        base_ids = {id(p) for _, p, _ in self.entries}
+        added = [(n, p) for n, p in trained.named_parameters() if id(p) not in base_ids and p.requires_grad]
+        numel = {name: p.numel() for name, p, _ in self.entries}
+        trainable_set = set(trainable_base)
+        return {
+            "changed_param_names": changed,
+            "changed_params": sum(numel[n] for n in changed),
+            "trainable_param_names": trainable_base + [n for n, _ in added],
+            "trainable_base_params": sum(numel[n] for n in trainable_base),
+            "adapter_params": sum(p.numel() for _, p in added),
+            "frozen_changed": [n for n in changed if n not in trainable_set],
+        }
+
+
+class LlmTask:
+    def __init__(self, cfg: LlmConfig):
+        self.cfg = cfg
+        self.method = methods.METHODS[cfg.method]
+        self.base = resolve_model(cfg.model)
+        self.tokenizer = load_tokenizer(self.base)
+        self.splits = build_splits(cfg, self.tokenizer)
+        counts = self.splits.counts
+        self.skipped_items = counts["no_assistant_turn"] + counts["malformed"] + counts["dropped_long"]
+        self.param_report: dict[str, Any] = {}
+        self.arch = ""
+        if counts["system_merged"]:
+            info(f"note: this model's chat template has no system role; the system text of "
+                 f"{counts['system_merged']} conversations was merged into their first user turn")
+
+    def build_model(self) -> nn.Module:
+        model = load_model(self.base)
+        self.arch = model.config.model_type
+        self.snapshot = ParamSnapshot(model)
+        model = methods.build(model, self.cfg, self.base.path)
+        if self.method.family != "soft-prompt":
+            model.config.use_cache = False
+        return model
+
+    def datasets(self) -> tuple[ListDataset, ListDataset | None]:
+        val = ListDataset(self.splits.val.examples) if self.splits.val.examples else None
+        return ListDataset(self.splits.train.examples), val
+
+    def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return pad_batch(examples, self.tokenizer.pad_token_id)
+
+    def batch_plan(self, dataset: ListDataset, batch_size: int, gen: torch.Generator) -> list[list[int]]:
+        return length_grouped_plan(dataset.lengths, batch_size, gen)
+
+    def training_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        if self.method.family == "soft-prompt" or isinstance(model, nn.parallel.DistributedDataParallel):
+            loss = model(**batch).loss
+        else:
+            loss = causal_lm_loss(model, batch)
+        labelled = int((batch["labels"][:, 1:] != IGNORE).sum())
+        return loss, {"tokens": int(batch["attention_mask"].sum()), "weight": labelled}
+
+    def evaluate(self, model: nn.Module, loader: Any, accel: Any) -> dict[str, float]:
+        import math
+
+        from dlkit.core.engine import mean_loss
+
+        loss = mean_loss(self, model, loader, accel)
+        return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
+
+    def on_eval(self, model: nn.Module, run: Run, step: int) -> None:
+        from dlkit.llm.generate import generate, prompts_and_references
+
+        conversations = self.splits.test[:4] or self.splits.val.conversations[:4]
+        if not conversations:
+            return
+        prompts, refs = prompts_and_references(self.tokenizer, conversations)
+        answers = generate(model, self.tokenizer, prompts, self.cfg.max_new_tokens)
+        lines = [f"# samples at step {step}\n"]
+        for conv, answer, ref in zip(conversations, answers, refs, strict=True):
+            question = next(m["content"] for m in reversed(conv) if m["role"] == "user")
+            lines.append(f"**question:** {question}\n\n**answer:** {answer}\n\n**reference:** {ref}\n\n---\n")
+        run.write_text(f"samples/step_{step:07d}.md", "\n".join(lines))
+
+    def save_model(self, model: nn.Module, path: Path) -> None:
+        self.param_report = self.snapshot.report(model)
+        path.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(str(path))
+        self.tokenizer.save_pretrained(str(path))
+        atomic_write_json(path / INFO_FILE, self.info())
+
+    def info(self) -> dict[str, Any]:
+        return {"base": self.base.identity, "base_resolved": self.base.path, "method": self.method.name,
+                "family": self.method.family, "peft": self.method.peft, "arch": self.arch}
+
+    def summary(self) -> dict[str, Any]:
+        counts = self.splits.counts
+        return {"method": self.method.name, "family": self.method.family, "arch": self.arch,
+                "base": self.base.identity, "train_examples": len(self.splits.train.examples),
+                "val_examples": len(self.splits.val.examples), "test_examples": len(self.splits.test),
+                "truncated": counts["truncated"], "dropped_long": counts["dropped_long"],
+                "no_assistant_turn": counts["no_assistant_turn"], "malformed_rows": counts["malformed"]}
+
+
+def train(cfg: LlmConfig) -> dict[str, Any]:
+    """Fine-tune cfg.model on cfg.data with cfg.method; returns metrics.json (with the parameter-change report)."""
+    from dlkit.core.engine import fit
+
+    task = LlmTask(cfg)
+    run = Run.create("llm", cfg, default_name=cfg.method)
+    metrics = fit(task, cfg, run)
+    if run.writer and task.param_report:
+        report = task.param_report
+        metrics = {**metrics, **{k: v for k, v in report.items() if k != "frozen_changed"}}
+        run.write_metrics(metrics)
+        if report["frozen_changed"]:
+            raise RunError(f"frozen weights changed during training: {', '.join(report['frozen_changed'][:5])}")
+    return metrics
+
+
+def read_run_config(run: Run) -> LlmConfig:
+    """The LlmConfig a run was trained with (to rebuild its exact data split)."""
+    from dlkit.core.config import config_fields
+
+    known = config_fields(LlmConfig)
+    return LlmConfig(**{k: v for k, v in run.read_config().items() if k in known})

@@ -1,0 +1,169 @@
+"""`dlkit llm inspect`, `export` and `compose`: looking at a model before training, and shipping or combining
+adapters after it."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+
+from dlkit.core.config import META_KEY
+from dlkit.core.errors import ConfigError, RunError
+from dlkit.core.progress import info
+from dlkit.core.run import Run, atomic_write_json
+from dlkit.llm import methods
+from dlkit.llm.models import (
+    INFO_FILE,
+    decoder_layers,
+    linear_module_names,
+    load_model,
+    load_tokenizer,
+    load_trained,
+    read_info,
+    resolve_model,
+    target_modules,
+)
+
+
+def inspect_model(model_spec: str, targets: str | None, rank: int, num_virtual_tokens: int,
+                  unfreeze: str) -> dict[str, Any]:
+    """Architecture facts and, per method, the trainable parameters it would have (nothing is trained)."""
+    from dlkit.core.engine import count_parameters
+
+    if rank <= 0:
+        raise ConfigError(f"--rank must be > 0 (got {rank})")
+    base = resolve_model(model_spec)
+    model = load_model(base)
+    layers = decoder_layers(model)
+    candidates = linear_module_names(model)
+    settings = SimpleNamespace(rank=rank, alpha=2.0 * rank, dropout=0.0, target_modules=targets,
+                               num_virtual_tokens=num_virtual_tokens, init_text=None, unfreeze=unfreeze)
+    chosen = target_modules(model, targets)
+    rows = []
+    for name, method in methods.METHODS.items():
+        wrapped = method.build(load_model(base), settings, base.path)
+        trainable, total = count_parameters(wrapped)
+        base_total = count_parameters(model)[1]
+        rows.append({"method": name, "family": method.family, "trainable_params": trainable,
+                     "trainable_pct": 100.0 * trainable / base_total, "total_params": total})
+    config = model.config
+    return {"model": model_spec, "arch": config.model_type, "num_layers": len(layers),
+            "hidden_size": config.hidden_size, "vocab_size": config.vocab_size,
+            "total_params": count_parameters(model)[1], "layer": _layer_summary(layers[0]),
+            "candidate_target_modules": candidates, "default_target_modules": chosen, "methods": rows}
+
+
+def _layer_summary(layer: torch.nn.Module) -> str:
+    parts = [f"{name} {tuple(m.weight.shape)}" for name, m in layer.named_modules()
+             if isinstance(m, torch.nn.Linear)]
+    return f"{type(layer).__name__}: " + ", ".join(parts)
+
+
+def export_run(run_dir: Path, out: Path | None, merge: bool) -> dict[str, Any]:
+    """PEFT adapter folder (PeftModel.from_pretrained) or, with merge, full weights for plain transformers."""
+    run = Run.open(run_dir, group="llm")
+    info_ = read_info(run.model_dir)
+    target = Path(out) if out else run.dir / ("merged" if merge else "export")
+    if target.exists():
+        shutil.rmtree(target)
+    model, tokenizer, _ = load_trained(run.dir)
+    if merge:
+        if info_["family"] == "soft-prompt":
+            raise ConfigError(f"--merge: {info_['method']} adds virtual tokens, which cannot be merged into the "
+                              "weights; export without --merge and load it with PeftModel.from_pretrained")
+        if info_["peft"]:
+            model = model.merge_and_unload()
+        model.save_pretrained(str(target))
+        tokenizer.save_pretrained(str(target))
+        kind = "merged full weights (AutoModelForCausalLM.from_pretrained)"
+    else:
+        shutil.copytree(run.model_dir, target)
+        kind = ("PEFT adapter (PeftModel.from_pretrained)" if info_["peft"]
+                else "full weights (AutoModelForCausalLM.from_pretrained)")
+    info(f"exported {kind} to {target}")
+    return {"run": str(run.dir), "method": info_["method"], "merged": merge, "out": str(target), "format": kind}
+
+
+def parse_adapter(spec: str) -> tuple[Path, float]:
+    path, sep, weight = spec.rpartition(":")
+    if not sep or not path:
+        raise ConfigError(f"--adapter {spec}: expected RUN:WEIGHT, e.g. runs/llm/a:1.0")
+    try:
+        return Path(path), float(weight)
+    except ValueError:
+        raise ConfigError(f"--adapter {spec}: the weight {weight!r} is not a number") from None
+
+
+def compose_adapters(base_spec: str, adapter_specs: list[str], out: Path, eval_data: list[str],
+                     overwrite: bool, max_new_tokens: int) -> dict[str, Any]:
+    """W = W0 + sum_i w_i * dW_i over LoRA runs of the same base (addition for multi-task, negation to forget).
+
+    Uses PEFT's exact `cat` combination: the composed adapter stacks the weighted A matrices, so its update
+    equals the weighted sum of the individual updates B_i A_i. The result is an llm run folder.
+    """
+    from peft import PeftModel
+
+    from dlkit.llm.evaluate import conversations_from, score
+
+    if not adapter_specs:
+        raise ConfigError("--adapter: give at least one RUN:WEIGHT")
+    base = resolve_model(base_spec, "--base")
+    parsed = [parse_adapter(s) for s in adapter_specs]
+    for path, _ in parsed:
+        run = Run.open(path, group="llm")
+        run_info = read_info(run.model_dir)
+        if run_info["base"] != base.identity and run_info.get("base_resolved") != base.path:
+            raise ConfigError(f"--adapter {path}: trained on {run_info['base']}, not on {base.identity} (--base)")
+        if run_info["method"] not in ("lora", "rslora"):
+            raise ConfigError(f"--adapter {path}: composition needs lora or rslora adapters (got {run_info['method']})")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise RunError(f"{out} already exists; pass --overwrite to replace it")
+    model = load_model(base)
+    names = []
+    for i, (path, _) in enumerate(parsed):
+        name = f"a{i}"
+        model_dir = str(Run.open(path).model_dir)
+        if i == 0:
+            model = PeftModel.from_pretrained(model, model_dir, adapter_name=name)
+        else:
+            model.load_adapter(model_dir, adapter_name=name)
+        names.append(name)
+    model.add_weighted_adapter(names, [w for _, w in parsed], "composed", combination_type="cat")
+    model.set_adapter("composed")
+    for name in names:
+        model.delete_adapter(name)
+    tokenizer = load_tokenizer(base)
+    if out.exists():
+        shutil.rmtree(out)
+    run = Run(out, "llm")
+    run.model_dir.mkdir(parents=True)
+    model.save_pretrained(str(run.model_dir), selected_adapters=["composed"])
+    _flatten_adapter(run.model_dir, "composed")
+    tokenizer.save_pretrained(str(run.model_dir))
+    atomic_write_json(run.model_dir / INFO_FILE, {"base": base.identity, "base_resolved": base.path,
+                                                   "method": "lora", "family": "lora", "peft": True,
+                                                   "arch": model.config.model_type})
+    config = {"model": base_spec, "method": "lora", "adapters": adapter_specs,
+              META_KEY: {"group": "llm", "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": "compose"}}
+    atomic_write_json(run.config_path, config)
+    result: dict[str, Any] = {"out": str(out), "adapters": adapter_specs}
+    composed, tokenizer, _ = load_trained(out)
+    for spec in eval_data:
+        metrics, _ = score(composed, tokenizer, [], conversations_from(spec, tokenizer), max_new_tokens)
+        result[f"{spec}:exact_match"] = metrics["test_exact_match"]
+    run.write_metrics({"status": "finished", "group": "llm", "method": "composed", **result})
+    return result
+
+
+def _flatten_adapter(model_dir: Path, name: str) -> None:
+    """save_pretrained puts a non-default adapter in a subfolder; move it up so the folder loads directly."""
+    sub = model_dir / name
+    if sub.is_dir():
+        for item in sub.iterdir():
+            shutil.move(str(item), model_dir / item.name)
+        sub.rmdir()
