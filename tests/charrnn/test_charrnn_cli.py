@@ -1,0 +1,119 @@
+import json
+
+import pytest
+
+TINY = ["--arch", "gru", "--hidden-size", "16", "--num-layers", "1", "--block-size", "16", "--batch-size", "8",
+        "--max-steps", "6", "--eval-every", "3", "--sample-chars", "20"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny run on builtin:text, shared by the sample/eval tests."""
+    from dlkit.cli import main
+
+    out = tmp_path_factory.mktemp("charrnn") / "run"
+    assert main(["charrnn", "train", "--data", "builtin:text", "--output-dir", str(out), *TINY]) == 0
+    return out
+
+
+def one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.stderr
+    message = result.stderr.strip()
+    assert message.startswith("error: ") and "\n" not in message, message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_train_writes_a_complete_run(trained):
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["status"] == "finished" and metrics["arch"] == "gru" and metrics["steps"] == 6
+    assert metrics["val_bpc"] > 0 and metrics["val_perplexity"] > 1 and metrics["tokens_per_second"] > 0
+    assert sorted(p.name for p in (trained / "samples").iterdir()) == ["step_0000003.txt", "step_0000006.txt"]
+    assert (trained / "samples" / "step_0000006.txt").read_text().startswith("R")  # the text's first character
+    assert {"loss.png", "val_bpc.png"} <= {p.name for p in (trained / "plots").iterdir()}
+    vocab = json.loads((trained / "vocab.json").read_text())["chars"]
+    assert "R" in vocab and json.loads((trained / "checkpoints" / "final" / "vocab.json").read_text())["chars"] == vocab
+    evals = [json.loads(line) for line in (trained / "history.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in evals if r["kind"] == "eval"] == [3, 6]
+
+
+def test_sample_streams_prompt_and_characters(cli, trained):
+    result = cli("charrnn", "sample", "--run", trained, "--prompt", "ROMEO:", "--num-chars", "40",
+                 "--temperature", "0.8", "--top-k", "5", "--seed", "1")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("ROMEO:") and len(result.stdout) == len("ROMEO:") + 40 + 1
+    again = cli("charrnn", "sample", "--run", trained, "--prompt", "ROMEO:", "--num-chars", "40",
+                "--temperature", "0.8", "--top-k", "5", "--seed", "1")
+    assert again.stdout == result.stdout
+    as_json = cli("charrnn", "sample", "--run", trained, "--prompt", "ROMEO:", "--num-chars", "40",
+                  "--temperature", "0.8", "--top-k", "5", "--seed", "1", "--json")
+    assert json.loads(as_json.stdout)["text"] + "\n" == result.stdout
+
+
+def test_eval_on_a_file_and_on_the_validation_split(cli, trained, tmp_path):
+    held_out = tmp_path / "held_out.txt"
+    held_out.write_text("ROMEO:\nWhat light is this?\n", encoding="utf-8")
+    result = cli("charrnn", "eval", "--run", trained, "--data", held_out, "--json")
+    assert result.exit_code == 0, result.stderr
+    scores = json.loads(result.stdout)
+    assert scores["chars"] == len(held_out.read_text()) - 1
+    assert scores["test_bpc"] == pytest.approx(scores["test_loss"] / 0.6931471805599453)
+    assert json.loads((trained / "metrics.json").read_text())["test_bpc"] == scores["test_bpc"]
+    own = json.loads(cli("charrnn", "eval", "--run", trained, "--json").stdout)
+    assert own["data"] == "builtin:text (validation split)" and own["test_loss"] > 0
+
+
+def test_empty_file(cli, tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    one_line_error(cli("charrnn", "train", "--data", tmp_path / "empty.txt", "--output-dir", tmp_path / "r"),
+                   "empty.txt is empty")
+    assert not (tmp_path / "r").exists()
+
+
+def test_file_shorter_than_one_block(cli, tmp_path):
+    (tmp_path / "short.txt").write_text("To be, or not to be")
+    one_line_error(cli("charrnn", "train", "--data", tmp_path / "short.txt", "--output-dir", tmp_path / "r"),
+                   "has 19 characters, fewer than the 130 needed", "--block-size 64")
+
+
+def test_non_utf8_file_suggests_encoding(cli, tmp_path):
+    (tmp_path / "latin.txt").write_bytes("Où est le café ?\n".encode("latin-1") * 20)
+    one_line_error(cli("charrnn", "train", "--data", tmp_path / "latin.txt", "--output-dir", tmp_path / "r"),
+                   "is not valid utf-8 (byte 0xf9 at offset 1)", "--encoding latin-1")
+    one_line_error(cli("charrnn", "train", "--data", tmp_path / "latin.txt", "--encoding", "klingon"),
+                   "--encoding 'klingon' is not a known text encoding")
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_block_size_must_be_positive(cli, value):
+    one_line_error(cli("charrnn", "train", "--block-size", value), f"--block-size must be > 0 (got {value})")
+
+
+def test_heads_must_divide_width(cli):
+    one_line_error(cli("charrnn", "train", "--arch", "transformer", "--hidden-size", "30", "--num-heads", "4"),
+                   "--hidden-size 30 must be divisible by --num-heads 4")
+
+
+def test_sample_from_another_groups_run(cli, tmp_path):
+    other = tmp_path / "vit_run"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"_dlkit": {"group": "vit"}}))
+    one_line_error(cli("charrnn", "sample", "--run", other), "is a vit run, not a charrnn run")
+    one_line_error(cli("charrnn", "sample", "--run", tmp_path / "nothing"), "is not a dlkit run folder")
+
+
+def test_prompt_with_unknown_characters(cli, trained):
+    one_line_error(cli("charrnn", "sample", "--run", trained, "--prompt", "ROMEO: Zß€"),
+                   "--prompt has characters that are not in the run's vocabulary: 'Z', 'ß', '€'")
+
+
+@pytest.mark.parametrize("value", ["0", "-0.5"])
+def test_temperature_must_be_positive(cli, trained, value):
+    one_line_error(cli("charrnn", "sample", "--run", trained, "--temperature", value),
+                   f"--temperature must be > 0 (got {float(value)})")
+
+
+def test_eval_text_with_unseen_characters(cli, trained, tmp_path):
+    (tmp_path / "other.txt").write_text("Zß€ Zß€", encoding="utf-8")
+    one_line_error(cli("charrnn", "eval", "--run", trained, "--data", tmp_path / "other.txt"),
+                   "characters the model never saw: 'Z', 'ß', '€'")
