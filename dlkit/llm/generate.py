@@ -17,26 +17,46 @@ def stop_ids(tokenizer: Any) -> list[int]:
     return sorted(ids)
 
 
+def _batches(lengths: list[int], batch_size: int, same_length: bool) -> list[list[int]]:
+    """Indices sorted by length (little padding); with same_length, a batch never mixes lengths."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < batch_size and (not same_length or lengths[batches[-1][0]] == lengths[i]):
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
 @torch.no_grad()
 def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int = 32, batch_size: int = 16,
              use_cache: bool = True, progress: bool = False) -> list[str]:
-    """Greedy answers to already-templated prompts, batched with left padding so every answer starts together."""
+    """Greedy answers to already-templated prompts, batched with left padding so every answer starts together.
+
+    PEFT's prompt-learning models ignore position ids, so left padding would shift their positions: for
+    them a batch only holds prompts of one length (no padding at all).
+    """
     from dlkit.core.progress import track
 
     device = next(model.parameters()).device
+    soft_prompt = bool(getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False))
+    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    batches = _batches(lengths, batch_size, same_length=soft_prompt)
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     was_training = model.training
     model.eval()
-    answers: list[str] = []
-    chunks = [prompts[i:i + batch_size] for i in range(0, len(prompts), batch_size)]
+    answers: list[str] = [""] * len(prompts)
     try:
-        for chunk in (track(chunks, "generating", len(chunks)) if progress else chunks):
-            enc = tokenizer(chunk, add_special_tokens=False, padding=True, return_tensors="pt").to(device)
+        for batch in (track(batches, "generating", len(batches)) if progress else batches):
+            enc = tokenizer([prompts[i] for i in batch], add_special_tokens=False, padding=True,
+                            return_tensors="pt").to(device)
             out = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
                                  max_new_tokens=max_new_tokens, do_sample=False, use_cache=use_cache,
                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids(tokenizer))
             new = out[:, enc["input_ids"].shape[1]:]
-            answers += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+            for i, text in zip(batch, tokenizer.batch_decode(new, skip_special_tokens=True), strict=True):
+                answers[i] = text.strip()
     finally:
         tokenizer.padding_side = side
         model.train(was_training)

@@ -1,0 +1,71 @@
+"""Shared fixtures of the llm tests: the tiny builtin models, small instruction files, and a quick trainer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlkit.builtin import instruct
+
+torch.set_num_threads(1)  # the tiny models are overhead-bound; extra threads only contend
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def capitals_rows(num: int = 160, countries: int = 3, seed: int = 0) -> list[dict]:
+    """Single-turn capital questions over the first `countries` entries of the table."""
+    table = instruct.CAPITALS[:countries]
+    rows = []
+    for i in range(num):
+        country, capital = table[(i * 7 + seed) % countries]
+        rows.append({"conversations": [{"from": "human", "value": f"What is the capital of {country}?"},
+                                       {"from": "gpt", "value": capital}]})
+    return rows
+
+
+def reverse_rows(num: int = 160, seed: int = 1) -> list[dict]:
+    """Two-word reversal with a 3-word vocabulary: a second, different task (for composition)."""
+    words = instruct.WORDS[:3]
+    rows = []
+    for i in range(num):
+        a, b = words[i % 3], words[(i + 1 + seed) % 3]
+        rows.append({"conversations": [{"from": "human", "value": f"Reverse these words: {a} {b}"},
+                                       {"from": "gpt", "value": f"{b} {a}"}]})
+    return rows
+
+
+@pytest.fixture(scope="session")
+def capitals_file(tmp_path_factory) -> Path:
+    return write_jsonl(tmp_path_factory.mktemp("data") / "capitals.jsonl", capitals_rows())
+
+
+@pytest.fixture(scope="session")
+def reverse_file(tmp_path_factory) -> Path:
+    return write_jsonl(tmp_path_factory.mktemp("data") / "reverse.jsonl", reverse_rows())
+
+
+def train_run(out: Path, method: str, data: Path | str, steps: int = 30, lr: float = 2e-2, **extra):
+    """A short run through the same function as `dlkit llm train`; returns (metrics, run dir)."""
+    from dlkit.core.config import load_config
+    from dlkit.llm.config import LlmConfig
+    from dlkit.llm.task import train
+
+    overrides = {"method": method, "data": str(data), "output_dir": str(out), "max_steps": steps, "lr": lr,
+                 "batch_size": 8, "eval_every": 10_000, "warmup": 0, "val_size": 8, "test_size": 24,
+                 "scheduler": "constant", "overwrite": True, **extra}
+    return train(load_config(LlmConfig, None, overrides)), out
+
+
+def test_exact_match(run_dir: Path, data: Path | str | None = None) -> float:
+    from dlkit.llm.evaluate import evaluate_run
+
+    return evaluate_run(run_dir, data=str(data) if data else None, max_new_tokens=6)["test_exact_match"]
+
+
+test_exact_match.__test__ = False  # a helper, not a test
