@@ -47,6 +47,8 @@ _ENTRIES = [
             "ImageFolder of 6 shape classes (circle, square, triangle, star, diamond, hexagon), "
             "40 train + 10 test images each."),
     # clip
+    Builtin("tiny-clip", "model", "clip", "dlkit.builtin.tiny_clip:tiny_clip_config",
+            "open_clip CLIP: 2-layer ViT on 32x32 images and 2-layer text transformer, 32-dim space (random init)."),
     # vit
     Builtin("tiny-vit", "model", "vit", "dlkit.builtin.images:tiny_vit",
             "ViTForImageClassification, 32x32 images, 8x8 patches, 2 layers, hidden 48, with its image processor."),

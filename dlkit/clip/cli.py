@@ -1,0 +1,167 @@
+"""`dlkit clip zeroshot | templates | fix-class | coop | probe | train | retrieve`: CLIP models from open_clip
+(pretrained tags or random weights), prompt templates, learnable prompts, linear probes, training from scratch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from dlkit.clip.config import (
+    ClipTrainConfig,
+    CoopConfig,
+    FixClassConfig,
+    ProbeConfig,
+    TemplatesConfig,
+    ZeroShotConfig,
+)
+from dlkit.core import progress
+from dlkit.core.commands import config_command, group_app
+from dlkit.core.config import load_config
+
+app = group_app("clip", "CLIP: zero-shot classification, prompt templates, CoOp, linear probes, training from "
+                "scratch and text-to-image retrieval (open_clip).", extra="clip", requires=("open_clip", "torch"))
+
+
+def _table(title: str, rows: list[dict], columns: list[str]):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("set", "template", "class") else "right")
+    for row in rows:
+        table.add_row(*(progress.format_value(row.get(c, "")) for c in columns))
+    return table
+
+
+@config_command(app, ZeroShotConfig)
+def zeroshot(cfg: ZeroShotConfig) -> None:
+    """Zero-shot classification of an image folder from prompt templates: top-1/top-5, per-class report
+    (CSV), confusion matrix and the worst classes.
+
+    Example: [bold]dlkit clip zeroshot --model convnext_base --pretrained laion400m_s13b_b51k --data ~/dogs
+    --templates dogs[/bold]
+    """
+    from rich.console import Group
+
+    from dlkit.clip.zeroshot import zeroshot as run_zeroshot
+
+    metrics = run_zeroshot(cfg)
+    worst = _table("worst classes (F1)", metrics["worst_classes"], ["class", "f1", "precision", "recall", "support"])
+    progress.emit(metrics, Group(progress.metrics_table(metrics, title="clip zeroshot"), worst))
+
+
+@config_command(app, TemplatesConfig)
+def templates(cfg: TemplatesConfig) -> None:
+    """Compare template sets (simple, imagenet80, dogs or files) on the same cached image features.
+
+    Example: [bold]dlkit clip templates --model convnext_base --pretrained laion400m_s13b_b51k --data ~/dogs
+    --sets simple,imagenet80,dogs[/bold]
+    """
+    from dlkit.clip.zeroshot import compare_templates
+
+    metrics = compare_templates(cfg)
+    progress.emit(metrics, _table("template sets", metrics["rows"], ["set", "templates", "top1", "top5", "macro_f1"]))
+
+
+@app.command(name="fix-class")
+def fix_class(
+    class_name: Annotated[str, typer.Option("--class", help="The class to fix (its cleaned name).")],
+    candidates: Annotated[Path, typer.Option(help="File of candidate templates for that class, one per line.")],
+    model: Annotated[str, typer.Option(help="Same as in `clip zeroshot`.")] = "builtin:tiny-clip",
+    pretrained: Annotated[str, typer.Option(help="open_clip pretrained tag, a weights file, or none.")] = "none",
+    data: Annotated[str, typer.Option(help="ImageFolder, CIFAR-10 folder, Hub id or builtin:NAME.")] = (
+        "builtin:shape-classes"),
+    split: Annotated[str, typer.Option(help="Split folder when --data has train/ and test/.")] = "test",
+    classnames: Annotated[Optional[str], typer.Option(help="File of class names, one per line.")] = None,  # noqa: UP045
+    templates: Annotated[Optional[list[str]], typer.Option(help="The other classes' templates (set, file or "  # noqa: UP045
+                                                          "literal); repeat to combine.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass when encoding.")] = 64,
+    seed: Annotated[int, typer.Option(help="Seed for random weights.")] = 0,
+    output_dir: Annotated[Optional[str], typer.Option(help="Result folder.")] = None,  # noqa: UP045
+    name: Annotated[Optional[str], typer.Option(help="Result name under runs/clip/.")] = None,  # noqa: UP045
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing result folder.")] = False,
+    config: Annotated[Optional[Path], typer.Option(help="YAML/JSON file of settings; flags win.")] = None,  # noqa: UP045
+) -> None:
+    """For one class (e.g. the worst), score candidate templates for that class only: its F1 and the overall
+    accuracy for each, and the best one.
+
+    Example: [bold]dlkit clip fix-class --model convnext_base --pretrained laion400m_s13b_b51k --data ~/dogs
+    --class "walker hound" --candidates walker.txt[/bold]
+    """
+    from dlkit.clip.zeroshot import fix_class as run_fix_class
+
+    overrides = {"class_name": class_name, "candidates": str(candidates), "model": model, "pretrained": pretrained,
+                 "data": data, "split": split, "classnames": classnames, "batch_size": batch_size, "seed": seed,
+                 "output_dir": output_dir, "name": name, "overwrite": overwrite}
+    if templates:
+        overrides["templates"] = list(templates)
+    cfg = load_config(FixClassConfig, config, overrides)
+    metrics = run_fix_class(cfg)
+    progress.emit(metrics, _table(f"templates for class {metrics['class']!r} (best: {metrics['best']['template']})",
+                                  metrics["rows"], ["template", "class_f1", "class_precision", "class_recall",
+                                                    "top1"]))
+
+
+@config_command(app, CoopConfig)
+def coop(cfg: CoopConfig) -> None:
+    """Learn class representations on the train split with the image tower frozen, and compare test
+    accuracy with zero-shot: --mode embedding (one vector per class) or --mode prompt (CoOp context tokens).
+
+    Example: [bold]dlkit clip coop --mode prompt --model convnext_base --pretrained laion400m_s13b_b51k
+    --data ~/dogs --n-ctx 4 --epochs 20[/bold]
+    """
+    from dlkit.clip.task import train_coop
+
+    metrics = train_coop(cfg)
+    progress.emit(metrics, progress.metrics_table(metrics, title=f"clip coop --mode {cfg.mode}"))
+
+
+@config_command(app, ProbeConfig)
+def probe(cfg: ProbeConfig) -> None:
+    """Linear probe: the frozen image tower's cached features and one linear layer trained on them; test
+    accuracy and the per-class report.
+
+    Example: [bold]dlkit clip probe --model RN50 --pretrained openai --data ~/cifar10 --epochs 30[/bold]
+    """
+    from dlkit.clip.task import train_probe
+
+    metrics = train_probe(cfg)
+    progress.emit(metrics, progress.metrics_table(metrics, title="clip probe"))
+
+
+@config_command(app, ClipTrainConfig)
+def train(cfg: ClipTrainConfig) -> None:
+    """Train CLIP from scratch on image-caption pairs (symmetric contrastive loss, learnable temperature);
+    recall@1/5/10 in both directions on the validation images.
+
+    Example: [bold]dlkit clip train --data ~/flickr8k --image-encoder rn50 --epochs 30 --batch-size 128[/bold]
+    """
+    from dlkit.clip.task import train_clip
+
+    metrics = train_clip(cfg)
+    progress.emit(metrics, progress.metrics_table(metrics, title="clip train"))
+
+
+@app.command()
+def retrieve(
+    query: Annotated[str, typer.Option(help="The text to search for.")],
+    images: Annotated[str, typer.Option(help="A folder of images (searched recursively) or builtin:NAME.")],
+    run: Annotated[Optional[Path], typer.Option(help="A `clip train` run folder.")] = None,  # noqa: UP045
+    model: Annotated[Optional[str], typer.Option(help="An open_clip architecture instead of --run.")] = None,  # noqa: UP045
+    pretrained: Annotated[str, typer.Option(help="Pretrained tag for --model (or none).")] = "none",
+    k: Annotated[int, typer.Option("-k", "--k", help="How many images to return.")] = 9,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass when encoding.")] = 64,
+    output: Annotated[Optional[Path], typer.Option(help="Folder for grid.png and results.json "  # noqa: UP045
+                                                  "(default: the run's samples/ or runs/clip/retrieve).")] = None,
+) -> None:
+    """Text-to-image retrieval: the k images closest to the query, as a PNG grid with scores and JSON.
+
+    Example: [bold]dlkit clip retrieve --run runs/clip/flickr --images ~/flickr8k/Images --query "a dog" -k 9[/bold]
+    """
+    from dlkit.clip.retrieve import retrieve as run_retrieve
+
+    result = run_retrieve(query, images, run, model, pretrained, k, batch_size, output)
+    rows = [{"rank": i + 1, "score": r["score"], "image": r["image"]} for i, r in enumerate(result["results"])]
+    progress.emit(result, _table(f"top {len(rows)} for {query!r}", rows, ["rank", "score", "image"]))

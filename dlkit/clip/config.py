@@ -1,0 +1,148 @@
+"""Configs of the clip commands. The evaluation commands (zeroshot, templates, fix-class, retrieve) share
+`ClipSource`; the trained ones (train, coop, probe) extend the engine's TrainConfig. No torch here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from dlkit.core.config import TrainConfig, opt
+from dlkit.core.errors import ConfigError
+
+
+def _templates(default: list[str], help: str):
+    return field(default_factory=lambda: list(default), metadata={"help": help, "cli": True, "saved": True})
+
+
+@dataclass
+class ClipSource:
+    """Which model, weights and labelled images; shared by every command that classifies."""
+
+    model: str = opt("builtin:tiny-clip", "open_clip architecture (convnext_base, RN50, ViT-B-32), a `clip train` "
+                                          "run folder, hf-hub:ORG/REPO, or builtin:tiny-clip.")
+    pretrained: str = opt("none", "open_clip pretrained tag (e.g. laion400m_s13b_b51k, openai), a weights file, "
+                                  "or none for random weights.")
+    data: str = opt("builtin:shape-classes", "ImageFolder (class subfolders, optionally under train/ and test/), "
+                                             "a torchvision CIFAR-10 folder, a Hub dataset id, or builtin:NAME.")
+    split: str = opt("test", "Split folder to classify when --data has train/ and test/ subfolders.")
+    classnames: str | None = opt(None, "File with one class name per line, in the order of the sorted class "
+                                       "folders (default: cleaned folder names).")
+    templates: list[str] = _templates(["simple"], "Prompt templates: a set (simple, imagenet80, dogs), a file "
+                                                  "with one template per line, or literal strings with {}; "
+                                                  "repeat to combine. Several are ensembled.")
+    batch_size: int = opt(64, "Images per forward pass when encoding.")
+    num_workers: int = opt(0, "DataLoader worker processes for image decoding.")
+    seed: int = opt(0, "Seed for random weights and splits.")
+    output_dir: str | None = opt(None, "Result folder. Default: runs/clip/NAME.")
+    name: str | None = opt(None, "Result name under runs/clip/. Default: derived from the command and time.")
+    overwrite: bool = opt(False, "Replace an existing result folder.", saved=False)
+    strict: bool = opt(False, "Fail on the first undecodable image instead of skipping and counting it.")
+
+    resume = False  # results folders are written in one go; Run.create reads this
+
+    def validate(self) -> None:
+        if self.batch_size <= 0:
+            raise ConfigError(f"--batch-size must be > 0 (got {self.batch_size})")
+        if not self.templates:
+            raise ConfigError("--templates needs at least one template or set name")
+
+
+@dataclass
+class ZeroShotConfig(ClipSource):
+    worst: int = opt(5, "How many worst classes (lowest F1) to list.")
+
+
+@dataclass
+class TemplatesConfig(ClipSource):
+    sets: str = opt("simple,imagenet80", "Comma-separated template sets or files to compare "
+                                         "(simple, imagenet80, dogs, FILE).")
+
+
+@dataclass
+class FixClassConfig(ClipSource):
+    class_name: str = opt("", "The class to fix (a cleaned class name as in the zeroshot report).")
+    candidates: str = opt("", "File of candidate templates for that class, one per line, each with {}.")
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.class_name:
+            raise ConfigError("--class is required: the class whose templates to try")
+        if not self.candidates:
+            raise ConfigError("--candidates is required: a file of templates, one per line")
+
+
+@dataclass
+class CoopConfig(ClipSource, TrainConfig):
+    mode: Literal["embedding", "prompt"] = opt("embedding", "embedding: one trainable vector per class, "
+                                               "initialised from the zero-shot text embeddings; prompt: CoOp "
+                                               "class-specific context tokens through the frozen text encoder.")
+    n_ctx: int = opt(4, "Learnable context tokens per class (--mode prompt).")
+    train_split: str = opt("train", "Split folder to train on (a held-out part of --data when it has none).")
+    holdout: float = opt(0.25, "Fraction of each class held out for testing when --data has no split folders.")
+    epochs: int = opt(20, "Passes over the training set.")
+    batch_size: int = opt(32, "Examples per micro-batch per process.")
+    lr: float = opt(2e-3, "Peak learning rate.")
+    scheduler: Literal["constant", "linear", "cosine"] = opt("cosine", "Learning-rate schedule after warmup.")
+    monitor: str = opt("val_accuracy", "Eval metric that early stopping and 'best' follow.")
+    monitor_mode: Literal["min", "max"] = opt("max", "Whether a lower or a higher --monitor is better.")
+
+    def validate(self) -> None:
+        TrainConfig.validate(self)
+        ClipSource.validate(self)
+        if self.n_ctx < 1:
+            raise ConfigError(f"--n-ctx must be >= 1 (got {self.n_ctx})")
+        if not 0 < self.holdout < 1:
+            raise ConfigError(f"--holdout must be between 0 and 1 (got {self.holdout})")
+
+
+@dataclass
+class ProbeConfig(ClipSource, TrainConfig):
+    train_split: str = opt("train", "Split folder to train on (a held-out part of --data when it has none).")
+    holdout: float = opt(0.25, "Fraction of each class held out for testing when --data has no split folders.")
+    epochs: int = opt(30, "Passes over the cached training features.")
+    batch_size: int = opt(256, "Feature vectors per step.")
+    lr: float = opt(1e-2, "Peak learning rate.")
+    weight_decay: float = opt(0.0, "Weight decay on the linear layer.")
+    scheduler: Literal["constant", "linear", "cosine"] = opt("cosine", "Learning-rate schedule after warmup.")
+    monitor: str = opt("val_accuracy", "Eval metric that early stopping and 'best' follow.")
+    monitor_mode: Literal["min", "max"] = opt("max", "Whether a lower or a higher --monitor is better.")
+    log_every: int = opt(50, "Write a history line every N optimizer steps.")
+
+    def validate(self) -> None:
+        TrainConfig.validate(self)
+        ClipSource.validate(self)
+        if not 0 < self.holdout < 1:
+            raise ConfigError(f"--holdout must be between 0 and 1 (got {self.holdout})")
+
+
+@dataclass
+class ClipTrainConfig(TrainConfig):
+    data: str = opt("builtin:shapes", "Image-caption pairs: a Flickr8k/COCO folder, a Hub dataset id, or "
+                                      "builtin:shapes.")
+    model: str = opt("scratch", "Only 'scratch': CLIP is built from --image-encoder and the text-tower flags.",
+                     cli=False)
+    image_encoder: Literal["rn50", "resnet-small", "vit-small"] = opt(
+        "resnet-small", "Image tower: open_clip's RN50 ResNet-50, or a small ResNet/ViT for CPUs.")
+    image_size: int | None = opt(None, "Input size (default: the tower's, 224 for rn50, 64 for the small ones).")
+    embed_dim: int = opt(64, "Size of the joint image-text space.")
+    text_width: int = opt(64, "Text transformer width.")
+    text_layers: int = opt(2, "Text transformer layers.")
+    text_heads: int = opt(4, "Text transformer attention heads.")
+    context_length: int = opt(32, "Tokens per caption (longer ones are cut).")
+    strict: bool = opt(False, "Fail on the first missing/undecodable image instead of skipping and counting it.")
+    epochs: int = opt(10, "Passes over the image-caption pairs.")
+    batch_size: int = opt(64, "Pairs per batch: each image's negatives are the other captions in the batch.")
+    lr: float = opt(1e-3, "Peak learning rate.")
+    weight_decay: float = opt(0.1, "AdamW weight decay (weights with >= 2 dims).")
+    warmup: float = opt(0.05, "Warmup: a fraction of the total steps if < 1, else a number of steps.")
+    scheduler: Literal["constant", "linear", "cosine"] = opt("cosine", "Learning-rate schedule after warmup.")
+    monitor: str = opt("val_mean_recall", "Eval metric that early stopping and 'best' follow.")
+    monitor_mode: Literal["min", "max"] = opt("max", "Whether a lower or a higher --monitor is better.")
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("embed_dim", "text_width", "text_layers", "text_heads", "context_length"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be > 0 (got {getattr(self, name)})")
+        if self.text_width % self.text_heads:
+            raise ConfigError(f"--text-width {self.text_width} must be divisible by --text-heads {self.text_heads}")

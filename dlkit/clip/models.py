@@ -1,0 +1,240 @@
+"""CLIP models through open_clip's own factory: one function returns the model, its train and eval
+preprocessing and its tokenizer, whether the model is an open_clip architecture with a pretrained tag,
+`builtin:tiny-clip`, a run folder written by `dlkit clip train`, or an open_clip `hf-hub:` id.
+
+Architectures are data in open_clip (a JSON config per name); dlkit's own small architectures are
+written as such JSON files into the cache and registered with `open_clip.add_model_config`, so every
+model is built by the same `create_model_and_transforms` call.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dlkit.core.errors import ConfigError, SourceError
+
+CONFIG_FILE = "open_clip_config.json"  # what open_clip's `local-dir:` schema reads
+WEIGHTS_FILE = "open_clip_model.safetensors"
+NO_WEIGHTS = ("", "none", "random")
+
+# The image towers `dlkit clip train --image-encoder` offers. rn50 is open_clip's RN50 tower; the small
+# ones keep the same families (modified ResNet with attention pooling, ViT) at a size a CPU trains in seconds.
+IMAGE_ENCODERS: dict[str, dict[str, Any]] = {
+    "rn50": {"image_size": 224, "layers": [3, 4, 6, 3], "width": 64, "patch_size": None},
+    "resnet-small": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 16, "patch_size": None},
+    "vit-small": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
+}
+
+
+@dataclass
+class ClipBundle:
+    """A model with everything needed to use it, plus a key naming its weights for the feature cache."""
+
+    model: nn.Module
+    preprocess_train: Any
+    preprocess_eval: Any
+    tokenizer: Any
+    name: str  # what the user asked for, for reports
+    key: str  # identity of architecture + weights (cache key part)
+
+    @property
+    def context_length(self) -> int:
+        return int(getattr(self.tokenizer, "context_length", 77))
+
+
+def build_clip(model: str, pretrained: str | None = None, seed: int = 0) -> ClipBundle:
+    """Resolve `--model`/`--pretrained` and create the model with open_clip's factory (eval mode)."""
+    import open_clip
+
+    spec = model.strip()
+    tag = (pretrained or "").strip()
+    if spec.startswith("builtin:"):
+        from dlkit.core.sources import resolve
+
+        source = resolve(spec, "model", flag="--model")
+        name = _register(source.value, _builtin_config(source.value))
+        _no_tag(spec, tag)
+        return _create(name, None, spec, f"{spec}:seed{seed}", seed)
+    if spec.startswith("hf-hub:"):
+        from dlkit.core.sources import check_hub_id
+
+        check_hub_id(spec.removeprefix("hf-hub:"), "model", "--model")
+        return _create(spec, None, spec, spec, seed)
+    path = Path(spec).expanduser()
+    if path.exists():
+        folder = model_folder(path)
+        _no_tag(spec, tag)
+        weights = folder / WEIGHTS_FILE
+        stamp = f"{weights.stat().st_size}-{weights.stat().st_mtime_ns}" if weights.is_file() else "random"
+        return _create(f"local-dir:{folder}", None, spec, f"{folder}:{stamp}", seed)
+    name = spec.replace("/", "-")
+    if name not in open_clip.list_models():
+        close = difflib.get_close_matches(name, open_clip.list_models(), n=5, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else "see open_clip.list_models()"
+        raise SourceError(f"--model {spec}: not an open_clip architecture, a run folder or builtin:tiny-clip; {hint}")
+    if tag.lower() in NO_WEIGHTS:
+        return _create(name, None, spec, f"{name}:random:seed{seed}", seed)
+    if Path(tag).expanduser().is_file():
+        weights = Path(tag).expanduser().resolve()
+        return _create(name, str(weights), spec, f"{name}:{weights}:{weights.stat().st_mtime_ns}", seed)
+    _check_tag(name, tag)
+    return _create(name, tag, spec, f"{name}:{tag}", seed)
+
+
+def model_folder(path: Path) -> Path:
+    """The folder holding open_clip_config.json: the path itself, or a clip run's final model."""
+    for candidate in (path, path / "checkpoints" / "final"):
+        if (candidate / CONFIG_FILE).is_file():
+            return candidate.resolve()
+    raise SourceError(f"--model {path}: no {CONFIG_FILE} there; pass a run folder of `dlkit clip train`, "
+                      "an open_clip architecture name or builtin:tiny-clip")
+
+
+def _no_tag(spec: str, tag: str) -> None:
+    if tag.lower() not in NO_WEIGHTS:
+        raise ConfigError(f"--pretrained {tag}: {spec} brings its own weights; leave --pretrained out")
+
+
+def _check_tag(name: str, tag: str) -> None:
+    """Unknown tags list the known ones; a known tag whose weights are not cached needs the Hub, checked fast."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(name, tag)
+    if not cfg:
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        known = f"tags for {name}: {', '.join(tags)}" if tags else f"open_clip has no pretrained weights for {name}"
+        raise SourceError(f"--pretrained {tag}: not a known tag or a weights file; {known}; "
+                          "or pass --pretrained none for random weights")
+    if _weights_cached(cfg):
+        return
+    hub_id = os.path.split(cfg.get("hf_hub", ""))[0]
+    offline = (f"--pretrained {tag} for {name}: its weights are not cached and this machine is offline; "
+               "use --pretrained none (random weights), a weights file, or --model builtin:tiny-clip")
+    if not hub_id or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+        if hub_id or not _url_reachable(cfg.get("url", "")):
+            raise SourceError(offline)
+        return
+    from dlkit.core.sources import check_hub_id
+
+    try:
+        check_hub_id(hub_id, "model", "--pretrained")
+    except SourceError:
+        raise SourceError(offline) from None
+
+
+def _weights_cached(cfg: dict) -> bool:
+    hub = cfg.get("hf_hub", "")
+    if not hub:
+        return False
+    from huggingface_hub import try_to_load_from_cache
+
+    repo, filename = os.path.split(hub)
+    names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    return any(isinstance(try_to_load_from_cache(repo, n), str) for n in names)
+
+
+def _url_reachable(url: str) -> bool:
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(url).hostname
+    if not host:
+        return False
+    try:
+        with socket.create_connection((host, 443), timeout=2.0):
+            return True
+    except OSError:
+        return False
+
+
+def _create(name: str, pretrained: str | None, display: str, key: str, seed: int) -> ClipBundle:
+    import open_clip
+
+    torch.manual_seed(seed)  # random towers (no pretrained weights) are reproducible
+    try:
+        model, preprocess_train, preprocess_eval = open_clip.create_model_and_transforms(name, pretrained=pretrained)
+    except RuntimeError as exc:  # a download that failed after the checks above
+        reason = str(exc).splitlines()[0][:160]
+        raise SourceError(f"--model {display} --pretrained {pretrained}: open_clip could not load it ({reason}); "
+                          "use --pretrained none or --model builtin:tiny-clip") from None
+    model.eval()
+    return ClipBundle(model, preprocess_train, preprocess_eval, open_clip.get_tokenizer(name), display, key)
+
+
+# -- dlkit's own architectures as open_clip configs -----------------------------------------------------
+
+
+def _builtin_config(name: str) -> dict[str, Any]:
+    from dlkit.builtin import BUILTINS
+
+    return BUILTINS[name].load()
+
+
+def clip_config(image_encoder: str = "resnet-small", embed_dim: int = 64, image_size: int | None = None,
+                text_width: int = 64, text_layers: int = 2, text_heads: int = 4,
+                context_length: int = 32) -> dict[str, Any]:
+    """An open_clip model config: an `--image-encoder` tower and a transformer text tower of the given size."""
+    if image_encoder not in IMAGE_ENCODERS:
+        raise ConfigError(f"--image-encoder {image_encoder}: choose one of {', '.join(IMAGE_ENCODERS)}")
+    vision = dict(IMAGE_ENCODERS[image_encoder])
+    if image_size:
+        vision["image_size"] = image_size
+    if vision["patch_size"] is None and vision["image_size"] % 32:
+        raise ConfigError(f"--image-size {vision['image_size']}: ResNet towers need a multiple of 32")
+    return {"embed_dim": embed_dim, "vision_cfg": vision,
+            "text_cfg": {"context_length": context_length, "vocab_size": 49408, "width": text_width,
+                         "heads": text_heads, "layers": text_layers}}
+
+
+def _register(stem: str, config: dict[str, Any]) -> str:
+    """Write `config` as an open_clip config file in the cache and register its folder; returns the name."""
+    import open_clip
+
+    from dlkit.core.run import atomic_write_json
+    from dlkit.core.sources import cache_dir
+
+    digest = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
+    name = f"dlkit-{stem}-{digest}"
+    if name in open_clip.list_models():
+        return name
+    folder = cache_dir() / "clip-configs" / name
+    path = folder / f"{name}.json"
+    if not path.is_file():
+        atomic_write_json(path, config)
+    open_clip.add_model_config(folder)
+    return name
+
+
+def build_from_config(stem: str, config: dict[str, Any], seed: int = 0) -> ClipBundle:
+    """A randomly initialised CLIP of the given config, through the factory (for training from scratch)."""
+    name = _register(stem, config)
+    return _create(name, None, stem, f"{name}:seed{seed}", seed)
+
+
+def save_clip(model: nn.Module, config: dict[str, Any], folder: Path) -> Path:
+    """Weights (safetensors) + open_clip_config.json, loadable with `--model FOLDER` or open_clip's local-dir:."""
+    from safetensors.torch import save_model
+
+    from dlkit.core.run import atomic_write_json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(folder / WEIGHTS_FILE))
+    preprocess = dict(getattr(model.visual, "preprocess_cfg", {}))
+    atomic_write_json(folder / CONFIG_FILE, {"model_cfg": config, "preprocess_cfg": preprocess})
+    return folder
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """No gradients and eval mode (BatchNorm statistics stay as they are)."""
+    for param in module.parameters():
+        param.requires_grad_(False)
+    return module.eval()
