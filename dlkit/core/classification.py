@@ -1,0 +1,268 @@
+"""What every classification group shares (vit, adapter): logits -> loss, validation metrics, the test report
+written into the run folder (per-class CSV, confusion matrix PNG, misclassified examples), label splits and
+top-k prediction tables.
+
+A group's Task supplies the forward pass (batch -> logits (B, K)) and its data; these functions do the rest,
+so an image classifier and a text classifier are judged by exactly the same numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dlkit.core.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
+    from accelerate import Accelerator
+
+    from dlkit.core.run import Run
+
+TOP_K = 5
+MAX_MISCLASSIFIED = 200  # rows kept in samples/misclassified.csv, most confident mistakes first
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """No transformers warnings or progress bars while loading a model whose head is replaced on purpose
+    ("newly initialised classifier" is expected then, not news), so errors stay one line."""
+    from transformers.utils import logging
+
+    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
+        if bars:
+            logging.enable_progress_bar()
+
+
+# -- labels and splits -----------------------------------------------------------------------------
+
+
+def label_maps(names: Sequence[str]) -> tuple[dict[int, str], dict[str, int]]:
+    """id2label / label2id for a model config, from the class names in index order."""
+    return {i: name for i, name in enumerate(names)}, {name: i for i, name in enumerate(names)}
+
+
+def check_classes(names: Sequence[str], where: str) -> None:
+    """A classifier needs at least two classes; one is a data mistake worth a clear sentence."""
+    if len(names) < 2:
+        found = f"only {names[0]!r}" if names else "none"
+        raise DataError(f"{where} has {len(names)} class ({found}); a classifier needs at least 2 classes")
+
+
+def holdout_split(labels: Sequence[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train, val) indices: `fraction` of each class held out, so small classes appear in both sets."""
+    import random
+
+    rng = random.Random(seed)
+    by_class: dict[int, list[int]] = {}
+    for index, label in enumerate(labels):
+        by_class.setdefault(label, []).append(index)
+    train, val = [], []
+    for indices in by_class.values():
+        rng.shuffle(indices)
+        num_val = round(len(indices) * fraction) if len(indices) > 1 else 0
+        val.extend(indices[:num_val])
+        train.extend(indices[num_val:])
+    return sorted(train), sorted(val)
+
+
+def subsample(indices: list[int], limit: int | None, seed: int) -> list[int]:
+    """At most `limit` indices, drawn with a fixed seed (for --max-train-samples / --max-eval-samples)."""
+    import random
+
+    if limit is None or len(indices) <= limit:
+        return indices
+    return sorted(random.Random(seed).sample(indices, limit))
+
+
+# -- training and validation -----------------------------------------------------------------------
+
+
+def cross_entropy_step(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """The training loss and the batch accuracy (logged by the engine next to the loss)."""
+    import torch.nn.functional as F
+
+    loss = F.cross_entropy(logits.float(), labels)  # logits (B, K), labels (B,)
+    accuracy = (logits.argmax(-1) == labels).float().mean().item()
+    return loss, {"accuracy": accuracy}
+
+
+def collect_logits(forward: Callable[[Any], torch.Tensor], loader: Any,
+                   accel: Accelerator | None = None, description: str = "evaluating") -> tuple[Any, Any]:
+    """Logits (N, K) and labels (N,) over a whole loader, from every process, as float/int64 CPU tensors."""
+    import torch
+
+    from dlkit.core.progress import track
+
+    rows: list[list[float]] = []
+    labels: list[int] = []
+    with torch.no_grad():
+        for batch in track(loader, description, total=len(loader) if hasattr(loader, "__len__") else None):
+            logits = forward(batch)
+            rows.extend(logits.float().cpu().tolist())
+            labels.extend(batch["labels"].cpu().tolist())
+    if accel is not None and accel.num_processes > 1:
+        from dlkit.core.engine import gather
+
+        pairs = gather(accel, list(zip(rows, labels, strict=True)))
+        rows, labels = [p[0] for p in pairs], [p[1] for p in pairs]
+    return torch.tensor(rows, dtype=torch.float32), torch.tensor(labels, dtype=torch.int64)
+
+
+def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, prefix: str = "val_") -> dict[str, float]:
+    """Loss, accuracy, macro F1; top-5 when there are more than 5 classes; binary P/R/F1 for 2 classes."""
+    import torch.nn.functional as F
+
+    from dlkit.metrics import classification_report, topk_accuracy
+
+    num_classes = logits.shape[-1]
+    report = classification_report(labels, logits.argmax(-1), num_classes=num_classes)
+    out = {
+        f"{prefix}loss": F.cross_entropy(logits, labels).item() if len(labels) else float("nan"),
+        f"{prefix}accuracy": report["accuracy"],
+        f"{prefix}macro_f1": report["macro"]["f1"],
+    }
+    if num_classes > TOP_K:
+        out[f"{prefix}top5"] = topk_accuracy(logits, labels, TOP_K)
+    if num_classes == 2:  # class 1 is the positive class
+        positive = report["per_class"][1]
+        out.update({f"{prefix}precision": positive["precision"], f"{prefix}recall": positive["recall"],
+                    f"{prefix}f1": positive["f1"], f"{prefix}macro_precision": report["macro"]["precision"],
+                    f"{prefix}macro_recall": report["macro"]["recall"]})
+    return out
+
+
+def evaluate_classifier(forward: Callable[[Any], torch.Tensor], loader: Any, accel: Accelerator) -> dict[str, float]:
+    """The engine's `evaluate` for any classifier: val_loss (example-weighted) plus the metrics above."""
+    logits, labels = collect_logits(forward, loader, accel)
+    return classification_metrics(logits, labels, prefix="val_")
+
+
+# -- the test report -------------------------------------------------------------------------------
+
+
+def write_evaluation(run: Run, logits: torch.Tensor, labels: torch.Tensor, label_names: Sequence[str],
+                     examples: Sequence[str], split: str, example_header: str = "example") -> dict[str, Any]:
+    """Score a split and write it into the run folder; returns {"metrics", "report", "misclassified"}.
+
+    Writes eval.json (metrics + full report), eval/per_class.csv, plots/confusion_matrix.png,
+    plots/per_class_f1.png, samples/predictions.csv and samples/misclassified.csv (most confident mistakes
+    first, with the example itself), and merges the test_* metrics into metrics.json for `dlkit compare`.
+    """
+    from dlkit.metrics import classification_report, plot_confusion_matrix, worst_classes, write_report_csv
+
+    names = list(label_names)
+    probs = logits.softmax(-1)
+    preds = probs.argmax(-1)
+    report = classification_report(labels, preds, labels=names)
+    metrics = {**classification_metrics(logits, labels, prefix="test_"), "test_samples": len(labels),
+               "test_split": split}
+    rows = prediction_rows(probs, labels, names, examples, example_header)
+    misclassified = sorted((r for r in rows if not r["correct"]), key=lambda r: -r["confidence"])
+
+    if run.writer:
+        write_report_csv(report, run.dir / "eval" / "per_class.csv")
+        plot_confusion_matrix(report["confusion_matrix"], names, run.plots_dir / "confusion_matrix.png")
+        _per_class_f1_plot(report, run.plots_dir / "per_class_f1.png")
+        run.write_text("samples/predictions.csv", _csv(rows))
+        run.write_text("samples/misclassified.csv", _csv(misclassified[:MAX_MISCLASSIFIED]))
+        run.write_json("eval.json", {**metrics, "worst_classes": worst_classes(report), "report": report})
+        run.write_metrics({**run.read_metrics(), **metrics})
+    return {"metrics": metrics, "report": report, "misclassified": misclassified}
+
+
+def prediction_rows(probs: torch.Tensor, labels: torch.Tensor, names: Sequence[str], examples: Sequence[str],
+                    example_header: str) -> list[dict[str, Any]]:
+    rows = []
+    for i, (row, label) in enumerate(zip(probs.tolist(), labels.tolist(), strict=True)):
+        pred = max(range(len(row)), key=row.__getitem__)
+        rows.append({example_header: examples[i] if i < len(examples) else str(i), "true": names[label],
+                     "predicted": names[pred], "confidence": round(row[pred], 6),
+                     "p_true": round(row[label], 6), "correct": pred == label})
+    return rows
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _per_class_f1_plot(report: dict[str, Any], path: Path, limit: int = 30) -> None:
+    from dlkit.core import plots
+
+    rows = report["per_class"]
+    title = "F1 per class"
+    if len(rows) > limit:
+        rows = sorted(rows, key=lambda r: r["f1"])[:limit]
+        title = f"F1 of the {limit} weakest classes"
+    plots.bar_chart([r["class"] for r in rows], [r["f1"] for r in rows], path, ylabel="F1", title=title)
+
+
+def evaluation_tables(result: dict[str, Any], example_header: str, show: int = 5) -> list[Any]:
+    """Rich renderables for an eval command: the metrics, the weakest classes, a few confident mistakes."""
+    from rich.table import Table
+
+    from dlkit.core.progress import metrics_table
+    from dlkit.metrics import worst_classes
+
+    tables = [metrics_table(result["metrics"], title="test metrics")]
+    weak = Table(title="weakest classes")
+    for column in ("class", "precision", "recall", "f1", "support"):
+        weak.add_column(column, justify="left" if column == "class" else "right")
+    for row in worst_classes(result["report"], n=show):
+        weak.add_row(row["class"], f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
+                     str(row["support"]))
+    tables.append(weak)
+    if result["misclassified"]:
+        wrong = Table(title=f"most confident mistakes (of {len(result['misclassified'])})")
+        for column in (example_header, "true", "predicted", "confidence"):
+            wrong.add_column(column, overflow="fold")
+        for row in result["misclassified"][:show]:
+            wrong.add_row(str(row[example_header]), row["true"], row["predicted"], f"{row['confidence']:.3f}")
+        tables.append(wrong)
+    return tables
+
+
+# -- prediction ------------------------------------------------------------------------------------
+
+
+def top_k(logits: torch.Tensor, label_names: Sequence[str], k: int = TOP_K) -> list[list[dict[str, Any]]]:
+    """For each row of logits (N, K): the k most likely labels with their probabilities, best first."""
+    probs = logits.float().softmax(-1)
+    values, indices = probs.topk(min(k, probs.shape[-1]), dim=-1)
+    return [[{"label": label_names[i], "probability": round(p, 6)} for p, i in zip(vs, ix, strict=True)]
+            for vs, ix in zip(values.tolist(), indices.tolist(), strict=True)]
+
+
+def predictions_table(inputs: Sequence[str], predictions: list[list[dict[str, Any]]], input_header: str) -> Any:
+    """One row per input and rank: the table `predict` prints."""
+    from rich.table import Table
+
+    table = Table(title="predictions")
+    table.add_column(input_header, overflow="fold")
+    table.add_column("rank", justify="right")
+    table.add_column("label")
+    table.add_column("probability", justify="right")
+    for item, top in zip(inputs, predictions, strict=True):
+        for rank, guess in enumerate(top, start=1):
+            table.add_row(item if rank == 1 else "", str(rank), guess["label"], f"{guess['probability']:.4f}")
+    return table
+
+
+def trainable_names(model: torch.nn.Module) -> list[str]:
+    """Names of the parameters that train: what a method claims to touch."""
+    return [name for name, p in model.named_parameters() if p.requires_grad]
