@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from dlkit.core.classification import quiet_transformers
 from dlkit.core.sources import cache_dir
 
 IMAGE_SIZE = 32
@@ -62,7 +63,8 @@ def _build_vit(path: Path) -> None:
     from transformers import ViTConfig, ViTForImageClassification
 
     torch.manual_seed(0)
-    ViTForImageClassification(ViTConfig(**_vision_kwargs())).save_pretrained(path)
+    with quiet_transformers():
+        ViTForImageClassification(ViTConfig(**_vision_kwargs())).save_pretrained(path)
     _save_processor(path)
 
 
@@ -73,7 +75,8 @@ def _build_deit(path: Path) -> None:
     torch.manual_seed(0)
     # The distilled DeiT checkpoints on the Hub are saved as the with-teacher class; fine-tuning loads them
     # as DeiTForImageClassification (one head on the class token), exactly as it does here.
-    DeiTForImageClassificationWithTeacher(DeiTConfig(**_vision_kwargs())).save_pretrained(path)
+    with quiet_transformers():
+        DeiTForImageClassificationWithTeacher(DeiTConfig(**_vision_kwargs())).save_pretrained(path)
     _save_processor(path)
 
 

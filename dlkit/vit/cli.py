@@ -1,0 +1,69 @@
+"""`dlkit vit`: image classification with ViT/DeiT: LoRA, last-block, linear-probe or full fine-tuning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dlkit.core import progress
+from dlkit.core.commands import config_command, group_app, run_option
+from dlkit.vit.config import VitConfig
+
+app = group_app("vit", "Fine-tune ViT/DeiT image classifiers: LoRA, last block, linear probe or full.",
+                extra="vit", requires=("transformers", "peft", "torchvision"))
+
+
+@config_command(app, VitConfig)
+def train(cfg: VitConfig) -> None:
+    """Fine-tune an image classifier; labels come from the data (folder names or a ClassLabel column).
+
+    Example: [bold]dlkit vit train --model builtin:tiny-vit --data builtin:digits --method lora[/bold]
+    """
+    from dlkit.vit.task import train as run_training
+
+    metrics = run_training(cfg)
+    progress.emit(metrics, progress.metrics_table(metrics))
+
+
+@app.command("eval")
+def evaluate(
+    run: Annotated[Path, run_option()],
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
+) -> None:
+    """Accuracy, top-5, per-class report (eval/per_class.csv), confusion matrix PNG and the most confident
+    mistakes, on the run's validation split; test_* metrics are merged into metrics.json.
+
+    Example: [bold]dlkit vit eval --run runs/vit/lora[/bold]
+    """
+    from dlkit.core.classification import evaluation_tables
+    from dlkit.vit.task import evaluate_run
+
+    result = evaluate_run(run, batch_size=batch_size)
+    progress.emit(result["metrics"], _group(evaluation_tables(result, "image")))
+    progress.info(f"report: {run / 'eval.json'}, {run / 'eval' / 'per_class.csv'}, "
+                  f"{run / 'plots' / 'confusion_matrix.png'}, {run / 'samples' / 'misclassified.csv'}")
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, run_option()],
+    images: Annotated[list[Path], typer.Argument(help="Image files (any mode: grayscale/RGBA are converted).")],
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Labels to show per image.")] = 5,
+) -> None:
+    """The top labels with probabilities for each image (a table, or a list with --json).
+
+    Example: [bold]dlkit vit predict --run runs/vit/lora cat.jpg dog.png[/bold]
+    """
+    from dlkit.core.classification import predictions_table
+    from dlkit.vit.task import predict as run_predict
+
+    results = run_predict(run, images, k=top_k)
+    progress.emit(results, predictions_table([r["image"] for r in results], [r["top"] for r in results], "image"))
+
+
+def _group(renderables: list) -> object:
+    from rich.console import Group
+
+    return Group(*renderables)

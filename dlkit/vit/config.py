@@ -1,0 +1,56 @@
+"""Settings of `dlkit vit train` (no torch import: the CLI builds its flags from this dataclass)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from dlkit.core.config import TrainConfig, opt
+from dlkit.core.errors import ConfigError
+
+Method = Literal["lora", "last-block", "linear", "full"]
+
+
+@dataclass
+class VitConfig(TrainConfig):
+    data: str = opt("builtin:digits", "Images: builtin:digits, an ImageFolder (CLASS/IMAGE or train/ and test/ "
+                    "of CLASS/IMAGE), or a Hub dataset id (food101, cifar10).")
+    model: str = opt("builtin:tiny-vit", "ViT/DeiT: builtin:tiny-vit, builtin:tiny-deit, a save_pretrained folder "
+                     "or a Hub id (google/vit-base-patch16-224-in21k).")
+    method: Method = opt("lora", "lora: LoRA on --target-modules + the classifier; last-block: the last encoder "
+                         "block + the classifier; linear: the classifier only; full: everything.")
+    epochs: int = opt(3, "Passes over the training set.")
+    batch_size: int = opt(32, "Images per micro-batch per process.")
+    lr: float = opt(5e-3, "Peak learning rate (LoRA and new heads like ~1e-3..1e-2; full fine-tuning of a "
+                    "pretrained model ~5e-5).")
+    warmup: float = opt(0.1, "Warmup: a fraction of the total steps if < 1, else a number of steps.")
+    lora_r: int = opt(8, "LoRA rank.")
+    lora_alpha: int = opt(16, "LoRA scale numerator (the update is scaled by alpha / r).")
+    lora_dropout: float = opt(0.1, "Dropout on the LoRA input.")
+    target_modules: str = opt("auto", "Comma-separated Linear names LoRA adapts; auto = the attention query and "
+                              "value projections (q_proj,v_proj or query,value).")
+    augment: bool = opt(False, "Light training augmentation: random resized crops (scale 0.8-1) and colour jitter.")
+    image_size: int | None = opt(None, "Resize images to this side; default: the image processor's size. Other "
+                                 "sizes interpolate the position embeddings.")
+    val_fraction: float = opt(0.1, "Share of each class held out for validation when the data has no test split.")
+    max_train_samples: int | None = opt(None, "Use at most this many training images (a seeded subset).")
+    max_eval_samples: int | None = opt(None, "Use at most this many validation images (a seeded subset).")
+    image_col: str | None = opt(None, "Hub datasets: the image column (default: the first Image feature).")
+    label_col: str | None = opt(None, "Hub datasets: the label column (default: the first ClassLabel feature).")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.lora_r <= 0:
+            raise ConfigError(f"--lora-r must be > 0 (got {self.lora_r})")
+        if not 0 <= self.lora_dropout < 1:
+            raise ConfigError(f"--lora-dropout must be in [0, 1) (got {self.lora_dropout})")
+        if self.image_size is not None and self.image_size <= 0:
+            raise ConfigError(f"--image-size must be > 0 (got {self.image_size})")
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"--val-fraction must be between 0 and 1 (got {self.val_fraction})")
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be > 0 (got {value})")
+        if not [m for m in self.target_modules.split(",") if m.strip()]:
+            raise ConfigError("--target-modules is empty; pass auto or names such as q_proj,v_proj")

@@ -1,0 +1,217 @@
+"""Image classification data: an ImageFolder, a Hub dataset or builtin:digits, as (image, label) items.
+
+Labels come from the data (folder names, or a ClassLabel feature), never from the model. Images are read
+lazily; one that fails to decode is skipped and counted, not fatal. Every image is converted to RGB
+(grayscale, palette and RGBA alike; transparency is composited onto white).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dlkit.core.classification import check_classes, holdout_split, subsample
+from dlkit.core.errors import DataError
+from dlkit.core.sources import resolve
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+VAL_SPLITS = ("test", "validation", "valid", "val")
+
+
+@dataclass
+class ImageItems:
+    """A list of labelled images: local paths, or rows of a Hub dataset split."""
+
+    labels: list[int]
+    paths: list[Path] | None = None
+    hub_split: Any = None  # a datasets.Dataset
+    hub_name: str = ""
+    image_col: str = "image"
+    rows: list[int] = field(default_factory=list)  # rows of hub_split
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def load(self, i: int) -> Any:
+        if self.paths is not None:
+            return open_image(self.paths[i])
+        return to_rgb(self.hub_split[self.rows[i]][self.image_col])
+
+    def describe(self, i: int) -> str:
+        return str(self.paths[i]) if self.paths is not None else f"{self.hub_name}[{self.rows[i]}]"
+
+    def select(self, indices: list[int]) -> ImageItems:
+        return ImageItems([self.labels[i] for i in indices],
+                          [self.paths[i] for i in indices] if self.paths is not None else None,
+                          self.hub_split, self.hub_name, self.image_col,
+                          [self.rows[i] for i in indices] if self.paths is None else [])
+
+
+@dataclass
+class ImageData:
+    train: ImageItems
+    val: ImageItems
+    label_names: list[str]
+    val_split: str  # where the validation images came from (for eval reports)
+
+
+def to_rgb(image: Any) -> Any:
+    from PIL import Image
+
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def open_image(path: Path) -> Any:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()
+        return to_rgb(image)
+
+
+def load_image_data(cfg: Any) -> ImageData:
+    """Train and validation items for `cfg.data`, with a seeded per-class holdout when there is no test split."""
+    from dlkit.builtin import BUILTINS
+
+    source = resolve(cfg.data, "data", flag="--data")
+    if source.kind == "builtin":
+        train, val, names, val_split = image_folder(Path(BUILTINS[source.value].load()))
+    elif source.kind == "local":
+        if not source.path.is_dir():
+            raise DataError(f"--data {source.spec}: expected an ImageFolder directory (CLASS/IMAGE.png), got a file")
+        train, val, names, val_split = image_folder(source.path)
+    else:
+        train, val, names, val_split = hub_images(source.value, cfg.image_col, cfg.label_col)
+    if val is None:
+        train_idx, val_idx = holdout_split(train.labels, cfg.val_fraction, cfg.seed)
+        train, val = train.select(train_idx), train.select(val_idx)
+        val_split = f"{val_split} (held-out {cfg.val_fraction:.0%})"
+    train = train.select(subsample(list(range(len(train))), cfg.max_train_samples, cfg.seed))
+    val = val.select(subsample(list(range(len(val))), cfg.max_eval_samples, cfg.seed))
+    if len(train) == 0:
+        raise DataError(f"--data {cfg.data}: no training images")
+    return ImageData(train, val, names, val_split)
+
+
+def image_folder(root: Path) -> tuple[ImageItems, ImageItems | None, list[str], str]:
+    """root/CLASS/IMAGE, or root/train/CLASS/IMAGE with an optional root/{test,validation,val}/CLASS/IMAGE."""
+    if (root / "train").is_dir():
+        names, train = _scan(root / "train")
+        for split in VAL_SPLITS:
+            if (root / split).is_dir():
+                val_names, val = _scan(root / split, known=names)
+                return train, val, names, split
+        return train, None, names, "train"
+    names, train = _scan(root)
+    return train, None, names, "train"
+
+
+def _scan(folder: Path, known: list[str] | None = None) -> tuple[list[str], ImageItems]:
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(f"--data {folder}: no class folders; expected {folder}/CLASS_NAME/IMAGE.png")
+    names = known if known is not None else classes
+    if known is None:
+        check_classes(classes, f"--data {folder}")
+    index = {name: i for i, name in enumerate(names)}
+    paths, labels = [], []
+    for name in classes:
+        if name not in index:
+            raise DataError(f"--data {folder}/{name}: class {name!r} is not among the training classes "
+                            f"({', '.join(names[:10])}{', ...' if len(names) > 10 else ''})")
+        for path in sorted((folder / name).iterdir()):
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                paths.append(path)
+                labels.append(index[name])
+    if not paths:
+        raise DataError(f"--data {folder}: the class folders hold no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return names, ImageItems(labels, paths)
+
+
+def hub_images(repo_id: str, image_col: str | None, label_col: str | None
+               ) -> tuple[ImageItems, ImageItems | None, list[str], str]:
+    """A Hub image dataset (food101, cifar10, ...) through datasets.load_dataset."""
+    from datasets import ClassLabel, Image, load_dataset
+
+    splits = load_dataset(repo_id)
+    if "train" not in splits:
+        raise DataError(f"--data {repo_id}: no 'train' split (found: {', '.join(splits)})")
+    features = splits["train"].features
+    image_col = image_col or next((k for k, v in features.items() if isinstance(v, Image)), None)
+    if image_col not in features:
+        raise DataError(f"--data {repo_id}: no image column (columns: {', '.join(features)}); pass --image-col")
+    label_col = label_col or next((k for k, v in features.items() if isinstance(v, ClassLabel)), None)
+    if label_col not in features:
+        raise DataError(f"--data {repo_id}: no label column (columns: {', '.join(features)}); pass --label-col")
+    if isinstance(features[label_col], ClassLabel):
+        names = list(features[label_col].names)
+        to_index = {i: i for i in range(len(names))}
+    else:
+        values = sorted({str(v) for v in splits["train"][label_col]})
+        names = values
+        to_index = {v: i for i, v in enumerate(values)}
+    check_classes(names, f"--data {repo_id} column {label_col!r}")
+
+    def items(split: str) -> ImageItems:
+        column = splits[split][label_col]
+        labels = [to_index[v if isinstance(features[label_col], ClassLabel) else str(v)] for v in column]
+        return ImageItems(labels, None, splits[split], f"{repo_id}:{split}", image_col, list(range(len(labels))))
+
+    val_split = next((s for s in VAL_SPLITS if s in splits), None)
+    return items("train"), items(val_split) if val_split else None, names, val_split or "train"
+
+
+class ImageSet:
+    """A torch Dataset over ImageItems; an undecodable image yields None (dropped by `collate`, counted)."""
+
+    def __init__(self, items: ImageItems, transform: Any, counter: dict[str, int]):
+        self.items, self.transform, self.counter = items, transform, counter
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, Any] | None:
+        try:
+            image = self.items.load(i)
+        except (OSError, ValueError, SyntaxError):  # PIL's errors for truncated or unknown files
+            self.counter["skipped"] = self.counter.get("skipped", 0) + 1
+            return None
+        return {"pixel_values": self.transform(image), "labels": self.items.labels[i]}
+
+
+def collate(examples: list[dict[str, Any] | None]) -> dict[str, Any]:
+    import torch
+
+    kept = [e for e in examples if e is not None]
+    if not kept:
+        return {"pixel_values": torch.zeros(0, 3, 1, 1), "labels": torch.zeros(0, dtype=torch.long)}
+    return {"pixel_values": torch.stack([e["pixel_values"] for e in kept]),
+            "labels": torch.tensor([e["labels"] for e in kept], dtype=torch.long)}
+
+
+def transforms(processor: Any, image_size: int | None, augment: bool) -> tuple[Any, Any, int]:
+    """(train, eval) torchvision transforms from the model's image processor (size, mean, std); and the size."""
+    from torchvision import transforms as T
+
+    size = image_size or processor_size(processor)
+    steps = [T.ToTensor()]
+    if getattr(processor, "do_normalize", True):
+        steps.append(T.Normalize(processor.image_mean, processor.image_std))
+    eval_tf = T.Compose([T.Resize((size, size)), *steps])
+    if not augment:
+        return eval_tf, eval_tf, size
+    train_tf = T.Compose([T.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.9, 1.1)),
+                          T.ColorJitter(brightness=0.2, contrast=0.2), *steps])
+    return train_tf, eval_tf, size
+
+
+def processor_size(processor: Any) -> int:
+    size = processor.size
+    if isinstance(size, dict):
+        return int(size.get("height") or size.get("shortest_edge") or next(iter(size.values())))
+    return int(getattr(size, "height", None) or getattr(size, "shortest_edge", None) or size)

@@ -1,0 +1,135 @@
+"""Load a ViT/DeiT classifier for the data's labels and make only what the method names trainable.
+
+Methods (one dict, name -> function; an unknown name lists the known ones):
+  lora        PEFT LoRA on the attention query/value projections; the classifier trains in full
+  last-block  the last encoder block and the classifier (the DeiT fine-tuning recipe)
+  linear      the classifier only (a linear probe)
+  full        every parameter
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from dlkit.core.classification import label_maps, quiet_transformers
+from dlkit.core.errors import ConfigError
+from dlkit.core.sources import resolve
+
+HEAD = "classifier"
+AUTO_TARGETS = (("q_proj", "v_proj"), ("query", "value"))  # transformers 5 names, then the older ones
+
+
+def model_folder(spec: str) -> str:
+    """A from_pretrained argument for --model: the builtin's cached folder, a local folder or a Hub id."""
+    from dlkit.builtin import BUILTINS
+
+    source = resolve(spec, "model", flag="--model")
+    return str(BUILTINS[source.value].load()) if source.kind == "builtin" else source.value
+
+
+def load_classifier(path: str, label_names: list[str]) -> nn.Module:
+    """AutoModelForImageClassification with a head sized for the data (a new head when the sizes differ)."""
+    from transformers import AutoConfig, AutoModelForImageClassification, DeiTForImageClassification
+
+    id2label, label2id = label_maps(label_names)
+    model_class = AutoModelForImageClassification
+    if AutoConfig.from_pretrained(path).model_type == "deit":
+        # distilled DeiT checkpoints name the with-teacher class, which is inference-only (two heads, no
+        # single classifier); fine-tuning uses the plain class on the class token, as the DeiT recipe does
+        model_class = DeiTForImageClassification
+    with quiet_transformers():
+        return model_class.from_pretrained(path, num_labels=len(label_names), id2label=id2label, label2id=label2id,
+                                           ignore_mismatched_sizes=True)
+
+
+def encoder_blocks(model: nn.Module) -> nn.ModuleList:
+    """The transformer blocks of a ViT-like model (`vit.layers` in transformers 5, `vit.encoder.layer` before)."""
+    base = getattr(model, getattr(model, "base_model_prefix", ""), model)
+    for name in ("layers", "encoder.layer", "encoder.layers"):
+        found = base.get_submodule(name) if _has(base, name) else None
+        if isinstance(found, nn.ModuleList):
+            return found
+    raise ConfigError(f"--method last-block: cannot find the encoder blocks of {type(model).__name__}")
+
+
+def _has(module: nn.Module, name: str) -> bool:
+    try:
+        module.get_submodule(name)
+    except AttributeError:
+        return False
+    return True
+
+
+def head(model: nn.Module) -> nn.Module:
+    if not _has(model, HEAD):
+        raise ConfigError(f"{type(model).__name__} has no '{HEAD}' head; supported: ViT, DeiT and other "
+                          "AutoModelForImageClassification models with a 'classifier'")
+    return model.get_submodule(HEAD)
+
+
+def freeze_all_but(model: nn.Module, modules: list[nn.Module]) -> nn.Module:
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for module in modules:
+        for p in module.parameters():
+            p.requires_grad_(True)
+    return model
+
+
+def resolve_targets(model: nn.Module, spec: str) -> list[str]:
+    """Module-name suffixes for LoRA, checked against the model's Linear layers."""
+    linear = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+    if spec.strip() == "auto":
+        for pair in AUTO_TARGETS:
+            if set(pair) <= linear:
+                return list(pair)
+        raise ConfigError(f"--target-modules auto: no query/value projections in {type(model).__name__}; "
+                          f"pass names from: {', '.join(sorted(linear))}")
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    missing = [n for n in names if n not in linear]
+    if missing:
+        raise ConfigError(f"--target-modules {','.join(missing)}: no Linear layer of that name in "
+                          f"{type(model).__name__}; choose from: {', '.join(sorted(linear))}")
+    return names
+
+
+def apply_lora(model: nn.Module, cfg: Any) -> nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    head(model)
+    targets = resolve_targets(model, cfg.target_modules)
+    config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                        target_modules=targets, modules_to_save=[HEAD], bias="none")
+    return get_peft_model(model, config)
+
+
+METHODS: dict[str, Callable[[nn.Module, Any], nn.Module]] = {
+    "lora": apply_lora,
+    "last-block": lambda model, cfg: freeze_all_but(model, [encoder_blocks(model)[-1], head(model)]),
+    "linear": lambda model, cfg: freeze_all_but(model, [head(model)]),
+    "full": lambda model, cfg: model,
+}
+
+
+def apply_method(model: nn.Module, cfg: Any) -> nn.Module:
+    if cfg.method not in METHODS:
+        raise ConfigError(f"--method {cfg.method}: unknown; choose one of {', '.join(METHODS)}")
+    return METHODS[cfg.method](model, cfg)
+
+
+def save_classifier(model: nn.Module, processor: Any, path: Path) -> None:
+    """A plain save_pretrained folder (LoRA merged in) that eval/predict and from_pretrained load directly;
+    a LoRA run also keeps its small adapter in path/lora."""
+    from peft import PeftModel
+
+    with quiet_transformers():
+        if isinstance(model, PeftModel):
+            model.save_pretrained(path / "lora")
+            model = copy.deepcopy(model).merge_and_unload()
+        model.save_pretrained(path)
+        processor.save_pretrained(path)

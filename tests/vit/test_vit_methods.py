@@ -1,0 +1,74 @@
+"""Each method learns builtin:digits above chance and changes only the weights it claims to train."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dlkit.vit.config import VitConfig
+from dlkit.vit.models import load_classifier, model_folder
+from dlkit.vit.task import train
+
+DIGITS = [str(i) for i in range(10)]
+# (lr, min val accuracy on 10 classes, chance = 0.1); a linear probe on a random ViT is the weakest learner
+SETTINGS = {"lora": (1e-2, 0.5), "last-block": (1e-2, 0.5), "linear": (5e-2, 0.25), "full": (1e-2, 0.5)}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vit")
+    out = {}
+    for method, (lr, _) in SETTINGS.items():
+        cfg = VitConfig(method=method, lr=lr, epochs=4, max_train_samples=500, max_eval_samples=200,
+                        output_dir=str(root / method))
+        out[method] = (root / method, train(cfg))
+    return out
+
+
+@pytest.fixture(scope="module")
+def base_weights():
+    model = load_classifier(model_folder("builtin:tiny-vit"), DIGITS)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def changed(run_dir, base) -> set[str]:
+    final = load_classifier(str(run_dir / "checkpoints" / "final"), DIGITS).state_dict()
+    assert set(final) == set(base)
+    return {k for k, v in final.items() if not torch.equal(v, base[k])}
+
+
+@pytest.mark.parametrize("method", list(SETTINGS))
+def test_method_learns_digits(runs, method):
+    _, metrics = runs[method]
+    assert metrics["val_accuracy"] >= SETTINGS[method][1], metrics
+    assert metrics["val_top5"] > metrics["val_accuracy"]
+    assert metrics["method"] == method and metrics["num_classes"] == 10
+
+
+def test_trainable_share_orders_the_methods(runs):
+    pct = {m: metrics["trainable_pct"] for m, (_, metrics) in runs.items()}
+    assert pct["linear"] < pct["lora"] < pct["last-block"] < pct["full"] == 100.0
+
+
+def test_linear_changes_only_the_classifier(runs, base_weights):
+    assert changed(runs["linear"][0], base_weights) == {"classifier.weight", "classifier.bias"}
+
+
+def test_last_block_changes_only_the_last_block_and_classifier(runs, base_weights):
+    diff = changed(runs["last-block"][0], base_weights)
+    assert {"classifier.weight", "classifier.bias"} <= diff
+    assert all(k.startswith("vit.layers.1.") or k.startswith("classifier.") for k in diff), diff
+    assert any(k.startswith("vit.layers.1.mlp.") for k in diff)
+
+
+def test_lora_changes_only_query_value_and_classifier(runs, base_weights):
+    run_dir = runs["lora"][0]
+    diff = changed(run_dir, base_weights)  # the saved model has LoRA merged into q/v
+    expected = {f"vit.layers.{i}.attention.{p}.weight" for i in range(2) for p in ("q_proj", "v_proj")}
+    assert diff == expected | {"classifier.weight", "classifier.bias"}
+    assert (run_dir / "checkpoints" / "final" / "lora" / "adapter_model.safetensors").is_file()
+
+
+def test_full_changes_every_block(runs, base_weights):
+    diff = changed(runs["full"][0], base_weights)
+    assert any(k.startswith("vit.layers.0.") for k in diff) and any(k.startswith("vit.embeddings.") for k in diff)
