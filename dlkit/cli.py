@@ -74,6 +74,29 @@ def compare(
     compare_runs(runs, format, sort, plot)
 
 
+@app.command()
+def report(
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR",
+                                               help="Run folders, or parents of run folders (a sweep).")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Report file. Default: report.html "  # noqa: UP045
+                                                   "(report.md with --format md).")] = None,
+    title: Annotated[str, typer.Option(help="Title at the top of the report.")] = "dlkit report",
+    format: Annotated[Optional[Literal["html", "md"]], typer.Option(  # noqa: UP045
+        help="html: one self-contained file (images embedded); md: Markdown plus an images folder. "
+             "Default: from the -o suffix, else html.")] = None,
+) -> None:
+    """One report from run folders of any group: per group the config, the comparison table, the loss
+    curves overlaid, then each run's figures, tables and samples.
+
+    Example: [bold]dlkit report runs/llm runs/caption/attn -o report.html --title "Homework 3"[/bold]
+    """
+    from dlkit.core.progress import emit
+    from dlkit.report.build import build_report
+
+    result = build_report(runs, output, title, format)
+    emit(result, f"wrote {result['report']}: {result['runs']} runs in {len(result['groups'])} groups")
+
+
 runs_app = typer.Typer(help="Inspect run folders.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 

@@ -1,0 +1,218 @@
+"""The sections of a run whose group has no report hook: whatever the run folder holds.
+
+Figures are every PNG under the run folder (plots/ first, then samples/...), tables come from
+metrics.json and every CSV (per-class reports are sorted by F1 with the worst class highlighted),
+results from JSON files such as eval.json, and samples from text, Markdown and JSONL files.
+Checkpoints and tracker folders are left out; long files are cut with a note saying so.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from dlkit.core.progress import format_value
+from dlkit.core.run import Run
+from dlkit.report.sections import Image, Part, Section, Table, Text
+
+MAX_DEPTH = 4  # folder levels searched under a run
+MAX_FILES = 12  # images or sample files per run (the first 2 and the newest, when there are more)
+MAX_ROWS = 40  # table rows shown per file (head and tail, when there are more)
+MAX_CHARS = 4000  # characters of one text sample
+SKIP_DIRS = {"checkpoints", "tensorboard", "__pycache__"}
+SKIP_FILES = {"config.json", "metrics.json", "metrics.csv", "history.jsonl", "vocab.json", "trainer_state.json"}
+SUMMARY_ROWS = {"accuracy", "macro avg", "weighted avg", "micro avg", "macro", "weighted", "micro", "samples avg"}
+F1_COLUMNS = ("f1", "f1-score", "f1_score")
+COVERED_ELSEWHERE = {"plots/loss.png"}  # the group's overlaid loss curves already show it
+
+
+def generic_sections(run: Run, skip: set[str] = COVERED_ELSEWHERE) -> list[Section]:
+    """Figures, metrics, tables, results and samples found in the run folder, in that order."""
+    files = [f for f in run_files(run.dir) if f.relative_to(run.dir).as_posix() not in skip]
+    by_suffix: dict[str, list[Path]] = {}
+    for path in files:
+        by_suffix.setdefault(path.suffix.lower(), []).append(path)
+    sections = []
+    images = sorted(by_suffix.get(".png", []), key=lambda p: (p.parent.name != "plots", p.as_posix()))
+    if images:
+        shown, note = first_and_newest(images, MAX_FILES, "figures")
+        sections.append(Section("Figures", [Image(p, rel(p, run)) for p in shown] + ([Text(note)] if note else [])))
+    nested = {k: v for k, v in run.read_metrics().items() if isinstance(v, (dict, list))}
+    if nested:  # the scalars are in the comparison table already
+        sections.append(Section("Best and final evaluation (metrics.json)", [key_value_table(nested, "")]))
+    tables = [csv_table(p, rel(p, run)) for p in by_suffix.get(".csv", [])]
+    if tables:
+        sections.append(Section("Tables", tables))
+    results = [part for p in by_suffix.get(".json", []) for part in json_parts(read_json(p), rel(p, run))]
+    if results:
+        sections.append(Section("Results", results))
+    samples = sorted(by_suffix.get(".txt", []) + by_suffix.get(".md", []) + by_suffix.get(".jsonl", []))
+    if samples:
+        shown, note = first_and_newest(samples, MAX_FILES, "sample files")
+        parts = [part for p in shown for part in sample_parts(p, rel(p, run))]
+        sections.append(Section("Samples", parts + ([Text(note)] if note else [])))
+    return sections
+
+
+def run_files(root: Path) -> list[Path]:
+    """The run's report-worthy files, sorted; checkpoints, trackers and bookkeeping files are skipped."""
+    found: list[Path] = []
+
+    def walk(folder: Path, depth: int) -> None:
+        for child in sorted(folder.iterdir()):
+            if child.name.startswith("."):
+                continue
+            if child.is_dir():
+                if depth < MAX_DEPTH and child.name not in SKIP_DIRS:
+                    walk(child, depth + 1)
+            elif child.is_file() and not (folder == root and child.name in SKIP_FILES):
+                found.append(child)
+
+    walk(root, 1)
+    return found
+
+
+def rel(path: Path, run: Run) -> str:
+    return path.relative_to(run.dir).as_posix()
+
+
+def first_and_newest(items: list[Path], limit: int, what: str) -> tuple[list[Path], str]:
+    """All items, or the first 2 and the newest (last by name) ones with a note saying how many were left out."""
+    if len(items) <= limit:
+        return items, ""
+    shown = items[:2] + items[-(limit - 2):]
+    return shown, f"{len(items) - len(shown)} more {what} not shown ({len(items)} in all)."
+
+
+def head_and_tail(rows: list[Any], limit: int = MAX_ROWS) -> tuple[list[Any], list[int], str]:
+    """Rows to show, the original index of each, and a note when some were cut."""
+    if len(rows) <= limit:
+        return rows, list(range(len(rows))), ""
+    tail = limit // 4
+    index = list(range(limit - tail)) + list(range(len(rows) - tail, len(rows)))
+    return [rows[i] for i in index], index, f"{limit} of {len(rows)} rows shown (first {limit - tail}, last {tail})."
+
+
+def cell(value: Any, width: int = 1000) -> str:
+    """A table cell: numbers formatted like `dlkit compare`, nested values as JSON, long text cut."""
+    if isinstance(value, (dict, list)):
+        value = json.dumps(value, ensure_ascii=False)
+    text = format_value(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+    return text if len(text) <= width else text[:width] + " …"
+
+
+def key_value_table(obj: dict[str, Any], caption: str) -> Table:
+    """Scalars of a (nested) dict as key/value rows; nested dicts become dotted keys, lists are summarised."""
+    rows = []
+
+    def add(prefix: str, value: Any, depth: int) -> None:
+        if isinstance(value, dict) and depth < 3:
+            for key, inner in value.items():
+                add(f"{prefix}.{key}" if prefix else str(key), inner, depth + 1)
+        elif isinstance(value, list):
+            if value and all(isinstance(v, (int, float)) for v in value) and len(value) <= 8:
+                rows.append([prefix, cell(value)])
+            else:
+                rows.append([prefix, f"[{len(value)} items]"])
+        else:
+            rows.append([prefix, cell(value)])
+
+    add("", obj, 0)
+    return Table(rows, ["key", "value"], caption=caption)
+
+
+def csv_table(path: Path, caption: str) -> Part:
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            records = list(csv.reader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        return Text(f"{caption}: cannot be read ({exc})")
+    if not records:
+        return Text(f"{caption}: empty")
+    header, rows = records[0], [r for r in records[1:] if r]
+    highlight: list[int] = []
+    f1 = next((i for i, name in enumerate(header) if name.strip().lower() in F1_COLUMNS), None)
+    if f1 is not None:
+        rows, worst = sort_by_f1(rows, f1)
+        caption += " (sorted by F1; the worst class highlighted)" if worst is not None else ""
+        highlight = [worst] if worst is not None else []
+    shown, index, note = head_and_tail(rows)
+    return Table([[cell(number(v) if number(v) is not None else v) for v in row] for row in shown], header,
+                 caption=caption,
+                 highlight=[index.index(i) for i in highlight if i in index], note=note)
+
+
+def sort_by_f1(rows: list[list[str]], f1: int) -> tuple[list[list[str]], int | None]:
+    """Per-class rows by F1, best first, then the summary rows (macro avg, accuracy...); and the worst row's index."""
+    classes, summary = [], []
+    for row in rows:
+        (summary if row and row[0].strip().lower() in SUMMARY_ROWS else classes).append(row)
+    scored = [(number(row[f1]) if f1 < len(row) else None, row) for row in classes]
+    if not scored or any(score is None for score, _ in scored):
+        return rows, None
+    scored.sort(key=lambda pair: -pair[0])  # type: ignore[operator]
+    return [row for _, row in scored] + summary, len(scored) - 1
+
+
+def number(text: str) -> float | int | None:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return Text(f"cannot be read ({exc})")
+
+
+def json_parts(obj: Any, caption: str) -> list[Part]:
+    """A JSON file as tables: its scalars as key/value rows, each list of records as a table of its own."""
+    if isinstance(obj, Text):
+        return [Text(f"{caption}: {obj.text}")]
+    if isinstance(obj, list) and obj and all(isinstance(x, dict) for x in obj):
+        return [records_table(obj, caption)]
+    if not isinstance(obj, dict):
+        return [Text(clip_text(json.dumps(obj, indent=2, ensure_ascii=False)), preformatted=True, caption=caption)]
+    records = {k: v for k, v in obj.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)}
+    rest = {k: v for k, v in obj.items() if k not in records}
+    parts: list[Part] = [key_value_table(rest, caption)] if rest else []
+    parts += [records_table(v, f"{caption}: {k}") for k, v in records.items()]
+    return parts
+
+
+def records_table(records: list[dict[str, Any]], caption: str) -> Table:
+    shown, _, note = head_and_tail(records)
+    return Table([{k: cell(v) for k, v in r.items()} for r in shown], caption=caption, note=note)
+
+
+def sample_parts(path: Path, caption: str) -> list[Part]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return [Text(f"{caption}: cannot be read ({exc})")]
+    if path.suffix.lower() == ".jsonl":
+        lines = [line for line in text.splitlines() if line.strip()]
+        try:
+            records = [json.loads(line) for line in lines]
+        except json.JSONDecodeError:
+            records = []
+        if records and all(isinstance(r, dict) for r in records):
+            return [records_table(records, caption)]
+    markdown = path.suffix.lower() == ".md"
+    return [Text(clip_text(text), preformatted=not markdown, markdown=markdown, caption=caption)]
+
+
+def clip_text(text: str, limit: int = MAX_CHARS) -> str:
+    text = text.rstrip("\n")
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n… ({len(text) - limit} more characters not shown)"

@@ -1,0 +1,58 @@
+"""Run folders for the report tests: tiny real trainings (the engine's builtin regression task) labelled
+with group names no installed group uses, so they get the generic sections, plus the kind of files
+the groups write next to them (figures, per-class CSV, Persian samples, eval.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dlkit.builtin.regression import RegressionTask
+from dlkit.core.config import TrainConfig
+from dlkit.core.engine import fit
+from dlkit.core.plots import bar_chart
+from dlkit.core.run import Run
+from dlkit.metrics import classification_report, plot_confusion_matrix, write_report_csv
+
+PERSIAN_QUESTION = "پایتخت ایران کجاست؟"
+PERSIAN_ANSWER = "تهران پایتخت ایران است."
+
+
+def regression_run(root: Path, group: str, name: str, lr: float, **overrides) -> Path:
+    cfg = TrainConfig(output_dir=str(root / group / name), max_steps=6, lr=lr, batch_size=32, eval_every=3,
+                      log_every=1, **overrides)
+    fit(RegressionTask(), cfg, Run.create(group, cfg, name))
+    return root / group / name
+
+
+@pytest.fixture(scope="session")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """runs/alpha/{slow,fast} and runs/beta/probe, with group-style figures, tables and samples."""
+    root = tmp_path_factory.mktemp("runs")
+    regression_run(root, "alpha", "slow", 1e-3)
+    fast = regression_run(root, "alpha", "fast", 3e-2)
+    probe = regression_run(root, "beta", "probe", 1e-2)
+
+    bar_chart(["encoder", "adapter"], [900, 120], fast / "plots" / "params.png", "parameters", "trainable parameters")
+    (fast / "samples").mkdir()
+    (fast / "samples" / "step_0000003.md").write_text(
+        f"# samples at step 3\n\n**question:** {PERSIAN_QUESTION}\n\n**answer:** {PERSIAN_ANSWER}\n\n---\n",
+        encoding="utf-8")
+    with open(fast / "samples" / "before_after.jsonl", "w", encoding="utf-8") as fh:
+        for prompt, before, after in [("What is 2+2?", "2+2 is 5", "4"), (PERSIAN_QUESTION, "Paris", PERSIAN_ANSWER)]:
+            fh.write(json.dumps({"prompt": prompt, "before": before, "after": after}, ensure_ascii=False) + "\n")
+    (fast / "eval.json").write_text(json.dumps({"test_loss": 1.25, "test_bleu4": 0.3125}))
+
+    labels = ["circle", "square", "triangle"]
+    report = classification_report([0, 1, 2, 2, 1, 0, 2, 1, 0], [0, 1, 2, 1, 1, 0, 0, 2, 0], labels=labels)
+    (probe / "eval").mkdir()
+    write_report_csv(report, probe / "eval" / "per_class.csv")
+    plot_confusion_matrix(report["confusion_matrix"], labels, probe / "plots" / "confusion_matrix.png")
+    from PIL import Image
+
+    (probe / "samples").mkdir()
+    Image.new("RGB", (24, 16), (200, 40, 40)).save(probe / "samples" / "grid.png")
+    (probe / "samples" / "generations.txt").write_text("a red circle\na blue square\n", encoding="utf-8")
+    return root
