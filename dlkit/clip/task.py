@@ -1,0 +1,416 @@
+"""The clip group's engine tasks: CoOp (class embeddings or learnable prompt context), linear probes on
+cached image features, and CLIP trained from scratch on image-caption pairs.
+
+CoOp and the probe train on cached image features, so the image tower never runs (and never changes)
+while they train; only their small heads are trainable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset, TensorDataset
+
+from dlkit.clip.config import ClipTrainConfig, CoopConfig, ProbeConfig
+from dlkit.clip.data import load_train_test
+from dlkit.clip.features import ImageFeatures, image_features
+from dlkit.clip.models import ClipBundle, build_clip, build_from_config, clip_config, freeze, save_clip
+from dlkit.clip.templates import resolve_templates
+from dlkit.clip.zeroshot import class_embeddings, logits, score, summary, write_report
+from dlkit.core.errors import ConfigError
+from dlkit.core.run import Run
+
+# -- heads ---------------------------------------------------------------------------------------------
+
+
+class ClassEmbeddings(nn.Module):
+    """One trainable vector per class in the joint space, scored by cosine similarity x CLIP's temperature."""
+
+    def __init__(self, init: torch.Tensor, logit_scale: float):
+        super().__init__()
+        self.weight = nn.Parameter(init.clone())  # (C, D)
+        self.register_buffer("logit_scale", torch.tensor(float(logit_scale)))
+
+    def forward(self, image_features: torch.Tensor) -> torch.Tensor:  # (B, D) -> (B, C)
+        return self.logit_scale * F.normalize(image_features, dim=-1) @ F.normalize(self.weight, dim=-1).T
+
+
+class PromptLearner(nn.Module):
+    """CoOp with class-specific context: `n_ctx` learnable token embeddings per class replace the first
+    prompt tokens of "X X X X {class}." and go through CLIP's frozen text transformer."""
+
+    def __init__(self, clip: nn.Module, tokenizer: Any, classes: list[str], n_ctx: int, logit_scale: float):
+        super().__init__()
+        if not hasattr(clip, "token_embedding"):
+            raise ConfigError("--mode prompt needs open_clip's own text transformer; this model's text tower is "
+                              "a Hugging Face model: use --mode embedding")
+        self.token_embedding = clip.token_embedding
+        self.positional_embedding = clip.positional_embedding
+        self.transformer = clip.transformer
+        self.ln_final = clip.ln_final
+        self.text_projection = clip.text_projection
+        self.register_buffer("attn_mask", clip.attn_mask, persistent=False)
+        for module in (self.token_embedding, self.transformer, self.ln_final):
+            freeze(module)
+        self.positional_embedding.requires_grad_(False)
+        if isinstance(self.text_projection, nn.Parameter):
+            self.text_projection.requires_grad_(False)
+        elif self.text_projection is not None:
+            freeze(self.text_projection)
+        prompts = [" ".join(["X"] * n_ctx) + f" {name}." for name in classes]
+        self.register_buffer("tokens", tokenizer(prompts), persistent=False)  # (C, L)
+        with torch.no_grad():
+            init_tokens = tokenizer(["a photo of a"])[0, 1:1 + n_ctx]
+            if n_ctx == 4:  # start at the zero-shot prompt "a photo of a {class}."
+                ctx = self.token_embedding(init_tokens).unsqueeze(0).repeat(len(classes), 1, 1)
+            else:
+                ctx = torch.randn(len(classes), n_ctx, self.token_embedding.weight.shape[1]) * 0.02
+        self.ctx = nn.Parameter(ctx)  # (C, n_ctx, width)
+        self.n_ctx = n_ctx
+        self.register_buffer("logit_scale", torch.tensor(float(logit_scale)))
+
+    def class_embeddings(self) -> torch.Tensor:
+        """(C, D) normalised text embeddings of the learned prompts."""
+        x = self.token_embedding(self.tokens)  # (C, L, width)
+        x = torch.cat([x[:, :1], self.ctx, x[:, 1 + self.n_ctx:]], dim=1)
+        x = x + self.positional_embedding
+        x = self.transformer(x, attn_mask=self.attn_mask)
+        x = self.ln_final(x)
+        x = x[torch.arange(x.shape[0]), self.tokens.argmax(dim=-1)]  # the end-of-text token (highest id)
+        if isinstance(self.text_projection, nn.Linear):
+            x = self.text_projection(x)
+        elif self.text_projection is not None:
+            x = x @ self.text_projection
+        return F.normalize(x, dim=-1)
+
+    def forward(self, image_features: torch.Tensor) -> torch.Tensor:  # (B, D) -> (B, C)
+        return self.logit_scale * F.normalize(image_features, dim=-1) @ self.class_embeddings().T
+
+    def train(self, mode: bool = True) -> PromptLearner:
+        super().train(mode)
+        self.transformer.eval()  # frozen: no dropout
+        return self
+
+
+class LinearProbe(nn.Module):
+    """Standardised features (train mean/std) -> one linear layer."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, num_classes: int):
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+        self.linear = nn.Linear(mean.shape[0], num_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear((features - self.mean) / self.std)
+
+
+# -- tasks on cached features ------------------------------------------------------------------------
+
+
+@dataclass
+class FeatureTask:
+    """Classification on cached image features: the head is the whole model."""
+
+    make_head: Any  # () -> nn.Module
+    train_feats: ImageFeatures
+    test_feats: ImageFeatures
+    summary_info: dict[str, Any]
+    head: nn.Module | None = None
+    skipped_items: int = 0
+
+    def build_model(self) -> nn.Module:
+        self.head = self.make_head()
+        return self.head
+
+    def datasets(self) -> tuple[Dataset, Dataset]:
+        return (TensorDataset(self.train_feats.features, self.train_feats.labels),
+                TensorDataset(self.test_feats.features, self.test_feats.labels))
+
+    def training_step(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]):
+        features, labels = batch
+        out = model(features)
+        return F.cross_entropy(out, labels), {"accuracy": (out.argmax(-1) == labels).float().mean().item()}
+
+    def evaluate(self, model: nn.Module, loader: Any, accel: Any) -> dict[str, float]:
+        from dlkit.core.engine import gather
+
+        pairs = []
+        for features, labels in loader:
+            pairs.extend(zip(model(features).float().cpu(), labels.cpu().tolist(), strict=True))
+        pairs = gather(accel, pairs)
+        scores = torch.stack([p[0] for p in pairs])
+        labels = torch.tensor([p[1] for p in pairs])
+        return {"val_loss": F.cross_entropy(scores, labels).item(),
+                "val_accuracy": (scores.argmax(-1) == labels).float().mean().item()}
+
+    def save_model(self, model: nn.Module, path: Path) -> None:
+        from safetensors.torch import save_file
+
+        path.mkdir(parents=True, exist_ok=True)
+        trainable = {k: v.detach().contiguous() for k, v in model.named_parameters() if v.requires_grad}
+        buffers = {k: v.detach().contiguous() for k, v in model.named_buffers() if k in ("mean", "std")}
+        save_file({**trainable, **buffers}, str(path / "head.safetensors"))
+
+    def summary(self) -> dict[str, Any]:
+        return dict(self.summary_info)
+
+
+def _features(cfg: CoopConfig | ProbeConfig) -> tuple[ClipBundle, Any, ImageFeatures, ImageFeatures]:
+    train_images, test_images = load_train_test(cfg.data, cfg.train_split, cfg.split, cfg.classnames,
+                                                cfg.holdout, cfg.seed)
+    bundle = build_clip(cfg.model, cfg.pretrained, cfg.seed)
+    train_feats = image_features(bundle, train_images, cfg.batch_size, cfg.num_workers, cfg.strict)
+    test_feats = image_features(bundle, test_images, cfg.batch_size, cfg.num_workers, cfg.strict)
+    return bundle, train_images, train_feats, test_feats
+
+
+def _logit_scale(bundle: ClipBundle) -> float:
+    return float(bundle.model.logit_scale.detach().exp().clamp(max=100.0))
+
+
+def train_coop(cfg: CoopConfig) -> dict[str, Any]:
+    """Train class embeddings or prompt context on the train split; test accuracy next to zero-shot's."""
+    from dlkit.core.engine import fit
+
+    templates = resolve_templates(cfg.templates)
+    bundle, train_images, train_feats, test_feats = _features(cfg)
+    classes = train_images.classes
+    zeroshot_emb = class_embeddings(bundle, classes, templates)
+    scale = _logit_scale(bundle)
+    if cfg.mode == "embedding":
+        def make_head() -> nn.Module:
+            return ClassEmbeddings(zeroshot_emb, scale)
+    else:
+        def make_head() -> nn.Module:
+            return PromptLearner(bundle.model, bundle.tokenizer, classes, cfg.n_ctx, scale)
+    info = {"method": f"coop-{cfg.mode}", "model": cfg.model, "pretrained": cfg.pretrained,
+            "num_classes": len(classes), "train_images": len(train_feats.labels),
+            "test_images": len(test_feats.labels), "image_features_cached": train_feats.cached and test_feats.cached}
+    task = FeatureTask(make_head, train_feats, test_feats, info,
+                       skipped_items=len(train_feats.skipped) + len(test_feats.skipped))
+    run = Run.create("clip", cfg, f"coop-{cfg.mode}")
+    metrics = fit(task, cfg, run)
+    with torch.no_grad():
+        head = task.head.eval()
+        learned = head(test_feats.features)
+    zeroshot_scores = logits(test_feats.features, zeroshot_emb)
+    learned_result = score(learned, test_feats.labels, classes)
+    zeroshot_result = score(zeroshot_scores, test_feats.labels, classes)
+    write_report(run, learned_result, learned, test_feats, classes)
+    write_report(run, zeroshot_result, zeroshot_scores, test_feats, classes, prefix="zeroshot_")
+    if cfg.mode == "prompt":
+        _write_prompts(run, head, classes)
+    metrics.update({"test_accuracy": learned_result["top1"], "test_top5": learned_result["top5"],
+                    "test_macro_f1": learned_result["macro_f1"], "zeroshot_accuracy": zeroshot_result["top1"],
+                    "gain_over_zeroshot": learned_result["top1"] - zeroshot_result["top1"],
+                    "worst_classes": summary(learned_result)["worst_classes"], "output_dir": str(run.dir)})
+    run.write_metrics(metrics)
+    return metrics
+
+
+def _write_prompts(run: Run, head: PromptLearner, classes: list[str]) -> None:
+    """The nearest vocabulary token to each learned context vector: a rough reading of what CoOp learned."""
+    from open_clip.tokenizer import SimpleTokenizer
+
+    decoder = SimpleTokenizer().decoder
+    with torch.no_grad():
+        vocab = F.normalize(head.token_embedding.weight, dim=-1)
+        nearest = (F.normalize(head.ctx, dim=-1) @ vocab.T).argmax(dim=-1)  # (C, n_ctx)
+    lines = [f"{name}: " + " ".join(decoder.get(int(t), "?").replace("</w>", "") for t in row) + f" {name}."
+             for name, row in zip(classes, nearest.tolist(), strict=True)]
+    run.write_text("samples/learned_prompts.txt", "\n".join(lines) + "\n")
+
+
+def train_probe(cfg: ProbeConfig) -> dict[str, Any]:
+    """A linear layer on the frozen image tower's cached features (CLIP_benchmark's linear probe)."""
+    from dlkit.core.engine import fit
+
+    bundle, train_images, train_feats, test_feats = _features(cfg)
+    classes = train_images.classes
+    mean = train_feats.features.mean(dim=0)
+    std = train_feats.features.std(dim=0).clamp_min(1e-6)
+
+    def make_head() -> nn.Module:
+        return LinearProbe(mean, std, len(classes))
+
+    info = {"method": "linear-probe", "model": cfg.model, "pretrained": cfg.pretrained, "num_classes": len(classes),
+            "train_images": len(train_feats.labels), "test_images": len(test_feats.labels),
+            "image_features_cached": train_feats.cached and test_feats.cached}
+    task = FeatureTask(make_head, train_feats, test_feats, info,
+                       skipped_items=len(train_feats.skipped) + len(test_feats.skipped))
+    run = Run.create("clip", cfg, "probe")
+    metrics = fit(task, cfg, run)
+    with torch.no_grad():
+        scores = task.head.eval()(test_feats.features)
+    result = score(scores, test_feats.labels, classes)
+    write_report(run, result, scores, test_feats, classes)
+    metrics.update({"test_accuracy": result["top1"], "test_top5": result["top5"], "test_macro_f1": result["macro_f1"],
+                    "worst_classes": summary(result)["worst_classes"], "output_dir": str(run.dir)})
+    run.write_metrics(metrics)
+    return metrics
+
+
+# -- CLIP from scratch ---------------------------------------------------------------------------------
+
+
+class _Pairs(Dataset):
+    """(image, caption tokens, image index) for every caption. Each image has several captions, so decoded
+    images are kept in memory up to a budget (small sets like builtin:shapes fit whole)."""
+
+    MEMO_PIXELS = 64_000_000  # ~190 MB of RGB
+
+    def __init__(self, images: list[str], tokens: torch.Tensor, owners: list[int], transform: Any):
+        self.images, self.tokens, self.owners, self.transform = images, tokens, owners, transform
+        self.memo: dict[int, Any] = {}
+        self.memo_pixels = 0
+
+    def __len__(self) -> int:
+        return len(self.owners)
+
+    def __getitem__(self, index: int):
+        owner = self.owners[index]
+        return self.transform(self.image(owner)), self.tokens[index], owner
+
+    def image(self, owner: int) -> Any:
+        from dlkit.caption.data import open_image
+
+        if owner in self.memo:
+            return self.memo[owner]
+        image = open_image(self.images[owner])
+        if self.memo_pixels + image.width * image.height <= self.MEMO_PIXELS:
+            self.memo[owner] = image
+            self.memo_pixels += image.width * image.height
+        return image
+
+
+def _pairs(records: list[Any], tokenizer: Any, transform: Any) -> _Pairs:
+    captions, owners = [], []
+    for i, record in enumerate(records):
+        for caption in record.captions:
+            captions.append(caption)
+            owners.append(i)
+    return _Pairs([r.image for r in records], tokenizer(captions), owners, transform)
+
+
+@dataclass
+class ClipTask:
+    """Contrastive image-text training: symmetric cross-entropy over the batch's similarity matrix."""
+
+    cfg: ClipTrainConfig
+    config: dict[str, Any] = field(init=False)
+    skipped_items: int = 0
+
+    def __post_init__(self) -> None:
+        from dlkit.caption.data import load_caption_records, readable_records, split_records
+
+        cfg = self.cfg
+        self.config = clip_config(cfg.image_encoder, cfg.embed_dim, cfg.image_size, cfg.text_width,
+                                  cfg.text_layers, cfg.text_heads, cfg.context_length)
+        records, stats = load_caption_records(cfg.data, strict=cfg.strict)
+        records, undecodable = readable_records(records, strict=cfg.strict)
+        self.skipped_items = stats.get("skipped_missing_images", 0) + undecodable
+        splits = split_records(records, seed=cfg.seed)
+        self.train_records, self.val_records = splits["train"], splits["val"]
+        if not self.val_records:
+            raise ConfigError(f"--data {cfg.data}: too few images ({len(records)}) for a validation split")
+
+    def build_model(self) -> nn.Module:
+        bundle = build_from_config("clip", self.config, self.cfg.seed)
+        self.bundle = bundle
+        return bundle.model.train()
+
+    def datasets(self) -> tuple[Dataset, Dataset]:
+        bundle = self.bundle
+        return (_pairs(self.train_records, bundle.tokenizer, bundle.preprocess_train),
+                _pairs(self.val_records, bundle.tokenizer, bundle.preprocess_eval))
+
+    def training_step(self, model: nn.Module, batch: Any):
+        images, tokens, _ = batch
+        image_emb = model.encode_image(images, normalize=True)  # (B, D)
+        text_emb = model.encode_text(tokens, normalize=True)  # (B, D)
+        scale = model.logit_scale.exp().clamp(max=100.0)
+        sims = scale * image_emb @ text_emb.T  # (B, B): image i vs caption j
+        target = torch.arange(len(images), device=sims.device)
+        loss = (F.cross_entropy(sims, target) + F.cross_entropy(sims.T, target)) / 2
+        return loss, {"logit_scale": scale.item()}
+
+    def evaluate(self, model: nn.Module, loader: Any, accel: Any) -> dict[str, float]:
+        from dlkit.core.engine import gather
+
+        rows = []
+        for images, tokens, owners in loader:
+            image_emb = model.encode_image(images, normalize=True).float().cpu()
+            text_emb = model.encode_text(tokens, normalize=True).float().cpu()
+            rows.extend(zip(image_emb, text_emb, owners.cpu().tolist(), strict=True))
+        rows = gather(accel, rows)
+        scale = float(model.logit_scale.exp().clamp(max=100.0))
+        return retrieval_metrics(rows, scale)
+
+    def on_eval(self, model: nn.Module, run: Run, step: int) -> None:
+        from dlkit.core import plots
+
+        evals = run.history("eval")
+        if not evals:
+            return
+        fig, ax = plots.new_figure(7, 4)
+        for key in ("val_t2i_r1", "val_t2i_r5", "val_i2t_r1", "val_i2t_r5"):
+            points = [(r["step"], r[key]) for r in evals if key in r]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o", label=key.removeprefix("val_"))
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("recall")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        plots.save_figure(fig, run.plots_dir / "recall.png")
+
+    def save_model(self, model: nn.Module, path: Path) -> None:
+        save_clip(model, self.config, path)
+
+    def summary(self) -> dict[str, Any]:
+        return {"method": "clip-scratch", "image_encoder": self.cfg.image_encoder,
+                "train_images": len(self.train_records), "val_images": len(self.val_records)}
+
+
+def retrieval_metrics(rows: list[tuple[torch.Tensor, torch.Tensor, int]], scale: float) -> dict[str, float]:
+    """Recall@1/5/10 both ways over every val image and caption; val_loss is caption->image cross-entropy."""
+    owners = torch.tensor([r[2] for r in rows])
+    images: dict[int, torch.Tensor] = {}
+    for image_emb, _, owner in rows:
+        images.setdefault(owner, image_emb)
+    image_ids = sorted(images)
+    image_matrix = torch.stack([images[i] for i in image_ids])  # (I, D)
+    text_matrix = torch.stack([r[1] for r in rows])  # (T, D)
+    column = {image_id: j for j, image_id in enumerate(image_ids)}
+    truth = torch.tensor([column[int(o)] for o in owners])  # (T,) each caption's image column
+    sims = text_matrix @ image_matrix.T  # (T, I)
+    out = {"val_loss": F.cross_entropy(scale * sims, truth).item()}
+    t2i_rank = (sims > sims.gather(1, truth[:, None])).sum(dim=1)  # images scored above the right one
+    i2t_best = torch.full((len(image_ids),), len(rows), dtype=torch.long)
+    i2t_order = sims.T.argsort(dim=1, descending=True)  # (I, T)
+    for j in range(len(image_ids)):
+        hits = (truth[i2t_order[j]] == j).nonzero()
+        i2t_best[j] = hits[0, 0] if len(hits) else len(rows)
+    for k in (1, 5, 10):
+        out[f"val_t2i_r{k}"] = (t2i_rank < k).float().mean().item()
+        out[f"val_i2t_r{k}"] = (i2t_best < k).float().mean().item()
+    out["val_mean_recall"] = sum(out[f"val_{d}_r{k}"] for d in ("t2i", "i2t") for k in (1, 5, 10)) / 6
+    return out
+
+
+def train_clip(cfg: ClipTrainConfig) -> dict[str, Any]:
+    from dlkit.core.engine import fit
+
+    task = ClipTask(cfg)
+    run = Run.create("clip", cfg, f"scratch-{cfg.image_encoder}")
+    metrics = fit(task, cfg, run)
+    metrics["output_dir"] = str(run.dir)
+    run.write_metrics(metrics)
+    return metrics
+
