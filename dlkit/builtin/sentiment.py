@@ -17,6 +17,7 @@ import random
 from pathlib import Path
 
 from dlkit.builtin.images import cached_folder
+from dlkit.core.classification import quiet_transformers
 
 POSITIVE = ["good", "great", "wonderful", "excellent", "delightful", "brilliant", "lovely", "superb", "enjoyable",
             "charming", "fantastic", "moving"]
@@ -74,13 +75,17 @@ def _build_tiny_roberta(path: Path, vocab_size: int = 2000) -> None:
     raw.rmdir()
 
     torch.manual_seed(0)
+    # initializer_range 0.1 instead of the usual 0.02: with 0.02 the random attention hardly mixes other tokens into
+    # <s>, so a frozen model gives adapters almost nothing to work with; at 0.1 adapters learn the rule in seconds.
     config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                            intermediate_size=128, max_position_embeddings=130, type_vocab_size=1,
                            pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                           eos_token_id=tokenizer.eos_token_id, num_labels=2)
-    RobertaForSequenceClassification(config).save_pretrained(path)
+                           eos_token_id=tokenizer.eos_token_id, num_labels=2,
+                           initializer_range=0.1)
+    with quiet_transformers():
+        RobertaForSequenceClassification(config).save_pretrained(path)
 
 
 def tiny_roberta() -> Path:
     """A save_pretrained folder: RobertaForSequenceClassification (2 layers, hidden 64) + BPE tokenizer."""
-    return cached_folder("tiny-roberta", "v1", _build_tiny_roberta)
+    return cached_folder("tiny-roberta", "v2", _build_tiny_roberta)

@@ -1,0 +1,1 @@
+"""`dlkit adapter`: text classification with hand-written bottleneck adapters in a frozen RoBERTa/BERT."""

@@ -1,0 +1,75 @@
+"""Settings of `dlkit adapter train` (no torch import: the CLI builds its flags from this dataclass)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from dlkit.core.config import TrainConfig, opt
+from dlkit.core.errors import ConfigError
+
+Method = Literal["adapter", "full", "head"]
+Placement = Literal["houlsby", "pfeiffer"]
+
+
+@dataclass
+class AdapterConfig(TrainConfig):
+    data: str = opt("builtin:sentiment", "Text: builtin:sentiment, a CSV/JSONL file, a folder with train and "
+                    "test CSV/JSONL files, or a Hub dataset id (imdb).")
+    model: str = opt("builtin:tiny-roberta", "Encoder: builtin:tiny-roberta, a save_pretrained folder or a Hub id "
+                     "(roberta-base); RoBERTa and BERT layers are supported.")
+    method: Method = opt("adapter", "adapter: bottleneck adapters + layer norms + head train; head: the "
+                         "classification head only; full: everything.")
+    placement: Placement = opt("houlsby", "houlsby: an adapter after the attention output and after the "
+                               "feed-forward output of each layer; pfeiffer: after the feed-forward only.")
+    bottleneck: int = opt(16, "Adapter bottleneck width, below the hidden size (roberta-base: 768; 64 is usual).")
+    layers: str = opt("all", "Layers that get adapters: all, or indices and ranges such as 0,1 or 6-11.")
+    adapter_activation: Literal["relu", "gelu"] = opt("relu", "Nonlinearity inside the adapter.")
+    adapter_dropout: float = opt(0.0, "Dropout on the adapter's up-projection output.")
+    text_col: str = opt("text", "CSV/JSONL/Hub column holding the text.")
+    label_col: str = opt("label", "CSV/JSONL/Hub column holding the label (integers or names).")
+    max_length: int = opt(128, "Truncate texts to this many tokens.")
+    val_fraction: float = opt(0.1, "Share of each class held out for validation when the data has no test split.")
+    max_train_samples: int | None = opt(None, "Use at most this many training texts (a seeded subset).")
+    max_eval_samples: int | None = opt(None, "Use at most this many validation texts (a seeded subset).")
+    epochs: int = opt(5, "Passes over the training set.")
+    batch_size: int = opt(32, "Texts per micro-batch per process.")
+    lr: float = opt(1e-2, "Peak learning rate; 1e-2 suits the builtin model, for roberta-base use ~1e-4..1e-3 "
+                    "(adapters, head) or ~2e-5 (full).")
+    warmup: float = opt(0.1, "Warmup: a fraction of the total steps if < 1, else a number of steps.")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.bottleneck <= 0:
+            raise ConfigError(f"--bottleneck must be > 0 (got {self.bottleneck})")
+        if self.max_length < 2:
+            raise ConfigError(f"--max-length must be >= 2 (got {self.max_length})")
+        if not 0 <= self.adapter_dropout < 1:
+            raise ConfigError(f"--adapter-dropout must be in [0, 1) (got {self.adapter_dropout})")
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"--val-fraction must be between 0 and 1 (got {self.val_fraction})")
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be > 0 (got {value})")
+        parse_layers(self.layers, None)
+
+
+def parse_layers(spec: str, num_layers: int | None) -> list[int] | None:
+    """'all' -> every layer (None before the model is known); '0,2,5-7' -> [0, 2, 5, 6, 7], checked."""
+    spec = spec.strip()
+    if spec == "all":
+        return list(range(num_layers)) if num_layers is not None else None
+    indices: list[int] = []
+    try:
+        for part in spec.split(","):
+            start, _, end = part.strip().partition("-")
+            first, last = int(start), int(end) if end else int(start)
+            if first < 0 or last < first:
+                raise ValueError
+            indices.extend(range(first, last + 1))
+    except ValueError:
+        raise ConfigError(f"--layers must be 'all' or indices and ranges such as 0,1 or 6-11 (got {spec!r})") from None
+    if num_layers is not None and max(indices) >= num_layers:
+        raise ConfigError(f"--layers {spec}: the model has {num_layers} layers (0-{num_layers - 1})")
+    return sorted(set(indices))

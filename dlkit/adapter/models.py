@@ -1,0 +1,161 @@
+"""Bottleneck adapters (dlkit.nn.BottleneckAdapter) inserted into a frozen RoBERTa/BERT classifier.
+
+The injector walks `named_modules()` and wraps the output projection (`dense`) of each layer's attention
+output block (RobertaSelfOutput) and feed-forward output block (RobertaOutput): the adapter sees the
+projection's output before dropout, the residual and the LayerNorm, as in Houlsby et al. (2019).
+`houlsby` adapts both blocks, `pfeiffer` only the feed-forward one. Adapters start as the identity (zero
+up-projection), so the adapted model computes exactly what the base model does until training moves them.
+
+Methods: adapter (adapters + every LayerNorm + the head train), head (the head only), full (everything).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dlkit.adapter.config import parse_layers
+from dlkit.core.classification import label_maps, quiet_transformers
+from dlkit.core.errors import ConfigError
+from dlkit.core.sources import resolve
+from dlkit.nn import BottleneckAdapter
+
+HEAD = "classifier"
+ADAPTER_FILE = "adapters.json"
+# model_type -> (attention output block, feed-forward output block): the classes whose `dense` gets an adapter
+SUPPORTED = {
+    "roberta": ("RobertaSelfOutput", "RobertaOutput"),
+    "xlm-roberta": ("XLMRobertaSelfOutput", "XLMRobertaOutput"),
+    "bert": ("BertSelfOutput", "BertOutput"),
+}
+LAYER_INDEX = re.compile(r"\.layers?\.(\d+)\.")
+
+
+class AdaptedLinear(nn.Module):
+    """A Linear followed by a bottleneck adapter: adapter(linear(x))."""
+
+    def __init__(self, linear: nn.Linear, adapter: BottleneckAdapter):
+        super().__init__()
+        self.linear = linear
+        self.adapter = adapter
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.adapter(self.linear(x))  # (B, T, hidden)
+
+
+def model_folder(spec: str) -> str:
+    """A from_pretrained argument for --model: the builtin's cached folder, a local folder or a Hub id."""
+    from dlkit.builtin import BUILTINS
+
+    source = resolve(spec, "model", flag="--model")
+    return str(BUILTINS[source.value].load()) if source.kind == "builtin" else source.value
+
+
+def adapter_settings(cfg: Any, model_config: Any) -> dict[str, Any] | None:
+    """What to insert, checked against the model before anything is built; None for head/full."""
+    if cfg.method != "adapter":
+        return None
+    model_type = model_config.model_type
+    if model_type not in SUPPORTED:
+        raise ConfigError(f"--model {cfg.model}: adapters support model types {', '.join(SUPPORTED)}, "
+                          f"not {model_type!r}")
+    hidden = model_config.hidden_size
+    if not 0 < cfg.bottleneck < hidden:
+        raise ConfigError(f"--bottleneck must be between 1 and the hidden size - 1 ({hidden - 1}) so the adapter "
+                          f"compresses (got {cfg.bottleneck})")
+    layers = parse_layers(cfg.layers, model_config.num_hidden_layers)
+    return {"model_type": model_type, "placement": cfg.placement, "bottleneck": cfg.bottleneck, "layers": layers,
+            "activation": cfg.adapter_activation, "dropout": cfg.adapter_dropout, "hidden_size": hidden}
+
+
+def insert_adapters(model: nn.Module, settings: dict[str, Any]) -> list[str]:
+    """Wrap the chosen blocks' `dense` with an adapter; returns the names of the wrapped modules."""
+    attention_block, ff_block = SUPPORTED[settings["model_type"]]
+    wanted = {ff_block} if settings["placement"] == "pfeiffer" else {attention_block, ff_block}
+    layers = set(settings["layers"])
+    wrapped = []
+    for name, module in list(model.named_modules()):
+        match = LAYER_INDEX.search(f".{name}.")
+        if type(module).__name__ not in wanted or match is None or int(match.group(1)) not in layers:
+            continue
+        if not isinstance(module.dense, nn.Linear):
+            raise ConfigError(f"{name}.dense is a {type(module.dense).__name__}, not a Linear; cannot add an adapter")
+        adapter = BottleneckAdapter(settings["hidden_size"], settings["bottleneck"], settings["activation"],
+                                    settings["dropout"]).to(module.dense.weight.device)
+        module.dense = AdaptedLinear(module.dense, adapter)
+        wrapped.append(f"{name}.dense")
+    if not wrapped:
+        raise ConfigError(f"no {' or '.join(sorted(wanted))} blocks found for --layers {settings['layers']}")
+    return wrapped
+
+
+def freeze_for(model: nn.Module, method: str) -> None:
+    """adapter: adapters + LayerNorms + head train; head: the head only; full: everything."""
+    if method == "full":
+        return
+    for p in model.parameters():
+        p.requires_grad_(False)
+    trainable = [model.get_submodule(HEAD)]
+    if method == "adapter":
+        trainable += [m for m in model.modules() if isinstance(m, (BottleneckAdapter, nn.LayerNorm))]
+    for module in trainable:
+        for p in module.parameters():
+            p.requires_grad_(True)
+
+
+def load_classifier(path: str, label_names: list[str]) -> nn.Module:
+    """AutoModelForSequenceClassification with a head sized for the data (a new head when sizes differ)."""
+    from transformers import AutoModelForSequenceClassification
+
+    id2label, label2id = label_maps(label_names)
+    with quiet_transformers():
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=len(label_names), id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True)
+    if not isinstance(getattr(model, HEAD, None), nn.Module):
+        raise ConfigError(f"{type(model).__name__} has no '{HEAD}' head")
+    return model
+
+
+def build(path: str, label_names: list[str], method: str, settings: dict[str, Any] | None) -> nn.Module:
+    model = load_classifier(path, label_names)
+    if settings is not None:
+        insert_adapters(model, settings)
+    freeze_for(model, method)
+    return model
+
+
+def save(model: nn.Module, tokenizer: Any, settings: dict[str, Any] | None, path: Path) -> None:
+    """head/full: a plain save_pretrained folder. adapter: the config, the whole state dict (base + adapters)
+    as safetensors and adapters.json saying where the adapters go, which `load` puts back together."""
+    from safetensors.torch import save_model
+
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(path)
+    if settings is None:
+        with quiet_transformers():
+            model.save_pretrained(path)
+        return
+    model.config.save_pretrained(path)
+    save_model(model, str(path / "model.safetensors"))
+    (path / ADAPTER_FILE).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+
+
+def load(path: Path) -> nn.Module:
+    """A model saved by `save`, in eval mode."""
+    from safetensors.torch import load_model
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    adapter_file = path / ADAPTER_FILE
+    if not adapter_file.is_file():
+        with quiet_transformers():
+            return AutoModelForSequenceClassification.from_pretrained(str(path)).eval()
+    config = AutoConfig.from_pretrained(str(path))
+    model = AutoModelForSequenceClassification.from_config(config)
+    insert_adapters(model, json.loads(adapter_file.read_text(encoding="utf-8")))
+    load_model(model, str(path / "model.safetensors"))
+    return model.eval()

@@ -1,0 +1,139 @@
+"""The adapter Task for the engine, and the train / eval / predict functions the CLI calls.
+
+Loss, metrics and the test report come from dlkit.core.classification, shared with `dlkit vit`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dlkit.adapter import data as tdata
+from dlkit.adapter import models
+from dlkit.adapter.config import AdapterConfig
+from dlkit.core import classification as clf
+from dlkit.core.config import META_KEY
+from dlkit.core.errors import DataError
+from dlkit.core.run import Run
+
+GROUP = "adapter"
+
+
+def forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Logits (B, K)."""
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+
+def tokenize(tokenizer: Any, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
+    return dict(tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt"))
+
+
+class AdapterTask:
+    """Fine-tune a text classifier with bottleneck adapters, its head only, or fully."""
+
+    def __init__(self, cfg: AdapterConfig):
+        from transformers import AutoConfig, AutoTokenizer
+
+        self.cfg = cfg
+        self.model_path = models.model_folder(cfg.model)
+        self.settings = models.adapter_settings(cfg, AutoConfig.from_pretrained(self.model_path))
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        self.data = tdata.load_text_data(cfg)
+        self.skipped_items = self.data.skipped
+        self.model_type = ""
+
+    def build_model(self) -> nn.Module:
+        model = models.build(self.model_path, self.data.label_names, self.cfg.method, self.settings)
+        self.model_type = model.config.model_type
+        return model
+
+    def datasets(self) -> tuple[tdata.TextSet, tdata.TextSet]:
+        return tdata.TextSet(self.data.train), tdata.TextSet(self.data.val)
+
+    def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = tokenize(self.tokenizer, [e["text"] for e in examples], self.cfg.max_length)
+        batch["labels"] = torch.tensor([e["labels"] for e in examples], dtype=torch.long)
+        return batch
+
+    def training_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        loss, logs = clf.cross_entropy_step(forward(model, batch), batch["labels"])
+        logs["tokens"] = int(batch["attention_mask"].sum())
+        return loss, logs
+
+    def evaluate(self, model: nn.Module, loader: Any, accel: Any) -> dict[str, float]:
+        return clf.evaluate_classifier(lambda batch: forward(model, batch), loader, accel)
+
+    def save_model(self, model: nn.Module, path: Path) -> None:
+        models.save(model, self.tokenizer, self.settings, path)
+
+    def summary(self) -> dict[str, Any]:
+        out = {"method": self.cfg.method, "arch": self.model_type, "model": self.cfg.model, "data": self.cfg.data,
+               "num_classes": len(self.data.label_names), "train_samples": len(self.data.train),
+               "val_samples": len(self.data.val)}
+        if self.settings is not None:
+            out.update(placement=self.cfg.placement, bottleneck=self.cfg.bottleneck, layers=self.cfg.layers)
+        return out
+
+
+def train(cfg: AdapterConfig) -> dict[str, Any]:
+    """Train, write the run folder, return metrics.json."""
+    from dlkit.core.engine import fit
+
+    task = AdapterTask(cfg)
+    run = Run.create(GROUP, cfg, default_name=cfg.method if cfg.method != "adapter" else cfg.placement)
+    return fit(task, cfg, run)
+
+
+def run_config(run: Run) -> AdapterConfig:
+    saved = {k: v for k, v in run.read_config().items() if k != META_KEY}
+    names = {f.name for f in dataclasses.fields(AdapterConfig)}
+    return AdapterConfig(**{k: v for k, v in saved.items() if k in names})
+
+
+def load_trained(run: Run) -> tuple[nn.Module, Any, list[str]]:
+    """The run's final model (eval mode), its tokenizer and the class names in index order."""
+    from transformers import AutoTokenizer
+
+    if not (run.model_dir / "config.json").is_file():
+        raise DataError(f"{run.dir}: no trained model in {run.model_dir}; did the training finish?")
+    model = models.load(run.model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(run.model_dir))
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    return model, tokenizer, names
+
+
+def evaluate_run(run_dir: Path, batch_size: int = 64) -> dict[str, Any]:
+    """Accuracy, precision, recall, F1 (binary and macro), confusion matrix and misclassified texts."""
+    run = Run.open(run_dir, group=GROUP)
+    cfg = run_config(run)
+    model, tokenizer, names = load_trained(run)
+    text_data = tdata.load_text_data(cfg)
+    if text_data.label_names != names:
+        raise DataError(f"--data {cfg.data} now has labels {text_data.label_names}, but the model in {run.dir} "
+                        f"was trained on {names}")
+    val = text_data.val
+    batches = []
+    for start in range(0, len(val), batch_size):
+        batch = tokenize(tokenizer, val.texts[start:start + batch_size], cfg.max_length)
+        batch["labels"] = torch.tensor(val.labels[start:start + batch_size], dtype=torch.long)
+        batches.append(batch)
+    logits, labels = clf.collect_logits(lambda b: forward(model, b), batches)
+    return clf.write_evaluation(run, logits, labels, names, val.texts, split=text_data.val_split,
+                                example_header="text")
+
+
+def predict(run_dir: Path, texts: list[str], k: int = clf.TOP_K) -> list[dict[str, Any]]:
+    """The most likely labels with probabilities for each sentence."""
+    run = Run.open(run_dir, group=GROUP)
+    model, tokenizer, names = load_trained(run)
+    if not texts or any(not t.strip() for t in texts):
+        raise DataError("predict needs at least one non-empty sentence")
+    max_length = run_config(run).max_length
+    with torch.no_grad():
+        logits = forward(model, tokenize(tokenizer, texts, max_length))
+    return [{"text": text, "label": top[0]["label"], "top": top}
+            for text, top in zip(texts, clf.top_k(logits, names, k), strict=True)]

@@ -1,0 +1,98 @@
+"""Each method learns builtin:sentiment; training changes only what the method trains; eval and predict."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from dlkit.adapter.config import AdapterConfig
+from dlkit.adapter.models import load, load_classifier, model_folder
+from dlkit.adapter.task import train
+
+LABELS = ["negative", "positive"]
+# (lr, min val accuracy; chance = 0.5). The frozen random encoder leaves the head alone little to work with,
+# which is the point of adapters: with them the same frozen model learns the rule.
+SETTINGS = {"adapter": (1e-2, 0.75), "head": (1e-2, 0.58), "full": (3e-3, 0.9)}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("adapter")
+    out = {}
+    for method, (lr, _) in SETTINGS.items():
+        cfg = AdapterConfig(method=method, lr=lr, epochs=6, max_train_samples=600, max_eval_samples=200,
+                            output_dir=str(root / method))
+        out[method] = (root / method, train(cfg))
+    return out
+
+
+@pytest.mark.parametrize("method", list(SETTINGS))
+def test_method_learns_sentiment(runs, method):
+    _, metrics = runs[method]
+    assert metrics["val_accuracy"] >= SETTINGS[method][1], metrics
+    assert metrics["method"] == method and {"val_f1", "val_precision", "val_recall", "val_macro_f1"} <= set(metrics)
+
+
+def test_adapter_beats_head_alone_on_the_same_frozen_model(runs):
+    assert runs["adapter"][1]["val_accuracy"] > runs["head"][1]["val_accuracy"] + 0.1
+    pct = {m: metrics["trainable_pct"] for m, (_, metrics) in runs.items()}
+    assert pct["head"] < pct["adapter"] < 20 < pct["full"] == 100.0
+
+
+def test_training_changes_only_adapters_norms_and_head(runs):
+    base = load_classifier(model_folder("builtin:tiny-roberta"), LABELS).state_dict()
+    trained = load(runs["adapter"][0] / "checkpoints" / "final").state_dict()
+    adapter_keys = {k for k in trained if ".adapter." in k}
+    assert adapter_keys and all(not torch.equal(trained[k], torch.zeros_like(trained[k]))
+                                for k in adapter_keys if ".up.weight" in k)
+    changed = set()
+    for key, value in trained.items():
+        if key in adapter_keys:
+            continue
+        base_key = key.replace(".dense.linear.", ".dense.")
+        if not torch.equal(value, base[base_key]):
+            changed.add(key)
+    assert changed and all("LayerNorm" in k or k.startswith("classifier.") for k in changed), changed
+    assert any(k.startswith("classifier.") for k in changed)
+
+
+def test_head_run_changes_only_the_head(runs):
+    base = load_classifier(model_folder("builtin:tiny-roberta"), LABELS).state_dict()
+    trained = load(runs["head"][0] / "checkpoints" / "final").state_dict()
+    changed = {k for k, v in trained.items() if not torch.equal(v, base[k])}
+    assert changed == {"classifier.dense.weight", "classifier.dense.bias", "classifier.out_proj.weight",
+                       "classifier.out_proj.bias"}
+
+
+def test_eval_reports_binary_and_macro_scores_with_misclassified_texts(cli, runs):
+    run_dir = runs["head"][0]  # the weakest run: it has mistakes to show
+    result = cli("--json", "adapter", "eval", "--run", run_dir)
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    for key in ("accuracy", "precision", "recall", "f1", "macro_precision", "macro_recall", "macro_f1"):
+        assert 0 <= metrics[f"test_{key}"] <= 1
+    assert metrics["test_samples"] == 200 and "test_top5" not in metrics
+    assert metrics["test_accuracy"] == pytest.approx(runs["head"][1]["val_accuracy"], abs=1e-6)
+    report = json.loads((run_dir / "eval.json").read_text())["report"]
+    assert [r["class"] for r in report["per_class"]] == LABELS
+    with open(run_dir / "samples" / "misclassified.csv", newline="") as f:
+        wrong = list(csv.DictReader(f))
+    assert len(wrong) == round((1 - metrics["test_accuracy"]) * 200) > 0
+    assert all(row["text"] and row["true"] != row["predicted"] for row in wrong)
+    assert (run_dir / "plots" / "confusion_matrix.png").is_file()
+    human = cli("adapter", "eval", "--run", run_dir)
+    assert human.exit_code == 0 and "most confident mistakes" in human.stdout
+
+
+def test_predict_sentences(cli, runs):
+    result = cli("--json", "adapter", "predict", "--run", runs["full"][0], "the acting was superb",
+                 "the ending was dreadful")
+    assert result.exit_code == 0, result.stderr
+    predictions = json.loads(result.stdout)
+    assert [p["label"] for p in predictions] == ["positive", "negative"]
+    assert all(len(p["top"]) == 2 for p in predictions)
+    table = cli("adapter", "predict", "--run", runs["adapter"][0], "i thought the plot was lovely")
+    assert table.exit_code == 0 and "positive" in table.stdout
