@@ -46,6 +46,9 @@ _ENTRIES = [
     Builtin("shape-classes", "data", "caption", "dlkit.builtin.shapes:shape_classes_folder",
             "ImageFolder of 6 shape classes (circle, square, triangle, star, diamond, hexagon), "
             "40 train + 10 test images each."),
+    Builtin("tiny-vit-gpt2", "model", "caption", "dlkit.builtin.vit_gpt2:tiny_vit_gpt2",
+            "VisionEncoderDecoderModel: ViT (64x64, 8x8 patches, 2 layers) + GPT-2 (2 layers), hidden 64, "
+            "byte-level BPE tokenizer (random init); encoder/ and decoder/ also saved apart."),
     # clip
     Builtin("tiny-clip", "model", "clip", "dlkit.builtin.tiny_clip:tiny_clip_config",
             "open_clip CLIP: 2-layer ViT on 32x32 images and 2-layer text transformer, 32-dim space (random init)."),

@@ -1,0 +1,78 @@
+"""`dlkit caption`: prepare Flickr8k-style data, train four captioning architectures, predict, evaluate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from dlkit.caption.config import CaptionConfig, PrepareConfig
+from dlkit.core.commands import config_command, group_app, run_option
+
+app = group_app("caption", "Image captioning: Flickr8k-style data, CNN-LSTM, soft attention, CNN-Transformer, "
+                "ViT-GPT2; BLEU/ROUGE/CIDEr/BERTScore.", extra="caption", requires=("torchvision", "transformers"))
+
+
+@config_command(app, PrepareConfig)
+def prepare(cfg: PrepareConfig) -> None:
+    """Clean captions, build vocab.json, split 80/10/10 by image, write plots and print statistics.
+
+    Example: [bold]dlkit caption prepare --data ~/flickr8k --min-freq 5[/bold]
+    """
+    from dlkit.caption.prepare import prepare_data
+    from dlkit.core import progress
+
+    stats = prepare_data(cfg)
+    progress.emit(stats, progress.metrics_table(stats, title="caption data"))
+
+
+@config_command(app, CaptionConfig)
+def train(cfg: CaptionConfig) -> None:
+    """Train a captioner (lstm, attention, transformer or vit-gpt2) and write a run folder.
+
+    Example: [bold]dlkit caption train --arch attention --data builtin:shapes --epochs 5[/bold]
+    """
+    from dlkit.caption.task import train_captioner
+    from dlkit.core import progress
+
+    metrics = train_captioner(cfg)
+    progress.emit(metrics, progress.metrics_table(metrics, title="caption train"))
+
+
+@app.command()
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="Image files to caption.")],
+    run: Annotated[Path, run_option()],
+    beam_size: Annotated[int, typer.Option(help="Beam width (1 = greedy).")] = 3,
+    heatmap: Annotated[bool, typer.Option(help="Attention arch: one PNG per word with the attention map.")] = False,
+) -> None:
+    """Caption images with a trained run; captions are printed and saved to samples/predictions.csv.
+
+    Example: [bold]dlkit caption predict --run runs/caption/attention dog.jpg --beam-size 3 --heatmap[/bold]
+    """
+    from dlkit.caption.infer import predict_images
+    from dlkit.core import progress
+
+    rows = predict_images(run, images, beam_size, heatmap)
+    progress.emit(rows, "\n".join(f"{r['image']}: {r['caption']}" for r in rows))
+
+
+@app.command("eval")
+def evaluate(
+    run: Annotated[Path, run_option()],
+    beam_size: Annotated[int, typer.Option(help="Beam width (1 = greedy).")] = 3,
+    batch_size: Annotated[int, typer.Option(help="Images per decoding batch.")] = 32,
+    bertscore_model: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="Also compute BERTScore with this model (local folder or Hub id).")] = None,
+    num_worst: Annotated[int, typer.Option(help="Worst-scored test images to list.")] = 10,
+) -> None:
+    """BLEU-1..4, ROUGE-1/2/L, CIDEr-D (and BERTScore) on the run's test split; writes eval.json and plots.
+
+    Example: [bold]dlkit caption eval --run runs/caption/attention --beam-size 3[/bold]
+    """
+    from dlkit.caption.infer import evaluate_run
+    from dlkit.core import progress
+
+    metrics = evaluate_run(run, beam_size, batch_size, bertscore_model, num_worst)
+    progress.emit(metrics, progress.metrics_table(metrics, title="caption eval"))

@@ -1,0 +1,170 @@
+"""`dlkit caption predict` and `dlkit caption eval`: captions from a trained run, and the standard metrics."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dlkit.caption.data import CaptionRecord, clean_caption, load_caption_records, open_image
+from dlkit.core.errors import ConfigError, DataError, RunError
+from dlkit.core.progress import info, track
+from dlkit.core.run import Run, atomic_write_text
+
+
+@dataclass
+class Generated:
+    text: str
+    alphas: list[list[float]] | None = None  # one attention map per word (attention arch)
+
+
+class Captioner:
+    """A trained run's model behind one call: image paths in, captions out (any arch)."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.arch = run.read_config().get("arch")
+        if not (run.model_dir / "model.safetensors").is_file() and not (run.model_dir / "config.json").is_file():
+            raise RunError(f"{run.dir} has no trained model in {run.model_dir}; did its training finish?")
+        if self.arch == "vit-gpt2":
+            from dlkit.caption.hf import load_vision_encoder_decoder, saved_max_len
+
+            self.model, self.tokenizer, self.processor = load_vision_encoder_decoder(run.model_dir)
+            self.model.eval()
+            self.max_len = saved_max_len(run.model_dir)
+        else:
+            from dlkit.caption.task import load_trained
+
+            self.model, self.vocab, self.spec = load_trained(run.model_dir)
+            self.max_len = self.spec.max_len
+
+    def caption(self, paths: list[str], beam_size: int = 1, batch_size: int = 16) -> list[Generated]:
+        out: list[Generated] = []
+        for start in range(0, len(paths), batch_size):
+            out.extend(self._batch(paths[start:start + batch_size], beam_size))
+        return out
+
+    @torch.no_grad()
+    def _batch(self, paths: list[str], beam_size: int) -> list[Generated]:
+        images = [open_image(p) for p in paths]
+        if self.arch == "vit-gpt2":
+            from dlkit.caption.hf import generate_captions
+
+            texts = generate_captions(self.model, self.tokenizer, self.processor, images, self.max_len, beam_size)
+            return [Generated(t) for t in texts]
+        from dlkit.caption.models import IMAGENET_MEAN, IMAGENET_STD, decode
+        from dlkit.caption.task import image_tensor
+
+        batch = torch.stack([image_tensor(im, self.spec.image_size, IMAGENET_MEAN, IMAGENET_STD) for im in images])
+        captions = decode(self.model, self.model.encoder(batch), self.max_len, beam_size)
+        return [Generated(self.vocab.decode(c.tokens), c.alphas) for c in captions]
+
+
+def _check_beam(beam_size: int) -> None:
+    if beam_size < 1:
+        raise ConfigError(f"--beam-size must be >= 1 (got {beam_size})")
+
+
+def predict_images(run_dir: Path, images: list[Path], beam_size: int = 3, heatmap: bool = False) -> list[dict]:
+    """Caption each image; rows are saved to samples/predictions.csv, heatmaps to samples/heatmaps/."""
+    _check_beam(beam_size)
+    run = Run.open(run_dir, group="caption")
+    for path in images:  # fail before loading the model
+        if not Path(path).is_file():
+            raise DataError(f"image {path} does not exist")
+    captioner = Captioner(run)
+    if heatmap and captioner.arch != "attention":
+        raise ConfigError(f"--heatmap needs a run trained with --arch attention (this run is {captioner.arch})")
+    paths = [str(Path(p).expanduser().resolve()) for p in images]
+    generated = captioner.caption(paths, beam_size)
+    rows = [{"image": p, "caption": g.text} for p, g in zip(paths, generated, strict=True)]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["image", "caption"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    run.write_text("samples/predictions.csv", buf.getvalue())
+    if heatmap:
+        from dlkit.caption.viz import attention_heatmap
+
+        for path, g in zip(paths, generated, strict=True):
+            folder = run.samples_dir / "heatmaps" / Path(path).stem
+            for k, (word, alpha) in enumerate(zip(g.text.split(), g.alphas or [], strict=False)):
+                attention_heatmap(path, alpha, word, folder / f"{k:02d}_{_safe(word)}.png")
+            info(f"heatmaps for {Path(path).name}: {folder}")
+    return rows
+
+
+def _safe(word: str) -> str:
+    return re.sub(r"[^\w-]+", "_", word)[:40] or "word"
+
+
+def held_out_records(run: Run) -> list[CaptionRecord]:
+    """The run's test split, as saved by train in data/prepared.json."""
+    prepared = run.dir / "data"
+    if not (prepared / "prepared.json").is_file():
+        raise RunError(f"{run.dir} has no data/prepared.json; it was not written by `dlkit caption train`")
+    records, _ = load_caption_records(str(prepared))
+    test = [r for r in records if r.split == "test"]
+    if not test:
+        raise RunError(f"{run.dir}: the test split is empty")
+    missing = [r.image for r in test if not Path(r.image).is_file()]
+    if missing:
+        raise DataError(f"test image {missing[0]} no longer exists ({len(missing)} missing)")
+    return test
+
+
+def evaluate_run(run_dir: Path, beam_size: int = 3, batch_size: int = 32, bertscore_model: str | None = None,
+                 num_worst: int = 10) -> dict[str, Any]:
+    """BLEU-1..4, ROUGE-1/2/L, CIDEr-D (+ BERTScore) on the test split against every reference, written to
+    eval.json and merged into metrics.json as test_*; plots/test_grid.png shows 5 images, and the
+    worst-scored images (per-image ROUGE-L) are listed for error analysis."""
+    from dlkit.metrics import bertscore, cider_d, corpus_bleu, rouge
+
+    _check_beam(beam_size)
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1 (got {batch_size})")
+    run = Run.open(run_dir, group="caption")
+    captioner = Captioner(run)
+    records = held_out_records(run)
+    generated: list[Generated] = []
+    for start in track(range(0, len(records), batch_size), "captioning the test images",
+                       total=(len(records) + batch_size - 1) // batch_size):
+        generated.extend(captioner.caption([r.image for r in records[start:start + batch_size]], beam_size,
+                                           batch_size))
+    hyps = [clean_caption(g.text) for g in generated]
+    refs = [[clean_caption(c) for c in r.captions] for r in records]
+    metrics: dict[str, Any] = {f"test_{k}": v for k, v in corpus_bleu(hyps, refs).items()}
+    metrics.update({f"test_{k}": v for k, v in rouge(hyps, refs).items()})
+    metrics["test_cider_d"] = cider_d(hyps, refs)
+    if bertscore_model:
+        scores = bertscore(hyps, refs, model=bertscore_model)
+        metrics.update({f"test_bertscore_{k}": v for k, v in scores.items()})
+    metrics.update({"test_images": len(records), "beam_size": beam_size})
+    per_image = [{"image": r.image, "caption": h, "references": refs_i, "rougeL": rouge([h], [refs_i])["rougeL"]}
+                 for r, h, refs_i in zip(records, hyps, refs, strict=True)]
+    worst = sorted(per_image, key=lambda row: row["rougeL"])[:num_worst]
+    run.write_json("eval.json", {**metrics, "worst": worst, "predictions": per_image})
+    run.write_metrics({**run.read_metrics(), **metrics})
+    _write_plots(run, per_image, worst)
+    for row in worst[:5]:
+        info(f"worst: {Path(row['image']).name}: {row['caption']!r} vs {row['references'][0]!r} "
+             f"(ROUGE-L {row['rougeL']:.2f})")
+    return metrics
+
+
+def _write_plots(run: Run, per_image: list[dict], worst: list[dict]) -> None:
+    from dlkit.caption.viz import caption_grid
+
+    def item(row: dict) -> tuple[str, list[str]]:
+        return row["image"], [f"generated: {row['caption']}", f"reference: {row['references'][0]}"]
+
+    caption_grid([item(r) for r in per_image[:5]], run.plots_dir / "test_grid.png", "test images")
+    caption_grid([item(r) for r in worst[:5]], run.plots_dir / "test_worst.png", "worst test images (ROUGE-L)")
+    atomic_write_text(run.samples_dir / "test_predictions.jsonl",
+                      "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in per_image))

@@ -1,0 +1,279 @@
+"""`dlkit caption train`: the CaptionTask the engine trains, and what it writes into the run folder.
+
+The run folder gets, next to the engine's files: data/vocab.json and data/{train,val,test}_images.txt
+(so eval uses the same test images), samples/val_captions.jsonl (one fixed validation image captioned
+after every evaluation) with samples/step_N.png, and the final model as checkpoints/final/
+{model.safetensors, model.json, vocab.json} (or a save_pretrained folder for vit-gpt2).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from dlkit.caption.config import CaptionConfig
+from dlkit.caption.data import (
+    PREPARED_FILE,
+    CaptionRecord,
+    Vocab,
+    build_vocab,
+    fingerprint,
+    load_caption_records,
+    open_image,
+    readable_records,
+    split_records,
+    write_prepared,
+    write_split_files,
+)
+from dlkit.caption.models import CaptionModel, ModelSpec, build_model, decode
+from dlkit.core.errors import DataError
+from dlkit.core.progress import info
+from dlkit.core.run import Run, atomic_write_json
+
+PRELOAD_BYTES = 512 * 2**20  # keep decoded, resized images in memory below this size
+MODEL_FILE = "model.json"
+
+
+def image_tensor(image, size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
+    """PIL RGB image -> (3, size, size) float tensor, resized (no crop: a caption describes the whole image)
+    and normalised with the encoder's mean/std."""
+    from PIL import Image
+
+    array = np.asarray(image.resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
+    tensor = torch.from_numpy(array).permute(2, 0, 1)
+    return (tensor - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+
+
+class ImageStore:
+    """Images by index: decoded on demand, or all held in memory when they are small (builtin:shapes)."""
+
+    def __init__(self, paths: list[str], size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        self.paths, self.size, self.mean, self.std = paths, size, mean, std
+        self.cache: list[Tensor] | None = None
+        if len(paths) * 3 * size * size * 4 <= PRELOAD_BYTES:
+            self.cache = [self.load(i) for i in range(len(paths))]
+
+    def load(self, index: int) -> Tensor:
+        return image_tensor(open_image(self.paths[index]), self.size, self.mean, self.std)
+
+    def __getitem__(self, index: int) -> Tensor:
+        return self.cache[index] if self.cache is not None else self.load(index)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+class CaptionPairs(Dataset):
+    """Every (image, caption) pair of some images: one epoch sees each caption once."""
+
+    def __init__(self, image_ids: list[int], tokens: list[list[int]], source: Any) -> None:
+        self.image_ids, self.tokens, self.source = image_ids, tokens, source
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"image": self.source[self.image_ids[index]], "tokens": torch.tensor(self.tokens[index]),
+                "image_id": self.image_ids[index]}
+
+
+def collate(examples: list[dict[str, Any]]) -> dict[str, Tensor]:
+    key = "features" if examples[0]["image"].dim() == 2 else "images"  # (L, C) cached features or (3, H, W)
+    return {key: torch.stack([e["image"] for e in examples]), "tokens": torch.stack([e["tokens"] for e in examples]),
+            "image_id": torch.tensor([e["image_id"] for e in examples])}
+
+
+def prepare_splits(cfg: CaptionConfig) -> tuple[dict[str, list[CaptionRecord]], Vocab, dict[str, Any]]:
+    """Read, drop undecodable images, split by image and build the vocabulary on the training split
+    (or reuse the vocab.json of a folder written by `caption prepare`)."""
+    records, stats = load_caption_records(cfg.data, cfg.strict)
+    records, undecodable = readable_records(records, cfg.strict)
+    stats["skipped_undecodable_images"] = undecodable
+    splits = split_records(records, seed=cfg.seed)
+    if not splits["train"]:
+        raise DataError(f"--data {cfg.data}: the training split is empty ({len(records)} images)")
+    prepared_vocab = Path(cfg.data) / "vocab.json"
+    if (Path(cfg.data) / PREPARED_FILE).is_file() and prepared_vocab.is_file():
+        vocab = Vocab.load(prepared_vocab)
+        if cfg.max_len:
+            vocab.max_len = cfg.max_len
+    else:
+        vocab = build_vocab(splits["train"], cfg.min_freq, cfg.max_len)
+    return splits, vocab, stats
+
+
+class CaptionTask:
+    """lstm / attention / transformer captioners on a CNN encoder (vit-gpt2 lives in hf.py)."""
+
+    def __init__(self, cfg: CaptionConfig, run: Run, prepared: tuple | None = None) -> None:
+        self.cfg, self.run = cfg, run
+        self.splits, self.vocab, self.stats = prepared or prepare_splits(cfg)
+        self.skipped_items = (self.stats["skipped_missing_images"] + self.stats["skipped_empty_captions"]
+                              + self.stats["skipped_undecodable_images"])
+        self.spec = ModelSpec(cfg.arch, cfg.encoder, len(self.vocab), self.vocab.max_len, cfg.resolved_image_size,
+                              cfg.embed_dim, cfg.hidden_dim, cfg.attention_dim, cfg.num_layers, cfg.num_heads,
+                              cfg.dropout, cfg.alpha_c)
+        self.records = self.splits["train"] + self.splits["val"]
+        self.index = {r.image: i for i, r in enumerate(self.records)}
+        if run.writer:
+            self.vocab.save(run.dir / "data" / "vocab.json")
+            write_split_files(run.dir / "data", self.splits)
+            write_prepared(run.dir / "data", [r for split in self.splits.values() for r in split], self.stats)
+            atomic_write_json(run.dir / "data" / "stats.json", self.stats)
+        info(f"{self.stats['images']} images ({self.stats['layout']} layout): "
+             + ", ".join(f"{k} {len(v)}" for k, v in self.splits.items())
+             + f"; vocabulary {len(self.vocab)} words, captions padded to {self.vocab.max_len} tokens")
+        self.sample_record = self.splits["val"][0] if self.splits["val"] else self.splits["train"][0]
+        self.model: CaptionModel | None = None
+
+    # -- engine hooks ---------------------------------------------------------------------------
+
+    def build_model(self) -> CaptionModel:
+        cfg = self.cfg
+        model = build_model(self.spec, cfg.pretrained_encoder)
+        if cfg.pretrained_encoder or cfg.freeze_encoder:
+            model.encoder.freeze(except_last_block=cfg.finetune_encoder)
+        info(f"encoder {cfg.encoder}: {model.encoder.feature_dim} features per cell, "
+             f"{'frozen' if cfg.encoder_frozen else 'last block trainable' if cfg.finetune_encoder else 'trainable'}")
+        self.model = model
+        return model
+
+    def datasets(self) -> tuple[Dataset, Dataset | None]:
+        source: Any = ImageStore([r.image for r in self.records], self.spec.image_size, *self._norm())
+        if self.cfg.cache_features:
+            source = self._cached_features(source)
+        return self._pairs(self.splits["train"], source), (self._pairs(self.splits["val"], source)
+                                                             if self.splits["val"] else None)
+
+    def _norm(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        from dlkit.caption.models import IMAGENET_MEAN, IMAGENET_STD
+
+        return IMAGENET_MEAN, IMAGENET_STD
+
+    def _pairs(self, records: list[CaptionRecord], source: Any) -> CaptionPairs:
+        ids, tokens = [], []
+        for record in records:
+            for caption in record.captions:
+                ids.append(self.index[record.image])
+                tokens.append(self.vocab.encode(caption))
+        return CaptionPairs(ids, tokens, source)
+
+    def _cached_features(self, images: ImageStore) -> list[Tensor]:
+        """The frozen encoder's output for every train/val image, computed once and kept on disk."""
+        from safetensors.torch import load_file, save_file
+
+        from dlkit.core.sources import cache_dir
+
+        cfg = self.cfg
+        weights = "imagenet" if cfg.pretrained_encoder else f"random-seed{cfg.seed}"
+        key = f"{cfg.encoder}-{weights}-{self.spec.image_size}-{fingerprint(self.records)}"
+        path = cache_dir() / "caption-features" / f"{key}.safetensors"
+        if path.is_file():
+            info(f"using cached encoder features {path}")
+            return list(load_file(str(path))["features"].float().unbind(0))
+        encoder = self.model.encoder.eval()
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(images), 64):
+                batch = torch.stack([images[i] for i in range(start, min(start + 64, len(images)))])
+                out.append(encoder(batch))
+        features = torch.cat(out)  # (N, L, C)
+        if self.run.writer:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            save_file({"features": features.half().contiguous()}, str(tmp))
+            tmp.replace(path)
+            info(f"cached encoder features of {len(images)} images in {path}")
+        return list(features.half().float().unbind(0))  # the same values as a later run reads back
+
+    def collate(self, examples: list[dict[str, Any]]) -> dict[str, Tensor]:
+        return collate(examples)
+
+    def training_step(self, model: CaptionModel, batch: dict[str, Tensor]):
+        return model.loss(model.features(batch), batch["tokens"])
+
+    def evaluate(self, model: nn.Module, loader, accel) -> dict[str, float]:
+        from dlkit.core.engine import gather, mean_loss
+        from dlkit.metrics import corpus_bleu
+
+        metrics = {"val_loss": mean_loss(self, model, loader, accel)}
+        hyps, refs = [], []
+        seen: set[int] = set()
+        raw = accel.unwrap_model(model)
+        for batch in loader:
+            first = [i for i, image_id in enumerate(batch["image_id"].tolist()) if image_id not in seen]
+            if not first:
+                continue
+            seen.update(batch["image_id"][first].tolist())
+            index = torch.tensor(first, device=batch["tokens"].device)
+            features = raw.features({k: v[index] for k, v in batch.items()})
+            for image_id, caption in zip(batch["image_id"][first].tolist(),
+                                         decode(raw, features, self.vocab.max_len, self.cfg.beam_size),
+                                         strict=True):
+                hyps.append(self.vocab.decode(caption.tokens))
+                refs.append([self.vocab.decode(self.vocab.encode(c)) for c in self.records[image_id].captions])
+        hyps, refs = gather(accel, hyps), gather(accel, refs)
+        if hyps:
+            metrics["val_bleu4"] = corpus_bleu(hyps, refs)["bleu4"]
+        return metrics
+
+    def on_eval(self, model: CaptionModel, run: Run, step: int) -> None:
+        """Caption the same validation image after every evaluation: samples/val_captions.jsonl + a PNG."""
+        from dlkit.caption.viz import caption_card
+
+        record = self.sample_record
+        device = next(model.parameters()).device
+        image = ImageStore([record.image], self.spec.image_size, *self._norm()).load(0)[None].to(device)
+        caption = decode(model, model.encoder(image), self.vocab.max_len, self.cfg.beam_size)[0]
+        text = self.vocab.decode(caption.tokens)
+        line = {"step": step, "image": record.image, "caption": text, "reference": record.captions[0]}
+        path = run.samples_dir / "val_captions.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+        caption_card(record.image, [f"step {step}: {text}", f"reference: {record.captions[0]}"],
+                     run.samples_dir / f"step_{step:07d}.png")
+
+    def save_model(self, model: CaptionModel, path: Path) -> None:
+        from safetensors.torch import save_model
+
+        path.mkdir(parents=True, exist_ok=True)
+        save_model(model, str(path / "model.safetensors"))
+        atomic_write_json(path / MODEL_FILE, asdict(self.spec))
+        self.vocab.save(path / "vocab.json")
+
+    def summary(self) -> dict[str, Any]:
+        return {"arch": self.cfg.arch, "encoder": self.cfg.encoder, "vocab_size": len(self.vocab),
+                "max_len": self.vocab.max_len, "feature_dim": self.model.encoder.feature_dim if self.model else None,
+                "cached_features": self.cfg.cache_features, "train_images": len(self.splits["train"]),
+                "val_images": len(self.splits["val"]), "test_images": len(self.splits["test"])}
+
+
+def load_trained(model_dir: Path) -> tuple[CaptionModel, Vocab, ModelSpec]:
+    """Rebuild a trained lstm/attention/transformer model from checkpoints/final/."""
+    from safetensors.torch import load_model
+
+    spec = ModelSpec(**json.loads((model_dir / MODEL_FILE).read_text(encoding="utf-8")))
+    model = build_model(spec)
+    load_model(model, str(model_dir / "model.safetensors"))
+    return model.eval(), Vocab.load(model_dir / "vocab.json"), spec
+
+
+def train_captioner(cfg: CaptionConfig) -> dict[str, Any]:
+    """Read and split the data (errors surface before a run folder exists), then train on the engine."""
+    from dlkit.core.engine import fit
+
+    prepared = prepare_splits(cfg)
+    run = Run.create("caption", cfg, default_name=cfg.arch)
+    if cfg.arch == "vit-gpt2":
+        from dlkit.caption.hf import VisionEncoderDecoderTask
+
+        return fit(VisionEncoderDecoderTask(cfg, run, prepared), cfg, run)
+    return fit(CaptionTask(cfg, run, prepared), cfg, run)

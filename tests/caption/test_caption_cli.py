@@ -1,0 +1,130 @@
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from dlkit.caption.data import Vocab
+
+FAST = ["--image-size", "32", "--embed-dim", "16", "--hidden-dim", "32", "--attention-dim", "16",
+        "--num-layers", "1", "--num-heads", "2", "--batch-size", "32", "--save-every", "100000"]
+
+
+def one_line_error(result, text: str) -> None:
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert result.stderr.startswith("error: ") and text in result.stderr, result.stderr
+
+
+@pytest.fixture
+def flickr(tmp_path: Path) -> Path:
+    """A Kaggle-layout folder: 10 images with 2 captions each, plus one missing image, one empty caption
+    and one image that does not decode."""
+    root = tmp_path / "flickr"
+    (root / "Images").mkdir(parents=True)
+    lines = ["image,caption"]
+    colours = ["red", "green", "blue", "yellow", "white"]
+    for i in range(10):
+        Image.new("RGB", (40, 30), (i * 20, 100, 50)).save(root / "Images" / f"{i}.jpg")
+        lines += [f"{i}.jpg,A {colours[i % 5]} dog runs on the grass .", f"{i}.jpg,The dog is {colours[i % 5]} !"]
+    lines += ["missing.jpg,A ghost .", "0.jpg,", "broken.jpg,A broken picture ."]
+    (root / "Images" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (root / "captions.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def test_prepare_writes_vocab_splits_plots_and_counts_skips(cli, flickr, tmp_path):
+    out = tmp_path / "prepared"
+    result = cli("caption", "prepare", "--data", flickr, "--output-dir", out, "--min-freq", "2", "--json")
+    assert result.exit_code == 0, result.stderr
+    stats = json.loads(result.stdout)
+    assert stats["images"] == 10 and stats["captions"] == 20
+    assert stats["skipped_missing_images"] == 1 and stats["skipped_empty_captions"] == 1
+    assert stats["skipped_undecodable_images"] == 1
+    assert (stats["train_images"], stats["val_images"], stats["test_images"]) == (8, 1, 1)
+    vocab = Vocab.load(out / "vocab.json")
+    assert vocab.itos[:4] == ["<pad>", "<sos>", "<eos>", "<unk>"] and "dog" in vocab.itos
+    assert stats["vocab_size"] == len(vocab) and 0 < stats["coverage"] <= 1
+    splits = {s: set((out / f"{s}_images.txt").read_text().split()) for s in ("train", "val", "test")}
+    assert sum(map(len, splits.values())) == 10 and not (splits["train"] & (splits["val"] | splits["test"]))
+    assert not splits["val"] & splits["test"]
+    for plot in ("samples.png", "caption_lengths.png", "top_words.png"):
+        assert (out / "plots" / plot).stat().st_size > 1000
+    again = cli("caption", "prepare", "--data", flickr, "--output-dir", out)
+    one_line_error(again, "already exists; pass --overwrite")
+
+
+def test_prepare_strict_and_bad_inputs(cli, flickr, tmp_path):
+    one_line_error(cli("caption", "prepare", "--data", flickr, "--strict", "--output-dir", tmp_path / "o"),
+                   "captions.txt:22: image")  # the missing image
+    (flickr / "captions.txt").write_text("image,caption\n0.jpg,A dog .\n1.jpg,\n", encoding="utf-8")
+    one_line_error(cli("caption", "prepare", "--data", flickr, "--strict", "--output-dir", tmp_path / "o"),
+                   "captions.txt:3: empty caption for 1.jpg")
+    (flickr / "captions.txt").write_text("image,caption\n0.jpg,A dog .\nbroken.jpg,A broken picture .\n")
+    one_line_error(cli("caption", "prepare", "--data", flickr, "--strict", "--output-dir", tmp_path / "o"),
+                   "broken.jpg cannot be decoded")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("nothing here")
+    one_line_error(cli("caption", "prepare", "--data", empty), "no image-caption layout recognised; looked for")
+    one_line_error(cli("caption", "prepare", "--data", flickr, "--max-len", "1"), "--max-len must be >= 2")
+    one_line_error(cli("caption", "train", "--max-len", "1"), "--max-len must be >= 2")
+    one_line_error(cli("caption", "train", "--arch", "gru"), "'gru' is not one of")
+    one_line_error(cli("caption", "train", "--cache-features"), "--cache-features needs a frozen encoder")
+
+
+@pytest.fixture(scope="module")
+def lstm_run(tmp_path_factory):
+    from dlkit.cli import main
+
+    run = tmp_path_factory.mktemp("caption") / "lstm"
+    code = main(["caption", "train", "--arch", "lstm", "--max-steps", "4", "--eval-every", "2", *FAST,
+                 "--output-dir", str(run), "-q"])
+    assert code == 0
+    return run
+
+
+def test_train_fills_the_run_folder(lstm_run):
+    metrics = json.loads((lstm_run / "metrics.json").read_text())
+    assert metrics["arch"] == "lstm" and metrics["encoder"] == "tiny-cnn" and metrics["feature_dim"] == 128
+    assert metrics["steps"] == 4 and "val_bleu4" in metrics and metrics["test_images"] == 60
+    for path in ("data/vocab.json", "data/train_images.txt", "data/test_images.txt", "plots/loss.png",
+                 "samples/val_captions.jsonl", "samples/step_0000002.png", "checkpoints/final/model.safetensors"):
+        assert (lstm_run / path).is_file(), path
+    samples = [json.loads(line) for line in (lstm_run / "samples" / "val_captions.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in samples] == [2, 4] and len({s["image"] for s in samples}) == 1
+
+
+def test_predict_and_eval(cli, lstm_run, tmp_path):
+    images = sorted((lstm_run / "data" / "test_images.txt").read_text().split())[:2]
+    result = cli("caption", "predict", "--run", lstm_run, *images, "--beam-size", "2", "--json")
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["image"] for r in rows] == images and all(isinstance(r["caption"], str) for r in rows)
+    assert (lstm_run / "samples" / "predictions.csv").read_text().count("\n") == 3
+    one_line_error(cli("caption", "predict", "--run", lstm_run, images[0], "--heatmap"),
+                   "--heatmap needs a run trained with --arch attention")
+
+    result = cli("caption", "eval", "--run", lstm_run, "--beam-size", "1", "--json")
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    for key in ("test_bleu1", "test_bleu4", "test_rouge1", "test_rouge2", "test_rougeL", "test_cider_d"):
+        assert 0 <= metrics[key] <= 10, key
+    report = json.loads((lstm_run / "eval.json").read_text())
+    assert len(report["predictions"]) == 60 and len(report["worst"]) == 10
+    assert report["worst"][0]["rougeL"] <= report["worst"][-1]["rougeL"]
+    assert json.loads((lstm_run / "metrics.json").read_text())["test_bleu4"] == metrics["test_bleu4"]
+    assert (lstm_run / "plots" / "test_grid.png").is_file() and (lstm_run / "plots" / "test_worst.png").is_file()
+
+
+def test_predict_bad_inputs(cli, lstm_run, tmp_path):
+    one_line_error(cli("caption", "predict", "--run", lstm_run, tmp_path / "nope.jpg"),
+                   f"image {tmp_path / 'nope.jpg'} does not exist")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG not an image")
+    one_line_error(cli("caption", "predict", "--run", lstm_run, broken), "broken.png cannot be decoded")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"_dlkit": {"group": "clip"}}))
+    one_line_error(cli("caption", "predict", "--run", other, broken), "is a clip run, not a caption run")
+    one_line_error(cli("caption", "eval", "--run", other), "is a clip run, not a caption run")

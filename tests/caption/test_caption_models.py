@@ -1,0 +1,106 @@
+import pytest
+import torch
+
+from dlkit.caption.data import EOS_ID, PAD_ID, SOS_ID
+from dlkit.caption.models import (
+    ImageEncoder,
+    ModelSpec,
+    beam_search,
+    build_model,
+    caption_loss,
+    doubly_stochastic_penalty,
+    greedy,
+)
+from dlkit.core.errors import SourceError
+
+VOCAB = 12
+ARCHS = ["lstm", "attention", "transformer"]
+
+
+def tiny(arch: str, max_len: int = 10):
+    torch.manual_seed(0)
+    spec = ModelSpec(arch, "tiny-cnn", VOCAB, max_len, 32, embed_dim=16, hidden_dim=32, attention_dim=16,
+                     num_layers=1, num_heads=2, dropout=0.0)
+    return build_model(spec).eval()
+
+
+def batch_tokens(length: int) -> torch.Tensor:
+    """Two captions of 4 and 6 words, <sos> ... <eos>, padded to `length`."""
+    rows = [[SOS_ID, 4, 5, 6, 7, EOS_ID], [SOS_ID, 8, 9, 10, 11, 4, 5, EOS_ID]]
+    return torch.tensor([r + [PAD_ID] * (length - len(r)) for r in rows])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_padding_never_contributes_to_the_loss(arch):
+    model = tiny(arch, max_len=16)
+    features = model.encoder(torch.randn(2, 3, 32, 32)).detach()
+
+    def loss_and_grads(length: int):
+        model.zero_grad()
+        loss, _ = model.loss(features, batch_tokens(length))
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.decoder.named_parameters() if p.grad is not None}
+
+    short_loss, short_grads = loss_and_grads(8)
+    long_loss, long_grads = loss_and_grads(16)  # 8 more <pad> tokens
+    torch.testing.assert_close(long_loss, short_loss)
+    assert short_grads.keys() == long_grads.keys()
+    for name in short_grads:
+        torch.testing.assert_close(long_grads[name], short_grads[name], msg=name)
+
+    tokens = batch_tokens(16)
+    logits, _ = model(features, tokens)
+    logits.retain_grad()
+    caption_loss(logits, tokens[:, 1:]).backward()
+    pad_targets = tokens[:, 1:].eq(PAD_ID)
+    assert logits.grad[pad_targets].abs().max() == 0 and logits.grad[~pad_targets].abs().max() > 0
+
+
+def test_attention_penalty_counts_only_real_steps():
+    alphas = torch.full((1, 3, 4), 0.25)
+    real = torch.tensor([[True, True, False]])
+    assert doubly_stochastic_penalty(alphas, real).item() == pytest.approx((1 - 0.5) ** 2)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_beam_size_one_equals_greedy(arch):
+    model = tiny(arch)
+    with torch.no_grad():
+        for p in model.decoder.out.parameters():  # a sharper output layer makes long captions likely
+            p.mul_(4)
+    features = model.encoder(torch.randn(3, 3, 32, 32))
+    greedy_out = greedy(model, features, max_len=10)
+    beam_out = beam_search(model, features, max_len=10, beam_size=1)
+    for g, b in zip(greedy_out, beam_out, strict=True):
+        assert g.tokens == b.tokens
+        assert g.score == pytest.approx(b.score, abs=1e-5)
+        if arch == "attention":
+            assert len(g.alphas) == len(g.tokens) and torch.allclose(torch.tensor(g.alphas), torch.tensor(b.alphas))
+
+
+def test_efficientnet_b0_builds_reports_features_and_freezes():
+    encoder = ImageEncoder("efficientnet_b0")
+    assert encoder.feature_dim == 1280
+    with torch.no_grad():
+        features = encoder.eval()(torch.randn(1, 3, 64, 64))
+    assert features.shape == (1, 4, 1280)  # 64 / 32 = a 2x2 grid, no pooling, no classifier
+    encoder.freeze(except_last_block=True)
+    trainable = {n for n, p in encoder.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("cnn.8.") for n in trainable)
+    encoder.train()
+    assert not encoder.cnn[0].training and encoder.cnn[8].training  # frozen BatchNorm keeps its statistics
+    encoder.freeze()
+    assert not any(p.requires_grad for p in encoder.parameters())
+
+
+def test_pretrained_encoder_offline_is_one_sentence(monkeypatch, tmp_path):
+    import urllib.request
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(SourceError, match=r"EfficientNet-B0 ImageNet weights .* pass --no-pretrained-encoder"):
+        ImageEncoder("efficientnet_b0", pretrained=True)
