@@ -107,6 +107,7 @@ def compose_adapters(base_spec: str, adapter_specs: list[str], out: Path, eval_d
     """
     from peft import PeftModel
 
+    from dlkit.llm.data import tokenize_conversations
     from dlkit.llm.evaluate import conversations_from, score
 
     if not adapter_specs:
@@ -154,7 +155,10 @@ def compose_adapters(base_spec: str, adapter_specs: list[str], out: Path, eval_d
     result: dict[str, Any] = {"out": str(out), "adapters": adapter_specs}
     composed, tokenizer, _ = load_trained(out)
     for spec in eval_data:
-        metrics, _ = score(composed, tokenizer, [], conversations_from(spec, tokenizer), max_new_tokens)
+        conversations = conversations_from(spec, tokenizer)
+        examples = tokenize_conversations(tokenizer, conversations, 4096).examples
+        metrics, _ = score(composed, tokenizer, examples, conversations, max_new_tokens)
+        result[f"{spec}:loss"] = metrics["val_loss"]
         result[f"{spec}:exact_match"] = metrics["test_exact_match"]
     run.write_metrics({"status": "finished", "group": "llm", "method": "composed", **result})
     return result

@@ -29,14 +29,14 @@ def capitals_rows(num: int = 160, countries: int = 3, seed: int = 0) -> list[dic
     return rows
 
 
-def reverse_rows(num: int = 160, seed: int = 1) -> list[dict]:
-    """Two-word reversal with a 3-word vocabulary: a second, different task (for composition)."""
-    words = instruct.WORDS[:3]
+def translate_rows(num: int = 160) -> list[dict]:
+    """English colour -> Persian word over 3 words: a second, unrelated task (for composition)."""
+    pairs = list(zip(instruct.WORDS[:3], instruct.WORDS_FA[:3], strict=True))
     rows = []
     for i in range(num):
-        a, b = words[i % 3], words[(i + 1 + seed) % 3]
-        rows.append({"conversations": [{"from": "human", "value": f"Reverse these words: {a} {b}"},
-                                       {"from": "gpt", "value": f"{b} {a}"}]})
+        english, persian = pairs[(i * 5) % 3]
+        rows.append({"conversations": [{"from": "human", "value": f"Translate to Persian: {english}"},
+                                       {"from": "gpt", "value": persian}]})
     return rows
 
 
@@ -46,8 +46,8 @@ def capitals_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def reverse_file(tmp_path_factory) -> Path:
-    return write_jsonl(tmp_path_factory.mktemp("data") / "reverse.jsonl", reverse_rows())
+def translate_file(tmp_path_factory) -> Path:
+    return write_jsonl(tmp_path_factory.mktemp("data") / "translate.jsonl", translate_rows())
 
 
 def train_run(out: Path, method: str, data: Path | str, steps: int = 30, lr: float = 2e-2, **extra):
