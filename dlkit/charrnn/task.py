@@ -154,6 +154,8 @@ def evaluate_text(run_dir: str | Path, data_spec: str | None = None, encoding: s
 
     Writes eval.json into the run and merges the test_* metrics into its metrics.json.
     """
+    if batch_size <= 0:
+        raise ConfigError(f"--batch-size must be > 0 (got {batch_size})")
     run, model, spec, vocab = load_run_model(run_dir)
     config = run.read_config()
     if data_spec is None:

@@ -117,3 +117,7 @@ def test_eval_text_with_unseen_characters(cli, trained, tmp_path):
     (tmp_path / "other.txt").write_text("Zß€ Zß€", encoding="utf-8")
     one_line_error(cli("charrnn", "eval", "--run", trained, "--data", tmp_path / "other.txt"),
                    "characters the model never saw: 'Z', 'ß', '€'")
+
+
+def test_eval_batch_size_must_be_positive(cli, trained):
+    one_line_error(cli("charrnn", "eval", "--run", trained, "--batch-size", "0"), "--batch-size must be > 0 (got 0)")
