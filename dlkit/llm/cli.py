@@ -134,6 +134,8 @@ def sweep(
     methods: Annotated[str, typer.Option(help="Comma-separated methods, one run each.")] = "prompt,prefix,ptuning,lora,dora,rslora,loha,partial",  # noqa: E501
     output_dir: Annotated[Path, typer.Option(help="Parent folder of the runs.")] = Path("runs/llm/sweep"),
     config: Annotated[Optional[Path], typer.Option(help="Shared settings (YAML/JSON) for every run.")] = None,  # noqa: UP045
+    config_dir: Annotated[Optional[Path], typer.Option(help="Folder of METHOD.yaml files (one per method; "  # noqa: UP045
+                                                       "--config for methods without one).")] = None,
     model: Annotated[Optional[str], typer.Option(help="Base model for every run.")] = None,  # noqa: UP045
     data: Annotated[Optional[str], typer.Option(help="Data for every run.")] = None,  # noqa: UP045
     max_steps: Annotated[Optional[int], typer.Option(help="Steps per run.")] = None,  # noqa: UP045
@@ -144,13 +146,14 @@ def sweep(
     """Train and evaluate each method as its own run, then write the comparison table and comparison.png.
 
     Example: [bold]dlkit llm sweep --methods prompt,lora,partial --max-steps 100 --output-dir runs/llm/sweep[/bold]
+    Real models: [bold]dlkit llm sweep --config-dir examples/llm/gemma2-2b --output-dir runs/llm/sweep-gemma2[/bold]
     """
     from dlkit.llm.sweep import run_sweep
 
     overrides = {k: v for k, v in {"model": model, "data": data, "max_steps": max_steps, "epochs": epochs,
                                    "max_new_tokens": max_new_tokens, "overwrite": overwrite}.items()
                  if v is not None}
-    rows = run_sweep([m.strip() for m in methods.split(",") if m.strip()], output_dir, config, overrides)
+    rows = run_sweep([m.strip() for m in methods.split(",") if m.strip()], output_dir, config, overrides, config_dir)
     from dlkit.llm.sweep import comparison_table
 
     progress.emit(rows, comparison_table(rows))

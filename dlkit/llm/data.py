@@ -135,13 +135,15 @@ def detect_format(rows: list[dict], forced: str = "auto", where: str = "--data")
     columns = set(rows[0])
     if forced != "auto":
         needed = FORMAT_COLUMNS[forced]
-        if not set(needed) <= columns:
+        if not set(needed) <= columns and not (forced == "openai" and "message" in columns):
             raise DataError(f"{where}: --format {forced} needs the column(s) {', '.join(needed)}; "
                             f"found: {', '.join(sorted(columns))}")
         return forced
     for name, needed in FORMAT_COLUMNS.items():
         if set(needed) <= columns:
             return name
+    if "message" in columns:  # universitytehran/SlimOrca (Persian) names its OpenAI-style column "message"
+        return "openai"
     raise DataError(f"{where}: missing columns: expected 'conversations' (ShareGPT), 'messages' (OpenAI) or "
                     f"'instruction'+'output' (alpaca); found: {', '.join(sorted(columns)) or 'none'}")
 
@@ -156,7 +158,7 @@ def to_messages(row: dict, fmt: str) -> list[dict[str, str]]:
         if row.get("system"):
             messages.insert(0, {"role": "system", "content": str(row["system"])})
         return messages
-    turns = row["conversations"] if fmt == "sharegpt" else row["messages"]
+    turns = row["conversations"] if fmt == "sharegpt" else row.get("messages", row.get("message"))
     if isinstance(turns, str):
         turns = json.loads(turns)
     messages = []

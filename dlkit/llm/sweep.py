@@ -19,7 +19,9 @@ COLUMNS = ["method", "train_seconds", "peak_memory_mb", "trainable_params", "tra
 
 
 def run_sweep(method_names: list[str], output_dir: Path, config_file: Path | None,
-              overrides: dict[str, Any]) -> list[dict[str, Any]]:
+              overrides: dict[str, Any], config_dir: Path | None = None) -> list[dict[str, Any]]:
+    """Each method with `config_dir/METHOD.yaml` when that exists (per-method learning rates), else
+    `config_file`; flags in `overrides` win over both."""
     from dlkit.llm.evaluate import evaluate_run
     from dlkit.llm.task import train
 
@@ -28,8 +30,9 @@ def run_sweep(method_names: list[str], output_dir: Path, config_file: Path | Non
         raise ConfigError(f"--methods {','.join(unknown) or '(empty)'}: unknown method; known methods: "
                           f"{', '.join(METHODS)}")
     output_dir = Path(output_dir)
-    configs = [load_config(LlmConfig, config_file, {**overrides, "method": m, "output_dir": str(output_dir / m),
-                                                     "name": m}) for m in method_names]
+    configs = [load_config(LlmConfig, _config_for(m, config_file, config_dir),
+                           {**overrides, "method": m, "output_dir": str(output_dir / m), "name": m})
+               for m in method_names]
     untuned = untuned_scores(configs[0])
     atomic_write_json(output_dir / "untuned.json", untuned)
     rows = []
@@ -40,6 +43,16 @@ def run_sweep(method_names: list[str], output_dir: Path, config_file: Path | Non
         rows.append(row_of(cfg.method, metrics, untuned))
     write_comparison(rows, untuned, output_dir)
     return rows
+
+
+def _config_for(method: str, config_file: Path | None, config_dir: Path | None) -> Path | None:
+    if config_dir is not None:
+        if not Path(config_dir).is_dir():
+            raise ConfigError(f"--config-dir {config_dir}: no such folder")
+        candidate = Path(config_dir) / f"{method}.yaml"
+        if candidate.is_file():
+            return candidate
+    return config_file
 
 
 def untuned_scores(cfg: LlmConfig) -> dict[str, float]:
