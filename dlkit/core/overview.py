@@ -169,14 +169,41 @@ def compare_runs(paths: list[Path], fmt: str, sort: str | None, plot: Path | Non
     elif fmt == "md":
         print(markdown_table(rows, columns))
     else:
-        from rich.table import Table
+        console().print(rich_comparison(rows, columns))
 
+
+def rich_comparison(rows: list[dict[str, Any]], columns: list[str]):
+    """One column per run and one row per metric, which stays readable in 80 columns for a handful of
+    runs; with many runs, one row per run (pipe --format csv to a spreadsheet for the full width)."""
+    from rich.table import Table
+
+    labels = _short_labels([r["run"] for r in rows])
+    if len(rows) <= 6:
         table = Table(title=f"{len(rows)} runs")
-        for column in columns:
-            table.add_column(column, justify="left" if column in ("run", "group", "method", "status") else "right")
-        for row in rows:
-            table.add_row(*[format_value(row[c]) if c in row else "" for c in columns])
-        console().print(table)
+        table.add_column("metric", style="bold")
+        for label in labels:
+            table.add_column(label, justify="right", overflow="fold")
+        for column in columns[1:]:
+            table.add_row(column, *[format_value(r[column]) if column in r else "" for r in rows])
+        return table
+    table = Table(title=f"{len(rows)} runs")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("run", "group", "method", "status") else "right",
+                         overflow="fold")
+    for label, row in zip(labels, rows, strict=True):
+        table.add_row(label, *[format_value(row[c]) if c in row else "" for c in columns[1:]])
+    return table
+
+
+def _short_labels(paths: list[str]) -> list[str]:
+    """Run paths without their common parent folder ("runs/llm/lora" and "runs/llm/dora" -> "lora", "dora")."""
+    parts = [Path(p).parts for p in paths]
+    common = 0
+    while len(parts) > 1 and all(len(p) > common + 1 and p[common] == parts[0][common] for p in parts):
+        common += 1
+    if len(parts) == 1:
+        return [parts[0][-1]]
+    return [str(Path(*p[common:])) for p in parts]
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
