@@ -9,6 +9,7 @@ Checkpoints and tracker folders are left out; long files are cut with a note say
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,10 @@ SKIP_FILES = {"config.json", "metrics.json", "metrics.csv", "history.jsonl", "vo
 SUMMARY_ROWS = {"accuracy", "macro avg", "weighted avg", "micro avg", "macro", "weighted", "micro", "samples avg"}
 F1_COLUMNS = ("f1", "f1-score", "f1_score")
 COVERED_ELSEWHERE = {"plots/loss.png"}  # the group's overlaid loss curves already show it
+IMAGE_COLUMNS = ("image", "image_path", "path", "file", "filepath", "filename")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+MAX_THUMBNAILS = 12  # per CSV
+THUMBNAIL_PX = 160
 
 
 def generic_sections(run: Run, skip: set[str] = COVERED_ELSEWHERE) -> list[Section]:
@@ -42,7 +47,7 @@ def generic_sections(run: Run, skip: set[str] = COVERED_ELSEWHERE) -> list[Secti
     nested = {k: v for k, v in run.read_metrics().items() if isinstance(v, (dict, list))}
     if nested:  # the scalars are in the comparison table already
         sections.append(Section("Best and final evaluation (metrics.json)", [key_value_table(nested, "")]))
-    tables = [csv_table(p, rel(p, run)) for p in by_suffix.get(".csv", [])]
+    tables = [part for p in by_suffix.get(".csv", []) for part in csv_parts(p, rel(p, run), run)]
     if tables:
         sections.append(Section("Tables", tables))
     results = [part for p in by_suffix.get(".json", []) for part in json_parts(read_json(p), rel(p, run))]
@@ -123,15 +128,20 @@ def key_value_table(obj: dict[str, Any], caption: str) -> Table:
     return Table(rows, ["key", "value"], caption=caption)
 
 
-def csv_table(path: Path, caption: str) -> Part:
+def csv_parts(path: Path, caption: str, run: Run) -> list[Part]:
+    """The CSV as a table, then thumbnails of the images its rows name (misclassified examples, captions)."""
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             records = list(csv.reader(fh))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        return Text(f"{caption}: cannot be read ({exc})")
+        return [Text(f"{caption}: cannot be read ({exc})")]
     if not records:
-        return Text(f"{caption}: empty")
+        return [Text(f"{caption}: empty")]
     header, rows = records[0], [r for r in records[1:] if r]
+    return [csv_table(header, rows, caption), *thumbnails(header, rows, caption, run)]
+
+
+def csv_table(header: list[str], rows: list[list[str]], caption: str) -> Table:
     highlight: list[int] = []
     f1 = next((i for i, name in enumerate(header) if name.strip().lower() in F1_COLUMNS), None)
     if f1 is not None:
@@ -139,9 +149,50 @@ def csv_table(path: Path, caption: str) -> Part:
         caption += " (sorted by F1; the worst class highlighted)" if worst is not None else ""
         highlight = [worst] if worst is not None else []
     shown, index, note = head_and_tail(rows)
-    return Table([[cell(number(v) if number(v) is not None else v) for v in row] for row in shown], header,
+    return Table([[cell(as_number(v)) for v in row] for row in shown], header,
                  caption=caption,
                  highlight=[index.index(i) for i in highlight if i in index], note=note)
+
+
+def thumbnails(header: list[str], rows: list[list[str]], caption: str, run: Run) -> list[Part]:
+    """Small PNGs of the first images named in an image/path column, each captioned with the row's other cells."""
+    column = next((i for i, name in enumerate(header) if name.strip().lower() in IMAGE_COLUMNS), None)
+    if column is None:
+        return []
+    images: list[Part] = []
+    for row in rows:
+        if len(images) == MAX_THUMBNAILS:
+            break
+        path = Path(row[column]) if column < len(row) else Path()
+        path = path if path.is_absolute() else run.dir / path
+        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+            continue
+        data = thumbnail_png(path)
+        if data is not None:
+            label = ", ".join(f"{h}: {cell(as_number(v), 60)}" for h, v in zip(header, row, strict=False)
+                              if h != header[column])
+            images.append(Image(path, label, data=data, width=THUMBNAIL_PX))
+    if images:
+        images.insert(0, Text(f"The first {len(images)} images named in {caption}:"))
+    return images
+
+
+def thumbnail_png(path: Path) -> bytes | None:
+    """The image scaled to THUMBNAIL_PX on its longer side (small ones enlarged without blurring), as PNG."""
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
+
+    try:
+        with PILImage.open(path) as image:
+            image = image.convert("RGB")
+    except (OSError, UnidentifiedImageError):
+        return None
+    scale = THUMBNAIL_PX / max(image.size)
+    resample = PILImage.NEAREST if scale > 1 else PILImage.LANCZOS
+    image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), resample)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def sort_by_f1(rows: list[list[str]], f1: int) -> tuple[list[list[str]], int | None]:
@@ -154,6 +205,11 @@ def sort_by_f1(rows: list[list[str]], f1: int) -> tuple[list[list[str]], int | N
         return rows, None
     scored.sort(key=lambda pair: -pair[0])  # type: ignore[operator]
     return [row for _, row in scored] + summary, len(scored) - 1
+
+
+def as_number(text: str) -> float | int | str:
+    value = number(text)
+    return text if value is None else value
 
 
 def number(text: str) -> float | int | None:

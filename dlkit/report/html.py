@@ -49,11 +49,14 @@ caption { text-align: left; padding: 4px 0; caption-side: top; }
 th, td { border: 1px solid var(--line); padding: 3px 8px; vertical-align: top; text-align: left; }
 th { background: var(--soft); position: sticky; top: 0; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+details.config td.num { text-align: left; }
 tr.highlight td { background: #fde8e8; font-weight: 600; }
 details.config { border: 1px solid var(--line); border-radius: 6px; padding: 6px 12px; margin: 10px 0; }
 details.config summary { cursor: pointer; font-weight: 600; }
 .figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(440px, 1fr)); gap: 14px; }
 figure { margin: 8px 0; }
+.figures.thumbs { grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 10px; }
+.figures.thumbs figure img { image-rendering: pixelated; width: 100%; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; background: #fff; }
 .pre { font: 13px/1.45 "DejaVu Sans Mono", Menlo, Consolas, monospace; background: var(--soft);
        border: 1px solid var(--line); border-radius: 4px; padding: 8px 12px; margin: 6px 0 14px;
@@ -165,15 +168,17 @@ def part_html(part: Part) -> str:
 
 def figures_html(images: list[Image]) -> str:
     figures = []
+    thumbnails = all(image.width for image in images)
     for image in images:
-        data = Path(image.path).read_bytes()
+        data = image.png()
         if not data.startswith(PNG_MAGIC):
             figures.append(f"<p class=\"note\">{escape(image.caption or str(image.path))}: not a PNG file</p>")
             continue
         uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
         caption = f"<figcaption>{text_html(image.caption)}</figcaption>" if image.caption else ""
-        figures.append(f"<figure><img src=\"{uri}\" alt=\"{escape(image.caption)}\">{caption}</figure>")
-    return f"<div class=\"figures\">{''.join(figures)}</div>"
+        size = f" style=\"max-width: {image.width}px\"" if image.width else ""
+        figures.append(f"<figure><img src=\"{uri}\" alt=\"{escape(image.caption)}\"{size}>{caption}</figure>")
+    return f"<div class=\"figures{' thumbs' if thumbnails else ''}\">{''.join(figures)}</div>"
 
 
 def table_html(table: Table) -> str:
@@ -183,10 +188,11 @@ def table_html(table: Table) -> str:
     rows = []
     for i, cells in enumerate(table.cells()):
         tds = []
-        for column, value in zip(header, cells, strict=False):
+        for j, (column, value) in enumerate(zip(header, cells, strict=False)):
             numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
             shown = format_value(value) if numeric else str(value)
-            numeric = numeric or (column not in LEFT_COLUMNS and _looks_numeric(shown))
+            # the first column names the row (a run, a class, a key): left-aligned like text
+            numeric = j > 0 and (numeric or (column not in LEFT_COLUMNS and _looks_numeric(shown)))
             css = ' class="num"' if numeric else ""
             tds.append(f"<td{css}{_dir(shown)}>{text_html(shown)}</td>")
         marked = " class=\"highlight\"" if i in table.highlight else ""

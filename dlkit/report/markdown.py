@@ -24,7 +24,7 @@ class _Images:
         self.written: list[Path] = []
 
     def add(self, image: Image, *names: str) -> str | None:
-        data = Path(image.path).read_bytes()
+        data = image.png()
         if not data.startswith(PNG_MAGIC):
             return None
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(n for n in names if n)).strip("_") or "image"

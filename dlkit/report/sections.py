@@ -81,6 +81,11 @@ class Image:
 
     path: Path
     caption: str = ""
+    data: bytes | None = None  # PNG bytes made on the fly (a thumbnail of `path`), used instead of the file
+    width: int | None = None  # shown at most this wide, in pixels (thumbnails); None: as wide as the page allows
+
+    def png(self) -> bytes:
+        return self.data if self.data is not None else Path(self.path).read_bytes()
 
 
 Part = Text | Table | Image

@@ -55,4 +55,13 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (probe / "samples").mkdir()
     Image.new("RGB", (24, 16), (200, 40, 40)).save(probe / "samples" / "grid.png")
     (probe / "samples" / "generations.txt").write_text("a red circle\na blue square\n", encoding="utf-8")
+    dataset = root / "dataset"  # images outside the run, named by absolute path as eval commands write them
+    dataset.mkdir()
+    Image.new("RGB", (28, 28), (20, 20, 220)).save(dataset / "square_1.jpg")
+    Image.new("L", (32, 20), 128).save(dataset / "triangle_4.png")
+    (probe / "samples" / "misclassified.csv").write_text(
+        "image,true,predicted,confidence\n"
+        f"{dataset / 'square_1.jpg'},square,circle,0.61\n"
+        f"{dataset / 'missing.png'},circle,triangle,0.55\n"
+        f"{dataset / 'triangle_4.png'},triangle,square,0.52\n", encoding="utf-8")
     return root
