@@ -121,3 +121,10 @@ def test_eval_text_with_unseen_characters(cli, trained, tmp_path):
 
 def test_eval_batch_size_must_be_positive(cli, trained):
     one_line_error(cli("charrnn", "eval", "--run", trained, "--batch-size", "0"), "--batch-size must be > 0 (got 0)")
+
+
+def test_offline_hub_id_and_a_builtin_that_is_not_text(cli):
+    one_line_error(cli("charrnn", "train", "--data", "karpathy/tiny_shakespeare"),
+                   "--data karpathy/tiny_shakespeare", "offline")
+    one_line_error(cli("charrnn", "train", "--data", "builtin:regression"),
+                   "--data builtin:regression is not a text corpus")

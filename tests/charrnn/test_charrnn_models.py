@@ -27,6 +27,17 @@ def test_shapes_loss_and_tied_weights(arch):
     assert sum(p.numel() for p in untied.parameters()) == sum(p.numel() for p in model.parameters()) + 11 * 16
 
 
+def test_sinusoidal_positions_build_a_working_transformer():
+    torch.manual_seed(0)
+    sinusoidal = models.ModelSpec("transformer", 11, 16, 1, 2, 8, positional="sinusoidal")
+    model = models.build_model(sinusoidal)
+    assert not any("pos" in name for name, _ in model.named_parameters())  # a fixed table, nothing to learn
+    idx = torch.randint(11, (2, 8))
+    _, loss = model(idx, idx)
+    loss.backward()
+    assert torch.isfinite(loss) and model.tok_emb.weight.grad.abs().sum() > 0
+
+
 def test_lstm_scratch_equals_torch_lstm_with_copied_weights():
     torch.manual_seed(0)
     ours = models.build_model(spec("lstm-scratch"))
