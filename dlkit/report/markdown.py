@@ -6,7 +6,6 @@ Right-to-left text goes in `<div dir="rtl">` blocks, which GitHub and most Markd
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 from dlkit.core.run import atomic_write_bytes, atomic_write_text
@@ -39,10 +38,7 @@ class _Images:
 
 
 def write_markdown(report: Report, output: Path) -> list[Path]:
-    folder = output.with_name(f"{output.stem}_images")
-    if folder.exists():
-        shutil.rmtree(folder)  # images of an earlier report under the same name
-    images = _Images(folder)
+    images = _Images(output.with_name(f"{output.stem}_images"))  # same-named images of an earlier report are replaced
     atomic_write_text(output, render_markdown(report, images))
     return [output, *images.written]
 

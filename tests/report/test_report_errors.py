@@ -1,6 +1,7 @@
 """Each bad input: exit code 2 and one line on stderr that says what is wrong."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -47,23 +48,32 @@ def test_every_run_corrupt(cli, sweep, tmp_path):
     assert "none of the runs could be read" in error and "metrics.json is corrupt" in error
 
 
+def read_only_folder(tmp_path: Path) -> Path:
+    """A folder this user cannot write into: a chmod 500 one, or /sys for root (whom modes do not stop)."""
+    for folder in [tmp_path / "ro", Path("/sys")]:
+        if folder == tmp_path / "ro":
+            folder.mkdir()
+            folder.chmod(0o500)
+        try:
+            (folder / "probe").write_text("x")
+            (folder / "probe").unlink()
+        except OSError:
+            return folder
+    pytest.skip("no folder this user cannot write into")
+
+
 @pytest.mark.parametrize("where", ["missing-folder", "under-a-file", "a-folder", "read-only"])
 def test_output_not_writable(cli, sweep, tmp_path, where):
-    target = {"missing-folder": tmp_path / "no" / "such" / "r.html",
-              "under-a-file": tmp_path / "file.txt" / "r.html",
-              "a-folder": tmp_path,
-              "read-only": tmp_path / "ro" / "r.html"}[where]
     (tmp_path / "file.txt").write_text("x")
-    (tmp_path / "ro").mkdir()
-    if where == "read-only":
-        (tmp_path / "ro").chmod(0o500)
-        probe = tmp_path / "ro" / "probe"
-        try:
-            probe.write_text("x")
-            probe.unlink()
-            pytest.skip("this user can write into a read-only folder (root); the other cases cover it")
-        except PermissionError:
-            pass
-    error = one_line_error(cli("report", sweep / "beta", "-o", target))
-    assert f"-o {target}:" in error and ("cannot write there" in error or "is a folder" in error)
-    (tmp_path / "ro").chmod(0o700)
+    target = {"missing-folder": lambda: tmp_path / "no" / "such" / "r.html",
+              "under-a-file": lambda: tmp_path / "file.txt" / "r.html",
+              "a-folder": lambda: tmp_path,
+              "read-only": lambda: read_only_folder(tmp_path) / "r.html"}[where]()
+    try:
+        error = one_line_error(cli("report", sweep / "beta", "-o", target))
+    finally:
+        if (tmp_path / "ro").exists():
+            (tmp_path / "ro").chmod(0o700)
+    assert f"-o {target}:" in error
+    assert {"missing-folder": "is not an existing folder", "under-a-file": "is not an existing folder",
+            "a-folder": "is a folder", "read-only": "cannot write there (Permission denied)"}[where] in error
