@@ -61,7 +61,7 @@ class CharRNNTask:
 
     def training_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         _, loss = model(batch["inputs"], batch["targets"])
-        return loss, {"tokens": batch["inputs"].numel()}
+        return loss, {"tokens": batch["inputs"].numel(), "bpc": loss.detach() / LN2}
 
     def evaluate(self, model: nn.Module, loader: Any, accel: Any) -> dict[str, float]:
         self.last_eval = loss_metrics(engine.mean_loss(self, model, loader, accel), "val")

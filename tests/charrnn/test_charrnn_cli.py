@@ -35,6 +35,8 @@ def test_train_writes_a_complete_run(trained):
     assert "R" in vocab and json.loads((trained / "checkpoints" / "final" / "vocab.json").read_text())["chars"] == vocab
     evals = [json.loads(line) for line in (trained / "history.jsonl").read_text().splitlines()]
     assert [r["step"] for r in evals if r["kind"] == "eval"] == [3, 6]
+    train_logs = [r for r in evals if r["kind"] == "train"]
+    assert train_logs and all(r["bpc"] == pytest.approx(r["loss"] / 0.6931471805599453) for r in train_logs)
 
 
 def test_sample_streams_prompt_and_characters(cli, trained):
