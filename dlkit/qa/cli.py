@@ -1,0 +1,141 @@
+"""`dlkit qa`: extractive question answering. Imports no torch; command bodies load it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from dlkit.core import progress
+from dlkit.core.commands import config_command, group_app, run_option
+from dlkit.qa.config import QAConfig, WindowConfig
+
+app = group_app("qa", "Extractive question answering: a span head on a BERT-family encoder, SQuAD v1/v2 data, "
+                "sliding windows for long contexts, EM/F1 with Persian normalisation.", extra="qa",
+                requires=("transformers", "tokenizers"))
+
+Data = Annotated[str, typer.Option(help="SQuAD v1/v2 JSON, JSONL/CSV rows, a folder of splits, a Hub dataset id, "
+                                   "or builtin:qa-synthetic.")]
+Model = Annotated[str, typer.Option(help="Model whose tokenizer measures lengths: builtin:tiny-bert, a folder or "
+                                    "a Hub id.")]
+MaxLength = Annotated[int, typer.Option(help="Tokens per window (question + context + special tokens).")]
+DocStride = Annotated[int, typer.Option(help="Tokens shared by consecutive windows; must be < --max-length.")]
+Strict = Annotated[bool, typer.Option(help="Fail on the first bad question instead of skipping and counting it.")]
+
+
+@app.command()
+def prepare(
+    data: Data = "builtin:qa-synthetic",
+    model: Model = "builtin:tiny-bert",
+    max_length: MaxLength = 384,
+    doc_stride: DocStride = 128,
+    output_dir: Annotated[Optional[Path], typer.Option(help="Where stats.json, plots/ and the checked splits "  # noqa: UP045
+                                                       "go. Default: runs/qa/prepare.")] = None,
+    strict: Strict = False,
+) -> None:
+    """Check a SQuAD-format dataset: statistics, length histograms, answer offsets checked and repaired.
+
+    Example: [bold]dlkit qa prepare --data train-v2.0.json --model HooshvareLab/bert-base-parsbert-uncased[/bold]
+    """
+    from dlkit.qa.prepare import prepare as run_prepare
+
+    out = output_dir or Path("runs/qa/prepare")
+    stats = run_prepare(data, model, WindowConfig(max_length=max_length, doc_stride=doc_stride), out, strict)
+    if stats["skipped"]:
+        progress.warn(f"skipped {stats['skipped']} questions: "
+                      + ", ".join(f"{n} {why}" for why, n in stats["skip_reasons"].items()))
+    progress.info(f"wrote {out / 'stats.json'}, {out / 'plots' / 'lengths.png'} and the checked splits (JSONL)")
+    progress.emit(stats, _stats_table(stats))
+
+
+def _stats_table(stats: dict):
+    from rich.table import Table
+
+    table = Table(title=f"{stats['data']} (max-length {stats['max_length']}, stride {stats['doc_stride']}; "
+                        f"{stats['repaired_offsets']} offsets repaired, {stats['skipped']} skipped)")
+    for column in ["split", "questions", "contexts", "unanswerable", "windows/q", "context tok mean/p95/max",
+                   "question tok mean", "answer tok mean/max", "answers past max-length"]:
+        table.add_column(column, justify="right")
+    for split, s in stats["splits"].items():
+        c, q, a = s["context_tokens"], s["question_tokens"], s["answer_tokens"]
+        table.add_row(split, str(s["questions"]), str(s["contexts"]), str(s["unanswerable"]),
+                      f"{s['windows_per_question']:.2f}", f"{c['mean']:.0f}/{c['p95']:.0f}/{c['max']:.0f}",
+                      f"{q['mean']:.1f}", f"{a['mean']:.1f}/{a['max']:.0f}", f"{s['answers_past_max_length_pct']:.1f}%")
+    return table
+
+
+@config_command(app, QAConfig)
+def train(cfg: QAConfig) -> None:
+    """Fine-tune an encoder with a start/end span head on SQuAD-format data (sliding windows, SQuAD v2 aware).
+
+    Example: [bold]dlkit qa train --model builtin:tiny-bert --data builtin:qa-synthetic --head dropout-linear
+    --lr 3e-3[/bold]
+    """
+    from dlkit.qa.task import train as run_train
+
+    metrics = run_train(cfg)
+    progress.emit(metrics, progress.metrics_table(metrics))
+
+
+@app.command("eval")
+def evaluate(
+    run: Annotated[Path, run_option()],
+    data: Annotated[Optional[str], typer.Option(help="Data to score (a file, folder, Hub id or builtin:); "  # noqa: UP045
+                                                "default: the run's --data.")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Split to score: test, validation or train; default: "  # noqa: UP045
+                                                 "test if present, else validation.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 32,
+    max_answer_length: Annotated[Optional[int], typer.Option(help="Longest answer in tokens; default: the "  # noqa: UP045
+                                                             "run's.")] = None,
+    n_best: Annotated[Optional[int], typer.Option(help="Start/end candidates per window; default: the "  # noqa: UP045
+                                                  "run's.")] = None,
+    worst: Annotated[int, typer.Option(help="How many lowest-F1 questions to list.")] = 5,
+    strict: Strict = False,
+) -> None:
+    """Exact match and F1 (overall, answerable, unanswerable) of a trained run; predictions and worst examples.
+
+    Example: [bold]dlkit qa eval --run runs/qa/dropout-linear-20260101-120000 --split test[/bold]
+    """
+    from dlkit.qa.evaluate import evaluate_run
+
+    if batch_size <= 0:
+        from dlkit.core.errors import ConfigError
+
+        raise ConfigError(f"--batch-size must be > 0 (got {batch_size})")
+    result = evaluate_run(run, data, split, batch_size, worst, strict, max_answer_length, n_best)
+    progress.emit(result, _eval_render(result))
+
+
+def _eval_render(result: dict):
+    from rich.console import Group
+    from rich.table import Table
+
+    scores = {k: v for k, v in result.items() if k != "worst"}
+    worst = Table(title="worst questions", show_lines=False)
+    for column in ["id", "question", "gold", "predicted", "F1"]:
+        worst.add_column(column, overflow="fold")
+    for row in result["worst"]:
+        worst.add_row(row["id"], row["question"], " | ".join(row["gold"]) or "(no answer)",
+                      row["predicted"] or "(no answer)", f"{100 * row['f1']:.0f}")
+    return Group(progress.metrics_table(scores, title=f"qa eval ({result['split']})"), worst)
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, run_option()],
+    context: Annotated[str, typer.Option(help="The passage: text, or a path to a UTF-8 text file.")],
+    question: Annotated[str, typer.Option(help="The question to answer from the passage.")],
+    top_k: Annotated[int, typer.Option(help="How many candidate answers to show.")] = 1,
+) -> None:
+    """The answer span in a passage, with its probability and character offsets.
+
+    Example: [bold]dlkit qa predict --run runs/qa/R --context "The capital of Iran is Tehran." --question
+    "What is the capital of Iran?"[/bold]
+    """
+    from dlkit.qa.evaluate import predict as run_predict
+
+    result = run_predict(run, context, question, top_k)
+    lines = [f"{c['answer'] or '(no answer)'}\t(p={c['probability']:.3f}, chars {c['start']}-{c['end']})"
+             for c in result["candidates"]]
+    progress.emit(result, "\n".join(lines))

@@ -1,0 +1,117 @@
+"""`dlkit qa eval` and `dlkit qa predict`: run a trained span model over windows and decode answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dlkit.core import plots
+from dlkit.core.errors import ConfigError
+from dlkit.core.progress import info, track
+from dlkit.core.run import Run
+from dlkit.metrics import f1_score
+from dlkit.qa.config import WindowConfig
+from dlkit.qa.data import LoadReport, QAExample, eval_split, read_file
+from dlkit.qa.models import load_trained
+from dlkit.qa.task import WindowDataset, collate_windows, decode, score, window_logits
+from dlkit.qa.windows import Span, make_windows
+
+
+def window_settings(settings: dict[str, Any], **overrides: int | None) -> WindowConfig:
+    """The windows the model was trained with, unless the command overrides them."""
+    values = {k: settings[k] for k in ("max_length", "doc_stride", "max_answer_length", "n_best") if k in settings}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    cfg = WindowConfig(**values)
+    cfg.validate_windows()
+    return cfg
+
+
+@torch.no_grad()
+def spans_for(model: Any, tokenizer: Any, examples: list[QAExample], cfg: WindowConfig, allow_null: bool,
+              batch_size: int, top_k: int = 1) -> dict[str, list[Span]]:
+    windows = make_windows(tokenizer, examples, cfg)
+    dataset = WindowDataset(windows)
+    rows = []
+    batches = range(0, len(dataset), batch_size)
+    for first in track(batches, "answering", total=len(batches)):
+        batch = collate_windows([dataset[i] for i in range(first, min(first + batch_size, len(dataset)))],
+                                tokenizer.pad_token_id or 0)
+        start_logits, end_logits = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        rows.extend(window_logits(start_logits, end_logits, batch))
+    return decode(examples, windows, rows, cfg, allow_null, top_k)
+
+
+def evaluate_run(run_dir: Path, data: str | None, split: str | None, batch_size: int, worst: int, strict: bool,
+                 max_answer_length: int | None = None, n_best: int | None = None) -> dict[str, Any]:
+    """EM/F1 of a run's final model on a split; writes eval.json, predictions and worst examples into the run."""
+    run = Run.open(run_dir, group="qa")
+    model, tokenizer, settings = load_trained(run.model_dir)
+    cfg = window_settings(settings, max_answer_length=max_answer_length, n_best=n_best)
+    spec = data or run.read_config().get("data", "")
+    report = LoadReport()
+    if data and Path(data).expanduser().is_file():
+        split_name, examples = Path(data).stem, read_file(Path(data).expanduser(), strict, report)
+    else:
+        split_name, examples = eval_split(spec, strict, report, split)
+    if not examples:
+        raise ConfigError(f"--data {spec}: no usable question to evaluate ({report.skipped} skipped)")
+    allow_null = bool(settings.get("allow_null")) or any(not e.answerable for e in examples)
+    spans = spans_for(model, tokenizer, examples, cfg, allow_null, batch_size)
+    scores = score(examples, spans)
+    rows = per_question(examples, spans)
+    prefix = "test" if split_name == "test" else split_name.replace("-", "_")
+    result = {"data": spec, "split": split_name, "questions": len(examples), "skipped_items": report.skipped,
+              "repaired_offsets": report.repaired, **{f"{prefix}_{k}": v for k, v in scores.items()}}
+    run.write_json(f"eval/{split_name}_predictions.json", {r["id"]: r["predicted"] for r in rows})
+    run.write_json(f"eval/{split_name}_worst.json", sorted(rows, key=lambda r: (r["f1"], r["id"]))[:max(worst, 0)])
+    run.write_json(f"eval/{split_name}_scores.json", result)
+    run.write_json("eval.json", result)  # the latest evaluation
+    run.write_metrics({**run.read_metrics(), **{k: v for k, v in result.items() if k.startswith(prefix + "_")}})
+    f1_by_length_plot(rows, run.plots_dir / f"{split_name}_f1_by_context_length.png")
+    info(f"wrote {run.dir / 'eval.json'} and eval/{split_name}_{{scores,predictions,worst}}.json")
+    result["worst"] = sorted(rows, key=lambda r: (r["f1"], r["id"]))[:max(worst, 0)]
+    return result
+
+
+def per_question(examples: list[QAExample], spans: dict[str, list[Span]]) -> list[dict[str, Any]]:
+    rows = []
+    for example in examples:
+        span = spans[example.id][0]
+        rows.append({"id": example.id, "question": example.question, "gold": example.answers,
+                     "predicted": span.text, "probability": round(span.probability, 4),
+                     "f1": round(f1_score(span.text, [a for a in example.answers if a.strip()]), 4),
+                     "context_chars": len(example.context)})
+    return rows
+
+
+def f1_by_length_plot(rows: list[dict[str, Any]], path: Path, buckets: int = 5) -> None:
+    """Mean F1 per context-length quintile: where long contexts hurt, the bars drop."""
+    ordered = sorted(rows, key=lambda r: r["context_chars"])
+    size = max(1, -(-len(ordered) // buckets))
+    groups = [ordered[i:i + size] for i in range(0, len(ordered), size)]
+    labels = [f"{g[0]['context_chars']}-{g[-1]['context_chars']}" for g in groups]
+    values = [100 * sum(r["f1"] for r in g) / len(g) for g in groups]
+    plots.bar_chart(labels, values, path, ylabel="F1 (%)", title="F1 by context length (characters)")
+
+
+def predict(run_dir: Path, context: str, question: str, top_k: int) -> dict[str, Any]:
+    """The best spans for one question about one context (a text or a file path)."""
+    if not question.strip():
+        raise ConfigError("--question is empty; pass the question to answer")
+    path = Path(context).expanduser()
+    if len(context) < 4096 and path.is_file():
+        context = path.read_text(encoding="utf-8")
+    if not context.strip():
+        raise ConfigError("--context is empty; pass the passage text or a text file")
+    if top_k <= 0:
+        raise ConfigError(f"--top-k must be > 0 (got {top_k})")
+    run = Run.open(run_dir, group="qa")
+    model, tokenizer, settings = load_trained(run.model_dir)
+    cfg = window_settings(settings)
+    example = QAExample("question", context, question.strip(), [], [])
+    spans = spans_for(model, tokenizer, [example], cfg, bool(settings.get("allow_null")), 32, top_k)
+    answers = [{"answer": s.text, "probability": s.probability, "score": s.score, "start": s.start_char,
+                "end": s.end_char} for s in spans[example.id]]
+    return {"question": question.strip(), **answers[0], "candidates": answers}

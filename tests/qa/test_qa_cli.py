@@ -1,0 +1,100 @@
+import json
+
+import pytest
+
+
+def squad_file(tmp_path, qas, context="The capital of Valoria is Lima. People in Valoria speak Greek."):
+    path = tmp_path / "squad.json"
+    path.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [{"context": context, "qas": qas}]}]}))
+    return path
+
+
+def one_line_error(result, *fragments):
+    assert result.exit_code == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_prepare_statistics_plots_and_checked_splits(cli, tmp_path):
+    out = tmp_path / "prep"
+    result = cli("--json", "qa", "prepare", "--max-length", "32", "--doc-stride", "8", "--output-dir", out)
+    assert result.exit_code == 0, result.stderr
+    stats = json.loads(result.stdout)
+    train = stats["splits"]["train"]
+    assert train["questions"] > 1000 and train["unanswerable"] > 0 and train["windows_per_question"] > 1.5
+    assert 0 < train["answers_past_max_length_pct"] < 100
+    assert train["context_tokens"]["max"] > 32 and stats["skipped"] == 0
+    assert (out / "plots" / "lengths.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((out / "stats.json").read_text())["splits"]["test"]["questions"] > 0
+    first = json.loads((out / "train.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert {"id", "context", "question", "answers"} <= set(first)
+
+
+def test_prepare_repairs_offsets_and_counts_answers_outside_the_context(cli, tmp_path):
+    path = squad_file(tmp_path, [
+        {"id": "off", "question": "Capital?", "answers": [{"text": "Lima", "answer_start": 24}]},
+        {"id": "outside", "question": "Language?", "answers": [{"text": "Greek", "answer_start": 999}]},
+    ])
+    result = cli("--json", "qa", "prepare", "--data", path, "--output-dir", tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    stats = json.loads(result.stdout)
+    assert stats["repaired_offsets"] == 1 and stats["skipped"] == 1
+    assert stats["skip_reasons"] == {"answer_start outside the context": 1}
+    assert "skipped 1 questions: 1 answer_start outside the context" in result.stderr
+    one_line_error(cli("qa", "prepare", "--data", path, "--strict", "--output-dir", tmp_path / "o2"),
+                   "question outside", "answer_start 999 is outside the context")
+
+
+def test_not_squad_shaped_file(cli, tmp_path):
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps({"rows": [1], "version": "1"}))
+    one_line_error(cli("qa", "prepare", "--data", path), "not SQuAD-shaped", "found keys: rows, version")
+    flat = tmp_path / "x.jsonl"
+    flat.write_text(json.dumps({"text": "a", "label": 1}) + "\n")
+    one_line_error(cli("qa", "train", "--data", flat), "line 1", "found: label, text")
+
+
+def test_empty_question(cli, tmp_path):
+    path = squad_file(tmp_path, [
+        {"id": "good", "question": "Capital?", "answers": [{"text": "Lima", "answer_start": 26}]},
+        {"id": "blank", "question": "  ", "answers": [{"text": "Lima", "answer_start": 26}]},
+    ])
+    result = cli("--json", "qa", "prepare", "--data", path, "--output-dir", tmp_path / "out")
+    assert result.exit_code == 0 and json.loads(result.stdout)["skip_reasons"] == {"empty question": 1}
+    one_line_error(cli("qa", "prepare", "--data", path, "--strict", "--output-dir", tmp_path / "o2"),
+                   "question blank: empty question")
+
+
+@pytest.mark.parametrize("command", ["train", "prepare"])
+def test_doc_stride_not_below_max_length(cli, command, tmp_path):
+    one_line_error(cli("qa", command, "--max-length", "64", "--doc-stride", "64", "--output-dir", tmp_path / "r"),
+                   "--doc-stride (64) must be smaller than --max-length (64)")
+
+
+def test_slow_tokenizer_is_refused(cli, tmp_path):
+    from transformers import BertTokenizerLegacy
+
+    from dlkit.builtin import BUILTINS
+
+    folder = tmp_path / "slow"
+    folder.mkdir()
+    vocab = (BUILTINS["tiny-bert"].load() / "tokenizer.json").read_text(encoding="utf-8")
+    words = sorted(json.loads(vocab)["model"]["vocab"], key=json.loads(vocab)["model"]["vocab"].get)
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
+    BertTokenizerLegacy(str(folder / "vocab.txt")).save_pretrained(folder)
+    one_line_error(cli("qa", "prepare", "--model", folder), "BertTokenizerLegacy is a slow tokenizer",
+                   "offset mapping")
+
+
+def test_run_folder_of_another_group(cli, tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"_dlkit": {"group": "charrnn"}}))
+    one_line_error(cli("qa", "eval", "--run", tmp_path), "is a charrnn run, not a qa run")
+    one_line_error(cli("qa", "predict", "--run", tmp_path, "--context", "Some text.", "--question", "What?"),
+                   "is a charrnn run, not a qa run")
+
+
+def test_predict_empty_question(cli, tmp_path):
+    one_line_error(cli("qa", "predict", "--run", tmp_path, "--context", "Some text.", "--question", " "),
+                   "--question is empty")
