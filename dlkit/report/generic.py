@@ -50,13 +50,13 @@ def generic_sections(run: Run, skip: set[str] = COVERED_ELSEWHERE) -> list[Secti
     tables = [part for p in by_suffix.get(".csv", []) for part in csv_parts(p, rel(p, run), run)]
     if tables:
         sections.append(Section("Tables", tables))
-    results = [part for p in by_suffix.get(".json", []) for part in json_parts(read_json(p), rel(p, run))]
+    results = [part for p in by_suffix.get(".json", []) for part in json_parts(read_json(p), rel(p, run), run)]
     if results:
         sections.append(Section("Results", results))
     samples = sorted(by_suffix.get(".txt", []) + by_suffix.get(".md", []) + by_suffix.get(".jsonl", []))
     if samples:
         shown, note = first_and_newest(samples, MAX_FILES, "sample files")
-        parts = [part for p in shown for part in sample_parts(p, rel(p, run))]
+        parts = [part for p in shown for part in sample_parts(p, rel(p, run), run)]
         sections.append(Section("Samples", parts + ([Text(note)] if note else [])))
     return sections
 
@@ -230,19 +230,26 @@ def read_json(path: Path) -> Any:
         return Text(f"cannot be read ({exc})")
 
 
-def json_parts(obj: Any, caption: str) -> list[Part]:
+def json_parts(obj: Any, caption: str, run: Run) -> list[Part]:
     """A JSON file as tables: its scalars as key/value rows, each list of records as a table of its own."""
     if isinstance(obj, Text):
         return [Text(f"{caption}: {obj.text}")]
     if isinstance(obj, list) and obj and all(isinstance(x, dict) for x in obj):
-        return [records_table(obj, caption)]
+        return records_parts(obj, caption, run)
     if not isinstance(obj, dict):
         return [Text(clip_text(json.dumps(obj, indent=2, ensure_ascii=False)), preformatted=True, caption=caption)]
     records = {k: v for k, v in obj.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)}
     rest = {k: v for k, v in obj.items() if k not in records}
     parts: list[Part] = [key_value_table(rest, caption)] if rest else []
-    parts += [records_table(v, f"{caption}: {k}") for k, v in records.items()]
+    parts += [part for k, v in records.items() for part in records_parts(v, f"{caption}: {k}", run)]
     return parts
+
+
+def records_parts(records: list[dict[str, Any]], caption: str, run: Run) -> list[Part]:
+    """Records as a table, then thumbnails of the images they name (e.g. an image with its generated caption)."""
+    header = list(dict.fromkeys(k for r in records for k in r))
+    rows = [[cell(r.get(k, "")) for k in header] for r in records]
+    return [records_table(records, caption), *thumbnails(header, rows, caption, run)]
 
 
 def records_table(records: list[dict[str, Any]], caption: str) -> Table:
@@ -250,7 +257,7 @@ def records_table(records: list[dict[str, Any]], caption: str) -> Table:
     return Table([{k: cell(v) for k, v in r.items()} for r in shown], caption=caption, note=note)
 
 
-def sample_parts(path: Path, caption: str) -> list[Part]:
+def sample_parts(path: Path, caption: str, run: Run) -> list[Part]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -262,7 +269,7 @@ def sample_parts(path: Path, caption: str) -> list[Part]:
         except json.JSONDecodeError:
             records = []
         if records and all(isinstance(r, dict) for r in records):
-            return [records_table(records, caption)]
+            return records_parts(records, caption, run)
     markdown = path.suffix.lower() == ".md"
     return [Text(clip_text(text), preformatted=not markdown, markdown=markdown, caption=caption)]
 

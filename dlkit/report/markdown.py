@@ -139,4 +139,6 @@ def _cell(text: str) -> str:
 
 
 def _inline(text: str) -> str:
-    return text.replace("\n", " ").replace("_", "\\_")
+    """Text for one Markdown line (a caption, alt text) with the characters that would start markup escaped."""
+    text = " ".join(text.split("\n"))
+    return re.sub(r"([\\_*\[\]<>`])", r"\\\1", text)

@@ -64,4 +64,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"{dataset / 'square_1.jpg'},square,circle,0.61\n"
         f"{dataset / 'missing.png'},circle,triangle,0.55\n"
         f"{dataset / 'triangle_4.png'},triangle,square,0.52\n", encoding="utf-8")
+    with open(probe / "samples" / "captions.jsonl", "w", encoding="utf-8") as fh:  # relative to the run folder
+        fh.write(json.dumps({"image": "samples/grid.png", "generated": "a red rectangle",
+                             "references": ["a red box", "a rectangle"]}) + "\n")
     return root

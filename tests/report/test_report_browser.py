@@ -57,7 +57,7 @@ def test_chromium_loads_every_image_and_takes_a_screenshot(browser, sweep, tmp_p
     found = re.search(r'<pre id="dlkit-probe">(.*?)</pre>', dom.stdout, re.S)
     assert found, f"chromium printed no probe result (exit {dom.returncode}): {dom.stderr[-500:]}"
     seen = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
-    assert len(seen["images"]) == html.count("<img ") == 7
+    assert len(seen["images"]) == html.count("<img ") == 8
     assert all(complete and width > 0 and height > 0 for complete, width, height in seen["images"]), seen["images"]
     assert seen["rtl"] and set(seen["rtl"]) == {"rtl"}
 

@@ -50,13 +50,14 @@ def test_comparison_has_the_columns_of_dlkit_compare(report, sweep):
 
 def test_images_are_embedded_pngs_and_nothing_is_fetched(report):
     page = parse_page(report)
-    # loss curves x2, params.png, confusion matrix, samples/grid.png and 2 thumbnails from misclassified.csv
-    # (its third image is missing); the runs' own loss.png is replaced by the overlaid curves
-    assert len(page.images) == 7
+    # loss curves x2, params.png, confusion matrix, samples/grid.png, 2 thumbnails from misclassified.csv (its
+    # third image is missing) and 1 from captions.jsonl; the runs' own loss.png is replaced by the overlaid curves
+    assert len(page.images) == 8
     sizes = [decode_png(src) for src in page.images]
     assert (24, 16) in sizes
     assert (160, 160) in sizes and (160, 100) in sizes  # the JPEG too, as a PNG thumbnail
     assert "true: square, predicted: circle, confidence: 0.61" in report
+    assert 'generated: a red rectangle, references: [&quot;a red box&quot;, &quot;a rectangle&quot;]' in report
     assert page.scripts == 0
     assert not [link for link in page.links if not link.startswith(("#", "data:image/png;base64,"))]
     assert "http://" not in report and "https://" not in report and "@import" not in report
