@@ -195,23 +195,35 @@ def collate(examples: list[dict[str, Any] | None]) -> dict[str, Any]:
 
 
 def transforms(processor: Any, image_size: int | None, augment: bool) -> tuple[Any, Any, int]:
-    """(train, eval) torchvision transforms from the model's image processor (size, mean, std); and the size."""
+    """(train, eval) torchvision transforms from the model's image processor, and the side the model sees.
+
+    The processor gives the resize, the centre crop (DeiT: resize 256, crop 224) and mean/std; --image-size
+    replaces the side the model sees (the crop when there is one) and scales the resize with it.
+    """
     from torchvision import transforms as T
 
-    size = image_size or processor_size(processor)
+    resize, crop = processor_size(processor, "size"), None
+    if getattr(processor, "do_center_crop", False) and getattr(processor, "crop_size", None):
+        crop = processor_size(processor, "crop_size")
+    side = image_size or crop or resize
+    if image_size and crop:
+        resize = round(resize * image_size / crop)
     steps = [T.ToTensor()]
     if getattr(processor, "do_normalize", True):
         steps.append(T.Normalize(processor.image_mean, processor.image_std))
-    eval_tf = T.Compose([T.Resize((size, size)), *steps])
+    if crop:
+        eval_tf = T.Compose([T.Resize(resize), T.CenterCrop(side), *steps])
+    else:
+        eval_tf = T.Compose([T.Resize((side, side)), *steps])
     if not augment:
-        return eval_tf, eval_tf, size
-    train_tf = T.Compose([T.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.9, 1.1)),
+        return eval_tf, eval_tf, side
+    train_tf = T.Compose([T.RandomResizedCrop(side, scale=(0.8, 1.0), ratio=(0.9, 1.1)),
                           T.ColorJitter(brightness=0.2, contrast=0.2), *steps])
-    return train_tf, eval_tf, size
+    return train_tf, eval_tf, side
 
 
-def processor_size(processor: Any) -> int:
-    size = processor.size
+def processor_size(processor: Any, attribute: str = "size") -> int:
+    size = getattr(processor, attribute)
     if isinstance(size, dict):
         return int(size.get("height") or size.get("shortest_edge") or next(iter(size.values())))
     return int(getattr(size, "height", None) or getattr(size, "shortest_edge", None) or size)

@@ -68,8 +68,9 @@ class VitTask:
         return clf.evaluate_classifier(lambda batch: forward(model, batch["pixel_values"]), loader, accel)
 
     def save_model(self, model: nn.Module, path: Path) -> None:
-        if self.cfg.image_size:
+        if self.cfg.image_size:  # eval and predict then see what training saw
             self.processor.size = {"height": self.image_size, "width": self.image_size}
+            self.processor.do_center_crop = False
         models.save_classifier(model, self.processor, path)
 
     def summary(self) -> dict[str, Any]:
