@@ -12,6 +12,7 @@ parameters per method. Prints one JSON object. Run: python benchmarks/llm_throug
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import sys
@@ -30,12 +31,14 @@ def make_conversations(num: int, tokenizer, seed: int = 0) -> list[dict]:
 
     rng = random.Random(seed)
     words = " ".join(bilingual_corpus(400)).split()
+    probe = " ".join(words[:400])
+    tokens_per_word = len(tokenizer(probe, add_special_tokens=False)["input_ids"]) / 400
     rows = []
     while len(rows) < num:
-        target = rng.randint(48, 512)
-        answer_words = max(2, int(target * rng.uniform(0.2, 0.6) / 2))
-        question_words = max(2, target // 2 - answer_words)
-        messages = [{"role": "user", "content": " ".join(rng.choices(words, k=question_words))},
+        target = rng.randint(48, 512)  # templated tokens, uniform
+        content_words = max(4, int((target - 12) / tokens_per_word))
+        answer_words = max(2, int(content_words * rng.uniform(0.2, 0.6)))
+        messages = [{"role": "user", "content": " ".join(rng.choices(words, k=content_words - answer_words))},
                     {"role": "assistant", "content": " ".join(rng.choices(words, k=answer_words))}]
         ids, _ = encode(tokenizer, messages)
         if 48 <= len(ids) <= 512:
@@ -82,7 +85,8 @@ def run_trainer(examples: list[dict], tokenizer, model_path: str, out: Path, ste
                              dataloader_num_workers=0, seed=0, disable_tqdm=True)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=counting_collator)
     start = time.perf_counter()
-    trainer.train()
+    with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its own summary; stdout is our JSON
+        trainer.train()
     seconds = time.perf_counter() - start
     return {"tokens_per_second": useful["tokens"] / seconds, "train_seconds": seconds}
 

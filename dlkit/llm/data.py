@@ -254,10 +254,6 @@ class Prepared:
     counts: Counter = field(default_factory=Counter)
     lengths: list[int] = field(default_factory=list)  # before truncation
 
-    @property
-    def skipped(self) -> int:
-        return self.counts["no_assistant_turn"] + self.counts["malformed"] + self.counts["dropped_long"]
-
 
 def conversations_of(rows: list[dict], fmt: str, system_ok: bool, strict: bool = False,
                      counts: Counter | None = None) -> list[list[dict[str, str]]]:

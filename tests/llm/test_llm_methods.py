@@ -169,3 +169,40 @@ def test_adapter_of_another_base_model_is_refused(cli, tmp_path, capitals_file):
                    "was trained on builtin:tiny-llama, not on builtin:tiny-gemma2")
     one_line_error(cli("llm", "compose", "--base", "builtin:tiny-gemma2", "--adapter", f"{run}:1.0", "--out",
                        tmp_path / "c"), "trained on builtin:tiny-llama, not on builtin:tiny-gemma2")
+
+
+def test_a_frozen_weight_that_moved_is_reported():
+    from dlkit.llm.task import ParamSnapshot
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    model[0].requires_grad_(False)
+    snapshot = ParamSnapshot(model)
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+        model[1].bias.add_(1.0)
+    report = snapshot.report(model)
+    assert report["frozen_changed"] == ["0.weight"] and report["changed_param_names"] == ["0.weight", "1.bias"]
+
+
+def test_prompt_tuning_starts_from_the_init_text():
+    from dlkit.llm.task import LlmTask
+
+    cfg = load_config(LlmConfig, None, {"method": "prompt", "init_text": "the capital city", "num_virtual_tokens": 5,
+                                        "limit": 40, "val_size": 4, "test_size": 4})
+    task = LlmTask(cfg)
+    model = task.build_model()
+    ids = task.tokenizer("the capital city", add_special_tokens=False)["input_ids"]
+    expected_ids = (ids * 5)[:5]  # PEFT repeats the text's tokens to fill the virtual tokens
+    words = model.get_input_embeddings().weight[torch.tensor(expected_ids)]
+    torch.testing.assert_close(model.prompt_encoder["default"].embedding.weight, words)
+
+
+def test_eval_command_writes_eval_json_and_metrics(cli, tmp_path, capitals_file):
+    _, run = train_run(tmp_path / "r", "lora", capitals_file, steps=2)
+    result = cli("llm", "eval", "--run", run, "--max-new-tokens", "4", "--limit", "6", "--json")
+    assert result.exit_code == 0, result.stderr
+    scores = json.loads(result.stdout)
+    assert scores["test_examples"] == 6 and scores["val_ppl"] > 1
+    assert {"test_bleu4", "test_chrf", "test_rougeL", "test_exact_match"} <= set(scores)
+    assert json.loads((run / "metrics.json").read_text())["test_chrf"] == scores["test_chrf"]
+    one_line_error(cli("llm", "eval", "--run", tmp_path), "not a dlkit run folder")
