@@ -50,18 +50,27 @@ def prepare(
 
 
 def _stats_table(stats: dict):
+    """One column per split, one row per statistic (fits a terminal for any number of splits)."""
     from rich.table import Table
 
-    table = Table(title=f"{stats['data']} (max-length {stats['max_length']}, stride {stats['doc_stride']}; "
-                        f"{stats['repaired_offsets']} offsets repaired, {stats['skipped']} skipped)")
-    for column in ["split", "questions", "contexts", "unanswerable", "windows/q", "context tok mean/p95/max",
-                   "question tok mean", "answer tok mean/max", "answers past max-length"]:
-        table.add_column(column, justify="right")
-    for split, s in stats["splits"].items():
-        c, q, a = s["context_tokens"], s["question_tokens"], s["answer_tokens"]
-        table.add_row(split, str(s["questions"]), str(s["contexts"]), str(s["unanswerable"]),
-                      f"{s['windows_per_question']:.2f}", f"{c['mean']:.0f}/{c['p95']:.0f}/{c['max']:.0f}",
-                      f"{q['mean']:.1f}", f"{a['mean']:.1f}/{a['max']:.0f}", f"{s['answers_past_max_length_pct']:.1f}%")
+    table = Table(title=f"{stats['data']}: max-length {stats['max_length']}, doc-stride {stats['doc_stride']}; "
+                        f"{stats['repaired_offsets']} offsets repaired, {stats['skipped']} questions skipped")
+    splits = stats["splits"]
+    table.add_column("")
+    for split in splits:
+        table.add_column(split, justify="right")
+
+    def row(label: str, render) -> None:
+        table.add_row(label, *(render(s) for s in splits.values()))
+
+    row("questions", lambda s: f"{s['questions']:,}")
+    row("contexts", lambda s: f"{s['contexts']:,}")
+    row("unanswerable", lambda s: f"{s['unanswerable']:,}")
+    row("windows per question", lambda s: f"{s['windows_per_question']:.2f}")
+    row("context tokens mean / p95 / max", lambda s: "{mean:.0f} / {p95:.0f} / {max:.0f}".format(**s["context_tokens"]))
+    row("question tokens mean / max", lambda s: "{mean:.1f} / {max:.0f}".format(**s["question_tokens"]))
+    row("answer tokens mean / max", lambda s: "{mean:.1f} / {max:.0f}".format(**s["answer_tokens"]))
+    row("answers past --max-length", lambda s: f"{s['answers_past_max_length_pct']:.1f}%")
     return table
 
 

@@ -111,8 +111,14 @@ def load_qa_model(location: str, spec: str, trust_remote_code: bool = False) -> 
 
 
 def save_trained(model: SpanQA, tokenizer: Any, path: Path, settings: dict[str, Any]) -> None:
+    from transformers.utils import logging as hf_logging
+
     path.mkdir(parents=True, exist_ok=True)
-    model.qa_model.save_pretrained(path)
+    hf_logging.disable_progress_bar()
+    try:
+        model.qa_model.save_pretrained(path)
+    finally:
+        hf_logging.enable_progress_bar()
     tokenizer.save_pretrained(path)
     atomic_write_json(path / SETTINGS_FILE, settings)
 

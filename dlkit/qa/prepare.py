@@ -105,7 +105,10 @@ def length_histograms(lengths: dict[str, list[int]], max_length: int, path: Path
     fig.clf()
     axes = fig.subplots(1, 3)
     for ax, (name, values) in zip(axes, lengths.items(), strict=True):
-        ax.hist(values or [0], bins=30, color="C0")
+        values = values or [0]
+        low, high = min(values), max(values)
+        bins = [b - 0.5 for b in range(low, high + 2)] if high - low < 40 else 30  # whole tokens when few
+        ax.hist(values, bins=bins, color="C0")
         ax.set_title(f"{name} length (tokens)")
         ax.set_xlabel("tokens")
         ax.grid(alpha=0.3)

@@ -98,3 +98,22 @@ def test_run_folder_of_another_group(cli, tmp_path):
 def test_predict_empty_question(cli, tmp_path):
     one_line_error(cli("qa", "predict", "--run", tmp_path, "--context", "Some text.", "--question", " "),
                    "--question is empty")
+
+
+def test_offline_hub_ids_fail_in_one_line(cli):
+    one_line_error(cli("qa", "prepare", "--data", "Gholamreza/pquad"), "--data Gholamreza/pquad", "offline")
+    one_line_error(cli("qa", "prepare", "--model", "HooshvareLab/bert-base-parsbert-uncased"), "--model", "offline")
+
+
+def test_dropout_linear_head_trains_and_is_recorded(cli, tmp_path):
+    run = tmp_path / "run"
+    result = cli("--json", "qa", "train", "--head", "dropout-linear", "--max-steps", "3", "--eval-every", "3",
+                 "--max-eval-examples", "20", "--max-length", "64", "--doc-stride", "16", "--output-dir", run)
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["method"] == "dropout-linear" and metrics["steps"] == 3 and metrics["val_questions"] == 20
+    settings = json.loads((run / "checkpoints" / "final" / "dlkit_qa.json").read_text())
+    assert settings["head"] == "dropout-linear" and settings["head_dropout"] == 0.2 and settings["max_length"] == 64
+    from transformers import AutoModelForQuestionAnswering
+
+    assert AutoModelForQuestionAnswering.from_pretrained(run / "checkpoints" / "final").num_parameters() > 0
