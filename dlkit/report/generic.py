@@ -3,7 +3,7 @@
 Figures are every PNG under the run folder (plots/ first, then samples/...), tables come from
 metrics.json and every CSV (per-class reports are sorted by F1 with the worst class highlighted),
 results from JSON files such as eval.json, and samples from text, Markdown and JSONL files.
-Checkpoints and tracker folders are left out; long files are cut with a note saying so.
+Checkpoints, tracker logs and prepared-data copies (data/) are left out; long files are cut with a note.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ MAX_DEPTH = 4  # folder levels searched under a run
 MAX_FILES = 12  # images or sample files per run (the first 2 and the newest, when there are more)
 MAX_ROWS = 40  # table rows shown per file (head and tail, when there are more)
 MAX_CHARS = 4000  # characters of one text sample
-SKIP_DIRS = {"checkpoints", "tensorboard", "__pycache__"}
-SKIP_FILES = {"config.json", "metrics.json", "metrics.csv", "history.jsonl", "vocab.json", "trainer_state.json"}
+SKIP_DIRS = {"checkpoints", "tensorboard", "data", "__pycache__"}  # models, tracker logs, prepared data copies
+SKIP_FILES = {"config.json", "metrics.json", "metrics.csv", "history.jsonl"}  # in the run folder itself
+SKIP_ANYWHERE = {"vocab.json", "trainer_state.json", "tokenizer.json", "tokenizer_config.json",
+                 "special_tokens_map.json", "model_config.json"}
 SUMMARY_ROWS = {"accuracy", "macro avg", "weighted avg", "micro avg", "macro", "weighted", "micro", "samples avg"}
 F1_COLUMNS = ("f1", "f1-score", "f1_score")
 COVERED_ELSEWHERE = {"plots/loss.png"}  # the group's overlaid loss curves already show it
@@ -72,7 +74,8 @@ def run_files(root: Path) -> list[Path]:
             if child.is_dir():
                 if depth < MAX_DEPTH and child.name not in SKIP_DIRS:
                     walk(child, depth + 1)
-            elif child.is_file() and not (folder == root and child.name in SKIP_FILES):
+            elif child.is_file() and child.name not in SKIP_ANYWHERE and not (folder == root
+                                                                             and child.name in SKIP_FILES):
                 found.append(child)
 
     walk(root, 1)
@@ -125,7 +128,8 @@ def key_value_table(obj: dict[str, Any], caption: str) -> Table:
             rows.append([prefix, cell(value)])
 
     add("", obj, 0)
-    return Table(rows, ["key", "value"], caption=caption)
+    shown, _, note = head_and_tail(rows)
+    return Table(shown, ["key", "value"], caption=caption, note=note)
 
 
 def csv_parts(path: Path, caption: str, run: Run) -> list[Part]:
