@@ -1,7 +1,7 @@
 """The encoder + span head, loaded through `AutoModelForQuestionAnswering` from builtin:, a local folder or the Hub.
 
 The trained model is saved as a plain `save_pretrained` folder (the head's weights are the model's own
-`qa_outputs` layer; dropout has none), so it also loads in `transformers.pipeline("question-answering")`.
+`qa_outputs` layer; dropout has none), so `AutoModelForQuestionAnswering.from_pretrained` loads it anywhere.
 `dlkit_qa.json` beside it records the head and the window settings that `qa eval`/`qa predict` reuse.
 """
 
