@@ -93,6 +93,7 @@ class ImageEncoder(nn.Module):
         if except_last_block:
             for p in self.last_block().parameters():
                 p.requires_grad_(True)
+        self.train(self.training)  # put the frozen BatchNorm layers in eval mode now, not at the first .train()
 
     def train(self, mode: bool = True) -> ImageEncoder:
         super().train(mode)

@@ -84,7 +84,8 @@ def test_efficientnet_b0_builds_reports_features_and_freezes():
     with torch.no_grad():
         features = encoder.eval()(torch.randn(1, 3, 64, 64))
     assert features.shape == (1, 4, 1280)  # 64 / 32 = a 2x2 grid, no pooling, no classifier
-    encoder.freeze(except_last_block=True)
+    encoder.train().freeze(except_last_block=True)
+    assert not encoder.cnn[0].training  # frozen BatchNorm uses its running statistics from the start
     trainable = {n for n, p in encoder.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith("cnn.8.") for n in trainable)
     encoder.train()
