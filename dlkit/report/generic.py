@@ -55,7 +55,9 @@ def generic_sections(run: Run, skip: set[str] = COVERED_ELSEWHERE) -> list[Secti
     results = [part for p in by_suffix.get(".json", []) for part in json_parts(read_json(p), rel(p, run), run)]
     if results:
         sections.append(Section("Results", results))
-    samples = sorted(by_suffix.get(".txt", []) + by_suffix.get(".md", []) + by_suffix.get(".jsonl", []))
+    records = set(by_suffix.get(".jsonl", []))
+    samples = sorted([p for p in by_suffix.get(".txt", []) + by_suffix.get(".md", [])
+                      if p.with_suffix(".jsonl") not in records] + list(records))  # x.md repeats x.jsonl
     if samples:
         shown, note = first_and_newest(samples, MAX_FILES, "sample files")
         parts = [part for p in shown for part in sample_parts(p, rel(p, run), run)]

@@ -40,6 +40,10 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (fast / "samples" / "step_0000003.md").write_text(
         f"# samples at step 3\n\n**question:** {PERSIAN_QUESTION}\n\n**answer:** {PERSIAN_ANSWER}\n\n---\n",
         encoding="utf-8")
+    (fast / "samples" / "before_after.md").write_text("the same answers as before_after.jsonl\n")
+    (fast / "data").mkdir()  # a prepared-data copy and a vocabulary: not report material
+    (fast / "data" / "prepared.json").write_text(json.dumps({"records": [{"text": "prepared row"}]}))
+    (fast / "samples" / "vocab.json").write_text(json.dumps({"stoi": {"vocabulary entry": 0}}))
     with open(fast / "samples" / "before_after.jsonl", "w", encoding="utf-8") as fh:
         for prompt, before, after in [("What is 2+2?", "2+2 is 5", "4"), (PERSIAN_QUESTION, "Paris", PERSIAN_ANSWER)]:
             fh.write(json.dumps({"prompt": prompt, "before": before, "after": after}, ensure_ascii=False) + "\n")

@@ -84,6 +84,8 @@ def test_tables_from_csv_json_and_jsonl(report):
     assert f1 == sorted(f1, reverse=True)
     assert "test_bleu4" in report and "0.3125" in report  # eval.json
     assert "2+2 is 5" in report and "a blue square" in report  # jsonl records and text samples
+    assert "the same answers as" not in report  # samples/x.md beside samples/x.jsonl repeats it
+    assert "prepared row" not in report and "vocabulary entry" not in report
 
 
 def test_corrupt_metrics_is_listed_and_the_others_reported(cli, sweep, tmp_path):
