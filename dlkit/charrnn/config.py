@@ -14,7 +14,8 @@ Arch = Literal["rnn", "gru", "lstm", "lstm-scratch", "transformer"]
 @dataclass
 class CharRNNConfig(TrainConfig):
     data: str = opt("builtin:markov", "Text: builtin:markov, builtin:text, or a local text file.")
-    model: str = opt("scratch", "Character LMs are trained from scratch; --arch picks the model.", cli=False)
+    model: str = opt("scratch", "'scratch' (--arch and the size flags pick the model), or a charrnn run folder to "
+                                "fine-tune on --data, keeping its architecture and vocabulary.")
     arch: Arch = opt("lstm", "Architecture: torch RNN/GRU/LSTM, dlkit.nn's LSTM (lstm-scratch) or a GPT.")
     block_size: int = opt(64, "Characters per training block (the context a transformer sees).")
     hidden_size: int = opt(128, "Hidden size of the RNN, or the width of the transformer.")

@@ -126,7 +126,7 @@ def encoded_memmap(text: str, vocab: Vocab) -> np.ndarray:
 
     Written to a temporary file and renamed, so parallel processes (tests, torchrun) never read a partial file.
     """
-    digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:20]
+    digest = hashlib.sha1(f"{vocab.chars}\0{text}".encode()).hexdigest()[:20]  # ids depend on both
     path = cache_dir() / "charrnn" / f"{CACHE_VERSION}-{digest}.npy"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,8 +144,12 @@ class Splits:
     val: np.ndarray  # (N_val,)
 
 
-def split_text(text: Text, block_size: int, val_fraction: float, flag: str = "--data") -> Splits:
-    """The text's end is the validation split; each split must hold at least one block plus its target."""
+def split_text(text: Text, block_size: int, val_fraction: float, flag: str = "--data",
+               vocab: Vocab | None = None) -> Splits:
+    """The text's end is the validation split; each split must hold at least one block plus its target.
+
+    `vocab` (a pretrained model's) must cover the text; by default it is built from the text.
+    """
     n = len(text.text)
     need = block_size + 1
     val_chars = max(math.ceil(val_fraction * n), need)
@@ -153,7 +157,12 @@ def split_text(text: Text, block_size: int, val_fraction: float, flag: str = "--
         raise DataError(f"{flag} {text.spec} has {n} characters, fewer than the {2 * need} needed for one "
                         f"training and one validation block of --block-size {block_size} (+1 target each); "
                         f"use a longer text or a smaller --block-size")
-    vocab = Vocab.from_text(text.text)
+    if vocab is None:
+        vocab = Vocab.from_text(text.text)
+    unknown = vocab.unknown(text.text)
+    if unknown:
+        raise DataError(f"{flag} {text.spec} has {len(unknown)} characters outside the model's vocabulary: "
+                        f"{describe_chars(unknown)}; train from scratch or remove them")
     ids = encoded_memmap(text.text, vocab)
     return Splits(vocab, ids[:n - val_chars], ids[n - val_chars:])
 

@@ -97,18 +97,27 @@ def save(model: nn.Module, spec: ModelSpec, vocab_chars: str, path: Path) -> Non
     atomic_write_json(path / VOCAB, {"chars": vocab_chars})
 
 
-def load(path: Path) -> tuple[nn.Module, ModelSpec, str]:
-    """(model in eval mode, spec, vocabulary characters) from a folder written by `save`."""
-    from safetensors.torch import load_model
-
+def read_spec(path: Path) -> tuple[ModelSpec, str]:
+    """(spec, vocabulary characters) of a folder written by `save`."""
     if not (path / WEIGHTS).is_file():
         raise RunError(f"{path} holds no trained model ({WEIGHTS}); the run may not have finished: "
                        f"resume it with `dlkit charrnn train --output-dir RUN --resume`")
     spec = ModelSpec(**json.loads((path / MODEL_CONFIG).read_text(encoding="utf-8")))
     chars = json.loads((path / VOCAB).read_text(encoding="utf-8"))["chars"]
-    model = build_model(spec)
-    load_model(model, str(path / WEIGHTS))
-    return model.eval(), spec, chars
+    return spec, chars
+
+
+def load_weights(model: nn.Module, path: Path) -> nn.Module:
+    from safetensors.torch import load_model
+
+    load_model(model, str(path / WEIGHTS))  # restores the tie: the head's tensor was stored once
+    return model
+
+
+def load(path: Path) -> tuple[nn.Module, ModelSpec, str]:
+    """(model in eval mode, spec, vocabulary characters) from a folder written by `save`."""
+    spec, chars = read_spec(path)
+    return load_weights(build_model(spec), path).eval(), spec, chars
 
 
 def next_id(logits: Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> Tensor:

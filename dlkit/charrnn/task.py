@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from dlkit.charrnn import data, models
 from dlkit.charrnn.config import CharRNNConfig, check_encoding
 from dlkit.core import engine, plots
 from dlkit.core.errors import ConfigError, DataError
+from dlkit.core.progress import info
 from dlkit.core.run import Run
 
 GROUP = "charrnn"
@@ -34,9 +36,16 @@ class CharRNNTask:
     def __init__(self, cfg: CharRNNConfig) -> None:
         self.cfg = cfg
         self.text = data.load_text(cfg.data, cfg.encoding)
-        self.splits = data.split_text(self.text, cfg.block_size, cfg.val_fraction)
+        self.init_from = None if cfg.model == "scratch" else pretrained_dir(cfg.model)
+        if self.init_from is None:
+            self.splits = data.split_text(self.text, cfg.block_size, cfg.val_fraction)
+            self.spec = models.ModelSpec.from_config(cfg, len(self.splits.vocab))
+        else:
+            self.spec, chars = pretrained_spec(self.init_from, cfg)
+            self.splits = data.split_text(self.text, cfg.block_size, cfg.val_fraction, vocab=data.Vocab(chars))
+            info(f"--model {self.init_from}: fine-tuning its {self.spec.arch} (hidden {self.spec.hidden_size}, "
+                 f"{self.spec.num_layers} layers, {len(chars)} characters); the size flags are taken from it")
         self.vocab = self.splits.vocab
-        self.spec = models.ModelSpec.from_config(cfg, len(self.vocab))
         self.prompt = cfg.sample_prompt or self.text.text[0]
         unknown = self.vocab.unknown(self.prompt)
         if unknown:
@@ -48,7 +57,8 @@ class CharRNNTask:
         self.last_eval: dict[str, float] = {}
 
     def build_model(self) -> nn.Module:
-        return models.build_model(self.spec)
+        model = models.build_model(self.spec)
+        return model if self.init_from is None else models.load_weights(model, self.init_from)
 
     def datasets(self) -> tuple[data.TrainBlocks, data.ValBlocks]:
         return (data.TrainBlocks(self.splits.train, self.cfg.block_size),
@@ -84,7 +94,7 @@ class CharRNNTask:
     def plot_bpc(self, points: list[tuple[int, float]], path: Path) -> None:
         fig, ax = plots.new_figure(6, 4)
         steps, bpc = zip(*points, strict=True)
-        ax.plot(steps, bpc, marker="o", label=f"{self.cfg.arch} validation")
+        ax.plot(steps, bpc, marker="o", label=f"{self.spec.arch} validation")
         if self.text.entropy_rate is not None:
             ax.axhline(self.text.entropy_rate / LN2, color="gray", linestyle="--", label="entropy rate (optimum)")
         ax.axhline(math.log2(len(self.vocab)), color="red", linestyle=":", label="uniform guess")
@@ -98,12 +108,35 @@ class CharRNNTask:
         models.save(model, self.spec, self.vocab.chars, path)
 
     def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"arch": self.cfg.arch, "vocab_size": len(self.vocab), "block_size": self.cfg.block_size,
+        out: dict[str, Any] = {"arch": self.spec.arch, "vocab_size": len(self.vocab), "block_size": self.cfg.block_size,
                                "train_chars": len(self.splits.train), "val_chars": len(self.splits.val)}
+        if self.init_from is not None:
+            out["init_from"] = str(self.init_from)
         if self.text.entropy_rate is not None:
             out["entropy_rate"] = self.text.entropy_rate
             out["optimal_bpc"] = self.text.entropy_rate / LN2
         return out
+
+
+def pretrained_dir(spec: str) -> Path:
+    """--model: a charrnn run folder (its checkpoints/final) or a final-model folder itself."""
+    path = Path(spec).expanduser()
+    if (path / "config.json").is_file():
+        path = Run.open(path, group=GROUP).model_dir
+    if not (path / models.MODEL_CONFIG).is_file():
+        raise ConfigError(f"--model {spec} is not a charrnn run folder or trained model; pass 'scratch' or the "
+                          f"folder of a finished `dlkit charrnn train` run")
+    return path
+
+
+def pretrained_spec(path: Path, cfg: CharRNNConfig) -> tuple[models.ModelSpec, str]:
+    """The pretrained model's architecture and vocabulary; only dropout and (for RNNs) block size are new."""
+    spec, chars = models.read_spec(path)
+    if spec.arch == "transformer" and cfg.block_size > spec.block_size:
+        raise ConfigError(f"--block-size {cfg.block_size} is longer than the pretrained transformer's context "
+                          f"({spec.block_size}); pass --block-size {spec.block_size} or less")
+    block_size = spec.block_size if spec.arch == "transformer" else cfg.block_size
+    return dataclasses.replace(spec, dropout=cfg.dropout, block_size=block_size), chars
 
 
 def train(cfg: CharRNNConfig) -> dict[str, Any]:
@@ -111,7 +144,7 @@ def train(cfg: CharRNNConfig) -> dict[str, Any]:
     task = CharRNNTask(cfg)
     # Accelerate warns at every checkpoint that the tied head is stored once; it is reloaded tied, as intended.
     logging.getLogger("accelerate.utils.other").setLevel(logging.ERROR)
-    run = Run.create(GROUP, cfg, default_name=cfg.arch)
+    run = Run.create(GROUP, cfg, default_name=task.spec.arch)
     if run.writer:
         run.write_json("vocab.json", task.vocab.to_json())
     return engine.fit(task, cfg, run)
@@ -161,7 +194,7 @@ def evaluate_text(run_dir: str | Path, data_spec: str | None = None, encoding: s
     if data_spec is None:
         cfg_encoding = config.get("encoding", "utf-8")
         text = data.load_text(config["data"], cfg_encoding)
-        split = data.split_text(text, spec.block_size, config.get("val_fraction", 0.1))
+        split = data.split_text(text, config["block_size"], config.get("val_fraction", 0.1), vocab=vocab)
         ids, source = np.asarray(split.val), f"{config['data']} (validation split)"
     else:
         encoding = encoding or config.get("encoding", "utf-8")

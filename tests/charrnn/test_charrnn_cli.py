@@ -130,3 +130,34 @@ def test_offline_hub_id_and_a_builtin_that_is_not_text(cli):
                    "--data karpathy/tiny_shakespeare", "offline")
     one_line_error(cli("charrnn", "train", "--data", "builtin:regression"),
                    "--data builtin:regression is not a text corpus")
+
+
+def test_fine_tune_a_trained_run_on_new_text(cli, trained, tmp_path):
+    """--model RUN keeps the run's architecture, vocabulary and weights (a tiny lr leaves them unchanged)."""
+    import torch
+
+    from dlkit.builtin.charrnn_text import load_text
+    from dlkit.charrnn import models
+
+    (tmp_path / "new.txt").write_text(load_text().text[-1500:], encoding="utf-8")  # characters it has seen
+    result = cli("charrnn", "train", "--data", tmp_path / "new.txt", "--model", trained, "--block-size", "16",
+                 "--max-steps", "2", "--lr", "1e-12", "--sample-chars", "0", "--output-dir", tmp_path / "tuned",
+                 "--json")
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["arch"] == "gru" and metrics["init_from"].endswith("final")  # not the default --arch lstm
+    before, _, chars = models.load(trained / "checkpoints" / "final")
+    after, _, tuned_chars = models.load(tmp_path / "tuned" / "checkpoints" / "final")
+    assert tuned_chars == chars
+    for (name, a), (_, b) in zip(before.state_dict().items(), after.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)
+    own = json.loads(cli("charrnn", "eval", "--run", tmp_path / "tuned", "--json").stdout)
+    assert own["test_loss"] > 0
+
+
+def test_fine_tune_errors(cli, trained, tmp_path):
+    (tmp_path / "new.txt").write_text("Zebra quiz, jumping foxes! " * 20, encoding="utf-8")
+    one_line_error(cli("charrnn", "train", "--data", tmp_path / "new.txt", "--model", trained, "--block-size", "16"),
+                   "1 characters outside the model's vocabulary: 'Z';")
+    one_line_error(cli("charrnn", "train", "--model", tmp_path / "nowhere"),
+                   "is not a charrnn run folder or trained model")
