@@ -60,15 +60,21 @@ def make_windows(tokenizer: Any, examples: list[QAExample], cfg: WindowConfig) -
 
 def _encode(tokenizer: Any, chunk: list[QAExample], cfg: WindowConfig) -> Any:
     questions = [e.question.lstrip() for e in chunk]
-    try:
-        return tokenizer(questions, [e.context for e in chunk], truncation="only_second", max_length=cfg.max_length,
-                         stride=cfg.doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True)
-    except Exception as exc:  # the tokenizer refuses a window with no room for context beyond the stride
-        longest = max(chunk, key=lambda e: len(tokenizer(e.question)["input_ids"]))
-        question_tokens = len(tokenizer(longest.question)["input_ids"])
-        raise ConfigError(f"question {longest.id} takes {question_tokens} tokens, leaving no room for a context "
-                          f"window of --max-length {cfg.max_length} with --doc-stride {cfg.doc_stride}; raise "
-                          f"--max-length or lower --doc-stride ({str(exc).splitlines()[0][:80]})") from None
+    _check_room(tokenizer, chunk, questions, cfg)
+    return tokenizer(questions, [e.context for e in chunk], truncation="only_second", max_length=cfg.max_length,
+                     stride=cfg.doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True)
+
+
+def _check_room(tokenizer: Any, chunk: list[QAExample], questions: list[str], cfg: WindowConfig) -> None:
+    """Each window must hold more context tokens than the overlap, or the tokenizer aborts the process."""
+    specials = tokenizer.num_special_tokens_to_add(pair=True)
+    lengths = [len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]]
+    for example, length in zip(chunk, lengths, strict=True):
+        room = cfg.max_length - length - specials
+        if room <= cfg.doc_stride:
+            raise ConfigError(f"question {example.id} takes {length} tokens, leaving {max(room, 0)} of --max-length "
+                              f"{cfg.max_length} for the context, not more than --doc-stride {cfg.doc_stride}; "
+                              "raise --max-length or lower --doc-stride")
 
 
 def _label(example: QAExample, offsets: list[tuple[int, int] | None], cls_index: int) -> tuple[int, int]:

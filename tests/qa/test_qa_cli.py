@@ -117,3 +117,8 @@ def test_dropout_linear_head_trains_and_is_recorded(cli, tmp_path):
     from transformers import AutoModelForQuestionAnswering
 
     assert AutoModelForQuestionAnswering.from_pretrained(run / "checkpoints" / "final").num_parameters() > 0
+
+
+def test_question_leaving_no_room_beyond_the_stride(cli, tmp_path):
+    one_line_error(cli("qa", "prepare", "--max-length", "16", "--doc-stride", "8", "--output-dir", tmp_path),
+                   "for the context, not more than --doc-stride 8", "raise --max-length or lower --doc-stride")
