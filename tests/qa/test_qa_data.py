@@ -65,3 +65,22 @@ def test_not_squad_shaped_names_the_keys_found(tmp_path):
     path.write_text(json.dumps({"rows": [], "meta": {}}))
     with pytest.raises(DataError, match=r"not SQuAD-shaped.*found keys: meta, rows"):
         read_file(path)
+
+
+def test_hub_dataset_rows_and_split_names(monkeypatch):
+    import datasets
+
+    import dlkit.qa.data as qa_data
+    from dlkit.core.sources import Source
+
+    row = {"id": "1", "title": "t", "context": "پایتخت والوریا لیما است.", "question": "پایتخت والوریا کجاست؟",
+           "answers": {"text": ["لیما"], "answer_start": [15]}}
+    unanswerable = {**row, "id": "2", "answers": {"text": [], "answer_start": []}}
+    hub = datasets.DatasetDict({"train": datasets.Dataset.from_list([row, unanswerable]),
+                                "dev": datasets.Dataset.from_list([row])})
+    monkeypatch.setattr(qa_data, "resolve", lambda spec, kind, flag: Source("hub", spec, spec))
+    monkeypatch.setattr(datasets, "load_dataset", lambda name: hub)
+    splits = load_splits("someone/persian-qa")
+    assert set(splits) == {"train", "validation"}
+    assert [e.answers for e in splits["train"]] == [["لیما"], []]
+    assert splits["validation"][0].answer_starts == [15]
