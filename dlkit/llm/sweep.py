@@ -8,7 +8,7 @@ from typing import Any
 
 from dlkit.core import plots
 from dlkit.core.config import load_config
-from dlkit.core.errors import ConfigError
+from dlkit.core.errors import ConfigError, RunError
 from dlkit.core.progress import info
 from dlkit.core.run import atomic_write_json, atomic_write_text
 from dlkit.llm.config import LlmConfig
@@ -23,7 +23,6 @@ def run_sweep(method_names: list[str], output_dir: Path, config_file: Path | Non
     """Each method with `config_dir/METHOD.yaml` when that exists (per-method learning rates), else
     `config_file`; flags in `overrides` win over both."""
     from dlkit.llm.evaluate import evaluate_run
-    from dlkit.llm.task import train
 
     unknown = [m for m in method_names if m not in METHODS]
     if unknown or not method_names:
@@ -38,11 +37,32 @@ def run_sweep(method_names: list[str], output_dir: Path, config_file: Path | Non
     rows = []
     for cfg in configs:
         info(f"== {cfg.method}")
-        metrics = train(cfg)
+        metrics = train_in_subprocess(cfg)
         metrics.update(evaluate_run(Path(cfg.output_dir), max_new_tokens=cfg.max_new_tokens))
         rows.append(row_of(cfg.method, metrics, untuned))
     write_comparison(rows, untuned, output_dir)
     return rows
+
+
+def train_in_subprocess(cfg: LlmConfig) -> dict[str, Any]:
+    """`dlkit llm train` in a fresh process, so each method's peak memory (RSS or CUDA) and time are its own."""
+    import subprocess
+    import sys
+
+    from dlkit.core.config import saved_dict
+    from dlkit.core.run import Run
+
+    config_path = Path(cfg.output_dir).parent / f".{cfg.method}.config.json"
+    atomic_write_json(config_path, saved_dict(cfg))
+    command = [sys.executable, "-m", "dlkit", "-q", "llm", "train", "--config", str(config_path)]
+    command += ["--overwrite"] if cfg.overwrite else []
+    try:
+        code = subprocess.run(command).returncode
+    finally:
+        config_path.unlink(missing_ok=True)
+    if code != 0:
+        raise RunError(f"sweep: training {cfg.method} failed (exit code {code}); its run folder is {cfg.output_dir}")
+    return Run.open(cfg.output_dir, group="llm").read_metrics()
 
 
 def _config_for(method: str, config_file: Path | None, config_dir: Path | None) -> Path | None:
