@@ -87,20 +87,22 @@ class CharRNNTask:
                                 generator=generator)
             run.write_text(f"samples/step_{step:07d}.txt", self.prompt + self.vocab.decode(list(ids)) + "\n")
             model.train(was_training)
-        points = [(r["step"], r["val_bpc"]) for r in run.history("eval") if r.get("step", 0) < step]
-        points.append((step, self.last_eval["val_bpc"]))
-        self.plot_bpc(points, run.plots_dir / "val_bpc.png")
+        val = [(r["step"], r["val_bpc"]) for r in run.history("eval") if r.get("step", 0) < step]
+        val.append((step, self.last_eval["val_bpc"]))
+        train = [(r["step"], r["bpc"]) for r in run.history("train") if "bpc" in r and r["step"] <= step]
+        self.plot_bpc(train, val, run.plots_dir / "val_bpc.png")
 
-    def plot_bpc(self, points: list[tuple[int, float]], path: Path) -> None:
+    def plot_bpc(self, train: list[tuple[int, float]], val: list[tuple[int, float]], path: Path) -> None:
         fig, ax = plots.new_figure(6, 4)
-        steps, bpc = zip(*points, strict=True)
-        ax.plot(steps, bpc, marker="o", label=f"{self.spec.arch} validation")
+        if train:
+            ax.plot(*zip(*train, strict=True), alpha=0.6, label=f"{self.spec.arch} training")
+        ax.plot(*zip(*val, strict=True), marker="o", label=f"{self.spec.arch} validation")
         if self.text.entropy_rate is not None:
             ax.axhline(self.text.entropy_rate / LN2, color="gray", linestyle="--", label="entropy rate (optimum)")
         ax.axhline(math.log2(len(self.vocab)), color="red", linestyle=":", label="uniform guess")
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("bits per character")
-        ax.set_title(f"{self.text.spec}: validation bits per character")
+        ax.set_title(f"{self.text.spec}: bits per character")
         ax.legend()
         plots.save_figure(fig, path)
 
