@@ -52,6 +52,8 @@ def eval_(
     max_new_tokens: MaxNewTokens = 32,
     batch_size: Annotated[int, typer.Option(min=1, help="Prompts per generation batch.")] = 16,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate only the first N test conversations.")] = None,  # noqa: UP045
+    bertscore: Annotated[Optional[str], typer.Option(help="Also BERTScore F1 with this encoder (folder or Hub id, "  # noqa: UP045
+                                                     "e.g. a multilingual BERT for Persian).")] = None,
 ) -> None:
     """Val loss, perplexity, and exact match, BLEU, chrF and ROUGE-L of greedy answers on the test split.
 
@@ -59,7 +61,8 @@ def eval_(
     """
     from dlkit.llm.evaluate import evaluate_run
 
-    metrics = evaluate_run(run, data=data, max_new_tokens=max_new_tokens, batch_size=batch_size, limit=limit)
+    metrics = evaluate_run(run, data=data, max_new_tokens=max_new_tokens, batch_size=batch_size, limit=limit,
+                           bertscore_model=bertscore)
     progress.emit(metrics, progress.metrics_table(metrics, title="eval"))
 
 

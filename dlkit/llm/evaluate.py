@@ -44,7 +44,8 @@ def token_loss(model: Any, tokenizer: Any, examples: list[dict], batch_size: int
 
 
 def score(model: Any, tokenizer: Any, val_examples: list[dict], test_conversations: list[list[dict]],
-          max_new_tokens: int, batch_size: int = 16) -> tuple[dict[str, float], list[dict]]:
+          max_new_tokens: int, batch_size: int = 16, bertscore_model: str | None = None,
+          ) -> tuple[dict[str, float], list[dict]]:
     """val_loss/val_ppl on tokenised examples and test_* generation metrics; plus the predictions."""
     metrics: dict[str, float] = {}
     if val_examples:
@@ -55,6 +56,10 @@ def score(model: Any, tokenizer: Any, val_examples: list[dict], test_conversatio
         prompts, refs = prompts_and_references(tokenizer, test_conversations)
         answers = generate(model, tokenizer, prompts, max_new_tokens, batch_size, progress=True)
         metrics.update({f"test_{k}": v for k, v in text_metrics(answers, refs).items()})
+        if bertscore_model:
+            from dlkit.metrics import bertscore
+
+            metrics["test_bertscore_f1"] = bertscore(answers, [[r] for r in refs], model=bertscore_model)["f1"]
         predictions = [{"prompt": p, "prediction": a, "reference": r} for p, a, r in zip(prompts, answers, refs,
                                                                                           strict=True)]
     return metrics, predictions
@@ -69,7 +74,7 @@ def conversations_from(spec: str, tokenizer: Any, fmt: str = "auto") -> list[lis
 
 
 def evaluate_run(run_dir: Path, data: str | None = None, max_new_tokens: int = 32, batch_size: int = 16,
-                 limit: int | None = None) -> dict[str, Any]:
+                 limit: int | None = None, bertscore_model: str | None = None) -> dict[str, Any]:
     """Score a run on its own val/test split (or on all of --data), write eval.json and merge into metrics.json."""
     from dlkit.llm.data import build_splits
     from dlkit.llm.task import read_run_config
@@ -84,7 +89,9 @@ def evaluate_run(run_dir: Path, data: str | None = None, max_new_tokens: int = 3
         test = conversations_from(data, tokenizer)
         val_examples = tokenize_conversations(tokenizer, test, cfg.max_length).examples
     test = test[:limit] if limit else test
-    metrics, predictions = score(model, tokenizer, val_examples, test, max_new_tokens, batch_size)
+    if bertscore_model:
+        resolve_model(bertscore_model, "--bertscore")
+    metrics, predictions = score(model, tokenizer, val_examples, test, max_new_tokens, batch_size, bertscore_model)
     result = {"data": data or cfg.data, "max_new_tokens": max_new_tokens, "test_examples": len(test), **metrics}
     run.write_json("eval.json", result)
     run.write_text("samples/test_predictions.jsonl",

