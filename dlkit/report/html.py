@@ -24,7 +24,6 @@ from dlkit.report.sections import (
     is_rtl,
 )
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LEFT_COLUMNS = {"run", "group", "method", "status", "key"}
 
 CSS = """
@@ -93,7 +92,8 @@ def render_html(report: Report) -> str:
     runs = report.num_runs
     meta = (f"{runs} run{'s' * (runs != 1)} in {len(report.groups)} group{'s' * (len(report.groups) != 1)}"
             f" · written {escape(report.created)} by dlkit {escape(report.version)}")
-    body = [f"<header><h1>{text_html(report.title)}</h1><p class=\"meta\">{meta}</p></header>", toc(report)]
+    title = f"<h1{_dir(report.title)}>{text_html(report.title)}</h1>"
+    body = [f"<header>{title}<p class=\"meta\">{meta}</p></header>", toc(report)]
     if report.broken:
         items = "".join(f"<li>{text_html(m)}</li>" for m in report.broken)
         body.append(f"<section class=\"broken\" id=\"broken\"><h2>Runs that could not be read</h2><ul>{items}</ul>"
@@ -171,8 +171,8 @@ def figures_html(images: list[Image]) -> str:
     thumbnails = all(image.width for image in images)
     for image in images:
         data = image.png()
-        if not data.startswith(PNG_MAGIC):
-            figures.append(f"<p class=\"note\">{escape(image.caption or str(image.path))}: not a PNG file</p>")
+        if data is None:
+            figures.append(f"<p class=\"note\">{text_html(str(image.path))}: missing or not a PNG file</p>")
             continue
         uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
         caption = f"<figcaption>{text_html(image.caption)}</figcaption>" if image.caption else ""

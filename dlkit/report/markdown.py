@@ -11,7 +11,7 @@ from pathlib import Path
 from dlkit.core.run import atomic_write_bytes, atomic_write_text
 from dlkit.report.build import GroupReport, Report, RunReport
 from dlkit.report.generic import cell
-from dlkit.report.html import PNG_MAGIC, text_html
+from dlkit.report.html import text_html
 from dlkit.report.sections import HEADING, RULE, Image, Part, Section, Table, Text, has_rtl, inline_markdown, is_rtl
 
 
@@ -24,7 +24,7 @@ class _Images:
 
     def add(self, image: Image, *names: str) -> str | None:
         data = image.png()
-        if not data.startswith(PNG_MAGIC):
+        if data is None:
             return None
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(n for n in names if n)).strip("_") or "image"
         path = self.folder / f"{stem}.png"
@@ -94,7 +94,7 @@ def part_markdown(part: Part, images: _Images, *names: str) -> str:
 def image_markdown(image: Image, images: _Images, *names: str) -> str:
     link = images.add(image, *names)
     if link is None:
-        return f"_{image.caption or image.path}: not a PNG file_"
+        return f"_{_inline(str(image.path))}: missing or not a PNG file_"
     return f"![{_inline(image.caption)}]({link})" + (f"\n\n_{_inline(image.caption)}_" if image.caption else "")
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Hebrew, Arabic, Syriac, Thaana, NKo, Samaritan, Mandaic, Arabic Extended, and the presentation forms
 RTL_CHARS = "\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufeff"
 _RTL = re.compile(f"[{RTL_CHARS}]")
@@ -84,8 +85,13 @@ class Image:
     data: bytes | None = None  # PNG bytes made on the fly (a thumbnail of `path`), used instead of the file
     width: int | None = None  # shown at most this wide, in pixels (thumbnails); None: as wide as the page allows
 
-    def png(self) -> bytes:
-        return self.data if self.data is not None else Path(self.path).read_bytes()
+    def png(self) -> bytes | None:
+        """The PNG bytes; None when the file cannot be read or is not a PNG (the report says so instead)."""
+        try:
+            data = self.data if self.data is not None else Path(self.path).read_bytes()
+        except OSError:
+            return None
+        return data if data.startswith(PNG_MAGIC) else None
 
 
 Part = Text | Table | Image

@@ -19,7 +19,8 @@ def report_sections(run):
     return [
         Section("Before and after", [Table([{"prompt": "سلام", "before": "hi", "after": "درود"}]),
                                      Text("answers are greedy", caption="decoding")]),
-        Section("Attention", [Image(run.plots_dir / "confusion_matrix.png", "attention heatmap")]),
+        Section("Attention", [Image(run.plots_dir / "confusion_matrix.png", "attention heatmap"),
+                              Image(run.plots_dir / "attention_not_drawn.png", "missing")]),
         Section("Score", [Text(f"final val_loss {metrics['val_loss']:.3f}")]),
     ]
 '''
@@ -51,6 +52,7 @@ def test_the_group_hook_replaces_the_generic_sections(cli, sweep, plugin, tmp_pa
     assert "Figures" in page.headings  # alpha has no hook: generic sections
     assert "درود" in "".join(page.rtl_text)
     assert all(decode_png(src) for src in page.images)
+    assert "plots/attention_not_drawn.png: missing or not a PNG file" in (tmp_path / "r.html").read_text()
 
 
 def test_without_a_report_module_the_generic_sections_are_used(plugin):

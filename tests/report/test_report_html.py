@@ -107,3 +107,15 @@ def test_json_output_and_default_name(cli, sweep, tmp_path, monkeypatch):
     written = json.loads(result.stdout)
     assert written["report"] == "report.html" and written["groups"] == {"beta": 1} and written["broken"] == []
     assert Path("report.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_a_run_without_metrics_yet_is_reported(cli, sweep, tmp_path):
+    run = tmp_path / "unfinished"
+    shutil.copytree(sweep / "alpha" / "slow", run, ignore=shutil.ignore_patterns("checkpoints"))
+    (run / "metrics.json").unlink()  # still training, or killed before the end
+    result = cli("report", run, "-o", tmp_path / "r.html", "--title", "گزارش تمرین ۳")
+    assert result.exit_code == 0, result.stderr
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    page = parse_page(html)
+    assert "Run unfinished" in page.headings and "Loss curves" in page.headings
+    assert "<h1 dir=\"rtl\">گزارش تمرین ۳</h1>" in html
