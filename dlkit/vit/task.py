@@ -19,6 +19,7 @@ from dlkit.core.run import Run
 from dlkit.vit import data as vdata
 from dlkit.vit import models
 from dlkit.vit.config import VitConfig
+from dlkit.vit.viz import mistakes_grid
 
 GROUP = "vit"
 
@@ -85,7 +86,9 @@ def train(cfg: VitConfig) -> dict[str, Any]:
 
     task = VitTask(cfg)
     run = Run.create(GROUP, cfg, default_name=cfg.method)
-    return fit(task, cfg, run)
+    metrics = fit(task, cfg, run)
+    clf.accuracy_curves(run)
+    return metrics
 
 
 def run_config(run: Run) -> VitConfig:
@@ -134,6 +137,10 @@ def evaluate_run(run_dir: Path, batch_size: int = 64) -> dict[str, Any]:
     result = clf.write_evaluation(run, logits, labels, names, kept, split=image_data.val_split,
                                   example_header="image")
     result["metrics"]["skipped_items"] = counter.get("skipped", 0)
+    if run.writer:
+        index = {image_data.val.describe(i): i for i in range(len(image_data.val))}
+        worst = [(image_data.val.load(index[row["image"]]), row) for row in result["misclassified"][:16]]
+        mistakes_grid(worst, run.plots_dir / "mistakes.png")
     return result
 
 

@@ -40,6 +40,8 @@ def test_eval_writes_report_confusion_matrix_and_mistakes(cli, deit_run):
     report = json.loads((deit_run / "eval.json").read_text())
     assert len(report["report"]["per_class"]) == 10 and sum(map(sum, report["report"]["confusion_matrix"])) == 40
     assert (deit_run / "plots" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    assert (deit_run / "plots" / "mistakes.png").is_file() == (metrics["test_accuracy"] < 1)
+    assert (deit_run / "plots" / "accuracy.png").is_file()
     assert (deit_run / "eval" / "per_class.csv").read_text().startswith("class,precision,recall,f1,support")
     lines = (deit_run / "samples" / "misclassified.csv").read_text().splitlines()
     wrong = round((1 - metrics["test_accuracy"]) * 40)
