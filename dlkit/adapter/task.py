@@ -85,7 +85,9 @@ def train(cfg: AdapterConfig) -> dict[str, Any]:
 
     task = AdapterTask(cfg)
     run = Run.create(GROUP, cfg, default_name=cfg.method if cfg.method != "adapter" else cfg.placement)
-    return fit(task, cfg, run)
+    metrics = fit(task, cfg, run)
+    clf.accuracy_curves(run)
+    return metrics
 
 
 def run_config(run: Run) -> AdapterConfig:
