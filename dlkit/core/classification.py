@@ -212,6 +212,28 @@ def _per_class_f1_plot(report: dict[str, Any], path: Path, limit: int = 30) -> N
     plots.bar_chart([r["class"] for r in rows], [r["f1"] for r in rows], path, ylabel="F1", title=title)
 
 
+def accuracy_curves(run: Run) -> Path | None:
+    """plots/accuracy.png: train accuracy per logged step and validation accuracy per eval."""
+    from dlkit.core import plots
+
+    history = run.history()
+    train = [(r["step"], r["accuracy"]) for r in history if r.get("kind") == "train" and "accuracy" in r]
+    val = [(r["step"], r["val_accuracy"]) for r in history if r.get("kind") == "eval" and "val_accuracy" in r]
+    if not run.writer or not (train or val):
+        return None
+    fig, ax = plots.new_figure()
+    if train:
+        ax.plot(*zip(*train, strict=True), label="train (batch)", linewidth=1.0, alpha=0.7)
+    if val:
+        ax.plot(*zip(*val, strict=True), marker="o", label="validation", linewidth=1.5)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return plots.save_figure(fig, run.plots_dir / "accuracy.png")
+
+
 def evaluation_tables(result: dict[str, Any], example_header: str, show: int = 5) -> list[Any]:
     """Rich renderables for an eval command: the metrics, the weakest classes, a few confident mistakes."""
     from rich.table import Table
