@@ -160,8 +160,9 @@ def run_sections(run: Run, hook: Hook | None, group: str) -> list[Section]:
         return generic_sections(run)
     try:
         sections = list(hook(run))
-        if not all(isinstance(s, Section) for s in sections):
-            raise TypeError("report_sections must return a list of dlkit.report.Section")
+        if not all(isinstance(s, Section) and all(isinstance(p, (Text, Table, Image)) for p in s.parts)
+                   for s in sections):
+            raise TypeError("report_sections must return Sections whose parts are Text, Table or Image")
     except Exception as exc:  # a broken hook must not lose the rest of the report
         message = f"the {group} report hook failed on {run.dir} ({type(exc).__name__}: {exc}); generic sections used"
         warn(message)

@@ -60,11 +60,13 @@ def test_without_a_report_module_the_generic_sections_are_used(plugin):
     assert build.report_hook("alpha") is None  # no entry point at all
 
 
-def test_a_failing_hook_is_reported_and_the_generic_sections_used(cli, sweep, plugin, tmp_path):
-    (plugin / "report.py").write_text("def report_sections(run):\n    raise KeyError('attention_maps')\n")
+@pytest.mark.parametrize("body, error", [("raise KeyError('attention_maps')", "KeyError"),
+                                         ("return [Section('x', ['a string is not a part'])]", "TypeError")])
+def test_a_failing_hook_is_reported_and_the_generic_sections_used(cli, sweep, plugin, tmp_path, body, error):
+    (plugin / "report.py").write_text(f"from dlkit.report import Section\n\n\ndef report_sections(run):\n    {body}\n")
     result = cli("report", sweep / "beta", "-o", tmp_path / "r.html")
     assert result.exit_code == 0, result.stderr
-    assert "the beta report hook failed" in result.stderr and "KeyError" in result.stderr
+    assert "the beta report hook failed" in result.stderr and error in result.stderr
     page = parse_page((tmp_path / "r.html").read_text(encoding="utf-8"))
     assert "Report hook failed" in page.headings and "Figures" in page.headings
 
