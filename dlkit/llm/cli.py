@@ -39,10 +39,12 @@ def train(cfg: LlmConfig) -> None:
 
     Example: [bold]dlkit llm train --method lora --model builtin:tiny-llama --data builtin:instruct[/bold]
     """
+    from dlkit.core.run import is_main_process
     from dlkit.llm.task import train as run_train
 
     metrics = run_train(cfg)
-    progress.emit(metrics, progress.metrics_table(metrics))
+    if is_main_process():
+        progress.emit(metrics, progress.metrics_table(metrics))
 
 
 @app.command("eval")

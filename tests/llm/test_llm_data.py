@@ -140,3 +140,22 @@ def test_csv_and_json_files_are_read(cli, tmp_path):
     for name in ("d.csv", "d.json"):
         result = cli("llm", "prepare", "--data", tmp_path / name, "--output-dir", tmp_path / name[2:], "--json")
         assert result.exit_code == 0 and json.loads(result.stdout)["format"] == "alpaca"
+
+
+def test_forced_format_must_match_the_columns(cli, tmp_path):
+    data = write_jsonl(tmp_path / "d.jsonl", [{"instruction": "q", "output": "a"}])
+    one_line_error(cli("llm", "prepare", "--data", data, "--format", "sharegpt"),
+                   "--format sharegpt needs the column(s) conversations", "found: instruction, output")
+
+
+def test_train_gemma_on_persian_data_end_to_end(cli, tmp_path):
+    run = tmp_path / "g"
+    result = cli("llm", "train", "--model", "builtin:tiny-gemma2", "--data", "builtin:instruct-fa", "--limit", "80",
+                 "--max-steps", "3", "--batch-size", "4", "--output-dir", run, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert "no system role" in result.stderr  # the system turns were merged, and the user is told
+    metrics = json.loads(result.stdout)
+    assert metrics["arch"] == "gemma2" and metrics["method"] == "lora" and metrics["steps"] == 3
+    samples = list((run / "samples").glob("step_*.md"))
+    assert samples and "**question:**" in samples[0].read_text(encoding="utf-8")
+    assert (run / "plots" / "loss.png").is_file() and (run / "checkpoints" / "final" / "adapter_config.json").is_file()
