@@ -82,16 +82,15 @@ def build_report(paths: list[Path], output: Path | None, title: str,
         raise RunError(f"none of the runs could be read ({'; '.join(broken)})")
     for message in broken:
         warn(f"not in the report: {message}")
+    from dlkit.report.html import write_html
+    from dlkit.report.markdown import write_markdown
+
     with tempfile.TemporaryDirectory(prefix="dlkit-report-") as scratch:
         report = collect(rows, broken, title, Path(scratch))
-        if fmt == "md":
-            from dlkit.report.markdown import write_markdown
-
-            written = write_markdown(report, output)
-        else:
-            from dlkit.report.html import write_html
-
-            written = write_html(report, output)
+        try:
+            written = (write_markdown if fmt == "md" else write_html)(report, output)
+        except OSError as exc:  # the disk filled up, the folder went away...
+            raise RunError(f"-o {output}: writing the report failed ({exc.strerror or exc})") from None
     return {"report": str(output), "format": fmt, "runs": report.num_runs,
             "groups": {g.name: len(g.runs) for g in report.groups}, "broken": broken,
             "files": [str(p) for p in written]}

@@ -16,6 +16,14 @@ def test_no_run_folders_given(cli):
     assert "Missing argument 'RUN_DIR'" in one_line_error(cli("report"))
 
 
+def test_no_run_folders_given_to_the_function(tmp_path):
+    from dlkit.core.errors import RunError
+    from dlkit.report.build import build_report
+
+    with pytest.raises(RunError, match="no run folders given"):
+        build_report([], tmp_path / "r.html", "t", None)
+
+
 def test_no_run_folders_found(cli, tmp_path):
     (tmp_path / "empty" / "sub").mkdir(parents=True)
     error = one_line_error(cli("report", tmp_path / "empty", "-o", tmp_path / "r.html"))
