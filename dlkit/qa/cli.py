@@ -78,8 +78,7 @@ def _stats_table(stats: dict):
 def train(cfg: QAConfig) -> None:
     """Fine-tune an encoder with a start/end span head on SQuAD-format data (sliding windows, SQuAD v2 aware).
 
-    Example: [bold]dlkit qa train --model builtin:tiny-bert --data builtin:qa-synthetic --head dropout-linear
-    --lr 3e-3[/bold]
+    Example: [bold]dlkit qa train --data builtin:qa-synthetic --head dropout-linear --epochs 6[/bold]
     """
     from dlkit.qa.task import train as run_train
 
@@ -139,8 +138,7 @@ def predict(
 ) -> None:
     """The answer span in a passage, with its probability and character offsets.
 
-    Example: [bold]dlkit qa predict --run runs/qa/R --context "The capital of Iran is Tehran." --question
-    "What is the capital of Iran?"[/bold]
+    Example: [bold]dlkit qa predict --run runs/qa/R --context passage.txt --question "Who founded it?"[/bold]
     """
     from dlkit.qa.evaluate import predict as run_predict
 

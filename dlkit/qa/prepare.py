@@ -49,7 +49,16 @@ def describe(tokenizer: Any, examples: list[QAExample], cfg: WindowConfig) -> tu
     """Statistics of one split, and the token lengths behind its histograms."""
     from transformers.utils import logging as hf_logging
 
+    verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # full-length encodings exceed model_max_length on purpose
+    try:
+        return _describe(tokenizer, examples, cfg)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def _describe(tokenizer: Any, examples: list[QAExample], cfg: WindowConfig) -> tuple[dict[str, Any],
+                                                                                     dict[str, list[int]]]:
     contexts = sorted({e.context for e in examples})
     context_tokens = {c: len(ids) for c, ids in zip(contexts, tokenizer(contexts, add_special_tokens=False)
                                                     ["input_ids"], strict=True)} if contexts else {}
