@@ -30,7 +30,7 @@ NO_WEIGHTS = ("", "none", "random")
 # ones keep the same families (modified ResNet with attention pooling, ViT) at a size a CPU trains in seconds.
 IMAGE_ENCODERS: dict[str, dict[str, Any]] = {
     "rn50": {"image_size": 224, "layers": [3, 4, 6, 3], "width": 64, "patch_size": None},
-    "resnet-small": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 16, "patch_size": None},
+    "resnet-small": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 8, "patch_size": None},
     "vit-small": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
 }
 
