@@ -71,6 +71,8 @@ class LlmConfig(DataConfig, TrainConfig):
     num_virtual_tokens: int = opt(16, "Soft-prompt length for prompt/prefix/ptuning.")
     init_text: str | None = opt(None, "prompt: initialise the soft prompt from the embeddings of this text.")
     unfreeze: str = opt("first2,last2", "partial: decoder layers to train, e.g. first2,last2 or 0,1,-2,-1.")
+    packing: bool = opt(False, "Pack conversations into rows of --max-length tokens (per-conversation positions, "
+                        "block-diagonal mask: no attention across conversations); --batch-size counts rows.")
     max_new_tokens: int = opt(32, "Tokens generated per answer when sampling and evaluating.")
     strict: bool = opt(False, "Fail on the first malformed row instead of skipping and counting it.")
 
@@ -89,5 +91,8 @@ class LlmConfig(DataConfig, TrainConfig):
             raise ConfigError(f"--dropout must be in [0, 1) (got {self.dropout})")
         if self.num_virtual_tokens <= 0:
             raise ConfigError(f"--num-virtual-tokens must be > 0 (got {self.num_virtual_tokens})")
+        if self.packing and METHODS[self.method].family == "soft-prompt":
+            raise ConfigError(f"--packing does not work with --method {self.method}: virtual tokens are prepended "
+                              "to each row, not to each conversation")
         if self.max_new_tokens <= 0:
             raise ConfigError(f"--max-new-tokens must be > 0 (got {self.max_new_tokens})")

@@ -52,6 +52,53 @@ def pad_batch(examples: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Te
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
+def pack(examples: list[dict[str, Any]], capacity: int) -> list[dict[str, Any]]:
+    """First-fit-decreasing packing of conversations into rows of at most `capacity` tokens; each row keeps
+    per-conversation position ids and conversation ids (for the block-diagonal mask)."""
+    order = sorted(range(len(examples)), key=lambda i: -len(examples[i]["input_ids"]))
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i in order:
+        n = len(examples[i]["input_ids"])
+        slot = next((r for r, free in enumerate(room) if free >= n), None)
+        if slot is None:
+            rows.append([i])
+            room.append(capacity - n)
+        else:
+            rows[slot].append(i)
+            room[slot] -= n
+    packed = []
+    for members in rows:
+        row: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": [], "doc_ids": []}
+        for doc, i in enumerate(members):
+            n = len(examples[i]["input_ids"])
+            row["input_ids"] += examples[i]["input_ids"]
+            row["labels"] += examples[i]["labels"]
+            row["position_ids"] += list(range(n))
+            row["doc_ids"] += [doc] * n
+        packed.append(row)
+    return packed
+
+
+def pad_packed(rows: list[dict[str, Any]], pad_id: int, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """Right-padded packed rows with a 4D additive mask (B, 1, T, T): causal inside a conversation, nothing
+    across conversations or onto padding."""
+    batch = pad_batch(rows, pad_id)
+    B, T = batch["input_ids"].shape
+    doc = torch.full((B, T), -1, dtype=torch.long)
+    position_ids = torch.zeros((B, T), dtype=torch.long)
+    for r, row in enumerate(rows):
+        n = len(row["input_ids"])
+        doc[r, :n] = torch.tensor(row["doc_ids"])
+        position_ids[r, :n] = torch.tensor(row["position_ids"])
+    causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
+    allowed = (doc[:, :, None] == doc[:, None, :]) & (doc[:, None, :] >= 0) & causal
+    allowed |= torch.eye(T, dtype=torch.bool)  # padding rows attend to themselves only (no empty softmax)
+    mask = torch.zeros((B, 1, T, T), dtype=dtype).masked_fill(~allowed[:, None], torch.finfo(dtype).min)
+    return {"input_ids": batch["input_ids"], "attention_mask": mask, "position_ids": position_ids,
+            "labels": batch["labels"], "token_mask": batch["attention_mask"]}
+
+
 def length_grouped_plan(lengths: list[int], batch_size: int, gen: torch.Generator) -> list[list[int]]:
     """Shuffle, sort by length inside megabatches of MEGABATCH batches, then shuffle the batches."""
     order = torch.randperm(len(lengths), generator=gen).tolist()
@@ -67,7 +114,8 @@ def length_grouped_plan(lengths: list[int], batch_size: int, gen: torch.Generato
 def causal_lm_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean next-token loss over labelled positions, projecting only those positions through the LM head."""
     lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-    hidden = lm.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])[0]  # (B, T, H)
+    hidden = lm.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                              position_ids=batch.get("position_ids"))[0]  # (B, T, H)
     targets = batch["labels"][:, 1:]  # position t predicts token t+1
     keep = targets != IGNORE
     logits = lm.get_output_embeddings()(hidden[:, :-1][keep])  # (N, V)
@@ -130,21 +178,30 @@ class LlmTask:
 
     def datasets(self) -> tuple[ListDataset, ListDataset | None]:
         val = ListDataset(self.splits.val.examples) if self.splits.val.examples else None
-        return ListDataset(self.splits.train.examples), val
+        train = self.splits.train.examples
+        if self.cfg.packing:
+            train = pack(train, self.cfg.max_length)
+            info(f"packing: {len(self.splits.train.examples)} conversations into {len(train)} rows of <= "
+                 f"{self.cfg.max_length} tokens")
+        return ListDataset(train), val
 
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if "doc_ids" in examples[0]:
+            return pad_packed(examples, self.tokenizer.pad_token_id)
         return pad_batch(examples, self.tokenizer.pad_token_id)
 
     def batch_plan(self, dataset: ListDataset, batch_size: int, gen: torch.Generator) -> list[list[int]]:
         return length_grouped_plan(dataset.lengths, batch_size, gen)
 
     def training_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        real = batch.pop("token_mask", None)  # packed batches: the non-pad tokens (their mask is 4D)
         if self.method.family == "soft-prompt" or isinstance(model, nn.parallel.DistributedDataParallel):
             loss = model(**batch).loss
         else:
             loss = causal_lm_loss(model, batch)
         labelled = int((batch["labels"][:, 1:] != IGNORE).sum())
-        return loss, {"tokens": int(batch["attention_mask"].sum()), "weight": labelled}
+        tokens = int((real if real is not None else batch["attention_mask"]).sum())
+        return loss, {"tokens": tokens, "weight": labelled}
 
     def evaluate(self, model: nn.Module, loader: Any, accel: Any) -> dict[str, float]:
         import math

@@ -4,6 +4,7 @@ bad flag is one line with exit code 2."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 import torch
@@ -210,3 +211,32 @@ def test_eval_command_writes_eval_json_and_metrics(cli, tmp_path, capitals_file)
     assert {"test_bleu4", "test_chrf", "test_rougeL", "test_exact_match"} <= set(scores)
     assert json.loads((run / "metrics.json").read_text())["test_chrf"] == scores["test_chrf"]
     one_line_error(cli("llm", "eval", "--run", tmp_path), "not a dlkit run folder")
+
+
+@pytest.mark.parametrize("model", ["builtin:tiny-llama", "builtin:tiny-gemma2"])
+def test_packed_rows_give_the_loss_of_separate_conversations(model):
+    """Per-conversation positions + block-diagonal mask: packing changes nothing but the padding."""
+    from dlkit.llm.task import LlmTask, causal_lm_loss, pack, pad_batch, pad_packed
+
+    cfg = load_config(LlmConfig, None, {"model": model, "method": "full", "limit": 40, "val_size": 4,
+                                        "test_size": 4})
+    task = LlmTask(cfg)
+    model_ = task.build_model().eval()
+    examples = task.splits.train.examples[:12]
+    rows = pack(examples, 96)
+    assert len(rows) < len(examples) and max(len(r["input_ids"]) for r in rows) <= 96
+    assert sorted(len(e["input_ids"]) for e in examples) == sorted(
+        n for r in rows for n in Counter(r["doc_ids"]).values())
+    with torch.no_grad():
+        separate = causal_lm_loss(model_, pad_batch(examples, task.tokenizer.pad_token_id))
+        packed_batch = pad_packed(rows, task.tokenizer.pad_token_id)
+        packed_batch.pop("token_mask")
+        packed = causal_lm_loss(model_, packed_batch)
+    torch.testing.assert_close(packed, separate, rtol=1e-5, atol=1e-5)
+
+
+def test_packing_trains_and_refuses_soft_prompts(cli, tmp_path, capitals_file):
+    metrics, _ = train_run(tmp_path / "p", "lora", capitals_file, steps=2, packing=True, max_length=128)
+    assert metrics["steps"] == 2 and metrics["tokens_per_second"] > 0
+    one_line_error(cli("llm", "train", "--method", "prompt", "--packing", "--output-dir", tmp_path / "q"),
+                   "--packing does not work with --method prompt")
