@@ -125,6 +125,11 @@ def causal_lm_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Te
     return F.cross_entropy(logits.float(), targets[keep])
 
 
+def _attention(model: nn.Module) -> str:
+    inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    return getattr(inner.config, "_attn_implementation", None) or "eager"
+
+
 class ParamSnapshot:
     """A copy of every base weight before training, to prove afterwards which ones moved.
 
@@ -195,6 +200,8 @@ class LlmTask:
 
     def training_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         real = batch.pop("token_mask", None)  # packed batches: the non-pad tokens (their mask is 4D)
+        if real is not None and _attention(model) != "eager":
+            batch["attention_mask"] = batch["attention_mask"] == 0  # sdpa takes a boolean mask in any precision
         if self.method.family == "soft-prompt" or isinstance(model, nn.parallel.DistributedDataParallel):
             loss = model(**batch).loss
         else:
