@@ -122,3 +122,17 @@ def test_dropout_linear_head_trains_and_is_recorded(cli, tmp_path):
 def test_question_leaving_no_room_beyond_the_stride(cli, tmp_path):
     one_line_error(cli("qa", "prepare", "--max-length", "16", "--doc-stride", "8", "--output-dir", tmp_path),
                    "for the context, not more than --doc-stride 8", "raise --max-length or lower --doc-stride")
+
+
+def test_prepare_counts_answers_past_max_length_exactly(cli, tmp_path):
+    context = "The capital of Valoria is Lima. " + "The reader answers a long book in the library. " * 4 + \
+              "People in Valoria speak Greek."
+    path = squad_file(tmp_path, [
+        {"id": "early", "question": "Capital?", "answers": [{"text": "Lima", "answer_start": 26}]},
+        {"id": "late", "question": "Language?", "answers": [{"text": "Greek", "answer_start": context.index("Greek")}]},
+    ], context=context)
+    result = cli("--json", "qa", "prepare", "--data", path, "--max-length", "24", "--doc-stride", "8",
+                 "--output-dir", tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    train = json.loads(result.stdout)["splits"]["train"]
+    assert train["answers_past_max_length_pct"] == 50.0 and train["windows_per_question"] > 2
