@@ -144,5 +144,8 @@ class ClipTrainConfig(TrainConfig):
         for name in ("embed_dim", "text_width", "text_layers", "text_heads", "context_length"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be > 0 (got {getattr(self, name)})")
+        if self.image_size is not None and (self.image_size <= 0 or
+                                            self.image_encoder != "vit-small" and self.image_size % 32):
+            raise ConfigError(f"--image-size {self.image_size}: ResNet towers need a positive multiple of 32")
         if self.text_width % self.text_heads:
             raise ConfigError(f"--text-width {self.text_width} must be divisible by --text-heads {self.text_heads}")

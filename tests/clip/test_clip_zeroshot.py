@@ -184,3 +184,25 @@ def test_all_images_undecodable(cli, tmp_path: Path) -> None:
         (tmp_path / "bad" / name / "x.png").write_bytes(b"garbage")
     result = cli("clip", "zeroshot", "--data", tmp_path / "bad", "--output-dir", tmp_path / "x")
     _one_line_error(result, "none of the 2 images could be decoded")
+
+
+def test_retrieve_with_a_model_ranks_and_draws(cli, colour_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ret"
+    result = cli("--json", "clip", "retrieve", "--model", "builtin:tiny-clip", "--images", colour_folder,
+                 "--query", "a red square", "-k", "4", "--output", out)
+    assert result.exit_code == 0, result.stderr
+    found = json.loads(result.stdout)
+    scores = [r["score"] for r in found["results"]]
+    assert [r["rank"] for r in found["results"]] == [1, 2, 3, 4] and scores == sorted(scores, reverse=True)
+    assert found["num_images"] == 12 and (out / "grid.png").is_file() and (out / "results.json").is_file()
+    both = cli("clip", "retrieve", "--model", "builtin:tiny-clip", "--run", tmp_path, "--images", colour_folder,
+               "--query", "x")
+    _one_line_error(both, "either --run", "--model")
+
+
+def test_train_refuses_data_without_captions_and_bad_sizes(cli, tmp_path: Path) -> None:
+    result = cli("clip", "train", "--data", "builtin:shape-classes", "--output-dir", tmp_path / "x")
+    _one_line_error(result, "builtin:shape-classes", "not an image-caption dataset")
+    result = cli("clip", "train", "--image-encoder", "resnet-small", "--image-size", "48",
+                 "--output-dir", tmp_path / "y")
+    _one_line_error(result, "--image-size 48", "multiple of 32")
