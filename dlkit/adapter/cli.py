@@ -31,7 +31,7 @@ def train(cfg: AdapterConfig) -> None:
 @app.command("eval")
 def evaluate(
     run: Annotated[Path, run_option()],
-    batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, help="Texts per forward pass.")] = 64,
 ) -> None:
     """Accuracy, precision, recall and F1 (binary and macro), confusion matrix PNG and the misclassified texts
     (samples/misclassified.csv), on the run's validation split; test_* metrics go into metrics.json.

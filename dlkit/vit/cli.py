@@ -30,7 +30,7 @@ def train(cfg: VitConfig) -> None:
 @app.command("eval")
 def evaluate(
     run: Annotated[Path, run_option()],
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 64,
 ) -> None:
     """Accuracy, top-5, per-class report (eval/per_class.csv), confusion matrix PNG and the most confident
     mistakes, on the run's validation split; test_* metrics are merged into metrics.json.

@@ -70,8 +70,14 @@ class VitTask:
 
     def save_model(self, model: nn.Module, path: Path) -> None:
         if self.cfg.image_size:  # eval and predict then see what training saw
-            self.processor.size = {"height": self.image_size, "width": self.image_size}
-            self.processor.do_center_crop = False
+            side = self.image_size
+            if getattr(self.processor, "do_center_crop", False) and getattr(self.processor, "crop_size", None):
+                resize = round(vdata.processor_size(self.processor) * side / vdata.processor_size(self.processor,
+                                                                                                  "crop_size"))
+                self.processor.size = {"height": resize, "width": resize}
+                self.processor.crop_size = {"height": side, "width": side}
+            else:
+                self.processor.size = {"height": side, "width": side}
         models.save_classifier(model, self.processor, path)
 
     def summary(self) -> dict[str, Any]:
