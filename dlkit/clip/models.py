@@ -63,7 +63,7 @@ def build_clip(model: str, pretrained: str | None = None, seed: int = 0) -> Clip
         source = resolve(spec, "model", flag="--model")
         name = _register(source.value, _builtin_config(source.value))
         _no_tag(spec, tag)
-        return _create(name, None, spec, f"{spec}:seed{seed}", seed)
+        return _create(name, None, spec, f"{name}:seed{seed}", seed)  # the name carries the config's digest
     if spec.startswith("hf-hub:"):
         from dlkit.core.sources import check_hub_id
 

@@ -55,6 +55,8 @@ class PromptLearner(nn.Module):
         self.ln_final = clip.ln_final
         self.text_projection = clip.text_projection
         self.register_buffer("attn_mask", clip.attn_mask, persistent=False)
+        self.pool_type = getattr(clip, "text_pool_type", "argmax")
+        self.eos_id = getattr(clip, "text_eos_id", None)
         for module in (self.token_embedding, self.transformer, self.ln_final):
             freeze(module)
         self.positional_embedding.requires_grad_(False)
@@ -75,13 +77,15 @@ class PromptLearner(nn.Module):
         self.register_buffer("logit_scale", torch.tensor(float(logit_scale)))
 
     def class_embeddings(self) -> torch.Tensor:
-        """(C, D) normalised text embeddings of the learned prompts."""
+        """(C, D) normalised text embeddings of the learned prompts (CLIP.encode_text with our token embeddings)."""
+        from open_clip.transformer import text_global_pool
+
         x = self.token_embedding(self.tokens)  # (C, L, width)
         x = torch.cat([x[:, :1], self.ctx, x[:, 1 + self.n_ctx:]], dim=1)
         x = x + self.positional_embedding
         x = self.transformer(x, attn_mask=self.attn_mask)
         x = self.ln_final(x)
-        x = x[torch.arange(x.shape[0]), self.tokens.argmax(dim=-1)]  # the end-of-text token (highest id)
+        x = text_global_pool(x, self.tokens, self.pool_type, eos_token_id=self.eos_id)  # (C, width)
         if isinstance(self.text_projection, nn.Linear):
             x = self.text_projection(x)
         elif self.text_projection is not None:
