@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ def evaluate_run(run_dir: Path, data: str | None, split: str | None, batch_size:
     spans = spans_for(model, tokenizer, examples, cfg, allow_null, batch_size)
     scores = score(examples, spans)
     rows = per_question(examples, spans)
-    prefix = "test" if split_name == "test" else split_name.replace("-", "_")
+    prefix = re.sub(r"\W+", "_", split_name)  # metric names: test_f1, dev_v2_0_f1
     result = {"data": spec, "split": split_name, "questions": len(examples), "skipped_items": report.skipped,
               "repaired_offsets": report.repaired, **{f"{prefix}_{k}": v for k, v in scores.items()}}
     run.write_json(f"eval/{split_name}_predictions.json", {r["id"]: r["predicted"] for r in rows})
