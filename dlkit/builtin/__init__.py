@@ -72,7 +72,7 @@ _ENTRIES = [
             "About 6k characters of Shakespeare (public domain) for the demo."),
     # qa
     Builtin("tiny-bert", "model", "qa", "dlkit.builtin.qa:build_model",
-            "A tiny random BertForQuestionAnswering (2 layers, hidden 64) with an English+Persian WordPiece tokenizer."),
+            "A tiny random BertForQuestionAnswering (2 layers, hidden 64), English+Persian WordPiece tokenizer."),
     Builtin("qa-synthetic", "data", "qa", "dlkit.builtin.qa:load_data",
             "English+Persian SQuAD v2 facts (capital, river, ...) with distractors; train/validation/test JSON."),
 ]
