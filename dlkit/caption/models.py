@@ -37,8 +37,11 @@ DOWNLOAD_TIMEOUT_S = 10.0
 
 
 class TinyCNN(nn.Module):
-    """Four conv layers (stride 8 overall) with coordinate channels before the last one, so each cell of
-    the 8x8 grid (64x64 input) knows where it is: "left of" needs positions a plain CNN barely has."""
+    """Three 3x3 stride-2 conv layers and a 1x1 layer that also reads two coordinate channels.
+
+    The grid is 1/8 of the input (8x8 at 64x64). Each cell sees a 15-pixel window, a part of the image,
+    so a decoder has to look in the right place; the coordinates tell it where that place is ("left of"
+    needs positions, which a plain CNN barely has)."""
 
     def __init__(self, width: int = 32, out_dim: int = 128) -> None:
         super().__init__()

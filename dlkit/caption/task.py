@@ -24,6 +24,7 @@ from dlkit.caption.data import (
     CaptionRecord,
     Vocab,
     build_vocab,
+    clean_caption,
     fingerprint,
     load_caption_records,
     open_image,
@@ -218,7 +219,7 @@ class CaptionTask:
                                          decode(raw, features, self.vocab.max_len, self.cfg.beam_size),
                                          strict=True):
                 hyps.append(self.vocab.decode(caption.tokens))
-                refs.append([self.vocab.decode(self.vocab.encode(c)) for c in self.records[image_id].captions])
+                refs.append([clean_caption(c) for c in self.records[image_id].captions])
         hyps, refs = gather(accel, hyps), gather(accel, refs)
         if hyps:
             metrics["val_bleu4"] = corpus_bleu(hyps, refs)["bleu4"]

