@@ -43,7 +43,9 @@ class TrainConfig:
     lr: float = opt(3e-4, "Peak learning rate.")
     weight_decay: float = opt(0.0, "AdamW/SGD weight decay, applied to weights with >= 2 dims only.")
     optimizer: Literal["adamw", "sgd"] = opt("adamw", "Optimizer.")
-    scheduler: Literal["constant", "linear", "cosine"] = opt("linear", "Learning-rate schedule after warmup.")
+    scheduler: Literal["constant", "linear", "cosine", "step"] = opt("linear", "Learning-rate schedule after warmup.")
+    step_size: int = opt(0, "--scheduler step: multiply the lr by --gamma every N steps (0 = a third of the run).")
+    gamma: float = opt(0.1, "--scheduler step: the factor applied every --step-size steps.")
     warmup: float = opt(0.0, "Warmup: a fraction of the total steps if < 1, else a number of steps.")
     max_grad_norm: float = opt(1.0, "Clip gradients to this norm; 0 turns clipping off.")
     precision: Literal["no", "bf16", "fp16"] = opt("no", "Mixed precision (fp16 needs CUDA).")
@@ -69,8 +71,8 @@ class TrainConfig:
             _check(getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
         if self.max_steps is not None:
             _check(self.max_steps > 0, "max_steps", "must be > 0", self.max_steps)
-        non_negative = ["weight_decay", "warmup", "num_workers", "max_grad_norm", "eval_every", "save_every",
-                        "early_stop_patience"]
+        non_negative = ["weight_decay", "warmup", "step_size", "gamma", "num_workers", "max_grad_norm", "eval_every",
+                        "save_every", "early_stop_patience"]
         for name in non_negative:
             _check(getattr(self, name) >= 0, name, "must be >= 0", getattr(self, name))
         if self.resume and self.overwrite:

@@ -412,8 +412,9 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
-    """Linear warmup, then constant / linear decay to 0 / cosine decay to 0."""
+    """Linear warmup, then constant / linear decay to 0 / cosine decay to 0 / steps of x gamma."""
     warmup = int(cfg.warmup * total_steps) if cfg.warmup < 1 else int(cfg.warmup)
+    step_size = cfg.step_size or max(1, (total_steps - warmup) // 3)
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -423,6 +424,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_st
         progress = (step - warmup) / max(1, total_steps - warmup)
         if cfg.scheduler == "linear":
             return max(0.0, 1.0 - progress)
+        if cfg.scheduler == "step":
+            return cfg.gamma ** ((step - warmup) // step_size)
         return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

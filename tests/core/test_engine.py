@@ -138,10 +138,11 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tmp_path, capsys):
     ("linear", 0.0, [1.0, 0.75, 0.5, 0.25]),
     ("linear", 2, [0.5, 1.0, 1.0, 0.5]),
     ("cosine", 0.0, [1.0, 0.853553, 0.5, 0.146447]),
+    ("step", 0.0, [1.0, 1.0, 0.5, 0.5]),
 ])
 def test_schedules(kind, warmup, expected):
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched = build_scheduler(opt, TrainConfig(scheduler=kind, warmup=warmup), total_steps=4)
+    sched = build_scheduler(opt, TrainConfig(scheduler=kind, warmup=warmup, step_size=2, gamma=0.5), total_steps=4)
     seen = []
     for _ in range(4):
         seen.append(opt.param_groups[0]["lr"])
