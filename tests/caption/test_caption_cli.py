@@ -76,13 +76,24 @@ def test_prepare_strict_and_bad_inputs(cli, flickr, tmp_path):
 
 @pytest.fixture(scope="module")
 def lstm_run(tmp_path_factory):
+    """An lstm trained for 4 steps on the folder `caption prepare` wrote for builtin:shapes."""
     from dlkit.cli import main
 
-    run = tmp_path_factory.mktemp("caption") / "lstm"
-    code = main(["caption", "train", "--arch", "lstm", "--max-steps", "4", "--eval-every", "2", *FAST,
-                 "--output-dir", str(run), "-q"])
+    root = tmp_path_factory.mktemp("caption")
+    assert main(["caption", "prepare", "--data", "builtin:shapes", "--output-dir", str(root / "data"), "-q"]) == 0
+    run = root / "lstm"
+    code = main(["caption", "train", "--arch", "lstm", "--data", str(root / "data"), "--max-steps", "4",
+                 "--eval-every", "2", *FAST, "--output-dir", str(run), "-q"])
     assert code == 0
     return run
+
+
+def test_train_uses_the_prepared_vocab_and_split(lstm_run):
+    prepared = lstm_run.parent / "data"
+    assert Vocab.load(lstm_run / "data" / "vocab.json").itos == Vocab.load(prepared / "vocab.json").itos
+    for split in ("train", "val", "test"):
+        name = f"{split}_images.txt"
+        assert (lstm_run / "data" / name).read_text() == (prepared / name).read_text()
 
 
 def test_train_fills_the_run_folder(lstm_run):
@@ -160,3 +171,19 @@ def test_eval_with_bertscore(cli, lstm_run):
     assert result.exit_code == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert 0 < metrics["test_bertscore_f1"] <= 1 and "test_bertscore_precision" in metrics
+
+
+def test_resumed_training_matches_the_unbroken_run(tmp_path):
+    from dlkit.cli import main
+
+    common = ["caption", "train", "--arch", "transformer", *FAST, "--save-every", "2", "--log-every", "1",
+              "--scheduler", "constant", "-q"]  # the same lr whatever --max-steps says
+    assert main([*common, "--max-steps", "4", "--output-dir", str(tmp_path / "whole")]) == 0
+    assert main([*common, "--max-steps", "2", "--output-dir", str(tmp_path / "cut")]) == 0
+    assert main([*common, "--max-steps", "4", "--output-dir", str(tmp_path / "cut"), "--resume"]) == 0
+
+    def losses(run: Path) -> list[float]:
+        lines = (run / "history.jsonl").read_text().splitlines()
+        return [r["loss"] for r in map(json.loads, lines) if r["kind"] == "train"]
+
+    assert losses(tmp_path / "cut") == losses(tmp_path / "whole") and len(losses(tmp_path / "whole")) == 4
