@@ -159,3 +159,11 @@ def test_train_gemma_on_persian_data_end_to_end(cli, tmp_path):
     samples = list((run / "samples").glob("step_*.md"))
     assert samples and "**question:**" in samples[0].read_text(encoding="utf-8")
     assert (run / "plots" / "loss.png").is_file() and (run / "checkpoints" / "final" / "adapter_config.json").is_file()
+
+
+def test_strict_fails_on_a_malformed_row(cli, tmp_path):
+    rows = [{"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}] * 20
+    rows.append({"conversations": [{"speaker": "human", "text": "q"}]})
+    data = write_jsonl(tmp_path / "d.jsonl", rows)
+    one_line_error(cli("llm", "train", "--data", data, "--strict", "--output-dir", tmp_path / "r"),
+                   "row 20: unreadable turn")
