@@ -58,10 +58,11 @@ class Captioner:
 
             texts = generate_captions(self.model, self.tokenizer, self.processor, images, self.max_len, beam_size)
             return [Generated(t) for t in texts]
-        from dlkit.caption.models import IMAGENET_MEAN, IMAGENET_STD, decode
+        from dlkit.caption.models import decode
         from dlkit.caption.task import image_tensor
 
-        batch = torch.stack([image_tensor(im, self.spec.image_size, IMAGENET_MEAN, IMAGENET_STD) for im in images])
+        encoder = self.model.encoder
+        batch = torch.stack([image_tensor(im, self.spec.image_size, encoder.mean, encoder.std) for im in images])
         captions = decode(self.model, self.model.encoder(batch), self.max_len, beam_size)
         return [Generated(self.vocab.decode(c.tokens), c.alphas) for c in captions]
 

@@ -139,24 +139,22 @@ class CaptionTask:
     def build_model(self) -> CaptionModel:
         cfg = self.cfg
         model = build_model(self.spec, cfg.pretrained_encoder)
+        state = "trained with the decoder"
         if cfg.pretrained_encoder or cfg.freeze_encoder:
             model.encoder.freeze(except_last_block=cfg.finetune_encoder)
-        info(f"encoder {cfg.encoder}: {model.encoder.feature_dim} features per cell, "
-             f"{'frozen' if cfg.encoder_frozen else 'last block trainable' if cfg.finetune_encoder else 'trainable'}")
+            state = "frozen except its last block" if cfg.finetune_encoder else "frozen"
+        info(f"encoder {cfg.encoder} ({'ImageNet' if cfg.pretrained_encoder else 'random'} weights): "
+             f"{model.encoder.feature_dim} features per cell, {state}")
         self.model = model
         return model
 
     def datasets(self) -> tuple[Dataset, Dataset | None]:
-        source: Any = ImageStore([r.image for r in self.records], self.spec.image_size, *self._norm())
+        encoder = self.model.encoder  # build_model ran first: its mean/std normalise the images
+        source: Any = ImageStore([r.image for r in self.records], self.spec.image_size, encoder.mean, encoder.std)
         if self.cfg.cache_features:
             source = self._cached_features(source)
         return self._pairs(self.splits["train"], source), (self._pairs(self.splits["val"], source)
                                                              if self.splits["val"] else None)
-
-    def _norm(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        from dlkit.caption.models import IMAGENET_MEAN, IMAGENET_STD
-
-        return IMAGENET_MEAN, IMAGENET_STD
 
     def _pairs(self, records: list[CaptionRecord], source: Any) -> CaptionPairs:
         ids, tokens = [], []
@@ -231,7 +229,8 @@ class CaptionTask:
 
         record = self.sample_record
         device = next(model.parameters()).device
-        image = ImageStore([record.image], self.spec.image_size, *self._norm()).load(0)[None].to(device)
+        image = image_tensor(open_image(record.image), self.spec.image_size, model.encoder.mean,
+                             model.encoder.std)[None].to(device)
         caption = decode(model, model.encoder(image), self.vocab.max_len, self.cfg.beam_size)[0]
         text = self.vocab.decode(caption.tokens)
         line = {"step": step, "image": record.image, "caption": text, "reference": record.captions[0]}
