@@ -61,7 +61,9 @@ class LlmConfig(DataConfig, TrainConfig):
     method: str = opt("lora", "prompt, prefix, ptuning, lora, dora, rslora, loha, lokr, ia3, partial or full.")
     epochs: int = opt(3, "Passes over the training set.")
     batch_size: int = opt(16, "Conversations per micro-batch per process (length-grouped).")
-    lr: float = opt(2e-3, "Peak learning rate (soft prompts like ~1e-2, LoRA ~1e-3..1e-4 on real models).")
+    lr: float | None = opt(None, "Peak learning rate. Default: the method's rate for the builtin tiny models "
+                           "(prompt/ia3 1e-1, prefix/ptuning 3e-2, LoRA family 2e-2, partial/full 3e-3); real "
+                           "models want less (see examples/llm).")
     warmup: float = opt(0.05, "Warmup: a fraction of the total steps if < 1, else a number of steps.")
     rank: int = opt(8, "Rank of lora/dora/rslora/loha/lokr updates.")
     alpha: float = opt(16.0, "Scaling numerator of the low-rank update (alpha/rank, or alpha/sqrt(rank) for rslora).")
@@ -79,10 +81,12 @@ class LlmConfig(DataConfig, TrainConfig):
     def validate(self) -> None:
         from dlkit.llm.methods import METHODS
 
-        super().validate()
-        self.validate_data()
         if self.method not in METHODS:
             raise ConfigError(f"--method {self.method}: unknown method; known methods: {', '.join(METHODS)}")
+        if self.lr is None:
+            self.lr = METHODS[self.method].default_lr
+        super().validate()
+        self.validate_data()
         if self.rank <= 0:
             raise ConfigError(f"--rank must be > 0 (got {self.rank})")
         if self.alpha <= 0:

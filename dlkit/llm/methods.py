@@ -25,6 +25,7 @@ class Method:
     family: Family
     build: Callable[[Any, Any, str], Any]  # (model, cfg, model_path) -> model to train
     help: str
+    default_lr: float  # tuned on the builtin tiny models; real models set --lr
 
     @property
     def peft(self) -> bool:
@@ -158,17 +159,17 @@ def parse_unfreeze(spec: str, num_layers: int) -> list[int]:
 
 
 METHODS: dict[str, Method] = {m.name: m for m in [
-    Method("prompt", "soft-prompt", _prompt, "prompt tuning: trainable virtual token embeddings before the input"),
-    Method("prefix", "soft-prompt", _prefix, "prefix tuning: trainable keys/values in every layer"),
-    Method("ptuning", "soft-prompt", _ptuning, "P-tuning: virtual tokens produced by a small MLP prompt encoder"),
-    Method("lora", "lora", _lora(), "LoRA: low-rank updates B·A of the target projections"),
-    Method("dora", "lora", _lora(dora=True), "DoRA: LoRA on the direction plus a trained magnitude vector"),
-    Method("rslora", "lora", _lora(rslora=True), "rsLoRA: LoRA scaled by alpha/sqrt(rank)"),
-    Method("loha", "lora", _loha, "LoHa: low-rank Hadamard product updates"),
-    Method("lokr", "lora", _lokr, "LoKr: low-rank Kronecker product updates"),
-    Method("ia3", "ia3", _ia3, "IA3: learned rescaling of keys, values and feed-forward activations"),
-    Method("partial", "partial", _partial, "partial unfreezing of chosen decoder layers (--unfreeze), no PEFT"),
-    Method("full", "full", _full, "full fine-tuning of every weight"),
+    Method("prompt", "soft-prompt", _prompt, "prompt tuning: trainable virtual token embeddings before the input", 0.1),
+    Method("prefix", "soft-prompt", _prefix, "prefix tuning: trainable keys/values in every layer", 0.03),
+    Method("ptuning", "soft-prompt", _ptuning, "P-tuning: virtual tokens produced by a small MLP prompt encoder", 0.03),
+    Method("lora", "lora", _lora(), "LoRA: low-rank updates B·A of the target projections", 0.02),
+    Method("dora", "lora", _lora(dora=True), "DoRA: LoRA on the direction plus a trained magnitude vector", 0.02),
+    Method("rslora", "lora", _lora(rslora=True), "rsLoRA: LoRA scaled by alpha/sqrt(rank)", 0.02),
+    Method("loha", "lora", _loha, "LoHa: low-rank Hadamard product updates", 0.02),
+    Method("lokr", "lora", _lokr, "LoKr: low-rank Kronecker product updates", 0.02),
+    Method("ia3", "ia3", _ia3, "IA3: learned rescaling of keys, values and feed-forward activations", 0.1),
+    Method("partial", "partial", _partial, "partial unfreezing of chosen decoder layers (--unfreeze), no PEFT", 0.003),
+    Method("full", "full", _full, "full fine-tuning of every weight", 0.003),
 ]}
 
 
