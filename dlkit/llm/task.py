@@ -1,9 +1,10 @@
 """Instruction fine-tuning as an engine Task, and `train(cfg)`, the function behind `dlkit llm train`.
 
 Batches are length-grouped (conversations of similar length share a batch, so little padding is
-computed) and never mix tokens of two conversations in one attention row. The loss runs the LM head
-only on labelled (assistant) positions, which is most of the compute of a small model's vocabulary
-projection; with DDP the plain `model(..., labels=...)` forward is used so gradients synchronise.
+computed); with --packing, conversations share rows but keep their own position ids and a block-diagonal
+mask, so no token attends across conversations either way. The loss runs the LM head only on labelled
+(assistant) positions, a large part of the compute of a small model's vocabulary projection; with DDP
+the plain `model(..., labels=...)` forward is used so gradients synchronise.
 """
 
 from __future__ import annotations
