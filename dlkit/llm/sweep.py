@@ -57,7 +57,7 @@ def train_in_subprocess(cfg: LlmConfig) -> dict[str, Any]:
     command = [sys.executable, "-m", "dlkit", "-q", "llm", "train", "--config", str(config_path)]
     command += ["--overwrite"] if cfg.overwrite else []
     try:
-        code = subprocess.run(command).returncode
+        code = subprocess.run(command, stdout=subprocess.DEVNULL).returncode  # metrics are read from the run
     finally:
         config_path.unlink(missing_ok=True)
     if code != 0:
