@@ -91,13 +91,16 @@ def predict_images(run_dir: Path, images: list[Path], beam_size: int = 3, heatma
     writer.writerows(rows)
     run.write_text("samples/predictions.csv", buf.getvalue())
     if heatmap:
-        from dlkit.caption.viz import attention_heatmap
+        from dlkit.caption.viz import attention_heatmap, attention_strip
 
         for path, g in zip(paths, generated, strict=True):
             folder = run.samples_dir / "heatmaps" / Path(path).stem
-            for k, (word, alpha) in enumerate(zip(g.text.split(), g.alphas or [], strict=False)):
+            words = g.text.split()
+            for k, (word, alpha) in enumerate(zip(words, g.alphas or [], strict=False)):
                 attention_heatmap(path, alpha, word, folder / f"{k:02d}_{_safe(word)}.png")
-            info(f"heatmaps for {Path(path).name}: {folder}")
+            if words:
+                attention_strip(path, g.alphas, words, run.samples_dir / "heatmaps" / f"{Path(path).stem}.png")
+            info(f"heatmaps for {Path(path).name}: {folder} (all words: {folder}.png)")
     return rows
 
 

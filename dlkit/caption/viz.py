@@ -30,11 +30,16 @@ def caption_grid(items: Sequence[tuple[str, Sequence[str]]], path: Path, title: 
     import matplotlib.pyplot as plt
 
     items = list(items)[:5]
-    fig, axes = plt.subplots(1, len(items), figsize=(3.4 * len(items), 4.6), squeeze=False)
-    for ax, (image, lines) in zip(axes[0], items, strict=True):
+    texts = [_wrap(lines, 40) for _, lines in items]
+    rows = max(t.count("\n") + 1 for t in texts)
+    fig, axes = plt.subplots(1, len(items), figsize=(3.4 * len(items), 4.2 + 0.16 * rows), squeeze=False)
+    for ax, (image, _), text in zip(axes[0], items, texts, strict=True):
         ax.imshow(open_image(image))
-        ax.set_axis_off()
-        ax.text(0, -0.04, _wrap(lines, 40), transform=ax.transAxes, va="top", ha="left", fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        ax.set_xlabel(text, fontsize=7, loc="left", multialignment="left")  # tight_layout makes room for labels
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
@@ -79,4 +84,23 @@ def attention_heatmap(image_path: str, alpha: Sequence[float], word: str, path: 
     ax.imshow(grid, cmap="jet", alpha=0.45, extent=(0, image.width, image.height, 0), interpolation="bilinear")
     ax.set_axis_off()
     ax.set_title(word)
+    return save_figure(fig, path)
+
+
+def attention_strip(image_path: str, alphas: Sequence[Sequence[float]], words: Sequence[str], path: Path) -> Path:
+    """All of a caption's attention maps side by side, the image first: the caption read word by word."""
+    import matplotlib.pyplot as plt
+
+    image = open_image(image_path)
+    side = int(round(len(alphas[0]) ** 0.5)) if alphas else 1
+    fig, axes = plt.subplots(1, len(words) + 1, figsize=(1.9 * (len(words) + 1), 2.3), squeeze=False)
+    axes[0][0].imshow(image)
+    axes[0][0].set_title("image", fontsize=9)
+    for ax, word, alpha in zip(axes[0][1:], words, alphas, strict=False):
+        ax.imshow(image)
+        ax.imshow(np.asarray(alpha, dtype=float).reshape(side, side), cmap="jet", alpha=0.45,
+                  extent=(0, image.width, image.height, 0), interpolation="bilinear")
+        ax.set_title(word, fontsize=9)
+    for ax in axes[0]:
+        ax.set_axis_off()
     return save_figure(fig, path)

@@ -97,3 +97,4 @@ def test_predict_writes_one_heatmap_per_word(cli, runs):
     caption = json.loads(result.stdout)[0]["caption"]
     heatmaps = sorted((runs["attention"] / "samples" / "heatmaps" / Path(image).stem).glob("*.png"))
     assert [p.stem.split("_", 1)[1] for p in heatmaps] == caption.split()
+    assert (runs["attention"] / "samples" / "heatmaps" / f"{Path(image).stem}.png").is_file()
