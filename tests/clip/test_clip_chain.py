@@ -68,7 +68,8 @@ def test_zeroshot_with_the_trained_run_beats_chance(cli, trained: Path, shape_im
     assert metrics["top1"] >= 0.4  # chance: 0.25
 
 
-def test_retrieve_ranks_the_described_shapes_first(cli, trained: Path, captions: Path, tmp_path: Path) -> None:
+def test_retrieve_ranks_the_described_shapes_first(cli, trained: Path, captions: Path, shape_images: Path,
+                                                   tmp_path: Path) -> None:
     from dlkit.builtin.shapes import ground_truth
 
     truth = ground_truth(captions)["images"]
@@ -85,6 +86,9 @@ def test_retrieve_ranks_the_described_shapes_first(cli, trained: Path, captions:
         matches += found == {(o["colour"], o["shape"]) for o in objects}
     assert matches >= 5  # of 8; a random ranking of 300 images almost never shows the described pair first
     assert (tmp_path / names[0] / "grid.png").is_file() and (tmp_path / names[0] / "results.json").is_file()
+    stars = cli("--json", "clip", "retrieve", "--run", trained, "--images", shape_images / "test",
+                "--query", "a blue star .", "-k", "5", "--output", tmp_path / "stars")
+    assert sum(Path(r["image"]).parent.name == "star" for r in json.loads(stars.stdout)["results"]) >= 4  # of 5
 
 
 @pytest.mark.parametrize("mode,lr", [("embedding", "3e-2"), ("prompt", "2e-3")])
