@@ -9,6 +9,7 @@ after every evaluation) with samples/step_N.png, and the final model as checkpoi
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -186,7 +187,7 @@ class CaptionTask:
         features = torch.cat(out)  # (N, L, C)
         if self.run.writer:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # parallel runs may race
             save_file({"features": features.half().contiguous()}, str(tmp))
             tmp.replace(path)
             info(f"cached encoder features of {len(images)} images in {path}")
