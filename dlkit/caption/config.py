@@ -10,7 +10,7 @@ from dlkit.core.errors import ConfigError
 
 Arch = Literal["lstm", "attention", "transformer", "vit-gpt2"]
 Encoder = Literal["efficientnet_b0", "tiny-cnn"]
-ENCODER_IMAGE_SIZE = {"efficientnet_b0": 224, "tiny-cnn": 64}
+ENCODER_IMAGE_SIZE = {"efficientnet_b0": 224, "tiny-cnn": 32}
 
 
 def _check_text(min_freq: int, max_len: int | None) -> None:
@@ -50,7 +50,7 @@ class CaptionConfig(TrainConfig):
     finetune_encoder: bool = opt(False, "Also train the last block of a frozen encoder.")
     freeze_encoder: bool = opt(False, "Freeze a randomly initialised encoder too (otherwise it trains with the "
                                       "decoder).")
-    image_size: int | None = opt(None, "Input resolution; default: the encoder's (224 efficientnet_b0, 64 tiny-cnn).")
+    image_size: int | None = opt(None, "Input resolution; default: the encoder's (224 efficientnet_b0, 32 tiny-cnn).")
     cache_features: bool = opt(False, "Run the frozen encoder once over all images and train on the stored features.")
     embed_dim: int = opt(128, "Word embedding size (and the transformer's model width).")
     hidden_dim: int = opt(256, "LSTM hidden size (lstm, attention); feed-forward size (transformer).")

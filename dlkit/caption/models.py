@@ -39,7 +39,7 @@ DOWNLOAD_TIMEOUT_S = 10.0
 class TinyCNN(nn.Module):
     """Three 3x3 stride-2 conv layers and a 1x1 layer that also reads two coordinate channels.
 
-    The grid is 1/8 of the input (8x8 at 64x64). Each cell sees a 15-pixel window, a part of the image,
+    The grid is 1/8 of the input (4x4 at the default 32x32). Each cell sees a 15-pixel window, a part of the image,
     so a decoder has to look in the right place; the coordinates tell it where that place is ("left of"
     needs positions, which a plain CNN barely has)."""
 
