@@ -17,6 +17,10 @@ from dlkit.llm.methods import METHODS
 COLUMNS = ["method", "train_seconds", "peak_memory_mb", "trainable_params", "trainable_pct", "val_loss",
            "test_exact_match", "test_chrf", "test_rougeL", "gain_exact_match", "gain_chrf"]
 
+HEADERS = {"method": "method", "train_seconds": "time s", "peak_memory_mb": "peak MB", "trainable_params": "trainable",
+           "trainable_pct": "%", "val_loss": "val loss", "test_exact_match": "EM", "test_chrf": "chrF",
+           "test_rougeL": "ROUGE-L", "gain_exact_match": "gain EM", "gain_chrf": "gain chrF"}
+
 
 def run_sweep(method_names: list[str], output_dir: Path, config_file: Path | None,
               overrides: dict[str, Any], config_dir: Path | None = None) -> list[dict[str, Any]]:
@@ -136,9 +140,9 @@ def comparison_table(rows: list[dict[str, Any]]):
 
     from dlkit.core.progress import format_value
 
-    table = Table(title="methods compared")
+    table = Table(title="methods compared (gain = tuned - untuned on the test split)")
     for column in COLUMNS:
-        table.add_column(column, justify="left" if column == "method" else "right")
+        table.add_column(HEADERS[column], justify="left" if column == "method" else "right")
     for row in rows:
         table.add_row(*["" if row.get(c) is None else format_value(row[c]) for c in COLUMNS])
     return table
