@@ -97,7 +97,7 @@ def test_coop_beats_zeroshot(cli, trained: Path, shape_images: Path, tmp_path: P
                  *COLOUR_TEMPLATES, "--epochs", "10", "--lr", lr, "--output-dir", tmp_path / mode)
     assert result.exit_code == 0, result.stderr
     metrics = json.loads(result.stdout)
-    assert metrics["test_accuracy"] > metrics["zeroshot_accuracy"]
+    assert metrics["test_accuracy"] >= metrics["zeroshot_accuracy"] + 0.1
     assert (tmp_path / mode / "zeroshot_report.csv").is_file() and (tmp_path / mode / "report.csv").is_file()
 
 
@@ -106,11 +106,11 @@ def test_probe_beats_zeroshot_with_the_image_tower_frozen(cli, trained: Path, sh
     zeroshot = cli("--json", "clip", "zeroshot", "--model", trained, "--data", shape_images, *COLOUR_TEMPLATES,
                    "--output-dir", tmp_path / "zs")
     result = cli("--json", "clip", "probe", "--model", trained, "--data", shape_images, "--batch-size", "16",
-                 "--epochs", "30", "--output-dir", tmp_path / "probe")
+                 "--epochs", "15", "--output-dir", tmp_path / "probe")
     assert result.exit_code == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert metrics["trainable_params"] == metrics["total_params"] == 32 * 4 + 4  # only the linear layer exists
-    assert metrics["test_accuracy"] > json.loads(zeroshot.stdout)["top1"]
+    assert metrics["test_accuracy"] >= json.loads(zeroshot.stdout)["top1"] + 0.1
     again = cli("--json", "clip", "probe", "--model", trained, "--data", shape_images, "--epochs", "1",
                 "--output-dir", tmp_path / "probe2")
     assert json.loads(again.stdout)["image_features_cached"]  # no image is encoded twice
