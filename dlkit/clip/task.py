@@ -353,10 +353,36 @@ class ClipTask:
             text_emb = model.encode_text(tokens, normalize=True).float().cpu()
             rows.extend(zip(image_emb, text_emb, owners.cpu().tolist(), strict=True))
         rows = gather(accel, rows)
+        self.val_images = {owner: image_emb for image_emb, _, owner in reversed(rows)}  # for on_eval's samples
         scale = float(model.logit_scale.exp().clamp(max=100.0))
         return retrieval_metrics(rows, scale)
 
     def on_eval(self, model: nn.Module, run: Run, step: int) -> None:
+        self.plot_recall(run)
+        self.write_retrievals(model, run, step)
+
+    def write_retrievals(self, model: nn.Module, run: Run, step: int, queries: int = 3, k: int = 6) -> None:
+        """The top-k validation images for the first captions of a few validation images (JSON), and a grid
+        for the first query (plots/retrieval.png): what recall@k means, one query at a time."""
+        from dlkit.clip.retrieve import draw_grid
+
+        owners = sorted(self.val_images)
+        image_matrix = torch.stack([self.val_images[o] for o in owners])  # (I, D)
+        device = next(model.parameters()).device
+        samples = []
+        for owner in owners[:queries]:
+            caption = self.val_records[owner].captions[0]
+            with torch.no_grad():
+                query = model.encode_text(self.bundle.tokenizer([caption]).to(device), normalize=True)[0].float().cpu()
+            top = (image_matrix @ query).topk(min(k, len(owners)))
+            results = [{"rank": i + 1, "image": self.val_records[owners[j]].image, "score": float(v),
+                        "correct": owners[j] == owner}
+                       for i, (v, j) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True))]
+            samples.append({"query": caption, "image": self.val_records[owner].image, "results": results})
+        run.write_json(f"samples/retrieval_step_{step:07d}.json", samples)
+        draw_grid(samples[0]["results"], samples[0]["query"], run.plots_dir / "retrieval.png")
+
+    def plot_recall(self, run: Run) -> None:
         from dlkit.core import plots
 
         evals = run.history("eval")

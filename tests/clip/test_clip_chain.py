@@ -57,6 +57,9 @@ def test_train_learns_retrieval_and_writes_a_loadable_run(trained: Path) -> None
     assert {"val_t2i_r10", "val_i2t_r10", "val_mean_recall"} <= set(metrics)
     assert (trained / "checkpoints" / "final" / "open_clip_config.json").is_file()
     assert (trained / "plots" / "recall.png").is_file() and (trained / "plots" / "loss.png").is_file()
+    assert (trained / "plots" / "retrieval.png").is_file()
+    samples = json.loads(sorted((trained / "samples").glob("retrieval_step_*.json"))[-1].read_text())
+    assert len(samples) == 3 and len(samples[0]["results"]) == 6 and samples[0]["query"]
 
 
 def test_zeroshot_with_the_trained_run_beats_chance(cli, trained: Path, shape_images: Path, tmp_path: Path) -> None:
