@@ -10,7 +10,14 @@ import torch
 
 from dlkit.builtin import instruct
 
-torch.set_num_threads(1)  # the tiny models are overhead-bound; extra threads only contend
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The tiny models are overhead-bound; extra threads only contend (restored for other folders' tests)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
