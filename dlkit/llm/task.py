@@ -9,6 +9,7 @@ the plain `model(..., labels=...)` forward is used so gradients synchronise.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -131,18 +132,25 @@ def _attention(model: nn.Module) -> str:
     return getattr(inner.config, "_attn_implementation", None) or "eager"
 
 
-class ParamSnapshot:
-    """A copy of every base weight before training, to prove afterwards which ones moved.
+def fingerprint(tensor: torch.Tensor) -> bytes:
+    """A digest of a tensor's exact bytes: any change to any element changes it."""
+    raw = tensor.detach().contiguous().view(torch.uint8).cpu().numpy()
+    return hashlib.blake2b(raw.tobytes(), digest_size=16).digest()
 
+
+class ParamSnapshot:
+    """A digest of every base weight before training, to prove afterwards which ones moved.
+
+    Digests rather than copies: a copy of every weight would double host memory for a real model.
     The Parameter objects are kept too: PEFT wraps modules but trains (or freezes) the same tensors,
     so the comparison needs no name mapping.
     """
 
     def __init__(self, model: nn.Module):
-        self.entries = [(name, p, p.detach().to("cpu", copy=True)) for name, p in model.named_parameters()]
+        self.entries = [(name, p, fingerprint(p)) for name, p in model.named_parameters()]
 
     def report(self, trained: nn.Module) -> dict[str, Any]:
-        changed = [name for name, p, before in self.entries if not torch.equal(p.detach().cpu(), before)]
+        changed = [name for name, p, before in self.entries if fingerprint(p) != before]
         trainable_base = [name for name, p, _ in self.entries if p.requires_grad]
         base_ids = {id(p) for _, p, _ in self.entries}
         added = [(n, p) for n, p in trained.named_parameters() if id(p) not in base_ids and p.requires_grad]
