@@ -142,7 +142,7 @@ def test_template_without_braces_exits_2(cli, colour_folder: Path, tmp_path: Pat
 
 
 def test_fewer_than_two_classes(cli, tmp_path: Path) -> None:
-    from conftest import make_image_folder
+    from clip_helpers import make_image_folder
 
     folder = make_image_folder(tmp_path / "one", {"cat": 3})
     result = cli("clip", "zeroshot", "--data", folder, "--output-dir", tmp_path / "x")

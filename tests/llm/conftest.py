@@ -1,50 +1,11 @@
-"""Shared fixtures of the llm tests: the tiny builtin models, small instruction files, and a quick trainer."""
+"""Shared fixtures of the llm tests: small instruction files."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-import torch
-
-from dlkit.builtin import instruct
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny models are overhead-bound; extra threads only contend (restored for other folders' tests)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
-def capitals_rows(num: int = 160, countries: int = 3, seed: int = 0) -> list[dict]:
-    """Single-turn capital questions over the first `countries` entries of the table."""
-    table = instruct.CAPITALS[:countries]
-    rows = []
-    for i in range(num):
-        country, capital = table[(i * 7 + seed) % countries]
-        rows.append({"conversations": [{"from": "human", "value": f"What is the capital of {country}?"},
-                                       {"from": "gpt", "value": capital}]})
-    return rows
-
-
-def translate_rows(num: int = 160) -> list[dict]:
-    """English colour -> Persian word over 3 words: a second, unrelated task (for composition)."""
-    pairs = list(zip(instruct.WORDS[:3], instruct.WORDS_FA[:3], strict=True))
-    rows = []
-    for i in range(num):
-        english, persian = pairs[(i * 5) % 3]
-        rows.append({"conversations": [{"from": "human", "value": f"Translate to Persian: {english}"},
-                                       {"from": "gpt", "value": persian}]})
-    return rows
+from llm_helpers import capitals_rows, translate_rows, write_jsonl
 
 
 @pytest.fixture(scope="session")
@@ -55,24 +16,3 @@ def capitals_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def translate_file(tmp_path_factory) -> Path:
     return write_jsonl(tmp_path_factory.mktemp("data") / "translate.jsonl", translate_rows())
-
-
-def train_run(out: Path, method: str, data: Path | str, steps: int = 30, lr: float = 2e-2, **extra):
-    """A short run through the same function as `dlkit llm train`; returns (metrics, run dir)."""
-    from dlkit.core.config import load_config
-    from dlkit.llm.config import LlmConfig
-    from dlkit.llm.task import train
-
-    overrides = {"method": method, "data": str(data), "output_dir": str(out), "max_steps": steps, "lr": lr,
-                 "batch_size": 8, "eval_every": 10_000, "warmup": 0, "val_size": 8, "test_size": 24,
-                 "scheduler": "constant", "overwrite": True, **extra}
-    return train(load_config(LlmConfig, None, overrides)), out
-
-
-def test_exact_match(run_dir: Path, data: Path | str | None = None) -> float:
-    from dlkit.llm.evaluate import evaluate_run
-
-    return evaluate_run(run_dir, data=str(data) if data else None, max_new_tokens=6)["test_exact_match"]
-
-
-test_exact_match.__test__ = False  # a helper, not a test

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import write_jsonl
+from llm_helpers import write_jsonl
 from transformers import AutoTokenizer
 
 from dlkit.builtin.tiny_lm import tiny_gemma2, tiny_llama

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import test_exact_match, train_run
+from llm_helpers import exact_match_on_test, train_run
 
 FAMILIES = {  # method: (learning rate, exact-match threshold); the untuned model scores 0
     "prompt": (1e-1, 0.3),
@@ -32,7 +32,7 @@ def untuned_exact_match(capitals_file) -> float:
 def test_each_family_learns_the_capitals(tmp_path, capitals_file, untuned_exact_match, method):
     lr, threshold = FAMILIES[method]
     _, run = train_run(tmp_path / method, method, capitals_file, steps=40, lr=lr)
-    score = test_exact_match(run)
+    score = exact_match_on_test(run)
     assert score >= threshold and score > untuned_exact_match
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test_exact_match"] == score  # eval merged its numbers into metrics.json
@@ -68,7 +68,7 @@ def test_composed_lora_does_both_tasks_and_negation_forgets(cli, two_tasks, capi
     assert forgot["a"] > both["a"] + 0.5 and forgot["a"] > base["a"] - 1.0  # negation: A is forgotten
     assert forgot["b"] < base["b"] - 0.5  # while B is kept
     # the composed folder is an llm run: eval works on it
-    assert test_exact_match(root / "a-only", capitals_file) >= 0.6
+    assert exact_match_on_test(root / "a-only", capitals_file) >= 0.6
 
 
 def test_generate_writes_before_and_after(cli, two_tasks):

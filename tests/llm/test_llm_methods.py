@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 import torch
-from conftest import train_run
+from llm_helpers import train_run
 from test_llm_data import one_line_error
 
 from dlkit.core.config import load_config

@@ -6,9 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
-
-torch.set_num_threads(1)  # tiny models: threads only add contention on a shared machine
 
 TRAIN_ARGS = ["--max-length", "32", "--doc-stride", "8", "--lr", "3e-3", "--batch-size", "32", "--epochs", "6",
               "--head", "linear", "--warmup", "0.1", "--log-every", "20", "--seed", "0"]

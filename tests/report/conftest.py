@@ -8,23 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
+from report_helpers import PERSIAN_ANSWER, PERSIAN_QUESTION, regression_run
 
-from dlkit.builtin.regression import RegressionTask
-from dlkit.core.config import TrainConfig
-from dlkit.core.engine import fit
 from dlkit.core.plots import bar_chart
-from dlkit.core.run import Run
 from dlkit.metrics import classification_report, plot_confusion_matrix, write_report_csv
-
-PERSIAN_QUESTION = "پایتخت ایران کجاست؟"
-PERSIAN_ANSWER = "تهران پایتخت ایران است."
-
-
-def regression_run(root: Path, group: str, name: str, lr: float, **overrides) -> Path:
-    cfg = TrainConfig(output_dir=str(root / group / name), max_steps=6, lr=lr, batch_size=32, eval_every=3,
-                      log_every=1, **overrides)
-    fit(RegressionTask(), cfg, Run.create(group, cfg, name))
-    return root / group / name
 
 
 @pytest.fixture(scope="session")

@@ -4,9 +4,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import PERSIAN_ANSWER, PERSIAN_QUESTION
+from report_helpers import PERSIAN_ANSWER, PERSIAN_QUESTION
 from report_page import assert_rtl, decode_png, parse_page
 
+from dlkit.core.config import TrainConfig, saved_dict
 from dlkit.core.overview import comparison_columns, read_rows
 
 
@@ -33,7 +34,8 @@ def test_every_group_and_run_gets_its_sections(report):
 
 def test_config_is_collapsed_and_shows_what_differs(report):
     page = parse_page(report)
-    assert "Effective config (27 settings, 2 differ between the runs)" in page.details_summaries  # lr, output_dir
+    settings = len(saved_dict(TrainConfig()))  # 2 differ: lr, output_dir
+    assert f"Effective config ({settings} settings, 2 differ between the runs)" in page.details_summaries
     config = re.search(r"<details class=\"config\">.*?</details>", report, re.S).group()
     assert "<details class=\"config\"><summary>" in config and " open" not in config.split(">")[0]
     highlighted = parse_page(config).highlighted_rows

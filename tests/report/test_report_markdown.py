@@ -1,7 +1,7 @@
 import re
 
-from conftest import PERSIAN_ANSWER, PERSIAN_QUESTION
 from PIL import Image
+from report_helpers import PERSIAN_ANSWER, PERSIAN_QUESTION
 
 
 def test_markdown_report_with_its_images_folder(cli, sweep, tmp_path):

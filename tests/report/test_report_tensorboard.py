@@ -1,7 +1,7 @@
 """--report-to tensorboard: the history's scalars also go to TensorBoard event files in the run folder."""
 
 import pytest
-from conftest import regression_run
+from report_helpers import regression_run
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from dlkit.core.run import Run
