@@ -11,36 +11,13 @@ and renamed into place, so two processes racing to build it both end with the sa
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 from dlkit.core.classification import quiet_transformers
-from dlkit.core.sources import cache_dir
+from dlkit.core.sources import cached_folder
 
 IMAGE_SIZE = 32
 PATCH_SIZE = 8
-
-
-def cached_folder(name: str, version: str, build: Callable[[Path], None]) -> Path:
-    """cache_dir()/NAME-VERSION, built by `build(tmp_folder)` on first use and renamed into place."""
-    final = cache_dir() / f"{name}-{version}"
-    if final.is_dir():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=final.parent))
-    try:
-        build(tmp)
-        os.replace(tmp, final)
-    except OSError:
-        if not final.is_dir():  # a genuine failure, not a lost race with another process
-            raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
 
 
 def _vision_kwargs() -> dict:
@@ -82,12 +59,12 @@ def _build_deit(path: Path) -> None:
 
 def tiny_vit() -> Path:
     """A save_pretrained folder of a randomly initialised ViTForImageClassification (2 layers, hidden 48)."""
-    return cached_folder("tiny-vit", "v2", _build_vit)
+    return cached_folder("tiny-vit-v2", _build_vit)
 
 
 def tiny_deit() -> Path:
     """A save_pretrained folder of a randomly initialised distilled DeiT (2 layers, hidden 48)."""
-    return cached_folder("tiny-deit", "v2", _build_deit)
+    return cached_folder("tiny-deit-v2", _build_deit)
 
 
 def _build_digits(path: Path, test_fraction: float = 0.2, seed: int = 0) -> None:
@@ -110,4 +87,4 @@ def _build_digits(path: Path, test_fraction: float = 0.2, seed: int = 0) -> None
 
 def digits() -> Path:
     """An ImageFolder (train/, test/; one folder per digit 0-9) of scikit-learn's handwritten digits."""
-    return cached_folder("digits", "v1", _build_digits)
+    return cached_folder("digits-v1", _build_digits)

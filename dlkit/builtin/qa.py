@@ -15,12 +15,10 @@ tokenizer trained here on the bundled bilingual corpus plus the QA text, saved a
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
+
+from dlkit.core.sources import cached_folder
 
 DATA_VERSION = "qa-synthetic-v2"
 MODEL_VERSION = "tiny-bert-v2"
@@ -135,7 +133,7 @@ def load_data() -> Path:
             payload = {"version": "v2.0", "data": make_split(num_contexts, seed)}
             (folder / f"{split}.json").write_text(json.dumps(payload, ensure_ascii=False, indent=1), "utf-8")
 
-    return cached(DATA_VERSION, build)
+    return cached_folder(f"qa/{DATA_VERSION}", build)
 
 
 def build_model() -> Path:
@@ -158,7 +156,7 @@ def build_model() -> Path:
             hf_logging.enable_progress_bar()
         tokenizer.save_pretrained(folder)
 
-    return cached(MODEL_VERSION, build)
+    return cached_folder(f"qa/{MODEL_VERSION}", build)
 
 
 def tokenizer_corpus() -> list[str]:
@@ -182,21 +180,3 @@ def train_wordpiece(texts: list[str], vocab_size: int) -> dict[str, int]:
     return trainer.get_vocab()
 
 
-def cached(version: str, build: Callable[[Path], None]) -> Path:
-    """Build into a temp folder beside the target, then rename: parallel builders never see half a folder."""
-    from dlkit.core.sources import cache_dir
-
-    target = cache_dir() / "qa" / version
-    if target.is_dir():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=target.parent))
-    try:
-        build(tmp)
-        os.replace(tmp, target)
-    except OSError:
-        if not target.is_dir():  # not a lost race: a real failure
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target

@@ -16,8 +16,8 @@ import json
 import random
 from pathlib import Path
 
-from dlkit.builtin.images import cached_folder
 from dlkit.core.classification import quiet_transformers
+from dlkit.core.sources import cached_folder
 
 POSITIVE = ["good", "great", "wonderful", "excellent", "delightful", "brilliant", "lovely", "superb", "enjoyable",
             "charming", "fantastic", "moving"]
@@ -50,7 +50,7 @@ def _build_sentiment(path: Path, num_train: int = 1200, num_test: int = 300) -> 
 
 def sentiment() -> Path:
     """A folder with train.jsonl (1200 rows) and test.jsonl (300 rows) of {"text", "label"}."""
-    return cached_folder("sentiment", "v1", _build_sentiment)
+    return cached_folder("sentiment-v1", _build_sentiment)
 
 
 def _build_tiny_roberta(path: Path, vocab_size: int = 2000) -> None:
@@ -88,4 +88,4 @@ def _build_tiny_roberta(path: Path, vocab_size: int = 2000) -> None:
 
 def tiny_roberta() -> Path:
     """A save_pretrained folder: RobertaForSequenceClassification (2 layers, hidden 64) + BPE tokenizer."""
-    return cached_folder("tiny-roberta", "v2", _build_tiny_roberta)
+    return cached_folder("tiny-roberta-v2", _build_tiny_roberta)

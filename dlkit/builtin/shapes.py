@@ -18,12 +18,10 @@ import csv
 import io
 import json
 import math
-import os
 import random
-import shutil
-import uuid
-from collections.abc import Callable
 from pathlib import Path
+
+from dlkit.core.sources import cached_folder
 
 VERSION = "v1"
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (50, 80, 225), "yellow": (235, 200, 30)}
@@ -35,14 +33,15 @@ BACKGROUND = (236, 236, 230)
 def shapes_folder(num_images: int = 600, image_size: int = 64, seed: int = 0) -> Path:
     """The captioning set's folder (generated on first use)."""
     key = f"shapes-{VERSION}-n{num_images}-s{image_size}-seed{seed}"
-    return _cached(key, lambda tmp: _write_caption_set(tmp, num_images, image_size, seed))
+    return cached_folder(f"builtin/{key}", lambda tmp: _write_caption_set(tmp, num_images, image_size, seed))
 
 
 def shape_classes_folder(per_class: int = 40, test_per_class: int = 10, image_size: int = 64,
                          seed: int = 0) -> Path:
     """The ImageFolder classification set's root (generated on first use)."""
     key = f"shape-classes-{VERSION}-n{per_class}-{test_per_class}-s{image_size}-seed{seed}"
-    return _cached(key, lambda tmp: _write_class_set(tmp, per_class, test_per_class, image_size, seed))
+    return cached_folder(f"builtin/{key}",
+                         lambda tmp: _write_class_set(tmp, per_class, test_per_class, image_size, seed))
 
 
 def ground_truth(folder: str | Path) -> dict:
@@ -51,27 +50,6 @@ def ground_truth(folder: str | Path) -> dict:
 
 
 # -- generation -------------------------------------------------------------------------------------
-
-
-def _cached(key: str, build: Callable[[Path], None]) -> Path:
-    from dlkit.core.sources import cache_dir
-
-    final = cache_dir() / "builtin" / key
-    if final.is_dir():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    tmp.mkdir()
-    try:
-        build(tmp)
-        try:
-            os.rename(tmp, final)
-        except OSError:  # another process finished first; its copy is identical
-            if not final.is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
 
 
 def _write_caption_set(root: Path, num_images: int, size: int, seed: int) -> None:

@@ -7,10 +7,9 @@ template), so the llm group loads it with the same `from_pretrained` call as a H
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
+
+from dlkit.core.sources import cached_folder
 
 VERSION = "v3"
 VOCAB_SIZE = 2000
@@ -103,32 +102,11 @@ def _save(model_cls, config, tokenizer, path: Path) -> None:
     tokenizer.save_pretrained(path)
 
 
-def cached(name: str, build) -> Path:
-    """The model folder in the cache, built on first use in a temp folder and renamed into place
-    (two processes may race; the loser's copy is discarded)."""
-    from dlkit.core.sources import cache_dir
-
-    final = cache_dir() / "models" / f"{name}-{VERSION}"
-    if (final / "config.json").is_file():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=final.parent))
-    try:
-        build(tmp)
-        try:
-            os.replace(tmp, final)
-        except OSError:  # another process finished first
-            pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
-
-
 def tiny_llama() -> Path:
     """Folder of the tiny Llama-3-style model (6 layers, hidden 64, GQA 4/2 heads)."""
-    return cached("tiny-llama", build_llama)
+    return cached_folder(f"models/tiny-llama-{VERSION}", build_llama)
 
 
 def tiny_gemma2() -> Path:
     """Folder of the tiny Gemma-2 model (6 layers, hidden 64, eager attention)."""
-    return cached("tiny-gemma2", build_gemma2)
+    return cached_folder(f"models/tiny-gemma2-{VERSION}", build_gemma2)

@@ -10,10 +10,9 @@ and an encoder + decoder pair (`--model FOLDER/encoder+FOLDER/decoder`).
 
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
 from pathlib import Path
+
+from dlkit.core.sources import cached_folder
 
 VERSION = "v1"
 IMAGE_SIZE = 64
@@ -21,23 +20,7 @@ VOCAB_SIZE = 600
 
 
 def tiny_vit_gpt2() -> Path:
-    from dlkit.core.sources import cache_dir
-
-    final = cache_dir() / "builtin" / f"tiny-vit-gpt2-{VERSION}"
-    if (final / "config.json").is_file():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        _build(tmp)
-        try:
-            os.rename(tmp, final)
-        except OSError:  # another process finished first
-            if not (final / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return cached_folder(f"builtin/tiny-vit-gpt2-{VERSION}", _build)
 
 
 def _build(root: Path) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dlkit.core.errors import DataError
+from dlkit.core.sources import cached_folder
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 SPLIT_NAMES = ("train", "test", "val", "validation", "valid")
@@ -148,31 +149,6 @@ def read_classnames(file: str, expected: int) -> list[str]:
 # -- sources written once as ImageFolders in the cache -----------------------------------------------
 
 
-def _materialise(key: str, write) -> Path:
-    import os
-    import shutil
-    import uuid
-
-    from dlkit.core.sources import cache_dir
-
-    final = cache_dir() / "clip-data" / key
-    if final.is_dir():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    tmp.mkdir()
-    try:
-        write(tmp)
-        try:
-            os.rename(tmp, final)
-        except OSError:  # another process finished first
-            if not final.is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
-
-
 def _cifar_to_folder(folder: Path) -> Path:
     """torchvision's CIFAR-10 (`cifar-10-batches-py`) as train/ and test/ ImageFolders of PNGs."""
     digest = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:10]
@@ -187,7 +163,7 @@ def _cifar_to_folder(folder: Path) -> Path:
                 out.mkdir(parents=True, exist_ok=True)
                 image.save(out / f"{index:05d}.png")
 
-    return _materialise(f"cifar10-{digest}", write)
+    return cached_folder(f"clip-data/cifar10-{digest}", write)
 
 
 def _hub_to_folder(repo_id: str) -> Path:
@@ -211,4 +187,4 @@ def _hub_to_folder(repo_id: str) -> Path:
                 out.mkdir(parents=True, exist_ok=True)
                 row[image_col].convert("RGB").save(out / f"{index:06d}.png")
 
-    return _materialise(f"hub-{re.sub(r'[^A-Za-z0-9._-]+', '--', repo_id)}-{digest}", write)
+    return cached_folder(f"clip-data/hub-{re.sub(r'[^A-Za-z0-9._-]+', '--', repo_id)}-{digest}", write)

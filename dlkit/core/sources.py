@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -37,6 +40,27 @@ def cache_dir() -> Path:
     """Where generated builtin models and datasets are cached (DLKIT_CACHE overrides)."""
     root = os.environ.get("DLKIT_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dlkit"
     return Path(root)
+
+
+def cached_folder(relpath: str, build: Callable[[Path], None]) -> Path:
+    """cache_dir()/relpath, made by `build(tmp_folder)` on first use and renamed into place, so parallel
+    processes (pytest -n, torchrun) never see half a folder; when two race, the loser's copy is dropped.
+    Put a version in `relpath` so a changed generator builds a new folder."""
+    final = cache_dir() / relpath
+    if final.is_dir():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        build(tmp)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not final.is_dir():  # a real failure, not a lost race
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
 
 
 def resolve(spec: str, kind: Kind, flag: str | None = None, check_hub: bool = True) -> Source:
