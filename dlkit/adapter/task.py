@@ -5,7 +5,6 @@ Loss, metrics and the test report come from dlkit.core.classification, shared wi
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ from dlkit.adapter import data as tdata
 from dlkit.adapter import models
 from dlkit.adapter.config import AdapterConfig
 from dlkit.core import classification as clf
-from dlkit.core.config import META_KEY
 from dlkit.core.errors import DataError
 from dlkit.core.run import Run
 
@@ -90,12 +88,6 @@ def train(cfg: AdapterConfig) -> dict[str, Any]:
     return metrics
 
 
-def run_config(run: Run) -> AdapterConfig:
-    saved = {k: v for k, v in run.read_config().items() if k != META_KEY}
-    names = {f.name for f in dataclasses.fields(AdapterConfig)}
-    return AdapterConfig(**{k: v for k, v in saved.items() if k in names})
-
-
 def load_trained(run: Run) -> tuple[nn.Module, Any, list[str]]:
     """The run's final model (eval mode), its tokenizer and the class names in index order."""
     from transformers import AutoTokenizer
@@ -111,7 +103,7 @@ def load_trained(run: Run) -> tuple[nn.Module, Any, list[str]]:
 def evaluate_run(run_dir: Path, batch_size: int = 64) -> dict[str, Any]:
     """Accuracy, precision, recall, F1 (binary and macro), confusion matrix and misclassified texts."""
     run = Run.open(run_dir, group=GROUP)
-    cfg = run_config(run)
+    cfg = run.config_as(AdapterConfig)
     model, tokenizer, names = load_trained(run)
     text_data = tdata.load_text_data(cfg)
     if text_data.label_names != names:
@@ -134,7 +126,7 @@ def predict(run_dir: Path, texts: list[str], k: int = clf.TOP_K) -> list[dict[st
     model, tokenizer, names = load_trained(run)
     if not texts or any(not t.strip() for t in texts):
         raise DataError("predict needs at least one non-empty sentence")
-    max_length = run_config(run).max_length
+    max_length = run.config_as(AdapterConfig).max_length
     with torch.no_grad():
         logits = forward(model, tokenize(tokenizer, texts, max_length))
     return [{"text": text, "label": top[0]["label"], "top": top}

@@ -7,6 +7,7 @@ per write, so a killed process never leaves a half-written file behind. Only the
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -16,11 +17,12 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dlkit.core.config import META_KEY, saved_dict
 from dlkit.core.errors import RunError
 
+C = TypeVar("C")
 CHECKPOINT_PREFIX = "step_"
 FINAL_MODEL = "final"
 
@@ -170,6 +172,11 @@ class Run:
         info = {"group": self.group, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "pid": os.getpid(),
                 "host": socket.gethostname(), "versions": versions(), **meta}
         atomic_write_json(self.config_path, {**saved_dict(cfg), META_KEY: info})
+
+    def config_as(self, cls: type[C]) -> C:
+        """The run's saved config as `cls` (provenance and keys from other dlkit versions ignored)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in self.read_config().items() if k in known})
 
     def read_config(self) -> dict[str, Any]:
         try:

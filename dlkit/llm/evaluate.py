@@ -76,11 +76,11 @@ def conversations_from(spec: str, tokenizer: Any, fmt: str = "auto") -> list[lis
 def evaluate_run(run_dir: Path, data: str | None = None, max_new_tokens: int = 32, batch_size: int = 16,
                  limit: int | None = None, bertscore_model: str | None = None) -> dict[str, Any]:
     """Score a run on its own val/test split (or on all of --data), write eval.json and merge into metrics.json."""
+    from dlkit.llm.config import LlmConfig
     from dlkit.llm.data import build_splits
-    from dlkit.llm.task import read_run_config
 
     run = Run.open(run_dir, group="llm")
-    cfg = read_run_config(run)
+    cfg = run.config_as(LlmConfig)  # the exact data split it was trained on
     model, tokenizer, _ = load_trained(run.dir)
     if data is None:
         splits = build_splits(cfg, tokenizer)

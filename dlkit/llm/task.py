@@ -277,9 +277,3 @@ def train(cfg: LlmConfig) -> dict[str, Any]:
     return metrics
 
 
-def read_run_config(run: Run) -> LlmConfig:
-    """The LlmConfig a run was trained with (to rebuild its exact data split)."""
-    from dlkit.core.config import config_fields
-
-    known = config_fields(LlmConfig)
-    return LlmConfig(**{k: v for k, v in run.read_config().items() if k in known})

@@ -5,7 +5,6 @@ Loss, metrics and the test report come from dlkit.core.classification, shared wi
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,6 @@ import torch
 from torch import nn
 
 from dlkit.core import classification as clf
-from dlkit.core.config import META_KEY
 from dlkit.core.errors import DataError
 from dlkit.core.run import Run
 from dlkit.vit import data as vdata
@@ -97,13 +95,6 @@ def train(cfg: VitConfig) -> dict[str, Any]:
     return metrics
 
 
-def run_config(run: Run) -> VitConfig:
-    """The VitConfig a run was trained with (unknown keys from other versions ignored)."""
-    saved = {k: v for k, v in run.read_config().items() if k != META_KEY}
-    names = {f.name for f in dataclasses.fields(VitConfig)}
-    return VitConfig(**{k: v for k, v in saved.items() if k in names})
-
-
 def load_trained(run: Run) -> tuple[nn.Module, Any, list[str]]:
     """The run's final model (eval mode), its image processor and the class names in index order."""
     from transformers import AutoImageProcessor, AutoModelForImageClassification
@@ -120,7 +111,7 @@ def load_trained(run: Run) -> tuple[nn.Module, Any, list[str]]:
 def evaluate_run(run_dir: Path, batch_size: int = 64) -> dict[str, Any]:
     """Accuracy, top-5, per-class report, confusion matrix and mistakes on the run's validation split."""
     run = Run.open(run_dir, group=GROUP)
-    cfg = run_config(run)
+    cfg = run.config_as(VitConfig)
     model, processor, names = load_trained(run)
     image_data = vdata.load_image_data(cfg)
     if image_data.label_names != names:
