@@ -41,12 +41,9 @@ def evaluate(
     Example: [bold]dlkit adapter eval --run runs/adapter/houlsby[/bold]
     """
     from dlkit.adapter.task import evaluate_run
-    from dlkit.core.classification import evaluation_tables
+    from dlkit.core.classification import show_evaluation
 
-    result = evaluate_run(run, batch_size=batch_size)
-    progress.emit(result["metrics"], _group(evaluation_tables(result, "text")))
-    progress.info(f"report: {run / 'eval.json'}, {run / 'eval' / 'per_class.csv'}, "
-                  f"{run / 'plots' / 'confusion_matrix.png'}, {run / 'samples' / 'misclassified.csv'}")
+    show_evaluation(run, evaluate_run(run, batch_size=batch_size), "text")
 
 
 @app.command()
@@ -64,9 +61,3 @@ def predict(
 
     results = run_predict(run, texts, k=top_k)
     progress.emit(results, predictions_table([r["text"] for r in results], [r["top"] for r in results], "text"))
-
-
-def _group(renderables: list) -> object:
-    from rich.console import Group
-
-    return Group(*renderables)

@@ -234,6 +234,17 @@ def accuracy_curves(run: Run) -> Path | None:
     return plots.save_figure(fig, run.plots_dir / "accuracy.png")
 
 
+def show_evaluation(run_dir: Path, result: dict[str, Any], example_header: str) -> None:
+    """An eval command's output: the metrics as JSON (--json) or tables, then where the report files are."""
+    from rich.console import Group
+
+    from dlkit.core.progress import emit, info
+
+    emit(result["metrics"], Group(*evaluation_tables(result, example_header)))
+    info(f"report: {run_dir / 'eval.json'}, {run_dir / 'eval' / 'per_class.csv'}, "
+         f"{run_dir / 'plots' / 'confusion_matrix.png'}, {run_dir / 'samples' / 'misclassified.csv'}")
+
+
 def evaluation_tables(result: dict[str, Any], example_header: str, show: int = 5) -> list[Any]:
     """Rich renderables for an eval command: the metrics, the weakest classes, a few confident mistakes."""
     from rich.table import Table

@@ -39,13 +39,10 @@ def evaluate(
 
     Example: [bold]dlkit vit eval --run runs/vit/lora[/bold]
     """
-    from dlkit.core.classification import evaluation_tables
+    from dlkit.core.classification import show_evaluation
     from dlkit.vit.task import evaluate_run
 
-    result = evaluate_run(run, batch_size=batch_size)
-    progress.emit(result["metrics"], _group(evaluation_tables(result, "image")))
-    progress.info(f"report: {run / 'eval.json'}, {run / 'eval' / 'per_class.csv'}, "
-                  f"{run / 'plots' / 'confusion_matrix.png'}, {run / 'samples' / 'misclassified.csv'}")
+    show_evaluation(run, evaluate_run(run, batch_size=batch_size), "image")
 
 
 @app.command()
@@ -63,9 +60,3 @@ def predict(
 
     results = run_predict(run, images, k=top_k)
     progress.emit(results, predictions_table([r["image"] for r in results], [r["top"] for r in results], "image"))
-
-
-def _group(renderables: list) -> object:
-    from rich.console import Group
-
-    return Group(*renderables)
