@@ -98,3 +98,24 @@ def test_runs_list(cli, two_runs):
     assert result.exit_code == 0
     assert {(r["run"].rsplit("/", 1)[-1], r["status"]) for r in json.loads(result.stdout)} == {
         ("fast", "finished"), ("slow", "finished")}
+
+
+def test_a_group_whose_extra_is_missing_lists_its_help_and_names_the_extra(capsys):
+    import typer
+
+    from dlkit.cli import run_app
+    from dlkit.core.commands import group_app
+
+    app = typer.Typer()
+    sub = group_app("demo", "A demo group.", extra="demo", requires=("no_such_module_for_dlkit",))
+
+    @sub.command()
+    def run() -> None:
+        """Does nothing."""
+
+    app.add_typer(sub, name="demo")
+    assert run_app(app, ["demo", "--help"]) == 0 and "A demo group." in capsys.readouterr().out
+    assert run_app(app, ["demo", "run"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: dlkit demo needs the 'demo' extra (missing: no_such_module_for_dlkit); "
+        "install it with: pip install 'dlkit[demo]'")
