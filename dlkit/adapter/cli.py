@@ -40,7 +40,7 @@ def evaluate(
 
     Example: [bold]dlkit adapter eval --run runs/adapter/houlsby[/bold]
     """
-    from dlkit.adapter.task import evaluate_run
+    from dlkit.adapter.evaluate import evaluate_run
     from dlkit.core.classification import show_evaluation
 
     show_evaluation(run, evaluate_run(run, batch_size=batch_size), "text")
@@ -56,7 +56,7 @@ def predict(
 
     Example: [bold]dlkit adapter predict --run runs/adapter/houlsby "the plot was wonderful"[/bold]
     """
-    from dlkit.adapter.task import predict as run_predict
+    from dlkit.adapter.evaluate import predict as run_predict
     from dlkit.core.classification import predictions_table
 
     results = run_predict(run, texts, k=top_k)
