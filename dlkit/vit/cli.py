@@ -40,7 +40,7 @@ def evaluate(
     Example: [bold]dlkit vit eval --run runs/vit/lora[/bold]
     """
     from dlkit.core.classification import show_evaluation
-    from dlkit.vit.task import evaluate_run
+    from dlkit.vit.evaluate import evaluate_run
 
     show_evaluation(run, evaluate_run(run, batch_size=batch_size), "image")
 
@@ -56,7 +56,7 @@ def predict(
     Example: [bold]dlkit vit predict --run runs/vit/lora cat.jpg dog.png[/bold]
     """
     from dlkit.core.classification import predictions_table
-    from dlkit.vit.task import predict as run_predict
+    from dlkit.vit.evaluate import predict as run_predict
 
     results = run_predict(run, images, k=top_k)
     progress.emit(results, predictions_table([r["image"] for r in results], [r["top"] for r in results], "image"))

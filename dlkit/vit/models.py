@@ -17,7 +17,8 @@ from typing import Any
 from torch import nn
 
 from dlkit.core.classification import label_maps, quiet_transformers
-from dlkit.core.errors import ConfigError
+from dlkit.core.errors import ConfigError, DataError
+from dlkit.core.run import Run
 from dlkit.core.sources import resolve
 
 HEAD = "classifier"
@@ -133,3 +134,16 @@ def save_classifier(model: nn.Module, processor: Any, path: Path) -> None:
             model = copy.deepcopy(model).merge_and_unload()
         model.save_pretrained(path)
         processor.save_pretrained(path)
+
+
+def load_trained(run: Run) -> tuple[nn.Module, Any, list[str]]:
+    """The run's final model (eval mode), its image processor and the class names in index order."""
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    if not (run.model_dir / "config.json").is_file():
+        raise DataError(f"{run.dir}: no trained model in {run.model_dir}; did the training finish?")
+    with quiet_transformers():
+        model = AutoModelForImageClassification.from_pretrained(str(run.model_dir)).eval()
+    processor = AutoImageProcessor.from_pretrained(str(run.model_dir))
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    return model, processor, names
