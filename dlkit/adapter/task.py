@@ -1,4 +1,4 @@
-"""The adapter Task for the engine, and the train / eval / predict functions the CLI calls.
+"""The adapter Task for the engine, and `train(cfg)`, the function behind `dlkit adapter train`.
 
 Loss, metrics and the test report come from dlkit.core.classification, shared with `dlkit vit`.
 """

@@ -1,4 +1,4 @@
-"""The vit Task for the engine, and the train / eval / predict functions the CLI calls.
+"""The vit Task for the engine, and `train(cfg)`, the function behind `dlkit vit train`.
 
 Loss, metrics and the test report come from dlkit.core.classification, shared with `dlkit adapter`.
 """
