@@ -51,7 +51,7 @@ def predict(
 
     Example: [bold]dlkit caption predict --run runs/caption/attention dog.jpg --beam-size 3 --heatmap[/bold]
     """
-    from dlkit.caption.infer import predict_images
+    from dlkit.caption.evaluate import predict_images
     from dlkit.core import progress
 
     rows = predict_images(run, images, beam_size, heatmap)
@@ -71,7 +71,7 @@ def evaluate(
 
     Example: [bold]dlkit caption eval --run runs/caption/attention --beam-size 3[/bold]
     """
-    from dlkit.caption.infer import evaluate_run
+    from dlkit.caption.evaluate import evaluate_run
     from dlkit.core import progress
 
     metrics = evaluate_run(run, beam_size, batch_size, bertscore_model, num_worst)

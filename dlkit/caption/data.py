@@ -24,6 +24,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from dlkit.caption.config import CaptionConfig
 from dlkit.core.errors import DataError
 
 PAD, SOS, EOS, UNK = "<pad>", "<sos>", "<eos>", "<unk>"
@@ -34,6 +40,7 @@ SPLIT_ALIASES = {"train": "train", "restval": "train", "val": "val", "dev": "val
                  "valid": "val", "test": "test"}
 IMAGE_DIRS = ("Images", "images", "Flicker8k_Dataset", "Flickr8k_Dataset", "flickr30k_images", "")
 PREPARED_FILE = "prepared.json"
+PRELOAD_BYTES = 512 * 2**20  # keep decoded, resized images in memory below this size
 LOOKED_FOR = (f"{PREPARED_FILE}, captions.txt + Images/, Flickr8k.token.txt + Flicker8k_Dataset/, "
               "dataset_flickr8k.json, captions_*.json")
 
@@ -509,3 +516,76 @@ def fingerprint(records: Sequence[CaptionRecord]) -> str:
         digest.update(record.image.encode())
         digest.update("\x00".join(record.captions).encode())
     return digest.hexdigest()[:16]
+
+
+
+def image_tensor(image, size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
+    """PIL RGB image -> (3, size, size) float tensor, resized (no crop: a caption describes the whole image)
+    and normalised with the encoder's mean/std."""
+    from PIL import Image
+
+    array = np.asarray(image.resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
+    tensor = torch.from_numpy(array).permute(2, 0, 1)
+    return (tensor - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+
+
+
+class ImageStore:
+    """Images by index: decoded on demand, or all held in memory when they are small (builtin:shapes)."""
+
+    def __init__(self, paths: list[str], size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        self.paths, self.size, self.mean, self.std = paths, size, mean, std
+        self.cache: list[Tensor] | None = None
+        if len(paths) * 3 * size * size * 4 <= PRELOAD_BYTES:
+            self.cache = [self.load(i) for i in range(len(paths))]
+
+    def load(self, index: int) -> Tensor:
+        return image_tensor(open_image(self.paths[index]), self.size, self.mean, self.std)
+
+    def __getitem__(self, index: int) -> Tensor:
+        return self.cache[index] if self.cache is not None else self.load(index)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+
+class CaptionPairs(Dataset):
+    """Every (image, caption) pair of some images: one epoch sees each caption once."""
+
+    def __init__(self, image_ids: list[int], tokens: list[list[int]], source: Any) -> None:
+        self.image_ids, self.tokens, self.source = image_ids, tokens, source
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"image": self.source[self.image_ids[index]], "tokens": torch.tensor(self.tokens[index]),
+                "image_id": self.image_ids[index]}
+
+
+
+def collate(examples: list[dict[str, Any]]) -> dict[str, Tensor]:
+    key = "features" if examples[0]["image"].dim() == 2 else "images"  # (L, C) cached features or (3, H, W)
+    return {key: torch.stack([e["image"] for e in examples]), "tokens": torch.stack([e["tokens"] for e in examples]),
+            "image_id": torch.tensor([e["image_id"] for e in examples])}
+
+
+
+def prepare_splits(cfg: CaptionConfig) -> tuple[dict[str, list[CaptionRecord]], Vocab, dict[str, Any]]:
+    """Read, drop undecodable images, split by image and build the vocabulary on the training split
+    (or reuse the vocab.json of a folder written by `caption prepare`)."""
+    records, stats = load_caption_records(cfg.data, cfg.strict)
+    records, undecodable = readable_records(records, cfg.strict)
+    stats["skipped_undecodable_images"] = undecodable
+    splits = split_records(records, seed=cfg.seed)
+    if not splits["train"]:
+        raise DataError(f"--data {cfg.data}: the training split is empty ({len(records)} images)")
+    prepared_vocab = Path(cfg.data) / "vocab.json"
+    if (Path(cfg.data) / PREPARED_FILE).is_file() and prepared_vocab.is_file():
+        vocab = Vocab.load(prepared_vocab)
+        if cfg.max_len:
+            vocab.max_len = cfg.max_len
+    else:
+        vocab = build_vocab(splits["train"], cfg.min_freq, cfg.max_len)
+    return splits, vocab, stats

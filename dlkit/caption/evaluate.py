@@ -39,7 +39,7 @@ class Captioner:
             self.model.eval()
             self.max_len = saved_max_len(run.model_dir)
         else:
-            from dlkit.caption.task import load_trained
+            from dlkit.caption.models import load_trained
 
             self.model, self.vocab, self.spec = load_trained(run.model_dir)
             self.max_len = self.spec.max_len
@@ -58,8 +58,8 @@ class Captioner:
 
             texts = generate_captions(self.model, self.tokenizer, self.processor, images, self.max_len, beam_size)
             return [Generated(t) for t in texts]
+        from dlkit.caption.data import image_tensor
         from dlkit.caption.models import decode
-        from dlkit.caption.task import image_tensor
 
         encoder = self.model.encoder
         batch = torch.stack([image_tensor(im, self.spec.image_size, encoder.mean, encoder.std) for im in images])

@@ -14,6 +14,7 @@ Every decoder exposes the same three calls, so greedy and beam search are writte
 
 from __future__ import annotations
 
+import json
 import math
 import socket
 from dataclasses import dataclass, field
@@ -24,13 +25,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from dlkit.caption.data import EOS_ID, PAD_ID, SOS_ID
+from dlkit.caption.data import EOS_ID, PAD_ID, SOS_ID, Vocab
 from dlkit.core.errors import SourceError
 from dlkit.nn import AdditiveAttention, DecoderBlock, LearnedPositionalEmbedding
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DOWNLOAD_TIMEOUT_S = 10.0
+MODEL_FILE = "model.json"
 
 
 # -- encoders ---------------------------------------------------------------------------------------
@@ -417,3 +419,14 @@ def _until_eos(ids: list[int]) -> list[int]:
             break
         out.append(i)
     return out
+
+
+
+def load_trained(model_dir: Path) -> tuple[CaptionModel, Vocab, ModelSpec]:
+    """Rebuild a trained lstm/attention/transformer model from checkpoints/final/."""
+    from safetensors.torch import load_model
+
+    spec = ModelSpec(**json.loads((model_dir / MODEL_FILE).read_text(encoding="utf-8")))
+    model = build_model(spec)
+    load_model(model, str(model_dir / "model.safetensors"))
+    return model.eval(), Vocab.load(model_dir / "vocab.json"), spec
