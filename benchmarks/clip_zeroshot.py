@@ -45,7 +45,7 @@ def make_folder(root: Path, classes: int, per_class: int, size: int) -> Path:
 
 def dlkit_zeroshot(model: str, folder: Path, batch_size: int, cache: Path, out: Path) -> float:
     from dlkit.clip.config import ZeroShotConfig
-    from dlkit.clip.zeroshot import zeroshot
+    from dlkit.clip.evaluate import zeroshot
 
     os.environ["DLKIT_CACHE"] = str(cache)
     cfg = load_config(ZeroShotConfig, None, {"model": model, "pretrained": "none", "data": str(folder),

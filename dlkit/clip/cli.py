@@ -45,7 +45,7 @@ def zeroshot(cfg: ZeroShotConfig) -> None:
     """
     from rich.console import Group
 
-    from dlkit.clip.zeroshot import zeroshot as run_zeroshot
+    from dlkit.clip.evaluate import zeroshot as run_zeroshot
 
     metrics = run_zeroshot(cfg)
     worst = _table("worst classes (F1)", metrics["worst_classes"], ["class", "f1", "precision", "recall", "support"])
@@ -59,7 +59,7 @@ def templates(cfg: TemplatesConfig) -> None:
     Example: [bold]dlkit clip templates --model convnext_base --pretrained laion400m_s13b_b51k --data ~/dogs
     --sets simple,imagenet80,dogs[/bold]
     """
-    from dlkit.clip.zeroshot import compare_templates
+    from dlkit.clip.evaluate import compare_templates
 
     metrics = compare_templates(cfg)
     progress.emit(metrics, _table("template sets", metrics["rows"], ["set", "templates", "top1", "top5", "macro_f1"]))
@@ -90,7 +90,7 @@ def fix_class(
     Example: [bold]dlkit clip fix-class --model convnext_base --pretrained laion400m_s13b_b51k --data ~/dogs
     --class "walker hound" --candidates walker.txt[/bold]
     """
-    from dlkit.clip.zeroshot import fix_class as run_fix_class
+    from dlkit.clip.evaluate import fix_class as run_fix_class
 
     overrides = {"class_name": class_name, "candidates": str(candidates), "model": model, "pretrained": pretrained,
                  "data": data, "split": split, "classnames": classnames, "batch_size": batch_size, "seed": seed,
