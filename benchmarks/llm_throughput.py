@@ -99,9 +99,10 @@ def per_method(model_path: str, examples: list[dict], tokenizer) -> list[dict]:
 
     from dlkit.core.engine import count_parameters
     from dlkit.core.sources import resolve
+    from dlkit.llm.data import pad_batch
     from dlkit.llm.methods import METHODS
     from dlkit.llm.models import BaseModel, load_model
-    from dlkit.llm.task import causal_lm_loss, pad_batch
+    from dlkit.llm.task import causal_lm_loss
 
     base = BaseModel(resolve("builtin:tiny-llama", "model"), model_path)
     settings = SimpleNamespace(rank=8, alpha=16.0, dropout=0.0, target_modules="q_proj,v_proj",

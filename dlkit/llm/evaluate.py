@@ -30,7 +30,7 @@ from dlkit.llm.models import load_model, load_tokenizer, load_trained, resolve_m
 @torch.no_grad()
 def token_loss(model: Any, tokenizer: Any, examples: list[dict], batch_size: int = 16) -> float:
     """Mean loss per labelled token (so exp() of it is the perplexity of the answers)."""
-    from dlkit.llm.task import pad_batch
+    from dlkit.llm.data import pad_batch
 
     model.eval()
     total = count = 0.0
