@@ -14,9 +14,9 @@ from dlkit.core.progress import info, track
 from dlkit.core.run import Run
 from dlkit.metrics import f1_score
 from dlkit.qa.config import WindowConfig
-from dlkit.qa.data import LoadReport, QAExample, eval_split, read_file
+from dlkit.qa.data import LoadReport, QAExample, WindowDataset, collate_windows, eval_split, read_file
 from dlkit.qa.models import load_trained
-from dlkit.qa.task import WindowDataset, collate_windows, decode, score, window_logits
+from dlkit.qa.task import decode, score, window_logits
 from dlkit.qa.windows import Span, make_windows
 
 
