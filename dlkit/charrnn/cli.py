@@ -41,7 +41,7 @@ def sample(
 
     Example: [bold]dlkit charrnn sample --run runs/charrnn/demo --prompt "ROMEO:" --num-chars 300 --top-k 10[/bold]
     """
-    from dlkit.charrnn.task import sample as sample_text
+    from dlkit.charrnn.evaluate import sample as sample_text
 
     pieces = sample_text(run, prompt, num_chars, temperature, top_k, seed)
     if progress.MODE.json:
@@ -65,7 +65,7 @@ def evaluate(
 
     Example: [bold]dlkit charrnn eval --run runs/charrnn/demo --data held_out.txt[/bold]
     """
-    from dlkit.charrnn.task import evaluate_text
+    from dlkit.charrnn.evaluate import evaluate_text
 
     result = evaluate_text(run, data, encoding, batch_size)
     progress.emit(result, progress.metrics_table(result, title=f"charrnn eval: {result['data']}"))
