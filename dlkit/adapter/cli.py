@@ -23,9 +23,9 @@ def train(cfg: AdapterConfig) -> None:
     Example: [bold]dlkit adapter train --model builtin:tiny-roberta --data builtin:sentiment --method adapter
     --placement houlsby --bottleneck 16[/bold]
     """
-    from dlkit.adapter.task import train as run_training
+    from dlkit.adapter.task import train as run_train
 
-    metrics = run_training(cfg)
+    metrics = run_train(cfg)
     if is_main_process():  # under torchrun every process returns the same metrics
         progress.emit(metrics, progress.metrics_table(metrics))
 
@@ -40,10 +40,10 @@ def evaluate(
 
     Example: [bold]dlkit adapter eval --run runs/adapter/houlsby[/bold]
     """
-    from dlkit.adapter.evaluate import evaluate_run
+    from dlkit.adapter.evaluate import evaluate as run_evaluate
     from dlkit.core.classification import show_evaluation
 
-    show_evaluation(run, evaluate_run(run, batch_size=batch_size), "text")
+    show_evaluation(run, run_evaluate(run, batch_size=batch_size), "text")
 
 
 @app.command()

@@ -16,7 +16,7 @@ from dlkit.core.errors import DataError
 from dlkit.core.run import Run
 
 
-def evaluate_run(run_dir: Path, batch_size: int = 64) -> dict[str, Any]:
+def evaluate(run_dir: Path, batch_size: int = 64) -> dict[str, Any]:
     """Accuracy, precision, recall, F1 (binary and macro), confusion matrix and misclassified texts."""
     run = Run.open(run_dir, group=GROUP)
     cfg = run.config_as(AdapterConfig)

@@ -72,7 +72,7 @@ def _check_beam(beam_size: int) -> None:
         raise ConfigError(f"--beam-size must be >= 1 (got {beam_size})")
 
 
-def predict_images(run_dir: Path, images: list[Path], beam_size: int = 3, heatmap: bool = False) -> list[dict]:
+def predict(run_dir: Path, images: list[Path], beam_size: int = 3, heatmap: bool = False) -> list[dict]:
     """Caption each image; rows are saved to samples/predictions.csv, heatmaps to samples/heatmaps/."""
     _check_beam(beam_size)
     run = Run.open(run_dir, group="caption")
@@ -123,7 +123,7 @@ def held_out_records(run: Run) -> list[CaptionRecord]:
     return test
 
 
-def evaluate_run(run_dir: Path, beam_size: int = 3, batch_size: int = 32, bertscore_model: str | None = None,
+def evaluate(run_dir: Path, beam_size: int = 3, batch_size: int = 32, bertscore_model: str | None = None,
                  num_worst: int = 10) -> dict[str, Any]:
     """BLEU-1..4, ROUGE-1/2/L, CIDEr-D (+ BERTScore) on the test split against every reference, written to
     eval.json and merged into metrics.json as test_*; plots/test_grid.png shows 5 images, and the

@@ -183,7 +183,7 @@ class CaptionTask:
                 "val_images": len(self.splits["val"]), "test_images": len(self.splits["test"])}
 
 
-def train_captioner(cfg: CaptionConfig) -> dict[str, Any]:
+def train(cfg: CaptionConfig) -> dict[str, Any]:
     """Read and split the data (errors surface before a run folder exists), then train on the engine."""
     from dlkit.core.engine import fit
 

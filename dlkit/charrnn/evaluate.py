@@ -53,7 +53,7 @@ def text_loss(model: nn.Module, ids: np.ndarray, block_size: int, batch_size: in
 
 
 
-def evaluate_text(run_dir: str | Path, data_spec: str | None = None, encoding: str | None = None,
+def evaluate(run_dir: str | Path, data_spec: str | None = None, encoding: str | None = None,
                   batch_size: int = 64) -> dict[str, Any]:
     """Loss, bits per character and perplexity of a trained run on a text (default: the run's validation split).
 

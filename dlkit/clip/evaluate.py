@@ -124,7 +124,7 @@ def zeroshot(cfg: ZeroShotConfig) -> dict[str, Any]:
     return metrics
 
 
-def compare_templates(cfg: TemplatesConfig) -> dict[str, Any]:
+def templates(cfg: TemplatesConfig) -> dict[str, Any]:
     """One row per template set, all on the same image features (encoded at most once)."""
     sets = [s.strip() for s in cfg.sets.split(",") if s.strip()]
     if not sets:

@@ -98,7 +98,7 @@ def _logit_scale(bundle: ClipBundle) -> float:
     return float(bundle.model.logit_scale.detach().exp().clamp(max=100.0))
 
 
-def train_coop(cfg: CoopConfig) -> dict[str, Any]:
+def coop(cfg: CoopConfig) -> dict[str, Any]:
     """Train class embeddings or prompt context on the train split; test accuracy next to zero-shot's."""
     from dlkit.core.engine import fit
 
@@ -151,7 +151,7 @@ def _write_prompts(run: Run, head: PromptLearner, classes: list[str]) -> None:
     run.write_text("samples/learned_prompts.txt", "\n".join(lines) + "\n")
 
 
-def train_probe(cfg: ProbeConfig) -> dict[str, Any]:
+def probe(cfg: ProbeConfig) -> dict[str, Any]:
     """A linear layer on the frozen image tower's cached features (CLIP_benchmark's linear probe)."""
     from dlkit.core.engine import fit
 
@@ -289,7 +289,7 @@ class ClipTask:
                 "train_images": len(self.train_records), "val_images": len(self.val_records)}
 
 
-def train_clip(cfg: ClipTrainConfig) -> dict[str, Any]:
+def train(cfg: ClipTrainConfig) -> dict[str, Any]:
     from dlkit.core.engine import fit
 
     task = ClipTask(cfg)

@@ -61,9 +61,9 @@ def eval_(
 
     Example: [bold]dlkit llm eval --run runs/llm/lora --max-new-tokens 64[/bold]
     """
-    from dlkit.llm.evaluate import evaluate_run
+    from dlkit.llm.evaluate import evaluate as run_evaluate
 
-    metrics = evaluate_run(run, data=data, max_new_tokens=max_new_tokens, batch_size=batch_size, limit=limit,
+    metrics = run_evaluate(run, data=data, max_new_tokens=max_new_tokens, batch_size=batch_size, limit=limit,
                            bertscore_model=bertscore)
     progress.emit(metrics, progress.metrics_table(metrics, title="eval"))
 

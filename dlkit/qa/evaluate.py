@@ -44,7 +44,7 @@ def spans_for(model: Any, tokenizer: Any, examples: list[QAExample], cfg: Window
     return decode(examples, windows, rows, cfg, allow_null, top_k)
 
 
-def evaluate_run(run_dir: Path, data: str | None, split: str | None, batch_size: int, worst: int, strict: bool,
+def evaluate(run_dir: Path, data: str | None, split: str | None, batch_size: int, worst: int, strict: bool,
                  max_answer_length: int | None = None, n_best: int | None = None) -> dict[str, Any]:
     """EM/F1 of a run's final model on a split; writes eval.json, predictions and worst examples into the run."""
     run = Run.open(run_dir, group="qa")

@@ -22,9 +22,9 @@ def train(cfg: VitConfig) -> None:
 
     Example: [bold]dlkit vit train --model builtin:tiny-vit --data builtin:digits --method lora[/bold]
     """
-    from dlkit.vit.task import train as run_training
+    from dlkit.vit.task import train as run_train
 
-    metrics = run_training(cfg)
+    metrics = run_train(cfg)
     if is_main_process():  # under torchrun every process returns the same metrics
         progress.emit(metrics, progress.metrics_table(metrics))
 
@@ -40,9 +40,9 @@ def evaluate(
     Example: [bold]dlkit vit eval --run runs/vit/lora[/bold]
     """
     from dlkit.core.classification import show_evaluation
-    from dlkit.vit.evaluate import evaluate_run
+    from dlkit.vit.evaluate import evaluate as run_evaluate
 
-    show_evaluation(run, evaluate_run(run, batch_size=batch_size), "image")
+    show_evaluation(run, run_evaluate(run, batch_size=batch_size), "image")
 
 
 @app.command()

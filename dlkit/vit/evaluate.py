@@ -17,7 +17,7 @@ from dlkit.vit.task import GROUP, forward
 from dlkit.vit.viz import mistakes_grid
 
 
-def evaluate_run(run_dir: Path, batch_size: int = 64) -> dict[str, Any]:
+def evaluate(run_dir: Path, batch_size: int = 64) -> dict[str, Any]:
     """Accuracy, top-5, per-class report, confusion matrix and mistakes on the run's validation split."""
     run = Run.open(run_dir, group=GROUP)
     cfg = run.config_as(VitConfig)
