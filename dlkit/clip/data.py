@@ -23,7 +23,6 @@ from dlkit.core.sources import cached_folder
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 SPLIT_NAMES = ("train", "test", "val", "validation", "valid")
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 @dataclass

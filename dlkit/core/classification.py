@@ -294,8 +294,3 @@ def predictions_table(inputs: Sequence[str], predictions: list[list[dict[str, An
         for rank, guess in enumerate(top, start=1):
             table.add_row(item if rank == 1 else "", str(rank), guess["label"], f"{guess['probability']:.4f}")
     return table
-
-
-def trainable_names(model: torch.nn.Module) -> list[str]:
-    """Names of the parameters that train: what a method claims to touch."""
-    return [name for name, p in model.named_parameters() if p.requires_grad]

@@ -54,10 +54,6 @@ class PrepareConfig(DataConfig):
 class LlmConfig(DataConfig, TrainConfig):
     """`dlkit llm train`: the shared train flags, the data flags, and the method's own knobs."""
 
-    data: str = opt("builtin:instruct", "Conversations: builtin:instruct[-fa], a JSON/JSONL/CSV/parquet file or a "
-                    "Hub dataset id (ShareGPT, OpenAI messages or alpaca rows).")
-    model: str = opt("builtin:tiny-llama", "Base model: builtin:tiny-llama, builtin:tiny-gemma2, a local "
-                     "save_pretrained folder or a Hub id (google/gemma-2-2b, meta-llama/Llama-3.2-3B).")
     method: str = opt("lora", "prompt, prefix, ptuning, lora, dora, rslora, loha, lokr, ia3, partial or full.")
     epochs: int = opt(3, "Passes over the training set.")
     batch_size: int = opt(16, "Conversations per micro-batch per process (length-grouped).")

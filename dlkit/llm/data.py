@@ -335,7 +335,6 @@ class Splits:
     test: list[list[dict[str, str]]]  # conversations, for generation against references
     counts: Counter
     fmt: str
-    unreadable_lines: int = 0
 
 
 def build_splits(cfg: Any, tokenizer: Any) -> Splits:
@@ -354,7 +353,7 @@ def build_splits(cfg: Any, tokenizer: Any) -> Splits:
     train_p = tokenize_conversations(tokenizer, train, cfg.max_length, cfg.drop_long, counts, strict)
     val_p = tokenize_conversations(tokenizer, val, cfg.max_length, cfg.drop_long, Counter(), strict)
     counts["rows"] = len(rows)
-    return Splits(train_p, val_p, test, counts, fmt, unreadable)
+    return Splits(train_p, val_p, test, counts, fmt)
 
 
 class ListDataset(torch.utils.data.Dataset):

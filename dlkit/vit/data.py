@@ -104,7 +104,7 @@ def image_folder(root: Path) -> tuple[ImageItems, ImageItems | None, list[str], 
         names, train = _scan(root / "train")
         for split in VAL_SPLITS:
             if (root / split).is_dir():
-                val_names, val = _scan(root / split, known=names)
+                _, val = _scan(root / split, known=names)
                 return train, val, names, split
         return train, None, names, "train"
     names, train = _scan(root)
