@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dlkit.core.config import named_in
 from dlkit.core.errors import ConfigError, RunError
 from dlkit.core.sources import Source, resolve
 
@@ -109,12 +110,7 @@ def target_modules(model: nn.Module, requested: str | None) -> list[str]:
     """--target-modules, or the architecture's default; every name must exist in the model."""
     candidates = linear_module_names(model)
     if requested:
-        names = [n.strip() for n in requested.split(",") if n.strip()]
-        unknown = [n for n in names if n not in candidates]
-        if unknown:
-            raise ConfigError(f"--target-modules {','.join(unknown)}: not in the model; candidates: "
-                              f"{', '.join(candidates)}")
-        return names
+        return named_in(requested, candidates, "--target-modules", "not in the model")
     default = DEFAULT_TARGETS.get(model.config.model_type)
     if default and all(n in candidates for n in default):
         return default

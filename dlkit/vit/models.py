@@ -17,6 +17,7 @@ from typing import Any
 from torch import nn
 
 from dlkit.core.classification import label_maps, quiet_transformers
+from dlkit.core.config import named_in
 from dlkit.core.errors import ConfigError, DataError
 from dlkit.core.run import Run
 from dlkit.core.sources import resolve
@@ -91,12 +92,7 @@ def resolve_targets(model: nn.Module, spec: str) -> list[str]:
                 return list(pair)
         raise ConfigError(f"--target-modules auto: no query/value projections in {type(model).__name__}; "
                           f"pass names from: {', '.join(sorted(linear))}")
-    names = [n.strip() for n in spec.split(",") if n.strip()]
-    missing = [n for n in names if n not in linear]
-    if missing:
-        raise ConfigError(f"--target-modules {','.join(missing)}: no Linear layer of that name in "
-                          f"{type(model).__name__}; choose from: {', '.join(sorted(linear))}")
-    return names
+    return named_in(spec, sorted(linear), "--target-modules", f"no Linear layer of that name in {type(model).__name__}")
 
 
 def apply_lora(model: nn.Module, cfg: Any) -> nn.Module:
