@@ -24,7 +24,6 @@ IA3_TARGETS = {"llama": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
                "gemma": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
                "mistral": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
                "qwen2": (["k_proj", "v_proj", "down_proj"], ["down_proj"])}
-TEMPLATE_BY_FAMILY = {"llama": "LLAMA3_TEMPLATE", "gemma2": "GEMMA_TEMPLATE", "gemma": "GEMMA_TEMPLATE"}
 INFO_FILE = "dlkit_llm.json"
 
 
@@ -57,14 +56,14 @@ def load_tokenizer(base: BaseModel) -> Any:
     if tokenizer.chat_template is None:  # base (non-instruct) checkpoints: use the family's template
         from transformers import AutoConfig
 
-        from dlkit.builtin import tiny_lm
+        from dlkit.llm.templates import BY_FAMILY
 
         model_type = AutoConfig.from_pretrained(base.path).model_type
-        name = TEMPLATE_BY_FAMILY.get(model_type)
-        if name is None:
+        template = BY_FAMILY.get(model_type)
+        if template is None:
             raise ConfigError(f"--model {base.source.spec}: the tokenizer has no chat template and dlkit knows none "
                               f"for model type {model_type!r}")
-        tokenizer.chat_template = getattr(tiny_lm, name)
+        tokenizer.chat_template = template
     return tokenizer
 
 
