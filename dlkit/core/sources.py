@@ -89,6 +89,11 @@ def _builtin(name: str, kind: Kind, flag: str) -> Builtin:
     return entry
 
 
+def load_builtin(name: str, **kwargs) -> object:
+    """What `builtin:NAME` stands for (a model folder, a dataset, a config...), built with `kwargs`."""
+    return BUILTINS[name].load(**kwargs)
+
+
 def _looks_like_path(spec: str) -> bool:
     return (spec.startswith((".", "/", "~")) or spec.endswith(FILE_SUFFIXES) or spec.count("/") > 1
             or os.sep != "/" and os.sep in spec)

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 import typer
 
-from dlkit.builtin.regression import RegressionTask
 from dlkit.cli import run_app
 from dlkit.core.commands import config_command
 from dlkit.core.config import TrainConfig, opt
 from dlkit.core.engine import fit
+from dlkit.core.reference import RegressionTask
 from dlkit.core.run import Run
 
 app = typer.Typer()

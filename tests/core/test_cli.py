@@ -7,10 +7,10 @@ from importlib.metadata import entry_points
 
 import pytest
 
-from dlkit.builtin.regression import RegressionTask
 from dlkit.cli import hoist_root_flags
 from dlkit.core.config import TrainConfig
 from dlkit.core.engine import fit
+from dlkit.core.reference import RegressionTask
 from dlkit.core.run import Run
 
 GROUPS = sorted(ep.name for ep in entry_points(group="dlkit.groups"))
