@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from dlkit.core.config import TrainConfig, opt
+from dlkit.core.config import TrainConfig, opt, shared
 from dlkit.core.errors import ConfigError
 
 Arch = Literal["rnn", "gru", "lstm", "lstm-scratch", "transformer"]
@@ -33,10 +33,10 @@ class CharRNNConfig(TrainConfig):
     sample_prompt: str = opt("", "Prompt of those samples (default: the first character of the text).")
     # overridden shared defaults: small character models like a large learning rate and cosine decay
     batch_size: int = opt(32, "Blocks per micro-batch per process.")
-    lr: float = opt(3e-3, "Peak learning rate.")
+    lr: float = shared("lr", 3e-3)
     epochs: int = opt(5, "Passes over the training set (an epoch is --blocks-per-epoch random blocks).")
-    scheduler: Literal["constant", "linear", "cosine"] = opt("cosine", "Learning-rate schedule after warmup.")
-    warmup: float = opt(0.02, "Warmup: a fraction of the total steps if < 1, else a number of steps.")
+    scheduler: Literal["constant", "linear", "cosine"] = shared("scheduler", "cosine")
+    warmup: float = shared("warmup", 0.02)
 
     def validate(self) -> None:
         super().validate()

@@ -198,3 +198,9 @@ def named_in(spec: str, available: list[str], flag: str, where: str) -> list[str
     if unknown:
         raise ConfigError(f"{flag} {','.join(unknown)}: {where}; candidates: {', '.join(available)}")
     return names
+
+
+def shared(name: str, default: Any) -> Any:
+    """A TrainConfig field that a group re-declares with its own default; the --help text stays the one
+    TrainConfig declares, so it is written once."""
+    return field(default=default, metadata=dict(TrainConfig.__dataclass_fields__[name].metadata))
