@@ -22,9 +22,7 @@ def evaluate(run_dir: Path, batch_size: int = 64) -> dict[str, Any]:
     cfg = run.config_as(AdapterConfig)
     model, tokenizer, names = load_trained(run)
     text_data = tdata.load_text_data(cfg)
-    if text_data.label_names != names:
-        raise DataError(f"--data {cfg.data} now has labels {text_data.label_names}, but the model in {run.dir} "
-                        f"was trained on {names}")
+    clf.check_same_classes(cfg.data, text_data.label_names, names, run.dir)
     val = text_data.val
     batches = []
     for start in range(0, len(val), batch_size):

@@ -59,6 +59,16 @@ def check_classes(names: Sequence[str], where: str) -> None:
         raise DataError(f"{where} has {len(names)} class ({found}); a classifier needs at least 2 classes")
 
 
+def check_same_classes(data: str, now: Sequence[str], trained: Sequence[str], run_dir: Path) -> None:
+    """eval reads --data again: its classes must still be the ones the run's model was trained on."""
+    if list(now) != list(trained):
+        def show(names: Sequence[str]) -> str:
+            return f"{list(names)}" if len(names) <= 5 else f"{list(names[:5])}..."
+
+        raise DataError(f"--data {data} now has classes {show(now)}, but the model in {run_dir} was trained on "
+                        f"{show(trained)}")
+
+
 def holdout_split(labels: Sequence[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """(train, val) indices: `fraction` of each class held out, so small classes appear in both sets."""
     import random

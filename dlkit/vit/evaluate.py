@@ -23,9 +23,7 @@ def evaluate(run_dir: Path, batch_size: int = 64) -> dict[str, Any]:
     cfg = run.config_as(VitConfig)
     model, processor, names = load_trained(run)
     image_data = vdata.load_image_data(cfg)
-    if image_data.label_names != names:
-        raise DataError(f"--data {cfg.data} now has classes {image_data.label_names[:5]}..., but the model in "
-                        f"{run.dir} was trained on {names[:5]}...")
+    clf.check_same_classes(cfg.data, image_data.label_names, names, run.dir)
     _, eval_tf, _ = vdata.transforms(processor, None, augment=False)
     counter: dict[str, int] = {}
     dataset = vdata.ImageSet(image_data.val, eval_tf, counter)
