@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from dlkit.core.classification import val_fraction_option
 from dlkit.core.config import TrainConfig, opt, shared
 from dlkit.core.errors import ConfigError
 
@@ -29,7 +30,7 @@ class AdapterConfig(TrainConfig):
     text_col: str = opt("text", "CSV/JSONL/Hub column holding the text.")
     label_col: str = opt("label", "CSV/JSONL/Hub column holding the label (integers or names).")
     max_length: int = opt(128, "Truncate texts to this many tokens.")
-    val_fraction: float = opt(0.1, "Share of each class held out for validation when the data has no test split.")
+    val_fraction: float = val_fraction_option()
     max_train_samples: int | None = opt(None, "Use at most this many training texts (a seeded subset).")
     max_eval_samples: int | None = opt(None, "Use at most this many validation texts (a seeded subset).")
     epochs: int = shared("epochs", 5)

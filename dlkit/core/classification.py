@@ -59,6 +59,13 @@ def check_classes(names: Sequence[str], where: str) -> None:
         raise DataError(f"{where} has {len(names)} class ({found}); a classifier needs at least 2 classes")
 
 
+def val_fraction_option(default: float = 0.1) -> Any:
+    """The --val-fraction field of a classifier's config (data without a test split is split per class)."""
+    from dlkit.core.config import opt
+
+    return opt(default, "Share of each class held out for validation when the data has no test split.")
+
+
 def check_same_classes(data: str, now: Sequence[str], trained: Sequence[str], run_dir: Path) -> None:
     """eval reads --data again: its classes must still be the ones the run's model was trained on."""
     if list(now) != list(trained):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from dlkit.core.classification import val_fraction_option
 from dlkit.core.config import TrainConfig, opt, shared
 from dlkit.core.errors import ConfigError
 
@@ -32,7 +33,7 @@ class VitConfig(TrainConfig):
     augment: bool = opt(False, "Light training augmentation: random resized crops (scale 0.8-1) and colour jitter.")
     image_size: int | None = opt(None, "Resize images to this side; default: the image processor's size. Other "
                                  "sizes interpolate the position embeddings.")
-    val_fraction: float = opt(0.1, "Share of each class held out for validation when the data has no test split.")
+    val_fraction: float = val_fraction_option()
     max_train_samples: int | None = opt(None, "Use at most this many training images (a seeded subset).")
     max_eval_samples: int | None = opt(None, "Use at most this many validation images (a seeded subset).")
     image_col: str | None = opt(None, "Hub datasets: the image column (default: the first Image feature).")
