@@ -81,7 +81,8 @@ def write_report(run: Run, result: dict[str, Any], scores: torch.Tensor, feats: 
                  classes: list[str], prefix: str = "") -> None:
     """report.csv, plots/confusion_matrix.png, plots/per_class_f1.png and samples/predictions.csv."""
     from dlkit.core import plots
-    from dlkit.metrics import plot_confusion_matrix, write_report_csv
+    from dlkit.core.classification import write_report_csv
+    from dlkit.core.plots import plot_confusion_matrix
 
     report = result["report"]
     write_report_csv(report, run.dir / f"{prefix}report.csv")

@@ -176,7 +176,8 @@ def write_evaluation(run: Run, logits: torch.Tensor, labels: torch.Tensor, label
     plots/per_class_f1.png, samples/predictions.csv and samples/misclassified.csv (most confident mistakes
     first, with the example itself), and merges the test_* metrics into metrics.json for `dlkit compare`.
     """
-    from dlkit.metrics import classification_report, plot_confusion_matrix, worst_classes, write_report_csv
+    from dlkit.core.plots import plot_confusion_matrix
+    from dlkit.metrics import classification_report, worst_classes
 
     names = list(label_names)
     probs = logits.softmax(-1)
@@ -311,3 +312,20 @@ def predictions_table(inputs: Sequence[str], predictions: list[list[dict[str, An
         for rank, guess in enumerate(top, start=1):
             table.add_row(item if rank == 1 else "", str(rank), guess["label"], f"{guess['probability']:.4f}")
     return table
+
+
+def write_report_csv(report: dict[str, Any], path: Path) -> Path:
+    """Write a classification_report's per-class rows plus macro/weighted/accuracy rows as CSV, atomically."""
+    from dlkit.core.run import atomic_write_text
+    from dlkit.metrics.classification import REPORT_KEYS
+
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["class", *REPORT_KEYS])
+    for row in report["per_class"]:
+        writer.writerow([row["class"], *(row[k] for k in REPORT_KEYS)])
+    for avg in ("macro", "weighted"):
+        writer.writerow([f"{avg} avg", *(report[avg][k] for k in REPORT_KEYS)])
+    writer.writerow(["accuracy", "", "", report["accuracy"], report["num_samples"]])
+    atomic_write_text(Path(path), buf.getvalue())
+    return Path(path)
