@@ -12,10 +12,12 @@ from typing import Any
 
 import torch
 
-from dlkit.caption.data import CaptionRecord, clean_caption, load_caption_records, open_image
+from dlkit.caption.data import clean_caption
 from dlkit.core.errors import ConfigError, DataError, RunError
 from dlkit.core.progress import info, track
 from dlkit.core.run import Run, atomic_write_text
+from dlkit.data.captions import CaptionRecord, load_caption_records
+from dlkit.data.images import open_image
 
 
 @dataclass

@@ -19,10 +19,12 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from dlkit.caption.config import CaptionConfig
-from dlkit.caption.data import CaptionRecord, clean_caption, open_image
+from dlkit.caption.data import clean_caption
 from dlkit.core.errors import ConfigError, DataError
 from dlkit.core.progress import info
 from dlkit.core.run import Run, atomic_write_json
+from dlkit.data.captions import CaptionRecord
+from dlkit.data.images import open_image
 
 IGNORE = -100
 PRELOAD_BYTES = 512 * 2**20
@@ -109,7 +111,8 @@ class VisionEncoderDecoderTask:
     """Fine-tunes a VisionEncoderDecoderModel on the engine; the same splits and metrics as the CNN archs."""
 
     def __init__(self, cfg: CaptionConfig, run: Run, prepared: tuple) -> None:
-        from dlkit.caption.data import write_prepared, write_split_files
+        from dlkit.caption.data import write_split_files
+        from dlkit.data.captions import write_prepared
 
         self.cfg, self.run = cfg, run
         self.splits, self.vocab, self.stats = prepared

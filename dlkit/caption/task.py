@@ -21,20 +21,19 @@ from torch.utils.data import Dataset
 from dlkit.caption.config import CaptionConfig
 from dlkit.caption.data import (
     CaptionPairs,
-    CaptionRecord,
     ImageStore,
     clean_caption,
     collate,
     fingerprint,
     image_tensor,
-    open_image,
     prepare_splits,
-    write_prepared,
     write_split_files,
 )
 from dlkit.caption.models import MODEL_FILE, CaptionModel, ModelSpec, build_model, decode
 from dlkit.core.progress import info
 from dlkit.core.run import Run, atomic_write_json
+from dlkit.data.captions import CaptionRecord, write_prepared
+from dlkit.data.images import open_image
 
 
 class CaptionTask:

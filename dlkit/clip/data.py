@@ -3,7 +3,7 @@ a torchvision CIFAR-10 folder, a Hub dataset, or builtin:shape-classes, read as 
 labels. CIFAR-10 and Hub datasets are written once as an ImageFolder in the cache, so every source has
 paths: features are cached per file and undecodable files are skipped and counted while encoding.
 
-Images are decoded with the caption group's `open_image`, the one image reader of dlkit's image-text data.
+Images are decoded with dlkit.data.images.open_image, the image reader caption and vit use too.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from torch.utils.data import Dataset
 
 from dlkit.core.errors import DataError
 from dlkit.core.sources import cached_folder
+from dlkit.data.images import IMAGE_SUFFIXES, open_image
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 SPLIT_NAMES = ("train", "test", "val", "validation", "valid")
 
 
@@ -212,8 +212,6 @@ class ImageCaptionPairs(Dataset):
         return self.transform(self.image(owner)), self.tokens[index], owner
 
     def image(self, owner: int) -> Any:
-        from dlkit.caption.data import open_image
-
         if owner in self.memo:
             return self.memo[owner]
         image = open_image(self.images[owner])

@@ -192,7 +192,7 @@ class ClipTask:
     skipped_items: int = 0
 
     def __post_init__(self) -> None:
-        from dlkit.caption.data import load_caption_records, readable_records, split_records
+        from dlkit.data.captions import load_caption_records, readable_records, split_records
 
         cfg = self.cfg
         self.config = clip_config(cfg.image_encoder, cfg.embed_dim, cfg.image_size, cfg.text_width,

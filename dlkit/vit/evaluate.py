@@ -10,6 +10,7 @@ import torch
 from dlkit.core import classification as clf
 from dlkit.core.errors import DataError
 from dlkit.core.run import Run
+from dlkit.data.images import open_image
 from dlkit.vit import data as vdata
 from dlkit.vit.config import VitConfig
 from dlkit.vit.models import load_trained
@@ -69,8 +70,8 @@ def predict(run_dir: Path, images: list[Path], k: int = clf.TOP_K) -> list[dict[
         if not Path(path).is_file():
             raise DataError(f"image {path}: no such file")
         try:
-            pixels.append(eval_tf(vdata.open_image(Path(path))))
-        except (OSError, ValueError, SyntaxError):
+            pixels.append(eval_tf(open_image(Path(path))))
+        except DataError:
             raise DataError(f"image {path}: cannot be decoded as an image") from None
     with torch.no_grad():
         logits = forward(model, torch.stack(pixels))
