@@ -59,23 +59,20 @@ def build_clip(model: str, pretrained: str | None = None, seed: int = 0) -> Clip
     """Resolve `--model`/`--pretrained` and create the model with open_clip's factory (eval mode)."""
     import open_clip
 
+    from dlkit.core.sources import hub_scheme, resolve
+
     spec = model.strip()
     tag = (pretrained or "").strip()
-    if spec.startswith("builtin:"):
-        from dlkit.core.sources import resolve
-
-        source = resolve(spec, "model", flag="--model")
+    # builtin:NAME, hf-hub:ID and paths as every group reads them; any other name is open_clip's to know
+    source = resolve(spec, "model", flag="--model", check_hub=False, schemes={"hf-hub:": hub_scheme})
+    if source.kind == "builtin":
         name = _register(source.value, _builtin_config(source.value))
         _no_tag(spec, tag)
         return _create(name, None, spec, f"{name}:seed{seed}", seed)  # the name carries the config's digest
     if spec.startswith("hf-hub:"):
-        from dlkit.core.sources import check_hub_id
-
-        check_hub_id(spec.removeprefix("hf-hub:"), "model", "--model")
         return _create(spec, None, spec, spec, seed)
-    path = Path(spec).expanduser()
-    if path.exists():
-        folder = model_folder(path)
+    if source.kind == "local":
+        folder = model_folder(Path(spec).expanduser())
         _no_tag(spec, tag)
         weights = folder / WEIGHTS_FILE
         stamp = f"{weights.stat().st_size}-{weights.stat().st_mtime_ns}" if weights.is_file() else "random"
@@ -178,9 +175,9 @@ def _create(name: str, pretrained: str | None, display: str, key: str, seed: int
 
 
 def _builtin_config(name: str) -> dict[str, Any]:
-    from dlkit.builtin import BUILTINS
+    from dlkit.core.sources import load_builtin
 
-    return BUILTINS[name].load()
+    return load_builtin(name)
 
 
 def clip_config(image_encoder: str = "resnet-small", embed_dim: int = 64, image_size: int | None = None,

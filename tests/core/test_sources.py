@@ -49,3 +49,18 @@ def test_hub_disabled_by_env(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(SourceError, match="HF_HUB_OFFLINE"):
         resolve("jxie/flickr8k", "data")
+
+
+def test_scheme_hooks_extend_resolve_for_one_caller():
+    seen = []
+
+    def tagged(value, kind, flag):
+        seen.append((value, kind, flag))
+        return "local", "/models/" + value
+
+    source = resolve("my:thing", "model", flag="--model", schemes={"my:": tagged})
+    assert source == sources.Source("local", "/models/thing", "my:thing") and seen == [("thing", "model", "--model")]
+    with pytest.raises(SourceError, match=r"^--model org/clip: the Hugging Face Hub cannot be reached"):
+        resolve("hf-hub:org/clip", "model", flag="--model", schemes={"hf-hub:": sources.hub_scheme})
+    with pytest.raises(SourceError, match="no such file or folder"):  # without the hook it is not a known form
+        resolve("my:thing/a/b", "model")
