@@ -23,7 +23,7 @@ from dlkit.core.run import Run, atomic_write_json
 from dlkit.llm import methods
 from dlkit.llm.config import LlmConfig
 from dlkit.llm.data import IGNORE, build_splits
-from dlkit.llm.models import INFO_FILE, load_model, load_tokenizer, resolve_model
+from dlkit.llm.models import INFO_FILE, base_info, load_model, load_tokenizer, record_portable_base, resolve_model
 
 MEGABATCH = 50  # batches sorted by length together: larger = less padding, less random order
 
@@ -245,11 +245,12 @@ class LlmTask:
         self.param_report = self.snapshot.report(model)
         path.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(str(path))
+        record_portable_base(path, self.base)
         self.tokenizer.save_pretrained(str(path))
         atomic_write_json(path / INFO_FILE, self.info())
 
     def info(self) -> dict[str, Any]:
-        return {"base": self.base.identity, "base_resolved": self.base.path, "method": self.method.name,
+        return {**base_info(self.base), "method": self.method.name,
                 "family": self.method.family, "peft": self.method.peft, "arch": self.arch}
 
     def summary(self) -> dict[str, Any]:

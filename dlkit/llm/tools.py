@@ -18,12 +18,14 @@ from dlkit.core.run import Run, atomic_write_json
 from dlkit.llm import methods
 from dlkit.llm.models import (
     INFO_FILE,
+    base_info,
     decoder_layers,
     linear_module_names,
     load_model,
     load_tokenizer,
     load_trained,
     read_info,
+    record_portable_base,
     resolve_model,
     target_modules,
 )
@@ -145,10 +147,10 @@ def compose_adapters(base_spec: str, adapter_specs: list[str], out: Path, eval_d
     run.model_dir.mkdir(parents=True)
     model.save_pretrained(str(run.model_dir), selected_adapters=["composed"])
     _flatten_adapter(run.model_dir, "composed")
+    record_portable_base(run.model_dir, base)
     tokenizer.save_pretrained(str(run.model_dir))
-    atomic_write_json(run.model_dir / INFO_FILE, {"base": base.identity, "base_resolved": base.path,
-                                                   "method": "lora", "family": "lora", "peft": True,
-                                                   "arch": model.config.model_type})
+    atomic_write_json(run.model_dir / INFO_FILE, {**base_info(base), "method": "lora", "family": "lora",
+                                                   "peft": True, "arch": model.config.model_type})
     config = {"model": base_spec, "method": "lora", "adapters": adapter_specs,
               META_KEY: {"group": "llm", "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": "compose"}}
     atomic_write_json(run.config_path, config)
