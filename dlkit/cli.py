@@ -102,11 +102,17 @@ app.add_typer(runs_app, name="runs")
 
 
 @runs_app.command("list")
-def runs_list(root: Annotated[Path, typer.Argument(help="Folder to search for runs.")] = Path("runs")) -> None:
-    """The runs under ROOT with their status (finished, interrupted, failed, running)."""
+def runs_list(
+    root: Annotated[Path, typer.Argument(help="Folder to search for runs.")] = Path("runs"),
+    format: Annotated[Literal["table", "json"], typer.Option(help="Output format.")] = "table",
+) -> None:
+    """The runs under ROOT with their status (finished, interrupted, failed, running) and exported models.
+
+    Example: [bold]dlkit runs list runs/llm --format json[/bold]
+    """
     from dlkit.core.overview import list_runs
 
-    list_runs(root)
+    list_runs(root, format)
 
 
 def _broken_group(name: str, error: Exception) -> typer.Typer:

@@ -13,6 +13,7 @@ import torch
 
 from dlkit.core.config import META_KEY
 from dlkit.core.errors import ConfigError, RunError
+from dlkit.core.overview import export_group
 from dlkit.core.progress import info
 from dlkit.core.run import Run, atomic_write_json
 from dlkit.llm import methods
@@ -71,6 +72,8 @@ def export_run(run_dir: Path, out: Path | None, merge: bool) -> dict[str, Any]:
     info_ = read_info(run.model_dir)
     target = Path(out) if out else run.dir / ("merged" if merge else "export")
     if target.exists():
+        if any(target.iterdir()) and export_group(target) != "llm":
+            raise RunError(f"--out {target} exists and is not an llm export folder; choose a new folder")
         shutil.rmtree(target)
     model, tokenizer, _ = load_trained(run.dir)
     if merge:
@@ -81,6 +84,7 @@ def export_run(run_dir: Path, out: Path | None, merge: bool) -> dict[str, Any]:
             model = model.merge_and_unload()
         model.save_pretrained(str(target))
         tokenizer.save_pretrained(str(target))
+        atomic_write_json(target / INFO_FILE, {**info_, "peft": False, "merged": True})
         kind = "merged full weights (AutoModelForCausalLM.from_pretrained)"
     else:
         shutil.copytree(run.model_dir, target)

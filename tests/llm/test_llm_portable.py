@@ -10,7 +10,7 @@ import torch
 from llm_helpers import train_run
 
 
-def test_adapter_copied_elsewhere_loads_with_plain_peft(tmp_path, capitals_file, monkeypatch):
+def test_adapter_copied_elsewhere_loads_with_plain_peft(cli, tmp_path, capitals_file, monkeypatch):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
@@ -39,3 +39,14 @@ def test_adapter_copied_elsewhere_loads_with_plain_peft(tmp_path, capitals_file,
     plain = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_folder), str(adapter)).eval()
     with torch.no_grad():
         torch.testing.assert_close(plain(ids).logits, expected, rtol=1e-5, atol=1e-5)
+
+    mine = tmp_path / "my-notes"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("mine")
+    refused = cli("llm", "export", "--run", moved, "--out", mine)
+    assert refused.exit_code == 2 and "not an llm export folder" in refused.stderr
+    assert (mine / "keep.txt").read_text() == "mine"
+    assert cli("llm", "export", "--run", moved, "--out", tmp_path / "out" / "merged", "--merge").exit_code == 0
+    assert cli("llm", "export", "--run", moved, "--out", tmp_path / "out" / "merged", "--merge").exit_code == 0
+    listed = json.loads(cli("runs", "list", tmp_path / "out", "--format", "json").stdout)
+    assert listed == [{"run": "merged", "group": "llm", "method": "lora", "status": "export", "created": ""}]
