@@ -48,6 +48,10 @@ def root(
 ) -> None:
     """Root options may also be given after the group and command (`dlkit clip eval ... --json`)."""
     MODE.json, MODE.quiet, MODE.debug = json_output, quiet, debug
+    if not debug:
+        from dlkit.core.progress import quiet_third_party
+
+        quiet_third_party()
 
 
 @app.command()
