@@ -193,6 +193,11 @@ class VisionEncoderDecoderTask:
 
     def save_model(self, model, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
+        # generation_config.json carries dlkit's decoding, so a plain `model.generate(pixel_values)` elsewhere
+        # captions exactly as `dlkit caption predict` does (transformers' own default would stop at 20 tokens)
+        settings = model.generation_config
+        settings.max_new_tokens, settings.num_beams, settings.do_sample = self.max_len, self.cfg.beam_size, False
+        settings.max_length = None
         model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
         self.processor.save_pretrained(path)

@@ -59,6 +59,11 @@ class TrainState:
     last_eval: dict[str, float] = field(default_factory=dict)
 
 
+def hparams(cfg: TrainConfig) -> dict[str, bool | int | float | str]:
+    """The effective config as tracker hyperparameters (TensorBoard's HPARAMS tab takes scalars and strings)."""
+    return {k: v if isinstance(v, bool | int | float | str) else str(v) for k, v in asdict(cfg).items()}
+
+
 def fit(task: Any, cfg: TrainConfig, run: Run) -> dict[str, Any]:
     """Train `task` as `cfg` says, writing everything into `run`; returns the final metrics.json."""
     accel = build_accelerator(cfg, run)
@@ -87,7 +92,7 @@ def fit(task: Any, cfg: TrainConfig, run: Run) -> dict[str, Any]:
         state = TrainState()
         run.write_config(cfg, command=" ".join(["dlkit", *sys.argv[1:]]))
     if cfg.report_to != "none":
-        accel.init_trackers(TRACKER_FOLDER)
+        accel.init_trackers(TRACKER_FOLDER, config=hparams(cfg))
     val_loader = eval_loader(val_set, collate, cfg.batch_size, accel) if val_set is not None else None
 
     loop = _Loop(task, cfg, run, accel, model, optimizer, scheduler, state, total_steps, val_loader)

@@ -7,8 +7,11 @@ errors and results. Rich is imported lazily so `dlkit --help` stays fast.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +24,23 @@ class OutputMode:
 
 
 MODE = OutputMode()
+
+
+THIRD_PARTY = r"(transformers|peft|accelerate|torch|torchvision|open_clip|timm|huggingface_hub|datasets)(\.|$)"
+
+
+def quiet_third_party() -> None:
+    """Keep the libraries' own progress bars, advice and deprecation notes off the user's terminal and logs
+    (dlkit shows its own progress; `--debug` keeps them). Environment variables are set before the libraries are
+    imported, which the commands do lazily; a user's own setting of them wins."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' "Loading weights"/"Writing" bars
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=THIRD_PARTY)
+    logging.getLogger().setLevel(logging.ERROR)  # open_clip reports on the root logger ("No pretrained weights")
 
 
 def console(stderr: bool = False):

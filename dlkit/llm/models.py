@@ -13,6 +13,7 @@ from torch import nn
 
 from dlkit.core.config import named_in
 from dlkit.core.errors import ConfigError, RunError
+from dlkit.core.run import atomic_write_json, atomic_write_text
 from dlkit.core.sources import Source, resolve
 
 # Per-architecture defaults (PEFT's own table covers more; these are the ones dlkit documents).
@@ -114,6 +115,31 @@ def target_modules(model: nn.Module, requested: str | None) -> list[str]:
     if default and all(n in candidates for n in default):
         return default
     return [n for n in candidates if "q" in n or "v" in n][:2] or candidates[:2]
+
+
+def record_portable_base(model_dir: Path, base: BaseModel) -> None:
+    """PEFT writes the folder `from_pretrained` read as the adapter's base: for a builtin that is a path inside
+    this machine's cache. After saving, name what resolves on any machine instead (the Hub id, the local path the
+    user gave, or builtin:NAME, which `dlkit.builtin` rebuilds bit for bit) in adapter_config.json and the card."""
+    if base.path == base.identity:
+        return
+    config_path = model_dir / "adapter_config.json"
+    if config_path.is_file():
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config["base_model_name_or_path"] = base.identity
+        atomic_write_json(config_path, config)
+    card = model_dir / "README.md"
+    if card.is_file():
+        atomic_write_text(card, card.read_text(encoding="utf-8").replace(base.path, base.identity))
+
+
+def base_info(base: BaseModel) -> dict[str, Any]:
+    """The base model as dlkit_llm.json records it, with the line that rebuilds a builtin base elsewhere."""
+    info: dict[str, Any] = {"base": base.identity, "base_resolved": base.path}
+    if base.source.kind == "builtin":
+        info["base_rebuild"] = (f"python -c \"from dlkit.builtin import BUILTINS; "
+                                f"print(BUILTINS['{base.source.value}'].load())\"")
+    return info
 
 
 def read_info(model_dir: Path) -> dict[str, Any]:

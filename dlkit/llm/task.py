@@ -23,7 +23,7 @@ from dlkit.core.run import Run, atomic_write_json
 from dlkit.llm import methods
 from dlkit.llm.config import LlmConfig
 from dlkit.llm.data import IGNORE, ListDataset, build_splits, length_grouped_plan, pack, pad_batch, pad_packed
-from dlkit.llm.models import INFO_FILE, load_model, load_tokenizer, resolve_model
+from dlkit.llm.models import INFO_FILE, base_info, load_model, load_tokenizer, record_portable_base, resolve_model
 
 
 def causal_lm_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -158,11 +158,12 @@ class LlmTask:
         self.param_report = self.snapshot.report(model)
         path.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(str(path))
+        record_portable_base(path, self.base)
         self.tokenizer.save_pretrained(str(path))
         atomic_write_json(path / INFO_FILE, self.info())
 
     def info(self) -> dict[str, Any]:
-        return {"base": self.base.identity, "base_resolved": self.base.path, "method": self.method.name,
+        return {**base_info(self.base), "method": self.method.name,
                 "family": self.method.family, "peft": self.method.peft, "arch": self.arch}
 
     def summary(self) -> dict[str, Any]:
