@@ -128,6 +128,9 @@ class VisionEncoderDecoderTask:
              f"{self.max_len} GPT-2 tokens")
 
     def build_model(self):
+        pooler = getattr(self.model.encoder, "pooler", None)
+        if pooler is not None:  # the decoder cross-attends to the patch states; the pooled vector is never used,
+            pooler.requires_grad_(False)  # and DDP fails on a trainable parameter that gets no gradient
         return self.model
 
     def labels(self, caption: str) -> list[int]:

@@ -197,7 +197,7 @@ class CaptionTask:
         return collate(examples)
 
     def training_step(self, model: CaptionModel, batch: dict[str, Tensor]):
-        return model.loss(model.features(batch), batch["tokens"])
+        return model(batch)  # the loss is the forward: under DDP the wrapper must run it
 
     def evaluate(self, model: nn.Module, loader, accel) -> dict[str, float]:
         from dlkit.core.engine import gather, mean_loss
