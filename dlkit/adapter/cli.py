@@ -10,7 +10,6 @@ import typer
 from dlkit.adapter.config import AdapterConfig
 from dlkit.core import progress
 from dlkit.core.commands import config_command, group_app, run_option
-from dlkit.core.run import is_main_process
 
 app = group_app("adapter", "Text classification with bottleneck adapters in a frozen RoBERTa/BERT, or head/full "
                 "fine-tuning.", extra="adapter", requires=("transformers", "tokenizers"))
@@ -26,8 +25,7 @@ def train(cfg: AdapterConfig) -> None:
     from dlkit.adapter.task import train as run_training
 
     metrics = run_training(cfg)
-    if is_main_process():  # under torchrun every process returns the same metrics
-        progress.emit(metrics, progress.metrics_table(metrics))
+    progress.emit(metrics, progress.metrics_table(metrics))
 
 
 @app.command("eval")

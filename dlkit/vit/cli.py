@@ -9,7 +9,6 @@ import typer
 
 from dlkit.core import progress
 from dlkit.core.commands import config_command, group_app, run_option
-from dlkit.core.run import is_main_process
 from dlkit.vit.config import VitConfig
 
 app = group_app("vit", "Fine-tune ViT/DeiT image classifiers: LoRA, last block, linear probe or full.",
@@ -25,8 +24,7 @@ def train(cfg: VitConfig) -> None:
     from dlkit.vit.task import train as run_training
 
     metrics = run_training(cfg)
-    if is_main_process():  # under torchrun every process returns the same metrics
-        progress.emit(metrics, progress.metrics_table(metrics))
+    progress.emit(metrics, progress.metrics_table(metrics))
 
 
 @app.command("eval")
