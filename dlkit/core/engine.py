@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from dlkit.core import plots
 from dlkit.core.config import TrainConfig
 from dlkit.core.errors import ConfigError, DataError, Interrupted, RunError, TrainingStopped
+from dlkit.core.launch import launch_warning
 from dlkit.core.progress import TrainProgress, info, warn
 from dlkit.core.run import Run, atomic_write_json
 
@@ -380,7 +381,10 @@ def build_accelerator(cfg: TrainConfig, run: Run | None = None) -> Accelerator:
     AcceleratorState._reset_state()  # a second fit in one process (notebook, tests) may change precision
     _cache_lomo_lookup()
     trackers = {"log_with": cfg.report_to, "project_dir": str(run.dir)} if run and cfg.report_to != "none" else {}
-    return Accelerator(cpu=not cuda, mixed_precision=cfg.precision, **trackers)
+    accel = Accelerator(cpu=not cuda, mixed_precision=cfg.precision, **trackers)
+    if (message := launch_warning(accel.num_processes)) is not None:
+        warn(message)
+    return accel
 
 
 def _cache_lomo_lookup() -> None:
