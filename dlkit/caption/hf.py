@@ -153,7 +153,8 @@ class VisionEncoderDecoderTask:
 
     def training_step(self, model, batch: dict[str, Tensor]):
         out = model(pixel_values=batch["pixel_values"], labels=batch["labels"])
-        return out.loss, {"tokens": int(batch["labels"].ne(IGNORE).sum())}
+        labelled = int(batch["labels"].ne(IGNORE).sum())  # the loss is their mean: val_loss weighs batches by it
+        return out.loss, {"tokens": labelled, "weight": labelled}
 
     def evaluate(self, model, loader, accel) -> dict[str, float]:
         from dlkit.core.engine import gather, mean_loss

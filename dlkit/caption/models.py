@@ -269,6 +269,7 @@ class CaptionModel(nn.Module):
         logs = {"tokens": int(targets.ne(PAD_ID).sum())}
         if alphas is not None and self.alpha_c:
             penalty = doubly_stochastic_penalty(alphas, targets.ne(PAD_ID))
+            logs["cross_entropy"] = float(loss.detach())
             logs["attention_penalty"] = float(penalty.detach())
             loss = loss + self.alpha_c * penalty
         return loss, logs
