@@ -287,9 +287,10 @@ class _Loop:
             self.model.eval()
             with torch.no_grad():
                 metrics = self.task.evaluate(self.model, self.val_loader, self.accel)
-            self.model.train()
-            if self.accel.is_main_process and hasattr(self.task, "on_eval"):
+            if self.accel.is_main_process and hasattr(self.task, "on_eval"):  # still in eval mode: samples
+                # without dropout, and BatchNorm statistics left as evaluated (and as the other ranks have them)
                 self.task.on_eval(self.accel.unwrap_model(self.model), self.run, state.step)
+            self.model.train()
         state.last_eval_step = state.step
         state.last_eval = metrics
         self.log({"kind": "eval", "step": state.step, "epoch": state.epoch, **metrics})
