@@ -6,7 +6,6 @@ from dlkit.adapter.config import AdapterConfig
 from dlkit.core import progress
 from dlkit.core.classifier_cli import classifier_commands
 from dlkit.core.commands import config_command, group_app
-from dlkit.core.run import is_main_process
 
 app = group_app("adapter", "Text classification with bottleneck adapters in a frozen RoBERTa/BERT, or head/full "
                 "fine-tuning.", extra="adapter", requires=("transformers", "tokenizers"))
@@ -22,8 +21,7 @@ def train(cfg: AdapterConfig) -> None:
     from dlkit.adapter.task import train as run_train
 
     metrics = run_train(cfg)
-    if is_main_process():  # under torchrun every process returns the same metrics
-        progress.emit(metrics, progress.metrics_table(metrics))
+    progress.emit(metrics, progress.metrics_table(metrics))
 
 
 classifier_commands(

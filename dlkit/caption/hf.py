@@ -131,6 +131,9 @@ class VisionEncoderDecoderTask:
              f"{self.max_len} GPT-2 tokens")
 
     def build_model(self):
+        pooler = getattr(self.model.encoder, "pooler", None)
+        if pooler is not None:  # the decoder cross-attends to the patch states; the pooled vector is never used,
+            pooler.requires_grad_(False)  # and DDP fails on a trainable parameter that gets no gradient
         return self.model
 
     def labels(self, caption: str) -> list[int]:
@@ -153,7 +156,8 @@ class VisionEncoderDecoderTask:
 
     def training_step(self, model, batch: dict[str, Tensor]):
         out = model(pixel_values=batch["pixel_values"], labels=batch["labels"])
-        return out.loss, {"tokens": int(batch["labels"].ne(IGNORE).sum())}
+        labelled = int(batch["labels"].ne(IGNORE).sum())  # the loss is their mean: val_loss weighs batches by it
+        return out.loss, {"tokens": labelled, "weight": labelled}
 
     def evaluate(self, model, loader, accel) -> dict[str, float]:
         from dlkit.core.engine import gather, mean_loss

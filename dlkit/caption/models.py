@@ -253,19 +253,25 @@ class CaptionModel(nn.Module):
     def features(self, batch: dict[str, Tensor]) -> Tensor:
         return batch["features"] if "features" in batch else self.encoder(batch["images"])
 
-    def forward(self, features: Tensor, tokens: Tensor) -> tuple[Tensor, Tensor | None]:
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        """The training loss of a batch (images or cached features, and tokens). It is the forward so that
+        DistributedDataParallel, which wraps the model, sees the encoder and decoder run."""
+        return self.loss(self.features(batch), batch["tokens"])
+
+    def logits(self, features: Tensor, tokens: Tensor) -> tuple[Tensor, Tensor | None]:
         """logits (B, T-1, V) predicting tokens[:, 1:], and the attention maps (B, T-1, L) if any."""
         out = self.decoder(features, tokens[:, :-1])
         return out if isinstance(out, tuple) else (out, None)
 
     def loss(self, features: Tensor, tokens: Tensor) -> tuple[Tensor, dict[str, float]]:
         """Cross-entropy over real tokens only (<pad> targets ignored) + the attention penalty."""
-        logits, alphas = self(features, tokens)
+        logits, alphas = self.logits(features, tokens)
         targets = tokens[:, 1:]
         loss = caption_loss(logits, targets)
         logs = {"tokens": int(targets.ne(PAD_ID).sum())}
         if alphas is not None and self.alpha_c:
             penalty = doubly_stochastic_penalty(alphas, targets.ne(PAD_ID))
+            logs["cross_entropy"] = float(loss.detach())
             logs["attention_penalty"] = float(penalty.detach())
             loss = loss + self.alpha_c * penalty
         return loss, logs

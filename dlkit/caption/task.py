@@ -122,13 +122,13 @@ class CaptionTask:
         return collate(examples)
 
     def training_step(self, model: CaptionModel, batch: dict[str, Tensor]):
-        return model.loss(model.features(batch), batch["tokens"])
+        return model(batch)  # the loss is the forward: under DDP the wrapper must run it
 
     def evaluate(self, model: nn.Module, loader, accel) -> dict[str, float]:
-        from dlkit.core.engine import gather, mean_loss
+        from dlkit.core.engine import gather
         from dlkit.metrics import corpus_bleu
 
-        metrics = {"val_loss": mean_loss(self, model, loader, accel)}
+        metrics = {"val_loss": self.val_loss(model, loader, accel)}
         hyps, refs = [], []
         seen: set[int] = set()
         raw = accel.unwrap_model(model)
@@ -148,6 +148,20 @@ class CaptionTask:
         if hyps:
             metrics["val_bleu4"] = corpus_bleu(hyps, refs)["bleu4"]
         return metrics
+
+    def val_loss(self, model: nn.Module, loader, accel) -> float:
+        """The loss of the whole validation set as one batch: cross-entropy over all its real tokens plus the
+        attention penalty over all its pairs, whatever the batches and however many processes share them."""
+        sums = torch.zeros(4, dtype=torch.float64, device=accel.device)  # CE x tokens, tokens, penalty x pairs, pairs
+        for batch in loader:
+            loss, logs = model(batch)  # through the wrapper: under DDP its first forward syncs BatchNorm statistics
+            pairs = len(batch["tokens"])
+            sums += torch.tensor([logs.get("cross_entropy", float(loss)) * logs["tokens"], logs["tokens"],
+                                  logs.get("attention_penalty", 0.0) * pairs, pairs], dtype=torch.float64,
+                                 device=accel.device)
+        if accel.num_processes > 1:
+            sums = accel.reduce(sums, reduction="sum")
+        return (sums[0] / sums[1] + accel.unwrap_model(model).alpha_c * sums[2] / sums[3]).item()
 
     def on_eval(self, model: CaptionModel, run: Run, step: int) -> None:
         """Caption the same validation image after every evaluation: samples/val_captions.jsonl + a PNG."""

@@ -7,6 +7,8 @@ while they train; only their small heads are trainable.
 
 from __future__ import annotations
 
+import functools
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,7 +187,9 @@ def probe(cfg: ProbeConfig) -> dict[str, Any]:
 
 @dataclass
 class ClipTask:
-    """Contrastive image-text training: symmetric cross-entropy over the batch's similarity matrix."""
+    """Contrastive image-text training: symmetric cross-entropy over the step's similarity matrix. With
+    several processes each one's features are gathered from all of them, so the negatives are the whole
+    global batch, as on one process."""
 
     cfg: ClipTrainConfig
     config: dict[str, Any] = field(init=False)
@@ -215,27 +219,30 @@ class ClipTask:
         return (image_caption_pairs(self.train_records, bundle.tokenizer, bundle.preprocess_train),
                 image_caption_pairs(self.val_records, bundle.tokenizer, bundle.preprocess_eval))
 
+    def batch_plan(self, dataset: Dataset, batch_size: int, gen: torch.Generator) -> list[list[int]]:
+        """Shuffled full batches only (open_clip drops the last one too): every process of a step must
+        contribute the same number of features to the gathered similarity matrix."""
+        order = torch.randperm(len(dataset), generator=gen).tolist()
+        if len(order) < batch_size:
+            return [order]
+        return [order[i:i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
+
     def training_step(self, model: nn.Module, batch: Any):
         images, tokens, _ = batch
-        image_emb = model.encode_image(images, normalize=True)  # (B, D)
-        text_emb = model.encode_text(tokens, normalize=True)  # (B, D)
-        scale = model.logit_scale.exp().clamp(max=100.0)
-        sims = scale * image_emb @ text_emb.T  # (B, B): image i vs caption j
-        target = torch.arange(len(images), device=sims.device)
-        loss = (F.cross_entropy(sims, target) + F.cross_entropy(sims.T, target)) / 2
-        return loss, {"logit_scale": scale.item()}
+        image_emb, text_emb, scale = model(images, tokens)[:3]  # (B, D) normalised each; through forward for DDP
+        scale = scale.clamp(max=100.0)
+        return contrastive_loss(image_emb, text_emb, scale), {"logit_scale": scale.item()}
 
     def evaluate(self, model: nn.Module, loader: Any, accel: Any) -> dict[str, float]:
         from dlkit.core.engine import gather
 
         rows = []
         for images, tokens, owners in loader:
-            image_emb = model.encode_image(images, normalize=True).float().cpu()
-            text_emb = model.encode_text(tokens, normalize=True).float().cpu()
-            rows.extend(zip(image_emb, text_emb, owners.cpu().tolist(), strict=True))
+            image_emb, text_emb, _ = model(images, tokens)[:3]  # the wrapper's forward: DDP syncs BatchNorm stats
+            rows.extend(zip(image_emb.float().cpu(), text_emb.float().cpu(), owners.cpu().tolist(), strict=True))
         rows = gather(accel, rows)
         self.val_images = {owner: image_emb for image_emb, _, owner in reversed(rows)}  # for on_eval's samples
-        scale = float(model.logit_scale.exp().clamp(max=100.0))
+        scale = float(accel.unwrap_model(model).logit_scale.exp().clamp(max=100.0))
         return retrieval_metrics(rows, scale)
 
     def on_eval(self, model: nn.Module, run: Run, step: int) -> None:
@@ -287,6 +294,28 @@ class ClipTask:
     def summary(self) -> dict[str, Any]:
         return {"method": "clip-scratch", "image_encoder": self.cfg.image_encoder,
                 "train_images": len(self.train_records), "val_images": len(self.val_records)}
+
+
+def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric cross-entropy of normalised (B, D) features, by open_clip's ClipLoss. With N processes
+    (torch.distributed initialised), this process's images are scored against all N*B captions and its
+    captions against all N*B images, the other processes' features gathered with their gradients
+    (gather_with_grad + local_loss): the mean of the N losses is the loss of the whole global batch on
+    one process, and the gradient DDP averages is that loss's gradient."""
+    import torch.distributed as dist
+
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    loss = _clip_loss(dist.get_rank() if world > 1 else 0, world)
+    with warnings.catch_warnings():  # torch deprecates the autograd all_gather open_clip uses; it still works
+        warnings.filterwarnings("ignore", message=".*all_gather is deprecated", category=FutureWarning)
+        return loss(image_emb, text_emb, scale)
+
+
+@functools.cache
+def _clip_loss(rank: int, world: int) -> nn.Module:
+    from open_clip.loss import ClipLoss
+
+    return ClipLoss(local_loss=True, gather_with_grad=True, rank=rank, world_size=world)
 
 
 def train(cfg: ClipTrainConfig) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from dlkit.core import plots
 from dlkit.core.config import TrainConfig
 from dlkit.core.errors import ConfigError, DataError, Interrupted, RunError, TrainingStopped
+from dlkit.core.launch import launch_warning
 from dlkit.core.progress import TrainProgress, info, warn
 from dlkit.core.run import Run, atomic_write_json
 
@@ -291,9 +292,10 @@ class _Loop:
             self.model.eval()
             with torch.no_grad():
                 metrics = self.task.evaluate(self.model, self.val_loader, self.accel)
-            self.model.train()
-            if self.accel.is_main_process and hasattr(self.task, "on_eval"):
+            if self.accel.is_main_process and hasattr(self.task, "on_eval"):  # still in eval mode: samples
+                # without dropout, and BatchNorm statistics left as evaluated (and as the other ranks have them)
                 self.task.on_eval(self.accel.unwrap_model(self.model), self.run, state.step)
+            self.model.train()
         state.last_eval_step = state.step
         state.last_eval = metrics
         self.log({"kind": "eval", "step": state.step, "epoch": state.epoch, **metrics})
@@ -385,7 +387,10 @@ def build_accelerator(cfg: TrainConfig, run: Run | None = None) -> Accelerator:
     AcceleratorState._reset_state()  # a second fit in one process (notebook, tests) may change precision
     _cache_lomo_lookup()
     trackers = {"log_with": cfg.report_to, "project_dir": str(run.dir)} if run and cfg.report_to != "none" else {}
-    return Accelerator(cpu=not cuda, mixed_precision=cfg.precision, **trackers)
+    accel = Accelerator(cpu=not cuda, mixed_precision=cfg.precision, **trackers)
+    if (message := launch_warning(accel.num_processes)) is not None:
+        warn(message)
+    return accel
 
 
 def _cache_lomo_lookup() -> None:

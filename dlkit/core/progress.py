@@ -1,7 +1,8 @@
 """What the user sees: rich bars and tables on a terminal, plain lines otherwise.
 
 `--json` sends the final metrics as JSON to stdout and every human line to stderr; `-q` keeps only
-errors and results. Rich is imported lazily so `dlkit --help` stays fast.
+errors and results. Under torchrun / accelerate launch only the main process prints (errors excepted),
+so N processes give one table, or one JSON document. Rich is imported lazily so `dlkit --help` stays fast.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import time
 import warnings
 from dataclasses import dataclass
 from typing import Any
+
+from dlkit.core.run import is_main_process
 
 
 @dataclass
@@ -51,16 +54,19 @@ def console(stderr: bool = False):
 
 
 def info(message: str) -> None:
-    if not MODE.quiet:
+    if not MODE.quiet and is_main_process():
         console(stderr=True).print(message, markup=False)
 
 
 def warn(message: str) -> None:
-    console(stderr=True).print(f"warning: {message}", style="yellow", markup=False)
+    if is_main_process():
+        console(stderr=True).print(f"warning: {message}", style="yellow", markup=False)
 
 
 def emit(result: Any, human: Any = None) -> None:
     """The command's result: JSON on stdout with --json, else the human rendering (a rich renderable or text)."""
+    if not is_main_process():
+        return
     if MODE.json:
         sys.stdout.write(json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n")
         return

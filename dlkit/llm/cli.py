@@ -39,12 +39,10 @@ def train(cfg: LlmConfig) -> None:
 
     Example: [bold]dlkit llm train --method lora --model builtin:tiny-llama --data builtin:instruct[/bold]
     """
-    from dlkit.core.run import is_main_process
     from dlkit.llm.task import train as run_train
 
     metrics = run_train(cfg)
-    if is_main_process():
-        progress.emit(metrics, progress.metrics_table(metrics))
+    progress.emit(metrics, progress.metrics_table(metrics))
 
 
 @app.command("eval")

@@ -22,10 +22,17 @@ SAMPLE_QUESTIONS = 20
 
 def span_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor,
                                                                         torch.Tensor]:
-    """Mean of the start and end cross-entropies, plus the (B, T) start and end logits."""
+    """Mean of the start and end cross-entropies over each window's own tokens, plus the (B, T) start and
+    end logits. Padding is never an answer and is left out of the softmax, so the loss of a window does not
+    depend on how long the other windows of its batch are (nor on how batches are split over processes)."""
     start_logits, end_logits = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-    loss = (F.cross_entropy(start_logits, batch["start_positions"])
-            + F.cross_entropy(end_logits, batch["end_positions"])) / 2
+    padding = batch["attention_mask"].eq(0)
+
+    def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.masked_fill(padding, torch.finfo(logits.dtype).min), target)
+
+    loss = (cross_entropy(start_logits, batch["start_positions"])
+            + cross_entropy(end_logits, batch["end_positions"])) / 2
     return loss, start_logits, end_logits
 
 

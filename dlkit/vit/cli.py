@@ -7,7 +7,6 @@ from pathlib import Path
 from dlkit.core import progress
 from dlkit.core.classifier_cli import classifier_commands
 from dlkit.core.commands import config_command, group_app
-from dlkit.core.run import is_main_process
 from dlkit.vit.config import VitConfig
 
 app = group_app("vit", "Fine-tune ViT/DeiT image classifiers: LoRA, last block, linear probe or full.",
@@ -23,8 +22,7 @@ def train(cfg: VitConfig) -> None:
     from dlkit.vit.task import train as run_train
 
     metrics = run_train(cfg)
-    if is_main_process():  # under torchrun every process returns the same metrics
-        progress.emit(metrics, progress.metrics_table(metrics))
+    progress.emit(metrics, progress.metrics_table(metrics))
 
 
 classifier_commands(
