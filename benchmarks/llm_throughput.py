@@ -289,6 +289,7 @@ def main() -> None:
                     print(f"{shape} round {round_ + 1}: {contender}", file=sys.stderr, flush=True)
                     runs[contender].append(launch(args, contender, shape, model, data, root / f"{shape}-{contender}"
                                                   f"-{round_}"))
+                    print(json.dumps(runs[contender][-1]), file=sys.stderr, flush=True)  # partial results
             table = {c: summarise(r) for c, r in runs.items()}
             best = max(("trainer", "trainer_grouped"), key=lambda c: table[c]["tokens_per_second"])
             memory = "peak_cuda_mb" if "peak_cuda_mb" in table["dlkit"] else "peak_rss_mb"
