@@ -24,6 +24,8 @@ class CharRNNConfig(TrainConfig):
     dropout: float = opt(0.0, "Dropout between layers (RNN) or in every block (transformer).")
     positional: Literal["learned", "sinusoidal"] = opt("learned", "Position encoding of the transformer.")
     tie_weights: bool = opt(True, "Share the input embedding and the output layer (Press & Wolf, 2017).")
+    attention: Literal["scratch", "sdpa"] = opt("scratch", "Transformer attention: dlkit.nn's from-scratch formula, "
+                                                "or sdpa (torch's fused kernel: same numbers, faster).")
     encoding: str = opt("utf-8", "Text encoding of --data (e.g. latin-1, cp1252).")
     val_fraction: float = opt(0.1, "Fraction of the text (its end) held out for validation.")
     blocks_per_epoch: int = opt(0, "Random blocks drawn per epoch; 0 = training characters / block size, "

@@ -129,13 +129,14 @@ def pretrained_dir(spec: str) -> Path:
 
 
 def pretrained_spec(path: Path, cfg: CharRNNConfig) -> tuple[models.ModelSpec, str]:
-    """The pretrained model's architecture and vocabulary; only dropout and (for RNNs) block size are new."""
+    """The pretrained model's architecture and vocabulary; only dropout, attention kernel and (for RNNs) block
+    size are new."""
     spec, chars = models.read_spec(path)
     if spec.arch == "transformer" and cfg.block_size > spec.block_size:
         raise ConfigError(f"--block-size {cfg.block_size} is longer than the pretrained transformer's context "
                           f"({spec.block_size}); pass --block-size {spec.block_size} or less")
     block_size = spec.block_size if spec.arch == "transformer" else cfg.block_size
-    return dataclasses.replace(spec, dropout=cfg.dropout, block_size=block_size), chars
+    return dataclasses.replace(spec, dropout=cfg.dropout, block_size=block_size, attention=cfg.attention), chars
 
 
 def train(cfg: CharRNNConfig) -> dict[str, Any]:
