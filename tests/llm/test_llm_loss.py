@@ -17,8 +17,7 @@ def test_causal_lm_loss_equals_the_models_own_loss_and_gradients(monkeypatch, mo
     as the plain path: the model's own logits at every position (soft-capped for Gemma-2), cross-entropy
     averaged over the labelled ones. float64, so a tolerance of 1e-10 leaves no room for a wrong term.
     training_step drops the padding mask of these right-padded rows: still the same numbers."""
-    from dlkit.llm.data import IGNORE
-    from dlkit.llm.data import pad_batch
+    from dlkit.llm.data import IGNORE, pad_batch
     from dlkit.llm.task import LlmTask, causal_lm_loss
     from dlkit.nn import losses
 
