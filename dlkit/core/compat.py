@@ -77,12 +77,13 @@ def refuse_known_bad(feature: str) -> None:
             raise ConfigError(bad.line())
 
 
-def outside_range() -> list[str]:
-    """One line per installed dependency whose version is outside the range dlkit declares for it."""
+def outside_range(requirements: list[str] | None = None) -> list[str]:
+    """One line per installed dependency whose version is outside the range dlkit declares for it
+    (`requirements`: dlkit's installed metadata by default)."""
     from packaging.requirements import Requirement
 
     lines, seen = [], set()
-    for text in metadata.requires("dlkit") or []:
+    for text in metadata.requires("dlkit") or [] if requirements is None else requirements:
         req = Requirement(text)
         found = installed_version(req.name)
         if req.name == "dlkit" or req.name in seen or found is None or not req.specifier:
