@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from dlkit.core.task import Task
+
 
 @dataclass(frozen=True)
 class RegressionData:
@@ -45,7 +47,7 @@ def build_model(dim: int = 8, hidden: int = 32, dropout: float = 0.0) -> nn.Modu
 
 
 @dataclass
-class RegressionTask:
+class RegressionTask(Task):
     """The engine's reference task: an MLP fitting builtin:regression (tests, benchmarks)."""
 
     dropout: float = 0.0

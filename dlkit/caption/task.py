@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from dlkit.caption.config import CaptionConfig
 from dlkit.caption.data import (
+    PAD_ID,
     PREPARED_FILE,
     CaptionRecord,
     Vocab,
@@ -38,6 +39,7 @@ from dlkit.caption.models import CaptionModel, ModelSpec, build_model, decode
 from dlkit.core.errors import DataError
 from dlkit.core.progress import info
 from dlkit.core.run import Run, atomic_write_json
+from dlkit.core.task import Task
 
 PRELOAD_BYTES = 512 * 2**20  # keep decoded, resized images in memory below this size
 MODEL_FILE = "model.json"
@@ -111,7 +113,7 @@ def prepare_splits(cfg: CaptionConfig) -> tuple[dict[str, list[CaptionRecord]], 
     return splits, vocab, stats
 
 
-class CaptionTask:
+class CaptionTask(Task):
     """lstm / attention / transformer captioners on a CNN encoder (vit-gpt2 lives in hf.py)."""
 
     def __init__(self, cfg: CaptionConfig, run: Run, prepared: tuple | None = None) -> None:
@@ -195,6 +197,9 @@ class CaptionTask:
 
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, Tensor]:
         return collate(examples)
+
+    def num_items(self, batch: dict[str, Tensor]) -> int:
+        return int(batch["tokens"][:, 1:].ne(PAD_ID).sum())  # the real target tokens the loss averages
 
     def training_step(self, model: CaptionModel, batch: dict[str, Tensor]):
         return model.loss(model.features(batch), batch["tokens"])

@@ -24,6 +24,7 @@ from dlkit.clip.templates import resolve_templates
 from dlkit.clip.zeroshot import class_embeddings, logits, score, summary, write_report
 from dlkit.core.errors import ConfigError
 from dlkit.core.run import Run
+from dlkit.core.task import Task
 
 # -- heads ---------------------------------------------------------------------------------------------
 
@@ -118,7 +119,7 @@ class LinearProbe(nn.Module):
 
 
 @dataclass
-class FeatureTask:
+class FeatureTask(Task):
     """Classification on cached image features: the head is the whole model."""
 
     make_head: Any  # () -> nn.Module
@@ -139,7 +140,7 @@ class FeatureTask:
     def training_step(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]):
         features, labels = batch
         out = model(features)
-        return F.cross_entropy(out, labels), {"accuracy": (out.argmax(-1) == labels).float().mean().item()}
+        return F.cross_entropy(out, labels), {"accuracy": (out.argmax(-1) == labels).float().mean()}
 
     def evaluate(self, model: nn.Module, loader: Any, accel: Any) -> dict[str, float]:
         from dlkit.core.engine import gather
@@ -303,7 +304,7 @@ def _pairs(records: list[Any], tokenizer: Any, transform: Any) -> _Pairs:
 
 
 @dataclass
-class ClipTask:
+class ClipTask(Task):
     """Contrastive image-text training: symmetric cross-entropy over the batch's similarity matrix."""
 
     cfg: ClipTrainConfig
@@ -342,7 +343,7 @@ class ClipTask:
         sims = scale * image_emb @ text_emb.T  # (B, B): image i vs caption j
         target = torch.arange(len(images), device=sims.device)
         loss = (F.cross_entropy(sims, target) + F.cross_entropy(sims.T, target)) / 2
-        return loss, {"logit_scale": scale.item()}
+        return loss, {"logit_scale": scale.detach()}
 
     def evaluate(self, model: nn.Module, loader: Any, accel: Any) -> dict[str, float]:
         from dlkit.core.engine import gather

@@ -61,7 +61,11 @@ def config_command(app: typer.Typer, config_cls: type, name: str | None = None,
         def command(ctx: typer.Context, **kwargs: Any) -> Any:
             config_file = kwargs.pop("config")
             overrides = {k: v for k, v in kwargs.items() if _from_command_line(ctx, k)}
-            return fn(load_config(config_cls, config_file, overrides))
+            cfg = load_config(config_cls, config_file, overrides)
+            root = ctx.find_root().obj
+            if isinstance(root, dict) and "argv" in root and hasattr(cfg, "command_line"):
+                cfg.command_line = list(root["argv"])  # the command line, for config.json and the resume hint
+            return fn(cfg)
 
         command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         command.__doc__ = fn.__doc__

@@ -22,7 +22,7 @@ app = typer.Typer()
 @dataclass
 class RegressionConfig(TrainConfig):
     dropout: float = opt(0.0, "Dropout in the MLP (makes the loss depend on the training RNG).")
-    step_delay: float = opt(0.0, "Seconds to sleep per training step, so a test can kill mid-run.")
+    step_delay: float = opt(0.0, "Seconds to sleep per training step, so a test can kill mid-run.", resume_safe=True)
 
 
 class SlowRegressionTask(RegressionTask):
