@@ -231,27 +231,10 @@ class _Loop:
                 raise _StopRequested
 
     def forward_backward(self, batches: list[Any], indices: list[list[int]]) -> None:
-        """One optimizer step's micro-batches: each backpropagates mean loss x items / items in the step."""
-        accel, model, task = self.accel, self.model, self.task
-        counts = [int(task.num_items(batch)) for batch in batches]  # on the host, before any backward
-        scale = self.per_item_scale(sum(counts))
-        step_loss: Any = 0.0
-        for i, batch in enumerate(batches):
-            with contextlib.nullcontext() if i == len(batches) - 1 else accel.no_sync(model):
-                loss, logs = split_step_output(task.training_step(model, send_to_device(batch, accel.device)))
-                weighted = loss * (counts[i] * scale)
-                accel.backward(weighted)
-            step_loss = step_loss + weighted.detach().float()
-            self.track(logs, len(indices[i]))
+        step_loss, logs = accumulate_step(self.task, self.model, self.accel, batches)
+        for i, entry in enumerate(logs):
+            self.track(entry, len(indices[i]))
         self.pending.append((self.state.step + 1, step_loss))
-
-    def per_item_scale(self, local_items: int) -> Any:
-        """1 / items in the step over all processes, x processes (DDP averages gradients over them)."""
-        world = self.accel.num_processes
-        if world == 1:
-            return 1.0 / max(local_items, 1)
-        items = torch.tensor(float(local_items), device=self.accel.device)
-        return world / self.accel.reduce(items, reduction="sum").clamp_min(1.0)
 
     def track(self, logs: dict[str, Any], num_samples: int) -> None:
         self.state.samples_seen += num_samples
@@ -461,6 +444,30 @@ class _Loop:
         metrics["final"] = {"step": state.last_eval_step, **state.last_eval}
         metrics["best"] = {"monitor": self.cfg.monitor, **state.best_eval}
         return metrics
+
+
+def accumulate_step(task: Task, model: nn.Module, accel: Accelerator, batches: list[Any]
+                    ) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+    """Forward and backward one optimizer step's micro-batches (collated, on the host): each backpropagates
+    its mean loss x its items / the items of the whole step on all processes, so the gradients are those
+    of one batch holding them all. Returns (this process's share of the step loss, on the device; each
+    micro-batch's logs). Gradients are synced only on the last micro-batch."""
+    counts = [int(task.num_items(batch)) for batch in batches]  # on the host, before any backward
+    world = accel.num_processes
+    scale: Any = 1.0 / max(sum(counts), 1)
+    if world > 1:  # x processes: DDP averages the gradients over them
+        items = accel.reduce(torch.tensor(float(sum(counts)), device=accel.device), reduction="sum")
+        scale = world / items.clamp_min(1.0)
+    step_loss: Any = 0.0
+    logs = []
+    for i, batch in enumerate(batches):
+        with contextlib.nullcontext() if i == len(batches) - 1 else accel.no_sync(model):
+            loss, entry = split_step_output(task.training_step(model, send_to_device(batch, accel.device)))
+            weighted = loss * (counts[i] * scale)
+            accel.backward(weighted)
+        step_loss = step_loss + weighted.detach().float()
+        logs.append(entry)
+    return step_loss, logs
 
 
 def _detached(value: Any) -> Any:

@@ -7,7 +7,9 @@
 import sys
 from dataclasses import dataclass
 
+import torch
 import typer
+from torch.utils.data import TensorDataset
 
 from dlkit.builtin.regression import RegressionTask
 from dlkit.cli import run_app
@@ -23,6 +25,7 @@ app = typer.Typer()
 class RegressionConfig(TrainConfig):
     dropout: float = opt(0.0, "Dropout in the MLP (makes the loss depend on the training RNG).")
     step_delay: float = opt(0.0, "Seconds to sleep per training step, so a test can kill mid-run.", resume_safe=True)
+    items: bool = opt(False, "Per-position targets with 1..6 valid positions per example: batches differ in items.")
 
 
 class SlowRegressionTask(RegressionTask):
@@ -37,9 +40,47 @@ class SlowRegressionTask(RegressionTask):
         return super().training_step(model, batch)
 
 
+class ItemsTask(RegressionTask):
+    """Regression onto 6 targets per example of which only the first 1..6 count: the loss is a mean over
+    valid positions, so micro-batches carry different numbers of items (like tokens in a text batch)."""
+
+    def datasets(self):
+        train, val = super().datasets()
+        return items_set(train), items_set(val)
+
+    def build_model(self):
+        from dlkit.builtin.regression import build_model
+
+        model = build_model(dropout=self.dropout)
+        model[-1] = torch.nn.Linear(model[-1].in_features, 6)
+        return model
+
+    def num_items(self, batch):
+        return int(batch[2].sum())
+
+    def training_step(self, model, batch):
+        x, y, mask = batch
+        return ((model(x) - y) ** 2 * mask).sum() / mask.sum()
+
+    def evaluate(self, model, loader, accel):
+        from dlkit.core.engine import mean_loss
+
+        return {"val_loss": mean_loss(self, model, loader, accel)}
+
+
+def items_set(dataset):
+    x, y = dataset.tensors
+    gen = torch.Generator().manual_seed(1)
+    targets = y[:, None] * torch.linspace(0.5, 1.5, 6) + 0.1 * torch.randn(len(y), 6, generator=gen)
+    valid = torch.randint(1, 7, (len(y),), generator=gen)
+    mask = (torch.arange(6)[None, :] < valid[:, None]).float()
+    return TensorDataset(x, targets, mask)
+
+
 @config_command(app, RegressionConfig, name="train")
 def train(cfg: RegressionConfig) -> None:
-    fit(SlowRegressionTask(cfg.dropout, cfg.step_delay), cfg, Run.create("core", cfg, "regression"))
+    task = ItemsTask(dropout=cfg.dropout) if cfg.items else SlowRegressionTask(cfg.dropout, cfg.step_delay)
+    fit(task, cfg, Run.create("core", cfg, "regression"))
 
 
 @app.command()
