@@ -250,7 +250,7 @@ class _Loop:
         """Whether to read the device values before applying `step`: it is logged, evaluated or saved
         (no checkpoint may hold a step the guards have not checked), or --nan-policy skip needs to know."""
         cfg = self.cfg
-        return (cfg.nan_policy == "skip" or step % cfg.log_every == 0 or step == self.total_steps
+        return (cfg.nan_policy == "skip" or step % cfg.log_every == 0 or step in (1, self.total_steps)
                 or (self.val_loader is not None and _due(step, cfg.eval_every, end_of_epoch))
                 or _due(step, cfg.save_every, end_of_epoch))
 
@@ -465,7 +465,7 @@ def accumulate_step(task: Task, model: nn.Module, accel: Accelerator, batches: l
             loss, entry = split_step_output(task.training_step(model, send_to_device(batch, accel.device)))
             weighted = loss * (counts[i] * scale)
             accel.backward(weighted)
-        step_loss = step_loss + weighted.detach().float()
+        step_loss = step_loss + weighted.detach().float() / world  # summed over processes when read
         logs.append(entry)
     return step_loss, logs
 

@@ -57,6 +57,10 @@ def span_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.T
                                                                         torch.Tensor]:
     """Mean of the start and end cross-entropies, plus the (B, T) start and end logits."""
     start_logits, end_logits = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+    # padding is never an answer: out of the softmax, so a window's loss does not depend on its batch-mates
+    padding = batch["attention_mask"] == 0
+    start_logits = start_logits.masked_fill(padding, torch.finfo(start_logits.dtype).min)
+    end_logits = end_logits.masked_fill(padding, torch.finfo(end_logits.dtype).min)
     loss = (F.cross_entropy(start_logits, batch["start_positions"])
             + F.cross_entropy(end_logits, batch["end_positions"])) / 2
     return loss, start_logits, end_logits

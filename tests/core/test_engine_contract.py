@@ -86,10 +86,10 @@ def test_two_processes_of_four_equal_one_process_of_eight(tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     two = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(SCRIPT), "--output-dir",
                           str(tmp_path / "two"), "--batch-size", "4", *args], capture_output=True, text=True,
-                         timeout=300)
+                         timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
     one = subprocess.run([sys.executable, str(SCRIPT), "--output-dir", str(tmp_path / "one"), "--batch-size", "8",
-                          *args], capture_output=True, text=True, timeout=300)
+                          *args], capture_output=True, text=True, timeout=600)
     assert one.returncode == 0, one.stderr[-3000:]
     torch.testing.assert_close(train_losses(tmp_path / "two"), train_losses(tmp_path / "one"), rtol=1e-5, atol=0)
     from safetensors.torch import load_file
@@ -181,7 +181,7 @@ def test_fit_needs_a_task(tmp_path):
 def test_the_cli_passes_its_command_line_in(tmp_path):
     out = tmp_path / "r"
     proc = subprocess.run([sys.executable, str(SCRIPT), "--output-dir", str(out), "--max-steps", "2"],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     command = json.loads((out / "config.json").read_text())["_dlkit"]["command"]
     assert command == f"dlkit train --output-dir {out} --max-steps 2"
