@@ -205,7 +205,8 @@ def resume_changes(saved: dict[str, Any], cfg: Any) -> tuple[dict[str, tuple[Any
     run); everything else may change the batch plan or the model, so resuming with it is refused.
     Keys the saved config lacks (written by an older dlkit) are not compared."""
     fields = {f.name: f for f in dataclasses.fields(cfg)}
-    refused, allowed = {}, {}
+    refused: dict[str, tuple[Any, Any]] = {}
+    allowed: dict[str, tuple[Any, Any]] = {}
     for key, new in saved_dict(cfg).items():
         if key not in saved:
             continue
