@@ -458,14 +458,18 @@ def accumulate_step(task: Task, model: nn.Module, accel: Accelerator, batches: l
     if world > 1:  # x processes: DDP averages the gradients over them
         items = accel.reduce(torch.tensor(float(sum(counts)), device=accel.device), reduction="sum")
         scale = world / items.clamp_min(1.0)
-    step_loss: Any = 0.0
+    step_loss: Any = None
     logs = []
     for i, batch in enumerate(batches):
         with contextlib.nullcontext() if i == len(batches) - 1 else accel.no_sync(model):
             loss, entry = split_step_output(task.training_step(model, send_to_device(batch, accel.device)))
-            weighted = loss * (counts[i] * scale)
+            whole = world == 1 and len(batches) == 1  # the step is this one batch: its mean is the step's loss
+            weighted = loss if whole else loss * (counts[i] * scale)
             accel.backward(weighted)
-        step_loss = step_loss + weighted.detach().float() / world  # summed over processes when read
+        part = weighted.detach()
+        part = part.float() if part.dtype != torch.float32 else part
+        part = part / world if world > 1 else part  # summed over processes when read
+        step_loss = part if step_loss is None else step_loss + part
         logs.append(entry)
     return step_loss, logs
 
