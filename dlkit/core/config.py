@@ -221,3 +221,19 @@ def resume_changes(saved: dict[str, Any], cfg: Any) -> tuple[dict[str, tuple[Any
 def _normalise(value: Any) -> Any:
     """Compare as config.json stores it (tuples become lists, paths strings)."""
     return json.loads(json.dumps(value, default=str))
+
+
+def named_in(spec: str, available: list[str], flag: str, where: str) -> list[str]:
+    """The comma-separated names of `spec`, each one of `available` (e.g. --target-modules against a model's
+    layers); otherwise one ConfigError naming the unknown ones and every candidate."""
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise ConfigError(f"{flag} {','.join(unknown)}: {where}; candidates: {', '.join(available)}")
+    return names
+
+
+def shared(name: str, default: Any) -> Any:
+    """A TrainConfig field that a group re-declares with its own default; the --help text stays the one
+    TrainConfig declares, so it is written once."""
+    return field(default=default, metadata=dict(TrainConfig.__dataclass_fields__[name].metadata))

@@ -46,6 +46,7 @@ from torch.utils.data import DataLoader, Dataset
 from dlkit.core import plots
 from dlkit.core.config import META_KEY, TrainConfig, flag_name, resume_changes, saved_dict
 from dlkit.core.errors import ConfigError, DataError, Diverged, Interrupted, RunError, TrainingStopped
+from dlkit.core.launch import launch_warning
 from dlkit.core.progress import TrainProgress, info, warn
 from dlkit.core.run import Run, atomic_write_json
 from dlkit.core.task import Task, check_task
@@ -75,6 +76,11 @@ class TrainState:
     loss_ema: float = 0.0  # divergence guard: EMA of the step loss (not bias-corrected) over ema_steps steps
     ema_steps: int = 0
     best_smoothed_loss: float | None = None
+
+
+def hparams(cfg: TrainConfig) -> dict[str, bool | int | float | str]:
+    """The effective config as tracker hyperparameters (TensorBoard's HPARAMS tab takes scalars and strings)."""
+    return {k: v if isinstance(v, bool | int | float | str) else str(v) for k, v in asdict(cfg).items()}
 
 
 def fit(task: Task, cfg: TrainConfig, run: Run) -> dict[str, Any]:
@@ -114,7 +120,7 @@ def fit(task: Task, cfg: TrainConfig, run: Run) -> dict[str, Any]:
         state = TrainState()
         run.write_config(cfg, command=command_text(cfg), data=data)
     if cfg.report_to != "none":
-        accel.init_trackers(TRACKER_FOLDER)
+        accel.init_trackers(TRACKER_FOLDER, config=hparams(cfg))
     val_loader = eval_loader(val_set, task.collate, cfg.batch_size, accel) if val_set is not None else None
 
     loop = _Loop(task, cfg, run, accel, model, optimizer, scheduler, state, total_steps, val_loader)
@@ -370,9 +376,10 @@ class _Loop:
             self.model.eval()
             with torch.no_grad():
                 metrics = self.task.evaluate(self.model, self.val_loader, self.accel)
-            self.model.train()
-            if self.accel.is_main_process:
+            if self.accel.is_main_process:  # still in eval mode: samples without dropout, and BatchNorm
+                # statistics left as evaluated (and as the other ranks have them)
                 self.task.on_eval(self.accel.unwrap_model(self.model), self.run, state.step)
+            self.model.train()
         state.last_eval_step = state.step
         state.last_eval = metrics
         self.log({"kind": "eval", "step": state.step, "epoch": state.epoch, **metrics})
@@ -551,12 +558,15 @@ def build_accelerator(cfg: TrainConfig, run: Run | None = None) -> Accelerator:
     _cache_lomo_lookup()
     trackers = {"log_with": cfg.report_to, "project_dir": str(run.dir)} if run and cfg.report_to != "none" else {}
     try:
-        return Accelerator(cpu=not cuda, mixed_precision=cfg.precision, **trackers)
+        accel = Accelerator(cpu=not cuda, mixed_precision=cfg.precision, **trackers)
     except ValueError as exc:  # a second fit in one process (notebook, tests) asking for another precision
         if "already been initialized" not in str(exc):
             raise
         _reset_accelerator_state(cfg.precision)
-        return Accelerator(cpu=not cuda, mixed_precision=cfg.precision, **trackers)
+        accel = Accelerator(cpu=not cuda, mixed_precision=cfg.precision, **trackers)
+    if (message := launch_warning(accel.num_processes)) is not None:
+        warn(message)
+    return accel
 
 
 def _accelerate_known() -> bool:

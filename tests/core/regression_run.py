@@ -11,11 +11,11 @@ import torch
 import typer
 from torch.utils.data import TensorDataset
 
-from dlkit.builtin.regression import RegressionTask
 from dlkit.cli import run_app
 from dlkit.core.commands import config_command
 from dlkit.core.config import TrainConfig, opt
 from dlkit.core.engine import fit
+from dlkit.core.reference import RegressionTask
 from dlkit.core.run import Run
 
 app = typer.Typer()
@@ -24,19 +24,27 @@ app = typer.Typer()
 @dataclass
 class RegressionConfig(TrainConfig):
     dropout: float = opt(0.0, "Dropout in the MLP (makes the loss depend on the training RNG).")
-    step_delay: float = opt(0.0, "Seconds to sleep per training step, so a test can kill mid-run.", resume_safe=True)
+    hang_at: int = opt(0, "Training step at which to write --ready-file and wait forever, so a test can kill "
+                       "the process mid-run at a known step (0: never).", resume_safe=True)
+    ready_file: str = opt("", "The file written when the run hangs at --hang-at.", resume_safe=True)
     items: bool = opt(False, "Per-position targets with 1..6 valid positions per example: batches differ in items.")
 
 
-class SlowRegressionTask(RegressionTask):
-    def __init__(self, dropout: float, step_delay: float):
+class HangingRegressionTask(RegressionTask):
+    def __init__(self, dropout: float, hang_at: int, ready_file: str):
         super().__init__(dropout=dropout)
-        self.step_delay = step_delay
+        self.hang_at, self.ready_file, self.train_calls = hang_at, ready_file, 0
 
     def training_step(self, model, batch):
-        import time
+        if model.training:
+            self.train_calls += 1
+            if self.train_calls == self.hang_at:
+                import time
+                from pathlib import Path
 
-        time.sleep(self.step_delay)
+                Path(self.ready_file).write_text(str(self.hang_at))
+                while True:  # until the test kills this process
+                    time.sleep(1)
         return super().training_step(model, batch)
 
 
@@ -79,7 +87,8 @@ def items_set(dataset):
 
 @config_command(app, RegressionConfig, name="train")
 def train(cfg: RegressionConfig) -> None:
-    task = ItemsTask(dropout=cfg.dropout) if cfg.items else SlowRegressionTask(cfg.dropout, cfg.step_delay)
+    task = ItemsTask(dropout=cfg.dropout) if cfg.items else HangingRegressionTask(cfg.dropout, cfg.hang_at,
+                                                                                cfg.ready_file)
     fit(task, cfg, Run.create("core", cfg, "regression"))
 
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 from regression_run import ItemsTask
 
-from dlkit.builtin.regression import RegressionTask
 from dlkit.core import engine
 from dlkit.core.config import TrainConfig
 from dlkit.core.engine import fit
 from dlkit.core.errors import ConfigError, Diverged
+from dlkit.core.reference import RegressionTask
 from dlkit.core.run import Run
 from dlkit.core.task import Task
 
