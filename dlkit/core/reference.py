@@ -4,6 +4,7 @@ known (engine tests, report tests, benchmarks). A group's Task looks like this, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -22,7 +23,7 @@ class RegressionTask(Task):
     num_train: int = 512
 
     def __post_init__(self) -> None:
-        self.data = load_builtin("regression", num_train=self.num_train)
+        self.data: Any = load_builtin("regression", num_train=self.num_train)  # a RegressionData
 
     def build_model(self) -> nn.Module:
         return load_builtin("mlp", dropout=self.dropout)
