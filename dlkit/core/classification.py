@@ -105,12 +105,12 @@ def subsample(indices: list[int], limit: int | None, seed: int) -> list[int]:
 # -- training and validation -----------------------------------------------------------------------
 
 
-def cross_entropy_step(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+def cross_entropy_step(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The training loss and the batch accuracy (logged by the engine next to the loss)."""
     import torch.nn.functional as F
 
     loss = F.cross_entropy(logits.float(), labels)  # logits (B, K), labels (B,)
-    accuracy = (logits.argmax(-1) == labels).float().mean().item()
+    accuracy = (logits.argmax(-1) == labels).float().mean()  # a tensor: the engine reads it at log time
     return loss, {"accuracy": accuracy}
 
 

@@ -175,7 +175,7 @@ class Run:
 
     def config_as(self, cls: type[C]) -> C:
         """The run's saved config as `cls` (provenance and keys from other dlkit versions ignored)."""
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         return cls(**{k: v for k, v in self.read_config().items() if k in known})
 
     def read_config(self) -> dict[str, Any]:
