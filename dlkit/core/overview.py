@@ -219,6 +219,8 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 def list_runs(root: Path) -> None:
     if not root.exists():
         raise RunError(f"{root}: no such folder (runs are written under ./runs by default)")
+    if not root.is_dir():
+        raise RunError(f"{root} is a file; pass a folder holding run folders (runs are written under ./runs)")
     rows = []
     for path in find_runs([root], max_depth=4):
         try:
@@ -229,6 +231,9 @@ def list_runs(root: Path) -> None:
                     | {"created": _created(path)})
     if MODE.json:
         print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        warn(f"no dlkit run under {root} (a run folder holds the config.json written by a train command)")
         return
     from rich.table import Table
 
