@@ -357,14 +357,17 @@ def _make_folder(root: Path) -> bool:
     """Create `root` in one step (True), or find it already there (False); no exists-check/mkdir race."""
     try:
         root.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise RunError(f"--output-dir {root}: a parent of it is a file, not a folder") from None
+    except OSError as exc:
+        raise RunError(f"cannot create the run folder {root} ({exc.strerror or exc})") from None
+    try:
         root.mkdir()
         return True
     except FileExistsError:
         if not root.is_dir():
             raise RunError(f"--output-dir {root} is a file, not a folder; pass a folder for the run") from None
         return False
-    except NotADirectoryError:
-        raise RunError(f"--output-dir {root}: a parent of it is a file, not a folder") from None
     except OSError as exc:
         raise RunError(f"cannot create the run folder {root} ({exc.strerror or exc})") from None
 
