@@ -93,7 +93,7 @@ def test_lock_is_per_process_and_released_by_close(tmp_path):
 
 
 @pytest.mark.slow
-def test_torchrun_rank0_holds_the_lock_and_a_held_folder_stops_both_ranks(tmp_path):
+def test_torchrun_into_a_held_folder_stops_both_ranks(tmp_path):
     out = tmp_path / "ddp"
     out.mkdir()
     torchrun = Path(sys.executable).with_name("torchrun")
@@ -103,10 +103,8 @@ def test_torchrun_rank0_holds_the_lock_and_a_held_folder_stops_both_ranks(tmp_pa
         proc = subprocess.run(command, capture_output=True, text=True, timeout=180)
     assert proc.returncode != 0
     assert f"in use by another dlkit process (pid {holder.pid})" in proc.stderr
-    assert sorted(os.listdir(out)) == [LOCK_FILE]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=180)  # free now: rank 0 locks it
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads((out / "metrics.json").read_text())["processes"] == 2
+    assert sorted(os.listdir(out)) == [LOCK_FILE]  # neither rank wrote: only rank 0 checks and locks
+    # (test_processes.py::test_two_processes_with_torchrun trains 2 ranks into a free folder: rank 0 locks it)
 
 
 @pytest.mark.slow
