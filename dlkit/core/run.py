@@ -171,24 +171,15 @@ class Run:
             return run
         if not run.writer:
             return run
-        created = _make_folder(root)
-        if not created and _contents(root):
-            if not cfg.overwrite:
-                raise RunError(f"{root} already exists; pass --overwrite to replace it or --resume to continue it")
-            check_is_run(root, "--overwrite")
+        if not _make_folder(root):
+            _replaceable(root, cfg.overwrite)  # checked before a lock file is put into someone's folder
         run._lock = lock_run_folder(root)
         try:
-            contents = _contents(root)  # again, now that no other dlkit process can write here
-            if contents:
-                if not cfg.overwrite:
-                    raise RunError(f"{root} already exists; pass --overwrite to replace it or --resume to "
-                                   "continue it")
-                check_is_run(root, "--overwrite")
-                for path in contents:
-                    if path.is_dir() and not path.is_symlink():
-                        shutil.rmtree(path)
-                    else:
-                        path.unlink()
+            for path in _replaceable(root, cfg.overwrite):  # again, now that no other dlkit process writes here
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
         except BaseException:
             run.close()
             raise
@@ -372,8 +363,14 @@ def _make_folder(root: Path) -> bool:
         raise RunError(f"cannot create the run folder {root} ({exc.strerror or exc})") from None
 
 
-def _contents(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.name != LOCK_FILE)
+def _replaceable(root: Path, overwrite: bool) -> list[Path]:
+    """What --overwrite would delete in an existing folder; refuses unless it is empty or a dlkit run."""
+    contents = sorted(p for p in root.iterdir() if p.name != LOCK_FILE)
+    if contents:
+        if not overwrite:
+            raise RunError(f"{root} already exists; pass --overwrite to replace it or --resume to continue it")
+        check_is_run(root, "--overwrite")
+    return contents
 
 
 class RunLock:
