@@ -72,7 +72,7 @@ def export_run(run_dir: Path, out: Path | None, merge: bool) -> dict[str, Any]:
     info_ = read_info(run.model_dir)
     target = Path(out) if out else run.dir / ("merged" if merge else "export")
     if target.exists():
-        if any(target.iterdir()) and export_group(target) != "llm":
+        if not target.is_dir() or any(target.iterdir()) and export_group(target) != "llm":
             raise RunError(f"--out {target} exists and is not an llm export folder; choose a new folder")
         shutil.rmtree(target)
     model, tokenizer, _ = load_trained(run.dir)
