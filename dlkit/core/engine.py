@@ -98,6 +98,9 @@ def fit(task: Task, cfg: TrainConfig, run: Run) -> dict[str, Any]:
     train_set, val_set = task.datasets()
     if len(train_set) == 0:  # type: ignore[arg-type]
         raise DataError("the training set is empty")
+    # an empty validation set is caught here, not by an IndexError after a training step
+    if val_set is not None and len(val_set) == 0:  # type: ignore[arg-type]
+        raise DataError("the validation set is empty; add examples or hold out a larger share for validation")
     optimizer = build_optimizer(model, cfg)
     first_epoch = step_plan(task, train_set, cfg, 0, accel.num_processes)
     steps_per_epoch = len(first_epoch)
@@ -794,7 +797,8 @@ def restore(accel: Accelerator, run: Run, scheduler: Any) -> TrainState:
             scheduler_state = saved.pop("scheduler")
             known = {f.name for f in dataclasses.fields(TrainState)}  # counters of older versions are dropped
             state = TrainState(**{k: v for k, v in saved.items() if k in known})
-            accel.load_state(str(ckpt))
+            rng_problem = _unreadable_rng_state(ckpt, accel.process_index)
+            accel.load_state(str(ckpt))  # skips RNG states it cannot read, saying nothing
             scheduler.load_state_dict(scheduler_state)
         except Exception as exc:  # truncated file, bad pickle, shape mismatch...
             reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
@@ -802,8 +806,25 @@ def restore(accel: Accelerator, run: Run, scheduler: Any) -> TrainState:
             continue
         if ckpt != candidates[-1]:
             info(f"resuming from {ckpt.name} instead")
+        if rng_problem:
+            warn(f"{rng_problem}; resuming with fresh random states, so this resume is not exact (dropout and "
+                 "sampling differ from an uninterrupted run)")
         return state
     raise RunError(f"--resume: no readable checkpoint in {run.checkpoints_dir}")
+
+
+def _unreadable_rng_state(ckpt: Path, process_index: int) -> str | None:
+    """Why this process's RNG file in `ckpt` cannot be restored, or None when it can."""
+    from accelerate.utils import load
+
+    path = ckpt / f"random_states_{process_index}.pkl"
+    try:
+        states = load(path)
+        missing = [k for k in ("random_state", "numpy_random_seed", "torch_manual_seed") if k not in states]
+    except Exception as exc:  # missing, truncated, not a pickle, refused by weights_only
+        reason = str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__
+        return f"{path} is unreadable ({reason})"
+    return f"{path} lacks {', '.join(missing)}" if missing else None
 
 
 def _rmtree(path: Path) -> None:

@@ -113,3 +113,13 @@ def test_predict_missing_and_undecodable_images(cli, deit_run, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
     one_line_error(cli("vit", "predict", "--run", deit_run, bad), "cannot be decoded")
+
+
+def test_held_out_validation_split_that_ends_up_empty(cli, tmp_path):
+    for name in ("cat", "dog"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(2):  # 10% of 2 images per class rounds to none
+            Image.new("RGB", (8, 8)).save(tmp_path / "data" / name / f"{i}.png")
+    one_line_error(cli("vit", "train", "--data", tmp_path / "data", "--output-dir", tmp_path / "r"),
+                   "leaves no validation example", "4 examples in 2 classes", "--val-fraction")
+    assert not (tmp_path / "r").exists()
