@@ -197,3 +197,57 @@ def compose(
 
     result = compose_adapters(base, adapter, out, eval_data or [], overwrite, max_new_tokens)
     progress.emit(result, progress.metrics_table(result, title="compose"))
+
+
+@app.command()
+def reason(
+    strategy: Annotated[Optional[list[str]], typer.Option(help="direct, cot, fewshot-cot or self-consistency; "  # noqa: UP045
+                                                          "repeat it to compare several (default: direct, cot).")] = None,  # noqa: E501
+    model: ModelOpt = "builtin:tiny-llama",
+    run: Annotated[Optional[Path], typer.Option(help="Prompt a trained llm run (base + adapter) instead of --model.")] = None,  # noqa: UP045, E501
+    data: Annotated[str, typer.Option(help="Problems with gold answers: builtin:reasoning[-fa], a JSONL/JSON/CSV of "
+                                      "question/answer rows (a number, or GSM8K's '... #### N') or a Hub id.")] = "builtin:reasoning",  # noqa: E501
+    limit: Annotated[Optional[int], typer.Option(help="Score only the first N problems.")] = None,  # noqa: UP045
+    shots: Annotated[int, typer.Option(help="Worked examples in fewshot-cot (and self-consistency) prompts.")] = 4,
+    shots_file: Annotated[Optional[Path], typer.Option(help="Take the shots from this file (same layout as "  # noqa: UP045
+                                                       "--data); default: the first --shots problems of --data, "
+                                                       "which are then not scored.")] = None,
+    samples: Annotated[int, typer.Option(help="self-consistency: completions sampled per question.")] = 5,
+    temperature: Annotated[float, typer.Option(help="self-consistency: sampling temperature.")] = 0.7,
+    trigger: Annotated[Optional[str], typer.Option(help="Zero-shot CoT trigger; default \"Let's think step by step.\" "  # noqa: UP045
+                                                   "or its Persian equivalent, by the data's language.")] = None,
+    max_new_tokens: MaxNewTokens = 128,
+    batch_size: Annotated[int, typer.Option(min=1, help="Prompts per generation batch.")] = 16,
+    seed: Annotated[int, typer.Option(help="Seed of the sampled completions.")] = 0,
+    output_dir: Annotated[Optional[Path], typer.Option(help="Output folder (default runs/llm/reason-TIME).")] = None,  # noqa: UP045
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --output-dir.")] = False,
+) -> None:
+    """Accuracy of prompting strategies on maths word problems: direct answers, zero-shot and few-shot chain of
+    thought, and self-consistency (a majority vote over sampled chains). Writes reason.csv, plots/accuracy.png
+    and every prompt and completion (samples/completions.jsonl).
+
+    Example: [bold]dlkit llm reason --data builtin:reasoning --strategy direct --strategy cot --strategy self-consistency --samples 5 --limit 50[/bold]
+    """  # noqa: E501
+    from dlkit.llm.reason import ReasonConfig
+    from dlkit.llm.reason import reason as run_reason
+
+    cfg = ReasonConfig(strategies=strategy or ["direct", "cot"], model=model, run=str(run) if run else None,
+                       data=data, limit=limit, shots=shots, shots_file=str(shots_file) if shots_file else None,
+                       samples=samples, temperature=temperature, trigger=trigger, max_new_tokens=max_new_tokens,
+                       batch_size=batch_size, seed=seed, output_dir=str(output_dir) if output_dir else None,
+                       overwrite=overwrite)
+    result = run_reason(cfg)
+    progress.emit(result, _reason_table(result))
+
+
+def _reason_table(result: dict):
+    from rich.table import Table
+
+    table = Table(title=f"{result['model']} on {result['data']}: {result['questions']} questions "
+                        f"({result['language']}, {result['shots']} shots)")
+    for col in ("strategy", "accuracy", "correct", "samples", "tokens/question", "s/question"):
+        table.add_column(col, justify="left" if col == "strategy" else "right")
+    for row in result["strategies"]:
+        table.add_row(row["strategy"], f"{row['accuracy']:.3f}", str(row["correct"]), str(row["samples"]),
+                      f"{row['mean_generated_tokens']:.1f}", f"{row['seconds_per_question']:.3f}")
+    return table
