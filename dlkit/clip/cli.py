@@ -40,8 +40,9 @@ def zeroshot(cfg: ZeroShotConfig) -> None:
     """Zero-shot classification of an image folder from prompt templates: top-1/top-5, per-class report
     (CSV), confusion matrix and the worst classes.
 
-    Example: [bold]dlkit clip zeroshot --model convnext_base --pretrained laion400m_s13b_b51k --data ~/dogs
-    --templates dogs[/bold]
+    Example (offline): [bold]dlkit clip zeroshot --model builtin:tiny-clip --data builtin:shape-classes[/bold]
+    Real weights (Stanford Dogs test images, one folder per breed): [bold]dlkit clip zeroshot --model convnext_base
+    --pretrained laion400m_s13b_b51k --data ~/dogs/test --templates dogs[/bold]
     """
     from rich.console import Group
 
@@ -153,15 +154,17 @@ def retrieve(
     pretrained: Annotated[str, typer.Option(help="Pretrained tag for --model (or none).")] = "none",
     k: Annotated[int, typer.Option("-k", "--k", help="How many images to return.")] = 9,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass when encoding.")] = 64,
-    output: Annotated[Optional[Path], typer.Option(help="Folder for grid.png and results.json "  # noqa: UP045
-                                                  "(default: the run's samples/ or runs/clip/retrieve).")] = None,
+    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "--output", help="Folder for grid.png and "  # noqa: UP045
+                                                      "results.json (default: the run's samples/ or "
+                                                      "runs/clip/retrieve); --output is an alias.")] = None,
 ) -> None:
     """Text-to-image retrieval: the k images closest to the query, as a PNG grid with scores and JSON.
 
-    Example: [bold]dlkit clip retrieve --run runs/clip/flickr --images ~/flickr8k/Images --query "a dog" -k 9[/bold]
+    Example: [bold]dlkit clip retrieve --run runs/clip/flickr --images ~/flickr8k/Images --query "a dog" -k 9
+    --output-dir runs/clip/retrieve-dog[/bold]
     """
     from dlkit.clip.retrieve import retrieve as run_retrieve
 
-    result = run_retrieve(query, images, run, model, pretrained, k, batch_size, output)
+    result = run_retrieve(query, images, run, model, pretrained, k, batch_size, output_dir)
     rows = [{"rank": i + 1, "score": r["score"], "image": r["image"]} for i, r in enumerate(result["results"])]
     progress.emit(result, _table(f"top {len(rows)} for {query!r}", rows, ["rank", "score", "image"]))
