@@ -18,6 +18,8 @@ app = group_app("llm", "Instruction fine-tuning of causal LMs: every PEFT method
 ModelOpt = Annotated[str, typer.Option("--model", help="Base model: builtin:tiny-llama, builtin:tiny-gemma2, a "
                                        "local folder or a Hub id.")]
 MaxNewTokens = Annotated[int, typer.Option("--max-new-tokens", min=1, help="Tokens generated per answer.")]
+MethodOpt = Annotated[Optional[str], typer.Option(help="Instead of --run: the newest finished run of this method "  # noqa: UP045
+                                                  "under runs/llm/ (e.g. lora).")]
 
 
 @config_command(app, PrepareConfig)
@@ -47,9 +49,27 @@ def train(cfg: LlmConfig) -> None:
         progress.emit(metrics, progress.metrics_table(metrics))
 
 
+def _run_or_method(run: Path | None, method: str | None, required: bool = True) -> Path | None:
+    """--run as given, or the newest finished run of --method under runs/llm/ (named, so the user knows)."""
+    from dlkit.core.errors import ConfigError
+
+    if run is not None and method is not None:
+        raise ConfigError("pass --run DIR or --method M, not both")
+    if method is None:
+        if required and run is None:
+            raise ConfigError("pass --run DIR (a `dlkit llm train` run) or --method M (its newest finished run)")
+        return run
+    from dlkit.core.overview import newest_finished_run
+
+    found = newest_finished_run(Path("runs/llm"), "llm", "method", method)
+    progress.info(f"--method {method}: using {found}, the newest finished {method} run under runs/llm")
+    return found
+
+
 @app.command("eval")
 def eval_(
-    run: Annotated[Path, run_option()],
+    run: Annotated[Optional[Path], typer.Option(help="A run folder written by `dlkit llm train`.")] = None,  # noqa: UP045
+    method: MethodOpt = None,
     data: Annotated[Optional[str], typer.Option(help="Evaluate on this data instead of the run's test split.")] = None,  # noqa: UP045
     max_new_tokens: MaxNewTokens = 32,
     batch_size: Annotated[int, typer.Option(min=1, help="Prompts per generation batch.")] = 16,
@@ -60,11 +80,12 @@ def eval_(
     """Val loss, perplexity, and exact match, BLEU, chrF and ROUGE-L of greedy answers on the test split.
 
     Example: [bold]dlkit llm eval --run runs/llm/lora --max-new-tokens 64[/bold]
+    Newest finished LoRA run under runs/llm/: [bold]dlkit llm eval --method lora[/bold]
     """
     from dlkit.llm.evaluate import evaluate_run
 
-    metrics = evaluate_run(run, data=data, max_new_tokens=max_new_tokens, batch_size=batch_size, limit=limit,
-                           bertscore_model=bertscore)
+    metrics = evaluate_run(_run_or_method(run, method), data=data, max_new_tokens=max_new_tokens,
+                           batch_size=batch_size, limit=limit, bertscore_model=bertscore)
     progress.emit(metrics, progress.metrics_table(metrics, title="eval"))
 
 
@@ -72,6 +93,7 @@ def eval_(
 def generate(
     model: ModelOpt = "builtin:tiny-llama",
     run: Annotated[Optional[Path], typer.Option(help="A trained llm run, shown beside the base model.")] = None,  # noqa: UP045
+    method: MethodOpt = None,
     prompt: Annotated[Optional[list[str]], typer.Option(help="A question (repeatable).")] = None,  # noqa: UP045
     prompts_file: Annotated[Optional[Path], typer.Option(help="JSONL of {\"prompt\": ...} or a text file, one "  # noqa: UP045
                                                          "question per line.")] = None,
@@ -81,10 +103,12 @@ def generate(
     """Answers of the untuned model and of a tuned run, side by side (samples/before_after.md and .jsonl).
 
     Example: [bold]dlkit llm generate --run runs/llm/lora --prompts-file examples/llm/probes.jsonl[/bold]
+    Newest finished LoRA run: [bold]dlkit llm generate --method lora --prompt "What is the capital of Iran?"[/bold]
     """
     from dlkit.llm.evaluate import before_after
 
-    rows = before_after(model, run, prompt or [], prompts_file, system, max_new_tokens)
+    rows = before_after(model, _run_or_method(run, method, required=False), prompt or [], prompts_file, system,
+                        max_new_tokens)
     progress.emit(rows, _before_after_table(rows))
 
 
