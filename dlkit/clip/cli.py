@@ -35,6 +35,33 @@ def _table(title: str, rows: list[dict], columns: list[str]):
     return table
 
 
+@app.command()
+def prepare(
+    data: Annotated[str, typer.Option(help="ImageFolder (class subfolders, optionally under train/ and test/), a "
+                                      "CIFAR-10 folder, a Hub dataset id or builtin:NAME.")] = "builtin:shape-classes",
+    classnames: Annotated[Optional[str], typer.Option(help="File of class names, one per line, in folder order.")] = None,  # noqa: UP045, E501
+    output_dir: Annotated[Path, typer.Option(help="Where plots/ and stats.json go.")] = Path("runs/clip/prepare"),
+    seed: Annotated[int, typer.Option(help="Seed of the sample grid.")] = 0,
+) -> None:
+    """Class names (as the prompts will say them) and counts per split folder, a grid of random labelled
+    images (plots/samples.png), the image-size histogram and images per class.
+
+    Example: [bold]dlkit clip prepare --data ~/dogs --output-dir runs/clip/prepare-dogs[/bold]
+    """
+    from dlkit.caption.data import open_image
+    from dlkit.clip.data import SPLIT_NAMES, data_root, load_split
+    from dlkit.core.image_preview import PreviewSplit, counts_table, preview
+
+    root = data_root(data)
+    names = [s for s in SPLIT_NAMES if (root / s).is_dir()] or [None]
+    loaded = [(name or "all", load_split(data, name, classnames)) for name in names]
+    splits = [PreviewSplit(name, images.labels, lambda i, paths=images.paths: open_image(paths[i]))
+              for name, images in loaded]
+    stats = preview(splits, loaded[0][1].classes, output_dir, data, seed)
+    progress.info(f"wrote {output_dir}/plots/samples.png, image_sizes.png, class_counts.png and stats.json")
+    progress.emit(stats, counts_table(stats))
+
+
 @config_command(app, ZeroShotConfig)
 def zeroshot(cfg: ZeroShotConfig) -> None:
     """Zero-shot classification of an image folder from prompt templates: top-1/top-5, per-class report
