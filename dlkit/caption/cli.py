@@ -78,3 +78,25 @@ def evaluate(
 
     metrics = evaluate_run(run, beam_size, batch_size, bertscore_model, num_worst, limit)
     progress.emit(metrics, progress.metrics_table(metrics, title="caption eval"))
+
+
+@app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Two or more `caption train` run folders.")],
+    limit: Annotated[int, typer.Option(help="Test images to caption (the first N of the shared test split).")] = 20,
+    beam_size: Annotated[int, typer.Option(help="Beam width (1 = greedy).")] = 3,
+    output_dir: Annotated[Optional[Path], typer.Option(help="Output folder (default runs/caption/compare-TIME).")] = None,  # noqa: UP045, E501
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --output-dir.")] = False,
+) -> None:
+    """The same test images captioned by several runs side by side: compare.md/.html (image, references, each
+    run's caption and its BLEU-4), plots/compare.png, and plots/disagreements.png where the runs differ most.
+
+    Example: [bold]dlkit caption compare runs/caption/lstm runs/caption/attention --limit 20 --output-dir runs/caption/lstm-vs-attention[/bold]
+    """  # noqa: E501
+    from dlkit.caption.compare import CompareConfig, compare_runs
+    from dlkit.core import progress
+
+    result = compare_runs(CompareConfig([str(r) for r in runs], limit, beam_size,
+                                        str(output_dir) if output_dir else None, overwrite=overwrite))
+    progress.emit(result, progress.metrics_table({f"{k} BLEU-4": v for k, v in result["bleu4"].items()},
+                                                 title=f"caption compare ({result['images']} test images)"))
