@@ -1,7 +1,7 @@
 """builtin:reasoning and builtin:reasoning-fa: multi-step arithmetic word problems with known answers.
 
 Each row is GSM8K-shaped: `question`, and `answer` = a worked solution, one step per line, ending in
-`#### N`. Every problem takes two or three operations (multiply, add, subtract, divide evenly), so a
+`#### N`. Every problem takes two operations (multiply or divide evenly, then add or subtract), so a
 model that answers in one jump has to get the intermediate numbers right, and chain-of-thought has
 something to write down. Some totals pass 1,000, so the solutions use thousands separators.
 The Persian version writes every number in Persian digits.
