@@ -62,7 +62,7 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int
                                     else {"do_sample": False}),
                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=stops)
             new = out[:, enc["input_ids"].shape[1]:]
-            stopped = torch.isin(new, torch.tensor(stops, device=new.device))
+            stopped = torch.isin(new, torch.tensor(stops, dtype=new.dtype, device=new.device))
             ends = torch.where(stopped.any(1), stopped.int().argmax(1) + 1, new.shape[1])
             for i, end in zip(batch, ends.tolist(), strict=True):
                 counts[i] = end
