@@ -90,11 +90,33 @@ class Problem:
 # -- data ------------------------------------------------------------------------------------------
 
 
-def load_problems(spec: str, flag: str = "--data") -> list[Problem]:
-    """Rows with a question and a gold answer (a number, or GSM8K's 'steps #### N')."""
+def read_rows(spec: str, flag: str = "--data") -> tuple[list[dict], str]:
+    """(rows, which split they are): a whole local file or builtin, or a Hub dataset's test split (GSM8K's
+    'main' config when the dataset has one)."""
+    from dlkit.core.sources import resolve
     from dlkit.llm.data import load_rows
 
-    rows, _ = load_rows(spec, flag)
+    source = resolve(spec, "data", flag)
+    if source.kind != "hub":
+        return load_rows(spec, flag)[0], "all"
+    from datasets import get_dataset_config_names, load_dataset
+
+    configs = get_dataset_config_names(source.value)
+    splits = load_dataset(source.value, "main" if "main" in configs else None)
+    split = "test" if "test" in splits else next(iter(splits))
+    rows = splits[split].to_list()
+    if not rows:
+        raise DataError(f"{flag} {spec}: its {split!r} split is empty")
+    return rows, split
+
+
+def load_problems(spec: str, flag: str = "--data") -> list[Problem]:
+    """Rows with a question and a gold answer (a number, or GSM8K's 'steps #### N')."""
+    return parse_problems(*read_rows(spec, flag), spec, flag)[0]
+
+
+def parse_problems(rows: list[dict], split: str, spec: str, flag: str) -> tuple[list[Problem], str]:
+    """Problems of the rows (the question/answer columns found by name); a row without a gold number is an error."""
     columns = set(rows[0])
     q_col = next((c for c in QUESTION_COLUMNS if c in columns), None)
     a_col = next((c for c in ANSWER_COLUMNS if c in columns), None)
@@ -110,7 +132,7 @@ def load_problems(spec: str, flag: str = "--data") -> list[Problem]:
                             "expected a number or GSM8K's '... #### N'")
         steps = _CALCULATOR.sub("", answer.rsplit("####", 1)[0]).strip() if "####" in answer else ""
         problems.append(Problem(str(row[q_col]).strip(), gold, steps))
-    return problems
+    return problems, split
 
 
 def language_of(problems: list[Problem]) -> str:
@@ -197,7 +219,7 @@ def reason(cfg: ReasonConfig, complete: Complete | None = None, tokenizer: Any =
     from dlkit.core.run import Run
 
     cfg.validate()
-    problems = load_problems(cfg.data)
+    problems, split = parse_problems(*read_rows(cfg.data), cfg.data, "--data")
     shots: list[Problem] = []
     needs_shots = cfg.shots > 0 and any(s in ("fewshot-cot", "self-consistency") for s in cfg.strategies)
     if needs_shots:
@@ -210,6 +232,7 @@ def reason(cfg: ReasonConfig, complete: Complete | None = None, tokenizer: Any =
             shots, problems = problems[:cfg.shots], problems[cfg.shots:]
             info(f"shots: the first {len(shots)} problems of {cfg.data} (not scored)")
     problems = problems[:cfg.limit] if cfg.limit else problems
+    info(f"scoring {len(problems)} problems of {cfg.data} (split: {split})")
     lang = language_of(problems)
     trigger = cfg.trigger or TRIGGERS[lang]
     if complete is None:
@@ -225,8 +248,8 @@ def reason(cfg: ReasonConfig, complete: Complete | None = None, tokenizer: Any =
         info(f"{strategy}: accuracy {row['accuracy']:.3f} ({row['correct']}/{row['questions']})")
         rows.append(row)
         records += recs
-    result = {"data": cfg.data, "model": cfg.run or cfg.model, "language": lang, "trigger": trigger,
-              "questions": len(problems), "shots": len(shots), "strategies": rows}
+    result = {"data": cfg.data, "split": split, "model": cfg.run or cfg.model, "language": lang,
+              "trigger": trigger, "questions": len(problems), "shots": len(shots), "strategies": rows}
     _write(run, rows, records, result)
     info(f"wrote {run.dir}/reason.csv, {run.plots_dir / 'accuracy.png'} and {run.samples_dir / 'completions.jsonl'}")
     return {**result, "output_dir": str(run.dir)}

@@ -115,3 +115,20 @@ def test_reason_bad_input(cli, tmp_path):
     nonum = write_jsonl(tmp_path / "nonum.jsonl", [{"question": "x", "answer": "none"}])
     result = cli("llm", "reason", "--data", nonum, "--output-dir", tmp_path / "o")
     assert result.exit_code == 2 and "row 1 has no number" in result.stderr
+
+
+def test_hub_gsm8k_scores_its_test_split_of_the_main_config(monkeypatch, tmp_path, tokenizer):
+    import datasets
+
+    from dlkit.core import sources
+
+    test = [{"question": "What is 1 + 1?", "answer": "1 + 1 = <<1+1=2>>2\n#### 2"}] * 3
+    asked = []
+    monkeypatch.setattr(sources, "resolve", lambda spec, kind, flag: sources.Source("hub", spec, spec))
+    monkeypatch.setattr(datasets, "get_dataset_config_names", lambda repo: ["main", "socratic"])
+    monkeypatch.setattr(datasets, "load_dataset", lambda repo, name: asked.append((repo, name)) or datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list(test * 2), "test": datasets.Dataset.from_list(test)}))
+    result = reason(ReasonConfig(strategies=["direct"], data="openai/gsm8k", output_dir=str(tmp_path / "hub")),
+                    complete=lambda prompts, t, s: (["2"] * len(prompts), [1] * len(prompts)), tokenizer=tokenizer)
+    assert asked == [("openai/gsm8k", "main")]
+    assert result["split"] == "test" and result["questions"] == 3 and result["strategies"][0]["accuracy"] == 1.0
