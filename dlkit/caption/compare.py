@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dlkit.caption.data import clean_caption
-from dlkit.caption.infer import Captioner, held_out_records
+from dlkit.caption.evaluate import Captioner, held_out_records
 from dlkit.core.config import opt
 from dlkit.core.errors import ConfigError, DataError
 from dlkit.core.progress import info

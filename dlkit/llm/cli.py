@@ -41,12 +41,10 @@ def train(cfg: LlmConfig) -> None:
 
     Example: [bold]dlkit llm train --method lora --model builtin:tiny-llama --data builtin:instruct[/bold]
     """
-    from dlkit.core.run import is_main_process
     from dlkit.llm.task import train as run_train
 
     metrics = run_train(cfg)
-    if is_main_process():
-        progress.emit(metrics, progress.metrics_table(metrics))
+    progress.emit(metrics, progress.metrics_table(metrics))
 
 
 def _run_or_method(run: Path | None, method: str | None, required: bool = True) -> Path | None:
@@ -82,9 +80,9 @@ def eval_(
     Example: [bold]dlkit llm eval --run runs/llm/lora --max-new-tokens 64[/bold]
     Newest finished LoRA run under runs/llm/: [bold]dlkit llm eval --method lora[/bold]
     """
-    from dlkit.llm.evaluate import evaluate_run
+    from dlkit.llm.evaluate import evaluate as run_evaluate
 
-    metrics = evaluate_run(_run_or_method(run, method), data=data, max_new_tokens=max_new_tokens,
+    metrics = run_evaluate(_run_or_method(run, method), data=data, max_new_tokens=max_new_tokens,
                            batch_size=batch_size, limit=limit, bertscore_model=bertscore)
     progress.emit(metrics, progress.metrics_table(metrics, title="eval"))
 
