@@ -67,7 +67,7 @@ def zeroshot(cfg: ZeroShotConfig) -> None:
     """Zero-shot classification of an image folder from prompt templates: top-1/top-5, per-class report
     (CSV), confusion matrix and the worst classes.
 
-    Example (offline): [bold]dlkit clip zeroshot --model builtin:tiny-clip --data builtin:shape-classes[/bold]
+    Example: [bold]dlkit clip zeroshot --model builtin:tiny-clip --data builtin:shape-classes[/bold] (offline)
     Real weights (Stanford Dogs test images, one folder per breed): [bold]dlkit clip zeroshot --model convnext_base
     --pretrained laion400m_s13b_b51k --data ~/dogs/test --templates dogs[/bold]
     """
