@@ -147,7 +147,8 @@ def evaluate(run_dir: Path, beam_size: int = 3, batch_size: int = 32, bertscore_
         info(f"scoring the first {limit} of {len(records)} test images (--limit)")
         records = records[:limit]
     bertscore_model, why = bertscore_model_or_default(bertscore_model)
-    info(why)
+    if why:
+        info(why)
     generated: list[Generated] = []
     for start in track(range(0, len(records), batch_size), "captioning the test images",
                        total=(len(records) + batch_size - 1) // batch_size):

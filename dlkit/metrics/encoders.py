@@ -24,11 +24,12 @@ def installed_encoder() -> Path | None:
 
 
 def bertscore_model_or_default(requested: str | None) -> tuple[str | None, str]:
-    """(the BERTScore model to use or None, a sentence saying which and why). `requested` 'none' skips it."""
+    """(the BERTScore model to use or None, a sentence saying which and why, empty when the user named the
+    model). `requested` 'none' skips it."""
     if requested and requested.lower() == "none":
         return None, "BERTScore skipped (--bertscore-model none)"
     if requested:
-        return requested, f"BERTScore with {requested}"
+        return requested, ""
     if importlib.util.find_spec("bert_score") is None:
         return None, "BERTScore skipped: bert-score is not installed (pip install bert-score)"
     found = installed_encoder()
