@@ -91,14 +91,27 @@ def report(
     format: Annotated[Optional[Literal["html", "md"]], typer.Option(  # noqa: UP045
         help="html: one self-contained file (images embedded); md: Markdown plus an images folder. "
              "Default: from the -o suffix, else html.")] = None,
+    loss_scatter: Annotated[bool, typer.Option(help="Also draw each run's logged batch losses as a scatter "
+                                               "(RUN/plots/loss_scatter.png; train with --log-every 1 for "
+                                               "every batch).")] = False,
 ) -> None:
     """One report from run folders of any group: per group the config, the comparison table, the loss
     curves overlaid, then each run's figures, tables and samples.
 
     Example: [bold]dlkit report runs/llm runs/caption/attn -o report.html --title "Homework 3"[/bold]
+    Per-batch loss scatter: [bold]dlkit report runs/qa/bert --loss-scatter[/bold]
     """
     from dlkit.core.progress import emit
     from dlkit.report.build import build_report
+
+    if loss_scatter:
+        from dlkit.core.overview import find_runs
+        from dlkit.core.plots import loss_scatter as draw_scatter
+        from dlkit.core.run import Run
+
+        for path in find_runs(runs):
+            run = Run.open(path)
+            draw_scatter(run.history(), run.plots_dir / "loss_scatter.png", f"{path.name}: training loss per batch")
 
     result = build_report(runs, output, title, format)
     emit(result, f"wrote {result['report']}: {result['runs']} runs in {len(result['groups'])} groups")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make demo: train a small character-level LSTM on bundled Shakespeare (well under a minute on a laptop CPU),
-# sample from it, then summarise the run.
+# sample from it, summarise the run, then compare prompting strategies of a tiny LM on generated maths
+# word problems (`llm reason`; a random tiny model, so the point is the pipeline, not the accuracy).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DLKIT=.venv/bin/dlkit
@@ -16,4 +17,9 @@ echo "== dlkit charrnn sample =="
 echo "== dlkit compare =="
 "$DLKIT" compare "$RUN"
 
+echo "== dlkit llm reason: direct, chain of thought and self-consistency on builtin:reasoning =="
+"$DLKIT" llm reason --model builtin:tiny-llama --data builtin:reasoning --limit 12 --strategy direct --strategy cot \
+    --strategy self-consistency --samples 3 --shots 2 --max-new-tokens 32 --output-dir runs/demo/reason --overwrite
+
 echo "Run folder: $RUN (metrics.json, plots/loss.png, plots/val_bpc.png, samples/)"
+echo "Reasoning: runs/demo/reason (reason.csv, plots/accuracy.png, samples/completions.jsonl)"

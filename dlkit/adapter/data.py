@@ -53,7 +53,7 @@ def load_text_data(cfg: Any) -> TextData:
         raw, class_names = hub_splits(source.value)
     else:
         path = Path(BUILTINS[source.value].load()) if source.kind == "builtin" else source.path
-        raw = local_splits(path)
+        raw = local_splits(path, cfg.text_col, cfg.label_col)
     train_name = "train"
     val_name = next((s for s in VAL_SPLITS if s in raw), None)
     columns = Columns(cfg.text_col, cfg.label_col)
@@ -143,12 +143,19 @@ def _label(value: Any) -> str | None:
     return text or None
 
 
-def local_splits(path: Path) -> dict[str, tuple[list[dict[str, Any]], str]]:
-    """{"train": (rows, file)} from one file, or train/test/validation files from a folder."""
+def local_splits(path: Path, text_col: str = "text", label_col: str = "label",
+                 ) -> dict[str, tuple[list[dict[str, Any]], str]]:
+    """{"train": (rows, file)} from one file, or train/test/validation files from a folder, or folders of
+    .txt files per class (the aclImdb layout: train/pos, train/neg, test/pos, test/neg)."""
     if path.is_file():
         return {"train": (read_rows(path), str(path))}
     found = {}
     for split in ("train", *VAL_SPLITS):
+        if (path / split).is_dir():
+            rows = text_folder_rows(path / split, text_col, label_col)
+            if rows:
+                found[split] = (rows, str(path / split))
+                continue
         for suffix in SUFFIXES:
             file = path / f"{split}{suffix}"
             if file.is_file():
@@ -158,6 +165,22 @@ def local_splits(path: Path) -> dict[str, tuple[list[dict[str, Any]], str]]:
         raise DataError(f"--data {path}: no train file; expected {path}/train.jsonl or train.csv "
                         "(and optionally test.jsonl / test.csv)")
     return found
+
+
+UNLABELLED = ("unsup", "unlabeled", "unlabelled")  # aclImdb's train/unsup holds reviews without a label
+
+
+def text_folder_rows(folder: Path, text_col: str, label_col: str) -> list[dict[str, Any]]:
+    """One row per .txt file in the class subfolders of `folder`, labelled with the subfolder's name."""
+    rows = []
+    for class_dir in sorted(p for p in folder.iterdir() if p.is_dir() and p.name.lower() not in UNLABELLED):
+        for file in sorted(class_dir.glob("*.txt")):
+            try:
+                text = file.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise DataError(f"--data {file}: not UTF-8 text") from None
+            rows.append({text_col: text.replace("<br />", " "), label_col: class_dir.name})
+    return rows
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:

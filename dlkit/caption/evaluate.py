@@ -126,19 +126,29 @@ def held_out_records(run: Run) -> list[CaptionRecord]:
 
 
 def evaluate(run_dir: Path, beam_size: int = 3, batch_size: int = 32, bertscore_model: str | None = None,
-                 num_worst: int = 10) -> dict[str, Any]:
+             num_worst: int = 10, limit: int | None = None) -> dict[str, Any]:
     """BLEU-1..4, ROUGE-1/2/L, CIDEr-D (+ BERTScore) on the test split against every reference, written to
     eval.json and merged into metrics.json as test_*; plots/test_grid.png shows 5 images, and the
-    worst-scored images (per-image ROUGE-L) are listed for error analysis."""
+    worst-scored images (per-image ROUGE-L) are listed for error analysis. `limit` scores the first N test
+    images only; without `bertscore_model` an installed local encoder is used when there is one."""
     from dlkit.metrics import bertscore, cider_d, corpus_bleu, rouge
+    from dlkit.metrics.encoders import bertscore_model_or_default
     from dlkit.metrics.guard import GuardedMetrics
 
     _check_beam(beam_size)
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1 (got {batch_size})")
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be >= 1 (got {limit})")
     run = Run.open(run_dir, group="caption")
     captioner = Captioner(run)
     records = held_out_records(run)
+    if limit is not None and limit < len(records):
+        info(f"scoring the first {limit} of {len(records)} test images (--limit)")
+        records = records[:limit]
+    bertscore_model, why = bertscore_model_or_default(bertscore_model)
+    if why:
+        info(why)
     generated: list[Generated] = []
     for start in track(range(0, len(records), batch_size), "captioning the test images",
                        total=(len(records) + batch_size - 1) // batch_size):

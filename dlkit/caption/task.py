@@ -211,5 +211,10 @@ def train(cfg: CaptionConfig) -> dict[str, Any]:
     if cfg.arch == "vit-gpt2":
         from dlkit.caption.hf import VisionEncoderDecoderTask
 
-        return fit(VisionEncoderDecoderTask(cfg, run, prepared), cfg, run)
-    return fit(CaptionTask(cfg, run, prepared), cfg, run)
+        metrics = fit(VisionEncoderDecoderTask(cfg, run, prepared), cfg, run)
+    else:
+        metrics = fit(CaptionTask(cfg, run, prepared), cfg, run)
+    if run.writer:
+        info(f"run folder: {run.dir}\nnext: dlkit caption eval --run {run.dir}   (then: dlkit caption predict "
+             f"--run {run.dir} IMAGE.jpg, or dlkit caption compare {run.dir} OTHER_RUN)")
+    return metrics

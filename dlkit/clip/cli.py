@@ -35,13 +35,41 @@ def _table(title: str, rows: list[dict], columns: list[str]):
     return table
 
 
+@app.command()
+def prepare(
+    data: Annotated[str, typer.Option(help="ImageFolder (class subfolders, optionally under train/ and test/), a "
+                                      "CIFAR-10 folder, a Hub dataset id or builtin:NAME.")] = "builtin:shape-classes",
+    classnames: Annotated[Optional[str], typer.Option(help="File of class names, one per line, in folder order.")] = None,  # noqa: UP045, E501
+    output_dir: Annotated[Path, typer.Option(help="Where plots/ and stats.json go.")] = Path("runs/clip/prepare"),
+    seed: Annotated[int, typer.Option(help="Seed of the sample grid.")] = 0,
+) -> None:
+    """Class names (as the prompts will say them) and counts per split folder, a grid of random labelled
+    images (plots/samples.png), the image-size histogram and images per class.
+
+    Example: [bold]dlkit clip prepare --data ~/dogs --output-dir runs/clip/prepare-dogs[/bold]
+    """
+    from dlkit.clip.data import SPLIT_NAMES, data_root, load_split
+    from dlkit.core.image_preview import PreviewSplit, counts_table, preview
+    from dlkit.data.images import open_image
+
+    root = data_root(data)
+    names = [s for s in SPLIT_NAMES if (root / s).is_dir()] or [None]
+    loaded = [(name or "all", load_split(data, name, classnames)) for name in names]
+    splits = [PreviewSplit(name, images.labels, lambda i, paths=images.paths: open_image(paths[i]))
+              for name, images in loaded]
+    stats = preview(splits, loaded[0][1].classes, output_dir, data, seed)
+    progress.info(f"wrote {output_dir}/plots/samples.png, image_sizes.png, class_counts.png and stats.json")
+    progress.emit(stats, counts_table(stats))
+
+
 @config_command(app, ZeroShotConfig)
 def zeroshot(cfg: ZeroShotConfig) -> None:
     """Zero-shot classification of an image folder from prompt templates: top-1/top-5, per-class report
     (CSV), confusion matrix and the worst classes.
 
-    Example: [bold]dlkit clip zeroshot --model convnext_base --pretrained laion400m_s13b_b51k --data ~/dogs
-    --templates dogs[/bold]
+    Example: [bold]dlkit clip zeroshot --model builtin:tiny-clip --data builtin:shape-classes[/bold] (offline)
+    Real weights (Stanford Dogs test images, one folder per breed): [bold]dlkit clip zeroshot --model convnext_base
+    --pretrained laion400m_s13b_b51k --data ~/dogs/test --templates dogs[/bold]
     """
     from rich.console import Group
 
@@ -153,15 +181,17 @@ def retrieve(
     pretrained: Annotated[str, typer.Option(help="Pretrained tag for --model (or none).")] = "none",
     k: Annotated[int, typer.Option("-k", "--k", help="How many images to return.")] = 9,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass when encoding.")] = 64,
-    output: Annotated[Optional[Path], typer.Option(help="Folder for grid.png and results.json "  # noqa: UP045
-                                                  "(default: the run's samples/ or runs/clip/retrieve).")] = None,
+    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "--output", help="Folder for grid.png and "  # noqa: UP045
+                                                      "results.json (default: the run's samples/ or "
+                                                      "runs/clip/retrieve); --output is an alias.")] = None,
 ) -> None:
     """Text-to-image retrieval: the k images closest to the query, as a PNG grid with scores and JSON.
 
-    Example: [bold]dlkit clip retrieve --run runs/clip/flickr --images ~/flickr8k/Images --query "a dog" -k 9[/bold]
+    Example: [bold]dlkit clip retrieve --run runs/clip/flickr --images ~/flickr8k/Images --query "a dog" -k 9
+    --output-dir runs/clip/retrieve-dog[/bold]
     """
     from dlkit.clip.retrieve import retrieve as run_retrieve
 
-    result = run_retrieve(query, images, run, model, pretrained, k, batch_size, output)
+    result = run_retrieve(query, images, run, model, pretrained, k, batch_size, output_dir)
     rows = [{"rank": i + 1, "score": r["score"], "image": r["image"]} for i, r in enumerate(result["results"])]
     progress.emit(result, _table(f"top {len(rows)} for {query!r}", rows, ["rank", "score", "image"]))

@@ -133,6 +133,21 @@ def find_runs(paths: list[Path], max_depth: int = 3, exports: bool = False) -> l
     return sorted(dict.fromkeys(found))
 
 
+def newest_finished_run(root: Path, group: str, key: str, value: str) -> Path:
+    """The most recently created finished `group` run under `root` whose config has `key` == `value`
+    (`dlkit llm eval --method lora`)."""
+    matches = []
+    for path in find_runs([root]) if Path(root).is_dir() else []:
+        run = Run.open(path)
+        config = run.read_config()
+        if run.group == group and str(config.get(key)) == value and run.status() == "finished":
+            matches.append((config.get(META_KEY, {}).get("created", ""), run.config_path.stat().st_mtime, path))
+    if not matches:
+        raise RunError(f"--{key} {value}: no finished {group} run with {key} {value} under {root}; train one with "
+                       f"`dlkit {group} train --{key} {value}` or pass --run DIR")
+    return max(matches)[2]
+
+
 def _walk(path: Path, depth: int, exports: bool) -> list[Path]:
     if (path / "config.json").is_file() or exports and path.is_dir() and export_group(path):
         return [path]

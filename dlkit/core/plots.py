@@ -78,6 +78,26 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], path: Path, ylabel
     return save_figure(fig, path)
 
 
+def loss_scatter(history: Sequence[dict[str, Any]], path: Path, title: str = "training loss per batch") -> Path | None:
+    """Every logged train loss as a point (one per batch with --log-every 1), with a moving average line."""
+    points = [(r["step"], r["loss"]) for r in history if r.get("kind") == "train" and "loss" in r]
+    if not points:
+        return None
+    steps, losses = zip(*points, strict=True)
+    window = max(1, len(losses) // 20)
+    smooth = [sum(losses[max(0, i - window + 1):i + 1]) / len(losses[max(0, i - window + 1):i + 1])
+              for i in range(len(losses))]
+    fig, ax = new_figure()
+    ax.scatter(steps, losses, s=6, alpha=0.5, label="logged batch loss")
+    ax.plot(steps, smooth, color="C3", linewidth=1.5, label=f"moving average ({window} points)")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return save_figure(fig, path)
+
+
 def plot_confusion_matrix(matrix: Any, labels: list[str], path: Path,
                           normalize: bool = True) -> Path:
     """Save the confusion matrix as a PNG heatmap, atomically.

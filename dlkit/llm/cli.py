@@ -18,6 +18,8 @@ app = group_app("llm", "Instruction fine-tuning of causal LMs: every PEFT method
 ModelOpt = Annotated[str, typer.Option("--model", help="Base model: builtin:tiny-llama, builtin:tiny-gemma2, a "
                                        "local folder or a Hub id.")]
 MaxNewTokens = Annotated[int, typer.Option("--max-new-tokens", min=1, help="Tokens generated per answer.")]
+MethodOpt = Annotated[Optional[str], typer.Option(help="Instead of --run: the newest finished run of this method "  # noqa: UP045
+                                                  "under runs/llm/ (e.g. lora).")]
 
 
 @config_command(app, PrepareConfig)
@@ -45,9 +47,27 @@ def train(cfg: LlmConfig) -> None:
     progress.emit(metrics, progress.metrics_table(metrics))
 
 
+def _run_or_method(run: Path | None, method: str | None, required: bool = True) -> Path | None:
+    """--run as given, or the newest finished run of --method under runs/llm/ (named, so the user knows)."""
+    from dlkit.core.errors import ConfigError
+
+    if run is not None and method is not None:
+        raise ConfigError("pass --run DIR or --method M, not both")
+    if method is None:
+        if required and run is None:
+            raise ConfigError("pass --run DIR (a `dlkit llm train` run) or --method M (its newest finished run)")
+        return run
+    from dlkit.core.overview import newest_finished_run
+
+    found = newest_finished_run(Path("runs/llm"), "llm", "method", method)
+    progress.info(f"--method {method}: using {found}, the newest finished {method} run under runs/llm")
+    return found
+
+
 @app.command("eval")
 def eval_(
-    run: Annotated[Path, run_option()],
+    run: Annotated[Optional[Path], typer.Option(help="A run folder written by `dlkit llm train`.")] = None,  # noqa: UP045
+    method: MethodOpt = None,
     data: Annotated[Optional[str], typer.Option(help="Evaluate on this data instead of the run's test split.")] = None,  # noqa: UP045
     max_new_tokens: MaxNewTokens = 32,
     batch_size: Annotated[int, typer.Option(min=1, help="Prompts per generation batch.")] = 16,
@@ -58,11 +78,12 @@ def eval_(
     """Val loss, perplexity, and exact match, BLEU, chrF and ROUGE-L of greedy answers on the test split.
 
     Example: [bold]dlkit llm eval --run runs/llm/lora --max-new-tokens 64[/bold]
+    Newest finished LoRA run under runs/llm/: [bold]dlkit llm eval --method lora[/bold]
     """
     from dlkit.llm.evaluate import evaluate as run_evaluate
 
-    metrics = run_evaluate(run, data=data, max_new_tokens=max_new_tokens, batch_size=batch_size, limit=limit,
-                           bertscore_model=bertscore)
+    metrics = run_evaluate(_run_or_method(run, method), data=data, max_new_tokens=max_new_tokens,
+                           batch_size=batch_size, limit=limit, bertscore_model=bertscore)
     progress.emit(metrics, progress.metrics_table(metrics, title="eval"))
 
 
@@ -70,6 +91,7 @@ def eval_(
 def generate(
     model: ModelOpt = "builtin:tiny-llama",
     run: Annotated[Optional[Path], typer.Option(help="A trained llm run, shown beside the base model.")] = None,  # noqa: UP045
+    method: MethodOpt = None,
     prompt: Annotated[Optional[list[str]], typer.Option(help="A question (repeatable).")] = None,  # noqa: UP045
     prompts_file: Annotated[Optional[Path], typer.Option(help="JSONL of {\"prompt\": ...} or a text file, one "  # noqa: UP045
                                                          "question per line.")] = None,
@@ -79,10 +101,12 @@ def generate(
     """Answers of the untuned model and of a tuned run, side by side (samples/before_after.md and .jsonl).
 
     Example: [bold]dlkit llm generate --run runs/llm/lora --prompts-file examples/llm/probes.jsonl[/bold]
+    Newest finished LoRA run: [bold]dlkit llm generate --method lora --prompt "What is the capital of Iran?"[/bold]
     """
     from dlkit.llm.evaluate import before_after
 
-    rows = before_after(model, run, prompt or [], prompts_file, system, max_new_tokens)
+    rows = before_after(model, _run_or_method(run, method, required=False), prompt or [], prompts_file, system,
+                        max_new_tokens)
     progress.emit(rows, _before_after_table(rows))
 
 
@@ -195,3 +219,57 @@ def compose(
 
     result = compose_adapters(base, adapter, out, eval_data or [], overwrite, max_new_tokens)
     progress.emit(result, progress.metrics_table(result, title="compose"))
+
+
+@app.command()
+def reason(
+    strategy: Annotated[Optional[list[str]], typer.Option(help="direct, cot, fewshot-cot or self-consistency; "  # noqa: UP045
+                                                          "repeat it to compare several (default: direct, cot).")] = None,  # noqa: E501
+    model: ModelOpt = "builtin:tiny-llama",
+    run: Annotated[Optional[Path], typer.Option(help="Prompt a trained llm run (base + adapter) instead of --model.")] = None,  # noqa: UP045, E501
+    data: Annotated[str, typer.Option(help="Problems with gold answers: builtin:reasoning[-fa], a JSONL/JSON/CSV of "
+                                      "question/answer rows (a number, or GSM8K's '... #### N') or a Hub id.")] = "builtin:reasoning",  # noqa: E501
+    limit: Annotated[Optional[int], typer.Option(help="Score only the first N problems.")] = None,  # noqa: UP045
+    shots: Annotated[int, typer.Option(help="Worked examples in fewshot-cot (and self-consistency) prompts.")] = 4,
+    shots_file: Annotated[Optional[Path], typer.Option(help="Take the shots from this file (same layout as "  # noqa: UP045
+                                                       "--data); default: the first --shots problems of --data, "
+                                                       "which are then not scored.")] = None,
+    samples: Annotated[int, typer.Option(help="self-consistency: completions sampled per question.")] = 5,
+    temperature: Annotated[float, typer.Option(help="self-consistency: sampling temperature.")] = 0.7,
+    trigger: Annotated[Optional[str], typer.Option(help="Zero-shot CoT trigger; default \"Let's think step by step.\" "  # noqa: UP045
+                                                   "or its Persian equivalent, by the data's language.")] = None,
+    max_new_tokens: MaxNewTokens = 128,
+    batch_size: Annotated[int, typer.Option(min=1, help="Prompts per generation batch.")] = 16,
+    seed: Annotated[int, typer.Option(help="Seed of the sampled completions.")] = 0,
+    output_dir: Annotated[Optional[Path], typer.Option(help="Output folder (default runs/llm/reason-TIME).")] = None,  # noqa: UP045
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --output-dir.")] = False,
+) -> None:
+    """Accuracy of prompting strategies on maths word problems: direct answers, zero-shot and few-shot chain of
+    thought, and self-consistency (a majority vote over sampled chains). Writes reason.csv, plots/accuracy.png
+    and every prompt and completion (samples/completions.jsonl).
+
+    Example: [bold]dlkit llm reason --data builtin:reasoning --strategy direct --strategy cot --strategy self-consistency --samples 5 --limit 50[/bold]
+    """  # noqa: E501
+    from dlkit.llm.reason import ReasonConfig
+    from dlkit.llm.reason import reason as run_reason
+
+    cfg = ReasonConfig(strategies=strategy or ["direct", "cot"], model=model, run=str(run) if run else None,
+                       data=data, limit=limit, shots=shots, shots_file=str(shots_file) if shots_file else None,
+                       samples=samples, temperature=temperature, trigger=trigger, max_new_tokens=max_new_tokens,
+                       batch_size=batch_size, seed=seed, output_dir=str(output_dir) if output_dir else None,
+                       overwrite=overwrite)
+    result = run_reason(cfg)
+    progress.emit(result, _reason_table(result))
+
+
+def _reason_table(result: dict):
+    from rich.table import Table
+
+    table = Table(title=f"{result['model']} on {result['data']}: {result['questions']} questions "
+                        f"({result['language']}, {result['shots']} shots)")
+    for col in ("strategy", "accuracy", "correct", "samples", "tokens/question", "s/question"):
+        table.add_column(col, justify="left" if col == "strategy" else "right")
+    for row in result["strategies"]:
+        table.add_row(row["strategy"], f"{row['accuracy']:.3f}", str(row["correct"]), str(row["samples"]),
+                      f"{row['mean_generated_tokens']:.1f}", f"{row['seconds_per_question']:.3f}")
+    return table

@@ -51,6 +51,7 @@ def load_rows(spec: str, flag: str = "--data", limit: int | None = None) -> tupl
         rows = load_dataset(source.value, split="train").to_list()
     else:
         rows, skipped = read_file(source.path)
+    rows = expand_instances(rows)
     if limit is not None:
         rows = rows[:limit]
     if not rows:
@@ -58,9 +59,34 @@ def load_rows(spec: str, flag: str = "--data", limit: int | None = None) -> tupl
     return rows, skipped
 
 
+def expand_instances(rows: list[dict]) -> list[dict]:
+    """Self-instruct / Natural-Instructions tasks (an `instruction` or `definition` and a nested `instances:
+    [{input, output}]` list) as one alpaca row per instance; other rows pass through unchanged."""
+    out: list[dict] = []
+    for row in rows:
+        keys = {str(k).lower(): k for k in row}
+        instances = row.get(keys.get("instances", ""))
+        if not isinstance(instances, list):
+            out.append(row)
+            continue
+        instruction = row.get(keys.get("instruction", ""), row.get(keys.get("definition", ""), ""))
+        instruction = " ".join(map(str, instruction)) if isinstance(instruction, list) else str(instruction)
+        for instance in instances:
+            if not isinstance(instance, dict):
+                continue
+            output = instance.get("output", "")
+            output = output[0] if isinstance(output, list) and output else output
+            out.append({"instruction": instruction, "input": str(instance.get("input") or ""),
+                        "output": str(output or "")})
+    return out
+
+
 def read_file(path: Path) -> tuple[list[dict], int]:
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix in (".jsonl", ".json", ".csv", ".parquet"))
+        if len(files) > 1 and all(p.suffix == ".json" for p in files):  # one task per file (self-instruct)
+            parts = [read_file(p) for p in files]
+            return [r for rows, _ in parts for r in rows], sum(bad for _, bad in parts)
         if len(files) != 1:
             raise DataError(f"{path}: expected one .jsonl/.json/.csv/.parquet file in the folder, found {len(files)}")
         path = files[0]
@@ -91,6 +117,8 @@ def read_file(path: Path) -> tuple[list[dict], int]:
         if path.suffix == ".json":
             raise DataError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
         return _read_jsonl(text, path)
+    if isinstance(data, dict) and any(str(k).lower() == "instances" for k in data):
+        data = [data]  # one self-instruct task: expanded into its instances by load_rows
     if isinstance(data, dict):
         lists = [v for v in data.values() if isinstance(v, list)]
         if len(lists) != 1:

@@ -80,8 +80,11 @@ def _rename(kwargs: dict[str, Any], old: str, new: str) -> dict[str, Any]:
 
 @torch.no_grad()
 def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int = 32, batch_size: int = 16,
-             use_cache: bool = True, progress: bool = False) -> list[str]:
-    """Greedy answers to already-templated prompts, batched with left padding so every answer starts together.
+             use_cache: bool = True, progress: bool = False, temperature: float = 0.0,
+             token_counts: list[int] | None = None) -> list[str]:
+    """Greedy answers to already-templated prompts (sampled at `temperature` when it is > 0), batched with
+    left padding so every answer starts together. A `token_counts` list receives the number of tokens
+    generated for each answer (up to and including its stop token).
 
     PEFT's prompt-learning models ignore position ids, so left padding would shift their positions: for
     them a batch only holds prompts of one length (no padding at all).
@@ -96,20 +99,30 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int
     was_training = model.training
     model.eval()
     answers: list[str] = [""] * len(prompts)
+    counts = [0] * len(prompts)
+    stops = stop_ids(tokenizer)
     try:
         with soft_prompt_cache_names(model) if soft_prompt else nullcontext():
             for batch in (track(batches, "generating", len(batches)) if progress else batches):
                 enc = tokenizer([prompts[i] for i in batch], add_special_tokens=False, padding=True,
                                 return_tensors="pt").to(device)
                 out = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                                     max_new_tokens=max_new_tokens, do_sample=False, use_cache=use_cache,
-                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids(tokenizer))
+                                     max_new_tokens=max_new_tokens, use_cache=use_cache,
+                                     **({"do_sample": True, "temperature": temperature, "top_k": 0}
+                                        if temperature > 0 else {"do_sample": False}),
+                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=stops)
                 new = out[:, enc["input_ids"].shape[1]:]
+                stopped = torch.isin(new, torch.tensor(stops, dtype=new.dtype, device=new.device))
+                ends = torch.where(stopped.any(1), stopped.int().argmax(1) + 1, new.shape[1])
+                for i, end in zip(batch, ends.tolist(), strict=True):
+                    counts[i] = end
                 for i, text in zip(batch, tokenizer.batch_decode(new, skip_special_tokens=True), strict=True):
                     answers[i] = text.strip()
     finally:
         tokenizer.padding_side = side
         model.train(was_training)
+    if token_counts is not None:
+        token_counts[:] = counts
     return answers
 
 

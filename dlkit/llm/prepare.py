@@ -86,14 +86,18 @@ def _show_samples(tokenizer: Any, conversations: list[list[dict[str, str]]]) -> 
 
 
 def show_labels(tokenizer: Any, messages: list[dict[str, str]]) -> None:
-    """One conversation token by token: trained-on tokens (the labels) in bold green, the rest dim."""
+    """One conversation with the trained-on tokens (the labels) in bold green and the rest dim. Each run of
+    tokens with the same role is decoded as a whole: one token alone can hold half a letter's bytes
+    (Persian in a byte-level BPE), which would print as U+FFFD."""
     from rich.text import Text
 
     ids, labels = encode(tokenizer, messages)
     text = Text()
-    for token_id, label in zip(ids, labels, strict=True):
-        piece = tokenizer.decode([token_id])
-        text.append(piece, style="bold green" if label != IGNORE else "dim")
+    start = 0
+    for end in range(1, len(ids) + 1):
+        if end == len(ids) or (labels[end] != IGNORE) != (labels[start] != IGNORE):
+            text.append(tokenizer.decode(ids[start:end]), style="bold green" if labels[start] != IGNORE else "dim")
+            start = end
     out = console(stderr=True)
     out.rule("trained-on tokens (bold green) vs context (dim)")
     out.print(text)

@@ -99,13 +99,20 @@ def f1_by_length_plot(rows: list[dict[str, Any]], path: Path, buckets: int = 5) 
     plots.bar_chart(labels, values, path, ylabel="F1 (%)", title="F1 by context length (characters)")
 
 
+def _is_file(text: str) -> bool:
+    """Whether --context names a file; a passage longer than a file name can be (OSError) is text."""
+    try:
+        return Path(text).expanduser().is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def predict(run_dir: Path, context: str, question: str, top_k: int) -> dict[str, Any]:
     """The best spans for one question about one context (a text or a file path)."""
     if not question.strip():
         raise ConfigError("--question is empty; pass the question to answer")
-    path = Path(context).expanduser()
-    if len(context) < 4096 and path.is_file():
-        context = path.read_text(encoding="utf-8")
+    if _is_file(context):
+        context = Path(context).expanduser().read_text(encoding="utf-8")
     if not context.strip():
         raise ConfigError("--context is empty; pass the passage text or a text file")
     if top_k <= 0:

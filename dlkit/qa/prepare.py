@@ -39,9 +39,34 @@ def prepare(data: str, model: str, cfg: WindowConfig, output_dir: Path, strict: 
         for key, values in split_lengths.items():
             lengths[key].extend(values)
         write_jsonl(output_dir / f"{split}.jsonl", examples)
+    stats["answers_per_question"] = {split: answer_counts(examples) for split, examples in splits.items()}
     atomic_write_json(output_dir / "stats.json", stats)
     length_histograms(lengths, cfg.max_length, output_dir / "plots" / "lengths.png")
+    answers_plot(stats["answers_per_question"], output_dir / "plots" / "answers_per_question.png")
     return stats
+
+
+def answer_counts(examples: list[QAExample]) -> dict[str, int]:
+    """How many questions have 0 (unanswerable), 1, 2, ... gold answers, as {"0": n0, "1": n1, ...}."""
+    counts: dict[int, int] = {}
+    for example in examples:
+        counts[len(example.answers)] = counts.get(len(example.answers), 0) + 1
+    return {str(k): counts[k] for k in sorted(counts)}
+
+
+def answers_plot(per_split: dict[str, dict[str, int]], path: Path) -> None:
+    """Questions by number of gold answers, one bar group per split (0 = unanswerable)."""
+    fig, ax = plots.new_figure(7, 4)
+    keys = sorted({int(k) for counts in per_split.values() for k in counts})
+    width = 0.8 / max(len(per_split), 1)
+    for i, (split, counts) in enumerate(per_split.items()):
+        ax.bar([k + i * width for k in keys], [counts.get(str(k), 0) for k in keys], width, label=split)
+    ax.set_xticks([k + 0.4 - width / 2 for k in keys], [str(k) for k in keys])
+    ax.set_xlabel("gold answers per question (0 = unanswerable)")
+    ax.set_ylabel("questions")
+    ax.set_title("questions by number of answers")
+    ax.legend()
+    plots.save_figure(fig, path)
 
 
 def describe(tokenizer: Any, examples: list[QAExample], cfg: WindowConfig) -> tuple[dict[str, Any],

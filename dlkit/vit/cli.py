@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from dlkit.core import progress
 from dlkit.core.classifier_cli import classifier_commands
@@ -11,6 +14,31 @@ from dlkit.vit.config import VitConfig
 
 app = group_app("vit", "Fine-tune ViT/DeiT image classifiers: LoRA, last block, linear probe or full.",
                 extra="vit", requires=("transformers", "peft", "torchvision"))
+
+
+@app.command()
+def prepare(
+    data: Annotated[str, typer.Option(help="ImageFolder (CLASS/IMAGE, optionally under train/ and test/), a Hub "
+                                      "dataset id or builtin:digits.")] = "builtin:digits",
+    output_dir: Annotated[Path, typer.Option(help="Where plots/ and stats.json go.")] = Path("runs/vit/prepare"),
+    val_fraction: Annotated[float, typer.Option(help="Held-out share per class when there is no test split "
+                                                "(as `vit train`).")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Seed of the holdout and of the sample grid.")] = 0,
+) -> None:
+    """Class names and counts per split (the split `vit train` uses), a grid of random labelled images
+    (plots/samples.png), the image-size histogram and images per class.
+
+    Example: [bold]dlkit vit prepare --data ~/datasets/flowers --output-dir runs/vit/prepare-flowers[/bold]
+    """
+    from dlkit.core.image_preview import PreviewSplit, counts_table, preview
+    from dlkit.vit.data import load_image_data
+
+    loaded = load_image_data(VitConfig(data=data, val_fraction=val_fraction, seed=seed))
+    splits = [PreviewSplit("train", loaded.train.labels, loaded.train.load),
+              PreviewSplit(f"val ({loaded.val_split})", loaded.val.labels, loaded.val.load)]
+    stats = preview(splits, loaded.label_names, output_dir, data, seed)
+    progress.info(f"wrote {output_dir}/plots/samples.png, image_sizes.png, class_counts.png and stats.json")
+    progress.emit(stats, counts_table(stats))
 
 
 @config_command(app, VitConfig)

@@ -54,3 +54,23 @@ def test_hub_imdb_labels_come_from_its_class_label(monkeypatch):
     monkeypatch.setattr(tdata, "resolve", lambda spec, kind, flag: type("S", (), {"kind": "hub", "value": spec})())
     data = tdata.load_text_data(AdapterConfig(data="imdb"))
     assert data.label_names == ["neg", "pos"] and data.train.labels == [0, 1, 1] and data.val_split == "imdb:test"
+
+
+def test_aclimdb_folders_of_txt_files(tmp_path, cli):
+    """train/pos, train/neg, test/pos, test/neg of .txt reviews (aclImdb); train/unsup has no label."""
+    reviews = {"pos": ["A wonderful film.<br />Loved it.", "Great acting."], "neg": ["Dull.", "Awful plot."]}
+    for split in ("train", "test"):
+        for label, texts in reviews.items():
+            (tmp_path / split / label).mkdir(parents=True)
+            for i, text in enumerate(texts):
+                (tmp_path / split / label / f"{i}_{7 if label == 'pos' else 2}.txt").write_text(text)
+    (tmp_path / "train" / "unsup").mkdir()
+    (tmp_path / "train" / "unsup" / "0_0.txt").write_text("no label here")
+    (tmp_path / "imdb.vocab").write_text("film\n")
+    data = tdata.load_text_data(AdapterConfig(data=str(tmp_path)))
+    assert data.label_names == ["neg", "pos"] and len(data.train) == 4 and len(data.val) == 4
+    assert data.val_split == str(tmp_path / "test")
+    assert dict(zip(data.train.texts, data.train.labels, strict=True)) == {
+        "Dull.": 0, "Awful plot.": 0, "A wonderful film. Loved it.": 1, "Great acting.": 1}
+    result = cli("adapter", "train", "--data", tmp_path, "--max-steps", "1", "--output-dir", tmp_path / "run")
+    assert result.exit_code == 0, result.stderr

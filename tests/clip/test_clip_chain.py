@@ -90,7 +90,7 @@ def test_retrieve_ranks_the_described_shapes_first(cli, trained: Path, captions:
     assert matches >= 5  # of 8; a random ranking of 300 images almost never shows the described pair first
     assert (tmp_path / names[0] / "grid.png").is_file() and (tmp_path / names[0] / "results.json").is_file()
     stars = cli("--json", "clip", "retrieve", "--run", trained, "--images", shape_images / "test",
-                "--query", "a blue star .", "-k", "5", "--output", tmp_path / "stars")
+                "--query", "a blue star .", "-k", "5", "--output-dir", tmp_path / "stars")  # --output is its alias
     assert sum(Path(r["image"]).parent.name == "star" for r in json.loads(stars.stdout)["results"]) >= 4  # of 5
 
 

@@ -136,3 +136,21 @@ def test_prepare_counts_answers_past_max_length_exactly(cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     train = json.loads(result.stdout)["splits"]["train"]
     assert train["answers_past_max_length_pct"] == 50.0 and train["windows_per_question"] > 2
+
+
+def test_prepare_plots_questions_by_number_of_answers(cli, tmp_path):
+    path = squad_file(tmp_path, [
+        {"id": "none", "question": "Mayor?", "answers": [], "is_impossible": True},
+        {"id": "one", "question": "Capital?", "answers": [{"text": "Lima", "answer_start": 25}]},
+        {"id": "one-b", "question": "Speak?", "answers": [{"text": "Greek", "answer_start": 56}]},
+        {"id": "three", "question": "Capital city?", "answers": [{"text": "Lima", "answer_start": 25}] * 3},
+    ])
+    result = cli("--json", "qa", "prepare", "--data", path, "--output-dir", tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    per_split = json.loads(result.stdout)["answers_per_question"]
+    merged: dict[str, int] = {}
+    for counts in per_split.values():
+        for k, v in counts.items():
+            merged[k] = merged.get(k, 0) + v
+    assert merged == {"0": 1, "1": 2, "3": 1}
+    assert (tmp_path / "out" / "plots" / "answers_per_question.png").read_bytes()[:4] == b"\x89PNG"
