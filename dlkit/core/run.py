@@ -15,7 +15,7 @@ import platform
 import shutil
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -91,6 +91,7 @@ class Run:
     dir: Path
     group: str
     writer: bool = True  # False on non-main ranks: every write becomes a no-op
+    provenance: dict[str, Any] = field(default_factory=dict)  # extra keys for config.json's _dlkit block
 
     @property
     def config_path(self) -> Path:
@@ -170,7 +171,7 @@ class Run:
         if not self.writer:
             return
         info = {"group": self.group, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "pid": os.getpid(),
-                "host": socket.gethostname(), "versions": versions(), **meta}
+                "host": socket.gethostname(), "versions": versions(), **self.provenance, **meta}
         atomic_write_json(self.config_path, {**saved_dict(cfg), META_KEY: info})
 
     def config_as(self, cls: type[C]) -> C:
