@@ -65,14 +65,18 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(help="Images per decoding batch.")] = 32,
     bertscore_model: Annotated[Optional[str], typer.Option(  # noqa: UP045
         help="Also compute BERTScore with this model (local folder or Hub id).")] = None,
-    num_worst: Annotated[int, typer.Option(help="Worst-scored test images to list.")] = 10,
+    num_worst: Annotated[int, typer.Option(help="Worst-scored images to list.")] = 10,
+    split: Annotated[Optional[str], typer.Option(help="Split to score: test (default), validation, or train "  # noqa: UP045
+                                                 "(only when asked).")] = None,
 ) -> None:
-    """BLEU-1..4, ROUGE-1/2/L, CIDEr-D (and BERTScore) on the run's test split; writes eval.json and plots.
+    """BLEU-1..4, ROUGE-1/2/L, CIDEr-D (and BERTScore) on the run's held-out test split (or --split);
+    writes eval.json and plots.
 
     Example: [bold]dlkit caption eval --run runs/caption/attention --beam-size 3[/bold]
     """
     from dlkit.caption.infer import evaluate_run
     from dlkit.core import progress
 
-    metrics = evaluate_run(run, beam_size, batch_size, bertscore_model, num_worst)
-    progress.emit(metrics, progress.metrics_table(metrics, title="caption eval"))
+    metrics = evaluate_run(run, beam_size, batch_size, bertscore_model, num_worst, split)
+    progress.emit(metrics, progress.metrics_table(metrics, title=f"caption eval ({metrics['split']}, "
+                                                               f"{metrics['split_size']} images)"))

@@ -31,12 +31,13 @@ from dlkit.caption.data import (
     open_image,
     readable_records,
     split_records,
+    splits_given,
     write_prepared,
     write_split_files,
 )
 from dlkit.caption.models import CaptionModel, ModelSpec, build_model, decode
 from dlkit.core.errors import DataError
-from dlkit.core.progress import info
+from dlkit.core.progress import info, warn
 from dlkit.core.run import Run, atomic_write_json
 
 PRELOAD_BYTES = 512 * 2**20  # keep decoded, resized images in memory below this size
@@ -98,6 +99,7 @@ def prepare_splits(cfg: CaptionConfig) -> tuple[dict[str, list[CaptionRecord]], 
     records, stats = load_caption_records(cfg.data, cfg.strict)
     records, undecodable = readable_records(records, cfg.strict)
     stats["skipped_undecodable_images"] = undecodable
+    stats["splits_given"] = splits_given(records)
     splits = split_records(records, seed=cfg.seed)
     if not splits["train"]:
         raise DataError(f"--data {cfg.data}: the training split is empty ({len(records)} images)")
@@ -269,10 +271,16 @@ def load_trained(model_dir: Path) -> tuple[CaptionModel, Vocab, ModelSpec]:
 
 def train_captioner(cfg: CaptionConfig) -> dict[str, Any]:
     """Read and split the data (errors surface before a run folder exists), then train on the engine."""
+    from dlkit.caption.data import data_splits
     from dlkit.core.engine import fit
+    from dlkit.core.splits import record_splits
 
+    if cfg.arch != "vit-gpt2" and cfg.encoder == "efficientnet_b0" and not cfg.pretrained_encoder:
+        warn("--encoder efficientnet_b0 starts from RANDOM weights (no --pretrained-encoder): pass "
+             "--pretrained-encoder for its ImageNet weights")
     prepared = prepare_splits(cfg)
     run = Run.create("caption", cfg, default_name=cfg.arch)
+    record_splits(run, data_splits(prepared[0], prepared[2]["splits_given"], cfg.seed), resume=cfg.resume)
     if cfg.arch == "vit-gpt2":
         from dlkit.caption.hf import VisionEncoderDecoderTask
 
