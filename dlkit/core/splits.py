@@ -144,6 +144,12 @@ def held_out(run: Run, split: str, ids: Sequence[str]) -> list[int]:
     return keep
 
 
+def scored(run: Run, requested: str | None, ids_by_split: dict[str, list[str]]) -> tuple[str, list[int]]:
+    """`eval_split` then `held_out`: the split to score and the indices of its examples that may be scored."""
+    name = eval_split(requested, [n for n, ids in ids_by_split.items() if ids])
+    return name, held_out(run, name, ids_by_split[name])
+
+
 def split_fields(split: str, size: int, trained_left_out: int = 0) -> dict[str, object]:
     """The keys every eval.json/metrics.json carries: which split was scored and how many examples."""
     fields: dict[str, object] = {"split": split, "split_size": size}

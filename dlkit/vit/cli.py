@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -33,16 +33,19 @@ def train(cfg: VitConfig) -> None:
 def evaluate(
     run: Annotated[Path, run_option()],
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 64,
+    split: Annotated[Optional[str], typer.Option(help="Split to score: validation (default: the images held "  # noqa: UP045
+                                                 "out of training) or train (only when asked; train_* metrics).")
+                     ] = None,
 ) -> None:
     """Accuracy, top-5, per-class report (eval/per_class.csv), confusion matrix PNG and the most confident
-    mistakes, on the run's validation split; test_* metrics are merged into metrics.json.
+    mistakes, on the run's held-out validation split; test_* metrics are merged into metrics.json.
 
     Example: [bold]dlkit vit eval --run runs/vit/lora[/bold]
     """
     from dlkit.core.classification import show_evaluation
     from dlkit.vit.task import evaluate_run
 
-    show_evaluation(run, evaluate_run(run, batch_size=batch_size), "image")
+    show_evaluation(run, evaluate_run(run, batch_size=batch_size, split=split), "image")
 
 
 @app.command()

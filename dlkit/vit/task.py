@@ -87,9 +87,11 @@ class VitTask:
 def train(cfg: VitConfig) -> dict[str, Any]:
     """Train, write the run folder, return metrics.json (trainable params and % per method included)."""
     from dlkit.core.engine import fit
+    from dlkit.core.splits import DataSplits, record_splits
 
     task = VitTask(cfg)
     run = Run.create(GROUP, cfg, default_name=cfg.method)
+    record_splits(run, DataSplits(vdata.split_ids(task.data), vdata.split_rule(task.data, cfg)), resume=cfg.resume)
     metrics = fit(task, cfg, run)
     clf.accuracy_curves(run)
     return metrics
@@ -108,8 +110,11 @@ def load_trained(run: Run) -> tuple[nn.Module, Any, list[str]]:
     return model, processor, names
 
 
-def evaluate_run(run_dir: Path, batch_size: int = 64) -> dict[str, Any]:
-    """Accuracy, top-5, per-class report, confusion matrix and mistakes on the run's validation split."""
+def evaluate_run(run_dir: Path, batch_size: int = 64, split: str | None = None) -> dict[str, Any]:
+    """Accuracy, top-5, per-class report, confusion matrix and mistakes on the run's held-out validation
+    split (or the train split, when asked by name)."""
+    from dlkit.core.splits import scored
+
     run = Run.open(run_dir, group=GROUP)
     cfg = run.config_as(VitConfig)
     model, processor, names = load_trained(run)
@@ -117,9 +122,12 @@ def evaluate_run(run_dir: Path, batch_size: int = 64) -> dict[str, Any]:
     if image_data.label_names != names:
         raise DataError(f"--data {cfg.data} now has classes {image_data.label_names[:5]}..., but the model in "
                         f"{run.dir} was trained on {names[:5]}...")
+    name, keep = scored(run, split, vdata.split_ids(image_data))
+    pool = image_data.train if name == "train" else image_data.val
+    items = pool.select(keep)
     _, eval_tf, _ = vdata.transforms(processor, None, augment=False)
     counter: dict[str, int] = {}
-    dataset = vdata.ImageSet(image_data.val, eval_tf, counter)
+    dataset = vdata.ImageSet(items, eval_tf, counter)
     order = list(range(len(dataset)))
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     kept: list[str] = []
@@ -127,16 +135,17 @@ def evaluate_run(run_dir: Path, batch_size: int = 64) -> dict[str, Any]:
     def loader():
         for indices in batches:
             examples = [dataset[i] for i in indices]
-            kept.extend(image_data.val.describe(i) for i, e in zip(indices, examples, strict=True) if e is not None)
+            kept.extend(items.describe(i) for i, e in zip(indices, examples, strict=True) if e is not None)
             yield vdata.collate(examples)
 
     logits, labels = clf.collect_logits(lambda b: forward(model, b["pixel_values"]), _Sized(loader, len(batches)))
-    result = clf.write_evaluation(run, logits, labels, names, kept, split=image_data.val_split,
-                                  example_header="image")
+    source = "train" if name == "train" else image_data.val_split
+    result = clf.write_evaluation(run, logits, labels, names, kept, split=source, example_header="image", name=name,
+                                  left_out=len(pool) - len(items))
     result["metrics"]["skipped_items"] = counter.get("skipped", 0)
     if run.writer:
-        index = {image_data.val.describe(i): i for i in range(len(image_data.val))}
-        worst = [(image_data.val.load(index[row["image"]]), row) for row in result["misclassified"][:16]]
+        index = {items.describe(i): i for i in range(len(items))}
+        worst = [(items.load(index[row["image"]]), row) for row in result["misclassified"][:16]]
         mistakes_grid(worst, run.plots_dir / "mistakes.png")
     return result
 
