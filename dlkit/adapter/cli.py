@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -34,6 +34,9 @@ def train(cfg: AdapterConfig) -> None:
 def evaluate(
     run: Annotated[Path, run_option()],
     batch_size: Annotated[int, typer.Option(min=1, help="Texts per forward pass.")] = 64,
+    split: Annotated[Optional[str], typer.Option(help="Split to score: validation (default: the texts held "  # noqa: UP045
+                                                 "out of training) or train (only when asked; train_* metrics).")
+                     ] = None,
 ) -> None:
     """Accuracy, precision, recall and F1 (binary and macro), confusion matrix PNG and the misclassified texts
     (samples/misclassified.csv), on the run's validation split; test_* metrics go into metrics.json.
@@ -43,7 +46,7 @@ def evaluate(
     from dlkit.adapter.task import evaluate_run
     from dlkit.core.classification import show_evaluation
 
-    show_evaluation(run, evaluate_run(run, batch_size=batch_size), "text")
+    show_evaluation(run, evaluate_run(run, batch_size=batch_size, split=split), "text")
 
 
 @app.command()

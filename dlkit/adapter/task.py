@@ -80,9 +80,11 @@ class AdapterTask:
 def train(cfg: AdapterConfig) -> dict[str, Any]:
     """Train, write the run folder, return metrics.json."""
     from dlkit.core.engine import fit
+    from dlkit.core.splits import DataSplits, record_splits
 
     task = AdapterTask(cfg)
     run = Run.create(GROUP, cfg, default_name=cfg.method if cfg.method != "adapter" else cfg.placement)
+    record_splits(run, DataSplits(tdata.split_ids(task.data), tdata.split_rule(task.data, cfg)), resume=cfg.resume)
     metrics = fit(task, cfg, run)
     clf.accuracy_curves(run)
     return metrics
@@ -100,8 +102,11 @@ def load_trained(run: Run) -> tuple[nn.Module, Any, list[str]]:
     return model, tokenizer, names
 
 
-def evaluate_run(run_dir: Path, batch_size: int = 64) -> dict[str, Any]:
-    """Accuracy, precision, recall, F1 (binary and macro), confusion matrix and misclassified texts."""
+def evaluate_run(run_dir: Path, batch_size: int = 64, split: str | None = None) -> dict[str, Any]:
+    """Accuracy, precision, recall, F1 (binary and macro), confusion matrix and misclassified texts, on the
+    run's held-out validation split (or the train split, when asked by name)."""
+    from dlkit.core.splits import scored
+
     run = Run.open(run_dir, group=GROUP)
     cfg = run.config_as(AdapterConfig)
     model, tokenizer, names = load_trained(run)
@@ -109,15 +114,18 @@ def evaluate_run(run_dir: Path, batch_size: int = 64) -> dict[str, Any]:
     if text_data.label_names != names:
         raise DataError(f"--data {cfg.data} now has labels {text_data.label_names}, but the model in {run.dir} "
                         f"was trained on {names}")
-    val = text_data.val
+    name, keep = scored(run, split, tdata.split_ids(text_data))
+    pool = text_data.train if name == "train" else text_data.val
+    val = pool.select(keep)
     batches = []
     for start in range(0, len(val), batch_size):
         batch = tokenize(tokenizer, val.texts[start:start + batch_size], cfg.max_length)
         batch["labels"] = torch.tensor(val.labels[start:start + batch_size], dtype=torch.long)
         batches.append(batch)
     logits, labels = clf.collect_logits(lambda b: forward(model, b), batches)
-    return clf.write_evaluation(run, logits, labels, names, val.texts, split=text_data.val_split,
-                                example_header="text")
+    source = "train" if name == "train" else text_data.val_split
+    return clf.write_evaluation(run, logits, labels, names, val.texts, split=source, example_header="text",
+                                name=name, left_out=len(pool) - len(val))
 
 
 def predict(run_dir: Path, texts: list[str], k: int = clf.TOP_K) -> list[dict[str, Any]]:
