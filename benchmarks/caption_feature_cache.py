@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from dlkit.caption.config import CaptionConfig
-from dlkit.caption.task import train_captioner
+from dlkit.caption.task import train as train_captioner
 from dlkit.core.config import load_config
 from dlkit.core.progress import MODE
 

@@ -45,7 +45,7 @@ def make_folder(root: Path, classes: int, per_class: int, size: int) -> Path:
 
 def dlkit_zeroshot(model: str, folder: Path, batch_size: int, cache: Path, out: Path) -> float:
     from dlkit.clip.config import ZeroShotConfig
-    from dlkit.clip.zeroshot import zeroshot
+    from dlkit.clip.evaluate import zeroshot
 
     os.environ["DLKIT_CACHE"] = str(cache)
     cfg = load_config(ZeroShotConfig, None, {"model": model, "pretrained": "none", "data": str(folder),
@@ -82,15 +82,15 @@ def plain_zeroshot(model_name: str, folder: Path, batch_size: int) -> float:
 
 def probe_seconds(tmp: Path) -> dict[str, float]:
     from dlkit.clip.config import ProbeConfig
-    from dlkit.clip.task import train_probe
+    from dlkit.clip.task import probe
 
     folder = make_folder(tmp / "probe_data", classes=10, per_class=1000, size=16)
     os.environ["DLKIT_CACHE"] = str(tmp / "probe_cache")
     base = {"model": "builtin:tiny-clip", "data": str(folder), "batch_size": 256, "epochs": 30,
             "output_dir": str(tmp / "probe_run"), "overwrite": True, "log_every": 10**9, "save_every": 10**9}
-    train_probe(load_config(ProbeConfig, None, base))  # encodes and caches the 10,000 images
+    probe(load_config(ProbeConfig, None, base))  # encodes and caches the 10,000 images
     start = time.perf_counter()
-    metrics = train_probe(load_config(ProbeConfig, None, base))
+    metrics = probe(load_config(ProbeConfig, None, base))
     return {"probe_wall_seconds": time.perf_counter() - start, "probe_train_seconds": metrics["train_seconds"],
             "probe_features_cached": metrics["image_features_cached"], "probe_train_images": metrics["train_images"],
             "probe_steps": metrics["steps"], "probe_test_accuracy": metrics["test_accuracy"]}

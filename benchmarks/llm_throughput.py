@@ -1,13 +1,25 @@
-"""dlkit llm train vs Hugging Face Trainer on the same tiny Llama, the same data and the same LoRA.
+"""dlkit llm train vs Hugging Face Trainer (both its settings) on the same model, data, LoRA, batch and steps.
 
-Data: conversations of 48-512 tokens (uniform), loss on the assistant tokens only. Model: builtin:tiny-llama
-with LoRA r=8 on q_proj,v_proj, batch 8, AdamW, the same number of steps. The Trainer gets the standard
-recipe (random batches, DataCollatorForSeq2Seq padding to the longest); dlkit uses length-grouped batches
-and projects only labelled positions through the LM head (and, as a third entry, packs conversations into
-512-token rows with a block-diagonal mask). None lets tokens attend across conversations.
+Two model shapes:
+- tiny-llama: builtin:tiny-llama (vocabulary 2,000), conversations of 48-512 tokens, batch 8;
+- gemma2-256k: builtin:tiny-gemma2's architecture with Gemma-2's 256,000-token vocabulary (random init,
+  tied embeddings, final-logit soft-capping, eager attention), conversations of 48-256 tokens, batch 4.
+  Here the LM head and its logits are most of a step's compute and memory, as in real Gemma-2 fine-tuning.
 
-Reported: useful (non-pad) tokens per second for both and their ratio, then peak memory and trainable
-parameters per method. Prints one JSON object. Run: python benchmarks/llm_throughput.py [--steps 30]
+Loss on the assistant tokens only; LoRA r=8 (alpha 16, dropout 0.05) on q_proj,v_proj; AdamW lr 1e-3;
+clipping at 1.0. Contenders:
+- trainer: Trainer's default (random batches, DataCollatorForSeq2Seq padding to the longest);
+- trainer_grouped: Trainer with `train_sampling_strategy="group_by_length"` (its best setting);
+- dlkit: `dlkit llm train` (length-grouped batches, LM head on labelled positions only, chunked cross-entropy);
+- dlkit_packing (tiny-llama): `--packing` (rows of 512 tokens, block-diagonal mask).
+
+Each contender runs in its own process (peak memory is per process: RSS on CPU, CUDA max allocated on a
+GPU), alternating contenders in every round so a busy machine slows them alike; medians over rounds. Speed
+is useful (non-pad) tokens per second over the same steady steps (after `--warmup` steps) on both sides,
+by wall clock and by process CPU time (the CPU figure is the steadier one on a shared machine).
+Prints one JSON object with the ratios dlkit / Trainer's best setting.
+
+    python benchmarks/llm_throughput.py [--steps 10] [--rounds 3] [--shapes tiny-llama,gemma2-256k]
 """
 
 from __future__ import annotations
@@ -15,19 +27,48 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import random
+import resource
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+SHAPES = {"tiny-llama": {"batch_size": 8, "max_tokens": 512, "examples": 400},
+          "gemma2-256k": {"batch_size": 4, "max_tokens": 256, "examples": 200}}
+LORA = {"r": 8, "alpha": 16.0, "dropout": 0.05, "targets": ["q_proj", "v_proj"]}
+LR = 1e-3
 
-from dlkit.builtin.corpus import bilingual_corpus
+
+# -- setup (main process) ------------------------------------------------------------------------
 
 
-def make_conversations(num: int, tokenizer, seed: int = 0) -> list[dict]:
-    """ShareGPT rows whose templated length is uniform in [48, 512] tokens."""
+def model_folder(shape: str, root: Path) -> Path:
+    """The shape's model as a save_pretrained folder (the 256k one is written once under `root`)."""
+    from dlkit.builtin.tiny_lm import tiny_gemma2, tiny_llama
+
+    if shape == "tiny-llama":
+        return tiny_llama()
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    path = root / "gemma2-256k"
+    if not path.exists():
+        base = tiny_gemma2()
+        config = AutoConfig.from_pretrained(base)
+        config.vocab_size = 256_000  # Gemma-2's vocabulary; the tokenizer uses the first 2,000 ids
+        torch.manual_seed(0)
+        AutoModelForCausalLM.from_config(config).save_pretrained(path)
+        AutoTokenizer.from_pretrained(base).save_pretrained(path)
+    return path
+
+
+def make_conversations(num: int, tokenizer, max_tokens: int, seed: int = 0) -> list[dict]:
+    """ShareGPT rows whose templated length is uniform in [48, max_tokens] tokens."""
+    from dlkit.builtin.corpus import bilingual_corpus
     from dlkit.llm.data import encode
 
     rng = random.Random(seed)
@@ -36,144 +77,236 @@ def make_conversations(num: int, tokenizer, seed: int = 0) -> list[dict]:
     tokens_per_word = len(tokenizer(probe, add_special_tokens=False)["input_ids"]) / 400
     rows = []
     while len(rows) < num:
-        target = rng.randint(48, 512)  # templated tokens, uniform
+        target = rng.randint(48, max_tokens)  # templated tokens, uniform
         content_words = max(4, int((target - 12) / tokens_per_word))
         answer_words = max(2, int(content_words * rng.uniform(0.2, 0.6)))
         messages = [{"role": "user", "content": " ".join(rng.choices(words, k=content_words - answer_words))},
                     {"role": "assistant", "content": " ".join(rng.choices(words, k=answer_words))}]
         ids, _ = encode(tokenizer, messages)
-        if 48 <= len(ids) <= 512:
+        if 48 <= len(ids) <= max_tokens:
             rows.append({"conversations": [{"from": "human", "value": messages[0]["content"]},
                                            {"from": "gpt", "value": messages[1]["content"]}]})
     return rows
 
 
-def run_dlkit(data: Path, out: Path, steps: int, packing: bool = False) -> dict:
+# -- one contender (worker process) --------------------------------------------------------------
+
+
+class StepClock:
+    """Wall and CPU time at the start of every step, and the useful tokens of every step's batch."""
+
+    def __init__(self) -> None:
+        self.starts: list[tuple[float, float]] = []
+        self.tokens: list[int] = []
+        self.rss_at_start_mb = 0.0
+
+    def start_step(self) -> None:
+        if not self.starts:
+            self.rss_at_start_mb = current_rss_mb()
+        self.starts.append((time.perf_counter(), time.process_time()))
+
+    def result(self, warmup: int) -> dict:
+        """Steps warmup .. last-1, each timed from its start to the next step's start."""
+        (wall0, cpu0), (wall1, cpu1) = self.starts[warmup], self.starts[-1]
+        tokens = sum(self.tokens[warmup:len(self.starts) - 1])
+        return {"timed_steps": len(self.starts) - 1 - warmup, "tokens": tokens,
+                "tokens_per_second": tokens / (wall1 - wall0), "tokens_per_cpu_second": tokens / (cpu1 - cpu0),
+                "seconds_per_step": (wall1 - wall0) / (len(self.starts) - 1 - warmup)}
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_memory() -> dict:
+    import torch
+
+    out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if torch.cuda.is_available():
+        out["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def run_dlkit(args, clock: StepClock, packing: bool) -> None:
     from dlkit.core.config import load_config
+    from dlkit.core.engine import fit
+    from dlkit.core.run import Run
     from dlkit.llm.config import LlmConfig
-    from dlkit.llm.task import train
+    from dlkit.llm.task import LlmTask
 
-    cfg = load_config(LlmConfig, None, {"method": "lora", "rank": 8, "target_modules": "q_proj,v_proj",
-                                        "data": str(data), "output_dir": str(out), "max_steps": steps,
-                                        "batch_size": 8, "val_size": 8, "test_size": 0, "max_length": 512,
-                                        "eval_every": 10_000, "log_every": 10_000, "lr": 1e-3,
-                                        "packing": packing})
-    metrics = train(cfg)
-    return {"tokens_per_second": metrics["tokens_per_second"], "train_seconds": metrics["train_seconds"],
-            "trainable_params": metrics["trainable_params"]}
+    cfg = load_config(LlmConfig, None, {
+        "method": "lora", "rank": LORA["r"], "alpha": LORA["alpha"], "dropout": LORA["dropout"],
+        "target_modules": ",".join(LORA["targets"]), "model": args.model, "data": args.data,
+        "output_dir": args.out, "max_steps": args.total_steps, "batch_size": args.batch_size, "val_size": 8,
+        "test_size": 0, "max_length": args.max_tokens, "eval_every": 10**9, "log_every": 10**9,
+        "save_every": 10**9, "lr": LR, "packing": packing, "precision": args.precision})
+    task = LlmTask(cfg)
+    step = task.training_step
+
+    def timed_step(model, batch):
+        clock.start_step()
+        clock.tokens.append(int(batch.get("token_mask", batch["attention_mask"]).sum()))
+        return step(model, batch)
+
+    task.training_step = timed_step
+    fit(task, cfg, Run.create("llm", cfg, default_name="bench"))
 
 
-def run_trainer(examples: list[dict], tokenizer, model_path: str, out: Path, steps: int) -> dict:
+def run_trainer(args, clock: StepClock, grouped: bool) -> None:
+    import torch
     from datasets import Dataset
     from peft import LoraConfig, TaskType, get_peft_model
-    from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForSeq2Seq,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
 
+    from dlkit.llm.data import encode, to_messages
+
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    examples = []
+    for line in Path(args.data).read_text(encoding="utf-8").splitlines():
+        ids, labels = encode(tokenizer, to_messages(json.loads(line), "sharegpt"))
+        examples.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
     torch.manual_seed(0)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_path),
-                           LoraConfig(task_type=TaskType.CAUSAL_LM, r=8, lora_alpha=16, lora_dropout=0.05,
-                                      target_modules=["q_proj", "v_proj"]))
+    extra = {"attn_implementation": "eager"} if "gemma" in Path(args.model).name else {}  # as dlkit loads Gemma-2
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(args.model, **extra),
+                           LoraConfig(task_type=TaskType.CAUSAL_LM, r=LORA["r"], lora_alpha=LORA["alpha"],
+                                      lora_dropout=LORA["dropout"], target_modules=LORA["targets"]))
     collator = DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100)
-    useful = {"tokens": 0}
 
     def counting_collator(features):
         batch = collator(features)
-        useful["tokens"] += int(batch["attention_mask"].sum())
+        clock.tokens.append(int(batch["attention_mask"].sum()))
         return batch
 
-    dataset = Dataset.from_list([{"input_ids": e["input_ids"], "attention_mask": [1] * len(e["input_ids"]),
-                                  "labels": e["labels"]} for e in examples])
-    args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=8, max_steps=steps, learning_rate=1e-3,
-                             logging_steps=10_000, save_strategy="no", report_to=[], use_cpu=True,
-                             dataloader_num_workers=0, seed=0, disable_tqdm=True)
-    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=counting_collator)
-    start = time.perf_counter()
+    class Clock(TrainerCallback):
+        def on_step_begin(self, *_, **__):
+            clock.start_step()
+
+    sampling = {"train_sampling_strategy": "group_by_length"} if grouped else {}
+    targs = TrainingArguments(output_dir=args.out, per_device_train_batch_size=args.batch_size,
+                              max_steps=args.total_steps, learning_rate=LR, logging_steps=10**9, save_strategy="no",
+                              report_to=[], use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, seed=0,
+                              disable_tqdm=True, bf16=args.precision == "bf16", **sampling)
+    trainer = Trainer(model=model, args=targs, train_dataset=Dataset.from_list(examples),
+                      data_collator=counting_collator, callbacks=[Clock()])
     with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its own summary; stdout is our JSON
         trainer.train()
-    seconds = time.perf_counter() - start
-    return {"tokens_per_second": useful["tokens"] / seconds, "train_seconds": seconds}
 
 
-def per_method(model_path: str, examples: list[dict], tokenizer) -> list[dict]:
-    """Trainable parameters and memory for a few steps of every method (CUDA peak, else trainable-state size)."""
-    from types import SimpleNamespace
+def worker(args) -> None:
+    import torch
 
-    from dlkit.core.engine import count_parameters
-    from dlkit.core.sources import resolve
-    from dlkit.llm.methods import METHODS
-    from dlkit.llm.models import BaseModel, load_model
-    from dlkit.llm.task import causal_lm_loss, pad_batch
+    torch.set_num_threads(args.threads)
+    from dlkit.core.progress import MODE
 
-    base = BaseModel(resolve("builtin:tiny-llama", "model"), model_path)
-    settings = SimpleNamespace(rank=8, alpha=16.0, dropout=0.0, target_modules="q_proj,v_proj",
-                               num_virtual_tokens=16, init_text=None, unfreeze="first2,last2")
-    batch = pad_batch(examples[:8], tokenizer.pad_token_id)
-    rows = []
-    for name, method in METHODS.items():
-        model = method.build(load_model(base), settings, model_path)
-        trainable, total = count_parameters(model)
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        model.to(device)
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-        if device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        start = time.perf_counter()
-        for _ in range(2):
-            on_device = {k: v.to(device) for k, v in batch.items()}
-            loss = model(**on_device).loss if method.family == "soft-prompt" else causal_lm_loss(model, on_device)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-        row = {"method": name, "trainable_params": trainable, "trainable_pct": 100.0 * trainable / total,
-               "seconds_per_step": (time.perf_counter() - start) / 2,
-               # weights' grads + two AdamW moments, fp32
-               "trainable_state_mb": trainable * 4 * 3 / 2**20}
-        if device == "cuda":
-            row["peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
-        rows.append(row)
-    return rows
+    MODE.quiet = True
+    clock = StepClock()
+    if args.worker.startswith("dlkit"):
+        run_dlkit(args, clock, packing=args.worker == "dlkit_packing")
+    else:
+        run_trainer(args, clock, grouped=args.worker == "trainer_grouped")
+    del clock.starts[args.total_steps:]  # dlkit's final evaluation also calls training_step
+    print(json.dumps({**clock.result(args.warmup), **peak_memory(), "rss_at_first_step_mb": clock.rss_at_start_mb}))
+
+
+# -- driver --------------------------------------------------------------------------------------
+
+
+def launch(args, contender: str, shape: str, model: Path, data: Path, out: Path) -> dict:
+    spec = SHAPES[shape]
+    cmd = [sys.executable, __file__, "--worker", contender, "--model", str(model), "--data", str(data),
+           "--out", str(out), "--batch-size", str(spec["batch_size"]), "--max-tokens", str(spec["max_tokens"]),
+           "--total-steps", str(args.warmup + args.steps + 1), "--warmup", str(args.warmup),
+           "--threads", str(args.threads), "--precision", args.precision]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    if proc.returncode != 0:
+        raise SystemExit(f"{contender} on {shape} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def summarise(runs: list[dict]) -> dict:
+    keys = ["tokens_per_second", "tokens_per_cpu_second", "seconds_per_step", "peak_rss_mb", "peak_cuda_mb",
+            "rss_at_first_step_mb"]
+    out = {k: statistics.median(r[k] for r in runs) for k in keys if k in runs[0]}
+    out["rounds_tokens_per_second"] = [round(r["tokens_per_second"]) for r in runs]
+    out["timed_steps"], out["tokens_per_round"] = runs[0]["timed_steps"], [r["tokens"] for r in runs]
+    return out
+
+
+def speed(table: dict, ours: str, theirs: str) -> float:
+    return table[ours]["tokens_per_second"] / table[theirs]["tokens_per_second"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--examples", type=int, default=400)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per run (after --warmup)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed first steps of every run")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds over the contenders")
+    parser.add_argument("--shapes", default="tiny-llama,gemma2-256k")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads of every run")
+    parser.add_argument("--precision", choices=["no", "bf16"], default="no", help="bf16: autocast (on a GPU)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    for hidden in ("--model", "--data", "--out"):
+        parser.add_argument(hidden, help=argparse.SUPPRESS)
+    for hidden in ("--batch-size", "--max-tokens", "--total-steps"):
+        parser.add_argument(hidden, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.worker:
+        worker(args)
+        return
 
+    import torch
     from transformers import AutoTokenizer
 
-    from dlkit.builtin.tiny_lm import tiny_llama
-    from dlkit.core.progress import MODE
     from dlkit.llm.data import encode, to_messages
 
-    MODE.quiet = True
-    model_path = str(tiny_llama())
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    rows = make_conversations(args.examples, tokenizer)
-    examples = []
-    for row in rows:
-        ids, labels = encode(tokenizer, to_messages(row, "sharegpt"))
-        examples.append({"input_ids": ids, "labels": labels})
+    result: dict = {"setup": {"method": "lora r8 alpha16 dropout0.05 q_proj,v_proj", "lr": LR, "steps": args.steps,
+                              "warmup": args.warmup, "rounds": args.rounds, "threads": args.threads,
+                              "precision": args.precision, "torch": torch.__version__,
+                              "device": "cuda" if torch.cuda.is_available() else "cpu"}}
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "data.jsonl"
-        data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-        trainer = run_trainer(examples, tokenizer, model_path, Path(tmp) / "hf", args.steps)
-        dlkit = run_dlkit(data, Path(tmp) / "dlkit", args.steps)
-        packed = run_dlkit(data, Path(tmp) / "dlkit-packed", args.steps, packing=True)
-    lengths = [len(e["input_ids"]) for e in examples]
-    result = {
-        "setup": {"model": "builtin:tiny-llama", "method": "lora r8 q_proj,v_proj", "batch_size": 8,
-                  "steps": args.steps, "examples": len(examples), "min_tokens": min(lengths),
-                  "max_tokens": max(lengths), "mean_tokens": sum(lengths) / len(lengths), "threads": args.threads,
-                  "device": "cuda" if torch.cuda.is_available() else "cpu"},
-        "hf_trainer": trainer,
-        "dlkit": dlkit,
-        "dlkit_packing": packed,
-        "speedup_useful_tokens_per_second": dlkit["tokens_per_second"] / trainer["tokens_per_second"],
-        "speedup_with_packing": packed["tokens_per_second"] / trainer["tokens_per_second"],
-        "methods": per_method(model_path, examples, tokenizer),
-    }
+        root = Path(tmp)
+        for shape in args.shapes.split(","):
+            spec = SHAPES[shape]
+            model = model_folder(shape, root)
+            tokenizer = AutoTokenizer.from_pretrained(model)
+            rows = make_conversations(spec["examples"], tokenizer, spec["max_tokens"])
+            data = root / f"{shape}.jsonl"
+            data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+            lengths = [len(encode(tokenizer, to_messages(r, "sharegpt"))[0]) for r in rows]
+            contenders = ["trainer", "trainer_grouped", "dlkit"] + (["dlkit_packing"] if shape == "tiny-llama" else [])
+            runs: dict[str, list[dict]] = {c: [] for c in contenders}
+            for round_ in range(args.rounds):
+                order = contenders[round_ % len(contenders):] + contenders[:round_ % len(contenders)]
+                for contender in order:
+                    print(f"{shape} round {round_ + 1}: {contender}", file=sys.stderr, flush=True)
+                    runs[contender].append(launch(args, contender, shape, model, data, root / f"{shape}-{contender}"
+                                                  f"-{round_}"))
+                    print(json.dumps(runs[contender][-1]), file=sys.stderr, flush=True)  # partial results
+            table = {c: summarise(r) for c, r in runs.items()}
+            best = max(("trainer", "trainer_grouped"), key=lambda c: table[c]["tokens_per_second"])
+            memory = "peak_cuda_mb" if "peak_cuda_mb" in table["dlkit"] else "peak_rss_mb"
+            ratios = {
+                "trainer_best_setting": best,
+                "speedup_vs_trainer_best": speed(table, "dlkit", best),
+                "speedup_vs_trainer_default": speed(table, "dlkit", "trainer"),
+                "cpu_speedup_vs_trainer_best": (table["dlkit"]["tokens_per_cpu_second"]
+                                                / table[best]["tokens_per_cpu_second"]),
+                f"{memory}_vs_trainer_best": table["dlkit"][memory] / table[best][memory],
+                f"{memory}_vs_trainer_default": table["dlkit"][memory] / table["trainer"][memory],
+            }
+            if "dlkit_packing" in table:
+                ratios["packing_speedup_vs_trainer_best"] = speed(table, "dlkit_packing", best)
+            result[shape] = {"batch_size": spec["batch_size"], "examples": len(rows), "min_tokens": min(lengths),
+                             "max_tokens": max(lengths), "mean_tokens": sum(lengths) / len(lengths),
+                             **table, "ratios": ratios}
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
 

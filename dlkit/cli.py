@@ -48,6 +48,10 @@ def root(
 ) -> None:
     """Root options may also be given after the group and command (`dlkit clip eval ... --json`)."""
     MODE.json, MODE.quiet, MODE.debug = json_output, quiet, debug
+    if not debug:
+        from dlkit.core.progress import quiet_third_party
+
+        quiet_third_party()
 
 
 @app.command()
@@ -102,11 +106,17 @@ app.add_typer(runs_app, name="runs")
 
 
 @runs_app.command("list")
-def runs_list(root: Annotated[Path, typer.Argument(help="Folder to search for runs.")] = Path("runs")) -> None:
-    """The runs under ROOT with their status (finished, interrupted, failed, running)."""
+def runs_list(
+    root: Annotated[Path, typer.Argument(help="Folder to search for runs.")] = Path("runs"),
+    format: Annotated[Literal["table", "json"], typer.Option(help="Output format.")] = "table",
+) -> None:
+    """The runs under ROOT with their status (finished, interrupted, failed, running) and exported models.
+
+    Example: [bold]dlkit runs list runs/llm --format json[/bold]
+    """
     from dlkit.core.overview import list_runs
 
-    list_runs(root)
+    list_runs(root, format)
 
 
 def _broken_group(name: str, error: Exception) -> typer.Typer:

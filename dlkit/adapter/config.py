@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from dlkit.core.config import TrainConfig, opt
+from dlkit.core.classification import val_fraction_option
+from dlkit.core.config import TrainConfig, opt, shared
 from dlkit.core.errors import ConfigError
 
 Method = Literal["adapter", "full", "head"]
@@ -29,14 +30,14 @@ class AdapterConfig(TrainConfig):
     text_col: str = opt("text", "CSV/JSONL/Hub column holding the text.")
     label_col: str = opt("label", "CSV/JSONL/Hub column holding the label (integers or names).")
     max_length: int = opt(128, "Truncate texts to this many tokens.")
-    val_fraction: float = opt(0.1, "Share of each class held out for validation when the data has no test split.")
+    val_fraction: float = val_fraction_option()
     max_train_samples: int | None = opt(None, "Use at most this many training texts (a seeded subset).")
     max_eval_samples: int | None = opt(None, "Use at most this many validation texts (a seeded subset).")
-    epochs: int = opt(5, "Passes over the training set.")
+    epochs: int = shared("epochs", 5)
     batch_size: int = opt(32, "Texts per micro-batch per process.")
     lr: float = opt(1e-2, "Peak learning rate; 1e-2 suits the builtin model, for roberta-base use ~1e-4..1e-3 "
                     "(adapters, head) or ~2e-5 (full).")
-    warmup: float = opt(0.1, "Warmup: a fraction of the total steps if < 1, else a number of steps.")
+    warmup: float = shared("warmup", 0.1)
 
     def validate(self) -> None:
         super().validate()

@@ -21,7 +21,8 @@ from torch import nn
 
 from dlkit.adapter.config import parse_layers
 from dlkit.core.classification import label_maps, quiet_transformers
-from dlkit.core.errors import ConfigError
+from dlkit.core.errors import ConfigError, DataError
+from dlkit.core.run import Run
 from dlkit.core.sources import resolve
 from dlkit.nn import BottleneckAdapter
 
@@ -159,3 +160,15 @@ def load(path: Path) -> nn.Module:
     insert_adapters(model, json.loads(adapter_file.read_text(encoding="utf-8")))
     load_model(model, str(path / "model.safetensors"))
     return model.eval()
+
+
+def load_trained(run: Run) -> tuple[nn.Module, Any, list[str]]:
+    """The run's final model (eval mode), its tokenizer and the class names in index order."""
+    from transformers import AutoTokenizer
+
+    if not (run.model_dir / "config.json").is_file():
+        raise DataError(f"{run.dir}: no trained model in {run.model_dir}; did the training finish?")
+    model = load(run.model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(run.model_dir))
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    return model, tokenizer, names

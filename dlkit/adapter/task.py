@@ -1,4 +1,4 @@
-"""The adapter Task for the engine, and the train / eval / predict functions the CLI calls.
+"""The adapter Task for the engine, and `train(cfg)`, the function behind `dlkit adapter train`.
 
 Loss, metrics and the test report come from dlkit.core.classification, shared with `dlkit vit`.
 """
@@ -15,7 +15,6 @@ from dlkit.adapter import data as tdata
 from dlkit.adapter import models
 from dlkit.adapter.config import AdapterConfig
 from dlkit.core import classification as clf
-from dlkit.core.errors import DataError
 from dlkit.core.run import Run
 
 GROUP = "adapter"
@@ -88,54 +87,3 @@ def train(cfg: AdapterConfig) -> dict[str, Any]:
     metrics = fit(task, cfg, run)
     clf.accuracy_curves(run)
     return metrics
-
-
-def load_trained(run: Run) -> tuple[nn.Module, Any, list[str]]:
-    """The run's final model (eval mode), its tokenizer and the class names in index order."""
-    from transformers import AutoTokenizer
-
-    if not (run.model_dir / "config.json").is_file():
-        raise DataError(f"{run.dir}: no trained model in {run.model_dir}; did the training finish?")
-    model = models.load(run.model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(str(run.model_dir))
-    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    return model, tokenizer, names
-
-
-def evaluate_run(run_dir: Path, batch_size: int = 64, split: str | None = None) -> dict[str, Any]:
-    """Accuracy, precision, recall, F1 (binary and macro), confusion matrix and misclassified texts, on the
-    run's held-out validation split (or the train split, when asked by name)."""
-    from dlkit.core.splits import scored
-
-    run = Run.open(run_dir, group=GROUP)
-    cfg = run.config_as(AdapterConfig)
-    model, tokenizer, names = load_trained(run)
-    text_data = tdata.load_text_data(cfg)
-    if text_data.label_names != names:
-        raise DataError(f"--data {cfg.data} now has labels {text_data.label_names}, but the model in {run.dir} "
-                        f"was trained on {names}")
-    name, keep = scored(run, split, tdata.split_ids(text_data))
-    pool = text_data.train if name == "train" else text_data.val
-    val = pool.select(keep)
-    batches = []
-    for start in range(0, len(val), batch_size):
-        batch = tokenize(tokenizer, val.texts[start:start + batch_size], cfg.max_length)
-        batch["labels"] = torch.tensor(val.labels[start:start + batch_size], dtype=torch.long)
-        batches.append(batch)
-    logits, labels = clf.collect_logits(lambda b: forward(model, b), batches)
-    source = "train" if name == "train" else text_data.val_split
-    return clf.write_evaluation(run, logits, labels, names, val.texts, split=source, example_header="text",
-                                name=name, left_out=len(pool) - len(val))
-
-
-def predict(run_dir: Path, texts: list[str], k: int = clf.TOP_K) -> list[dict[str, Any]]:
-    """The most likely labels with probabilities for each sentence."""
-    run = Run.open(run_dir, group=GROUP)
-    model, tokenizer, names = load_trained(run)
-    if not texts or any(not t.strip() for t in texts):
-        raise DataError("predict needs at least one non-empty sentence")
-    max_length = run.config_as(AdapterConfig).max_length
-    with torch.no_grad():
-        logits = forward(model, tokenize(tokenizer, texts, max_length))
-    return [{"text": text, "label": top[0]["label"], "top": top}
-            for text, top in zip(texts, clf.top_k(logits, names, k), strict=True)]

@@ -34,10 +34,6 @@ class MarkovChain:
     alphabet: str
     probs: np.ndarray  # (V, V, V), rows sum to 1
 
-    @property
-    def num_states(self) -> int:
-        return len(self.alphabet) ** 2
-
     def pair_transition_matrix(self) -> np.ndarray:
         """(V^2, V^2) matrix over pair states: (a, b) -> (b, c) with probability probs[a, b, c]."""
         V = len(self.alphabet)

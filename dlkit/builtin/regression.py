@@ -1,4 +1,5 @@
-"""builtin:regression and builtin:mlp: the smallest task with a known optimum, used to test the engine.
+"""builtin:regression and builtin:mlp: the smallest task with a known optimum, used to test the engine
+(dlkit.core.reference.RegressionTask).
 
 y = X w + b + eps with eps ~ N(0, noise_std^2): no model can beat an MSE of noise_std^2 on fresh data,
 and a model that learned w reaches it.
@@ -42,29 +43,3 @@ def load_data(num_train: int = 512, num_val: int = 256, dim: int = 8, noise_std:
 
 def build_model(dim: int = 8, hidden: int = 32, dropout: float = 0.0) -> nn.Module:
     return nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Dropout(dropout), nn.Linear(hidden, 1))
-
-
-@dataclass
-class RegressionTask:
-    """The engine's reference task: an MLP fitting builtin:regression (tests, benchmarks)."""
-
-    dropout: float = 0.0
-    num_train: int = 512
-
-    def __post_init__(self) -> None:
-        self.data = load_data(num_train=self.num_train)
-
-    def build_model(self) -> nn.Module:
-        return build_model(dropout=self.dropout)
-
-    def datasets(self) -> tuple[TensorDataset, TensorDataset]:
-        return self.data.train, self.data.val
-
-    def training_step(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        x, y = batch  # (B, D), (B,)
-        return nn.functional.mse_loss(model(x).squeeze(-1), y)
-
-    def evaluate(self, model: nn.Module, loader, accel) -> dict[str, float]:
-        from dlkit.core.engine import mean_loss
-
-        return {"val_loss": mean_loss(self, model, loader, accel)}

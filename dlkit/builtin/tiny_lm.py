@@ -2,7 +2,8 @@
 
 Each is generated once into the dlkit cache as an ordinary `save_pretrained` folder (random weights,
 a byte-level BPE tokenizer trained on the bundled English+Persian corpus, and the family's real chat
-template), so the llm group loads it with the same `from_pretrained` call as a Hub id or a local folder.
+template from dlkit.llm.templates), so the llm group loads it with the same `from_pretrained` call as a
+Hub id or a local folder.
 """
 
 from __future__ import annotations
@@ -15,23 +16,6 @@ VERSION = "v3"
 VOCAB_SIZE = 2000
 INIT_STD = 0.1  # larger than the usual 0.02, so a frozen random model reacts to soft prompts and adapters
 
-# Meta-Llama-3-8B-Instruct's template, verbatim.
-LLAMA3_TEMPLATE = (
-    "{% set loop_messages = messages %}{% for message in loop_messages %}"
-    "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim"
-    " + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
-)
-
-# google/gemma-2-2b-it's template, verbatim: no system role, strictly alternating user/model turns.
-GEMMA_TEMPLATE = (
-    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
-    "{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
-    "{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}"
-    "{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}"
-)
 
 LLAMA_SPECIAL = {"bos": "<|begin_of_text|>", "eos": "<|eot_id|>", "pad": "<|finetune_right_pad_id|>",
                  "extra": ["<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>"]}
@@ -70,6 +54,8 @@ def _tokenizer_corpus() -> list[str]:
 def build_llama(path: Path) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    from dlkit.llm.templates import LLAMA3_TEMPLATE
+
     tokenizer = train_tokenizer(LLAMA_SPECIAL, LLAMA3_TEMPLATE)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=6,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
@@ -81,6 +67,8 @@ def build_llama(path: Path) -> None:
 
 def build_gemma2(path: Path) -> None:
     from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    from dlkit.llm.templates import GEMMA_TEMPLATE
 
     tokenizer = train_tokenizer(GEMMA_SPECIAL, GEMMA_TEMPLATE)
     config = Gemma2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=6,

@@ -33,10 +33,10 @@ def train(cfg: CaptionConfig) -> None:
 
     Example: [bold]dlkit caption train --arch attention --data builtin:shapes --epochs 5[/bold]
     """
-    from dlkit.caption.task import train_captioner
+    from dlkit.caption.task import train as run_train
     from dlkit.core import progress
 
-    metrics = train_captioner(cfg)
+    metrics = run_train(cfg)
     progress.emit(metrics, progress.metrics_table(metrics, title="caption train"))
 
 
@@ -51,10 +51,10 @@ def predict(
 
     Example: [bold]dlkit caption predict --run runs/caption/attention dog.jpg --beam-size 3 --heatmap[/bold]
     """
-    from dlkit.caption.infer import predict_images
+    from dlkit.caption.evaluate import predict as run_predict
     from dlkit.core import progress
 
-    rows = predict_images(run, images, beam_size, heatmap)
+    rows = run_predict(run, images, beam_size, heatmap)
     progress.emit(rows, "\n".join(f"{r['image']}: {r['caption']}" for r in rows))
 
 
@@ -74,9 +74,9 @@ def evaluate(
 
     Example: [bold]dlkit caption eval --run runs/caption/attention --beam-size 3[/bold]
     """
-    from dlkit.caption.infer import evaluate_run
+    from dlkit.caption.evaluate import evaluate as run_evaluate
     from dlkit.core import progress
 
-    metrics = evaluate_run(run, beam_size, batch_size, bertscore_model, num_worst, split)
+    metrics = run_evaluate(run, beam_size, batch_size, bertscore_model, num_worst, split)
     progress.emit(metrics, progress.metrics_table(metrics, title=f"caption eval ({metrics['split']}, "
                                                                f"{metrics['split_size']} images)"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from dlkit.core.config import TrainConfig, opt
+from dlkit.core.config import TrainConfig, opt, shared
 from dlkit.core.errors import ConfigError
 
 Arch = Literal["lstm", "attention", "transformer", "vit-gpt2"]
@@ -66,7 +66,7 @@ class CaptionConfig(TrainConfig):
     strict: bool = opt(False, "Fail on the first missing image, empty caption or undecodable image.")
     epochs: int = opt(10, "Passes over the training set (one pass = every caption of every image once).")
     batch_size: int = opt(32, "Image-caption pairs per micro-batch per process.")
-    lr: float = opt(1e-3, "Peak learning rate.")
+    lr: float = shared("lr", 1e-3)
 
     def validate(self) -> None:
         super().validate()

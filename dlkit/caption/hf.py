@@ -19,10 +19,12 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from dlkit.caption.config import CaptionConfig
-from dlkit.caption.data import CaptionRecord, clean_caption, open_image
+from dlkit.caption.data import clean_caption
 from dlkit.core.errors import ConfigError, DataError
 from dlkit.core.progress import info
 from dlkit.core.run import Run, atomic_write_json
+from dlkit.data.captions import CaptionRecord
+from dlkit.data.images import open_image
 
 IGNORE = -100
 PRELOAD_BYTES = 512 * 2**20
@@ -109,7 +111,8 @@ class VisionEncoderDecoderTask:
     """Fine-tunes a VisionEncoderDecoderModel on the engine; the same splits and metrics as the CNN archs."""
 
     def __init__(self, cfg: CaptionConfig, run: Run, prepared: tuple) -> None:
-        from dlkit.caption.data import write_prepared, write_split_files
+        from dlkit.caption.data import write_split_files
+        from dlkit.data.captions import write_prepared
 
         self.cfg, self.run = cfg, run
         self.splits, self.vocab, self.stats = prepared
@@ -128,6 +131,9 @@ class VisionEncoderDecoderTask:
              f"{self.max_len} GPT-2 tokens")
 
     def build_model(self):
+        pooler = getattr(self.model.encoder, "pooler", None)
+        if pooler is not None:  # the decoder cross-attends to the patch states; the pooled vector is never used,
+            pooler.requires_grad_(False)  # and DDP fails on a trainable parameter that gets no gradient
         return self.model
 
     def labels(self, caption: str) -> list[int]:
@@ -150,7 +156,8 @@ class VisionEncoderDecoderTask:
 
     def training_step(self, model, batch: dict[str, Tensor]):
         out = model(pixel_values=batch["pixel_values"], labels=batch["labels"])
-        return out.loss, {"tokens": int(batch["labels"].ne(IGNORE).sum())}
+        labelled = int(batch["labels"].ne(IGNORE).sum())  # the loss is their mean: val_loss weighs batches by it
+        return out.loss, {"tokens": labelled, "weight": labelled}
 
     def evaluate(self, model, loader, accel) -> dict[str, float]:
         from dlkit.core.engine import gather, mean_loss
@@ -190,6 +197,11 @@ class VisionEncoderDecoderTask:
 
     def save_model(self, model, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
+        # generation_config.json carries dlkit's decoding, so a plain `model.generate(pixel_values)` elsewhere
+        # captions exactly as `dlkit caption predict` does (transformers' own default would stop at 20 tokens)
+        settings = model.generation_config
+        settings.max_new_tokens, settings.num_beams, settings.do_sample = self.max_len, self.cfg.beam_size, False
+        settings.max_length = None
         model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
         self.processor.save_pretrained(path)

@@ -14,6 +14,7 @@ Every decoder exposes the same three calls, so greedy and beam search are writte
 
 from __future__ import annotations
 
+import json
 import math
 import socket
 from dataclasses import dataclass, field
@@ -24,13 +25,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from dlkit.caption.data import EOS_ID, PAD_ID, SOS_ID
+from dlkit.caption.data import EOS_ID, PAD_ID, SOS_ID, Vocab
 from dlkit.core.errors import SourceError
 from dlkit.nn import AdditiveAttention, DecoderBlock, LearnedPositionalEmbedding
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DOWNLOAD_TIMEOUT_S = 10.0
+MODEL_FILE = "model.json"
 
 
 # -- encoders ---------------------------------------------------------------------------------------
@@ -251,19 +253,25 @@ class CaptionModel(nn.Module):
     def features(self, batch: dict[str, Tensor]) -> Tensor:
         return batch["features"] if "features" in batch else self.encoder(batch["images"])
 
-    def forward(self, features: Tensor, tokens: Tensor) -> tuple[Tensor, Tensor | None]:
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        """The training loss of a batch (images or cached features, and tokens). It is the forward so that
+        DistributedDataParallel, which wraps the model, sees the encoder and decoder run."""
+        return self.loss(self.features(batch), batch["tokens"])
+
+    def logits(self, features: Tensor, tokens: Tensor) -> tuple[Tensor, Tensor | None]:
         """logits (B, T-1, V) predicting tokens[:, 1:], and the attention maps (B, T-1, L) if any."""
         out = self.decoder(features, tokens[:, :-1])
         return out if isinstance(out, tuple) else (out, None)
 
     def loss(self, features: Tensor, tokens: Tensor) -> tuple[Tensor, dict[str, float]]:
         """Cross-entropy over real tokens only (<pad> targets ignored) + the attention penalty."""
-        logits, alphas = self(features, tokens)
+        logits, alphas = self.logits(features, tokens)
         targets = tokens[:, 1:]
         loss = caption_loss(logits, targets)
         logs = {"tokens": int(targets.ne(PAD_ID).sum())}
         if alphas is not None and self.alpha_c:
             penalty = doubly_stochastic_penalty(alphas, targets.ne(PAD_ID))
+            logs["cross_entropy"] = float(loss.detach())
             logs["attention_penalty"] = float(penalty.detach())
             loss = loss + self.alpha_c * penalty
         return loss, logs
@@ -417,3 +425,14 @@ def _until_eos(ids: list[int]) -> list[int]:
             break
         out.append(i)
     return out
+
+
+
+def load_trained(model_dir: Path) -> tuple[CaptionModel, Vocab, ModelSpec]:
+    """Rebuild a trained lstm/attention/transformer model from checkpoints/final/."""
+    from safetensors.torch import load_model
+
+    spec = ModelSpec(**json.loads((model_dir / MODEL_FILE).read_text(encoding="utf-8")))
+    model = build_model(spec)
+    load_model(model, str(model_dir / "model.safetensors"))
+    return model.eval(), Vocab.load(model_dir / "vocab.json"), spec

@@ -14,21 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from dlkit.caption.config import PrepareConfig
-from dlkit.caption.data import (
-    build_vocab,
-    caption_lengths,
-    clean_caption,
-    coverage,
-    load_caption_records,
-    readable_records,
-    split_records,
-    word_counts,
-    write_prepared,
-    write_split_files,
-)
+from dlkit.caption.data import build_vocab, caption_lengths, clean_caption, coverage, word_counts, write_split_files
 from dlkit.core.errors import RunError
 from dlkit.core.progress import info
 from dlkit.core.run import atomic_write_json
+from dlkit.data.captions import load_caption_records, readable_records, split_records, write_prepared
 
 
 def default_output(data: str) -> Path:

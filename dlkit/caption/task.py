@@ -14,103 +14,26 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from dlkit.caption.config import CaptionConfig
 from dlkit.caption.data import (
-    PREPARED_FILE,
-    CaptionRecord,
-    Vocab,
-    build_vocab,
+    CaptionPairs,
+    ImageStore,
     clean_caption,
+    collate,
     fingerprint,
-    load_caption_records,
-    open_image,
-    readable_records,
-    split_records,
-    splits_given,
-    write_prepared,
+    image_tensor,
+    prepare_splits,
     write_split_files,
 )
-from dlkit.caption.models import CaptionModel, ModelSpec, build_model, decode
-from dlkit.core.errors import DataError
+from dlkit.caption.models import MODEL_FILE, CaptionModel, ModelSpec, build_model, decode
 from dlkit.core.progress import info, warn
 from dlkit.core.run import Run, atomic_write_json
-
-PRELOAD_BYTES = 512 * 2**20  # keep decoded, resized images in memory below this size
-MODEL_FILE = "model.json"
-
-
-def image_tensor(image, size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
-    """PIL RGB image -> (3, size, size) float tensor, resized (no crop: a caption describes the whole image)
-    and normalised with the encoder's mean/std."""
-    from PIL import Image
-
-    array = np.asarray(image.resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
-    tensor = torch.from_numpy(array).permute(2, 0, 1)
-    return (tensor - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
-
-
-class ImageStore:
-    """Images by index: decoded on demand, or all held in memory when they are small (builtin:shapes)."""
-
-    def __init__(self, paths: list[str], size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
-        self.paths, self.size, self.mean, self.std = paths, size, mean, std
-        self.cache: list[Tensor] | None = None
-        if len(paths) * 3 * size * size * 4 <= PRELOAD_BYTES:
-            self.cache = [self.load(i) for i in range(len(paths))]
-
-    def load(self, index: int) -> Tensor:
-        return image_tensor(open_image(self.paths[index]), self.size, self.mean, self.std)
-
-    def __getitem__(self, index: int) -> Tensor:
-        return self.cache[index] if self.cache is not None else self.load(index)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-
-class CaptionPairs(Dataset):
-    """Every (image, caption) pair of some images: one epoch sees each caption once."""
-
-    def __init__(self, image_ids: list[int], tokens: list[list[int]], source: Any) -> None:
-        self.image_ids, self.tokens, self.source = image_ids, tokens, source
-
-    def __len__(self) -> int:
-        return len(self.image_ids)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return {"image": self.source[self.image_ids[index]], "tokens": torch.tensor(self.tokens[index]),
-                "image_id": self.image_ids[index]}
-
-
-def collate(examples: list[dict[str, Any]]) -> dict[str, Tensor]:
-    key = "features" if examples[0]["image"].dim() == 2 else "images"  # (L, C) cached features or (3, H, W)
-    return {key: torch.stack([e["image"] for e in examples]), "tokens": torch.stack([e["tokens"] for e in examples]),
-            "image_id": torch.tensor([e["image_id"] for e in examples])}
-
-
-def prepare_splits(cfg: CaptionConfig) -> tuple[dict[str, list[CaptionRecord]], Vocab, dict[str, Any]]:
-    """Read, drop undecodable images, split by image and build the vocabulary on the training split
-    (or reuse the vocab.json of a folder written by `caption prepare`)."""
-    records, stats = load_caption_records(cfg.data, cfg.strict)
-    records, undecodable = readable_records(records, cfg.strict)
-    stats["skipped_undecodable_images"] = undecodable
-    stats["splits_given"] = splits_given(records)
-    splits = split_records(records, seed=cfg.seed)
-    if not splits["train"]:
-        raise DataError(f"--data {cfg.data}: the training split is empty ({len(records)} images)")
-    prepared_vocab = Path(cfg.data) / "vocab.json"
-    if (Path(cfg.data) / PREPARED_FILE).is_file() and prepared_vocab.is_file():
-        vocab = Vocab.load(prepared_vocab)
-        if cfg.max_len:
-            vocab.max_len = cfg.max_len
-    else:
-        vocab = build_vocab(splits["train"], cfg.min_freq, cfg.max_len)
-    return splits, vocab, stats
+from dlkit.data.captions import CaptionRecord, data_splits, write_prepared
+from dlkit.data.images import open_image
 
 
 class CaptionTask:
@@ -199,13 +122,13 @@ class CaptionTask:
         return collate(examples)
 
     def training_step(self, model: CaptionModel, batch: dict[str, Tensor]):
-        return model.loss(model.features(batch), batch["tokens"])
+        return model(batch)  # the loss is the forward: under DDP the wrapper must run it
 
     def evaluate(self, model: nn.Module, loader, accel) -> dict[str, float]:
-        from dlkit.core.engine import gather, mean_loss
+        from dlkit.core.engine import gather
         from dlkit.metrics import corpus_bleu
 
-        metrics = {"val_loss": mean_loss(self, model, loader, accel)}
+        metrics = {"val_loss": self.val_loss(model, loader, accel)}
         hyps, refs = [], []
         seen: set[int] = set()
         raw = accel.unwrap_model(model)
@@ -225,6 +148,20 @@ class CaptionTask:
         if hyps:
             metrics["val_bleu4"] = corpus_bleu(hyps, refs)["bleu4"]
         return metrics
+
+    def val_loss(self, model: nn.Module, loader, accel) -> float:
+        """The loss of the whole validation set as one batch: cross-entropy over all its real tokens plus the
+        attention penalty over all its pairs, whatever the batches and however many processes share them."""
+        sums = torch.zeros(4, dtype=torch.float64, device=accel.device)  # CE x tokens, tokens, penalty x pairs, pairs
+        for batch in loader:
+            loss, logs = model(batch)  # through the wrapper: under DDP its first forward syncs BatchNorm statistics
+            pairs = len(batch["tokens"])
+            sums += torch.tensor([logs.get("cross_entropy", float(loss)) * logs["tokens"], logs["tokens"],
+                                  logs.get("attention_penalty", 0.0) * pairs, pairs], dtype=torch.float64,
+                                 device=accel.device)
+        if accel.num_processes > 1:
+            sums = accel.reduce(sums, reduction="sum")
+        return (sums[0] / sums[1] + accel.unwrap_model(model).alpha_c * sums[2] / sums[3]).item()
 
     def on_eval(self, model: CaptionModel, run: Run, step: int) -> None:
         """Caption the same validation image after every evaluation: samples/val_captions.jsonl + a PNG."""
@@ -259,19 +196,8 @@ class CaptionTask:
                 "val_images": len(self.splits["val"]), "test_images": len(self.splits["test"])}
 
 
-def load_trained(model_dir: Path) -> tuple[CaptionModel, Vocab, ModelSpec]:
-    """Rebuild a trained lstm/attention/transformer model from checkpoints/final/."""
-    from safetensors.torch import load_model
-
-    spec = ModelSpec(**json.loads((model_dir / MODEL_FILE).read_text(encoding="utf-8")))
-    model = build_model(spec)
-    load_model(model, str(model_dir / "model.safetensors"))
-    return model.eval(), Vocab.load(model_dir / "vocab.json"), spec
-
-
-def train_captioner(cfg: CaptionConfig) -> dict[str, Any]:
+def train(cfg: CaptionConfig) -> dict[str, Any]:
     """Read and split the data (errors surface before a run folder exists), then train on the engine."""
-    from dlkit.caption.data import data_splits
     from dlkit.core.engine import fit
     from dlkit.core.splits import record_splits
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dlkit.caption.data import open_image
 from dlkit.core.plots import new_figure, save_figure
+from dlkit.data.images import open_image
 
 
 def _wrap(lines: Sequence[str], width: int = 38) -> str:

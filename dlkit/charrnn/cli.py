@@ -22,9 +22,9 @@ def train(cfg: CharRNNConfig) -> None:
 
     Example: [bold]dlkit charrnn train --data builtin:text --arch transformer --max-steps 300[/bold]
     """
-    from dlkit.charrnn.task import train as train_charrnn
+    from dlkit.charrnn.task import train as run_train
 
-    metrics = train_charrnn(cfg)
+    metrics = run_train(cfg)
     progress.emit(metrics, progress.metrics_table(metrics))
 
 
@@ -41,9 +41,9 @@ def sample(
 
     Example: [bold]dlkit charrnn sample --run runs/charrnn/demo --prompt "ROMEO:" --num-chars 300 --top-k 10[/bold]
     """
-    from dlkit.charrnn.task import sample as sample_text
+    from dlkit.charrnn.evaluate import sample as run_sample
 
-    pieces = sample_text(run, prompt, num_chars, temperature, top_k, seed)
+    pieces = run_sample(run, prompt, num_chars, temperature, top_k, seed)
     if progress.MODE.json:
         progress.emit({"run": str(run), "prompt": prompt, "text": "".join(pieces)})
         return
@@ -69,8 +69,8 @@ def evaluate(
 
     Example: [bold]dlkit charrnn eval --run runs/charrnn/demo --data held_out.txt[/bold]
     """
-    from dlkit.charrnn.task import evaluate_text
+    from dlkit.charrnn.evaluate import evaluate as run_evaluate
 
-    result = evaluate_text(run, data, encoding, batch_size, split)
+    result = run_evaluate(run, data, encoding, batch_size, split)
     progress.emit(result, progress.metrics_table(result, title=f"charrnn eval: {result['data']}, "
                                                                f"{result['split_size']} characters"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from dlkit.core.config import TrainConfig, opt
+from dlkit.core.config import TrainConfig, opt, shared
 from dlkit.core.errors import ConfigError
 
 Arch = Literal["rnn", "gru", "lstm", "lstm-scratch", "transformer"]
@@ -24,6 +24,8 @@ class CharRNNConfig(TrainConfig):
     dropout: float = opt(0.0, "Dropout between layers (RNN) or in every block (transformer).")
     positional: Literal["learned", "sinusoidal"] = opt("learned", "Position encoding of the transformer.")
     tie_weights: bool = opt(True, "Share the input embedding and the output layer (Press & Wolf, 2017).")
+    attention: Literal["scratch", "sdpa"] = opt("scratch", "Transformer attention: dlkit.nn's from-scratch formula, "
+                                                "or sdpa (torch's fused kernel: same numbers, faster).")
     encoding: str = opt("utf-8", "Text encoding of --data (e.g. latin-1, cp1252).")
     val_fraction: float = opt(0.1, "Fraction of the text (its end) held out for validation.")
     blocks_per_epoch: int = opt(0, "Random blocks drawn per epoch; 0 = training characters / block size, "
@@ -33,10 +35,10 @@ class CharRNNConfig(TrainConfig):
     sample_prompt: str = opt("", "Prompt of those samples (default: the first character of the text).")
     # overridden shared defaults: small character models like a large learning rate and cosine decay
     batch_size: int = opt(32, "Blocks per micro-batch per process.")
-    lr: float = opt(3e-3, "Peak learning rate.")
+    lr: float = shared("lr", 3e-3)
     epochs: int = opt(5, "Passes over the training set (an epoch is --blocks-per-epoch random blocks).")
-    scheduler: Literal["constant", "linear", "cosine"] = opt("cosine", "Learning-rate schedule after warmup.")
-    warmup: float = opt(0.02, "Warmup: a fraction of the total steps if < 1, else a number of steps.")
+    scheduler: Literal["constant", "linear", "cosine"] = shared("scheduler", "cosine")
+    warmup: float = shared("warmup", 0.02)
 
     def validate(self) -> None:
         super().validate()

@@ -9,7 +9,6 @@ blocks; validation reads evenly spread non-overlapping blocks, the same ones at 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -110,10 +109,6 @@ class Vocab:
 
     def to_json(self) -> dict:
         return {"chars": self.chars}
-
-    @classmethod
-    def read(cls, path: Path) -> Vocab:
-        return cls(json.loads(path.read_text(encoding="utf-8"))["chars"])
 
 
 def describe_chars(chars: list[str], limit: int = 10) -> str:

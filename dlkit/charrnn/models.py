@@ -38,11 +38,12 @@ class ModelSpec:
     dropout: float = 0.0
     positional: str = "learned"
     tie_weights: bool = True
+    attention: str = "scratch"  # how a transformer computes attention; the weights are the same either way
 
     @classmethod
     def from_config(cls, cfg: Any, vocab_size: int) -> ModelSpec:
         return cls(cfg.arch, vocab_size, cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.block_size,
-                   cfg.dropout, cfg.positional, cfg.tie_weights)
+                   cfg.dropout, cfg.positional, cfg.tie_weights, cfg.attention)
 
 
 class CharRNN(nn.Module):
@@ -81,7 +82,8 @@ class CharRNN(nn.Module):
 def build_model(spec: ModelSpec) -> nn.Module:
     if spec.arch == "transformer":
         return dnn.DecoderOnlyLM(spec.vocab_size, spec.hidden_size, spec.num_layers, spec.num_heads, spec.block_size,
-                                 spec.dropout, positional=spec.positional, tie_weights=spec.tie_weights)
+                                 spec.dropout, positional=spec.positional, tie_weights=spec.tie_weights,
+                                 attention=spec.attention)
     return CharRNN(spec.arch, spec.vocab_size, spec.hidden_size, spec.num_layers, spec.dropout, spec.tie_weights)
 
 

@@ -45,7 +45,7 @@ def zeroshot(cfg: ZeroShotConfig) -> None:
     """
     from rich.console import Group
 
-    from dlkit.clip.zeroshot import zeroshot as run_zeroshot
+    from dlkit.clip.evaluate import zeroshot as run_zeroshot
 
     metrics = run_zeroshot(cfg)
     worst = _table("worst classes (F1)", metrics["worst_classes"], ["class", "f1", "precision", "recall", "support"])
@@ -59,9 +59,9 @@ def templates(cfg: TemplatesConfig) -> None:
     Example: [bold]dlkit clip templates --model convnext_base --pretrained laion400m_s13b_b51k --data ~/dogs
     --sets simple,imagenet80,dogs[/bold]
     """
-    from dlkit.clip.zeroshot import compare_templates
+    from dlkit.clip.evaluate import templates as run_templates
 
-    metrics = compare_templates(cfg)
+    metrics = run_templates(cfg)
     progress.emit(metrics, _table("template sets", metrics["rows"], ["set", "templates", "top1", "top5", "macro_f1"]))
 
 
@@ -91,7 +91,7 @@ def fix_class(
     Example: [bold]dlkit clip fix-class --model convnext_base --pretrained laion400m_s13b_b51k --data ~/dogs
     --class "walker hound" --candidates walker.txt[/bold]
     """
-    from dlkit.clip.zeroshot import fix_class as run_fix_class
+    from dlkit.clip.evaluate import fix_class as run_fix_class
 
     overrides = {"class_name": class_name, "candidates": str(candidates), "model": model, "pretrained": pretrained,
                  "data": data, "split": split, "classnames": classnames, "batch_size": batch_size, "seed": seed,
@@ -113,9 +113,9 @@ def coop(cfg: CoopConfig) -> None:
     Example: [bold]dlkit clip coop --mode prompt --model convnext_base --pretrained laion400m_s13b_b51k
     --data ~/dogs --n-ctx 4 --epochs 20[/bold]
     """
-    from dlkit.clip.task import train_coop
+    from dlkit.clip.task import coop as run_coop
 
-    metrics = train_coop(cfg)
+    metrics = run_coop(cfg)
     progress.emit(metrics, progress.metrics_table(metrics, title=f"clip coop --mode {cfg.mode}"))
 
 
@@ -126,9 +126,9 @@ def probe(cfg: ProbeConfig) -> None:
 
     Example: [bold]dlkit clip probe --model RN50 --pretrained openai --data ~/cifar10 --epochs 30[/bold]
     """
-    from dlkit.clip.task import train_probe
+    from dlkit.clip.task import probe as run_probe
 
-    metrics = train_probe(cfg)
+    metrics = run_probe(cfg)
     progress.emit(metrics, progress.metrics_table(metrics, title="clip probe"))
 
 
@@ -139,9 +139,9 @@ def train(cfg: ClipTrainConfig) -> None:
 
     Example: [bold]dlkit clip train --data ~/flickr8k --image-encoder rn50 --epochs 30 --batch-size 128[/bold]
     """
-    from dlkit.clip.task import train_clip
+    from dlkit.clip.task import train as run_train
 
-    metrics = train_clip(cfg)
+    metrics = run_train(cfg)
     progress.emit(metrics, progress.metrics_table(metrics, title="clip train"))
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from dlkit.core.config import TrainConfig, opt
+from dlkit.core.config import TrainConfig, opt, shared
 from dlkit.core.errors import ConfigError
 
 
@@ -83,12 +83,12 @@ class CoopConfig(ClipSource, TrainConfig):
     holdout: float = opt(0.25, "Fraction of each class held out for testing when --data has no split folders.")
     val_fraction: float = opt(0.1, "Fraction of each class of the train split held out for validation (early "
                                    "stopping, --monitor); the test split is scored once, at the end.")
-    epochs: int = opt(20, "Passes over the training set.")
-    batch_size: int = opt(32, "Examples per micro-batch per process.")
-    lr: float = opt(2e-3, "Peak learning rate.")
-    scheduler: Literal["constant", "linear", "cosine"] = opt("cosine", "Learning-rate schedule after warmup.")
-    monitor: str = opt("val_accuracy", "Eval metric that early stopping and 'best' follow.")
-    monitor_mode: Literal["min", "max"] = opt("max", "Whether a lower or a higher --monitor is better.")
+    epochs: int = shared("epochs", 20)
+    batch_size: int = shared("batch_size", 32)
+    lr: float = shared("lr", 2e-3)
+    scheduler: Literal["constant", "linear", "cosine"] = shared("scheduler", "cosine")
+    monitor: str = shared("monitor", "val_accuracy")
+    monitor_mode: Literal["min", "max"] = shared("monitor_mode", "max")
 
     def validate(self) -> None:
         TrainConfig.validate(self)
@@ -109,12 +109,12 @@ class ProbeConfig(ClipSource, TrainConfig):
                                    "stopping, --monitor); the test split is scored once, at the end.")
     epochs: int = opt(30, "Passes over the cached training features.")
     batch_size: int = opt(256, "Feature vectors per step.")
-    lr: float = opt(1e-2, "Peak learning rate.")
+    lr: float = shared("lr", 1e-2)
     weight_decay: float = opt(0.0, "Weight decay on the linear layer.")
-    scheduler: Literal["constant", "linear", "cosine"] = opt("cosine", "Learning-rate schedule after warmup.")
-    monitor: str = opt("val_accuracy", "Eval metric that early stopping and 'best' follow.")
-    monitor_mode: Literal["min", "max"] = opt("max", "Whether a lower or a higher --monitor is better.")
-    log_every: int = opt(50, "Write a history line every N optimizer steps.")
+    scheduler: Literal["constant", "linear", "cosine"] = shared("scheduler", "cosine")
+    monitor: str = shared("monitor", "val_accuracy")
+    monitor_mode: Literal["min", "max"] = shared("monitor_mode", "max")
+    log_every: int = shared("log_every", 50)
 
     def validate(self) -> None:
         TrainConfig.validate(self)
@@ -142,12 +142,12 @@ class ClipTrainConfig(TrainConfig):
     strict: bool = opt(False, "Fail on the first missing/undecodable image instead of skipping and counting it.")
     epochs: int = opt(10, "Passes over the image-caption pairs.")
     batch_size: int = opt(64, "Pairs per batch: each image's negatives are the other captions in the batch.")
-    lr: float = opt(1e-3, "Peak learning rate.")
+    lr: float = shared("lr", 1e-3)
     weight_decay: float = opt(0.1, "AdamW weight decay (weights with >= 2 dims).")
-    warmup: float = opt(0.05, "Warmup: a fraction of the total steps if < 1, else a number of steps.")
-    scheduler: Literal["constant", "linear", "cosine"] = opt("cosine", "Learning-rate schedule after warmup.")
-    monitor: str = opt("val_mean_recall", "Eval metric that early stopping and 'best' follow.")
-    monitor_mode: Literal["min", "max"] = opt("max", "Whether a lower or a higher --monitor is better.")
+    warmup: float = shared("warmup", 0.05)
+    scheduler: Literal["constant", "linear", "cosine"] = shared("scheduler", "cosine")
+    monitor: str = shared("monitor", "val_mean_recall")
+    monitor_mode: Literal["min", "max"] = shared("monitor_mode", "max")
 
     def validate(self) -> None:
         super().validate()

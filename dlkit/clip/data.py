@@ -3,7 +3,7 @@ a torchvision CIFAR-10 folder, a Hub dataset, or builtin:shape-classes, read as 
 labels. CIFAR-10 and Hub datasets are written once as an ImageFolder in the cache, so every source has
 paths: features are cached per file and undecodable files are skipped and counted while encoding.
 
-Images are decoded with the caption group's `open_image`, the one image reader of dlkit's image-text data.
+Images are decoded with dlkit.data.images.open_image, the image reader caption and vit use too.
 """
 
 from __future__ import annotations
@@ -13,13 +13,16 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
 
 from dlkit.core.errors import DataError
 from dlkit.core.sources import cached_folder
+from dlkit.data.images import IMAGE_SUFFIXES, open_image
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 SPLIT_NAMES = ("train", "test", "val", "validation", "valid")
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 @dataclass
@@ -195,3 +198,41 @@ def _hub_to_folder(repo_id: str) -> Path:
                 row[image_col].convert("RGB").save(out / f"{index:06d}.png")
 
     return cached_folder(f"clip-data/hub-{re.sub(r'[^A-Za-z0-9._-]+', '--', repo_id)}-{digest}", write)
+
+
+class ImageCaptionPairs(Dataset):
+    """(image, caption tokens, image index) for every caption. Each image has several captions, so decoded
+    images are kept in memory up to a budget (small sets like builtin:shapes fit whole)."""
+
+    MEMO_PIXELS = 64_000_000  # ~190 MB of RGB
+
+    def __init__(self, images: list[str], tokens: torch.Tensor, owners: list[int], transform: Any):
+        self.images, self.tokens, self.owners, self.transform = images, tokens, owners, transform
+        self.memo: dict[int, Any] = {}
+        self.memo_pixels = 0
+
+    def __len__(self) -> int:
+        return len(self.owners)
+
+    def __getitem__(self, index: int):
+        owner = self.owners[index]
+        return self.transform(self.image(owner)), self.tokens[index], owner
+
+    def image(self, owner: int) -> Any:
+        if owner in self.memo:
+            return self.memo[owner]
+        image = open_image(self.images[owner])
+        if self.memo_pixels + image.width * image.height <= self.MEMO_PIXELS:
+            self.memo[owner] = image
+            self.memo_pixels += image.width * image.height
+        return image
+
+
+
+def image_caption_pairs(records: list[Any], tokenizer: Any, transform: Any) -> ImageCaptionPairs:
+    captions, owners = [], []
+    for i, record in enumerate(records):
+        for caption in record.captions:
+            captions.append(caption)
+            owners.append(i)
+    return ImageCaptionPairs([r.image for r in records], tokenizer(captions), owners, transform)

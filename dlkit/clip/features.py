@@ -39,7 +39,7 @@ class _Images(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int):
-        from dlkit.caption.data import open_image
+        from dlkit.data.images import open_image
 
         try:
             image = open_image(self.paths[index])

@@ -5,6 +5,9 @@ preprocessing and its tokenizer, whether the model is an open_clip architecture 
 Architectures are data in open_clip (a JSON config per name); dlkit's own small architectures are
 written as such JSON files into the cache and registered with `open_clip.add_model_config`, so every
 model is built by the same `create_model_and_transforms` call.
+
+The trainable heads on a frozen CLIP live here too: CoOp's class embeddings and prompt learner, and the
+linear probe.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dlkit.core.errors import ConfigError, SourceError
@@ -57,23 +61,20 @@ def build_clip(model: str, pretrained: str | None = DEFAULT_WEIGHTS, seed: int =
     """Resolve `--model`/`--pretrained` and create the model with open_clip's factory (eval mode)."""
     import open_clip
 
+    from dlkit.core.sources import hub_scheme, resolve
+
     spec = model.strip()
     tag = (pretrained or DEFAULT_WEIGHTS).strip()
-    if spec.startswith("builtin:"):
-        from dlkit.core.sources import resolve
-
-        source = resolve(spec, "model", flag="--model")
+    # builtin:NAME, hf-hub:ID and paths as every group reads them; any other name is open_clip's to know
+    source = resolve(spec, "model", flag="--model", check_hub=False, schemes={"hf-hub:": hub_scheme})
+    if source.kind == "builtin":
         name = _register(source.value, _builtin_config(source.value))
         _no_tag(spec, tag)
         return _create(name, None, spec, f"{name}:seed{seed}", seed)  # the name carries the config's digest
     if spec.startswith("hf-hub:"):
-        from dlkit.core.sources import check_hub_id
-
-        check_hub_id(spec.removeprefix("hf-hub:"), "model", "--model")
         return _create(spec, None, spec, spec, seed)
-    path = Path(spec).expanduser()
-    if path.exists():
-        folder = model_folder(path)
+    if source.kind == "local":
+        folder = model_folder(Path(spec).expanduser())
         _no_tag(spec, tag)
         weights = folder / WEIGHTS_FILE
         stamp = f"{weights.stat().st_size}-{weights.stat().st_mtime_ns}" if weights.is_file() else "random"
@@ -207,9 +208,9 @@ def _create(name: str, pretrained: str | None, display: str, key: str, seed: int
 
 
 def _builtin_config(name: str) -> dict[str, Any]:
-    from dlkit.builtin import BUILTINS
+    from dlkit.core.sources import load_builtin
 
-    return BUILTINS[name].load()
+    return load_builtin(name)
 
 
 def clip_config(image_encoder: str = "resnet-small", embed_dim: int = 64, image_size: int | None = None,
@@ -271,3 +272,91 @@ def freeze(module: nn.Module) -> nn.Module:
     for param in module.parameters():
         param.requires_grad_(False)
     return module.eval()
+
+
+class ClassEmbeddings(nn.Module):
+    """One trainable vector per class in the joint space, scored by cosine similarity x CLIP's temperature."""
+
+    def __init__(self, init: torch.Tensor, logit_scale: float):
+        super().__init__()
+        self.weight = nn.Parameter(init.clone())  # (C, D)
+        self.register_buffer("logit_scale", torch.tensor(float(logit_scale)))
+
+    def forward(self, image_features: torch.Tensor) -> torch.Tensor:  # (B, D) -> (B, C)
+        return self.logit_scale * F.normalize(image_features, dim=-1) @ F.normalize(self.weight, dim=-1).T
+
+
+
+class PromptLearner(nn.Module):
+    """CoOp with class-specific context: `n_ctx` learnable token embeddings per class replace the first
+    prompt tokens of "X X X X {class}." and go through CLIP's frozen text transformer."""
+
+    def __init__(self, clip: nn.Module, tokenizer: Any, classes: list[str], n_ctx: int, logit_scale: float):
+        super().__init__()
+        if not hasattr(clip, "token_embedding"):
+            raise ConfigError("--mode prompt needs open_clip's own text transformer; this model's text tower is "
+                              "a Hugging Face model: use --mode embedding")
+        self.token_embedding = clip.token_embedding
+        self.positional_embedding = clip.positional_embedding
+        self.transformer = clip.transformer
+        self.ln_final = clip.ln_final
+        self.text_projection = clip.text_projection
+        self.register_buffer("attn_mask", clip.attn_mask, persistent=False)
+        self.pool_type = getattr(clip, "text_pool_type", "argmax")
+        self.eos_id = getattr(clip, "text_eos_id", None)
+        for module in (self.token_embedding, self.transformer, self.ln_final):
+            freeze(module)
+        self.positional_embedding.requires_grad_(False)
+        if isinstance(self.text_projection, nn.Parameter):
+            self.text_projection.requires_grad_(False)
+        elif self.text_projection is not None:
+            freeze(self.text_projection)
+        prompts = [" ".join(["X"] * n_ctx) + f" {name}." for name in classes]
+        self.register_buffer("tokens", tokenizer(prompts), persistent=False)  # (C, L)
+        with torch.no_grad():
+            init_tokens = tokenizer(["a photo of a"])[0, 1:1 + n_ctx]
+            if n_ctx == 4:  # start at the zero-shot prompt "a photo of a {class}."
+                ctx = self.token_embedding(init_tokens).unsqueeze(0).repeat(len(classes), 1, 1)
+            else:
+                ctx = torch.randn(len(classes), n_ctx, self.token_embedding.weight.shape[1]) * 0.02
+        self.ctx = nn.Parameter(ctx)  # (C, n_ctx, width)
+        self.n_ctx = n_ctx
+        self.register_buffer("logit_scale", torch.tensor(float(logit_scale)))
+
+    def class_embeddings(self) -> torch.Tensor:
+        """(C, D) normalised text embeddings of the learned prompts (CLIP.encode_text with our token embeddings)."""
+        from open_clip.transformer import text_global_pool
+
+        x = self.token_embedding(self.tokens)  # (C, L, width)
+        x = torch.cat([x[:, :1], self.ctx, x[:, 1 + self.n_ctx:]], dim=1)
+        x = x + self.positional_embedding
+        x = self.transformer(x, attn_mask=self.attn_mask)
+        x = self.ln_final(x)
+        x = text_global_pool(x, self.tokens, self.pool_type, eos_token_id=self.eos_id)  # (C, width)
+        if isinstance(self.text_projection, nn.Linear):
+            x = self.text_projection(x)
+        elif self.text_projection is not None:
+            x = x @ self.text_projection
+        return F.normalize(x, dim=-1)
+
+    def forward(self, image_features: torch.Tensor) -> torch.Tensor:  # (B, D) -> (B, C)
+        return self.logit_scale * F.normalize(image_features, dim=-1) @ self.class_embeddings().T
+
+    def train(self, mode: bool = True) -> PromptLearner:
+        super().train(mode)
+        self.transformer.eval()  # frozen: no dropout
+        return self
+
+
+
+class LinearProbe(nn.Module):
+    """Standardised features (train mean/std) -> one linear layer."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, num_classes: int):
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+        self.linear = nn.Linear(mean.shape[0], num_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear((features - self.mean) / self.std)

@@ -10,10 +10,11 @@ from typing import Any
 
 import torch.nn.functional as F
 
-from dlkit.clip.data import IMAGE_SUFFIXES, LabeledImages
+from dlkit.clip.data import LabeledImages
 from dlkit.clip.features import image_features, text_features
 from dlkit.clip.models import build_clip
 from dlkit.core.errors import ConfigError, DataError
+from dlkit.data.images import IMAGE_SUFFIXES
 
 
 def image_list(spec: str) -> LabeledImages:
@@ -72,8 +73,8 @@ def retrieve(query: str, images: str, run: Path | None, model: str | None, pretr
 
 
 def draw_grid(results: list[dict[str, Any]], query: str, path: Path) -> Path:
-    from dlkit.caption.data import open_image
     from dlkit.core import plots
+    from dlkit.data.images import open_image
 
     cols = min(3, len(results)) if len(results) <= 9 else math.ceil(math.sqrt(len(results)))
     rows = math.ceil(len(results) / cols)

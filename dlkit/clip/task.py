@@ -7,6 +7,8 @@ while they train; only their small heads are trainable.
 
 from __future__ import annotations
 
+import functools
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,102 +19,22 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 from dlkit.clip.config import ClipTrainConfig, CoopConfig, ProbeConfig
-from dlkit.clip.data import load_train_test
+from dlkit.clip.data import image_caption_pairs, load_train_test
+from dlkit.clip.evaluate import class_embeddings, logits, retrieval_metrics, score, summary, write_report
 from dlkit.clip.features import ImageFeatures, image_features
-from dlkit.clip.models import ClipBundle, build_clip, build_from_config, clip_config, freeze, save_clip
+from dlkit.clip.models import (
+    ClassEmbeddings,
+    ClipBundle,
+    LinearProbe,
+    PromptLearner,
+    build_clip,
+    build_from_config,
+    clip_config,
+    save_clip,
+)
 from dlkit.clip.templates import resolve_templates
-from dlkit.clip.zeroshot import class_embeddings, logits, score, summary, write_report
 from dlkit.core.errors import ConfigError
 from dlkit.core.run import Run
-
-# -- heads ---------------------------------------------------------------------------------------------
-
-
-class ClassEmbeddings(nn.Module):
-    """One trainable vector per class in the joint space, scored by cosine similarity x CLIP's temperature."""
-
-    def __init__(self, init: torch.Tensor, logit_scale: float):
-        super().__init__()
-        self.weight = nn.Parameter(init.clone())  # (C, D)
-        self.register_buffer("logit_scale", torch.tensor(float(logit_scale)))
-
-    def forward(self, image_features: torch.Tensor) -> torch.Tensor:  # (B, D) -> (B, C)
-        return self.logit_scale * F.normalize(image_features, dim=-1) @ F.normalize(self.weight, dim=-1).T
-
-
-class PromptLearner(nn.Module):
-    """CoOp with class-specific context: `n_ctx` learnable token embeddings per class replace the first
-    prompt tokens of "X X X X {class}." and go through CLIP's frozen text transformer."""
-
-    def __init__(self, clip: nn.Module, tokenizer: Any, classes: list[str], n_ctx: int, logit_scale: float):
-        super().__init__()
-        if not hasattr(clip, "token_embedding"):
-            raise ConfigError("--mode prompt needs open_clip's own text transformer; this model's text tower is "
-                              "a Hugging Face model: use --mode embedding")
-        self.token_embedding = clip.token_embedding
-        self.positional_embedding = clip.positional_embedding
-        self.transformer = clip.transformer
-        self.ln_final = clip.ln_final
-        self.text_projection = clip.text_projection
-        self.register_buffer("attn_mask", clip.attn_mask, persistent=False)
-        self.pool_type = getattr(clip, "text_pool_type", "argmax")
-        self.eos_id = getattr(clip, "text_eos_id", None)
-        for module in (self.token_embedding, self.transformer, self.ln_final):
-            freeze(module)
-        self.positional_embedding.requires_grad_(False)
-        if isinstance(self.text_projection, nn.Parameter):
-            self.text_projection.requires_grad_(False)
-        elif self.text_projection is not None:
-            freeze(self.text_projection)
-        prompts = [" ".join(["X"] * n_ctx) + f" {name}." for name in classes]
-        self.register_buffer("tokens", tokenizer(prompts), persistent=False)  # (C, L)
-        with torch.no_grad():
-            init_tokens = tokenizer(["a photo of a"])[0, 1:1 + n_ctx]
-            if n_ctx == 4:  # start at the zero-shot prompt "a photo of a {class}."
-                ctx = self.token_embedding(init_tokens).unsqueeze(0).repeat(len(classes), 1, 1)
-            else:
-                ctx = torch.randn(len(classes), n_ctx, self.token_embedding.weight.shape[1]) * 0.02
-        self.ctx = nn.Parameter(ctx)  # (C, n_ctx, width)
-        self.n_ctx = n_ctx
-        self.register_buffer("logit_scale", torch.tensor(float(logit_scale)))
-
-    def class_embeddings(self) -> torch.Tensor:
-        """(C, D) normalised text embeddings of the learned prompts (CLIP.encode_text with our token embeddings)."""
-        from open_clip.transformer import text_global_pool
-
-        x = self.token_embedding(self.tokens)  # (C, L, width)
-        x = torch.cat([x[:, :1], self.ctx, x[:, 1 + self.n_ctx:]], dim=1)
-        x = x + self.positional_embedding
-        x = self.transformer(x, attn_mask=self.attn_mask)
-        x = self.ln_final(x)
-        x = text_global_pool(x, self.tokens, self.pool_type, eos_token_id=self.eos_id)  # (C, width)
-        if isinstance(self.text_projection, nn.Linear):
-            x = self.text_projection(x)
-        elif self.text_projection is not None:
-            x = x @ self.text_projection
-        return F.normalize(x, dim=-1)
-
-    def forward(self, image_features: torch.Tensor) -> torch.Tensor:  # (B, D) -> (B, C)
-        return self.logit_scale * F.normalize(image_features, dim=-1) @ self.class_embeddings().T
-
-    def train(self, mode: bool = True) -> PromptLearner:
-        super().train(mode)
-        self.transformer.eval()  # frozen: no dropout
-        return self
-
-
-class LinearProbe(nn.Module):
-    """Standardised features (train mean/std) -> one linear layer."""
-
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor, num_classes: int):
-        super().__init__()
-        self.register_buffer("mean", mean)
-        self.register_buffer("std", std)
-        self.linear = nn.Linear(mean.shape[0], num_classes)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.linear((features - self.mean) / self.std)
-
 
 # -- tasks on cached features ------------------------------------------------------------------------
 
@@ -219,7 +141,7 @@ def _logit_scale(bundle: ClipBundle) -> float:
     return float(bundle.model.logit_scale.detach().exp().clamp(max=100.0))
 
 
-def train_coop(cfg: CoopConfig) -> dict[str, Any]:
+def coop(cfg: CoopConfig) -> dict[str, Any]:
     """Train class embeddings or prompt context on the train split (selected on a validation slice of it);
     the test split is scored once, at the end, next to zero-shot's accuracy on it."""
     from dlkit.core.engine import fit
@@ -273,7 +195,7 @@ def _write_prompts(run: Run, head: PromptLearner, classes: list[str]) -> None:
     run.write_text("samples/learned_prompts.txt", "\n".join(lines) + "\n")
 
 
-def train_probe(cfg: ProbeConfig) -> dict[str, Any]:
+def probe(cfg: ProbeConfig) -> dict[str, Any]:
     """A linear layer on the frozen image tower's cached features (CLIP_benchmark's linear probe), selected
     on a validation slice of the train split; the test split is scored once, at the end."""
     from dlkit.core.engine import fit
@@ -306,55 +228,18 @@ def train_probe(cfg: ProbeConfig) -> dict[str, Any]:
 # -- CLIP from scratch ---------------------------------------------------------------------------------
 
 
-class _Pairs(Dataset):
-    """(image, caption tokens, image index) for every caption. Each image has several captions, so decoded
-    images are kept in memory up to a budget (small sets like builtin:shapes fit whole)."""
-
-    MEMO_PIXELS = 64_000_000  # ~190 MB of RGB
-
-    def __init__(self, images: list[str], tokens: torch.Tensor, owners: list[int], transform: Any):
-        self.images, self.tokens, self.owners, self.transform = images, tokens, owners, transform
-        self.memo: dict[int, Any] = {}
-        self.memo_pixels = 0
-
-    def __len__(self) -> int:
-        return len(self.owners)
-
-    def __getitem__(self, index: int):
-        owner = self.owners[index]
-        return self.transform(self.image(owner)), self.tokens[index], owner
-
-    def image(self, owner: int) -> Any:
-        from dlkit.caption.data import open_image
-
-        if owner in self.memo:
-            return self.memo[owner]
-        image = open_image(self.images[owner])
-        if self.memo_pixels + image.width * image.height <= self.MEMO_PIXELS:
-            self.memo[owner] = image
-            self.memo_pixels += image.width * image.height
-        return image
-
-
-def _pairs(records: list[Any], tokenizer: Any, transform: Any) -> _Pairs:
-    captions, owners = [], []
-    for i, record in enumerate(records):
-        for caption in record.captions:
-            captions.append(caption)
-            owners.append(i)
-    return _Pairs([r.image for r in records], tokenizer(captions), owners, transform)
-
-
 @dataclass
 class ClipTask:
-    """Contrastive image-text training: symmetric cross-entropy over the batch's similarity matrix."""
+    """Contrastive image-text training: symmetric cross-entropy over the step's similarity matrix. With
+    several processes each one's features are gathered from all of them, so the negatives are the whole
+    global batch, as on one process."""
 
     cfg: ClipTrainConfig
     config: dict[str, Any] = field(init=False)
     skipped_items: int = 0
 
     def __post_init__(self) -> None:
-        from dlkit.caption.data import load_caption_records, readable_records, split_records, splits_given
+        from dlkit.data.captions import load_caption_records, readable_records, split_records, splits_given
 
         cfg = self.cfg
         self.config = clip_config(cfg.image_encoder, cfg.embed_dim, cfg.image_size, cfg.text_width,
@@ -375,30 +260,33 @@ class ClipTask:
 
     def datasets(self) -> tuple[Dataset, Dataset]:
         bundle = self.bundle
-        return (_pairs(self.train_records, bundle.tokenizer, bundle.preprocess_train),
-                _pairs(self.val_records, bundle.tokenizer, bundle.preprocess_eval))
+        return (image_caption_pairs(self.train_records, bundle.tokenizer, bundle.preprocess_train),
+                image_caption_pairs(self.val_records, bundle.tokenizer, bundle.preprocess_eval))
+
+    def batch_plan(self, dataset: Dataset, batch_size: int, gen: torch.Generator) -> list[list[int]]:
+        """Shuffled full batches only (open_clip drops the last one too): every process of a step must
+        contribute the same number of features to the gathered similarity matrix."""
+        order = torch.randperm(len(dataset), generator=gen).tolist()
+        if len(order) < batch_size:
+            return [order]
+        return [order[i:i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
 
     def training_step(self, model: nn.Module, batch: Any):
         images, tokens, _ = batch
-        image_emb = model.encode_image(images, normalize=True)  # (B, D)
-        text_emb = model.encode_text(tokens, normalize=True)  # (B, D)
-        scale = model.logit_scale.exp().clamp(max=100.0)
-        sims = scale * image_emb @ text_emb.T  # (B, B): image i vs caption j
-        target = torch.arange(len(images), device=sims.device)
-        loss = (F.cross_entropy(sims, target) + F.cross_entropy(sims.T, target)) / 2
-        return loss, {"logit_scale": scale.item()}
+        image_emb, text_emb, scale = model(images, tokens)[:3]  # (B, D) normalised each; through forward for DDP
+        scale = scale.clamp(max=100.0)
+        return contrastive_loss(image_emb, text_emb, scale), {"logit_scale": scale.item()}
 
     def evaluate(self, model: nn.Module, loader: Any, accel: Any) -> dict[str, float]:
         from dlkit.core.engine import gather
 
         rows = []
         for images, tokens, owners in loader:
-            image_emb = model.encode_image(images, normalize=True).float().cpu()
-            text_emb = model.encode_text(tokens, normalize=True).float().cpu()
-            rows.extend(zip(image_emb, text_emb, owners.cpu().tolist(), strict=True))
+            image_emb, text_emb, _ = model(images, tokens)[:3]  # the wrapper's forward: DDP syncs BatchNorm stats
+            rows.extend(zip(image_emb.float().cpu(), text_emb.float().cpu(), owners.cpu().tolist(), strict=True))
         rows = gather(accel, rows)
         self.val_images = {owner: image_emb for image_emb, _, owner in reversed(rows)}  # for on_eval's samples
-        scale = float(model.logit_scale.exp().clamp(max=100.0))
+        scale = float(accel.unwrap_model(model).logit_scale.exp().clamp(max=100.0))
         return retrieval_metrics(rows, scale)
 
     def on_eval(self, model: nn.Module, run: Run, step: int) -> None:
@@ -452,36 +340,32 @@ class ClipTask:
                 "train_images": len(self.train_records), "val_images": len(self.val_records)}
 
 
-def retrieval_metrics(rows: list[tuple[torch.Tensor, torch.Tensor, int]], scale: float) -> dict[str, float]:
-    """Recall@1/5/10 both ways over every val image and caption; val_loss is caption->image cross-entropy."""
-    owners = torch.tensor([r[2] for r in rows])
-    images: dict[int, torch.Tensor] = {}
-    for image_emb, _, owner in rows:
-        images.setdefault(owner, image_emb)
-    image_ids = sorted(images)
-    image_matrix = torch.stack([images[i] for i in image_ids])  # (I, D)
-    text_matrix = torch.stack([r[1] for r in rows])  # (T, D)
-    column = {image_id: j for j, image_id in enumerate(image_ids)}
-    truth = torch.tensor([column[int(o)] for o in owners])  # (T,) each caption's image column
-    sims = text_matrix @ image_matrix.T  # (T, I)
-    out = {"val_loss": F.cross_entropy(scale * sims, truth).item()}
-    t2i_rank = (sims > sims.gather(1, truth[:, None])).sum(dim=1)  # images scored above the right one
-    i2t_best = torch.full((len(image_ids),), len(rows), dtype=torch.long)
-    i2t_order = sims.T.argsort(dim=1, descending=True)  # (I, T)
-    for j in range(len(image_ids)):
-        hits = (truth[i2t_order[j]] == j).nonzero()
-        i2t_best[j] = hits[0, 0] if len(hits) else len(rows)
-    for k in (1, 5, 10):
-        out[f"val_t2i_r{k}"] = (t2i_rank < k).float().mean().item()
-        out[f"val_i2t_r{k}"] = (i2t_best < k).float().mean().item()
-    out["val_mean_recall"] = sum(out[f"val_{d}_r{k}"] for d in ("t2i", "i2t") for k in (1, 5, 10)) / 6
-    return out
+def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric cross-entropy of normalised (B, D) features, by open_clip's ClipLoss. With N processes
+    (torch.distributed initialised), this process's images are scored against all N*B captions and its
+    captions against all N*B images, the other processes' features gathered with their gradients
+    (gather_with_grad + local_loss): the mean of the N losses is the loss of the whole global batch on
+    one process, and the gradient DDP averages is that loss's gradient."""
+    import torch.distributed as dist
+
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    loss = _clip_loss(dist.get_rank() if world > 1 else 0, world)
+    with warnings.catch_warnings():  # torch deprecates the autograd all_gather open_clip uses; it still works
+        warnings.filterwarnings("ignore", message=".*all_gather is deprecated", category=FutureWarning)
+        return loss(image_emb, text_emb, scale)
 
 
-def train_clip(cfg: ClipTrainConfig) -> dict[str, Any]:
-    from dlkit.caption.data import data_splits
+@functools.cache
+def _clip_loss(rank: int, world: int) -> nn.Module:
+    from open_clip.loss import ClipLoss
+
+    return ClipLoss(local_loss=True, gather_with_grad=True, rank=rank, world_size=world)
+
+
+def train(cfg: ClipTrainConfig) -> dict[str, Any]:
     from dlkit.core.engine import fit
     from dlkit.core.splits import record_splits
+    from dlkit.data.captions import data_splits
 
     task = ClipTask(cfg)
     run = Run.create("clip", cfg, f"scratch-{cfg.image_encoder}")
@@ -490,4 +374,3 @@ def train_clip(cfg: ClipTrainConfig) -> dict[str, Any]:
     metrics["output_dir"] = str(run.dir)
     run.write_metrics(metrics)
     return metrics
-

@@ -59,6 +59,23 @@ def check_classes(names: Sequence[str], where: str) -> None:
         raise DataError(f"{where} has {len(names)} class ({found}); a classifier needs at least 2 classes")
 
 
+def val_fraction_option(default: float = 0.1) -> Any:
+    """The --val-fraction field of a classifier's config (data without a test split is split per class)."""
+    from dlkit.core.config import opt
+
+    return opt(default, "Share of each class held out for validation when the data has no test split.")
+
+
+def check_same_classes(data: str, now: Sequence[str], trained: Sequence[str], run_dir: Path) -> None:
+    """eval reads --data again: its classes must still be the ones the run's model was trained on."""
+    if list(now) != list(trained):
+        def show(names: Sequence[str]) -> str:
+            return f"{list(names)}" if len(names) <= 5 else f"{list(names[:5])}..."
+
+        raise DataError(f"--data {data} now has classes {show(now)}, but the model in {run_dir} was trained on "
+                        f"{show(trained)}")
+
+
 def holdout_split(labels: Sequence[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """(train, val) indices: `fraction` of each class held out, so small classes appear in both sets."""
     import random
@@ -162,8 +179,9 @@ def write_evaluation(run: Run, logits: torch.Tensor, labels: torch.Tensor, label
     plots/per_class_f1.png, samples/predictions.csv and samples/misclassified.csv (most confident mistakes
     first, with the example itself), and merges the metrics into metrics.json for `dlkit compare`.
     """
+    from dlkit.core.plots import plot_confusion_matrix
     from dlkit.core.splits import TRAIN, split_fields
-    from dlkit.metrics import classification_report, plot_confusion_matrix, worst_classes, write_report_csv
+    from dlkit.metrics import classification_report, worst_classes
 
     names = list(label_names)
     probs = logits.softmax(-1)
@@ -302,6 +320,18 @@ def predictions_table(inputs: Sequence[str], predictions: list[list[dict[str, An
     return table
 
 
-def trainable_names(model: torch.nn.Module) -> list[str]:
-    """Names of the parameters that train: what a method claims to touch."""
-    return [name for name, p in model.named_parameters() if p.requires_grad]
+def write_report_csv(report: dict[str, Any], path: Path) -> Path:
+    """Write a classification_report's per-class rows plus macro/weighted/accuracy rows as CSV, atomically."""
+    from dlkit.core.run import atomic_write_text
+    from dlkit.metrics.classification import REPORT_KEYS
+
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["class", *REPORT_KEYS])
+    for row in report["per_class"]:
+        writer.writerow([row["class"], *(row[k] for k in REPORT_KEYS)])
+    for avg in ("macro", "weighted"):
+        writer.writerow([f"{avg} avg", *(report[avg][k] for k in REPORT_KEYS)])
+    writer.writerow(["accuracy", "", "", report["accuracy"], report["num_samples"]])
+    atomic_write_text(Path(path), buf.getvalue())
+    return Path(path)

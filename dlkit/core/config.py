@@ -188,3 +188,19 @@ def saved_dict(cfg: Any) -> dict[str, Any]:
         if f.metadata.get("saved", True):
             out[f.name] = getattr(cfg, f.name)
     return out
+
+
+def named_in(spec: str, available: list[str], flag: str, where: str) -> list[str]:
+    """The comma-separated names of `spec`, each one of `available` (e.g. --target-modules against a model's
+    layers); otherwise one ConfigError naming the unknown ones and every candidate."""
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise ConfigError(f"{flag} {','.join(unknown)}: {where}; candidates: {', '.join(available)}")
+    return names
+
+
+def shared(name: str, default: Any) -> Any:
+    """A TrainConfig field that a group re-declares with its own default; the --help text stays the one
+    TrainConfig declares, so it is written once."""
+    return field(default=default, metadata=dict(TrainConfig.__dataclass_fields__[name].metadata))

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from dlkit.core import plots
 from dlkit.core.config import TrainConfig
 from dlkit.core.errors import ConfigError, DataError, Interrupted, RunError, TrainingStopped
+from dlkit.core.launch import launch_warning
 from dlkit.core.progress import TrainProgress, info, warn
 from dlkit.core.run import Run, atomic_write_json
 
@@ -57,6 +58,11 @@ class TrainState:
     last_eval_step: int = -1
     best_eval: dict[str, float] = field(default_factory=dict)
     last_eval: dict[str, float] = field(default_factory=dict)
+
+
+def hparams(cfg: TrainConfig) -> dict[str, bool | int | float | str]:
+    """The effective config as tracker hyperparameters (TensorBoard's HPARAMS tab takes scalars and strings)."""
+    return {k: v if isinstance(v, bool | int | float | str) else str(v) for k, v in asdict(cfg).items()}
 
 
 def fit(task: Any, cfg: TrainConfig, run: Run) -> dict[str, Any]:
@@ -87,7 +93,7 @@ def fit(task: Any, cfg: TrainConfig, run: Run) -> dict[str, Any]:
         state = TrainState()
         run.write_config(cfg, command=" ".join(["dlkit", *sys.argv[1:]]))
     if cfg.report_to != "none":
-        accel.init_trackers(TRACKER_FOLDER)
+        accel.init_trackers(TRACKER_FOLDER, config=hparams(cfg))
     val_loader = eval_loader(val_set, collate, cfg.batch_size, accel) if val_set is not None else None
 
     loop = _Loop(task, cfg, run, accel, model, optimizer, scheduler, state, total_steps, val_loader)
@@ -286,9 +292,10 @@ class _Loop:
             self.model.eval()
             with torch.no_grad():
                 metrics = self.task.evaluate(self.model, self.val_loader, self.accel)
-            self.model.train()
-            if self.accel.is_main_process and hasattr(self.task, "on_eval"):
+            if self.accel.is_main_process and hasattr(self.task, "on_eval"):  # still in eval mode: samples
+                # without dropout, and BatchNorm statistics left as evaluated (and as the other ranks have them)
                 self.task.on_eval(self.accel.unwrap_model(self.model), self.run, state.step)
+            self.model.train()
         state.last_eval_step = state.step
         state.last_eval = metrics
         self.log({"kind": "eval", "step": state.step, "epoch": state.epoch, **metrics})
@@ -380,7 +387,10 @@ def build_accelerator(cfg: TrainConfig, run: Run | None = None) -> Accelerator:
     AcceleratorState._reset_state()  # a second fit in one process (notebook, tests) may change precision
     _cache_lomo_lookup()
     trackers = {"log_with": cfg.report_to, "project_dir": str(run.dir)} if run and cfg.report_to != "none" else {}
-    return Accelerator(cpu=not cuda, mixed_precision=cfg.precision, **trackers)
+    accel = Accelerator(cpu=not cuda, mixed_precision=cfg.precision, **trackers)
+    if (message := launch_warning(accel.num_processes)) is not None:
+        warn(message)
+    return accel
 
 
 def _cache_lomo_lookup() -> None:

@@ -82,23 +82,24 @@ def environment_report() -> None:
 # -- finding runs -----------------------------------------------------------------------------------
 
 
-def find_runs(paths: list[Path], max_depth: int = 3) -> list[Path]:
-    """Run folders among `paths`: each path is a run, or a folder holding runs (a sweep) up to max_depth."""
+def find_runs(paths: list[Path], max_depth: int = 3, exports: bool = False) -> list[Path]:
+    """Run folders among `paths`: each path is a run, or a folder holding runs (a sweep) up to max_depth;
+    with `exports`, exported model folders too."""
     found: list[Path] = []
     for path in paths:
         path = Path(path).expanduser()
         if not path.exists():
             raise RunError(f"{path}: no such folder")
-        found.extend(_walk(path, max_depth))
+        found.extend(_walk(path, max_depth, exports))
     return sorted(dict.fromkeys(found))
 
 
-def _walk(path: Path, depth: int) -> list[Path]:
-    if (path / "config.json").is_file():
+def _walk(path: Path, depth: int, exports: bool) -> list[Path]:
+    if (path / "config.json").is_file() or exports and path.is_dir() and export_group(path):
         return [path]
     if depth == 0 or not path.is_dir():
         return []
-    return [run for child in sorted(path.iterdir()) if child.is_dir() for run in _walk(child, depth - 1)]
+    return [run for child in sorted(path.iterdir()) if child.is_dir() for run in _walk(child, depth - 1, exports)]
 
 
 def run_row(path: Path) -> dict[str, Any]:
@@ -216,32 +217,58 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 # -- dlkit runs list --------------------------------------------------------------------------------
 
 
-def list_runs(root: Path) -> None:
+def list_runs(root: Path, format: str = "table") -> None:
+    """Every run (and exported model folder) under `root`, named by its path relative to `root`."""
     if not root.exists():
         raise RunError(f"{root}: no such folder (runs are written under ./runs by default)")
+    if not root.is_dir():
+        raise RunError(f"{root} is a file; pass the folder that holds the runs (default: runs)")
     rows = []
-    for path in find_runs([root], max_depth=4):
+    for path in find_runs([root], max_depth=4, exports=True):
+        name = str(path.relative_to(root)) if path != root else str(path)
+        export = export_group(path)
+        if export:
+            rows.append({"run": name, "group": export, "method": _export_method(path, export), "status": "export",
+                         "created": ""})
+            continue
         try:
             row = run_row(path)
         except RunError as exc:
-            row = {"run": str(path), "status": f"broken ({exc})"}
-        rows.append({k: row.get(k, "") for k in ("run", "group", "method", "status")}
+            row = {"status": f"broken ({exc})"}
+        rows.append({"run": name} | {k: row.get(k, "") for k in ("group", "method", "status")}
                     | {"created": _created(path)})
-    if MODE.json:
+    if MODE.json or format == "json":
         print(json.dumps(rows, indent=2))
         return
     from rich.table import Table
 
     table = Table(title=f"runs under {root}")
     for column in ("run", "group", "method", "status", "created"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # a long run path wraps instead of losing its distinguishing tail
     for row in rows:
         table.add_row(*[str(row[c]) for c in ("run", "group", "method", "status", "created")])
     console().print(table)
 
 
-def _created(path: Path) -> str:
+def export_group(path: Path) -> str | None:
+    """The group of an exported model folder (a `dlkit_<group>.json` beside the weights, no run config), else None."""
+    if (path / "config.json").is_file() and META_KEY in _read_json(path / "config.json"):
+        return None
+    marker = next(iter(sorted(path.glob("dlkit_*.json"))), None)
+    return marker.stem.removeprefix("dlkit_") if marker else None
+
+
+def _export_method(path: Path, group: str) -> str:
+    return str(_read_json(path / f"dlkit_{group}.json").get("method", ""))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads((path / "config.json").read_text()).get(META_KEY, {}).get("created", "")
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
-        return ""
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _created(path: Path) -> str:
+    return str(_read_json(path / "config.json").get(META_KEY, {}).get("created", ""))

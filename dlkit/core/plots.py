@@ -76,3 +76,57 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], path: Path, ylabel
         ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
     return save_figure(fig, path)
+
+
+def plot_confusion_matrix(matrix: Any, labels: list[str], path: Path,
+                          normalize: bool = True) -> Path:
+    """Save the confusion matrix as a PNG heatmap, atomically.
+
+    With normalize=True each row is divided by its support, so the diagonal reads as per-class
+    recall and rare classes stay visible. Figure and font sizes follow the class count so labels
+    stay legible up to ~120 classes; beyond 150 the tick labels are dropped.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from dlkit.metrics.classification import safe_div, to_numpy
+
+    values = to_numpy(matrix).astype(np.float64)
+    k = values.shape[0]
+    if values.shape != (k, k) or len(labels) != k:
+        raise ValueError(f"expected a square matrix matching {len(labels)} labels, got {values.shape}")
+    if normalize:
+        values = safe_div(values, values.sum(axis=1, keepdims=True))
+
+    side = min(max(6.0, 0.18 * k + 4.0), 30.0)
+    cell_points = (side - 3.0) / max(k, 1) * 72.0  # roughly 3 inches go to labels and the colour bar
+    font = max(4.0, min(10.0, 0.6 * cell_points))
+    fig = Figure(figsize=(side, side), layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(values, cmap="Blues", interpolation="nearest", vmin=0.0,
+                      vmax=1.0 if normalize else max(float(values.max()), 1.0))
+    fig.colorbar(image, ax=ax, shrink=0.8, pad=0.01)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("confusion matrix" + (" (row-normalised)" if normalize else ""))
+    if k <= 150:
+        ax.set_xticks(range(k), labels=labels, rotation=90, fontsize=font)
+        ax.set_yticks(range(k), labels=labels, fontsize=font)
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if k <= 20:
+        threshold = 0.5 * (values.max() if values.size else 0.0)
+        for i in range(k):
+            for j in range(k):
+                text = f"{values[i, j]:.2f}" if normalize else f"{int(values[i, j])}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=font,
+                        color="white" if values[i, j] > threshold else "black")
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)

@@ -1,16 +1,22 @@
 """What the user sees: rich bars and tables on a terminal, plain lines otherwise.
 
 `--json` sends the final metrics as JSON to stdout and every human line to stderr; `-q` keeps only
-errors and results. Rich is imported lazily so `dlkit --help` stays fast.
+errors and results. Under torchrun / accelerate launch only the main process prints (errors excepted),
+so N processes give one table, or one JSON document. Rich is imported lazily so `dlkit --help` stays fast.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
+
+from dlkit.core.run import is_main_process
 
 
 @dataclass
@@ -23,6 +29,23 @@ class OutputMode:
 MODE = OutputMode()
 
 
+THIRD_PARTY = r"(transformers|peft|accelerate|torch|torchvision|open_clip|timm|huggingface_hub|datasets)(\.|$)"
+
+
+def quiet_third_party() -> None:
+    """Keep the libraries' own progress bars, advice and deprecation notes off the user's terminal and logs
+    (dlkit shows its own progress; `--debug` keeps them). Environment variables are set before the libraries are
+    imported, which the commands do lazily; a user's own setting of them wins."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' "Loading weights"/"Writing" bars
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=THIRD_PARTY)
+    logging.getLogger().setLevel(logging.ERROR)  # open_clip reports on the root logger ("No pretrained weights")
+
+
 def console(stderr: bool = False):
     """A rich Console: stdout for results, stderr for progress and notes (always stderr in --json mode)."""
     from rich.console import Console
@@ -31,16 +54,19 @@ def console(stderr: bool = False):
 
 
 def info(message: str) -> None:
-    if not MODE.quiet:
+    if not MODE.quiet and is_main_process():
         console(stderr=True).print(message, markup=False)
 
 
 def warn(message: str) -> None:
-    console(stderr=True).print(f"warning: {message}", style="yellow", markup=False)
+    if is_main_process():
+        console(stderr=True).print(f"warning: {message}", style="yellow", markup=False)
 
 
 def emit(result: Any, human: Any = None) -> None:
     """The command's result: JSON on stdout with --json, else the human rendering (a rich renderable or text)."""
+    if not is_main_process():
+        return
     if MODE.json:
         sys.stdout.write(json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n")
         return

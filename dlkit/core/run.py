@@ -144,7 +144,7 @@ class Run:
             if existing.get(META_KEY, {}).get("group") not in (None, group):
                 raise RunError(f"--resume: {root} is a {existing[META_KEY]['group']} run, not a {group} run")
             return run
-        if exists and not cfg.overwrite:
+        if exists and not cfg.overwrite and run.writer:  # other ranks may already see the main one's files
             raise RunError(f"{root} already exists; pass --overwrite to replace it or --resume to continue it")
         if run.writer:
             if exists:

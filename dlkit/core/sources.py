@@ -11,7 +11,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -63,14 +63,29 @@ def cached_folder(relpath: str, build: Callable[[Path], None]) -> Path:
     return final
 
 
-def resolve(spec: str, kind: Kind, flag: str | None = None, check_hub: bool = True) -> Source:
-    """Classify a source; unknown builtins, missing paths and unreachable Hub ids raise SourceError."""
+# A scheme hook turns what follows its prefix into (source kind, value), raising SourceError when unusable.
+Scheme = Callable[[str, Kind, str], tuple[Literal["builtin", "local", "hub"], str]]
+
+
+def hub_scheme(repo_id: str, kind: Kind, flag: str) -> tuple[Literal["hub"], str]:
+    """`hf-hub:ID` (open_clip's spelling of a Hub id): checked like any Hub id."""
+    check_hub_id(repo_id, kind, flag)
+    return "hub", repo_id
+
+
+def resolve(spec: str, kind: Kind, flag: str | None = None, check_hub: bool = True,
+            schemes: Mapping[str, Scheme] | None = None) -> Source:
+    """Classify a source; unknown builtins, missing paths and unreachable Hub ids raise SourceError.
+    `schemes` adds prefixes a group accepts besides `builtin:` (e.g. {"hf-hub:": hub_scheme})."""
     flag = flag or f"--{kind}"
     spec = spec.strip()
     if not spec:
         raise SourceError(f"{flag} is empty; pass builtin:NAME, a local path or a Hub id")
     if spec.startswith("builtin:"):
         return Source("builtin", _builtin(spec.removeprefix("builtin:"), kind, flag).name, spec)
+    for prefix, scheme in (schemes or {}).items():
+        if spec.startswith(prefix):
+            return Source(*scheme(spec.removeprefix(prefix), kind, flag), spec)
     path = Path(spec).expanduser()
     if path.exists():
         return Source("local", str(path.resolve()), spec)
@@ -87,6 +102,11 @@ def _builtin(name: str, kind: Kind, flag: str) -> Builtin:
     if entry is None or entry.kind != kind:
         raise SourceError(f"{flag}: unknown builtin {kind} {name!r}; available: {', '.join(same_kind)}")
     return entry
+
+
+def load_builtin(name: str, **kwargs) -> object:
+    """What `builtin:NAME` stands for (a model folder, a dataset, a config...), built with `kwargs`."""
+    return BUILTINS[name].load(**kwargs)
 
 
 def _looks_like_path(spec: str) -> bool:

@@ -39,12 +39,10 @@ def train(cfg: LlmConfig) -> None:
 
     Example: [bold]dlkit llm train --method lora --model builtin:tiny-llama --data builtin:instruct[/bold]
     """
-    from dlkit.core.run import is_main_process
     from dlkit.llm.task import train as run_train
 
     metrics = run_train(cfg)
-    if is_main_process():
-        progress.emit(metrics, progress.metrics_table(metrics))
+    progress.emit(metrics, progress.metrics_table(metrics))
 
 
 @app.command("eval")
@@ -65,9 +63,9 @@ def eval_(
 
     Example: [bold]dlkit llm eval --run runs/llm/lora --max-new-tokens 64[/bold]
     """
-    from dlkit.llm.evaluate import evaluate_run
+    from dlkit.llm.evaluate import evaluate as run_evaluate
 
-    metrics = evaluate_run(run, data=data, max_new_tokens=max_new_tokens, batch_size=batch_size, limit=limit,
+    metrics = run_evaluate(run, data=data, max_new_tokens=max_new_tokens, batch_size=batch_size, limit=limit,
                            bertscore_model=bertscore, split=split)
     progress.emit(metrics, progress.metrics_table(metrics, title=f"eval ({metrics['split']}, "
                                                                f"{metrics['split_size']} conversations)"))

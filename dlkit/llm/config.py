@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from dlkit.core.config import TrainConfig, opt
+from dlkit.core.config import TrainConfig, opt, shared
 from dlkit.core.errors import ConfigError
 
 Format = Literal["auto", "sharegpt", "openai", "alpaca"]
@@ -54,17 +54,13 @@ class PrepareConfig(DataConfig):
 class LlmConfig(DataConfig, TrainConfig):
     """`dlkit llm train`: the shared train flags, the data flags, and the method's own knobs."""
 
-    data: str = opt("builtin:instruct", "Conversations: builtin:instruct[-fa], a JSON/JSONL/CSV/parquet file or a "
-                    "Hub dataset id (ShareGPT, OpenAI messages or alpaca rows).")
-    model: str = opt("builtin:tiny-llama", "Base model: builtin:tiny-llama, builtin:tiny-gemma2, a local "
-                     "save_pretrained folder or a Hub id (google/gemma-2-2b, meta-llama/Llama-3.2-3B).")
     method: str = opt("lora", "prompt, prefix, ptuning, lora, dora, rslora, loha, lokr, ia3, partial or full.")
-    epochs: int = opt(3, "Passes over the training set.")
+    epochs: int = shared("epochs", 3)
     batch_size: int = opt(16, "Conversations per micro-batch per process (length-grouped).")
     lr: float | None = opt(None, "Peak learning rate. Default: the method's rate for the builtin tiny models "
                            "(prompt/ia3 1e-1, prefix/ptuning 3e-2, LoRA family 2e-2, partial/full 3e-3); real "
                            "models want less (see examples/llm).")
-    warmup: float = opt(0.05, "Warmup: a fraction of the total steps if < 1, else a number of steps.")
+    warmup: float = shared("warmup", 0.05)
     rank: int = opt(8, "Rank of lora/dora/rslora/loha/lokr updates.")
     alpha: float = opt(16.0, "Scaling numerator of the low-rank update (alpha/rank, or alpha/sqrt(rank) for rslora).")
     dropout: float = opt(0.05, "Dropout on the adapter's input (LoRA family).")

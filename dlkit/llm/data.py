@@ -5,6 +5,9 @@ Labels are found by rendering the conversation prefix by prefix with the templat
 between "everything before this assistant turn + the generation prompt" and "the same plus this turn"
 is the assistant's answer and its end-of-turn marker. Token offsets then map those character spans onto
 tokens, so the result holds for any template that renders prefixes as prefixes (Llama-3, Gemma, ChatML).
+
+Collation lives here too: padded batches, packed rows (position ids restart per conversation) and the
+length-grouped batch plan.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from dlkit.core.errors import DataError
 from dlkit.core.splits import DataSplits, example_id
 
@@ -25,6 +30,7 @@ IGNORE = -100
 ROLE_ALIASES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                 "model": "assistant", "chatgpt": "assistant", "bot": "assistant"}
 END_OF_TURN = ("<|eot_id|>", "<end_of_turn>", "<|im_end|>", "<|end|>", "</s>")
+MEGABATCH = 50  # batches sorted by length together: larger = less padding, less random order
 FORMAT_COLUMNS = {"sharegpt": ("conversations",), "openai": ("messages",), "alpaca": ("instruction", "output")}
 
 
@@ -330,7 +336,6 @@ class Splits:
     test: list[list[dict[str, str]]]  # conversations, for generation against references
     counts: Counter
     fmt: str
-    unreadable_lines: int = 0
     ids: dict[int, str] = field(default_factory=dict)  # id(conversation) -> its example id
     rule: str = ""
 
@@ -363,4 +368,93 @@ def build_splits(cfg: Any, tokenizer: Any) -> Splits:
     train_p = tokenize_conversations(tokenizer, train, cfg.max_length, cfg.drop_long, counts, strict)
     val_p = tokenize_conversations(tokenizer, val, cfg.max_length, cfg.drop_long, Counter(), strict)
     counts["rows"] = len(rows)
-    return Splits(train_p, val_p, test, counts, fmt, unreadable, ids, rule)
+    return Splits(train_p, val_p, test, counts, fmt, ids, rule)
+
+
+class ListDataset(torch.utils.data.Dataset):
+    def __init__(self, examples: list[dict[str, Any]]):
+        self.examples = examples
+        self.lengths = [len(e["input_ids"]) for e in examples]
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.examples[index]
+
+
+
+def pad_batch(examples: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad to the longest example of the batch."""
+    width = max(len(e["input_ids"]) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, e in enumerate(examples):
+        n = len(e["input_ids"])
+        ids[row, :n] = torch.tensor(e["input_ids"])
+        labels[row, :n] = torch.tensor(e["labels"])
+        mask[row, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+
+def pack(examples: list[dict[str, Any]], capacity: int) -> list[dict[str, Any]]:
+    """First-fit-decreasing packing of conversations into rows of at most `capacity` tokens; each row keeps
+    per-conversation position ids and conversation ids (for the block-diagonal mask)."""
+    order = sorted(range(len(examples)), key=lambda i: -len(examples[i]["input_ids"]))
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i in order:
+        n = len(examples[i]["input_ids"])
+        slot = next((r for r, free in enumerate(room) if free >= n), None)
+        if slot is None:
+            rows.append([i])
+            room.append(capacity - n)
+        else:
+            rows[slot].append(i)
+            room[slot] -= n
+    packed = []
+    for members in rows:
+        row: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": [], "doc_ids": []}
+        for doc, i in enumerate(members):
+            n = len(examples[i]["input_ids"])
+            row["input_ids"] += examples[i]["input_ids"]
+            row["labels"] += examples[i]["labels"]
+            row["position_ids"] += list(range(n))
+            row["doc_ids"] += [doc] * n
+        packed.append(row)
+    return packed
+
+
+
+def pad_packed(rows: list[dict[str, Any]], pad_id: int, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """Right-padded packed rows with a 4D additive mask (B, 1, T, T): causal inside a conversation, nothing
+    across conversations or onto padding."""
+    batch = pad_batch(rows, pad_id)
+    B, T = batch["input_ids"].shape
+    doc = torch.full((B, T), -1, dtype=torch.long)
+    position_ids = torch.zeros((B, T), dtype=torch.long)
+    for r, row in enumerate(rows):
+        n = len(row["input_ids"])
+        doc[r, :n] = torch.tensor(row["doc_ids"])
+        position_ids[r, :n] = torch.tensor(row["position_ids"])
+    causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
+    allowed = (doc[:, :, None] == doc[:, None, :]) & (doc[:, None, :] >= 0) & causal
+    allowed |= torch.eye(T, dtype=torch.bool)  # padding rows attend to themselves only (no empty softmax)
+    mask = torch.zeros((B, 1, T, T), dtype=dtype).masked_fill(~allowed[:, None], torch.finfo(dtype).min)
+    return {"input_ids": batch["input_ids"], "attention_mask": mask, "position_ids": position_ids,
+            "labels": batch["labels"], "token_mask": batch["attention_mask"]}
+
+
+
+def length_grouped_plan(lengths: list[int], batch_size: int, gen: torch.Generator) -> list[list[int]]:
+    """Shuffle, sort by length inside megabatches of MEGABATCH batches, then shuffle the batches."""
+    order = torch.randperm(len(lengths), generator=gen).tolist()
+    span = batch_size * MEGABATCH
+    batches = []
+    for start in range(0, len(order), span):
+        mega = sorted(order[start:start + span], key=lambda i: -lengths[i])
+        batches += [mega[i:i + batch_size] for i in range(0, len(mega), batch_size)]
+    shuffled = torch.randperm(len(batches), generator=gen).tolist()
+    return [batches[i] for i in shuffled]

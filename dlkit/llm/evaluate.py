@@ -31,7 +31,7 @@ from dlkit.llm.models import load_model, load_tokenizer, load_trained, resolve_m
 @torch.no_grad()
 def token_loss(model: Any, tokenizer: Any, examples: list[dict], batch_size: int = 16) -> float:
     """Mean loss per labelled token (so exp() of it is the perplexity of the answers)."""
-    from dlkit.llm.task import pad_batch
+    from dlkit.llm.data import pad_batch
 
     model.eval()
     total = count = 0.0
@@ -74,9 +74,9 @@ def conversations_from(spec: str, tokenizer: Any, fmt: str = "auto") -> list[lis
     return conversations
 
 
-def evaluate_run(run_dir: Path, data: str | None = None, max_new_tokens: int = 32, batch_size: int = 16,
-                 limit: int | None = None, bertscore_model: str | None = None,
-                 split: str | None = None) -> dict[str, Any]:
+def evaluate(run_dir: Path, data: str | None = None, max_new_tokens: int = 32, batch_size: int = 16,
+             limit: int | None = None, bertscore_model: str | None = None,
+             split: str | None = None) -> dict[str, Any]:
     """Score a run on its held-out splits (val loss on validation, generation on test), on one split named
     by --split (train only when asked), or on all of --data; write eval.json and merge into metrics.json."""
     from dlkit.core.splits import eval_split, held_out, split_fields

@@ -11,7 +11,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from dlkit.core.config import named_in
 from dlkit.core.errors import ConfigError, RunError
+from dlkit.core.run import atomic_write_json, atomic_write_text
 from dlkit.core.sources import Source, resolve
 
 # Per-architecture defaults (PEFT's own table covers more; these are the ones dlkit documents).
@@ -23,7 +25,6 @@ IA3_TARGETS = {"llama": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
                "gemma": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
                "mistral": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
                "qwen2": (["k_proj", "v_proj", "down_proj"], ["down_proj"])}
-TEMPLATE_BY_FAMILY = {"llama": "LLAMA3_TEMPLATE", "gemma2": "GEMMA_TEMPLATE", "gemma": "GEMMA_TEMPLATE"}
 INFO_FILE = "dlkit_llm.json"
 
 
@@ -56,14 +57,14 @@ def load_tokenizer(base: BaseModel) -> Any:
     if tokenizer.chat_template is None:  # base (non-instruct) checkpoints: use the family's template
         from transformers import AutoConfig
 
-        from dlkit.builtin import tiny_lm
+        from dlkit.llm.templates import BY_FAMILY
 
         model_type = AutoConfig.from_pretrained(base.path).model_type
-        name = TEMPLATE_BY_FAMILY.get(model_type)
-        if name is None:
+        template = BY_FAMILY.get(model_type)
+        if template is None:
             raise ConfigError(f"--model {base.source.spec}: the tokenizer has no chat template and dlkit knows none "
                               f"for model type {model_type!r}")
-        tokenizer.chat_template = getattr(tiny_lm, name)
+        tokenizer.chat_template = template
     return tokenizer
 
 
@@ -109,16 +110,36 @@ def target_modules(model: nn.Module, requested: str | None) -> list[str]:
     """--target-modules, or the architecture's default; every name must exist in the model."""
     candidates = linear_module_names(model)
     if requested:
-        names = [n.strip() for n in requested.split(",") if n.strip()]
-        unknown = [n for n in names if n not in candidates]
-        if unknown:
-            raise ConfigError(f"--target-modules {','.join(unknown)}: not in the model; candidates: "
-                              f"{', '.join(candidates)}")
-        return names
+        return named_in(requested, candidates, "--target-modules", "not in the model")
     default = DEFAULT_TARGETS.get(model.config.model_type)
     if default and all(n in candidates for n in default):
         return default
     return [n for n in candidates if "q" in n or "v" in n][:2] or candidates[:2]
+
+
+def record_portable_base(model_dir: Path, base: BaseModel) -> None:
+    """PEFT writes the folder `from_pretrained` read as the adapter's base: for a builtin that is a path inside
+    this machine's cache. After saving, name what resolves on any machine instead (the Hub id, the local path the
+    user gave, or builtin:NAME, which `dlkit.builtin` rebuilds bit for bit) in adapter_config.json and the card."""
+    if base.path == base.identity:
+        return
+    config_path = model_dir / "adapter_config.json"
+    if config_path.is_file():
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config["base_model_name_or_path"] = base.identity
+        atomic_write_json(config_path, config)
+    card = model_dir / "README.md"
+    if card.is_file():
+        atomic_write_text(card, card.read_text(encoding="utf-8").replace(base.path, base.identity))
+
+
+def base_info(base: BaseModel) -> dict[str, Any]:
+    """The base model as dlkit_llm.json records it, with the line that rebuilds a builtin base elsewhere."""
+    info: dict[str, Any] = {"base": base.identity, "base_resolved": base.path}
+    if base.source.kind == "builtin":
+        info["base_rebuild"] = (f"python -c \"from dlkit.builtin import BUILTINS; "
+                                f"print(BUILTINS['{base.source.value}'].load())\"")
+    return info
 
 
 def read_info(model_dir: Path) -> dict[str, Any]:

@@ -26,7 +26,7 @@ def run_sweep(method_names: list[str], output_dir: Path, config_file: Path | Non
               overrides: dict[str, Any], config_dir: Path | None = None) -> list[dict[str, Any]]:
     """Each method with `config_dir/METHOD.yaml` when that exists (per-method learning rates), else
     `config_file`; flags in `overrides` win over both."""
-    from dlkit.llm.evaluate import evaluate_run
+    from dlkit.llm.evaluate import evaluate
 
     unknown = [m for m in method_names if m not in METHODS]
     if unknown or not method_names:
@@ -42,7 +42,7 @@ def run_sweep(method_names: list[str], output_dir: Path, config_file: Path | Non
     for cfg in configs:
         info(f"== {cfg.method}")
         metrics = train_in_subprocess(cfg)
-        metrics.update(evaluate_run(Path(cfg.output_dir), max_new_tokens=cfg.max_new_tokens))
+        metrics.update(evaluate(Path(cfg.output_dir), max_new_tokens=cfg.max_new_tokens))
         rows.append(row_of(cfg.method, metrics, untuned))
     write_comparison(rows, untuned, output_dir)
     return rows

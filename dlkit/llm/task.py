@@ -22,109 +22,32 @@ from dlkit.core.progress import info
 from dlkit.core.run import Run, atomic_write_json
 from dlkit.llm import methods
 from dlkit.llm.config import LlmConfig
-from dlkit.llm.data import IGNORE, build_splits
-from dlkit.llm.models import INFO_FILE, load_model, load_tokenizer, resolve_model
-
-MEGABATCH = 50  # batches sorted by length together: larger = less padding, less random order
-
-
-class ListDataset(torch.utils.data.Dataset):
-    def __init__(self, examples: list[dict[str, Any]]):
-        self.examples = examples
-        self.lengths = [len(e["input_ids"]) for e in examples]
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.examples[index]
-
-
-def pad_batch(examples: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad to the longest example of the batch."""
-    width = max(len(e["input_ids"]) for e in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
-    for row, e in enumerate(examples):
-        n = len(e["input_ids"])
-        ids[row, :n] = torch.tensor(e["input_ids"])
-        labels[row, :n] = torch.tensor(e["labels"])
-        mask[row, :n] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
-
-
-def pack(examples: list[dict[str, Any]], capacity: int) -> list[dict[str, Any]]:
-    """First-fit-decreasing packing of conversations into rows of at most `capacity` tokens; each row keeps
-    per-conversation position ids and conversation ids (for the block-diagonal mask)."""
-    order = sorted(range(len(examples)), key=lambda i: -len(examples[i]["input_ids"]))
-    rows: list[list[int]] = []
-    room: list[int] = []
-    for i in order:
-        n = len(examples[i]["input_ids"])
-        slot = next((r for r, free in enumerate(room) if free >= n), None)
-        if slot is None:
-            rows.append([i])
-            room.append(capacity - n)
-        else:
-            rows[slot].append(i)
-            room[slot] -= n
-    packed = []
-    for members in rows:
-        row: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": [], "doc_ids": []}
-        for doc, i in enumerate(members):
-            n = len(examples[i]["input_ids"])
-            row["input_ids"] += examples[i]["input_ids"]
-            row["labels"] += examples[i]["labels"]
-            row["position_ids"] += list(range(n))
-            row["doc_ids"] += [doc] * n
-        packed.append(row)
-    return packed
-
-
-def pad_packed(rows: list[dict[str, Any]], pad_id: int, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
-    """Right-padded packed rows with a 4D additive mask (B, 1, T, T): causal inside a conversation, nothing
-    across conversations or onto padding."""
-    batch = pad_batch(rows, pad_id)
-    B, T = batch["input_ids"].shape
-    doc = torch.full((B, T), -1, dtype=torch.long)
-    position_ids = torch.zeros((B, T), dtype=torch.long)
-    for r, row in enumerate(rows):
-        n = len(row["input_ids"])
-        doc[r, :n] = torch.tensor(row["doc_ids"])
-        position_ids[r, :n] = torch.tensor(row["position_ids"])
-    causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
-    allowed = (doc[:, :, None] == doc[:, None, :]) & (doc[:, None, :] >= 0) & causal
-    allowed |= torch.eye(T, dtype=torch.bool)  # padding rows attend to themselves only (no empty softmax)
-    mask = torch.zeros((B, 1, T, T), dtype=dtype).masked_fill(~allowed[:, None], torch.finfo(dtype).min)
-    return {"input_ids": batch["input_ids"], "attention_mask": mask, "position_ids": position_ids,
-            "labels": batch["labels"], "token_mask": batch["attention_mask"]}
-
-
-def length_grouped_plan(lengths: list[int], batch_size: int, gen: torch.Generator) -> list[list[int]]:
-    """Shuffle, sort by length inside megabatches of MEGABATCH batches, then shuffle the batches."""
-    order = torch.randperm(len(lengths), generator=gen).tolist()
-    span = batch_size * MEGABATCH
-    batches = []
-    for start in range(0, len(order), span):
-        mega = sorted(order[start:start + span], key=lambda i: -lengths[i])
-        batches += [mega[i:i + batch_size] for i in range(0, len(mega), batch_size)]
-    shuffled = torch.randperm(len(batches), generator=gen).tolist()
-    return [batches[i] for i in shuffled]
+from dlkit.llm.data import IGNORE, ListDataset, build_splits, length_grouped_plan, pack, pad_batch, pad_packed
+from dlkit.llm.models import INFO_FILE, base_info, load_model, load_tokenizer, record_portable_base, resolve_model
+from dlkit.nn.losses import linear_cross_entropy
 
 
 def causal_lm_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean next-token loss over labelled positions, projecting only those positions through the LM head."""
+    """Mean next-token loss over labelled positions, projecting only those positions through the LM head.
+
+    A plain linear head goes through the chunked cross-entropy (dlkit.nn.losses): the (N, V) logits never
+    exist at once, which is most of a step's memory with a 256k vocabulary. A head that a method wraps
+    (LoRA on lm_head) is called as a module.
+    """
     lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-    hidden = lm.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+    hidden = lm.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
                               position_ids=batch.get("position_ids"))[0]  # (B, T, H)
     targets = batch["labels"][:, 1:]  # position t predicts token t+1
     keep = targets != IGNORE
-    logits = lm.get_output_embeddings()(hidden[:, :-1][keep])  # (N, V)
+    hidden, targets = hidden[:, :-1][keep], targets[keep]  # (N, H), (N,)
+    head = lm.get_output_embeddings()
     cap = getattr(lm.config, "final_logit_softcapping", None)
+    if type(head) is nn.Linear and head.bias is None:
+        return linear_cross_entropy(hidden, head.weight, targets, cap) / len(targets)
+    logits = head(hidden)  # (N, V)
     if cap:
         logits = torch.tanh(logits / cap) * cap
-    return F.cross_entropy(logits.float(), targets[keep])
+    return F.cross_entropy(logits.float(), targets)
 
 
 def _attention(model: nn.Module) -> str:
@@ -213,6 +136,11 @@ class LlmTask:
             batch["attention_mask"] = batch["attention_mask"] == 0  # sdpa takes a boolean mask in any precision
         if self.method.family == "soft-prompt" or isinstance(model, nn.parallel.DistributedDataParallel):
             loss = model(**batch).loss
+        elif real is None:
+            # Rows are right-padded and attention is causal, so no real token ever sees a pad: the padding
+            # mask changes nothing that is scored. Without it attention takes the mask-free causal path
+            # (about 10% of a tiny model's step on CPU, measured in benchmarks/llm_throughput.py).
+            loss = causal_lm_loss(model, {k: v for k, v in batch.items() if k != "attention_mask"})
         else:
             loss = causal_lm_loss(model, batch)
         labelled = int((batch["labels"][:, 1:] != IGNORE).sum())
@@ -245,11 +173,12 @@ class LlmTask:
         self.param_report = self.snapshot.report(model)
         path.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(str(path))
+        record_portable_base(path, self.base)
         self.tokenizer.save_pretrained(str(path))
         atomic_write_json(path / INFO_FILE, self.info())
 
     def info(self) -> dict[str, Any]:
-        return {"base": self.base.identity, "base_resolved": self.base.path, "method": self.method.name,
+        return {**base_info(self.base), "method": self.method.name,
                 "family": self.method.family, "peft": self.method.peft, "arch": self.arch}
 
     def summary(self) -> dict[str, Any]:
@@ -277,5 +206,3 @@ def train(cfg: LlmConfig) -> dict[str, Any]:
         if report["frozen_changed"]:
             raise RunError(f"frozen weights changed during training: {', '.join(report['frozen_changed'][:5])}")
     return metrics
-
-

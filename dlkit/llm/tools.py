@@ -13,17 +13,20 @@ import torch
 
 from dlkit.core.config import META_KEY
 from dlkit.core.errors import ConfigError, RunError
+from dlkit.core.overview import export_group
 from dlkit.core.progress import info
 from dlkit.core.run import Run, atomic_write_json
 from dlkit.llm import methods
 from dlkit.llm.models import (
     INFO_FILE,
+    base_info,
     decoder_layers,
     linear_module_names,
     load_model,
     load_tokenizer,
     load_trained,
     read_info,
+    record_portable_base,
     resolve_model,
     target_modules,
 )
@@ -69,6 +72,8 @@ def export_run(run_dir: Path, out: Path | None, merge: bool) -> dict[str, Any]:
     info_ = read_info(run.model_dir)
     target = Path(out) if out else run.dir / ("merged" if merge else "export")
     if target.exists():
+        if any(target.iterdir()) and export_group(target) != "llm":
+            raise RunError(f"--out {target} exists and is not an llm export folder; choose a new folder")
         shutil.rmtree(target)
     model, tokenizer, _ = load_trained(run.dir)
     if merge:
@@ -79,6 +84,7 @@ def export_run(run_dir: Path, out: Path | None, merge: bool) -> dict[str, Any]:
             model = model.merge_and_unload()
         model.save_pretrained(str(target))
         tokenizer.save_pretrained(str(target))
+        atomic_write_json(target / INFO_FILE, {**info_, "peft": False, "merged": True})
         kind = "merged full weights (AutoModelForCausalLM.from_pretrained)"
     else:
         shutil.copytree(run.model_dir, target)
@@ -145,10 +151,10 @@ def compose_adapters(base_spec: str, adapter_specs: list[str], out: Path, eval_d
     run.model_dir.mkdir(parents=True)
     model.save_pretrained(str(run.model_dir), selected_adapters=["composed"])
     _flatten_adapter(run.model_dir, "composed")
+    record_portable_base(run.model_dir, base)
     tokenizer.save_pretrained(str(run.model_dir))
-    atomic_write_json(run.model_dir / INFO_FILE, {"base": base.identity, "base_resolved": base.path,
-                                                   "method": "lora", "family": "lora", "peft": True,
-                                                   "arch": model.config.model_type})
+    atomic_write_json(run.model_dir / INFO_FILE, {**base_info(base), "method": "lora", "family": "lora",
+                                                   "peft": True, "arch": model.config.model_type})
     config = {"model": base_spec, "method": "lora", "adapters": adapter_specs,
               META_KEY: {"group": "llm", "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": "compose"}}
     atomic_write_json(run.config_path, config)

@@ -6,10 +6,8 @@ matplotlib) are imported inside the functions that need them.
 
 from dlkit.metrics.classification import (
     classification_report,
-    plot_confusion_matrix,
     topk_accuracy,
     worst_classes,
-    write_report_csv,
 )
 from dlkit.metrics.qa import exact_match, f1_score, normalize_answer, squad_scores
 from dlkit.metrics.text import bertscore, chrf, cider_d, corpus_bleu, rouge
@@ -23,10 +21,8 @@ __all__ = [
     "exact_match",
     "f1_score",
     "normalize_answer",
-    "plot_confusion_matrix",
     "rouge",
     "squad_scores",
     "topk_accuracy",
     "worst_classes",
-    "write_report_csv",
 ]

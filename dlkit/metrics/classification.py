@@ -1,4 +1,5 @@
-"""Classification metrics: a per-class report, top-k accuracy, and CSV / PNG writers for the report.
+"""Classification metrics: a per-class report, top-k accuracy and the worst classes. Pure: the report's
+CSV and confusion-matrix PNG are written by dlkit.core (classification.write_report_csv, plots).
 
 Labels are integer class indices 0..K-1; class names are only used for display. Any division by
 zero (a class never predicted or never present) gives 0.0, matching scikit-learn's zero_division=0.
@@ -6,15 +7,12 @@ zero (a class never predicted or never present) gives 0.0, matching scikit-learn
 
 from __future__ import annotations
 
-import csv
-import os
-from pathlib import Path
 from typing import Any
 
-_REPORT_KEYS = ("precision", "recall", "f1", "support")
+REPORT_KEYS = ("precision", "recall", "f1", "support")
 
 
-def _to_numpy(values: Any) -> Any:
+def to_numpy(values: Any) -> Any:
     import numpy as np
 
     if hasattr(values, "detach"):  # torch tensor, possibly on an accelerator
@@ -22,7 +20,7 @@ def _to_numpy(values: Any) -> Any:
     return np.asarray(values)
 
 
-def _safe_div(num: Any, den: Any) -> Any:
+def safe_div(num: Any, den: Any) -> Any:
     import numpy as np
 
     num = np.asarray(num, dtype=np.float64)
@@ -40,8 +38,8 @@ def classification_report(y_true: Any, y_pred: Any, labels: list[str] | None = N
     """
     import numpy as np
 
-    true = _to_numpy(y_true).astype(np.int64).reshape(-1)
-    pred = _to_numpy(y_pred).astype(np.int64).reshape(-1)
+    true = to_numpy(y_true).astype(np.int64).reshape(-1)
+    pred = to_numpy(y_pred).astype(np.int64).reshape(-1)
     if true.shape != pred.shape:
         raise ValueError(f"y_true has {true.size} items but y_pred has {pred.size}")
     if num_classes is None:
@@ -58,9 +56,9 @@ def classification_report(y_true: Any, y_pred: Any, labels: list[str] | None = N
     tp = np.diag(matrix).astype(np.float64)
     support = matrix.sum(axis=1)
     predicted = matrix.sum(axis=0)
-    precision = _safe_div(tp, predicted)
-    recall = _safe_div(tp, support)
-    f1 = _safe_div(2 * tp, support + predicted)  # equals 2PR/(P+R), without the 0/0 case
+    precision = safe_div(tp, predicted)
+    recall = safe_div(tp, support)
+    f1 = safe_div(2 * tp, support + predicted)  # equals 2PR/(P+R), without the 0/0 case
 
     per_class = [
         {"class": names[i], "index": i, "precision": float(precision[i]), "recall": float(recall[i]),
@@ -68,9 +66,9 @@ def classification_report(y_true: Any, y_pred: Any, labels: list[str] | None = N
         for i in range(num_classes)
     ]
     total = int(support.sum())
-    weights = _safe_div(support, total)
+    weights = safe_div(support, total)
     return {
-        "accuracy": float(_safe_div(tp.sum(), total)),
+        "accuracy": float(safe_div(tp.sum(), total)),
         "num_samples": total,
         "num_classes": num_classes,
         "per_class": per_class,
@@ -87,8 +85,8 @@ def topk_accuracy(logits_or_scores: Any, y_true: Any, k: int) -> float:
     """Fraction of rows whose true class is among the k highest scores (ties go to the lower index)."""
     import numpy as np
 
-    scores = _to_numpy(logits_or_scores).astype(np.float64)
-    true = _to_numpy(y_true).astype(np.int64).reshape(-1)
+    scores = to_numpy(logits_or_scores).astype(np.float64)
+    true = to_numpy(y_true).astype(np.int64).reshape(-1)
     if scores.ndim != 2 or scores.shape[0] != true.size:
         raise ValueError(f"expected scores of shape (N, C) with N={true.size}, got {scores.shape}")
     if k < 1:
@@ -109,76 +107,3 @@ def worst_classes(report: dict[str, Any], n: int = 5, key: str = "f1") -> list[d
         raise ValueError(f"key must be precision, recall or f1, got {key!r}")
     present = [row for row in report["per_class"] if row["support"] > 0]
     return sorted(present, key=lambda row: (row[key], -row["support"], row["index"]))[:n]
-
-
-def _atomic_target(path: str | os.PathLike[str]) -> tuple[Path, Path]:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return target, target.with_suffix(".tmp")
-
-
-def write_report_csv(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write the per-class rows plus macro/weighted/accuracy rows as CSV, atomically."""
-    target, tmp = _atomic_target(path)
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["class", *_REPORT_KEYS])
-        for row in report["per_class"]:
-            writer.writerow([row["class"], *(row[k] for k in _REPORT_KEYS)])
-        for avg in ("macro", "weighted"):
-            writer.writerow([f"{avg} avg", *(report[avg][k] for k in _REPORT_KEYS)])
-        writer.writerow(["accuracy", "", "", report["accuracy"], report["num_samples"]])
-    os.replace(tmp, target)
-    return target
-
-
-def plot_confusion_matrix(matrix: Any, labels: list[str], path: str | os.PathLike[str],
-                          normalize: bool = True) -> Path:
-    """Save the confusion matrix as a PNG heatmap, atomically.
-
-    With normalize=True each row is divided by its support, so the diagonal reads as per-class
-    recall and rare classes stay visible. Figure and font sizes follow the class count so labels
-    stay legible up to ~120 classes; beyond 150 the tick labels are dropped.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import numpy as np
-    from matplotlib.figure import Figure
-
-    values = _to_numpy(matrix).astype(np.float64)
-    k = values.shape[0]
-    if values.shape != (k, k) or len(labels) != k:
-        raise ValueError(f"expected a square matrix matching {len(labels)} labels, got {values.shape}")
-    if normalize:
-        values = _safe_div(values, values.sum(axis=1, keepdims=True))
-
-    side = min(max(6.0, 0.18 * k + 4.0), 30.0)
-    cell_points = (side - 3.0) / max(k, 1) * 72.0  # roughly 3 inches go to labels and the colour bar
-    font = max(4.0, min(10.0, 0.6 * cell_points))
-    fig = Figure(figsize=(side, side), layout="constrained")
-    ax = fig.add_subplot()
-    image = ax.imshow(values, cmap="Blues", interpolation="nearest", vmin=0.0,
-                      vmax=1.0 if normalize else max(float(values.max()), 1.0))
-    fig.colorbar(image, ax=ax, shrink=0.8, pad=0.01)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title("confusion matrix" + (" (row-normalised)" if normalize else ""))
-    if k <= 150:
-        ax.set_xticks(range(k), labels=labels, rotation=90, fontsize=font)
-        ax.set_yticks(range(k), labels=labels, fontsize=font)
-    else:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    if k <= 20:
-        threshold = 0.5 * (values.max() if values.size else 0.0)
-        for i in range(k):
-            for j in range(k):
-                text = f"{values[i, j]:.2f}" if normalize else f"{int(values[i, j])}"
-                ax.text(j, i, text, ha="center", va="center", fontsize=font,
-                        color="white" if values[i, j] > threshold else "black")
-
-    target, tmp = _atomic_target(path)
-    fig.savefig(tmp, format="png", dpi=100)
-    os.replace(tmp, target)
-    return target

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -62,14 +63,52 @@ def scaled_dot_product_attention(
     return dropped @ v, weights  # (..., Tq, dv), (..., Tq, Tk)
 
 
+def fused_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    attn_mask: Tensor | None = None,
+    key_padding_mask: Tensor | None = None,
+    causal: bool = False,
+    dropout_p: float = 0.0,
+    training: bool = False,
+) -> Tensor:
+    """`scaled_dot_product_attention` above through torch's fused kernel (F.scaled_dot_product_attention):
+    the same output, masks and empty-row rule, without materialising the weights (none are returned).
+
+    torch's mask means the opposite (True = may attend), and a query with no key left would give NaN there,
+    so such rows attend unmasked and are zeroed afterwards, as masked_softmax does.
+    """
+    dropout_p = dropout_p if training else 0.0
+    if attn_mask is None and key_padding_mask is None:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=causal)
+    tq, tk = q.size(-2), k.size(-2)
+    masks = [] if attn_mask is None else [attn_mask]
+    if key_padding_mask is not None:
+        masks.append(key_padding_mask.view(key_padding_mask.size(0), *[1] * (q.dim() - 2), tk))  # (B, 1, .., Tk)
+    if causal:
+        masks.append(torch.ones(tq, tk, dtype=torch.bool, device=q.device).triu(1))  # (Tq, Tk)
+    mask = functools.reduce(torch.logical_or, masks)
+    empty = mask.all(dim=-1, keepdim=True)  # (..., Tq, 1) queries with nothing to attend to
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=~(mask & ~empty), dropout_p=dropout_p)
+    return out.masked_fill(empty, 0.0)  # (..., Tq, dv)
+
+
 class MultiHeadAttention(nn.Module):
-    """Multi-head attention with separate q/k/v/out projections; numerically nn.MultiheadAttention."""
+    """Multi-head attention with separate q/k/v/out projections; numerically nn.MultiheadAttention.
+
+    implementation: "scratch" computes the formula above (the default, and always when weights are asked for);
+    "sdpa" calls torch's fused kernel for the same result, faster and without the (T x T) weights in memory.
+    """
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
-                 batch_first: bool = True) -> None:
+                 batch_first: bool = True, implementation: Literal["scratch", "sdpa"] = "scratch") -> None:
         super().__init__()
         if embed_dim % num_heads != 0:
             raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads}).")
+        if implementation not in ("scratch", "sdpa"):
+            raise ValueError(f"implementation must be 'scratch' or 'sdpa', got {implementation!r}.")
+        self.implementation = implementation
         self.embed_dim = embed_dim
         self.num_heads = num_heads
         self.dropout = dropout
@@ -105,8 +144,12 @@ class MultiHeadAttention(nn.Module):
         v = self._split_heads(self.v_proj(value))  # (B, nh, Tk, hd)
         if attn_mask is not None and attn_mask.dim() == 3:
             attn_mask = attn_mask.view(batch, self.num_heads, tq, -1)  # (B * nh, Tq, Tk) -> (B, nh, Tq, Tk)
-        y, weights = scaled_dot_product_attention(q, k, v, attn_mask, key_padding_mask, causal,
-                                                  self.dropout, self.training)
+        if self.implementation == "sdpa" and not need_weights:
+            y, weights = fused_attention(q, k, v, attn_mask, key_padding_mask, causal, self.dropout,
+                                         self.training), None
+        else:
+            y, weights = scaled_dot_product_attention(q, k, v, attn_mask, key_padding_mask, causal,
+                                                      self.dropout, self.training)
         y = y.transpose(1, 2).reshape(batch, tq, channels)  # (B, nh, Tq, hd) -> (B, Tq, C)
         y = self.out_proj(y)
         if not self.batch_first:

@@ -35,10 +35,10 @@ class EncoderBlock(nn.Module):
     """Self-attention + feed-forward with residuals; pre-norm (norm_first) trains stably without warmup."""
 
     def __init__(self, dim: int, num_heads: int, ff_dim: int, dropout: float = 0.0, norm_first: bool = True,
-                 activation: str = "gelu") -> None:
+                 activation: str = "gelu", attention: Literal["scratch", "sdpa"] = "scratch") -> None:
         super().__init__()
         self.norm_first = norm_first
-        self.attn = MultiHeadAttention(dim, num_heads, dropout=dropout)
+        self.attn = MultiHeadAttention(dim, num_heads, dropout=dropout, implementation=attention)
         self.ff = FeedForward(dim, ff_dim, dropout, activation)
         self.norm1 = nn.LayerNorm(dim)
         self.norm2 = nn.LayerNorm(dim)
@@ -111,11 +111,14 @@ class DecoderBlock(nn.Module):
 
 
 class DecoderOnlyLM(nn.Module):
-    """A GPT: token + position embeddings, pre-norm causal self-attention blocks, final norm, tied LM head."""
+    """A GPT: token + position embeddings, pre-norm causal self-attention blocks, final norm, tied LM head.
+
+    attention: "scratch" (dlkit.nn's formula, the default) or "sdpa" (torch's fused kernel, same numbers).
+    """
 
     def __init__(self, vocab_size: int, dim: int, num_layers: int, num_heads: int, block_size: int,
                  dropout: float = 0.0, positional: Literal["sinusoidal", "learned"] = "learned",
-                 tie_weights: bool = True) -> None:
+                 tie_weights: bool = True, attention: Literal["scratch", "sdpa"] = "scratch") -> None:
         super().__init__()
         if positional == "sinusoidal":
             self.pos: nn.Module = SinusoidalPositionalEncoding(dim, block_size)
@@ -131,7 +134,8 @@ class DecoderOnlyLM(nn.Module):
         self.drop = nn.Dropout(dropout)
         # An encoder block run with causal=True is exactly a GPT block: no cross-attention.
         self.blocks = nn.ModuleList(
-            EncoderBlock(dim, num_heads, 4 * dim, dropout, norm_first=True) for _ in range(num_layers)
+            EncoderBlock(dim, num_heads, 4 * dim, dropout, norm_first=True, attention=attention)
+            for _ in range(num_layers)
         )
         self.ln_f = nn.LayerNorm(dim)
         self.lm_head = nn.Linear(dim, vocab_size, bias=False)

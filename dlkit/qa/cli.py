@@ -107,13 +107,13 @@ def evaluate(
 
     Example: [bold]dlkit qa eval --run runs/qa/dropout-linear-20260101-120000 --split test[/bold]
     """
-    from dlkit.qa.evaluate import evaluate_run
+    from dlkit.qa.evaluate import evaluate as run_evaluate
 
     if batch_size <= 0:
         from dlkit.core.errors import ConfigError
 
         raise ConfigError(f"--batch-size must be > 0 (got {batch_size})")
-    result = evaluate_run(run, data, split, batch_size, worst, strict, max_answer_length, n_best)
+    result = run_evaluate(run, data, split, batch_size, worst, strict, max_answer_length, n_best)
     progress.emit(result, _eval_render(result))
 
 

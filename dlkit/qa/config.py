@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from dlkit.core.config import TrainConfig, opt
+from dlkit.core.config import TrainConfig, opt, shared
 from dlkit.core.errors import ConfigError
 
 
@@ -45,7 +45,7 @@ class QAConfig(WindowConfig, TrainConfig):
     lr: float = opt(0.0, "Peak learning rate; 0 = auto: 3e-3 for builtin:tiny-bert (trained from scratch), "
                     "3e-5 for a pretrained encoder.")
     weight_decay: float = opt(0.01, "AdamW weight decay on weights with >= 2 dims.")
-    warmup: float = opt(0.1, "Warmup: a fraction of the total steps if < 1, else a number of steps.")
+    warmup: float = shared("warmup", 0.1)
     val_fraction: float = opt(0.1, "Share of a single --data file held out for validation (by context).")
     max_eval_examples: int = opt(0, "Evaluate EM/F1 during training on at most this many questions; 0 = all.")
     strict: bool = opt(False, "Fail on the first bad example instead of skipping and counting it.")

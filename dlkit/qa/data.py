@@ -3,7 +3,8 @@ into one list of `QAExample`s per split, checking every answer against its conte
 
 An answer whose `answer_start` is off by a few characters is moved to the nearest place where its text
 occurs; one whose text is not near its offset (or whose offset lies outside the context) is dropped, and a
-question left with no answer is skipped and counted, unless --strict.
+question left with no answer is skipped and counted, unless --strict. The tokenized windows are batched here
+too (`WindowDataset`, `collate_windows`).
 """
 
 from __future__ import annotations
@@ -14,10 +15,16 @@ import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.utils.data import Dataset
 
 from dlkit.core.errors import DataError
 from dlkit.core.sources import Source, resolve
+
+if TYPE_CHECKING:
+    from dlkit.qa.windows import Window
 
 REPAIR_WINDOW = 20  # characters searched either side of a wrong answer_start
 SPLIT_NAMES = {"train": ("train",), "validation": ("validation", "valid", "val", "dev"), "test": ("test",)}
@@ -296,3 +303,36 @@ def question_id(example: QAExample) -> str:
     from dlkit.core.splits import example_id
 
     return example_id(example.context, example.question)
+
+
+class WindowDataset(Dataset):
+    def __init__(self, windows: list[Window]):
+        self.windows = windows
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int) -> tuple[int, Window]:
+        return index, self.windows[index]
+
+
+
+def collate_windows(items: list[tuple[int, Window]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad to the longest window in the batch (B, T); `window_index` maps logits back to examples."""
+    length = max(len(w.input_ids) for _, w in items)
+    input_ids = torch.full((len(items), length), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(items), length), dtype=torch.long)
+    token_type_ids = torch.zeros((len(items), length), dtype=torch.long)
+    for row, (_, window) in enumerate(items):
+        n = len(window.input_ids)
+        input_ids[row, :n] = torch.tensor(window.input_ids)
+        attention_mask[row, :n] = 1
+        if window.token_type_ids is not None:
+            token_type_ids[row, :n] = torch.tensor(window.token_type_ids)
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask,
+             "start_positions": torch.tensor([w.start_position for _, w in items]),
+             "end_positions": torch.tensor([w.end_position for _, w in items]),
+             "window_index": torch.tensor([i for i, _ in items])}
+    if items[0][1].token_type_ids is not None:
+        batch["token_type_ids"] = token_type_ids
+    return batch

@@ -15,9 +15,18 @@ from dlkit.core.run import Run
 from dlkit.core.splits import canonical, eval_split, held_out, split_fields
 from dlkit.metrics import f1_score
 from dlkit.qa.config import WindowConfig
-from dlkit.qa.data import LoadReport, QAExample, load_splits, question_id, read_file, split_examples
+from dlkit.qa.data import (
+    LoadReport,
+    QAExample,
+    WindowDataset,
+    collate_windows,
+    load_splits,
+    question_id,
+    read_file,
+    split_examples,
+)
 from dlkit.qa.models import load_trained
-from dlkit.qa.task import WindowDataset, collate_windows, decode, score, window_logits
+from dlkit.qa.task import decode, score, window_logits
 from dlkit.qa.windows import Span, make_windows
 
 
@@ -45,7 +54,7 @@ def spans_for(model: Any, tokenizer: Any, examples: list[QAExample], cfg: Window
     return decode(examples, windows, rows, cfg, allow_null, top_k)
 
 
-def evaluate_run(run_dir: Path, data: str | None, split: str | None, batch_size: int, worst: int, strict: bool,
+def evaluate(run_dir: Path, data: str | None, split: str | None, batch_size: int, worst: int, strict: bool,
                  max_answer_length: int | None = None, n_best: int | None = None) -> dict[str, Any]:
     """EM/F1 of a run's final model on a split; writes eval.json, predictions and worst examples into the run."""
     run = Run.open(run_dir, group="qa")

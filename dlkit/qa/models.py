@@ -2,7 +2,8 @@
 
 The trained model is saved as a plain `save_pretrained` folder (the head's weights are the model's own
 `qa_outputs` layer; dropout has none), so `AutoModelForQuestionAnswering.from_pretrained` loads it anywhere.
-`dlkit_qa.json` beside it records the head and the window settings that `qa eval`/`qa predict` reuse.
+`dlkit_qa.json` beside it records the head and the window settings that `qa eval`/`qa predict` reuse; the
+window settings are also in config.json's `task_specific_params["question-answering"]`.
 """
 
 from __future__ import annotations
@@ -114,6 +115,11 @@ def save_trained(model: SpanQA, tokenizer: Any, path: Path, settings: dict[str, 
     from transformers.utils import logging as hf_logging
 
     path.mkdir(parents=True, exist_ok=True)
+    # the window settings travel in config.json too, so plain transformers code can cut contexts into the
+    # windows the model was trained on
+    model.qa_model.config.task_specific_params = {"question-answering": {
+        k: settings[k] for k in ("max_length", "doc_stride", "max_answer_length", "allow_null")}}
+    tokenizer.model_max_length = settings["max_length"]
     hf_logging.disable_progress_bar()
     try:
         model.qa_model.save_pretrained(path)

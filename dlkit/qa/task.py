@@ -13,51 +13,26 @@ from dlkit.core.progress import info
 from dlkit.core.run import Run
 from dlkit.metrics import squad_scores
 from dlkit.qa.config import QAConfig, WindowConfig
-from dlkit.qa.data import LoadReport, QAExample, question_id, split_examples
+from dlkit.qa.data import LoadReport, QAExample, WindowDataset, collate_windows, question_id, split_examples
 from dlkit.qa.models import SpanQA, check_and_load, save_trained
 from dlkit.qa.windows import Span, Window, best_spans, make_windows
 
 SAMPLE_QUESTIONS = 20
 
 
-class WindowDataset(Dataset):
-    def __init__(self, windows: list[Window]):
-        self.windows = windows
-
-    def __len__(self) -> int:
-        return len(self.windows)
-
-    def __getitem__(self, index: int) -> tuple[int, Window]:
-        return index, self.windows[index]
-
-
-def collate_windows(items: list[tuple[int, Window]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Pad to the longest window in the batch (B, T); `window_index` maps logits back to examples."""
-    length = max(len(w.input_ids) for _, w in items)
-    input_ids = torch.full((len(items), length), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(items), length), dtype=torch.long)
-    token_type_ids = torch.zeros((len(items), length), dtype=torch.long)
-    for row, (_, window) in enumerate(items):
-        n = len(window.input_ids)
-        input_ids[row, :n] = torch.tensor(window.input_ids)
-        attention_mask[row, :n] = 1
-        if window.token_type_ids is not None:
-            token_type_ids[row, :n] = torch.tensor(window.token_type_ids)
-    batch = {"input_ids": input_ids, "attention_mask": attention_mask,
-             "start_positions": torch.tensor([w.start_position for _, w in items]),
-             "end_positions": torch.tensor([w.end_position for _, w in items]),
-             "window_index": torch.tensor([i for i, _ in items])}
-    if items[0][1].token_type_ids is not None:
-        batch["token_type_ids"] = token_type_ids
-    return batch
-
-
 def span_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor,
                                                                         torch.Tensor]:
-    """Mean of the start and end cross-entropies, plus the (B, T) start and end logits."""
+    """Mean of the start and end cross-entropies over each window's own tokens, plus the (B, T) start and
+    end logits. Padding is never an answer and is left out of the softmax, so the loss of a window does not
+    depend on how long the other windows of its batch are (nor on how batches are split over processes)."""
     start_logits, end_logits = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-    loss = (F.cross_entropy(start_logits, batch["start_positions"])
-            + F.cross_entropy(end_logits, batch["end_positions"])) / 2
+    padding = batch["attention_mask"].eq(0)
+
+    def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.masked_fill(padding, torch.finfo(logits.dtype).min), target)
+
+    loss = (cross_entropy(start_logits, batch["start_positions"])
+            + cross_entropy(end_logits, batch["end_positions"])) / 2
     return loss, start_logits, end_logits
 
 

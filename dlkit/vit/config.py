@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from dlkit.core.config import TrainConfig, opt
+from dlkit.core.classification import val_fraction_option
+from dlkit.core.config import TrainConfig, opt, shared
 from dlkit.core.errors import ConfigError
 
 Method = Literal["lora", "last-block", "linear", "full"]
@@ -19,11 +20,11 @@ class VitConfig(TrainConfig):
                      "or a Hub id (google/vit-base-patch16-224-in21k).")
     method: Method = opt("lora", "lora: LoRA on --target-modules + the classifier; last-block: the last encoder "
                          "block + the classifier; linear: the classifier only; full: everything.")
-    epochs: int = opt(3, "Passes over the training set.")
+    epochs: int = shared("epochs", 3)
     batch_size: int = opt(32, "Images per micro-batch per process.")
     lr: float = opt(5e-3, "Peak learning rate (LoRA and new heads like ~1e-3..1e-2; full fine-tuning of a "
                     "pretrained model ~5e-5).")
-    warmup: float = opt(0.1, "Warmup: a fraction of the total steps if < 1, else a number of steps.")
+    warmup: float = shared("warmup", 0.1)
     lora_r: int = opt(8, "LoRA rank.")
     lora_alpha: int = opt(16, "LoRA scale numerator (the update is scaled by alpha / r).")
     lora_dropout: float = opt(0.1, "Dropout on the LoRA input.")
@@ -32,7 +33,7 @@ class VitConfig(TrainConfig):
     augment: bool = opt(False, "Light training augmentation: random resized crops (scale 0.8-1) and colour jitter.")
     image_size: int | None = opt(None, "Resize images to this side; default: the image processor's size. Other "
                                  "sizes interpolate the position embeddings.")
-    val_fraction: float = opt(0.1, "Share of each class held out for validation when the data has no test split.")
+    val_fraction: float = val_fraction_option()
     max_train_samples: int | None = opt(None, "Use at most this many training images (a seeded subset).")
     max_eval_samples: int | None = opt(None, "Use at most this many validation images (a seeded subset).")
     image_col: str | None = opt(None, "Hub datasets: the image column (default: the first Image feature).")

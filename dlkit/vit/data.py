@@ -14,8 +14,8 @@ from typing import Any
 from dlkit.core.classification import check_classes, holdout_split, subsample
 from dlkit.core.errors import DataError
 from dlkit.core.sources import resolve
+from dlkit.data.images import IMAGE_SUFFIXES, open_image, to_rgb
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 VAL_SPLITS = ("test", "validation", "valid", "val")
 
 
@@ -71,24 +71,6 @@ def split_rule(data: ImageData, cfg: Any) -> str:
     return rule
 
 
-def to_rgb(image: Any) -> Any:
-    from PIL import Image
-
-    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
-def open_image(path: Path) -> Any:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        image.load()
-        return to_rgb(image)
-
-
 def load_image_data(cfg: Any) -> ImageData:
     """Train and validation items for `cfg.data`, with a seeded per-class holdout when there is no test split."""
     from dlkit.builtin import BUILTINS
@@ -119,7 +101,7 @@ def image_folder(root: Path) -> tuple[ImageItems, ImageItems | None, list[str], 
         names, train = _scan(root / "train")
         for split in VAL_SPLITS:
             if (root / split).is_dir():
-                val_names, val = _scan(root / split, known=names)
+                _, val = _scan(root / split, known=names)
                 return train, val, names, split
         return train, None, names, "train"
     names, train = _scan(root)
@@ -193,7 +175,7 @@ class ImageSet:
     def __getitem__(self, i: int) -> dict[str, Any] | None:
         try:
             image = self.items.load(i)
-        except (OSError, ValueError, SyntaxError):  # PIL's errors for truncated or unknown files
+        except (DataError, OSError, ValueError, SyntaxError):  # unreadable files, PIL's errors for Hub images
             self.counter["skipped"] = self.counter.get("skipped", 0) + 1
             return None
         return {"pixel_values": self.transform(image), "labels": self.items.labels[i]}

@@ -17,7 +17,9 @@ from typing import Any
 from torch import nn
 
 from dlkit.core.classification import label_maps, quiet_transformers
-from dlkit.core.errors import ConfigError
+from dlkit.core.config import named_in
+from dlkit.core.errors import ConfigError, DataError
+from dlkit.core.run import Run
 from dlkit.core.sources import resolve
 
 HEAD = "classifier"
@@ -90,12 +92,7 @@ def resolve_targets(model: nn.Module, spec: str) -> list[str]:
                 return list(pair)
         raise ConfigError(f"--target-modules auto: no query/value projections in {type(model).__name__}; "
                           f"pass names from: {', '.join(sorted(linear))}")
-    names = [n.strip() for n in spec.split(",") if n.strip()]
-    missing = [n for n in names if n not in linear]
-    if missing:
-        raise ConfigError(f"--target-modules {','.join(missing)}: no Linear layer of that name in "
-                          f"{type(model).__name__}; choose from: {', '.join(sorted(linear))}")
-    return names
+    return named_in(spec, sorted(linear), "--target-modules", f"no Linear layer of that name in {type(model).__name__}")
 
 
 def apply_lora(model: nn.Module, cfg: Any) -> nn.Module:
@@ -133,3 +130,16 @@ def save_classifier(model: nn.Module, processor: Any, path: Path) -> None:
             model = copy.deepcopy(model).merge_and_unload()
         model.save_pretrained(path)
         processor.save_pretrained(path)
+
+
+def load_trained(run: Run) -> tuple[nn.Module, Any, list[str]]:
+    """The run's final model (eval mode), its image processor and the class names in index order."""
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    if not (run.model_dir / "config.json").is_file():
+        raise DataError(f"{run.dir}: no trained model in {run.model_dir}; did the training finish?")
+    with quiet_transformers():
+        model = AutoModelForImageClassification.from_pretrained(str(run.model_dir)).eval()
+    processor = AutoImageProcessor.from_pretrained(str(run.model_dir))
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    return model, processor, names

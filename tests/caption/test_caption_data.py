@@ -6,24 +6,17 @@ from PIL import Image
 
 from dlkit.builtin import BUILTINS
 from dlkit.builtin.shapes import COLOURS, ground_truth
-from dlkit.caption.data import (
-    EOS_ID,
-    PAD_ID,
-    SOS_ID,
-    UNK_ID,
+from dlkit.caption.data import EOS_ID, PAD_ID, SOS_ID, UNK_ID, Vocab, build_vocab, clean_caption, default_max_len
+from dlkit.core.errors import DataError
+from dlkit.data.captions import (
     CaptionRecord,
-    Vocab,
-    build_vocab,
-    clean_caption,
-    default_max_len,
     load_caption_records,
-    open_image,
     readable_records,
     records_from_hf,
     split_records,
     write_prepared,
 )
-from dlkit.core.errors import DataError
+from dlkit.data.images import open_image
 
 
 def write_image(path: Path, mode: str = "RGB", size=(12, 10)) -> Path:

@@ -64,7 +64,7 @@ def box_mask(bbox: list[int], side: int, image_size: int) -> np.ndarray:
 def test_attention_peaks_on_the_named_shape(runs):
     """When the caption names an object (its colour then its shape), the attention map of the shape word holds
     more mass inside that object's box than inside the other object's box."""
-    from dlkit.caption.infer import Captioner, split_records_of
+    from dlkit.caption.evaluate import Captioner, split_records_of
     from dlkit.core.run import Run
 
     run = Run.open(runs["attention"], group="caption")

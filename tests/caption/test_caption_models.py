@@ -49,7 +49,7 @@ def test_padding_never_contributes_to_the_loss(arch):
         torch.testing.assert_close(long_grads[name], short_grads[name], msg=name)
 
     tokens = batch_tokens(16)
-    logits, _ = model(features, tokens)
+    logits, _ = model.logits(features, tokens)
     logits.retain_grad()
     caption_loss(logits, tokens[:, 1:]).backward()
     pad_targets = tokens[:, 1:].eq(PAD_ID)

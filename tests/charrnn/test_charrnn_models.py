@@ -95,3 +95,22 @@ def test_save_and_load_keep_outputs_and_the_tie(tmp_path, arch):
         assert isinstance(loaded, DecoderOnlyLM) and loaded.lm_head.weight is loaded.tok_emb.weight
     else:
         assert loaded.head.weight is loaded.embed.weight
+
+
+def test_sdpa_attention_is_saved_and_changes_no_number(tmp_path):
+    """--attention sdpa: the spec records it, and the same weights give the scratch model's logits."""
+    import dataclasses
+    import json
+
+    torch.manual_seed(0)
+    scratch = models.build_model(spec("transformer")).eval()
+    fused_spec = dataclasses.replace(spec("transformer"), attention="sdpa")
+    models.save(scratch, fused_spec, "abcdefghijk", tmp_path)
+    fused, loaded_spec, _ = models.load(tmp_path)
+    assert loaded_spec.attention == "sdpa" and fused.blocks[0].attn.implementation == "sdpa"
+    idx = torch.randint(11, (2, 8))
+    torch.testing.assert_close(fused(idx)[0], scratch(idx)[0], atol=1e-5, rtol=1e-5)
+    saved = json.loads((tmp_path / models.MODEL_CONFIG).read_text())
+    del saved["attention"]  # a model saved before the flag existed loads with the scratch attention
+    (tmp_path / models.MODEL_CONFIG).write_text(json.dumps(saved))
+    assert models.load(tmp_path)[1].attention == "scratch"

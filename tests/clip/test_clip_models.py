@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dlkit.clip.models import build_clip, build_from_config, clip_config
-from dlkit.clip.task import ClassEmbeddings, LinearProbe, PromptLearner
+from dlkit.clip.models import ClassEmbeddings, LinearProbe, PromptLearner, build_clip, build_from_config, clip_config
 
 
 @pytest.fixture(scope="module", params=["RN50", "convnext_base", "ViT-B-32"])

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from dlkit.clip.data import clean_class_name, load_split
+from dlkit.clip.evaluate import class_embeddings
 from dlkit.clip.features import image_features
 from dlkit.clip.models import build_clip
 from dlkit.clip.templates import resolve_templates
-from dlkit.clip.zeroshot import class_embeddings
 from dlkit.core.errors import ConfigError
 
 

@@ -7,10 +7,10 @@ from importlib.metadata import entry_points
 
 import pytest
 
-from dlkit.builtin.regression import RegressionTask
 from dlkit.cli import hoist_root_flags
 from dlkit.core.config import TrainConfig
 from dlkit.core.engine import fit
+from dlkit.core.reference import RegressionTask
 from dlkit.core.run import Run
 
 GROUPS = sorted(ep.name for ep in entry_points(group="dlkit.groups"))
@@ -98,6 +98,28 @@ def test_runs_list(cli, two_runs):
     assert result.exit_code == 0
     assert {(r["run"].rsplit("/", 1)[-1], r["status"]) for r in json.loads(result.stdout)} == {
         ("fast", "finished"), ("slow", "finished")}
+
+
+def test_runs_list_tells_long_runs_apart_and_knows_exports(cli, two_runs, tmp_path, monkeypatch):
+    import shutil
+
+    root = tmp_path / "runs"
+    long = "a-very-long-experiment-name-that-only-differs-at-the-end"
+    for tail in ("lr1e-3", "lr3e-2"):
+        shutil.copytree(two_runs / "slow", root / "sweep" / f"{long}-{tail}")
+    export = root / "exports" / "adapter"
+    export.mkdir(parents=True)
+    (export / "adapter_config.json").write_text("{}")
+    (export / "dlkit_llm.json").write_text(json.dumps({"method": "lora"}))
+    rows = json.loads(cli("runs", "list", root, "--format", "json").stdout)
+    assert {r["run"]: r["status"] for r in rows} == {f"sweep/{long}-lr1e-3": "finished",
+                                                    f"sweep/{long}-lr3e-2": "finished", "exports/adapter": "export"}
+    assert next(r for r in rows if r["status"] == "export")["method"] == "lora"
+    monkeypatch.setenv("COLUMNS", "80")
+    table = cli("runs", "list", root)
+    assert table.exit_code == 0
+    flat = "".join(table.stdout.split()).replace("│", "")  # folded cells, joined back
+    assert "lr1e-3" in flat and "lr3e-2" in flat and "…" not in table.stdout
 
 
 def test_a_group_whose_extra_is_missing_lists_its_help_and_names_the_extra(capsys):

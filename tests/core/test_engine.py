@@ -5,10 +5,10 @@ import signal
 import pytest
 import torch
 
-from dlkit.builtin.regression import RegressionTask
 from dlkit.core.config import TrainConfig
 from dlkit.core.engine import build_scheduler, fit
 from dlkit.core.errors import ConfigError, Interrupted, TrainingStopped
+from dlkit.core.reference import RegressionTask
 from dlkit.core.run import Run
 
 

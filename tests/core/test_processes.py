@@ -29,19 +29,16 @@ def train_losses(out: Path) -> list[float]:
 def test_sigkill_then_resume_gives_identical_losses(tmp_path):
     whole = run_script(tmp_path / "whole")
     assert whole.returncode == 0, whole.stderr
-    cut = tmp_path / "cut"
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), "--output-dir", str(cut), *COMMON, "--step-delay", "0.05"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:  # wait until a checkpoint exists and a few steps past it were logged
-        history = cut / "history.jsonl"
-        if history.exists() and len(history.read_text().splitlines()) >= 14:
-            break
+    cut, ready = tmp_path / "cut", tmp_path / "hanging"
+    # the run hangs inside step 15 (after the step-12 checkpoint and 14 logged steps) until it is killed
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), "--output-dir", str(cut), *COMMON, "--hang-at", "15",
+                             "--ready-file", str(ready)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not ready.exists():
+        assert proc.poll() is None, "the run ended before it reached step 15"
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    steps_before = len(train_losses(cut))
-    assert 14 <= steps_before < 24, "the process must die mid-run"
+    assert len(train_losses(cut)) == 14, "the process dies mid-run, at a known step"
     resumed = run_script(cut, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert train_losses(cut) == train_losses(tmp_path / "whole")

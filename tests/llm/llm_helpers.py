@@ -49,6 +49,6 @@ def train_run(out: Path, method: str, data: Path | str, steps: int = 30, lr: flo
 
 
 def exact_match_on_test(run_dir: Path, data: Path | str | None = None) -> float:
-    from dlkit.llm.evaluate import evaluate_run
+    from dlkit.llm.evaluate import evaluate
 
-    return evaluate_run(run_dir, data=str(data) if data else None, max_new_tokens=6)["test_exact_match"]
+    return evaluate(run_dir, data=str(data) if data else None, max_new_tokens=6)["test_exact_match"]

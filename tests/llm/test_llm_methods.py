@@ -216,7 +216,8 @@ def test_eval_command_writes_eval_json_and_metrics(cli, tmp_path, capitals_file)
 @pytest.mark.parametrize("model", ["builtin:tiny-llama", "builtin:tiny-gemma2"])
 def test_packed_rows_give_the_loss_of_separate_conversations(model):
     """Per-conversation positions + block-diagonal mask: packing changes nothing but the padding."""
-    from dlkit.llm.task import LlmTask, causal_lm_loss, pack, pad_batch, pad_packed
+    from dlkit.llm.data import pack, pad_batch, pad_packed
+    from dlkit.llm.task import LlmTask, causal_lm_loss
 
     cfg = load_config(LlmConfig, None, {"model": model, "method": "full", "limit": 40, "val_size": 4,
                                         "test_size": 4})

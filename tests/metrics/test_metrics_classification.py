@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dlkit.core.classification import write_report_csv
+from dlkit.core.plots import plot_confusion_matrix
 from dlkit.metrics import (
     classification_report,
-    plot_confusion_matrix,
     topk_accuracy,
     worst_classes,
-    write_report_csv,
 )
 
 

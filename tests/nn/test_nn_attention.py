@@ -169,3 +169,42 @@ def test_additive_attention_depends_on_the_decoder_state() -> None:
     _, alpha_a = attn(features, torch.randn(1, 5))
     _, alpha_b = attn(features, torch.randn(1, 5))
     assert not torch.allclose(alpha_a, alpha_b)
+
+
+@pytest.mark.parametrize("case", ["causal", "padding", "padding+causal", "per-head mask", "empty rows"])
+def test_fused_attention_equals_the_formula_with_gradients(case: str) -> None:
+    """implementation="sdpa" (torch's kernel) gives the from-scratch output and gradients, masks included."""
+    torch.manual_seed(0)
+    scratch = MultiHeadAttention(16, 4)
+    fused = MultiHeadAttention(16, 4, implementation="sdpa")
+    fused.load_state_dict(scratch.state_dict())
+    x = torch.randn(3, 7, 16)
+    lengths = [0, 4, 7] if case == "empty rows" else [3, 5, 7]  # a row of padding only: no key at all
+    kwargs: dict = {"causal": "causal" in case}
+    if "padding" in case or case == "empty rows":
+        kwargs["key_padding_mask"] = _padding_mask(lengths, 7)
+    if case == "per-head mask":
+        kwargs["attn_mask"] = torch.rand(3 * 4, 7, 7) > 0.6
+    outputs = []
+    for module in (scratch, fused):
+        inp = x.clone().requires_grad_()
+        y, _ = module(inp, inp, inp, **kwargs)
+        (y * torch.linspace(-1, 1, 16)).sum().backward()
+        outputs.append((y, inp.grad, [p.grad for p in module.parameters()]))
+        module.zero_grad()
+    (y_ref, gx_ref, gp_ref), (y, gx, gp) = outputs
+    assert torch.isfinite(y).all() and torch.isfinite(gx).all()
+    torch.testing.assert_close(y, y_ref, atol=ATOL, rtol=ATOL)
+    torch.testing.assert_close(gx, gx_ref, atol=ATOL, rtol=ATOL)
+    for g, g_ref in zip(gp, gp_ref, strict=True):
+        torch.testing.assert_close(g, g_ref, atol=ATOL, rtol=ATOL)
+
+
+def test_fused_attention_returns_weights_through_the_formula() -> None:
+    torch.manual_seed(0)
+    fused = MultiHeadAttention(8, 2, implementation="sdpa")
+    x = torch.randn(2, 5, 8)
+    _, weights = fused(x, x, x, causal=True, need_weights=True)
+    assert weights.shape == (2, 5, 5) and torch.allclose(weights.sum(-1), torch.ones(2, 5))
+    with pytest.raises(ValueError, match="'scratch' or 'sdpa'"):
+        MultiHeadAttention(8, 2, implementation="flash")

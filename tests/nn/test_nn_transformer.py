@@ -134,3 +134,22 @@ def test_generate_is_reproducible_with_a_generator_and_checks_length() -> None:
         model(torch.zeros(1, 17, dtype=torch.long))
     with pytest.raises(ValueError, match="positional"):
         _tiny_lm("rotary")
+
+
+def test_decoder_only_lm_with_sdpa_equals_the_scratch_attention() -> None:
+    """The same weights give the same logits, loss and gradients with torch's fused attention (1e-5)."""
+    torch.manual_seed(0)
+    scratch = DecoderOnlyLM(vocab_size=11, dim=16, num_layers=2, num_heads=4, block_size=12)
+    fused = DecoderOnlyLM(vocab_size=11, dim=16, num_layers=2, num_heads=4, block_size=12, attention="sdpa")
+    fused.load_state_dict(scratch.state_dict())
+    idx = torch.randint(0, 11, (3, 12))
+    results = []
+    for model in (scratch, fused):
+        logits, loss = model(idx, idx.roll(-1, dims=1))
+        loss.backward()
+        results.append((logits, loss, {n: p.grad for n, p in model.named_parameters()}))
+    (logits_ref, loss_ref, grads_ref), (logits, loss, grads) = results
+    torch.testing.assert_close(logits, logits_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(loss, loss_ref, atol=1e-5, rtol=1e-5)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, grads_ref[name], atol=1e-5, rtol=1e-5, msg=name)

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from report_helpers import PERSIAN_ANSWER, PERSIAN_QUESTION, regression_run
 
-from dlkit.core.plots import bar_chart
-from dlkit.metrics import classification_report, plot_confusion_matrix, write_report_csv
+from dlkit.core.classification import write_report_csv
+from dlkit.core.plots import bar_chart, plot_confusion_matrix
+from dlkit.metrics import classification_report
 
 
 @pytest.fixture(scope="session")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dlkit.builtin.regression import RegressionTask
 from dlkit.core.config import TrainConfig
 from dlkit.core.engine import fit
+from dlkit.core.reference import RegressionTask
 from dlkit.core.run import Run
 
 PERSIAN_QUESTION = "پایتخت ایران کجاست؟"

@@ -24,6 +24,32 @@ def test_the_event_file_holds_the_logged_losses(tmp_path):
     assert [step for step, _ in logged["train/lr"]] == [r["step"] for r in train]
 
 
+def _has_hparams(events: EventAccumulator) -> bool:
+    try:
+        events.PluginTagToContent("hparams")
+    except KeyError:  # this event file holds scalars only
+        return False
+    return True
+
+
+def test_the_effective_config_is_logged_as_hparams(tmp_path):
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    run = Run.open(regression_run(tmp_path, "alpha", "tb", 1e-2, report_to="tensorboard"))
+    found = {}
+    for folder in (run.dir / "tensorboard").rglob("events.out.tfevents.*"):
+        events = EventAccumulator(str(folder.parent))
+        events.Reload()
+        if not _has_hparams(events):
+            continue
+        for tag, content in events.PluginTagToContent("hparams").items():
+            if tag == "_hparams_/session_start_info":
+                info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+                found = {k: v.ListFields()[0][1] for k, v in info.hparams.items()}
+    assert found["lr"] == pytest.approx(1e-2) and found["report_to"] == "tensorboard"
+    assert found["max_steps"] == run.read_config()["max_steps"]
+
+
 def test_no_tracker_by_default(tmp_path):
     run = regression_run(tmp_path, "alpha", "plain", 1e-2)
     assert not (run / "tensorboard").exists()

@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from dlkit.core.errors import DataError
+from dlkit.data.images import open_image
 from dlkit.vit import data as vdata
 from dlkit.vit.config import VitConfig
 
@@ -50,8 +51,8 @@ def test_corrupt_image_is_skipped_and_counted(tmp_path):
 def test_grayscale_and_rgba_become_rgb(tmp_path):
     Image.new("RGBA", (4, 4), (255, 0, 0, 0)).save(tmp_path / "clear.png")
     Image.new("L", (4, 4), 7).save(tmp_path / "gray.png")
-    assert vdata.open_image(tmp_path / "clear.png").getpixel((0, 0)) == (255, 255, 255)  # onto white
-    assert vdata.open_image(tmp_path / "gray.png").getpixel((0, 0)) == (7, 7, 7)
+    assert open_image(tmp_path / "clear.png").getpixel((0, 0)) == (255, 255, 255)  # onto white
+    assert open_image(tmp_path / "gray.png").getpixel((0, 0)) == (7, 7, 7)
 
 
 def test_hub_dataset_labels_come_from_its_class_label(monkeypatch):

@@ -1,6 +1,7 @@
 """Zero-shot classification: class embeddings from prompt templates (ensembled by averaging normalised text
 embeddings, as open_clip's build_zero_shot_classifier does), scored against cached image features, with the
-per-class report; template-set comparison and per-class template search on the same features."""
+per-class report; template-set comparison and per-class template search on the same features; the
+retrieval metrics of a contrastive model's validation pairs."""
 
 from __future__ import annotations
 
@@ -80,7 +81,8 @@ def write_report(run: Run, result: dict[str, Any], scores: torch.Tensor, feats: 
                  classes: list[str], prefix: str = "") -> None:
     """report.csv, plots/confusion_matrix.png, plots/per_class_f1.png and samples/predictions.csv."""
     from dlkit.core import plots
-    from dlkit.metrics import plot_confusion_matrix, write_report_csv
+    from dlkit.core.classification import write_report_csv
+    from dlkit.core.plots import plot_confusion_matrix
 
     report = result["report"]
     write_report_csv(report, run.dir / f"{prefix}report.csv")
@@ -123,7 +125,7 @@ def zeroshot(cfg: ZeroShotConfig) -> dict[str, Any]:
     return metrics
 
 
-def compare_templates(cfg: TemplatesConfig) -> dict[str, Any]:
+def templates(cfg: TemplatesConfig) -> dict[str, Any]:
     """One row per template set, all on the same image features (encoded at most once)."""
     sets = [s.strip() for s in cfg.sets.split(",") if s.strip()]
     if not sets:
@@ -211,3 +213,29 @@ def _write_rows_csv(run: Run, rows: list[dict[str, Any]]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     run.write_text("candidates.csv", buf.getvalue())
+
+
+def retrieval_metrics(rows: list[tuple[torch.Tensor, torch.Tensor, int]], scale: float) -> dict[str, float]:
+    """Recall@1/5/10 both ways over every val image and caption; val_loss is caption->image cross-entropy."""
+    owners = torch.tensor([r[2] for r in rows])
+    images: dict[int, torch.Tensor] = {}
+    for image_emb, _, owner in rows:
+        images.setdefault(owner, image_emb)
+    image_ids = sorted(images)
+    image_matrix = torch.stack([images[i] for i in image_ids])  # (I, D)
+    text_matrix = torch.stack([r[1] for r in rows])  # (T, D)
+    column = {image_id: j for j, image_id in enumerate(image_ids)}
+    truth = torch.tensor([column[int(o)] for o in owners])  # (T,) each caption's image column
+    sims = text_matrix @ image_matrix.T  # (T, I)
+    out = {"val_loss": F.cross_entropy(scale * sims, truth).item()}
+    t2i_rank = (sims > sims.gather(1, truth[:, None])).sum(dim=1)  # images scored above the right one
+    i2t_best = torch.full((len(image_ids),), len(rows), dtype=torch.long)
+    i2t_order = sims.T.argsort(dim=1, descending=True)  # (I, T)
+    for j in range(len(image_ids)):
+        hits = (truth[i2t_order[j]] == j).nonzero()
+        i2t_best[j] = hits[0, 0] if len(hits) else len(rows)
+    for k in (1, 5, 10):
+        out[f"val_t2i_r{k}"] = (t2i_rank < k).float().mean().item()
+        out[f"val_i2t_r{k}"] = (i2t_best < k).float().mean().item()
+    out["val_mean_recall"] = sum(out[f"val_{d}_r{k}"] for d in ("t2i", "i2t") for k in (1, 5, 10)) / 6
+    return out

@@ -12,10 +12,12 @@ from typing import Any
 
 import torch
 
-from dlkit.caption.data import CaptionRecord, clean_caption, load_caption_records, open_image
+from dlkit.caption.data import clean_caption
 from dlkit.core.errors import ConfigError, DataError, RunError
 from dlkit.core.progress import info, track
 from dlkit.core.run import Run, atomic_write_text
+from dlkit.data.captions import CaptionRecord, load_caption_records
+from dlkit.data.images import open_image
 
 
 @dataclass
@@ -39,7 +41,7 @@ class Captioner:
             self.model.eval()
             self.max_len = saved_max_len(run.model_dir)
         else:
-            from dlkit.caption.task import load_trained
+            from dlkit.caption.models import load_trained
 
             self.model, self.vocab, self.spec = load_trained(run.model_dir)
             self.max_len = self.spec.max_len
@@ -58,8 +60,8 @@ class Captioner:
 
             texts = generate_captions(self.model, self.tokenizer, self.processor, images, self.max_len, beam_size)
             return [Generated(t) for t in texts]
+        from dlkit.caption.data import image_tensor
         from dlkit.caption.models import decode
-        from dlkit.caption.task import image_tensor
 
         encoder = self.model.encoder
         batch = torch.stack([image_tensor(im, self.spec.image_size, encoder.mean, encoder.std) for im in images])
@@ -72,7 +74,7 @@ def _check_beam(beam_size: int) -> None:
         raise ConfigError(f"--beam-size must be >= 1 (got {beam_size})")
 
 
-def predict_images(run_dir: Path, images: list[Path], beam_size: int = 3, heatmap: bool = False) -> list[dict]:
+def predict(run_dir: Path, images: list[Path], beam_size: int = 3, heatmap: bool = False) -> list[dict]:
     """Caption each image; rows are saved to samples/predictions.csv, heatmaps to samples/heatmaps/."""
     _check_beam(beam_size)
     run = Run.open(run_dir, group="caption")
@@ -124,8 +126,8 @@ def split_records_of(run: Run, split: str) -> list[CaptionRecord]:
     return chosen
 
 
-def evaluate_run(run_dir: Path, beam_size: int = 3, batch_size: int = 32, bertscore_model: str | None = None,
-                 num_worst: int = 10, split: str | None = None) -> dict[str, Any]:
+def evaluate(run_dir: Path, beam_size: int = 3, batch_size: int = 32, bertscore_model: str | None = None,
+             num_worst: int = 10, split: str | None = None) -> dict[str, Any]:
     """BLEU-1..4, ROUGE-1/2/L, CIDEr-D (+ BERTScore) on a split (default: test) against every reference,
     written to eval.json and merged into metrics.json as SPLIT_*; plots/SPLIT_grid.png shows 5 images, and
     the worst-scored images (per-image ROUGE-L) are listed for error analysis."""

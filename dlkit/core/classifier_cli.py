@@ -1,0 +1,51 @@
+"""The `eval` and `predict` commands every classification group (vit, adapter) has: the same flags, the
+same tables, the same --json output; a group names its module and the words for its inputs. Imports no
+torch (the commands import the group's evaluate module when they run)."""
+
+import importlib
+import inspect
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from dlkit.core import progress
+from dlkit.core.commands import run_option
+
+
+def classifier_commands(app: typer.Typer, module: str, item: str, noun: str, inputs: tuple[Any, str],
+                        eval_doc: str, predict_doc: str) -> None:
+    """Add `eval` and `predict` to `app`, calling `module`'s evaluate(run, batch_size, split) and
+    predict(run, inputs, k). `item` names an input in tables and JSON rows ("text", "image"), `noun` in
+    help texts ("sentence", "image"); `inputs` is the predict argument's (type, help)."""
+    input_type, input_help = inputs
+
+    def evaluate(
+        run: Annotated[Path, run_option()],
+        batch_size: Annotated[int, typer.Option(min=1, help=f"{item.capitalize()}s per forward pass.")] = 64,
+        split: Annotated[Optional[str], typer.Option(help=f"Split to score: validation (default: the {item}s "  # noqa: UP045
+                                                     "held out of training) or train (only when asked; train_* "
+                                                     "metrics).")] = None,
+    ) -> None:
+        from dlkit.core.classification import show_evaluation
+
+        show_evaluation(run, importlib.import_module(module).evaluate(run, batch_size=batch_size, split=split),
+                        item)
+
+    def predict(run: Path, top_k: int = 5, **named: list[Any]) -> None:
+        from dlkit.core.classification import predictions_table
+
+        results = importlib.import_module(module).predict(run, named[f"{item}s"], k=top_k)
+        progress.emit(results, predictions_table([r[item] for r in results], [r["top"] for r in results], item))
+
+    # the inputs argument is named for what it holds (texts, images): that name shows in --help and errors
+    predict.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+        inspect.Parameter("run", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[Path, run_option()]),
+        inspect.Parameter(f"{item}s", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                          annotation=Annotated[list[input_type], typer.Argument(help=input_help)]),
+        inspect.Parameter("top_k", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=5, annotation=Annotated[
+            int, typer.Option("--top-k", min=1, help=f"Labels to show per {noun}.")]),
+    ])
+    evaluate.__doc__, predict.__doc__ = eval_doc, predict_doc
+    app.command("eval")(evaluate)
+    app.command()(predict)
