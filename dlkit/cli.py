@@ -56,7 +56,10 @@ def root(
 
 @app.command()
 def info() -> None:
-    """Versions, devices, installed extras and whether the Hugging Face Hub is reachable."""
+    """Versions, devices, installed extras and whether the Hugging Face Hub is reachable.
+
+    Example: [bold]HF_HUB_OFFLINE=1 dlkit --json info[/bold]
+    """
     from dlkit.core.overview import environment_report
 
     environment_report()

@@ -133,6 +133,7 @@ def evaluate(run_dir: Path, beam_size: int = 3, batch_size: int = 32, bertscore_
     the worst-scored images (per-image ROUGE-L) are listed for error analysis."""
     from dlkit.core.splits import eval_split, held_out, split_fields
     from dlkit.metrics import bertscore, cider_d, corpus_bleu, rouge
+    from dlkit.metrics.guard import GuardedMetrics
 
     _check_beam(beam_size)
     if batch_size < 1:
@@ -150,18 +151,19 @@ def evaluate(run_dir: Path, beam_size: int = 3, batch_size: int = 32, bertscore_
                                            batch_size))
     hyps = [clean_caption(g.text) for g in generated]
     refs = [[clean_caption(c) for c in r.captions] for r in records]
-    metrics: dict[str, Any] = {f"{name}_{k}": v for k, v in corpus_bleu(hyps, refs).items()}
-    metrics.update({f"{name}_{k}": v for k, v in rouge(hyps, refs).items()})
-    metrics[f"{name}_cider_d"] = cider_d(hyps, refs)
+    scores = GuardedMetrics(prefix=f"{name}_")
+    scores.add("BLEU", lambda: corpus_bleu(hyps, refs))
+    scores.add("ROUGE", lambda: rouge(hyps, refs))
+    scores.add("CIDEr-D", lambda: {"cider_d": cider_d(hyps, refs)})
     if bertscore_model:
-        scores = bertscore(hyps, refs, model=bertscore_model)
-        metrics.update({f"{name}_bertscore_{k}": v for k, v in scores.items()})
-    metrics.update({f"{name}_images": len(records), "beam_size": beam_size})
+        scores.add("BERTScore", lambda: {f"bertscore_{k}": v for k, v in
+                                         bertscore(hyps, refs, model=bertscore_model).items()})
+    metrics: dict[str, Any] = {**scores.values, f"{name}_images": len(records), "beam_size": beam_size}
     per_image = [{"image": r.image, "caption": h, "references": refs_i, "rougeL": rouge([h], [refs_i])["rougeL"]}
                  for r, h, refs_i in zip(records, hyps, refs, strict=True)]
     worst = sorted(per_image, key=lambda row: row["rougeL"])[:num_worst]
     fields = split_fields(name, len(records), left_out)
-    run.write_json("eval.json", {**fields, **metrics, "worst": worst, "predictions": per_image})
+    run.write_json("eval.json", {**fields, **metrics, **scores.failures(), "worst": worst, "predictions": per_image})
     run.write_metrics({**run.read_metrics(), **metrics})
     _write_plots(run, per_image, worst, name)
     for row in worst[:5]:

@@ -46,13 +46,45 @@ def _installed(dist: str) -> bool:
     return True
 
 
+INFO_VERSIONS = ["dlkit", "torch", "transformers", "peft", "accelerate", "datasets", "tokenizers", "torchvision",
+                 "open_clip_torch", "typer"]
+
+
+def hub_status(timeout: float = 1.0) -> str:
+    """The Hub's state for `dlkit info`: offline under HF_HUB_OFFLINE without probing, else whether the
+    endpoint (HF_ENDPOINT, default huggingface.co) accepts a connection within `timeout`
+    seconds. The probe runs in a daemon thread, so a slow DNS lookup cannot make `dlkit info` wait."""
+    import threading
+    from urllib.parse import urlsplit
+
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "", "false", "no"):
+        return "offline (HF_HUB_OFFLINE)"
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    answer: list[bool] = []
+
+    def probe() -> None:
+        import socket
+
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                answer.append(True)
+        except OSError:
+            answer.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return "reachable" if answer and answer[0] else "not reachable (offline)"
+
+
 def environment_report() -> None:
     import torch
 
-    from dlkit.core.sources import hub_reachable
+    from dlkit.core.compat import known_bad, outside_range
 
     report: dict[str, Any] = {"versions": {}}
-    for dist in ["dlkit", "torch", "transformers", "peft", "accelerate", "datasets", "torchvision", "open_clip_torch"]:
+    for dist in INFO_VERSIONS:
         report["versions"][dist] = metadata.version(dist) if _installed(dist) else None
     report["devices"] = {
         "cpu_cores": os.cpu_count(),
@@ -61,7 +93,12 @@ def environment_report() -> None:
     }
     report["extras"] = {extra: ("installed" if not missing else f"missing {', '.join(missing)}")
                         for extra, missing in sorted(installed_extras().items())}
-    report["hub_reachable"] = hub_reachable(timeout=2.0)
+    report["problems"] = known_bad() + outside_range()
+    hub = hub_status()
+    report["hub"] = hub
+    report["hub_reachable"] = hub == "reachable"
+    for problem in report["problems"]:
+        warn(problem)
     from rich.table import Table
 
     table = Table(title="dlkit info", show_header=False)
@@ -75,7 +112,9 @@ def environment_report() -> None:
     table.add_row("MPS", "yes" if devices["mps"] else "no")
     for extra, state in report["extras"].items():
         table.add_row(f"extra: {extra}", state)
-    table.add_row("Hugging Face Hub", "reachable" if report["hub_reachable"] else "not reachable (offline)")
+    table.add_row("Hugging Face Hub", hub)
+    table.add_row("known problems", f"[red]{len(report['problems'])}[/red] (see the warnings above)"
+                  if report["problems"] else "none")
     emit(report, table)
 
 

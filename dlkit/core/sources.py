@@ -148,14 +148,3 @@ def _in_hub_cache(repo_id: str, repo_type: str) -> bool:
     except Exception:  # no cache folder yet
         return False
     return any(r.repo_id == repo_id and r.repo_type == repo_type for r in cache.repos)
-
-
-def hub_reachable(timeout: float = 2.0) -> bool:
-    """For `dlkit info`: can the Hub be reached within `timeout` seconds?"""
-    import socket
-
-    try:
-        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
-            return True
-    except OSError:
-        return False

@@ -26,6 +26,7 @@ from dlkit.llm.data import (
 )
 from dlkit.llm.generate import generate, prompts_and_references, text_metrics
 from dlkit.llm.models import load_model, load_tokenizer, load_trained, resolve_model
+from dlkit.metrics.guard import GuardedMetrics
 
 
 @torch.no_grad()
@@ -46,9 +47,11 @@ def token_loss(model: Any, tokenizer: Any, examples: list[dict], batch_size: int
 
 def score(model: Any, tokenizer: Any, val_examples: list[dict], test_conversations: list[list[dict]],
           max_new_tokens: int, batch_size: int = 16, bertscore_model: str | None = None,
-          ) -> tuple[dict[str, float], list[dict]]:
-    """val_loss/val_ppl on tokenised examples and test_* generation metrics; plus the predictions."""
+          guard: GuardedMetrics | None = None) -> tuple[dict[str, float], list[dict]]:
+    """val_loss/val_ppl on tokenised examples and test_* generation metrics; plus the predictions.
+    A generation metric that fails is left out and recorded in `guard.failed`."""
     metrics: dict[str, float] = {}
+    guard = guard or GuardedMetrics()
     if val_examples:
         loss = token_loss(model, tokenizer, val_examples, batch_size)
         metrics.update({"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))})
@@ -56,11 +59,14 @@ def score(model: Any, tokenizer: Any, val_examples: list[dict], test_conversatio
     if test_conversations:
         prompts, refs = prompts_and_references(tokenizer, test_conversations)
         answers = generate(model, tokenizer, prompts, max_new_tokens, batch_size, progress=True)
-        metrics.update({f"test_{k}": v for k, v in text_metrics(answers, refs).items()})
+        guard.add("exact match/BLEU/chrF/ROUGE-L", lambda: {f"test_{k}": v for k, v in
+                                                            text_metrics(answers, refs).items()})
         if bertscore_model:
             from dlkit.metrics import bertscore
 
-            metrics["test_bertscore_f1"] = bertscore(answers, [[r] for r in refs], model=bertscore_model)["f1"]
+            guard.add("BERTScore", lambda: {"test_bertscore_f1": bertscore(answers, [[r] for r in refs],
+                                                                           model=bertscore_model)["f1"]})
+        metrics.update(guard.values)
         predictions = [{"prompt": p, "prediction": a, "reference": r} for p, a, r in zip(prompts, answers, refs,
                                                                                           strict=True)]
     return metrics, predictions
@@ -105,13 +111,15 @@ def evaluate(run_dir: Path, data: str | None = None, max_new_tokens: int = 32, b
     loss_examples = tokenize_conversations(tokenizer, loss_conversations, cfg.max_length).examples
     if bertscore_model:
         resolve_model(bertscore_model, "--bertscore")
-    metrics, predictions = score(model, tokenizer, loss_examples, test, max_new_tokens, batch_size, bertscore_model)
+    guard = GuardedMetrics()
+    metrics, predictions = score(model, tokenizer, loss_examples, test, max_new_tokens, batch_size, bertscore_model,
+                                 guard)
     loss_prefix, prefix = _prefix(loss_name), _prefix(name)
     metrics = {k.replace("val_", loss_prefix, 1) if k.startswith("val_") else k.replace("test_", prefix, 1): v
                for k, v in metrics.items()}
     result = {"data": data or cfg.data, **split_fields(name, len(test), len(ids) - len(keep)),
               "max_new_tokens": max_new_tokens, f"{prefix}examples": len(test), **metrics}
-    run.write_json("eval.json", result)
+    run.write_json("eval.json", {**result, **guard.failures()})
     run.write_text(f"samples/{name}_predictions.jsonl",
                    "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions))
     if data is None:

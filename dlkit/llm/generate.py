@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -29,6 +31,53 @@ def _batches(lengths: list[int], batch_size: int, same_length: bool) -> list[lis
     return batches
 
 
+# transformers 5.24 renamed the generation cache `past_key_values` -> `cache` (forward kwargs, the dict
+# `prepare_inputs_for_generation` returns, model outputs). peft <= 0.21's PeftModelForCausalLM
+# `prepare_inputs_for_generation` still reads `past_key_values`: it never sees the cache, so prompt/P-tuning
+# re-inject the virtual tokens at every step and prefix tuning is never attended to (DESIGN.md section 7).
+CACHE_RENAMED_IN = "5.24"
+
+
+@contextmanager
+def soft_prompt_cache_names(model: Any) -> Iterator[None]:
+    """Make PEFT's prompt-learning generation see the KV cache under the name it reads.
+
+    On transformers >= 5.24 this maps `cache` -> `past_key_values` on the way into PEFT's
+    `prepare_inputs_for_generation` and back on the way out, for the duration of the block; on older
+    versions it does nothing. A peft that may read `cache` itself is refused (dlkit.core.compat).
+    """
+    from dlkit.core.compat import refuse_known_bad, version_at_least
+
+    refuse_known_bad("soft-prompt-generate")
+    if not version_at_least("transformers", CACHE_RENAMED_IN):
+        yield
+        return
+    base_prepare = model.base_model_prepare_inputs_for_generation
+    peft_prepare = model.prepare_inputs_for_generation  # the bound PEFT method
+
+    def base_with_old_name(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        return _rename(base_prepare(*args, **kwargs), "cache", "past_key_values")
+
+    def peft_with_new_name(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        return _rename(peft_prepare(*args, **kwargs), "past_key_values", "cache")
+
+    # PeftModelForCausalLM.generate installs self.prepare_inputs_for_generation on the base model and
+    # calls self.base_model_prepare_inputs_for_generation from it: instance attributes win over both.
+    model.base_model_prepare_inputs_for_generation = base_with_old_name
+    model.prepare_inputs_for_generation = peft_with_new_name
+    try:
+        yield
+    finally:
+        model.base_model_prepare_inputs_for_generation = base_prepare
+        del model.prepare_inputs_for_generation
+
+
+def _rename(kwargs: dict[str, Any], old: str, new: str) -> dict[str, Any]:
+    if old in kwargs:
+        kwargs[new] = kwargs.pop(old)
+    return kwargs
+
+
 @torch.no_grad()
 def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int = 32, batch_size: int = 16,
              use_cache: bool = True, progress: bool = False) -> list[str]:
@@ -48,15 +97,16 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int
     model.eval()
     answers: list[str] = [""] * len(prompts)
     try:
-        for batch in (track(batches, "generating", len(batches)) if progress else batches):
-            enc = tokenizer([prompts[i] for i in batch], add_special_tokens=False, padding=True,
-                            return_tensors="pt").to(device)
-            out = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                                 max_new_tokens=max_new_tokens, do_sample=False, use_cache=use_cache,
-                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids(tokenizer))
-            new = out[:, enc["input_ids"].shape[1]:]
-            for i, text in zip(batch, tokenizer.batch_decode(new, skip_special_tokens=True), strict=True):
-                answers[i] = text.strip()
+        with soft_prompt_cache_names(model) if soft_prompt else nullcontext():
+            for batch in (track(batches, "generating", len(batches)) if progress else batches):
+                enc = tokenizer([prompts[i] for i in batch], add_special_tokens=False, padding=True,
+                                return_tensors="pt").to(device)
+                out = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                                     max_new_tokens=max_new_tokens, do_sample=False, use_cache=use_cache,
+                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids(tokenizer))
+                new = out[:, enc["input_ids"].shape[1]:]
+                for i, text in zip(batch, tokenizer.batch_decode(new, skip_special_tokens=True), strict=True):
+                    answers[i] = text.strip()
     finally:
         tokenizer.padding_side = side
         model.train(was_training)

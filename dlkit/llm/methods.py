@@ -52,6 +52,12 @@ def _prompt(model, cfg, path):
 def _prefix(model, cfg, path):
     from peft import PrefixTuningConfig, TaskType
 
+    from dlkit.core.compat import refuse_known_bad
+
+    # Prefix TRAINING: PEFT's forward hands the trained keys/values to the base model as the
+    # `past_key_values` kwarg, which transformers 5.24 deprecated (renamed `cache`) and removes in 5.40;
+    # the compat table refuses prefix tuning from 5.40 on, and pyproject's range stops well before it.
+    refuse_known_bad("prefix-train")
     return _peft(model, PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=cfg.num_virtual_tokens))
 
 

@@ -7,9 +7,11 @@ only, so the caller decides tokenisation and casing.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
+from pathlib import Path
 
 
 def _check_corpus(hypotheses: list[str], references: list[list[str]]) -> None:
@@ -94,29 +96,116 @@ def rouge(hypotheses: list[str], references: list[list[str]]) -> dict[str, float
 
 
 def bertscore(hypotheses: list[str], references: list[list[str]], model: str, num_layers: int | None = None,
-              batch_size: int = 32, device: str | None = None) -> dict[str, float]:
-    """Mean BERTScore precision/recall/F1 (no IDF, no baseline rescaling).
+              batch_size: int = 32, device: str | None = None, idf: bool = False,
+              baseline: tuple[float, float, float] | str | Path | None = None) -> dict[str, float]:
+    """Mean BERTScore precision/recall/F1 (Zhang et al. 2020), computed here, equal to bert-score 0.3.13.
 
-    With several references bert-score keeps, per example, the best value of each of P, R and F1.
-    `model` is a local folder or a Hub id; num_layers=None uses the model's last layer, because
-    bert-score's per-model default table only knows Hub names.
+    Each sentence is encoded once (special tokens added, truncated to the model's length); its token
+    embeddings come from layer `num_layers` (None: the model's last layer) and are unit-normalised.
+    Precision averages, over hypothesis tokens, the best cosine with any reference token; recall the
+    other way round; F1 is their harmonic mean. Without `idf` every token weighs 1 except [CLS]/[SEP]
+    (0); with it a token weighs log((M+1)/(m+1)), M references in all, m of them holding the token.
+    With several references each of P, R and F1 keeps its best value. An empty hypothesis or reference
+    (nothing but special tokens) scores 0, as bert-score defines it; `baseline` (P, R, F values, or
+    bert-score's rescale_baseline .tsv, row `num_layers`) then rescales every score to (x - b) / (1 - b).
+    `model` is a local folder or a Hub id.
     """
-    import bert_score
+    import torch
 
     _check_corpus(hypotheses, references)
-    if num_layers is None:
-        from transformers import AutoConfig
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer, encoder = _bertscore_encoder(str(model), device)
+    depth = int(encoder.config.num_hidden_layers)
+    num_layers = depth if num_layers is None else num_layers
+    if not 0 <= num_layers <= depth:
+        raise ValueError(f"num_layers must be in 0..{depth} for {model}, got {num_layers}")
 
-        num_layers = int(AutoConfig.from_pretrained(model).num_hidden_layers)
-    precision, recall, f1 = bert_score.score(
-        list(hypotheses), [list(refs) for refs in references], model_type=model, num_layers=num_layers,
-        batch_size=batch_size, device=device,
-    )
-    return {
-        "precision": float(precision.mean()),
-        "recall": float(recall.mean()),
-        "f1": float(f1.mean()),
-    }
+    pairs = [(hyp.strip(), ref.strip()) for hyp, refs in zip(hypotheses, references, strict=True) for ref in refs]
+    limit = min(int(tokenizer.model_max_length), int(getattr(encoder.config, "max_position_embeddings", 512)))
+    ids = {s: tokenizer.encode(s, add_special_tokens=True, truncation=True, max_length=limit)
+           for s in {s for pair in pairs for s in pair}}
+    special = set(tokenizer.all_special_ids)
+    weight = _bertscore_weights([ids[r] for _, r in pairs], tokenizer, idf)
+    embeddings = _token_embeddings(encoder, ids, tokenizer.pad_token_id or 0, num_layers, batch_size, device)
+
+    rows = torch.zeros(len(pairs), 3, dtype=torch.float64)
+    for k, (hyp, ref) in enumerate(pairs):
+        if all(t in special for t in ids[hyp]) or all(t in special for t in ids[ref]):
+            continue  # empty: P = R = F1 = 0
+        sim = embeddings[hyp] @ embeddings[ref].T
+        hyp_w = torch.tensor([weight(t) for t in ids[hyp]])
+        ref_w = torch.tensor([weight(t) for t in ids[ref]])
+        precision = (sim.max(dim=1).values * hyp_w / hyp_w.sum()).sum()
+        recall = (sim.max(dim=0).values * ref_w / ref_w.sum()).sum()
+        f1 = 2 * precision * recall / (precision + recall)
+        rows[k] = torch.stack([precision, recall, torch.nan_to_num(f1, nan=0.0)]).double()
+
+    best, start = [], 0
+    for refs in references:
+        best.append(rows[start:start + len(refs)].max(dim=0).values)
+        start += len(refs)
+    scores = torch.stack(best)
+    if baseline is not None:
+        b = torch.tensor(_bertscore_baseline(baseline, num_layers), dtype=torch.float64)
+        scores = (scores - b) / (1 - b)
+    mean = scores.mean(dim=0)
+    return {"precision": float(mean[0]), "recall": float(mean[1]), "f1": float(mean[2])}
+
+
+@functools.lru_cache(maxsize=1)
+def _bertscore_encoder(model: str, device: str):
+    """(tokenizer, encoder in eval mode on `device`); the last one is kept, as sweeps score run after run."""
+    from transformers import AutoModel, AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model), AutoModel.from_pretrained(model).eval().to(device)
+
+
+def _bertscore_weights(reference_ids: list[list[int]], tokenizer, idf: bool):
+    """token id -> weight: 1 ([CLS]/[SEP] 0) without idf; idf over the references otherwise."""
+    if not idf:
+        zero = {tokenizer.cls_token_id, tokenizer.sep_token_id}
+        return lambda token: 0.0 if token in zero else 1.0
+    counts = Counter(token for ids in reference_ids for token in set(ids))
+    total = len(reference_ids)
+    return lambda token: math.log((total + 1) / (counts.get(token, 0) + 1))
+
+
+def _token_embeddings(encoder, ids: dict[str, list[int]], pad_id: int, layer: int, batch_size: int, device: str):
+    """sentence -> (tokens, dim) unit-norm embeddings from hidden layer `layer`, batched by length."""
+    import torch
+
+    order = sorted(ids, key=lambda s: len(ids[s]))
+    out = {}
+    with torch.no_grad():
+        for i in range(0, len(order), batch_size):
+            batch = order[i:i + batch_size]
+            width = max(len(ids[s]) for s in batch)
+            input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, s in enumerate(batch):
+                input_ids[row, :len(ids[s])] = torch.tensor(ids[s])
+                mask[row, :len(ids[s])] = 1
+            hidden = encoder(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                             output_hidden_states=True).hidden_states[layer].float().cpu()
+            for row, s in enumerate(batch):
+                emb = hidden[row, :len(ids[s])]
+                out[s] = emb / emb.norm(dim=-1, keepdim=True)
+    return out
+
+
+def _bertscore_baseline(baseline: tuple[float, float, float] | str | Path, num_layers: int) -> list[float]:
+    """(P, R, F) baselines: given, or row `num_layers` of a bert-score rescale_baseline file (LAYER,P,R,F)."""
+    if isinstance(baseline, (str, Path)):
+        lines = Path(baseline).read_text().split()
+        header = lines[0].split(",")
+        for line in lines[1:]:
+            values = dict(zip(header, line.split(","), strict=True))
+            if int(values["LAYER"]) == num_layers:
+                return [float(values["P"]), float(values["R"]), float(values["F"])]
+        raise ValueError(f"{baseline}: no baseline row for layer {num_layers}")
+    if len(baseline) != 3:
+        raise ValueError(f"baseline must be (P, R, F), got {baseline!r}")
+    return [float(b) for b in baseline]
 
 
 def _ngram_counts(text: str, n: int) -> Counter[tuple[str, ...]]:

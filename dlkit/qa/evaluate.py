@@ -14,6 +14,7 @@ from dlkit.core.progress import info, track
 from dlkit.core.run import Run
 from dlkit.core.splits import canonical, eval_split, held_out, split_fields
 from dlkit.metrics import f1_score
+from dlkit.metrics.guard import GuardedMetrics
 from dlkit.qa.config import WindowConfig
 from dlkit.qa.data import (
     LoadReport,
@@ -65,13 +66,13 @@ def evaluate(run_dir: Path, data: str | None, split: str | None, batch_size: int
     left_out, examples = len(examples) - len(scored), [examples[i] for i in scored]
     allow_null = bool(settings.get("allow_null")) or any(not e.answerable for e in examples)
     spans = spans_for(model, tokenizer, examples, cfg, allow_null, batch_size)
-    scores = score(examples, spans)
-    rows = per_question(examples, spans)
     prefix = re.sub(r"\W+", "_", split_name)  # metric names: test_f1, dev_v2_0_f1
+    scores = GuardedMetrics(prefix=f"{prefix}_")
+    scores.add("exact match/F1", lambda: score(examples, spans))
+    rows = per_question(examples, spans)
     result = {"data": spec, **split_fields(split_name, len(examples), left_out), "questions": len(examples),
-              "skipped_items": report.skipped,
-              "repaired_offsets": report.repaired, f"{prefix}_examples": len(examples),
-              **{f"{prefix}_{k}": v for k, v in scores.items()}}
+              "skipped_items": report.skipped, "repaired_offsets": report.repaired,
+              f"{prefix}_examples": len(examples), **scores.values, **scores.failures()}
     run.write_json(f"eval/{split_name}_predictions.json", {r["id"]: r["predicted"] for r in rows})
     run.write_json(f"eval/{split_name}_worst.json", sorted(rows, key=lambda r: (r["f1"], r["id"]))[:max(worst, 0)])
     run.write_json(f"eval/{split_name}_scores.json", result)

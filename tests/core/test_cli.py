@@ -141,3 +141,22 @@ def test_a_group_whose_extra_is_missing_lists_its_help_and_names_the_extra(capsy
     assert capsys.readouterr().err.strip() == (
         "error: dlkit demo needs the 'demo' extra (missing: no_such_module_for_dlkit); "
         "install it with: pip install 'dlkit[demo]'")
+
+
+def test_every_command_has_an_example_in_its_help():
+    import typer
+
+    from dlkit.cli import app, load_groups
+
+    load_groups()
+
+    def leaves(command, path):
+        subcommands = getattr(command, "commands", None)
+        if not subcommands:
+            yield " ".join(path), command
+        for name, sub in (subcommands or {}).items():
+            yield from leaves(sub, [*path, name])
+
+    commands = dict(leaves(typer.main.get_command(app), ["dlkit"]))
+    assert len(commands) > 30 and "dlkit llm train" in commands and "dlkit runs list" in commands
+    assert [name for name, c in commands.items() if "Example:" not in (c.help or "")] == []

