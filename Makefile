@@ -44,6 +44,7 @@ lock:
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python benchmarks/cli_startup.py

@@ -24,6 +24,7 @@ from dlkit.core import progress
 from dlkit.core.config import TrainConfig
 from dlkit.core.engine import build_scheduler, fit
 from dlkit.core.run import Run
+from dlkit.core.task import Task
 
 DIM, HIDDEN, BATCH = 64, 512, 64
 
@@ -39,7 +40,7 @@ def make_data(n: int) -> TensorDataset:
 
 
 @dataclass
-class BenchTask:
+class BenchTask(Task):
     data: TensorDataset
 
     def build_model(self) -> nn.Module:

@@ -164,10 +164,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_app(typer_app: typer.Typer, args: list[str]) -> int:
     """Run a Typer app the dlkit way: one-line errors with exit code 2 (130 when interrupted);
-    `--debug` re-raises dlkit's own errors with their traceback."""
+    `--debug` re-raises dlkit's own errors with their traceback. `args` reach the commands as the
+    context's obj["argv"] (a run records its command line from there)."""
     debug = "--debug" in args
     try:
-        result = typer_app(args=args, prog_name="dlkit", standalone_mode=False)
+        result = typer_app(args=args, prog_name="dlkit", standalone_mode=False, obj={"argv": list(args)})
     except typer.Abort:
         print("aborted", file=sys.stderr)
         return 130

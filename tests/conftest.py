@@ -37,3 +37,38 @@ def cli(capsys: pytest.CaptureFixture[str]):
         return CliResult(code, out, err)
 
     return invoke
+
+
+@pytest.fixture
+def big_batch_vs_accumulation():
+    """check(task, eight_indices): the engine's step over one batch of 8 training examples and over two
+    micro-batches of 4 give the same loss and gradients (rel 1e-5); the model runs in eval mode (no dropout).
+    Returns the items `task.num_items` counted in the 8, for the caller to check against its own count."""
+
+    def check(task, indices: list[int]) -> int:
+        import torch
+
+        from dlkit.core.config import TrainConfig
+        from dlkit.core.engine import accumulate_step, build_accelerator
+
+        accel = build_accelerator(TrainConfig())
+        torch.manual_seed(0)
+        model = task.build_model().eval()
+        train_set, _ = task.datasets()
+
+        def step(chunks):
+            model.zero_grad(set_to_none=True)
+            batches = [task.collate([train_set[i] for i in chunk]) for chunk in chunks]
+            loss, _ = accumulate_step(task, model, accel, batches)
+            grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+            return loss.detach(), grads, sum(task.num_items(b) for b in batches)
+
+        big_loss, big_grads, items = step([indices])
+        loss, grads, accum_items = step([indices[:4], indices[4:]])
+        assert items == accum_items and len(grads) == len(big_grads) > 0
+        torch.testing.assert_close(loss, big_loss, rtol=1e-5, atol=0)
+        for a, b in zip(grads, big_grads, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+        return items
+
+    return check

@@ -71,13 +71,15 @@ def load_text_data(cfg: Any) -> TextData:
     train, skipped = columns.split(train_rows, names, where)
     train = train.with_ids(where)
     if val_name is None:
-        train_idx, val_idx = holdout_split(train.labels, cfg.val_fraction, cfg.seed)
+        train_idx, val_idx = holdout_split(train.labels, cfg.val_fraction, cfg.seed, where=where)
         train, val = train.select(train_idx), train.select(val_idx)
         val_label = f"{where} (held-out {cfg.val_fraction:.0%})"
     else:
         val_rows, val_where = raw[val_name]
         columns.check(val_rows, val_where)
         val, val_skipped = columns.split(val_rows, names, val_where)
+        if not len(val):
+            raise DataError(f"--data {val_where}: no usable validation row ({val_skipped} without text or label)")
         val = val.with_ids(val_where)
         skipped += val_skipped
         val_label = val_where
@@ -118,6 +120,12 @@ class Columns:
     def label_names(self, rows: list[dict[str, Any]], where: str) -> list[str]:
         """Integer labels 0..max keep their numbers as names; other labels are sorted."""
         values = {_label(row.get(self.label_col)) for row in rows} - {None}
+        ids = any(v.isdigit() for v in values)  # integer class ids: then 1.5 or -1 would become extra classes
+        for number, row in enumerate(rows, start=1):
+            value = _label(row.get(self.label_col))
+            if value is not None and (value.lower() == "nan" or ids and not value.isdigit() and _is_number(value)):
+                raise DataError(f"--label-col {self.label_col} in {where}: row {number} has label {value!r}; "
+                                "expected a class id 0, 1, 2, ... or a class name (leave it empty to skip the row)")
         if len(values) > 1 and all(v.isdigit() for v in values):
             return [str(i) for i in range(max(int(v) for v in values) + 1)]
         return sorted(values)
@@ -140,6 +148,14 @@ class Columns:
 
 def _text(value: Any) -> str:
     return value.strip() if isinstance(value, str) else ""
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _label(value: Any) -> str | None:

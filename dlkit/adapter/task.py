@@ -16,6 +16,7 @@ from dlkit.adapter import models
 from dlkit.adapter.config import AdapterConfig
 from dlkit.core import classification as clf
 from dlkit.core.run import Run
+from dlkit.core.task import Task
 
 GROUP = "adapter"
 
@@ -29,7 +30,7 @@ def tokenize(tokenizer: Any, texts: list[str], max_length: int) -> dict[str, tor
     return dict(tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt"))
 
 
-class AdapterTask:
+class AdapterTask(Task):
     """Fine-tune a text classifier with bottleneck adapters, its head only, or fully."""
 
     def __init__(self, cfg: AdapterConfig):
@@ -58,7 +59,7 @@ class AdapterTask:
 
     def training_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         loss, logs = clf.cross_entropy_step(forward(model, batch), batch["labels"])
-        logs["tokens"] = int(batch["attention_mask"].sum())
+        logs["tokens"] = batch["attention_mask"].sum()
         return loss, logs
 
     def evaluate(self, model: nn.Module, loader: Any, accel: Any) -> dict[str, float]:

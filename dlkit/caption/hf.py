@@ -23,6 +23,7 @@ from dlkit.caption.data import clean_caption
 from dlkit.core.errors import ConfigError, DataError
 from dlkit.core.progress import info
 from dlkit.core.run import Run, atomic_write_json
+from dlkit.core.task import Task
 from dlkit.data.captions import CaptionRecord
 from dlkit.data.images import open_image
 
@@ -107,7 +108,7 @@ class LabelledPairs(Dataset):
                 "image_id": self.image_ids[index]}
 
 
-class VisionEncoderDecoderTask:
+class VisionEncoderDecoderTask(Task):
     """Fine-tunes a VisionEncoderDecoderModel on the engine; the same splits and metrics as the CNN archs."""
 
     def __init__(self, cfg: CaptionConfig, run: Run, prepared: tuple) -> None:
@@ -154,10 +155,12 @@ class VisionEncoderDecoderTask:
                 "labels": torch.stack([e["labels"] for e in examples]),
                 "image_id": torch.tensor([e["image_id"] for e in examples])}
 
+    def num_items(self, batch: dict[str, Tensor]) -> int:
+        return int(batch["labels"].ne(IGNORE).sum())  # the labelled tokens the loss averages
+
     def training_step(self, model, batch: dict[str, Tensor]):
         out = model(pixel_values=batch["pixel_values"], labels=batch["labels"])
-        labelled = int(batch["labels"].ne(IGNORE).sum())  # the loss is their mean: val_loss weighs batches by it
-        return out.loss, {"tokens": labelled, "weight": labelled}
+        return out.loss, {"tokens": batch["labels"].ne(IGNORE).sum()}
 
     def evaluate(self, model, loader, accel) -> dict[str, float]:
         from dlkit.core.engine import gather, mean_loss

@@ -263,16 +263,16 @@ class CaptionModel(nn.Module):
         out = self.decoder(features, tokens[:, :-1])
         return out if isinstance(out, tuple) else (out, None)
 
-    def loss(self, features: Tensor, tokens: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, features: Tensor, tokens: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Cross-entropy over real tokens only (<pad> targets ignored) + the attention penalty."""
         logits, alphas = self.logits(features, tokens)
         targets = tokens[:, 1:]
         loss = caption_loss(logits, targets)
-        logs = {"tokens": int(targets.ne(PAD_ID).sum())}
+        logs: dict[str, Tensor] = {"tokens": targets.ne(PAD_ID).sum()}
         if alphas is not None and self.alpha_c:
             penalty = doubly_stochastic_penalty(alphas, targets.ne(PAD_ID))
-            logs["cross_entropy"] = float(loss.detach())
-            logs["attention_penalty"] = float(penalty.detach())
+            logs["cross_entropy"] = loss.detach()
+            logs["attention_penalty"] = penalty.detach()
             loss = loss + self.alpha_c * penalty
         return loss, logs
 

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from dlkit.caption.config import CaptionConfig
 from dlkit.caption.data import (
+    PAD_ID,
     CaptionPairs,
     ImageStore,
     clean_caption,
@@ -32,11 +33,12 @@ from dlkit.caption.data import (
 from dlkit.caption.models import MODEL_FILE, CaptionModel, ModelSpec, build_model, decode
 from dlkit.core.progress import info, warn
 from dlkit.core.run import Run, atomic_write_json
+from dlkit.core.task import Task
 from dlkit.data.captions import CaptionRecord, data_splits, write_prepared
 from dlkit.data.images import open_image
 
 
-class CaptionTask:
+class CaptionTask(Task):
     """lstm / attention / transformer captioners on a CNN encoder (vit-gpt2 lives in hf.py)."""
 
     def __init__(self, cfg: CaptionConfig, run: Run, prepared: tuple | None = None) -> None:
@@ -121,6 +123,9 @@ class CaptionTask:
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, Tensor]:
         return collate(examples)
 
+    def num_items(self, batch: dict[str, Tensor]) -> int:
+        return int(batch["tokens"][:, 1:].ne(PAD_ID).sum())  # the real target tokens the loss averages
+
     def training_step(self, model: CaptionModel, batch: dict[str, Tensor]):
         return model(batch)  # the loss is the forward: under DDP the wrapper must run it
 
@@ -155,10 +160,11 @@ class CaptionTask:
         sums = torch.zeros(4, dtype=torch.float64, device=accel.device)  # CE x tokens, tokens, penalty x pairs, pairs
         for batch in loader:
             loss, logs = model(batch)  # through the wrapper: under DDP its first forward syncs BatchNorm statistics
-            pairs = len(batch["tokens"])
-            sums += torch.tensor([logs.get("cross_entropy", float(loss)) * logs["tokens"], logs["tokens"],
-                                  logs.get("attention_penalty", 0.0) * pairs, pairs], dtype=torch.float64,
-                                 device=accel.device)
+            tokens = logs["tokens"].double()  # the logs are tensors: summed on the device, read once at the end
+            ce = logs.get("cross_entropy", loss.detach()).double()
+            penalty = logs.get("attention_penalty", torch.zeros((), device=loss.device)).double()
+            pairs = torch.tensor(float(len(batch["tokens"])), dtype=torch.float64, device=loss.device)
+            sums += torch.stack([ce * tokens, tokens, penalty * pairs, pairs]).to(sums.device)
         if accel.num_processes > 1:
             sums = accel.reduce(sums, reduction="sum")
         return (sums[0] / sums[1] + accel.unwrap_model(model).alpha_c * sums[2] / sums[3]).item()

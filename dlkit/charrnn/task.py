@@ -18,6 +18,7 @@ from dlkit.core.errors import ConfigError
 from dlkit.core.progress import info
 from dlkit.core.run import Run
 from dlkit.core.splits import record_splits
+from dlkit.core.task import Task
 
 GROUP = "charrnn"
 LN2 = math.log(2.0)
@@ -28,7 +29,7 @@ def loss_metrics(loss: float, prefix: str) -> dict[str, float]:
     return {f"{prefix}_loss": loss, f"{prefix}_bpc": loss / LN2, f"{prefix}_perplexity": math.exp(min(loss, 50.0))}
 
 
-class CharRNNTask:
+class CharRNNTask(Task):
     """Next-character prediction on random contiguous blocks of one text."""
 
     def __init__(self, cfg: CharRNNConfig) -> None:
@@ -66,6 +67,9 @@ class CharRNNTask:
         return data.random_block_plan(len(dataset), self.blocks_per_epoch, batch_size, generator)
 
     collate = staticmethod(data.collate_blocks)
+
+    def num_items(self, batch: dict[str, torch.Tensor]) -> int:
+        return batch["targets"].numel()  # every position predicts its next character
 
     def training_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         _, loss = model(batch["inputs"], batch["targets"])

@@ -35,12 +35,13 @@ from dlkit.clip.models import (
 from dlkit.clip.templates import resolve_templates
 from dlkit.core.errors import ConfigError
 from dlkit.core.run import Run
+from dlkit.core.task import Task
 
 # -- tasks on cached features ------------------------------------------------------------------------
 
 
 @dataclass
-class FeatureTask:
+class FeatureTask(Task):
     """Classification on cached image features: the head is the whole model."""
 
     make_head: Any  # () -> nn.Module
@@ -61,7 +62,7 @@ class FeatureTask:
     def training_step(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]):
         features, labels = batch
         out = model(features)
-        return F.cross_entropy(out, labels), {"accuracy": (out.argmax(-1) == labels).float().mean().item()}
+        return F.cross_entropy(out, labels), {"accuracy": (out.argmax(-1) == labels).float().mean()}
 
     def evaluate(self, model: nn.Module, loader: Any, accel: Any) -> dict[str, float]:
         from dlkit.core.engine import gather
@@ -229,7 +230,7 @@ def probe(cfg: ProbeConfig) -> dict[str, Any]:
 
 
 @dataclass
-class ClipTask:
+class ClipTask(Task):
     """Contrastive image-text training: symmetric cross-entropy over the step's similarity matrix. With
     several processes each one's features are gathered from all of them, so the negatives are the whole
     global batch, as on one process."""
@@ -264,18 +265,19 @@ class ClipTask:
                 image_caption_pairs(self.val_records, bundle.tokenizer, bundle.preprocess_eval))
 
     def batch_plan(self, dataset: Dataset, batch_size: int, gen: torch.Generator) -> list[list[int]]:
-        """Shuffled full batches only (open_clip drops the last one too): every process of a step must
-        contribute the same number of features to the gathered similarity matrix."""
+        """Shuffled full steps only (open_clip drops the last batch too): `batch_size` is one optimizer
+        step's examples (batch x accum x processes), which the engine splits into equal micro-batches, so
+        every process contributes the same number of features to each gathered similarity matrix."""
         order = torch.randperm(len(dataset), generator=gen).tolist()
-        if len(order) < batch_size:
-            return [order]
+        if len(order) < batch_size:  # less than one step: a short batch on one process; several processes
+            return [order] if world_size() == 1 else []  # would gather unequal features (the engine then says so)
         return [order[i:i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
 
     def training_step(self, model: nn.Module, batch: Any):
         images, tokens, _ = batch
         image_emb, text_emb, scale = model(images, tokens)[:3]  # (B, D) normalised each; through forward for DDP
         scale = scale.clamp(max=100.0)
-        return contrastive_loss(image_emb, text_emb, scale), {"logit_scale": scale.item()}
+        return contrastive_loss(image_emb, text_emb, scale), {"logit_scale": scale.detach()}
 
     def evaluate(self, model: nn.Module, loader: Any, accel: Any) -> dict[str, float]:
         from dlkit.core.engine import gather
@@ -348,11 +350,18 @@ def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, scale: tor
     one process, and the gradient DDP averages is that loss's gradient."""
     import torch.distributed as dist
 
-    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    world = world_size()
     loss = _clip_loss(dist.get_rank() if world > 1 else 0, world)
     with warnings.catch_warnings():  # torch deprecates the autograd all_gather open_clip uses; it still works
         warnings.filterwarnings("ignore", message=".*all_gather is deprecated", category=FutureWarning)
         return loss(image_emb, text_emb, scale)
+
+
+def world_size() -> int:
+    """Processes sharing the training (torch.distributed initialised), else 1."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 @functools.cache

@@ -76,8 +76,10 @@ def check_same_classes(data: str, now: Sequence[str], trained: Sequence[str], ru
                         f"{show(trained)}")
 
 
-def holdout_split(labels: Sequence[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """(train, val) indices: `fraction` of each class held out, so small classes appear in both sets."""
+def holdout_split(labels: Sequence[int], fraction: float, seed: int,
+                  where: str | None = None) -> tuple[list[int], list[int]]:
+    """(train, val) indices: `fraction` of each class held out, so small classes appear in both sets.
+    With `where` (the data it came from), holding out nothing is a DataError instead of an empty split."""
     import random
 
     rng = random.Random(seed)
@@ -90,6 +92,10 @@ def holdout_split(labels: Sequence[int], fraction: float, seed: int) -> tuple[li
         num_val = round(len(indices) * fraction) if len(indices) > 1 else 0
         val.extend(indices[:num_val])
         train.extend(indices[num_val:])
+    if where is not None and not val:
+        raise DataError(f"--data {where}: holding out {fraction:.0%} of each class leaves no validation example "
+                        f"({len(labels)} examples in {len(by_class)} classes); add examples, raise --val-fraction "
+                        "or give a test split")
     return sorted(train), sorted(val)
 
 
@@ -105,12 +111,12 @@ def subsample(indices: list[int], limit: int | None, seed: int) -> list[int]:
 # -- training and validation -----------------------------------------------------------------------
 
 
-def cross_entropy_step(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+def cross_entropy_step(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The training loss and the batch accuracy (logged by the engine next to the loss)."""
     import torch.nn.functional as F
 
     loss = F.cross_entropy(logits.float(), labels)  # logits (B, K), labels (B,)
-    accuracy = (logits.argmax(-1) == labels).float().mean().item()
+    accuracy = (logits.argmax(-1) == labels).float().mean()  # a tensor: the engine reads it at log time
     return loss, {"accuracy": accuracy}
 
 

@@ -42,7 +42,7 @@ def classifier_commands(app: typer.Typer, module: str, item: str, noun: str, inp
     predict.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
         inspect.Parameter("run", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[Path, run_option()]),
         inspect.Parameter(f"{item}s", inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                          annotation=Annotated[list[input_type], typer.Argument(help=input_help)]),
+                          annotation=Annotated[list[input_type], typer.Argument(help=input_help)]),  # type: ignore[valid-type]
         inspect.Parameter("top_k", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=5, annotation=Annotated[
             int, typer.Option("--top-k", min=1, help=f"Labels to show per {noun}.")]),
     ])

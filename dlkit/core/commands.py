@@ -61,7 +61,11 @@ def config_command(app: typer.Typer, config_cls: type, name: str | None = None,
         def command(ctx: typer.Context, **kwargs: Any) -> Any:
             config_file = kwargs.pop("config")
             overrides = {k: v for k, v in kwargs.items() if _from_command_line(ctx, k)}
-            return fn(load_config(config_cls, config_file, overrides))
+            cfg: Any = load_config(config_cls, config_file, overrides)
+            root = ctx.find_root().obj
+            if isinstance(root, dict) and "argv" in root and hasattr(cfg, "command_line"):
+                cfg.command_line = list(root["argv"])  # the command line, for config.json and the resume hint
+            return fn(cfg)
 
         command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         command.__doc__ = fn.__doc__
@@ -83,7 +87,7 @@ def _parameter(field_name: str, f: dataclasses.Field, tp: Any) -> inspect.Parame
     annotation: Any = base
     if optional:
         annotation = typing.Optional[annotation]  # noqa: UP045  (typer needs the typing form)
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc,operator]
     flag = "--" + flag_name(field_name)
     decls = [f"{flag}/--no-{flag_name(field_name)}"] if base is bool else [flag]
     panel = "Training" if field_name in _SHARED else "Options"

@@ -22,9 +22,10 @@ C = TypeVar("C")
 META_KEY = "_dlkit"  # provenance block inside a saved config.json; ignored when loading
 
 
-def opt(default: Any, help: str, *, cli: bool = True, saved: bool = True) -> Any:
-    """A config field with its --help text. `cli=False` hides it from flags; `saved=False` from config.json."""
-    return field(default=default, metadata={"help": help, "cli": cli, "saved": saved})
+def opt(default: Any, help: str, *, cli: bool = True, saved: bool = True, resume_safe: bool = False) -> Any:
+    """A config field with its --help text. `cli=False` hides it from flags; `saved=False` from config.json;
+    `resume_safe=True` lets --resume change it (it alters neither the batch plan nor the model)."""
+    return field(default=default, metadata={"help": help, "cli": cli, "saved": saved, "resume_safe": resume_safe})
 
 
 @dataclass
@@ -33,11 +34,12 @@ class TrainConfig:
 
     data: str = opt("builtin:regression", "Dataset: builtin:NAME, a local path, or a Hub dataset id.")
     model: str = opt("builtin:mlp", "Model: builtin:NAME, a local save_pretrained folder, or a Hub id.")
-    output_dir: str | None = opt(None, "Run folder. Default: runs/GROUP/NAME.")
-    name: str | None = opt(None, "Run name under runs/GROUP/. Default: derived from the method and time.")
+    output_dir: str | None = opt(None, "Run folder. Default: runs/GROUP/NAME.", resume_safe=True)
+    name: str | None = opt(None, "Run name under runs/GROUP/. Default: derived from the method and time.",
+                           resume_safe=True)
     seed: int = opt(0, "Seed for init, data order and dropout.")
-    epochs: int = opt(3, "Passes over the training set.")
-    max_steps: int | None = opt(None, "Stop after this many optimizer steps; overrides --epochs.")
+    epochs: int = opt(3, "Passes over the training set.", resume_safe=True)
+    max_steps: int | None = opt(None, "Stop after this many optimizer steps; overrides --epochs.", resume_safe=True)
     batch_size: int = opt(16, "Examples per micro-batch per process.")
     grad_accum: int = opt(1, "Micro-batches per optimizer step (effective batch = batch * accum * processes).")
     lr: float = opt(3e-4, "Peak learning rate.")
@@ -49,20 +51,27 @@ class TrainConfig:
     warmup: float = opt(0.0, "Warmup: a fraction of the total steps if < 1, else a number of steps.")
     max_grad_norm: float = opt(1.0, "Clip gradients to this norm; 0 turns clipping off.")
     precision: Literal["no", "bf16", "fp16"] = opt("no", "Mixed precision (fp16 needs CUDA).")
-    eval_every: int = opt(0, "Evaluate every N optimizer steps; 0 = at the end of each epoch.")
-    save_every: int = opt(0, "Checkpoint every N optimizer steps; 0 = at the end of each epoch.")
-    keep_last: int = opt(2, "Checkpoints to keep (older ones are deleted).")
-    log_every: int = opt(10, "Write a history line every N optimizer steps.")
+    eval_every: int = opt(0, "Evaluate every N optimizer steps; 0 = at the end of each epoch.", resume_safe=True)
+    save_every: int = opt(0, "Checkpoint every N optimizer steps; 0 = at the end of each epoch.", resume_safe=True)
+    keep_last: int = opt(2, "Checkpoints to keep (older ones are deleted).", resume_safe=True)
+    log_every: int = opt(10, "Write a history line every N optimizer steps.", resume_safe=True)
     report_to: Literal["none", "tensorboard"] = opt("none", "Also send the history's scalars to an experiment "
-                                                    "tracker (TensorBoard: event files in RUN/tensorboard).")
-    early_stop_patience: int = opt(0, "Stop after N evaluations without improvement; 0 = never.")
+                                                    "tracker (TensorBoard: event files in RUN/tensorboard).",
+                                                    resume_safe=True)
+    early_stop_patience: int = opt(0, "Stop after N evaluations without improvement; 0 = never.", resume_safe=True)
     monitor: str = opt("val_loss", "Eval metric that early stopping and 'best' follow.")
     monitor_mode: Literal["min", "max"] = opt("min", "Whether a lower or a higher --monitor is better.")
-    nan_policy: Literal["stop", "skip"] = opt("stop", "On a non-finite loss: stop (keep last checkpoint) or skip.")
+    divergence_factor: float = opt(10.0, "Stop when the smoothed training loss exceeds N x its best smoothed value "
+                                   "(last good checkpoint kept, status diverged); 0 = never.", resume_safe=True)
+    nan_policy: Literal["stop", "skip"] = opt("stop", "On a non-finite loss: stop (keep last checkpoint) or skip.",
+                                              resume_safe=True)
     gradient_checkpointing: bool = opt(False, "Recompute activations in backward to save memory.")
-    num_workers: int = opt(0, "DataLoader worker processes (0 = load in the main process).")
+    num_workers: int = opt(0, "DataLoader worker processes (0 = load in the main process).", resume_safe=True)
     resume: bool = opt(False, "Continue the run in --output-dir from its last checkpoint.", saved=False)
     overwrite: bool = opt(False, "Replace an existing run folder.", saved=False)
+    command_line: list[str] | None = opt(None, "The command line that started this run, set by the CLI "
+                                         "(recorded in config.json and used in the resume hint).",
+                                         cli=False, saved=False)
 
     def validate(self) -> None:
         """Reject values no run can use, naming the flag."""
@@ -72,7 +81,7 @@ class TrainConfig:
         if self.max_steps is not None:
             _check(self.max_steps > 0, "max_steps", "must be > 0", self.max_steps)
         non_negative = ["weight_decay", "warmup", "step_size", "gamma", "num_workers", "max_grad_norm", "eval_every",
-                        "save_every", "early_stop_patience"]
+                        "save_every", "early_stop_patience", "divergence_factor"]
         for name in non_negative:
             _check(getattr(self, name) >= 0, name, "must be >= 0", getattr(self, name))
         if self.resume and self.overwrite:
@@ -188,6 +197,30 @@ def saved_dict(cfg: Any) -> dict[str, Any]:
         if f.metadata.get("saved", True):
             out[f.name] = getattr(cfg, f.name)
     return out
+
+
+def resume_changes(saved: dict[str, Any], cfg: Any) -> tuple[dict[str, tuple[Any, Any]], dict[str, tuple[Any, Any]]]:
+    """(refused, allowed): the keys whose value differs between a run's saved config.json and `cfg`, each
+    as (old, new). A key is allowed only when its field is marked resume_safe (cadence, length of the
+    run); everything else may change the batch plan or the model, so resuming with it is refused.
+    Keys the saved config lacks (written by an older dlkit) are not compared."""
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    refused: dict[str, tuple[Any, Any]] = {}
+    allowed: dict[str, tuple[Any, Any]] = {}
+    for key, new in saved_dict(cfg).items():
+        if key not in saved:
+            continue
+        old = saved[key]
+        if _normalise(old) == _normalise(new):
+            continue
+        target = allowed if fields[key].metadata.get("resume_safe", False) else refused
+        target[key] = (old, new)
+    return refused, allowed
+
+
+def _normalise(value: Any) -> Any:
+    """Compare as config.json stores it (tuples become lists, paths strings)."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def named_in(spec: str, available: list[str], flag: str, where: str) -> list[str]:

@@ -1,21 +1,34 @@
 """THE training loop. Every group trains through `fit`; checkpointing, exact resume, accumulation,
-mixed precision, clipping, schedules, early stopping, NaN guards, Ctrl-C, progress and metric
-logging live here once.
+mixed precision, clipping, schedules, early stopping, NaN and divergence guards, Ctrl-C, progress and
+metric logging live here once.
+
+Batch plan: an epoch is a list of optimizer steps, each one batch of batch x accum x processes examples
+drawn by the task's `batch_plan`, split into equal micro-batches (accum per process). Its loss is
+sum(item losses) / (items in the whole step, all processes): each micro-batch backpropagates its mean
+loss x its item count / that total (x processes, since DDP averages gradients), so `--batch-size 4
+--grad-accum 2` and two processes x 4 give the gradients of one batch of 8.
 
 Exact resume: the order of an epoch's batches is a pure function of (seed, epoch), drawn from a
 private generator, and the DataLoader gets its own generator too, so no data-order draw touches the
 global RNG that dropout uses. A checkpoint stores the RNG states, optimizer, scheduler, scaler and
-our counters; resuming rebuilds the epoch's plan and starts after the batches already seen.
+our counters; resuming rebuilds the epoch's plan and starts after the steps already done. A resume
+whose config would change the plan or the model is refused (`check_resume`).
+
+Device syncs: losses and logs stay on the device and are read once per logged step (and before an
+eval or a checkpoint); the non-finite and divergence guards then check every step since the last
+read. Only `--nan-policy skip` reads each step's loss, as it must decide before the optimizer step.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
+import json
 import math
 import random
 import resource
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,17 +41,20 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object, send_to_device, set_seed
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset
 
 from dlkit.core import plots
-from dlkit.core.config import TrainConfig
-from dlkit.core.errors import ConfigError, DataError, Interrupted, RunError, TrainingStopped
+from dlkit.core.config import META_KEY, TrainConfig, flag_name, resume_changes, saved_dict
+from dlkit.core.errors import ConfigError, DataError, Diverged, Interrupted, RunError, TrainingStopped
 from dlkit.core.launch import launch_warning
 from dlkit.core.progress import TrainProgress, info, warn
 from dlkit.core.run import Run, atomic_write_json
+from dlkit.core.task import Task, check_task
 
 STATE_FILE = "trainer_state.json"
 TRACKER_FOLDER = "tensorboard"  # inside the run folder; --report-to tensorboard writes its event files here
+SMOOTHING = 0.9  # EMA factor of the training loss the divergence guard follows (bias-corrected)
+ACCELERATE_TESTED = ((1, 0), (2, 0))  # [low, high) versions whose private state the shims below know
 
 
 @dataclass
@@ -47,17 +63,19 @@ class TrainState:
 
     step: int = 0  # optimizer steps done
     epoch: int = 0  # epoch in progress
-    batches_seen: int = 0  # this process's micro-batches consumed in `epoch`
-    samples_seen: int = 0
-    tokens_seen: int = 0
+    batches_seen: int = 0  # optimizer steps of `epoch` done (each batch x accum x processes examples)
+    samples_seen: int = 0  # this process's examples
+    tokens_seen: float = 0.0  # all processes' tokens
     train_seconds: float = 0.0
     skipped_steps: int = 0
     best_value: float | None = None
-    best_step: int | None = None
     bad_evals: int = 0
     last_eval_step: int = -1
     best_eval: dict[str, float] = field(default_factory=dict)
     last_eval: dict[str, float] = field(default_factory=dict)
+    loss_ema: float = 0.0  # divergence guard: EMA of the step loss (not bias-corrected) over ema_steps steps
+    ema_steps: int = 0
+    best_smoothed_loss: float | None = None
 
 
 def hparams(cfg: TrainConfig) -> dict[str, bool | int | float | str]:
@@ -65,8 +83,12 @@ def hparams(cfg: TrainConfig) -> dict[str, bool | int | float | str]:
     return {k: v if isinstance(v, bool | int | float | str) else str(v) for k, v in asdict(cfg).items()}
 
 
-def fit(task: Any, cfg: TrainConfig, run: Run) -> dict[str, Any]:
+def fit(task: Task, cfg: TrainConfig, run: Run) -> dict[str, Any]:
     """Train `task` as `cfg` says, writing everything into `run`; returns the final metrics.json."""
+    check_task(task)
+    saved_config = run.read_config() if cfg.resume else None
+    if saved_config is not None:
+        check_resume(saved_config, cfg)
     accel = build_accelerator(cfg, run)
     set_seed(cfg.seed)  # before build_model: the seed owns the init
     model = task.build_model()
@@ -74,42 +96,53 @@ def fit(task: Any, cfg: TrainConfig, run: Run) -> dict[str, Any]:
         enable_gradient_checkpointing(model)
     trainable, total = count_parameters(model)
     train_set, val_set = task.datasets()
-    if len(train_set) == 0:
+    if len(train_set) == 0:  # type: ignore[arg-type]
         raise DataError("the training set is empty")
-    collate = getattr(task, "collate", default_collate)
+    # an empty validation set is caught here, not by an IndexError after a training step
+    if val_set is not None and len(val_set) == 0:  # type: ignore[arg-type]
+        raise DataError("the validation set is empty; add examples or hold out a larger share for validation")
     optimizer = build_optimizer(model, cfg)
-    steps_per_epoch = math.ceil(len(epoch_plan(task, train_set, cfg, 0, accel)) / cfg.grad_accum)
+    first_epoch = step_plan(task, train_set, cfg, 0, accel.num_processes)
+    steps_per_epoch = len(first_epoch)
     if steps_per_epoch == 0:
-        raise DataError(f"the training set ({len(train_set)} examples) gives no batch per process")
+        raise DataError(f"the training set ({len(train_set)} examples) gives no batch per process")  # type: ignore[arg-type]
+    data = {"train_examples": len(train_set), "val_examples": len(val_set) if val_set is not None else 0,  # type: ignore[arg-type]
+            "processes": accel.num_processes, "plan": plan_fingerprint(first_epoch)}
+    if saved_config is not None:
+        check_resume_data(saved_config, data)
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     scheduler = build_scheduler(optimizer, cfg, total_steps)
     model, optimizer = accel.prepare(model, optimizer)
 
-    if cfg.resume:
+    if saved_config is not None:
         state = restore(accel, run, scheduler)
+        record_resume(run, cfg, saved_config, state.step)
         run.truncate_history(state.step)
         info(f"resuming {run.dir} at step {state.step} (epoch {state.epoch})")
     else:
         state = TrainState()
-        run.write_config(cfg, command=" ".join(["dlkit", *sys.argv[1:]]))
+        run.write_config(cfg, command=command_text(cfg), data=data)
     if cfg.report_to != "none":
         accel.init_trackers(TRACKER_FOLDER, config=hparams(cfg))
-    val_loader = eval_loader(val_set, collate, cfg.batch_size, accel) if val_set is not None else None
+    val_loader = eval_loader(val_set, task.collate, cfg.batch_size, accel) if val_set is not None else None
 
     loop = _Loop(task, cfg, run, accel, model, optimizer, scheduler, state, total_steps, val_loader)
     status = "finished"
     try:
-        loop.train(train_set, collate)
+        loop.train(train_set)
     except _StopRequested:
         status = "interrupted"
         raise Interrupted(f"interrupted at step {state.step}; checkpoint saved. Resume with: "
-                          f"{resume_command(run)}") from None
+                          f"{resume_command(run, cfg)}") from None
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, without saving a half-done step
         status = "interrupted"
         last = run.checkpoints()
         where = f"the last checkpoint is {last[-1].name}" if last else "no checkpoint was saved"
         raise Interrupted(f"stopped at once during step {state.step + 1}; {where}. Resume with: "
-                          f"{resume_command(run)}") from None
+                          f"{resume_command(run, cfg)}") from None
+    except Diverged:
+        status = "diverged"
+        raise
     except TrainingStopped:
         status = "failed"
         raise
@@ -123,7 +156,7 @@ def fit(task: Any, cfg: TrainConfig, run: Run) -> dict[str, Any]:
     accel.wait_for_everyone()
     metrics = loop.summary(trainable, total, status)
     if accel.is_main_process:
-        save_model(task, accel.unwrap_model(model), run.model_dir)
+        task.save_model(accel.unwrap_model(model), run.model_dir)
         run.write_metrics(metrics)
         plots.loss_curves(run.history(), run.plots_dir / "loss.png")
     accel.end_training()
@@ -133,24 +166,36 @@ def fit(task: Any, cfg: TrainConfig, run: Run) -> dict[str, Any]:
 class _Loop:
     """The loop's moving parts, so `fit` reads top to bottom and the loop body stays on one screen."""
 
-    def __init__(self, task, cfg, run, accel, model, optimizer, scheduler, state, total_steps, val_loader):
+    def __init__(self, task: Task, cfg: TrainConfig, run: Run, accel: Accelerator, model: nn.Module,
+                 optimizer: Any, scheduler: Any, state: TrainState, total_steps: int,
+                 val_loader: _DeviceLoader | None):
         self.task, self.cfg, self.run, self.accel = task, cfg, run, accel
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.state, self.total_steps, self.val_loader = state, total_steps, val_loader
         self.stop_requested = False  # set by the first Ctrl-C; honoured at the next step boundary
-        self.window: dict[str, list[float]] = {}
+        # on the device, not read yet: (step, this process's share of its loss); log sums and counts; tokens
+        self.pending: list[tuple[int, torch.Tensor]] = []
+        self.sums: dict[str, Any] = {}
+        self.counts: dict[str, int] = {}
+        self.tokens: Any = 0.0
+        # read (all processes), waiting for the next history line
+        self.window_losses: list[float] = []
+        self.window: dict[str, list[float]] = {}  # key -> [sum, count]
+        self.window_tokens = 0.0
+        self.window_samples = 0
         self.window_start = time.perf_counter()
-        self.window_samples = self.window_tokens = 0
+        self.last_loss = float("nan")
         self.paused = 0.0  # seconds of eval/checkpointing inside the current step, kept out of train time
+        self.diverged: dict[str, float] = {}
 
-    def train(self, train_set: Dataset, collate: Callable) -> None:
+    def train(self, train_set: Dataset) -> None:
         cfg, state = self.cfg, self.state
         progress = TrainProgress(self.total_steps, state.step, enabled=self.accel.is_main_process)
         with progress, self.ctrl_c_finishes_the_step():
             self.progress = progress
             while state.step < self.total_steps and not self.should_stop:
                 plan = epoch_plan(self.task, train_set, cfg, state.epoch, self.accel)
-                self.run_epoch(plan, train_set, collate)
+                self.run_epoch(plan, train_set)
                 if state.batches_seen >= len(plan):
                     state.epoch += 1
                     state.batches_seen = 0
@@ -159,30 +204,26 @@ class _Loop:
     def should_stop(self) -> bool:
         return bool(self.cfg.early_stop_patience) and self.state.bad_evals >= self.cfg.early_stop_patience
 
-    def run_epoch(self, plan: list[list[int]], train_set: Dataset, collate: Callable) -> None:
+    def run_epoch(self, plan: list[list[list[int]]], train_set: Dataset) -> None:
         cfg, state, accel, model = self.cfg, self.state, self.accel, self.model
-        loader = DataLoader(train_set, batch_sampler=plan[state.batches_seen:], collate_fn=collate,
+        micro_batches = [batch for step in plan[state.batches_seen:] for batch in step]
+        loader = DataLoader(train_set, batch_sampler=micro_batches, collate_fn=self.task.collate,
                             num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed))
         batches = iter(loader)
         while state.batches_seen < len(plan) and state.step < self.total_steps and not self.should_stop:
             start = time.perf_counter()
-            group = min(cfg.grad_accum, len(plan) - state.batches_seen)  # the epoch's last step may be short
-            losses, finite = [], True
-            for i in range(group):
-                batch = send_to_device(next(batches), accel.device)
-                sync = i == group - 1
-                with contextlib.nullcontext() if sync else accel.no_sync(model):
-                    loss, logs = split_step_output(self.task.training_step(model, batch))
-                    value = loss.detach().float().item()
-                    finite = finite and math.isfinite(value)
-                    if finite:
-                        accel.backward(loss / group)
-                losses.append(value)
-                self.track(logs, len(plan[state.batches_seen + i]))
-            finite, stop = self.agree(finite, self.stop_requested)
-            if not finite:
-                self.on_nonfinite(losses)
-                state.batches_seen += group
+            step_batches = plan[state.batches_seen]
+            self.forward_backward([next(batches) for _ in step_batches], step_batches)
+            step, end_of_epoch = state.step + 1, state.batches_seen + 1 >= len(plan)
+            finite, stop = True, self.stop_requested and accel.num_processes == 1
+            if self.sync_due(step, end_of_epoch) or stop:
+                finite, stop_any = self.sync()
+                stop = stop or stop_any
+            if not finite:  # --nan-policy skip
+                self.optimizer.zero_grad(set_to_none=True)
+                state.skipped_steps += 1
+                state.batches_seen += 1
+                warn(f"non-finite loss at step {step}; step skipped ({state.skipped_steps} so far)")
                 continue
             if cfg.max_grad_norm:
                 accel.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -190,35 +231,98 @@ class _Loop:
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
             state.step += 1
-            state.batches_seen += group
+            state.batches_seen += 1
             self.paused = 0.0
-            self.after_step(sum(losses) / len(losses), end_of_epoch=state.batches_seen >= len(plan))
+            self.after_step(end_of_epoch)
             state.train_seconds += time.perf_counter() - start - self.paused  # eval and saving excluded
             if stop:
-                self.checkpoint(next_epoch=state.batches_seen >= len(plan))
+                self.checkpoint(next_epoch=end_of_epoch)
                 raise _StopRequested
 
-    def track(self, logs: dict[str, float], num_samples: int) -> None:
+    def forward_backward(self, batches: list[Any], indices: list[list[int]]) -> None:
+        step_loss, logs = accumulate_step(self.task, self.model, self.accel, batches)
+        for i, entry in enumerate(logs):
+            self.track(entry, len(indices[i]))
+        self.pending.append((self.state.step + 1, step_loss))
+
+    def track(self, logs: dict[str, Any], num_samples: int) -> None:
         self.state.samples_seen += num_samples
         self.window_samples += num_samples
-        tokens = int(logs.pop("tokens", 0))
-        self.state.tokens_seen += tokens
-        self.window_tokens += tokens
+        tokens = logs.pop("tokens", None)
+        if tokens is not None:
+            self.tokens = self.tokens + _detached(tokens)
         for key, value in logs.items():
-            self.window.setdefault(key, []).append(float(value))
+            self.sums[key] = self.sums.get(key, 0.0) + _detached(value)
+            self.counts[key] = self.counts.get(key, 0) + 1
 
-    def agree(self, finite: bool, stop: bool) -> tuple[bool, bool]:
-        """(every process's loss was finite, some process asked to stop): all ranks must decide alike."""
-        if self.accel.num_processes == 1:
-            return finite, stop
-        flags = torch.tensor([float(not finite), float(stop)], device=self.accel.device)
-        not_finite, stop_any = self.accel.reduce(flags, reduction="sum").tolist()
-        return not_finite == 0, stop_any > 0
+    def sync_due(self, step: int, end_of_epoch: bool) -> bool:
+        """Whether to read the device values before applying `step`: it is logged, evaluated or saved
+        (no checkpoint may hold a step the guards have not checked), or --nan-policy skip needs to know."""
+        cfg = self.cfg
+        return (cfg.nan_policy == "skip" or step % cfg.log_every == 0 or step in (1, self.total_steps)
+                or (self.val_loader is not None and _due(step, cfg.eval_every, end_of_epoch))
+                or _due(step, cfg.save_every, end_of_epoch))
+
+    def sync(self) -> tuple[bool, bool]:
+        """Read every pending loss, log and token count (all processes summed, one transfer) and run the
+        guards on each pending step. Returns (the newest step's loss is finite, some process asked to stop)."""
+        accel, world = self.accel, self.accel.num_processes
+        keys = sorted(self.sums)
+        local = [loss for _, loss in self.pending] + [self.sums[k] for k in keys]
+        local += [self.tokens, float(self.stop_requested)]
+        vec = torch.stack([torch.as_tensor(v, device=accel.device).to(torch.float64).reshape(()) for v in local])
+        if world > 1:
+            vec = accel.reduce(vec, reduction="sum")
+        values = vec.tolist()
+        losses, sums = values[:len(self.pending)], values[len(self.pending):len(self.pending) + len(keys)]
+        finite = True
+        for (step, _), loss in zip(self.pending, losses, strict=True):
+            finite = self.guard(step, loss)
+            if finite:
+                self.window_losses.append(loss)
+                self.last_loss = loss
+        for key, total in zip(keys, sums, strict=True):
+            entry = self.window.setdefault(key, [0.0, 0])
+            entry[0] += total
+            entry[1] += self.counts[key] * world
+        self.window_tokens += values[-2]
+        self.state.tokens_seen += values[-2]
+        self.pending, self.sums, self.counts, self.tokens = [], {}, {}, 0.0
+        return finite, values[-1] > 0
+
+    def guard(self, step: int, loss: float) -> bool:
+        """Stop (or, with --nan-policy skip, report False) on a non-finite loss; stop when the smoothed loss
+        has grown past --divergence-factor x its best. Every process sees the same summed loss."""
+        state, cfg = self.state, self.cfg
+        if not math.isfinite(loss):
+            if cfg.nan_policy == "skip":
+                return False
+            raise TrainingStopped(f"loss became {loss} at step {step} (epoch {state.epoch}); training stopped and "
+                                  f"{self.last_checkpoint()}; lower --lr or pass --nan-policy skip")
+        if not cfg.divergence_factor:
+            return True
+        state.ema_steps += 1
+        state.loss_ema = SMOOTHING * state.loss_ema + (1 - SMOOTHING) * loss
+        smoothed = state.loss_ema / (1 - SMOOTHING ** state.ema_steps)
+        best = state.best_smoothed_loss
+        if best is None or smoothed < best:
+            state.best_smoothed_loss = best = smoothed
+        if best > 0 and smoothed > cfg.divergence_factor * best:
+            self.diverged = {"step": step, "loss": loss, "smoothed_loss": smoothed, "best_smoothed_loss": best}
+            raise Diverged(f"diverged at step {step}: smoothed loss {smoothed:.4g} > {cfg.divergence_factor:g} x its "
+                           f"best {best:.4g} (loss {loss:.4g}); training stopped and {self.last_checkpoint()}; "
+                           f"lower --lr, or raise --divergence-factor (0 turns the check off)")
+        return True
+
+    def last_checkpoint(self) -> str:
+        last = self.run.checkpoints()
+        return f"the last good checkpoint is {last[-1]}" if last else "no checkpoint had been saved yet"
 
     @contextlib.contextmanager
     def ctrl_c_finishes_the_step(self) -> Iterator[None]:
         """The first Ctrl-C lets the current step finish, then a checkpoint is saved at that boundary
-        (so resuming is exact); a second Ctrl-C raises KeyboardInterrupt at once."""
+        (so resuming is exact); a second Ctrl-C raises KeyboardInterrupt at once. Several processes
+        agree on stopping when they next read the device values (a logged step at the latest)."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -235,24 +339,11 @@ class _Loop:
         finally:
             signal.signal(signal.SIGINT, previous)
 
-    def on_nonfinite(self, losses: list[float]) -> None:
-        state = self.state
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.cfg.nan_policy == "skip":
-            state.skipped_steps += 1
-            warn(f"non-finite loss at step {state.step + 1}; step skipped ({state.skipped_steps} so far)")
-            return
-        last = self.run.checkpoints()
-        kept = f"the last good checkpoint is {last[-1]}" if last else "no checkpoint had been saved yet"
-        raise TrainingStopped(f"loss became {losses[-1]} at step {state.step + 1} (epoch {state.epoch}); training "
-                              f"stopped and {kept}; lower --lr or pass --nan-policy skip")
-
-    def after_step(self, loss: float, end_of_epoch: bool) -> None:
+    def after_step(self, end_of_epoch: bool) -> None:
         cfg, state = self.cfg, self.state
-        self.window.setdefault("loss", []).append(loss)
         if state.step % cfg.log_every == 0 or state.step == self.total_steps:
             self.log_train()
-        self.progress.update(state.step, epoch=state.epoch, loss=loss, lr=self.scheduler.get_last_lr()[0])
+        self.progress.update(state.step, epoch=state.epoch, loss=self.last_loss, lr=self.scheduler.get_last_lr()[0])
         if self.val_loader is not None and _due(state.step, cfg.eval_every, end_of_epoch):
             self.evaluate()
         if _due(state.step, cfg.save_every, end_of_epoch):
@@ -260,15 +351,17 @@ class _Loop:
 
     def log_train(self) -> None:
         elapsed = max(time.perf_counter() - self.window_start, 1e-9)
-        record = {"kind": "train", "step": self.state.step, "epoch": self.state.epoch}
-        for key, values in self.window.items():
-            record[key] = self.mean_over_processes(sum(values) / len(values))
+        record: dict[str, Any] = {"kind": "train", "step": self.state.step, "epoch": self.state.epoch}
+        if self.window_losses:
+            record["loss"] = sum(self.window_losses) / len(self.window_losses)
+        for key, (total, count) in self.window.items():
+            record[key] = total / count
         record["lr"] = self.scheduler.get_last_lr()[0]
         record["samples_per_second"] = self.window_samples * self.accel.num_processes / elapsed
         if self.window_tokens:
-            record["tokens_per_second"] = self.window_tokens * self.accel.num_processes / elapsed
+            record["tokens_per_second"] = self.window_tokens / elapsed
         self.log(record)
-        self.window, self.window_samples, self.window_tokens = {}, 0, 0
+        self.window_losses, self.window, self.window_samples, self.window_tokens = [], {}, 0, 0.0
         self.window_start = time.perf_counter()
 
     def log(self, record: dict[str, Any]) -> None:
@@ -279,12 +372,6 @@ class _Loop:
                        if k not in ("kind", "step") and isinstance(v, (int, float)) and not isinstance(v, bool)}
             self.accel.log(scalars, step=record["step"])
 
-    def mean_over_processes(self, value: float) -> float:
-        if self.accel.num_processes == 1:
-            return value
-        tensor = torch.tensor(value, device=self.accel.device, dtype=torch.float64)
-        return self.accel.reduce(tensor, reduction="mean").item()
-
     def evaluate(self) -> None:
         state, cfg = self.state, self.cfg
         eval_start = time.perf_counter()
@@ -292,8 +379,8 @@ class _Loop:
             self.model.eval()
             with torch.no_grad():
                 metrics = self.task.evaluate(self.model, self.val_loader, self.accel)
-            if self.accel.is_main_process and hasattr(self.task, "on_eval"):  # still in eval mode: samples
-                # without dropout, and BatchNorm statistics left as evaluated (and as the other ranks have them)
+            if self.accel.is_main_process:  # still in eval mode: samples without dropout, and BatchNorm
+                # statistics left as evaluated (and as the other ranks have them)
                 self.task.on_eval(self.accel.unwrap_model(self.model), self.run, state.step)
             self.model.train()
         state.last_eval_step = state.step
@@ -318,7 +405,7 @@ class _Loop:
         better = state.best_value is None or (
             value < state.best_value if cfg.monitor_mode == "min" else value > state.best_value)
         if better:
-            state.best_value, state.best_step, state.bad_evals = value, state.step, 0
+            state.best_value, state.bad_evals = value, 0
             state.best_eval = {"step": state.step, **metrics}
         else:
             state.bad_evals += 1
@@ -343,7 +430,7 @@ class _Loop:
         metrics: dict[str, Any] = {
             "status": status,
             "group": self.run.group,
-            **getattr(self.task, "summary", dict)(),
+            **self.task.summary(),
             "steps": state.step,
             "epochs": state.epoch,
             "trainable_params": trainable,
@@ -352,19 +439,53 @@ class _Loop:
             "train_seconds": state.train_seconds,
             "samples_per_second": state.samples_seen * self.accel.num_processes / seconds,
             "peak_memory_mb": peak_memory_mb(),
-            "skipped_items": int(getattr(self.task, "skipped_items", 0)),
+            "skipped_items": int(self.task.skipped_items),
             "skipped_steps": state.skipped_steps,
             "processes": self.accel.num_processes,
         }
         if state.tokens_seen:
-            metrics["tokens_per_second"] = state.tokens_seen * self.accel.num_processes / seconds
-        final_train = [r["loss"] for r in self.run.history("train")[-1:]] if self.run.writer else []
+            metrics["tokens_per_second"] = state.tokens_seen / seconds
+        if self.diverged:
+            metrics["diverged"] = self.diverged
+        final_train = [r["loss"] for r in self.run.history("train")[-1:] if "loss" in r] if self.run.writer else []
         if final_train:
             metrics["train_loss"] = final_train[0]
         metrics.update({k: v for k, v in state.last_eval.items()})
         metrics["final"] = {"step": state.last_eval_step, **state.last_eval}
         metrics["best"] = {"monitor": self.cfg.monitor, **state.best_eval}
         return metrics
+
+
+def accumulate_step(task: Task, model: nn.Module, accel: Accelerator, batches: list[Any]
+                    ) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+    """Forward and backward one optimizer step's micro-batches (collated, on the host): each backpropagates
+    its mean loss x its items / the items of the whole step on all processes, so the gradients are those
+    of one batch holding them all. Returns (this process's share of the step loss, on the device; each
+    micro-batch's logs). Gradients are synced only on the last micro-batch."""
+    counts = [int(task.num_items(batch)) for batch in batches]  # on the host, before any backward
+    world = accel.num_processes
+    scale: Any = 1.0 / max(sum(counts), 1)
+    if world > 1:  # x processes: DDP averages the gradients over them
+        items = accel.reduce(torch.tensor(float(sum(counts)), device=accel.device), reduction="sum")
+        scale = world / items.clamp_min(1.0)
+    step_loss: Any = None
+    logs = []
+    for i, batch in enumerate(batches):
+        with contextlib.nullcontext() if i == len(batches) - 1 else accel.no_sync(model):
+            loss, entry = split_step_output(task.training_step(model, send_to_device(batch, accel.device)))
+            whole = world == 1 and len(batches) == 1  # the step is this one batch: its mean is the step's loss
+            weighted = loss if whole else loss * (counts[i] * scale)
+            accel.backward(weighted)
+        part = weighted.detach()
+        part = part.float() if part.dtype != torch.float32 else part
+        part = part / world if world > 1 else part  # summed over processes when read
+        step_loss = part if step_loss is None else step_loss + part
+        logs.append(entry)
+    return step_loss, logs
+
+
+def _detached(value: Any) -> Any:
+    return value.detach() if isinstance(value, torch.Tensor) else float(value)
 
 
 class _StopRequested(Exception):
@@ -375,6 +496,61 @@ def _due(step: int, every: int, end_of_epoch: bool) -> bool:
     return step % every == 0 if every else end_of_epoch
 
 
+# -- resume checks ---------------------------------------------------------------------------------
+
+
+def check_resume(saved: dict[str, Any], cfg: TrainConfig) -> None:
+    """Refuse a --resume whose flags would change the batch plan or the model, naming each key."""
+    refused, _ = resume_changes(saved, cfg)
+    if refused:
+        raise ConfigError(_refusal(refused))
+
+
+def check_resume_data(saved: dict[str, Any], data: dict[str, Any]) -> None:
+    """Refuse a --resume whose training data (as the engine sees it) or number of processes changed."""
+    before = saved.get(META_KEY, {}).get("data") or {}
+    changed = {k: (before[k], v) for k, v in data.items() if k in before and before[k] != v}
+    if changed:
+        raise ConfigError(_refusal({"data " + k if k != "processes" else k: v for k, v in changed.items()}))
+
+
+def _refusal(changed: dict[str, tuple[Any, Any]]) -> str:
+    what = "; ".join(f"{flag_name(k)} {old!r} -> {new!r}" for k, (old, new) in changed.items())
+    return (f"--resume: this run was started with other settings that change its batches or model ({what}); "
+            f"resume with the original values, or start a new run")
+
+
+def record_resume(run: Run, cfg: TrainConfig, saved: dict[str, Any], step: int) -> None:
+    """config.json takes the new safe values; its `_dlkit.history` lists every resume and what changed."""
+    _, allowed = resume_changes(saved, cfg)
+    if allowed:
+        info("resume changes " + "; ".join(f"{flag_name(k)} {old!r} -> {new!r}" for k, (old, new) in allowed.items()))
+    if not run.writer:
+        return
+    meta = dict(saved.get(META_KEY, {}))
+    meta["history"] = [*meta.get("history", []), {
+        "resumed_at_step": step, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": command_text(cfg),
+        "changed": {k: {"old": old, "new": new} for k, (old, new) in allowed.items()}}]
+    atomic_write_json(run.config_path, {**saved, **saved_dict(cfg), META_KEY: meta})
+
+
+def command_text(cfg: TrainConfig) -> str | None:
+    import shlex
+
+    return shlex.join(["dlkit", *cfg.command_line]) if cfg.command_line is not None else None
+
+
+def resume_command(run: Run, cfg: TrainConfig) -> str:
+    import shlex
+
+    if cfg.command_line is None:  # called from Python: the saved config.json reproduces the settings
+        return shlex.join(["dlkit", run.group, "train", "--config", str(run.config_path), "--resume"])
+    args = [a for a in cfg.command_line if a not in ("--overwrite", "--resume")]
+    if "--output-dir" not in args:
+        args += ["--output-dir", str(run.dir)]
+    return shlex.join(["dlkit", *args, "--resume"])
+
+
 # -- building blocks (each usable on its own) ----------------------------------------------------
 
 
@@ -382,27 +558,55 @@ def build_accelerator(cfg: TrainConfig, run: Run | None = None) -> Accelerator:
     cuda = torch.cuda.is_available()
     if cfg.precision == "fp16" and not cuda:
         raise ConfigError("--precision fp16 needs a CUDA GPU; use --precision bf16 or no on this machine")
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state()  # a second fit in one process (notebook, tests) may change precision
     _cache_lomo_lookup()
     trackers = {"log_with": cfg.report_to, "project_dir": str(run.dir)} if run and cfg.report_to != "none" else {}
-    accel = Accelerator(cpu=not cuda, mixed_precision=cfg.precision, **trackers)
+    try:
+        accel = Accelerator(cpu=not cuda, mixed_precision=cfg.precision, **trackers)
+    except ValueError as exc:  # a second fit in one process (notebook, tests) asking for another precision
+        if "already been initialized" not in str(exc):
+            raise
+        _reset_accelerator_state(cfg.precision)
+        accel = Accelerator(cpu=not cuda, mixed_precision=cfg.precision, **trackers)
     if (message := launch_warning(accel.num_processes)) is not None:
         warn(message)
     return accel
 
 
+def _accelerate_known() -> bool:
+    """Whether the installed accelerate is a version whose private state the shims here were checked against."""
+    import accelerate
+    from packaging.version import Version
+
+    version = Version(accelerate.__version__).release[:2]
+    return ACCELERATE_TESTED[0] <= version < ACCELERATE_TESTED[1]
+
+
+def _reset_accelerator_state(precision: str) -> None:
+    """Accelerate keeps one AcceleratorState per process and refuses another mixed precision; it has no
+    public way to start over, so on the versions checked (ACCELERATE_TESTED) clear it as its own tests do."""
+    from accelerate.state import AcceleratorState
+
+    if not _accelerate_known() or not hasattr(AcceleratorState, "_reset_state"):
+        import accelerate
+
+        raise ConfigError(f"--precision {precision}: accelerate {accelerate.__version__} cannot change the "
+                          f"precision within one process; run this training in a new process")
+    AcceleratorState._reset_state()
+
+
 def _cache_lomo_lookup() -> None:
     """Accelerate's optimizer wrapper searches the disk for the `lomo_optim` package twice per step
     (importlib find_spec + metadata, ~0.3 ms: 8% of a small model's step on CPU, measured with
-    benchmarks/engine_overhead.py). The answer cannot change while the process runs, so ask once."""
+    benchmarks/engine_overhead.py). The answer cannot change while the process runs, so ask once.
+    Only on the accelerate versions checked (ACCELERATE_TESTED); elsewhere the lookup is left alone."""
     import functools
 
     import accelerate.optimizer
 
-    if not hasattr(accelerate.optimizer.is_lomo_available, "cache_info"):
-        accelerate.optimizer.is_lomo_available = functools.cache(accelerate.optimizer.is_lomo_available)
+    lookup = getattr(accelerate.optimizer, "is_lomo_available", None)
+    if not _accelerate_known() or not callable(lookup) or hasattr(lookup, "cache_info"):
+        return
+    accelerate.optimizer.is_lomo_available = functools.cache(lookup)
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
@@ -454,18 +658,34 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_st
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def epoch_plan(task: Any, dataset: Dataset, cfg: TrainConfig, epoch: int, accel: Accelerator) -> list[list[int]]:
-    """This process's batches for `epoch`: a pure function of (seed, epoch), so resume can rebuild it."""
+def step_plan(task: Task, dataset: Dataset, cfg: TrainConfig, epoch: int, world: int) -> list[list[int]]:
+    """All processes' batches of `epoch`, one per optimizer step (batch x accum x processes examples):
+    a pure function of (seed, epoch), so resume can rebuild it."""
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-    make_plan = getattr(task, "batch_plan", None)
-    if make_plan is not None:
-        plan = make_plan(dataset, cfg.batch_size, gen)
-    else:
-        order = torch.randperm(len(dataset), generator=gen).tolist()
-        plan = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-    world = accel.num_processes
-    usable = len(plan) - len(plan) % world  # every process must take the same number of steps
-    return plan[accel.process_index:usable:world]
+    return task.batch_plan(dataset, cfg.batch_size * cfg.grad_accum * world, gen)
+
+
+def split_step(batch: list[int], world: int, accum: int, batch_size: int) -> list[list[list[int]]]:
+    """One step's examples as `world` lists of micro-batches, contiguous and as equal as can be (a full
+    step gives each process `accum` batches of `batch_size`); [] when there are fewer examples than processes."""
+    micro = min(accum, math.ceil(len(batch) / (world * batch_size)), len(batch) // world)
+    if micro == 0:
+        return []
+    parts = np.array_split(np.asarray(batch, dtype=np.int64), world * micro)
+    return [[p.tolist() for p in parts[r * micro:(r + 1) * micro]] for r in range(world)]
+
+
+def epoch_plan(task: Task, dataset: Dataset, cfg: TrainConfig, epoch: int, accel: Accelerator) -> list[list[list[int]]]:
+    """This process's micro-batches of each optimizer step of `epoch`; every process takes the same
+    number of steps and of micro-batches per step."""
+    world, rank = accel.num_processes, accel.process_index
+    steps = (split_step(b, world, cfg.grad_accum, cfg.batch_size) for b in step_plan(task, dataset, cfg, epoch, world))
+    return [parts[rank] for parts in steps if parts]
+
+
+def plan_fingerprint(plan: list[list[int]]) -> str:
+    """A short hash of an epoch's batches: changes when the examples or their grouping change."""
+    return hashlib.sha1(json.dumps(plan).encode()).hexdigest()[:16]
 
 
 def eval_loader(dataset: Dataset, collate: Callable, batch_size: int, accel: Accelerator) -> DataLoader:
@@ -497,13 +717,15 @@ def split_step_output(out: Any) -> tuple[torch.Tensor, dict[str, float]]:
     return out, {}
 
 
-def mean_loss(task: Any, model: nn.Module, loader: Any, accel: Accelerator) -> float:
-    """Example-weighted mean of `training_step` losses over the whole val set (all processes)."""
+def mean_loss(task: Task, model: nn.Module, loader: Any, accel: Accelerator) -> float:
+    """Item-weighted mean of `training_step` losses over the whole val set (all processes): the loss
+    of one batch holding the whole set, counting items as `task.num_items` does."""
     total = torch.zeros(2, dtype=torch.float64, device=accel.device)
     for batch in loader:
-        loss, logs = split_step_output(task.training_step(model, batch))
-        weight = float(logs.get("weight", _batch_size(batch)))
-        total += torch.tensor([loss.double().item() * weight, weight], dtype=torch.float64, device=accel.device)
+        items = task.num_items(batch)
+        loss, _ = split_step_output(task.training_step(model, batch))
+        total[0] += loss.detach().double() * items
+        total[1] += items
     if accel.num_processes > 1:
         total = accel.reduce(total, reduction="sum")
     return (total[0] / total[1].clamp_min(1e-12)).item()
@@ -512,16 +734,6 @@ def mean_loss(task: Any, model: nn.Module, loader: Any, accel: Accelerator) -> f
 def gather(accel: Accelerator, items: list[Any]) -> list[Any]:
     """All processes' Python objects, in one list (for metrics needing every prediction)."""
     return gather_object(items) if accel.num_processes > 1 else items
-
-
-def _batch_size(batch: Any) -> int:
-    if isinstance(batch, torch.Tensor):
-        return batch.shape[0]
-    if isinstance(batch, dict):
-        return _batch_size(next(iter(batch.values())))
-    if isinstance(batch, (list, tuple)):
-        return _batch_size(batch[0])
-    raise TypeError(f"cannot tell the batch size of {type(batch).__name__}; return logs['weight']")
 
 
 # -- RNG -------------------------------------------------------------------------------------------
@@ -578,15 +790,15 @@ def save_checkpoint(accel: Accelerator, run: Run, state: TrainState, scheduler: 
 
 def restore(accel: Accelerator, run: Run, scheduler: Any) -> TrainState:
     """Load the newest readable checkpoint; an unreadable one is reported and the previous one used."""
-    import json
-
     candidates = run.checkpoints()
     for ckpt in reversed(candidates):
         try:
             saved = json.loads((ckpt / STATE_FILE).read_text())
             scheduler_state = saved.pop("scheduler")
-            state = TrainState(**saved)
-            accel.load_state(str(ckpt))
+            known = {f.name for f in dataclasses.fields(TrainState)}  # counters of older versions are dropped
+            state = TrainState(**{k: v for k, v in saved.items() if k in known})
+            rng_problem = _unreadable_rng_state(ckpt, accel.process_index)
+            accel.load_state(str(ckpt))  # skips RNG states it cannot read, saying nothing
             scheduler.load_state_dict(scheduler_state)
         except Exception as exc:  # truncated file, bad pickle, shape mismatch...
             reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
@@ -594,8 +806,25 @@ def restore(accel: Accelerator, run: Run, scheduler: Any) -> TrainState:
             continue
         if ckpt != candidates[-1]:
             info(f"resuming from {ckpt.name} instead")
+        if rng_problem:
+            warn(f"{rng_problem}; resuming with fresh random states, so this resume is not exact (dropout and "
+                 "sampling differ from an uninterrupted run)")
         return state
     raise RunError(f"--resume: no readable checkpoint in {run.checkpoints_dir}")
+
+
+def _unreadable_rng_state(ckpt: Path, process_index: int) -> str | None:
+    """Why this process's RNG file in `ckpt` cannot be restored, or None when it can."""
+    from accelerate.utils import load
+
+    path = ckpt / f"random_states_{process_index}.pkl"
+    try:
+        states = load(path)
+        missing = [k for k in ("random_state", "numpy_random_seed", "torch_manual_seed") if k not in states]
+    except Exception as exc:  # missing, truncated, not a pickle, refused by weights_only
+        reason = str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__
+        return f"{path} is unreadable ({reason})"
+    return f"{path} lacks {', '.join(missing)}" if missing else None
 
 
 def _rmtree(path: Path) -> None:
@@ -605,26 +834,8 @@ def _rmtree(path: Path) -> None:
         shutil.rmtree(path)
 
 
-def save_model(task: Any, model: nn.Module, path: Path) -> None:
-    custom = getattr(task, "save_model", None)
-    if custom is not None:
-        custom(model, path)
-        return
-    from safetensors.torch import save_model as save_safetensors
-
-    path.mkdir(parents=True, exist_ok=True)
-    save_safetensors(model, str(path / "model.safetensors"))
-
-
 def peak_memory_mb() -> float:
     """CUDA max allocated when on a GPU, else the process's peak resident set size."""
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def resume_command(run: Run) -> str:
-    args = [a for a in sys.argv[1:] if a not in ("--overwrite", "--resume")]
-    if "--output-dir" not in args:
-        args += ["--output-dir", str(run.dir)]
-    return " ".join(["dlkit", *args, "--resume"])

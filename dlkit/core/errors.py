@@ -33,6 +33,10 @@ class TrainingStopped(DlkitError):
     """Training stopped on purpose (non-finite loss); the last good checkpoint is kept."""
 
 
+class Diverged(TrainingStopped):
+    """Training stopped because the smoothed loss grew past --divergence-factor x its best."""
+
+
 class Interrupted(DlkitError):
     """Ctrl-C: a checkpoint was saved and the run can be resumed."""
 

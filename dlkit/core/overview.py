@@ -279,6 +279,9 @@ def list_runs(root: Path, format: str = "table") -> None:
     if MODE.json or format == "json":
         print(json.dumps(rows, indent=2))
         return
+    if not rows:
+        warn(f"no dlkit run under {root} (a run folder holds the config.json written by a train command)")
+        return
     from rich.table import Table
 
     table = Table(title=f"runs under {root}")

@@ -104,7 +104,7 @@ class TrainProgress:
         self.total, self.initial = total_steps, initial
         self.enabled = enabled and not MODE.quiet
         self.tty = sys.stderr.isatty()
-        self.bar = None
+        self.bar: Any = None
         self.last_plain = 0.0
         self.start = time.perf_counter()
 

@@ -4,6 +4,7 @@ known (engine tests, report tests, benchmarks). A group's Task looks like this, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -11,17 +12,18 @@ from torch.utils.data import TensorDataset
 
 from dlkit.core.engine import mean_loss
 from dlkit.core.sources import load_builtin
+from dlkit.core.task import Task
 
 
 @dataclass
-class RegressionTask:
+class RegressionTask(Task):
     """builtin:mlp fitting builtin:regression with mean squared error."""
 
     dropout: float = 0.0
     num_train: int = 512
 
     def __post_init__(self) -> None:
-        self.data = load_builtin("regression", num_train=self.num_train)
+        self.data: Any = load_builtin("regression", num_train=self.num_train)  # a RegressionData
 
     def build_model(self) -> nn.Module:
         return load_builtin("mlp", dropout=self.dropout)

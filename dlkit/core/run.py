@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import fcntl
+import glob
 import io
 import json
 import os
@@ -15,16 +17,18 @@ import platform
 import shutil
 import socket
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from dlkit.core.config import META_KEY, saved_dict
-from dlkit.core.errors import RunError
+from dlkit.core.errors import ConfigError, RunError
 
 C = TypeVar("C")
 CHECKPOINT_PREFIX = "step_"
 FINAL_MODEL = "final"
+LOCK_FILE = ".dlkit.lock"  # in every run folder: an flock held by the writing process, holding its pid
 
 
 def is_main_process() -> bool:
@@ -33,13 +37,24 @@ def is_main_process() -> bool:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to .NAME.PID.tmp, fsync, rename over NAME: readers see the old file or the new one, never half.
+    A temp file left by a killed writer is removed by the next write of the same file."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def _remove_stale_temps(path: Path) -> None:
+    prefix = f".{path.name}."
+    for stale in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = stale.name[len(prefix):-len(".tmp")]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -92,6 +107,7 @@ class Run:
     group: str
     writer: bool = True  # False on non-main ranks: every write becomes a no-op
     provenance: dict[str, Any] = field(default_factory=dict)  # extra keys for config.json's _dlkit block
+    _lock: RunLock | None = field(default=None, repr=False, compare=False)
 
     @property
     def config_path(self) -> Path:
@@ -130,11 +146,19 @@ class Run:
 
     @classmethod
     def create(cls, group: str, cfg: Any, default_name: str) -> Run:
-        """The run folder for a `train` command, honouring --output-dir/--name/--overwrite/--resume."""
+        """The run folder for a `train` command, honouring --output-dir/--name/--overwrite/--resume.
+
+        On the main process the folder is created atomically and locked for as long as the Run lives (or
+        until `close()`): a second writer fails naming the pid of the first. --overwrite empties only a
+        folder that is a dlkit run. Other ranks get a non-writing Run; rank 0 alone checks and creates.
+        """
+        if cfg.name is not None:
+            check_run_name(cfg.name)
         name = cfg.name or f"{default_name}-{time.strftime('%Y%m%d-%H%M%S')}"
         root = Path(cfg.output_dir).expanduser() if cfg.output_dir else Path("runs") / group / name
         run = cls(root, group, writer=is_main_process())
-        exists = root.exists() and any(root.iterdir())
+        if root.exists() and not root.is_dir():
+            raise RunError(f"--output-dir {root} is a file, not a folder; pass a folder for the run")
         if cfg.resume:
             if not root.is_dir():
                 raise RunError(f"--resume: {root} does not exist; start the run without --resume")
@@ -143,14 +167,30 @@ class Run:
             existing = run.read_config()
             if existing.get(META_KEY, {}).get("group") not in (None, group):
                 raise RunError(f"--resume: {root} is a {existing[META_KEY]['group']} run, not a {group} run")
+            if run.writer:
+                run._lock = lock_run_folder(root)
             return run
-        if exists and not cfg.overwrite and run.writer:  # other ranks may already see the main one's files
-            raise RunError(f"{root} already exists; pass --overwrite to replace it or --resume to continue it")
-        if run.writer:
-            if exists:
-                shutil.rmtree(root)
-            root.mkdir(parents=True, exist_ok=True)
+        if not run.writer:
+            return run
+        if not _make_folder(root):
+            _replaceable(root, cfg.overwrite)  # checked before a lock file is put into someone's folder
+        run._lock = lock_run_folder(root)
+        try:
+            for path in _replaceable(root, cfg.overwrite):  # again, now that no other dlkit process writes here
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+        except BaseException:
+            run.close()
+            raise
         return run
+
+    def close(self) -> None:
+        """Release the run folder's lock (also released when the Run is garbage-collected or the process dies)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     @classmethod
     def open(cls, path: str | Path, group: str | None = None) -> Run:
@@ -176,7 +216,7 @@ class Run:
 
     def config_as(self, cls: type[C]) -> C:
         """The run's saved config as `cls` (provenance and keys from other dlkit versions ignored)."""
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         return cls(**{k: v for k, v in self.read_config().items() if k in known})
 
     def read_config(self) -> dict[str, Any]:
@@ -281,3 +321,97 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # alive, owned by someone else
         return True
     return True
+
+
+# -- making, locking and emptying run folders -------------------------------------------------------
+
+
+def check_run_name(name: str) -> None:
+    """--name is one folder name under runs/GROUP/: no separators, not '.' or '..'."""
+    seps = {"/", "\\", os.sep, os.altsep or "/"}
+    if not name.strip() or name in (".", "..") or any(sep in name for sep in seps) or "\0" in name:
+        raise ConfigError(f"--name {name!r}: must be one folder name (no '/' or '\\', not '.' or '..'); "
+                       "use --output-dir to put the run somewhere else")
+
+
+def check_is_run(root: Path, flag: str) -> None:
+    """Refuse to delete or replace `root` unless its config.json says it is a dlkit run."""
+    try:
+        meta = json.loads((root / "config.json").read_text(encoding="utf-8")).get(META_KEY)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        meta = None
+    if not isinstance(meta, dict) or not meta.get("group"):
+        raise RunError(f"{flag}: {root} is not a dlkit run folder (no config.json written by dlkit), so it is "
+                       "not deleted; remove it yourself or pick another --output-dir/--name")
+
+
+def _make_folder(root: Path) -> bool:
+    """Create `root` in one step (True), or find it already there (False); no exists-check/mkdir race."""
+    try:
+        root.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise RunError(f"--output-dir {root}: a parent of it is a file, not a folder") from None
+    except OSError as exc:
+        raise RunError(f"cannot create the run folder {root} ({exc.strerror or exc})") from None
+    try:
+        root.mkdir()
+        return True
+    except FileExistsError:
+        if not root.is_dir():
+            raise RunError(f"--output-dir {root} is a file, not a folder; pass a folder for the run") from None
+        return False
+    except OSError as exc:
+        raise RunError(f"cannot create the run folder {root} ({exc.strerror or exc})") from None
+
+
+def _replaceable(root: Path, overwrite: bool) -> list[Path]:
+    """What --overwrite would delete in an existing folder; refuses unless it is empty or a dlkit run."""
+    contents = sorted(p for p in root.iterdir() if p.name != LOCK_FILE)
+    if contents:
+        if not overwrite:
+            raise RunError(f"{root} already exists; pass --overwrite to replace it or --resume to continue it")
+        check_is_run(root, "--overwrite")
+    return contents
+
+
+class RunLock:
+    """An exclusive flock on RUN/.dlkit.lock. The OS drops it when the process dies (even by SIGKILL),
+    so a crashed run never stays locked; the file keeps the holder's pid for the error message."""
+
+    def __init__(self, folder: Path, fd: int):
+        self.folder = folder
+        self._close = weakref.finalize(self, os.close, fd)
+
+    def release(self) -> None:
+        self._close()
+
+
+_HELD: weakref.WeakValueDictionary[str, RunLock] = weakref.WeakValueDictionary()
+
+
+def lock_run_folder(folder: Path) -> RunLock:
+    """Lock `folder` for this process; a folder another process holds is a RunError naming its pid.
+
+    Locking twice from one process returns the same lock (a notebook re-running a cell is not a second writer).
+    """
+    key = os.path.realpath(folder)
+    held = _HELD.get(key)
+    if held is not None:
+        return held
+    try:
+        fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise RunError(f"cannot write in the run folder {folder} ({exc.strerror or exc})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        who = f"pid {holder}" if holder.isdigit() else "another process"
+        raise RunError(f"{folder} is in use by another dlkit process ({who}); wait for it to finish, or stop "
+                       "it before resuming or overwriting this run") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    lock = RunLock(folder, fd)
+    _HELD[key] = lock
+    return lock

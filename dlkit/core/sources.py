@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from dlkit.builtin import BUILTINS, Builtin
-from dlkit.core.errors import SourceError
+from dlkit.core.errors import DataError, SourceError
 
 Kind = Literal["model", "data"]
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -88,12 +88,36 @@ def resolve(spec: str, kind: Kind, flag: str | None = None, check_hub: bool = Tr
             return Source(*scheme(spec.removeprefix(prefix), kind, flag), spec)
     path = Path(spec).expanduser()
     if path.exists():
+        if kind == "model" and path.is_dir():
+            check_pickled_weights(path, flag)
         return Source("local", str(path.resolve()), spec)
     if _looks_like_path(spec) or not HUB_ID.match(spec):
         raise SourceError(f"{flag} {spec}: no such file or folder")
     if check_hub:
         check_hub_id(spec, kind, flag)
     return Source("hub", spec, spec)
+
+
+def check_pickled_weights(folder: Path, flag: str) -> None:
+    """A model folder whose weights are pickles only (*.bin, no *.safetensors) is loaded by torch with
+    weights_only=True; a pickle that needs more than tensors is refused here in one line, naming the file."""
+    if any(folder.glob("*.safetensors")):
+        return
+    import pickle
+
+    import torch
+
+    for weights in sorted(folder.glob("*.bin")):
+        try:
+            torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
+        except pickle.UnpicklingError as exc:
+            detail = next((line.strip() for line in str(exc).splitlines() if "Unsupported global" in line), "")
+            reason = detail.split(" was not")[0].removeprefix("WeightsUnpickler error: ") or "not plain tensors"
+            raise SourceError(f"{flag} {folder}: {weights.name} is a pickle that torch.load(weights_only=True) "
+                              f"refuses ({reason}); dlkit does not run code from weight files: convert it to "
+                              "safetensors where you trust it") from None
+        except Exception:  # an old or unusual format: left to the model's own loader and its errors
+            continue
 
 
 def _builtin(name: str, kind: Kind, flag: str) -> Builtin:
@@ -148,3 +172,15 @@ def _in_hub_cache(repo_id: str, repo_type: str) -> bool:
     except Exception:  # no cache folder yet
         return False
     return any(r.repo_id == repo_id and r.repo_type == repo_type for r in cache.repos)
+
+
+def path_inside(root: Path, name: str, where: str, base: Path | None = None) -> Path:
+    """`base / name` (base defaults to root) for a file named inside a data file, checked to stay in the
+    dataset folder `root`: an absolute name or one climbing out with `..` is a DataError naming `where`.
+    The check is on the path as written, so a dataset may still hold symlinks to images kept elsewhere."""
+    joined = os.path.normpath(os.path.join(base if base is not None else root, name))
+    top = os.path.normpath(root)
+    if os.path.isabs(name) or (joined != top and not joined.startswith(top.rstrip(os.sep) + os.sep)):
+        raise DataError(f"{where}: {name!r} points outside the dataset folder {root}; "
+                        "image paths in a data file must stay inside it")
+    return Path(joined)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 import re
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dlkit.core.errors import DataError
-from dlkit.core.sources import cache_dir, resolve
+from dlkit.core.sources import cache_dir, path_inside, resolve
 from dlkit.core.splits import DataSplits
 from dlkit.data.images import open_image
 
@@ -183,7 +184,7 @@ def _kaggle(folder: Path, file: Path, strict: bool) -> tuple[list[CaptionRecord]
                 continue
             name = row[0].strip()
             caption = ",".join(row[1:]) if len(row) > 1 else None  # unquoted commas inside a caption
-            out.add(images / name, caption, f"{file}:{lineno}")
+            out.add(path_inside(folder, name, f"{file}:{lineno}", images), caption, f"{file}:{lineno}")
     return out.result(file)
 
 
@@ -204,7 +205,8 @@ def _original(folder: Path, file: Path, strict: bool) -> tuple[list[CaptionRecor
                 continue
             key, _, caption = line.rstrip("\n").partition("\t")
             name = key.split("#", 1)[0].strip()
-            out.add(images / name, caption, f"{file}:{lineno}", splits.get(name))
+            out.add(path_inside(folder, name, f"{file}:{lineno}", images), caption, f"{file}:{lineno}",
+                    splits.get(name))
     return out.result(file)
 
 
@@ -216,7 +218,7 @@ def _karpathy(folder: Path, file: Path, data: dict, strict: bool) -> tuple[list[
         name = item.get("filename")
         if not name:
             raise DataError(f"{file}: images[{index}] has no 'filename'")
-        path = images / item.get("filepath", "") / name
+        path = path_inside(folder, os.path.join(item.get("filepath", ""), name), f"{file}: images[{index}]", images)
         split = SPLIT_ALIASES.get(str(item.get("split", "")).lower())
         sentences = item.get("sentences") or [None]
         for sentence in sentences:
@@ -236,6 +238,7 @@ def _coco(files: list[Path], data: dict, strict: bool) -> tuple[list[CaptionReco
     paths = {}
     for image in data.get("images", []):
         name = image.get("file_name", "")
+        path_inside(folder, name, f"{file}: image id {image.get('id')}")  # also covers the deeper candidates
         paths[image.get("id")] = next((c / name for c in candidates if (c / name).is_file()), candidates[0] / name)
     out = _Collector("coco", strict)
     for index, ann in enumerate(data["annotations"]):

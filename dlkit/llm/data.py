@@ -85,13 +85,13 @@ def read_file(path: Path) -> tuple[list[dict], int]:
     if path.suffix == ".csv":
         return _read_csv(text), 0
     if path.suffix == ".jsonl":
-        return _read_jsonl(text)
+        return _read_jsonl(text, path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         if path.suffix == ".json":
             raise DataError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
-        return _read_jsonl(text)
+        return _read_jsonl(text, path)
     if isinstance(data, dict):
         lists = [v for v in data.values() if isinstance(v, list)]
         if len(lists) != 1:
@@ -103,20 +103,26 @@ def read_file(path: Path) -> tuple[list[dict], int]:
     return data, 0
 
 
-def _read_jsonl(text: str) -> tuple[list[dict], int]:
-    rows, bad = [], 0
-    for line in text.splitlines():
+def _read_jsonl(text: str, path: Path) -> tuple[list[dict], int]:
+    """Rows of a JSONL file; an unreadable line is skipped, counted and reported in one warning line."""
+    from dlkit.core.progress import warn
+
+    rows, bad, first = [], 0, ""
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:
+            problem = "" if isinstance(row, dict) else f"a JSON {type(row).__name__}, not an object"
+        except json.JSONDecodeError as exc:
+            problem = f"invalid JSON ({exc.msg})"
+        if problem:
             bad += 1
+            first = first or f"line {number}: {problem}"
             continue
-        if isinstance(row, dict):
-            rows.append(row)
-        else:
-            bad += 1
+        rows.append(row)
+    if bad:
+        warn(f"{path}: skipped {bad} unreadable line{'s' if bad > 1 else ''} (first: {first})")
     return rows, bad
 
 

@@ -20,6 +20,7 @@ from torch import nn
 from dlkit.core.errors import RunError
 from dlkit.core.progress import info
 from dlkit.core.run import Run, atomic_write_json
+from dlkit.core.task import Task
 from dlkit.llm import methods
 from dlkit.llm.config import LlmConfig
 from dlkit.llm.data import IGNORE, ListDataset, build_splits, length_grouped_plan, pack, pad_batch, pad_packed
@@ -89,7 +90,7 @@ class ParamSnapshot:
         }
 
 
-class LlmTask:
+class LlmTask(Task):
     def __init__(self, cfg: LlmConfig):
         self.cfg = cfg
         self.method = methods.METHODS[cfg.method]
@@ -130,6 +131,9 @@ class LlmTask:
     def batch_plan(self, dataset: ListDataset, batch_size: int, gen: torch.Generator) -> list[list[int]]:
         return length_grouped_plan(dataset.lengths, batch_size, gen)
 
+    def num_items(self, batch: dict[str, torch.Tensor]) -> int:
+        return int((batch["labels"][:, 1:] != IGNORE).sum())  # the labelled next-token positions the loss averages
+
     def training_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         real = batch.pop("token_mask", None)  # packed batches: the non-pad tokens (their mask is 4D)
         if real is not None and _attention(model) != "eager":
@@ -143,9 +147,7 @@ class LlmTask:
             loss = causal_lm_loss(model, {k: v for k, v in batch.items() if k != "attention_mask"})
         else:
             loss = causal_lm_loss(model, batch)
-        labelled = int((batch["labels"][:, 1:] != IGNORE).sum())
-        tokens = int((real if real is not None else batch["attention_mask"]).sum())
-        return loss, {"tokens": tokens, "weight": labelled}
+        return loss, {"tokens": (real if real is not None else batch["attention_mask"]).sum()}
 
     def evaluate(self, model: nn.Module, loader: Any, accel: Any) -> dict[str, float]:
         import math

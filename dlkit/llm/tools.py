@@ -15,7 +15,7 @@ from dlkit.core.config import META_KEY
 from dlkit.core.errors import ConfigError, RunError
 from dlkit.core.overview import export_group
 from dlkit.core.progress import info
-from dlkit.core.run import Run, atomic_write_json
+from dlkit.core.run import Run, atomic_write_json, check_is_run
 from dlkit.llm import methods
 from dlkit.llm.models import (
     INFO_FILE,
@@ -72,7 +72,7 @@ def export_run(run_dir: Path, out: Path | None, merge: bool) -> dict[str, Any]:
     info_ = read_info(run.model_dir)
     target = Path(out) if out else run.dir / ("merged" if merge else "export")
     if target.exists():
-        if any(target.iterdir()) and export_group(target) != "llm":
+        if not target.is_dir() or any(target.iterdir()) and export_group(target) != "llm":
             raise RunError(f"--out {target} exists and is not an llm export folder; choose a new folder")
         shutil.rmtree(target)
     model, tokenizer, _ = load_trained(run.dir)
@@ -128,8 +128,12 @@ def compose_adapters(base_spec: str, adapter_specs: list[str], out: Path, eval_d
         if run_info["method"] not in ("lora", "rslora"):
             raise ConfigError(f"--adapter {path}: composition needs lora or rslora adapters (got {run_info['method']})")
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise RunError(f"{out} already exists; pass --overwrite to replace it")
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out} is a file, not a folder")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise RunError(f"{out} already exists; pass --overwrite to replace it")
+        check_is_run(out, "--overwrite")  # never delete a folder dlkit did not write
     model = load_model(base)
     names = []
     for i, (path, _) in enumerate(parsed):

@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 
 from dlkit.core.progress import info
 from dlkit.core.run import Run
+from dlkit.core.task import Task
 from dlkit.metrics import squad_scores
 from dlkit.qa.config import QAConfig, WindowConfig
 from dlkit.qa.data import LoadReport, QAExample, WindowDataset, collate_windows, question_id, split_examples
@@ -60,7 +61,7 @@ def score(examples: list[QAExample], spans: dict[str, list[Span]]) -> dict[str, 
     return squad_scores(predictions, {e.id: list(e.answers) for e in examples})
 
 
-class QATask:
+class QATask(Task):
     """Encoder + span head on SQuAD-format windows."""
 
     def __init__(self, cfg: QAConfig):
@@ -99,7 +100,7 @@ class QATask:
 
     def training_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         loss, _, _ = span_loss(model, batch)
-        return loss, {"tokens": int(batch["attention_mask"].sum())}
+        return loss, {"tokens": batch["attention_mask"].sum()}  # items: windows (the default, examples)
 
     def evaluate(self, model: nn.Module, loader: Any, accel: Any) -> dict[str, float]:
         from dlkit.core.engine import gather

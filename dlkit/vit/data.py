@@ -85,7 +85,7 @@ def load_image_data(cfg: Any) -> ImageData:
     else:
         train, val, names, val_split = hub_images(source.value, cfg.image_col, cfg.label_col)
     if val is None:
-        train_idx, val_idx = holdout_split(train.labels, cfg.val_fraction, cfg.seed)
+        train_idx, val_idx = holdout_split(train.labels, cfg.val_fraction, cfg.seed, where=cfg.data)
         train, val = train.select(train_idx), train.select(val_idx)
         val_split = f"{val_split} (held-out {cfg.val_fraction:.0%})"
     train = train.select(subsample(list(range(len(train))), cfg.max_train_samples, cfg.seed))

@@ -13,6 +13,7 @@ from torch import nn
 
 from dlkit.core import classification as clf
 from dlkit.core.run import Run
+from dlkit.core.task import Task
 from dlkit.vit import data as vdata
 from dlkit.vit import models
 from dlkit.vit.config import VitConfig
@@ -28,7 +29,7 @@ def forward(model: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
     return model(pixel_values=pixel_values, **kwargs).logits
 
 
-class VitTask:
+class VitTask(Task):
     """Fine-tune an image classifier with one of the methods in dlkit.vit.models.METHODS."""
 
     def __init__(self, cfg: VitConfig):

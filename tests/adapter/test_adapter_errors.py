@@ -66,3 +66,54 @@ def test_run_folder_of_another_group(cli, tmp_path):
 
 def test_imdb_hub_id_offline_fails_fast(cli, tmp_path):
     one_line_error(train(cli, tmp_path, "--data", "imdb"), "--data imdb")
+
+
+@pytest.mark.parametrize("bad", ["1.5", "nan", "NaN", "-1"])
+def test_label_that_is_not_a_class_id(cli, tmp_path, bad):
+    data = tmp_path / "d.csv"
+    data.write_text("text,label\n" + "".join(f"film {i},{i % 2}\n" for i in range(8)) + f"odd film,{bad}\n")
+    one_line_error(train(cli, tmp_path, "--data", data), "--label-col label", "row 9", repr(bad),
+                   "expected a class id")
+    assert not (tmp_path / "run").exists()
+
+
+def test_nan_label_among_class_names(cli, tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("text,label\ngood,pos\nbad,neg\nmeh,nan\n")
+    one_line_error(train(cli, tmp_path, "--data", data), "row 3 has label 'nan'")
+
+
+def test_validation_split_that_ends_up_empty(cli, tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("text,label\ngood film,1\nbad film,0\nnice one,1\nawful,0\n")
+    one_line_error(train(cli, tmp_path, "--data", data), "leaves no validation example", "4 examples in 2 classes")
+    assert not (tmp_path / "run").exists()
+    folder = tmp_path / "splits"
+    folder.mkdir()
+    (folder / "train.csv").write_text(data.read_text())
+    (folder / "test.csv").write_text("text,label\nfine film,\nodd film,\n")
+    one_line_error(train(cli, tmp_path, "--data", folder), "test.csv: no usable validation row")
+
+
+def test_model_folder_with_a_pickle_torch_refuses(cli, tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    from dlkit.builtin import BUILTINS
+
+    model = tmp_path / "model"
+    shutil.copytree(BUILTINS["tiny-bert"].load(), model)
+    weights = load_file(model / "model.safetensors")
+    (model / "model.safetensors").unlink()
+    torch.save({**weights, "payload": Payload()}, model / "pytorch_model.bin")
+    data = write_jsonl(tmp_path / "d.jsonl", [{"text": f"t{i}", "label": i % 2} for i in range(20)])
+    one_line_error(train(cli, tmp_path, "--model", model, "--data", data), "pytorch_model.bin is a pickle",
+                   "weights_only=True", "Unsupported global")
+    assert not (tmp_path / "run").exists()
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("this would run on load",))

@@ -183,3 +183,36 @@ def test_builtin_shape_classes_is_an_image_folder():
     assert sorted(p.name for p in (root / "test").iterdir()) == classes
     assert all(len(list((root / "train" / c).glob("*.png"))) == 40 for c in classes)
     assert all(len(list((root / "test" / c).glob("*.png"))) == 10 for c in classes)
+
+
+@pytest.mark.parametrize("name", ["../../outside.jpg", "/etc/passwd", "sub/../../../outside.jpg"])
+def test_image_names_escaping_the_dataset_folder_are_an_error(tmp_path, name):
+    data = tmp_path / "data"
+    write_image(data / "Images" / "a.jpg")
+    write_image(tmp_path / "outside.jpg")
+    (data / "captions.txt").write_text(f"image,caption\na.jpg,A dog .\n{name},A secret .\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"captions.txt:3: .* points outside the dataset folder"):
+        load_caption_records(str(data))
+
+
+def test_json_layouts_check_image_paths_too(tmp_path):
+    write_image(tmp_path / "Images" / "a.jpg")
+    karpathy = {"images": [{"filename": "a.jpg", "filepath": "../..", "sentences": [{"raw": "A dog ."}]}]}
+    (tmp_path / "dataset_flickr8k.json").write_text(json.dumps(karpathy), encoding="utf-8")
+    with pytest.raises(DataError, match=r"images\[0\]: '../../a.jpg' points outside"):
+        load_caption_records(str(tmp_path))
+    (tmp_path / "dataset_flickr8k.json").unlink()
+    coco = {"images": [{"id": 1, "file_name": "/etc/hostname"}], "annotations": [{"image_id": 1, "caption": "x"}]}
+    (tmp_path / "captions_val2014.json").write_text(json.dumps(coco), encoding="utf-8")
+    with pytest.raises(DataError, match="image id 1: '/etc/hostname' points outside"):
+        load_caption_records(str(tmp_path))
+
+
+def test_symlinked_image_folder_is_still_inside(tmp_path):
+    write_image(tmp_path / "elsewhere" / "a.jpg")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "Images").symlink_to(tmp_path / "elsewhere")
+    (data / "captions.txt").write_text("image,caption\na.jpg,A dog .\n", encoding="utf-8")
+    records, _ = load_caption_records(str(data))
+    assert [r.captions for r in records] == [["A dog ."]]

@@ -7,7 +7,9 @@
 import sys
 from dataclasses import dataclass
 
+import torch
 import typer
+from torch.utils.data import TensorDataset
 
 from dlkit.cli import run_app
 from dlkit.core.commands import config_command
@@ -23,8 +25,9 @@ app = typer.Typer()
 class RegressionConfig(TrainConfig):
     dropout: float = opt(0.0, "Dropout in the MLP (makes the loss depend on the training RNG).")
     hang_at: int = opt(0, "Training step at which to write --ready-file and wait forever, so a test can kill "
-                       "the process mid-run at a known step (0: never).")
-    ready_file: str = opt("", "The file written when the run hangs at --hang-at.")
+                       "the process mid-run at a known step (0: never).", resume_safe=True)
+    ready_file: str = opt("", "The file written when the run hangs at --hang-at.", resume_safe=True)
+    items: bool = opt(False, "Per-position targets with 1..6 valid positions per example: batches differ in items.")
 
 
 class HangingRegressionTask(RegressionTask):
@@ -45,9 +48,48 @@ class HangingRegressionTask(RegressionTask):
         return super().training_step(model, batch)
 
 
+class ItemsTask(RegressionTask):
+    """Regression onto 6 targets per example of which only the first 1..6 count: the loss is a mean over
+    valid positions, so micro-batches carry different numbers of items (like tokens in a text batch)."""
+
+    def datasets(self):
+        train, val = super().datasets()
+        return items_set(train), items_set(val)
+
+    def build_model(self):
+        from dlkit.builtin.regression import build_model
+
+        model = build_model(dropout=self.dropout)
+        model[-1] = torch.nn.Linear(model[-1].in_features, 6)
+        return model
+
+    def num_items(self, batch):
+        return int(batch[2].sum())
+
+    def training_step(self, model, batch):
+        x, y, mask = batch
+        return ((model(x) - y) ** 2 * mask).sum() / mask.sum()
+
+    def evaluate(self, model, loader, accel):
+        from dlkit.core.engine import mean_loss
+
+        return {"val_loss": mean_loss(self, model, loader, accel)}
+
+
+def items_set(dataset):
+    x, y = dataset.tensors
+    gen = torch.Generator().manual_seed(1)
+    targets = y[:, None] * torch.linspace(0.5, 1.5, 6) + 0.1 * torch.randn(len(y), 6, generator=gen)
+    valid = torch.randint(1, 7, (len(y),), generator=gen)
+    mask = (torch.arange(6)[None, :] < valid[:, None]).float()
+    return TensorDataset(x, targets, mask)
+
+
 @config_command(app, RegressionConfig, name="train")
 def train(cfg: RegressionConfig) -> None:
-    fit(HangingRegressionTask(cfg.dropout, cfg.hang_at, cfg.ready_file), cfg, Run.create("core", cfg, "regression"))
+    task = ItemsTask(dropout=cfg.dropout) if cfg.items else HangingRegressionTask(cfg.dropout, cfg.hang_at,
+                                                                                cfg.ready_file)
+    fit(task, cfg, Run.create("core", cfg, "regression"))
 
 
 @app.command()

@@ -18,8 +18,15 @@ def test_existing_folder_is_never_overwritten_without_a_flag(tmp_path):
     with pytest.raises(RunError, match="already exists; pass --overwrite"):
         Run.create("core", cfg_for(out), "x")
     assert (out / "keep.txt").read_text() == "precious"
-    Run.create("core", cfg_for(out, overwrite=True), "x")
-    assert not (out / "keep.txt").exists()
+    with pytest.raises(RunError, match="is not a dlkit run folder"):  # --overwrite deletes dlkit runs only
+        Run.create("core", cfg_for(out, overwrite=True), "x")
+    assert (out / "keep.txt").read_text() == "precious"
+    run = Run.create("core", cfg_for(out / "inner"), "x")
+    run.write_config(TrainConfig())
+    (run.dir / "old.txt").write_text("from the last run")
+    run.close()
+    Run.create("core", cfg_for(out / "inner", overwrite=True), "x")
+    assert not (out / "inner" / "old.txt").exists() and not (out / "inner" / "config.json").exists()
 
 
 def test_resume_needs_a_checkpoint(tmp_path):

@@ -167,3 +167,15 @@ def test_strict_fails_on_a_malformed_row(cli, tmp_path):
     data = write_jsonl(tmp_path / "d.jsonl", rows)
     one_line_error(cli("llm", "train", "--data", data, "--strict", "--output-dir", tmp_path / "r"),
                    "row 20: unreadable turn")
+
+
+def test_unreadable_jsonl_lines_are_skipped_with_one_warning(cli, tmp_path):
+    good = json.dumps({"instruction": "q", "output": "a"})
+    (tmp_path / "d.jsonl").write_text("\n".join([good] * 6 + ['{"instruction": "cut', good, "[1, 2]"]) + "\n")
+    result = cli("llm", "prepare", "--data", tmp_path / "d.jsonl", "--output-dir", tmp_path / "p", "--val-size", "1",
+                 "--test-size", "1", "--json")
+    assert result.exit_code == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: {tmp_path / 'd.jsonl'}: skipped 2 unreadable lines (first: line 7: invalid JSON "
+                        "(Unterminated string starting at))"]
+    assert json.loads(result.stdout)["malformed"] == 2

@@ -46,6 +46,9 @@ def test_adapter_copied_elsewhere_loads_with_plain_peft(cli, tmp_path, capitals_
     refused = cli("llm", "export", "--run", moved, "--out", mine)
     assert refused.exit_code == 2 and "not an llm export folder" in refused.stderr
     assert (mine / "keep.txt").read_text() == "mine"
+    refused = cli("llm", "export", "--run", moved, "--out", mine / "keep.txt")  # a file, not a folder
+    assert refused.exit_code == 2 and "not an llm export folder" in refused.stderr
+    assert (mine / "keep.txt").read_text() == "mine"
     assert cli("llm", "export", "--run", moved, "--out", tmp_path / "out" / "merged", "--merge").exit_code == 0
     assert cli("llm", "export", "--run", moved, "--out", tmp_path / "out" / "merged", "--merge").exit_code == 0
     listed = json.loads(cli("runs", "list", tmp_path / "out", "--format", "json").stdout)

@@ -128,3 +128,13 @@ def test_eval_scores_held_out_images_and_train_only_when_asked(cli, deit_run):
     train = json.loads(cli("--json", "vit", "eval", "--run", deit_run, "--split", "train").stdout)
     assert train["split"] == "train" and train["split_size"] == 64
     assert "train_accuracy" in train and "test_accuracy" not in train
+
+
+def test_held_out_validation_split_that_ends_up_empty(cli, tmp_path):
+    for name in ("cat", "dog"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(2):  # 10% of 2 images per class rounds to none
+            Image.new("RGB", (8, 8)).save(tmp_path / "data" / name / f"{i}.png")
+    one_line_error(cli("vit", "train", "--data", tmp_path / "data", "--output-dir", tmp_path / "r"),
+                   "leaves no validation example", "4 examples in 2 classes", "--val-fraction")
+    assert not (tmp_path / "r").exists()
