@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,19 @@ VAL_SPLITS = ("test", "validation", "valid", "val")
 class TextSplit:
     texts: list[str]
     labels: list[int]
+    ids: list[str] = field(default_factory=list)  # example ids (file + position + content), for the split record
 
     def __len__(self) -> int:
         return len(self.texts)
 
     def select(self, indices: list[int]) -> TextSplit:
-        return TextSplit([self.texts[i] for i in indices], [self.labels[i] for i in indices])
+        return TextSplit([self.texts[i] for i in indices], [self.labels[i] for i in indices],
+                         [self.ids[i] for i in indices] if self.ids else [])
+
+    def with_ids(self, where: str) -> TextSplit:
+        from dlkit.core.splits import example_id
+
+        return TextSplit(self.texts, self.labels, [example_id(where, i, text) for i, text in enumerate(self.texts)])
 
 
 @dataclass
@@ -62,6 +69,7 @@ def load_text_data(cfg: Any) -> TextData:
     names = class_names.get(cfg.label_col) or columns.label_names(train_rows, where)
     check_classes(names, f"--label-col {cfg.label_col} in {where}")
     train, skipped = columns.split(train_rows, names, where)
+    train = train.with_ids(where)
     if val_name is None:
         train_idx, val_idx = holdout_split(train.labels, cfg.val_fraction, cfg.seed, where=where)
         train, val = train.select(train_idx), train.select(val_idx)
@@ -72,11 +80,25 @@ def load_text_data(cfg: Any) -> TextData:
         val, val_skipped = columns.split(val_rows, names, val_where)
         if not len(val):
             raise DataError(f"--data {val_where}: no usable validation row ({val_skipped} without text or label)")
+        val = val.with_ids(val_where)
         skipped += val_skipped
         val_label = val_where
     train = train.select(subsample(list(range(len(train))), cfg.max_train_samples, cfg.seed))
     val = val.select(subsample(list(range(len(val))), cfg.max_eval_samples, cfg.seed))
     return TextData(train, val, names, val_label, skipped)
+
+
+def split_ids(data: TextData) -> dict[str, list[str]]:
+    """Example ids of the run's splits: which rows of which file each split holds."""
+    return {"train": data.train.ids, "validation": data.val.ids}
+
+
+def split_rule(data: TextData, cfg: Any) -> str:
+    rule = (f"seeded: {cfg.val_fraction:.0%} of each class of train held out for validation (seed {cfg.seed})"
+            if "held-out" in data.val_split else f"validation from {data.val_split}")
+    if cfg.max_train_samples or cfg.max_eval_samples:
+        rule += f"; seeded subsets of at most {cfg.max_train_samples} train / {cfg.max_eval_samples} validation"
+    return rule
 
 
 @dataclass

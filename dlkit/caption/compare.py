@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dlkit.caption.data import clean_caption
-from dlkit.caption.evaluate import Captioner, held_out_records
+from dlkit.caption.evaluate import Captioner, split_records_of
 from dlkit.core.config import opt
 from dlkit.core.errors import ConfigError, DataError
 from dlkit.core.progress import info
@@ -52,7 +52,7 @@ def compare_runs(cfg: CompareConfig) -> dict[str, Any]:
     cfg.validate()
     runs = [Run.open(Path(r), group="caption") for r in cfg.runs]
     labels = run_labels([r.dir for r in runs])
-    tests = [held_out_records(r) for r in runs]
+    tests = [split_records_of(r, "test") for r in runs]
     shared = set.intersection(*({rec.image for rec in t} for t in tests))
     if not shared:
         raise DataError("the runs share no test image (trained on different data?); compare runs of one dataset")

@@ -27,6 +27,7 @@ from dlkit.data.captions import (
     read_json_file,
     readable_records,
     split_records,
+    splits_given,
 )
 from dlkit.data.images import open_image
 
@@ -225,6 +226,7 @@ def prepare_splits(cfg: CaptionConfig) -> tuple[dict[str, list[CaptionRecord]], 
     records, stats = load_caption_records(cfg.data, cfg.strict)
     records, undecodable = readable_records(records, cfg.strict)
     stats["skipped_undecodable_images"] = undecodable
+    stats["splits_given"] = splits_given(records)
     splits = split_records(records, seed=cfg.seed)
     if not splits["train"]:
         raise DataError(f"--data {cfg.data}: the training split is empty ({len(records)} images)")

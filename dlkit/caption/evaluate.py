@@ -110,27 +110,29 @@ def _safe(word: str) -> str:
     return re.sub(r"[^\w-]+", "_", word)[:40] or "word"
 
 
-def held_out_records(run: Run) -> list[CaptionRecord]:
-    """The run's test split, as saved by train in data/prepared.json."""
+def split_records_of(run: Run, split: str) -> list[CaptionRecord]:
+    """One of the run's splits (train, validation or test), as saved by train in data/prepared.json."""
     prepared = run.dir / "data"
     if not (prepared / "prepared.json").is_file():
         raise RunError(f"{run.dir} has no data/prepared.json; it was not written by `dlkit caption train`")
     records, _ = load_caption_records(str(prepared))
-    test = [r for r in records if r.split == "test"]
-    if not test:
-        raise RunError(f"{run.dir}: the test split is empty")
-    missing = [r.image for r in test if not Path(r.image).is_file()]
+    saved = {"validation": "val"}.get(split, split)
+    chosen = [r for r in records if r.split == saved]
+    if not chosen:
+        raise RunError(f"{run.dir}: the {split} split is empty")
+    missing = [r.image for r in chosen if not Path(r.image).is_file()]
     if missing:
-        raise DataError(f"test image {missing[0]} no longer exists ({len(missing)} missing)")
-    return test
+        raise DataError(f"{split} image {missing[0]} no longer exists ({len(missing)} missing)")
+    return chosen
 
 
 def evaluate(run_dir: Path, beam_size: int = 3, batch_size: int = 32, bertscore_model: str | None = None,
-             num_worst: int = 10, limit: int | None = None) -> dict[str, Any]:
-    """BLEU-1..4, ROUGE-1/2/L, CIDEr-D (+ BERTScore) on the test split against every reference, written to
-    eval.json and merged into metrics.json as test_*; plots/test_grid.png shows 5 images, and the
-    worst-scored images (per-image ROUGE-L) are listed for error analysis. `limit` scores the first N test
+             num_worst: int = 10, split: str | None = None, limit: int | None = None) -> dict[str, Any]:
+    """BLEU-1..4, ROUGE-1/2/L, CIDEr-D (+ BERTScore) on a split (default: test) against every reference,
+    written to eval.json and merged into metrics.json as SPLIT_*; plots/SPLIT_grid.png shows 5 images, and
+    the worst-scored images (per-image ROUGE-L) are listed for error analysis. `limit` scores the first N
     images only; without `bertscore_model` an installed local encoder is used when there is one."""
+    from dlkit.core.splits import eval_split, held_out, split_fields
     from dlkit.metrics import bertscore, cider_d, corpus_bleu, rouge
     from dlkit.metrics.encoders import bertscore_model_or_default
     from dlkit.metrics.guard import GuardedMetrics
@@ -142,47 +144,52 @@ def evaluate(run_dir: Path, beam_size: int = 3, batch_size: int = 32, bertscore_
         raise ConfigError(f"--limit must be >= 1 (got {limit})")
     run = Run.open(run_dir, group="caption")
     captioner = Captioner(run)
-    records = held_out_records(run)
+    name = eval_split(split, ["train", "validation", "test"])
+    records = split_records_of(run, name)
+    kept = held_out(run, name, [r.image for r in records])
+    left_out, records = len(records) - len(kept), [records[i] for i in kept]
     if limit is not None and limit < len(records):
-        info(f"scoring the first {limit} of {len(records)} test images (--limit)")
+        info(f"scoring the first {limit} of {len(records)} {name} images (--limit)")
         records = records[:limit]
     bertscore_model, why = bertscore_model_or_default(bertscore_model)
     if why:
         info(why)
     generated: list[Generated] = []
-    for start in track(range(0, len(records), batch_size), "captioning the test images",
+    for start in track(range(0, len(records), batch_size), f"captioning the {name} images",
                        total=(len(records) + batch_size - 1) // batch_size):
         generated.extend(captioner.caption([r.image for r in records[start:start + batch_size]], beam_size,
                                            batch_size))
     hyps = [clean_caption(g.text) for g in generated]
     refs = [[clean_caption(c) for c in r.captions] for r in records]
-    scores = GuardedMetrics(prefix="test_")
+    scores = GuardedMetrics(prefix=f"{name}_")
     scores.add("BLEU", lambda: corpus_bleu(hyps, refs))
     scores.add("ROUGE", lambda: rouge(hyps, refs))
     scores.add("CIDEr-D", lambda: {"cider_d": cider_d(hyps, refs)})
     if bertscore_model:
         scores.add("BERTScore", lambda: {f"bertscore_{k}": v for k, v in
                                          bertscore(hyps, refs, model=bertscore_model).items()})
-    metrics: dict[str, Any] = {**scores.values, "test_images": len(records), "beam_size": beam_size}
+    metrics: dict[str, Any] = {**scores.values, f"{name}_images": len(records), "beam_size": beam_size}
     per_image = [{"image": r.image, "caption": h, "references": refs_i, "rougeL": rouge([h], [refs_i])["rougeL"]}
                  for r, h, refs_i in zip(records, hyps, refs, strict=True)]
     worst = sorted(per_image, key=lambda row: row["rougeL"])[:num_worst]
-    run.write_json("eval.json", {**metrics, **scores.failures(), "worst": worst, "predictions": per_image})
+    fields = split_fields(name, len(records), left_out)
+    run.write_json("eval.json", {**fields, **metrics, **scores.failures(), "worst": worst, "predictions": per_image})
     run.write_metrics({**run.read_metrics(), **metrics})
-    _write_plots(run, per_image, worst)
+    _write_plots(run, per_image, worst, name)
     for row in worst[:5]:
         info(f"worst: {Path(row['image']).name}: {row['caption']!r} vs {row['references'][0]!r} "
              f"(ROUGE-L {row['rougeL']:.2f})")
-    return metrics
+    return {**fields, **metrics}
 
 
-def _write_plots(run: Run, per_image: list[dict], worst: list[dict]) -> None:
+def _write_plots(run: Run, per_image: list[dict], worst: list[dict], split: str) -> None:
     from dlkit.caption.viz import caption_grid
 
     def item(row: dict) -> tuple[str, list[str]]:
         return row["image"], [f"generated: {row['caption']}", f"reference: {row['references'][0]}"]
 
-    caption_grid([item(r) for r in per_image[:5]], run.plots_dir / "test_grid.png", "test images")
-    caption_grid([item(r) for r in worst[:5]], run.plots_dir / "test_worst.png", "worst test images (ROUGE-L)")
-    atomic_write_text(run.samples_dir / "test_predictions.jsonl",
+    caption_grid([item(r) for r in per_image[:5]], run.plots_dir / f"{split}_grid.png", f"{split} images")
+    caption_grid([item(r) for r in worst[:5]], run.plots_dir / f"{split}_worst.png",
+                 f"worst {split} images (ROUGE-L)")
+    atomic_write_text(run.samples_dir / f"{split}_predictions.jsonl",
                       "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in per_image))

@@ -31,10 +31,10 @@ from dlkit.caption.data import (
     write_split_files,
 )
 from dlkit.caption.models import MODEL_FILE, CaptionModel, ModelSpec, build_model, decode
-from dlkit.core.progress import info
+from dlkit.core.progress import info, warn
 from dlkit.core.run import Run, atomic_write_json
 from dlkit.core.task import Task
-from dlkit.data.captions import CaptionRecord, write_prepared
+from dlkit.data.captions import CaptionRecord, data_splits, write_prepared
 from dlkit.data.images import open_image
 
 
@@ -205,9 +205,14 @@ class CaptionTask(Task):
 def train(cfg: CaptionConfig) -> dict[str, Any]:
     """Read and split the data (errors surface before a run folder exists), then train on the engine."""
     from dlkit.core.engine import fit
+    from dlkit.core.splits import record_splits
 
+    if cfg.arch != "vit-gpt2" and cfg.encoder == "efficientnet_b0" and not cfg.pretrained_encoder:
+        warn("--encoder efficientnet_b0 starts from RANDOM weights (no --pretrained-encoder): pass "
+             "--pretrained-encoder for its ImageNet weights")
     prepared = prepare_splits(cfg)
     run = Run.create("caption", cfg, default_name=cfg.arch)
+    record_splits(run, data_splits(prepared[0], prepared[2]["splits_given"], cfg.seed), resume=cfg.resume)
     if cfg.arch == "vit-gpt2":
         from dlkit.caption.hf import VisionEncoderDecoderTask
 

@@ -60,12 +60,17 @@ def evaluate(
                                                 "default: the run's validation split.")] = None,
     encoding: Annotated[Optional[str], typer.Option(help="Encoding of --data; default: the run's.")] = None,  # noqa: UP045
     batch_size: Annotated[int, typer.Option(help="Blocks per forward pass.")] = 64,
+    split: Annotated[Optional[str], typer.Option(help="Without --data: validation (default, the held-out end "  # noqa: UP045
+                                                 "of the text) or train (only when asked; train_* metrics).")
+                     ] = None,
 ) -> None:
-    """Loss (nats), bits per character and perplexity of a trained run on a text; saved to eval.json.
+    """Loss (nats), bits per character and perplexity of a trained run on its held-out validation text (or a
+    --data text); saved to eval.json.
 
     Example: [bold]dlkit charrnn eval --run runs/charrnn/demo --data held_out.txt[/bold]
     """
     from dlkit.charrnn.evaluate import evaluate as run_evaluate
 
-    result = run_evaluate(run, data, encoding, batch_size)
-    progress.emit(result, progress.metrics_table(result, title=f"charrnn eval: {result['data']}"))
+    result = run_evaluate(run, data, encoding, batch_size, split)
+    progress.emit(result, progress.metrics_table(result, title=f"charrnn eval: {result['data']}, "
+                                                               f"{result['split_size']} characters"))

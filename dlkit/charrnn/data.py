@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from dlkit.core.errors import DataError
 from dlkit.core.sources import cache_dir, resolve
+from dlkit.core.splits import DataSplits
 
 CACHE_VERSION = "charrnn-v1"
 
@@ -160,6 +161,16 @@ def split_text(text: Text, block_size: int, val_fraction: float, flag: str = "--
                         f"{describe_chars(unknown)}; train from scratch or remove them")
     ids = encoded_memmap(text.text, vocab)
     return Splits(vocab, ids[:n - val_chars], ids[n - val_chars:])
+
+
+def split_record(text: Text, splits: Splits, val_fraction: float) -> DataSplits:
+    """The two character ranges (ids name the range and the text's digest, so a changed text is a new split)."""
+    import hashlib
+
+    digest = hashlib.sha1(text.text.encode("utf-8")).hexdigest()[:12]
+    cut, end = len(splits.train), len(text.text)
+    return DataSplits({"train": [f"chars 0-{cut} of {digest}"], "validation": [f"chars {cut}-{end} of {digest}"]},
+                      f"the last {val_fraction:.0%} of the characters (at least one block) are validation")
 
 
 class TrainBlocks(Dataset):

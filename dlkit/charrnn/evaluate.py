@@ -17,6 +17,7 @@ from dlkit.charrnn.config import check_encoding
 from dlkit.charrnn.task import GROUP, LN2, loss_metrics
 from dlkit.core.errors import ConfigError, DataError
 from dlkit.core.run import Run
+from dlkit.core.splits import scored, split_fields
 
 
 def _device() -> torch.device:
@@ -54,20 +55,25 @@ def text_loss(model: nn.Module, ids: np.ndarray, block_size: int, batch_size: in
 
 
 def evaluate(run_dir: str | Path, data_spec: str | None = None, encoding: str | None = None,
-                  batch_size: int = 64) -> dict[str, Any]:
-    """Loss, bits per character and perplexity of a trained run on a text (default: the run's validation split).
+             batch_size: int = 64, split: str | None = None) -> dict[str, Any]:
+    """Loss, bits per character and perplexity of a trained run on a text: the run's held-out validation
+    characters by default, its training characters only with split="train" (train_* metrics), or --data.
 
-    Writes eval.json into the run and merges the test_* metrics into its metrics.json.
+    Writes eval.json into the run and merges the metrics into its metrics.json.
     """
     if batch_size <= 0:
         raise ConfigError(f"--batch-size must be > 0 (got {batch_size})")
     run, model, spec, vocab = load_run_model(run_dir)
     config = run.read_config()
+    name = "test"
     if data_spec is None:
         cfg_encoding = config.get("encoding", "utf-8")
         text = data.load_text(config["data"], cfg_encoding)
-        split = data.split_text(text, config["block_size"], config.get("val_fraction", 0.1), vocab=vocab)
-        ids, source = np.asarray(split.val), f"{config['data']} (validation split)"
+        splits = data.split_text(text, config["block_size"], config.get("val_fraction", 0.1), vocab=vocab)
+        record = data.split_record(text, splits, config.get("val_fraction", 0.1))
+        name, _ = scored(run, split, record.ids)
+        ids = np.asarray(splits.train if name == "train" else splits.val)
+        source = f"{config['data']} ({name} split)"
     else:
         encoding = encoding or config.get("encoding", "utf-8")
         check_encoding(encoding)
@@ -80,11 +86,13 @@ def evaluate(run_dir: str | Path, data_spec: str | None = None, encoding: str | 
                             f"{data.describe_chars(unknown)}; evaluate on text with the training characters")
         ids, source = vocab.encode(text.text), data_spec
     loss = text_loss(model, ids, spec.block_size, batch_size)
-    result = {"data": source, "chars": int(len(ids) - 1), **loss_metrics(loss, "test")}
+    prefix = "train" if name == "train" else "test"
+    result = {"data": source, **split_fields(name if data_spec is None else data_spec, int(len(ids) - 1)),
+              "chars": int(len(ids) - 1), **loss_metrics(loss, prefix)}
     if text.entropy_rate is not None:
         result["optimal_bpc"] = text.entropy_rate / LN2
     run.write_json("eval.json", result)
-    run.write_metrics({**run.read_metrics(), **{k: v for k, v in result.items() if k.startswith("test_")}})
+    run.write_metrics({**run.read_metrics(), **{k: v for k, v in result.items() if k.startswith(prefix + "_")}})
     return result
 
 

@@ -17,6 +17,7 @@ from dlkit.core import engine, plots
 from dlkit.core.errors import ConfigError
 from dlkit.core.progress import info
 from dlkit.core.run import Run
+from dlkit.core.splits import record_splits
 from dlkit.core.task import Task
 
 GROUP = "charrnn"
@@ -149,6 +150,7 @@ def train(cfg: CharRNNConfig) -> dict[str, Any]:
     # Accelerate warns at every checkpoint that the tied head is stored once; it is reloaded tied, as intended.
     logging.getLogger("accelerate.utils.other").setLevel(logging.ERROR)
     run = Run.create(GROUP, cfg, default_name=task.spec.arch)
+    record_splits(run, data.split_record(task.text, task.splits, cfg.val_fraction), resume=cfg.resume)
     if run.writer:
         run.write_json("vocab.json", task.vocab.to_json())
     return engine.fit(task, cfg, run)

@@ -98,7 +98,8 @@ def fix_class(
     class_name: Annotated[str, typer.Option("--class", help="The class to fix (its cleaned name).")],
     candidates: Annotated[Path, typer.Option(help="File of candidate templates for that class, one per line.")],
     model: Annotated[str, typer.Option(help="Same as in `clip zeroshot`.")] = "builtin:tiny-clip",
-    pretrained: Annotated[str, typer.Option(help="open_clip pretrained tag, a weights file, or none.")] = "none",
+    pretrained: Annotated[str, typer.Option(help="open_clip pretrained tag, a weights file, or none; default: the "
+                                            "architecture's first tag.")] = "default",
     data: Annotated[str, typer.Option(help="ImageFolder, CIFAR-10 folder, Hub id or builtin:NAME.")] = (
         "builtin:shape-classes"),
     split: Annotated[str, typer.Option(help="Split folder when --data has train/ and test/.")] = "test",
@@ -178,7 +179,8 @@ def retrieve(
     images: Annotated[str, typer.Option(help="A folder of images (searched recursively) or builtin:NAME.")],
     run: Annotated[Optional[Path], typer.Option(help="A `clip train` run folder.")] = None,  # noqa: UP045
     model: Annotated[Optional[str], typer.Option(help="An open_clip architecture instead of --run.")] = None,  # noqa: UP045
-    pretrained: Annotated[str, typer.Option(help="Pretrained tag for --model (or none).")] = "none",
+    pretrained: Annotated[str, typer.Option(help="Pretrained tag for --model, or none; default: the "
+                                            "architecture's first tag.")] = "default",
     k: Annotated[int, typer.Option("-k", "--k", help="How many images to return.")] = 9,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass when encoding.")] = 64,
     output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "--output", help="Folder for grid.png and "  # noqa: UP045

@@ -20,8 +20,10 @@ class ClipSource:
 
     model: str = opt("builtin:tiny-clip", "open_clip architecture (convnext_base, RN50, ViT-B-32), a `clip train` "
                                           "run folder, hf-hub:ORG/REPO, or builtin:tiny-clip.")
-    pretrained: str = opt("none", "open_clip pretrained tag (e.g. laion400m_s13b_b51k, openai), a weights file, "
-                                  "or none for random weights.")
+    pretrained: str = opt("default", "open_clip pretrained tag (e.g. laion400m_s13b_b51k, openai), a weights "
+                                     "file, or none for random weights. default: the architecture's first tag "
+                                     "(open_clip.list_pretrained_tags_by_model); random weights, with a warning, "
+                                     "when those cannot be downloaded.")
     data: str = opt("builtin:shape-classes", "ImageFolder (class subfolders, optionally under train/ and test/), "
                                              "a torchvision CIFAR-10 folder, a Hub dataset id, or builtin:NAME.")
     split: str = opt("test", "Split folder to classify when --data has train/ and test/ subfolders.")
@@ -79,6 +81,8 @@ class CoopConfig(ClipSource, TrainConfig):
     n_ctx: int = opt(4, "Learnable context tokens per class (--mode prompt).")
     train_split: str = opt("train", "Split folder to train on (a held-out part of --data when it has none).")
     holdout: float = opt(0.25, "Fraction of each class held out for testing when --data has no split folders.")
+    val_fraction: float = opt(0.1, "Fraction of each class of the train split held out for validation (early "
+                                   "stopping, --monitor); the test split is scored once, at the end.")
     epochs: int = shared("epochs", 20)
     batch_size: int = shared("batch_size", 32)
     lr: float = shared("lr", 2e-3)
@@ -93,12 +97,16 @@ class CoopConfig(ClipSource, TrainConfig):
             raise ConfigError(f"--n-ctx must be >= 1 (got {self.n_ctx})")
         if not 0 < self.holdout < 1:
             raise ConfigError(f"--holdout must be between 0 and 1 (got {self.holdout})")
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"--val-fraction must be between 0 and 1 (got {self.val_fraction})")
 
 
 @dataclass
 class ProbeConfig(ClipSource, TrainConfig):
     train_split: str = opt("train", "Split folder to train on (a held-out part of --data when it has none).")
     holdout: float = opt(0.25, "Fraction of each class held out for testing when --data has no split folders.")
+    val_fraction: float = opt(0.1, "Fraction of each class of the train split held out for validation (early "
+                                   "stopping, --monitor); the test split is scored once, at the end.")
     epochs: int = opt(30, "Passes over the cached training features.")
     batch_size: int = opt(256, "Feature vectors per step.")
     lr: float = shared("lr", 1e-2)
@@ -113,6 +121,8 @@ class ProbeConfig(ClipSource, TrainConfig):
         ClipSource.validate(self)
         if not 0 < self.holdout < 1:
             raise ConfigError(f"--holdout must be between 0 and 1 (got {self.holdout})")
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"--val-fraction must be between 0 and 1 (got {self.val_fraction})")
 
 
 @dataclass

@@ -72,25 +72,32 @@ def load_split(spec: str, split: str | None = None, classnames: str | None = Non
 
 
 def load_train_test(spec: str, train_split: str, test_split: str, classnames: str | None, holdout: float,
-                    seed: int) -> tuple[LabeledImages, LabeledImages]:
-    """Train and test images; without split folders, `holdout` of each class (seeded) is the test set."""
+                    seed: int) -> tuple[LabeledImages, LabeledImages, str]:
+    """Train and test images and the rule in words; without split folders, `holdout` of each class (seeded)
+    is the test set."""
     root = data_root(spec)
     if any((root / s).is_dir() for s in SPLIT_NAMES):
         train = load_split(spec, train_split, classnames)
         test = load_split(spec, test_split, classnames)
         if test.folders != train.folders:
             raise DataError(f"--data {spec}: {train_split}/ and {test_split}/ have different class folders")
-        return train, test
+        return train, test, f"train from {train_split}/, test from {test_split}/"
     images = read_image_folder(root, spec, classnames)
-    rng = random.Random(seed)
-    train_idx, test_idx = [], []
+    train, test = hold_out_per_class(images, holdout, random.Random(seed))
+    return train, test, f"seeded: {holdout:.0%} of each class held out for test (seed {seed})"
+
+
+def hold_out_per_class(images: LabeledImages, fraction: float,
+                       rng: random.Random) -> tuple[LabeledImages, LabeledImages]:
+    """(kept, held out): `fraction` of each class, at least one image of every class that has two."""
+    kept, held = [], []
     for label in range(len(images.classes)):
         members = [i for i, y in enumerate(images.labels) if y == label]
         rng.shuffle(members)
-        cut = max(1, round(len(members) * holdout)) if len(members) > 1 else 0
-        test_idx += members[:cut]
-        train_idx += members[cut:]
-    return images.select(sorted(train_idx)), images.select(sorted(test_idx))
+        cut = max(1, round(len(members) * fraction)) if len(members) > 1 else 0
+        held += members[:cut]
+        kept += members[cut:]
+    return images.select(sorted(kept)), images.select(sorted(held))
 
 
 def data_root(spec: str) -> Path:

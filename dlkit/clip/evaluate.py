@@ -116,7 +116,7 @@ def zeroshot(cfg: ZeroShotConfig) -> dict[str, Any]:
     scores = logits(prep.feats.features, class_embeddings(prep.bundle, prep.classes, templates))
     result = score(scores, prep.feats.labels, prep.classes, cfg.worst)
     write_report(run, result, scores, prep.feats, prep.classes)
-    metrics = {"command": "zeroshot", "model": cfg.model, "pretrained": cfg.pretrained, "data": cfg.data,
+    metrics = {"command": "zeroshot", "model": cfg.model, "pretrained": prep.bundle.weights, "data": cfg.data,
                "split": cfg.split, "num_templates": len(templates), **summary(result),
                "skipped_items": len(prep.feats.skipped), "features_cached": prep.feats.cached,
                "output_dir": str(run.dir)}
@@ -140,7 +140,7 @@ def templates(cfg: TemplatesConfig) -> dict[str, Any]:
         rows.append({"set": Path(name).name if Path(name).is_file() else name, "templates": len(templates),
                      "top1": result["top1"], "top5": result["top5"], "macro_f1": result["macro_f1"]})
     _bar_rows(run, rows)
-    metrics = {"command": "templates", "model": cfg.model, "pretrained": cfg.pretrained, "data": cfg.data,
+    metrics = {"command": "templates", "model": cfg.model, "pretrained": prep.bundle.weights, "data": cfg.data,
                "rows": rows, "best": max(rows, key=lambda r: r["top1"])["set"],
                "num_images": len(prep.feats.labels), "skipped_items": len(prep.feats.skipped),
                "output_dir": str(run.dir)}

@@ -29,6 +29,7 @@ from dlkit.core.errors import ConfigError, SourceError
 CONFIG_FILE = "open_clip_config.json"  # what open_clip's `local-dir:` schema reads
 WEIGHTS_FILE = "open_clip_model.safetensors"
 NO_WEIGHTS = ("", "none", "random")
+DEFAULT_WEIGHTS = "default"  # --pretrained left out: the architecture's first open_clip tag
 
 # The image towers `dlkit clip train --image-encoder` offers. rn50 is open_clip's RN50 tower; the small
 # ones keep the same families (modified ResNet with attention pooling, ViT) at a size a CPU trains in seconds.
@@ -49,20 +50,21 @@ class ClipBundle:
     tokenizer: Any
     name: str  # what the user asked for, for reports
     key: str  # identity of architecture + weights (cache key part)
+    weights: str = "none"  # the pretrained tag or weights file loaded; "none" for random weights
 
     @property
     def context_length(self) -> int:
         return int(getattr(self.tokenizer, "context_length", 77))
 
 
-def build_clip(model: str, pretrained: str | None = None, seed: int = 0) -> ClipBundle:
+def build_clip(model: str, pretrained: str | None = DEFAULT_WEIGHTS, seed: int = 0) -> ClipBundle:
     """Resolve `--model`/`--pretrained` and create the model with open_clip's factory (eval mode)."""
     import open_clip
 
     from dlkit.core.sources import hub_scheme, resolve
 
     spec = model.strip()
-    tag = (pretrained or "").strip()
+    tag = (pretrained or DEFAULT_WEIGHTS).strip()
     # builtin:NAME, hf-hub:ID and paths as every group reads them; any other name is open_clip's to know
     source = resolve(spec, "model", flag="--model", check_hub=False, schemes={"hf-hub:": hub_scheme})
     if source.kind == "builtin":
@@ -82,13 +84,43 @@ def build_clip(model: str, pretrained: str | None = None, seed: int = 0) -> Clip
         close = difflib.get_close_matches(name, open_clip.list_models(), n=5, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}?" if close else "see open_clip.list_models()"
         raise SourceError(f"--model {spec}: not an open_clip architecture, a run folder or builtin:tiny-clip; {hint}")
+    asked = tag
+    if tag.lower() == DEFAULT_WEIGHTS:
+        tag = default_tag(name, spec)
     if tag.lower() in NO_WEIGHTS:
+        if asked.lower() != DEFAULT_WEIGHTS:  # default_tag has said why already
+            random_weights_warning(f"--model {spec} --pretrained {tag or 'none'}")
         return _create(name, None, spec, f"{name}:random:seed{seed}", seed)
     if Path(tag).expanduser().is_file():
         weights = Path(tag).expanduser().resolve()
         return _create(name, str(weights), spec, f"{name}:{weights}:{weights.stat().st_mtime_ns}", seed)
     _check_tag(name, tag)
     return _create(name, tag, spec, f"{name}:{tag}", seed)
+
+
+def default_tag(name: str, spec: str) -> str:
+    """--pretrained left out: the architecture's first open_clip tag when its weights can be had; offline
+    (or for an architecture without weights) "none", after one line saying that the weights are random."""
+    import open_clip
+
+    tags = open_clip.list_pretrained_tags_by_model(name)
+    if not tags:
+        random_weights_warning(f"--model {spec}: open_clip has no pretrained weights for it")
+        return "none"
+    try:
+        _check_tag(name, tags[0])
+    except SourceError:
+        random_weights_warning(f"--model {spec}: its default weights (--pretrained {tags[0]}) are not cached and "
+                               "cannot be downloaded here")
+        return "none"
+    return tags[0]
+
+
+def random_weights_warning(what: str) -> None:
+    from dlkit.core.progress import warn
+
+    warn(f"{what}: the model has RANDOM weights, so its scores will be near chance; pass --pretrained TAG "
+         "(see open_clip.list_pretrained_tags_by_model) or a weights file for real ones")
 
 
 def model_folder(path: Path) -> Path:
@@ -101,7 +133,7 @@ def model_folder(path: Path) -> Path:
 
 
 def _no_tag(spec: str, tag: str) -> None:
-    if tag.lower() not in NO_WEIGHTS:
+    if tag.lower() not in (*NO_WEIGHTS, DEFAULT_WEIGHTS):
         raise ConfigError(f"--pretrained {tag}: {spec} brings its own weights; leave --pretrained out")
 
 
@@ -168,7 +200,8 @@ def _create(name: str, pretrained: str | None, display: str, key: str, seed: int
         raise SourceError(f"--model {display} --pretrained {pretrained}: open_clip could not load it ({reason}); "
                           "use --pretrained none or --model builtin:tiny-clip") from None
     model.eval()
-    return ClipBundle(model, preprocess_train, preprocess_eval, open_clip.get_tokenizer(name), display, key)
+    return ClipBundle(model, preprocess_train, preprocess_eval, open_clip.get_tokenizer(name), display, key,
+                      pretrained or ("own" if name.startswith(("local-dir:", "hf-hub:")) else "none"))
 
 
 # -- dlkit's own architectures as open_clip configs -----------------------------------------------------

@@ -46,7 +46,7 @@ class FeatureTask(Task):
 
     make_head: Any  # () -> nn.Module
     train_feats: ImageFeatures
-    test_feats: ImageFeatures
+    val_feats: ImageFeatures  # a slice of the train split: model selection never sees the test images
     summary_info: dict[str, Any]
     head: nn.Module | None = None
     skipped_items: int = 0
@@ -57,7 +57,7 @@ class FeatureTask(Task):
 
     def datasets(self) -> tuple[Dataset, Dataset]:
         return (TensorDataset(self.train_feats.features, self.train_feats.labels),
-                TensorDataset(self.test_feats.features, self.test_feats.labels))
+                TensorDataset(self.val_feats.features, self.val_feats.labels))
 
     def training_step(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]):
         features, labels = batch
@@ -88,13 +88,54 @@ class FeatureTask(Task):
         return dict(self.summary_info)
 
 
-def _features(cfg: CoopConfig | ProbeConfig) -> tuple[ClipBundle, Any, ImageFeatures, ImageFeatures]:
-    train_images, test_images = load_train_test(cfg.data, cfg.train_split, cfg.split, cfg.classnames,
-                                                cfg.holdout, cfg.seed)
+@dataclass
+class _Features:
+    """Cached image features of the three splits, and how the images were split."""
+
+    bundle: ClipBundle
+    classes: list[str]
+    train: ImageFeatures
+    val: ImageFeatures
+    test: ImageFeatures
+    rule: str
+
+    def summary(self) -> dict[str, Any]:
+        return {"num_classes": len(self.classes), "train_images": len(self.train.labels),
+                "val_images": len(self.val.labels), "test_images": len(self.test.labels),
+                "image_features_cached": self.train.cached and self.test.cached,
+                "skipped_items": len(self.train.skipped) + len(self.test.skipped)}
+
+    def record(self, run: Run, resume: bool) -> None:
+        from dlkit.core.splits import DataSplits, record_splits
+
+        ids = {"train": self.train.paths, "validation": self.val.paths, "test": self.test.paths}
+        record_splits(run, DataSplits(ids, self.rule), resume=resume)
+
+
+def _features(cfg: CoopConfig | ProbeConfig) -> _Features:
+    """Train, validation (`--val-fraction` of each class of the train split, seeded) and test features.
+    The train pool is encoded as one set, so changing --val-fraction reuses the cached features."""
+    import random
+
+    from dlkit.clip.data import hold_out_per_class
+
+    pool, test_images, rule = load_train_test(cfg.data, cfg.train_split, cfg.split, cfg.classnames, cfg.holdout,
+                                              cfg.seed)
+    _, val_images = hold_out_per_class(pool, cfg.val_fraction, random.Random(f"validation-{cfg.seed}"))
     bundle = build_clip(cfg.model, cfg.pretrained, cfg.seed)
-    train_feats = image_features(bundle, train_images, cfg.batch_size, cfg.num_workers, cfg.strict)
+    pool_feats = image_features(bundle, pool, cfg.batch_size, cfg.num_workers, cfg.strict)
     test_feats = image_features(bundle, test_images, cfg.batch_size, cfg.num_workers, cfg.strict)
-    return bundle, train_images, train_feats, test_feats
+    held = set(val_images.paths)
+    train_feats = _subset(pool_feats, [p not in held for p in pool_feats.paths])
+    val_feats = _subset(pool_feats, [p in held for p in pool_feats.paths])
+    rule += f"; seeded: {cfg.val_fraction:.0%} of each class of the train split held out for validation"
+    return _Features(bundle, pool.classes, train_feats, val_feats, test_feats, rule)
+
+
+def _subset(feats: ImageFeatures, keep: list[bool]) -> ImageFeatures:
+    mask = torch.tensor(keep, dtype=torch.bool)
+    return ImageFeatures(feats.features[mask], feats.labels[mask], [p for p, k in zip(feats.paths, keep, strict=True)
+                                                                    if k], feats.skipped, feats.cached)
 
 
 def _logit_scale(bundle: ClipBundle) -> float:
@@ -102,12 +143,13 @@ def _logit_scale(bundle: ClipBundle) -> float:
 
 
 def coop(cfg: CoopConfig) -> dict[str, Any]:
-    """Train class embeddings or prompt context on the train split; test accuracy next to zero-shot's."""
+    """Train class embeddings or prompt context on the train split (selected on a validation slice of it);
+    the test split is scored once, at the end, next to zero-shot's accuracy on it."""
     from dlkit.core.engine import fit
 
     templates = resolve_templates(cfg.templates)
-    bundle, train_images, train_feats, test_feats = _features(cfg)
-    classes = train_images.classes
+    feats = _features(cfg)
+    bundle, classes, test_feats = feats.bundle, feats.classes, feats.test
     zeroshot_emb = class_embeddings(bundle, classes, templates)
     scale = _logit_scale(bundle)
     if cfg.mode == "embedding":
@@ -116,12 +158,12 @@ def coop(cfg: CoopConfig) -> dict[str, Any]:
     else:
         def make_head() -> nn.Module:
             return PromptLearner(bundle.model, bundle.tokenizer, classes, cfg.n_ctx, scale)
-    info = {"method": f"coop-{cfg.mode}", "model": cfg.model, "pretrained": cfg.pretrained,
-            "num_classes": len(classes), "train_images": len(train_feats.labels),
-            "test_images": len(test_feats.labels), "image_features_cached": train_feats.cached and test_feats.cached}
-    task = FeatureTask(make_head, train_feats, test_feats, info,
-                       skipped_items=len(train_feats.skipped) + len(test_feats.skipped))
+    summary_info = {"method": f"coop-{cfg.mode}", "model": cfg.model, "pretrained": bundle.weights,
+                    **feats.summary()}
+    task = FeatureTask(make_head, feats.train, feats.val, summary_info,
+                       skipped_items=summary_info.pop("skipped_items"))
     run = Run.create("clip", cfg, f"coop-{cfg.mode}")
+    feats.record(run, cfg.resume)
     metrics = fit(task, cfg, run)
     with torch.no_grad():
         head = task.head.eval()
@@ -155,23 +197,24 @@ def _write_prompts(run: Run, head: PromptLearner, classes: list[str]) -> None:
 
 
 def probe(cfg: ProbeConfig) -> dict[str, Any]:
-    """A linear layer on the frozen image tower's cached features (CLIP_benchmark's linear probe)."""
+    """A linear layer on the frozen image tower's cached features (CLIP_benchmark's linear probe), selected
+    on a validation slice of the train split; the test split is scored once, at the end."""
     from dlkit.core.engine import fit
 
-    bundle, train_images, train_feats, test_feats = _features(cfg)
-    classes = train_images.classes
-    mean = train_feats.features.mean(dim=0)
-    std = train_feats.features.std(dim=0).clamp_min(1e-6)
+    feats = _features(cfg)
+    classes, test_feats = feats.classes, feats.test
+    mean = feats.train.features.mean(dim=0)
+    std = feats.train.features.std(dim=0).clamp_min(1e-6)
 
     def make_head() -> nn.Module:
         return LinearProbe(mean, std, len(classes))
 
-    info = {"method": "linear-probe", "model": cfg.model, "pretrained": cfg.pretrained, "num_classes": len(classes),
-            "train_images": len(train_feats.labels), "test_images": len(test_feats.labels),
-            "image_features_cached": train_feats.cached and test_feats.cached}
-    task = FeatureTask(make_head, train_feats, test_feats, info,
-                       skipped_items=len(train_feats.skipped) + len(test_feats.skipped))
+    summary_info = {"method": "linear-probe", "model": cfg.model, "pretrained": feats.bundle.weights,
+                    **feats.summary()}
+    task = FeatureTask(make_head, feats.train, feats.val, summary_info,
+                       skipped_items=summary_info.pop("skipped_items"))
     run = Run.create("clip", cfg, "probe")
+    feats.record(run, cfg.resume)
     metrics = fit(task, cfg, run)
     with torch.no_grad():
         scores = task.head.eval()(test_feats.features)
@@ -197,7 +240,7 @@ class ClipTask(Task):
     skipped_items: int = 0
 
     def __post_init__(self) -> None:
-        from dlkit.data.captions import load_caption_records, readable_records, split_records
+        from dlkit.data.captions import load_caption_records, readable_records, split_records, splits_given
 
         cfg = self.cfg
         self.config = clip_config(cfg.image_encoder, cfg.embed_dim, cfg.image_size, cfg.text_width,
@@ -205,8 +248,9 @@ class ClipTask(Task):
         records, stats = load_caption_records(cfg.data, strict=cfg.strict)
         records, undecodable = readable_records(records, strict=cfg.strict)
         self.skipped_items = stats.get("skipped_missing_images", 0) + undecodable
-        splits = split_records(records, seed=cfg.seed)
-        self.train_records, self.val_records = splits["train"], splits["val"]
+        self.given_splits = splits_given(records)
+        self.splits = split_records(records, seed=cfg.seed)
+        self.train_records, self.val_records = self.splits["train"], self.splits["val"]
         if not self.val_records:
             raise ConfigError(f"--data {cfg.data}: too few images ({len(records)}) for a validation split")
 
@@ -329,9 +373,12 @@ def _clip_loss(rank: int, world: int) -> nn.Module:
 
 def train(cfg: ClipTrainConfig) -> dict[str, Any]:
     from dlkit.core.engine import fit
+    from dlkit.core.splits import record_splits
+    from dlkit.data.captions import data_splits
 
     task = ClipTask(cfg)
     run = Run.create("clip", cfg, f"scratch-{cfg.image_encoder}")
+    record_splits(run, data_splits(task.splits, task.given_splits, cfg.seed), resume=cfg.resume)
     metrics = fit(task, cfg, run)
     metrics["output_dir"] = str(run.dir)
     run.write_metrics(metrics)

@@ -175,22 +175,27 @@ def evaluate_classifier(forward: Callable[[Any], torch.Tensor], loader: Any, acc
 
 
 def write_evaluation(run: Run, logits: torch.Tensor, labels: torch.Tensor, label_names: Sequence[str],
-                     examples: Sequence[str], split: str, example_header: str = "example") -> dict[str, Any]:
+                     examples: Sequence[str], split: str, example_header: str = "example",
+                     name: str = "validation", left_out: int = 0) -> dict[str, Any]:
     """Score a split and write it into the run folder; returns {"metrics", "report", "misclassified"}.
 
+    `name` is the run's split that was scored (held-out metrics are test_*, the train split's train_*),
+    `split` where its examples came from, `left_out` how many of them were dropped as trained on.
     Writes eval.json (metrics + full report), eval/per_class.csv, plots/confusion_matrix.png,
     plots/per_class_f1.png, samples/predictions.csv and samples/misclassified.csv (most confident mistakes
-    first, with the example itself), and merges the test_* metrics into metrics.json for `dlkit compare`.
+    first, with the example itself), and merges the metrics into metrics.json for `dlkit compare`.
     """
     from dlkit.core.plots import plot_confusion_matrix
+    from dlkit.core.splits import TRAIN, split_fields
     from dlkit.metrics import classification_report, worst_classes
 
     names = list(label_names)
     probs = logits.softmax(-1)
     preds = probs.argmax(-1)
     report = classification_report(labels, preds, labels=names)
-    metrics = {**classification_metrics(logits, labels, prefix="test_"), "test_samples": len(labels),
-               "test_split": split}
+    prefix = "train_" if name == TRAIN else "test_"
+    metrics = {**split_fields(name, len(labels), left_out), **classification_metrics(logits, labels, prefix=prefix),
+               f"{prefix}samples": len(labels), f"{prefix}split": split}
     rows = prediction_rows(probs, labels, names, examples, example_header)
     misclassified = sorted((r for r in rows if not r["correct"]), key=lambda r: -r["confidence"])
 
@@ -201,7 +206,7 @@ def write_evaluation(run: Run, logits: torch.Tensor, labels: torch.Tensor, label
         run.write_text("samples/predictions.csv", _csv(rows))
         run.write_text("samples/misclassified.csv", _csv(misclassified[:MAX_MISCLASSIFIED]))
         run.write_json("eval.json", {**metrics, "worst_classes": worst_classes(report), "report": report})
-        run.write_metrics({**run.read_metrics(), **metrics})
+        run.write_metrics({**run.read_metrics(), **{k: v for k, v in metrics.items() if k.startswith(prefix)}})
     return {"metrics": metrics, "report": report, "misclassified": misclassified}
 
 
@@ -276,7 +281,8 @@ def evaluation_tables(result: dict[str, Any], example_header: str, show: int = 5
     from dlkit.core.progress import metrics_table
     from dlkit.metrics import worst_classes
 
-    tables = [metrics_table(result["metrics"], title="test metrics")]
+    scored = result["metrics"]
+    tables = [metrics_table(scored, title=f"eval ({scored['split']}, {scored['split_size']} {example_header}s)")]
     weak = Table(title="weakest classes")
     for column in ("class", "precision", "recall", "f1", "support"):
         weak.add_column(column, justify="left" if column == "class" else "right")

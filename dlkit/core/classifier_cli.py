@@ -5,7 +5,7 @@ torch (the commands import the group's evaluate module when they run)."""
 import importlib
 import inspect
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -15,7 +15,7 @@ from dlkit.core.commands import run_option
 
 def classifier_commands(app: typer.Typer, module: str, item: str, noun: str, inputs: tuple[Any, str],
                         eval_doc: str, predict_doc: str) -> None:
-    """Add `eval` and `predict` to `app`, calling `module`'s evaluate(run, batch_size) and
+    """Add `eval` and `predict` to `app`, calling `module`'s evaluate(run, batch_size, split) and
     predict(run, inputs, k). `item` names an input in tables and JSON rows ("text", "image"), `noun` in
     help texts ("sentence", "image"); `inputs` is the predict argument's (type, help)."""
     input_type, input_help = inputs
@@ -23,10 +23,14 @@ def classifier_commands(app: typer.Typer, module: str, item: str, noun: str, inp
     def evaluate(
         run: Annotated[Path, run_option()],
         batch_size: Annotated[int, typer.Option(min=1, help=f"{item.capitalize()}s per forward pass.")] = 64,
+        split: Annotated[Optional[str], typer.Option(help=f"Split to score: validation (default: the {item}s "  # noqa: UP045
+                                                     "held out of training) or train (only when asked; train_* "
+                                                     "metrics).")] = None,
     ) -> None:
         from dlkit.core.classification import show_evaluation
 
-        show_evaluation(run, importlib.import_module(module).evaluate(run, batch_size=batch_size), item)
+        show_evaluation(run, importlib.import_module(module).evaluate(run, batch_size=batch_size, split=split),
+                        item)
 
     def predict(run: Path, top_k: int = 5, **named: list[Any]) -> None:
         from dlkit.core.classification import predictions_table

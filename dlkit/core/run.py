@@ -106,6 +106,7 @@ class Run:
     dir: Path
     group: str
     writer: bool = True  # False on non-main ranks: every write becomes a no-op
+    provenance: dict[str, Any] = field(default_factory=dict)  # extra keys for config.json's _dlkit block
     _lock: RunLock | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -210,7 +211,7 @@ class Run:
         if not self.writer:
             return
         info = {"group": self.group, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "pid": os.getpid(),
-                "host": socket.gethostname(), "versions": versions(), **meta}
+                "host": socket.gethostname(), "versions": versions(), **self.provenance, **meta}
         atomic_write_json(self.config_path, {**saved_dict(cfg), META_KEY: info})
 
     def config_as(self, cls: type[C]) -> C:

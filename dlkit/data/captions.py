@@ -24,6 +24,7 @@ from typing import Any
 
 from dlkit.core.errors import DataError
 from dlkit.core.sources import cache_dir, path_inside, resolve
+from dlkit.core.splits import DataSplits
 from dlkit.data.images import open_image
 
 SPLITS = ("train", "val", "test")
@@ -367,8 +368,7 @@ def split_records(records: Sequence[CaptionRecord], seed: int = 0,
                   keep_given: bool = True) -> dict[str, list[CaptionRecord]]:
     """Train/val/test BY IMAGE. A dataset that names all three splits keeps them (`keep_given`);
     otherwise the images are shuffled with `seed` and cut 80/10/10. Records get their split set."""
-    given = {r.split for r in records}
-    if keep_given and set(SPLITS) <= given and given <= set(SPLITS):
+    if keep_given and splits_given(records):
         out: dict[str, list[CaptionRecord]] = {s: [] for s in SPLITS}
         for record in records:
             out[record.split].append(record)
@@ -389,3 +389,15 @@ def split_records(records: Sequence[CaptionRecord], seed: int = 0,
         record.split = assignment[record.image]
         out[record.split].append(record)
     return out
+
+
+def splits_given(records: Sequence[CaptionRecord]) -> bool:
+    """Whether the dataset names all three splits itself (Flickr8k's split files, Karpathy's JSON)."""
+    return {r.split for r in records} == set(SPLITS)
+
+
+def data_splits(splits: dict[str, list[CaptionRecord]], given: bool, seed: int) -> DataSplits:
+    """The run's record of which images went where (ids: image paths)."""
+    rule = "train/val/test as given by the data" if given else f"seeded: images cut 80/10/10 (seed {seed})"
+    names = {"train": "train", "val": "validation", "test": "test"}
+    return DataSplits({names[s]: [r.image for r in records] for s, records in splits.items()}, rule)

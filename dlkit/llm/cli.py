@@ -74,8 +74,12 @@ def eval_(
     limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate only the first N test conversations.")] = None,  # noqa: UP045
     bertscore: Annotated[Optional[str], typer.Option(help="Also BERTScore F1 with this encoder (folder or Hub id, "  # noqa: UP045
                                                      "e.g. a multilingual BERT for Persian).")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Score one split of the run's data (loss and answers): "  # noqa: UP045
+                                                 "test, validation, or train (only when asked). Default: val "
+                                                 "loss on validation, answers on test.")] = None,
 ) -> None:
-    """Val loss, perplexity, and exact match, BLEU, chrF and ROUGE-L of greedy answers on the test split.
+    """Val loss, perplexity, and exact match, BLEU, chrF and ROUGE-L of greedy answers on the held-out test
+    split (never on conversations the run trained on, unless --split train).
 
     Example: [bold]dlkit llm eval --run runs/llm/lora --max-new-tokens 64[/bold]
     Newest finished LoRA run under runs/llm/: [bold]dlkit llm eval --method lora[/bold]
@@ -83,8 +87,9 @@ def eval_(
     from dlkit.llm.evaluate import evaluate as run_evaluate
 
     metrics = run_evaluate(_run_or_method(run, method), data=data, max_new_tokens=max_new_tokens,
-                           batch_size=batch_size, limit=limit, bertscore_model=bertscore)
-    progress.emit(metrics, progress.metrics_table(metrics, title="eval"))
+                           batch_size=batch_size, limit=limit, bertscore_model=bertscore, split=split)
+    progress.emit(metrics, progress.metrics_table(metrics, title=f"eval ({metrics['split']}, "
+                                                               f"{metrics['split_size']} conversations)"))
 
 
 @app.command()

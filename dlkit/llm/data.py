@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from dlkit.core.errors import DataError
+from dlkit.core.splits import DataSplits, example_id
 
 IGNORE = -100
 ROLE_ALIASES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
@@ -369,6 +370,17 @@ class Splits:
     test: list[list[dict[str, str]]]  # conversations, for generation against references
     counts: Counter
     fmt: str
+    ids: dict[int, str] = field(default_factory=dict)  # id(conversation) -> its example id
+    rule: str = ""
+
+    def ids_of(self, conversations: list[list[dict[str, str]]]) -> list[str]:
+        return [self.ids[id(c)] for c in conversations]
+
+    def data_splits(self) -> DataSplits:
+        """Which conversations each split holds (ids: position + content, so a changed file is a new split)."""
+        return DataSplits({"train": self.ids_of(self.train.conversations),
+                           "validation": self.ids_of(self.val.conversations), "test": self.ids_of(self.test)},
+                          self.rule)
 
 
 def build_splits(cfg: Any, tokenizer: Any) -> Splits:
@@ -383,11 +395,14 @@ def build_splits(cfg: Any, tokenizer: Any) -> Splits:
         raise DataError(f"--data {cfg.data}: no usable conversation ({counts['no_assistant_turn']} without an "
                         f"assistant turn, {counts['malformed']} malformed)")
     train, val, test = split(conversations, cfg.val_size, cfg.test_size, cfg.split_seed)
+    ids = {id(c): example_id(i, json.dumps(c, ensure_ascii=False)) for i, c in enumerate(conversations)}
+    rule = (f"seeded shuffle of the {len(conversations)} conversations (--split-seed {cfg.split_seed}): "
+            f"{len(val)} validation, {len(test)} test, the rest train")
     strict = getattr(cfg, "strict", False)
     train_p = tokenize_conversations(tokenizer, train, cfg.max_length, cfg.drop_long, counts, strict)
     val_p = tokenize_conversations(tokenizer, val, cfg.max_length, cfg.drop_long, Counter(), strict)
     counts["rows"] = len(rows)
-    return Splits(train_p, val_p, test, counts, fmt)
+    return Splits(train_p, val_p, test, counts, fmt, ids, rule)
 
 
 class ListDataset(torch.utils.data.Dataset):

@@ -13,6 +13,7 @@ import torch
 from dlkit.core.errors import DataError
 from dlkit.core.progress import info
 from dlkit.core.run import Run
+from dlkit.core.splits import canonical, example_id
 from dlkit.llm.data import (
     IGNORE,
     conversations_of,
@@ -80,8 +81,11 @@ def conversations_from(spec: str, tokenizer: Any, fmt: str = "auto") -> list[lis
 
 
 def evaluate(run_dir: Path, data: str | None = None, max_new_tokens: int = 32, batch_size: int = 16,
-                 limit: int | None = None, bertscore_model: str | None = None) -> dict[str, Any]:
-    """Score a run on its own val/test split (or on all of --data), write eval.json and merge into metrics.json."""
+             limit: int | None = None, bertscore_model: str | None = None,
+             split: str | None = None) -> dict[str, Any]:
+    """Score a run on its held-out splits (val loss on validation, generation on test), on one split named
+    by --split (train only when asked), or on all of --data; write eval.json and merge into metrics.json."""
+    from dlkit.core.splits import eval_split, held_out, split_fields
     from dlkit.llm.config import LlmConfig
     from dlkit.llm.data import build_splits
 
@@ -90,23 +94,42 @@ def evaluate(run_dir: Path, data: str | None = None, max_new_tokens: int = 32, b
     model, tokenizer, _ = load_trained(run.dir)
     if data is None:
         splits = build_splits(cfg, tokenizer)
-        val_examples, test = splits.val.examples, splits.test
+        by_name = {"train": splits.train.conversations, "validation": splits.val.conversations,
+                   "test": splits.test}
+        name = eval_split(split, [n for n, c in by_name.items() if c])
+        ids = splits.ids_of(by_name[name])
+        loss_name = "validation" if split is None and splits.val.conversations else name
     else:
-        test = conversations_from(data, tokenizer)
-        val_examples = tokenize_conversations(tokenizer, test, cfg.max_length).examples
+        conversations = conversations_from(data, tokenizer)  # scored as a test set: loss and generation
+        name = loss_name = canonical(split) if split else "test"
+        by_name = {name: conversations}
+        ids = [example_id(i, json.dumps(c, ensure_ascii=False)) for i, c in enumerate(conversations)]
+    keep = held_out(run, name, ids)
+    test = [by_name[name][i] for i in keep]
+    loss_conversations = by_name[loss_name] if loss_name != name else test
     test = test[:limit] if limit else test
+    loss_examples = tokenize_conversations(tokenizer, loss_conversations, cfg.max_length).examples
     if bertscore_model:
         resolve_model(bertscore_model, "--bertscore")
     guard = GuardedMetrics()
-    metrics, predictions = score(model, tokenizer, val_examples, test, max_new_tokens, batch_size, bertscore_model,
+    metrics, predictions = score(model, tokenizer, loss_examples, test, max_new_tokens, batch_size, bertscore_model,
                                  guard)
-    result = {"data": data or cfg.data, "max_new_tokens": max_new_tokens, "test_examples": len(test), **metrics}
+    loss_prefix, prefix = _prefix(loss_name), _prefix(name)
+    metrics = {k.replace("val_", loss_prefix, 1) if k.startswith("val_") else k.replace("test_", prefix, 1): v
+               for k, v in metrics.items()}
+    result = {"data": data or cfg.data, **split_fields(name, len(test), len(ids) - len(keep)),
+              "max_new_tokens": max_new_tokens, f"{prefix}examples": len(test), **metrics}
     run.write_json("eval.json", {**result, **guard.failures()})
-    run.write_text("samples/test_predictions.jsonl",
+    run.write_text(f"samples/{name}_predictions.jsonl",
                    "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions))
     if data is None:
-        run.write_metrics({**run.read_metrics(), **metrics})
+        run.write_metrics({**run.read_metrics(), **metrics, f"{prefix}examples": len(test)})
     return result
+
+
+def _prefix(split: str) -> str:
+    """Metric names: val_* for the validation split (as during training), test_*, train_*."""
+    return "val_" if split == "validation" else f"{split}_"
 
 
 def read_prompts(prompts: list[str], prompts_file: Path | None) -> list[str]:

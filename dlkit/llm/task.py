@@ -195,9 +195,11 @@ class LlmTask(Task):
 def train(cfg: LlmConfig) -> dict[str, Any]:
     """Fine-tune cfg.model on cfg.data with cfg.method; returns metrics.json (with the parameter-change report)."""
     from dlkit.core.engine import fit
+    from dlkit.core.splits import record_splits
 
     task = LlmTask(cfg)
     run = Run.create("llm", cfg, default_name=cfg.method)
+    record_splits(run, task.splits.data_splits(), resume=cfg.resume)
     metrics = fit(task, cfg, run)
     if run.writer and task.param_report:
         report = task.param_report

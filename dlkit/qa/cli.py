@@ -91,8 +91,10 @@ def evaluate(
     run: Annotated[Path, run_option()],
     data: Annotated[Optional[str], typer.Option(help="Data to score (a file, folder, Hub id or builtin:); "  # noqa: UP045
                                                 "default: the run's --data.")] = None,
-    split: Annotated[Optional[str], typer.Option(help="Split to score: test, validation or train; default: "  # noqa: UP045
-                                                 "test if present, else validation.")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Split to score: test, validation or train; default: the "  # noqa: UP045
+                                                 "run's held-out split: test if the data has one, else the "
+                                                 "validation questions held out in training. train only when "
+                                                 "asked.")] = None,
     batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 32,
     max_answer_length: Annotated[Optional[int], typer.Option(help="Longest answer in tokens; default: the "  # noqa: UP045
                                                              "run's.")] = None,
@@ -126,7 +128,8 @@ def _eval_render(result: dict):
     for row in result["worst"]:
         worst.add_row(row["id"], row["question"], " | ".join(row["gold"]) or "(no answer)",
                       row["predicted"] or "(no answer)", f"{100 * row['f1']:.0f}")
-    return Group(progress.metrics_table(scores, title=f"qa eval ({result['split']})"), worst)
+    title = f"qa eval ({result['split']}, {result['split_size']} questions)"
+    return Group(progress.metrics_table(scores, title=title), worst)
 
 
 @app.command()

@@ -276,28 +276,33 @@ def split_off_validation(examples: list[QAExample], fraction: float, seed: int) 
     return [e for e in examples if e.context not in held], [e for e in examples if e.context in held]
 
 
-def train_val(spec: str, val_fraction: float, seed: int, strict: bool,
-              report: LoadReport) -> tuple[list[QAExample], list[QAExample]]:
+def split_examples(spec: str, val_fraction: float, seed: int, strict: bool,
+                   report: LoadReport) -> tuple[dict[str, list[QAExample]], str]:
+    """train, validation (and test when the data has one) exactly as `qa train` uses them, and the rule that
+    cut them in words; `qa eval` calls it with the run's settings to find its held-out questions again."""
     splits = load_splits(spec, strict, report)
     if "train" not in splits:
         raise DataError(f"--data {spec}: no train split (found: {', '.join(splits)})")
-    train = splits["train"]
-    val = splits.get("validation")
-    if val is None:
-        train, val = split_off_validation(train, val_fraction, seed)
-    if not train:
+    out = {"train": splits["train"]}
+    if "validation" in splits:
+        out["validation"] = splits["validation"]
+        rule = "train and validation as given by the data"
+    else:
+        out["train"], out["validation"] = split_off_validation(splits["train"], val_fraction, seed)
+        rule = f"seeded: {val_fraction:.0%} of the train contexts held out for validation (seed {seed})"
+    if not out["train"]:
         raise DataError(f"--data {spec}: no usable training question ({report.skipped} skipped)")
-    return train, val
+    if "test" in splits:
+        out["test"] = splits["test"]
+        rule += "; test as given by the data"
+    return out, rule
 
 
-def eval_split(spec: str, strict: bool, report: LoadReport, split: str | None = None) -> tuple[str, list[QAExample]]:
-    """The split to score: --split if given, else test, else validation, else the only one."""
-    splits = load_splits(spec, strict, report)
-    order = [split] if split else ["test", "validation", "train"]
-    for name in order:
-        if name in splits:
-            return name, splits[name]
-    raise DataError(f"--data {spec}: no {split} split (found: {', '.join(splits)})")
+def question_id(example: QAExample) -> str:
+    """A content id: the same question about the same passage is the same example in any file."""
+    from dlkit.core.splits import example_id
+
+    return example_id(example.context, example.question)
 
 
 class WindowDataset(Dataset):

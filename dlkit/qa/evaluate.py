@@ -12,10 +12,20 @@ from dlkit.core import plots
 from dlkit.core.errors import ConfigError
 from dlkit.core.progress import info, track
 from dlkit.core.run import Run
+from dlkit.core.splits import canonical, eval_split, held_out, split_fields
 from dlkit.metrics import f1_score
 from dlkit.metrics.guard import GuardedMetrics
 from dlkit.qa.config import WindowConfig
-from dlkit.qa.data import LoadReport, QAExample, WindowDataset, collate_windows, eval_split, read_file
+from dlkit.qa.data import (
+    LoadReport,
+    QAExample,
+    WindowDataset,
+    collate_windows,
+    load_splits,
+    question_id,
+    read_file,
+    split_examples,
+)
 from dlkit.qa.models import load_trained
 from dlkit.qa.task import decode, score, window_logits
 from dlkit.qa.windows import Span, make_windows
@@ -51,22 +61,18 @@ def evaluate(run_dir: Path, data: str | None, split: str | None, batch_size: int
     run = Run.open(run_dir, group="qa")
     model, tokenizer, settings = load_trained(run.model_dir)
     cfg = window_settings(settings, max_answer_length=max_answer_length, n_best=n_best)
-    spec = data or run.read_config().get("data", "")
-    report = LoadReport()
-    if data and Path(data).expanduser().is_file():
-        split_name, examples = Path(data).stem, read_file(Path(data).expanduser(), strict, report)
-    else:
-        split_name, examples = eval_split(spec, strict, report, split)
-    if not examples:
-        raise ConfigError(f"--data {spec}: no usable question to evaluate ({report.skipped} skipped)")
+    examples, split_name, spec, report = questions_to_score(run, data, split, strict)
+    scored = held_out(run, split_name, [question_id(e) for e in examples])
+    left_out, examples = len(examples) - len(scored), [examples[i] for i in scored]
     allow_null = bool(settings.get("allow_null")) or any(not e.answerable for e in examples)
     spans = spans_for(model, tokenizer, examples, cfg, allow_null, batch_size)
     prefix = re.sub(r"\W+", "_", split_name)  # metric names: test_f1, dev_v2_0_f1
     scores = GuardedMetrics(prefix=f"{prefix}_")
     scores.add("exact match/F1", lambda: score(examples, spans))
     rows = per_question(examples, spans)
-    result = {"data": spec, "split": split_name, "questions": len(examples), "skipped_items": report.skipped,
-              "repaired_offsets": report.repaired, **scores.values, **scores.failures()}
+    result = {"data": spec, **split_fields(split_name, len(examples), left_out), "questions": len(examples),
+              "skipped_items": report.skipped, "repaired_offsets": report.repaired,
+              f"{prefix}_examples": len(examples), **scores.values, **scores.failures()}
     run.write_json(f"eval/{split_name}_predictions.json", {r["id"]: r["predicted"] for r in rows})
     run.write_json(f"eval/{split_name}_worst.json", sorted(rows, key=lambda r: (r["f1"], r["id"]))[:max(worst, 0)])
     run.write_json(f"eval/{split_name}_scores.json", result)
@@ -76,6 +82,28 @@ def evaluate(run_dir: Path, data: str | None, split: str | None, batch_size: int
     info(f"wrote {run.dir / 'eval.json'} and eval/{split_name}_{{scores,predictions,worst}}.json")
     result["worst"] = sorted(rows, key=lambda r: (r["f1"], r["id"]))[:max(worst, 0)]
     return result
+
+
+def questions_to_score(run: Run, data: str | None, split: str | None,
+                       strict: bool) -> tuple[list[QAExample], str, str, LoadReport]:
+    """(questions, split name, data spec, load report). Without --data: the run's own splits, cut again with
+    its settings, held-out test or validation unless --split train; with --data: that file, or a split of it."""
+    from dlkit.qa.config import QAConfig
+
+    report = LoadReport()
+    if data is None:
+        cfg = run.config_as(QAConfig)
+        splits, _ = split_examples(cfg.data, cfg.val_fraction, cfg.seed, strict, report)
+        spec = cfg.data
+    elif Path(data).expanduser().is_file():
+        name = canonical(split) if split else Path(data).stem
+        return read_file(Path(data).expanduser(), strict, report), name, data, report
+    else:
+        splits, spec = load_splits(data, strict, report), data
+    name = eval_split(split, [n for n in splits if splits[n]])
+    if not splits[name]:
+        raise ConfigError(f"--data {spec}: no usable question to evaluate ({report.skipped} skipped)")
+    return splits[name], name, spec, report
 
 
 def per_question(examples: list[QAExample], spans: dict[str, list[Span]]) -> list[dict[str, Any]]:

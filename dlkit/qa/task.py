@@ -14,7 +14,7 @@ from dlkit.core.run import Run
 from dlkit.core.task import Task
 from dlkit.metrics import squad_scores
 from dlkit.qa.config import QAConfig, WindowConfig
-from dlkit.qa.data import LoadReport, QAExample, WindowDataset, collate_windows, train_val
+from dlkit.qa.data import LoadReport, QAExample, WindowDataset, collate_windows, question_id, split_examples
 from dlkit.qa.models import SpanQA, check_and_load, save_trained
 from dlkit.qa.windows import Span, Window, best_spans, make_windows
 
@@ -68,7 +68,8 @@ class QATask(Task):
         self.cfg = cfg
         self.location, self.tokenizer = check_and_load(cfg.model, cfg.trust_remote_code)
         self.report = LoadReport()
-        train, val = train_val(cfg.data, cfg.val_fraction, cfg.seed, cfg.strict, self.report)
+        self.splits, self.split_rule = split_examples(cfg.data, cfg.val_fraction, cfg.seed, cfg.strict, self.report)
+        train, val = self.splits["train"], self.splits["validation"]
         if cfg.max_eval_examples:
             val = val[:cfg.max_eval_examples]
         self.train_examples, self.val_examples = train, val
@@ -148,7 +149,10 @@ class QATask(Task):
 def train(cfg: QAConfig) -> dict[str, Any]:
     """Build the task, fit it with the engine, return metrics.json."""
     from dlkit.core.engine import fit
+    from dlkit.core.splits import DataSplits, record_splits
 
     task = QATask(cfg)
     run = Run.create("qa", cfg, default_name=f"{cfg.head}")
+    ids = {name: [question_id(e) for e in examples] for name, examples in task.splits.items()}
+    record_splits(run, DataSplits(ids, task.split_rule), resume=cfg.resume)
     return fit(task, cfg, run)

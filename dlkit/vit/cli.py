@@ -57,7 +57,7 @@ classifier_commands(
     app, "dlkit.vit.evaluate", "image", "image",
     (Path, "Image files (any mode: grayscale/RGBA are converted)."),
     eval_doc="""Accuracy, top-5, per-class report (eval/per_class.csv), confusion matrix PNG and the most confident
-    mistakes, on the run's validation split; test_* metrics are merged into metrics.json.
+    mistakes, on the run's held-out validation split; test_* metrics are merged into metrics.json.
 
     Example: [bold]dlkit vit eval --run runs/vit/lora[/bold]
     """,

@@ -18,16 +18,22 @@ from dlkit.vit.task import GROUP, forward
 from dlkit.vit.viz import mistakes_grid
 
 
-def evaluate(run_dir: Path, batch_size: int = 64) -> dict[str, Any]:
-    """Accuracy, top-5, per-class report, confusion matrix and mistakes on the run's validation split."""
+def evaluate(run_dir: Path, batch_size: int = 64, split: str | None = None) -> dict[str, Any]:
+    """Accuracy, top-5, per-class report, confusion matrix and mistakes on the run's held-out validation
+    split (or the train split, when asked by name)."""
+    from dlkit.core.splits import scored
+
     run = Run.open(run_dir, group=GROUP)
     cfg = run.config_as(VitConfig)
     model, processor, names = load_trained(run)
     image_data = vdata.load_image_data(cfg)
     clf.check_same_classes(cfg.data, image_data.label_names, names, run.dir)
+    name, keep = scored(run, split, vdata.split_ids(image_data))
+    pool = image_data.train if name == "train" else image_data.val
+    items = pool.select(keep)
     _, eval_tf, _ = vdata.transforms(processor, None, augment=False)
     counter: dict[str, int] = {}
-    dataset = vdata.ImageSet(image_data.val, eval_tf, counter)
+    dataset = vdata.ImageSet(items, eval_tf, counter)
     order = list(range(len(dataset)))
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     kept: list[str] = []
@@ -35,16 +41,17 @@ def evaluate(run_dir: Path, batch_size: int = 64) -> dict[str, Any]:
     def loader():
         for indices in batches:
             examples = [dataset[i] for i in indices]
-            kept.extend(image_data.val.describe(i) for i, e in zip(indices, examples, strict=True) if e is not None)
+            kept.extend(items.describe(i) for i, e in zip(indices, examples, strict=True) if e is not None)
             yield vdata.collate(examples)
 
     logits, labels = clf.collect_logits(lambda b: forward(model, b["pixel_values"]), _Sized(loader, len(batches)))
-    result = clf.write_evaluation(run, logits, labels, names, kept, split=image_data.val_split,
-                                  example_header="image")
+    source = "train" if name == "train" else image_data.val_split
+    result = clf.write_evaluation(run, logits, labels, names, kept, split=source, example_header="image", name=name,
+                                  left_out=len(pool) - len(items))
     result["metrics"]["skipped_items"] = counter.get("skipped", 0)
     if run.writer:
-        index = {image_data.val.describe(i): i for i in range(len(image_data.val))}
-        worst = [(image_data.val.load(index[row["image"]]), row) for row in result["misclassified"][:16]]
+        index = {items.describe(i): i for i in range(len(items))}
+        worst = [(items.load(index[row["image"]]), row) for row in result["misclassified"][:16]]
         mistakes_grid(worst, run.plots_dir / "mistakes.png")
     return result
 

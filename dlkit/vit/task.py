@@ -86,9 +86,11 @@ class VitTask(Task):
 def train(cfg: VitConfig) -> dict[str, Any]:
     """Train, write the run folder, return metrics.json (trainable params and % per method included)."""
     from dlkit.core.engine import fit
+    from dlkit.core.splits import DataSplits, record_splits
 
     task = VitTask(cfg)
     run = Run.create(GROUP, cfg, default_name=cfg.method)
+    record_splits(run, DataSplits(vdata.split_ids(task.data), vdata.split_rule(task.data, cfg)), resume=cfg.resume)
     metrics = fit(task, cfg, run)
     clf.accuracy_curves(run)
     return metrics

@@ -96,3 +96,19 @@ def test_predict_sentences(cli, runs):
     assert all(len(p["top"]) == 2 for p in predictions)
     table = cli("adapter", "predict", "--run", runs["adapter"][0], "i thought the plot was lovely")
     assert table.exit_code == 0 and "positive" in table.stdout
+
+
+def test_eval_scores_held_out_texts_and_train_only_when_asked(cli, runs):
+    from dlkit.adapter.config import AdapterConfig
+    from dlkit.adapter.data import load_text_data, split_ids
+    from dlkit.core.run import Run
+
+    run_dir = runs["head"][0]
+    ids = json.loads((run_dir / "splits.json").read_text())
+    assert len(ids["train"]) == 600 and len(ids["validation"]) == 200 and not set(ids["train"]) & set(ids["validation"])
+    metrics = json.loads(cli("--json", "adapter", "eval", "--run", run_dir).stdout)
+    assert metrics["split"] == "validation" and metrics["split_size"] == 200
+    again = split_ids(load_text_data(Run.open(run_dir, "adapter").config_as(AdapterConfig)))
+    assert again["validation"] == ids["validation"]  # eval cuts exactly the recorded validation rows
+    train = json.loads(cli("--json", "adapter", "eval", "--run", run_dir, "--split", "train").stdout)
+    assert train["split"] == "train" and train["split_size"] == 600 and "train_accuracy" in train

@@ -235,3 +235,29 @@ def test_resumed_training_matches_the_unbroken_run(tmp_path):
         return [r["loss"] for r in map(json.loads, lines) if r["kind"] == "train"]
 
     assert losses(tmp_path / "cut") == losses(tmp_path / "whole") and len(losses(tmp_path / "whole")) == 4
+
+
+def test_eval_scores_held_out_images_and_train_only_when_asked(cli, lstm_run):
+    ids = json.loads((lstm_run / "splits.json").read_text())
+    recorded = json.loads((lstm_run / "config.json").read_text())["_dlkit"]["splits"]
+    assert recorded["sizes"] == {name: len(ids[name]) for name in ("train", "validation", "test")}
+    result = cli("caption", "eval", "--run", lstm_run, "--beam-size", "1", "--json")
+    metrics = json.loads(result.stdout)
+    assert metrics["split"] == "test" and metrics["split_size"] == len(ids["test"]) == metrics["test_images"]
+    scored = {row["image"] for row in json.loads((lstm_run / "eval.json").read_text())["predictions"]}
+    assert scored == set(ids["test"]) and not scored & set(ids["train"])
+    train = json.loads(cli("caption", "eval", "--run", lstm_run, "--beam-size", "1", "--split", "train",
+                           "--json").stdout)
+    assert train["split"] == "train" and train["split_size"] == len(ids["train"]) and "train_bleu4" in train
+    assert "test_bleu4" not in train
+
+
+def test_a_random_efficientnet_encoder_is_said_before_any_work(cli, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    random_init = cli("caption", "train", "--encoder", "efficientnet_b0", "--data", empty,
+                      "--output-dir", tmp_path / "r")
+    assert random_init.exit_code == 2 and random_init.stderr.count("RANDOM weights") == 1
+    pretrained = cli("caption", "train", "--encoder", "efficientnet_b0", "--pretrained-encoder", "--data", empty,
+                     "--output-dir", tmp_path / "p")
+    assert pretrained.exit_code == 2 and "RANDOM" not in pretrained.stderr

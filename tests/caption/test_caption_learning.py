@@ -64,11 +64,11 @@ def box_mask(bbox: list[int], side: int, image_size: int) -> np.ndarray:
 def test_attention_peaks_on_the_named_shape(runs):
     """When the caption names an object (its colour then its shape), the attention map of the shape word holds
     more mass inside that object's box than inside the other object's box."""
-    from dlkit.caption.evaluate import Captioner, held_out_records
+    from dlkit.caption.evaluate import Captioner, split_records_of
     from dlkit.core.run import Run
 
     run = Run.open(runs["attention"], group="caption")
-    records = held_out_records(run)
+    records = split_records_of(run, "test")
     truth = ground_truth(BUILTINS["shapes"].load())
     generated = Captioner(run).caption([r.image for r in records], beam_size=1)
     margins = []

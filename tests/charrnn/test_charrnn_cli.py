@@ -161,3 +161,15 @@ def test_fine_tune_errors(cli, trained, tmp_path):
                    "1 characters outside the model's vocabulary: 'Z';")
     one_line_error(cli("charrnn", "train", "--model", tmp_path / "nowhere"),
                    "is not a charrnn run folder or trained model")
+
+
+def test_eval_scores_the_held_out_characters_and_train_only_when_asked(cli, trained):
+    ids = json.loads((trained / "splits.json").read_text())
+    (train,), (val,) = ids["train"], ids["validation"]
+    train_end, val_start, val_end = int(train.split()[1].split("-")[1]), *map(int, val.split()[1].split("-"))
+    assert train.startswith("chars 0-") and train_end == val_start < val_end  # disjoint, validation last
+    own = json.loads(cli("charrnn", "eval", "--run", trained, "--json").stdout)
+    assert own["split"] == "validation" and own["split_size"] == val_end - val_start - 1 == own["chars"]
+    train_scores = json.loads(cli("charrnn", "eval", "--run", trained, "--split", "train", "--json").stdout)
+    assert train_scores["split"] == "train" and train_scores["split_size"] == train_end - 1
+    assert "train_bpc" in train_scores and "test_bpc" not in train_scores

@@ -115,6 +115,21 @@ def test_predict_missing_and_undecodable_images(cli, deit_run, tmp_path):
     one_line_error(cli("vit", "predict", "--run", deit_run, bad), "cannot be decoded")
 
 
+def test_eval_scores_held_out_images_and_train_only_when_asked(cli, deit_run):
+    import csv
+
+    ids = json.loads((deit_run / "splits.json").read_text())
+    assert len(ids["train"]) == 64 and len(ids["validation"]) == 40 and not set(ids["train"]) & set(ids["validation"])
+    metrics = json.loads(cli("--json", "vit", "eval", "--run", deit_run).stdout)
+    assert metrics["split"] == "validation" and metrics["split_size"] == 40
+    with open(deit_run / "samples" / "predictions.csv", newline="") as f:
+        scored = {row["image"] for row in csv.DictReader(f)}
+    assert scored == set(ids["validation"]) and not scored & set(ids["train"])
+    train = json.loads(cli("--json", "vit", "eval", "--run", deit_run, "--split", "train").stdout)
+    assert train["split"] == "train" and train["split_size"] == 64
+    assert "train_accuracy" in train and "test_accuracy" not in train
+
+
 def test_held_out_validation_split_that_ends_up_empty(cli, tmp_path):
     for name in ("cat", "dog"):
         (tmp_path / "data" / name).mkdir(parents=True)

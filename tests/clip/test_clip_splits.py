@@ -1,0 +1,73 @@
+"""CoOp and the linear probe select their model on a validation slice of the train split and score the test
+split once at the end; an open_clip architecture without --pretrained gets its default weights, or says in
+one line that its weights are random."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from clip_helpers import make_image_folder
+
+
+@pytest.mark.parametrize("command", ["probe", "coop"])
+def test_model_selection_never_sees_the_test_images(cli, tmp_path: Path, command: str) -> None:
+    classes = {"red": 6, "green": 6, "blue": 6}
+    data = tmp_path / "data"
+    make_image_folder(data / "train", classes)
+    make_image_folder(data / "test", {name: 3 for name in classes})
+    run = tmp_path / command
+    result = cli("--json", "clip", command, "--data", data, "--epochs", "2", "--val-fraction", "0.34",
+                 "--output-dir", run)
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    ids = json.loads((run / "splits.json").read_text())
+    assert metrics["val_images"] == len(ids["validation"]) == 6 and metrics["test_images"] == len(ids["test"]) == 9
+    assert len(ids["train"]) == 12 and not set(ids["train"]) & set(ids["validation"])
+    assert all(Path(p).parts[-3] == "train" for p in ids["train"] + ids["validation"])
+    assert all(Path(p).parts[-3] == "test" for p in ids["test"])
+    recorded = json.loads((run / "config.json").read_text())["_dlkit"]["splits"]
+    assert recorded["sizes"] == {"train": 12, "validation": 6, "test": 9}
+    assert "held out for validation" in recorded["rule"]
+
+
+class _Built(Exception):
+    """Raised by the stand-in for open_clip's factory: what build_clip asked for, without building it."""
+
+
+@pytest.fixture
+def factory(monkeypatch):
+    import dlkit.clip.models as models
+
+    def create(name, pretrained, display, key, seed):
+        raise _Built(pretrained)
+
+    monkeypatch.setattr(models, "_create", create)
+    return models
+
+
+def test_an_architecture_without_pretrained_gets_its_default_tag(factory, monkeypatch) -> None:
+    import open_clip
+
+    monkeypatch.setattr(factory, "_check_tag", lambda name, tag: None)  # as on a machine with the weights
+    with pytest.raises(_Built) as built:
+        factory.build_clip("convnext_base")
+    assert built.value.args[0] == open_clip.list_pretrained_tags_by_model("convnext_base")[0]
+
+
+def test_offline_default_or_none_says_the_weights_are_random(factory, capsys) -> None:
+    for pretrained in ("default", "none"):
+        with pytest.raises(_Built) as built:
+            factory.build_clip("convnext_base", pretrained)
+        assert built.value.args[0] is None
+        lines = [line for line in capsys.readouterr().err.splitlines() if "RANDOM weights" in line]
+        assert len(lines) == 1 and "--model convnext_base" in lines[0]
+
+
+def test_the_default_of_every_clip_command_is_the_default_tag(cli) -> None:
+    from dlkit.clip.config import ZeroShotConfig
+
+    assert ZeroShotConfig().pretrained == "default"
+    for command in ("zeroshot", "fix-class", "retrieve"):
+        assert "first tag" in " ".join(cli("clip", command, "--help").stdout.split())

@@ -1,0 +1,55 @@
+"""The shared split record: written once at train time, checked by every eval."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dlkit.core.config import TrainConfig
+from dlkit.core.errors import ConfigError, RunError
+from dlkit.core.run import Run
+from dlkit.core.splits import DataSplits, eval_split, held_out, record_splits, split_fields
+
+
+@pytest.fixture
+def run(tmp_path):
+    run = Run.create("demo", TrainConfig(output_dir=str(tmp_path / "run")), "demo")
+    record_splits(run, DataSplits({"train": ["a", "b"], "validation": ["c"], "test": ["d", "e"]}, "by hand"))
+    run.write_config(TrainConfig())
+    return run
+
+
+def test_the_record_lands_in_splits_json_and_config_json(run):
+    assert json.loads((run.dir / "splits.json").read_text()) == {"rule": "by hand", "train": ["a", "b"],
+                                                                  "validation": ["c"], "test": ["d", "e"]}
+    summary = json.loads(run.config_path.read_text())["_dlkit"]["splits"]
+    assert summary["sizes"] == {"train": 2, "validation": 1, "test": 2} and summary["rule"] == "by hand"
+    assert len(summary["fingerprint"]) == 16
+
+
+def test_held_out_by_default_train_only_by_name():
+    assert eval_split(None, ["train", "validation", "test"]) == "test"
+    assert eval_split(None, ["train", "validation"]) == "validation"
+    assert eval_split("val", ["train", "validation"]) == "validation"
+    assert eval_split("train", ["train", "validation"]) == "train"
+    with pytest.raises(ConfigError, match="--split train"):
+        eval_split(None, ["train"])
+    with pytest.raises(ConfigError, match="no test split"):
+        eval_split("test", ["train", "validation"])
+
+
+def test_trained_examples_are_left_out_of_a_held_out_eval(run, capsys):
+    assert held_out(run, "test", ["d", "a", "e"]) == [0, 2]
+    assert "1 of the 3 test examples were trained on" in capsys.readouterr().err
+    assert held_out(run, "train", ["a", "b"]) == [0, 1]
+    with pytest.raises(ConfigError, match="every test example was trained on"):
+        held_out(run, "test", ["a", "b"])
+    assert split_fields("test", 2, 1) == {"split": "test", "split_size": 2, "trained_examples_left_out": 1}
+
+
+def test_resume_refuses_data_that_splits_differently(run):
+    record_splits(run, DataSplits({"train": ["b", "a"], "validation": ["c"], "test": ["d", "e"]}, "x"), resume=True)
+    with pytest.raises(RunError, match="validation changed"):
+        record_splits(run, DataSplits({"train": ["a", "b"], "validation": ["z"], "test": ["d", "e"]}, "x"),
+                      resume=True)
