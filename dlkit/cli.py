@@ -148,10 +148,11 @@ def _broken_group(name: str, error: Exception) -> typer.Typer:
 _loaded: set[str] = set()
 
 
-def load_groups() -> None:
-    """Add every installed group to the root app (once per process)."""
+def load_groups(only: str | None = None) -> None:
+    """Add the installed groups to the root app, each once per process; `only` adds just that one, which is all
+    `dlkit GROUP ...` needs (turning every group's commands into click commands is most of a --help's time)."""
     for ep in sorted(entry_points(group="dlkit.groups"), key=lambda e: e.name):
-        if ep.name in _loaded:
+        if ep.name in _loaded or only is not None and ep.name != only:
             continue
         _loaded.add(ep.name)
         try:
@@ -171,8 +172,11 @@ def hoist_root_flags(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
-    load_groups()
-    return run_app(app, hoist_root_flags(list(sys.argv[1:] if argv is None else argv)))
+    args = hoist_root_flags(list(sys.argv[1:] if argv is None else argv))
+    first = next((a for a in args if not a.startswith("-")), None)  # root options take no values
+    groups = {ep.name for ep in entry_points(group="dlkit.groups")}
+    load_groups(first if first in groups else None)
+    return run_app(app, args)
 
 
 def run_app(typer_app: typer.Typer, args: list[str]) -> int:
