@@ -7,8 +7,9 @@ config dataclasses; torch loads inside command bodies, which keeps `dlkit --help
 
 from __future__ import annotations
 
+import os
 import sys
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
@@ -95,8 +96,10 @@ def report(
                                                "(RUN/plots/loss_scatter.png; train with --log-every 1 for "
                                                "every batch).")] = False,
 ) -> None:
-    """One report from run folders of any group: per group the config, the comparison table, the loss
-    curves overlaid, then each run's figures, tables and samples.
+    """One report from run folders of any group: configs, comparison tables, loss curves and figures.
+
+    Per group: the config, the comparison table and the loss curves overlaid; then each run's figures,
+    tables and samples.
 
     Example: [bold]dlkit report runs/llm runs/caption/attn -o report.html --title "Homework 3"[/bold]
     Per-batch loss scatter: [bold]dlkit report runs/qa/bert --loss-scatter[/bold]
@@ -145,21 +148,36 @@ def _broken_group(name: str, error: Exception) -> typer.Typer:
     return sub
 
 
-_loaded: set[str] = set()
+_group_apps: dict[str, typer.Typer] = {}
+
+
+def _group_app(ep: EntryPoint) -> typer.Typer:
+    """The group's Typer app, loaded once per process."""
+    if ep.name not in _group_apps:
+        try:
+            _group_apps[ep.name] = ep.load()
+        except Exception as exc:  # a broken plugin must not break the rest of the CLI
+            _group_apps[ep.name] = _broken_group(ep.name, exc)
+    return _group_apps[ep.name]
+
+
+def _help_only(name: str, group: typer.Typer) -> typer.Typer:
+    """A stand-in that lists the group in the root help without its commands: turning every group's
+    commands into click commands is most of what `dlkit --help` would otherwise spend."""
+    return typer.Typer(name=name, help=group.info.help, no_args_is_help=True, rich_markup_mode="rich")
 
 
 def load_groups(only: str | None = None) -> None:
-    """Add the installed groups to the root app, each once per process; `only` adds just that one, which is all
-    `dlkit GROUP ...` needs (turning every group's commands into click commands is most of a --help's time)."""
-    for ep in sorted(entry_points(group="dlkit.groups"), key=lambda e: e.name):
-        if ep.name in _loaded or only is not None and ep.name != only:
-            continue
-        _loaded.add(ep.name)
-        try:
-            group = ep.load()
-        except Exception as exc:  # a broken plugin must not break the rest of the CLI
-            group = _broken_group(ep.name, exc)
-        app.add_typer(group, name=ep.name)
+    """Mount the installed groups on the root app. `only` mounts just that group in full (all `dlkit GROUP ...`
+    needs) and the others as help-only stand-ins; None mounts every group in full. Each call replaces what
+    the previous one mounted, so one process may run several commands."""
+    eps = sorted(entry_points(group="dlkit.groups"), key=lambda e: e.name)
+    names = {ep.name for ep in eps}
+    app.registered_groups = [g for g in app.registered_groups if g.name not in names]
+    for ep in eps:
+        group = _group_app(ep)
+        full = only is None or ep.name == only
+        app.add_typer(group if full else _help_only(ep.name, group), name=ep.name)
 
 
 def hoist_root_flags(argv: list[str]) -> list[str]:
@@ -173,9 +191,9 @@ def hoist_root_flags(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     args = hoist_root_flags(list(sys.argv[1:] if argv is None else argv))
-    first = next((a for a in args if not a.startswith("-")), None)  # root options take no values
-    groups = {ep.name for ep in entry_points(group="dlkit.groups")}
-    load_groups(first if first in groups else None)
+    first = next((a for a in args if not a.startswith("-")), "")  # root options take no values
+    completing = "_DLKIT_COMPLETE" in os.environ  # shell completion may walk into any group
+    load_groups(None if completing else first)
     return run_app(app, args)
 
 

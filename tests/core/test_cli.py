@@ -29,6 +29,25 @@ def test_help_does_not_import_heavy_libraries(args):
     assert not modules & {"torch", "transformers", "accelerate", "peft", "open_clip", "torchvision", "matplotlib"}
 
 
+def test_root_help_lists_every_group_and_a_group_gets_its_commands_in_the_same_process(cli, capsys, monkeypatch):
+    import typer
+
+    from dlkit.cli import app, main
+
+    result = cli("--help")
+    assert result.exit_code == 0 and all(f" {g} " in result.stdout for g in GROUPS)
+    assert "Instruction fine-tuning of causal LMs" in result.stdout
+    assert typer.main.get_command(app).commands["llm"].commands == {}  # root help builds no group's commands
+    result = cli("llm", "--help")
+    assert result.exit_code == 0 and " train " in result.stdout and " generate " in result.stdout
+    monkeypatch.setenv("_DLKIT_COMPLETE", "complete_bash")
+    monkeypatch.setenv("COMP_WORDS", "dlkit llm tr")
+    monkeypatch.setenv("COMP_CWORD", "2")
+    with pytest.raises(SystemExit):  # completion exits by itself
+        main([])
+    assert capsys.readouterr().out.split() == ["train"]
+
+
 def test_root_flags_are_accepted_anywhere():
     assert hoist_root_flags(["clip", "eval", "--run", "x", "--json", "-q"]) == ["--json", "-q", "clip", "eval",
                                                                                  "--run", "x"]
