@@ -118,6 +118,13 @@ class MultiHeadAttention(nn.Module):
         self.v_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
         self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
 
+    def _packed_projection(self, x: Tensor) -> Tensor:
+        """q_proj, k_proj and v_proj of the same x in one matmul: (B, T, C) -> (B, T, 3C)."""
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        weight = torch.cat([p.weight for p in projections])  # (3C, C)
+        bias = torch.cat([p.bias for p in projections]) if self.q_proj.bias is not None else None
+        return F.linear(x, weight, bias)
+
     def _split_heads(self, x: Tensor) -> Tensor:
         batch, length, _ = x.shape
         return x.view(batch, length, self.num_heads, -1).transpose(1, 2)  # (B, T, C) -> (B, nh, T, hd)
@@ -139,9 +146,12 @@ class MultiHeadAttention(nn.Module):
         if not self.batch_first:
             query, key, value = (x.transpose(0, 1) for x in (query, key, value))  # (T, B, C) -> (B, T, C)
         batch, tq, channels = query.shape
-        q = self._split_heads(self.q_proj(query))  # (B, nh, Tq, hd)
-        k = self._split_heads(self.k_proj(key))  # (B, nh, Tk, hd)
-        v = self._split_heads(self.v_proj(value))  # (B, nh, Tk, hd)
+        if query is key and key is value:  # self-attention: one (C -> 3C) matmul, as torch's MHA packs it
+            q, k, v = (self._split_heads(t) for t in self._packed_projection(query).split(channels, dim=-1))
+        else:
+            q = self._split_heads(self.q_proj(query))  # (B, nh, Tq, hd)
+            k = self._split_heads(self.k_proj(key))  # (B, nh, Tk, hd)
+            v = self._split_heads(self.v_proj(value))  # (B, nh, Tk, hd)
         if attn_mask is not None and attn_mask.dim() == 3:
             attn_mask = attn_mask.view(batch, self.num_heads, tq, -1)  # (B * nh, Tq, Tk) -> (B, nh, Tq, Tk)
         if self.implementation == "sdpa" and not need_weights:

@@ -1,3 +1,4 @@
+import copy
 import json
 import os
 import signal
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 from dlkit.core.config import TrainConfig
-from dlkit.core.engine import build_scheduler, fit
+from dlkit.core.engine import build_optimizer, build_scheduler, fit
 from dlkit.core.errors import ConfigError, Interrupted, TrainingStopped
 from dlkit.core.reference import RegressionTask
 from dlkit.core.run import Run
@@ -149,6 +150,28 @@ def test_schedules(kind, warmup, expected):
         opt.step()
         sched.step()
     assert seen == pytest.approx(expected, abs=1e-6)
+
+
+def test_the_fused_adamw_takes_the_steps_of_the_plain_one():
+    """The engine's AdamW is torch's fused kernel on CPU: the same updates as the for-loop AdamW, decay groups
+    included (weight decay on >= 2-dim weights only)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.LayerNorm(16), torch.nn.Linear(16, 1))
+    plain_model = copy.deepcopy(model)
+    ours = build_optimizer(model, TrainConfig(lr=1e-2, weight_decay=0.1))
+    decay = [p for p in plain_model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in plain_model.parameters() if p.dim() < 2]
+    plain = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                              lr=1e-2, foreach=False)
+    assert ours.defaults["fused"] and not plain.defaults["fused"]
+    x = torch.randn(32, 8)
+    for _ in range(5):
+        for net, optimizer in ((model, ours), (plain_model, plain)):
+            net(x).square().mean().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    for p, q in zip(model.parameters(), plain_model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
 
 
 def test_fp16_on_cpu_is_refused(tmp_path):

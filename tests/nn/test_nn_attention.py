@@ -208,3 +208,24 @@ def test_fused_attention_returns_weights_through_the_formula() -> None:
     assert weights.shape == (2, 5, 5) and torch.allclose(weights.sum(-1), torch.ones(2, 5))
     with pytest.raises(ValueError, match="'scratch' or 'sdpa'"):
         MultiHeadAttention(8, 2, implementation="flash")
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_self_attention_packs_q_k_v_into_one_projection_with_the_same_result(bias: bool) -> None:
+    """query is key is value takes one (C -> 3C) matmul; the separate projections give the same output and
+    gradients (a copy of x is not the same object, so it goes through q_proj, k_proj and v_proj one by one)."""
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(16, 4, bias=bias)
+    x = torch.randn(3, 7, 16)
+    results = []
+    for packed in (True, False):
+        inp = x.clone().requires_grad_()
+        y, _ = mha(inp, inp, inp, causal=True) if packed else mha(inp, inp.clone(), inp.clone(), causal=True)
+        (y * torch.linspace(-1, 1, 16)).sum().backward()
+        results.append((y, inp.grad, [p.grad.clone() for p in mha.parameters()]))
+        mha.zero_grad()
+    (y_packed, gx_packed, gp_packed), (y_apart, gx_apart, gp_apart) = results
+    torch.testing.assert_close(y_packed, y_apart, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(gx_packed, gx_apart, atol=1e-6, rtol=1e-6)
+    for g_packed, g_apart in zip(gp_packed, gp_apart, strict=True):
+        torch.testing.assert_close(g_packed, g_apart, atol=1e-6, rtol=1e-6)
