@@ -93,14 +93,6 @@ def split_ids(data: TextData) -> dict[str, list[str]]:
     return {"train": data.train.ids, "validation": data.val.ids}
 
 
-def split_rule(data: TextData, cfg: Any) -> str:
-    rule = (f"seeded: {cfg.val_fraction:.0%} of each class of train held out for validation (seed {cfg.seed})"
-            if "held-out" in data.val_split else f"validation from {data.val_split}")
-    if cfg.max_train_samples or cfg.max_eval_samples:
-        rule += f"; seeded subsets of at most {cfg.max_train_samples} train / {cfg.max_eval_samples} validation"
-    return rule
-
-
 @dataclass
 class Columns:
     text_col: str

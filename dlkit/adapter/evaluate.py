@@ -19,25 +19,20 @@ from dlkit.core.run import Run
 def evaluate(run_dir: Path, batch_size: int = 64, split: str | None = None) -> dict[str, Any]:
     """Accuracy, precision, recall, F1 (binary and macro), confusion matrix and misclassified texts, on the
     run's held-out validation split (or the train split, when asked by name)."""
-    from dlkit.core.splits import scored
-
     run = Run.open(run_dir, group=GROUP)
     cfg = run.config_as(AdapterConfig)
     model, tokenizer, names = load_trained(run)
     text_data = tdata.load_text_data(cfg)
-    clf.check_same_classes(cfg.data, text_data.label_names, names, run.dir)
-    name, keep = scored(run, split, tdata.split_ids(text_data))
-    pool = text_data.train if name == "train" else text_data.val
-    val = pool.select(keep)
+    part = clf.scored_part(run, split, text_data, tdata.split_ids(text_data), names, cfg.data)
+    texts, gold = part.examples.texts, part.examples.labels
     batches = []
-    for start in range(0, len(val), batch_size):
-        batch = tokenize(tokenizer, val.texts[start:start + batch_size], cfg.max_length)
-        batch["labels"] = torch.tensor(val.labels[start:start + batch_size], dtype=torch.long)
+    for start in range(0, len(texts), batch_size):
+        batch = tokenize(tokenizer, texts[start:start + batch_size], cfg.max_length)
+        batch["labels"] = torch.tensor(gold[start:start + batch_size], dtype=torch.long)
         batches.append(batch)
     logits, labels = clf.collect_logits(lambda b: forward(model, b), batches)
-    source = "train" if name == "train" else text_data.val_split
-    return clf.write_evaluation(run, logits, labels, names, val.texts, split=source, example_header="text",
-                                name=name, left_out=len(pool) - len(val))
+    return clf.write_evaluation(run, logits, labels, names, texts, split=part.source, example_header="text",
+                                name=part.name, left_out=part.left_out)
 
 
 def predict(run_dir: Path, texts: list[str], k: int = clf.TOP_K) -> list[dict[str, Any]]:

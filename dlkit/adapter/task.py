@@ -84,7 +84,8 @@ def train(cfg: AdapterConfig) -> dict[str, Any]:
 
     task = AdapterTask(cfg)
     run = Run.create(GROUP, cfg, default_name=cfg.method if cfg.method != "adapter" else cfg.placement)
-    record_splits(run, DataSplits(tdata.split_ids(task.data), tdata.split_rule(task.data, cfg)), resume=cfg.resume)
+    rule = clf.split_rule(task.data.val_split, cfg)
+    record_splits(run, DataSplits(tdata.split_ids(task.data), rule), resume=cfg.resume)
     metrics = fit(task, cfg, run)
     clf.accuracy_curves(run)
     return metrics

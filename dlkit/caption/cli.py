@@ -100,7 +100,7 @@ def compare(
     from dlkit.caption.compare import CompareConfig, compare_runs
     from dlkit.core import progress
 
-    result = compare_runs(CompareConfig([str(r) for r in runs], limit, beam_size,
-                                        str(output_dir) if output_dir else None, overwrite=overwrite))
+    result = compare_runs(CompareConfig(runs=[str(r) for r in runs], limit=limit, beam_size=beam_size,
+                                        output_dir=str(output_dir) if output_dir else None, overwrite=overwrite))
     progress.emit(result, progress.metrics_table({f"{k} BLEU-4": v for k, v in result["bleu4"].items()},
                                                  title=f"caption compare ({result['images']} test images)"))

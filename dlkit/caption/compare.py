@@ -15,21 +15,17 @@ from typing import Any
 
 from dlkit.caption.data import clean_caption
 from dlkit.caption.evaluate import Captioner, split_records_of
-from dlkit.core.config import opt
+from dlkit.core.config import RunOutput, opt
 from dlkit.core.errors import ConfigError, DataError
 from dlkit.core.progress import info
 from dlkit.core.run import Run
 
 
 @dataclass
-class CompareConfig:
+class CompareConfig(RunOutput):
     runs: list[str]
     limit: int = opt(20, "Test images to caption (the first N of the shared test split).")
     beam_size: int = opt(3, "Beam width (1 = greedy).")
-    output_dir: str | None = opt(None, "Output folder (default runs/caption/compare-TIME).")
-    name: str | None = opt(None, "Name under runs/caption/.")
-    overwrite: bool = opt(False, "Replace an existing output folder.", saved=False)
-    resume: bool = opt(False, "Unused.", cli=False, saved=False)
 
     def validate(self) -> None:
         if len(self.runs) < 2:

@@ -12,6 +12,7 @@ import contextlib
 import csv
 import io
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +75,38 @@ def check_same_classes(data: str, now: Sequence[str], trained: Sequence[str], ru
 
         raise DataError(f"--data {data} now has classes {show(now)}, but the model in {run_dir} was trained on "
                         f"{show(trained)}")
+
+
+@dataclass
+class ScoredPart:
+    """What `eval` scores of a classifier's data: a split's examples the model did not train on."""
+
+    name: str  # the run's split: "validation", or "train" when asked for by name
+    source: str  # where those examples came from, for the report: "train", or the data's validation split
+    examples: Any  # the group's split type, narrowed to the scored examples
+    left_out: int  # examples of that split left out because the model trained on them
+
+
+def scored_part(run: Run, requested: str | None, data: Any, ids_by_split: dict[str, list[str]],
+                trained_classes: Sequence[str], data_arg: str) -> ScoredPart:
+    """Check that `data` (with .train, .val, .label_names, .val_split) still has the run's classes, then pick the
+    split to score and keep its held-out examples (dlkit.core.splits.scored)."""
+    from dlkit.core.splits import TRAIN, scored
+
+    check_same_classes(data_arg, data.label_names, trained_classes, run.dir)
+    name, keep = scored(run, requested, ids_by_split)
+    pool = data.train if name == TRAIN else data.val
+    examples = pool.select(keep)
+    return ScoredPart(name, TRAIN if name == TRAIN else data.val_split, examples, len(pool) - len(examples))
+
+
+def split_rule(val_split: str, cfg: Any) -> str:
+    """How a classifier's validation split was chosen, for splits.json."""
+    rule = (f"seeded: {cfg.val_fraction:.0%} of each class of train held out for validation (seed {cfg.seed})"
+            if "held-out" in val_split else f"validation from the data's {val_split} split")
+    if cfg.max_train_samples or cfg.max_eval_samples:
+        rule += f"; seeded subsets of at most {cfg.max_train_samples} train / {cfg.max_eval_samples} validation"
+    return rule
 
 
 def holdout_split(labels: Sequence[int], fraction: float, seed: int,

@@ -28,6 +28,17 @@ def opt(default: Any, help: str, *, cli: bool = True, saved: bool = True, resume
     return field(default=default, metadata={"help": help, "cli": cli, "saved": saved, "resume_safe": resume_safe})
 
 
+@dataclass(kw_only=True)
+class RunOutput:
+    """The run-folder fields `Run.create` reads, for a command that writes a run folder but does not train
+    (a comparison, an evaluation sweep). Keyword-only, so a subclass may start with fields of its own."""
+
+    output_dir: str | None = opt(None, "Output folder. Default: runs/GROUP/NAME.")
+    name: str | None = opt(None, "Name under runs/GROUP/. Default: derived from the command and the time.")
+    overwrite: bool = opt(False, "Replace an existing output folder (only a folder dlkit wrote).", saved=False)
+    resume: bool = opt(False, "Unused: there is nothing to resume.", cli=False, saved=False)
+
+
 @dataclass
 class TrainConfig:
     """What every `train` command shares (DESIGN.md 1b). Groups subclass it and add their own fields."""

@@ -30,17 +30,15 @@ def save_figure(fig: Any, path: Path) -> Path:
     return Path(path)
 
 
-def loss_curves(history: Sequence[dict[str, Any]], path: Path, title: str = "loss") -> Path | None:
-    """Train loss per logged step and val loss per eval, on one axis."""
+def _loss_series(history: Sequence[dict[str, Any]]) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """(step, train loss) of every train line and (step, val loss) of every eval line of a run's history."""
     train = [(r["step"], r["loss"]) for r in history if r.get("kind") == "train" and "loss" in r]
     val = [(r["step"], r["val_loss"]) for r in history if r.get("kind") == "eval" and "val_loss" in r]
-    if not train and not val:
-        return None
-    fig, ax = new_figure()
-    if train:
-        ax.plot(*zip(*train, strict=False), label="train", linewidth=1.2)
-    if val:
-        ax.plot(*zip(*val, strict=False), marker="o", label="validation", linewidth=1.5)
+    return train, val
+
+
+def _save_loss_axes(fig: Any, ax: Any, title: str, path: Path) -> Path:
+    """Label a loss-per-step axis, then save its figure."""
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss")
     ax.set_title(title)
@@ -49,13 +47,25 @@ def loss_curves(history: Sequence[dict[str, Any]], path: Path, title: str = "los
     return save_figure(fig, path)
 
 
+def loss_curves(history: Sequence[dict[str, Any]], path: Path, title: str = "loss") -> Path | None:
+    """Train loss per logged step and val loss per eval, on one axis."""
+    train, val = _loss_series(history)
+    if not train and not val:
+        return None
+    fig, ax = new_figure()
+    if train:
+        ax.plot(*zip(*train, strict=False), label="train", linewidth=1.2)
+    if val:
+        ax.plot(*zip(*val, strict=False), marker="o", label="validation", linewidth=1.5)
+    return _save_loss_axes(fig, ax, title, path)
+
+
 def overlay_loss_curves(runs: dict[str, Sequence[dict[str, Any]]], path: Path) -> Path:
     """Several runs' train (solid) and val (dashed) losses on one axis, for `dlkit compare --plot`."""
     fig, ax = new_figure(8, 4.5)
     for i, (label, history) in enumerate(runs.items()):
         color = f"C{i % 10}"
-        train = [(r["step"], r["loss"]) for r in history if r.get("kind") == "train" and "loss" in r]
-        val = [(r["step"], r["val_loss"]) for r in history if r.get("kind") == "eval" and "val_loss" in r]
+        train, val = _loss_series(history)
         if train:
             ax.plot(*zip(*train, strict=False), color=color, label=f"{label} train", linewidth=1.0)
         if val:
@@ -90,12 +100,7 @@ def loss_scatter(history: Sequence[dict[str, Any]], path: Path, title: str = "tr
     fig, ax = new_figure()
     ax.scatter(steps, losses, s=6, alpha=0.5, label="logged batch loss")
     ax.plot(steps, smooth, color="C3", linewidth=1.5, label=f"moving average ({window} points)")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return save_figure(fig, path)
+    return _save_loss_axes(fig, ax, title, path)
 
 
 def plot_confusion_matrix(matrix: Any, labels: list[str], path: Path,

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlkit.core.config import opt
+from dlkit.core.config import RunOutput, opt
 from dlkit.core.errors import ConfigError, DataError
 from dlkit.core.progress import info
 from dlkit.metrics.answers import extract_answer, gold_answer, majority_vote
@@ -41,7 +41,7 @@ Complete = Callable[[list[str], float, int], tuple[list[str], list[int]]]
 
 
 @dataclass
-class ReasonConfig:
+class ReasonConfig(RunOutput):
     strategies: list[str] = field(default_factory=lambda: ["direct", "cot"],
                                   metadata={"help": "Strategies to compare.", "cli": True, "saved": True})
     model: str = opt("builtin:tiny-llama", "Model to prompt (builtin, local folder or Hub id).")
@@ -56,10 +56,6 @@ class ReasonConfig:
     max_new_tokens: int = opt(128, "Tokens generated per completion.")
     batch_size: int = opt(16, "Prompts per generation batch.")
     seed: int = opt(0, "Seed of the sampled completions.")
-    output_dir: str | None = opt(None, "Output folder (default runs/llm/reason-TIME).")
-    name: str | None = opt(None, "Run name under runs/llm/.")
-    overwrite: bool = opt(False, "Replace an existing output folder.", saved=False)
-    resume: bool = opt(False, "Unused (nothing to resume).", cli=False, saved=False)
 
     def validate(self) -> None:
         unknown = [s for s in self.strategies if s not in STRATEGIES]

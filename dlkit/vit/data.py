@@ -62,15 +62,6 @@ def split_ids(data: ImageData) -> dict[str, list[str]]:
             "validation": [data.val.describe(i) for i in range(len(data.val))]}
 
 
-def split_rule(data: ImageData, cfg: Any) -> str:
-    held = "held-out" in data.val_split
-    rule = (f"seeded: {cfg.val_fraction:.0%} of each class of train held out for validation (seed {cfg.seed})"
-            if held else f"validation from the data's {data.val_split} split")
-    if cfg.max_train_samples or cfg.max_eval_samples:
-        rule += f"; seeded subsets of at most {cfg.max_train_samples} train / {cfg.max_eval_samples} validation"
-    return rule
-
-
 def load_image_data(cfg: Any) -> ImageData:
     """Train and validation items for `cfg.data`, with a seeded per-class holdout when there is no test split."""
     from dlkit.builtin import BUILTINS

@@ -21,16 +21,12 @@ from dlkit.vit.viz import mistakes_grid
 def evaluate(run_dir: Path, batch_size: int = 64, split: str | None = None) -> dict[str, Any]:
     """Accuracy, top-5, per-class report, confusion matrix and mistakes on the run's held-out validation
     split (or the train split, when asked by name)."""
-    from dlkit.core.splits import scored
-
     run = Run.open(run_dir, group=GROUP)
     cfg = run.config_as(VitConfig)
     model, processor, names = load_trained(run)
     image_data = vdata.load_image_data(cfg)
-    clf.check_same_classes(cfg.data, image_data.label_names, names, run.dir)
-    name, keep = scored(run, split, vdata.split_ids(image_data))
-    pool = image_data.train if name == "train" else image_data.val
-    items = pool.select(keep)
+    part = clf.scored_part(run, split, image_data, vdata.split_ids(image_data), names, cfg.data)
+    items = part.examples
     _, eval_tf, _ = vdata.transforms(processor, None, augment=False)
     counter: dict[str, int] = {}
     dataset = vdata.ImageSet(items, eval_tf, counter)
@@ -45,9 +41,8 @@ def evaluate(run_dir: Path, batch_size: int = 64, split: str | None = None) -> d
             yield vdata.collate(examples)
 
     logits, labels = clf.collect_logits(lambda b: forward(model, b["pixel_values"]), _Sized(loader, len(batches)))
-    source = "train" if name == "train" else image_data.val_split
-    result = clf.write_evaluation(run, logits, labels, names, kept, split=source, example_header="image", name=name,
-                                  left_out=len(pool) - len(items))
+    result = clf.write_evaluation(run, logits, labels, names, kept, split=part.source, example_header="image",
+                                  name=part.name, left_out=part.left_out)
     result["metrics"]["skipped_items"] = counter.get("skipped", 0)
     if run.writer:
         index = {items.describe(i): i for i in range(len(items))}

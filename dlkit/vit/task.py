@@ -90,7 +90,8 @@ def train(cfg: VitConfig) -> dict[str, Any]:
 
     task = VitTask(cfg)
     run = Run.create(GROUP, cfg, default_name=cfg.method)
-    record_splits(run, DataSplits(vdata.split_ids(task.data), vdata.split_rule(task.data, cfg)), resume=cfg.resume)
+    rule = clf.split_rule(task.data.val_split, cfg)
+    record_splits(run, DataSplits(vdata.split_ids(task.data), rule), resume=cfg.resume)
     metrics = fit(task, cfg, run)
     clf.accuracy_curves(run)
     return metrics
