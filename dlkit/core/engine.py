@@ -31,7 +31,7 @@ import resource
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -723,13 +723,25 @@ def split_step_output(out: Any) -> tuple[torch.Tensor, dict[str, float]]:
 def mean_loss(task: Task, model: nn.Module, loader: Any, accel: Accelerator) -> float:
     """Item-weighted mean of `training_step` losses over the whole val set (all processes): the loss
     of one batch holding the whole set, counting items as `task.num_items` does."""
-    total = torch.zeros(2, dtype=torch.float64, device=accel.device)
-    for batch in loader:
-        items = task.num_items(batch)
-        loss, _ = split_step_output(task.training_step(model, batch))
-        total[0] += loss.detach().double() * items
-        total[1] += items
-    if accel.num_processes > 1:
+
+    def losses() -> Iterator[tuple[torch.Tensor, int]]:
+        for batch in loader:
+            items = task.num_items(batch)  # before the step, which may take keys out of the batch
+            yield split_step_output(task.training_step(model, batch))[0], items
+
+    return item_weighted_mean(losses(), accel)
+
+
+def item_weighted_mean(losses: Iterable[tuple[torch.Tensor, int]], accel: Accelerator | None = None) -> float:
+    """The mean of (batch mean loss, items in the batch) pairs weighted by the items, summed in float64 on the
+    losses' device and read once; with `accel` over several processes, summed over all of them."""
+    total: torch.Tensor | None = None
+    for loss, items in losses:
+        term = torch.stack([loss.detach().double() * items, loss.new_tensor(items, dtype=torch.float64)])
+        total = term if total is None else total + term
+    if total is None:
+        total = torch.zeros(2, dtype=torch.float64, device=accel.device if accel is not None else "cpu")
+    if accel is not None and accel.num_processes > 1:
         total = accel.reduce(total, reduction="sum")
     return (total[0] / total[1].clamp_min(1e-12)).item()
 

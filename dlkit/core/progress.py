@@ -44,6 +44,14 @@ def quiet_third_party() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module=THIRD_PARTY)
     logging.getLogger().setLevel(logging.ERROR)  # open_clip reports on the root logger ("No pretrained weights")
+    if os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1":  # a library imported before this call (several commands
+        # in one process) read the variable already
+        if "huggingface_hub" in sys.modules:
+            sys.modules["huggingface_hub"].utils.disable_progress_bars()
+        if "transformers" in sys.modules:
+            sys.modules["transformers"].utils.logging.disable_progress_bar()
+    if os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] == "1" and "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()
 
 
 def console(stderr: bool = False):

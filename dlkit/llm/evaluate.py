@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +33,18 @@ from dlkit.metrics.guard import GuardedMetrics
 @torch.no_grad()
 def token_loss(model: Any, tokenizer: Any, examples: list[dict], batch_size: int = 16) -> float:
     """Mean loss per labelled token (so exp() of it is the perplexity of the answers)."""
+    from dlkit.core.engine import item_weighted_mean
     from dlkit.llm.data import pad_batch
 
     model.eval()
-    total = count = 0.0
-    for i in range(0, len(examples), batch_size):
-        batch = pad_batch(examples[i:i + batch_size], tokenizer.pad_token_id)
-        batch = {k: v.to(next(model.parameters()).device) for k, v in batch.items()}
-        n = int((batch["labels"][:, 1:] != IGNORE).sum())
-        total += model(**batch).loss.double().item() * n
-        count += n
-    return total / max(count, 1)
+    device = next(model.parameters()).device
+
+    def losses() -> Iterator[tuple[torch.Tensor, int]]:
+        for i in range(0, len(examples), batch_size):
+            batch = {k: v.to(device) for k, v in pad_batch(examples[i:i + batch_size], tokenizer.pad_token_id).items()}
+            yield model(**batch).loss, int((batch["labels"][:, 1:] != IGNORE).sum())
+
+    return item_weighted_mean(losses())
 
 
 def score(model: Any, tokenizer: Any, val_examples: list[dict], test_conversations: list[list[dict]],

@@ -28,6 +28,19 @@ def masked_softmax(scores: Tensor, mask: Tensor | None = None) -> Tensor:
     return scores.softmax(dim=-1).masked_fill(empty, 0.0)
 
 
+def combined_mask(q: Tensor, k: Tensor, attn_mask: Tensor | None, key_padding_mask: Tensor | None,
+                  causal: bool) -> Tensor | None:
+    """The three ways to mask attention as one boolean mask broadcastable to (..., Tq, Tk), True = masked;
+    None when nothing is masked. Argument meanings as in `scaled_dot_product_attention`."""
+    tq, tk = q.size(-2), k.size(-2)
+    masks = [] if attn_mask is None else [attn_mask]
+    if key_padding_mask is not None:
+        masks.append(key_padding_mask.view(key_padding_mask.size(0), *[1] * (q.dim() - 2), tk))  # (B, 1, ..., Tk)
+    if causal:
+        masks.append(torch.ones(tq, tk, dtype=torch.bool, device=q.device).triu(1))  # (Tq, Tk)
+    return functools.reduce(torch.logical_or, masks) if masks else None
+
+
 def scaled_dot_product_attention(
     q: Tensor,
     k: Tensor,
@@ -48,16 +61,7 @@ def scaled_dot_product_attention(
     The returned weights are those before dropout (dropout only acts on the weights used for the output).
     """
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (..., Tq, Tk)
-    tq, tk = scores.shape[-2:]
-    masks = []
-    if attn_mask is not None:
-        masks.append(attn_mask)
-    if key_padding_mask is not None:
-        batch = key_padding_mask.size(0)
-        masks.append(key_padding_mask.view(batch, *[1] * (scores.dim() - 2), tk))  # (B, 1, ..., 1, Tk)
-    if causal:
-        masks.append(torch.ones(tq, tk, dtype=torch.bool, device=scores.device).triu(1))  # (Tq, Tk)
-    mask = functools.reduce(torch.logical_or, masks) if masks else None
+    mask = combined_mask(q, k, attn_mask, key_padding_mask, causal)
     weights = masked_softmax(scores, mask)  # (..., Tq, Tk)
     dropped = F.dropout(weights, p=dropout_p, training=training)
     return dropped @ v, weights  # (..., Tq, dv), (..., Tq, Tk)
@@ -80,15 +84,10 @@ def fused_attention(
     so such rows attend unmasked and are zeroed afterwards, as masked_softmax does.
     """
     dropout_p = dropout_p if training else 0.0
-    if attn_mask is None and key_padding_mask is None:
+    mask = None if attn_mask is None and key_padding_mask is None else combined_mask(q, k, attn_mask,
+                                                                                     key_padding_mask, causal)
+    if mask is None:  # causal or nothing: torch's kernel needs no mask tensor
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=causal)
-    tq, tk = q.size(-2), k.size(-2)
-    masks = [] if attn_mask is None else [attn_mask]
-    if key_padding_mask is not None:
-        masks.append(key_padding_mask.view(key_padding_mask.size(0), *[1] * (q.dim() - 2), tk))  # (B, 1, .., Tk)
-    if causal:
-        masks.append(torch.ones(tq, tk, dtype=torch.bool, device=q.device).triu(1))  # (Tq, Tk)
-    mask = functools.reduce(torch.logical_or, masks)
     empty = mask.all(dim=-1, keepdim=True)  # (..., Tq, 1) queries with nothing to attend to
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=~(mask & ~empty), dropout_p=dropout_p)
     return out.masked_fill(empty, 0.0)  # (..., Tq, dv)

@@ -96,8 +96,11 @@ def test_retrieve_ranks_the_described_shapes_first(cli, trained: Path, captions:
 
 @pytest.mark.parametrize("mode,lr", [("embedding", "3e-2"), ("prompt", "2e-3")])
 def test_coop_beats_zeroshot(cli, trained: Path, shape_images: Path, tmp_path: Path, mode: str, lr: str) -> None:
+    # context tokens reach the classes through the frozen text encoder and learn more slowly than class vectors:
+    # at 10 epochs prompt mode was +0.05..0.10 over zero-shot, at the edge of the threshold; 30 give +0.14..0.24
+    epochs = "30" if mode == "prompt" else "10"
     result = cli("--json", "clip", "coop", "--mode", mode, "--model", trained, "--data", shape_images,
-                 *COLOUR_TEMPLATES, "--epochs", "10", "--lr", lr, "--output-dir", tmp_path / mode)
+                 *COLOUR_TEMPLATES, "--epochs", epochs, "--lr", lr, "--output-dir", tmp_path / mode)
     assert result.exit_code == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert metrics["test_accuracy"] >= metrics["zeroshot_accuracy"] + 0.1

@@ -179,3 +179,29 @@ def test_every_command_has_an_example_in_its_help():
     commands = dict(leaves(typer.main.get_command(app), ["dlkit"]))
     assert len(commands) > 30 and "dlkit llm train" in commands and "dlkit runs list" in commands
     assert [name for name, c in commands.items() if "Example:" not in (c.help or "")] == []
+
+
+def test_library_progress_bars_stay_off_when_the_library_was_imported_first(monkeypatch, capsys):
+    """A second command in one process: transformers was imported before quiet_third_party() ran, so the
+    environment variable alone would come too late; saving a model must still print no 'Writing' bar."""
+    import transformers
+    from huggingface_hub.utils import are_progress_bars_disabled, enable_progress_bars
+
+    from dlkit.core.progress import quiet_third_party
+
+    enable_progress_bars()
+    transformers.utils.logging.enable_progress_bar()
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    try:
+        quiet_third_party()
+        assert are_progress_bars_disabled() and not transformers.utils.logging.is_progress_bar_enabled()
+        monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "0")  # the user's own choice wins
+        enable_progress_bars()
+        transformers.utils.logging.enable_progress_bar()
+        quiet_third_party()
+        assert transformers.utils.logging.is_progress_bar_enabled()
+    finally:
+        transformers.utils.logging.disable_progress_bar()
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
