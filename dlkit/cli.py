@@ -167,17 +167,19 @@ def _help_only(name: str, group: typer.Typer) -> typer.Typer:
     return typer.Typer(name=name, help=group.info.help, no_args_is_help=True, rich_markup_mode="rich")
 
 
-def load_groups(only: str | None = None) -> None:
-    """Mount the installed groups on the root app. `only` mounts just that group in full (all `dlkit GROUP ...`
-    needs) and the others as help-only stand-ins; None mounts every group in full. Each call replaces what
-    the previous one mounted, so one process may run several commands."""
+def load_groups(first: str | None = None) -> None:
+    """Mount the installed groups on the root app for a command line whose first word is `first`: a group's
+    name mounts just that group (all `dlkit GROUP ...` needs); anything else mounts every group as a help-only
+    stand-in (the root help lists them); None mounts every group in full. Each call replaces what the
+    previous one mounted, so one process may run several commands."""
     eps = sorted(entry_points(group="dlkit.groups"), key=lambda e: e.name)
     names = {ep.name for ep in eps}
     app.registered_groups = [g for g in app.registered_groups if g.name not in names]
     for ep in eps:
-        group = _group_app(ep)
-        full = only is None or ep.name == only
-        app.add_typer(group if full else _help_only(ep.name, group), name=ep.name)
+        if first is None or ep.name == first:
+            app.add_typer(_group_app(ep), name=ep.name)
+        elif first not in names:
+            app.add_typer(_help_only(ep.name, _group_app(ep)), name=ep.name)
 
 
 def hoist_root_flags(argv: list[str]) -> list[str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from dlkit.core.classification import val_fraction_option
-from dlkit.core.config import TrainConfig, opt, shared
+from dlkit.core.classification import ClassifierConfig
+from dlkit.core.config import opt, shared
 from dlkit.core.errors import ConfigError
 
 Method = Literal["adapter", "full", "head"]
@@ -14,7 +14,7 @@ Placement = Literal["houlsby", "pfeiffer"]
 
 
 @dataclass
-class AdapterConfig(TrainConfig):
+class AdapterConfig(ClassifierConfig):
     data: str = opt("builtin:sentiment", "Text: builtin:sentiment, a CSV/JSONL file, a folder with train and "
                     "test CSV/JSONL files, or a Hub dataset id (imdb).")
     model: str = opt("builtin:tiny-roberta", "Encoder: builtin:tiny-roberta, a save_pretrained folder or a Hub id "
@@ -30,9 +30,6 @@ class AdapterConfig(TrainConfig):
     text_col: str = opt("text", "CSV/JSONL/Hub column holding the text.")
     label_col: str = opt("label", "CSV/JSONL/Hub column holding the label (integers or names).")
     max_length: int = opt(128, "Truncate texts to this many tokens.")
-    val_fraction: float = val_fraction_option()
-    max_train_samples: int | None = opt(None, "Use at most this many training texts (a seeded subset).")
-    max_eval_samples: int | None = opt(None, "Use at most this many validation texts (a seeded subset).")
     epochs: int = shared("epochs", 5)
     batch_size: int = opt(32, "Texts per micro-batch per process.")
     lr: float = opt(1e-2, "Peak learning rate; 1e-2 suits the builtin model, for roberta-base use ~1e-4..1e-3 "
@@ -47,12 +44,6 @@ class AdapterConfig(TrainConfig):
             raise ConfigError(f"--max-length must be >= 2 (got {self.max_length})")
         if not 0 <= self.adapter_dropout < 1:
             raise ConfigError(f"--adapter-dropout must be in [0, 1) (got {self.adapter_dropout})")
-        if not 0 < self.val_fraction < 1:
-            raise ConfigError(f"--val-fraction must be between 0 and 1 (got {self.val_fraction})")
-        for name in ("max_train_samples", "max_eval_samples"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be > 0 (got {value})")
         parse_layers(self.layers, None)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlkit.core.classification import check_classes, holdout_split, subsample
+from dlkit.core.classification import check_classes, holdout_split
 from dlkit.core.errors import DataError
 from dlkit.core.sources import resolve
 
@@ -83,8 +83,7 @@ def load_text_data(cfg: Any) -> TextData:
         val = val.with_ids(val_where)
         skipped += val_skipped
         val_label = val_where
-    train = train.select(subsample(list(range(len(train))), cfg.max_train_samples, cfg.seed))
-    val = val.select(subsample(list(range(len(val))), cfg.max_eval_samples, cfg.seed))
+    train, val = cfg.subsets(train, val)
     return TextData(train, val, names, val_label, skipped)
 
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dlkit.core.errors import DataError
+from dlkit.core.config import TrainConfig, opt
+from dlkit.core.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import torch
@@ -60,11 +61,27 @@ def check_classes(names: Sequence[str], where: str) -> None:
         raise DataError(f"{where} has {len(names)} class ({found}); a classifier needs at least 2 classes")
 
 
-def val_fraction_option(default: float = 0.1) -> Any:
-    """The --val-fraction field of a classifier's config (data without a test split is split per class)."""
-    from dlkit.core.config import opt
+@dataclass
+class ClassifierConfig(TrainConfig):
+    """The split fields of a classifier's `train` (vit, adapter): the validation share and seeded subsets."""
 
-    return opt(default, "Share of each class held out for validation when the data has no test split.")
+    val_fraction: float = opt(0.1, "Share of each class held out for validation when the data has no test split.")
+    max_train_samples: int | None = opt(None, "Use at most this many training examples (a seeded subset).")
+    max_eval_samples: int | None = opt(None, "Use at most this many validation examples (a seeded subset).")
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"--val-fraction must be between 0 and 1 (got {self.val_fraction})")
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be > 0 (got {value})")
+
+    def subsets(self, train: Any, val: Any) -> tuple[Any, Any]:
+        """The seeded subsets of at most --max-train-samples / --max-eval-samples examples of each split."""
+        return (train.select(subsample(list(range(len(train))), self.max_train_samples, self.seed)),
+                val.select(subsample(list(range(len(val))), self.max_eval_samples, self.seed)))
 
 
 def check_same_classes(data: str, now: Sequence[str], trained: Sequence[str], run_dir: Path) -> None:

@@ -5,15 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from dlkit.core.classification import val_fraction_option
-from dlkit.core.config import TrainConfig, opt, shared
+from dlkit.core.classification import ClassifierConfig
+from dlkit.core.config import opt, shared
 from dlkit.core.errors import ConfigError
 
 Method = Literal["lora", "last-block", "linear", "full"]
 
 
 @dataclass
-class VitConfig(TrainConfig):
+class VitConfig(ClassifierConfig):
     data: str = opt("builtin:digits", "Images: builtin:digits, an ImageFolder (CLASS/IMAGE or train/ and test/ "
                     "of CLASS/IMAGE), or a Hub dataset id (food101, cifar10).")
     model: str = opt("builtin:tiny-vit", "ViT/DeiT: builtin:tiny-vit, builtin:tiny-deit, a save_pretrained folder "
@@ -33,9 +33,6 @@ class VitConfig(TrainConfig):
     augment: bool = opt(False, "Light training augmentation: random resized crops (scale 0.8-1) and colour jitter.")
     image_size: int | None = opt(None, "Resize images to this side; default: the image processor's size. Other "
                                  "sizes interpolate the position embeddings.")
-    val_fraction: float = val_fraction_option()
-    max_train_samples: int | None = opt(None, "Use at most this many training images (a seeded subset).")
-    max_eval_samples: int | None = opt(None, "Use at most this many validation images (a seeded subset).")
     image_col: str | None = opt(None, "Hub datasets: the image column (default: the first Image feature).")
     label_col: str | None = opt(None, "Hub datasets: the label column (default: the first ClassLabel feature).")
 
@@ -47,11 +44,5 @@ class VitConfig(TrainConfig):
             raise ConfigError(f"--lora-dropout must be in [0, 1) (got {self.lora_dropout})")
         if self.image_size is not None and self.image_size <= 0:
             raise ConfigError(f"--image-size must be > 0 (got {self.image_size})")
-        if not 0 < self.val_fraction < 1:
-            raise ConfigError(f"--val-fraction must be between 0 and 1 (got {self.val_fraction})")
-        for name in ("max_train_samples", "max_eval_samples"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be > 0 (got {value})")
         if not [m for m in self.target_modules.split(",") if m.strip()]:
             raise ConfigError("--target-modules is empty; pass auto or names such as q_proj,v_proj")

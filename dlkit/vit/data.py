@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlkit.core.classification import check_classes, holdout_split, subsample
+from dlkit.core.classification import check_classes, holdout_split
 from dlkit.core.errors import DataError
 from dlkit.core.sources import resolve
 from dlkit.data.images import IMAGE_SUFFIXES, open_image, to_rgb
@@ -79,8 +79,7 @@ def load_image_data(cfg: Any) -> ImageData:
         train_idx, val_idx = holdout_split(train.labels, cfg.val_fraction, cfg.seed, where=cfg.data)
         train, val = train.select(train_idx), train.select(val_idx)
         val_split = f"{val_split} (held-out {cfg.val_fraction:.0%})"
-    train = train.select(subsample(list(range(len(train))), cfg.max_train_samples, cfg.seed))
-    val = val.select(subsample(list(range(len(val))), cfg.max_eval_samples, cfg.seed))
+    train, val = cfg.subsets(train, val)
     if len(train) == 0:
         raise DataError(f"--data {cfg.data}: no training images")
     return ImageData(train, val, names, val_split)
