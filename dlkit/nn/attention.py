@@ -84,10 +84,9 @@ def fused_attention(
     so such rows attend unmasked and are zeroed afterwards, as masked_softmax does.
     """
     dropout_p = dropout_p if training else 0.0
-    mask = None if attn_mask is None and key_padding_mask is None else combined_mask(q, k, attn_mask,
-                                                                                     key_padding_mask, causal)
-    if mask is None:  # causal or nothing: torch's kernel needs no mask tensor
+    if attn_mask is None and key_padding_mask is None:  # causal or nothing: torch's kernel needs no mask tensor
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=causal)
+    mask = combined_mask(q, k, attn_mask, key_padding_mask, causal)
     empty = mask.all(dim=-1, keepdim=True)  # (..., Tq, 1) queries with nothing to attend to
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=~(mask & ~empty), dropout_p=dropout_p)
     return out.masked_fill(empty, 0.0)  # (..., Tq, dv)
@@ -142,10 +141,11 @@ class MultiHeadAttention(nn.Module):
 
         attn_mask is bool (Tq, Tk) or (B * num_heads, Tq, Tk) as in nn.MultiheadAttention, True = masked.
         """
+        self_attention = query is key and key is value  # one (C -> 3C) matmul then, as torch's MHA packs it
         if not self.batch_first:
             query, key, value = (x.transpose(0, 1) for x in (query, key, value))  # (T, B, C) -> (B, T, C)
         batch, tq, channels = query.shape
-        if query is key and key is value:  # self-attention: one (C -> 3C) matmul, as torch's MHA packs it
+        if self_attention:
             q, k, v = (self._split_heads(t) for t in self._packed_projection(query).split(channels, dim=-1))
         else:
             q = self._split_heads(self.q_proj(query))  # (B, nh, Tq, hd)
