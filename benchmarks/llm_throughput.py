@@ -302,6 +302,10 @@ def main() -> None:
             ratios = {
                 "trainer_best_setting": best,
                 "speedup_vs_trainer_best": speed(table, "dlkit", best),
+                # within each round the contenders ran back to back, so these ratios cancel a machine that
+                # speeds up or slows down from round to round (the medians above do not)
+                "round_speedups_vs_trainer_best": [round(ours["tokens_per_second"] / theirs["tokens_per_second"], 3)
+                                                   for ours, theirs in zip(runs["dlkit"], runs[best], strict=True)],
                 "speedup_vs_trainer_default": speed(table, "dlkit", "trainer"),
                 "cpu_speedup_vs_trainer_best": (table["dlkit"]["tokens_per_cpu_second"]
                                                 / table[best]["tokens_per_cpu_second"]),
