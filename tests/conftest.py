@@ -25,6 +25,22 @@ class CliResult:
     stderr: str
 
 
+@pytest.fixture(scope="session")
+def train_each_method():
+    """run(root, config_cls, train, settings, **fields): one run per method of `settings` (method -> (lr,
+    accuracy threshold)) under `root`, every other field the same; returns method -> (run folder, final
+    metrics). For the classifier groups' method comparisons."""
+
+    def run(root, config_cls, train, settings: dict[str, tuple[float, float]], **fields) -> dict:
+        runs = {}
+        for method, (lr, _) in settings.items():
+            cfg = config_cls(method=method, lr=lr, output_dir=str(root / method), **fields)
+            runs[method] = (root / method, train(cfg))
+        return runs
+
+    return run
+
+
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]):
     """Run `dlkit ARGS...` in this process; returns exit code, stdout and stderr."""

@@ -5,13 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-
-def one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, (result.stdout, result.stderr)
-    assert result.stderr.startswith("error: ") and result.stderr.strip().count("\n") == 0, result.stderr
-    for fragment in fragments:
-        assert fragment in result.stderr, result.stderr
+from checks import one_line_error
 
 
 def write_jsonl(path, rows):

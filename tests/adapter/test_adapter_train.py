@@ -19,14 +19,9 @@ SETTINGS = {"adapter": (1e-2, 0.75), "head": (1e-2, 0.58), "full": (3e-3, 0.9)}
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("adapter")
-    out = {}
-    for method, (lr, _) in SETTINGS.items():
-        cfg = AdapterConfig(method=method, lr=lr, epochs=6, max_train_samples=600, max_eval_samples=200,
-                            output_dir=str(root / method))
-        out[method] = (root / method, train(cfg))
-    return out
+def runs(tmp_path_factory, train_each_method):
+    return train_each_method(tmp_path_factory.mktemp("adapter"), AdapterConfig, train, SETTINGS, epochs=6,
+                             max_train_samples=600, max_eval_samples=200)
 
 
 @pytest.mark.parametrize("method", list(SETTINGS))

@@ -3,18 +3,13 @@ import json
 from pathlib import Path
 
 import pytest
+from checks import one_line_error
 from PIL import Image
 
 from dlkit.caption.data import Vocab
 
 FAST = ["--image-size", "32", "--embed-dim", "16", "--hidden-dim", "32", "--attention-dim", "16",
         "--num-layers", "1", "--num-heads", "2", "--batch-size", "32", "--save-every", "100000"]
-
-
-def one_line_error(result, text: str) -> None:
-    assert result.exit_code == 2, result.stderr
-    assert result.stderr.strip().count("\n") == 0, result.stderr
-    assert result.stderr.startswith("error: ") and text in result.stderr, result.stderr
 
 
 @pytest.fixture

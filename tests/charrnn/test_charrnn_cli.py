@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from checks import one_line_error
 
 TINY = ["--arch", "gru", "--hidden-size", "16", "--num-layers", "1", "--block-size", "16", "--batch-size", "8",
         "--max-steps", "6", "--eval-every", "3", "--sample-chars", "20"]
@@ -14,14 +15,6 @@ def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("charrnn") / "run"
     assert main(["charrnn", "train", "--data", "builtin:text", "--output-dir", str(out), *TINY]) == 0
     return out
-
-
-def one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.stderr
-    message = result.stderr.strip()
-    assert message.startswith("error: ") and "\n" not in message, message
-    for fragment in fragments:
-        assert fragment in message, message
 
 
 def test_train_writes_a_complete_run(trained):

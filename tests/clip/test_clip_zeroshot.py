@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from checks import one_line_error
 
 from dlkit.clip.data import clean_class_name, load_split
 from dlkit.clip.evaluate import class_embeddings
@@ -116,29 +117,21 @@ def test_fix_class_scores_candidates_for_one_class(cli, colour_folder: Path, tmp
 # -- bad input: one line, exit 2 -------------------------------------------------------------------
 
 
-def _one_line_error(result, *needles: str) -> None:
-    assert result.exit_code == 2, (result.stdout, result.stderr)
-    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
 def test_unknown_model_suggests_close_names(cli, tmp_path: Path) -> None:
     result = cli("clip", "zeroshot", "--model", "convnext_bse", "--output-dir", tmp_path / "x")
-    _one_line_error(result, "convnext_bse", "convnext_base")
+    one_line_error(result, "convnext_bse", "convnext_base")
 
 
 def test_pretrained_tag_offline_fails_fast(cli, tmp_path: Path) -> None:
     result = cli("clip", "zeroshot", "--model", "RN50", "--pretrained", "openai", "--output-dir", tmp_path / "x")
-    _one_line_error(result, "--pretrained openai", "offline", "--pretrained none")
+    one_line_error(result, "--pretrained openai", "offline", "--pretrained none")
     unknown = cli("clip", "zeroshot", "--model", "RN50", "--pretrained", "laion2b", "--output-dir", tmp_path / "y")
-    _one_line_error(unknown, "laion2b", "openai")
+    one_line_error(unknown, "laion2b", "openai")
 
 
 def test_template_without_braces_exits_2(cli, colour_folder: Path, tmp_path: Path) -> None:
     result = cli("clip", "zeroshot", "--data", colour_folder, "--templates", "a photo", "--output-dir", tmp_path / "x")
-    _one_line_error(result, "'a photo'", "{}")
+    one_line_error(result, "'a photo'", "{}")
 
 
 def test_fewer_than_two_classes(cli, tmp_path: Path) -> None:
@@ -146,14 +139,14 @@ def test_fewer_than_two_classes(cli, tmp_path: Path) -> None:
 
     folder = make_image_folder(tmp_path / "one", {"cat": 3})
     result = cli("clip", "zeroshot", "--data", folder, "--output-dir", tmp_path / "x")
-    _one_line_error(result, "1 class", "at least 2 classes")
+    one_line_error(result, "1 class", "at least 2 classes")
 
 
 def test_classnames_file_with_wrong_count(cli, colour_folder: Path, tmp_path: Path) -> None:
     names = tmp_path / "names.txt"
     names.write_text("red\ngreen\n")
     result = cli("clip", "zeroshot", "--data", colour_folder, "--classnames", names, "--output-dir", tmp_path / "x")
-    _one_line_error(result, "2 names for 3 class folders")
+    one_line_error(result, "2 names for 3 class folders")
     names.write_text("scarlet\nlime\nnavy\n")
     ok = cli("--json", "clip", "zeroshot", "--data", colour_folder, "--classnames", names,
              "--output-dir", tmp_path / "y")
@@ -165,17 +158,17 @@ def test_class_not_in_dataset(cli, colour_folder: Path, tmp_path: Path) -> None:
     candidates.write_text("a {}.\n")
     result = cli("clip", "fix-class", "--data", colour_folder, "--class", "red thin", "--candidates", candidates,
                  "--output-dir", tmp_path / "x")
-    _one_line_error(result, "'red thin'", "red thing")
+    one_line_error(result, "'red thin'", "red thing")
 
 
 def test_empty_folder(cli, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     result = cli("clip", "zeroshot", "--data", tmp_path / "empty", "--output-dir", tmp_path / "x")
-    _one_line_error(result, "no class folders")
+    one_line_error(result, "no class folders")
     (tmp_path / "hollow" / "cat").mkdir(parents=True)
     (tmp_path / "hollow" / "dog").mkdir(parents=True)
     result = cli("clip", "zeroshot", "--data", tmp_path / "hollow", "--output-dir", tmp_path / "y")
-    _one_line_error(result, "hold no images")
+    one_line_error(result, "hold no images")
 
 
 def test_all_images_undecodable(cli, tmp_path: Path) -> None:
@@ -183,7 +176,7 @@ def test_all_images_undecodable(cli, tmp_path: Path) -> None:
         (tmp_path / "bad" / name).mkdir(parents=True)
         (tmp_path / "bad" / name / "x.png").write_bytes(b"garbage")
     result = cli("clip", "zeroshot", "--data", tmp_path / "bad", "--output-dir", tmp_path / "x")
-    _one_line_error(result, "none of the 2 images could be decoded")
+    one_line_error(result, "none of the 2 images could be decoded")
 
 
 def test_retrieve_with_a_model_ranks_and_draws(cli, colour_folder: Path, tmp_path: Path) -> None:
@@ -197,12 +190,12 @@ def test_retrieve_with_a_model_ranks_and_draws(cli, colour_folder: Path, tmp_pat
     assert found["num_images"] == 12 and (out / "grid.png").is_file() and (out / "results.json").is_file()
     both = cli("clip", "retrieve", "--model", "builtin:tiny-clip", "--run", tmp_path, "--images", colour_folder,
                "--query", "x")
-    _one_line_error(both, "either --run", "--model")
+    one_line_error(both, "either --run", "--model")
 
 
 def test_train_refuses_data_without_captions_and_bad_sizes(cli, tmp_path: Path) -> None:
     result = cli("clip", "train", "--data", "builtin:shape-classes", "--output-dir", tmp_path / "x")
-    _one_line_error(result, "builtin:shape-classes", "not an image-caption dataset")
+    one_line_error(result, "builtin:shape-classes", "not an image-caption dataset")
     result = cli("clip", "train", "--image-encoder", "resnet-small", "--image-size", "48",
                  "--output-dir", tmp_path / "y")
-    _one_line_error(result, "--image-size 48", "multiple of 32")
+    one_line_error(result, "--image-size 48", "multiple of 32")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from checks import one_line_error
 from llm_helpers import write_jsonl
 from transformers import AutoTokenizer
 
@@ -109,14 +110,6 @@ def test_long_samples_are_truncated_or_dropped(cli, tmp_path):
     # truncating a long prompt cuts its answer too, so such a row is dropped and counted either way
     assert kept["truncated"] == 2 and kept["conversations"] == 6
     assert dropped["dropped_long"] == 2 and dropped["truncated"] == 0 and dropped["conversations"] == 6
-
-
-def one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.stdout + result.stderr
-    message = result.stderr.strip()
-    assert message.startswith("error:") and "\n" not in message, message
-    for fragment in fragments:
-        assert fragment in message, message
 
 
 def test_missing_columns_names_what_was_found(cli, tmp_path):

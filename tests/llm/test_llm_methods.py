@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 import torch
+from checks import one_line_error
 from llm_helpers import train_run
-from test_llm_data import one_line_error
 
 from dlkit.core.config import load_config
 from dlkit.llm.config import LlmConfig

@@ -1,20 +1,13 @@
 import json
 
 import pytest
+from checks import one_line_error
 
 
 def squad_file(tmp_path, qas, context="The capital of Valoria is Lima. People in Valoria speak Greek."):
     path = tmp_path / "squad.json"
     path.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [{"context": context, "qas": qas}]}]}))
     return path
-
-
-def one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_prepare_statistics_plots_and_checked_splits(cli, tmp_path):

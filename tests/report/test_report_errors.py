@@ -4,12 +4,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-
-def one_line_error(result) -> str:
-    assert result.exit_code == 2, (result.exit_code, result.stderr)
-    assert result.stderr.startswith("error: ") and result.stderr.strip().count("\n") == 0, result.stderr
-    return result.stderr
+from checks import one_line_error
 
 
 def test_no_run_folders_given(cli):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from checks import one_line_error
 from PIL import Image
 
 QUICK = ["--max-train-samples", "64", "--max-eval-samples", "40", "--epochs", "1", "--batch-size", "16"]
@@ -63,13 +64,6 @@ def test_predict_converts_grayscale_and_rgba(cli, deit_run, tmp_path):
         assert {t["label"] for t in p["top"]} <= {str(i) for i in range(10)}
     table = cli("vit", "predict", "--run", deit_run, gray, "--top-k", "2")
     assert table.exit_code == 0 and "probability" in table.stdout
-
-
-def one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, (result.stdout, result.stderr)
-    assert result.stderr.startswith("error: ") and result.stderr.strip().count("\n") == 0, result.stderr
-    for fragment in fragments:
-        assert fragment in result.stderr, result.stderr
 
 
 def test_image_folder_without_classes(cli, tmp_path):

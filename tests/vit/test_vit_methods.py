@@ -15,14 +15,9 @@ SETTINGS = {"lora": (1e-2, 0.5), "last-block": (1e-2, 0.5), "linear": (5e-2, 0.2
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("vit")
-    out = {}
-    for method, (lr, _) in SETTINGS.items():
-        cfg = VitConfig(method=method, lr=lr, epochs=4, max_train_samples=500, max_eval_samples=200,
-                        output_dir=str(root / method))
-        out[method] = (root / method, train(cfg))
-    return out
+def runs(tmp_path_factory, train_each_method):
+    return train_each_method(tmp_path_factory.mktemp("vit"), VitConfig, train, SETTINGS, epochs=4,
+                             max_train_samples=500, max_eval_samples=200)
 
 
 @pytest.fixture(scope="module")
