@@ -7,6 +7,7 @@ config dataclasses; torch loads inside command bodies, which keeps `dlkit --help
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from importlib.metadata import EntryPoint, entry_points
@@ -163,8 +164,16 @@ def _group_app(ep: EntryPoint) -> typer.Typer:
 
 def _help_only(name: str, group: typer.Typer) -> typer.Typer:
     """A stand-in that lists the group in the root help without its commands: turning every group's
-    commands into click commands is most of what `dlkit --help` would otherwise spend."""
-    return typer.Typer(name=name, help=group.info.help, no_args_is_help=True, rich_markup_mode="rich")
+    commands into click commands is most of what `dlkit --help` would otherwise spend. Its help is found
+    where typer looks: the Typer's help, else its callback's help, else the callback's docstring."""
+    from typer.models import DefaultPlaceholder
+
+    callback = group.registered_callback
+    texts = [group.info.help, callback.help if callback else None]
+    text = next((t for t in texts if t is not None and not isinstance(t, DefaultPlaceholder)), None)
+    if text is None and callback is not None and callback.callback is not None:
+        text = inspect.getdoc(callback.callback)
+    return typer.Typer(name=name, help=text, no_args_is_help=True, rich_markup_mode="rich")
 
 
 def load_groups(first: str | None = None) -> None:

@@ -48,6 +48,21 @@ def test_root_help_lists_every_group_and_a_group_gets_its_commands_in_the_same_p
     assert capsys.readouterr().out.split() == ["train"]
 
 
+def test_a_plugin_group_documented_by_its_callback_keeps_its_help_in_the_root_listing():
+    import typer
+
+    from dlkit.cli import _help_only
+
+    plugin = typer.Typer()
+
+    @plugin.callback()
+    def _main() -> None:
+        """Helps with plugins."""
+
+    assert _help_only("plugin", plugin).info.help == "Helps with plugins."
+    assert _help_only("plugin", typer.Typer(help="Given help.")).info.help == "Given help."
+
+
 def test_root_flags_are_accepted_anywhere():
     assert hoist_root_flags(["clip", "eval", "--run", "x", "--json", "-q"]) == ["--json", "-q", "clip", "eval",
                                                                                  "--run", "x"]
