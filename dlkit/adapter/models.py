@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 from dlkit.adapter.config import parse_layers
-from dlkit.core.classification import label_maps, quiet_transformers
+from dlkit.core.classification import label_maps
 from dlkit.core.errors import ConfigError, DataError
+from dlkit.core.progress import quiet_transformers
 from dlkit.core.run import Run
 from dlkit.core.sources import resolve
 from dlkit.nn import BottleneckAdapter

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dlkit.core.classification import quiet_transformers
+from dlkit.core.progress import quiet_transformers
 from dlkit.core.sources import cached_folder
 
 IMAGE_SIZE = 32

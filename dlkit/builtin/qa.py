@@ -18,10 +18,11 @@ import json
 import random
 from pathlib import Path
 
+from dlkit.core.progress import quiet_transformers
 from dlkit.core.sources import cached_folder
 
 DATA_VERSION = "qa-synthetic-v2"
-MODEL_VERSION = "tiny-bert-v2"
+MODEL_VERSION = "tiny-bert-v3"
 TINY_BERT = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 256,
              "max_position_embeddings": 512, "type_vocab_size": 2}
 SPLITS = {"train": (400, 11), "validation": (60, 12), "test": (60, 13)}  # contexts, seed
@@ -142,18 +143,14 @@ def build_model() -> Path:
     def build(folder: Path) -> None:
         import torch
         from transformers import BertConfig, BertForQuestionAnswering, BertTokenizerFast
-        from transformers.utils import logging as hf_logging
 
-        vocab = train_wordpiece(tokenizer_corpus(), vocab_size=3000)
+        vocab = wordpiece_vocab(tokenizer_corpus())
         tokenizer = BertTokenizerFast(vocab=vocab, do_lower_case=True, strip_accents=False,
                                       model_max_length=512)
         config = BertConfig(vocab_size=len(vocab), pad_token_id=vocab["[PAD]"], **TINY_BERT)
         torch.manual_seed(0)
-        hf_logging.disable_progress_bar()
-        try:
+        with quiet_transformers():
             BertForQuestionAnswering(config).save_pretrained(folder)
-        finally:
-            hf_logging.enable_progress_bar()
         tokenizer.save_pretrained(folder)
 
     return cached_folder(f"qa/{MODEL_VERSION}", build)
@@ -171,12 +168,20 @@ def tokenizer_corpus() -> list[str]:
     return texts
 
 
-def train_wordpiece(texts: list[str], vocab_size: int) -> dict[str, int]:
-    from tokenizers import BertWordPieceTokenizer
+def wordpiece_vocab(texts: list[str]) -> dict[str, int]:
+    """A WordPiece vocabulary that is the same on every machine: the special tokens, every character alone and
+    as a ## continuation, then every word of `texts` (split and lowercased as BertTokenizerFast does), sorted.
+    The tokenizers trainer breaks ties between equally frequent merges differently in each process, so its
+    vocabulary, and with it which embedding row each word gets, changed from one fresh cache to the next."""
+    from tokenizers.normalizers import BertNormalizer
+    from tokenizers.pre_tokenizers import BertPreTokenizer
 
-    trainer = BertWordPieceTokenizer(lowercase=True, strip_accents=False, clean_text=True)
-    trainer.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=1,
-                                special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], show_progress=False)
-    return trainer.get_vocab()
+    normalizer = BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=True)
+    splitter = BertPreTokenizer()
+    words = {word for text in texts for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text))}
+    chars = sorted({c for word in words for c in word})
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(f"##{c}" for c in chars),
+              *sorted(w for w in words if len(w) > 1)]
+    return {token: i for i, token in enumerate(tokens)}
 
 

@@ -16,7 +16,7 @@ import json
 import random
 from pathlib import Path
 
-from dlkit.core.classification import quiet_transformers
+from dlkit.core.progress import quiet_transformers
 from dlkit.core.sources import cached_folder
 
 POSITIVE = ["good", "great", "wonderful", "excellent", "delightful", "brilliant", "lovely", "superb", "enjoyable",

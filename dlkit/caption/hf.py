@@ -8,9 +8,7 @@ text side: captions are the cleaned text followed by <|endoftext|>, and the loss
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ from torch.utils.data import Dataset
 from dlkit.caption.config import CaptionConfig
 from dlkit.caption.data import clean_caption
 from dlkit.core.errors import ConfigError, DataError
-from dlkit.core.progress import info
+from dlkit.core.progress import info, quiet_transformers
 from dlkit.core.run import Run, atomic_write_json
 from dlkit.core.task import Task
 from dlkit.data.captions import CaptionRecord
@@ -29,21 +27,6 @@ from dlkit.data.images import open_image
 
 IGNORE = -100
 PRELOAD_BYTES = 512 * 2**20
-
-
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' load reports and progress bars (missing cross-attention weights are expected)."""
-    from transformers.utils import logging
-
-    level = logging.get_verbosity()
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        logging.set_verbosity(level)
-        logging.enable_progress_bar()
 
 
 def _path(spec: str) -> str:

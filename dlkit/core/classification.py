@@ -8,10 +8,9 @@ so an image classifier and a text classifier are judged by exactly the same numb
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,23 +26,6 @@ if TYPE_CHECKING:
 
 TOP_K = 5
 MAX_MISCLASSIFIED = 200  # rows kept in samples/misclassified.csv, most confident mistakes first
-
-
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """No transformers warnings or progress bars while loading a model whose head is replaced on purpose
-    ("newly initialised classifier" is expected then, not news), so errors stay one line."""
-    from transformers.utils import logging
-
-    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        logging.set_verbosity(verbosity)
-        if bars:
-            logging.enable_progress_bar()
 
 
 # -- labels and splits -----------------------------------------------------------------------------

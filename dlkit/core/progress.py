@@ -7,12 +7,14 @@ so N processes give one table, or one JSON document. Rich is imported lazily so 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +54,24 @@ def quiet_third_party() -> None:
             sys.modules["transformers"].utils.logging.disable_progress_bar()
     if os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] == "1" and "datasets" in sys.modules:
         sys.modules["datasets"].disable_progress_bars()
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """No transformers warnings or progress bars inside the block (loading a model whose head is replaced on
+    purpose reports "newly initialised" weights that are expected, not news; saving draws a bar), so errors stay
+    one line; both are restored as they were."""
+    from transformers.utils import logging
+
+    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
+        if bars:
+            logging.enable_progress_bar()
 
 
 def console(stderr: bool = False):

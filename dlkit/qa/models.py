@@ -87,24 +87,18 @@ def load_tokenizer(location: str, spec: str, trust_remote_code: bool = False) ->
 def load_qa_model(location: str, spec: str, trust_remote_code: bool = False) -> nn.Module:
     """`AutoModelForQuestionAnswering`; a plain encoder checkpoint gets a freshly initialised span head."""
     from transformers import AutoModelForQuestionAnswering
-    from transformers.utils import logging as hf_logging
 
-    from dlkit.core.progress import info
+    from dlkit.core.progress import info, quiet_transformers
 
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # we report the one expected notice (a fresh span head) ourselves
-    hf_logging.disable_progress_bar()
     try:
-        model, loading = AutoModelForQuestionAnswering.from_pretrained(
-            location, trust_remote_code=trust_remote_code, output_loading_info=True)
+        with quiet_transformers():  # we report the one expected notice (a fresh span head) ourselves
+            model, loading = AutoModelForQuestionAnswering.from_pretrained(
+                location, trust_remote_code=trust_remote_code, output_loading_info=True)
     except ValueError as exc:
         raise ConfigError(f"--model {spec}: no question-answering head for this architecture "
                           f"({_first_line(exc)})") from None
     except OSError as exc:
         raise SourceError(f"--model {spec}: cannot load the model ({_first_line(exc)})") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        hf_logging.enable_progress_bar()
     missing = sorted(loading.get("missing_keys", []))
     if missing:
         info(f"{spec}: newly initialised (train them): {', '.join(missing)}")
@@ -112,7 +106,7 @@ def load_qa_model(location: str, spec: str, trust_remote_code: bool = False) -> 
 
 
 def save_trained(model: SpanQA, tokenizer: Any, path: Path, settings: dict[str, Any]) -> None:
-    from transformers.utils import logging as hf_logging
+    from dlkit.core.progress import quiet_transformers
 
     path.mkdir(parents=True, exist_ok=True)
     # the window settings travel in config.json too, so plain transformers code can cut contexts into the
@@ -120,11 +114,8 @@ def save_trained(model: SpanQA, tokenizer: Any, path: Path, settings: dict[str, 
     model.qa_model.config.task_specific_params = {"question-answering": {
         k: settings[k] for k in ("max_length", "doc_stride", "max_answer_length", "allow_null")}}
     tokenizer.model_max_length = settings["max_length"]
-    hf_logging.disable_progress_bar()
-    try:
+    with quiet_transformers():
         model.qa_model.save_pretrained(path)
-    finally:
-        hf_logging.enable_progress_bar()
     tokenizer.save_pretrained(path)
     atomic_write_json(path / SETTINGS_FILE, settings)
 

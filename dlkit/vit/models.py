@@ -16,9 +16,10 @@ from typing import Any
 
 from torch import nn
 
-from dlkit.core.classification import label_maps, quiet_transformers
+from dlkit.core.classification import label_maps
 from dlkit.core.config import named_in
 from dlkit.core.errors import ConfigError, DataError
+from dlkit.core.progress import quiet_transformers
 from dlkit.core.run import Run
 from dlkit.core.sources import resolve
 

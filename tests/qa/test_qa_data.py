@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +85,22 @@ def test_hub_dataset_rows_and_split_names(monkeypatch):
     assert set(splits) == {"train", "validation"}
     assert [e.answers for e in splits["train"]] == [["لیما"], []]
     assert splits["validation"][0].answer_starts == [15]
+
+
+def test_builtin_tiny_bert_is_the_same_in_every_fresh_cache(tmp_path):
+    """Built in two processes (each with its own hash seeds) into two empty caches, builtin:tiny-bert has the
+    same vocabulary and weights: which embedding row each word gets must not change from machine to machine."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    digests = []
+    for name in ("a", "b"):
+        env = {**os.environ, "DLKIT_CACHE": str(tmp_path / name), "PYTHONHASHSEED": "random"}
+        code = "from dlkit.builtin import BUILTINS; print(BUILTINS['tiny-bert'].load())"
+        folder = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                check=True).stdout.strip().splitlines()[-1]
+        digests.append({f: hashlib.sha256((Path(folder) / f).read_bytes()).hexdigest()
+                        for f in ("tokenizer.json", "model.safetensors")})
+    assert digests[0] == digests[1]
