@@ -7,7 +7,6 @@ config dataclasses; torch loads inside command bodies, which keeps `dlkit --help
 
 from __future__ import annotations
 
-import inspect
 import os
 import sys
 from importlib.metadata import EntryPoint, entry_points
@@ -164,15 +163,12 @@ def _group_app(ep: EntryPoint) -> typer.Typer:
 
 def _help_only(name: str, group: typer.Typer) -> typer.Typer:
     """A stand-in that lists the group in the root help without its commands: turning every group's
-    commands into click commands is most of what `dlkit --help` would otherwise spend. Its help is found
-    where typer looks: the Typer's help, else its callback's help, else the callback's docstring."""
-    from typer.models import DefaultPlaceholder
+    commands into click commands is most of what `dlkit --help` would otherwise spend. Its help text is the
+    one typer would show for the full group."""
+    from typer.main import solve_typer_info_help
+    from typer.models import TyperInfo
 
-    callback = group.registered_callback
-    texts = [group.info.help, callback.help if callback else None]
-    text = next((t for t in texts if t is not None and not isinstance(t, DefaultPlaceholder)), None)
-    if text is None and callback is not None and callback.callback is not None:
-        text = inspect.getdoc(callback.callback)
+    text = solve_typer_info_help(TyperInfo(group))
     return typer.Typer(name=name, help=text, no_args_is_help=True, rich_markup_mode="rich")
 
 

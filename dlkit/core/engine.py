@@ -150,7 +150,7 @@ def fit(task: Task, cfg: TrainConfig, run: Run) -> dict[str, Any]:
         if status != "finished" and accel.is_main_process:
             run.write_metrics(loop.summary(trainable, total, status))
     if state.last_eval_step != state.step and val_loader is not None:
-        loop.evaluate(plot=False)  # loss.png is drawn once below, with the final history
+        loop.evaluate()  # at the last step: loss.png is drawn once below, with the final history
     if not run.checkpoint_path(state.step).exists():
         loop.checkpoint()
     accel.wait_for_everyone()
@@ -372,7 +372,7 @@ class _Loop:
                        if k not in ("kind", "step") and isinstance(v, (int, float)) and not isinstance(v, bool)}
             self.accel.log(scalars, step=record["step"])
 
-    def evaluate(self, plot: bool = True) -> None:
+    def evaluate(self) -> None:
         state, cfg = self.state, self.cfg
         eval_start = time.perf_counter()
         with isolated_rng():
@@ -386,7 +386,7 @@ class _Loop:
         state.last_eval_step = state.step
         state.last_eval = metrics
         self.log({"kind": "eval", "step": state.step, "epoch": state.epoch, **metrics})
-        if self.run.writer and plot and state.step < self.total_steps:  # fit draws the last one
+        if self.run.writer and state.step < self.total_steps:  # fit draws the last one
             plots.loss_curves(self.run.history(), self.run.plots_dir / "loss.png")
         self.track_best(metrics)
         self.progress.note(" ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float))))
