@@ -80,7 +80,47 @@ def load_model(base: BaseModel, dtype: torch.dtype | None = None) -> nn.Module:
         kwargs["attn_implementation"] = "eager"  # sdpa with padding gives NaN for Gemma-2 in practice
     if dtype is not None:
         kwargs["dtype"] = dtype
-    return AutoModelForCausalLM.from_pretrained(base.path, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(base.path, **kwargs)
+    if model.config._attn_implementation == "sdpa" and register_block_attention():
+        # models written against transformers' attention interface can switch; the rest keep sdpa
+        if getattr(model, "_can_set_attn_implementation", lambda: False)():
+            model.set_attn_implementation(BLOCK_ATTENTION)
+    return model
+
+
+BLOCK_ATTENTION = "dlkit_sdpa"  # transformers' sdpa, with dlkit.nn.blockwise for causal self-attention on a CPU
+
+
+def block_sdpa_forward(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                       attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                       is_causal: bool | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """transformers' sdpa attention, except that where it would call the causal kernel without a mask on the CPU
+    (training on right-padded or packed-free batches, a prompt's prefill), the queries go in blocks that skip the
+    keys they may not see (dlkit.nn.blockwise: the same numbers)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from dlkit.nn.blockwise import blockwise_applies, causal_attention
+
+    causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
+    plain = attention_mask is None and not dropout and all(
+        kwargs.get(name) is None for name in ("position_bias", "cache", "softcap", "s_aux"))
+    if causal and plain and blockwise_applies(query, key):
+        return causal_attention(query, key, value, scaling).transpose(1, 2).contiguous(), None
+    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                  is_causal=is_causal, **kwargs)
+
+
+def register_block_attention() -> bool:
+    """Make BLOCK_ATTENTION known to transformers, with sdpa's masks; False where this transformers has no
+    attention interface (such models keep sdpa)."""
+    try:
+        from transformers import AttentionInterface
+        from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+    except ImportError:
+        return False
+    AttentionInterface.register(BLOCK_ATTENTION, block_sdpa_forward)
+    AttentionMaskInterface.register(BLOCK_ATTENTION, sdpa_mask)
+    return True
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
