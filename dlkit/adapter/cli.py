@@ -27,7 +27,8 @@ def train(cfg: AdapterConfig) -> None:
 classifier_commands(
     app, "dlkit.adapter.evaluate", "text", "sentence", (str, "Sentences to classify."),
     eval_doc="""Accuracy, precision, recall and F1 (binary and macro), confusion matrix PNG and the misclassified texts
-    (samples/misclassified.csv), on the run's validation split; test_* metrics go into metrics.json.
+    (samples/misclassified.csv), on the run's test split (validation when the data has no test split); test_*
+    metrics go into metrics.json.
 
     Example: [bold]dlkit adapter eval --run runs/adapter/houlsby[/bold]
     """,

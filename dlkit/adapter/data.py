@@ -14,12 +14,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlkit.core.classification import check_classes, holdout_split
+from dlkit.core.classification import (
+    TEST_NAME,
+    VALIDATION_NAMES,
+    ClassifierData,
+    check_classes,
+    cut_splits,
+    named_splits,
+)
 from dlkit.core.errors import DataError
+from dlkit.core.progress import warn
 from dlkit.core.sources import resolve
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".tsv")
-VAL_SPLITS = ("test", "validation", "valid", "val")
+SPLIT_NAMES = ("train", *VALIDATION_NAMES, TEST_NAME)  # files, folders or Hub splits dlkit reads
 
 
 @dataclass
@@ -30,6 +38,9 @@ class TextSplit:
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    def example_ids(self) -> list[str]:
+        return self.ids
 
     def select(self, indices: list[int]) -> TextSplit:
         return TextSplit([self.texts[i] for i in indices], [self.labels[i] for i in indices],
@@ -42,16 +53,13 @@ class TextSplit:
 
 
 @dataclass
-class TextData:
-    train: TextSplit
-    val: TextSplit
-    label_names: list[str]
-    val_split: str
-    skipped: int
+class TextData(ClassifierData):
+    skipped: int = 0  # rows without text or label
 
 
 def load_text_data(cfg: Any) -> TextData:
-    """Train and validation texts for `cfg.data`, with a seeded per-class holdout when there is no test split."""
+    """Train, validation and (when the data has a labelled one) test texts for `cfg.data`; without a validation
+    split a seeded share of each class of train is held out for validation."""
     from dlkit.builtin import BUILTINS
 
     source = resolve(cfg.data, "data", flag="--data")
@@ -61,35 +69,33 @@ def load_text_data(cfg: Any) -> TextData:
     else:
         path = Path(BUILTINS[source.value].load()) if source.kind == "builtin" else source.path
         raw = local_splits(path, cfg.text_col, cfg.label_col)
-    train_name = "train"
-    val_name = next((s for s in VAL_SPLITS if s in raw), None)
     columns = Columns(cfg.text_col, cfg.label_col)
-    train_rows, where = raw[train_name]
+    train_rows, where = raw["train"]
     columns.check(train_rows, where)
     names = class_names.get(cfg.label_col) or columns.label_names(train_rows, where)
     check_classes(names, f"--label-col {cfg.label_col} in {where}")
     train, skipped = columns.split(train_rows, names, where)
-    train = train.with_ids(where)
-    if val_name is None:
-        train_idx, val_idx = holdout_split(train.labels, cfg.val_fraction, cfg.seed, where=where)
-        train, val = train.select(train_idx), train.select(val_idx)
-        val_label = f"{where} (held-out {cfg.val_fraction:.0%})"
-    else:
-        val_rows, val_where = raw[val_name]
-        columns.check(val_rows, val_where)
-        val, val_skipped = columns.split(val_rows, names, val_where)
-        if not len(val):
-            raise DataError(f"--data {val_where}: no usable validation row ({val_skipped} without text or label)")
-        val = val.with_ids(val_where)
-        skipped += val_skipped
-        val_label = val_where
-    train, val = cfg.subsets(train, val)
-    return TextData(train, val, names, val_label, skipped)
-
-
-def split_ids(data: TextData) -> dict[str, list[str]]:
-    """Example ids of the run's splits: which rows of which file each split holds."""
-    return {"train": data.train.ids, "validation": data.val.ids}
+    read = TextData(train.with_ids(where), None, names, "", skipped=skipped)
+    val_name, test_name = named_splits(raw)
+    if val_name is not None:
+        val_rows, read.val_split = raw[val_name]
+        columns.check(val_rows, read.val_split)
+        read.val, val_skipped = columns.split(val_rows, names, read.val_split)
+        if not len(read.val):
+            raise DataError(f"--data {read.val_split}: no usable validation row ({val_skipped} without text or "
+                            "label)")
+        read.val, read.skipped = read.val.with_ids(read.val_split), read.skipped + val_skipped
+    if test_name is not None:
+        test_rows, test_where = raw[test_name]
+        if test_rows and cfg.label_col in test_rows[0]:
+            columns.check(test_rows, test_where)
+            test, test_skipped = columns.split(test_rows, names, test_where)
+            if len(test):
+                read.test, read.test_split = test.with_ids(test_where), test_where
+                read.skipped += test_skipped
+        if read.test is None:
+            warn(f"--data {test_where} has no labels: it is left out, and eval scores the validation split")
+    return cut_splits(cfg, read, where, where)
 
 
 @dataclass
@@ -163,7 +169,7 @@ def local_splits(path: Path, text_col: str = "text", label_col: str = "label",
     if path.is_file():
         return {"train": (read_rows(path), str(path))}
     found = {}
-    for split in ("train", *VAL_SPLITS):
+    for split in SPLIT_NAMES:
         if (path / split).is_dir():
             rows = text_folder_rows(path / split, text_col, label_col)
             if rows:
@@ -228,7 +234,7 @@ def hub_splits(repo_id: str) -> tuple[dict[str, tuple[list[dict[str, Any]], str]
 
     splits = load_dataset(repo_id)
     out, class_names = {}, {}
-    for split in ("train", *VAL_SPLITS):
+    for split in SPLIT_NAMES:
         if split not in splits:
             continue
         rows = splits[split].to_list()

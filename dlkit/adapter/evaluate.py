@@ -1,4 +1,4 @@
-"""`dlkit adapter eval` and `predict`: a trained run's model scored on its validation split, or applied to sentences."""
+"""`dlkit adapter eval` and `predict`: a trained run's model scored on its test split, or applied to sentences."""
 
 from __future__ import annotations
 
@@ -18,12 +18,12 @@ from dlkit.core.run import Run
 
 def evaluate(run_dir: Path, batch_size: int = 64, split: str | None = None) -> dict[str, Any]:
     """Accuracy, precision, recall, F1 (binary and macro), confusion matrix and misclassified texts, on the
-    run's held-out validation split (or the train split, when asked by name)."""
+    run's test split (validation when the data has none; train when asked by name)."""
     run = Run.open(run_dir, group=GROUP)
     cfg = run.config_as(AdapterConfig)
     model, tokenizer, names = load_trained(run)
     text_data = tdata.load_text_data(cfg)
-    part = clf.scored_part(run, split, text_data, tdata.split_ids(text_data), names, cfg.data)
+    part = clf.scored_part(run, split, text_data, names, cfg.data)
     texts, gold = part.examples.texts, part.examples.labels
     batches = []
     for start in range(0, len(texts), batch_size):

@@ -70,8 +70,7 @@ class AdapterTask(Task):
 
     def summary(self) -> dict[str, Any]:
         out = {"method": self.cfg.method, "arch": self.model_type, "model": self.cfg.model, "data": self.cfg.data,
-               "num_classes": len(self.data.label_names), "train_samples": len(self.data.train),
-               "val_samples": len(self.data.val)}
+               "num_classes": len(self.data.label_names), **self.data.sizes()}
         if self.settings is not None:
             out.update(placement=self.cfg.placement, bottleneck=self.cfg.bottleneck, layers=self.cfg.layers)
         return out
@@ -84,8 +83,7 @@ def train(cfg: AdapterConfig) -> dict[str, Any]:
 
     task = AdapterTask(cfg)
     run = Run.create(GROUP, cfg, default_name=cfg.method if cfg.method != "adapter" else cfg.placement)
-    rule = clf.split_rule(task.data.val_split, cfg)
-    record_splits(run, DataSplits(tdata.split_ids(task.data), rule), resume=cfg.resume)
+    record_splits(run, DataSplits(task.data.ids(), task.data.rule(cfg)), resume=cfg.resume)
     metrics = fit(task, cfg, run)
     clf.accuracy_curves(run)
     return metrics

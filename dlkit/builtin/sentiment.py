@@ -2,8 +2,8 @@
 
 builtin:sentiment: template sentences around one adjective; label 1 (positive) iff the adjective is from
 POSITIVE, 0 iff it is from NEGATIVE. The fillers are shared by both classes, so the adjective is the only
-signal and a model that learned the rule reaches 100% on the test split. Written as train.jsonl/test.jsonl
-with "text" and "label" keys.
+signal and a model that learned the rule reaches 100% on the test split. Written as train.jsonl,
+validation.jsonl and test.jsonl with "text" and "label" keys.
 
 builtin:tiny-roberta: a real RobertaForSequenceClassification (2 layers, hidden 64) with a byte-level BPE
 tokenizer trained here on the bundled English+Persian corpus plus the sentiment sentences, saved as a
@@ -42,15 +42,15 @@ def sentences(num: int, seed: int) -> list[dict]:
     return rows
 
 
-def _build_sentiment(path: Path, num_train: int = 1200, num_test: int = 300) -> None:
-    for split, num, seed in [("train", num_train, 0), ("test", num_test, 1)]:
+def _build_sentiment(path: Path, num_train: int = 1200, num_held_out: int = 300) -> None:
+    for split, num, seed in [("train", num_train, 0), ("test", num_held_out, 1), ("validation", num_held_out, 3)]:
         lines = [json.dumps(row) for row in sentences(num, seed)]
         (path / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def sentiment() -> Path:
-    """A folder with train.jsonl (1200 rows) and test.jsonl (300 rows) of {"text", "label"}."""
-    return cached_folder("sentiment-v1", _build_sentiment)
+    """A folder with train.jsonl (1200 rows), validation.jsonl and test.jsonl (300 rows each) of {"text", "label"}."""
+    return cached_folder("sentiment-v2", _build_sentiment)
 
 
 def _build_tiny_roberta(path: Path, vocab_size: int = 2000) -> None:

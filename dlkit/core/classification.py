@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,9 +47,11 @@ def check_classes(names: Sequence[str], where: str) -> None:
 class ClassifierConfig(TrainConfig):
     """The split fields of a classifier's `train` (vit, adapter): the validation share and seeded subsets."""
 
-    val_fraction: float = opt(0.1, "Share of each class held out for validation when the data has no test split.")
+    val_fraction: float = opt(0.1, "Share of each class of train held out for validation when the data has no "
+                                   "validation split (a test split is never used for validation).")
     max_train_samples: int | None = opt(None, "Use at most this many training examples (a seeded subset).")
-    max_eval_samples: int | None = opt(None, "Use at most this many validation examples (a seeded subset).")
+    max_eval_samples: int | None = opt(None, "Use at most this many validation examples, and as many test examples "
+                                             "(seeded subsets).")
 
     def validate(self) -> None:
         super().validate()
@@ -60,10 +62,9 @@ class ClassifierConfig(TrainConfig):
             if value is not None and value <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be > 0 (got {value})")
 
-    def subsets(self, train: Any, val: Any) -> tuple[Any, Any]:
-        """The seeded subsets of at most --max-train-samples / --max-eval-samples examples of each split."""
-        return (train.select(subsample(list(range(len(train))), self.max_train_samples, self.seed)),
-                val.select(subsample(list(range(len(val))), self.max_eval_samples, self.seed)))
+    def subset(self, split: Any, limit: int | None) -> Any:
+        """A seeded subset of at most `limit` examples of `split` (all of them for None)."""
+        return split.select(subsample(list(range(len(split))), limit, self.seed))
 
 
 def check_same_classes(data: str, now: Sequence[str], trained: Sequence[str], run_dir: Path) -> None:
@@ -76,41 +77,99 @@ def check_same_classes(data: str, now: Sequence[str], trained: Sequence[str], ru
                         f"{show(trained)}")
 
 
+VALIDATION_NAMES = ("validation", "val", "valid", "dev")  # a dataset's own validation split, by its name
+TEST_NAME = "test"
+HELD_OUT = "held-out"  # in val_split when validation is a share of train
+
+
+def named_splits(available: Iterable[str]) -> tuple[str | None, str | None]:
+    """The data's own validation and test splits among `available` (folder, file or Hub split names)."""
+    names = list(available)
+    return next((s for s in VALIDATION_NAMES if s in names), None), TEST_NAME if TEST_NAME in names else None
+
+
+@dataclass
+class ClassifierData:
+    """A classifier's splits with the class names: train, validation (the data's own validation split, else a
+    seeded share of train: a test split never picks checkpoints or stops training) and the data's test split
+    when it has a labelled one, which only `eval` scores. `*_split` say where the held-out examples came from.
+    Each split type has `select(indices)`, `labels` and `example_ids()`."""
+
+    train: Any
+    val: Any
+    label_names: list[str]
+    val_split: str
+    test: Any = None
+    test_split: str = ""
+
+    def ids(self) -> dict[str, list[str]]:
+        """Example ids per split, for splits.json and every eval's check."""
+        from dlkit.core.splits import TEST, TRAIN, VALIDATION
+
+        ids = {TRAIN: self.train.example_ids(), VALIDATION: self.val.example_ids()}
+        if self.test is not None:
+            ids[TEST] = self.test.example_ids()
+        return ids
+
+    def sizes(self) -> dict[str, int]:
+        """For a run's summary: examples per split (test_samples 0 when the data has no test split)."""
+        return {"train_samples": len(self.train), "val_samples": len(self.val),
+                "test_samples": len(self.test) if self.test is not None else 0}
+
+    def rule(self, cfg: ClassifierConfig) -> str:
+        """How the splits were cut, for splits.json and config.json."""
+        rule = (f"seeded: {cfg.val_fraction:.0%} of each class of train held out for validation (seed {cfg.seed})"
+                if HELD_OUT in self.val_split else f"validation from the data's {self.val_split} split")
+        if self.test is not None:
+            rule += f"; test from the data's {self.test_split} split"
+        if cfg.max_train_samples or cfg.max_eval_samples:
+            rule += (f"; seeded subsets of at most {cfg.max_train_samples} train / {cfg.max_eval_samples} "
+                     "validation and test")
+        return rule
+
+
+def cut_splits(cfg: ClassifierConfig, data: ClassifierData, train_split: str, where: str) -> ClassifierData:
+    """`data` as read (data.val None when the data has no validation split) -> the splits a run uses: a seeded
+    per-class share of train held out for validation when needed, then the --max-*-samples subsets.
+    `train_split` names the train split in reports, `where` the --data value in errors."""
+    train, val, val_split = data.train, data.val, data.val_split
+    if val is None:
+        train_idx, val_idx = holdout_split(train.labels, cfg.val_fraction, cfg.seed, where=where)
+        train, val = train.select(train_idx), train.select(val_idx)
+        val_split = f"{HELD_OUT} {cfg.val_fraction:.0%} of {train_split}"
+    test = None if data.test is None else cfg.subset(data.test, cfg.max_eval_samples)
+    return replace(data, train=cfg.subset(train, cfg.max_train_samples), val=cfg.subset(val, cfg.max_eval_samples),
+                   val_split=val_split, test=test)
+
+
 @dataclass
 class ScoredPart:
     """What `eval` scores of a classifier's data: a split's examples the model did not train on."""
 
-    name: str  # the run's split: "validation", or "train" when asked for by name
-    source: str  # where those examples came from, for the report: "train", or the data's validation split
+    name: str  # the run's split: "test" or "validation", or "train" when asked for by name
+    source: str  # where those examples came from, for the report: "train", or the data's test/validation split
     examples: Any  # the group's split type, narrowed to the scored examples
     left_out: int  # examples of that split left out because the model trained on them
 
 
-def scored_part(run: Run, requested: str | None, data: Any, ids_by_split: dict[str, list[str]],
-                trained_classes: Sequence[str], data_arg: str) -> ScoredPart:
-    """Check that `data` (with .train, .val, .label_names, .val_split) still has the run's classes, then pick the
-    split to score and keep its held-out examples (dlkit.core.splits.scored)."""
-    from dlkit.core.splits import TRAIN, scored
+def scored_part(run: Run, requested: str | None, data: ClassifierData, trained_classes: Sequence[str],
+                data_arg: str) -> ScoredPart:
+    """Check that `data` still has the run's classes, then pick the split to score (test when the data has one,
+    else validation; train only by name) and keep its held-out examples (dlkit.core.splits.scored)."""
+    from dlkit.core.splits import TEST, TRAIN, VALIDATION, scored
 
     check_same_classes(data_arg, data.label_names, trained_classes, run.dir)
-    name, keep = scored(run, requested, ids_by_split)
-    pool = data.train if name == TRAIN else data.val
+    name, keep = scored(run, requested, data.ids())
+    pool, source = {TRAIN: (data.train, TRAIN), VALIDATION: (data.val, data.val_split),
+                    TEST: (data.test, data.test_split)}[name]
     examples = pool.select(keep)
-    return ScoredPart(name, TRAIN if name == TRAIN else data.val_split, examples, len(pool) - len(examples))
-
-
-def split_rule(val_split: str, cfg: Any) -> str:
-    """How a classifier's validation split was chosen, for splits.json."""
-    rule = (f"seeded: {cfg.val_fraction:.0%} of each class of train held out for validation (seed {cfg.seed})"
-            if "held-out" in val_split else f"validation from the data's {val_split} split")
-    if cfg.max_train_samples or cfg.max_eval_samples:
-        rule += f"; seeded subsets of at most {cfg.max_train_samples} train / {cfg.max_eval_samples} validation"
-    return rule
+    return ScoredPart(name, source, examples, len(pool) - len(examples))
 
 
 def holdout_split(labels: Sequence[int], fraction: float, seed: int,
                   where: str | None = None) -> tuple[list[int], list[int]]:
-    """(train, val) indices: `fraction` of each class held out, so small classes appear in both sets.
+    """(train, val) indices: `fraction` of each class held out, at least one example of a class with two or more,
+    so small classes appear in both sets.
     With `where` (the data it came from), holding out nothing is a DataError instead of an empty split."""
     import random
 
@@ -121,13 +180,13 @@ def holdout_split(labels: Sequence[int], fraction: float, seed: int,
     train, val = [], []
     for indices in by_class.values():
         rng.shuffle(indices)
-        num_val = round(len(indices) * fraction) if len(indices) > 1 else 0
+        num_val = max(1, round(len(indices) * fraction)) if len(indices) > 1 else 0
         val.extend(indices[:num_val])
         train.extend(indices[num_val:])
     if where is not None and not val:
         raise DataError(f"--data {where}: holding out {fraction:.0%} of each class leaves no validation example "
                         f"({len(labels)} examples in {len(by_class)} classes); add examples, raise --val-fraction "
-                        "or give a test split")
+                        "or give a validation split")
     return sorted(train), sorted(val)
 
 

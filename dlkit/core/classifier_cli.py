@@ -23,8 +23,9 @@ def classifier_commands(app: typer.Typer, module: str, item: str, noun: str, inp
     def evaluate(
         run: Annotated[Path, run_option()],
         batch_size: Annotated[int, typer.Option(min=1, help=f"{item.capitalize()}s per forward pass.")] = 64,
-        split: Annotated[Optional[str], typer.Option(help=f"Split to score: validation (default: the {item}s "  # noqa: UP045
-                                                     "held out of training) or train (only when asked; train_* "
+        split: Annotated[Optional[str], typer.Option(help="Split to score: test (the default when the data has "  # noqa: UP045
+                                                     f"one), validation (the {item}s that picked the checkpoint; "
+                                                     "the default otherwise) or train (only when asked; train_* "
                                                      "metrics).")] = None,
     ) -> None:
         from dlkit.core.classification import show_evaluation

@@ -18,11 +18,11 @@ app = group_app("vit", "Fine-tune ViT/DeiT image classifiers: LoRA, last block, 
 
 @app.command()
 def prepare(
-    data: Annotated[str, typer.Option(help="ImageFolder (CLASS/IMAGE, optionally under train/ and test/), a Hub "
-                                      "dataset id or builtin:digits.")] = "builtin:digits",
+    data: Annotated[str, typer.Option(help="ImageFolder (CLASS/IMAGE, optionally under train/, validation/ and "
+                                      "test/), a Hub dataset id or builtin:digits.")] = "builtin:digits",
     output_dir: Annotated[Path, typer.Option(help="Where plots/ and stats.json go.")] = Path("runs/vit/prepare"),
-    val_fraction: Annotated[float, typer.Option(help="Held-out share per class when there is no test split "
-                                                "(as `vit train`).")] = 0.1,
+    val_fraction: Annotated[float, typer.Option(help="Held-out share per class of train when there is no "
+                                                "validation split (as `vit train`).")] = 0.1,
     seed: Annotated[int, typer.Option(help="Seed of the holdout and of the sample grid.")] = 0,
 ) -> None:
     """Class names and counts per split (the split `vit train` uses), a grid of random labelled images
@@ -35,7 +35,9 @@ def prepare(
 
     loaded = load_image_data(VitConfig(data=data, val_fraction=val_fraction, seed=seed))
     splits = [PreviewSplit("train", loaded.train.labels, loaded.train.load),
-              PreviewSplit(f"val ({loaded.val_split})", loaded.val.labels, loaded.val.load)]
+              PreviewSplit(f"validation ({loaded.val_split})", loaded.val.labels, loaded.val.load)]
+    if loaded.test is not None:
+        splits.append(PreviewSplit(f"test ({loaded.test_split})", loaded.test.labels, loaded.test.load))
     stats = preview(splits, loaded.label_names, output_dir, data, seed)
     progress.info(f"wrote {output_dir}/plots/samples.png, image_sizes.png, class_counts.png and stats.json")
     progress.emit(stats, counts_table(stats))
@@ -57,7 +59,8 @@ classifier_commands(
     app, "dlkit.vit.evaluate", "image", "image",
     (Path, "Image files (any mode: grayscale/RGBA are converted)."),
     eval_doc="""Accuracy, top-5, per-class report (eval/per_class.csv), confusion matrix PNG and the most confident
-    mistakes, on the run's held-out validation split; test_* metrics are merged into metrics.json.
+    mistakes, on the run's held-out test split (validation when the data has no test split); test_* metrics are
+    merged into metrics.json.
 
     Example: [bold]dlkit vit eval --run runs/vit/lora[/bold]
     """,

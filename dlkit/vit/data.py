@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlkit.core.classification import check_classes, holdout_split
+from dlkit.core.classification import ClassifierData, check_classes, cut_splits, named_splits
 from dlkit.core.errors import DataError
+from dlkit.core.progress import warn
 from dlkit.core.sources import resolve
 from dlkit.data.images import IMAGE_SUFFIXES, open_image, to_rgb
-
-VAL_SPLITS = ("test", "validation", "valid", "val")
 
 
 @dataclass
@@ -41,6 +40,10 @@ class ImageItems:
     def describe(self, i: int) -> str:
         return str(self.paths[i]) if self.paths is not None else f"{self.hub_name}[{self.rows[i]}]"
 
+    def example_ids(self) -> list[str]:
+        """Image paths, or DATASET:SPLIT[ROW] for Hub rows."""
+        return [self.describe(i) for i in range(len(self))]
+
     def select(self, indices: list[int]) -> ImageItems:
         return ImageItems([self.labels[i] for i in indices],
                           [self.paths[i] for i in indices] if self.paths is not None else None,
@@ -48,58 +51,56 @@ class ImageItems:
                           [self.rows[i] for i in indices] if self.paths is None else [])
 
 
-@dataclass
-class ImageData:
-    train: ImageItems
-    val: ImageItems
-    label_names: list[str]
-    val_split: str  # where the validation images came from (for eval reports)
-
-
-def split_ids(data: ImageData) -> dict[str, list[str]]:
-    """Example ids of the run's splits: image paths, or DATASET:SPLIT[ROW] for Hub rows."""
-    return {"train": [data.train.describe(i) for i in range(len(data.train))],
-            "validation": [data.val.describe(i) for i in range(len(data.val))]}
-
-
-def load_image_data(cfg: Any) -> ImageData:
-    """Train and validation items for `cfg.data`, with a seeded per-class holdout when there is no test split."""
+def load_image_data(cfg: Any) -> ClassifierData:
+    """Train, validation and (when the data has one) test items for `cfg.data`; without a validation split a
+    seeded share of each class of train is held out for validation."""
     from dlkit.builtin import BUILTINS
 
     source = resolve(cfg.data, "data", flag="--data")
     if source.kind == "builtin":
-        train, val, names, val_split = image_folder(Path(BUILTINS[source.value].load()))
+        names, found = image_folder(Path(BUILTINS[source.value].load()))
     elif source.kind == "local":
         if not source.path.is_dir():
             raise DataError(f"--data {source.spec}: expected an ImageFolder directory (CLASS/IMAGE.png), got a file")
-        train, val, names, val_split = image_folder(source.path)
+        names, found = image_folder(source.path)
     else:
-        train, val, names, val_split = hub_images(source.value, cfg.image_col, cfg.label_col)
-    if val is None:
-        train_idx, val_idx = holdout_split(train.labels, cfg.val_fraction, cfg.seed, where=cfg.data)
-        train, val = train.select(train_idx), train.select(val_idx)
-        val_split = f"{val_split} (held-out {cfg.val_fraction:.0%})"
-    train, val = cfg.subsets(train, val)
-    if len(train) == 0:
+        names, found = hub_images(source.value, cfg.image_col, cfg.label_col)
+    val_split, test_split = named_splits(found)
+    read = ClassifierData(found["train"], found.get(val_split), names, val_split or "",
+                          found.get(test_split), test_split or "")
+    data = cut_splits(cfg, read, "train", cfg.data)
+    if len(data.train) == 0:
         raise DataError(f"--data {cfg.data}: no training images")
-    return ImageData(train, val, names, val_split)
+    return data
 
 
-def image_folder(root: Path) -> tuple[ImageItems, ImageItems | None, list[str], str]:
-    """root/CLASS/IMAGE, or root/train/CLASS/IMAGE with an optional root/{test,validation,val}/CLASS/IMAGE."""
-    if (root / "train").is_dir():
-        names, train = _scan(root / "train")
-        for split in VAL_SPLITS:
-            if (root / split).is_dir():
-                _, val = _scan(root / split, known=names)
-                return train, val, names, split
-        return train, None, names, "train"
-    names, train = _scan(root)
-    return train, None, names, "train"
+def image_folder(root: Path) -> tuple[list[str], dict[str, ImageItems]]:
+    """The class names and the splits of root/CLASS/IMAGE (train only), or of root/train/CLASS/IMAGE with optional
+    root/{validation,val,valid,dev}/ and root/test/ of CLASS/IMAGE. A test/ of images without class folders
+    (unlabelled) is left out, with a warning."""
+    if not (root / "train").is_dir():
+        names, train = _scan(root)
+        return names, {"train": train}
+    names, train = _scan(root / "train")
+    found = {"train": train}
+    val_split, test_split = named_splits(p.name for p in root.iterdir() if p.is_dir())
+    for split in (val_split, test_split):
+        if split is None:
+            continue
+        if split == test_split and not _class_folders(root / split):
+            warn(f"{root / split} has no class folders (unlabelled images): it is left out, and eval scores the "
+                 "validation split")
+            continue
+        found[split] = _scan(root / split, known=names)[1]
+    return names, found
+
+
+def _class_folders(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def _scan(folder: Path, known: list[str] | None = None) -> tuple[list[str], ImageItems]:
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = _class_folders(folder)
     if not classes:
         raise DataError(f"--data {folder}: no class folders; expected {folder}/CLASS_NAME/IMAGE.png")
     names = known if known is not None else classes
@@ -121,7 +122,7 @@ def _scan(folder: Path, known: list[str] | None = None) -> tuple[list[str], Imag
 
 
 def hub_images(repo_id: str, image_col: str | None, label_col: str | None
-               ) -> tuple[ImageItems, ImageItems | None, list[str], str]:
+               ) -> tuple[list[str], dict[str, ImageItems]]:
     """A Hub image dataset (food101, cifar10, ...) through datasets.load_dataset."""
     from datasets import ClassLabel, Image, load_dataset
 
@@ -139,18 +140,37 @@ def hub_images(repo_id: str, image_col: str | None, label_col: str | None
         names = list(features[label_col].names)
         to_index = {i: i for i in range(len(names))}
     else:
-        values = sorted({str(v) for v in splits["train"][label_col]})
-        names = values
-        to_index = {v: i for i, v in enumerate(values)}
+        names = sorted({str(v) for v in splits["train"][label_col] if v is not None})
+        to_index = {v: i for i, v in enumerate(names)}
     check_classes(names, f"--data {repo_id} column {label_col!r}")
+    unlabelled = (None, -1)  # datasets' ClassLabel writes -1 for a row without a label (a hidden test split)
 
     def items(split: str) -> ImageItems:
+        """The split's labelled rows."""
         column = splits[split][label_col]
-        labels = [to_index[v if isinstance(features[label_col], ClassLabel) else str(v)] for v in column]
-        return ImageItems(labels, None, splits[split], f"{repo_id}:{split}", image_col, list(range(len(labels))))
+        keys = [v if isinstance(features[label_col], ClassLabel) or v is None else str(v) for v in column]
+        unknown = next((key for key in keys if key not in unlabelled and key not in to_index), None)
+        if unknown is not None:
+            raise DataError(f"--data {repo_id}:{split} column {label_col!r}: label {unknown!r} is not among the "
+                            "training classes")
+        rows = [row for row, key in enumerate(keys) if key not in unlabelled]
+        return ImageItems([to_index[keys[row]] for row in rows], None, splits[split], f"{repo_id}:{split}",
+                          image_col, rows)
 
-    val_split = next((s for s in VAL_SPLITS if s in splits), None)
-    return items("train"), items(val_split) if val_split else None, names, val_split or "train"
+    found = {"train": items("train")}
+    val_split, test_split = named_splits(splits)
+    if val_split:
+        found[val_split] = items(val_split)
+        if not len(found[val_split]):
+            raise DataError(f"--data {repo_id}: the {val_split} split has no labelled row")
+    if test_split:
+        test = items(test_split)
+        if len(test):
+            found[test_split] = test
+        else:
+            warn(f"--data {repo_id}: the {test_split} split has no labels: it is left out, and eval scores the "
+                 "validation split")
+    return names, found
 
 
 class ImageSet:

@@ -1,4 +1,4 @@
-"""`dlkit vit eval` and `predict`: a trained run's model scored on its validation split, or applied to images."""
+"""`dlkit vit eval` and `predict`: a trained run's model scored on its test split, or applied to images."""
 
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ from dlkit.vit.viz import mistakes_grid
 
 
 def evaluate(run_dir: Path, batch_size: int = 64, split: str | None = None) -> dict[str, Any]:
-    """Accuracy, top-5, per-class report, confusion matrix and mistakes on the run's held-out validation
-    split (or the train split, when asked by name)."""
+    """Accuracy, top-5, per-class report, confusion matrix and mistakes on the run's test split
+    (validation when the data has none; train when asked by name)."""
     run = Run.open(run_dir, group=GROUP)
     cfg = run.config_as(VitConfig)
     model, processor, names = load_trained(run)
     image_data = vdata.load_image_data(cfg)
-    part = clf.scored_part(run, split, image_data, vdata.split_ids(image_data), names, cfg.data)
+    part = clf.scored_part(run, split, image_data, names, cfg.data)
     items = part.examples
     _, eval_tf, _ = vdata.transforms(processor, None, augment=False)
     counter: dict[str, int] = {}

@@ -79,8 +79,7 @@ class VitTask(Task):
 
     def summary(self) -> dict[str, Any]:
         return {"method": self.cfg.method, "arch": self.model_type, "model": self.cfg.model, "data": self.cfg.data,
-                "num_classes": len(self.data.label_names), "image_size": self.image_size,
-                "train_samples": len(self.data.train), "val_samples": len(self.data.val)}
+                "num_classes": len(self.data.label_names), "image_size": self.image_size, **self.data.sizes()}
 
 
 def train(cfg: VitConfig) -> dict[str, Any]:
@@ -90,8 +89,7 @@ def train(cfg: VitConfig) -> dict[str, Any]:
 
     task = VitTask(cfg)
     run = Run.create(GROUP, cfg, default_name=cfg.method)
-    rule = clf.split_rule(task.data.val_split, cfg)
-    record_splits(run, DataSplits(vdata.split_ids(task.data), rule), resume=cfg.resume)
+    record_splits(run, DataSplits(task.data.ids(), task.data.rule(cfg)), resume=cfg.resume)
     metrics = fit(task, cfg, run)
     clf.accuracy_curves(run)
     return metrics

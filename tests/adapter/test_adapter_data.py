@@ -22,11 +22,12 @@ def test_jsonl_file_with_names_sorted_and_rows_without_text_skipped(tmp_path):
 
 def test_csv_folder_with_integer_labels_and_custom_columns(tmp_path):
     (tmp_path / "train.csv").write_text("review,stars\ngood,2\nbad,0\nok,1\n")
-    (tmp_path / "test.csv").write_text("review,stars\nfine,1\n")
+    (tmp_path / "dev.csv").write_text("review,stars\nfine,1\n")
     cfg = AdapterConfig(data=str(tmp_path), text_col="review", label_col="stars")
     data = tdata.load_text_data(cfg)
     assert data.label_names == ["0", "1", "2"] and data.train.labels == [2, 0, 1] and data.val.texts == ["fine"]
-    (tmp_path / "test.csv").write_text("review,stars\nfine,7\n")
+    assert data.test is None and data.val_split == str(tmp_path / "dev.csv")
+    (tmp_path / "dev.csv").write_text("review,stars\nfine,7\n")
     with pytest.raises(DataError, match="label '7' is not among the training labels"):
         tdata.load_text_data(cfg)
 
@@ -35,7 +36,8 @@ def test_builtin_sentiment_follows_its_rule():
     from dlkit.builtin.sentiment import NEGATIVE, POSITIVE
 
     data = tdata.load_text_data(AdapterConfig())
-    assert data.label_names == ["negative", "positive"] and len(data.train) == 1200 and len(data.val) == 300
+    assert data.label_names == ["negative", "positive"] and len(data.train) == 1200
+    assert len(data.val) == len(data.test) == 300 and data.val_split.endswith("validation.jsonl")
     for text, label in zip(data.val.texts, data.val.labels, strict=True):
         words = set(text.split())
         assert bool(words & set(POSITIVE)) == (label == 1) and bool(words & set(NEGATIVE)) == (label == 0)
@@ -47,13 +49,50 @@ def test_hub_imdb_labels_come_from_its_class_label(monkeypatch):
     features = datasets.Features({"text": datasets.Value("string"),
                                   "label": datasets.ClassLabel(names=["neg", "pos"])})
     splits = datasets.DatasetDict({
-        "train": datasets.Dataset.from_dict({"text": ["bad", "good", "fine"], "label": [0, 1, 1]}, features=features),
+        "train": datasets.Dataset.from_dict({"text": ["bad", "good", "fine", "poor"], "label": [0, 1, 1, 0]},
+                                            features=features),
         "test": datasets.Dataset.from_dict({"text": ["awful"], "label": [0]}, features=features),
         "unsupervised": datasets.Dataset.from_dict({"text": ["?"], "label": [-1]}, features=features)})
     monkeypatch.setattr(datasets, "load_dataset", lambda repo_id: splits)
     monkeypatch.setattr(tdata, "resolve", lambda spec, kind, flag: type("S", (), {"kind": "hub", "value": spec})())
-    data = tdata.load_text_data(AdapterConfig(data="imdb"))
-    assert data.label_names == ["neg", "pos"] and data.train.labels == [0, 1, 1] and data.val_split == "imdb:test"
+    data = tdata.load_text_data(AdapterConfig(data="imdb", val_fraction=0.5))
+    assert data.label_names == ["neg", "pos"] and sorted(data.train.labels + data.val.labels) == [0, 0, 1, 1]
+    assert data.test_split == "imdb:test" and data.test.texts == ["awful"]
+    assert data.val_split == "held-out 50% of imdb:train"
+
+
+def test_validation_picks_checkpoints_and_test_is_kept_for_eval(tmp_path):
+    """train/validation/test files: validation is the data's own, test stays apart; none of them is cut again."""
+    for split, texts in (("train", ["good", "bad", "fine", "poor"]), ("validation", ["nice", "awful"]),
+                         ("test", ["great", "dull", "ok"])):
+        rows = [{"text": text, "label": "pos" if i % 2 == 0 else "neg"} for i, text in enumerate(texts)]
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = tdata.load_text_data(AdapterConfig(data=str(tmp_path)))
+    assert (data.train.texts, data.val.texts, data.test.texts) == (["good", "bad", "fine", "poor"], ["nice", "awful"],
+                                                                   ["great", "dull", "ok"])
+    rule = data.rule(AdapterConfig(data=str(tmp_path)))
+    assert "validation from the data's" in rule and "test from the data's" in rule
+    assert set(data.ids()) == {"train", "validation", "test"}
+
+
+def test_unlabelled_test_split_is_left_out_with_a_warning(tmp_path, capsys, monkeypatch):
+    """GLUE-style: test.tsv without a label column, and a Hub test split of -1 labels."""
+    import datasets
+
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps({"text": f"t{i}", "label": i % 2}) + "\n"
+                                                  for i in range(10)))
+    (tmp_path / "test.csv").write_text("text\nunlabelled\n")
+    data = tdata.load_text_data(AdapterConfig(data=str(tmp_path)))
+    assert data.test is None and len(data.val) == 2 and "has no labels" in capsys.readouterr().err
+    features = datasets.Features({"sentence": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["negative", "positive"])})
+    splits = datasets.DatasetDict({
+        split: datasets.Dataset.from_dict({"sentence": ["a", "b"], "label": labels}, features=features)
+        for split, labels in (("train", [0, 1]), ("validation", [1, 0]), ("test", [-1, -1]))})
+    monkeypatch.setattr(datasets, "load_dataset", lambda repo_id: splits)
+    monkeypatch.setattr(tdata, "resolve", lambda spec, kind, flag: type("S", (), {"kind": "hub", "value": spec})())
+    data = tdata.load_text_data(AdapterConfig(data="glue-sst2", text_col="sentence"))
+    assert data.test is None and data.val.labels == [1, 0] and "glue-sst2:test has no labels" in capsys.readouterr().err
 
 
 def test_aclimdb_folders_of_txt_files(tmp_path, cli):
@@ -67,10 +106,11 @@ def test_aclimdb_folders_of_txt_files(tmp_path, cli):
     (tmp_path / "train" / "unsup").mkdir()
     (tmp_path / "train" / "unsup" / "0_0.txt").write_text("no label here")
     (tmp_path / "imdb.vocab").write_text("film\n")
-    data = tdata.load_text_data(AdapterConfig(data=str(tmp_path)))
-    assert data.label_names == ["neg", "pos"] and len(data.train) == 4 and len(data.val) == 4
-    assert data.val_split == str(tmp_path / "test")
-    assert dict(zip(data.train.texts, data.train.labels, strict=True)) == {
+    data = tdata.load_text_data(AdapterConfig(data=str(tmp_path), val_fraction=0.5))
+    assert data.label_names == ["neg", "pos"] and len(data.train) == 2 and len(data.val) == 2 and len(data.test) == 4
+    assert data.test_split == str(tmp_path / "test")
+    assert dict(zip(data.test.texts, data.test.labels, strict=True)) == {
         "Dull.": 0, "Awful plot.": 0, "A wonderful film. Loved it.": 1, "Great acting.": 1}
-    result = cli("adapter", "train", "--data", tmp_path, "--max-steps", "1", "--output-dir", tmp_path / "run")
+    result = cli("adapter", "train", "--data", tmp_path, "--val-fraction", "0.5", "--max-steps", "1",
+                 "--output-dir", tmp_path / "run")
     assert result.exit_code == 0, result.stderr

@@ -79,14 +79,14 @@ def test_nan_label_among_class_names(cli, tmp_path):
 
 def test_validation_split_that_ends_up_empty(cli, tmp_path):
     data = tmp_path / "d.csv"
-    data.write_text("text,label\ngood film,1\nbad film,0\nnice one,1\nawful,0\n")
-    one_line_error(train(cli, tmp_path, "--data", data), "leaves no validation example", "4 examples in 2 classes")
+    data.write_text("text,label\ngood film,1\nbad film,0\n")
+    one_line_error(train(cli, tmp_path, "--data", data), "leaves no validation example", "2 examples in 2 classes")
     assert not (tmp_path / "run").exists()
     folder = tmp_path / "splits"
     folder.mkdir()
     (folder / "train.csv").write_text(data.read_text())
-    (folder / "test.csv").write_text("text,label\nfine film,\nodd film,\n")
-    one_line_error(train(cli, tmp_path, "--data", folder), "test.csv: no usable validation row")
+    (folder / "validation.csv").write_text("text,label\nfine film,\nodd film,\n")
+    one_line_error(train(cli, tmp_path, "--data", folder), "validation.csv: no usable validation row")
 
 
 def test_model_folder_with_a_pickle_torch_refuses(cli, tmp_path):

@@ -69,8 +69,10 @@ def test_eval_reports_binary_and_macro_scores_with_misclassified_texts(cli, runs
     metrics = json.loads(result.stdout)
     for key in ("accuracy", "precision", "recall", "f1", "macro_precision", "macro_recall", "macro_f1"):
         assert 0 <= metrics[f"test_{key}"] <= 1
-    assert metrics["test_samples"] == 200 and "test_top5" not in metrics
-    assert metrics["test_accuracy"] == pytest.approx(runs["head"][1]["val_accuracy"], abs=1e-6)
+    assert metrics["split"] == "test" and metrics["test_samples"] == 200 and "test_top5" not in metrics
+    again = json.loads(cli("--json", "adapter", "eval", "--run", run_dir, "--split", "validation").stdout)
+    assert again["test_accuracy"] == pytest.approx(runs["head"][1]["val_accuracy"], abs=1e-6)  # what training saw
+    metrics = json.loads(cli("--json", "adapter", "eval", "--run", run_dir).stdout)
     report = json.loads((run_dir / "eval.json").read_text())["report"]
     assert [r["class"] for r in report["per_class"]] == LABELS
     with open(run_dir / "samples" / "misclassified.csv", newline="") as f:
@@ -95,15 +97,15 @@ def test_predict_sentences(cli, runs):
 
 def test_eval_scores_held_out_texts_and_train_only_when_asked(cli, runs):
     from dlkit.adapter.config import AdapterConfig
-    from dlkit.adapter.data import load_text_data, split_ids
+    from dlkit.adapter.data import load_text_data
     from dlkit.core.run import Run
 
     run_dir = runs["head"][0]
     ids = json.loads((run_dir / "splits.json").read_text())
-    assert len(ids["train"]) == 600 and len(ids["validation"]) == 200 and not set(ids["train"]) & set(ids["validation"])
+    assert [len(ids[split]) for split in ("train", "validation", "test")] == [600, 200, 200]
     metrics = json.loads(cli("--json", "adapter", "eval", "--run", run_dir).stdout)
-    assert metrics["split"] == "validation" and metrics["split_size"] == 200
-    again = split_ids(load_text_data(Run.open(run_dir, "adapter").config_as(AdapterConfig)))
-    assert again["validation"] == ids["validation"]  # eval cuts exactly the recorded validation rows
+    assert metrics["split"] == "test" and metrics["split_size"] == 200
+    again = load_text_data(Run.open(run_dir, "adapter").config_as(AdapterConfig)).ids()
+    assert again == {split: ids[split] for split in again}  # eval cuts exactly the recorded rows
     train = json.loads(cli("--json", "adapter", "eval", "--run", run_dir, "--split", "train").stdout)
     assert train["split"] == "train" and train["split_size"] == 600 and "train_accuracy" in train

@@ -24,8 +24,9 @@ def test_vit_prepare_counts_classes_per_split_and_draws_the_previews(cli, tmp_pa
     assert result.exit_code == 0, result.stderr
     stats = json.loads(result.stdout)
     assert stats["class_names"] == ["cat", "dog"]
-    assert stats["splits"]["train"]["per_class"] == {"cat": 3, "dog": 2}
-    assert stats["splits"]["val (test)"]["per_class"] == {"cat": 3, "dog": 2}
+    assert stats["splits"]["train"]["per_class"] == {"cat": 2, "dog": 1}  # one of each class held out
+    assert stats["splits"]["validation (held-out 10% of train)"]["per_class"] == {"cat": 1, "dog": 1}
+    assert stats["splits"]["test (test)"]["per_class"] == {"cat": 3, "dog": 2}
     assert (stats["width_min"], stats["width_max"], stats["height_min"], stats["height_max"]) == (20, 30, 10, 40)
     for plot in ("samples.png", "image_sizes.png", "class_counts.png"):
         assert (out / "plots" / plot).stat().st_size > 1000

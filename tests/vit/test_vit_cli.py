@@ -113,12 +113,18 @@ def test_eval_scores_held_out_images_and_train_only_when_asked(cli, deit_run):
     import csv
 
     ids = json.loads((deit_run / "splits.json").read_text())
-    assert len(ids["train"]) == 64 and len(ids["validation"]) == 40 and not set(ids["train"]) & set(ids["validation"])
+    assert [len(ids[split]) for split in ("train", "validation", "test")] == [64, 40, 40]
+    assert not set(ids["train"]) & set(ids["validation"]) and not (set(ids["train"]) | set(ids["validation"])) & set(
+        ids["test"])
+
+    def scored_images() -> set[str]:
+        with open(deit_run / "samples" / "predictions.csv", newline="") as f:
+            return {row["image"] for row in csv.DictReader(f)}
+
     metrics = json.loads(cli("--json", "vit", "eval", "--run", deit_run).stdout)
-    assert metrics["split"] == "validation" and metrics["split_size"] == 40
-    with open(deit_run / "samples" / "predictions.csv", newline="") as f:
-        scored = {row["image"] for row in csv.DictReader(f)}
-    assert scored == set(ids["validation"]) and not scored & set(ids["train"])
+    assert metrics["split"] == "test" and metrics["split_size"] == 40 and scored_images() == set(ids["test"])
+    metrics = json.loads(cli("--json", "vit", "eval", "--run", deit_run, "--split", "validation").stdout)
+    assert metrics["split"] == "validation" and scored_images() == set(ids["validation"])
     train = json.loads(cli("--json", "vit", "eval", "--run", deit_run, "--split", "train").stdout)
     assert train["split"] == "train" and train["split_size"] == 64
     assert "train_accuracy" in train and "test_accuracy" not in train
@@ -127,8 +133,7 @@ def test_eval_scores_held_out_images_and_train_only_when_asked(cli, deit_run):
 def test_held_out_validation_split_that_ends_up_empty(cli, tmp_path):
     for name in ("cat", "dog"):
         (tmp_path / "data" / name).mkdir(parents=True)
-        for i in range(2):  # 10% of 2 images per class rounds to none
-            Image.new("RGB", (8, 8)).save(tmp_path / "data" / name / f"{i}.png")
+        Image.new("RGB", (8, 8)).save(tmp_path / "data" / name / "0.png")  # one image per class: none to spare
     one_line_error(cli("vit", "train", "--data", tmp_path / "data", "--output-dir", tmp_path / "r"),
-                   "leaves no validation example", "4 examples in 2 classes", "--val-fraction")
+                   "leaves no validation example", "2 examples in 2 classes", "--val-fraction")
     assert not (tmp_path / "r").exists()

@@ -33,15 +33,41 @@ def test_train_and_validation_subfolders(tmp_path):
     folder(tmp_path / "validation", ["b"], per_class=2)
     data = vdata.load_image_data(VitConfig(data=str(tmp_path)))
     assert data.val_split == "validation" and data.val.labels == [1, 1] and len(data.train) == 8
+    assert data.test is None
     folder(tmp_path / "validation", ["zebra"], per_class=1)
     with pytest.raises(DataError, match="class 'zebra' is not among the training classes"):
         vdata.load_image_data(VitConfig(data=str(tmp_path)))
 
 
+def test_validation_picks_checkpoints_and_test_is_kept_for_eval(tmp_path):
+    """train/, val/ and test/: validation is the data's own val/, test/ is only for eval; train/ and test/ alone:
+    validation is a seeded share of train/, never test/."""
+    folder(tmp_path / "train", ["a", "b"], per_class=5)
+    folder(tmp_path / "test", ["a", "b"], per_class=3)
+    data = vdata.load_image_data(VitConfig(data=str(tmp_path), val_fraction=0.2))
+    assert len(data.train) == 8 and len(data.val) == 2 and data.val_split == "held-out 20% of train"
+    assert len(data.test) == 6 and data.test_split == "test"
+    assert {p.parent.parent.name for p in data.train.paths + data.val.paths} == {"train"}
+    folder(tmp_path / "val", ["a"], per_class=2)
+    data = vdata.load_image_data(VitConfig(data=str(tmp_path)))
+    assert len(data.train) == 10 and data.val_split == "val" and data.val.labels == [0, 0] and len(data.test) == 6
+    assert "validation from the data's val split; test from the data's test split" in data.rule(VitConfig())
+    assert [len(ids) for ids in data.ids().values()] == [10, 2, 6]
+
+
+def test_unlabelled_test_folder_is_left_out_with_a_warning(tmp_path, capsys):
+    folder(tmp_path / "train", ["a", "b"], per_class=5)
+    (tmp_path / "test").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "test" / "0001.png")
+    data = vdata.load_image_data(VitConfig(data=str(tmp_path)))
+    assert data.test is None and len(data.val) == 2
+    assert "has no class folders (unlabelled images): it is left out" in capsys.readouterr().err
+
+
 def test_corrupt_image_is_skipped_and_counted(tmp_path):
     folder(tmp_path, ["a", "b"], per_class=2)
     (tmp_path / "a" / "broken.png").write_bytes(b"\x89PNG not really")
-    items = vdata.image_folder(tmp_path)[0]
+    items = vdata.image_folder(tmp_path)[1]["train"]
     counter: dict[str, int] = {}
     dataset = vdata.ImageSet(items, lambda image: torch.zeros(1), counter)
     batch = vdata.collate([dataset[i] for i in range(len(dataset))])
@@ -64,11 +90,17 @@ def test_hub_dataset_labels_come_from_its_class_label(monkeypatch):
         "train": datasets.Dataset.from_dict({"img": images, "label": [0, 1, 1]}, features=features),
         "test": datasets.Dataset.from_dict({"img": images[:1], "label": [1]}, features=features)})
     monkeypatch.setattr(datasets, "load_dataset", lambda repo_id: splits)
-    train, val, names, split = vdata.hub_images("cifar10", None, None)
-    assert names == ["plane", "car"] and train.labels == [0, 1, 1] and val.labels == [1] and split == "test"
-    assert train.load(1).size == (8, 8) and val.describe(0) == "cifar10:test[0]"
+    names, found = vdata.hub_images("cifar10", None, None)
+    assert names == ["plane", "car"] and found["train"].labels == [0, 1, 1] and found["test"].labels == [1]
+    assert found["train"].load(1).size == (8, 8) and found["test"].describe(0) == "cifar10:test[0]"
     with pytest.raises(DataError, match="no label column"):
         vdata.hub_images("cifar10", None, "fine_label")
+    splits["validation"] = splits.pop("test")
+    splits["test"] = datasets.Dataset.from_dict({"img": images[:2], "label": [-1, -1]}, features=features)
+    names, found = vdata.hub_images("beans", None, None)
+    assert set(found) == {"train", "validation"}  # a test split without labels (-1) is left out
+    splits["train"] = datasets.Dataset.from_dict({"img": images, "label": [0, -1, 1]}, features=features)
+    assert vdata.hub_images("beans", None, None)[1]["train"].rows == [0, 2]
 
 
 def test_transforms_follow_a_deit_processor_with_a_centre_crop():
