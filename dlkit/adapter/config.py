@@ -16,7 +16,7 @@ Placement = Literal["houlsby", "pfeiffer"]
 @dataclass
 class AdapterConfig(ClassifierConfig):
     data: str = opt("builtin:sentiment", "Text: builtin:sentiment, a CSV/JSONL file, a folder with train and "
-                    "test CSV/JSONL files, or a Hub dataset id (imdb).")
+                    "optional validation and test CSV/JSONL files, or a Hub dataset id (imdb).")
     model: str = opt("builtin:tiny-roberta", "Encoder: builtin:tiny-roberta, a save_pretrained folder or a Hub id "
                      "(roberta-base); RoBERTa and BERT layers are supported.")
     method: Method = opt("adapter", "adapter: bottleneck adapters + layer norms + head train; head: the "

@@ -14,8 +14,8 @@ Method = Literal["lora", "last-block", "linear", "full"]
 
 @dataclass
 class VitConfig(ClassifierConfig):
-    data: str = opt("builtin:digits", "Images: builtin:digits, an ImageFolder (CLASS/IMAGE or train/ and test/ "
-                    "of CLASS/IMAGE), or a Hub dataset id (food101, cifar10).")
+    data: str = opt("builtin:digits", "Images: builtin:digits, an ImageFolder (CLASS/IMAGE, or train/ with "
+                    "optional validation/ and test/ of CLASS/IMAGE), or a Hub dataset id (food101, cifar10).")
     model: str = opt("builtin:tiny-vit", "ViT/DeiT: builtin:tiny-vit, builtin:tiny-deit, a save_pretrained folder "
                      "or a Hub id (google/vit-base-patch16-224-in21k).")
     method: Method = opt("lora", "lora: LoRA on --target-modules + the classifier; last-block: the last encoder "
