@@ -53,21 +53,23 @@ LR = 1e-3
 def model_folder(shape: str, root: Path) -> Path:
     """The shape's model as a save_pretrained folder (the 256k one is written once under `root`)."""
     from dlkit.builtin.tiny_lm import tiny_gemma2, tiny_llama
+    from dlkit.core.progress import quiet_transformers
 
-    if shape == "tiny-llama":
-        return tiny_llama()
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    with quiet_transformers():  # no "Writing model shards" bars between the results
+        if shape == "tiny-llama":
+            return tiny_llama()
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    path = root / "gemma2-256k"
-    if not path.exists():
-        base = tiny_gemma2()
-        config = AutoConfig.from_pretrained(base)
-        config.vocab_size = 256_000  # Gemma-2's vocabulary; the tokenizer uses the first 2,000 ids
-        torch.manual_seed(0)
-        AutoModelForCausalLM.from_config(config).save_pretrained(path)
-        AutoTokenizer.from_pretrained(base).save_pretrained(path)
-    return path
+        path = root / "gemma2-256k"
+        if not path.exists():
+            base = tiny_gemma2()
+            config = AutoConfig.from_pretrained(base)
+            config.vocab_size = 256_000  # Gemma-2's vocabulary; the tokenizer uses the first 2,000 ids
+            torch.manual_seed(0)
+            AutoModelForCausalLM.from_config(config).save_pretrained(path)
+            AutoTokenizer.from_pretrained(base).save_pretrained(path)
+        return path
 
 
 def make_conversations(num: int, tokenizer, max_tokens: int, seed: int = 0) -> list[dict]:
