@@ -46,7 +46,7 @@ from torch.utils.data import DataLoader, Dataset
 from dlkit.core import plots
 from dlkit.core.config import META_KEY, TrainConfig, flag_name, resume_changes, saved_dict
 from dlkit.core.errors import ConfigError, DataError, Diverged, Interrupted, RunError, TrainingStopped
-from dlkit.core.launch import launch_warning
+from dlkit.core.launch import launch_warning, sharding_refusal
 from dlkit.core.progress import TrainProgress, info, warn
 from dlkit.core.run import Run, atomic_write_json
 from dlkit.core.task import Task, check_task
@@ -567,6 +567,8 @@ def build_accelerator(cfg: TrainConfig, run: Run | None = None) -> Accelerator:
             raise
         _reset_accelerator_state(cfg.precision)
         accel = Accelerator(cpu=not cuda, mixed_precision=cfg.precision, **trackers)
+    if (refusal := sharding_refusal(accel.distributed_type)) is not None:
+        raise ConfigError(refusal)
     if (message := launch_warning(accel.num_processes)) is not None:
         warn(message)
     return accel

@@ -1,4 +1,5 @@
-"""How many processes the launcher was asked for, and one warning line when fewer run.
+"""How many processes the launcher was asked for, and one warning line when fewer run; the launch modes
+dlkit refuses (sharded parameters).
 
 torchrun and `accelerate launch --multi_gpu` export WORLD_SIZE to every process. `accelerate launch
 --num_processes N` without --multi_gpu on a machine without several GPUs uses Accelerate's simple
@@ -12,6 +13,20 @@ from __future__ import annotations
 import os
 import shlex
 from pathlib import Path
+
+SHARDED = {"FSDP": "FSDP", "DEEPSPEED": "DeepSpeed", "MEGATRON_LM": "Megatron-LM"}  # accelerate's DistributedType
+
+
+def sharding_refusal(distributed_type: str) -> str | None:
+    """Why dlkit cannot train under `distributed_type` (accelerate's DistributedType value), else None.
+    The engine exports the final model and draws eval samples on the main process alone; with sharded
+    parameters that needs every process's shard, so the main process would wait for the others forever."""
+    name = SHARDED.get(str(getattr(distributed_type, "value", distributed_type)))
+    if name is None:
+        return None
+    return (f"{name} is not supported: dlkit saves the final model and eval samples from the main process "
+            f"alone, which needs the whole model on it; launch without {name} (DDP: torchrun, or accelerate "
+            "launch --multi_gpu), which keeps a full copy on every process")
 
 
 def launch_warning(num_processes: int, environ: dict[str, str] | None = None,

@@ -2,6 +2,7 @@
 here: the environment and the launcher's command line are given)."""
 
 import pytest
+from checks import one_line_error
 
 from dlkit.core.launch import launch_warning
 
@@ -45,3 +46,26 @@ def test_no_warning_when_every_asked_process_runs(env, argv, processes):
 def test_torchrun_processes_that_train_alone():
     message = launch_warning(1, {"WORLD_SIZE": "2", "RANK": "0"}, [])
     assert "2 processes were launched" in message and "each trains alone" in message
+
+
+def test_sharded_launch_modes_are_refused_in_one_line():
+    from accelerate.utils import DistributedType
+
+    from dlkit.core.launch import sharding_refusal
+
+    for mode, name in ((DistributedType.FSDP, "FSDP"), (DistributedType.DEEPSPEED, "DeepSpeed")):
+        message = sharding_refusal(mode)
+        assert message.startswith(f"{name} is not supported") and "torchrun" in message and "\n" not in message
+    assert all(sharding_refusal(mode) is None for mode in (DistributedType.NO, DistributedType.MULTI_CPU,
+                                                           DistributedType.MULTI_GPU))
+
+
+def test_training_under_fsdp_stops_before_the_first_step(cli, tmp_path, monkeypatch):
+    """Accelerate turns FSDP on only with GPUs; here the engine's accelerator reports FSDP as it would there."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedType
+
+    monkeypatch.setattr(Accelerator, "distributed_type", property(lambda self: DistributedType.FSDP))
+    result = cli("charrnn", "train", "--max-steps", "2", "--output-dir", tmp_path / "run")
+    one_line_error(result, "FSDP is not supported", "launch without FSDP")
+    assert not list((tmp_path / "run").glob("checkpoints/*"))
