@@ -34,7 +34,7 @@ SPLIT_NAMES = ("train", *VALIDATION_NAMES, TEST_NAME)  # files, folders or Hub s
 class TextSplit:
     texts: list[str]
     labels: list[int]
-    ids: list[str] = field(default_factory=list)  # example ids (file + position + content), for the split record
+    ids: list[str] = field(default_factory=list)  # content ids of the texts, for the split record
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -46,10 +46,12 @@ class TextSplit:
         return TextSplit([self.texts[i] for i in indices], [self.labels[i] for i in indices],
                          [self.ids[i] for i in indices] if self.ids else [])
 
-    def with_ids(self, where: str) -> TextSplit:
+    def with_ids(self) -> TextSplit:
+        """Content ids: a text that is in train and in another split, or another file, has one id there, so every
+        eval leaves it out."""
         from dlkit.core.splits import example_id
 
-        return TextSplit(self.texts, self.labels, [example_id(where, i, text) for i, text in enumerate(self.texts)])
+        return TextSplit(self.texts, self.labels, [example_id(text) for text in self.texts])
 
 
 @dataclass
@@ -75,7 +77,7 @@ def load_text_data(cfg: Any) -> TextData:
     names = class_names.get(cfg.label_col) or columns.label_names(train_rows, where)
     check_classes(names, f"--label-col {cfg.label_col} in {where}")
     train, skipped = columns.split(train_rows, names, where)
-    read = TextData(train.with_ids(where), None, names, "", skipped=skipped)
+    read = TextData(train.with_ids(), None, names, "", skipped=skipped)
     val_name, test_name = named_splits(raw)
     if val_name is not None:
         val_rows, read.val_split = raw[val_name]
@@ -84,14 +86,14 @@ def load_text_data(cfg: Any) -> TextData:
         if not len(read.val):
             raise DataError(f"--data {read.val_split}: no usable validation row ({val_skipped} without text or "
                             "label)")
-        read.val, read.skipped = read.val.with_ids(read.val_split), read.skipped + val_skipped
+        read.val, read.skipped = read.val.with_ids(), read.skipped + val_skipped
     if test_name is not None:
         test_rows, test_where = raw[test_name]
         if test_rows and cfg.label_col in test_rows[0]:
             columns.check(test_rows, test_where)
             test, test_skipped = columns.split(test_rows, names, test_where)
             if len(test):
-                read.test, read.test_split = test.with_ids(test_where), test_where
+                read.test, read.test_split = test.with_ids(), test_where
                 read.skipped += test_skipped
         if read.test is None:
             warn(f"--data {test_where} has no labels: it is left out, and eval scores the validation split")

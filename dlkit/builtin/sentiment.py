@@ -31,26 +31,34 @@ TEMPLATES = ["{subject} was {adj}", "i thought {subject} was {adj}", "honestly ,
 LABELS = ["negative", "positive"]
 
 
-def sentences(num: int, seed: int) -> list[dict]:
+def sentences(num: int, seed: int, distinct: bool = False) -> list[dict]:
+    """`num` random sentences; with `distinct`, no sentence twice (at most 2,304 exist)."""
     rng = random.Random(seed)
-    rows = []
-    for _ in range(num):
+    rows, seen = [], set()
+    while len(rows) < num:
         label = rng.randrange(2)
         adj = rng.choice(POSITIVE if label else NEGATIVE)
         text = rng.choice(TEMPLATES).format(subject=rng.choice(SUBJECTS), adj=adj)
+        if distinct and text in seen:
+            continue
+        seen.add(text)
         rows.append({"text": text, "label": LABELS[label]})
     return rows
 
 
 def _build_sentiment(path: Path, num_train: int = 1200, num_held_out: int = 300) -> None:
-    for split, num, seed in [("train", num_train, 0), ("test", num_held_out, 1), ("validation", num_held_out, 3)]:
-        lines = [json.dumps(row) for row in sentences(num, seed)]
-        (path / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    """Distinct sentences cut into train, test and validation: no held-out sentence is a training sentence, so
+    held-out accuracy measures the rule, not recall of sentences seen in training."""
+    rows = sentences(num_train + 2 * num_held_out, seed=0, distinct=True)
+    parts = {"train": rows[:num_train], "test": rows[num_train:num_train + num_held_out],
+             "validation": rows[num_train + num_held_out:]}
+    for split, part in parts.items():
+        (path / f"{split}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in part), encoding="utf-8")
 
 
 def sentiment() -> Path:
     """A folder with train.jsonl (1200 rows), validation.jsonl and test.jsonl (300 rows each) of {"text", "label"}."""
-    return cached_folder("sentiment-v2", _build_sentiment)
+    return cached_folder("sentiment-v3", _build_sentiment)
 
 
 def _build_tiny_roberta(path: Path, vocab_size: int = 2000) -> None:

@@ -38,6 +38,8 @@ def test_builtin_sentiment_follows_its_rule():
     data = tdata.load_text_data(AdapterConfig())
     assert data.label_names == ["negative", "positive"] and len(data.train) == 1200
     assert len(data.val) == len(data.test) == 300 and data.val_split.endswith("validation.jsonl")
+    train = set(data.train.texts)
+    assert not train & set(data.val.texts) and not train & set(data.test.texts)  # held-out means unseen
     for text, label in zip(data.val.texts, data.val.labels, strict=True):
         words = set(text.split())
         assert bool(words & set(POSITIVE)) == (label == 1) and bool(words & set(NEGATIVE)) == (label == 0)
@@ -114,3 +116,13 @@ def test_aclimdb_folders_of_txt_files(tmp_path, cli):
     result = cli("adapter", "train", "--data", tmp_path, "--val-fraction", "0.5", "--max-steps", "1",
                  "--output-dir", tmp_path / "run")
     assert result.exit_code == 0, result.stderr
+
+
+def test_a_training_text_in_another_file_has_the_same_id(tmp_path):
+    """Content ids: a test row that repeats a training text, at another position, is recognised."""
+    for split, texts in (("train", ["good", "bad", "fine", "poor"]), ("test", ["awful", "fine", "nice"])):
+        rows = [{"text": text, "label": "pos" if text in ("good", "fine", "nice") else "neg"} for text in texts]
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = tdata.load_text_data(AdapterConfig(data=str(tmp_path), val_fraction=0.5))
+    ids = data.ids()
+    assert ids["test"][1] in ids["train"] + ids["validation"] and ids["test"][0] not in ids["train"] + ids["validation"]

@@ -13,9 +13,10 @@ from dlkit.adapter.models import load, load_classifier, model_folder
 from dlkit.adapter.task import train
 
 LABELS = ["negative", "positive"]
-# (lr, min val accuracy; chance = 0.5). The frozen random encoder leaves the head alone little to work with,
-# which is the point of adapters: with them the same frozen model learns the rule.
-SETTINGS = {"adapter": (1e-2, 0.75), "head": (1e-2, 0.58), "full": (3e-3, 0.9)}
+# (lr, min val accuracy; chance = 0.5). No validation sentence is a training sentence, so accuracy is the rule
+# learned. The frozen random encoder leaves the head alone nothing to learn it from (it stays at chance, ~0.49),
+# which is the point of adapters: with them the same frozen model learns the rule (~0.89).
+SETTINGS = {"adapter": (1e-2, 0.8), "head": (1e-2, None), "full": (3e-3, 0.95)}
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def runs(tmp_path_factory, train_each_method):
                              max_train_samples=600, max_eval_samples=200)
 
 
-@pytest.mark.parametrize("method", list(SETTINGS))
+@pytest.mark.parametrize("method", [m for m, (_, threshold) in SETTINGS.items() if threshold is not None])
 def test_method_learns_sentiment(runs, method):
     _, metrics = runs[method]
     assert metrics["val_accuracy"] >= SETTINGS[method][1], metrics
@@ -32,7 +33,7 @@ def test_method_learns_sentiment(runs, method):
 
 
 def test_adapter_beats_head_alone_on_the_same_frozen_model(runs):
-    assert runs["adapter"][1]["val_accuracy"] > runs["head"][1]["val_accuracy"] + 0.1
+    assert runs["adapter"][1]["val_accuracy"] > runs["head"][1]["val_accuracy"] + 0.25
     pct = {m: metrics["trainable_pct"] for m, (_, metrics) in runs.items()}
     assert pct["head"] < pct["adapter"] < 20 < pct["full"] == 100.0
 
