@@ -20,10 +20,10 @@ from dlkit.core.classification import (
     ClassifierData,
     check_classes,
     cut_splits,
+    leave_out_test,
     named_splits,
 )
 from dlkit.core.errors import DataError
-from dlkit.core.progress import warn
 from dlkit.core.sources import resolve
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".tsv")
@@ -96,7 +96,7 @@ def load_text_data(cfg: Any) -> TextData:
                 read.test, read.test_split = test.with_ids(), test_where
                 read.skipped += test_skipped
         if read.test is None:
-            warn(f"--data {test_where} has no labels: it is left out, and eval scores the validation split")
+            leave_out_test(f"--data {test_where} has no labels")
     return cut_splits(cfg, read, where, where)
 
 

@@ -88,6 +88,14 @@ def named_splits(available: Iterable[str]) -> tuple[str | None, str | None]:
     return next((s for s in VALIDATION_NAMES if s in names), None), TEST_NAME if TEST_NAME in names else None
 
 
+def leave_out_test(reason: str) -> None:
+    """A test split without labels (GLUE's test files, Hub labels of -1, a test/ of loose images) is not an
+    error: it is left out, with `reason` in one warning line."""
+    from dlkit.core.progress import warn
+
+    warn(f"{reason}: it is left out, and eval scores the validation split")
+
+
 @dataclass
 class ClassifierData:
     """A classifier's splits with the class names: train, validation (the data's own validation split, else a

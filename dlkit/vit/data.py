@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlkit.core.classification import ClassifierData, check_classes, cut_splits, named_splits
+from dlkit.core.classification import ClassifierData, check_classes, cut_splits, leave_out_test, named_splits
 from dlkit.core.errors import DataError
-from dlkit.core.progress import warn
 from dlkit.core.sources import resolve
 from dlkit.data.images import IMAGE_SUFFIXES, open_image, to_rgb
 
@@ -88,8 +87,7 @@ def image_folder(root: Path) -> tuple[list[str], dict[str, ImageItems]]:
         if split is None:
             continue
         if split == test_split and not _class_folders(root / split):
-            warn(f"{root / split} has no class folders (unlabelled images): it is left out, and eval scores the "
-                 "validation split")
+            leave_out_test(f"{root / split} has no class folders (unlabelled images)")
             continue
         found[split] = _scan(root / split, known=names)[1]
     return names, found
@@ -168,8 +166,7 @@ def hub_images(repo_id: str, image_col: str | None, label_col: str | None
         if len(test):
             found[test_split] = test
         else:
-            warn(f"--data {repo_id}: the {test_split} split has no labels: it is left out, and eval scores the "
-                 "validation split")
+            leave_out_test(f"--data {repo_id}: the {test_split} split has no labels")
     return names, found
 
 
