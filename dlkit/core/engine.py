@@ -48,10 +48,11 @@ from dlkit.core.config import META_KEY, TrainConfig, flag_name, resume_changes, 
 from dlkit.core.errors import ConfigError, DataError, Diverged, Interrupted, RunError, TrainingStopped
 from dlkit.core.launch import launch_warning, sharding_refusal
 from dlkit.core.progress import TrainProgress, info, warn
-from dlkit.core.run import Run, atomic_write_json
+from dlkit.core.run import Run, atomic_write_json, checkpoint_step
 from dlkit.core.task import Task, check_task
 
 STATE_FILE = "trainer_state.json"
+WENT_BAD_FILE = "went_bad.json"  # in a checkpoint whose weights gave a non-finite or diverged loss; resume skips it
 TRACKER_FOLDER = "tensorboard"  # inside the run folder; --report-to tensorboard writes its event files here
 SMOOTHING = 0.9  # EMA factor of the training loss the divergence guard follows (bias-corrected)
 ACCELERATE_TESTED = ((1, 0), (2, 0))  # [low, high) versions whose private state the shims below know
@@ -140,11 +141,8 @@ def fit(task: Task, cfg: TrainConfig, run: Run) -> dict[str, Any]:
         where = f"the last checkpoint is {last[-1].name}" if last else "no checkpoint was saved"
         raise Interrupted(f"stopped at once during step {state.step + 1}; {where}. Resume with: "
                           f"{resume_command(run, cfg)}") from None
-    except Diverged:
+    except TrainingStopped:  # a non-finite or a diverged loss: the weights went bad
         status = "diverged"
-        raise
-    except TrainingStopped:
-        status = "failed"
         raise
     finally:
         if status != "finished" and accel.is_main_process:
@@ -187,12 +185,16 @@ class _Loop:
         self.last_loss = float("nan")
         self.paused = 0.0  # seconds of eval/checkpointing inside the current step, kept out of train time
         self.diverged: dict[str, float] = {}
+        # the newest step whose loss passed the guards: the weights before it were good, so every checkpoint
+        # older than it is good (a checkpoint is saved only after its own step passed, hence = step on resume)
+        self.passed_step = state.step
 
     def train(self, train_set: Dataset) -> None:
         cfg, state = self.cfg, self.state
         progress = TrainProgress(self.total_steps, state.step, enabled=self.accel.is_main_process)
         with progress, self.ctrl_c_finishes_the_step():
             self.progress = progress
+            self.model.train()  # a from_pretrained or freshly resumed model arrives in eval mode (dropout off)
             while state.step < self.total_steps and not self.should_stop:
                 plan = epoch_plan(self.task, train_set, cfg, state.epoch, self.accel)
                 self.run_epoch(plan, train_set)
@@ -298,8 +300,9 @@ class _Loop:
             if cfg.nan_policy == "skip":
                 return False
             raise TrainingStopped(f"loss became {loss} at step {step} (epoch {state.epoch}); training stopped and "
-                                  f"{self.last_checkpoint()}; lower --lr or pass --nan-policy skip")
+                                  f"{self.went_bad(step, loss)}; lower --lr or pass --nan-policy skip")
         if not cfg.divergence_factor:
+            self.passed_step = step
             return True
         state.ema_steps += 1
         state.loss_ema = SMOOTHING * state.loss_ema + (1 - SMOOTHING) * loss
@@ -310,13 +313,29 @@ class _Loop:
         if best > 0 and smoothed > cfg.divergence_factor * best:
             self.diverged = {"step": step, "loss": loss, "smoothed_loss": smoothed, "best_smoothed_loss": best}
             raise Diverged(f"diverged at step {step}: smoothed loss {smoothed:.4g} > {cfg.divergence_factor:g} x its "
-                           f"best {best:.4g} (loss {loss:.4g}); training stopped and {self.last_checkpoint()}; "
+                           f"best {best:.4g} (loss {loss:.4g}); training stopped and {self.went_bad(step, loss)}; "
                            f"lower --lr, or raise --divergence-factor (0 turns the check off)")
+        self.passed_step = step
         return True
 
-    def last_checkpoint(self) -> str:
-        last = self.run.checkpoints()
-        return f"the last good checkpoint is {last[-1]}" if last else "no checkpoint had been saved yet"
+    def good_checkpoint(self) -> Path | None:
+        """The newest checkpoint whose weights gave a finite, non-diverged loss at the step after it."""
+        good = [c for c in self.run.checkpoints() if checkpoint_step(c) < self.passed_step]
+        return good[-1] if good else None
+
+    def went_bad(self, step: int, loss: float) -> str:
+        """Mark the checkpoints that hold the weights which gave the bad loss of `step` (resume skips them) and
+        name the newest good one."""
+        good = self.good_checkpoint()
+        if self.accel.is_main_process:
+            for ckpt in self.run.checkpoints():
+                if good is None or checkpoint_step(ckpt) > checkpoint_step(good):
+                    atomic_write_json(ckpt / WENT_BAD_FILE, {"bad_loss": loss, "at_step": step})
+        if good is not None:
+            return f"the newest good checkpoint is {good}"
+        if step == 1:
+            return "no good checkpoint: the initial weights already gave this loss"
+        return f"no good checkpoint: the weights went bad at step {step - 1}"
 
     @contextlib.contextmanager
     def ctrl_c_finishes_the_step(self) -> Iterator[None]:
@@ -416,7 +435,7 @@ class _Loop:
         saved = TrainState(**asdict(state))
         if next_epoch:  # the epoch is done: resume starts the next one
             saved.epoch, saved.batches_seen = state.epoch + 1, 0
-        save_checkpoint(self.accel, self.run, saved, self.scheduler, self.cfg.keep_last)
+        save_checkpoint(self.accel, self.run, saved, self.scheduler, self.cfg.keep_last, keep=self.good_checkpoint())
         self.exclude_from_timing(time.perf_counter() - start)
 
     def exclude_from_timing(self, seconds: float) -> None:
@@ -784,10 +803,12 @@ def isolated_rng() -> Iterator[None]:
 # -- checkpoints -----------------------------------------------------------------------------------
 
 
-def save_checkpoint(accel: Accelerator, run: Run, state: TrainState, scheduler: Any, keep_last: int) -> Path:
+def save_checkpoint(accel: Accelerator, run: Run, state: TrainState, scheduler: Any, keep_last: int,
+                    keep: Path | None = None) -> Path:
     """Accelerate state (model, optimizer, scaler, RNG) + our counters and the scheduler into step_N,
     written to a temp folder and renamed into place. The scheduler goes to JSON rather than through
-    Accelerate's pickle, so everything is loaded back with weights_only=True."""
+    Accelerate's pickle, so everything is loaded back with weights_only=True. Checkpoints beyond the
+    newest `keep_last` are deleted, except `keep` (the newest good one, until a newer one is known good)."""
     final = run.checkpoint_path(state.step)
     tmp = final.with_name(final.name + ".tmp")
     if accel.is_main_process:
@@ -800,7 +821,8 @@ def save_checkpoint(accel: Accelerator, run: Run, state: TrainState, scheduler: 
         _rmtree(final)
         tmp.rename(final)
         for old in run.checkpoints()[:-keep_last]:
-            _rmtree(old)
+            if old != keep:
+                _rmtree(old)
     accel.wait_for_everyone()
     return final
 
@@ -809,6 +831,9 @@ def restore(accel: Accelerator, run: Run, scheduler: Any) -> TrainState:
     """Load the newest readable checkpoint; an unreadable one is reported and the previous one used."""
     candidates = run.checkpoints()
     for ckpt in reversed(candidates):
+        if (ckpt / WENT_BAD_FILE).is_file():
+            info(f"skipping {ckpt.name}: its weights gave a non-finite or diverged loss")
+            continue
         try:
             saved = json.loads((ckpt / STATE_FILE).read_text())
             scheduler_state = saved.pop("scheduler")
@@ -827,7 +852,7 @@ def restore(accel: Accelerator, run: Run, scheduler: Any) -> TrainState:
             warn(f"{rng_problem}; resuming with fresh random states, so this resume is not exact (dropout and "
                  "sampling differ from an uninterrupted run)")
         return state
-    raise RunError(f"--resume: no readable checkpoint in {run.checkpoints_dir}")
+    raise RunError(f"--resume: no readable checkpoint with good weights in {run.checkpoints_dir}; start a new run")
 
 
 def _unreadable_rng_state(ckpt: Path, process_index: int) -> str | None:

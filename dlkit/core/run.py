@@ -297,13 +297,13 @@ class Run:
             return []
         found = [p for p in self.checkpoints_dir.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX)
                  and p.name[len(CHECKPOINT_PREFIX):].isdigit()]
-        return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+        return sorted(found, key=checkpoint_step)
 
     def checkpoint_path(self, step: int) -> Path:
         return self.checkpoints_dir / f"{CHECKPOINT_PREFIX}{step:07d}"
 
     def status(self) -> str:
-        """finished / interrupted / failed / running / incomplete, for `dlkit runs list`."""
+        """finished / interrupted / diverged / running / incomplete, for `dlkit runs list`."""
         status = self.read_metrics().get("status") if self.metrics_path.exists() else None
         if status:
             return status
@@ -311,6 +311,11 @@ class Run:
         if pid and _alive(pid):
             return "running"
         return "interrupted" if self.checkpoints() else "incomplete"
+
+
+def checkpoint_step(ckpt: Path) -> int:
+    """The optimizer step a checkpoint folder (step_N) was saved at."""
+    return int(ckpt.name[len(CHECKPOINT_PREFIX):])
 
 
 def _alive(pid: int) -> bool:

@@ -2,6 +2,7 @@
 
     python tests/core/crash_run.py checkpoint N ARGS...   regression_run.py train ARGS, killed half-way through
                                                           writing the N-th checkpoint's optimizer.bin
+    python tests/core/crash_run.py dlkit N ARGS...        `dlkit ARGS` (a group's train), killed at the same point
     python tests/core/crash_run.py report ARGS...         `dlkit report ARGS`, killed while the report's temp file
                                                           holds half of it, before it is renamed into place
 """
@@ -60,5 +61,8 @@ if __name__ == "__main__":
 
         crash_in_checkpoint(int(args[0]))
         sys.exit(run_app(regression_run.app, ["train", *args[1:]]))
+    if where == "dlkit":
+        crash_in_checkpoint(int(args[0]))
+        sys.exit(main(args[1:]))
     crash_in_atomic_write(Path(args[args.index("-o") + 1]))
     sys.exit(main(["report", *args]))

@@ -82,7 +82,7 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
     with pytest.raises(TrainingStopped, match="loss became nan at step 7 .*step_0000005"):
         train(tmp_path / "r", NanAt({7}), max_steps=10, save_every=5)
     metrics = json.loads((tmp_path / "r/metrics.json").read_text())
-    assert metrics["status"] == "failed" and metrics["steps"] == 6
+    assert metrics["status"] == "diverged" and metrics["steps"] == 6
 
 
 def test_nan_policy_skip_counts_and_goes_on(tmp_path):

@@ -13,7 +13,7 @@ from regression_run import ItemsTask
 from dlkit.core import engine
 from dlkit.core.config import TrainConfig
 from dlkit.core.engine import fit
-from dlkit.core.errors import ConfigError, Diverged
+from dlkit.core.errors import ConfigError, Diverged, RunError, TrainingStopped
 from dlkit.core.reference import RegressionTask
 from dlkit.core.run import Run
 from dlkit.core.task import Task
@@ -103,13 +103,59 @@ def test_two_processes_of_four_equal_one_process_of_eight(tmp_path):
 
 
 def test_a_diverging_loss_stops_the_run(tmp_path):
-    with pytest.raises(Diverged, match=r"diverged at step 2: smoothed loss .* > 10 x its best .*step_0000001"):
+    # step 1's update already wrecks the weights: step_0000001 holds them, so no checkpoint is good
+    with pytest.raises(Diverged, match=r"diverged at step 2: smoothed loss .* > 10 x its best .*; training stopped "
+                                       r"and no good checkpoint: the weights went bad at step 1;"):
         train(tmp_path / "r", max_steps=40, lr=30.0, optimizer="sgd", max_grad_norm=0.0, save_every=1)
     metrics = json.loads((tmp_path / "r/metrics.json").read_text())
     assert metrics["status"] == "diverged" and metrics["steps"] == 1 and metrics["diverged"]["step"] == 2
     assert metrics["diverged"]["loss"] > 10 * metrics["diverged"]["best_smoothed_loss"] > 0
     assert Run(tmp_path / "r", "core").checkpoints()[-1].name == "step_0000001"
     assert not (tmp_path / "r/checkpoints/final").exists()
+    with pytest.raises(RunError, match="no readable checkpoint with good weights"):
+        train(tmp_path / "r", max_steps=40, lr=30.0, optimizer="sgd", max_grad_norm=0.0, save_every=1, resume=True)
+
+
+class BlowUpAt(RegressionTask):
+    """Step `step`'s loss is ordinary but its gradient is `scale` x too large, so the weights it leaves are bad
+    and the loss of the step after it diverges (or overflows): the checkpoint of `step` holds bad weights, the
+    one before is good."""
+
+    def __init__(self, step, scale):
+        super().__init__()
+        self.step, self.scale, self.calls = step, scale, 0
+
+    def training_step(self, model, batch):
+        self.calls += 1
+        loss = super().training_step(model, batch)
+        return loss + self.scale * (loss - loss.detach()) if self.calls == self.step else loss
+
+
+@pytest.mark.parametrize(("scale", "message"), [(1e8, "diverged at step 6"), (1e30, "loss became inf at step 6")])
+def test_the_named_checkpoint_is_the_newest_good_one_and_keep_last_keeps_it(tmp_path, scale, message):
+    with pytest.raises(TrainingStopped, match=message) as err:
+        train(tmp_path / "r", BlowUpAt(5, scale), max_steps=40, optimizer="sgd", max_grad_norm=0.0, save_every=1,
+              keep_last=1)
+    assert "the newest good checkpoint is " + str(tmp_path / "r/checkpoints/step_0000004") in str(err.value)
+    metrics = json.loads((tmp_path / "r/metrics.json").read_text())
+    assert metrics["status"] == "diverged"
+    kept = [c.name for c in Run(tmp_path / "r", "core").checkpoints()]
+    assert kept == ["step_0000004", "step_0000005"]  # --keep-last 1, yet the good one was not deleted
+    from safetensors.torch import load_file
+
+    def val_mse(step):
+        model = RegressionTask().build_model()
+        model.load_state_dict(load_file(str(tmp_path / f"r/checkpoints/step_{step:07d}/model.safetensors")))
+        x, y = RegressionTask().data.val.tensors
+        return torch.nn.functional.mse_loss(model(x).squeeze(-1), y).item()
+
+    before = max(train_losses(tmp_path / "r")[:5])  # the losses up to the last step that passed the guards
+    assert val_mse(4) < 2 * before and not val_mse(5) < 1000 * before
+    # resuming skips the checkpoint whose weights went bad
+    resumed = train(tmp_path / "r", max_steps=6, optimizer="sgd", max_grad_norm=0.0, save_every=1, keep_last=1,
+                    resume=True)
+    assert resumed["status"] == "finished" and [r["step"] for r in Run(tmp_path / "r", "core").history("train")
+                                                 ] == [1, 2, 3, 4, 5, 6]
 
 
 def test_divergence_factor_zero_turns_the_check_off(tmp_path):
