@@ -32,6 +32,7 @@ ROLE_ALIASES = {"system": "system", "human": "user", "user": "user", "gpt": "ass
 END_OF_TURN = ("<|eot_id|>", "<end_of_turn>", "<|im_end|>", "<|end|>", "</s>")
 MEGABATCH = 50  # batches sorted by length together: larger = less padding, less random order
 FORMAT_COLUMNS = {"sharegpt": ("conversations",), "openai": ("messages",), "alpaca": ("instruction", "output")}
+EMPTY_TURN_LIMIT = 0.05  # a file with more rows than this share with an empty user/assistant turn was misread
 
 
 # -- reading rows ------------------------------------------------------------------------------
@@ -61,8 +62,10 @@ def load_rows(spec: str, flag: str = "--data", limit: int | None = None) -> tupl
 
 
 def expand_instances(rows: list[dict]) -> list[dict]:
-    """Self-instruct / Natural-Instructions tasks (an `instruction` or `definition` and a nested `instances:
-    [{input, output}]` list) as one alpaca row per instance; other rows pass through unchanged."""
+    """Self-instruct / Natural-Instructions tasks (a nested `instances` list, each item with its `input` and
+    `output`) as one alpaca row per instance; other rows pass through unchanged. An instance's own
+    `instruction` wins over the task's `instruction` or `definition` (the public Persian self-instruct files
+    put it only there)."""
     out: list[dict] = []
     for row in rows:
         keys = {str(k).lower(): k for k in row}
@@ -70,16 +73,21 @@ def expand_instances(rows: list[dict]) -> list[dict]:
         if not isinstance(instances, list):
             out.append(row)
             continue
-        instruction = row.get(keys.get("instruction", ""), row.get(keys.get("definition", ""), ""))
-        instruction = " ".join(map(str, instruction)) if isinstance(instruction, list) else str(instruction)
+        task_instruction = _text(row.get(keys.get("instruction", ""), row.get(keys.get("definition", ""), "")))
         for instance in instances:
             if not isinstance(instance, dict):
                 continue
             output = instance.get("output", "")
             output = output[0] if isinstance(output, list) and output else output
-            out.append({"instruction": instruction, "input": str(instance.get("input") or ""),
-                        "output": str(output or "")})
+            own = _text(instance.get("instruction") or "")
+            out.append({"instruction": own if own.strip() else task_instruction,
+                        "input": str(instance.get("input") or ""), "output": str(output or "")})
     return out
+
+
+def _text(value: Any) -> str:
+    """A text field that some task files give as a list of strings (Natural-Instructions' `definition`)."""
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def read_file(path: Path) -> tuple[list[dict], int]:
@@ -297,10 +305,13 @@ class Prepared:
 
 
 def conversations_of(rows: list[dict], fmt: str, system_ok: bool, strict: bool = False,
-                     counts: Counter | None = None) -> list[list[dict[str, str]]]:
-    """Rows as message lists; rows without an assistant turn or unreadable are skipped and counted."""
+                     counts: Counter | None = None, where: str = "--data") -> list[list[dict[str, str]]]:
+    """Rows as message lists; rows without an assistant turn, with an empty user or assistant turn, or
+    unreadable are skipped and counted. More than EMPTY_TURN_LIMIT of the rows with an empty turn is an error
+    (the file was read with the wrong fields)."""
     counts = counts if counts is not None else Counter()
     out = []
+    first_empty = ""
     for index, row in enumerate(rows):
         try:
             messages = to_messages(row, fmt)
@@ -309,14 +320,48 @@ def conversations_of(rows: list[dict], fmt: str, system_ok: bool, strict: bool =
                 raise DataError(f"row {index}: {exc}") from None
             counts["malformed"] += 1
             continue
-        if not any(m["role"] == "assistant" and m["content"].strip() for m in messages):
+        if not any(m["role"] == "assistant" for m in messages):
             counts["no_assistant_turn"] += 1
+            continue
+        empty = next((i for i, m in enumerate(messages) if m["role"] in ("user", "assistant")
+                      and not m["content"].strip()), None)
+        if empty is not None:
+            location = f"row {index + 1}, {turn_field(fmt, messages, empty)}"
+            if strict:
+                raise DataError(f"{where}: {location}: the {messages[empty]['role']} turn is empty")
+            counts["empty_turn"] += 1
+            first_empty = first_empty or location
             continue
         if not system_ok and messages[0]["role"] == "system":
             messages = merge_system(messages)
             counts["system_merged"] += 1
         out.append(messages)
+    check_empty_turns(counts["empty_turn"], len(rows), first_empty, where, "user or assistant turn")
     return out
+
+
+def turn_field(fmt: str, messages: list[dict[str, str]], index: int) -> str:
+    """The field of the row that an empty turn came from, as a user would look for it in the file."""
+    if fmt == "alpaca":
+        return "field 'output'" if messages[index]["role"] == "assistant" else "fields 'instruction' and 'input'"
+    if fmt == "sharegpt":
+        return f"field 'conversations[{index}].value'"
+    return f"field 'messages[{index}].content'"
+
+
+def check_empty_turns(empty: int, total: int, first: str, where: str, what: str) -> None:
+    """Refuse a source where more than EMPTY_TURN_LIMIT of the rows have an empty turn; otherwise say how many
+    were skipped."""
+    if not empty:
+        return
+    share = empty / max(total, 1)
+    if share > EMPTY_TURN_LIMIT:
+        raise DataError(f"{where}: {empty} of {total} rows ({share:.0%}) have an empty {what} (first: {first}); "
+                        f"more than {EMPTY_TURN_LIMIT:.0%} means the rows are read with the wrong fields: check "
+                        "--format and the file's layout")
+    from dlkit.core.progress import warn
+
+    warn(f"{where}: skipped {empty} of {total} rows with an empty {what} (first: {first})")
 
 
 def tokenize_conversations(tokenizer: Any, conversations: list[list[dict[str, str]]], max_length: int,
@@ -390,10 +435,12 @@ def build_splits(cfg: Any, tokenizer: Any) -> Splits:
     counts: Counter = Counter()
     if unreadable:
         counts["malformed"] += unreadable
-    conversations = conversations_of(rows, fmt, supports_system(tokenizer), getattr(cfg, "strict", False), counts)
+    conversations = conversations_of(rows, fmt, supports_system(tokenizer), getattr(cfg, "strict", False), counts,
+                                     f"--data {cfg.data}")
     if not conversations:
         raise DataError(f"--data {cfg.data}: no usable conversation ({counts['no_assistant_turn']} without an "
-                        f"assistant turn, {counts['malformed']} malformed)")
+                        f"assistant turn, {counts['empty_turn']} with an empty turn, {counts['malformed']} "
+                        "malformed)")
     train, val, test = split(conversations, cfg.val_size, cfg.test_size, cfg.split_seed)
     ids = {id(c): example_id(i, json.dumps(c, ensure_ascii=False)) for i, c in enumerate(conversations)}
     rule = (f"seeded shuffle of the {len(conversations)} conversations (--split-seed {cfg.split_seed}): "

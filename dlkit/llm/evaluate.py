@@ -76,7 +76,8 @@ def score(model: Any, tokenizer: Any, val_examples: list[dict], test_conversatio
 
 def conversations_from(spec: str, tokenizer: Any, fmt: str = "auto") -> list[list[dict[str, str]]]:
     rows, _ = load_rows(spec)
-    conversations = conversations_of(rows, detect_format(rows, fmt, f"--data {spec}"), supports_system(tokenizer))
+    conversations = conversations_of(rows, detect_format(rows, fmt, f"--data {spec}"), supports_system(tokenizer),
+                                     where=f"--data {spec}")
     if not conversations:
         raise DataError(f"--data {spec}: no conversation with an assistant turn")
     return conversations

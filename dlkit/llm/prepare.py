@@ -36,13 +36,14 @@ def prepare(cfg: PrepareConfig) -> dict[str, Any]:
     fmt = detect_format(rows, cfg.format, where=f"--data {cfg.data}")
     counts: Counter = Counter({"malformed": unreadable})
     system_ok = supports_system(tokenizer)
-    conversations = conversations_of(rows, fmt, system_ok, counts=counts)
+    conversations = conversations_of(rows, fmt, system_ok, counts=counts, where=f"--data {cfg.data}")
     prepared = tokenize_conversations(tokenizer, conversations, cfg.max_length, cfg.drop_long, counts)
     if not prepared.examples:
         from dlkit.core.errors import DataError
 
         raise DataError(f"--data {cfg.data}: no usable conversation ({counts['no_assistant_turn']} without an "
-                        f"assistant turn, {counts['malformed']} malformed, {counts['dropped_long']} too long)")
+                        f"assistant turn, {counts['empty_turn']} with an empty turn, {counts['malformed']} malformed, "
+                        f"{counts['dropped_long']} too long)")
     train, val, test = split(prepared.conversations, cfg.val_size, cfg.test_size, cfg.split_seed)
     out = Path(cfg.output_dir).expanduser()
     for name, part in (("train", train), ("val", val), ("test", test)):
@@ -55,6 +56,7 @@ def prepare(cfg: PrepareConfig) -> dict[str, Any]:
              "tokens_p95": _pct(lengths, 95), "tokens_max": lengths[-1], "max_length": cfg.max_length,
              "truncated": counts["truncated"], "truncated_pct": 100.0 * counts["truncated"] / len(lengths),
              "dropped_long": counts["dropped_long"], "no_assistant_turn": counts["no_assistant_turn"],
+             "empty_turn": counts["empty_turn"],
              "malformed": counts["malformed"], "system_merged": counts["system_merged"],
              "trained_token_pct": 100.0 * _trained_share(prepared.examples), "output_dir": str(out)}
     if counts["system_merged"]:

@@ -119,15 +119,23 @@ def parse_problems(rows: list[dict], split: str, spec: str, flag: str) -> tuple[
     if q_col is None or a_col is None:
         raise DataError(f"{flag} {spec}: expected a 'question' and an 'answer' column (GSM8K layout); found: "
                         f"{', '.join(sorted(columns))}")
-    problems = []
+    from dlkit.llm.data import check_empty_turns
+
+    problems, empty, first_empty = [], 0, ""
     for number, row in enumerate(rows, 1):
+        question = str(row.get(q_col) or "").strip()
+        if not question:  # an empty user turn
+            empty += 1
+            first_empty = first_empty or f"row {number}, field {q_col!r}"
+            continue
         answer = str(row.get(a_col) or "")
         gold = gold_answer(answer)
         if gold is None:
             raise DataError(f"{flag} {spec}: row {number} has no number in its {a_col!r} ({answer[:40]!r}); "
                             "expected a number or GSM8K's '... #### N'")
         steps = _CALCULATOR.sub("", answer.rsplit("####", 1)[0]).strip() if "####" in answer else ""
-        problems.append(Problem(str(row[q_col]).strip(), gold, steps))
+        problems.append(Problem(question, gold, steps))
+    check_empty_turns(empty, len(rows), first_empty, f"{flag} {spec}", "question")
     return problems, split
 
 

@@ -98,7 +98,8 @@ class LlmTask(Task):
         self.tokenizer = load_tokenizer(self.base)
         self.splits = build_splits(cfg, self.tokenizer)
         counts = self.splits.counts
-        self.skipped_items = counts["no_assistant_turn"] + counts["malformed"] + counts["dropped_long"]
+        self.skipped_items = (counts["no_assistant_turn"] + counts["empty_turn"] + counts["malformed"]
+                              + counts["dropped_long"])
         self.param_report: dict[str, Any] = {}
         self.arch = ""
         if counts["system_merged"]:
@@ -189,7 +190,8 @@ class LlmTask(Task):
                 "base": self.base.identity, "train_examples": len(self.splits.train.examples),
                 "val_examples": len(self.splits.val.examples), "test_examples": len(self.splits.test),
                 "truncated": counts["truncated"], "dropped_long": counts["dropped_long"],
-                "no_assistant_turn": counts["no_assistant_turn"], "malformed_rows": counts["malformed"]}
+                "no_assistant_turn": counts["no_assistant_turn"], "empty_turn": counts["empty_turn"],
+                "malformed_rows": counts["malformed"]}
 
 
 def train(cfg: LlmConfig) -> dict[str, Any]:

@@ -132,3 +132,15 @@ def test_hub_gsm8k_scores_its_test_split_of_the_main_config(monkeypatch, tmp_pat
                     complete=lambda prompts, t, s: (["2"] * len(prompts), [1] * len(prompts)), tokenizer=tokenizer)
     assert asked == [("openai/gsm8k", "main")]
     assert result["split"] == "test" and result["questions"] == 3 and result["strategies"][0]["accuracy"] == 1.0
+
+
+def test_empty_questions_are_skipped_and_counted_or_refused(tmp_path, capsys):
+    from dlkit.core.errors import DataError
+
+    rows = [{"question": f"What is {i} + 1?", "answer": f"#### {i + 1}"} for i in range(40)]
+    rows[3]["question"] = "  "
+    assert len(load_problems(str(write_jsonl(tmp_path / "one.jsonl", rows)))) == 39
+    assert "skipped 1 of 40 rows with an empty question (first: row 4, field 'question')" in capsys.readouterr().err
+    rows[10]["question"] = rows[20]["question"] = ""
+    with pytest.raises(DataError, match=r"3 of 40 rows \(8%\) have an empty question \(first: row 4"):
+        load_problems(str(write_jsonl(tmp_path / "three.jsonl", rows)))
