@@ -20,7 +20,8 @@ class DataConfig:
     model: str = opt("builtin:tiny-llama", "Base model: builtin:tiny-llama, builtin:tiny-gemma2, a local "
                      "save_pretrained folder or a Hub id (google/gemma-2-2b, meta-llama/Llama-3.2-3B).")
     format: Format = opt("auto", "Row format; auto-detected from the columns unless forced.")
-    max_length: int = opt(512, "Tokens per conversation; longer ones are truncated (counted) or dropped.")
+    max_length: int = opt(512, "Tokens per conversation; a longer one is truncated (its prompt keeps its end; "
+                          "counted) or dropped. Prompts at generation are cut to it too.")
     drop_long: bool = opt(False, "Drop conversations longer than --max-length instead of truncating them.")
     val_size: float = opt(0.1, "Validation share of the rows (a fraction < 1 or a row count).")
     test_size: float = opt(0.1, "Test share of the rows, used by `llm eval` for generation metrics.")

@@ -384,7 +384,7 @@ def tokenize_conversations(tokenizer: Any, conversations: list[list[dict[str, st
             if drop_long:
                 counts["dropped_long"] += 1
                 continue
-            ids, labels = ids[:max_length], labels[:max_length]
+            ids, labels = fit_length(ids, labels, max_length)
             counts["truncated"] += 1
         if all(label == IGNORE for label in labels):
             counts["dropped_long"] += 1  # truncation cut every answer token
@@ -392,6 +392,22 @@ def tokenize_conversations(tokenizer: Any, conversations: list[list[dict[str, st
         prepared.examples.append({"input_ids": ids, "labels": labels})
         prepared.conversations.append(messages)
     return prepared
+
+
+def fit_length(ids: list[int], labels: list[int], max_length: int) -> tuple[list[int], list[int]]:
+    """A conversation cut to `max_length` tokens. When its last answer fits, the prompt before it keeps its end
+    (the question being answered) and loses its beginning, as a generation prompt does; an answer longer than
+    that alone is cut at its end."""
+    from dlkit.core.lengths import keep_end
+
+    start = len(labels)  # the first token of the last answer
+    while start > 0 and labels[start - 1] == IGNORE:
+        start -= 1
+    while start > 0 and labels[start - 1] != IGNORE:
+        start -= 1
+    if len(ids) - start < max_length:
+        return keep_end(ids, max_length), keep_end(labels, max_length)
+    return ids[:max_length], labels[:max_length]
 
 
 def split(items: list, val_size: float, test_size: float, seed: int) -> tuple[list, list, list]:

@@ -26,7 +26,7 @@ from dlkit.llm.data import (
     tokenize_conversations,
 )
 from dlkit.llm.generate import generate, prompts_and_references, text_metrics
-from dlkit.llm.models import load_model, load_tokenizer, load_trained, resolve_model
+from dlkit.llm.models import load_model, load_tokenizer, load_trained, resolve_model, trained_max_length
 from dlkit.metrics.guard import GuardedMetrics
 
 
@@ -49,9 +49,10 @@ def token_loss(model: Any, tokenizer: Any, examples: list[dict], batch_size: int
 
 def score(model: Any, tokenizer: Any, val_examples: list[dict], test_conversations: list[list[dict]],
           max_new_tokens: int, batch_size: int = 16, bertscore_model: str | None = None,
-          guard: GuardedMetrics | None = None) -> tuple[dict[str, float], list[dict]]:
-    """val_loss/val_ppl on tokenised examples and test_* generation metrics; plus the predictions.
-    A generation metric that fails is left out and recorded in `guard.failed`."""
+          guard: GuardedMetrics | None = None, max_length: int | None = None) -> tuple[dict[str, float], list[dict]]:
+    """val_loss/val_ppl on tokenised examples and test_* generation metrics (prompts bounded by `max_length`,
+    the run's --max-length); plus the predictions. A generation metric that fails is left out and recorded in
+    `guard.failed`."""
     metrics: dict[str, float] = {}
     guard = guard or GuardedMetrics()
     if val_examples:
@@ -60,7 +61,7 @@ def score(model: Any, tokenizer: Any, val_examples: list[dict], test_conversatio
     predictions: list[dict] = []
     if test_conversations:
         prompts, refs = prompts_and_references(tokenizer, test_conversations)
-        answers = generate(model, tokenizer, prompts, max_new_tokens, batch_size, progress=True)
+        answers = generate(model, tokenizer, prompts, max_new_tokens, batch_size, progress=True, max_length=max_length)
         guard.add("exact match/BLEU/chrF/ROUGE-L", lambda: {f"test_{k}": v for k, v in
                                                             text_metrics(answers, refs).items()})
         if bertscore_model:
@@ -116,7 +117,7 @@ def evaluate(run_dir: Path, data: str | None = None, max_new_tokens: int = 32, b
         resolve_model(bertscore_model, "--bertscore")
     guard = GuardedMetrics()
     metrics, predictions = score(model, tokenizer, loss_examples, test, max_new_tokens, batch_size, bertscore_model,
-                                 guard)
+                                 guard, cfg.max_length)
     loss_prefix, prefix = _prefix(loss_name), _prefix(name)
     metrics = {k.replace("val_", loss_prefix, 1) if k.startswith("val_") else k.replace("test_", prefix, 1): v
                for k, v in metrics.items()}
@@ -166,19 +167,21 @@ def before_after(model_spec: str, run_dir: Path | None, prompts: list[str], prom
     questions = read_prompts(prompts, prompts_file)
     base = resolve_model(model_spec)
     tokenizer = load_tokenizer(base)
-    tuned = None
+    tuned, max_length = None, None
     if run_dir is not None:
         tuned, tokenizer, _ = load_trained(run_dir, base_spec=model_spec)
+        max_length = trained_max_length(run_dir)
     system_ok = supports_system(tokenizer)
     templated = []
     for question in questions:
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user",
                                                                                      "content": question}]
         templated.append(render(tokenizer, messages if system_ok else merge_system(messages), generation_prompt=True))
-    untuned = generate(load_model(base), tokenizer, templated, max_new_tokens)
+    untuned = generate(load_model(base), tokenizer, templated, max_new_tokens, max_length=max_length)
     rows = [{"prompt": q, "untuned": a} for q, a in zip(questions, untuned, strict=True)]
     if tuned is not None:
-        for row, answer in zip(rows, generate(tuned, tokenizer, templated, max_new_tokens), strict=True):
+        for row, answer in zip(rows, generate(tuned, tokenizer, templated, max_new_tokens,
+                                                    max_length=max_length), strict=True):
             row["tuned"] = answer
         run = Run.open(run_dir, group="llm")
         run.write_text("samples/before_after.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

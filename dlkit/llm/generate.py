@@ -78,23 +78,34 @@ def _rename(kwargs: dict[str, Any], old: str, new: str) -> dict[str, Any]:
     return kwargs
 
 
+def prompt_budget(model: Any, max_new_tokens: int, max_length: int | None = None) -> int:
+    """How many prompt tokens a model reads: the run's --max-length when it has one, and never more than leaves
+    room for the answer in the model's context window."""
+    context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    limits = [n for n in (max_length, context - max_new_tokens if context else None) if n is not None]
+    return max(1, min(limits)) if limits else 2**31 - 1
+
+
 @torch.no_grad()
 def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int = 32, batch_size: int = 16,
              use_cache: bool = True, progress: bool = False, temperature: float = 0.0,
-             token_counts: list[int] | None = None) -> list[str]:
+             token_counts: list[int] | None = None, max_length: int | None = None) -> list[str]:
     """Greedy answers to already-templated prompts (sampled at `temperature` when it is > 0), batched with
-    left padding so every answer starts together. A `token_counts` list receives the number of tokens
-    generated for each answer (up to and including its stop token).
+    left padding so every answer starts together. A prompt longer than `prompt_budget` keeps its end (said
+    in one line) before any tensor is built. A `token_counts` list receives the number of tokens generated
+    for each answer (up to and including its stop token).
 
     PEFT's prompt-learning models ignore position ids, so left padding would shift their positions: for
     them a batch only holds prompts of one length (no padding at all).
     """
+    from dlkit.core.lengths import bound_prompts
     from dlkit.core.progress import track
 
     device = next(model.parameters()).device
     soft_prompt = bool(getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False))
-    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
-    batches = _batches(lengths, batch_size, same_length=soft_prompt)
+    ids = bound_prompts(tokenizer(prompts, add_special_tokens=False)["input_ids"],
+                        prompt_budget(model, max_new_tokens, max_length))
+    batches = _batches([len(p) for p in ids], batch_size, same_length=soft_prompt)
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     was_training = model.training
     model.eval()
@@ -104,8 +115,8 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int
     try:
         with soft_prompt_cache_names(model) if soft_prompt else nullcontext():
             for batch in (track(batches, "generating", len(batches)) if progress else batches):
-                enc = tokenizer([prompts[i] for i in batch], add_special_tokens=False, padding=True,
-                                return_tensors="pt").to(device)
+                enc = tokenizer.pad({"input_ids": [ids[i] for i in batch]}, padding=True,
+                                    return_tensors="pt").to(device)
                 out = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
                                      max_new_tokens=max_new_tokens, use_cache=use_cache,
                                      **({"do_sample": True, "temperature": temperature, "top_k": 0}

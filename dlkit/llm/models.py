@@ -209,6 +209,13 @@ def load_trained(run_dir: Path, base_spec: str | None = None) -> tuple[nn.Module
     return model, tokenizer, info
 
 
+def trained_max_length(run_dir: Path) -> int | None:
+    """The --max-length a run trained with: its prompts at generation are bounded by it."""
+    from dlkit.core.run import Run
+
+    return Run.open(run_dir, group="llm").read_config().get("max_length")
+
+
 def check_same_base(info: dict[str, Any], base: BaseModel, run_dir: Path) -> None:
     if info["base"] != base.identity and info.get("base_resolved") != base.identity:
         raise ConfigError(f"{run_dir} was trained on {info['base']}, not on {base.identity}; pass --model "

@@ -203,7 +203,8 @@ def score_strategy(strategy: str, prompts: list[tuple[str, str]], problems: list
     return row, records
 
 
-def model_completer(model: Any, tokenizer: Any, max_new_tokens: int, batch_size: int) -> Complete:
+def model_completer(model: Any, tokenizer: Any, max_new_tokens: int, batch_size: int,
+                    max_length: int | None = None) -> Complete:
     import torch
 
     from dlkit.llm.generate import generate
@@ -212,7 +213,7 @@ def model_completer(model: Any, tokenizer: Any, max_new_tokens: int, batch_size:
         torch.manual_seed(seed)
         counts: list[int] = []
         texts = generate(model, tokenizer, prompts, max_new_tokens, batch_size, progress=True,
-                         temperature=temperature, token_counts=counts)
+                         temperature=temperature, token_counts=counts, max_length=max_length)
         return texts, counts
 
     return complete
@@ -240,8 +241,11 @@ def reason(cfg: ReasonConfig, complete: Complete | None = None, tokenizer: Any =
     lang = language_of(problems)
     trigger = cfg.trigger or TRIGGERS[lang]
     if complete is None:
+        from dlkit.llm.models import trained_max_length
+
         model, tokenizer = _load(cfg)
-        complete = model_completer(model, tokenizer, cfg.max_new_tokens, cfg.batch_size)
+        complete = model_completer(model, tokenizer, cfg.max_new_tokens, cfg.batch_size,
+                                   trained_max_length(Path(cfg.run)) if cfg.run else None)
 
     run = Run.create("llm", cfg, "reason")
     run.write_config(cfg, command="llm reason")

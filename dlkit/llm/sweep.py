@@ -88,7 +88,8 @@ def untuned_scores(cfg: LlmConfig) -> dict[str, float]:
     base = resolve_model(cfg.model)
     tokenizer = load_tokenizer(base)
     splits = build_splits(cfg, tokenizer)
-    metrics, _ = score(load_model(base), tokenizer, splits.val.examples, splits.test, cfg.max_new_tokens)
+    metrics, _ = score(load_model(base), tokenizer, splits.val.examples, splits.test, cfg.max_new_tokens,
+                       max_length=cfg.max_length)
     return metrics
 
 

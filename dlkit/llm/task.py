@@ -165,7 +165,7 @@ class LlmTask(Task):
         if not conversations:
             return
         prompts, refs = prompts_and_references(self.tokenizer, conversations)
-        answers = generate(model, self.tokenizer, prompts, self.cfg.max_new_tokens)
+        answers = generate(model, self.tokenizer, prompts, self.cfg.max_new_tokens, max_length=self.cfg.max_length)
         lines = [f"# samples at step {step}\n"]
         for conv, answer, ref in zip(conversations, answers, refs, strict=True):
             question = next(m["content"] for m in reversed(conv) if m["role"] == "user")

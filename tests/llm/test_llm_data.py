@@ -107,8 +107,8 @@ def test_long_samples_are_truncated_or_dropped(cli, tmp_path):
     args = ("llm", "prepare", "--data", data, "--max-length", "40", "--val-size", "1", "--test-size", "1", "--json")
     kept = json.loads(cli(*args, "--output-dir", tmp_path / "a").stdout)
     dropped = json.loads(cli(*args, "--output-dir", tmp_path / "b", "--drop-long").stdout)
-    # truncating a long prompt cuts its answer too, so such a row is dropped and counted either way
-    assert kept["truncated"] == 2 and kept["conversations"] == 6
+    # a long prompt keeps its end, so its answer is still trained on; --drop-long drops the row instead
+    assert kept["truncated"] == 2 and kept["conversations"] == 8 and kept["dropped_long"] == 0
     assert dropped["dropped_long"] == 2 and dropped["truncated"] == 0 and dropped["conversations"] == 6
 
 
