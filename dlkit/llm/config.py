@@ -35,6 +35,9 @@ class DataConfig:
             value = getattr(self, name)
             if value < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0 (got {value})")
+            if value >= 1 and value != int(value):
+                raise ConfigError(f"--{name.replace('_', '-')} {value:g}: a share must be a fraction below 1 and a "
+                                  "number of rows a whole number")
         if self.val_size < 1 and self.test_size < 1 and self.val_size + self.test_size >= 1:
             raise ConfigError(f"--val-size + --test-size must leave rows for training (got {self.val_size} + "
                               f"{self.test_size})")

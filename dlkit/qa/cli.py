@@ -21,7 +21,8 @@ Model = Annotated[str, typer.Option(help="Model whose tokenizer measures lengths
                                     "a Hub id.")]
 MaxLength = Annotated[int, typer.Option(help="Tokens per window (question + context + special tokens).")]
 DocStride = Annotated[int, typer.Option(help="Tokens shared by consecutive windows; must be < --max-length.")]
-Strict = Annotated[bool, typer.Option(help="Fail on the first bad question instead of skipping and counting it.")]
+Strict = Annotated[bool, typer.Option(help="Fail on the first bad question or answer_start off its answer, instead "
+                                      "of skipping and counting it or repairing the offset.")]
 
 
 @app.command()

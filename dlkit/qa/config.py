@@ -48,7 +48,8 @@ class QAConfig(WindowConfig, TrainConfig):
     warmup: float = shared("warmup", 0.1)
     val_fraction: float = opt(0.1, "Share of a single --data file held out for validation (by context).")
     max_eval_examples: int = opt(0, "Evaluate EM/F1 during training on at most this many questions; 0 = all.")
-    strict: bool = opt(False, "Fail on the first bad example instead of skipping and counting it.")
+    strict: bool = opt(False, "Fail on the first bad example or answer_start off its answer, instead of skipping "
+                              "and counting it or repairing the offset.")
     trust_remote_code: bool = opt(False, "Allow model code from the Hub repository (off by default).")
 
     def validate(self) -> None:

@@ -3,8 +3,8 @@ into one list of `QAExample`s per split, checking every answer against its conte
 
 An answer whose `answer_start` is off by a few characters is moved to the nearest place where its text
 occurs; one whose text is not near its offset (or whose offset lies outside the context) is dropped, and a
-question left with no answer is skipped and counted, unless --strict. The tokenized windows are batched here
-too (`WindowDataset`, `collate_windows`).
+question left with no answer is skipped and counted. --strict refuses the data at the first of these instead.
+The tokenized windows are batched here too (`WindowDataset`, `collate_windows`).
 """
 
 from __future__ import annotations
@@ -214,6 +214,9 @@ def check_rows(rows: Iterable[dict[str, Any]], where: str, strict: bool, report:
                 if fixed is None:
                     problems.append(why)
                     continue
+                if fixed != start and strict:
+                    raise DataError(f"{where}: question {qid}: answer {text[:40]!r} is at character {fixed}, not at "
+                                    f"its answer_start {start} (drop --strict to repair such offsets)")
                 report.repaired += fixed != start
                 kept_texts.append(text)  # as written: eval compares against it after normalising
                 kept_starts.append(fixed)

@@ -112,6 +112,12 @@ def test_long_samples_are_truncated_or_dropped(cli, tmp_path):
     assert dropped["dropped_long"] == 2 and dropped["truncated"] == 0 and dropped["conversations"] == 6
 
 
+@pytest.mark.parametrize("flag", ["--val-size", "--test-size"])
+def test_a_fractional_row_count_is_refused(cli, flag):
+    one_line_error(cli("llm", "prepare", flag, "2.5"), f"{flag} 2.5", "fraction below 1", "whole number")
+    one_line_error(cli("llm", "train", flag, "2.5"), f"{flag} 2.5")
+
+
 def test_missing_columns_names_what_was_found(cli, tmp_path):
     data = write_jsonl(tmp_path / "d.jsonl", [{"question": "q", "answer": "a"}])
     one_line_error(cli("llm", "prepare", "--data", data), "missing columns", "found: answer, question")

@@ -36,7 +36,12 @@ def test_prepare_repairs_offsets_and_counts_answers_outside_the_context(cli, tmp
     assert stats["repaired_offsets"] == 1 and stats["skipped"] == 1
     assert stats["skip_reasons"] == {"answer_start outside the context": 1}
     assert "skipped 1 questions: 1 answer_start outside the context" in result.stderr
+    # --strict refuses what the default repairs or skips: the first such question stops it
     one_line_error(cli("qa", "prepare", "--data", path, "--strict", "--output-dir", tmp_path / "o2"),
+                   "question off: answer 'Lima' is at character 26, not at its answer_start 24")
+    outside = squad_file(tmp_path, [{"id": "outside", "question": "Language?",
+                                     "answers": [{"text": "Greek", "answer_start": 999}]}])
+    one_line_error(cli("qa", "prepare", "--data", outside, "--strict", "--output-dir", tmp_path / "o3"),
                    "question outside", "answer_start 999 is outside the context")
 
 
