@@ -1,8 +1,11 @@
 """Extractive QA metrics: SQuAD exact match and token F1, with Persian/Arabic normalisation.
 
-English text is normalised exactly as the official SQuAD v1.1 script does; on top of that,
+English text is normalised exactly as the official SQuAD v1.1 and v2.0 scripts do; on top of that,
 spelling variants that are visually identical or near-identical in Persian (Arabic vs Persian yeh
 and kaf, ZWNJ vs space, diacritics, native digits) are folded so they do not count as errors.
+Corpus scores follow the v1.1 script on v1 data and the v2.0 script on v2 data (unanswerable questions):
+there a gold answer that normalises to "" ("the") is dropped, and the answerable (HasAns) and
+unanswerable (NoAns) questions are scored apart as well.
 """
 
 from __future__ import annotations
@@ -65,14 +68,24 @@ def f1_score(prediction: str, ground_truths: list[str]) -> float:
     return max(_pair_f1(pred_tokens, normalize_answer(t).split()) for t in _answers_or_empty(ground_truths))
 
 
-def squad_scores(predictions: dict[str, str], references: dict[str, list[str]]) -> dict[str, float]:
+def scored_answers(answers: list[str], v2: bool) -> list[str]:
+    """The gold answers a prediction is scored against: the official v2.0 script drops those that normalise to
+    "" (an answer "the" never matches), v1.1 keeps every non-blank one."""
+    return [a for a in answers if (normalize_answer(a) if v2 else a.strip())]
+
+
+def squad_scores(predictions: dict[str, str], references: dict[str, list[str]],
+                 v2: bool | None = None) -> dict[str, float]:
     """Corpus EM and F1 as percentages (0-100), over every question in `references`.
 
-    A question without a prediction scores 0, as in the official script. When some questions are
-    unanswerable (no non-empty reference), the answerable and unanswerable subsets are reported too.
+    A question without a prediction scores 0, as in the official scripts. `v2` (default: whether some
+    question is unanswerable, i.e. has no non-empty reference) scores as the v2.0 script does: gold answers
+    that normalise to "" are dropped, and the answerable and unanswerable subsets are reported too.
     """
     if not references:
         raise ValueError("no reference questions to score")
+    if v2 is None:
+        v2 = any(not any(a.strip() for a in answers) for answers in references.values())
     em: dict[str, float] = {}
     f1: dict[str, float] = {}
     for qid, answers in references.items():
@@ -81,7 +94,7 @@ def squad_scores(predictions: dict[str, str], references: dict[str, list[str]]) 
         if qid not in predictions:
             em[qid] = f1[qid] = 0.0
             continue
-        gold = [a for a in answers if a.strip()]
+        gold = scored_answers(answers, v2)
         em[qid] = exact_match(predictions[qid], gold)
         f1[qid] = f1_score(predictions[qid], gold)
 
@@ -93,11 +106,20 @@ def squad_scores(predictions: dict[str, str], references: dict[str, list[str]]) 
     result: dict[str, float] = {}
     result["exact_match"], result["f1"] = summary(list(references))
     result["total"] = len(references)
-    no_ans = [q for q, answers in references.items() if not any(a.strip() for a in answers)]
-    if no_ans:
-        has_ans = [q for q, answers in references.items() if any(a.strip() for a in answers)]
+    if not v2:
+        return result
+    has_ans = [q for q, answers in references.items() if any(a.strip() for a in answers)]
+    answerable = set(has_ans)
+    no_ans = [q for q in references if q not in answerable]
+    if has_ans:
         result["has_ans_exact"], result["has_ans_f1"] = summary(has_ans)
         result["has_ans_total"] = len(has_ans)
+    if no_ans:
         result["no_ans_exact"], result["no_ans_f1"] = summary(no_ans)
         result["no_ans_total"] = len(no_ans)
     return result
+
+
+def no_answer_share(predictions: list[str]) -> float:
+    """Percentage of predictions that are the empty answer ("no answer")."""
+    return 100.0 * sum(not p.strip() for p in predictions) / max(len(predictions), 1)

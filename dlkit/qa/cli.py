@@ -147,6 +147,7 @@ def predict(
     from dlkit.qa.evaluate import predict as run_predict
 
     result = run_predict(run, context, question, top_k)
-    lines = [f"{c['answer'] or '(no answer)'}\t(p={c['probability']:.3f}, chars {c['start']}-{c['end']})"
+    lines = [f"{c['answer']}\t(p={c['probability']:.3f}, chars {c['start']}-{c['end']})" if c["answer"]
+             else f"no answer\t(p={c['probability']:.3f}: the passage does not answer the question)"
              for c in result["candidates"]]
     progress.emit(result, "\n".join(lines))

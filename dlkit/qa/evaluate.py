@@ -15,6 +15,7 @@ from dlkit.core.run import Run
 from dlkit.core.splits import canonical, eval_split, held_out, split_fields
 from dlkit.metrics import f1_score
 from dlkit.metrics.guard import GuardedMetrics
+from dlkit.metrics.qa import scored_answers
 from dlkit.qa.config import WindowConfig
 from dlkit.qa.data import (
     LoadReport,
@@ -27,7 +28,7 @@ from dlkit.qa.data import (
     split_examples,
 )
 from dlkit.qa.models import load_trained
-from dlkit.qa.task import decode, score, window_logits
+from dlkit.qa.task import collapse_warning, decode, score, window_logits
 from dlkit.qa.windows import Span, make_windows
 
 
@@ -68,8 +69,9 @@ def evaluate(run_dir: Path, data: str | None, split: str | None, batch_size: int
     spans = spans_for(model, tokenizer, examples, cfg, allow_null, batch_size)
     prefix = re.sub(r"\W+", "_", split_name)  # metric names: test_f1, dev_v2_0_f1
     scores = GuardedMetrics(prefix=f"{prefix}_")
-    scores.add("exact match/F1", lambda: score(examples, spans))
-    rows = per_question(examples, spans)
+    scores.add("exact match/F1", lambda: score(examples, spans, allow_null))
+    collapse_warning(scores.values, f"{prefix}_", split_name)
+    rows = per_question(examples, spans, allow_null)
     result = {"data": spec, **split_fields(split_name, len(examples), left_out), "questions": len(examples),
               "skipped_items": report.skipped, "repaired_offsets": report.repaired,
               f"{prefix}_examples": len(examples), **scores.values, **scores.failures()}
@@ -106,13 +108,13 @@ def questions_to_score(run: Run, data: str | None, split: str | None,
     return splits[name], name, spec, report
 
 
-def per_question(examples: list[QAExample], spans: dict[str, list[Span]]) -> list[dict[str, Any]]:
+def per_question(examples: list[QAExample], spans: dict[str, list[Span]], v2: bool) -> list[dict[str, Any]]:
     rows = []
     for example in examples:
         span = spans[example.id][0]
         rows.append({"id": example.id, "question": example.question, "gold": example.answers,
                      "predicted": span.text, "probability": round(span.probability, 4),
-                     "f1": round(f1_score(span.text, [a for a in example.answers if a.strip()]), 4),
+                     "f1": round(f1_score(span.text, scored_answers(example.answers, v2)), 4),
                      "context_chars": len(example.context)})
     return rows
 
@@ -150,6 +152,8 @@ def predict(run_dir: Path, context: str, question: str, top_k: int) -> dict[str,
     cfg = window_settings(settings)
     example = QAExample("question", context, question.strip(), [], [])
     spans = spans_for(model, tokenizer, [example], cfg, bool(settings.get("allow_null")), 32, top_k)
-    answers = [{"answer": s.text, "probability": s.probability, "score": s.score, "start": s.start_char,
-                "end": s.end_char} for s in spans[example.id]]
+    # the null answer ("no answer", SQuAD v2) has no place in the passage: its offsets are None, not -1
+    answers = [{"answer": s.text, "probability": s.probability, "score": s.score,
+                "start": s.start_char if s.text else None, "end": s.end_char if s.text else None}
+               for s in spans[example.id]]
     return {"question": question.strip(), **answers[0], "candidates": answers}

@@ -9,16 +9,20 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from dlkit.core.progress import info
+from dlkit.core.progress import info, warn
 from dlkit.core.run import Run
 from dlkit.core.task import Task
 from dlkit.metrics import squad_scores
+from dlkit.metrics.qa import no_answer_share
 from dlkit.qa.config import QAConfig, WindowConfig
 from dlkit.qa.data import LoadReport, QAExample, WindowDataset, collate_windows, question_id, split_examples
 from dlkit.qa.models import SpanQA, check_and_load, save_trained
 from dlkit.qa.windows import Span, Window, best_spans, make_windows
 
 SAMPLE_QUESTIONS = 20
+COLLAPSED_PCT = 95.0  # at least this share of "no answer" predictions: the model answers nothing
+# the official v2 script's HasAns/NoAns scores and the counts behind them
+SUBSETS = ("has_ans_exact", "has_ans_f1", "no_ans_exact", "no_ans_f1", "has_ans_total", "no_ans_total", "total")
 
 
 def span_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor,
@@ -56,9 +60,24 @@ def decode(examples: list[QAExample], windows: list[Window], rows: list[tuple[in
     return best_spans(examples, windows, starts, ends, cfg, allow_null, top_k)
 
 
-def score(examples: list[QAExample], spans: dict[str, list[Span]]) -> dict[str, float]:
+def score(examples: list[QAExample], spans: dict[str, list[Span]], v2: bool | None = None) -> dict[str, float]:
+    """EM/F1 as the official SQuAD script of the data's version computes them (v2: also HasAns/NoAns), and the
+    share of "no answer" predictions."""
     predictions = {qid: found[0].text for qid, found in spans.items()}
-    return squad_scores(predictions, {e.id: list(e.answers) for e in examples})
+    scores = squad_scores(predictions, {e.id: list(e.answers) for e in examples}, v2)
+    return {**scores, "no_answer_pct": no_answer_share(list(predictions.values()))}
+
+
+def collapse_warning(scores: dict[str, float], prefix: str, split: str) -> None:
+    """One line when the model answers "no answer" to nearly everything: its EM/F1 then only count the
+    unanswerable questions it got right by saying nothing."""
+    share = scores.get(f"{prefix}no_answer_pct", 0.0)
+    if share < COLLAPSED_PCT:
+        return
+    unanswerable = scores.get(f"{prefix}no_ans_total", 0) / max(scores.get(f"{prefix}total", 1), 1)
+    warn(f"{share:.0f}% of the {split} predictions are 'no answer': EM {scores.get(f'{prefix}exact_match', 0):.1f}"
+         f" / F1 {scores.get(f'{prefix}f1', 0):.1f} is about the share of unanswerable questions "
+         f"({unanswerable:.0%}), not answers found (answerable F1 {scores.get(f'{prefix}has_ans_f1', 0):.1f})")
 
 
 class QATask(Task):
@@ -116,11 +135,10 @@ class QATask(Task):
             sums = accel.reduce(sums, reduction="sum")
         rows = gather(accel, rows)
         self.last_spans = decode(self.val_examples, self.val_windows, rows, self.cfg, self.allow_null)
-        scores = score(self.val_examples, self.last_spans)
+        scores = score(self.val_examples, self.last_spans, self.allow_null)
         metrics = {"val_loss": (sums[0] / sums[1].clamp_min(1)).item(), "val_exact_match": scores["exact_match"],
-                   "val_f1": scores["f1"]}
-        if "no_ans_exact" in scores:
-            metrics.update({"val_has_ans_f1": scores["has_ans_f1"], "val_no_ans_exact": scores["no_ans_exact"]})
+                   "val_f1": scores["f1"], "val_no_answer_pct": scores["no_answer_pct"]}
+        metrics.update({f"val_{k}": scores[k] for k in SUBSETS if k in scores})
         return metrics
 
     def on_eval(self, model: nn.Module, run: Run, step: int) -> None:
@@ -155,4 +173,6 @@ def train(cfg: QAConfig) -> dict[str, Any]:
     run = Run.create("qa", cfg, default_name=f"{cfg.head}")
     ids = {name: [question_id(e) for e in examples] for name, examples in task.splits.items()}
     record_splits(run, DataSplits(ids, task.split_rule), resume=cfg.resume)
-    return fit(task, cfg, run)
+    metrics = fit(task, cfg, run)
+    collapse_warning(metrics, "val_", "validation")
+    return metrics

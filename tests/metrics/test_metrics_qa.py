@@ -168,3 +168,75 @@ def test_unanswerable_questions_follow_squad_v2() -> None:
 def test_squad_scores_rejects_empty_references() -> None:
     with pytest.raises(ValueError):
         squad_scores({"a": "x"}, {})
+
+
+# --- Reference copy of the official SQuAD v2.0 evaluate script (evaluate-v2.0.py), without na_prob ---------
+def official_v2_get_tokens(s):
+    return official_normalize_answer(s).split() if s else []
+
+
+def official_v2_compute_exact(a_gold, a_pred):
+    return int(official_normalize_answer(a_gold) == official_normalize_answer(a_pred))
+
+
+def official_v2_compute_f1(a_gold, a_pred):
+    gold_toks = official_v2_get_tokens(a_gold)
+    pred_toks = official_v2_get_tokens(a_pred)
+    common = Counter(gold_toks) & Counter(pred_toks)
+    num_same = sum(common.values())
+    if len(gold_toks) == 0 or len(pred_toks) == 0:
+        return int(gold_toks == pred_toks)
+    if num_same == 0:
+        return 0
+    precision = 1.0 * num_same / len(pred_toks)
+    recall = 1.0 * num_same / len(gold_toks)
+    return (2 * precision * recall) / (precision + recall)
+
+
+def official_v2_evaluate(references, predictions):
+    exact_scores, f1_scores = {}, {}
+    for qid, answers in references.items():
+        gold_answers = [a for a in answers if official_normalize_answer(a)]
+        if not gold_answers:
+            gold_answers = [""]
+        exact_scores[qid] = max(official_v2_compute_exact(a, predictions[qid]) for a in gold_answers)
+        f1_scores[qid] = max(official_v2_compute_f1(a, predictions[qid]) for a in gold_answers)
+
+    def make_eval_dict(qids):
+        return {"exact": 100.0 * sum(exact_scores[k] for k in qids) / len(qids),
+                "f1": 100.0 * sum(f1_scores[k] for k in qids) / len(qids), "total": len(qids)}
+
+    out = make_eval_dict(list(references))
+    has_ans = [k for k, v in references.items() if v]
+    no_ans = [k for k, v in references.items() if not v]
+    if has_ans:
+        out.update({f"HasAns_{k}": v for k, v in make_eval_dict(has_ans).items()})
+    if no_ans:
+        out.update({f"NoAns_{k}": v for k, v in make_eval_dict(no_ans).items()})
+    return out
+# ----------------------------------------------------------------------------------------------------
+
+
+V2_REFERENCES = {**ENGLISH_REFERENCES, "q11": ["Paris"], "n1": [], "n2": [], "t1": ["the", "Paris"],
+                 "t2": ["The"], "t3": ["an", "a Rome"]}
+V2_PREDICTIONS = {**ENGLISH_PREDICTIONS, "q11": "", "n1": "", "n2": "Lima", "t1": "", "t2": "", "t3": "the"}
+
+
+def test_squad_v2_scores_equal_the_official_v2_script():
+    ours = squad_scores(V2_PREDICTIONS, V2_REFERENCES)
+    official = official_v2_evaluate(V2_REFERENCES, V2_PREDICTIONS)
+    for key, official_key in [("exact_match", "exact"), ("f1", "f1"), ("total", "total"),
+                              ("has_ans_exact", "HasAns_exact"), ("has_ans_f1", "HasAns_f1"),
+                              ("has_ans_total", "HasAns_total"), ("no_ans_exact", "NoAns_exact"),
+                              ("no_ans_f1", "NoAns_f1"), ("no_ans_total", "NoAns_total")]:
+        assert ours[key] == pytest.approx(official[official_key], abs=1e-9), key
+
+
+def test_a_gold_answer_that_normalises_to_nothing_follows_the_script_of_the_data():
+    # v2 data (the official v2.0 script) drops "the"; v1.1 keeps it, and "" then matches it
+    assert squad_scores({"a": ""}, {"a": ["the", "Paris"]}, v2=True)["exact_match"] == 0.0
+    assert squad_scores({"a": ""}, {"a": ["the", "Paris"]}, v2=False)["exact_match"] == 100.0
+    assert official_evaluate({"a": ["the", "Paris"]}, {"a": ""})["exact_match"] == 100.0
+    assert official_v2_evaluate({"a": ["the", "Paris"]}, {"a": ""})["exact"] == 0.0
+    # an unanswerable question makes the data v2
+    assert squad_scores({"a": "", "b": ""}, {"a": ["the", "Paris"], "b": []})["exact_match"] == 50.0

@@ -25,8 +25,9 @@ def test_training_lifts_exact_match_well_above_the_untrained_model(cli, trained_
     assert untrained["exact_match"] < 15
     assert trained["test_exact_match"] > untrained["exact_match"] + 35
     assert trained["test_f1"] >= trained["test_exact_match"]
-    assert {"test_has_ans_exact", "test_no_ans_exact"} <= set(trained)
+    assert {"test_has_ans_exact", "test_has_ans_f1", "test_no_ans_exact", "test_no_ans_f1"} <= set(trained)
     metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert {"val_has_ans_exact", "val_has_ans_f1", "val_no_ans_exact", "val_no_ans_f1"} <= set(metrics)
     assert metrics["test_exact_match"] == trained["test_exact_match"] and metrics["val_exact_match"] > 0
     predictions = json.loads((trained_run / "eval" / "test_predictions.json").read_text(encoding="utf-8"))
     assert set(predictions) == {e.id for e in examples}

@@ -89,6 +89,7 @@ def test_scores_match_the_official_squad_v2_definition():
     # official v2 script: EM a=1 b=0 c=1 d=0; F1 b: tokens {red, house} vs {red, door} -> 0.5
     assert result["exact_match"] == pytest.approx(50.0) and result["f1"] == pytest.approx(62.5)
     assert result["has_ans_exact"] == 50.0 and result["no_ans_exact"] == 50.0
+    assert result.pop("no_answer_pct") == 25.0  # one prediction of four is the empty answer
     assert result == squad_scores({k: v[0].text for k, v in spans.items()}, {e.id: e.answers for e in examples})
 
 
