@@ -17,7 +17,7 @@ from dlkit.charrnn.config import check_encoding
 from dlkit.charrnn.task import GROUP, LN2, loss_metrics
 from dlkit.core.errors import ConfigError, DataError
 from dlkit.core.run import Run
-from dlkit.core.splits import scored, split_fields
+from dlkit.core.splits import scored, split_fields, split_in_name
 
 
 def _device() -> torch.device:
@@ -87,7 +87,8 @@ def evaluate(run_dir: str | Path, data_spec: str | None = None, encoding: str | 
         ids, source = vocab.encode(text.text), data_spec
     loss = text_loss(model, ids, spec.block_size, batch_size)
     prefix = "train" if name == "train" else "test"
-    result = {"data": source, **split_fields(name if data_spec is None else data_spec, int(len(ids) - 1)),
+    result = {"data": source, **split_fields(name if data_spec is None else split_in_name(data_spec),
+                                             int(len(ids) - 1)),
               "chars": int(len(ids) - 1), **loss_metrics(loss, prefix)}
     if text.entropy_rate is not None:
         result["optimal_bpc"] = text.entropy_rate / LN2

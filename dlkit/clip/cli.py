@@ -77,7 +77,8 @@ def zeroshot(cfg: ZeroShotConfig) -> None:
 
     metrics = run_zeroshot(cfg)
     worst = _table("worst classes (F1)", metrics["worst_classes"], ["class", "f1", "precision", "recall", "support"])
-    progress.emit(metrics, Group(progress.metrics_table(metrics, title="clip zeroshot"), worst))
+    title = f"clip zeroshot ({metrics['split']}, {metrics['split_size']} images)"
+    progress.emit(metrics, Group(progress.metrics_table(metrics, title=title), worst))
 
 
 @config_command(app, TemplatesConfig)

@@ -34,13 +34,14 @@ class LabeledImages:
     classes: list[str]
     folders: list[str]  # the class folder names, in label order
     where: str  # the folder these came from, for messages
+    split: str = "all"  # which split of the data they are: a split folder's name, else the folder's, else all
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def select(self, indices: list[int]) -> LabeledImages:
         return LabeledImages([self.paths[i] for i in indices], [self.labels[i] for i in indices],
-                             self.classes, self.folders, self.where)
+                             self.classes, self.folders, self.where, self.split)
 
     def fingerprint(self) -> str:
         """Changes when any file is added, removed, replaced or relabelled (the feature-cache key)."""
@@ -60,15 +61,19 @@ def clean_class_name(folder: str) -> str:
 
 
 def load_split(spec: str, split: str | None = None, classnames: str | None = None) -> LabeledImages:
-    """The images of one split. A root with split folders needs `split`; a plain ImageFolder is one split."""
+    """The images of one split. A root with split folders needs `split`; a plain ImageFolder is one split, named
+    by its folder (~/dogs/test is test) or else `all`."""
+    from dataclasses import replace
+
+    from dlkit.core.splits import canonical, split_in_name
+
     root = data_root(spec)
     splits = [s for s in SPLIT_NAMES if (root / s).is_dir()]
-    folder = root
     if splits:
         if split not in splits:
             raise DataError(f"--data {spec}: no {split!r} split folder; found {', '.join(splits)}")
-        folder = root / split
-    return read_image_folder(folder, spec, classnames)
+        return replace(read_image_folder(root / split, spec, classnames), split=canonical(split))
+    return replace(read_image_folder(root, spec, classnames), split=split_in_name(str(spec)))
 
 
 def load_train_test(spec: str, train_split: str, test_split: str, classnames: str | None, holdout: float,

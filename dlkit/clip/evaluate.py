@@ -19,6 +19,7 @@ from dlkit.clip.models import ClipBundle, build_clip
 from dlkit.clip.templates import fill, read_template_file, resolve_one, resolve_templates
 from dlkit.core.errors import ConfigError
 from dlkit.core.run import Run
+from dlkit.core.splits import split_fields
 
 
 @dataclass
@@ -117,7 +118,8 @@ def zeroshot(cfg: ZeroShotConfig) -> dict[str, Any]:
     result = score(scores, prep.feats.labels, prep.classes, cfg.worst)
     write_report(run, result, scores, prep.feats, prep.classes)
     metrics = {"command": "zeroshot", "model": cfg.model, "pretrained": prep.bundle.weights, "data": cfg.data,
-               "split": cfg.split, "num_templates": len(templates), **summary(result),
+               **split_fields(prep.images.split, len(prep.feats.labels)), "num_templates": len(templates),
+               **summary(result),
                "skipped_items": len(prep.feats.skipped), "features_cached": prep.feats.cached,
                "output_dir": str(run.dir)}
     run.write_metrics(metrics)
@@ -141,7 +143,8 @@ def templates(cfg: TemplatesConfig) -> dict[str, Any]:
                      "top1": result["top1"], "top5": result["top5"], "macro_f1": result["macro_f1"]})
     _bar_rows(run, rows)
     metrics = {"command": "templates", "model": cfg.model, "pretrained": prep.bundle.weights, "data": cfg.data,
-               "rows": rows, "best": max(rows, key=lambda r: r["top1"])["set"],
+               **split_fields(prep.images.split, len(prep.feats.labels)), "rows": rows,
+               "best": max(rows, key=lambda r: r["top1"])["set"],
                "num_images": len(prep.feats.labels), "skipped_items": len(prep.feats.skipped),
                "output_dir": str(run.dir)}
     run.write_metrics(metrics)
@@ -183,7 +186,8 @@ def fix_class(cfg: FixClassConfig) -> dict[str, Any]:
         rows.append(evaluate(emb, template))
     best = max(rows[1:], key=lambda r: (r["class_f1"], r["top1"]))
     _write_rows_csv(run, rows)
-    metrics = {"command": "fix-class", "class": classname, "baseline": rows[0], "best": best,
+    metrics = {"command": "fix-class", "class": classname, **split_fields(images.split, len(feats.labels)),
+               "baseline": rows[0], "best": best,
                "improved": best["class_f1"] > rows[0]["class_f1"], "rows": rows,
                "num_images": len(feats.labels), "skipped_items": len(feats.skipped), "output_dir": str(run.dir)}
     run.write_metrics(metrics)

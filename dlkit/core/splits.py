@@ -22,8 +22,11 @@ if TYPE_CHECKING:
     from dlkit.core.run import Run
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
+ALL = "all"  # a source that is not one split of a dataset, scored or checked whole
 SPLIT_ORDER = (TRAIN, VALIDATION, TEST)
 ALIASES = {"val": VALIDATION, "valid": VALIDATION, "dev": VALIDATION, "eval": VALIDATION}
+NAME_WORDS = {"train": TRAIN, "training": TRAIN, "test": TEST, "testing": TEST, **ALIASES,
+              VALIDATION: VALIDATION}
 SPLITS_FILE = "splits.json"
 META = "splits"  # key in config.json's provenance block
 
@@ -46,6 +49,17 @@ def canonical(name: str) -> str:
     """val/valid/dev -> validation; other names as given, lowercased."""
     lowered = name.strip().lower()
     return ALIASES.get(lowered, lowered)
+
+
+def split_in_name(name: str) -> str:
+    """The split a file or folder is by its name (pqa_test.json -> test, dev-v2.0.json -> validation, ~/dogs/test
+    -> test), or `all` when the name names none."""
+    import re
+    from pathlib import PurePath
+
+    words = re.split(r"[^a-z]+", PurePath(name.rstrip("/")).stem.lower())
+    found = {NAME_WORDS[w] for w in words if w in NAME_WORDS}
+    return found.pop() if len(found) == 1 else ALL
 
 
 @dataclass

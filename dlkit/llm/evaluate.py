@@ -14,7 +14,7 @@ import torch
 from dlkit.core.errors import DataError
 from dlkit.core.progress import info
 from dlkit.core.run import Run
-from dlkit.core.splits import canonical, example_id
+from dlkit.core.splits import canonical, example_id, split_in_name
 from dlkit.llm.data import (
     IGNORE,
     conversations_of,
@@ -105,7 +105,7 @@ def evaluate(run_dir: Path, data: str | None = None, max_new_tokens: int = 32, b
         loss_name = "validation" if split is None and splits.val.conversations else name
     else:
         conversations = conversations_from(data, tokenizer)  # scored as a test set: loss and generation
-        name = loss_name = canonical(split) if split else "test"
+        name = loss_name = canonical(split) if split else split_in_name(data)  # the file is scored whole
         by_name = {name: conversations}
         ids = [example_id(i, json.dumps(c, ensure_ascii=False)) for i, c in enumerate(conversations)]
     keep = held_out(run, name, ids)

@@ -3,7 +3,8 @@
 Prints per-split statistics (questions, contexts, unanswerable share, answer/question/context lengths in
 tokens, the share of answers that end past --max-length, windows per question), writes them to
 stats.json with length histograms in plots/, and writes the checked (repaired) splits as JSONL that
-`qa train --data FOLDER` reads.
+`qa train --data FOLDER` reads. A single file is named by the split its name says (pqa_test.json: test),
+else `all`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from dlkit.core import plots
 from dlkit.core.errors import DataError
 from dlkit.core.run import atomic_write_json, atomic_write_text
+from dlkit.core.splits import split_in_name
 from dlkit.qa.config import WindowConfig
 from dlkit.qa.data import LoadReport, QAExample, load_splits
 from dlkit.qa.models import check_and_load
@@ -27,6 +29,8 @@ def prepare(data: str, model: str, cfg: WindowConfig, output_dir: Path, strict: 
     _, tokenizer = check_and_load(model)
     report = LoadReport()
     splits = load_splits(data, strict, report)
+    if Path(data).expanduser().is_file():  # one file is no train split: it is the split its name says, or all
+        splits = {split_in_name(data): splits["train"]}
     if not any(splits.values()):
         raise DataError(f"--data {data}: no usable question ({report.skipped} skipped: {_reasons(report)})")
     stats: dict[str, Any] = {"data": data, "model": model, "max_length": cfg.max_length, "doc_stride": cfg.doc_stride,

@@ -52,6 +52,7 @@ def test_eval_on_a_file_and_on_the_validation_split(cli, trained, tmp_path):
     assert result.exit_code == 0, result.stderr
     scores = json.loads(result.stdout)
     assert scores["chars"] == len(held_out.read_text()) - 1
+    assert (scores["split"], scores["split_size"]) == ("all", scores["chars"])  # the whole file, not a split of it
     assert scores["test_bpc"] == pytest.approx(scores["test_loss"] / 0.6931471805599453)
     assert json.loads((trained / "metrics.json").read_text())["test_bpc"] == scores["test_bpc"]
     own = json.loads(cli("charrnn", "eval", "--run", trained, "--json").stdout)

@@ -71,3 +71,18 @@ def test_the_default_of_every_clip_command_is_the_default_tag(cli) -> None:
     assert ZeroShotConfig().pretrained == "default"
     for command in ("zeroshot", "fix-class", "retrieve"):
         assert "first tag" in " ".join(cli("clip", command, "--help").stdout.split())
+
+
+def test_zeroshot_names_the_split_it_scored_and_its_size(cli, tmp_path: Path) -> None:
+    classes = {"red": 3, "green": 3, "blue": 3}
+    make_image_folder(tmp_path / "breeds", classes)  # no split folders: every image is scored, as "all"
+    make_image_folder(tmp_path / "split" / "train", classes)
+    make_image_folder(tmp_path / "split" / "test", {name: 2 for name in classes})
+    make_image_folder(tmp_path / "dogs" / "test", {name: 1 for name in classes})  # a test folder given alone
+    for data, split, size in [(tmp_path / "breeds", "all", 9), (tmp_path / "split", "test", 6),
+                              (tmp_path / "dogs" / "test", "test", 3)]:
+        for command in ("zeroshot", "templates"):
+            result = cli("--json", "clip", command, "--data", data, "--output-dir", tmp_path / f"{command}-{size}")
+            assert result.exit_code == 0, result.stderr
+            metrics = json.loads(result.stdout)
+            assert (metrics["split"], metrics["split_size"]) == (split, size), (command, data)

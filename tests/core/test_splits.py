@@ -53,3 +53,13 @@ def test_resume_refuses_data_that_splits_differently(run):
     with pytest.raises(RunError, match="validation changed"):
         record_splits(run, DataSplits({"train": ["a", "b"], "validation": ["z"], "test": ["d", "e"]}, "x"),
                       resume=True)
+
+
+@pytest.mark.parametrize(("name", "split"), [("pqa_test.json", "test"), ("dev-v2.0.json", "validation"),
+                                             ("train-v2.0.json", "train"), ("/data/dogs/test", "test"),
+                                             ("PersianQA_validation.jsonl", "validation"), ("breeds", "all"),
+                                             ("builtin:instruct", "all"), ("train_and_test.json", "all")])
+def test_a_name_gives_its_split_or_all(name, split):
+    from dlkit.core.splits import split_in_name
+
+    assert split_in_name(name) == split

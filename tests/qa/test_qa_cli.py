@@ -132,7 +132,7 @@ def test_prepare_counts_answers_past_max_length_exactly(cli, tmp_path):
     result = cli("--json", "qa", "prepare", "--data", path, "--max-length", "24", "--doc-stride", "8",
                  "--output-dir", tmp_path / "out")
     assert result.exit_code == 0, result.stderr
-    train = json.loads(result.stdout)["splits"]["train"]
+    train = json.loads(result.stdout)["splits"]["all"]  # squad.json names no split
     assert train["answers_past_max_length_pct"] == 50.0 and train["windows_per_question"] > 2
 
 
@@ -152,3 +152,14 @@ def test_prepare_plots_questions_by_number_of_answers(cli, tmp_path):
             merged[k] = merged.get(k, 0) + v
     assert merged == {"0": 1, "1": 2, "3": 1}
     assert (tmp_path / "out" / "plots" / "answers_per_question.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(("name", "split"), [("pqa_test.json", "test"), ("questions.json", "all")])
+def test_prepare_names_a_single_file_by_the_split_it_is(cli, tmp_path, name, split):
+    qas = [{"id": "q", "question": "Capital?", "answers": [{"text": "Lima", "answer_start": 26}]}]
+    path = squad_file(tmp_path, qas)
+    data = path.rename(tmp_path / name)
+    result = cli("--json", "qa", "prepare", "--data", data, "--output-dir", tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    assert list(json.loads(result.stdout)["splits"]) == [split]
+    assert [p.name for p in (tmp_path / "out").glob("*.jsonl")] == [f"{split}.jsonl"]
