@@ -45,8 +45,11 @@ class CaptionConfig(TrainConfig):
                                   "transformer decoder) or vit-gpt2 (transformers VisionEncoderDecoder).")
     encoder: Encoder = opt("tiny-cnn", "CNN encoder of lstm/attention/transformer: efficientnet_b0 (torchvision) "
                                        "or tiny-cnn (4 conv layers, for CPU demos and tests).")
-    pretrained_encoder: bool = opt(False, "Load the encoder's ImageNet weights (downloaded by torchvision; needs "
-                                          "internet or the torch cache). A pretrained encoder is frozen.")
+    pretrained_encoder: bool | None = opt(None, "Start efficientnet_b0 from its ImageNet weights (downloaded by "
+                                                "torchvision). Default: yes, or random weights with a warning when "
+                                                "they are neither in the torch cache nor downloadable; "
+                                                "--no-pretrained-encoder for random weights. A pretrained encoder "
+                                                "is frozen; tiny-cnn has no pretrained weights.")
     finetune_encoder: bool = opt(False, "Also train the last block of a frozen encoder.")
     freeze_encoder: bool = opt(False, "Freeze a randomly initialised encoder too (otherwise it trains with the "
                                       "decoder).")
@@ -91,9 +94,14 @@ class CaptionConfig(TrainConfig):
                               "and leave out --finetune-encoder")
 
     @property
+    def wants_pretrained(self) -> bool:
+        """--pretrained-encoder as given, else whether the encoder has ImageNet weights (not tiny-cnn)."""
+        return self.pretrained_encoder if self.pretrained_encoder is not None else self.encoder != "tiny-cnn"
+
+    @property
     def encoder_frozen(self) -> bool:
         """Whether no encoder weight trains (then features can be cached)."""
-        return (self.pretrained_encoder or self.freeze_encoder) and not self.finetune_encoder
+        return (self.wants_pretrained or self.freeze_encoder) and not self.finetune_encoder
 
     @property
     def resolved_image_size(self) -> int:

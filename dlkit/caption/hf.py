@@ -187,7 +187,7 @@ class VisionEncoderDecoderTask(Task):
         # captions exactly as `dlkit caption predict` does (transformers' own default would stop at 20 tokens)
         settings = model.generation_config
         settings.max_new_tokens, settings.num_beams, settings.do_sample = self.max_len, self.cfg.beam_size, False
-        settings.max_length = None
+        settings.max_length, settings.suppress_tokens = None, never_emitted(self.tokenizer)
         model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
         self.processor.save_pretrained(path)
@@ -200,9 +200,17 @@ class VisionEncoderDecoderTask(Task):
                 "test_images": len(self.splits["test"])}
 
 
+def never_emitted(tokenizer) -> list[int] | None:
+    """The tokenizer's unknown, padding and start tokens that are not also its end token: a caption never says
+    them (GPT-2's single <|endoftext|> is all four, so nothing is suppressed there)."""
+    ids = {tokenizer.unk_token_id, tokenizer.pad_token_id, tokenizer.bos_token_id} - {tokenizer.eos_token_id, None}
+    return sorted(ids) or None
+
+
 @torch.no_grad()
 def generate_from_pixels(model, tokenizer, pixel_values: Tensor, max_len: int, beam_size: int) -> list[str]:
-    ids = model.generate(pixel_values=pixel_values, max_new_tokens=max_len, num_beams=beam_size, do_sample=False)
+    ids = model.generate(pixel_values=pixel_values, max_new_tokens=max_len, num_beams=beam_size, do_sample=False,
+                         suppress_tokens=never_emitted(tokenizer))
     return [t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
 

@@ -25,10 +25,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from dlkit.caption.data import EOS_ID, PAD_ID, SOS_ID, Vocab
-from dlkit.core.errors import SourceError
+from dlkit.caption.data import EOS_ID, PAD_ID, SOS_ID, UNK_ID, Vocab
+from dlkit.core.errors import ConfigError, SourceError
 from dlkit.nn import AdditiveAttention, DecoderBlock, LearnedPositionalEmbedding
 
+NEVER_EMITTED = (PAD_ID, SOS_ID, UNK_ID)  # a generated caption never says <pad>, <sos> or <unk>
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DOWNLOAD_TIMEOUT_S = 10.0
@@ -109,15 +110,51 @@ class ImageEncoder(nn.Module):
         return self
 
 
+def imagenet_weights(encoder: str) -> Any:
+    """The torchvision ImageNet weights of a named encoder (None for tiny-cnn, which has none)."""
+    from torchvision.models import EfficientNet_B0_Weights
+
+    return {"efficientnet_b0": EfficientNet_B0_Weights.IMAGENET1K_V1}.get(encoder)
+
+
+def cached_weights(weights: Any) -> Path:
+    """Where torchvision keeps downloaded weights (torch.hub's checkpoints folder)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+
+
+def use_pretrained_encoder(encoder: str, requested: bool | None) -> bool:
+    """Whether the encoder starts from ImageNet weights. A named torchvision encoder does unless
+    --no-pretrained-encoder; when its weights are neither cached nor downloadable it starts random, said in one
+    line (as clip does for its default weights). --pretrained-encoder insists: missing weights are then an error
+    when the model is built."""
+    weights = imagenet_weights(encoder)
+    if weights is None:
+        if requested:
+            raise ConfigError(f"--pretrained-encoder: --encoder {encoder} has no pretrained weights; pass "
+                              "--encoder efficientnet_b0 for ImageNet weights")
+        return False
+    if requested is not None:
+        return requested
+    from dlkit.core.sources import url_reachable
+
+    if cached_weights(weights).is_file() or url_reachable(weights.url):
+        return True
+    from dlkit.core.progress import warn
+
+    warn(f"--encoder {encoder}: its ImageNet weights are not in {cached_weights(weights).parent} and cannot be "
+         "downloaded here, so the encoder starts from RANDOM weights; run once with internet, or pass "
+         "--no-pretrained-encoder to ask for random weights")
+    return False
+
+
 def efficientnet_b0(pretrained: bool) -> nn.Module:
     """torchvision's EfficientNet-B0; ImageNet weights by name, with a one-sentence error when offline."""
-    from torchvision.models import EfficientNet_B0_Weights
     from torchvision.models import efficientnet_b0 as build
 
     if not pretrained:
         return build(weights=None)
-    weights = EfficientNet_B0_Weights.IMAGENET1K_V1
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    weights = imagenet_weights("efficientnet_b0")
+    cached = cached_weights(weights)
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
@@ -342,6 +379,13 @@ class Caption:
     alphas: list[list[float]] | None = None  # one attention map (L,) per emitted token, if the arch has one
 
 
+def emittable(log_probs: Tensor) -> Tensor:
+    """(B, V) log-probabilities with the NEVER_EMITTED tokens at -inf: decoding picks the best real word, so a
+    rare word the vocabulary lacks never surfaces as <unk>."""
+    never = torch.tensor(NEVER_EMITTED, device=log_probs.device)
+    return log_probs.index_fill(-1, never, float("-inf"))
+
+
 @torch.no_grad()
 def greedy(model: CaptionModel, features: Tensor, max_len: int) -> list[Caption]:
     """Batched greedy decoding: the most likely word at each step, until <eos> or max_len - 2 words."""
@@ -354,6 +398,7 @@ def greedy(model: CaptionModel, features: Tensor, max_len: int) -> list[Caption]
     alphas: list[Tensor] = []
     for _ in range(max_len - 1):
         log_probs, state, alpha = decoder.step(features, state, tokens)
+        log_probs = emittable(log_probs)
         best = log_probs.argmax(dim=-1)
         scores += torch.where(done, 0.0, log_probs.gather(1, best[:, None])[:, 0])
         best = torch.where(done, PAD_ID, best)
@@ -393,6 +438,7 @@ def _beam_one(model: CaptionModel, features: Tensor, max_len: int, k: int) -> Ca
     for step in range(max_len - 1):
         live = tokens.shape[0]
         log_probs, state, alpha = decoder.step(features.expand(live, -1, -1), state, tokens)
+        log_probs = emittable(log_probs)
         total = (scores[:, None] + log_probs).flatten()  # (live * V,)
         top_scores, top = total.topk(min(k, total.numel()))
         rows, words = top // log_probs.shape[1], top % log_probs.shape[1]

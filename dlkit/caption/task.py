@@ -30,8 +30,8 @@ from dlkit.caption.data import (
     prepare_splits,
     write_split_files,
 )
-from dlkit.caption.models import MODEL_FILE, CaptionModel, ModelSpec, build_model, decode
-from dlkit.core.progress import info, warn
+from dlkit.caption.models import MODEL_FILE, CaptionModel, ModelSpec, build_model, decode, use_pretrained_encoder
+from dlkit.core.progress import info
 from dlkit.core.run import Run, atomic_write_json
 from dlkit.core.task import Task
 from dlkit.data.captions import CaptionRecord, data_splits, write_prepared
@@ -207,9 +207,9 @@ def train(cfg: CaptionConfig) -> dict[str, Any]:
     from dlkit.core.engine import fit
     from dlkit.core.splits import record_splits
 
-    if cfg.arch != "vit-gpt2" and cfg.encoder == "efficientnet_b0" and not cfg.pretrained_encoder:
-        warn("--encoder efficientnet_b0 starts from RANDOM weights (no --pretrained-encoder): pass "
-             "--pretrained-encoder for its ImageNet weights")
+    if cfg.arch != "vit-gpt2":  # before any work: the weights the encoder starts from, said when they are random
+        cfg.pretrained_encoder = use_pretrained_encoder(cfg.encoder, cfg.pretrained_encoder)
+        cfg.validate()
     prepared = prepare_splits(cfg)
     run = Run.create("caption", cfg, default_name=cfg.arch)
     record_splits(run, data_splits(prepared[0], prepared[2]["splits_given"], cfg.seed), resume=cfg.resume)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlkit.core.errors import ConfigError, SourceError
+from dlkit.core.sources import url_reachable
 
 CONFIG_FILE = "open_clip_config.json"  # what open_clip's `local-dir:` schema reads
 WEIGHTS_FILE = "open_clip_model.safetensors"
@@ -153,7 +154,7 @@ def _check_tag(name: str, tag: str) -> None:
     offline = (f"--pretrained {tag} for {name}: its weights are not cached and this machine is offline; "
                "use --pretrained none (random weights), a weights file, or --model builtin:tiny-clip")
     if not hub_id or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
-        if hub_id or not _url_reachable(cfg.get("url", "")):
+        if hub_id or not url_reachable(cfg.get("url", "")):
             raise SourceError(offline)
         return
     from dlkit.core.sources import check_hub_id
@@ -173,20 +174,6 @@ def _weights_cached(cfg: dict) -> bool:
     repo, filename = os.path.split(hub)
     names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
     return any(isinstance(try_to_load_from_cache(repo, n), str) for n in names)
-
-
-def _url_reachable(url: str) -> bool:
-    import socket
-    from urllib.parse import urlparse
-
-    host = urlparse(url).hostname
-    if not host:
-        return False
-    try:
-        with socket.create_connection((host, 443), timeout=2.0):
-            return True
-    except OSError:
-        return False
 
 
 def _create(name: str, pretrained: str | None, display: str, key: str, seed: int) -> ClipBundle:

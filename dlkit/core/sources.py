@@ -162,6 +162,22 @@ def check_hub_id(repo_id: str, kind: Kind, flag: str) -> None:
                           f"so this machine looks offline; {hint}") from None
 
 
+def url_reachable(url: str, timeout: float = 2.0) -> bool:
+    """Whether a download host answers at all (a TCP connection within `timeout`): offline, a weights download
+    is skipped at once instead of waiting in a library's retry loop."""
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(url).hostname
+    if not host:
+        return False
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _in_hub_cache(repo_id: str, repo_type: str) -> bool:
     try:
         from huggingface_hub import scan_cache_dir

@@ -247,7 +247,7 @@ def test_eval_scores_held_out_images_and_train_only_when_asked(cli, lstm_run):
     assert "test_bleu4" not in train
 
 
-def test_a_random_efficientnet_encoder_is_said_before_any_work(cli, tmp_path):
+def test_an_efficientnet_encoder_left_random_offline_is_said_before_any_work(cli, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     random_init = cli("caption", "train", "--encoder", "efficientnet_b0", "--data", empty,
@@ -256,3 +256,6 @@ def test_a_random_efficientnet_encoder_is_said_before_any_work(cli, tmp_path):
     pretrained = cli("caption", "train", "--encoder", "efficientnet_b0", "--pretrained-encoder", "--data", empty,
                      "--output-dir", tmp_path / "p")
     assert pretrained.exit_code == 2 and "RANDOM" not in pretrained.stderr
+    asked = cli("caption", "train", "--encoder", "efficientnet_b0", "--no-pretrained-encoder", "--data", empty,
+                "--output-dir", tmp_path / "n")
+    assert asked.exit_code == 2 and "RANDOM" not in asked.stderr  # random weights were asked for

@@ -105,3 +105,59 @@ def test_pretrained_encoder_offline_is_one_sentence(monkeypatch, tmp_path):
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(SourceError, match=r"EfficientNet-B0 ImageNet weights .* pass --no-pretrained-encoder"):
         ImageEncoder("efficientnet_b0", pretrained=True)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("beam", [1, 3])
+def test_decoding_never_emits_unk_pad_or_sos(arch, beam):
+    from dlkit.caption.data import UNK_ID
+    from dlkit.caption.models import decode
+
+    model = tiny(arch)
+    with torch.no_grad():  # the model would rather say <unk>, then <pad>, then <sos>, then a word; never <eos>
+        model.decoder.out.bias.zero_()
+        for token, logit in [(UNK_ID, 100.0), (PAD_ID, 99.0), (SOS_ID, 98.0), (7, 97.0), (EOS_ID, -100.0)]:
+            model.decoder.out.bias[token] = logit
+    features = model.encoder(torch.randn(2, 3, 32, 32))
+    captions = decode(model, features, max_len=6, beam_size=beam)
+    assert all(c.tokens and c.tokens[0] == 7 for c in captions), [c.tokens for c in captions]
+    assert not {UNK_ID, PAD_ID, SOS_ID} & {t for c in captions for t in c.tokens}
+
+
+def test_vision_encoder_decoder_never_emits_unk_pad_or_start_tokens():
+    from transformers import BertTokenizerFast
+
+    from dlkit.caption.hf import never_emitted
+    from dlkit.core.sources import load_builtin
+
+    bert = BertTokenizerFast.from_pretrained(load_builtin("tiny-bert"))  # [UNK], [PAD], [CLS] as the start token
+    bert.bos_token, bert.eos_token = "[CLS]", "[SEP]"
+    assert never_emitted(bert) == sorted({bert.unk_token_id, bert.pad_token_id, bert.cls_token_id})
+    from transformers import AutoTokenizer
+
+    gpt2 = AutoTokenizer.from_pretrained(load_builtin("tiny-vit-gpt2"))  # <|endoftext|> is all of them, and the end
+    gpt2.pad_token = gpt2.eos_token
+    assert never_emitted(gpt2) is None
+
+
+def test_a_named_encoder_is_imagenet_pretrained_by_default(monkeypatch, tmp_path, capsys):
+    from dlkit.caption.models import cached_weights, imagenet_weights, use_pretrained_encoder
+    from dlkit.core.errors import ConfigError
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr("dlkit.core.sources.url_reachable", lambda url, timeout=2.0: False)  # offline
+    assert use_pretrained_encoder("efficientnet_b0", None) is False
+    assert capsys.readouterr().err.count("RANDOM weights") == 1  # one line says so
+    assert use_pretrained_encoder("efficientnet_b0", False) is False and not capsys.readouterr().err
+    # with the weights in torch's cache (here random ones under the real file name) they are the default
+    from torchvision.models import efficientnet_b0
+
+    saved = efficientnet_b0(weights=None).state_dict()
+    cached_weights(imagenet_weights("efficientnet_b0")).parent.mkdir(parents=True)
+    torch.save(saved, cached_weights(imagenet_weights("efficientnet_b0")))
+    assert use_pretrained_encoder("efficientnet_b0", None) is True
+    encoder = ImageEncoder("efficientnet_b0", pretrained=True)
+    torch.testing.assert_close(encoder.cnn[0][0].weight, saved["features.0.0.weight"])
+    assert use_pretrained_encoder("tiny-cnn", None) is False
+    with pytest.raises(ConfigError, match="--pretrained-encoder: --encoder tiny-cnn has no pretrained weights"):
+        use_pretrained_encoder("tiny-cnn", True)
