@@ -73,9 +73,10 @@ class TrainConfig:
     monitor: str = opt("val_loss", "Eval metric that early stopping and 'best' follow.")
     monitor_mode: Literal["min", "max"] = opt("min", "Whether a lower or a higher --monitor is better.")
     divergence_factor: float = opt(10.0, "Stop when the smoothed training loss exceeds N x its best smoothed value "
-                                   "(last good checkpoint kept, status diverged); 0 = never.", resume_safe=True)
-    nan_policy: Literal["stop", "skip"] = opt("stop", "On a non-finite loss: stop (keep last checkpoint) or skip.",
-                                              resume_safe=True)
+                                   "(status diverged; the newest good checkpoint is named and kept); 0 = never.",
+                                   resume_safe=True)
+    nan_policy: Literal["stop", "skip"] = opt("stop", "On a non-finite loss: stop (status diverged; the newest good "
+                                              "checkpoint is named and kept) or skip the step.", resume_safe=True)
     gradient_checkpointing: bool = opt(False, "Recompute activations in backward to save memory.")
     num_workers: int = opt(0, "DataLoader worker processes (0 = load in the main process).", resume_safe=True)
     resume: bool = opt(False, "Continue the run in --output-dir from its last checkpoint.", saved=False)
