@@ -51,8 +51,12 @@ def with_dropout(tmp_path: Path, builtin: str, **config: float) -> Path:
 
 
 def group_args(group: str, tmp_path: Path) -> list:
-    if group == "qa":  # tiny-bert: hidden and attention dropout 0.1
-        return ["--max-length", "48", "--doc-stride", "16", "--batch-size", "8"]
+    if group == "qa":  # tiny-bert: hidden and attention dropout 0.1; 100 builtin questions
+        from dlkit.qa.data import load_splits
+        from dlkit.qa.prepare import write_jsonl
+
+        write_jsonl(tmp_path / "qa.jsonl", load_splits("builtin:qa-synthetic")["train"][:100])
+        return ["--data", tmp_path / "qa.jsonl", "--max-length", "48", "--doc-stride", "16", "--batch-size", "8"]
     if group == "adapter":  # tiny-roberta: hidden and attention dropout 0.1
         return ["--max-train-samples", "64", "--max-eval-samples", "16", "--batch-size", "8"]
     if group == "llm":
