@@ -66,9 +66,9 @@ class TrainConfig:
     save_every: int = opt(0, "Checkpoint every N optimizer steps; 0 = at the end of each epoch.", resume_safe=True)
     keep_last: int = opt(2, "Checkpoints to keep (older ones are deleted).", resume_safe=True)
     log_every: int = opt(10, "Write a history line every N optimizer steps.", resume_safe=True)
-    report_to: Literal["none", "tensorboard"] = opt("none", "Also send the history's scalars to an experiment "
-                                                    "tracker (TensorBoard: event files in RUN/tensorboard).",
-                                                    resume_safe=True)
+    report_to: str = opt("none", "Also send the history's scalars, the config and the final metrics to "
+                         "experiment trackers: none, or a comma-separated list of tensorboard (RUN/tensorboard), "
+                         "wandb, mlflow, comet_ml, aim, clearml, dvclive, swanlab, trackio.", resume_safe=True)
     early_stop_patience: int = opt(0, "Stop after N evaluations without improvement; 0 = never.", resume_safe=True)
     monitor: str = opt("val_loss", "Eval metric that early stopping and 'best' follow.")
     monitor_mode: Literal["min", "max"] = opt("min", "Whether a lower or a higher --monitor is better.")
@@ -96,6 +96,9 @@ class TrainConfig:
                         "save_every", "early_stop_patience", "divergence_factor"]
         for name in non_negative:
             _check(getattr(self, name) >= 0, name, "must be >= 0", getattr(self, name))
+        from dlkit.core.trackers import check_installed, tracker_names
+
+        check_installed(tracker_names(self.report_to))
         if self.resume and self.overwrite:
             raise ConfigError("--resume and --overwrite contradict each other; pass one of them")
 

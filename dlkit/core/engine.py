@@ -50,10 +50,10 @@ from dlkit.core.launch import launch_warning, sharding_refusal
 from dlkit.core.progress import TrainProgress, info, warn
 from dlkit.core.run import Run, atomic_write_json, checkpoint_step
 from dlkit.core.task import Task, check_task
+from dlkit.core.trackers import build_trackers, check_installed, tracker_names
 
 STATE_FILE = "trainer_state.json"
 WENT_BAD_FILE = "went_bad.json"  # in a checkpoint whose weights gave a non-finite or diverged loss; resume skips it
-TRACKER_FOLDER = "tensorboard"  # inside the run folder; --report-to tensorboard writes its event files here
 SMOOTHING = 0.9  # EMA factor of the training loss the divergence guard follows (bias-corrected)
 ACCELERATE_TESTED = ((1, 0), (2, 0))  # [low, high) versions whose private state the shims below know
 
@@ -123,8 +123,8 @@ def fit(task: Task, cfg: TrainConfig, run: Run) -> dict[str, Any]:
     else:
         state = TrainState()
         run.write_config(cfg, command=command_text(cfg), data=data)
-    if cfg.report_to != "none":
-        accel.init_trackers(TRACKER_FOLDER, config=hparams(cfg))
+    if accel.log_with:
+        accel.init_trackers(f"dlkit-{run.group}", config=hparams(cfg))
     val_loader = eval_loader(val_set, task.collate, cfg.batch_size, accel) if val_set is not None else None
 
     loop = _Loop(task, cfg, run, accel, model, optimizer, scheduler, state, total_steps, val_loader)
@@ -145,8 +145,11 @@ def fit(task: Task, cfg: TrainConfig, run: Run) -> dict[str, Any]:
         status = "diverged"
         raise
     finally:
-        if status != "finished" and accel.is_main_process:
-            run.write_metrics(loop.summary(trainable, total, status))
+        if status != "finished":
+            if accel.is_main_process:
+                run.write_metrics(loop.summary(trainable, total, status))
+            for tracker in accel.trackers:  # the tracker's run ends with the training (W&B, MLflow: one active run)
+                tracker.finish()
     if state.last_eval_step != state.step and val_loader is not None:
         loop.evaluate()  # at the last step: loss.png is drawn once below, with the final history
     if not run.checkpoint_path(state.step).exists():
@@ -157,8 +160,16 @@ def fit(task: Task, cfg: TrainConfig, run: Run) -> dict[str, Any]:
         task.save_model(accel.unwrap_model(model), run.model_dir)
         run.write_metrics(metrics)
         plots.loss_curves(run.history(), run.plots_dir / "loss.png")
+    log_final(accel, metrics, state.step)
     accel.end_training()
     return metrics
+
+
+def log_final(accel: Accelerator, metrics: dict[str, Any], step: int) -> None:
+    """metrics.json's numbers (eval metrics, time, throughput, parameters) to the trackers as final/KEY."""
+    scalars = {f"final/{k}": v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    if accel.log_with and scalars:
+        accel.log(scalars, step=step)
 
 
 class _Loop:
@@ -386,7 +397,7 @@ class _Loop:
     def log(self, record: dict[str, Any]) -> None:
         """One history line; with --report-to, its scalars also go to the tracker as KIND/KEY."""
         self.run.log(record)
-        if self.cfg.report_to != "none":
+        if self.accel.log_with:
             scalars = {f"{record['kind']}/{k}": v for k, v in record.items()
                        if k not in ("kind", "step") and isinstance(v, (int, float)) and not isinstance(v, bool)}
             self.accel.log(scalars, step=record["step"])
@@ -578,7 +589,9 @@ def build_accelerator(cfg: TrainConfig, run: Run | None = None) -> Accelerator:
     if cfg.precision == "fp16" and not cuda:
         raise ConfigError("--precision fp16 needs a CUDA GPU; use --precision bf16 or no on this machine")
     _cache_lomo_lookup()
-    trackers = {"log_with": cfg.report_to, "project_dir": str(run.dir)} if run and cfg.report_to != "none" else {}
+    names = tracker_names(cfg.report_to)
+    check_installed(names)
+    trackers = {"log_with": build_trackers(names, run), "project_dir": str(run.dir)} if run and names else {}
     try:
         accel = Accelerator(cpu=not cuda, mixed_precision=cfg.precision, **trackers)
     except ValueError as exc:  # a second fit in one process (notebook, tests) asking for another precision
