@@ -16,12 +16,13 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from dlkit import __version__
+from dlkit.core.commands import DlkitTyper
 from dlkit.core.errors import DlkitError
 from dlkit.core.progress import MODE
 
 ROOT_FLAGS = {"--json": "json", "-q": "quiet", "--quiet": "quiet", "--debug": "debug"}
 
-app = typer.Typer(
+app = DlkitTyper(
     name="dlkit",
     help="Hands-on deep learning, one command per job: "
          "[bold]dlkit GROUP VERB[/bold]. Every command runs offline on builtin:NAME models and data.",
@@ -120,7 +121,7 @@ def report(
     emit(result, f"wrote {result['report']}: {result['runs']} runs in {len(result['groups'])} groups")
 
 
-runs_app = typer.Typer(help="Inspect run folders.", no_args_is_help=True)
+runs_app = DlkitTyper(help="Inspect run folders.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 
 

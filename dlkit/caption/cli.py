@@ -32,6 +32,8 @@ def train(cfg: CaptionConfig) -> None:
     """Train a captioner (lstm, attention, transformer or vit-gpt2) and write a run folder.
 
     Example: [bold]dlkit caption train --arch attention --data builtin:shapes --epochs 5[/bold]
+    ViT encoder + GPT-2 decoder from the Hub: [bold]dlkit caption train --arch vit-gpt2 --model
+    google/vit-base-patch16-224-in21k+distilgpt2 --data ~/flickr8k[/bold]
     """
     from dlkit.caption.task import train as run_train
     from dlkit.core import progress

@@ -40,11 +40,11 @@ class CaptionConfig(TrainConfig):
     data: str = opt("builtin:shapes", "Captions: a Flickr8k/COCO folder, a folder written by `caption prepare`, "
                                       "a Hub dataset id, or builtin:shapes.")
     model: str = opt("builtin:tiny-vit-gpt2", "--arch vit-gpt2 only: a VisionEncoderDecoder folder or Hub id, or "
-                                             "ENCODER+DECODER (e.g. google/vit-base-patch16-224-in21k+distilgpt2).")
+                                             "ENCODER+DECODER, two Hub ids joined by + (see the example above).")
     arch: Arch = opt("attention", "lstm (CNN-LSTM), attention (Show, Attend and Tell), transformer (CNN + "
                                   "transformer decoder) or vit-gpt2 (transformers VisionEncoderDecoder).")
-    encoder: Encoder = opt("tiny-cnn", "CNN encoder of lstm/attention/transformer: efficientnet_b0 (torchvision) "
-                                       "or tiny-cnn (4 conv layers, for CPU demos and tests).")
+    encoder: Encoder = opt("tiny-cnn", "CNN encoder of --arch lstm, attention or transformer: efficientnet_b0 "
+                                       "(torchvision) or tiny-cnn (4 conv layers, for CPU demos and tests).")
     pretrained_encoder: bool | None = opt(None, "Start efficientnet_b0 from its ImageNet weights (downloaded by "
                                                 "torchvision). Default: yes, or random weights with a warning when "
                                                 "they are neither in the torch cache nor downloadable; "

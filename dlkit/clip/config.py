@@ -22,7 +22,7 @@ class ClipSource:
                                           "run folder, hf-hub:ORG/REPO, or builtin:tiny-clip.")
     pretrained: str = opt("default", "open_clip pretrained tag (e.g. laion400m_s13b_b51k, openai), a weights "
                                      "file, or none for random weights. default: the architecture's first tag "
-                                     "(open_clip.list_pretrained_tags_by_model); random weights, with a warning, "
+                                     "in open_clip's list of pretrained tags; random weights, with a warning, "
                                      "when those cannot be downloaded.")
     data: str = opt("builtin:shape-classes", "ImageFolder (class subfolders, optionally under train/ and test/), "
                                              "a torchvision CIFAR-10 folder, a Hub dataset id, or builtin:NAME.")

@@ -5,16 +5,18 @@ config dataclass, so every `train` shares the same flag names, help texts and pr
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import inspect
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
+from typer.core import TyperCommand
 
 from dlkit.core.config import config_fields, flag_name, load_config
 from dlkit.core.errors import MissingExtraError
@@ -22,9 +24,69 @@ from dlkit.core.errors import MissingExtraError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+CHOICES_WIDTH = 10  # characters per line of a choice list in the --help type column
+
+
+class DlkitCommand(TyperCommand):
+    """A command whose --help keeps the help column readable at 80 columns.
+
+    Typer lays the options out as a rich table (names, negative names, type, help) and rich narrows the widest
+    columns first, so a `--x/--no-x` pair and a long choice list took the width and the help column was cut
+    mid-word. Here each pair is shown in one column, `--no-x` under `--x`, and a choice list wraps after `|`;
+    the help column gets the rest of the line."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        with _compact_options(self.get_params(ctx)):
+            super().format_help(ctx, formatter)
+
+
+class DlkitTyper(typer.Typer):
+    """A Typer app whose commands are `DlkitCommand`s unless told otherwise."""
+
+    def command(self, name: str | None = None, *, cls: type[TyperCommand] | None = None,  # type: ignore[override]
+                **kwargs: Any) -> Callable[[F], F]:
+        return super().command(name, cls=cls or DlkitCommand, **kwargs)
+
+
+@contextlib.contextmanager
+def _compact_options(params: list[Any]) -> Iterator[None]:
+    """For the time of one --help: each `--x/--no-x` as one name of two lines, and each choice list as a
+    metavar wrapped after its `|`. Parsing never sees this: the names and metavars are put back after."""
+    saved = []
+    for param in params:
+        secondary = getattr(param, "secondary_opts", None)
+        choices = getattr(param.type, "choices", None)
+        if not secondary and not choices or getattr(param, "metavar", None):
+            continue
+        saved.append((param, param.opts, secondary, param.metavar))
+        if secondary:
+            param.opts, param.secondary_opts = ["\n".join([*param.opts, *secondary])], []
+        if choices:
+            param.metavar = _wrapped_choices([str(c) for c in choices])
+    try:
+        yield
+    finally:
+        for param, opts, secondary, metavar in saved:
+            param.opts, param.metavar = opts, metavar
+            if secondary is not None:
+                param.secondary_opts = secondary
+
+
+def _wrapped_choices(choices: list[str]) -> str:
+    """<a|b|c> on lines of at most CHOICES_WIDTH characters (longer choices get a line of their own)."""
+    text = "<" + "|".join(choices) + ">"
+    parts = [p + "|" for p in text.split("|")[:-1]] + [text.rsplit("|", 1)[-1]]
+    lines = [""]
+    for part in parts:
+        if lines[-1] and len(lines[-1]) + len(part) > CHOICES_WIDTH:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(lines)
+
+
 def group_app(name: str, help: str, extra: str | None = None, requires: tuple[str, ...] = ()) -> typer.Typer:
     """A group's Typer sub-app; calling any of its commands first checks that its extra is installed."""
-    app = typer.Typer(name=name, help=help, no_args_is_help=True, rich_markup_mode="rich")
+    app = DlkitTyper(name=name, help=help, no_args_is_help=True, rich_markup_mode="rich")
 
     @app.callback()
     def _check_extra() -> None:

@@ -163,7 +163,8 @@ def _inspect_table(report: dict):
 
 @app.command()
 def sweep(
-    methods: Annotated[str, typer.Option(help="Comma-separated methods, one run each.")] = "prompt,prefix,ptuning,lora,dora,rslora,loha,partial",  # noqa: E501
+    methods: Annotated[str, typer.Option(help="Comma-separated methods, one run each.")] = (
+        "prompt, prefix, ptuning, lora, dora, rslora, loha, partial"),
     output_dir: Annotated[Path, typer.Option(help="Parent folder of the runs.")] = Path("runs/llm/sweep"),
     config: Annotated[Optional[Path], typer.Option(help="Shared settings (YAML/JSON) for every run.")] = None,  # noqa: UP045
     config_dir: Annotated[Optional[Path], typer.Option(help="Folder of METHOD.yaml files (one per method; "  # noqa: UP045

@@ -80,6 +80,7 @@ def train(cfg: QAConfig) -> None:
     """Fine-tune an encoder with a start/end span head on SQuAD-format data (sliding windows, SQuAD v2 aware).
 
     Example: [bold]dlkit qa train --data builtin:qa-synthetic --head dropout-linear --epochs 6[/bold]
+    Persian (PQuAD): [bold]dlkit qa train --model HooshvareLab/bert-base-parsbert-uncased --data Gholamreza/pquad[/bold]
     """
     from dlkit.qa.task import train as run_train
 

@@ -36,7 +36,7 @@ class QAConfig(WindowConfig, TrainConfig):
     data: str = opt("builtin:qa-synthetic", "SQuAD v1/v2 JSON, JSONL/CSV, a folder of splits, a Hub dataset id, "
                     "or builtin:qa-synthetic.")
     model: str = opt("builtin:tiny-bert", "Encoder: builtin:tiny-bert, a local save_pretrained folder, or a Hub id "
-                     "(e.g. HooshvareLab/bert-base-parsbert-uncased).")
+                     "(a BERT-style encoder; ParsBERT for Persian, see the example above).")
     head: Literal["linear", "dropout-linear"] = opt("dropout-linear", "Span head: a linear layer to start/end "
                                                     "logits, or dropout (--head-dropout) then linear.")
     head_dropout: float = opt(0.2, "Dropout before the span head's linear layer (--head dropout-linear).")
