@@ -130,7 +130,7 @@ def find_runs(paths: list[Path], max_depth: int = 3, exports: bool = False) -> l
         if not path.exists():
             raise RunError(f"{path}: no such folder")
         found.extend(_walk(path, max_depth, exports))
-    return sorted(dict.fromkeys(found))
+    return list(dict.fromkeys(found))  # in the order given (a sweep folder: its runs by name)
 
 
 def newest_finished_run(root: Path, group: str, key: str, value: str) -> Path:

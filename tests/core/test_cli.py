@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 
@@ -110,6 +111,14 @@ def test_compare_formats_and_sort(cli, two_runs, tmp_path):
     assert md.startswith("| run | group |") and len(md.strip().splitlines()) == 4
     as_json = json.loads(cli("--json", "compare", two_runs / "slow").stdout)
     assert as_json[0]["group"] == "core" and as_json[0]["status"] == "finished"
+
+
+@pytest.mark.parametrize("order", [["slow", "fast"], ["fast", "slow"]])
+def test_compare_keeps_the_order_given(cli, two_runs, order):
+    result = cli("compare", *[two_runs / name for name in order], "--format", "json")
+    assert [Path(row["run"]).name for row in json.loads(result.stdout)] == order
+    table = cli("compare", *[two_runs / name for name in order]).stdout
+    assert table.index(order[0]) < table.index(order[1])
 
 
 def test_compare_reports_a_broken_run_and_goes_on(cli, two_runs, tmp_path):
