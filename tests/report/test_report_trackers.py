@@ -51,11 +51,24 @@ def wandb_records(run_dir: Path) -> list:
     return records
 
 
+def finished_wandb_records(run_dir: Path, timeout: float = 60.0) -> list:
+    """The records once the run's exit record is written: W&B's service writes the file after `finish()`
+    returns (the process's exit waits for it; a test reading in the same process polls)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        records = wandb_records(run_dir)
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
 def wandb_run(run_dir: Path) -> tuple[dict[str, list[tuple[int, float]]], dict[str, object]]:
     """(KEY -> [(step, value)] of the logged history, the run's config)."""
     history: dict[str, list[tuple[int, float]]] = {}
     config: dict[str, object] = {}
-    for record in wandb_records(run_dir):
+    for record in finished_wandb_records(run_dir):
         kind = record.WhichOneof("record_type")
         if kind == "history":
             items = {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
