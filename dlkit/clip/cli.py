@@ -129,7 +129,7 @@ def fix_class(
         overrides["templates"] = list(templates)
     cfg = load_config(FixClassConfig, config, overrides)
     metrics = run_fix_class(cfg)
-    progress.emit(metrics, _table(f"templates for class {metrics['class']!r} (best: {metrics['best']['template']})",
+    progress.emit(metrics, _table(f"templates for class {metrics['class']!r} ({metrics['verdict']})",
                                   metrics["rows"], ["template", "class_f1", "class_precision", "class_recall",
                                                     "top1"]))
 

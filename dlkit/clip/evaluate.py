@@ -184,14 +184,30 @@ def fix_class(cfg: FixClassConfig) -> dict[str, Any]:
         emb = base.clone()
         emb[target] = class_embeddings(bundle, [classname], [template])[0]
         rows.append(evaluate(emb, template))
-    best = max(rows[1:], key=lambda r: (r["class_f1"], r["top1"]))
+    best, verdict = pick_best(rows[1:], classname)
     _write_rows_csv(run, rows)
     metrics = {"command": "fix-class", "class": classname, **split_fields(images.split, len(feats.labels)),
-               "baseline": rows[0], "best": best,
-               "improved": best["class_f1"] > rows[0]["class_f1"], "rows": rows,
+               "baseline": rows[0], "best": best, "verdict": verdict,
+               "improved": best is not None and best["class_f1"] > rows[0]["class_f1"], "rows": rows,
                "num_images": len(feats.labels), "skipped_items": len(feats.skipped), "output_dir": str(run.dir)}
     run.write_metrics(metrics)
     return metrics
+
+
+def pick_best(candidates: list[dict[str, Any]], classname: str) -> tuple[dict[str, Any] | None, str]:
+    """(the candidate ahead of all others on the class's F1, then overall top-1; a sentence saying so). None when
+    no candidate scores the class at all (F1 0: none is better at fixing it) or when the leaders tie."""
+    def key(row: dict[str, Any]) -> tuple[float, float]:
+        return row["class_f1"], row["top1"]
+
+    top = max(key(r) for r in candidates)
+    leaders = [r for r in candidates if key(r) == top]
+    if top[0] == 0:
+        return None, f"no best template: every candidate scores F1 0 on {classname!r}"
+    if len(leaders) > 1:
+        return None, (f"no best template: {len(leaders)} candidates tie at F1 {top[0]:.4g} and top-1 {top[1]:.4g} "
+                      f"on {classname!r}")
+    return leaders[0], f"best: {leaders[0]['template']}"
 
 
 def _class_index(name: str, images: LabeledImages) -> int:

@@ -110,8 +110,24 @@ def test_fix_class_scores_candidates_for_one_class(cli, colour_folder: Path, tmp
     assert result.exit_code == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert metrics["class"] == "red thing" and len(metrics["rows"]) == 4
-    assert metrics["best"]["class_f1"] == max(r["class_f1"] for r in metrics["rows"][1:])
+    top = max(r["class_f1"] for r in metrics["rows"][1:])
+    assert metrics["best"] is None if top == 0 else metrics["best"]["class_f1"] == top
     assert (tmp_path / "f" / "candidates.csv").is_file()
+
+
+def candidate(template: str, class_f1: float, top1: float) -> dict:
+    return {"template": template, "class_f1": class_f1, "top1": top1}
+
+
+def test_fix_class_names_no_best_when_every_candidate_scores_f1_0() -> None:
+    from dlkit.clip.evaluate import pick_best
+
+    best, verdict = pick_best([candidate("a {}.", 0.0, 0.5), candidate("a red {}.", 0.0, 0.25)], "red thing")
+    assert best is None and verdict == "no best template: every candidate scores F1 0 on 'red thing'"
+    best, verdict = pick_best([candidate("a {}.", 0.5, 0.5), candidate("a red {}.", 0.5, 0.5)], "red thing")
+    assert best is None and verdict.startswith("no best template: 2 candidates tie at F1 0.5")
+    best, verdict = pick_best([candidate("a {}.", 0.5, 0.5), candidate("a red {}.", 0.5, 0.75)], "red thing")
+    assert best["template"] == "a red {}." and verdict == "best: a red {}."
 
 
 # -- bad input: one line, exit 2 -------------------------------------------------------------------
