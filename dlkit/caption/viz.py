@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,24 +26,36 @@ def caption_card(image_path: str, lines: Sequence[str], path: Path) -> Path:
     return save_figure(fig, path)
 
 
+CAPTION_FONT = 7  # points
+LINE_HEIGHT = CAPTION_FONT * 1.2 / 72  # inches per caption line (matplotlib's default line spacing)
+PANEL_WIDTH = 3.4  # inches per image
+
+
 def caption_grid(items: Sequence[tuple[str, Sequence[str]]], path: Path, title: str = "") -> Path:
     """Up to 5 images side by side, each with its captions underneath."""
+    return save_figure(caption_grid_figure(items, title), path)
+
+
+def caption_grid_figure(items: Sequence[tuple[str, Sequence[str]]], title: str = "") -> Any:
+    """The figure of `caption_grid`: a row of images, drawn at the panel width and as tall as the tallest needs,
+    over a row of text as tall as the longest caption block, so no image squeezes its captions off the page."""
     import matplotlib.pyplot as plt
 
     items = list(items)[:5]
+    images = [open_image(image) for image, _ in items]
     texts = [_wrap(lines, 40) for _, lines in items]
-    rows = max(t.count("\n") + 1 for t in texts)
-    fig, axes = plt.subplots(1, len(items), figsize=(3.4 * len(items), 4.2 + 0.16 * rows), squeeze=False)
-    for ax, (image, _), text in zip(axes[0], items, texts, strict=True):
-        ax.imshow(open_image(image))
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for spine in ax.spines.values():
-            spine.set_visible(False)
-        ax.set_xlabel(text, fontsize=7, loc="left", multialignment="left")  # tight_layout makes room for labels
+    image_height = PANEL_WIDTH * min(max(img.height / img.width for img in images), 2.0)  # inches
+    text_height = LINE_HEIGHT * max(t.count("\n") + 1 for t in texts) + 0.15
+    fig, axes = plt.subplots(2, len(items), squeeze=False, height_ratios=[image_height, text_height],
+                             figsize=(PANEL_WIDTH * len(items), image_height + text_height + (0.5 if title else 0.1)))
+    for image_ax, text_ax, image, text in zip(axes[0], axes[1], images, texts, strict=True):
+        image_ax.imshow(image)
+        image_ax.set_axis_off()
+        text_ax.set_axis_off()
+        text_ax.text(0.0, 1.0, text, fontsize=CAPTION_FONT, va="top", ha="left", transform=text_ax.transAxes)
     if title:
         fig.suptitle(title)
-    return save_figure(fig, path)
+    return fig
 
 
 def length_scatter(lengths: Sequence[int], path: Path) -> Path:

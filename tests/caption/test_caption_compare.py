@@ -66,3 +66,33 @@ def test_compare_bad_input(cli, two_runs, tmp_path):
     (other / "config.json").write_text(json.dumps({"_dlkit": {"group": "llm"}}))
     result = cli("caption", "compare", two_runs[0], other)
     assert result.exit_code == 2 and "is a llm run, not a caption run" in result.stderr
+
+
+@pytest.mark.parametrize("size", [(30, 300), (64, 64), (300, 60)], ids=["tall", "square", "wide"])
+@pytest.mark.parametrize("panels", [1, 5])
+def test_the_grid_shows_every_caption_line_below_its_image(tmp_path, monkeypatch, size, panels):
+    """The captions of the compare figure stay inside the figure and under the images, whatever the images'
+    shape and however many runs add lines."""
+    from dlkit.caption import viz
+
+    image = tmp_path / "image.png"
+    Image.new("RGB", size, (200, 40, 40)).save(image)
+    lines = ["ref: a red square on a grey table next to a window"] + [
+        f"run{i}: a red square standing on the grey table by the window (BLEU-4 0.12)" for i in range(6)]
+    drawn = []
+
+    def keep(fig, path):  # the figure as save_figure lays it out, before it is closed
+        fig.tight_layout()
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        texts = [t for ax in fig.axes for t in (*ax.texts, ax.xaxis.label) if t.get_text()]
+        images = [ax.get_window_extent(renderer) for ax in fig.axes if ax.images]
+        drawn.append(([t.get_window_extent(renderer) for t in texts], images, fig.bbox))
+        return path
+
+    monkeypatch.setattr(viz, "save_figure", keep)
+    viz.caption_grid([(str(image), lines)] * panels, tmp_path / "grid.png", "the same test images")
+    (texts, images, page), = drawn
+    assert len(texts) == panels
+    assert all(box.y0 >= 0 and box.y1 <= page.y1 for box in texts)  # the last line is on the page
+    assert max(box.y1 for box in texts) <= min(box.y0 for box in images) + 4  # under the images, not over them
