@@ -32,6 +32,7 @@ TRACKERS: dict[str, tuple[str, str]] = {
     "trackio": ("trackio", "trackio"),
 }
 TENSORBOARD_FOLDER = "tensorboard"  # inside the run folder
+TRACKER_FOLDERS = (TENSORBOARD_FOLDER, "wandb")  # what trackers write into a run folder (not report material)
 
 
 def tracker_names(spec: str, flag: str = "--report-to") -> list[str]:

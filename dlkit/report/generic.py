@@ -16,13 +16,14 @@ from typing import Any
 
 from dlkit.core.progress import format_value
 from dlkit.core.run import Run
+from dlkit.core.trackers import TRACKER_FOLDERS
 from dlkit.report.sections import Image, Part, Section, Table, Text
 
 MAX_DEPTH = 4  # folder levels searched under a run
 MAX_FILES = 12  # images or sample files per run (the first 2 and the newest, when there are more)
 MAX_ROWS = 40  # table rows shown per file (head and tail, when there are more)
 MAX_CHARS = 4000  # characters of one text sample
-SKIP_DIRS = {"checkpoints", "tensorboard", "data", "__pycache__"}  # models, tracker logs, prepared data copies
+SKIP_DIRS = {"checkpoints", *TRACKER_FOLDERS, "data", "__pycache__"}  # models, tracker logs, prepared data copies
 SKIP_FILES = {"config.json", "metrics.json", "metrics.csv", "history.jsonl"}  # in the run folder itself
 SKIP_ANYWHERE = {"vocab.json", "trainer_state.json", "tokenizer.json", "tokenizer_config.json",
                  "special_tokens_map.json", "model_config.json"}

@@ -123,6 +123,9 @@ def test_wandb_offline_holds_the_history_the_config_and_the_final_metrics(tmp_pa
     metrics = run.read_metrics()
     assert logged["final/val_loss"] == [(6, pytest.approx(metrics["val_loss"], rel=1e-6))]
     assert logged["final/trainable_params"] == [(6, metrics["trainable_params"])]
+    from dlkit.report.generic import run_files
+
+    assert not [p for p in run_files(run.dir) if "wandb" in p.parts]  # W&B's own files are not report material
 
 
 def test_mlflow_file_store_holds_the_history_the_config_and_the_final_metrics(tmp_path, mlflow_store):
