@@ -15,6 +15,7 @@ from dlkit.adapter import data as tdata
 from dlkit.adapter import models
 from dlkit.adapter.config import AdapterConfig
 from dlkit.core import classification as clf
+from dlkit.core.modelcard import CardInfo
 from dlkit.core.run import Run
 from dlkit.core.task import Task
 
@@ -67,6 +68,19 @@ class AdapterTask(Task):
 
     def save_model(self, model: nn.Module, path: Path) -> None:
         models.save(model, self.tokenizer, self.settings, path)
+
+    def card_info(self) -> CardInfo:
+        what = f"text classifier ({self.cfg.method} fine-tune)"
+        if self.settings is not None:  # bottleneck adapters: dlkit's own layers in the encoder
+            return CardInfo(what=what, pipeline_tag="text-classification", tags=["adapters"], usage_language="bash",
+                            usage="# the encoder with dlkit's bottleneck adapters (model.safetensors + adapters.json), "
+                                  "read by:\ndlkit adapter predict --run RUN 'a sentence to classify'   # RUN: the run "
+                                  "folder around this one")
+        return CardInfo(what=what, pipeline_tag="text-classification", library_name="transformers",
+                        base_relation="finetune",
+                        usage="from transformers import AutoModelForSequenceClassification, AutoTokenizer\n\n"
+                              "model = AutoModelForSequenceClassification.from_pretrained(FOLDER_OR_REPO_ID)\n"
+                              "tokenizer = AutoTokenizer.from_pretrained(FOLDER_OR_REPO_ID)")
 
     def summary(self) -> dict[str, Any]:
         out = {"method": self.cfg.method, "arch": self.model_type, "model": self.cfg.model, "data": self.cfg.data,

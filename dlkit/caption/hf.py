@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 from dlkit.caption.config import CaptionConfig
 from dlkit.caption.data import clean_caption
 from dlkit.core.errors import ConfigError, DataError
+from dlkit.core.modelcard import CardInfo
 from dlkit.core.progress import info, quiet_transformers
 from dlkit.core.run import Run, atomic_write_json
 from dlkit.core.task import Task
@@ -192,6 +193,18 @@ class VisionEncoderDecoderTask(Task):
         self.tokenizer.save_pretrained(path)
         self.processor.save_pretrained(path)
         atomic_write_json(path / "caption.json", {"max_len": self.max_len})
+
+    def card_info(self) -> CardInfo:
+        return CardInfo(what="VisionEncoderDecoder image captioner", pipeline_tag="image-to-text",
+                        library_name="transformers", tags=["image-captioning", "vision-encoder-decoder"],
+                        base_relation="finetune",
+                        usage="from transformers import (AutoImageProcessor, AutoTokenizer, "
+                              "VisionEncoderDecoderModel)\n\n"
+                              "model = VisionEncoderDecoderModel.from_pretrained(FOLDER_OR_REPO_ID)\n"
+                              "processor = AutoImageProcessor.from_pretrained(FOLDER_OR_REPO_ID)\n"
+                              "tokenizer = AutoTokenizer.from_pretrained(FOLDER_OR_REPO_ID)\n"
+                              "ids = model.generate(pixel_values=processor(images, return_tensors='pt').pixel_values)\n"
+                              "captions = tokenizer.batch_decode(ids, skip_special_tokens=True)  # as dlkit decodes")
 
     def summary(self) -> dict[str, Any]:
         return {"arch": "vit-gpt2", "encoder": type(self.model.encoder).__name__,

@@ -31,6 +31,7 @@ from dlkit.caption.data import (
     write_split_files,
 )
 from dlkit.caption.models import MODEL_FILE, CaptionModel, ModelSpec, build_model, decode, use_pretrained_encoder
+from dlkit.core.modelcard import CardInfo
 from dlkit.core.progress import info
 from dlkit.core.run import Run, atomic_write_json
 from dlkit.core.task import Task
@@ -194,6 +195,12 @@ class CaptionTask(Task):
         save_model(model, str(path / "model.safetensors"))
         atomic_write_json(path / MODEL_FILE, asdict(self.spec))
         self.vocab.save(path / "vocab.json")
+
+    def card_info(self) -> CardInfo:
+        return CardInfo(what=f"{self.cfg.arch} image captioner on a {self.cfg.encoder} encoder",
+                        pipeline_tag="image-to-text", tags=["image-captioning"], usage_language="bash",
+                        usage="# dlkit's own format (model.safetensors, caption_model.json, vocab.json), read by:\n"
+                              "dlkit caption predict --run RUN IMAGE.jpg   # RUN: the run folder around this one")
 
     def summary(self) -> dict[str, Any]:
         return {"arch": self.cfg.arch, "encoder": self.cfg.encoder, "vocab_size": len(self.vocab),

@@ -15,6 +15,7 @@ from dlkit.charrnn import data, models
 from dlkit.charrnn.config import CharRNNConfig
 from dlkit.core import engine, plots
 from dlkit.core.errors import ConfigError
+from dlkit.core.modelcard import CardInfo
 from dlkit.core.progress import info
 from dlkit.core.run import Run
 from dlkit.core.splits import record_splits
@@ -110,6 +111,13 @@ class CharRNNTask(Task):
 
     def save_model(self, model: nn.Module, path: Path) -> None:
         models.save(model, self.spec, self.vocab.chars, path)
+
+    def card_info(self) -> CardInfo:
+        return CardInfo(what=f"character-level {self.spec.arch} language model", pipeline_tag="text-generation",
+                        usage_language="bash",
+                        usage="# dlkit's own format (weights as safetensors, the spec and the vocabulary as JSON), "
+                              "read by:\ndlkit charrnn sample --run RUN --prompt 'ROMEO:'   # RUN: the run folder "
+                              "around this one")
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"arch": self.spec.arch, "vocab_size": len(self.vocab), "block_size": self.cfg.block_size,

@@ -69,6 +69,9 @@ class TrainConfig:
     report_to: str = opt("none", "Also send the history's scalars, the config and the final metrics to "
                          "experiment trackers: none, or a comma-separated list of tensorboard (RUN/tensorboard), "
                          "wandb, mlflow, comet_ml, aim, clearml, dvclive, swanlab, trackio.", resume_safe=True)
+    push_to_hub: str | None = opt(None, "Upload the final model folder, with its model card, to this Hub repository "
+                                  "(NAMESPACE/NAME) at the end; refused before training when the Hub cannot be "
+                                  "reached or no token is set.", resume_safe=True)
     early_stop_patience: int = opt(0, "Stop after N evaluations without improvement; 0 = never.", resume_safe=True)
     monitor: str = opt("val_loss", "Eval metric that early stopping and 'best' follow.")
     monitor_mode: Literal["min", "max"] = opt("min", "Whether a lower or a higher --monitor is better.")

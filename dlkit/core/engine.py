@@ -47,6 +47,7 @@ from dlkit.core import plots
 from dlkit.core.config import META_KEY, TrainConfig, flag_name, resume_changes, saved_dict
 from dlkit.core.errors import ConfigError, DataError, Diverged, Interrupted, RunError, TrainingStopped
 from dlkit.core.launch import launch_warning, sharding_refusal
+from dlkit.core.modelcard import check_push, push_folder, write_card
 from dlkit.core.progress import TrainProgress, info, warn
 from dlkit.core.run import Run, atomic_write_json, checkpoint_step
 from dlkit.core.task import Task, check_task
@@ -87,6 +88,7 @@ def hparams(cfg: TrainConfig) -> dict[str, bool | int | float | str]:
 def fit(task: Task, cfg: TrainConfig, run: Run) -> dict[str, Any]:
     """Train `task` as `cfg` says, writing everything into `run`; returns the final metrics.json."""
     check_task(task)
+    check_push(cfg.push_to_hub)  # before any work: an upload that cannot happen is refused now, not after training
     saved_config = run.read_config() if cfg.resume else None
     if saved_config is not None:
         check_resume(saved_config, cfg)
@@ -157,12 +159,24 @@ def fit(task: Task, cfg: TrainConfig, run: Run) -> dict[str, Any]:
     accel.wait_for_everyone()
     metrics = loop.summary(trainable, total, status)
     if accel.is_main_process:
-        task.save_model(accel.unwrap_model(model), run.model_dir)
+        final = accel.unwrap_model(model)
+        task.save_model(final, run.model_dir)
+        metrics.update(final_test(task, final, run))
         run.write_metrics(metrics)
+        write_card(run.model_dir, run, task.card_info())
         plots.loss_curves(run.history(), run.plots_dir / "loss.png")
     log_final(accel, metrics, state.step)
     accel.end_training()
+    if cfg.push_to_hub and accel.is_main_process:
+        push_folder(run.model_dir, cfg.push_to_hub)
     return metrics
+
+
+def final_test(task: Task, model: nn.Module, run: Run) -> dict[str, Any]:
+    """The task's test metrics of the final model: eval mode, no gradients, the training RNG untouched."""
+    with isolated_rng(), torch.no_grad():
+        model.eval()
+        return task.test(model, run)
 
 
 def log_final(accel: Accelerator, metrics: dict[str, Any], step: int) -> None:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from accelerate import Accelerator
     from torch.utils.data import Dataset
 
+    from dlkit.core.modelcard import CardInfo
     from dlkit.core.run import Run
 
 
@@ -44,6 +45,11 @@ class Task(abc.ABC):
                                             and multi-process steps equal one big batch
       on_eval(model, run, step)             samples, plots, heatmaps; main process only, RNG isolated
       save_model(model, path)               final weights (default: model.safetensors of the state dict)
+      test(model, run)                      metrics of the final model on the held-out test split (test_*),
+                                            scored once after training (main process, eval mode, RNG
+                                            isolated); they join metrics.json and the model card
+      card_info()                           what the final folder's model card says that the run folder
+                                            does not: Hub task, the library that loads it, how (CardInfo)
       summary()                             extra keys for metrics.json (method, arch, ...)
       skipped_items                         count of corrupt inputs skipped while loading
     """
@@ -86,6 +92,15 @@ class Task(abc.ABC):
 
         path.mkdir(parents=True, exist_ok=True)
         save_safetensors(model, str(path / "model.safetensors"))
+
+    def test(self, model: torch.nn.Module, run: Run) -> dict[str, Any]:
+        return {}
+
+    def card_info(self) -> CardInfo:
+        from dlkit.core.modelcard import CardInfo
+
+        return CardInfo(usage='from safetensors.torch import load_file\n'
+                              'state_dict = load_file("model.safetensors")  # the weights of the trained model')
 
     def summary(self) -> dict[str, Any]:
         return {}

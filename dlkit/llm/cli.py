@@ -197,14 +197,18 @@ def export(
     run: Annotated[Path, run_option()],
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default: RUN/export or RUN/merged).")] = None,  # noqa: UP045
     merge: Annotated[bool, typer.Option(help="Merge the adapter into the base weights (plain transformers).")] = False,
+    push_to_hub: Annotated[Optional[str], typer.Option(help="Upload the exported folder, with its model card, to "  # noqa: UP045
+                                                       "this Hub repository (NAMESPACE/NAME).")] = None,
 ) -> None:
-    """The run's adapter in PEFT format, or with --merge full weights loadable by plain transformers.
+    """The run's adapter in PEFT format, or with --merge full weights loadable by plain transformers; with a
+    filled model card (README.md) either way.
 
     Example: [bold]dlkit llm export --run runs/llm/lora --merge --out merged/[/bold]
+    To the Hub: [bold]dlkit llm export --run runs/llm/lora --push-to-hub me/my-lora[/bold]
     """
     from dlkit.llm.tools import export_run
 
-    result = export_run(run, out, merge)
+    result = export_run(run, out, merge, push_to_hub)
     progress.emit(result, progress.metrics_table(result, title="export"))
 
 

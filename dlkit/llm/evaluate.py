@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from dlkit.core.errors import DataError
+from dlkit.core.modelcard import write_card
 from dlkit.core.progress import info
 from dlkit.core.run import Run
 from dlkit.core.splits import canonical, example_id, split_in_name
@@ -26,7 +27,15 @@ from dlkit.llm.data import (
     tokenize_conversations,
 )
 from dlkit.llm.generate import generate, prompts_and_references, text_metrics
-from dlkit.llm.models import load_model, load_tokenizer, load_trained, resolve_model, trained_max_length
+from dlkit.llm.models import (
+    card_info,
+    load_model,
+    load_tokenizer,
+    load_trained,
+    read_info,
+    resolve_model,
+    trained_max_length,
+)
 from dlkit.metrics.guard import GuardedMetrics
 
 
@@ -128,6 +137,7 @@ def evaluate(run_dir: Path, data: str | None = None, max_new_tokens: int = 32, b
                    "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions))
     if data is None:
         run.write_metrics({**run.read_metrics(), **metrics, f"{prefix}examples": len(test)})
+        write_card(run.model_dir, run, card_info(read_info(run.model_dir)))  # the card lists the new metrics
     return result
 
 

@@ -6,15 +6,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from dlkit.core.config import named_in
 from dlkit.core.errors import ConfigError, RunError
-from dlkit.core.run import atomic_write_json, atomic_write_text
 from dlkit.core.sources import Source, resolve
+
+if TYPE_CHECKING:
+    from dlkit.core.modelcard import CardInfo
 
 # Per-architecture defaults (PEFT's own table covers more; these are the ones dlkit documents).
 DEFAULT_TARGETS = {"llama": ["q_proj", "v_proj"], "gemma2": ["q_proj", "v_proj"], "gemma": ["q_proj", "v_proj"],
@@ -157,20 +159,31 @@ def target_modules(model: nn.Module, requested: str | None) -> list[str]:
     return [n for n in candidates if "q" in n or "v" in n][:2] or candidates[:2]
 
 
-def record_portable_base(model_dir: Path, base: BaseModel) -> None:
-    """PEFT writes the folder `from_pretrained` read as the adapter's base: for a builtin that is a path inside
-    this machine's cache. After saving, name what resolves on any machine instead (the Hub id, the local path the
-    user gave, or builtin:NAME, which `dlkit.builtin` rebuilds bit for bit) in adapter_config.json and the card."""
-    if base.path == base.identity:
-        return
-    config_path = model_dir / "adapter_config.json"
-    if config_path.is_file():
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-        config["base_model_name_or_path"] = base.identity
-        atomic_write_json(config_path, config)
-    card = model_dir / "README.md"
-    if card.is_file():
-        atomic_write_text(card, card.read_text(encoding="utf-8").replace(base.path, base.identity))
+def card_info(info: dict[str, Any], merged: bool = False) -> CardInfo:
+    """The model card's facts about an llm final folder (or an export of it), from its dlkit_llm.json."""
+    from dlkit.core.modelcard import CardInfo
+
+    adapter = bool(info["peft"]) and not merged
+    builtin = str(info["base"]).startswith("builtin:")
+    if adapter:
+        usage = ('from peft import AutoPeftModelForCausalLM  # loads the base named in adapter_config.json\n'
+                 'from transformers import AutoTokenizer\n\n'
+                 'model = AutoPeftModelForCausalLM.from_pretrained(FOLDER_OR_REPO_ID)\n'
+                 'tokenizer = AutoTokenizer.from_pretrained(FOLDER_OR_REPO_ID)')
+        if builtin:
+            usage += ('\n# the base is a dlkit builtin: adapter_config.json names the folder it was built in on the '
+                      'training machine;\n# elsewhere rebuild it and pass it: '
+                      'PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BASE), FOLDER_OR_REPO_ID)\n'
+                      f'# with BASE = {info.get("base_rebuild", "the rebuilt builtin folder")}')
+    else:
+        usage = ('from transformers import AutoModelForCausalLM, AutoTokenizer\n\n'
+                 'model = AutoModelForCausalLM.from_pretrained(FOLDER_OR_REPO_ID)\n'
+                 'tokenizer = AutoTokenizer.from_pretrained(FOLDER_OR_REPO_ID)')
+    kind = ("adapter" if adapter else "merged model" if merged else "fine-tuned model")
+    return CardInfo(what=f"{info['method']} {kind} of a causal language model", pipeline_tag="text-generation",
+                    library_name="peft" if adapter else "transformers", usage=usage,
+                    tags=[info["method"], "text-generation", *(["peft"] if info["peft"] else [])],
+                    base_relation="adapter" if adapter else "merge" if merged else "finetune", base=info["base"])
 
 
 def base_info(base: BaseModel) -> dict[str, Any]:

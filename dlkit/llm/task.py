@@ -18,13 +18,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlkit.core.errors import RunError
+from dlkit.core.modelcard import CardInfo
 from dlkit.core.progress import info
 from dlkit.core.run import Run, atomic_write_json
 from dlkit.core.task import Task
 from dlkit.llm import methods
 from dlkit.llm.config import LlmConfig
 from dlkit.llm.data import IGNORE, ListDataset, build_splits, length_grouped_plan, pack, pad_batch, pad_packed
-from dlkit.llm.models import INFO_FILE, base_info, load_model, load_tokenizer, record_portable_base, resolve_model
+from dlkit.llm.models import INFO_FILE, base_info, card_info, load_model, load_tokenizer, resolve_model
 from dlkit.nn.losses import linear_cross_entropy
 
 
@@ -176,9 +177,11 @@ class LlmTask(Task):
         self.param_report = self.snapshot.report(model)
         path.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(str(path))
-        record_portable_base(path, self.base)
         self.tokenizer.save_pretrained(str(path))
         atomic_write_json(path / INFO_FILE, self.info())
+
+    def card_info(self) -> CardInfo:
+        return card_info(self.info())
 
     def info(self) -> dict[str, Any]:
         return {**base_info(self.base), "method": self.method.name,

@@ -20,13 +20,13 @@ from dlkit.llm import methods
 from dlkit.llm.models import (
     INFO_FILE,
     base_info,
+    card_info,
     decoder_layers,
     linear_module_names,
     load_model,
     load_tokenizer,
     load_trained,
     read_info,
-    record_portable_base,
     resolve_model,
     target_modules,
 )
@@ -66,8 +66,12 @@ def _layer_summary(layer: torch.nn.Module) -> str:
     return f"{type(layer).__name__}: " + ", ".join(parts)
 
 
-def export_run(run_dir: Path, out: Path | None, merge: bool) -> dict[str, Any]:
-    """PEFT adapter folder (PeftModel.from_pretrained) or, with merge, full weights for plain transformers."""
+def export_run(run_dir: Path, out: Path | None, merge: bool, push_to_hub: str | None = None) -> dict[str, Any]:
+    """PEFT adapter folder (PeftModel.from_pretrained) or, with merge, full weights for plain transformers; each
+    with its model card, uploaded to the Hub repository `push_to_hub` when given."""
+    from dlkit.core.modelcard import check_push, push_folder, write_card
+
+    check_push(push_to_hub)
     run = Run.open(run_dir, group="llm")
     info_ = read_info(run.model_dir)
     target = Path(out) if out else run.dir / ("merged" if merge else "export")
@@ -90,8 +94,12 @@ def export_run(run_dir: Path, out: Path | None, merge: bool) -> dict[str, Any]:
         shutil.copytree(run.model_dir, target)
         kind = ("PEFT adapter (PeftModel.from_pretrained)" if info_["peft"]
                 else "full weights (AutoModelForCausalLM.from_pretrained)")
+    write_card(target, run, card_info(info_, merged=merge))
     info(f"exported {kind} to {target}")
-    return {"run": str(run.dir), "method": info_["method"], "merged": merge, "out": str(target), "format": kind}
+    result = {"run": str(run.dir), "method": info_["method"], "merged": merge, "out": str(target), "format": kind}
+    if push_to_hub:
+        result["hub"] = push_folder(target, push_to_hub)
+    return result
 
 
 def parse_adapter(spec: str) -> tuple[Path, float]:
@@ -155,10 +163,10 @@ def compose_adapters(base_spec: str, adapter_specs: list[str], out: Path, eval_d
     run.model_dir.mkdir(parents=True)
     model.save_pretrained(str(run.model_dir), selected_adapters=["composed"])
     _flatten_adapter(run.model_dir, "composed")
-    record_portable_base(run.model_dir, base)
     tokenizer.save_pretrained(str(run.model_dir))
-    atomic_write_json(run.model_dir / INFO_FILE, {**base_info(base), "method": "lora", "family": "lora",
-                                                   "peft": True, "arch": model.config.model_type})
+    composed_info = {**base_info(base), "method": "lora", "family": "lora", "peft": True,
+                     "arch": model.config.model_type}
+    atomic_write_json(run.model_dir / INFO_FILE, composed_info)
     config = {"model": base_spec, "method": "lora", "adapters": adapter_specs,
               META_KEY: {"group": "llm", "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": "compose"}}
     atomic_write_json(run.config_path, config)
@@ -171,6 +179,9 @@ def compose_adapters(base_spec: str, adapter_specs: list[str], out: Path, eval_d
         result[f"{spec}:loss"] = metrics["val_loss"]
         result[f"{spec}:exact_match"] = metrics["test_exact_match"]
     run.write_metrics({"status": "finished", "group": "llm", "method": "composed", **result})
+    from dlkit.core.modelcard import write_card
+
+    write_card(run.model_dir, run, card_info(composed_info))
     return result
 
 

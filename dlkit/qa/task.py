@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from dlkit.core.modelcard import CardInfo
 from dlkit.core.progress import info, warn
 from dlkit.core.run import Run
 from dlkit.core.task import Task
@@ -156,6 +157,15 @@ class QATask(Task):
                     "doc_stride": self.cfg.doc_stride, "max_answer_length": self.cfg.max_answer_length,
                     "n_best": self.cfg.n_best}
         save_trained(model, self.tokenizer, path, settings)
+
+    def card_info(self) -> CardInfo:
+        return CardInfo(what=f"extractive question-answering model ({self.cfg.head} span head)",
+                        pipeline_tag="question-answering", library_name="transformers", base_relation="finetune",
+                        usage="from transformers import AutoModelForQuestionAnswering, AutoTokenizer\n\n"
+                              "model = AutoModelForQuestionAnswering.from_pretrained(FOLDER_OR_REPO_ID)\n"
+                              "tokenizer = AutoTokenizer.from_pretrained(FOLDER_OR_REPO_ID)\n"
+                              "# config.json's task_specific_params['question-answering'] holds the windows it was "
+                              "trained on")
 
     def summary(self) -> dict[str, Any]:
         return {"method": self.cfg.head, "arch": self.arch,

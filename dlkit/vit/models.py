@@ -128,6 +128,7 @@ def save_classifier(model: nn.Module, processor: Any, path: Path) -> None:
     with quiet_transformers():
         if isinstance(model, PeftModel):
             model.save_pretrained(path / "lora")
+            (path / "lora" / "README.md").unlink(missing_ok=True)  # PEFT's empty template; the folder's card is above
             model = copy.deepcopy(model).merge_and_unload()
         model.save_pretrained(path)
         processor.save_pretrained(path)

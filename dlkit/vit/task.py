@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from dlkit.core import classification as clf
+from dlkit.core.modelcard import CardInfo
 from dlkit.core.run import Run
 from dlkit.core.task import Task
 from dlkit.vit import data as vdata
@@ -76,6 +77,14 @@ class VitTask(Task):
             else:
                 self.processor.size = {"height": side, "width": side}
         models.save_classifier(model, self.processor, path)
+
+    def card_info(self) -> CardInfo:
+        return CardInfo(what=f"image classifier ({self.cfg.method} fine-tune)", pipeline_tag="image-classification",
+                        library_name="transformers", base_relation="finetune",
+                        usage="from transformers import AutoImageProcessor, AutoModelForImageClassification\n\n"
+                              "model = AutoModelForImageClassification.from_pretrained(FOLDER_OR_REPO_ID)\n"
+                              "processor = AutoImageProcessor.from_pretrained(FOLDER_OR_REPO_ID)\n"
+                              "# config.json's id2label names the classes")
 
     def summary(self) -> dict[str, Any]:
         return {"method": self.cfg.method, "arch": self.model_type, "model": self.cfg.model, "data": self.cfg.data,
