@@ -13,6 +13,7 @@ from dlkit.clip.config import (
     CoopConfig,
     FixClassConfig,
     ProbeConfig,
+    RetrievalEvalConfig,
     TemplatesConfig,
     ZeroShotConfig,
 )
@@ -164,7 +165,7 @@ def probe(cfg: ProbeConfig) -> None:
 @config_command(app, ClipTrainConfig)
 def train(cfg: ClipTrainConfig) -> None:
     """Train CLIP from scratch on image-caption pairs (symmetric contrastive loss, learnable temperature);
-    recall@1/5/10 in both directions on the validation images.
+    recall@1/5/10 in both directions on the validation images while training, and on the test images at the end.
 
     Example: [bold]dlkit clip train --data ~/flickr8k --image-encoder rn50 --epochs 30 --batch-size 128[/bold]
     """
@@ -172,6 +173,23 @@ def train(cfg: ClipTrainConfig) -> None:
 
     metrics = run_train(cfg)
     progress.emit(metrics, progress.metrics_table(metrics, title="clip train"))
+
+
+@config_command(app, RetrievalEvalConfig, name="eval-retrieval")
+def eval_retrieval(cfg: RetrievalEvalConfig) -> None:
+    """Recall@1/5/10 of text->image and image->text retrieval on a captions dataset's test split (or --split), for
+    a `clip train` run or any open_clip model.
+
+    Example: [bold]dlkit clip eval-retrieval --run runs/clip/flickr[/bold] (its own test images)
+    Pretrained (Flickr8k test images): [bold]dlkit clip eval-retrieval --model ViT-B-32 --pretrained openai
+    --data ~/flickr8k[/bold]
+    """
+    from dlkit.clip.evaluate import eval_retrieval as run_eval_retrieval
+
+    result = run_eval_retrieval(cfg)
+    shown = {k: v for k, v in result.items() if not isinstance(v, dict)}
+    progress.emit(result, progress.metrics_table(shown, title=f"clip eval-retrieval ({result['split']}, "
+                                                              f"{result['split_size']} images)"))
 
 
 @app.command()

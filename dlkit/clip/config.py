@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from dlkit.core.config import TrainConfig, opt, shared
+from dlkit.core.config import RunOutput, TrainConfig, opt, shared
 from dlkit.core.errors import ConfigError
 
 
@@ -159,3 +159,27 @@ class ClipTrainConfig(TrainConfig):
             raise ConfigError(f"--image-size {self.image_size}: ResNet towers need a positive multiple of 32")
         if self.text_width % self.text_heads:
             raise ConfigError(f"--text-width {self.text_width} must be divisible by --text-heads {self.text_heads}")
+
+
+@dataclass(kw_only=True)
+class RetrievalEvalConfig(RunOutput):
+    """`clip eval-retrieval`: recall@k of a `clip train` run or an open_clip model on a captions split."""
+
+    run: str | None = opt(None, "A `clip train` run folder: its model, on its own data split (results go into it).")
+    model: str | None = opt(None, "Instead of --run: an open_clip architecture, hf-hub:ORG/REPO, a model folder, or "
+                                  "builtin:tiny-clip.")
+    pretrained: str = opt("default", "Pretrained tag of --model (as in `clip zeroshot`), a weights file, or none.")
+    data: str | None = opt(None, "Image-caption pairs: a Flickr8k/COCO folder, a Hub dataset id or builtin:shapes. "
+                                 "Default: the run's --data (with --model: builtin:shapes).")
+    split: str = opt("test", "Split to score: test, validation, or train (only when asked for). Data that names "
+                             "no splits is cut 80/10/10 by image with --seed (a run's own seed with --run).")
+    seed: int = opt(0, "Seed of the 80/10/10 cut with --model (and of random weights).")
+    batch_size: int = opt(64, "Images per forward pass when encoding.")
+    strict: bool = opt(False, "Fail on the first missing/undecodable image instead of skipping and counting it.")
+
+    def validate(self) -> None:
+        if (self.run is None) == (self.model is None):
+            raise ConfigError("pass either --run (a `clip train` run) or --model (with --pretrained), not both or "
+                              "neither")
+        if self.batch_size <= 0:
+            raise ConfigError(f"--batch-size must be > 0 (got {self.batch_size})")

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from dlkit.clip.config import ClipSource, FixClassConfig, TemplatesConfig, ZeroShotConfig
+from dlkit.clip.config import ClipSource, FixClassConfig, RetrievalEvalConfig, TemplatesConfig, ZeroShotConfig
 from dlkit.clip.data import LabeledImages, load_split
 from dlkit.clip.features import ImageFeatures, image_features, text_features
 from dlkit.clip.models import ClipBundle, build_clip
@@ -235,27 +235,97 @@ def _write_rows_csv(run: Run, rows: list[dict[str, Any]]) -> None:
     run.write_text("candidates.csv", buf.getvalue())
 
 
-def retrieval_metrics(rows: list[tuple[torch.Tensor, torch.Tensor, int]], scale: float) -> dict[str, float]:
-    """Recall@1/5/10 both ways over every val image and caption; val_loss is caption->image cross-entropy."""
-    owners = torch.tensor([r[2] for r in rows])
+def retrieval_metrics(rows: list[tuple[torch.Tensor, torch.Tensor, int]], scale: float,
+                      prefix: str = "val_") -> dict[str, float]:
+    """Recall@1/5/10 both ways over every image and caption of `rows` (image embedding, caption embedding, the
+    caption's image id); PREFIX+loss is the caption->image cross-entropy at the model's temperature."""
     images: dict[int, torch.Tensor] = {}
     for image_emb, _, owner in rows:
         images.setdefault(owner, image_emb)
     image_ids = sorted(images)
-    image_matrix = torch.stack([images[i] for i in image_ids])  # (I, D)
-    text_matrix = torch.stack([r[1] for r in rows])  # (T, D)
     column = {image_id: j for j, image_id in enumerate(image_ids)}
-    truth = torch.tensor([column[int(o)] for o in owners])  # (T,) each caption's image column
+    return recall_at_k(torch.stack([images[i] for i in image_ids]), torch.stack([r[1] for r in rows]),
+                       torch.tensor([column[int(r[2])] for r in rows]), scale, prefix)
+
+
+def recall_at_k(image_matrix: torch.Tensor, text_matrix: torch.Tensor, truth: torch.Tensor, scale: float,
+                prefix: str) -> dict[str, float]:
+    """(I, D) image and (T, D) caption embeddings (normalised), `truth` (T,) each caption's image row."""
     sims = text_matrix @ image_matrix.T  # (T, I)
-    out = {"val_loss": F.cross_entropy(scale * sims, truth).item()}
+    out = {f"{prefix}loss": F.cross_entropy(scale * sims, truth).item()}
     t2i_rank = (sims > sims.gather(1, truth[:, None])).sum(dim=1)  # images scored above the right one
-    i2t_best = torch.full((len(image_ids),), len(rows), dtype=torch.long)
+    i2t_best = torch.full((len(image_matrix),), len(text_matrix), dtype=torch.long)
     i2t_order = sims.T.argsort(dim=1, descending=True)  # (I, T)
-    for j in range(len(image_ids)):
+    for j in range(len(image_matrix)):
         hits = (truth[i2t_order[j]] == j).nonzero()
-        i2t_best[j] = hits[0, 0] if len(hits) else len(rows)
+        i2t_best[j] = hits[0, 0] if len(hits) else len(text_matrix)
     for k in (1, 5, 10):
-        out[f"val_t2i_r{k}"] = (t2i_rank < k).float().mean().item()
-        out[f"val_i2t_r{k}"] = (i2t_best < k).float().mean().item()
-    out["val_mean_recall"] = sum(out[f"val_{d}_r{k}"] for d in ("t2i", "i2t") for k in (1, 5, 10)) / 6
+        out[f"{prefix}t2i_r{k}"] = (t2i_rank < k).float().mean().item()
+        out[f"{prefix}i2t_r{k}"] = (i2t_best < k).float().mean().item()
+    out[f"{prefix}mean_recall"] = sum(out[f"{prefix}{d}_r{k}"] for d in ("t2i", "i2t") for k in (1, 5, 10)) / 6
     return out
+
+
+def caption_retrieval(bundle: ClipBundle, records: list[Any], split: str, batch_size: int = 64,
+                      cache: bool = True) -> dict[str, Any]:
+    """Recall@1/5/10 both ways over one split of image-caption records (every image against every caption of
+    the split), named for the split (test_*, val_*, train_*) with its size. `cache=False` for weights that
+    the feature cache cannot name (a model still in training)."""
+    from dlkit.core.splits import split_fields
+
+    prefix = "val_" if split == "validation" else f"{split}_"
+    images = LabeledImages([r.image for r in records], [0] * len(records), ["image"], ["."], split)
+    feats = image_features(bundle, images, batch_size, cache=cache)
+    kept = {path: i for i, path in enumerate(feats.paths)}
+    captions = [(caption, kept[r.image]) for r in records if r.image in kept for caption in r.captions]
+    if not captions:
+        raise ConfigError(f"the {split} split has no captioned image to retrieve")
+    texts = text_features(bundle, [c for c, _ in captions], cache=cache)
+    scale = float(bundle.model.logit_scale.detach().exp().clamp(max=100.0))
+    metrics = recall_at_k(F.normalize(feats.features, dim=-1), texts, torch.tensor([i for _, i in captions]), scale,
+                          prefix)
+    return {**split_fields(split, len(feats.paths)), f"{prefix}images": len(feats.paths),
+            f"{prefix}captions": len(captions), **metrics, "skipped_items": len(feats.skipped)}
+
+
+def eval_retrieval(cfg: RetrievalEvalConfig) -> dict[str, Any]:
+    """`clip eval-retrieval`: recall@1/5/10 both ways on one split of a captions dataset (test by default), for a
+    `clip train` run (on its own split, never on images it trained on unless --split train) or an open_clip
+    model. A run gets retrieval_SPLIT.json and the metrics in metrics.json; a model a results folder."""
+    from dlkit.core.splits import canonical, eval_split, held_out
+    from dlkit.data.captions import load_caption_records, readable_records, split_records
+
+    cfg.validate()
+    run = None
+    if cfg.run is not None:
+        run = Run.open(cfg.run, group="clip")
+        saved = run.read_config()
+        if "image_encoder" not in saved:
+            raise ConfigError(f"--run {cfg.run}: not a `clip train` run (zero-shot, CoOp and probe runs classify)")
+        data, seed, bundle = cfg.data or saved["data"], int(saved.get("seed", 0)), build_clip(str(run.dir))
+    else:
+        data, seed = cfg.data or "builtin:shapes", cfg.seed
+        bundle = build_clip(str(cfg.model), cfg.pretrained, cfg.seed)
+    records, stats = load_caption_records(data, strict=cfg.strict)
+    records, undecodable = readable_records(records, strict=cfg.strict)
+    by_name = {canonical(name): part for name, part in split_records(records, seed=seed).items()}
+    split = eval_split(canonical(cfg.split), [name for name, part in by_name.items() if part])
+    chosen = by_name[split]
+    if run is not None:
+        chosen = [chosen[i] for i in held_out(run, split, [r.image for r in chosen])]
+    result = caption_retrieval(bundle, chosen, split, cfg.batch_size)
+    result = {"command": "eval-retrieval", "model": cfg.run or cfg.model, "pretrained": bundle.weights, "data": data,
+              **result, "skipped_items": result["skipped_items"] + undecodable + stats.get("skipped_missing_images", 0)}
+    if run is not None:
+        from dlkit.clip.models import scratch_card
+        from dlkit.core.modelcard import write_card
+
+        path = run.write_json(f"retrieval_{split}.json", result)
+        run.write_metrics({**run.read_metrics(), **{k: v for k, v in result.items() if k.startswith(
+            ("test_", "val_") if split != "train" else "train_")}})
+        write_card(run.model_dir, run, scratch_card(saved["image_encoder"]))  # the card lists the new metrics
+    else:
+        out = open_results(cfg, "eval-retrieval")
+        path = out.write_json("metrics.json", {**result, "output_dir": str(out.dir)})
+    result["output"] = str(path)
+    return result

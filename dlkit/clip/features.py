@@ -69,15 +69,16 @@ def image_key(bundle: ClipBundle, images: LabeledImages) -> str:
 
 
 def image_features(bundle: ClipBundle, images: LabeledImages, batch_size: int = 64, num_workers: int = 0,
-                   strict: bool = False) -> ImageFeatures:
-    """Embeddings of every decodable image, from the cache when this exact (model, data, preprocessing) was seen."""
+                   strict: bool = False, cache: bool = True) -> ImageFeatures:
+    """Embeddings of every decodable image, from the cache when this exact (model, data, preprocessing) was seen;
+    `cache=False` encodes without reading or writing it (weights the key cannot name, e.g. during training)."""
     from safetensors.torch import load_file
 
     from dlkit.core.progress import info, track, warn
 
     key = image_key(bundle, images)
     path = feature_cache_dir() / f"{key}.safetensors"
-    if path.is_file():
+    if cache and path.is_file():
         tensors = load_file(str(path))
         kept = tensors["indices"].tolist()
         meta = json.loads((path.with_suffix(".json")).read_text(encoding="utf-8"))
@@ -102,19 +103,20 @@ def image_features(bundle: ClipBundle, images: LabeledImages, batch_size: int = 
     if skipped:
         warn(f"{len(skipped)} undecodable image(s) skipped, e.g. {skipped_paths[0]}")
     features = torch.cat(chunks)
-    _save(path, {"features": features.contiguous(), "indices": torch.tensor(kept)}, {"skipped": skipped_paths})
-    info(f"encoded {len(kept)} images with {bundle.name} (cached as {path.name})")
+    if cache:
+        _save(path, {"features": features.contiguous(), "indices": torch.tensor(kept)}, {"skipped": skipped_paths})
+        info(f"encoded {len(kept)} images with {bundle.name} (cached as {path.name})")
     return ImageFeatures(features, torch.tensor([images.labels[i] for i in kept]),
                          [images.paths[i] for i in kept], skipped_paths, cached=False)
 
 
-def text_features(bundle: ClipBundle, texts: list[str], batch_size: int = 256) -> torch.Tensor:
-    """(T, D) L2-normalised text embeddings, cached per (model, texts)."""
+def text_features(bundle: ClipBundle, texts: list[str], batch_size: int = 256, cache: bool = True) -> torch.Tensor:
+    """(T, D) L2-normalised text embeddings, cached per (model, texts) unless `cache=False`."""
     from safetensors.torch import load_file
 
     digest = hashlib.sha1("\n".join([VERSION, bundle.key, *texts]).encode()).hexdigest()[:20]
     path = feature_cache_dir() / f"text-{digest}.safetensors"
-    if path.is_file():
+    if cache and path.is_file():
         return load_file(str(path))["features"]
     model = bundle.model
     device = next(model.parameters()).device
@@ -124,7 +126,8 @@ def text_features(bundle: ClipBundle, texts: list[str], batch_size: int = 256) -
             tokens = bundle.tokenizer(texts[start:start + batch_size]).to(device)
             chunks.append(model.encode_text(tokens, normalize=True).float().cpu())
     features = torch.cat(chunks)
-    _save(path, {"features": features.contiguous()}, None)
+    if cache:
+        _save(path, {"features": features.contiguous()}, None)
     return features
 
 

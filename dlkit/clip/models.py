@@ -18,7 +18,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,9 @@ from torch import nn
 
 from dlkit.core.errors import ConfigError, SourceError
 from dlkit.core.sources import url_reachable
+
+if TYPE_CHECKING:
+    from dlkit.core.modelcard import CardInfo
 
 CONFIG_FILE = "open_clip_config.json"  # what open_clip's `local-dir:` schema reads
 WEIGHTS_FILE = "open_clip_model.safetensors"
@@ -252,6 +255,19 @@ def save_clip(model: nn.Module, config: dict[str, Any], folder: Path) -> Path:
     preprocess = dict(getattr(model.visual, "preprocess_cfg", {}))
     atomic_write_json(folder / CONFIG_FILE, {"model_cfg": config, "preprocess_cfg": preprocess})
     return folder
+
+
+def scratch_card(image_encoder: str) -> CardInfo:
+    """The model card's facts about a `clip train` final folder (what save_clip writes)."""
+    from dlkit.core.modelcard import CardInfo
+
+    return CardInfo(what=f"CLIP model ({image_encoder} image tower) trained from scratch",
+                    pipeline_tag="zero-shot-image-classification", library_name="open_clip",
+                    tags=["clip", "image-text-retrieval"], base="",
+                    usage="import open_clip\n\n"
+                          "model, _, preprocess = open_clip.create_model_and_transforms('local-dir:FOLDER')\n"
+                          "tokenizer = open_clip.get_tokenizer('local-dir:FOLDER')\n"
+                          "# from the Hub: 'hf-hub:REPO_ID' instead of 'local-dir:FOLDER'")
 
 
 def freeze(module: nn.Module) -> nn.Module:

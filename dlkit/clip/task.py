@@ -7,6 +7,7 @@ while they train; only their small heads are trainable.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import warnings
 from dataclasses import dataclass, field
@@ -20,7 +21,15 @@ from torch.utils.data import Dataset, TensorDataset
 
 from dlkit.clip.config import ClipTrainConfig, CoopConfig, ProbeConfig
 from dlkit.clip.data import image_caption_pairs, load_train_test
-from dlkit.clip.evaluate import class_embeddings, logits, retrieval_metrics, score, summary, write_report
+from dlkit.clip.evaluate import (
+    caption_retrieval,
+    class_embeddings,
+    logits,
+    retrieval_metrics,
+    score,
+    summary,
+    write_report,
+)
 from dlkit.clip.features import ImageFeatures, image_features
 from dlkit.clip.models import (
     ClassEmbeddings,
@@ -31,9 +40,11 @@ from dlkit.clip.models import (
     build_from_config,
     clip_config,
     save_clip,
+    scratch_card,
 )
 from dlkit.clip.templates import resolve_templates
 from dlkit.core.errors import ConfigError
+from dlkit.core.modelcard import CardInfo
 from dlkit.core.run import Run
 from dlkit.core.task import Task
 
@@ -48,6 +59,7 @@ class FeatureTask(Task):
     train_feats: ImageFeatures
     val_feats: ImageFeatures  # a slice of the train split: model selection never sees the test images
     summary_info: dict[str, Any]
+    scorer: Any  # (the trained head, the run) -> metrics of the test split, scored once at the end
     head: nn.Module | None = None
     skipped_items: int = 0
 
@@ -83,6 +95,18 @@ class FeatureTask(Task):
         trainable = {k: v.detach().contiguous() for k, v in model.named_parameters() if v.requires_grad}
         buffers = {k: v.detach().contiguous() for k, v in model.named_buffers() if k in ("mean", "std")}
         save_file({**trainable, **buffers}, str(path / "head.safetensors"))
+
+    def test(self, model: nn.Module, run: Run) -> dict[str, Any]:
+        return self.scorer(model, run)
+
+    def card_info(self) -> CardInfo:
+        method, model = self.summary_info["method"], str(self.summary_info["model"])
+        return CardInfo(what=f"{method} head on a frozen CLIP model", pipeline_tag="image-classification",
+                        tags=["clip", method], base=f"{model} (weights: {self.summary_info['pretrained']})",
+                        hub_base=False,
+                        usage="from safetensors.torch import load_file\n\n"
+                              "head = load_file('head.safetensors')  # the trained parameters; the image tower is "
+                              "the frozen base model's")
 
     def summary(self) -> dict[str, Any]:
         return dict(self.summary_info)
@@ -160,27 +184,26 @@ def coop(cfg: CoopConfig) -> dict[str, Any]:
             return PromptLearner(bundle.model, bundle.tokenizer, classes, cfg.n_ctx, scale)
     summary_info = {"method": f"coop-{cfg.mode}", "model": cfg.model, "pretrained": bundle.weights,
                     **feats.summary()}
-    task = FeatureTask(make_head, feats.train, feats.val, summary_info,
+
+    def test(head: nn.Module, run: Run) -> dict[str, Any]:
+        learned = head(test_feats.features)
+        zeroshot_scores = logits(test_feats.features, zeroshot_emb)
+        learned_result = score(learned, test_feats.labels, classes)
+        zeroshot_result = score(zeroshot_scores, test_feats.labels, classes)
+        write_report(run, learned_result, learned, test_feats, classes)
+        write_report(run, zeroshot_result, zeroshot_scores, test_feats, classes, prefix="zeroshot_")
+        if cfg.mode == "prompt":
+            _write_prompts(run, head, classes)
+        return {"test_accuracy": learned_result["top1"], "test_top5": learned_result["top5"],
+                "test_macro_f1": learned_result["macro_f1"], "zeroshot_accuracy": zeroshot_result["top1"],
+                "gain_over_zeroshot": learned_result["top1"] - zeroshot_result["top1"],
+                "worst_classes": summary(learned_result)["worst_classes"], "output_dir": str(run.dir)}
+
+    task = FeatureTask(make_head, feats.train, feats.val, summary_info, test,
                        skipped_items=summary_info.pop("skipped_items"))
     run = Run.create("clip", cfg, f"coop-{cfg.mode}")
     feats.record(run, cfg.resume)
-    metrics = fit(task, cfg, run)
-    with torch.no_grad():
-        head = task.head.eval()
-        learned = head(test_feats.features)
-    zeroshot_scores = logits(test_feats.features, zeroshot_emb)
-    learned_result = score(learned, test_feats.labels, classes)
-    zeroshot_result = score(zeroshot_scores, test_feats.labels, classes)
-    write_report(run, learned_result, learned, test_feats, classes)
-    write_report(run, zeroshot_result, zeroshot_scores, test_feats, classes, prefix="zeroshot_")
-    if cfg.mode == "prompt":
-        _write_prompts(run, head, classes)
-    metrics.update({"test_accuracy": learned_result["top1"], "test_top5": learned_result["top5"],
-                    "test_macro_f1": learned_result["macro_f1"], "zeroshot_accuracy": zeroshot_result["top1"],
-                    "gain_over_zeroshot": learned_result["top1"] - zeroshot_result["top1"],
-                    "worst_classes": summary(learned_result)["worst_classes"], "output_dir": str(run.dir)})
-    run.write_metrics(metrics)
-    return metrics
+    return fit(task, cfg, run)
 
 
 def _write_prompts(run: Run, head: PromptLearner, classes: list[str]) -> None:
@@ -211,19 +234,19 @@ def probe(cfg: ProbeConfig) -> dict[str, Any]:
 
     summary_info = {"method": "linear-probe", "model": cfg.model, "pretrained": feats.bundle.weights,
                     **feats.summary()}
-    task = FeatureTask(make_head, feats.train, feats.val, summary_info,
+
+    def test(head: nn.Module, run: Run) -> dict[str, Any]:
+        scores = head(test_feats.features)
+        result = score(scores, test_feats.labels, classes)
+        write_report(run, result, scores, test_feats, classes)
+        return {"test_accuracy": result["top1"], "test_top5": result["top5"], "test_macro_f1": result["macro_f1"],
+                "worst_classes": summary(result)["worst_classes"], "output_dir": str(run.dir)}
+
+    task = FeatureTask(make_head, feats.train, feats.val, summary_info, test,
                        skipped_items=summary_info.pop("skipped_items"))
     run = Run.create("clip", cfg, "probe")
     feats.record(run, cfg.resume)
-    metrics = fit(task, cfg, run)
-    with torch.no_grad():
-        scores = task.head.eval()(test_feats.features)
-    result = score(scores, test_feats.labels, classes)
-    write_report(run, result, scores, test_feats, classes)
-    metrics.update({"test_accuracy": result["top1"], "test_top5": result["top5"], "test_macro_f1": result["macro_f1"],
-                    "worst_classes": summary(result)["worst_classes"], "output_dir": str(run.dir)})
-    run.write_metrics(metrics)
-    return metrics
+    return fit(task, cfg, run)
 
 
 # -- CLIP from scratch ---------------------------------------------------------------------------------
@@ -336,6 +359,17 @@ class ClipTask(Task):
 
     def save_model(self, model: nn.Module, path: Path) -> None:
         save_clip(model, self.config, path)
+
+    def test(self, model: nn.Module, run: Run) -> dict[str, Any]:
+        """Recall@1/5/10 both ways on the test images, scored once with the final weights."""
+        if not self.splits["test"]:
+            return {}
+        bundle = dataclasses.replace(self.bundle, model=model)
+        result = caption_retrieval(bundle, self.splits["test"], "test", self.cfg.batch_size, cache=False)
+        return {k: v for k, v in result.items() if k.startswith("test_")}
+
+    def card_info(self) -> CardInfo:
+        return scratch_card(self.cfg.image_encoder)
 
     def summary(self) -> dict[str, Any]:
         return {"method": "clip-scratch", "image_encoder": self.cfg.image_encoder,

@@ -62,6 +62,46 @@ def test_train_learns_retrieval_and_writes_a_loadable_run(trained: Path) -> None
     assert len(samples) == 3 and len(samples[0]["results"]) == 6 and samples[0]["query"]
 
 
+TEST_KEYS = [f"test_{d}_r{k}" for d in ("t2i", "i2t") for k in (1, 5, 10)] + ["test_mean_recall", "test_loss"]
+
+
+def test_train_scores_retrieval_on_the_test_images_and_eval_retrieval_agrees(cli, trained: Path) -> None:
+    from huggingface_hub import ModelCard
+
+    metrics = json.loads((trained / "metrics.json").read_text())
+    splits = json.loads((trained / "splits.json").read_text())
+    assert metrics["test_images"] == len(splits["test"]) == 30 and metrics["test_captions"] == 150
+    assert not set(splits["test"]) & set(splits["train"])
+    assert metrics["test_t2i_r5"] > 0.8 and metrics["test_i2t_r1"] > 5 / 30  # chance: 5/30 and 1/30
+    card = ModelCard.load(trained / "checkpoints" / "final" / "README.md")
+    scored = {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert scored[("test", "t2i_r5")] == pytest.approx(metrics["test_t2i_r5"])
+    result = cli("--json", "clip", "eval-retrieval", "--run", trained)
+    assert result.exit_code == 0, result.stderr
+    again = json.loads(result.stdout)
+    assert again["split"] == "test" and again["split_size"] == 30 and again["test_captions"] == 150
+    assert {k: again[k] for k in TEST_KEYS} == {k: pytest.approx(metrics[k], rel=1e-4, abs=1e-6) for k in TEST_KEYS}
+    assert (trained / "retrieval_test.json").is_file()
+    val = json.loads(cli("--json", "clip", "eval-retrieval", "--run", trained, "--split", "val").stdout)
+    assert val["split"] == "validation" and val["split_size"] == metrics["val_images"]
+    assert val["val_t2i_r1"] == pytest.approx(metrics["final"]["val_t2i_r1"], abs=1e-6)
+
+
+def test_eval_retrieval_scores_an_open_clip_model_on_a_captions_test_split(cli, captions: Path,
+                                                                            tmp_path: Path) -> None:
+    result = cli("--json", "clip", "eval-retrieval", "--model", "builtin:tiny-clip", "--data", captions,
+                 "--output-dir", tmp_path / "r")
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["split"] == "test" and out["split_size"] == out["test_images"] == 30 and out["test_captions"] == 150
+    for direction in ("t2i", "i2t"):
+        recalls = [out[f"test_{direction}_r{k}"] for k in (1, 5, 10)]
+        assert 0 <= recalls[0] <= recalls[1] <= recalls[2] <= 1
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["split"] == "test"
+    both = cli("clip", "eval-retrieval", "--model", "builtin:tiny-clip", "--run", tmp_path / "r")
+    assert both.exit_code == 2 and "either --run" in both.stderr
+
+
 def test_zeroshot_with_the_trained_run_beats_chance(cli, trained: Path, shape_images: Path, tmp_path: Path) -> None:
     result = cli("--json", "clip", "zeroshot", "--model", trained, "--data", shape_images, *COLOUR_TEMPLATES,
                  "--output-dir", tmp_path / "zs")
