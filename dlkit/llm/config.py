@@ -75,6 +75,9 @@ class LlmConfig(DataConfig, TrainConfig):
     unfreeze: str = opt("first2,last2", "partial: decoder layers to train, e.g. first2,last2 or 0,1,-2,-1.")
     packing: bool = opt(False, "Pack conversations into rows of --max-length tokens (per-conversation positions, "
                         "block-diagonal mask: no attention across conversations); --batch-size counts rows.")
+    neftune_alpha: float = opt(0.0, "NEFTune: uniform noise on the input embeddings while training, scaled "
+                               "alpha/sqrt(L*d) (L: the conversation's tokens without padding, each conversation's "
+                               "own in a packed row; d: hidden size); 0 = off, 5 is the paper's usual value.")
     max_new_tokens: int = opt(32, "Tokens generated per answer when sampling and evaluating.")
     strict: bool = opt(False, "Fail on the first malformed row instead of skipping and counting it.")
 
@@ -98,5 +101,7 @@ class LlmConfig(DataConfig, TrainConfig):
         if self.packing and METHODS[self.method].family == "soft-prompt":
             raise ConfigError(f"--packing does not work with --method {self.method}: virtual tokens are prepended "
                               "to each row, not to each conversation")
+        if self.neftune_alpha < 0:
+            raise ConfigError(f"--neftune-alpha must be >= 0 (got {self.neftune_alpha})")
         if self.max_new_tokens <= 0:
             raise ConfigError(f"--max-new-tokens must be > 0 (got {self.max_new_tokens})")

@@ -27,6 +27,7 @@ from dlkit.llm.config import LlmConfig
 from dlkit.llm.data import IGNORE, ListDataset, build_splits, length_grouped_plan, pack, pad_batch, pad_packed
 from dlkit.llm.models import INFO_FILE, base_info, card_info, load_model, load_tokenizer, resolve_model
 from dlkit.nn.losses import linear_cross_entropy
+from dlkit.nn.neftune import NEFTune
 
 
 def causal_lm_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -103,6 +104,7 @@ class LlmTask(Task):
                               + counts["dropped_long"])
         self.param_report: dict[str, Any] = {}
         self.arch = ""
+        self.neftune = NEFTune(cfg.neftune_alpha) if cfg.neftune_alpha else None
         if counts["system_merged"]:
             info(f"note: this model's chat template has no system role; the system text of "
                  f"{counts['system_merged']} conversations was merged into their first user turn")
@@ -114,6 +116,8 @@ class LlmTask(Task):
         model = methods.build(model, self.cfg, self.base.path)
         if self.method.family != "soft-prompt":
             model.config.use_cache = False
+        if self.neftune is not None:
+            self.neftune.attach(model.get_input_embeddings())
         return model
 
     def datasets(self) -> tuple[ListDataset, ListDataset | None]:
@@ -138,6 +142,14 @@ class LlmTask(Task):
 
     def training_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         real = batch.pop("token_mask", None)  # packed batches: the non-pad tokens (their mask is 4D)
+        if self.neftune is None:
+            return self.loss(model, batch, real)
+        with self.neftune.lengths_of(batch["attention_mask"] if real is None else real,
+                                     batch.get("position_ids") if real is not None else None):
+            return self.loss(model, batch, real)
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], real: torch.Tensor | None
+             ) -> tuple[torch.Tensor, dict]:
         if real is not None and _attention(model) != "eager":
             batch["attention_mask"] = batch["attention_mask"] == 0  # sdpa takes a boolean mask in any precision
         if self.method.family == "soft-prompt" or isinstance(model, nn.parallel.DistributedDataParallel):
