@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dlkit.adapter.config import AdapterConfig
 from dlkit.core import progress
-from dlkit.core.classifier_cli import classifier_commands
+from dlkit.core.classifier_cli import classifier_commands, sweep_command
 from dlkit.core.commands import config_command, group_app
 
 app = group_app("adapter", "Text classification with bottleneck adapters in a frozen RoBERTa/BERT, or head/full "
@@ -36,3 +36,5 @@ classifier_commands(
 
     Example: [bold]dlkit adapter predict --run runs/adapter/houlsby "the plot was wonderful"[/bold]
     """)
+sweep_command(app, "adapter", AdapterConfig, "dlkit.adapter.evaluate",
+              "dlkit adapter sweep --grid placement=houlsby,pfeiffer --grid bottleneck=16,64")

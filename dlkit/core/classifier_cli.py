@@ -50,3 +50,26 @@ def classifier_commands(app: typer.Typer, module: str, item: str, noun: str, inp
     evaluate.__doc__, predict.__doc__ = eval_doc, predict_doc
     app.command("eval")(evaluate)
     app.command()(predict)
+
+
+def sweep_command(app: typer.Typer, group: str, config_cls: type, module: str, example: str) -> None:
+    """Add `sweep` to a classifier group: a grid over its train flags, one run each scored by `module`'s evaluate
+    on its held-out split, one comparison."""
+    from dlkit.core.commands import config_command
+    from dlkit.core.grid import sweep_config
+
+    def sweep(cfg: Any) -> None:
+        from dlkit.core.grid import comparison_table
+        from dlkit.core.grid import sweep as run_sweep
+
+        def evaluate(run_cfg: Any, metrics: dict[str, Any]) -> dict[str, Any]:
+            scored = importlib.import_module(module).evaluate(Path(run_cfg.output_dir), batch_size=64, split=None)
+            return {**metrics, **scored["metrics"]}  # the split it scored, its size and its metrics
+
+        result = run_sweep(group, config_cls, cfg, evaluate)
+        progress.emit(result["rows"], comparison_table(result["rows"], result["columns"], {},
+                                                       f"{group} runs compared (held-out metrics)"))
+
+    sweep.__doc__ = (f"Train one run per point of a --grid over any train flag (every combination), then write one "
+                     f"comparison table and comparison.png over all of them.\n\n    Example: [bold]{example}[/bold]")
+    config_command(app, sweep_config(group))(sweep)

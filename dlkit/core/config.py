@@ -191,7 +191,7 @@ def load_config(cls: type[C], file: str | Path | None = None, overrides: dict[st
                 continue
             key = str(raw_key).replace("-", "_")
             if key not in known:
-                raise ConfigError(f"{where}: unknown key {raw_key!r}; {_suggest(key, known)}")
+                raise ConfigError(f"{where}: unknown key {raw_key!r}; {suggestion(key, known)}")
             values[key] = coerce(key, value, known[key][1], where)
     values.update(overrides or {})
     cfg = cls(**values)
@@ -201,7 +201,8 @@ def load_config(cls: type[C], file: str | Path | None = None, overrides: dict[st
     return cfg
 
 
-def _suggest(key: str, known: dict[str, Any]) -> str:
+def suggestion(key: str, known: dict[str, Any]) -> str:
+    """'did you mean X?' for a mistyped key, else the valid keys."""
     close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.5)
     if close:
         return f"did you mean {close[0]!r}?"

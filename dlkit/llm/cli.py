@@ -10,7 +10,7 @@ import typer
 
 from dlkit.core import progress
 from dlkit.core.commands import config_command, group_app, run_option
-from dlkit.llm.config import LlmConfig, PrepareConfig
+from dlkit.llm.config import LlmConfig, LlmSweepConfig, PrepareConfig
 
 app = group_app("llm", "Instruction fine-tuning of causal LMs: every PEFT method and partial unfreezing, "
                 "compared side by side.", extra="llm", requires=("transformers", "peft"))
@@ -161,35 +161,19 @@ def _inspect_table(report: dict):
     return Group(head, table)
 
 
-@app.command()
-def sweep(
-    methods: Annotated[str, typer.Option(help="Comma-separated methods, one run each.")] = (
-        "prompt, prefix, ptuning, lora, dora, rslora, loha, partial"),
-    output_dir: Annotated[Path, typer.Option(help="Parent folder of the runs.")] = Path("runs/llm/sweep"),
-    config: Annotated[Optional[Path], typer.Option(help="Shared settings (YAML/JSON) for every run.")] = None,  # noqa: UP045
-    config_dir: Annotated[Optional[Path], typer.Option(help="Folder of METHOD.yaml files (one per method; "  # noqa: UP045
-                                                       "--config for methods without one).")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Base model for every run.")] = None,  # noqa: UP045
-    data: Annotated[Optional[str], typer.Option(help="Data for every run.")] = None,  # noqa: UP045
-    max_steps: Annotated[Optional[int], typer.Option(help="Steps per run.")] = None,  # noqa: UP045
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs per run.")] = None,  # noqa: UP045
-    max_new_tokens: MaxNewTokens = 32,
-    overwrite: Annotated[bool, typer.Option(help="Replace existing runs.")] = False,
-) -> None:
-    """Train and evaluate each method as its own run, then write the comparison table and comparison.png.
+@config_command(app, LlmSweepConfig)
+def sweep(cfg: LlmSweepConfig) -> None:
+    """Train and evaluate each method (and each point of a --grid over any train flag) as its own run, then write
+    one comparison table and comparison.png over all of them, with the untuned model on the same test split.
 
     Example: [bold]dlkit llm sweep --methods prompt,lora,partial --max-steps 100 --output-dir runs/llm/sweep[/bold]
+    A grid: [bold]dlkit llm sweep --methods lora --grid lr=1e-4,3e-4 --grid rank=8,16 --max-steps 100[/bold]
     Real models: [bold]dlkit llm sweep --config-dir examples/llm/gemma2-2b --output-dir runs/llm/sweep-gemma2[/bold]
     """
-    from dlkit.llm.sweep import run_sweep
+    from dlkit.llm.sweep import comparison_table, run_sweep
 
-    overrides = {k: v for k, v in {"model": model, "data": data, "max_steps": max_steps, "epochs": epochs,
-                                   "max_new_tokens": max_new_tokens, "overwrite": overwrite}.items()
-                 if v is not None}
-    rows = run_sweep([m.strip() for m in methods.split(",") if m.strip()], output_dir, config, overrides, config_dir)
-    from dlkit.llm.sweep import comparison_table
-
-    progress.emit(rows, comparison_table(rows))
+    result = run_sweep(cfg)
+    progress.emit(result["rows"], comparison_table(result))
 
 
 @app.command()

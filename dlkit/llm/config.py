@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from dlkit.core.config import TrainConfig, opt, shared
 from dlkit.core.errors import ConfigError
+from dlkit.core.grid import SweepConfig
 
 Format = Literal["auto", "sharegpt", "openai", "alpaca"]
 
@@ -103,5 +105,30 @@ class LlmConfig(DataConfig, TrainConfig):
                               "to each row, not to each conversation")
         if self.neftune_alpha < 0:
             raise ConfigError(f"--neftune-alpha must be >= 0 (got {self.neftune_alpha})")
+        if self.max_new_tokens <= 0:
+            raise ConfigError(f"--max-new-tokens must be > 0 (got {self.max_new_tokens})")
+
+
+@dataclass(kw_only=True)
+class LlmSweepConfig(SweepConfig):
+    """`dlkit llm sweep`: methods (and any --grid) as runs, each also scored on its test split and against the
+    untuned model on the same split."""
+
+    methods: str = opt("prompt, prefix, ptuning, lora, dora, rslora, loha, partial", "Comma-separated methods, one "
+                       "run each (the first axis of the grid; --grid method=... replaces it).")
+    config_dir: str | None = opt(None, "Folder of METHOD.yaml files: each method's own settings (--train-config "
+                                       "for methods without one).")
+    model: str | None = opt(None, "Base model for every run.")
+    data: str | None = opt(None, "Data for every run.")
+    max_steps: int | None = opt(None, "Steps per run.")
+    epochs: int | None = opt(None, "Epochs per run.")
+    max_new_tokens: int = opt(32, "Tokens generated per test answer (and by the untuned model).")
+    output_dir: str = opt("runs/llm/sweep", "Parent folder: one run folder per method and grid point, the untuned "
+                                            "model's scores and the comparison.")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.config_dir is not None and not Path(self.config_dir).expanduser().is_dir():
+            raise ConfigError(f"--config-dir {self.config_dir}: no such folder")
         if self.max_new_tokens <= 0:
             raise ConfigError(f"--max-new-tokens must be > 0 (got {self.max_new_tokens})")

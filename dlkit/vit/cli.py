@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from dlkit.core import progress
-from dlkit.core.classifier_cli import classifier_commands
+from dlkit.core.classifier_cli import classifier_commands, sweep_command
 from dlkit.core.commands import config_command, group_app
 from dlkit.vit.config import VitConfig
 
@@ -68,3 +68,5 @@ classifier_commands(
 
     Example: [bold]dlkit vit predict --run runs/vit/lora cat.jpg dog.png[/bold]
     """)
+sweep_command(app, "vit", VitConfig, "dlkit.vit.evaluate",
+              "dlkit vit sweep --grid method=lora,last-block --grid lr=1e-3,3e-3 --train-config vit.yaml")

@@ -96,18 +96,31 @@ def test_left_padded_batches_match_one_by_one(two_tasks, capitals_file):
                                                                              batch_size=1)
 
 
-def test_sweep_compares_methods(cli, tmp_path, capitals_file):
-    result = cli("llm", "sweep", "--methods", "prompt,lora", "--data", capitals_file, "--max-steps", "3",
+def test_sweep_runs_a_grid_and_compares_every_run(cli, tmp_path, capitals_file):
+    result = cli("llm", "sweep", "--methods", "lora", "--grid", "rank=2,4", "--data", capitals_file, "--max-steps", "3",
                  "--output-dir", tmp_path / "sweep", "--max-new-tokens", "4", "--json")
     assert result.exit_code == 0, result.stderr
     rows = json.loads(result.stdout)
-    assert [r["method"] for r in rows] == ["prompt", "lora"]
-    assert all(r["trainable_params"] > 0 and r["val_loss"] is not None for r in rows)
-    assert rows[0]["trainable_pct"] < rows[1]["trainable_pct"]
+    assert [(r["run"], r["method"], r["rank"]) for r in rows] == [("lora_rank=2", "lora", "2"),
+                                                                   ("lora_rank=4", "lora", "4")]
+    assert rows[1]["trainable_params"] == 2 * rows[0]["trainable_params"]  # LoRA's A and B grow with the rank
+    assert all(r["val_loss"] is not None and r["split"] == "test" and "gain_exact_match" in r for r in rows)
+    for row, rank in zip(rows, (2, 4), strict=True):  # each a normal run folder, with its own config and eval
+        run = tmp_path / "sweep" / row["run"]
+        assert json.loads((run / "config.json").read_text())["rank"] == rank and (run / "eval.json").is_file()
     assert (tmp_path / "sweep" / "comparison.png").stat().st_size > 1000
-    assert "| lora |" in (tmp_path / "sweep" / "comparison.md").read_text()
+    table = (tmp_path / "sweep" / "comparison.md").read_text()
+    assert table.startswith("| run | method | rank | train_seconds |") and "| lora_rank=4 | lora | 4 |" in table
+    assert json.loads((tmp_path / "sweep" / "untuned.json").read_text())["test_exact_match"] is not None
     compared = cli("compare", tmp_path / "sweep", "--format", "json")
-    assert compared.exit_code == 0 and "lora" in compared.stdout
+    assert compared.exit_code == 0 and "lora_rank=4" in compared.stdout
+
+
+def test_sweep_grid_over_methods_and_a_bad_grid(cli, tmp_path):
+    result = cli("llm", "sweep", "--grid", "method=lora,nope", "--output-dir", tmp_path)
+    assert result.exit_code == 2 and "--method nope: unknown method" in result.stderr
+    result = cli("llm", "sweep", "--grid", "rnak=2,4", "--output-dir", tmp_path)
+    assert result.exit_code == 2 and "did you mean 'rank'?" in result.stderr
 
 
 def test_unknown_sweep_method(cli, tmp_path):
