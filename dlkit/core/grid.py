@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from dlkit.core.config import coerce, config_fields, flag_name, load_config, opt, saved_dict, suggestion
+from dlkit.core.config import config_fields, flag_name, load_config, opt, saved_dict, suggestion
 from dlkit.core.errors import ConfigError, RunError
 
 NOT_GRIDDED = ("output_dir", "name", "resume", "overwrite", "command_line", "push_to_hub")  # set per run by the sweep
@@ -96,7 +96,11 @@ def parse_value(text: str, tp: Any, where: str) -> Any:
             return None
         return parse_value(text, next(a for a in typing.get_args(tp) if a is not type(None)), where)
     if origin is Literal:
-        return coerce(where, text, tp, where)
+        choices = typing.get_args(tp)
+        match = [c for c in choices if str(c) == text]
+        if not match:
+            raise ConfigError(f"{where}: {text!r} is not one of {', '.join(map(str, choices))}")
+        return match[0]
     if tp is bool:
         if text.lower() not in BOOLEANS:
             raise ConfigError(f"{where}: {text!r} is not true or false")

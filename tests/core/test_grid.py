@@ -34,7 +34,7 @@ def test_values_take_the_flags_types_and_every_combination_is_a_run():
     ("output-dir=a,b", "output-dir is not a train flag"),
     ("lr=fast", "'fast' is not a number"),
     ("epochs=1.5", "'1.5' is not an integer"),
-    ("scheduler=warm", "must be one of constant, linear, cosine, step"),
+    ("scheduler=warm", "--grid scheduler: 'warm' is not one of constant, linear, cosine, step"),
     ("lr=1e-3,0.001", "a value is given twice"),
 ])
 def test_a_bad_grid_is_one_clear_error(spec, message):
