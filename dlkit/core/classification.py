@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dlkit.core.config import TrainConfig, opt
+from dlkit.core.config import ShardingConfig, opt
 from dlkit.core.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def check_classes(names: Sequence[str], where: str) -> None:
 
 
 @dataclass
-class ClassifierConfig(TrainConfig):
+class ClassifierConfig(ShardingConfig):
     """The split fields of a classifier's `train` (vit, adapter): the validation share and seeded subsets."""
 
     val_fraction: float = opt(0.1, "Share of each class of train held out for validation when the data has no "

@@ -165,9 +165,9 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
 
 
 def _shared_fields() -> set[str]:
-    from dlkit.core.config import TrainConfig
+    from dlkit.core.config import ShardingConfig
 
-    return {f.name for f in dataclasses.fields(TrainConfig)} - {"data", "model"}
+    return {f.name for f in dataclasses.fields(ShardingConfig)} - {"data", "model"}  # TrainConfig's and sharding's
 
 
 _SHARED = _shared_fields()

@@ -106,6 +106,23 @@ class TrainConfig:
             raise ConfigError("--resume and --overwrite contradict each other; pass one of them")
 
 
+
+@dataclass
+class ShardingConfig(TrainConfig):
+    """TrainConfig plus the sharding flags, for the `train` commands whose models can outgrow one GPU."""
+
+    sharding: Literal["none", "fsdp"] = opt("none", "none: every process holds the whole model (DDP under torchrun); "
+                                            "fsdp: parameters, gradients and optimizer state sharded over the "
+                                            "processes, one transformer block at a time (torch FSDP2).")
+    cpu_offload: bool = opt(False, "--sharding fsdp: keep the shards, gradients and optimizer state in CPU memory "
+                            "(the optimizer steps on the CPU): slower, for shards that do not fit the GPUs.",
+                            resume_safe=True)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.cpu_offload and self.sharding != "fsdp":
+            raise ConfigError("--cpu-offload needs --sharding fsdp (it offloads the shards)")
+
 def _check(ok: bool, name: str, what: str, value: Any) -> None:
     if not ok:
         raise ConfigError(f"--{flag_name(name)} {what} (got {value!r})")

@@ -5,8 +5,13 @@ metric logging live here once.
 Batch plan: an epoch is a list of optimizer steps, each one batch of batch x accum x processes examples
 drawn by the task's `batch_plan`, split into equal micro-batches (accum per process). Its loss is
 sum(item losses) / (items in the whole step, all processes): each micro-batch backpropagates its mean
-loss x its item count / that total (x processes, since DDP averages gradients), so `--batch-size 4
---grad-accum 2` and two processes x 4 give the gradients of one batch of 8.
+loss x its item count / that total (x processes, since DDP's all-reduce and FSDP's reduce-scatter average
+gradients), so `--batch-size 4 --grad-accum 2` and two processes x 4 give the gradients of one batch of 8.
+
+Sharding (--sharding fsdp): dlkit.core.sharding shards the model with FSDP2 before the optimizer is built;
+Accelerate then prepares neither (it would wrap the model in DDP). The checkpoint, the final model and the
+eval samples go through the sharded path (save_sharded_checkpoint, restore_sharded, whole_model), where
+every process takes part.
 
 Exact resume: the order of an epoch's batches is a pure function of (seed, epoch), drawn from a
 private generator, and the DataLoader gets its own generator too, so no data-order draw touches the
@@ -43,8 +48,8 @@ from accelerate.utils import gather_object, send_to_device, set_seed
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from dlkit.core import plots
-from dlkit.core.config import META_KEY, TrainConfig, flag_name, resume_changes, saved_dict
+from dlkit.core import plots, sharding
+from dlkit.core.config import META_KEY, ShardingConfig, TrainConfig, flag_name, resume_changes, saved_dict
 from dlkit.core.errors import ConfigError, DataError, Diverged, Interrupted, RunError, TrainingStopped
 from dlkit.core.launch import launch_warning, sharding_refusal
 from dlkit.core.modelcard import check_push, push_folder, write_card
@@ -89,6 +94,7 @@ def fit(task: Task, cfg: TrainConfig, run: Run) -> dict[str, Any]:
     """Train `task` as `cfg` says, writing everything into `run`; returns the final metrics.json."""
     check_task(task)
     check_push(cfg.push_to_hub)  # before any work: an upload that cannot happen is refused now, not after training
+    cfg, fsdp = sharding.from_launcher(cfg)  # --sharding fsdp, or an `accelerate launch` FSDP config
     saved_config = run.read_config() if cfg.resume else None
     if saved_config is not None:
         check_resume(saved_config, cfg)
@@ -104,7 +110,8 @@ def fit(task: Task, cfg: TrainConfig, run: Run) -> dict[str, Any]:
     # an empty validation set is caught here, not by an IndexError after a training step
     if val_set is not None and len(val_set) == 0:  # type: ignore[arg-type]
         raise DataError("the validation set is empty; add examples or hold out a larger share for validation")
-    optimizer = build_optimizer(model, cfg)
+    shards = sharding.shard(task, model, fsdp, cfg.precision, accel.device, accel.is_main_process) if fsdp else None
+    optimizer = build_optimizer(model, cfg)  # after sharding: FSDP replaces the parameters with their shards
     first_epoch = step_plan(task, train_set, cfg, 0, accel.num_processes)
     steps_per_epoch = len(first_epoch)
     if steps_per_epoch == 0:
@@ -115,10 +122,12 @@ def fit(task: Task, cfg: TrainConfig, run: Run) -> dict[str, Any]:
         check_resume_data(saved_config, data)
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     scheduler = build_scheduler(optimizer, cfg, total_steps)
-    model, optimizer = accel.prepare(model, optimizer)
+    if shards is None:  # a sharded model is FSDP's: Accelerate would wrap it in DDP
+        model, optimizer = accel.prepare(model, optimizer)
 
     if saved_config is not None:
-        state = restore(accel, run, scheduler)
+        state = (restore(accel, run, scheduler) if shards is None
+                 else restore_sharded(accel, run, scheduler, shards, optimizer))
         record_resume(run, cfg, saved_config, state.step)
         run.truncate_history(state.step)
         info(f"resuming {run.dir} at step {state.step} (epoch {state.epoch})")
@@ -127,9 +136,10 @@ def fit(task: Task, cfg: TrainConfig, run: Run) -> dict[str, Any]:
         run.write_config(cfg, command=command_text(cfg), data=data)
     if accel.log_with:
         accel.init_trackers(f"dlkit-{run.group}", config=hparams(cfg))
-    val_loader = eval_loader(val_set, task.collate, cfg.batch_size, accel) if val_set is not None else None
+    val_loader = (eval_loader(val_set, task.collate, cfg.batch_size, accel, sharded=shards is not None)
+                  if val_set is not None else None)
 
-    loop = _Loop(task, cfg, run, accel, model, optimizer, scheduler, state, total_steps, val_loader)
+    loop = _Loop(task, cfg, run, accel, model, optimizer, scheduler, state, total_steps, val_loader, shards)
     status = "finished"
     try:
         loop.train(train_set)
@@ -158,10 +168,11 @@ def fit(task: Task, cfg: TrainConfig, run: Run) -> dict[str, Any]:
         loop.checkpoint()
     accel.wait_for_everyone()
     metrics = loop.summary(trainable, total, status)
+    with whole_model(accel, model, shards) as final:
+        if final is not None:
+            task.save_model(final, run.model_dir)
+            metrics.update(final_test(task, final, run))
     if accel.is_main_process:
-        final = accel.unwrap_model(model)
-        task.save_model(final, run.model_dir)
-        metrics.update(final_test(task, final, run))
         run.write_metrics(metrics)
         write_card(run.model_dir, run, task.card_info())
         plots.loss_curves(run.history(), run.plots_dir / "loss.png")
@@ -191,8 +202,8 @@ class _Loop:
 
     def __init__(self, task: Task, cfg: TrainConfig, run: Run, accel: Accelerator, model: nn.Module,
                  optimizer: Any, scheduler: Any, state: TrainState, total_steps: int,
-                 val_loader: _DeviceLoader | None):
-        self.task, self.cfg, self.run, self.accel = task, cfg, run, accel
+                 val_loader: _DeviceLoader | None, shards: sharding.Sharded | None = None):
+        self.task, self.cfg, self.run, self.accel, self.shards = task, cfg, run, accel, shards
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.state, self.total_steps, self.val_loader = state, total_steps, val_loader
         self.stop_requested = False  # set by the first Ctrl-C; honoured at the next step boundary
@@ -423,9 +434,8 @@ class _Loop:
             self.model.eval()
             with torch.no_grad():
                 metrics = self.task.evaluate(self.model, self.val_loader, self.accel)
-            if self.accel.is_main_process:  # still in eval mode: samples without dropout, and BatchNorm
-                # statistics left as evaluated (and as the other ranks have them)
-                self.task.on_eval(self.accel.unwrap_model(self.model), self.run, state.step)
+            self.samples()  # still in eval mode: samples without dropout, and BatchNorm statistics left as
+            # evaluated (and as the other ranks have them)
             self.model.train()
         state.last_eval_step = state.step
         state.last_eval = metrics
@@ -437,6 +447,15 @@ class _Loop:
         self.exclude_from_timing(time.perf_counter() - eval_start)
         if cfg.early_stop_patience and self.should_stop:
             info(f"early stop: {cfg.monitor} has not improved for {cfg.early_stop_patience} evaluations")
+
+    def samples(self) -> None:
+        """Task.on_eval on the main process. A sharded model is gathered first, by every process, and only
+        when the task draws something."""
+        if self.shards is not None and type(self.task).on_eval is Task.on_eval:
+            return
+        with whole_model(self.accel, self.model, self.shards) as model:
+            if model is not None:
+                self.task.on_eval(model, self.run, self.state.step)
 
     def track_best(self, metrics: dict[str, float]) -> None:
         cfg, state = self.cfg, self.state
@@ -460,7 +479,12 @@ class _Loop:
         saved = TrainState(**asdict(state))
         if next_epoch:  # the epoch is done: resume starts the next one
             saved.epoch, saved.batches_seen = state.epoch + 1, 0
-        save_checkpoint(self.accel, self.run, saved, self.scheduler, self.cfg.keep_last, keep=self.good_checkpoint())
+        keep = self.good_checkpoint()
+        if self.shards is None:
+            save_checkpoint(self.accel, self.run, saved, self.scheduler, self.cfg.keep_last, keep=keep)
+        else:
+            save_sharded_checkpoint(self.accel, self.run, saved, self.scheduler, self.cfg.keep_last, self.shards,
+                                    self.optimizer, keep=keep)
         self.exclude_from_timing(time.perf_counter() - start)
 
     def exclude_from_timing(self, seconds: float) -> None:
@@ -486,6 +510,8 @@ class _Loop:
             "skipped_items": int(self.task.skipped_items),
             "skipped_steps": state.skipped_steps,
             "processes": self.accel.num_processes,
+            "sharding": "fsdp" if self.shards is not None else "none",
+            "param_memory_mb": sharding.parameter_bytes(self.model) / 2**20,  # this process's (its shards)
         }
         if state.tokens_seen:
             metrics["tokens_per_second"] = state.tokens_seen / seconds
@@ -509,12 +535,12 @@ def accumulate_step(task: Task, model: nn.Module, accel: Accelerator, batches: l
     counts = [int(task.num_items(batch)) for batch in batches]  # on the host, before any backward
     world = accel.num_processes
     scale: Any = 1.0 / max(sum(counts), 1)
-    if world > 1:  # x processes: DDP averages the gradients over them
+    if world > 1:  # x processes: DDP and FSDP average the gradients over them
         items = accel.reduce(torch.tensor(float(sum(counts)), device=accel.device), reduction="sum")
         scale = world / items.clamp_min(1.0)
     step_loss: Any = None
     logs = []
-    for i, batch in enumerate(batches):
+    for i, batch in enumerate(batches):  # (no_sync does nothing to a sharded model: see dlkit.core.sharding)
         with contextlib.nullcontext() if i == len(batches) - 1 else accel.no_sync(model):
             loss, entry = split_step_output(task.training_step(model, send_to_device(batch, accel.device)))
             whole = world == 1 and len(batches) == 1  # the step is this one batch: its mean is the step's loss
@@ -602,17 +628,21 @@ def build_accelerator(cfg: TrainConfig, run: Run | None = None) -> Accelerator:
     cuda = torch.cuda.is_available()
     if cfg.precision == "fp16" and not cuda:
         raise ConfigError("--precision fp16 needs a CUDA GPU; use --precision bf16 or no on this machine")
+    if isinstance(cfg, ShardingConfig) and cfg.sharding == "fsdp":
+        sharding.check_precision(cfg.precision)
+        sharding.init_process_group(cuda)
     _cache_lomo_lookup()
     names = tracker_names(cfg.report_to)
     check_installed(names)
     trackers = {"log_with": build_trackers(names, run), "project_dir": str(run.dir)} if run and names else {}
-    try:
-        accel = Accelerator(cpu=not cuda, mixed_precision=cfg.precision, **trackers)
-    except ValueError as exc:  # a second fit in one process (notebook, tests) asking for another precision
-        if "already been initialized" not in str(exc):
-            raise
-        _reset_accelerator_state(cfg.precision)
-        accel = Accelerator(cpu=not cuda, mixed_precision=cfg.precision, **trackers)
+    with sharding.accelerate_unaware():
+        try:
+            accel = Accelerator(cpu=not cuda, mixed_precision=cfg.precision, **trackers)
+        except ValueError as exc:  # a second fit in one process (notebook, tests) asking for another precision
+            if "already been initialized" not in str(exc):
+                raise
+            _reset_accelerator_state(cfg.precision)
+            accel = Accelerator(cpu=not cuda, mixed_precision=cfg.precision, **trackers)
     if (refusal := sharding_refusal(accel.distributed_type)) is not None:
         raise ConfigError(refusal)
     if (message := launch_warning(accel.num_processes)) is not None:
@@ -739,11 +769,17 @@ def plan_fingerprint(plan: list[list[int]]) -> str:
     return hashlib.sha1(json.dumps(plan).encode()).hexdigest()[:16]
 
 
-def eval_loader(dataset: Dataset, collate: Callable, batch_size: int, accel: Accelerator) -> DataLoader:
+def eval_loader(dataset: Dataset, collate: Callable, batch_size: int, accel: Accelerator,
+                sharded: bool = False) -> DataLoader:
     """This process's contiguous-free share of the val set (every world-th example), no padding,
-    so sums reduced over processes equal the single-process numbers."""
-    indices = list(range(accel.process_index, len(dataset), accel.num_processes))
-    plan = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
+    so sums reduced over processes equal the single-process numbers. A sharded model runs a collective in
+    every forward, so then every process gets the same number of batches (sharding.eval_batches)."""
+    world, rank = accel.num_processes, accel.process_index
+    if sharded:
+        plan = sharding.eval_batches(len(dataset), world, rank, batch_size)  # type: ignore[arg-type]
+    else:
+        indices = list(range(rank, len(dataset), world))  # type: ignore[arg-type]
+        plan = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
     return _DeviceLoader(DataLoader(dataset, batch_sampler=plan, collate_fn=collate), accel.device)
 
 
@@ -794,6 +830,17 @@ def item_weighted_mean(losses: Iterable[tuple[torch.Tensor, int]], accel: Accele
     return (total[0] / total[1].clamp_min(1e-12)).item()
 
 
+@contextlib.contextmanager
+def whole_model(accel: Accelerator, model: nn.Module, shards: sharding.Sharded | None) -> Iterator[nn.Module | None]:
+    """The model as a Task saves and samples it, on the main process (None on the others): unwrapped from
+    DDP, or gathered from its shards onto the CPU, which every process must enter (a collective)."""
+    if shards is None:
+        yield accel.unwrap_model(model) if accel.is_main_process else None
+        return
+    with shards.gathered() as full:
+        yield full
+
+
 def gather(accel: Accelerator, items: list[Any]) -> list[Any]:
     """All processes' Python objects, in one list (for metrics needing every prediction)."""
     return gather_object(items) if accel.num_processes > 1 else items
@@ -836,12 +883,32 @@ def save_checkpoint(accel: Accelerator, run: Run, state: TrainState, scheduler: 
     written to a temp folder and renamed into place. The scheduler goes to JSON rather than through
     Accelerate's pickle, so everything is loaded back with weights_only=True. Checkpoints beyond the
     newest `keep_last` are deleted, except `keep` (the newest good one, until a newer one is known good)."""
+    return _write_checkpoint(accel, run, state, scheduler, keep_last, keep,
+                             lambda folder: accel.save_state(str(folder), safe_serialization=True))
+
+
+def save_sharded_checkpoint(accel: Accelerator, run: Run, state: TrainState, scheduler: Any, keep_last: int,
+                            shards: sharding.Sharded, optimizer: torch.optim.Optimizer,
+                            keep: Path | None = None) -> Path:
+    """save_checkpoint for a model sharded with --sharding fsdp: Accelerate's state holds the RNG states alone
+    (it prepared neither the model nor the optimizer), and every process writes its shard of the trainable
+    parameters and of the optimizer state into step_N/shards (torch.distributed.checkpoint)."""
+
+    def write(folder: Path) -> None:
+        accel.save_state(str(folder))
+        shards.save(optimizer, folder)
+
+    return _write_checkpoint(accel, run, state, scheduler, keep_last, keep, write)
+
+
+def _write_checkpoint(accel: Accelerator, run: Run, state: TrainState, scheduler: Any, keep_last: int,
+                      keep: Path | None, write: Callable[[Path], None]) -> Path:
     final = run.checkpoint_path(state.step)
     tmp = final.with_name(final.name + ".tmp")
     if accel.is_main_process:
         _rmtree(tmp)
     accel.wait_for_everyone()
-    accel.save_state(str(tmp), safe_serialization=True)
+    write(tmp)
     accel.wait_for_everyone()
     if accel.is_main_process:
         atomic_write_json(tmp / STATE_FILE, {**asdict(state), "scheduler": scheduler.state_dict()})
@@ -856,6 +923,22 @@ def save_checkpoint(accel: Accelerator, run: Run, state: TrainState, scheduler: 
 
 def restore(accel: Accelerator, run: Run, scheduler: Any) -> TrainState:
     """Load the newest readable checkpoint; an unreadable one is reported and the previous one used."""
+    return _restore_newest(accel, run, scheduler, lambda folder: accel.load_state(str(folder)))
+
+
+def restore_sharded(accel: Accelerator, run: Run, scheduler: Any, shards: sharding.Sharded,
+                    optimizer: torch.optim.Optimizer) -> TrainState:
+    """restore for a checkpoint of save_sharded_checkpoint, onto as many processes as wrote it (a resume
+    with another number is refused before: it would change the batches)."""
+
+    def load(folder: Path) -> None:
+        shards.load(optimizer, folder)
+        accel.load_state(str(folder))  # the RNG states, last: nothing draws from them after this
+
+    return _restore_newest(accel, run, scheduler, load)
+
+
+def _restore_newest(accel: Accelerator, run: Run, scheduler: Any, load: Callable[[Path], None]) -> TrainState:
     candidates = run.checkpoints()
     for ckpt in reversed(candidates):
         if (ckpt / WENT_BAD_FILE).is_file():
@@ -867,7 +950,7 @@ def restore(accel: Accelerator, run: Run, scheduler: Any) -> TrainState:
             known = {f.name for f in dataclasses.fields(TrainState)}  # counters of older versions are dropped
             state = TrainState(**{k: v for k, v in saved.items() if k in known})
             rng_problem = _unreadable_rng_state(ckpt, accel.process_index)
-            accel.load_state(str(ckpt))  # skips RNG states it cannot read, saying nothing
+            load(ckpt)  # Accelerate's load_state skips RNG states it cannot read, saying nothing
             scheduler.load_state_dict(scheduler_state)
         except Exception as exc:  # truncated file, bad pickle, shape mismatch...
             reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__

@@ -1,5 +1,5 @@
 """How many processes the launcher was asked for, and one warning line when fewer run; the launch modes
-dlkit refuses (sharded parameters).
+dlkit refuses (DeepSpeed, Megatron-LM).
 
 torchrun and `accelerate launch --multi_gpu` export WORLD_SIZE to every process. `accelerate launch
 --num_processes N` without --multi_gpu on a machine without several GPUs uses Accelerate's simple
@@ -14,19 +14,21 @@ import os
 import shlex
 from pathlib import Path
 
-SHARDED = {"FSDP": "FSDP", "DEEPSPEED": "DeepSpeed", "MEGATRON_LM": "Megatron-LM"}  # accelerate's DistributedType
+SHARDED = {"DEEPSPEED": "DeepSpeed", "MEGATRON_LM": "Megatron-LM"}  # accelerate's DistributedType
 
 
 def sharding_refusal(distributed_type: str) -> str | None:
     """Why dlkit cannot train under `distributed_type` (accelerate's DistributedType value), else None.
-    The engine exports the final model and draws eval samples on the main process alone; with sharded
-    parameters that needs every process's shard, so the main process would wait for the others forever."""
+    DeepSpeed and Megatron-LM take over the model, optimizer and checkpoints inside their own engines, which
+    dlkit's loop does not drive: under ZeRO-3 or model parallelism the main process would save the final model
+    and draw eval samples from its partition alone, waiting forever for the others. (FSDP launches are not
+    refused: dlkit maps them onto its own FSDP2 path, dlkit.core.sharding.)"""
     name = SHARDED.get(str(getattr(distributed_type, "value", distributed_type)))
     if name is None:
         return None
-    return (f"{name} is not supported: dlkit saves the final model and eval samples from the main process "
-            f"alone, which needs the whole model on it; launch without {name} (DDP: torchrun, or accelerate "
-            "launch --multi_gpu), which keeps a full copy on every process")
+    return (f"{name} is not supported: dlkit's engine does not drive {name}'s own model, optimizer and checkpoint "
+            "handling; to shard the model use --sharding fsdp (torch FSDP2, also through an accelerate FSDP "
+            f"config), or launch without {name} (DDP: torchrun, or accelerate launch --multi_gpu)")
 
 
 def launch_warning(num_processes: int, environ: dict[str, str] | None = None,

@@ -48,9 +48,15 @@ class Task(abc.ABC):
       test(model, run)                      metrics of the final model on the held-out test split (test_*),
                                             scored once after training (main process, eval mode, RNG
                                             isolated); they join metrics.json and the model card
+                                            (under --sharding fsdp on_eval, save_model and test get a plain
+                                            copy of the model on the main process's CPU, holding the
+                                            gathered parameters)
       card_info()                           what the final folder's model card says that the run folder
                                             does not: Hub task, the library that loads it, how (CardInfo)
       summary()                             extra keys for metrics.json (method, arch, ...)
+      shard_blocks(model)                   under --sharding fsdp, the modules sharded one at a time (each
+                                            gathered only while it runs); default: the transformer blocks
+                                            a transformers model names in `_no_split_modules`
       skipped_items                         count of corrupt inputs skipped while loading
     """
 
@@ -104,6 +110,11 @@ class Task(abc.ABC):
 
     def summary(self) -> dict[str, Any]:
         return {}
+
+    def shard_blocks(self, model: torch.nn.Module) -> list[torch.nn.Module]:
+        from dlkit.core.sharding import transformer_blocks
+
+        return transformer_blocks(model)
 
 
 HOOKS = frozenset(name for name in vars(Task) if not name.startswith("_"))

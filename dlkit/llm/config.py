@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from dlkit.core.config import TrainConfig, opt, shared
+from dlkit.core.config import ShardingConfig, opt, shared
 from dlkit.core.errors import ConfigError
 from dlkit.core.grid import SweepConfig
 
@@ -57,7 +57,7 @@ class PrepareConfig(DataConfig):
 
 
 @dataclass
-class LlmConfig(DataConfig, TrainConfig):
+class LlmConfig(DataConfig, ShardingConfig):
     """`dlkit llm train`: the shared train flags, the data flags, and the method's own knobs."""
 
     method: str = opt("lora", "prompt, prefix, ptuning, lora, dora, rslora, loha, lokr, ia3, partial or full.")

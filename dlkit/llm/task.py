@@ -3,8 +3,8 @@
 Batches are length-grouped (conversations of similar length share a batch, so little padding is
 computed); with --packing, conversations share rows but keep their own position ids and a block-diagonal
 mask, so no token attends across conversations either way. The loss runs the LM head only on labelled
-(assistant) positions, a large part of the compute of a small model's vocabulary projection; with DDP
-the plain `model(..., labels=...)` forward is used so gradients synchronise.
+(assistant) positions, a large part of the compute of a small model's vocabulary projection; with DDP or
+FSDP the plain `model(..., labels=...)` forward is used so gradients synchronise and parameters are gathered.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dlkit.core.errors import RunError
 from dlkit.core.modelcard import CardInfo
 from dlkit.core.progress import info
 from dlkit.core.run import Run, atomic_write_json
+from dlkit.core.sharding import calls_the_root
 from dlkit.core.task import Task
 from dlkit.llm import methods
 from dlkit.llm.config import LlmConfig
@@ -152,7 +153,7 @@ class LlmTask(Task):
              ) -> tuple[torch.Tensor, dict]:
         if real is not None and _attention(model) != "eager":
             batch["attention_mask"] = batch["attention_mask"] == 0  # sdpa takes a boolean mask in any precision
-        if self.method.family == "soft-prompt" or isinstance(model, nn.parallel.DistributedDataParallel):
+        if self.method.family == "soft-prompt" or calls_the_root(model):
             loss = model(**batch).loss
         elif real is None:
             # Rows are right-padded and attention is causal, so no real token ever sees a pad: the padding

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from dlkit.core.config import TrainConfig, opt, shared
+from dlkit.core.config import ShardingConfig, opt, shared
 from dlkit.core.errors import ConfigError
 
 
@@ -30,7 +30,7 @@ class WindowConfig:
 
 
 @dataclass
-class QAConfig(WindowConfig, TrainConfig):
+class QAConfig(WindowConfig, ShardingConfig):
     """`dlkit qa train`: an encoder plus a start/end span head, trained on SQuAD-format data."""
 
     data: str = opt("builtin:qa-synthetic", "SQuAD v1/v2 JSON, JSONL/CSV, a folder of splits, a Hub dataset id, "

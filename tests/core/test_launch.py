@@ -48,24 +48,25 @@ def test_torchrun_processes_that_train_alone():
     assert "2 processes were launched" in message and "each trains alone" in message
 
 
-def test_sharded_launch_modes_are_refused_in_one_line():
+def test_deepspeed_and_megatron_launches_are_refused_in_one_line():
     from accelerate.utils import DistributedType
 
     from dlkit.core.launch import sharding_refusal
 
-    for mode, name in ((DistributedType.FSDP, "FSDP"), (DistributedType.DEEPSPEED, "DeepSpeed")):
+    for mode, name in ((DistributedType.DEEPSPEED, "DeepSpeed"), (DistributedType.MEGATRON_LM, "Megatron-LM")):
         message = sharding_refusal(mode)
-        assert message.startswith(f"{name} is not supported") and "torchrun" in message and "\n" not in message
+        assert message.startswith(f"{name} is not supported") and "--sharding fsdp" in message and "\n" not in message
+    # FSDP goes to dlkit's own FSDP2 path (dlkit.core.sharding)
     assert all(sharding_refusal(mode) is None for mode in (DistributedType.NO, DistributedType.MULTI_CPU,
-                                                           DistributedType.MULTI_GPU))
+                                                           DistributedType.MULTI_GPU, DistributedType.FSDP))
 
 
-def test_training_under_fsdp_stops_before_the_first_step(cli, tmp_path, monkeypatch):
-    """Accelerate turns FSDP on only with GPUs; here the engine's accelerator reports FSDP as it would there."""
+def test_training_under_deepspeed_stops_before_the_first_step(cli, tmp_path, monkeypatch):
+    """Accelerate turns DeepSpeed on only with GPUs; here the engine's accelerator reports it as it would there."""
     from accelerate import Accelerator
     from accelerate.utils import DistributedType
 
-    monkeypatch.setattr(Accelerator, "distributed_type", property(lambda self: DistributedType.FSDP))
+    monkeypatch.setattr(Accelerator, "distributed_type", property(lambda self: DistributedType.DEEPSPEED))
     result = cli("charrnn", "train", "--max-steps", "2", "--output-dir", tmp_path / "run")
-    one_line_error(result, "FSDP is not supported", "launch without FSDP")
+    one_line_error(result, "DeepSpeed is not supported", "--sharding fsdp")
     assert not list((tmp_path / "run").glob("checkpoints/*"))
