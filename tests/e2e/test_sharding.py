@@ -31,7 +31,10 @@ LLM = ["llm", "train", "--data", "builtin:instruct-fa", "--limit", "40", "--val-
 # LoRA's dropout masks are drawn per micro-batch, so they depend on how the batch is split: off for the comparison
 METHODS = {"full": ["--method", "full"], "partial": ["--method", "partial"],
            "lora": ["--method", "lora", "--dropout", "0"]}
-TWO = ["--batch-size", "2"]  # x 2 processes: the global batch of one process with --batch-size 4
+ONE = ["--batch-size", "4"]
+# the same global batch of 4 on 2 processes; partial also accumulates (FSDP reduce-scatters every micro-batch)
+TWO = {"full": ["--batch-size", "2"], "partial": ["--batch-size", "1", "--grad-accum", "2"],
+       "lora": ["--batch-size", "2"]}
 
 
 def torchrun(*args: str) -> list[str]:
@@ -51,7 +54,7 @@ def sharded(tmp_path_factory):
     def run(method: str) -> Path:
         if method not in done:
             out = tmp_path_factory.mktemp("sharded") / method
-            args = [*LLM, *METHODS[method], *TWO, "--output-dir", str(out)]
+            args = [*LLM, *METHODS[method], *TWO[method], "--output-dir", str(out)]
             if method == "lora":
                 launch([str(BIN / "accelerate"), "launch", "--config_file", str(FSDP_CONFIG), "--num_processes", "2",
                         "-m", "dlkit", "-q", *args])
@@ -99,7 +102,7 @@ def test_two_sharded_processes_train_as_one_process(method, sharded, tmp_path):
     from dlkit.cli import main
 
     one = tmp_path / "one"
-    assert main(["-q", *LLM, *METHODS[method], "--batch-size", "4", "--output-dir", str(one)]) == 0
+    assert main(["-q", *LLM, *METHODS[method], *ONE, "--output-dir", str(one)]) == 0
     two = sharded(method)
 
     expected, got = history(one), history(two)
@@ -121,7 +124,7 @@ def test_two_sharded_processes_train_as_one_process(method, sharded, tmp_path):
 def test_kill_9_then_resume_on_two_processes_gives_the_unbroken_losses(sharded, tmp_path, cli):
     unbroken = sharded("full")
     cut, ready = tmp_path / "cut", tmp_path / "ready"
-    args = [*LLM, *METHODS["full"], *TWO, "--sharding", "fsdp", "--output-dir", str(cut)]
+    args = [*LLM, *METHODS["full"], *TWO["full"], "--sharding", "fsdp", "--output-dir", str(cut)]
     proc = subprocess.Popen(torchrun(str(HANG), "3", str(ready), "-q", *args), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     pids = []
@@ -192,7 +195,7 @@ def test_sharded_resume_is_exact_also_with_cpu_offload_turned_on(tmp_path):
     from dlkit.cli import main
 
     run = tmp_path / "run"
-    args = [*LLM, *METHODS["lora"], "--batch-size", "4", "--sharding", "fsdp", "--output-dir", str(run)]
+    args = [*LLM, *METHODS["lora"], *ONE, "--sharding", "fsdp", "--output-dir", str(run)]
     assert main(["-q", *args]) == 0
     whole = history(run)
     shutil.rmtree(run / "checkpoints" / "step_0000004")
@@ -205,7 +208,7 @@ def test_bf16_computes_in_bf16_and_keeps_fp32_weights(tmp_path):
 
     from dlkit.cli import main
 
-    args = [*LLM, *METHODS["full"], "--batch-size", "4", "--sharding", "fsdp"]
+    args = [*LLM, *METHODS["full"], *ONE, "--sharding", "fsdp"]
     assert main(["-q", *args, "--output-dir", str(tmp_path / "fp32")]) == 0
     assert main(["-q", *args, "--precision", "bf16", "--output-dir", str(tmp_path / "bf16")]) == 0
     fp32, bf16 = [h[2] for h in history(tmp_path / "fp32")], [h[2] for h in history(tmp_path / "bf16")]
