@@ -1,6 +1,7 @@
 """dlkit.core.sharding in one process: an `accelerate launch` FSDP config mapped onto --sharding fsdp (or refused
 in one line), the validation batches every process runs the same number of, the blocks found to shard, and the
-whole model's memory handed back once FSDP holds the shards. The 2-process runs are in tests/e2e/test_sharding.py."""
+whole model's memory handed back once FSDP holds the shards. The training runs are in
+tests/e2e/test_sharded_training.py."""
 
 from __future__ import annotations
 
