@@ -180,7 +180,6 @@ class Sharded:
         _release(originals)
         self.originals = originals
         self.model = model
-        self.units = len(units)
 
     @contextlib.contextmanager
     def gathered(self) -> Iterator[nn.Module | None]:
