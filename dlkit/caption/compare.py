@@ -71,7 +71,7 @@ def compare_runs(cfg: CompareConfig) -> dict[str, Any]:
         rows.append({"image": rec.image, "references": ref, "runs": per_run, "disagreement": 1.0 - agreement})
     corpus = {label: corpus_bleu(captions[label], refs)["bleu4"] for label in labels}
 
-    run = Run.create("caption", cfg, "compare")
+    run = Run.create("caption", cfg, "compare", command="compare")
     run.write_config(cfg, command="caption compare")
     worst = sorted(rows, key=lambda r: -r["disagreement"])
     result = {"runs": dict(zip(labels, cfg.runs, strict=True)), "images": len(rows), "beam_size": cfg.beam_size,

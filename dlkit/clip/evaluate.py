@@ -73,7 +73,7 @@ def score(scores: torch.Tensor, labels: torch.Tensor, classes: list[str], worst:
 
 
 def open_results(cfg: Any, default_name: str) -> Run:
-    run = Run.create("clip", cfg, default_name)
+    run = Run.create("clip", cfg, default_name, command=default_name)
     run.write_config(cfg, command=default_name)
     return run
 

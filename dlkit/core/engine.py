@@ -56,7 +56,7 @@ from dlkit.core.modelcard import check_push, push_folder, write_card
 from dlkit.core.progress import TrainProgress, info, warn
 from dlkit.core.run import Run, atomic_write_json, checkpoint_step
 from dlkit.core.task import Task, check_task
-from dlkit.core.trackers import build_trackers, check_installed, tracker_names
+from dlkit.core.trackers import TRACKER_FOLDERS, build_trackers, check_installed, tracker_names
 
 STATE_FILE = "trainer_state.json"
 WENT_BAD_FILE = "went_bad.json"  # in a checkpoint whose weights gave a non-finite or diverged loss; resume skips it
@@ -98,6 +98,9 @@ def fit(task: Task, cfg: TrainConfig, run: Run) -> dict[str, Any]:
     saved_config = run.read_config() if cfg.resume else None
     if saved_config is not None:
         check_resume(saved_config, cfg)
+    run.record_folder(run.checkpoints_dir)  # written whole by Accelerate and the task's save_model
+    for folder in TRACKER_FOLDERS if tracker_names(cfg.report_to) else ():  # written by the trackers
+        run.record_folder(run.dir / folder)
     accel = build_accelerator(cfg, run)
     set_seed(cfg.seed)  # before build_model: the seed owns the init
     model = task.build_model()

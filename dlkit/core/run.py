@@ -8,27 +8,28 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import fcntl
-import glob
 import io
 import json
 import os
 import platform
-import shutil
 import socket
 import time
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from dlkit.core.config import META_KEY, saved_dict
+from dlkit.core.config import META_KEY, TrainConfig, saved_dict
 from dlkit.core.errors import ConfigError, RunError
+from dlkit.core.outputs import LOCK_FILE as LOCK_FILE
+from dlkit.core.outputs import Claim, alive, claim, json_default, resume_folder
+from dlkit.core.outputs import atomic_write_bytes as atomic_write_bytes
+from dlkit.core.outputs import atomic_write_json as atomic_write_json
+from dlkit.core.outputs import atomic_write_text as atomic_write_text
+from dlkit.core.outputs import record as record_write
 
 C = TypeVar("C")
 CHECKPOINT_PREFIX = "step_"
 FINAL_MODEL = "final"
-LOCK_FILE = ".dlkit.lock"  # in every run folder: an flock held by the writing process, holding its pid
 
 
 def is_main_process() -> bool:
@@ -36,41 +37,12 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to .NAME.PID.tmp, fsync, rename over NAME: readers see the old file or the new one, never half.
-    A temp file left by a killed writer is removed by the next write of the same file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+class RunFolderFields(Protocol):
+    """Where a command's run folder goes: what `Run.create` reads (TrainConfig and RunOutput have these)."""
 
-
-def _remove_stale_temps(path: Path) -> None:
-    prefix = f".{path.name}."
-    for stale in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
-        pid = stale.name[len(prefix):-len(".tmp")]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            stale.unlink(missing_ok=True)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_json_default) + "\n")
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "item"):  # numpy / torch scalars
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    output_dir: str | None
+    name: str | None
+    overwrite: bool
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -107,7 +79,8 @@ class Run:
     group: str
     writer: bool = True  # False on non-main ranks: every write becomes a no-op
     provenance: dict[str, Any] = field(default_factory=dict)  # extra keys for config.json's _dlkit block
-    _lock: RunLock | None = field(default=None, repr=False, compare=False)
+    _claim: Claim | None = field(default=None, repr=False, compare=False)
+    _history_recorded: bool = field(default=False, repr=False, compare=False)
 
     @property
     def config_path(self) -> Path:
@@ -145,12 +118,13 @@ class Run:
     # -- creating and opening ------------------------------------------------------------------
 
     @classmethod
-    def create(cls, group: str, cfg: Any, default_name: str) -> Run:
-        """The run folder for a `train` command, honouring --output-dir/--name/--overwrite/--resume.
+    def create(cls, group: str, cfg: RunFolderFields, default_name: str, command: str = "train") -> Run:
+        """The run folder of `dlkit GROUP COMMAND`, honouring --output-dir/--name/--overwrite (and --resume for a
+        TrainConfig), through the output policy of dlkit.core.outputs.
 
-        On the main process the folder is created atomically and locked for as long as the Run lives (or
-        until `close()`): a second writer fails naming the pid of the first. --overwrite empties only a
-        folder that is a dlkit run. Other ranks get a non-writing Run; rank 0 alone checks and creates.
+        On the main process the folder is claimed (created, marked) and locked for as long as the Run lives (or
+        until `close()`): a second writer fails naming the pid of the first. --overwrite removes only what dlkit
+        wrote there. Other ranks get a non-writing Run; rank 0 alone checks and creates.
         """
         if cfg.name is not None:
             check_run_name(cfg.name)
@@ -159,38 +133,25 @@ class Run:
         run = cls(root, group, writer=is_main_process())
         if root.exists() and not root.is_dir():
             raise RunError(f"--output-dir {root} is a file, not a folder; pass a folder for the run")
-        if cfg.resume:
+        resume = isinstance(cfg, TrainConfig) and cfg.resume
+        if resume:
             if not root.is_dir():
                 raise RunError(f"--resume: {root} does not exist; start the run without --resume")
             if not run.checkpoints():
                 raise RunError(f"--resume: {root} has no checkpoint to resume from")
-            existing = run.read_config()
-            if existing.get(META_KEY, {}).get("group") not in (None, group):
-                raise RunError(f"--resume: {root} is a {existing[META_KEY]['group']} run, not a {group} run")
             if run.writer:
-                run._lock = lock_run_folder(root)
+                run._claim = resume_folder(root, group)
             return run
-        if not run.writer:
-            return run
-        if not _make_folder(root):
-            _replaceable(root, cfg.overwrite)  # checked before a lock file is put into someone's folder
-        run._lock = lock_run_folder(root)
-        try:
-            for path in _replaceable(root, cfg.overwrite):  # again, now that no other dlkit process writes here
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink()
-        except BaseException:
-            run.close()
-            raise
+        if run.writer:
+            run._claim = claim(root, group, command, overwrite=cfg.overwrite, legacy_ok=True,
+                               resume_hint=isinstance(cfg, TrainConfig))
         return run
 
     def close(self) -> None:
         """Release the run folder's lock (also released when the Run is garbage-collected or the process dies)."""
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        if self._claim is not None:
+            self._claim.release()
+            self._claim = None
 
     @classmethod
     def open(cls, path: str | Path, group: str | None = None) -> Run:
@@ -232,7 +193,10 @@ class Run:
         if not self.writer:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        line = (json.dumps(record, ensure_ascii=False, default=_json_default) + "\n").encode("utf-8")
+        if not self._history_recorded:
+            record_write(self.history_path)
+            self._history_recorded = True
+        line = (json.dumps(record, ensure_ascii=False, default=json_default) + "\n").encode("utf-8")
         fd = os.open(self.history_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line)  # one write of one whole line
@@ -289,6 +253,12 @@ class Run:
             atomic_write_text(path, text)
         return path
 
+    def record_folder(self, path: Path) -> Path:
+        """Note in the run's manifest that a library writes `path` (a folder) whole, before it does."""
+        if self.writer:
+            record_write(path, folder=True)
+        return path
+
     # -- checkpoints ---------------------------------------------------------------------------
 
     def checkpoints(self) -> list[Path]:
@@ -308,7 +278,7 @@ class Run:
         if status:
             return status
         pid = self.read_config().get(META_KEY, {}).get("pid") if self.config_path.exists() else None
-        if pid and _alive(pid):
+        if pid and alive(pid):
             return "running"
         return "interrupted" if self.checkpoints() else "incomplete"
 
@@ -318,17 +288,7 @@ def checkpoint_step(ckpt: Path) -> int:
     return int(ckpt.name[len(CHECKPOINT_PREFIX):])
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
-
-
-# -- making, locking and emptying run folders -------------------------------------------------------
+# -- names -----------------------------------------------------------------------------------------
 
 
 def check_run_name(name: str) -> None:
@@ -337,86 +297,3 @@ def check_run_name(name: str) -> None:
     if not name.strip() or name in (".", "..") or any(sep in name for sep in seps) or "\0" in name:
         raise ConfigError(f"--name {name!r}: must be one folder name (no '/' or '\\', not '.' or '..'); "
                        "use --output-dir to put the run somewhere else")
-
-
-def check_is_run(root: Path, flag: str) -> None:
-    """Refuse to delete or replace `root` unless its config.json says it is a dlkit run."""
-    try:
-        meta = json.loads((root / "config.json").read_text(encoding="utf-8")).get(META_KEY)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-        meta = None
-    if not isinstance(meta, dict) or not meta.get("group"):
-        raise RunError(f"{flag}: {root} is not a dlkit run folder (no config.json written by dlkit), so it is "
-                       "not deleted; remove it yourself or pick another --output-dir/--name")
-
-
-def _make_folder(root: Path) -> bool:
-    """Create `root` in one step (True), or find it already there (False); no exists-check/mkdir race."""
-    try:
-        root.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise RunError(f"--output-dir {root}: a parent of it is a file, not a folder") from None
-    except OSError as exc:
-        raise RunError(f"cannot create the run folder {root} ({exc.strerror or exc})") from None
-    try:
-        root.mkdir()
-        return True
-    except FileExistsError:
-        if not root.is_dir():
-            raise RunError(f"--output-dir {root} is a file, not a folder; pass a folder for the run") from None
-        return False
-    except OSError as exc:
-        raise RunError(f"cannot create the run folder {root} ({exc.strerror or exc})") from None
-
-
-def _replaceable(root: Path, overwrite: bool) -> list[Path]:
-    """What --overwrite would delete in an existing folder; refuses unless it is empty or a dlkit run."""
-    contents = sorted(p for p in root.iterdir() if p.name != LOCK_FILE)
-    if contents:
-        if not overwrite:
-            raise RunError(f"{root} already exists; pass --overwrite to replace it or --resume to continue it")
-        check_is_run(root, "--overwrite")
-    return contents
-
-
-class RunLock:
-    """An exclusive flock on RUN/.dlkit.lock. The OS drops it when the process dies (even by SIGKILL),
-    so a crashed run never stays locked; the file keeps the holder's pid for the error message."""
-
-    def __init__(self, folder: Path, fd: int):
-        self.folder = folder
-        self._close = weakref.finalize(self, os.close, fd)
-
-    def release(self) -> None:
-        self._close()
-
-
-_HELD: weakref.WeakValueDictionary[str, RunLock] = weakref.WeakValueDictionary()
-
-
-def lock_run_folder(folder: Path) -> RunLock:
-    """Lock `folder` for this process; a folder another process holds is a RunError naming its pid.
-
-    Locking twice from one process returns the same lock (a notebook re-running a cell is not a second writer).
-    """
-    key = os.path.realpath(folder)
-    held = _HELD.get(key)
-    if held is not None:
-        return held
-    try:
-        fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise RunError(f"cannot write in the run folder {folder} ({exc.strerror or exc})") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-        os.close(fd)
-        who = f"pid {holder}" if holder.isdigit() else "another process"
-        raise RunError(f"{folder} is in use by another dlkit process ({who}); wait for it to finish, or stop "
-                       "it before resuming or overwriting this run") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-    lock = RunLock(folder, fd)
-    _HELD[key] = lock
-    return lock

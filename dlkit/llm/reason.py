@@ -247,7 +247,7 @@ def reason(cfg: ReasonConfig, complete: Complete | None = None, tokenizer: Any =
         complete = model_completer(model, tokenizer, cfg.max_new_tokens, cfg.batch_size,
                                    trained_max_length(Path(cfg.run)) if cfg.run else None)
 
-    run = Run.create("llm", cfg, "reason")
+    run = Run.create("llm", cfg, "reason", command="reason")
     run.write_config(cfg, command="llm reason")
     rows, records = [], []
     for strategy in cfg.strategies:

@@ -13,9 +13,10 @@ import torch
 
 from dlkit.core.config import META_KEY
 from dlkit.core.errors import ConfigError, RunError
+from dlkit.core.outputs import claim
 from dlkit.core.overview import export_group
 from dlkit.core.progress import info
-from dlkit.core.run import Run, atomic_write_json, check_is_run
+from dlkit.core.run import Run, atomic_write_json
 from dlkit.llm import methods
 from dlkit.llm.models import (
     INFO_FILE,
@@ -136,12 +137,7 @@ def compose_adapters(base_spec: str, adapter_specs: list[str], out: Path, eval_d
         if run_info["method"] not in ("lora", "rslora"):
             raise ConfigError(f"--adapter {path}: composition needs lora or rslora adapters (got {run_info['method']})")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise RunError(f"--out {out} is a file, not a folder")
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise RunError(f"{out} already exists; pass --overwrite to replace it")
-        check_is_run(out, "--overwrite")  # never delete a folder dlkit did not write
+    held = claim(out, "llm", "compose", overwrite=overwrite, flag="--out", legacy_ok=True)
     model = load_model(base)
     names = []
     for i, (path, _) in enumerate(parsed):
@@ -157,9 +153,8 @@ def compose_adapters(base_spec: str, adapter_specs: list[str], out: Path, eval_d
     for name in names:
         model.delete_adapter(name)
     tokenizer = load_tokenizer(base)
-    if out.exists():
-        shutil.rmtree(out)
     run = Run(out, "llm")
+    run.record_folder(run.checkpoints_dir)
     run.model_dir.mkdir(parents=True)
     model.save_pretrained(str(run.model_dir), selected_adapters=["composed"])
     _flatten_adapter(run.model_dir, "composed")
@@ -182,6 +177,7 @@ def compose_adapters(base_spec: str, adapter_specs: list[str], out: Path, eval_d
     from dlkit.core.modelcard import write_card
 
     write_card(run.model_dir, run, card_info(composed_info))
+    held.release()
     return result
 
 

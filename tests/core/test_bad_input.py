@@ -60,7 +60,7 @@ def test_existing_output_folder_is_kept(train, tmp_path):
     out = tmp_path / "r"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    one_line_error(*train("--output-dir", out, "--max-steps", "1"), "already exists; pass --overwrite")
+    one_line_error(*train("--output-dir", out, "--max-steps", "1"), "holds files dlkit did not write (notes.txt)")
     assert (out / "notes.txt").read_text() == "keep me"
 
 
@@ -77,7 +77,7 @@ def test_overwrite_refuses_a_folder_that_is_not_a_run(train, tmp_path):
     out.mkdir()
     (out / "train.csv").write_text("text,label\n")
     one_line_error(*train("--output-dir", out, "--overwrite", "--max-steps", "1"),
-                   f"--overwrite: {out} is not a dlkit run folder")
+                   f"--output-dir {out} holds files dlkit did not write (train.csv)")
     assert sorted(os.listdir(out)) == ["train.csv"]  # not even a lock file was left there
 
 
@@ -85,17 +85,20 @@ def test_overwrite_refuses_a_config_json_dlkit_did_not_write(train, tmp_path):
     out = tmp_path / "project"
     out.mkdir()
     (out / "config.json").write_text('{"lr": 0.1}')
-    one_line_error(*train("--output-dir", out, "--overwrite", "--max-steps", "1"), "is not a dlkit run folder")
+    one_line_error(*train("--output-dir", out, "--overwrite", "--max-steps", "1"), "did not write (config.json)")
     assert (out / "config.json").read_text() == '{"lr": 0.1}'
 
 
-def test_overwrite_replaces_a_dlkit_run(train, tmp_path):
+def test_overwrite_replaces_a_dlkit_run_and_never_a_file_added_to_it(train, tmp_path):
     out = tmp_path / "run"
     assert train("--output-dir", out, "--max-steps", "1")[0] == 0
-    (out / "notes.txt").write_text("from the old run")
+    (out / "notes.txt").write_text("the user's, next to the run")
+    one_line_error(*train("--output-dir", out, "--max-steps", "2", "--overwrite"), "did not write (notes.txt)")
+    assert (out / "notes.txt").read_text() == "the user's, next to the run"
+    (out / "notes.txt").unlink()
     code, err = train("--output-dir", out, "--max-steps", "2", "--overwrite")
     assert code == 0, err
-    assert not (out / "notes.txt").exists() and json.loads((out / "metrics.json").read_text())["steps"] == 2
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 2
 
 
 @pytest.mark.parametrize("name", ["../../victim", "a/b", "..", ".", "/tmp/x", "a\\b", " "])
@@ -135,8 +138,8 @@ def test_unwritable_output_dir(train, tmp_path, monkeypatch):
         monkeypatch.setattr(Path, "mkdir", lambda self, *a, **k: refuse(self) or real_mkdir(self, *a, **k))
         monkeypatch.setattr(os, "open", lambda path, *a, **k: refuse(path) or real_open(path, *a, **k))
     try:
-        one_line_error(*train("--output-dir", locked / "run", "--max-steps", "1"), "cannot create the run folder")
-        one_line_error(*train("--output-dir", locked, "--max-steps", "1"), "cannot write in the run folder")
+        one_line_error(*train("--output-dir", locked / "run", "--max-steps", "1"), "cannot create the output folder")
+        one_line_error(*train("--output-dir", locked, "--max-steps", "1"), "cannot write in the output folder")
     finally:
         locked.chmod(0o700)
 

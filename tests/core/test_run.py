@@ -15,18 +15,17 @@ def test_existing_folder_is_never_overwritten_without_a_flag(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
-    with pytest.raises(RunError, match="already exists; pass --overwrite"):
-        Run.create("core", cfg_for(out), "x")
-    assert (out / "keep.txt").read_text() == "precious"
-    with pytest.raises(RunError, match="is not a dlkit run folder"):  # --overwrite deletes dlkit runs only
-        Run.create("core", cfg_for(out, overwrite=True), "x")
-    assert (out / "keep.txt").read_text() == "precious"
+    for overwrite in (False, True):  # a folder dlkit did not make is refused, --overwrite or not
+        with pytest.raises(RunError, match=r"holds files dlkit did not write \(keep.txt\)"):
+            Run.create("core", cfg_for(out, overwrite=overwrite), "x")
+    assert (out / "keep.txt").read_text() == "precious" and sorted(p.name for p in out.iterdir()) == ["keep.txt"]
     run = Run.create("core", cfg_for(out / "inner"), "x")
     run.write_config(TrainConfig())
-    (run.dir / "old.txt").write_text("from the last run")
     run.close()
-    Run.create("core", cfg_for(out / "inner", overwrite=True), "x")
-    assert not (out / "inner" / "old.txt").exists() and not (out / "inner" / "config.json").exists()
+    with pytest.raises(RunError, match="already exists; pass --overwrite"):
+        Run.create("core", cfg_for(out / "inner"), "x")
+    Run.create("core", cfg_for(out / "inner", overwrite=True), "x").close()
+    assert not (out / "inner" / "config.json").exists()
 
 
 def test_resume_needs_a_checkpoint(tmp_path):

@@ -16,14 +16,16 @@ import pytest
 from dlkit.cli import main, run_app
 from dlkit.core.config import TrainConfig
 from dlkit.core.errors import RunError
-from dlkit.core.run import LOCK_FILE, Run, lock_run_folder
+from dlkit.core.outputs import LOCK_FILE
+from dlkit.core.outputs import lock_folder as lock_run_folder
+from dlkit.core.run import Run
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 import regression_run  # noqa: E402
 
 CRASH = HERE / "crash_run.py"
-HOLD = ("import sys; from pathlib import Path; from dlkit.core.run import lock_run_folder; "
+HOLD = ("import sys; from pathlib import Path; from dlkit.core.outputs import lock_folder as lock_run_folder; "
         "lock = lock_run_folder(Path(sys.argv[1])); print('locked', flush=True); sys.stdin.read()")
 TRAIN = ["--max-steps", "6", "--save-every", "2", "--log-every", "1", "--batch-size", "16", "--dropout", "0.3",
          "--keep-last", "3"]
@@ -84,7 +86,7 @@ def test_two_fresh_runs_into_one_new_folder_one_wins(tmp_path, capsys):
 
 def test_lock_is_per_process_and_released_by_close(tmp_path):
     run = Run.create("core", TrainConfig(output_dir=str(tmp_path / "r")), "x")
-    assert lock_run_folder(run.dir) is run._lock  # the same process may open its own run again
+    assert lock_run_folder(run.dir) is run._claim.lock  # the same process may open its own run again
     assert (run.dir / LOCK_FILE).read_text().strip() == str(os.getpid())
     run.close()
     with held_by_another_process(run.dir):
