@@ -25,6 +25,10 @@ class RunError(DlkitError):
     """A run folder that cannot be created, resumed or read."""
 
 
+class WeightsError(DlkitError):
+    """A weights file that cannot be read safely and whole: truncated, corrupt, or a pickle that needs code."""
+
+
 class MissingExtraError(DlkitError):
     """A group's optional dependencies are not installed."""
 

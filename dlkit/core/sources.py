@@ -89,35 +89,15 @@ def resolve(spec: str, kind: Kind, flag: str | None = None, check_hub: bool = Tr
     path = Path(spec).expanduser()
     if path.exists():
         if kind == "model" and path.is_dir():
-            check_pickled_weights(path, flag)
+            from dlkit.core.weights import check_folder
+
+            check_folder(path, flag)
         return Source("local", str(path.resolve()), spec)
     if _looks_like_path(spec) or not HUB_ID.match(spec):
         raise SourceError(f"{flag} {spec}: no such file or folder")
     if check_hub:
         check_hub_id(spec, kind, flag)
     return Source("hub", spec, spec)
-
-
-def check_pickled_weights(folder: Path, flag: str) -> None:
-    """A model folder whose weights are pickles only (*.bin, no *.safetensors) is loaded by torch with
-    weights_only=True; a pickle that needs more than tensors is refused here in one line, naming the file."""
-    if any(folder.glob("*.safetensors")):
-        return
-    import pickle
-
-    import torch
-
-    for weights in sorted(folder.glob("*.bin")):
-        try:
-            torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
-        except pickle.UnpicklingError as exc:
-            detail = next((line.strip() for line in str(exc).splitlines() if "Unsupported global" in line), "")
-            reason = detail.split(" was not")[0].removeprefix("WeightsUnpickler error: ") or "not plain tensors"
-            raise SourceError(f"{flag} {folder}: {weights.name} is a pickle that torch.load(weights_only=True) "
-                              f"refuses ({reason}); dlkit does not run code from weight files: convert it to "
-                              "safetensors where you trust it") from None
-        except Exception:  # an old or unusual format: left to the model's own loader and its errors
-            continue
 
 
 def _builtin(name: str, kind: Kind, flag: str) -> Builtin:

@@ -51,20 +51,6 @@ def test_hub_disabled_by_env(monkeypatch):
         resolve("jxie/flickr8k", "data")
 
 
-def test_pickled_weights_are_checked_with_weights_only(tmp_path):
-    import torch
-
-    from dlkit.core.sources import check_pickled_weights
-
-    torch.save({"w": torch.ones(2)}, tmp_path / "pytorch_model.bin")
-    check_pickled_weights(tmp_path, "--model")  # plain tensors: accepted
-    torch.save({"w": torch.ones(2), "f": print}, tmp_path / "pytorch_model.bin")
-    with pytest.raises(SourceError, match=r"pytorch_model.bin is a pickle .*Unsupported global: GLOBAL print\)"):
-        check_pickled_weights(tmp_path, "--model")
-    (tmp_path / "model.safetensors").write_bytes(b"")  # transformers prefers safetensors: the .bin is not read
-    check_pickled_weights(tmp_path, "--model")
-
-
 @pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "a/../../../b.jpg", "../Images/../../x.jpg"])
 def test_paths_named_in_data_files_stay_inside_the_dataset(tmp_path, name):
     from dlkit.core.errors import DataError
