@@ -10,15 +10,15 @@ from __future__ import annotations
 import os
 import sys
 from importlib.metadata import EntryPoint, entry_points
-from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated
 
 import typer
 
 from dlkit import __version__
-from dlkit.core.commands import DlkitTyper
+from dlkit.core.commands import DlkitTyper, config_command
 from dlkit.core.errors import DlkitError
 from dlkit.core.progress import MODE
+from dlkit.core.root import CompareConfig, InfoConfig, ReportConfig, RunsListConfig
 
 ROOT_FLAGS = {"--json": "json", "-q": "quiet", "--quiet": "quiet", "--debug": "debug"}
 
@@ -56,47 +56,30 @@ def root(
         quiet_third_party()
 
 
-@app.command()
-def info() -> None:
+@config_command(app, InfoConfig)
+def info(cfg: InfoConfig) -> None:
     """Versions, devices, installed extras and whether the Hugging Face Hub is reachable.
 
     Example: [bold]HF_HUB_OFFLINE=1 dlkit --json info[/bold]
     """
-    from dlkit.core.overview import environment_report
+    from dlkit.core.overview import info as run_info
 
-    environment_report()
+    run_info(cfg)
 
 
-@app.command()
-def compare(
-    runs: Annotated[list[Path], typer.Argument(help="Run folders, or parents of run folders (a sweep).")],
-    format: Annotated[Literal["table", "md", "csv", "json"], typer.Option(help="Output format.")] = "table",
-    sort: Annotated[Optional[str], typer.Option(help="Sort by this column (prefix '-' for descending).")] = None,  # noqa: UP045
-    plot: Annotated[Optional[Path], typer.Option(help="Write the runs' loss curves overlaid to this PNG.")] = None,  # noqa: UP045
-) -> None:
+@config_command(app, CompareConfig)
+def compare(cfg: CompareConfig) -> None:
     """One table of metrics.json across runs: params, time, memory, throughput, quality.
 
     Example: [bold]dlkit compare runs/llm/* --sort -val_loss --plot losses.png[/bold]
     """
-    from dlkit.core.overview import compare_runs
+    from dlkit.core.overview import compare as run_compare
 
-    compare_runs(runs, format, sort, plot)
+    run_compare(cfg)
 
 
-@app.command()
-def report(
-    runs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR",
-                                               help="Run folders, or parents of run folders (a sweep).")],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Report file. Default: report.html "  # noqa: UP045
-                                                   "(report.md with --format md).")] = None,
-    title: Annotated[str, typer.Option(help="Title at the top of the report.")] = "dlkit report",
-    format: Annotated[Optional[Literal["html", "md"]], typer.Option(  # noqa: UP045
-        help="html: one self-contained file (images embedded); md: Markdown plus an images folder. "
-             "Default: from the -o suffix, else html.")] = None,
-    loss_scatter: Annotated[bool, typer.Option(help="Also draw each run's logged batch losses as a scatter "
-                                               "(RUN/plots/loss_scatter.png; train with --log-every 1 for "
-                                               "every batch).")] = False,
-) -> None:
+@config_command(app, ReportConfig)
+def report(cfg: ReportConfig) -> None:
     """One report from run folders of any group: configs, comparison tables, loss curves and figures.
 
     Per group: the config, the comparison table and the loss curves overlaid; then each run's figures,
@@ -106,18 +89,9 @@ def report(
     Per-batch loss scatter: [bold]dlkit report runs/qa/bert --loss-scatter[/bold]
     """
     from dlkit.core.progress import emit
-    from dlkit.report.build import build_report
+    from dlkit.report.build import report as run_report
 
-    if loss_scatter:
-        from dlkit.core.overview import find_runs
-        from dlkit.core.plots import loss_scatter as draw_scatter
-        from dlkit.core.run import Run
-
-        for path in find_runs(runs):
-            run = Run.open(path)
-            draw_scatter(run.history(), run.plots_dir / "loss_scatter.png", f"{path.name}: training loss per batch")
-
-    result = build_report(runs, output, title, format)
+    result = run_report(cfg)
     emit(result, f"wrote {result['report']}: {result['runs']} runs in {len(result['groups'])} groups")
 
 
@@ -125,18 +99,15 @@ runs_app = DlkitTyper(help="Inspect run folders.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 
 
-@runs_app.command("list")
-def runs_list(
-    root: Annotated[Path, typer.Argument(help="Folder to search for runs.")] = Path("runs"),
-    format: Annotated[Literal["table", "json"], typer.Option(help="Output format.")] = "table",
-) -> None:
+@config_command(runs_app, RunsListConfig)
+def runs_list(cfg: RunsListConfig) -> None:
     """The runs under ROOT with their status (finished, interrupted, failed, running) and exported models.
 
     Example: [bold]dlkit runs list runs/llm --format json[/bold]
     """
     from dlkit.core.overview import list_runs
 
-    list_runs(root, format)
+    list_runs(cfg)
 
 
 def _broken_group(name: str, error: Exception) -> typer.Typer:

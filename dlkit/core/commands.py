@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import typer
 from typer.core import TyperCommand
 
-from dlkit.core.config import config_fields, flag_name, load_config
+from dlkit.core.config import checked, config_fields, flag_name, load_config
 from dlkit.core.errors import MissingExtraError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -101,10 +101,14 @@ def group_app(name: str, help: str, extra: str | None = None, requires: tuple[st
 
 def config_command(app: typer.Typer, config_cls: type, name: str | None = None,
                    skip: tuple[str, ...] = ()) -> Callable[[F], F]:
-    """Register `fn(cfg)` as a command whose flags are the fields of `config_cls`.
+    """Register `fn(cfg)` as a command whose flags (and positional arguments) are the fields of `config_cls`.
 
     Only flags given on the command line override the --config file; the rest keep the file's or the
-    dataclass's value. `skip` drops fields that make no sense for this command.
+    dataclass's value. A required field is required of the command line or the file together, so a --config
+    file may give it. The config is checked (`dlkit.core.config.checked`: ranges, choices, the run's defaults,
+    the output policy) before `fn` runs. The verb is `config_cls.command[1]` unless `name` is given; `skip`
+    drops fields that make no sense for this command. The callback keeps `config_class`, so anything walking
+    the Typer tree finds each command's config.
     """
 
     def decorator(fn: F) -> F:
@@ -127,12 +131,14 @@ def config_command(app: typer.Typer, config_cls: type, name: str | None = None,
             root = ctx.find_root().obj
             if isinstance(root, dict) and "argv" in root and hasattr(cfg, "command_line"):
                 cfg.command_line = list(root["argv"])  # the command line, for config.json and the resume hint
-            return fn(cfg)
+            return fn(checked(cfg))
 
         command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         command.__doc__ = fn.__doc__
         command.__name__ = fn.__name__
-        app.command(name or fn.__name__.replace("_", "-"))(command)
+        command.config_class = config_cls  # type: ignore[attr-defined]
+        verb = name or getattr(config_cls, "command", (None, fn.__name__.replace("_", "-")))[1]
+        app.command(verb)(command)
         return fn
 
     return decorator
@@ -144,16 +150,33 @@ def _from_command_line(ctx: typer.Context, name: str) -> bool:
 
 
 def _parameter(field_name: str, f: dataclasses.Field, tp: Any) -> inspect.Parameter:
-    option_kwargs: dict[str, Any] = {"help": f.metadata.get("help", "")}
+    meta = f.metadata
+    help_text = meta.get("help", "")
     base, optional = _unwrap_optional(tp)
+    required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
+    if required:
+        example = meta.get("example")
+        help_text += " (required)" if not example or "{" in example else f" (required; e.g. {example})"
     annotation: Any = base
-    if optional:
+    if optional or required or typing.get_origin(base) is list:
         annotation = typing.Optional[annotation]  # noqa: UP045  (typer needs the typing form)
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc,operator]
+    if required:
+        default = None  # required of the command line and --config together: checked by load_config
+    elif f.default is not dataclasses.MISSING:
+        default = f.default
+    else:
+        default = f.default_factory()  # type: ignore[misc]
+    if typing.get_origin(base) is list and not default:
+        default = None
+    if meta.get("argument"):
+        info: Any = typer.Argument(default, help=help_text, metavar=field_name.upper(), show_default=False)
+        return inspect.Parameter(field_name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)
     flag = "--" + flag_name(field_name)
-    decls = [f"{flag}/--no-{flag_name(field_name)}"] if base is bool else [flag]
+    decls = list(meta.get("flags") or [flag])
+    if base is bool:
+        decls = [f"{decls[0]}/--no-{decls[0].removeprefix('--')}", *decls[1:]]
     panel = "Training" if field_name in _SHARED else "Options"
-    option = typer.Option(default, *decls, rich_help_panel=panel, **option_kwargs)
+    option = typer.Option(default, *decls, rich_help_panel=panel, help=help_text)
     return inspect.Parameter(field_name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
 
 
@@ -174,5 +197,5 @@ _SHARED = _shared_fields()
 
 
 def run_option(help: str = "A run folder written by this group's `train`.") -> Any:
-    """The --run option of eval/predict/sample commands."""
+    """The --run option of a command not yet declared through a config dataclass."""
     return typer.Option(..., "--run", help=help)

@@ -38,7 +38,7 @@ META_KEY = "_dlkit"  # provenance block inside a run's config.json
 RUN_LAYOUT = frozenset({
     "config.json", "history.jsonl", "metrics.json", "metrics.csv", "eval.json", "splits.json", "plots", "samples",
     "checkpoints", "eval", "data", "tensorboard", "export", "merged", "report.json", "report.csv", "candidates.csv",
-    "compare.json", "compare.md", "compare.html", "reason.csv", "reason.json", "wandb", LOCK_FILE,
+    "compare.json", "compare.md", "compare.html", "reason.csv", "reason.json", "vocab.json", "wandb", LOCK_FILE,
 })
 FOLDER = "/"  # suffix of a manifest entry that covers a whole folder
 ALL = "./"  # the manifest entry covering the output folder itself (an export written whole by a library)
@@ -426,24 +426,28 @@ def check_output_file(path: Path, flag: str, overwrite: bool, inputs: Mapping[st
     path = Path(path).expanduser()
     check_not_input(path, flag, inputs or {})
     if path.is_dir():
-        raise RunError(f"{flag} {path} is a folder; give a file name such as {path / 'out'}")
+        raise RunError(f"{flag} {path}: is a folder; give a file name inside it")
     if not path.exists():
         return
     if not written_by_dlkit(path):
-        raise RunError(f"{flag} {path} exists and was not written by dlkit, so it is not replaced; pick another "
+        raise RunError(f"{flag} {path}: exists and was not written by dlkit, so it is not replaced; pick another "
                        "file name")
     if not overwrite:
-        raise RunError(f"{flag} {path} already exists; pass --overwrite to replace it")
+        raise RunError(f"{flag} {path}: already exists; pass --overwrite to replace it")
 
 
 def written_by_dlkit(path: Path) -> bool:
-    """Whether a single file carries dlkit's mark in its first bytes (PNG text chunk, HTML or Markdown comment)."""
+    """Whether a single file carries dlkit's mark near its start or its end (a PNG text chunk, an HTML comment
+    after the doctype, a Markdown comment as the last line)."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(4096)
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 4096))
+            tail = fh.read()
     except OSError:
         return False
-    return f"Software\x00{FILE_MARK}".encode() in head or f"<!-- written by {FILE_MARK}".encode() in head
+    marks = (f"Software\x00{FILE_MARK}".encode(), file_mark_comment().encode())
+    return any(mark in part for mark in marks for part in (head, tail))
 
 
 def file_mark_comment() -> str:

@@ -11,9 +11,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from dlkit.core.config import META_KEY
+from dlkit.core.config import META_KEY, checked
 from dlkit.core.errors import DlkitError, RunError
 from dlkit.core.progress import MODE, console, emit, format_value, warn
+from dlkit.core.root import CompareConfig, InfoConfig, RunsListConfig
 from dlkit.core.run import Run
 
 FIXED_COLUMNS = ["run", "group", "method", "status", "trainable_params", "total_params", "trainable_pct",
@@ -78,9 +79,11 @@ def hub_status(timeout: float = 1.0) -> str:
     return "reachable" if answer and answer[0] else "not reachable (offline)"
 
 
-def environment_report() -> None:
+def info(cfg: InfoConfig) -> dict[str, Any]:
+    """Versions, devices, installed extras, known problems and the Hub's state: printed, and returned."""
     import torch
 
+    checked(cfg)
     from dlkit.core.compat import known_bad, outside_range
 
     report: dict[str, Any] = {"versions": {}}
@@ -116,6 +119,7 @@ def environment_report() -> None:
     table.add_row("known problems", f"[red]{len(report['problems'])}[/red] (see the warnings above)"
                   if report["problems"] else "none")
     emit(report, table)
+    return report
 
 
 # -- finding runs -----------------------------------------------------------------------------------
@@ -194,7 +198,12 @@ def comparison_columns(rows: list[dict[str, Any]]) -> list[str]:
     return columns + sorted({k for r in rows for k in r} - set(columns))
 
 
-def compare_runs(paths: list[Path], fmt: str, sort: str | None, plot: Path | None) -> None:
+def compare(cfg: CompareConfig) -> list[dict[str, Any]]:
+    """One comparison table over run folders (printed in --format), the runs' loss curves with --plot; returns
+    the rows."""
+    checked(cfg)
+    paths, fmt, sort = [Path(r) for r in cfg.runs], cfg.format, cfg.sort
+    plot = Path(cfg.plot) if cfg.plot else None
     runs = find_runs(paths)
     if not runs:
         raise RunError(f"no run folders (with config.json) under {', '.join(map(str, paths))}")
@@ -225,6 +234,7 @@ def compare_runs(paths: list[Path], fmt: str, sort: str | None, plot: Path | Non
         print(markdown_table(rows, columns))
     else:
         console().print(rich_comparison(rows, columns))
+    return rows
 
 
 def rich_comparison(rows: list[dict[str, Any]], columns: list[str]):
@@ -271,8 +281,11 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 # -- dlkit runs list --------------------------------------------------------------------------------
 
 
-def list_runs(root: Path, format: str = "table") -> None:
-    """Every run (and exported model folder) under `root`, named by its path relative to `root`."""
+def list_runs(cfg: RunsListConfig) -> list[dict[str, Any]]:
+    """Every run (and exported model folder) under --root, named by its path relative to it (`dlkit runs list`;
+    `list` itself is Python's)."""
+    checked(cfg)
+    root, format = Path(cfg.root), cfg.format
     if not root.exists():
         raise RunError(f"{root}: no such folder (runs are written under ./runs by default)")
     if not root.is_dir():
@@ -293,10 +306,10 @@ def list_runs(root: Path, format: str = "table") -> None:
                     | {"created": _created(path)})
     if MODE.json or format == "json":
         print(json.dumps(rows, indent=2))
-        return
+        return rows
     if not rows:
         warn(f"no dlkit run under {root} (a run folder holds the config.json written by a train command)")
-        return
+        return rows
     from rich.table import Table
 
     table = Table(title=f"runs under {root}")
@@ -305,6 +318,7 @@ def list_runs(root: Path, format: str = "table") -> None:
     for row in rows:
         table.add_row(*[str(row[c]) for c in ("run", "group", "method", "status", "created")])
     console().print(table)
+    return rows
 
 
 def export_group(path: Path) -> str | None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dlkit.core.run import atomic_write_bytes
+from dlkit.core.outputs import FILE_MARK, atomic_write_bytes
 
 
 def new_figure(width: float = 7.0, height: float = 4.0):
@@ -24,7 +24,7 @@ def save_figure(fig: Any, path: Path) -> Path:
 
     buf = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": FILE_MARK})  # who wrote it: dlkit.core.outputs
     plt.close(fig)
     atomic_write_bytes(Path(path), buf.getvalue())
     return Path(path)

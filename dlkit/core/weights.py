@@ -192,7 +192,7 @@ def _hint(path: Path) -> str:
         return "; replace it with a good copy"
     group = run[1]
     checkpoints = sorted((run[0] / "checkpoints").glob("step_*")) if (run[0] / "checkpoints").is_dir() else []
-    again = f"dlkit {group} train --config {run[0] / 'config.json'}"
+    again = f"dlkit {group} train --config {run[0] / 'config.json'} --output-dir {run[0]}"
     if checkpoints and path.is_relative_to(run[0] / "checkpoints" / "final"):
         return (f"; the run's newest checkpoint is {checkpoints[-1]}: `{again} --resume` writes the final model "
                 "again from it")

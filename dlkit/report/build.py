@@ -15,13 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from dlkit import __version__
-from dlkit.core.config import META_KEY
+from dlkit.core.config import META_KEY, checked
 from dlkit.core.errors import RunError
+from dlkit.core.outputs import check_output_file
 from dlkit.core.overview import comparison_columns, find_runs, read_rows
 from dlkit.core.progress import warn
+from dlkit.core.root import ReportConfig
 from dlkit.core.run import Run
 from dlkit.report.generic import cell, generic_sections
 from dlkit.report.sections import Image, Section, Table, Text
@@ -71,13 +73,25 @@ class Report:
         return sum(len(g.runs) for g in self.groups)
 
 
-def build_report(paths: list[Path], output: Path | None, title: str,
-                 fmt: Literal["html", "md"] | None) -> dict[str, Any]:
-    """Write the report of the runs under `paths`; returns what was written (for --json)."""
-    fmt = fmt or ("md" if output is not None and output.suffix.lower() in (".md", ".markdown") else "html")
+def report(cfg: ReportConfig) -> dict[str, Any]:
+    """Write the report of the runs under cfg.runs (and, with --loss-scatter, each run's plots/loss_scatter.png);
+    returns what was written (for --json). The report file is new or one dlkit wrote (--overwrite), and so is a
+    Markdown report's images folder."""
+    checked(cfg)
+    paths, title = [Path(r) for r in cfg.runs], cfg.title
+    output = Path(cfg.output) if cfg.output else None
+    fmt = cfg.format or ("md" if output is not None and output.suffix.lower() in (".md", ".markdown") else "html")
     output = output or Path(f"report.{fmt}")
+    check_output_file(output, "--output", cfg.overwrite)
     check_writable(output)
-    rows, broken = read_rows(run_folders(paths))
+    folders = run_folders(paths)
+    if cfg.loss_scatter:
+        from dlkit.core.plots import loss_scatter
+
+        for path in folders:
+            run = Run.open(path)
+            loss_scatter(run.history(), run.plots_dir / "loss_scatter.png", f"{path.name}: training loss per batch")
+    rows, broken = read_rows(folders)
     if not rows:
         raise RunError(f"none of the runs could be read ({'; '.join(broken)})")
     for message in broken:
@@ -86,13 +100,13 @@ def build_report(paths: list[Path], output: Path | None, title: str,
     from dlkit.report.markdown import write_markdown
 
     with tempfile.TemporaryDirectory(prefix="dlkit-report-") as scratch:
-        report = collect(rows, broken, title, Path(scratch))
+        built = collect(rows, broken, title, Path(scratch))
         try:
-            written = (write_markdown if fmt == "md" else write_html)(report, output)
+            written = write_markdown(built, output, cfg.overwrite) if fmt == "md" else write_html(built, output)
         except OSError as exc:  # the disk filled up, the folder went away...
-            raise RunError(f"-o {output}: writing the report failed ({exc.strerror or exc})") from None
-    return {"report": str(output), "format": fmt, "runs": report.num_runs,
-            "groups": {g.name: len(g.runs) for g in report.groups}, "broken": broken,
+            raise RunError(f"--output {output}: writing the report failed ({exc.strerror or exc})") from None
+    return {"report": str(output), "format": fmt, "runs": built.num_runs,
+            "groups": {g.name: len(g.runs) for g in built.groups}, "broken": broken,
             "files": [str(p) for p in written]}
 
 
@@ -114,19 +128,17 @@ def run_folders(paths: list[Path]) -> list[Path]:
 
 
 def check_writable(output: Path) -> None:
-    """Fail before any work when the report cannot be written there."""
-    if output.is_dir():
-        raise RunError(f"-o {output}: is a folder; give a file name such as {output / 'report.html'}")
+    """Fail before any work when the report cannot be written there (what may be replaced: check_output_file)."""
     folder = output.parent
     if not folder.is_dir():
-        raise RunError(f"-o {output}: cannot write there, {folder} is not an existing folder")
+        raise RunError(f"--output {output}: cannot write there, {folder} is not an existing folder")
     try:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".dlkit-report-"):
             pass
         if output.exists() and not os.access(output, os.W_OK):
             raise PermissionError("permission denied")
     except OSError as exc:
-        raise RunError(f"-o {output}: cannot write there ({exc.strerror or exc})") from None
+        raise RunError(f"--output {output}: cannot write there ({exc.strerror or exc})") from None
 
 
 def collect(rows: list[dict[str, Any]], broken: list[str], title: str, scratch: Path) -> Report:

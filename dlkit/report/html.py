@@ -7,8 +7,8 @@ import re
 from html import escape
 from pathlib import Path
 
+from dlkit.core.outputs import atomic_write_text, file_mark_comment
 from dlkit.core.progress import format_value
-from dlkit.core.run import atomic_write_text
 from dlkit.report.build import GroupReport, Report, RunReport
 from dlkit.report.sections import (
     HEADING,
@@ -99,7 +99,7 @@ def render_html(report: Report) -> str:
         body.append(f"<section class=\"broken\" id=\"broken\"><h2>Runs that could not be read</h2><ul>{items}</ul>"
                     "</section>")
     body += [group_html(g) for g in report.groups]
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+    return (f"<!DOCTYPE html>\n{file_mark_comment()}\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
             f"<title>{escape(report.title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
             + "\n".join(body) + "\n</body>\n</html>\n")

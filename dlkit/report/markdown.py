@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from dlkit.core.run import atomic_write_bytes, atomic_write_text
+from dlkit.core.outputs import atomic_write_bytes, atomic_write_text, claim, file_mark_comment
 from dlkit.report.build import GroupReport, Report, RunReport
 from dlkit.report.generic import cell
 from dlkit.report.html import text_html
@@ -37,8 +37,12 @@ class _Images:
         return f"{self.folder.name}/{path.name}"
 
 
-def write_markdown(report: Report, output: Path) -> list[Path]:
-    images = _Images(output.with_name(f"{output.stem}_images"))  # same-named images of an earlier report are replaced
+def write_markdown(report: Report, output: Path, overwrite: bool) -> list[Path]:
+    """report.md and its images folder (REPORT_images/, made by dlkit: an earlier report's is replaced with
+    --overwrite, a folder of the user's of that name is refused)."""
+    folder = output.with_name(f"{output.stem}_images")
+    claim(folder, "dlkit", "report", overwrite=overwrite, flag="--output", lock=False)
+    images = _Images(folder)
     atomic_write_text(output, render_markdown(report, images))
     return [output, *images.written]
 
@@ -55,7 +59,7 @@ def render_markdown(report: Report, images: _Images) -> str:
         out += ["## Runs that could not be read", "", *[f"- {m}" for m in report.broken], ""]
     for group in report.groups:
         out += group_markdown(group, images)
-    return "\n".join(out).rstrip("\n") + "\n"
+    return "\n".join(out).rstrip("\n") + f"\n\n{file_mark_comment()}\n"
 
 
 def group_markdown(group: GroupReport, images: _Images) -> list[str]:

@@ -45,10 +45,10 @@ def test_unknown_config_key(train, tmp_path):
                    "unknown key 'epoch'; did you mean 'epochs'?")
 
 
-@pytest.mark.parametrize(("flag", "value"), [("--lr", "0"), ("--lr", "-0.1"), ("--batch-size", "0"),
-                                             ("--batch-size", "-4")])
-def test_non_positive_lr_and_batch_size(train, tmp_path, flag, value):
-    one_line_error(*train(flag, value, "--output-dir", tmp_path / "r"), f"{flag} must be > 0")
+@pytest.mark.parametrize(("flag", "value", "bound"), [("--lr", "0", "> 0"), ("--lr", "-0.1", "> 0"),
+                                                      ("--batch-size", "0", ">= 1"), ("--batch-size", "-4", ">= 1")])
+def test_non_positive_lr_and_batch_size(train, tmp_path, flag, value, bound):
+    one_line_error(*train(flag, value, "--output-dir", tmp_path / "r"), f"{flag} must be {bound}")
     assert not (tmp_path / "r").exists()
 
 

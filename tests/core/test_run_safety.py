@@ -132,14 +132,15 @@ def test_sigkill_during_report_keeps_the_previous_report(tmp_path, capsys):
     run = tmp_path / "run"
     assert train(capsys, "--output-dir", run, "--max-steps", "2")[0] == 0
     report = tmp_path / "report.html"
-    report.write_text("<html>last week's report</html>")
-    crashed = subprocess.run([sys.executable, str(CRASH), "report", str(run), "-o", str(report)],
+    assert main(["report", str(run), "-o", str(report), "--title", "last week's report"]) == 0
+    last_week = report.read_text()
+    crashed = subprocess.run([sys.executable, str(CRASH), "report", str(run), "-o", str(report), "--overwrite"],
                              capture_output=True, text=True, timeout=180)
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
-    assert report.read_text() == "<html>last week's report</html>"
+    assert report.read_text() == last_week
     temps = [p for p in tmp_path.iterdir() if p.name.startswith(".report.html.")]
     assert len(temps) == 1 and 0 < temps[0].stat().st_size  # the half-written temp, under a hidden name
-    assert main(["report", str(run), "-o", str(report)]) == 0
+    assert main(["report", str(run), "-o", str(report), "--overwrite"]) == 0
     assert "last week" not in report.read_text() and "</html>" in report.read_text()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".report.html.")]  # the stale temp is gone
 

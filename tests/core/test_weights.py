@@ -86,7 +86,7 @@ def test_a_run_file_names_the_checkpoint_to_recover_from(tmp_path):
     (run / "config.json").write_text(json.dumps({"_dlkit": {"group": "charrnn"}}))
     (run / "checkpoints" / "final" / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
     with pytest.raises(WeightsError, match=r"newest checkpoint is .*step_0000004: `dlkit charrnn train --config "
-                                           r".*config.json --resume` writes the final model again"):
+                                           r".*config.json --output-dir .*run --resume` writes the final model again"):
         check_file(run / "checkpoints" / "final" / "model.safetensors")
     (run / "checkpoints" / "step_0000004").rmdir()
     with pytest.raises(WeightsError, match="no other checkpoint to recover from: train it again"):

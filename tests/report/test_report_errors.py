@@ -8,15 +8,16 @@ from checks import one_line_error
 
 
 def test_no_run_folders_given(cli):
-    assert "Missing argument 'RUN_DIR'" in one_line_error(cli("report"))
+    assert "RUNS is required" in one_line_error(cli("report"))
 
 
 def test_no_run_folders_given_to_the_function(tmp_path):
     from dlkit.core.errors import RunError
-    from dlkit.report.build import build_report
+    from dlkit.core.root import ReportConfig
+    from dlkit.report.build import report
 
     with pytest.raises(RunError, match="no run folders given"):
-        build_report([], tmp_path / "r.html", "t", None)
+        report(ReportConfig(runs=[], output=str(tmp_path / "r.html")))
 
 
 def test_no_run_folders_found(cli, tmp_path):
@@ -77,6 +78,6 @@ def test_output_not_writable(cli, sweep, tmp_path, where):
     finally:
         if (tmp_path / "ro").exists():
             (tmp_path / "ro").chmod(0o700)
-    assert f"-o {target}:" in error
+    assert f"--output {target}:" in error
     assert {"missing-folder": "is not an existing folder", "under-a-file": "is not an existing folder",
             "a-folder": "is a folder", "read-only": "cannot write there (Permission denied)"}[where] in error

@@ -18,7 +18,8 @@ def test_markdown_report_with_its_images_folder(cli, sweep, tmp_path):
     for link in links:
         with Image.open(tmp_path / link) as image:
             assert image.format == "PNG"
-    assert sorted(p.name for p in (tmp_path / "hw_images").iterdir()) == sorted(link.split("/")[1] for link in links)
+    assert sorted(p.name for p in (tmp_path / "hw_images").iterdir() if not p.name.startswith(".")) == \
+        sorted(link.split("/")[1] for link in links)  # and the folder's dlkit marker
     rtl_blocks = "".join(re.findall(r"<(?:div|span) dir=\"rtl\">(.*?)</(?:div|span)>", text))
     assert PERSIAN_QUESTION in rtl_blocks and PERSIAN_ANSWER in rtl_blocks
     assert "http://" not in text and "https://" not in text
@@ -29,3 +30,20 @@ def test_format_flag_wins_over_the_suffix(cli, sweep, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert (tmp_path / "out.txt").read_text(encoding="utf-8").startswith("# dlkit report")
     assert (tmp_path / "out_images").is_dir()
+
+
+def test_an_earlier_report_is_replaced_only_with_overwrite_and_a_users_images_folder_never(cli, sweep, tmp_path):
+    from checks import one_line_error
+
+    assert cli("report", sweep / "beta", "-o", tmp_path / "r.md").exit_code == 0
+    one_line_error(cli("report", sweep / "beta", "-o", tmp_path / "r.md"), "already exists; pass --overwrite")
+    assert cli("report", sweep / "beta", "-o", tmp_path / "r.md", "--overwrite").exit_code == 0
+    (tmp_path / "notes.md").write_text("my notes")
+    one_line_error(cli("report", sweep / "beta", "-o", tmp_path / "notes.md", "--overwrite"),
+                   "exists and was not written by dlkit")
+    (tmp_path / "mine_images").mkdir()
+    (tmp_path / "mine_images" / "photo.png").write_bytes(b"mine")
+    one_line_error(cli("report", sweep / "beta", "-o", tmp_path / "mine.md", "--overwrite"),
+                   "holds files dlkit did not write (photo.png)")
+    assert (tmp_path / "notes.md").read_text() == "my notes"
+    assert (tmp_path / "mine_images" / "photo.png").read_bytes() == b"mine"
