@@ -1,5 +1,5 @@
-"""`dlkit llm eval` and `dlkit llm generate`: loss, perplexity and generation quality of a trained run,
-and the untuned model's answers beside the tuned one's."""
+"""`dlkit llm eval` and `dlkit llm generate`: loss, perplexity and generation quality of a trained run (`evaluate`),
+and the untuned model's answers beside the tuned one's (`generate`)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from typing import Any
 
 import torch
 
+from dlkit.core.config import checked
 from dlkit.core.errors import DataError
 from dlkit.core.modelcard import write_card
 from dlkit.core.progress import info
 from dlkit.core.run import Run
 from dlkit.core.splits import canonical, example_id, split_in_name
+from dlkit.llm.config import MAX_NEW_TOKENS, EvalConfig, GenerateConfig
 from dlkit.llm.data import (
     IGNORE,
     conversations_of,
@@ -26,7 +28,8 @@ from dlkit.llm.data import (
     supports_system,
     tokenize_conversations,
 )
-from dlkit.llm.generate import generate, prompts_and_references, text_metrics
+from dlkit.llm.generate import generate as generate_texts
+from dlkit.llm.generate import prompts_and_references, text_metrics
 from dlkit.llm.models import (
     card_info,
     load_model,
@@ -70,7 +73,8 @@ def score(model: Any, tokenizer: Any, val_examples: list[dict], test_conversatio
     predictions: list[dict] = []
     if test_conversations:
         prompts, refs = prompts_and_references(tokenizer, test_conversations)
-        answers = generate(model, tokenizer, prompts, max_new_tokens, batch_size, progress=True, max_length=max_length)
+        answers = generate_texts(model, tokenizer, prompts, max_new_tokens, batch_size, progress=True,
+                                 max_length=max_length)
         guard.add("exact match/BLEU/chrF/ROUGE-L", lambda: {f"test_{k}": v for k, v in
                                                             text_metrics(answers, refs).items()})
         if bertscore_model:
@@ -93,20 +97,22 @@ def conversations_from(spec: str, tokenizer: Any, fmt: str = "auto") -> list[lis
     return conversations
 
 
-def evaluate(run_dir: Path, data: str | None = None, max_new_tokens: int = 32, batch_size: int = 16,
-             limit: int | None = None, bertscore_model: str | None = None,
-             split: str | None = None) -> dict[str, Any]:
+def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Score a run on its held-out splits (val loss on validation, generation on test), on one split named
     by --split (train only when asked), or on all of --data; write eval.json and merge into metrics.json."""
     from dlkit.core.splits import eval_split, held_out, split_fields
     from dlkit.llm.config import LlmConfig
     from dlkit.llm.data import build_splits
 
-    run = Run.open(run_dir, group="llm")
-    cfg = run.config_as(LlmConfig)  # the exact data split it was trained on
+    checked(cfg)
+    assert cfg.run is not None  # checked: --run, or the run --method found
+    data, split, limit, bertscore_model = cfg.data, cfg.split, cfg.limit, cfg.bertscore
+    max_new_tokens, batch_size = cfg.max_new_tokens or MAX_NEW_TOKENS, cfg.batch_size
+    run = Run.open(cfg.run, group="llm")
+    trained = run.config_as(LlmConfig)  # the exact data split it was trained on
     model, tokenizer, _ = load_trained(run.dir)
     if data is None:
-        splits = build_splits(cfg, tokenizer)
+        splits = build_splits(trained, tokenizer)
         by_name = {"train": splits.train.conversations, "validation": splits.val.conversations,
                    "test": splits.test}
         name = eval_split(split, [n for n, c in by_name.items() if c])
@@ -121,16 +127,16 @@ def evaluate(run_dir: Path, data: str | None = None, max_new_tokens: int = 32, b
     test = [by_name[name][i] for i in keep]
     loss_conversations = by_name[loss_name] if loss_name != name else test
     test = test[:limit] if limit else test
-    loss_examples = tokenize_conversations(tokenizer, loss_conversations, cfg.max_length).examples
+    loss_examples = tokenize_conversations(tokenizer, loss_conversations, trained.max_length).examples
     if bertscore_model:
         resolve_model(bertscore_model, "--bertscore")
     guard = GuardedMetrics()
     metrics, predictions = score(model, tokenizer, loss_examples, test, max_new_tokens, batch_size, bertscore_model,
-                                 guard, cfg.max_length)
+                                 guard, trained.max_length)
     loss_prefix, prefix = _prefix(loss_name), _prefix(name)
     metrics = {k.replace("val_", loss_prefix, 1) if k.startswith("val_") else k.replace("test_", prefix, 1): v
                for k, v in metrics.items()}
-    result = {"data": data or cfg.data, **split_fields(name, len(test), len(ids) - len(keep)),
+    result = {"data": data or trained.data, **split_fields(name, len(test), len(ids) - len(keep)),
               "max_new_tokens": max_new_tokens, f"{prefix}examples": len(test), **metrics}
     run.write_json("eval.json", {**result, **guard.failures()})
     run.write_text(f"samples/{name}_predictions.jsonl",
@@ -171,26 +177,28 @@ def read_prompts(prompts: list[str], prompts_file: Path | None) -> list[str]:
     return items
 
 
-def before_after(model_spec: str, run_dir: Path | None, prompts: list[str], prompts_file: Path | None,
-                 system: str | None, max_new_tokens: int) -> list[dict[str, str]]:
+def generate(cfg: GenerateConfig) -> list[dict[str, str]]:
     """Answers of the untuned base model and, with a run, of the tuned model; written into the run's samples/."""
-    questions = read_prompts(prompts, prompts_file)
-    base = resolve_model(model_spec)
+    checked(cfg)
+    assert cfg.model is not None  # checked: the run's base, or the default
+    run_dir, system, max_new_tokens = cfg.run, cfg.system, cfg.max_new_tokens or MAX_NEW_TOKENS
+    questions = read_prompts(cfg.prompt, Path(cfg.prompts_file) if cfg.prompts_file else None)
+    base = resolve_model(cfg.model)
     tokenizer = load_tokenizer(base)
     tuned, max_length = None, None
     if run_dir is not None:
-        tuned, tokenizer, _ = load_trained(run_dir, base_spec=model_spec)
-        max_length = trained_max_length(run_dir)
+        tuned, tokenizer, _ = load_trained(Path(run_dir), base_spec=cfg.model)
+        max_length = trained_max_length(Path(run_dir))
     system_ok = supports_system(tokenizer)
     templated = []
     for question in questions:
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user",
                                                                                      "content": question}]
         templated.append(render(tokenizer, messages if system_ok else merge_system(messages), generation_prompt=True))
-    untuned = generate(load_model(base), tokenizer, templated, max_new_tokens, max_length=max_length)
+    untuned = generate_texts(load_model(base), tokenizer, templated, max_new_tokens, max_length=max_length)
     rows = [{"prompt": q, "untuned": a} for q, a in zip(questions, untuned, strict=True)]
     if tuned is not None:
-        for row, answer in zip(rows, generate(tuned, tokenizer, templated, max_new_tokens,
+        for row, answer in zip(rows, generate_texts(tuned, tokenizer, templated, max_new_tokens,
                                                     max_length=max_length), strict=True):
             row["tuned"] = answer
         run = Run.open(run_dir, group="llm")

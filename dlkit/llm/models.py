@@ -14,6 +14,7 @@ from torch import nn
 from dlkit.core.config import named_in
 from dlkit.core.errors import ConfigError, RunError
 from dlkit.core.sources import Source, resolve
+from dlkit.core.weights import check_folder, loading
 
 if TYPE_CHECKING:
     from dlkit.core.modelcard import CardInfo
@@ -82,7 +83,8 @@ def load_model(base: BaseModel, dtype: torch.dtype | None = None) -> nn.Module:
         kwargs["attn_implementation"] = "eager"  # sdpa with padding gives NaN for Gemma-2 in practice
     if dtype is not None:
         kwargs["dtype"] = dtype
-    model = AutoModelForCausalLM.from_pretrained(base.path, **kwargs)
+    with loading(base.path):
+        model = AutoModelForCausalLM.from_pretrained(base.path, **kwargs)
     if model.config._attn_implementation == "sdpa" and register_block_attention():
         # models written against transformers' attention interface can switch; the rest keep sdpa
         if getattr(model, "_can_set_attn_implementation", lambda: False)():
@@ -212,10 +214,13 @@ def load_trained(run_dir: Path, base_spec: str | None = None) -> tuple[nn.Module
         check_same_base(info, resolve_model(base_spec), run.dir)
     base = resolve_model(info["base"])
     tokenizer = load_tokenizer(base)
+    check_folder(run.model_dir)
     if info["peft"]:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(load_model(base), str(run.model_dir))
+        base_model = load_model(base)
+        with loading(run.model_dir):
+            model = PeftModel.from_pretrained(base_model, str(run.model_dir))
     else:
         model = load_model(BaseModel(base.source, str(run.model_dir)))
     model.eval()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dlkit.core import plots
+from dlkit.core.config import checked, claim_output
 from dlkit.core.progress import console, info
 from dlkit.core.run import atomic_write_json, atomic_write_text
 from dlkit.llm.config import PrepareConfig
@@ -30,6 +31,8 @@ from dlkit.llm.models import load_tokenizer, resolve_model
 
 
 def prepare(cfg: PrepareConfig) -> dict[str, Any]:
+    """Everything `dlkit llm prepare` does; returns the statistics it prints."""
+    checked(cfg)
     base = resolve_model(cfg.model)
     tokenizer = load_tokenizer(base)
     rows, unreadable = load_rows(cfg.data, limit=cfg.limit)
@@ -45,7 +48,8 @@ def prepare(cfg: PrepareConfig) -> dict[str, Any]:
                         f"assistant turn, {counts['empty_turn']} with an empty turn, {counts['malformed']} malformed, "
                         f"{counts['dropped_long']} too long)")
     train, val, test = split(prepared.conversations, cfg.val_size, cfg.test_size, cfg.split_seed)
-    out = Path(cfg.output_dir).expanduser()
+    held = claim_output(cfg)
+    out = held.root
     for name, part in (("train", train), ("val", val), ("test", test)):
         atomic_write_text(out / f"{name}.jsonl", "".join(json.dumps({"messages": m}, ensure_ascii=False) + "\n"
                                                         for m in part))
@@ -68,6 +72,7 @@ def prepare(cfg: PrepareConfig) -> dict[str, Any]:
     show_labels(tokenizer, prepared.conversations[0])
     length_plot(lengths, cfg.max_length, out / "plots" / "lengths.png")
     atomic_write_json(out / "stats.json", stats)
+    held.release()
     return stats
 
 

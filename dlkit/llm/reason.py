@@ -19,16 +19,16 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dlkit.core.config import RunOutput, opt
-from dlkit.core.errors import ConfigError, DataError
+from dlkit.core.config import checked
+from dlkit.core.errors import DataError
 from dlkit.core.progress import info
+from dlkit.llm.config import ReasonConfig
 from dlkit.metrics.answers import extract_answer, gold_answer, majority_vote
 
-STRATEGIES = ("direct", "cot", "fewshot-cot", "self-consistency")
 TRIGGERS = {"en": "Let's think step by step.", "fa": "بیایید گام به گام فکر کنیم."}
 ANSWER_PREFIX = {"en": "Answer:", "fa": "پاسخ:"}
 QUESTION_COLUMNS = ("question", "problem", "input", "Question", "Problem")
@@ -38,42 +38,6 @@ _CALCULATOR = re.compile(r"<<[^>]*>>")  # GSM8K's calculator annotations
 
 # prompts, temperature, seed -> (one completion per prompt, the tokens generated for each)
 Complete = Callable[[list[str], float, int], tuple[list[str], list[int]]]
-
-
-@dataclass
-class ReasonConfig(RunOutput):
-    strategies: list[str] = field(default_factory=lambda: ["direct", "cot"],
-                                  metadata={"help": "Strategies to compare.", "cli": True, "saved": True})
-    model: str = opt("builtin:tiny-llama", "Model to prompt (builtin, local folder or Hub id).")
-    run: str | None = opt(None, "A trained `dlkit llm train` run to prompt instead (its base + adapter).")
-    data: str = opt("builtin:reasoning", "Problems with gold answers.")
-    limit: int | None = opt(None, "Score only the first N problems.")
-    shots: int = opt(4, "Worked examples in the few-shot prompts.")
-    shots_file: str | None = opt(None, "Where the shots come from (default: the first --shots rows of --data).")
-    samples: int = opt(5, "Completions voted over by self-consistency.")
-    temperature: float = opt(0.7, "Sampling temperature of self-consistency.")
-    trigger: str | None = opt(None, "Zero-shot CoT trigger (default in the data's language).")
-    max_new_tokens: int = opt(128, "Tokens generated per completion.")
-    batch_size: int = opt(16, "Prompts per generation batch.")
-    seed: int = opt(0, "Seed of the sampled completions.")
-
-    def validate(self) -> None:
-        unknown = [s for s in self.strategies if s not in STRATEGIES]
-        if unknown or not self.strategies:
-            raise ConfigError(f"--strategy {','.join(unknown) or '(none)'}: unknown; choose from "
-                              f"{', '.join(STRATEGIES)}")
-        self.strategies = list(dict.fromkeys(self.strategies))
-        for flag, value, low in (("--samples", self.samples, 1), ("--max-new-tokens", self.max_new_tokens, 1),
-                                 ("--batch-size", self.batch_size, 1), ("--shots", self.shots, 0)):
-            if value < low:
-                raise ConfigError(f"{flag} must be >= {low} (got {value})")
-        if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"--limit must be >= 1 (got {self.limit})")
-        if "self-consistency" in self.strategies and self.temperature <= 0:
-            raise ConfigError(f"--temperature must be > 0 for self-consistency (got {self.temperature}); "
-                              "greedy samples would all be the same")
-        if "fewshot-cot" in self.strategies and self.shots == 0:
-            raise ConfigError("--strategy fewshot-cot needs --shots >= 1")
 
 
 @dataclass(frozen=True)
@@ -223,7 +187,7 @@ def reason(cfg: ReasonConfig, complete: Complete | None = None, tokenizer: Any =
     """Score every strategy on the problems; write the table, the plot and every prompt and completion."""
     from dlkit.core.run import Run
 
-    cfg.validate()
+    checked(cfg)
     problems, split = parse_problems(*read_rows(cfg.data), cfg.data, "--data")
     shots: list[Problem] = []
     needs_shots = cfg.shots > 0 and any(s in ("fewshot-cot", "self-consistency") for s in cfg.strategies)
@@ -269,7 +233,7 @@ def _load(cfg: ReasonConfig) -> tuple[Any, Any]:
     if cfg.run:
         model, tokenizer, _ = load_trained(Path(cfg.run))
         return model, tokenizer
-    base = resolve_model(cfg.model)
+    base = resolve_model(cfg.model or "builtin:tiny-llama")
     model = load_model(base)
     model.eval()
     return model, load_tokenizer(base)

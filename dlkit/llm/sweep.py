@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from dlkit.core import grid
+from dlkit.core.config import checked, claim_output
 from dlkit.core.errors import ConfigError
 from dlkit.core.run import atomic_write_json
-from dlkit.llm.config import LlmConfig, LlmSweepConfig
+from dlkit.llm.config import EvalConfig, LlmConfig, LlmSweepConfig
 from dlkit.llm.methods import METHODS
 
 METRICS = ["train_seconds", "peak_memory_mb", "trainable_params", "trainable_pct", "val_loss", "test_exact_match",
@@ -24,12 +25,12 @@ SPLIT_KEYS = ("model", "data", "format", "max_length", "drop_long", "val_size", 
               "max_new_tokens")  # what decides the untuned model's scores
 
 
-def run_sweep(cfg: LlmSweepConfig) -> dict[str, Any]:
+def sweep(cfg: LlmSweepConfig) -> dict[str, Any]:
     """Each run takes `config_dir/METHOD.yaml` when that exists (per-method learning rates), else --train-config;
     the sweep's flags win over both, and the grid's values over those. Returns {"rows", "columns"}."""
     from dlkit.llm.evaluate import evaluate
 
-    cfg.validate()
+    checked(cfg)
     axes = grid.parse_grid(cfg.grid, LlmConfig)
     if "method" not in axes:
         names = [m.strip() for m in cfg.methods.split(",") if m.strip()]
@@ -39,7 +40,8 @@ def run_sweep(cfg: LlmSweepConfig) -> dict[str, Any]:
                               f"{', '.join(METHODS)}")
         axes = {"method": [(m, m) for m in names], **axes}
     points = grid.grid_points(axes)
-    output_dir = Path(cfg.output_dir)
+    held = claim_output(cfg)
+    output_dir = held.root
     fixed = {k: v for k, v in {"model": cfg.model, "data": cfg.data, "max_steps": cfg.max_steps,
                                "epochs": cfg.epochs}.items() if v is not None}
     fixed.update(max_new_tokens=cfg.max_new_tokens, overwrite=cfg.overwrite)
@@ -56,7 +58,8 @@ def run_sweep(cfg: LlmSweepConfig) -> dict[str, Any]:
                       {"by_split": [{"settings": json.loads(k), "scores": v} for k, v in untuned.items()]})
 
     def score_test(run_cfg: LlmConfig, metrics: dict[str, Any]) -> dict[str, Any]:
-        metrics = {**metrics, **evaluate(Path(run_cfg.output_dir), max_new_tokens=run_cfg.max_new_tokens)}
+        scored = evaluate(EvalConfig(run=str(run_cfg.output_dir), max_new_tokens=run_cfg.max_new_tokens))
+        metrics = {**metrics, **scored}
         base = untuned[_split_key(run_cfg)]
         for name in ("exact_match", "chrf"):
             tuned, before = metrics.get(f"test_{name}"), base.get(f"test_{name}")
@@ -70,6 +73,7 @@ def run_sweep(cfg: LlmSweepConfig) -> dict[str, Any]:
               ("test_exact_match", "test exact match")]
     grid.write_comparison(rows, columns, output_dir, panels, extra={"grid": cfg.grid, "untuned": baseline},
                           baselines=baseline)
+    held.release()
     return {"rows": rows, "columns": columns}
 
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlkit.core.config import checked
 from dlkit.core.errors import RunError
 from dlkit.core.modelcard import CardInfo
 from dlkit.core.progress import info
@@ -215,6 +216,7 @@ def train(cfg: LlmConfig) -> dict[str, Any]:
     from dlkit.core.engine import fit
     from dlkit.core.splits import record_splits
 
+    checked(cfg)
     task = LlmTask(cfg)
     run = Run.create("llm", cfg, default_name=cfg.method)
     record_splits(run, task.splits.data_splits(), resume=cfg.resume)

@@ -1,5 +1,5 @@
-"""`dlkit llm inspect`, `export` and `compose`: looking at a model before training, and shipping or combining
-adapters after it."""
+"""`dlkit llm inspect`, `export` and `compose` (the functions of those names): looking at a model before training,
+and shipping or combining adapters after it."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from typing import Any
 
 import torch
 
-from dlkit.core.config import META_KEY
-from dlkit.core.errors import ConfigError, RunError
-from dlkit.core.outputs import claim
-from dlkit.core.overview import export_group
+from dlkit.core.config import META_KEY, checked, claim_output
+from dlkit.core.errors import ConfigError
+from dlkit.core.outputs import record
 from dlkit.core.progress import info
 from dlkit.core.run import Run, atomic_write_json
+from dlkit.core.weights import check_folder, loading
 from dlkit.llm import methods
+from dlkit.llm.config import ComposeConfig, ExportConfig, InspectConfig
 from dlkit.llm.models import (
     INFO_FILE,
     base_info,
@@ -33,13 +34,13 @@ from dlkit.llm.models import (
 )
 
 
-def inspect_model(model_spec: str, targets: str | None, rank: int, num_virtual_tokens: int,
-                  unfreeze: str) -> dict[str, Any]:
+def inspect(cfg: InspectConfig) -> dict[str, Any]:
     """Architecture facts and, per method, the trainable parameters it would have (nothing is trained)."""
     from dlkit.core.engine import count_parameters
 
-    if rank <= 0:
-        raise ConfigError(f"--rank must be > 0 (got {rank})")
+    checked(cfg)
+    model_spec, targets, rank = cfg.model, cfg.target_modules, cfg.rank
+    num_virtual_tokens, unfreeze = cfg.num_virtual_tokens, cfg.unfreeze
     base = resolve_model(model_spec)
     model = load_model(base)
     layers = decoder_layers(model)
@@ -67,24 +68,25 @@ def _layer_summary(layer: torch.nn.Module) -> str:
     return f"{type(layer).__name__}: " + ", ".join(parts)
 
 
-def export_run(run_dir: Path, out: Path | None, merge: bool, push_to_hub: str | None = None) -> dict[str, Any]:
+def export(cfg: ExportConfig) -> dict[str, Any]:
     """PEFT adapter folder (PeftModel.from_pretrained) or, with merge, full weights for plain transformers; each
-    with its model card, uploaded to the Hub repository `push_to_hub` when given."""
+    with its model card, uploaded to the Hub repository --push-to-hub when given."""
     from dlkit.core.modelcard import check_push, push_folder, write_card
 
+    checked(cfg)
+    push_to_hub = cfg.push_to_hub
     check_push(push_to_hub)
-    run = Run.open(run_dir, group="llm")
+    run = Run.open(cfg.run, group="llm")
     info_ = read_info(run.model_dir)
-    target = Path(out) if out else run.dir / ("merged" if merge else "export")
-    if target.exists():
-        if not target.is_dir() or any(target.iterdir()) and export_group(target) != "llm":
-            raise RunError(f"--out {target} exists and is not an llm export folder; choose a new folder")
-        shutil.rmtree(target)
+    merge = cfg.merge
+    if merge and info_["family"] == "soft-prompt":
+        raise ConfigError(f"--merge: {info_['method']} adds virtual tokens, which cannot be merged into the "
+                          "weights; export without --merge and load it with PeftModel.from_pretrained")
     model, tokenizer, _ = load_trained(run.dir)
+    held = claim_output(cfg, cfg.out or run.dir / ("merged" if merge else "export"))
+    target = held.root
+    record(target, folder=True)  # written whole by save_pretrained / the copy
     if merge:
-        if info_["family"] == "soft-prompt":
-            raise ConfigError(f"--merge: {info_['method']} adds virtual tokens, which cannot be merged into the "
-                              "weights; export without --merge and load it with PeftModel.from_pretrained")
         if info_["peft"]:
             model = model.merge_and_unload()
         model.save_pretrained(str(target))
@@ -92,10 +94,11 @@ def export_run(run_dir: Path, out: Path | None, merge: bool, push_to_hub: str | 
         atomic_write_json(target / INFO_FILE, {**info_, "peft": False, "merged": True})
         kind = "merged full weights (AutoModelForCausalLM.from_pretrained)"
     else:
-        shutil.copytree(run.model_dir, target)
+        shutil.copytree(run.model_dir, target, dirs_exist_ok=True)
         kind = ("PEFT adapter (PeftModel.from_pretrained)" if info_["peft"]
                 else "full weights (AutoModelForCausalLM.from_pretrained)")
     write_card(target, run, card_info(info_, merged=merge))
+    held.release()
     info(f"exported {kind} to {target}")
     result = {"run": str(run.dir), "method": info_["method"], "merged": merge, "out": str(target), "format": kind}
     if push_to_hub:
@@ -113,8 +116,7 @@ def parse_adapter(spec: str) -> tuple[Path, float]:
         raise ConfigError(f"--adapter {spec}: the weight {weight!r} is not a number") from None
 
 
-def compose_adapters(base_spec: str, adapter_specs: list[str], out: Path, eval_data: list[str],
-                     overwrite: bool, max_new_tokens: int) -> dict[str, Any]:
+def compose(cfg: ComposeConfig) -> dict[str, Any]:
     """W = W0 + sum_i w_i * dW_i over LoRA runs of the same base (addition for multi-task, negation to forget).
 
     Uses PEFT's exact `cat` combination: the composed adapter stacks the weighted A matrices, so its update
@@ -125,6 +127,8 @@ def compose_adapters(base_spec: str, adapter_specs: list[str], out: Path, eval_d
     from dlkit.llm.data import tokenize_conversations
     from dlkit.llm.evaluate import conversations_from, score
 
+    checked(cfg)
+    base_spec, adapter_specs, eval_data, max_new_tokens = cfg.base, cfg.adapter, cfg.eval_data, cfg.max_new_tokens
     if not adapter_specs:
         raise ConfigError("--adapter: give at least one RUN:WEIGHT")
     base = resolve_model(base_spec, "--base")
@@ -136,23 +140,25 @@ def compose_adapters(base_spec: str, adapter_specs: list[str], out: Path, eval_d
             raise ConfigError(f"--adapter {path}: trained on {run_info['base']}, not on {base.identity} (--base)")
         if run_info["method"] not in ("lora", "rslora"):
             raise ConfigError(f"--adapter {path}: composition needs lora or rslora adapters (got {run_info['method']})")
-    out = Path(out)
-    held = claim(out, "llm", "compose", overwrite=overwrite, flag="--out", legacy_ok=True)
     model = load_model(base)
     names = []
     for i, (path, _) in enumerate(parsed):
         name = f"a{i}"
-        model_dir = str(Run.open(path).model_dir)
-        if i == 0:
-            model = PeftModel.from_pretrained(model, model_dir, adapter_name=name)
-        else:
-            model.load_adapter(model_dir, adapter_name=name)
+        model_dir = Run.open(path).model_dir
+        check_folder(model_dir, "--adapter")
+        with loading(model_dir, "--adapter"):
+            if i == 0:
+                model = PeftModel.from_pretrained(model, str(model_dir), adapter_name=name)
+            else:
+                model.load_adapter(str(model_dir), adapter_name=name)
         names.append(name)
     model.add_weighted_adapter(names, [w for _, w in parsed], "composed", combination_type="cat")
     model.set_adapter("composed")
     for name in names:
         model.delete_adapter(name)
     tokenizer = load_tokenizer(base)
+    held = claim_output(cfg)
+    out = held.root
     run = Run(out, "llm")
     run.record_folder(run.checkpoints_dir)
     run.model_dir.mkdir(parents=True)

@@ -49,7 +49,8 @@ def train_run(out: Path, method: str, data: Path | str, steps: int = 30, lr: flo
 
 
 def exact_match_on_test(run_dir: Path, data: Path | str | None = None) -> float:
+    from dlkit.llm.config import EvalConfig
     from dlkit.llm.evaluate import evaluate
 
-    result = evaluate(run_dir, data=str(data) if data else None, max_new_tokens=6)
+    result = evaluate(EvalConfig(run=str(run_dir), data=str(data) if data else None, max_new_tokens=6))
     return result[f"{result['split']}_exact_match"]  # a --data file without a split in its name is scored as all

@@ -149,7 +149,7 @@ def test_unknown_method(cli, tmp_path):
 
 
 def test_rank_must_be_positive(cli, tmp_path):
-    one_line_error(cli("llm", "train", "--rank", "0", "--output-dir", tmp_path), "--rank must be > 0")
+    one_line_error(cli("llm", "train", "--rank", "0", "--output-dir", tmp_path), "--rank must be >= 1 (got 0)")
 
 
 def test_target_module_not_in_the_model_lists_candidates(cli, tmp_path, capitals_file):
@@ -167,9 +167,23 @@ def test_unfreeze_out_of_range(cli, tmp_path, capitals_file):
 def test_adapter_of_another_base_model_is_refused(cli, tmp_path, capitals_file):
     _, run = train_run(tmp_path / "r", "lora", capitals_file, steps=1)
     one_line_error(cli("llm", "generate", "--model", "builtin:tiny-gemma2", "--run", run, "--prompt", "hi"),
-                   "was trained on builtin:tiny-llama, not on builtin:tiny-gemma2")
+                   "--model builtin:tiny-gemma2 contradicts --run", "trained with --model builtin:tiny-llama")
     one_line_error(cli("llm", "compose", "--base", "builtin:tiny-gemma2", "--adapter", f"{run}:1.0", "--out",
                        tmp_path / "c"), "trained on builtin:tiny-llama, not on builtin:tiny-gemma2")
+
+
+def test_a_run_gives_generate_and_reason_its_base_model(cli, tmp_path, capitals_file):
+    """--model left out: the run's base (here not the default tiny-llama) is the one prompted."""
+    _, run = train_run(tmp_path / "gemma", "lora", capitals_file, steps=1, model="builtin:tiny-gemma2")
+    result = cli("--json", "llm", "generate", "--run", run, "--prompt", "hi", "--max-new-tokens", "2")
+    assert result.exit_code == 0, result.stderr
+    assert [set(row) for row in json.loads(result.stdout)] == [{"prompt", "untuned", "tuned"}]
+    one_line_error(cli("llm", "generate", "--run", run, "--model", "builtin:tiny-llama", "--prompt", "hi"),
+                   "--model builtin:tiny-llama contradicts --run")
+    reasoned = cli("--json", "llm", "reason", "--run", run, "--strategy", "direct", "--limit", "2",
+                   "--max-new-tokens", "2", "--output-dir", tmp_path / "reason")
+    assert reasoned.exit_code == 0, reasoned.stderr
+    assert json.loads(reasoned.stdout)["model"] == str(run)
 
 
 def test_a_frozen_weight_that_moved_is_reported():

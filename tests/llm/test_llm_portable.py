@@ -7,6 +7,7 @@ import json
 import shutil
 
 import torch
+from checks import one_line_error
 from llm_helpers import train_run
 
 
@@ -44,13 +45,17 @@ def test_adapter_copied_elsewhere_loads_with_plain_peft(cli, tmp_path, capitals_
     mine = tmp_path / "my-notes"
     mine.mkdir()
     (mine / "keep.txt").write_text("mine")
-    refused = cli("llm", "export", "--run", moved, "--out", mine)
-    assert refused.exit_code == 2 and "not an llm export folder" in refused.stderr
+    for overwrite in ([], ["--overwrite"]):
+        refused = cli("llm", "export", "--run", moved, "--out", mine, *overwrite)
+        assert refused.exit_code == 2 and "holds files dlkit did not write (keep.txt)" in refused.stderr
     assert (mine / "keep.txt").read_text() == "mine"
     refused = cli("llm", "export", "--run", moved, "--out", mine / "keep.txt")  # a file, not a folder
-    assert refused.exit_code == 2 and "not an llm export folder" in refused.stderr
+    assert refused.exit_code == 2 and "is a file, not a folder" in refused.stderr
     assert (mine / "keep.txt").read_text() == "mine"
     assert cli("llm", "export", "--run", moved, "--out", tmp_path / "out" / "merged", "--merge").exit_code == 0
-    assert cli("llm", "export", "--run", moved, "--out", tmp_path / "out" / "merged", "--merge").exit_code == 0
+    one_line_error(cli("llm", "export", "--run", moved, "--out", tmp_path / "out" / "merged", "--merge"),
+                   "already exists; pass --overwrite")
+    assert cli("llm", "export", "--run", moved, "--out", tmp_path / "out" / "merged", "--merge",
+               "--overwrite").exit_code == 0
     listed = json.loads(cli("runs", "list", tmp_path / "out", "--format", "json").stdout)
     assert listed == [{"run": "merged", "group": "llm", "method": "lora", "status": "export", "created": ""}]
