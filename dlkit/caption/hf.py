@@ -23,6 +23,7 @@ from dlkit.core.modelcard import CardInfo
 from dlkit.core.progress import info, quiet_transformers
 from dlkit.core.run import Run, atomic_write_json
 from dlkit.core.task import Task
+from dlkit.core.weights import check_folder, loading
 from dlkit.data.captions import CaptionRecord
 from dlkit.data.images import open_image
 
@@ -58,7 +59,10 @@ def load_vision_encoder_decoder(spec: str | Path):
             tokenizer, processor = AutoTokenizer.from_pretrained(decoder), AutoImageProcessor.from_pretrained(encoder)
         else:
             path = _path(spec)
-            model = VisionEncoderDecoderModel.from_pretrained(path)
+            if Path(path).is_dir():
+                check_folder(path)
+            with loading(path):
+                model = VisionEncoderDecoderModel.from_pretrained(path)
             tokenizer, processor = AutoTokenizer.from_pretrained(path), AutoImageProcessor.from_pretrained(path)
     configure_special_tokens(model, tokenizer)
     return model, tokenizer, processor

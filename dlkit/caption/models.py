@@ -476,9 +476,8 @@ def _until_eos(ids: list[int]) -> list[int]:
 
 def load_trained(model_dir: Path) -> tuple[CaptionModel, Vocab, ModelSpec]:
     """Rebuild a trained lstm/attention/transformer model from checkpoints/final/."""
-    from safetensors.torch import load_model
+    from dlkit.core.weights import load_into
 
     spec = ModelSpec(**json.loads((model_dir / MODEL_FILE).read_text(encoding="utf-8")))
-    model = build_model(spec)
-    load_model(model, str(model_dir / "model.safetensors"))
+    model = load_into(build_model(spec), model_dir / "model.safetensors")
     return model.eval(), Vocab.load(model_dir / "vocab.json"), spec

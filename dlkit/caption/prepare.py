@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import random
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 from dlkit.caption.config import PrepareConfig
 from dlkit.caption.data import build_vocab, caption_lengths, clean_caption, coverage, word_counts, write_split_files
-from dlkit.core.errors import RunError
+from dlkit.core.config import checked, claim_output, local_inputs
+from dlkit.core.outputs import check_output
 from dlkit.core.progress import info
 from dlkit.core.run import atomic_write_json
 from dlkit.data.captions import load_caption_records, readable_records, split_records, write_prepared
@@ -26,18 +26,16 @@ def default_output(data: str) -> Path:
     return Path("data") / "caption" / name
 
 
-def prepare_data(cfg: PrepareConfig) -> dict[str, Any]:
+def prepare(cfg: PrepareConfig) -> dict[str, Any]:
     """Everything `caption prepare` does; returns the statistics it prints."""
     from dlkit.caption import viz
 
+    checked(cfg)
+    out = Path(cfg.output_dir).expanduser() if cfg.output_dir else default_output(cfg.data)
+    check_output(out, "caption", "prepare", overwrite=cfg.overwrite, inputs=local_inputs(cfg))
     records, stats = load_caption_records(cfg.data, cfg.strict)
     records, undecodable = readable_records(records, cfg.strict)
-    out = Path(cfg.output_dir).expanduser() if cfg.output_dir else default_output(cfg.data)
-    if out.exists() and any(out.iterdir()):
-        if not cfg.overwrite:
-            raise RunError(f"{out} already exists; pass --overwrite to replace it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    held = claim_output(cfg, out)
 
     splits = split_records(records, seed=cfg.seed)
     vocab = build_vocab(splits["train"], cfg.min_freq, cfg.max_len)
@@ -68,6 +66,7 @@ def prepare_data(cfg: PrepareConfig) -> dict[str, Any]:
                      plots / "samples.png", "5 random images with their cleaned captions")
     viz.length_scatter(lengths, plots / "caption_lengths.png")
     viz.top_words(word_counts(records).most_common(20), plots / "top_words.png")
+    held.release()
     info(f"wrote {out}/vocab.json, split files, prepared.json and plots/ (samples, caption_lengths, top_words); "
          f"train on it with: dlkit caption train --data {out}")
     return stats

@@ -31,6 +31,7 @@ from dlkit.caption.data import (
     write_split_files,
 )
 from dlkit.caption.models import MODEL_FILE, CaptionModel, ModelSpec, build_model, decode, use_pretrained_encoder
+from dlkit.core.config import checked
 from dlkit.core.modelcard import CardInfo
 from dlkit.core.progress import info
 from dlkit.core.run import Run, atomic_write_json
@@ -95,17 +96,19 @@ class CaptionTask(Task):
 
     def _cached_features(self, images: ImageStore) -> list[Tensor]:
         """The frozen encoder's output for every train/val image, computed once and kept on disk."""
-        from safetensors.torch import load_file, save_file
+        from safetensors.torch import save_file
 
         from dlkit.core.sources import cache_dir
+        from dlkit.core.weights import load_cached
 
         cfg = self.cfg
         weights = "imagenet" if cfg.pretrained_encoder else f"random-seed{cfg.seed}"
         key = f"{cfg.encoder}-{weights}-{self.spec.image_size}-{fingerprint(self.records)}"
         path = cache_dir() / "caption-features" / f"{key}.safetensors"
-        if path.is_file():
+        cached = load_cached(path)
+        if cached is not None and "features" in cached:
             info(f"using cached encoder features {path}")
-            return list(load_file(str(path))["features"].float().unbind(0))
+            return list(cached["features"].float().unbind(0))
         encoder = self.model.encoder.eval()
         out = []
         with torch.no_grad():
@@ -214,6 +217,7 @@ def train(cfg: CaptionConfig) -> dict[str, Any]:
     from dlkit.core.engine import fit
     from dlkit.core.splits import record_splits
 
+    checked(cfg)
     if cfg.arch != "vit-gpt2":  # before any work: the weights the encoder starts from, said when they are random
         cfg.pretrained_encoder = use_pretrained_encoder(cfg.encoder, cfg.pretrained_encoder)
         cfg.validate()
