@@ -3,23 +3,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Optional
-
-import typer
-
 from dlkit.clip.config import (
     ClipTrainConfig,
     CoopConfig,
     FixClassConfig,
+    PrepareConfig,
     ProbeConfig,
     RetrievalEvalConfig,
+    RetrieveConfig,
     TemplatesConfig,
     ZeroShotConfig,
 )
 from dlkit.core import progress
 from dlkit.core.commands import config_command, group_app
-from dlkit.core.config import load_config
 
 app = group_app("clip", "CLIP: zero-shot classification, prompt templates, CoOp, linear probes, training from "
                 "scratch and text-to-image retrieval (open_clip).", extra="clip", requires=("open_clip", "torch"))
@@ -36,30 +32,17 @@ def _table(title: str, rows: list[dict], columns: list[str]):
     return table
 
 
-@app.command()
-def prepare(
-    data: Annotated[str, typer.Option(help="ImageFolder (class subfolders, optionally under train/ and test/), a "
-                                      "CIFAR-10 folder, a Hub dataset id or builtin:NAME.")] = "builtin:shape-classes",
-    classnames: Annotated[Optional[str], typer.Option(help="File of class names, one per line, in folder order.")] = None,  # noqa: UP045, E501
-    output_dir: Annotated[Path, typer.Option(help="Where plots/ and stats.json go.")] = Path("runs/clip/prepare"),
-    seed: Annotated[int, typer.Option(help="Seed of the sample grid.")] = 0,
-) -> None:
+@config_command(app, PrepareConfig)
+def prepare(cfg: PrepareConfig) -> None:
     """Class names (as the prompts will say them) and counts per split folder, a grid of random labelled
     images (plots/samples.png), the image-size histogram and images per class.
 
     Example: [bold]dlkit clip prepare --data ~/dogs --output-dir runs/clip/prepare-dogs[/bold]
     """
-    from dlkit.clip.data import SPLIT_NAMES, data_root, load_split
-    from dlkit.core.image_preview import PreviewSplit, counts_table, preview
-    from dlkit.data.images import open_image
+    from dlkit.clip.prepare import prepare as run_prepare
+    from dlkit.core.image_preview import counts_table
 
-    root = data_root(data)
-    names = [s for s in SPLIT_NAMES if (root / s).is_dir()] or [None]
-    loaded = [(name or "all", load_split(data, name, classnames)) for name in names]
-    splits = [PreviewSplit(name, images.labels, lambda i, paths=images.paths: open_image(paths[i]))
-              for name, images in loaded]
-    stats = preview(splits, loaded[0][1].classes, output_dir, data, seed)
-    progress.info(f"wrote {output_dir}/plots/samples.png, image_sizes.png, class_counts.png and stats.json")
+    stats = run_prepare(cfg)
     progress.emit(stats, counts_table(stats))
 
 
@@ -95,26 +78,8 @@ def templates(cfg: TemplatesConfig) -> None:
     progress.emit(metrics, _table("template sets", metrics["rows"], ["set", "templates", "top1", "top5", "macro_f1"]))
 
 
-@app.command(name="fix-class")
-def fix_class(
-    class_name: Annotated[str, typer.Option("--class", help="The class to fix (its cleaned name).")],
-    candidates: Annotated[Path, typer.Option(help="File of candidate templates for that class, one per line.")],
-    model: Annotated[str, typer.Option(help="Same as in `clip zeroshot`.")] = "builtin:tiny-clip",
-    pretrained: Annotated[str, typer.Option(help="open_clip pretrained tag, a weights file, or none; default: the "
-                                            "architecture's first tag.")] = "default",
-    data: Annotated[str, typer.Option(help="ImageFolder, CIFAR-10 folder, Hub id or builtin:NAME.")] = (
-        "builtin:shape-classes"),
-    split: Annotated[str, typer.Option(help="Split folder when --data has train/ and test/.")] = "test",
-    classnames: Annotated[Optional[str], typer.Option(help="File of class names, one per line.")] = None,  # noqa: UP045
-    templates: Annotated[Optional[list[str]], typer.Option(help="The other classes' templates (set, file or "  # noqa: UP045
-                                                          "literal); repeat to combine.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass when encoding.")] = 64,
-    seed: Annotated[int, typer.Option(help="Seed for random weights.")] = 0,
-    output_dir: Annotated[Optional[str], typer.Option(help="Result folder.")] = None,  # noqa: UP045
-    name: Annotated[Optional[str], typer.Option(help="Result name under runs/clip/.")] = None,  # noqa: UP045
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing result folder.")] = False,
-    config: Annotated[Optional[Path], typer.Option(help="YAML/JSON file of settings; flags win.")] = None,  # noqa: UP045
-) -> None:
+@config_command(app, FixClassConfig)
+def fix_class(cfg: FixClassConfig) -> None:
     """For one class (e.g. the worst), score candidate templates for that class only: its F1 and the overall
     accuracy for each, and the best one.
 
@@ -123,12 +88,6 @@ def fix_class(
     """
     from dlkit.clip.evaluate import fix_class as run_fix_class
 
-    overrides = {"class_name": class_name, "candidates": str(candidates), "model": model, "pretrained": pretrained,
-                 "data": data, "split": split, "classnames": classnames, "batch_size": batch_size, "seed": seed,
-                 "output_dir": output_dir, "name": name, "overwrite": overwrite}
-    if templates:
-        overrides["templates"] = list(templates)
-    cfg = load_config(FixClassConfig, config, overrides)
     metrics = run_fix_class(cfg)
     progress.emit(metrics, _table(f"templates for class {metrics['class']!r} ({metrics['verdict']})",
                                   metrics["rows"], ["template", "class_f1", "class_precision", "class_recall",
@@ -192,20 +151,8 @@ def eval_retrieval(cfg: RetrievalEvalConfig) -> None:
                                                               f"{result['split_size']} images)"))
 
 
-@app.command()
-def retrieve(
-    query: Annotated[str, typer.Option(help="The text to search for.")],
-    images: Annotated[str, typer.Option(help="A folder of images (searched recursively) or builtin:NAME.")],
-    run: Annotated[Optional[Path], typer.Option(help="A `clip train` run folder.")] = None,  # noqa: UP045
-    model: Annotated[Optional[str], typer.Option(help="An open_clip architecture instead of --run.")] = None,  # noqa: UP045
-    pretrained: Annotated[str, typer.Option(help="Pretrained tag for --model, or none; default: the "
-                                            "architecture's first tag.")] = "default",
-    k: Annotated[int, typer.Option("-k", "--k", help="How many images to return.")] = 9,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass when encoding.")] = 64,
-    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "--output", help="Folder for grid.png and "  # noqa: UP045
-                                                      "results.json (default: the run's samples/ or "
-                                                      "runs/clip/retrieve); --output is an alias.")] = None,
-) -> None:
+@config_command(app, RetrieveConfig)
+def retrieve(cfg: RetrieveConfig) -> None:
     """Text-to-image retrieval: the k images closest to the query, as a PNG grid with scores and JSON.
 
     Example: [bold]dlkit clip retrieve --run runs/clip/flickr --images ~/flickr8k/Images --query "a dog" -k 9
@@ -213,6 +160,6 @@ def retrieve(
     """
     from dlkit.clip.retrieve import retrieve as run_retrieve
 
-    result = run_retrieve(query, images, run, model, pretrained, k, batch_size, output_dir)
+    result = run_retrieve(cfg)
     rows = [{"rank": i + 1, "score": r["score"], "image": r["image"]} for i, r in enumerate(result["results"])]
-    progress.emit(result, _table(f"top {len(rows)} for {query!r}", rows, ["rank", "score", "image"]))
+    progress.emit(result, _table(f"top {len(rows)} for {cfg.query!r}", rows, ["rank", "score", "image"]))

@@ -17,6 +17,7 @@ from dlkit.clip.data import LabeledImages, load_split
 from dlkit.clip.features import ImageFeatures, image_features, text_features
 from dlkit.clip.models import ClipBundle, build_clip
 from dlkit.clip.templates import fill, read_template_file, resolve_one, resolve_templates
+from dlkit.core.config import checked
 from dlkit.core.errors import ConfigError
 from dlkit.core.run import Run
 from dlkit.core.splits import split_fields
@@ -35,7 +36,7 @@ class Prepared:
         return self.images.classes
 
 
-def prepare(cfg: ClipSource, split: str | None = None) -> Prepared:
+def prepared(cfg: ClipSource, split: str | None = None) -> Prepared:
     images = load_split(cfg.data, split or cfg.split, cfg.classnames)
     bundle = build_clip(cfg.model, cfg.pretrained, cfg.seed)
     feats = image_features(bundle, images, cfg.batch_size, cfg.num_workers, cfg.strict)
@@ -111,8 +112,9 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def zeroshot(cfg: ZeroShotConfig) -> dict[str, Any]:
+    checked(cfg)
     templates = resolve_templates(cfg.templates)
-    prep = prepare(cfg)
+    prep = prepared(cfg)
     run = open_results(cfg, "zeroshot")
     scores = logits(prep.feats.features, class_embeddings(prep.bundle, prep.classes, templates))
     result = score(scores, prep.feats.labels, prep.classes, cfg.worst)
@@ -129,11 +131,12 @@ def zeroshot(cfg: ZeroShotConfig) -> dict[str, Any]:
 
 def templates(cfg: TemplatesConfig) -> dict[str, Any]:
     """One row per template set, all on the same image features (encoded at most once)."""
+    checked(cfg)
     sets = [s.strip() for s in cfg.sets.split(",") if s.strip()]
     if not sets:
         raise ConfigError("--sets needs at least one template set or file")
     resolved = {name: resolve_one(name, "--sets") for name in sets}
-    prep = prepare(cfg)
+    prep = prepared(cfg)
     run = open_results(cfg, "templates")
     rows = []
     for name, templates in resolved.items():
@@ -160,10 +163,12 @@ def _bar_rows(run: Run, rows: list[dict[str, Any]]) -> None:
 
 def fix_class(cfg: FixClassConfig) -> dict[str, Any]:
     """Score candidate templates for one class only: the other classes keep the --templates embedding."""
+    checked(cfg)
     base_templates = resolve_templates(cfg.templates)
     path = Path(cfg.candidates).expanduser()
     if not path.is_file():
-        raise ConfigError(f"--candidates {cfg.candidates}: no such file")
+        raise ConfigError(f"--candidates {cfg.candidates}: " + ("a folder, not a file of templates" if path.is_dir()
+                                                                 else "no such file"))
     candidates = read_template_file(path, "--candidates")
     images = load_split(cfg.data, cfg.split, cfg.classnames)
     target = _class_index(cfg.class_name, images)
@@ -295,7 +300,7 @@ def eval_retrieval(cfg: RetrievalEvalConfig) -> dict[str, Any]:
     from dlkit.core.splits import canonical, eval_split, held_out
     from dlkit.data.captions import load_caption_records, readable_records, split_records
 
-    cfg.validate()
+    checked(cfg)
     run = None
     if cfg.run is not None:
         run = Run.open(cfg.run, group="clip")

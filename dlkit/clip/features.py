@@ -72,14 +72,13 @@ def image_features(bundle: ClipBundle, images: LabeledImages, batch_size: int = 
                    strict: bool = False, cache: bool = True) -> ImageFeatures:
     """Embeddings of every decodable image, from the cache when this exact (model, data, preprocessing) was seen;
     `cache=False` encodes without reading or writing it (weights the key cannot name, e.g. during training)."""
-    from safetensors.torch import load_file
-
     from dlkit.core.progress import info, track, warn
+    from dlkit.core.weights import load_cached
 
     key = image_key(bundle, images)
     path = feature_cache_dir() / f"{key}.safetensors"
-    if cache and path.is_file():
-        tensors = load_file(str(path))
+    tensors = load_cached(path) if cache else None
+    if tensors is not None and path.with_suffix(".json").is_file():
         kept = tensors["indices"].tolist()
         meta = json.loads((path.with_suffix(".json")).read_text(encoding="utf-8"))
         return ImageFeatures(tensors["features"], torch.tensor([images.labels[i] for i in kept]),
@@ -112,12 +111,13 @@ def image_features(bundle: ClipBundle, images: LabeledImages, batch_size: int = 
 
 def text_features(bundle: ClipBundle, texts: list[str], batch_size: int = 256, cache: bool = True) -> torch.Tensor:
     """(T, D) L2-normalised text embeddings, cached per (model, texts) unless `cache=False`."""
-    from safetensors.torch import load_file
+    from dlkit.core.weights import load_cached
 
     digest = hashlib.sha1("\n".join([VERSION, bundle.key, *texts]).encode()).hexdigest()[:20]
     path = feature_cache_dir() / f"text-{digest}.safetensors"
-    if cache and path.is_file():
-        return load_file(str(path))["features"]
+    cached = load_cached(path) if cache else None
+    if cached is not None:
+        return cached["features"]
     model = bundle.model
     device = next(model.parameters()).device
     chunks = []

@@ -12,6 +12,7 @@ linear probe.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import json
@@ -26,6 +27,7 @@ from torch import nn
 
 from dlkit.core.errors import ConfigError, SourceError
 from dlkit.core.sources import url_reachable
+from dlkit.core.weights import check_file, check_folder, loading
 
 if TYPE_CHECKING:
     from dlkit.core.modelcard import CardInfo
@@ -80,6 +82,7 @@ def build_clip(model: str, pretrained: str | None = DEFAULT_WEIGHTS, seed: int =
     if source.kind == "local":
         folder = model_folder(Path(spec).expanduser())
         _no_tag(spec, tag)
+        check_folder(folder, "--model")
         weights = folder / WEIGHTS_FILE
         stamp = f"{weights.stat().st_size}-{weights.stat().st_mtime_ns}" if weights.is_file() else "random"
         return _create(f"local-dir:{folder}", None, spec, f"{folder}:{stamp}", seed)
@@ -97,6 +100,7 @@ def build_clip(model: str, pretrained: str | None = DEFAULT_WEIGHTS, seed: int =
         return _create(name, None, spec, f"{name}:random:seed{seed}", seed)
     if Path(tag).expanduser().is_file():
         weights = Path(tag).expanduser().resolve()
+        check_file(weights, "--pretrained")  # safetensors, or a pickle of tensors only: open_clip reads it next
         return _create(name, str(weights), spec, f"{name}:{weights}:{weights.stat().st_mtime_ns}", seed)
     _check_tag(name, tag)
     return _create(name, tag, spec, f"{name}:{tag}", seed)
@@ -183,8 +187,12 @@ def _create(name: str, pretrained: str | None, display: str, key: str, seed: int
     import open_clip
 
     torch.manual_seed(seed)  # random towers (no pretrained weights) are reproducible
+    local = Path(pretrained).is_file() if pretrained else name.startswith("local-dir:")
+    files = loading(pretrained or name.removeprefix("local-dir:"), "--pretrained" if pretrained else "--model")
     try:
-        model, preprocess_train, preprocess_eval = open_clip.create_model_and_transforms(name, pretrained=pretrained)
+        with files if local else contextlib.nullcontext():  # local weights: their errors name the file
+            model, preprocess_train, preprocess_eval = open_clip.create_model_and_transforms(name,
+                                                                                             pretrained=pretrained)
     except RuntimeError as exc:  # a download that failed after the checks above
         reason = str(exc).splitlines()[0][:160]
         raise SourceError(f"--model {display} --pretrained {pretrained}: open_clip could not load it ({reason}); "

@@ -10,10 +10,13 @@ from typing import Any
 
 import torch.nn.functional as F
 
+from dlkit.clip.config import RetrieveConfig
 from dlkit.clip.data import LabeledImages
 from dlkit.clip.features import image_features, text_features
 from dlkit.clip.models import build_clip
+from dlkit.core.config import checked, claim_output, local_inputs
 from dlkit.core.errors import ConfigError, DataError
+from dlkit.core.outputs import check_output
 from dlkit.data.images import IMAGE_SUFFIXES
 
 
@@ -38,30 +41,32 @@ def image_list(spec: str) -> LabeledImages:
     return LabeledImages(paths, [0] * len(paths), ["image"], ["."], str(root))
 
 
-def retrieve(query: str, images: str, run: Path | None, model: str | None, pretrained: str, k: int,
-             batch_size: int = 64, output: Path | None = None) -> dict[str, Any]:
-    if (run is None) == (model is None):
-        raise ConfigError("pass either --run (a `clip train` run) or --model (with --pretrained), not both or neither")
-    if k < 1:
-        raise ConfigError(f"-k must be >= 1 (got {k})")
-    if not query.strip():
-        raise ConfigError("--query is empty; describe the images to find, e.g. --query 'a dog'")
+def retrieve(cfg: RetrieveConfig) -> dict[str, Any]:
+    """The k images closest to the query: grid.png and results.json in the output folder."""
+    checked(cfg)
+    query, images, k, model = cfg.query, cfg.images, cfg.k, cfg.model
+    run = Path(cfg.run) if cfg.run is not None else None
     if run is not None:
         from dlkit.core.run import Run
 
         Run.open(run, group="clip")
         bundle = build_clip(str(run))
     else:
-        bundle = build_clip(model, pretrained)
+        assert model is not None  # checked: --run or --model
+        bundle = build_clip(model, cfg.pretrained)
     items = image_list(images)
-    feats = image_features(bundle, items, batch_size)
+    slug = re.sub(r"[^a-z0-9]+", "-", query.lower()).strip("-")[:40] or "query"
+    default = (run / "samples" / f"retrieve-{slug}") if run else Path("runs/clip") / f"retrieve-{slug}"
+    check_output(Path(cfg.output_dir or default), "clip", "retrieve", overwrite=cfg.overwrite,
+                 flag="--output-dir", inputs=local_inputs(cfg))
+    feats = image_features(bundle, items, cfg.batch_size)
     query_emb = text_features(bundle, [query])[0]  # (D,) unit
     scores = F.normalize(feats.features, dim=-1) @ query_emb  # (N,)
     top = scores.topk(min(k, len(scores)))
     results = [{"rank": i + 1, "image": feats.paths[j], "score": float(s)}
                for i, (s, j) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True))]
-    slug = re.sub(r"[^a-z0-9]+", "-", query.lower()).strip("-")[:40] or "query"
-    folder = output or ((run / "samples" / f"retrieve-{slug}") if run else Path("runs/clip") / f"retrieve-{slug}")
+    held = claim_output(cfg, cfg.output_dir or default)
+    folder = held.root
     result = {"query": query, "model": str(run or model), "images": images, "num_images": len(feats.paths),
               "skipped_items": len(feats.skipped), "results": results,
               "grid": str(folder / "grid.png"), "output_dir": str(folder)}
@@ -69,6 +74,7 @@ def retrieve(query: str, images: str, run: Path | None, model: str | None, pretr
 
     atomic_write_json(folder / "results.json", result)
     draw_grid(results, query, folder / "grid.png")
+    held.release()
     return result
 
 

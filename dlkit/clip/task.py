@@ -43,6 +43,7 @@ from dlkit.clip.models import (
     scratch_card,
 )
 from dlkit.clip.templates import resolve_templates
+from dlkit.core.config import checked
 from dlkit.core.errors import ConfigError
 from dlkit.core.modelcard import CardInfo
 from dlkit.core.run import Run
@@ -171,6 +172,7 @@ def coop(cfg: CoopConfig) -> dict[str, Any]:
     the test split is scored once, at the end, next to zero-shot's accuracy on it."""
     from dlkit.core.engine import fit
 
+    checked(cfg)
     templates = resolve_templates(cfg.templates)
     feats = _features(cfg)
     bundle, classes, test_feats = feats.bundle, feats.classes, feats.test
@@ -224,6 +226,7 @@ def probe(cfg: ProbeConfig) -> dict[str, Any]:
     on a validation slice of the train split; the test split is scored once, at the end."""
     from dlkit.core.engine import fit
 
+    checked(cfg)
     feats = _features(cfg)
     classes, test_feats = feats.classes, feats.test
     mean = feats.train.features.mean(dim=0)
@@ -406,10 +409,12 @@ def _clip_loss(rank: int, world: int) -> nn.Module:
 
 
 def train(cfg: ClipTrainConfig) -> dict[str, Any]:
+    """CLIP from scratch on image-caption pairs: the function behind `dlkit clip train`."""
     from dlkit.core.engine import fit
     from dlkit.core.splits import record_splits
     from dlkit.data.captions import data_splits
 
+    checked(cfg)
     task = ClipTask(cfg)
     run = Run.create("clip", cfg, f"scratch-{cfg.image_encoder}")
     record_splits(run, data_splits(task.splits, task.given_splits, cfg.seed), resume=cfg.resume)
