@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dlkit.adapter.config import AdapterConfig
+from dlkit.adapter.config import AdapterConfig, EvalConfig, PredictConfig
 from dlkit.core import progress
 from dlkit.core.classifier_cli import classifier_commands, sweep_command
 from dlkit.core.commands import config_command, group_app
@@ -25,7 +25,7 @@ def train(cfg: AdapterConfig) -> None:
 
 
 classifier_commands(
-    app, "dlkit.adapter.evaluate", "text", "sentence", (str, "Sentences to classify."),
+    app, "dlkit.adapter.evaluate", "text", EvalConfig, PredictConfig,
     eval_doc="""Accuracy, precision, recall and F1 (binary and macro), confusion matrix PNG and the misclassified texts
     (samples/misclassified.csv), on the run's test split (validation when the data has no test split); test_*
     metrics go into metrics.json.
@@ -36,5 +36,5 @@ classifier_commands(
 
     Example: [bold]dlkit adapter predict --run runs/adapter/houlsby "the plot was wonderful"[/bold]
     """)
-sweep_command(app, "adapter", AdapterConfig, "dlkit.adapter.evaluate",
+sweep_command(app, "adapter", AdapterConfig, "dlkit.adapter.evaluate", EvalConfig,
               "dlkit adapter sweep --grid placement=houlsby,pfeiffer --grid bottleneck=16,64")

@@ -1,12 +1,12 @@
-"""Settings of `dlkit adapter train` (no torch import: the CLI builds its flags from this dataclass)."""
+"""Settings of the adapter commands (no torch import: the CLI builds its flags from these dataclasses)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
-from dlkit.core.classification import ClassifierConfig
-from dlkit.core.config import opt, shared
+from dlkit.core.classification import TOP_K, ClassifierConfig, ClassifierEvalConfig
+from dlkit.core.config import REQUIRED, opt, run_field, shared
 from dlkit.core.errors import ConfigError
 
 Method = Literal["adapter", "full", "head"]
@@ -16,35 +16,52 @@ Placement = Literal["houlsby", "pfeiffer"]
 @dataclass
 class AdapterConfig(ClassifierConfig):
     data: str = opt("builtin:sentiment", "Text: builtin:sentiment, a CSV/JSONL file, a folder with train and "
-                    "optional validation and test CSV/JSONL files, or a Hub dataset id (imdb).")
+                    "optional validation and test CSV/JSONL files, or a Hub dataset id (imdb).", path="data")
     model: str = opt("builtin:tiny-roberta", "Encoder: builtin:tiny-roberta, a save_pretrained folder or a Hub id "
-                     "(roberta-base); RoBERTa and BERT layers are supported.")
+                     "(roberta-base); RoBERTa and BERT layers are supported.", path="model")
     method: Method = opt("adapter", "adapter: bottleneck adapters + layer norms + head train; head: the "
                          "classification head only; full: everything.")
     placement: Placement = opt("houlsby", "houlsby: an adapter after the attention output and after the "
                                "feed-forward output of each layer; pfeiffer: after the feed-forward only.")
-    bottleneck: int = opt(16, "Adapter bottleneck width, below the hidden size (roberta-base: 768; 64 is usual).")
+    bottleneck: int = opt(16, "Adapter bottleneck width, below the hidden size (roberta-base: 768; 64 is usual).",
+                          min=1)
     layers: str = opt("all", "Layers that get adapters: all, or indices and ranges such as 0,1 or 6-11.")
     adapter_activation: Literal["relu", "gelu"] = opt("relu", "Nonlinearity inside the adapter.")
-    adapter_dropout: float = opt(0.0, "Dropout on the adapter's up-projection output.")
+    adapter_dropout: float = opt(0.0, "Dropout on the adapter's up-projection output.", min=0, below=1)
     text_col: str = opt("text", "CSV/JSONL/Hub column holding the text.")
     label_col: str = opt("label", "CSV/JSONL/Hub column holding the label (integers or names).")
-    max_length: int = opt(128, "Truncate texts to this many tokens.")
+    max_length: int = opt(128, "Truncate texts to this many tokens.", min=2)
     epochs: int = shared("epochs", 5)
-    batch_size: int = opt(32, "Texts per micro-batch per process.")
+    batch_size: int = opt(32, "Texts per micro-batch per process.", min=1)
     lr: float = opt(1e-2, "Peak learning rate; 1e-2 suits the builtin model, for roberta-base use ~1e-4..1e-3 "
-                    "(adapters, head) or ~2e-5 (full).")
+                    "(adapters, head) or ~2e-5 (full).", above=0)
     warmup: float = shared("warmup", 0.1)
+
+    command: ClassVar[tuple[str, str]] = ("adapter", "train")
 
     def validate(self) -> None:
         super().validate()
-        if self.bottleneck <= 0:
-            raise ConfigError(f"--bottleneck must be > 0 (got {self.bottleneck})")
-        if self.max_length < 2:
-            raise ConfigError(f"--max-length must be >= 2 (got {self.max_length})")
-        if not 0 <= self.adapter_dropout < 1:
-            raise ConfigError(f"--adapter-dropout must be in [0, 1) (got {self.adapter_dropout})")
         parse_layers(self.layers, None)
+
+
+@dataclass
+class EvalConfig(ClassifierEvalConfig):
+    """`dlkit adapter eval`."""
+
+    run: str = run_field("adapter")
+
+    command: ClassVar[tuple[str, str]] = ("adapter", "eval")
+
+
+@dataclass
+class PredictConfig:
+    """`dlkit adapter predict`."""
+
+    run: str = run_field("adapter")
+    texts: list[str] = opt(REQUIRED, "Sentences to classify.", argument=True, example="the plot was wonderful")
+    top_k: int = opt(TOP_K, "Labels to show per sentence.", min=1)
+
+    command: ClassVar[tuple[str, str]] = ("adapter", "predict")
 
 
 def parse_layers(spec: str, num_layers: int | None) -> list[int] | None:

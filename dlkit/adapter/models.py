@@ -25,6 +25,7 @@ from dlkit.core.errors import ConfigError, DataError
 from dlkit.core.progress import quiet_transformers
 from dlkit.core.run import Run
 from dlkit.core.sources import resolve
+from dlkit.core.weights import check_folder, load_into, loading
 from dlkit.nn import BottleneckAdapter
 
 HEAD = "classifier"
@@ -115,7 +116,7 @@ def load_classifier(path: str, label_names: list[str]) -> nn.Module:
     from transformers import AutoModelForSequenceClassification
 
     id2label, label2id = label_maps(label_names)
-    with quiet_transformers():
+    with quiet_transformers(), loading(path, "--model"):
         model = AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=len(label_names), id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True)
     if not isinstance(getattr(model, HEAD, None), nn.Module):
@@ -149,18 +150,17 @@ def save(model: nn.Module, tokenizer: Any, settings: dict[str, Any] | None, path
 
 def load(path: Path) -> nn.Module:
     """A model saved by `save`, in eval mode."""
-    from safetensors.torch import load_model
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     adapter_file = path / ADAPTER_FILE
     if not adapter_file.is_file():
-        with quiet_transformers():
+        check_folder(path)
+        with quiet_transformers(), loading(path):
             return AutoModelForSequenceClassification.from_pretrained(str(path)).eval()
     config = AutoConfig.from_pretrained(str(path))
     model = AutoModelForSequenceClassification.from_config(config)
     insert_adapters(model, json.loads(adapter_file.read_text(encoding="utf-8")))
-    load_model(model, str(path / "model.safetensors"))
-    return model.eval()
+    return load_into(model, path / "model.safetensors").eval()
 
 
 def load_trained(run: Run) -> tuple[nn.Module, Any, list[str]]:

@@ -15,6 +15,7 @@ from dlkit.adapter import data as tdata
 from dlkit.adapter import models
 from dlkit.adapter.config import AdapterConfig
 from dlkit.core import classification as clf
+from dlkit.core.config import checked
 from dlkit.core.modelcard import CardInfo
 from dlkit.core.run import Run
 from dlkit.core.task import Task
@@ -95,6 +96,7 @@ def train(cfg: AdapterConfig) -> dict[str, Any]:
     from dlkit.core.engine import fit
     from dlkit.core.splits import DataSplits, record_splits
 
+    checked(cfg)
     task = AdapterTask(cfg)
     run = Run.create(GROUP, cfg, default_name=cfg.method if cfg.method != "adapter" else cfg.placement)
     record_splits(run, DataSplits(task.data.ids(), task.data.rule(cfg)), resume=cfg.resume)

@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dlkit.core.config import ShardingConfig, opt
-from dlkit.core.errors import ConfigError, DataError
+from dlkit.core.config import REQUIRED, ShardingConfig, opt
+from dlkit.core.errors import DataError
 
 if TYPE_CHECKING:
     import torch
@@ -43,28 +43,33 @@ def check_classes(names: Sequence[str], where: str) -> None:
         raise DataError(f"{where} has {len(names)} class ({found}); a classifier needs at least 2 classes")
 
 
+VAL_FRACTION_HELP = ("Share of each class of train held out for validation when the data has no validation split "
+                     "(a test split is never used for validation).")
+
+
 @dataclass
 class ClassifierConfig(ShardingConfig):
     """The split fields of a classifier's `train` (vit, adapter): the validation share and seeded subsets."""
 
-    val_fraction: float = opt(0.1, "Share of each class of train held out for validation when the data has no "
-                                   "validation split (a test split is never used for validation).")
-    max_train_samples: int | None = opt(None, "Use at most this many training examples (a seeded subset).")
+    val_fraction: float = opt(0.1, VAL_FRACTION_HELP, above=0, below=1)
+    max_train_samples: int | None = opt(None, "Use at most this many training examples (a seeded subset).", min=1)
     max_eval_samples: int | None = opt(None, "Use at most this many validation examples, and as many test examples "
-                                             "(seeded subsets).")
-
-    def validate(self) -> None:
-        super().validate()
-        if not 0 < self.val_fraction < 1:
-            raise ConfigError(f"--val-fraction must be between 0 and 1 (got {self.val_fraction})")
-        for name in ("max_train_samples", "max_eval_samples"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be > 0 (got {value})")
+                                             "(seeded subsets).", min=1)
 
     def subset(self, split: Any, limit: int | None) -> Any:
         """A seeded subset of at most `limit` examples of `split` (all of them for None)."""
         return split.select(subsample(list(range(len(split))), limit, self.seed))
+
+
+@dataclass
+class ClassifierEvalConfig:
+    """`eval` of a classifier group (vit, adapter): a group re-declares `run` with its own `run_field`."""
+
+    run: str = opt(REQUIRED, "A run folder written by this group's `train`.", path="run")
+    batch_size: int = opt(64, "Examples per forward pass.", min=1)
+    split: str | None = opt(None, "Split to score: test (the default when the data has one), validation (the "
+                            "examples that picked the checkpoint; the default otherwise) or train (only when asked; "
+                            "train_* metrics).")
 
 
 def check_same_classes(data: str, now: Sequence[str], trained: Sequence[str], run_dir: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,3 +37,17 @@ def open_image(path: str | Path):
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         reason = str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__
         raise DataError(f"image {path} cannot be decoded ({reason})") from None
+
+
+def check_decodable(load: Callable[[int], Any], count: int, where: str, probe: int = 32) -> None:
+    """Refuse, before training, images of which not one of the first `probe` decodes: skipping undecodable images
+    one by one would otherwise leave nothing but empty batches."""
+    first: str | None = None
+    for i in range(min(count, probe)):
+        try:
+            load(i)
+            return
+        except (DataError, OSError, ValueError, SyntaxError) as exc:
+            first = first or str(exc)
+    if count:
+        raise DataError(f"{where}: none of the first {min(count, probe)} images can be decoded ({first})")

@@ -1,48 +1,81 @@
-"""Settings of `dlkit vit train` (no torch import: the CLI builds its flags from this dataclass)."""
+"""Settings of the vit commands (no torch import: the CLI builds its flags from these dataclasses)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
-from dlkit.core.classification import ClassifierConfig
-from dlkit.core.config import opt, shared
+from dlkit.core.classification import TOP_K, VAL_FRACTION_HELP, ClassifierConfig, ClassifierEvalConfig
+from dlkit.core.config import REQUIRED, opt, run_field, shared
 from dlkit.core.errors import ConfigError
+
+DATA_HELP = ("Images: builtin:digits, an ImageFolder (CLASS/IMAGE, or train/ with optional validation/ and test/ of "
+             "CLASS/IMAGE), or a Hub dataset id (food101, cifar10).")
 
 Method = Literal["lora", "last-block", "linear", "full"]
 
 
 @dataclass
 class VitConfig(ClassifierConfig):
-    data: str = opt("builtin:digits", "Images: builtin:digits, an ImageFolder (CLASS/IMAGE, or train/ with "
-                    "optional validation/ and test/ of CLASS/IMAGE), or a Hub dataset id (food101, cifar10).")
+    data: str = opt("builtin:digits", DATA_HELP, path="data")
     model: str = opt("builtin:tiny-vit", "ViT/DeiT: builtin:tiny-vit, builtin:tiny-deit, a save_pretrained folder "
-                     "or a Hub id (google/vit-base-patch16-224-in21k).")
+                     "or a Hub id (google/vit-base-patch16-224-in21k).", path="model")
     method: Method = opt("lora", "lora: LoRA on --target-modules + the classifier; last-block: the last encoder "
                          "block + the classifier; linear: the classifier only; full: everything.")
     epochs: int = shared("epochs", 3)
-    batch_size: int = opt(32, "Images per micro-batch per process.")
+    batch_size: int = opt(32, "Images per micro-batch per process.", min=1)
     lr: float = opt(5e-3, "Peak learning rate (LoRA and new heads like ~1e-3..1e-2; full fine-tuning of a "
-                    "pretrained model ~5e-5).")
+                    "pretrained model ~5e-5).", above=0)
     warmup: float = shared("warmup", 0.1)
-    lora_r: int = opt(8, "LoRA rank.")
+    lora_r: int = opt(8, "LoRA rank.", min=1)
     lora_alpha: int = opt(16, "LoRA scale numerator (the update is scaled by alpha / r).")
-    lora_dropout: float = opt(0.1, "Dropout on the LoRA input.")
+    lora_dropout: float = opt(0.1, "Dropout on the LoRA input.", min=0, below=1)
     target_modules: str = opt("auto", "Comma-separated Linear names LoRA adapts; auto = the attention query and "
                               "value projections (q_proj,v_proj or query,value).")
     augment: bool = opt(False, "Light training augmentation: random resized crops (scale 0.8-1) and colour jitter.")
     image_size: int | None = opt(None, "Resize images to this side; default: the image processor's size. Other "
-                                 "sizes interpolate the position embeddings.")
+                                 "sizes interpolate the position embeddings.", min=1)
     image_col: str | None = opt(None, "Hub datasets: the image column (default: the first Image feature).")
     label_col: str | None = opt(None, "Hub datasets: the label column (default: the first ClassLabel feature).")
 
+    command: ClassVar[tuple[str, str]] = ("vit", "train")
+
     def validate(self) -> None:
         super().validate()
-        if self.lora_r <= 0:
-            raise ConfigError(f"--lora-r must be > 0 (got {self.lora_r})")
-        if not 0 <= self.lora_dropout < 1:
-            raise ConfigError(f"--lora-dropout must be in [0, 1) (got {self.lora_dropout})")
-        if self.image_size is not None and self.image_size <= 0:
-            raise ConfigError(f"--image-size must be > 0 (got {self.image_size})")
         if not [m for m in self.target_modules.split(",") if m.strip()]:
             raise ConfigError("--target-modules is empty; pass auto or names such as q_proj,v_proj")
+
+
+@dataclass
+class PrepareConfig:
+    """`dlkit vit prepare`."""
+
+    data: str = opt("builtin:digits", DATA_HELP, path="data")
+    output_dir: str = opt("runs/vit/prepare", "Where plots/ and stats.json go.", path="output")
+    val_fraction: float = opt(0.1, VAL_FRACTION_HELP, above=0, below=1)
+    seed: int = opt(0, "Seed of the holdout and of the sample grid.")
+    overwrite: bool = opt(False, "Replace what an earlier `vit prepare` wrote there (only its own files).",
+                          saved=False)
+
+    command: ClassVar[tuple[str, str]] = ("vit", "prepare")
+
+
+@dataclass
+class EvalConfig(ClassifierEvalConfig):
+    """`dlkit vit eval`."""
+
+    run: str = run_field("vit")
+
+    command: ClassVar[tuple[str, str]] = ("vit", "eval")
+
+
+@dataclass
+class PredictConfig:
+    """`dlkit vit predict`."""
+
+    run: str = run_field("vit")
+    images: list[str] = opt(REQUIRED, "Image files (any mode: grayscale/RGBA are converted).", argument=True,
+                            path="image", example="{image}")
+    top_k: int = opt(TOP_K, "Labels to show per image.", min=1)
+
+    command: ClassVar[tuple[str, str]] = ("vit", "predict")

@@ -14,7 +14,7 @@ from typing import Any
 from dlkit.core.classification import ClassifierData, check_classes, cut_splits, leave_out_test, named_splits
 from dlkit.core.errors import DataError
 from dlkit.core.sources import resolve
-from dlkit.data.images import IMAGE_SUFFIXES, open_image, to_rgb
+from dlkit.data.images import IMAGE_SUFFIXES, check_decodable, open_image, to_rgb
 
 
 @dataclass
@@ -70,6 +70,8 @@ def load_image_data(cfg: Any) -> ClassifierData:
     data = cut_splits(cfg, read, "train", cfg.data)
     if len(data.train) == 0:
         raise DataError(f"--data {cfg.data}: no training images")
+    for name, part in (("training", data.train), ("validation", data.val)):
+        check_decodable(part.load, len(part), f"--data {cfg.data} ({name} split)")
     return data
 
 

@@ -8,20 +8,23 @@ from typing import Any
 import torch
 
 from dlkit.core import classification as clf
+from dlkit.core.config import checked
 from dlkit.core.errors import DataError
 from dlkit.core.run import Run
 from dlkit.data.images import open_image
 from dlkit.vit import data as vdata
-from dlkit.vit.config import VitConfig
+from dlkit.vit.config import EvalConfig, PredictConfig, VitConfig
 from dlkit.vit.models import load_trained
 from dlkit.vit.task import GROUP, forward
 from dlkit.vit.viz import mistakes_grid
 
 
-def evaluate(run_dir: Path, batch_size: int = 64, split: str | None = None) -> dict[str, Any]:
+def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Accuracy, top-5, per-class report, confusion matrix and mistakes on the run's test split
     (validation when the data has none; train when asked by name)."""
-    run = Run.open(run_dir, group=GROUP)
+    checked(cfg)
+    batch_size, split = cfg.batch_size, cfg.split
+    run = Run.open(cfg.run, group=GROUP)
     cfg = run.config_as(VitConfig)
     model, processor, names = load_trained(run)
     image_data = vdata.load_image_data(cfg)
@@ -62,15 +65,18 @@ class _Sized:
         return self.length
 
 
-def predict(run_dir: Path, images: list[Path], k: int = clf.TOP_K) -> list[dict[str, Any]]:
+def predict(cfg: PredictConfig) -> list[dict[str, Any]]:
     """Top-k labels with probabilities for each image (any mode: grayscale and RGBA are converted)."""
-    run = Run.open(run_dir, group=GROUP)
+    checked(cfg)
+    images, k = [Path(p) for p in cfg.images], cfg.top_k
+    run = Run.open(cfg.run, group=GROUP)
+    for path in images:  # before loading the model
+        if not path.is_file():
+            raise DataError(f"image {path}: " + ("a folder, not an image file" if path.is_dir() else "no such file"))
     model, processor, names = load_trained(run)
     _, eval_tf, _ = vdata.transforms(processor, None, augment=False)
     pixels = []
     for path in images:
-        if not Path(path).is_file():
-            raise DataError(f"image {path}: no such file")
         try:
             pixels.append(eval_tf(open_image(Path(path))))
         except DataError:

@@ -22,6 +22,7 @@ from dlkit.core.errors import ConfigError, DataError
 from dlkit.core.progress import quiet_transformers
 from dlkit.core.run import Run
 from dlkit.core.sources import resolve
+from dlkit.core.weights import check_folder, loading
 
 HEAD = "classifier"
 AUTO_TARGETS = (("q_proj", "v_proj"), ("query", "value"))  # transformers 5 names, then the older ones
@@ -45,7 +46,7 @@ def load_classifier(path: str, label_names: list[str]) -> nn.Module:
         # distilled DeiT checkpoints name the with-teacher class, which is inference-only (two heads, no
         # single classifier); fine-tuning uses the plain class on the class token, as the DeiT recipe does
         model_class = DeiTForImageClassification
-    with quiet_transformers():
+    with quiet_transformers(), loading(path, "--model"):
         return model_class.from_pretrained(path, num_labels=len(label_names), id2label=id2label, label2id=label2id,
                                            ignore_mismatched_sizes=True)
 
@@ -140,7 +141,8 @@ def load_trained(run: Run) -> tuple[nn.Module, Any, list[str]]:
 
     if not (run.model_dir / "config.json").is_file():
         raise DataError(f"{run.dir}: no trained model in {run.model_dir}; did the training finish?")
-    with quiet_transformers():
+    check_folder(run.model_dir)
+    with quiet_transformers(), loading(run.model_dir):
         model = AutoModelForImageClassification.from_pretrained(str(run.model_dir)).eval()
     processor = AutoImageProcessor.from_pretrained(str(run.model_dir))
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from dlkit.core import classification as clf
+from dlkit.core.config import checked
 from dlkit.core.modelcard import CardInfo
 from dlkit.core.run import Run
 from dlkit.core.task import Task
@@ -96,6 +97,7 @@ def train(cfg: VitConfig) -> dict[str, Any]:
     from dlkit.core.engine import fit
     from dlkit.core.splits import DataSplits, record_splits
 
+    checked(cfg)
     task = VitTask(cfg)
     run = Run.create(GROUP, cfg, default_name=cfg.method)
     record_splits(run, DataSplits(task.data.ids(), task.data.rule(cfg)), resume=cfg.resume)

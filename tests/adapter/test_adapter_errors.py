@@ -35,8 +35,8 @@ def test_text_column_empty(cli, tmp_path):
     one_line_error(train(cli, tmp_path, "--data", data), "--text-col text", "is empty")
 
 
-@pytest.mark.parametrize("value,message", [("0", "--bottleneck must be > 0 (got 0)"),
-                                           ("-3", "--bottleneck must be > 0 (got -3)"),
+@pytest.mark.parametrize("value,message", [("0", "--bottleneck must be >= 1 (got 0)"),
+                                           ("-3", "--bottleneck must be >= 1 (got -3)"),
                                            ("64", "hidden size - 1 (63)"), ("500", "(got 500)")])
 def test_bottleneck_out_of_range(cli, tmp_path, value, message):
     one_line_error(train(cli, tmp_path, "--bottleneck", value), message)

@@ -74,6 +74,16 @@ def test_image_folder_without_classes(cli, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_image_folder_whose_images_all_fail_to_decode(cli, tmp_path):
+    for name in ("cat", "dog"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(3):
+            (tmp_path / "data" / name / f"{i}.png").write_text("not a png")
+    one_line_error(cli("vit", "train", "--data", tmp_path / "data", "--output-dir", tmp_path / "run", *QUICK),
+                   "(training split): none of the first", "cannot be decoded")
+    assert not (tmp_path / "run").exists()
+
+
 def test_image_folder_with_one_class(cli, tmp_path):
     (tmp_path / "data" / "cat").mkdir(parents=True)
     Image.new("RGB", (8, 8)).save(tmp_path / "data" / "cat" / "a.png")
