@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-from typing import Annotated, Optional
 
-import typer
-
-from dlkit.charrnn.config import CharRNNConfig
+from dlkit.charrnn.config import CharRNNConfig, EvalConfig, SampleConfig
 from dlkit.core import progress
-from dlkit.core.commands import config_command, group_app, run_option
+from dlkit.core.commands import config_command, group_app
 
 app = group_app("charrnn", "Character-level language models: RNN, GRU, LSTM (torch or from scratch), transformer.",
                 extra="charrnn")
@@ -28,24 +24,17 @@ def train(cfg: CharRNNConfig) -> None:
     progress.emit(metrics, progress.metrics_table(metrics))
 
 
-@app.command()
-def sample(
-    run: Annotated[Path, run_option()],
-    prompt: Annotated[str, typer.Option(help="Text to continue (default: a newline).")] = "",
-    num_chars: Annotated[int, typer.Option(help="Characters to generate after the prompt.")] = 500,
-    temperature: Annotated[float, typer.Option(help="Softmax temperature, > 0: lower is more conservative.")] = 1.0,
-    top_k: Annotated[Optional[int], typer.Option(help="Sample only among the k likeliest characters.")] = None,  # noqa: UP045
-    seed: Annotated[int, typer.Option(help="Seed of the sampler.")] = 0,
-) -> None:
+@config_command(app, SampleConfig)
+def sample(cfg: SampleConfig) -> None:
     """Stream text sampled from a trained run to stdout.
 
     Example: [bold]dlkit charrnn sample --run runs/charrnn/demo --prompt "ROMEO:" --num-chars 300 --top-k 10[/bold]
     """
     from dlkit.charrnn.evaluate import sample as run_sample
 
-    pieces = run_sample(run, prompt, num_chars, temperature, top_k, seed)
+    pieces = run_sample(cfg)
     if progress.MODE.json:
-        progress.emit({"run": str(run), "prompt": prompt, "text": "".join(pieces)})
+        progress.emit({"run": cfg.run, "prompt": cfg.prompt, "text": "".join(pieces)})
         return
     for piece in pieces:
         sys.stdout.write(piece)
@@ -53,17 +42,8 @@ def sample(
     sys.stdout.write("\n")
 
 
-@app.command(name="eval")
-def evaluate(
-    run: Annotated[Path, run_option()],
-    data: Annotated[Optional[str], typer.Option(help="Text file (or builtin:NAME) to score; "  # noqa: UP045
-                                                "default: the run's validation split.")] = None,
-    encoding: Annotated[Optional[str], typer.Option(help="Encoding of --data; default: the run's.")] = None,  # noqa: UP045
-    batch_size: Annotated[int, typer.Option(help="Blocks per forward pass.")] = 64,
-    split: Annotated[Optional[str], typer.Option(help="Without --data: validation (default, the held-out end "  # noqa: UP045
-                                                 "of the text) or train (only when asked; train_* metrics).")
-                     ] = None,
-) -> None:
+@config_command(app, EvalConfig)
+def evaluate(cfg: EvalConfig) -> None:
     """Loss (nats), bits per character and perplexity of a trained run on its held-out validation text (or a
     --data text); saved to eval.json.
 
@@ -71,6 +51,6 @@ def evaluate(
     """
     from dlkit.charrnn.evaluate import evaluate as run_evaluate
 
-    result = run_evaluate(run, data, encoding, batch_size, split)
+    result = run_evaluate(cfg)
     progress.emit(result, progress.metrics_table(result, title=f"charrnn eval: {result['data']}, "
                                                                f"{result['split_size']} characters"))

@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlkit.charrnn import data, models
-from dlkit.charrnn.config import check_encoding
+from dlkit.charrnn.config import EvalConfig, SampleConfig
 from dlkit.charrnn.task import GROUP, LN2, loss_metrics
+from dlkit.core.config import checked
 from dlkit.core.errors import ConfigError, DataError
 from dlkit.core.run import Run
 from dlkit.core.splits import scored, split_fields, split_in_name
@@ -54,16 +55,15 @@ def text_loss(model: nn.Module, ids: np.ndarray, block_size: int, batch_size: in
 
 
 
-def evaluate(run_dir: str | Path, data_spec: str | None = None, encoding: str | None = None,
-             batch_size: int = 64, split: str | None = None) -> dict[str, Any]:
+def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Loss, bits per character and perplexity of a trained run on a text: the run's held-out validation
     characters by default, its training characters only with split="train" (train_* metrics), or --data.
 
     Writes eval.json into the run and merges the metrics into its metrics.json.
     """
-    if batch_size <= 0:
-        raise ConfigError(f"--batch-size must be > 0 (got {batch_size})")
-    run, model, spec, vocab = load_run_model(run_dir)
+    checked(cfg)
+    data_spec, encoding, batch_size, split = cfg.data, cfg.encoding, cfg.batch_size, cfg.split
+    run, model, spec, vocab = load_run_model(cfg.run)
     config = run.read_config()
     name = "test"
     if data_spec is None:
@@ -75,9 +75,7 @@ def evaluate(run_dir: str | Path, data_spec: str | None = None, encoding: str | 
         ids = np.asarray(splits.train if name == "train" else splits.val)
         source = f"{config['data']} ({name} split)"
     else:
-        encoding = encoding or config.get("encoding", "utf-8")
-        check_encoding(encoding)
-        text = data.load_text(data_spec, encoding)
+        text = data.load_text(data_spec, encoding or "utf-8")
         if len(text.text) < 2:
             raise DataError(f"--data {data_spec} has {len(text.text)} character; at least 2 are needed")
         unknown = vocab.unknown(text.text)
@@ -98,23 +96,18 @@ def evaluate(run_dir: str | Path, data_spec: str | None = None, encoding: str | 
 
 
 
-def sample(run_dir: str | Path, prompt: str = "", num_chars: int = 500, temperature: float = 1.0,
-           top_k: int | None = None, seed: int = 0) -> Iterator[str]:
+def sample(cfg: SampleConfig) -> Iterator[str]:
     """Yield the prompt, then `num_chars` sampled characters one at a time."""
-    if temperature <= 0:
-        raise ConfigError(f"--temperature must be > 0 (got {temperature})")
-    if num_chars < 0:
-        raise ConfigError(f"--num-chars must be >= 0 (got {num_chars})")
-    if top_k is not None and top_k < 0:
-        raise ConfigError(f"--top-k must be >= 0 (got {top_k})")
-    run, model, spec, vocab = load_run_model(run_dir)
+    checked(cfg)
+    prompt, num_chars, temperature, top_k = cfg.prompt, cfg.num_chars, cfg.temperature, cfg.top_k
+    run, model, spec, vocab = load_run_model(cfg.run)
     if not prompt:
         prompt = "\n" if "\n" in vocab.chars else vocab.chars[0]
     unknown = vocab.unknown(prompt)
     if unknown:
         raise ConfigError(f"--prompt has characters that are not in the run's vocabulary: "
                           f"{data.describe_chars(unknown)}")
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(cfg.seed)
     yield prompt
     for i in models.stream(model, vocab.encode(prompt).tolist(), num_chars, temperature, top_k or None, generator):
         yield vocab.chars[i]

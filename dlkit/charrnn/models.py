@@ -110,10 +110,9 @@ def read_spec(path: Path) -> tuple[ModelSpec, str]:
 
 
 def load_weights(model: nn.Module, path: Path) -> nn.Module:
-    from safetensors.torch import load_model
+    from dlkit.core.weights import load_into
 
-    load_model(model, str(path / WEIGHTS))  # restores the tie: the head's tensor was stored once
-    return model
+    return load_into(model, path / WEIGHTS)  # restores the tie: the head's tensor was stored once
 
 
 def load(path: Path) -> tuple[nn.Module, ModelSpec, str]:

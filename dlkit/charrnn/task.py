@@ -14,6 +14,7 @@ from torch import nn
 from dlkit.charrnn import data, models
 from dlkit.charrnn.config import CharRNNConfig
 from dlkit.core import engine, plots
+from dlkit.core.config import checked
 from dlkit.core.errors import ConfigError
 from dlkit.core.modelcard import CardInfo
 from dlkit.core.progress import info
@@ -154,6 +155,7 @@ def pretrained_spec(path: Path, cfg: CharRNNConfig) -> tuple[models.ModelSpec, s
 
 def train(cfg: CharRNNConfig) -> dict[str, Any]:
     """Train a character LM; the data is read and checked before the run folder is created."""
+    checked(cfg)
     task = CharRNNTask(cfg)
     # Accelerate warns at every checkpoint that the tied head is stored once; it is reloaded tied, as intended.
     logging.getLogger("accelerate.utils.other").setLevel(logging.ERROR)

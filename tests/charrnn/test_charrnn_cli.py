@@ -82,7 +82,7 @@ def test_non_utf8_file_suggests_encoding(cli, tmp_path):
 
 @pytest.mark.parametrize("value", ["0", "-3"])
 def test_block_size_must_be_positive(cli, value):
-    one_line_error(cli("charrnn", "train", "--block-size", value), f"--block-size must be > 0 (got {value})")
+    one_line_error(cli("charrnn", "train", "--block-size", value), f"--block-size must be >= 1 (got {value})")
 
 
 def test_heads_must_divide_width(cli):
@@ -116,7 +116,7 @@ def test_eval_text_with_unseen_characters(cli, trained, tmp_path):
 
 
 def test_eval_batch_size_must_be_positive(cli, trained):
-    one_line_error(cli("charrnn", "eval", "--run", trained, "--batch-size", "0"), "--batch-size must be > 0 (got 0)")
+    one_line_error(cli("charrnn", "eval", "--run", trained, "--batch-size", "0"), "--batch-size must be >= 1 (got 0)")
 
 
 def test_offline_hub_id_and_a_builtin_that_is_not_text(cli):
@@ -167,3 +167,34 @@ def test_eval_scores_the_held_out_characters_and_train_only_when_asked(cli, trai
     train_scores = json.loads(cli("charrnn", "eval", "--run", trained, "--split", "train", "--json").stdout)
     assert train_scores["split"] == "train" and train_scores["split_size"] == train_end - 1
     assert "train_bpc" in train_scores and "test_bpc" not in train_scores
+
+
+def test_eval_and_sample_take_a_config_file_or_a_config_object(cli, trained, tmp_path):
+    """--config works for every command: eval with a YAML of its own settings; a notebook calls the same
+    function with a config object."""
+    from dlkit.charrnn.config import SampleConfig
+    from dlkit.charrnn.evaluate import sample
+
+    (tmp_path / "eval.yaml").write_text(f"run: {trained}\nbatch_size: 8\nsplit: validation\n")
+    result = cli("--json", "charrnn", "eval", "--config", tmp_path / "eval.yaml")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["split"] == "validation"
+    (tmp_path / "bad.yaml").write_text(f"run: {trained}\nbatch_size: 0\n")
+    one_line_error(cli("charrnn", "eval", "--config", tmp_path / "bad.yaml"), "--batch-size must be >= 1 (got 0)")
+    text = "".join(sample(SampleConfig(run=str(trained), prompt="a", num_chars=5, seed=1)))
+    assert text.startswith("a") and len(text) == 6
+
+
+def test_truncated_final_weights_name_the_checkpoint_and_its_resume_rebuilds_them(cli, trained, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    weights = run / "checkpoints" / "final" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    line = one_line_error(cli("charrnn", "eval", "--run", run), f"{weights}: the safetensors file is truncated",
+                          "newest checkpoint is", "--resume` writes the final model again")
+    command = line.split("`")[1].split()  # dlkit charrnn train --config RUN/config.json --output-dir RUN --resume
+    assert command[-3:] == ["--output-dir", str(run), "--resume"]
+    assert cli(*command[1:]).exit_code == 0
+    assert cli("charrnn", "eval", "--run", run).exit_code == 0
