@@ -194,8 +194,3 @@ def _shared_fields() -> set[str]:
 
 
 _SHARED = _shared_fields()
-
-
-def run_option(help: str = "A run folder written by this group's `train`.") -> Any:
-    """The --run option of a command not yet declared through a config dataclass."""
-    return typer.Option(..., "--run", help=help)

@@ -3,49 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
-
-import typer
 
 from dlkit.core import progress
-from dlkit.core.commands import config_command, group_app, run_option
-from dlkit.qa.config import QAConfig, WindowConfig
+from dlkit.core.commands import config_command, group_app
+from dlkit.qa.config import EvalConfig, PredictConfig, PrepareConfig, QAConfig
 
 app = group_app("qa", "Extractive question answering: a span head on a BERT-family encoder, SQuAD v1/v2 data, "
                 "sliding windows for long contexts, EM/F1 with Persian normalisation.", extra="qa",
                 requires=("transformers", "tokenizers"))
 
-Data = Annotated[str, typer.Option(help="SQuAD v1/v2 JSON, JSONL/CSV rows, a folder of splits, a Hub dataset id, "
-                                   "or builtin:qa-synthetic.")]
-Model = Annotated[str, typer.Option(help="Model whose tokenizer measures lengths: builtin:tiny-bert, a folder or "
-                                    "a Hub id.")]
-MaxLength = Annotated[int, typer.Option(help="Tokens per window (question + context + special tokens).")]
-DocStride = Annotated[int, typer.Option(help="Tokens shared by consecutive windows; must be < --max-length.")]
-Strict = Annotated[bool, typer.Option(help="Fail on the first bad question or answer_start off its answer, instead "
-                                      "of skipping and counting it or repairing the offset.")]
-
-
-@app.command()
-def prepare(
-    data: Data = "builtin:qa-synthetic",
-    model: Model = "builtin:tiny-bert",
-    max_length: MaxLength = 384,
-    doc_stride: DocStride = 128,
-    output_dir: Annotated[Optional[Path], typer.Option(help="Where stats.json, plots/ and the checked splits "  # noqa: UP045
-                                                       "go. Default: runs/qa/prepare.")] = None,
-    strict: Strict = False,
-) -> None:
+@config_command(app, PrepareConfig)
+def prepare(cfg: PrepareConfig) -> None:
     """Check a SQuAD-format dataset: statistics, length histograms, answer offsets checked and repaired.
 
     Example: [bold]dlkit qa prepare --data train-v2.0.json --model HooshvareLab/bert-base-parsbert-uncased[/bold]
     """
     from dlkit.qa.prepare import prepare as run_prepare
 
-    out = output_dir or Path("runs/qa/prepare")
-    stats = run_prepare(data, model, WindowConfig(max_length=max_length, doc_stride=doc_stride), out, strict)
+    stats = run_prepare(cfg)
     if stats["skipped"]:
         progress.warn(f"skipped {stats['skipped']} questions: "
                       + ", ".join(f"{n} {why}" for why, n in stats["skip_reasons"].items()))
+    out = Path(cfg.output_dir)
     progress.info(f"wrote {out / 'stats.json'}, {out / 'plots' / 'lengths.png'} and the checked splits (JSONL)")
     progress.emit(stats, _stats_table(stats))
 
@@ -88,34 +67,15 @@ def train(cfg: QAConfig) -> None:
     progress.emit(metrics, progress.metrics_table(metrics))
 
 
-@app.command("eval")
-def evaluate(
-    run: Annotated[Path, run_option()],
-    data: Annotated[Optional[str], typer.Option(help="Data to score (a file, folder, Hub id or builtin:); "  # noqa: UP045
-                                                "default: the run's --data.")] = None,
-    split: Annotated[Optional[str], typer.Option(help="Split to score: test, validation or train; default: the "  # noqa: UP045
-                                                 "run's held-out split: test if the data has one, else the "
-                                                 "validation questions held out in training. train only when "
-                                                 "asked.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 32,
-    max_answer_length: Annotated[Optional[int], typer.Option(help="Longest answer in tokens; default: the "  # noqa: UP045
-                                                             "run's.")] = None,
-    n_best: Annotated[Optional[int], typer.Option(help="Start/end candidates per window; default: the "  # noqa: UP045
-                                                  "run's.")] = None,
-    worst: Annotated[int, typer.Option(help="How many lowest-F1 questions to list.")] = 5,
-    strict: Strict = False,
-) -> None:
+@config_command(app, EvalConfig)
+def evaluate(cfg: EvalConfig) -> None:
     """Exact match and F1 (overall, answerable, unanswerable) of a trained run; predictions and worst examples.
 
     Example: [bold]dlkit qa eval --run runs/qa/dropout-linear-20260101-120000 --split test[/bold]
     """
     from dlkit.qa.evaluate import evaluate as run_evaluate
 
-    if batch_size <= 0:
-        from dlkit.core.errors import ConfigError
-
-        raise ConfigError(f"--batch-size must be > 0 (got {batch_size})")
-    result = run_evaluate(run, data, split, batch_size, worst, strict, max_answer_length, n_best)
+    result = run_evaluate(cfg)
     progress.emit(result, _eval_render(result))
 
 
@@ -134,20 +94,15 @@ def _eval_render(result: dict):
     return Group(progress.metrics_table(scores, title=title), worst)
 
 
-@app.command()
-def predict(
-    run: Annotated[Path, run_option()],
-    context: Annotated[str, typer.Option(help="The passage: text, or a path to a UTF-8 text file.")],
-    question: Annotated[str, typer.Option(help="The question to answer from the passage.")],
-    top_k: Annotated[int, typer.Option(help="How many candidate answers to show.")] = 1,
-) -> None:
+@config_command(app, PredictConfig)
+def predict(cfg: PredictConfig) -> None:
     """The answer span in a passage, with its probability and character offsets.
 
     Example: [bold]dlkit qa predict --run runs/qa/R --context passage.txt --question "Who founded it?"[/bold]
     """
     from dlkit.qa.evaluate import predict as run_predict
 
-    result = run_predict(run, context, question, top_k)
+    result = run_predict(cfg)
     lines = [f"{c['answer']}\t(p={c['probability']:.3f}, chars {c['start']}-{c['end']})" if c["answer"]
              else f"no answer\t(p={c['probability']:.3f}: the passage does not answer the question)"
              for c in result["candidates"]]

@@ -9,14 +9,15 @@ from typing import Any
 import torch
 
 from dlkit.core import plots
-from dlkit.core.errors import ConfigError
+from dlkit.core.config import checked
+from dlkit.core.errors import ConfigError, DataError
 from dlkit.core.progress import info, track
 from dlkit.core.run import Run
 from dlkit.core.splits import canonical, eval_split, held_out, split_fields
 from dlkit.metrics import f1_score
 from dlkit.metrics.guard import GuardedMetrics
 from dlkit.metrics.qa import scored_answers
-from dlkit.qa.config import WindowConfig
+from dlkit.qa.config import EvalConfig, PredictConfig, WindowConfig
 from dlkit.qa.data import (
     LoadReport,
     QAExample,
@@ -56,17 +57,18 @@ def spans_for(model: Any, tokenizer: Any, examples: list[QAExample], cfg: Window
     return decode(examples, windows, rows, cfg, allow_null, top_k)
 
 
-def evaluate(run_dir: Path, data: str | None, split: str | None, batch_size: int, worst: int, strict: bool,
-                 max_answer_length: int | None = None, n_best: int | None = None) -> dict[str, Any]:
+def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """EM/F1 of a run's final model on a split; writes eval.json, predictions and worst examples into the run."""
-    run = Run.open(run_dir, group="qa")
+    checked(cfg)
+    batch_size, worst = cfg.batch_size, cfg.worst
+    run = Run.open(cfg.run, group="qa")
     model, tokenizer, settings = load_trained(run.model_dir)
-    cfg = window_settings(settings, max_answer_length=max_answer_length, n_best=n_best)
-    examples, split_name, spec, report = questions_to_score(run, data, split, strict)
+    windows = window_settings(settings, max_answer_length=cfg.max_answer_length, n_best=cfg.n_best)
+    examples, split_name, spec, report = questions_to_score(run, cfg.data, cfg.split, cfg.strict)
     scored = held_out(run, split_name, [question_id(e) for e in examples])
     left_out, examples = len(examples) - len(scored), [examples[i] for i in scored]
     allow_null = bool(settings.get("allow_null")) or any(not e.answerable for e in examples)
-    spans = spans_for(model, tokenizer, examples, cfg, allow_null, batch_size)
+    spans = spans_for(model, tokenizer, examples, windows, allow_null, batch_size)
     prefix = re.sub(r"\W+", "_", split_name)  # metric names: test_f1, dev_v2_0_f1
     scores = GuardedMetrics(prefix=f"{prefix}_")
     scores.add("exact match/F1", lambda: score(examples, spans, allow_null))
@@ -137,21 +139,25 @@ def _is_file(text: str) -> bool:
         return False
 
 
-def predict(run_dir: Path, context: str, question: str, top_k: int) -> dict[str, Any]:
+def predict(cfg: PredictConfig) -> dict[str, Any]:
     """The best spans for one question about one context (a text or a file path)."""
+    checked(cfg)
+    context, question, top_k = cfg.context, cfg.question, cfg.top_k
     if not question.strip():
         raise ConfigError("--question is empty; pass the question to answer")
     if _is_file(context):
-        context = Path(context).expanduser().read_text(encoding="utf-8")
+        path = Path(context).expanduser()
+        try:
+            context = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"--context {path}: not UTF-8 text (byte {exc.start}); re-save it as UTF-8") from None
     if not context.strip():
         raise ConfigError("--context is empty; pass the passage text or a text file")
-    if top_k <= 0:
-        raise ConfigError(f"--top-k must be > 0 (got {top_k})")
-    run = Run.open(run_dir, group="qa")
+    run = Run.open(cfg.run, group="qa")
     model, tokenizer, settings = load_trained(run.model_dir)
-    cfg = window_settings(settings)
     example = QAExample("question", context, question.strip(), [], [])
-    spans = spans_for(model, tokenizer, [example], cfg, bool(settings.get("allow_null")), 32, top_k)
+    spans = spans_for(model, tokenizer, [example], window_settings(settings), bool(settings.get("allow_null")), 32,
+                      top_k)
     # the null answer ("no answer", SQuAD v2) has no place in the passage: its offsets are None, not -1
     answers = [{"answer": s.text, "probability": s.probability, "score": s.score,
                 "start": s.start_char if s.text else None, "end": s.end_char if s.text else None}

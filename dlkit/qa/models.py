@@ -18,6 +18,7 @@ from torch import nn
 from dlkit.core.errors import ConfigError, RunError, SourceError
 from dlkit.core.run import atomic_write_json
 from dlkit.core.sources import resolve
+from dlkit.core.weights import check_folder
 
 SETTINGS_FILE = "dlkit_qa.json"
 
@@ -90,16 +91,18 @@ def load_qa_model(location: str, spec: str, trust_remote_code: bool = False) -> 
 
     from dlkit.core.progress import info, quiet_transformers
 
+    if Path(location).is_dir():
+        check_folder(location)
     try:
         with quiet_transformers():  # we report the one expected notice (a fresh span head) ourselves
-            model, loading = AutoModelForQuestionAnswering.from_pretrained(
+            model, loaded = AutoModelForQuestionAnswering.from_pretrained(
                 location, trust_remote_code=trust_remote_code, output_loading_info=True)
     except ValueError as exc:
         raise ConfigError(f"--model {spec}: no question-answering head for this architecture "
                           f"({_first_line(exc)})") from None
     except OSError as exc:
         raise SourceError(f"--model {spec}: cannot load the model ({_first_line(exc)})") from None
-    missing = sorted(loading.get("missing_keys", []))
+    missing = sorted(loaded.get("missing_keys", []))
     if missing:
         info(f"{spec}: newly initialised (train them): {', '.join(missing)}")
     return model

@@ -15,17 +15,21 @@ from pathlib import Path
 from typing import Any
 
 from dlkit.core import plots
+from dlkit.core.config import checked, claim_output
 from dlkit.core.errors import DataError
 from dlkit.core.run import atomic_write_json, atomic_write_text
 from dlkit.core.splits import split_in_name
-from dlkit.qa.config import WindowConfig
+from dlkit.qa.config import PrepareConfig, WindowConfig
 from dlkit.qa.data import LoadReport, QAExample, load_splits
 from dlkit.qa.models import check_and_load
 from dlkit.qa.windows import make_windows
 
 
-def prepare(data: str, model: str, cfg: WindowConfig, output_dir: Path, strict: bool) -> dict[str, Any]:
-    cfg.validate_windows()
+def prepare(config: PrepareConfig) -> dict[str, Any]:
+    """Everything `dlkit qa prepare` does; returns the statistics it prints."""
+    checked(config)
+    data, model, strict = config.data, config.model, config.strict
+    cfg = WindowConfig(max_length=config.max_length, doc_stride=config.doc_stride)
     _, tokenizer = check_and_load(model)
     report = LoadReport()
     splits = load_splits(data, strict, report)
@@ -37,6 +41,8 @@ def prepare(data: str, model: str, cfg: WindowConfig, output_dir: Path, strict: 
                              "checked_questions": report.questions, "repaired_offsets": report.repaired,
                              "skipped": report.skipped, "skip_reasons": report.reasons, "splits": {}}
     lengths: dict[str, list[int]] = {"context": [], "question": [], "answer": []}
+    held = claim_output(config)
+    output_dir = held.root
     for split, examples in splits.items():
         split_stats, split_lengths = describe(tokenizer, examples, cfg)
         stats["splits"][split] = split_stats
@@ -47,6 +53,7 @@ def prepare(data: str, model: str, cfg: WindowConfig, output_dir: Path, strict: 
     atomic_write_json(output_dir / "stats.json", stats)
     length_histograms(lengths, cfg.max_length, output_dir / "plots" / "lengths.png")
     answers_plot(stats["answers_per_question"], output_dir / "plots" / "answers_per_question.png")
+    held.release()
     return stats
 
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from dlkit.core.config import checked
 from dlkit.core.modelcard import CardInfo
 from dlkit.core.progress import info, warn
 from dlkit.core.run import Run
@@ -179,6 +180,7 @@ def train(cfg: QAConfig) -> dict[str, Any]:
     from dlkit.core.engine import fit
     from dlkit.core.splits import DataSplits, record_splits
 
+    checked(cfg)
     task = QATask(cfg)
     run = Run.create("qa", cfg, default_name=f"{cfg.head}")
     ids = {name: [question_id(e) for e in examples] for name, examples in task.splits.items()}

@@ -163,3 +163,10 @@ def test_prepare_names_a_single_file_by_the_split_it_is(cli, tmp_path, name, spl
     assert result.exit_code == 0, result.stderr
     assert list(json.loads(result.stdout)["splits"]) == [split]
     assert [p.name for p in (tmp_path / "out").glob("*.jsonl")] == [f"{split}.jsonl"]
+
+
+def test_predict_context_file_that_is_not_utf8(cli, tmp_path, trained_run):
+    passage = tmp_path / "passage.txt"
+    passage.write_bytes("The capital of Valoria is Lima.".encode("utf-16"))
+    one_line_error(cli("qa", "predict", "--run", trained_run, "--context", passage, "--question", "Capital?"),
+                   f"--context {passage}: not UTF-8 text", "re-save it as UTF-8")
