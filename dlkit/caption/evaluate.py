@@ -18,6 +18,7 @@ from dlkit.core.config import checked
 from dlkit.core.errors import ConfigError, DataError, RunError
 from dlkit.core.progress import info, track
 from dlkit.core.run import Run, atomic_write_text
+from dlkit.core.sources import resolve
 from dlkit.data.captions import CaptionRecord, load_caption_records
 from dlkit.data.images import open_image
 
@@ -150,6 +151,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     bertscore_model, why = bertscore_model_or_default(bertscore_model)
     if why:
         info(why)
+    if bertscore_model:  # a bad --bertscore-model fails here, not after captioning the split
+        resolve(bertscore_model, "model", "--bertscore-model")
     generated: list[Generated] = []
     for start in track(range(0, len(records), batch_size), f"captioning the {name} images",
                        total=(len(records) + batch_size - 1) // batch_size):

@@ -35,6 +35,7 @@ from dlkit.core.config import checked
 from dlkit.core.modelcard import CardInfo
 from dlkit.core.progress import info
 from dlkit.core.run import Run, atomic_write_json
+from dlkit.core.sources import resolve
 from dlkit.core.task import Task
 from dlkit.data.captions import CaptionRecord, data_splits, write_prepared
 from dlkit.data.images import open_image
@@ -218,6 +219,8 @@ def train(cfg: CaptionConfig) -> dict[str, Any]:
     from dlkit.core.splits import record_splits
 
     checked(cfg)
+    for part in [cfg.model] if Path(cfg.model).exists() else cfg.model.split("+"):  # ENCODER+DECODER
+        resolve(part, "model", "--model", check_hub=False)  # read by vit-gpt2 only, but a bad one is refused anyway
     if cfg.arch != "vit-gpt2":  # before any work: the weights the encoder starts from, said when they are random
         cfg.pretrained_encoder = use_pretrained_encoder(cfg.encoder, cfg.pretrained_encoder)
         cfg.validate()

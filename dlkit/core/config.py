@@ -29,7 +29,8 @@ C = TypeVar("C")
 REQUIRED: Any = ...  # opt(REQUIRED, ...): a field without a default; the CLI and load_config name it when missing
 
 # What a path-like field holds, for the output policy, the run defaults and the command-contract test:
-PathRole = Literal["output", "output_file", "run", "data", "model", "file", "folder", "image", "weights"]
+PathRole = Literal["output", "output_file", "run", "data", "model", "file", "text_or_file", "folder", "image",
+                   "weights"]
 
 
 def opt(default: Any, help: str, *, min: float | None = None, max: float | None = None, above: float | None = None,
@@ -89,7 +90,7 @@ class TrainConfig:
     seed: int = opt(0, "Seed for init, data order and dropout.")
     epochs: int = opt(3, "Passes over the training set.", resume_safe=True, min=1)
     max_steps: int | None = opt(None, "Stop after this many optimizer steps; overrides --epochs.", resume_safe=True,
-                                min=1)
+                                min=1, example="1")
     batch_size: int = opt(16, "Examples per micro-batch per process.", min=1)
     grad_accum: int = opt(1, "Micro-batches per optimizer step (effective batch = batch * accum * processes).", min=1)
     lr: float = opt(3e-4, "Peak learning rate.", above=0)
@@ -220,8 +221,43 @@ def checked(cfg: C) -> C:
     if validate is not None:
         validate()
     take_run_defaults(cfg)
+    check_inputs(cfg)
     check_outputs(cfg)
     return cfg
+
+
+def check_inputs(cfg: Any) -> None:
+    """The local paths the config names, checked for what they should be before any work: an input file (or
+    image) that is missing or a folder, an input folder that is missing or a file; a local model folder's
+    and a weights file's weights through dlkit.core.weights."""
+    for f in dataclasses.fields(cfg):
+        role, value = f.metadata.get("path"), getattr(cfg, f.name)
+        if value is None or role not in ("file", "image", "folder", "model", "weights"):
+            continue
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            _check_input(field_flag(f), role, str(item))
+
+
+def _check_input(flag: str, role: str, value: str) -> None:
+    path = Path(value).expanduser()
+    if role in ("file", "image"):
+        if not path.exists():
+            raise ConfigError(f"{flag} {value}: no such file")
+        if path.is_dir():
+            raise ConfigError(f"{flag} {value}: a folder, not a file")
+    elif role == "folder" and not value.startswith("builtin:"):
+        if not path.exists():
+            raise ConfigError(f"{flag} {value}: no such folder")
+        if not path.is_dir():
+            raise ConfigError(f"{flag} {value}: a file, not a folder")
+    elif path.is_dir() and role == "model":
+        from dlkit.core.weights import check_folder
+
+        check_folder(path, flag)
+    elif path.is_file() and role == "weights":
+        from dlkit.core.weights import check_file
+
+        check_file(path, flag)
 
 
 def run_settings(cfg: Any) -> dict[str, Any] | None:

@@ -136,7 +136,7 @@ class EvalConfig(RunOrMethod):
     data: str | None = opt(None, "Evaluate on this data instead of the run's test split.", path="data")
     max_new_tokens: int | None = opt(None, MAX_NEW_TOKENS_HELP, min=1, from_run="max_new_tokens")
     batch_size: int = opt(16, "Prompts per generation batch.", min=1)
-    limit: int | None = opt(None, "Evaluate only the first N test conversations.", min=1)
+    limit: int | None = opt(None, "Evaluate only the first N test conversations.", min=1, example="2")
     bertscore: str | None = opt(None, "Also BERTScore F1 with this encoder (folder or Hub id, e.g. a multilingual "
                                 "BERT for Persian).", path="model")
     split: str | None = opt(None, "Score one split of the run's data (loss and answers): test, validation, or train "
@@ -251,7 +251,7 @@ class ReasonConfig(RunOutput):
                                 required=False)
     data: str = opt("builtin:reasoning", "Problems with gold answers: builtin:reasoning[-fa], a JSONL/JSON/CSV of "
                     "question/answer rows (a number, or GSM8K's '... #### N') or a Hub id.", path="data")
-    limit: int | None = opt(None, "Score only the first N problems.", min=1)
+    limit: int | None = opt(None, "Score only the first N problems.", min=1, example="2")
     shots: int = opt(4, "Worked examples in fewshot-cot (and self-consistency) prompts.", min=0)
     shots_file: str | None = opt(None, "Take the shots from this file (same layout as --data); default: the first "
                                  "--shots problems of --data, which are then not scored.", path="file")
@@ -259,7 +259,7 @@ class ReasonConfig(RunOutput):
     temperature: float = opt(0.7, "self-consistency: sampling temperature.", min=0)
     trigger: str | None = opt(None, "Zero-shot CoT trigger; default \"Let's think step by step.\" or its Persian "
                               "equivalent, by the data's language.")
-    max_new_tokens: int = opt(128, "Tokens generated per completion.", min=1)
+    max_new_tokens: int = opt(128, "Tokens generated per completion.", min=1, example="8")
     batch_size: int = opt(16, "Prompts per generation batch.", min=1)
     seed: int = opt(0, "Seed of the sampled completions.")
 

@@ -107,7 +107,7 @@ class PredictConfig:
     """`dlkit qa predict`."""
 
     run: str = run_field("qa")
-    context: str = opt(REQUIRED, "The passage: text, or a path to a UTF-8 text file.", path="file",
+    context: str = opt(REQUIRED, "The passage: text, or a path to a UTF-8 text file.", path="text_or_file",
                        example="Tehran is the capital of Iran.")
     question: str = opt(REQUIRED, "The question to answer from the passage.", example="What is the capital of Iran?")
     top_k: int = opt(1, "How many candidate answers to show.", min=1)
