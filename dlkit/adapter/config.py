@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from dlkit.core.classification import TOP_K, ClassifierConfig, ClassifierEvalConfig
-from dlkit.core.config import REQUIRED, opt, run_field, shared
+from dlkit.core.classification import ClassifierConfig, classifier_configs
+from dlkit.core.config import REQUIRED, opt, shared
 from dlkit.core.errors import ConfigError
 
 Method = Literal["adapter", "full", "head"]
@@ -44,24 +44,9 @@ class AdapterConfig(ClassifierConfig):
         parse_layers(self.layers, None)
 
 
-@dataclass
-class EvalConfig(ClassifierEvalConfig):
-    """`dlkit adapter eval`."""
-
-    run: str = run_field("adapter")
-
-    command: ClassVar[tuple[str, str]] = ("adapter", "eval")
-
-
-@dataclass
-class PredictConfig:
-    """`dlkit adapter predict`."""
-
-    run: str = run_field("adapter")
-    texts: list[str] = opt(REQUIRED, "Sentences to classify.", argument=True, example="the plot was wonderful")
-    top_k: int = opt(TOP_K, "Labels to show per sentence.", min=1)
-
-    command: ClassVar[tuple[str, str]] = ("adapter", "predict")
+EvalConfig, PredictConfig = classifier_configs(
+    "adapter", "texts", opt(REQUIRED, "Sentences to classify.", argument=True, example="the plot was wonderful"),
+    "sentence")
 
 
 def parse_layers(spec: str, num_layers: int | None) -> list[int] | None:

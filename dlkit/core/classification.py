@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dlkit.core.config import REQUIRED, ShardingConfig, opt
+from dlkit.core.config import ShardingConfig, opt, run_field
 from dlkit.core.errors import DataError
 
 if TYPE_CHECKING:
@@ -61,15 +61,23 @@ class ClassifierConfig(ShardingConfig):
         return split.select(subsample(list(range(len(split))), limit, self.seed))
 
 
-@dataclass
-class ClassifierEvalConfig:
-    """`eval` of a classifier group (vit, adapter): a group re-declares `run` with its own `run_field`."""
+def classifier_configs(group: str, inputs: str, inputs_field: Any, noun: str) -> tuple[type, type]:
+    """The configs of a classifier group's `eval` and `predict` (vit, adapter): the same fields in every group,
+    but the run's group and what `predict` classifies (`inputs`, a list field: images, texts)."""
+    from dataclasses import make_dataclass
 
-    run: str = opt(REQUIRED, "A run folder written by this group's `train`.", path="run")
-    batch_size: int = opt(64, "Examples per forward pass.", min=1)
-    split: str | None = opt(None, "Split to score: test (the default when the data has one), validation (the "
-                            "examples that picked the checkpoint; the default otherwise) or train (only when asked; "
-                            "train_* metrics).")
+    split_help = ("Split to score: test (the default when the data has one), validation (the examples that picked "
+                  "the checkpoint; the default otherwise) or train (only when asked; train_* metrics).")
+    evaluate = make_dataclass("EvalConfig", [
+        ("run", str, run_field(group)),
+        ("batch_size", int, opt(64, "Examples per forward pass.", min=1)),
+        ("split", str | None, opt(None, split_help))], namespace={"command": (group, "eval")})
+    predict = make_dataclass("PredictConfig", [
+        ("run", str, run_field(group)),
+        (inputs, list[str], inputs_field),
+        ("top_k", int, opt(TOP_K, f"Labels to show per {noun}.", min=1))], namespace={"command": (group, "predict")})
+    evaluate.__doc__, predict.__doc__ = f"`dlkit {group} eval`.", f"`dlkit {group} predict`."
+    return evaluate, predict
 
 
 def check_same_classes(data: str, now: Sequence[str], trained: Sequence[str], run_dir: Path) -> None:

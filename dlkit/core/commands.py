@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import typer
 from typer.core import TyperCommand
 
-from dlkit.core.config import checked, config_fields, flag_name, load_config
+from dlkit.core.config import ShardingConfig, TrainConfig, checked, config_fields, flag_name, load_config
 from dlkit.core.errors import MissingExtraError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -117,10 +117,12 @@ def config_command(app: typer.Typer, config_cls: type, name: str | None = None,
             if not f.metadata.get("cli", True) or field_name in skip:
                 continue
             params.append(_parameter(field_name, f, tp))
+        config_help = "YAML/JSON file of this command's settings (the flags' names as keys); flags given here win."
+        if issubclass(config_cls, TrainConfig):
+            config_help += " A run's config.json reproduces it."
         params.append(inspect.Parameter(
             "config", inspect.Parameter.KEYWORD_ONLY, annotation=typing.Optional[Path],  # noqa: UP045
-            default=typer.Option(None, "--config", help="YAML/JSON file of settings; flags given here win. "
-                                 "A run's config.json reproduces it.", rich_help_panel="Config")))
+            default=typer.Option(None, "--config", help=config_help, rich_help_panel="Config")))
 
         params.append(inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context))
 
@@ -188,8 +190,6 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
 
 
 def _shared_fields() -> set[str]:
-    from dlkit.core.config import ShardingConfig
-
     return {f.name for f in dataclasses.fields(ShardingConfig)} - {"data", "model"}  # TrainConfig's and sharding's
 
 

@@ -349,7 +349,7 @@ def check_outputs(cfg: Any) -> None:
     from dlkit.core.outputs import check_output, check_output_file
 
     command = command_of(cfg)
-    if command is None or getattr(cfg, "resume", False) is True:
+    if command is None or isinstance(cfg, TrainConfig) and cfg.resume:
         return
     overwrite = bool(getattr(cfg, "overwrite", False))
     for f in dataclasses.fields(cfg):

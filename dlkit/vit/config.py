@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from dlkit.core.classification import TOP_K, VAL_FRACTION_HELP, ClassifierConfig, ClassifierEvalConfig
-from dlkit.core.config import REQUIRED, opt, run_field, shared
+from dlkit.core.classification import VAL_FRACTION_HELP, ClassifierConfig, classifier_configs
+from dlkit.core.config import REQUIRED, opt, shared
 from dlkit.core.errors import ConfigError
 
 DATA_HELP = ("Images: builtin:digits, an ImageFolder (CLASS/IMAGE, or train/ with optional validation/ and test/ of "
@@ -60,22 +60,6 @@ class PrepareConfig:
     command: ClassVar[tuple[str, str]] = ("vit", "prepare")
 
 
-@dataclass
-class EvalConfig(ClassifierEvalConfig):
-    """`dlkit vit eval`."""
-
-    run: str = run_field("vit")
-
-    command: ClassVar[tuple[str, str]] = ("vit", "eval")
-
-
-@dataclass
-class PredictConfig:
-    """`dlkit vit predict`."""
-
-    run: str = run_field("vit")
-    images: list[str] = opt(REQUIRED, "Image files (any mode: grayscale/RGBA are converted).", argument=True,
-                            path="image", example="{image}")
-    top_k: int = opt(TOP_K, "Labels to show per image.", min=1)
-
-    command: ClassVar[tuple[str, str]] = ("vit", "predict")
+EvalConfig, PredictConfig = classifier_configs(
+    "vit", "images", opt(REQUIRED, "Image files (any mode: grayscale/RGBA are converted).", argument=True,
+                         path="image", example="{image}"), "image")
