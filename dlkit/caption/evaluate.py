@@ -77,10 +77,6 @@ def predict(cfg: PredictConfig) -> list[dict]:
     checked(cfg)
     images, beam_size, heatmap = cfg.images, cfg.beam_size, cfg.heatmap
     run = Run.open(cfg.run, group="caption")
-    for path in images:  # fail before loading the model
-        if not Path(path).is_file():
-            raise DataError(f"image {path} does not exist" if not Path(path).exists() else
-                            f"image {path} is a folder; pass image files")
     captioner = Captioner(run)
     if heatmap and captioner.arch != "attention":
         raise ConfigError(f"--heatmap needs a run trained with --arch attention (this run is {captioner.arch})")

@@ -1,7 +1,8 @@
 """Typed configs: dataclass defaults, then a --config file, then command-line flags.
 
-Every group's config is a dataclass that extends `TrainConfig`. Fields carry their help text in
-`metadata`, so the CLI, the config-file checker and the saved `config.json` all read one definition.
+Every command's settings are one dataclass (a `train` one extends `TrainConfig`). Fields carry their help text
+and their checks in `metadata` (`opt`), so the CLI, the config-file checker, a notebook and the saved
+`config.json` all read one definition; `checked` is what every command does with its config first.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ if TYPE_CHECKING:
     from dlkit.core.outputs import Claim
 
 C = TypeVar("C")
-
-
 
 REQUIRED: Any = ...  # opt(REQUIRED, ...): a field without a default; the CLI and load_config name it when missing
 

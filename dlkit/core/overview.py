@@ -284,12 +284,8 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 def list_runs(cfg: RunsListConfig) -> list[dict[str, Any]]:
     """Every run (and exported model folder) under --root, named by its path relative to it (`dlkit runs list`;
     `list` itself is Python's)."""
-    checked(cfg)
+    checked(cfg)  # ROOT is a folder
     root, format = Path(cfg.root), cfg.format
-    if not root.exists():
-        raise RunError(f"{root}: no such folder (runs are written under ./runs by default)")
-    if not root.is_dir():
-        raise RunError(f"{root} is a file; pass the folder that holds the runs (default: runs)")
     rows = []
     for path in find_runs([root], max_depth=4, exports=True):
         name = str(path.relative_to(root)) if path != root else str(path)

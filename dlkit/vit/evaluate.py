@@ -70,9 +70,6 @@ def predict(cfg: PredictConfig) -> list[dict[str, Any]]:
     checked(cfg)
     images, k = [Path(p) for p in cfg.images], cfg.top_k
     run = Run.open(cfg.run, group=GROUP)
-    for path in images:  # before loading the model
-        if not path.is_file():
-            raise DataError(f"image {path}: " + ("a folder, not an image file" if path.is_dir() else "no such file"))
     model, processor, names = load_trained(run)
     _, eval_tf, _ = vdata.transforms(processor, None, augment=False)
     pixels = []

@@ -50,6 +50,22 @@ def test_prepare_writes_vocab_splits_plots_and_counts_skips(cli, flickr, tmp_pat
     one_line_error(again, "already exists; pass --overwrite")
 
 
+def test_prepare_never_deletes_the_dataset_or_a_users_folder(cli, flickr, tmp_path):
+    def snapshot(root):
+        return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    before = snapshot(tmp_path)
+    for out in (flickr, tmp_path):  # the dataset itself, and the folder holding it
+        for extra in ([], ["--overwrite"]):
+            one_line_error(cli("caption", "prepare", "--data", flickr, "--output-dir", out, *extra),
+                           f"--output-dir {out} is or holds the input --data")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    one_line_error(cli("caption", "prepare", "--data", "builtin:shapes", "--output-dir", tmp_path / "mine",
+                       "--overwrite"), "holds files dlkit did not write (notes.txt)")
+    assert snapshot(tmp_path) == {**before, tmp_path / "mine" / "notes.txt": b"keep"}
+
+
 def test_prepare_strict_and_bad_inputs(cli, flickr, tmp_path):
     one_line_error(cli("caption", "prepare", "--data", flickr, "--strict", "--output-dir", tmp_path / "o"),
                    "captions.txt:22: image")  # the missing image
@@ -141,7 +157,7 @@ def assert_matches_reference_implementations(report: dict) -> None:
 
 def test_predict_bad_inputs(cli, lstm_run, tmp_path):
     one_line_error(cli("caption", "predict", "--run", lstm_run, tmp_path / "nope.jpg"),
-                   f"image {tmp_path / 'nope.jpg'} does not exist")
+                   f"IMAGES {tmp_path / 'nope.jpg'}: no such file")
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG not an image")
     one_line_error(cli("caption", "predict", "--run", lstm_run, broken), "broken.png cannot be decoded")

@@ -147,6 +147,6 @@ def test_unwritable_output_dir(train, tmp_path, monkeypatch):
 def test_runs_list_of_a_file_or_a_folder_without_runs(cli, tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     result = cli("runs", "list", tmp_path / "notes.txt")
-    one_line_error(result.exit_code, result.stderr, "is a file; pass the folder that holds the runs")
+    one_line_error(result.exit_code, result.stderr, "notes.txt: a file, not a folder")
     result = cli("runs", "list", tmp_path)
     assert result.exit_code == 0 and result.stderr.startswith("warning: no dlkit run under"), result.stderr

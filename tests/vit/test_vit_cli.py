@@ -105,6 +105,7 @@ def test_run_folder_of_another_group(cli, tmp_path):
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "config.json").write_text(json.dumps({"_dlkit": {"group": "adapter"}}))
     one_line_error(cli("vit", "eval", "--run", tmp_path / "other"), "adapter run, not a vit run")
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
     one_line_error(cli("vit", "predict", "--run", tmp_path / "other", tmp_path / "x.png"), "not a vit run")
 
 
