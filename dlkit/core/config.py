@@ -344,11 +344,12 @@ def claim_output(cfg: Any, folder: str | Path | None = None) -> Claim:
 
 def check_outputs(cfg: Any) -> None:
     """Every output folder/file the config names, checked against the output policy before any work (see
-    dlkit.core.outputs); a --resume continues its folder, which Run.create checks instead."""
-    from dlkit.core.outputs import check_output, check_output_file
+    dlkit.core.outputs); a --resume continues its folder, which Run.create checks instead. Under a launcher the
+    main process alone checks (and writes): another rank would find the folder the main one has just made."""
+    from dlkit.core.outputs import check_output, check_output_file, is_main_process
 
     command = command_of(cfg)
-    if command is None or isinstance(cfg, TrainConfig) and cfg.resume:
+    if command is None or isinstance(cfg, TrainConfig) and cfg.resume or not is_main_process():
         return
     overwrite = bool(getattr(cfg, "overwrite", False))
     for f in dataclasses.fields(cfg):

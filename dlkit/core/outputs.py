@@ -44,6 +44,11 @@ FOLDER = "/"  # suffix of a manifest entry that covers a whole folder
 ALL = "./"  # the manifest entry covering the output folder itself (an export written whole by a library)
 
 
+def is_main_process() -> bool:
+    """True on rank 0 (or without a launcher); read from the launcher's env so no process group is needed."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 # -- atomic writes ---------------------------------------------------------------------------------
 
 

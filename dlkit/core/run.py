@@ -25,16 +25,12 @@ from dlkit.core.outputs import Claim, alive, claim, json_default, resume_folder
 from dlkit.core.outputs import atomic_write_bytes as atomic_write_bytes
 from dlkit.core.outputs import atomic_write_json as atomic_write_json
 from dlkit.core.outputs import atomic_write_text as atomic_write_text
+from dlkit.core.outputs import is_main_process as is_main_process
 from dlkit.core.outputs import record as record_write
 
 C = TypeVar("C")
 CHECKPOINT_PREFIX = "step_"
 FINAL_MODEL = "final"
-
-
-def is_main_process() -> bool:
-    """True on rank 0 (or without a launcher); read from the launcher's env so no process group is needed."""
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 class RunFolderFields(Protocol):

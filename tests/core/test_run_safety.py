@@ -156,3 +156,23 @@ def test_unreadable_rng_state_says_the_resume_is_not_exact(tmp_path, capsys):
     assert code == 0, err
     warnings = [line for line in err.splitlines() if "not exact" in line]
     assert len(warnings) == 1 and warnings[0].startswith(f"warning: {first / 'random_states_0.pkl'} is unreadable")
+
+
+def test_a_run_folder_from_before_markers_still_resumes_and_is_replaced_only_when_it_holds_run_files(tmp_path,
+                                                                                                   capsys):
+    from dlkit.core.outputs import MARKER
+
+    out = tmp_path / "old-run"
+    assert train(capsys, "--output-dir", out, "--max-steps", "3", *TRAIN[2:])[0] == 0  # stopped at step 3 of 6
+    (out / MARKER).unlink()  # as an older dlkit left it: config.json with the _dlkit block, no marker
+    code, err = train(capsys, "--output-dir", out, *TRAIN, "--resume")
+    assert code == 0, err
+    assert [r["step"] for r in map(json.loads, (out / "history.jsonl").read_text().splitlines())
+            if r["kind"] == "train"] == list(range(1, 7))
+    assert not (out / MARKER).exists()  # resuming writes no marker: what the folder holds is not all known
+    (out / "notes.txt").write_text("mine")
+    code, err = train(capsys, "--output-dir", out, *TRAIN, "--overwrite")
+    assert code == 2 and "did not write (notes.txt)" in err and (out / "notes.txt").read_text() == "mine"
+    (out / "notes.txt").unlink()
+    assert train(capsys, "--output-dir", out, *TRAIN, "--overwrite")[0] == 0
+    assert (out / MARKER).is_file()
