@@ -14,11 +14,11 @@ import itertools
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from dlkit.core.config import config_fields, flag_name, load_config, opt, saved_dict, suggestion
+from dlkit.core.config import checked, claim_output, config_fields, flag_name, load_config, opt, saved_dict, suggestion
 from dlkit.core.errors import ConfigError, RunError
 
 NOT_GRIDDED = ("output_dir", "name", "resume", "overwrite", "command_line", "push_to_hub")  # set per run by the sweep
@@ -29,17 +29,14 @@ BOOLEANS = {"true": True, "yes": True, "1": True, "on": True, "false": False, "n
 class SweepConfig:
     """What every `sweep` takes; a group re-declares `output_dir` with its own default."""
 
-    grid: list[str] = field(default_factory=list, metadata={
-        "help": "KEY=V1,V2,...: one run per value (any train flag, e.g. lr=1e-4,3e-4); repeat for a grid over "
-                "several flags (every combination).", "cli": True, "saved": True})
+    grid: list[str] = opt([], "KEY=V1,V2,...: one run per value (any train flag, e.g. lr=1e-4,3e-4); repeat for a "
+                          "grid over several flags (every combination).", example="max_steps=1")
     train_config: str | None = opt(None, "Settings every run shares: a YAML/JSON file of train flags (a run's "
-                                         "config.json works); the --grid values win.")
-    output_dir: str = opt("runs/sweep", "Parent folder: one run folder per point of the grid, and the comparison.")
-    overwrite: bool = opt(False, "Replace existing run folders (only folders dlkit wrote).", saved=False)
-
-    def validate(self) -> None:
-        if self.train_config is not None and not Path(self.train_config).expanduser().is_file():
-            raise ConfigError(f"--train-config {self.train_config}: no such file")
+                                         "config.json works); the --grid values win.", path="file")
+    output_dir: str = opt("runs/sweep", "Parent folder: one run folder per point of the grid, and the comparison.",
+                          path="output")
+    overwrite: bool = opt(False, "Replace an earlier sweep in --output-dir and its runs (only the files dlkit wrote).",
+                          saved=False)
 
 
 @dataclass
@@ -62,8 +59,8 @@ def sweep_config(group: str) -> type:
     return dataclasses.make_dataclass(
         f"{group.capitalize()}SweepConfig",
         [("output_dir", str, opt(f"runs/{group}/sweep", "Parent folder: one run folder per point of the grid, and "
-                                                        "the comparison."))],
-        bases=(SweepConfig,), kw_only=True)
+                                                        "the comparison.", path="output"))],
+        bases=(SweepConfig,), kw_only=True, namespace={"command": (group, "sweep")})
 
 
 def parse_grid(specs: list[str], config_cls: type) -> dict[str, list[tuple[Any, str]]]:
@@ -245,11 +242,12 @@ def sweep(group: str, config_cls: type, cfg: SweepConfig,
           after_run: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
     """A group's plain sweep: the grid over its train config, each run trained (then `after_run`, e.g. its eval),
     one comparison of their cost and held-out metrics. Returns {"rows", "columns"}."""
-    cfg.validate()
+    checked(cfg)
     if not cfg.grid:
         raise ConfigError("--grid is required: e.g. --grid lr=1e-4,3e-4 (repeat it for more flags)")
-    output_dir = Path(cfg.output_dir)
     points = grid_points(parse_grid(cfg.grid, config_cls))
+    held = claim_output(cfg)
+    output_dir = held.root
     train_config = Path(cfg.train_config).expanduser() if cfg.train_config else None
     configs = point_configs(config_cls, points, output_dir, {"overwrite": cfg.overwrite}, lambda _: train_config)
     rows = run_grid(group, configs, points, after_run)
@@ -258,4 +256,5 @@ def sweep(group: str, config_cls: type, cfg: SweepConfig,
     columns = ["run", *[k for k in points[0].text], "train_seconds", "peak_memory_mb", "trainable_params", *quality]
     panels = [(k, k) for k in quality[:2]] + [("train_seconds", "train time (s)")]
     write_comparison(rows, columns, output_dir, panels, extra={"grid": cfg.grid})
+    held.release()
     return {"rows": rows, "columns": columns}

@@ -38,7 +38,8 @@ META_KEY = "_dlkit"  # provenance block inside a run's config.json
 RUN_LAYOUT = frozenset({
     "config.json", "history.jsonl", "metrics.json", "metrics.csv", "eval.json", "splits.json", "plots", "samples",
     "checkpoints", "eval", "data", "tensorboard", "export", "merged", "report.json", "report.csv", "candidates.csv",
-    "compare.json", "compare.md", "compare.html", "reason.csv", "reason.json", "vocab.json", "wandb", LOCK_FILE,
+    "compare.json", "compare.md", "compare.html", "reason.csv", "reason.json", "vocab.json", "wandb",
+    "retrieval_test.json", "retrieval_validation.json", "retrieval_train.json", LOCK_FILE,
 })
 FOLDER = "/"  # suffix of a manifest entry that covers a whole folder
 ALL = "./"  # the manifest entry covering the output folder itself (an export written whole by a library)
