@@ -12,8 +12,8 @@ from dlkit.core.errors import ConfigError
 MODEL_HELP = ("open_clip architecture (convnext_base, RN50, ViT-B-32), a `clip train` run folder, hf-hub:ORG/REPO, "
               "or builtin:tiny-clip.")
 PRETRAINED_HELP = ("open_clip pretrained tag (e.g. laion400m_s13b_b51k, openai), a weights file (safetensors, or a "
-                   "pickle of tensors only), or none for random weights. default: the architecture's first tag "
-                   "(open_clip.list_pretrained_tags_by_model); random weights, with a warning, when those cannot be "
+                   "pickle of tensors only), or none for random weights. default: the architecture's first tag in "
+                   "open_clip's list of pretrained tags; random weights, with a warning, when those cannot be "
                    "downloaded.")
 DATA_HELP = ("ImageFolder (class subfolders, optionally under train/ and test/), a torchvision CIFAR-10 folder, a Hub "
              "dataset id, or builtin:NAME.")
