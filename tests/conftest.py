@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +89,33 @@ def big_batch_vs_accumulation():
         return items
 
     return check
+
+
+@pytest.fixture
+def cached_and_uncached(cli, tmp_path):
+    """run(*args) trains `dlkit *args` twice, as it is (frozen fronts are cached by default) and with
+    --no-cache-features (a loss logged every step); returns {"cached": Trained, "uncached": Trained} with each
+    run's losses, metrics and stderr."""
+    import json
+
+    def train(name: str, *args: str) -> Trained:
+        out = tmp_path / name
+        result = cli(*args, "--log-every", "1", "--output-dir", out)
+        assert result.exit_code == 0, result.stderr
+        history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+        return Trained(out, [r["loss"] for r in history if r["kind"] == "train"],
+                       json.loads((out / "metrics.json").read_text()), result.stderr)
+
+    def run(*args: str) -> dict[str, Trained]:
+        return {"cached": train("cached", *args),
+                "uncached": train("uncached", *args, "--no-cache-features")}
+
+    return run
+
+
+@dataclass
+class Trained:
+    dir: Path
+    losses: list[float]
+    metrics: dict
+    stderr: str

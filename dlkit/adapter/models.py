@@ -22,6 +22,7 @@ from torch import nn
 from dlkit.adapter.config import parse_layers
 from dlkit.core.classification import label_maps
 from dlkit.core.errors import ConfigError, DataError
+from dlkit.core.features import FrozenFront
 from dlkit.core.progress import quiet_transformers
 from dlkit.core.run import Run
 from dlkit.core.sources import resolve
@@ -109,6 +110,24 @@ def freeze_for(model: nn.Module, method: str) -> None:
     for module in trainable:
         for p in module.parameters():
             p.requires_grad_(True)
+
+
+def frozen_front(model: nn.Module, method: str) -> FrozenFront | None:
+    """head: everything before the classifier is frozen, and the classifier's input is the feature (RoBERTa's head
+    reads the first token of the sequence it gets, so only that token is kept); None for the other methods."""
+    if method != "head":
+        return None
+    return FrozenFront([m for name, m in model.named_children() if name != HEAD], model.get_submodule(HEAD),
+                       head_rest, read="input", pick=_first_token, name="the frozen encoder")
+
+
+def head_rest(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    """Logits from the classifier's input."""
+    return model.get_submodule(HEAD)(features)
+
+
+def _first_token(x: torch.Tensor) -> torch.Tensor:
+    return x[:, :1] if x.dim() == 3 else x  # (B, T, H) -> (B, 1, H); checked against the whole model before use
 
 
 def load_classifier(path: str, label_names: list[str]) -> nn.Module:

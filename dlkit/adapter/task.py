@@ -15,6 +15,7 @@ from dlkit.adapter import data as tdata
 from dlkit.adapter import models
 from dlkit.adapter.config import AdapterConfig
 from dlkit.core import classification as clf
+from dlkit.core import features
 from dlkit.core.config import checked
 from dlkit.core.modelcard import CardInfo
 from dlkit.core.run import Run
@@ -24,7 +25,9 @@ GROUP = "adapter"
 
 
 def forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Logits (B, K)."""
+    """Logits (B, K) of tokenized texts or of the frozen encoder's cached features."""
+    if features.FEATURES in batch:
+        return model(features=batch[features.FEATURES])
     return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
 
 
@@ -45,23 +48,46 @@ class AdapterTask(Task):
         self.data = tdata.load_text_data(cfg)
         self.skipped_items = self.data.skipped
         self.model_type = ""
+        self.model: nn.Module | None = None
+        self.front: features.FrozenFront | None = None
+        self.cached = False
 
     def build_model(self) -> nn.Module:
-        model = models.build(self.model_path, self.data.label_names, self.cfg.method, self.settings)
-        self.model_type = model.config.model_type
-        return model
+        self.model = models.build(self.model_path, self.data.label_names, self.cfg.method, self.settings)
+        self.model_type = self.model.config.model_type
+        self.front = models.frozen_front(self.model, self.cfg.method)
+        if self.front is not None:  # frozen features on both paths: the encoder's dropout off
+            features.hold_eval(self.front.modules)
+        return self.model
 
-    def datasets(self) -> tuple[tdata.TextSet, tdata.TextSet]:
-        return tdata.TextSet(self.data.train), tdata.TextSet(self.data.val)
+    def datasets(self) -> tuple[Any, Any]:
+        train, val = tdata.TextSet(self.data.train), tdata.TextSet(self.data.val)
+        cfg = self.cfg
+        if not (cfg.cache_features and self.front is not None
+                and features.worth_caching(len(train), cfg.batch_size * cfg.grad_accum, cfg.max_steps)):
+            return train, val
+        model, front = self.model, self.front
+        cached = features.cache_datasets(
+            front, model, [train, val], self.collate,
+            encode=lambda batch: features.run_front(front, lambda: forward(model, batch)),
+            full=lambda batch: forward(model, batch), batch_size=cfg.batch_size,
+            fields=lambda batch: {"labels": batch["labels"], "tokens": batch["attention_mask"].sum(dim=1)},
+            num_workers=cfg.num_workers)
+        if cached is None:
+            return train, val
+        self.cached = True
+        return cached[0], cached[1]
 
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if features.is_cached(examples):
+            return features.collate(examples)
         batch = tokenize(self.tokenizer, [e["text"] for e in examples], self.cfg.max_length)
         batch["labels"] = torch.tensor([e["labels"] for e in examples], dtype=torch.long)
         return batch
 
     def training_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         loss, logs = clf.cross_entropy_step(forward(model, batch), batch["labels"])
-        logs["tokens"] = batch["attention_mask"].sum()
+        logs["tokens"] = batch["tokens"].sum() if "tokens" in batch else batch["attention_mask"].sum()
         return loss, logs
 
     def evaluate(self, model: nn.Module, loader: Any, accel: Any) -> dict[str, float]:
@@ -85,7 +111,7 @@ class AdapterTask(Task):
 
     def summary(self) -> dict[str, Any]:
         out = {"method": self.cfg.method, "arch": self.model_type, "model": self.cfg.model, "data": self.cfg.data,
-               "num_classes": len(self.data.label_names), **self.data.sizes()}
+               "num_classes": len(self.data.label_names), "cached_features": self.cached, **self.data.sizes()}
         if self.settings is not None:
             out.update(placement=self.cfg.placement, bottleneck=self.cfg.bottleneck, layers=self.cfg.layers)
         return out

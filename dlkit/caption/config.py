@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from dlkit.core.config import REQUIRED, RunOutput, TrainConfig, opt, run_field, shared
+from dlkit.core.config import REQUIRED, RunOutput, TrainConfig, cache_features_opt, opt, run_field, shared
 from dlkit.core.errors import ConfigError
 
 Arch = Literal["lstm", "attention", "transformer", "vit-gpt2"]
@@ -57,7 +57,7 @@ class CaptionConfig(TrainConfig):
                                       "decoder).")
     image_size: int | None = opt(None, "Input resolution; default: the encoder's (224 efficientnet_b0, 32 tiny-cnn).",
                                  min=16)
-    cache_features: bool = opt(False, "Run the frozen encoder once over all images and train on the stored features.")
+    cache_features: bool = cache_features_opt()
     embed_dim: int = opt(128, "Word embedding size (and the transformer's model width).", min=1)
     hidden_dim: int = opt(256, "LSTM hidden size (lstm, attention); feed-forward size (transformer).", min=1)
     attention_dim: int = opt(128, "Additive attention's hidden size (attention).", min=1)
@@ -83,12 +83,6 @@ class CaptionConfig(TrainConfig):
         super().validate()
         if self.arch == "transformer" and self.embed_dim % self.num_heads:
             raise ConfigError(f"--embed-dim {self.embed_dim} must be divisible by --num-heads {self.num_heads}")
-        if self.cache_features and self.arch == "vit-gpt2":
-            raise ConfigError("--cache-features works with the CNN encoders (lstm, attention, transformer), "
-                              "not --arch vit-gpt2")
-        if self.cache_features and not self.encoder_frozen:
-            raise ConfigError("--cache-features needs a frozen encoder: pass --pretrained-encoder or --freeze-encoder "
-                              "and leave out --finetune-encoder")
 
     @property
     def wants_pretrained(self) -> bool:

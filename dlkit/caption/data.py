@@ -5,10 +5,9 @@ Reading the datasets' layouts is dlkit.data.captions, shared with clip.
 
 from __future__ import annotations
 
-import hashlib
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from torch.utils.data import Dataset
 
 from dlkit.caption.config import CaptionConfig
 from dlkit.core.errors import DataError
+from dlkit.core.features import FEATURES
 from dlkit.data.captions import (
     PREPARED_FILE,
     CaptionRecord,
@@ -162,15 +162,6 @@ def write_split_files(folder: Path, splits: dict[str, list[CaptionRecord]]) -> d
     return paths
 
 
-def fingerprint(records: Sequence[CaptionRecord]) -> str:
-    """A short hash of the image list and captions, to key feature caches."""
-    digest = hashlib.sha1()
-    for record in records:
-        digest.update(record.image.encode())
-        digest.update("\x00".join(record.captions).encode())
-    return digest.hexdigest()[:16]
-
-
 def image_tensor(image, size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
     """PIL RGB image -> (3, size, size) float tensor, resized (no crop: a caption describes the whole image)
     and normalised with the encoder's mean/std."""
@@ -215,7 +206,7 @@ class CaptionPairs(Dataset):
 
 
 def collate(examples: list[dict[str, Any]]) -> dict[str, Tensor]:
-    key = "features" if examples[0]["image"].dim() == 2 else "images"  # (L, C) cached features or (3, H, W)
+    key = FEATURES if examples[0]["image"].dim() == 2 else "images"  # (L, C) cached features or (3, H, W)
     return {key: torch.stack([e["image"] for e in examples]), "tokens": torch.stack([e["tokens"] for e in examples]),
             "image_id": torch.tensor([e["image_id"] for e in examples])}
 

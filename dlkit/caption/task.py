@@ -9,7 +9,7 @@ after every evaluation) with samples/step_N.png, and the final model as checkpoi
 from __future__ import annotations
 
 import json
-import os
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,12 +25,12 @@ from dlkit.caption.data import (
     ImageStore,
     clean_caption,
     collate,
-    fingerprint,
     image_tensor,
     prepare_splits,
     write_split_files,
 )
 from dlkit.caption.models import MODEL_FILE, CaptionModel, ModelSpec, build_model, decode, use_pretrained_encoder
+from dlkit.core import features
 from dlkit.core.config import checked
 from dlkit.core.modelcard import CardInfo
 from dlkit.core.progress import info
@@ -64,6 +64,7 @@ class CaptionTask(Task):
              + f"; vocabulary {len(self.vocab)} words, captions padded to {self.vocab.max_len} tokens")
         self.sample_record = self.splits["val"][0] if self.splits["val"] else self.splits["train"][0]
         self.model: CaptionModel | None = None
+        self.cached = False
 
     # -- engine hooks ---------------------------------------------------------------------------
 
@@ -80,10 +81,12 @@ class CaptionTask(Task):
         return model
 
     def datasets(self) -> tuple[Dataset, Dataset | None]:
-        encoder = self.model.encoder  # build_model ran first: its mean/std normalise the images
+        cfg, encoder = self.cfg, self.model.encoder  # build_model ran first: its mean/std normalise the images
         source: Any = ImageStore([r.image for r in self.records], self.spec.image_size, encoder.mean, encoder.std)
-        if self.cfg.cache_features:
-            source = self._cached_features(source)
+        pairs = sum(len(r.captions) for r in self.splits["train"])
+        if cfg.cache_features and cfg.encoder_frozen and features.worth_caching(pairs, cfg.batch_size * cfg.grad_accum,
+                                                                                      cfg.max_steps):
+            source = self._encoded(source)
         return self._pairs(self.splits["train"], source), (self._pairs(self.splits["val"], source)
                                                              if self.splits["val"] else None)
 
@@ -95,35 +98,16 @@ class CaptionTask(Task):
                 tokens.append(self.vocab.encode(caption))
         return CaptionPairs(ids, tokens, source)
 
-    def _cached_features(self, images: ImageStore) -> list[Tensor]:
-        """The frozen encoder's output for every train/val image, computed once and kept on disk."""
-        from safetensors.torch import save_file
-
-        from dlkit.core.sources import cache_dir
-        from dlkit.core.weights import load_cached
-
-        cfg = self.cfg
-        weights = "imagenet" if cfg.pretrained_encoder else f"random-seed{cfg.seed}"
-        key = f"{cfg.encoder}-{weights}-{self.spec.image_size}-{fingerprint(self.records)}"
-        path = cache_dir() / "caption-features" / f"{key}.safetensors"
-        cached = load_cached(path)
-        if cached is not None and "features" in cached:
-            info(f"using cached encoder features {path}")
-            return list(cached["features"].float().unbind(0))
-        encoder = self.model.encoder.eval()
-        out = []
-        with torch.no_grad():
-            for start in range(0, len(images), 64):
-                batch = torch.stack([images[i] for i in range(start, min(start + 64, len(images)))])
-                out.append(encoder(batch))
-        features = torch.cat(out)  # (N, L, C)
-        if self.run.writer:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # parallel runs may race
-            save_file({"features": features.half().contiguous()}, str(tmp))
-            tmp.replace(path)
-            info(f"cached encoder features of {len(images)} images in {path}")
-        return list(features.half().float().unbind(0))  # the same values as a later run reads back
+    def _encoded(self, images: ImageStore) -> features.FeatureStore:
+        """The frozen encoder's output (L, C) for every train/val image, computed once: each image's captions
+        and every epoch read it instead of running the encoder again."""
+        start = time.perf_counter()
+        encoder = self.model.encoder
+        store = features.precompute(images, torch.stack, encoder, batch_size=64, num_workers=self.cfg.num_workers).store
+        self.cached = True
+        info(f"the frozen encoder runs once: features of {len(images)} images computed in "
+             f"{time.perf_counter() - start:.1f}s ({store.where()}); --no-cache-features runs it on every batch")
+        return store
 
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, Tensor]:
         return collate(examples)
@@ -209,7 +193,7 @@ class CaptionTask(Task):
     def summary(self) -> dict[str, Any]:
         return {"arch": self.cfg.arch, "encoder": self.cfg.encoder, "vocab_size": len(self.vocab),
                 "max_len": self.vocab.max_len, "feature_dim": self.model.encoder.feature_dim if self.model else None,
-                "cached_features": self.cfg.cache_features, "train_images": len(self.splits["train"]),
+                "cached_features": self.cached, "train_images": len(self.splits["train"]),
                 "val_images": len(self.splits["val"]), "test_images": len(self.splits["test"])}
 
 

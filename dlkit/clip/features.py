@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from dlkit.clip.data import LabeledImages
 from dlkit.clip.models import ClipBundle
 from dlkit.core.errors import DataError
+from dlkit.core.features import precompute
 
 VERSION = "v1"
 
@@ -38,7 +39,7 @@ class _Images(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int) -> torch.Tensor | None:
         from dlkit.data.images import open_image
 
         try:
@@ -46,15 +47,8 @@ class _Images(Dataset):
         except DataError:
             if self.strict:
                 raise
-            return None
-        return self.transform(image), index
-
-
-def _collate(items):
-    kept = [item for item in items if item is not None]
-    if not kept:
-        return None
-    return torch.stack([x for x, _ in kept]), torch.tensor([i for _, i in kept])
+            return None  # left out by precompute, and counted
+        return self.transform(image)
 
 
 def feature_cache_dir() -> Path:
@@ -72,7 +66,7 @@ def image_features(bundle: ClipBundle, images: LabeledImages, batch_size: int = 
                    strict: bool = False, cache: bool = True) -> ImageFeatures:
     """Embeddings of every decodable image, from the cache when this exact (model, data, preprocessing) was seen;
     `cache=False` encodes without reading or writing it (weights the key cannot name, e.g. during training)."""
-    from dlkit.core.progress import info, track, warn
+    from dlkit.core.progress import info, warn
     from dlkit.core.weights import load_cached
 
     key = image_key(bundle, images)
@@ -83,25 +77,20 @@ def image_features(bundle: ClipBundle, images: LabeledImages, batch_size: int = 
         meta = json.loads((path.with_suffix(".json")).read_text(encoding="utf-8"))
         return ImageFeatures(tensors["features"], torch.tensor([images.labels[i] for i in kept]),
                              [images.paths[i] for i in kept], meta["skipped"], cached=True)
-    loader = DataLoader(_Images(images.paths, bundle.preprocess_eval, strict), batch_size=batch_size,
-                        num_workers=num_workers, collate_fn=_collate)
     model = bundle.model
     device = next(model.parameters()).device
-    chunks, kept = [], []
-    with torch.no_grad():
-        for batch in track(loader, "encoding images", total=len(loader)):
-            if batch is None:
-                continue
-            pixels, indices = batch
-            chunks.append(model.encode_image(pixels.to(device)).float().cpu())
-            kept.extend(indices.tolist())
-    if not kept:
-        raise DataError(f"--data {images.where}: none of the {len(images)} images could be decoded")
+    try:
+        computed = precompute(_Images(images.paths, bundle.preprocess_eval, strict), torch.stack,
+                              lambda pixels: model.encode_image(pixels.to(device)), batch_size,
+                              num_workers=num_workers, what="images")
+    except DataError:
+        raise DataError(f"--data {images.where}: none of the {len(images)} images could be decoded") from None
+    kept = computed.kept
     skipped = sorted(set(range(len(images))) - set(kept))
     skipped_paths = [images.paths[i] for i in skipped]
     if skipped:
         warn(f"{len(skipped)} undecodable image(s) skipped, e.g. {skipped_paths[0]}")
-    features = torch.cat(chunks)
+    features = computed.store.tensor
     if cache:
         _save(path, {"features": features.contiguous(), "indices": torch.tensor(kept)}, {"skipped": skipped_paths})
         info(f"encoded {len(kept)} images with {bundle.name} (cached as {path.name})")

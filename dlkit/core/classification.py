@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dlkit.core.config import ShardingConfig, opt, run_field
+from dlkit.core.config import ShardingConfig, cache_features_opt, opt, run_field
 from dlkit.core.errors import DataError
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ class ClassifierConfig(ShardingConfig):
     max_train_samples: int | None = opt(None, "Use at most this many training examples (a seeded subset).", min=1)
     max_eval_samples: int | None = opt(None, "Use at most this many validation examples, and as many test examples "
                                              "(seeded subsets).", min=1)
+    cache_features: bool = cache_features_opt()
 
     def subset(self, split: Any, limit: int | None) -> Any:
         """A seeded subset of at most `limit` examples of `split` (all of them for None)."""

@@ -521,6 +521,15 @@ def named_in(spec: str, available: list[str], flag: str, where: str) -> list[str
     return names
 
 
+def cache_features_opt() -> Any:
+    """The one `--cache-features/--no-cache-features` flag of every group whose models can have a frozen first part
+    (dlkit.core.features)."""
+    return opt(True, "Run the frozen first part of the model (the frozen encoder or blocks) once over the training "
+                     "and validation data and train on its outputs, kept in memory or, when they do not fit, in a "
+                     "file mapped from disk. It applies when that part is frozen and its inputs are not augmented; "
+                     "--no-cache-features runs it on every batch (the same losses).")
+
+
 def shared(name: str, default: Any) -> Any:
     """A TrainConfig field that a group re-declares with its own default; the --help text stays the one
     TrainConfig declares, so it is written once."""

@@ -14,11 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from dlkit.core.classification import label_maps
 from dlkit.core.config import named_in
 from dlkit.core.errors import ConfigError, DataError
+from dlkit.core.features import FrozenFront
 from dlkit.core.progress import quiet_transformers
 from dlkit.core.run import Run
 from dlkit.core.sources import resolve
@@ -119,6 +120,34 @@ def apply_method(model: nn.Module, cfg: Any) -> nn.Module:
     if cfg.method not in METHODS:
         raise ConfigError(f"--method {cfg.method}: unknown; choose one of {', '.join(METHODS)}")
     return METHODS[cfg.method](model, cfg)
+
+
+def frozen_front(model: nn.Module, method: str) -> FrozenFront | None:
+    """The part of the model that `method` freezes and that comes first, or None when there is none:
+    linear, everything before the classifier (its input is the feature); last-block, the embeddings and every
+    block but the last (the last frozen block's output is the feature)."""
+    if method == "linear":
+        return FrozenFront([m for name, m in model.named_children() if name != HEAD], head(model), classifier_rest,
+                           read="input", name="the frozen encoder")
+    if method == "last-block":
+        blocks = encoder_blocks(model)
+        embeddings = getattr(model, model.base_model_prefix).embeddings
+        return FrozenFront([embeddings, *blocks[:-1]], blocks[-2] if len(blocks) > 1 else embeddings, last_block_rest,
+                           name="the frozen blocks")
+    return None
+
+
+def classifier_rest(model: nn.Module, features: Tensor) -> Tensor:
+    """Logits from the classifier's input."""
+    return head(model)(features)
+
+
+def last_block_rest(model: nn.Module, hidden: Tensor) -> Tensor:
+    """Logits from the last frozen block's output (B, T, D): the last block, the final LayerNorm, the classifier on
+    the class token, as ViTForImageClassification and DeiTForImageClassification compute them."""
+    out = encoder_blocks(model)[-1](hidden, None)
+    hidden = out[0] if isinstance(out, tuple) else out
+    return head(model)(getattr(model, model.base_model_prefix).layernorm(hidden)[:, 0])
 
 
 def save_classifier(model: nn.Module, processor: Any, path: Path) -> None:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from dlkit.core import classification as clf
+from dlkit.core import features
 from dlkit.core.config import checked
 from dlkit.core.modelcard import CardInfo
 from dlkit.core.run import Run
@@ -21,6 +22,13 @@ from dlkit.vit import models
 from dlkit.vit.config import VitConfig
 
 GROUP = "vit"
+
+
+def batch_logits(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Logits (B, K) of a batch of images or of the frozen front's cached features."""
+    if features.FEATURES in batch:
+        return model(features=batch[features.FEATURES])
+    return forward(model, batch["pixel_values"])
 
 
 def forward(model: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -44,6 +52,9 @@ class VitTask(Task):
         self.train_tf, self.eval_tf, self.image_size = vdata.transforms(self.processor, cfg.image_size, cfg.augment)
         self.counter: dict[str, int] = {}
         self.model_type = ""
+        self.model: nn.Module | None = None
+        self.front: features.FrozenFront | None = None
+        self.cached = False
 
     @property
     def skipped_items(self) -> int:
@@ -52,20 +63,39 @@ class VitTask(Task):
     def build_model(self) -> nn.Module:
         model = models.load_classifier(self.model_path, self.data.label_names)
         self.model_type = model.config.model_type
-        return models.apply_method(model, self.cfg)
+        self.model = models.apply_method(model, self.cfg)
+        self.front = models.frozen_front(self.model, self.cfg.method)
+        if self.front is not None:  # frozen features on both paths: dropout and the like off in the front
+            features.hold_eval(self.front.modules)
+        return self.model
 
-    def datasets(self) -> tuple[vdata.ImageSet, vdata.ImageSet]:
-        return (vdata.ImageSet(self.data.train, self.train_tf, self.counter),
-                vdata.ImageSet(self.data.val, self.eval_tf, self.counter))
+    def datasets(self) -> tuple[Any, Any]:
+        train = vdata.ImageSet(self.data.train, self.train_tf, self.counter)
+        val = vdata.ImageSet(self.data.val, self.eval_tf, self.counter)
+        cfg = self.cfg
+        if not (cfg.cache_features and self.front is not None and not cfg.augment
+                and features.worth_caching(len(train), cfg.batch_size * cfg.grad_accum, cfg.max_steps)):
+            return train, val
+        model, front = self.model, self.front
+        cached = features.cache_datasets(
+            front, model, [train, val], vdata.collate,
+            encode=lambda batch: features.run_front(front, lambda: forward(model, batch["pixel_values"])),
+            full=lambda batch: forward(model, batch["pixel_values"]),
+            fields=lambda batch: {"labels": batch["labels"]}, batch_size=cfg.batch_size,
+            num_workers=cfg.num_workers)
+        if cached is None:
+            return train, val
+        self.cached = True
+        return cached[0], cached[1]
 
     def collate(self, examples: list[dict[str, Any] | None]) -> dict[str, torch.Tensor]:
-        return vdata.collate(examples)
+        return features.collate(examples) if features.is_cached(examples) else vdata.collate(examples)
 
     def training_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
-        return clf.cross_entropy_step(forward(model, batch["pixel_values"]), batch["labels"])
+        return clf.cross_entropy_step(batch_logits(model, batch), batch["labels"])
 
     def evaluate(self, model: nn.Module, loader: Any, accel: Any) -> dict[str, float]:
-        return clf.evaluate_classifier(lambda batch: forward(model, batch["pixel_values"]), loader, accel)
+        return clf.evaluate_classifier(lambda batch: batch_logits(model, batch), loader, accel)
 
     def save_model(self, model: nn.Module, path: Path) -> None:
         if self.cfg.image_size:  # eval and predict then see what training saw
@@ -89,7 +119,8 @@ class VitTask(Task):
 
     def summary(self) -> dict[str, Any]:
         return {"method": self.cfg.method, "arch": self.model_type, "model": self.cfg.model, "data": self.cfg.data,
-                "num_classes": len(self.data.label_names), "image_size": self.image_size, **self.data.sizes()}
+                "num_classes": len(self.data.label_names), "image_size": self.image_size,
+                "cached_features": self.cached, **self.data.sizes()}
 
 
 def train(cfg: VitConfig) -> dict[str, Any]:
