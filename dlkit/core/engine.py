@@ -60,6 +60,7 @@ from dlkit.core.trackers import TRACKER_FOLDERS, build_trackers, check_installed
 
 STATE_FILE = "trainer_state.json"
 WENT_BAD_FILE = "went_bad.json"  # in a checkpoint whose weights gave a non-finite or diverged loss; resume skips it
+WARMUP_STEPS = 2  # each process's first steps (lazy inits, first allocations) are left out of the throughput figures
 SMOOTHING = 0.9  # EMA factor of the training loss the divergence guard follows (bias-corrected)
 ACCELERATE_TESTED = ((1, 0), (2, 0))  # [low, high) versions whose private state the shims below know
 
@@ -73,7 +74,14 @@ class TrainState:
     batches_seen: int = 0  # optimizer steps of `epoch` done (each batch x accum x processes examples)
     samples_seen: int = 0  # this process's examples
     tokens_seen: float = 0.0  # all processes' tokens
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0  # wall time of every step, eval and checkpointing excluded
+    train_cpu_seconds: float = 0.0  # this process's CPU time of the same
+    # steady state: the steps after each process's first WARMUP_STEPS (after a resume too)
+    steady_steps: int = 0
+    steady_seconds: float = 0.0
+    steady_cpu_seconds: float = 0.0
+    steady_samples: int = 0  # this process's examples
+    steady_tokens: float = 0.0  # all processes' tokens
     skipped_steps: int = 0
     best_value: float | None = None
     bad_evals: int = 0
@@ -215,14 +223,15 @@ class _Loop:
         self.sums: dict[str, Any] = {}
         self.counts: dict[str, int] = {}
         self.tokens: Any = 0.0
+        self.steady_tokens: Any = 0.0  # the share of `tokens` trained in steady steps
         # read (all processes), waiting for the next history line
         self.window_losses: list[float] = []
         self.window: dict[str, list[float]] = {}  # key -> [sum, count]
-        self.window_tokens = 0.0
-        self.window_samples = 0
-        self.window_start = time.perf_counter()
+        self.window_clock = Throughput()  # the steady steps since the last history line
         self.last_loss = float("nan")
-        self.paused = 0.0  # seconds of eval/checkpointing inside the current step, kept out of train time
+        self.steps_here = 0  # steps this process has run (the first WARMUP_STEPS are not steady)
+        # wall and CPU seconds of eval/checkpointing inside the current step, kept out of train time
+        self.paused, self.paused_cpu = 0.0, 0.0
         self.diverged: dict[str, float] = {}
         # the newest step whose loss passed the guards: the weights before it were good, so every checkpoint
         # older than it is good (a checkpoint is saved only after its own step passed, hence = step on resume)
@@ -252,9 +261,11 @@ class _Loop:
                             num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed))
         batches = iter(loader)
         while state.batches_seen < len(plan) and state.step < self.total_steps and not self.should_stop:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
+            self.steps_here += 1
+            steady = self.steps_here > WARMUP_STEPS
             step_batches = plan[state.batches_seen]
-            self.forward_backward([next(batches) for _ in step_batches], step_batches)
+            self.forward_backward([next(batches) for _ in step_batches], step_batches, steady)
             step, end_of_epoch = state.step + 1, state.batches_seen + 1 >= len(plan)
             finite, stop = True, self.stop_requested and accel.num_processes == 1
             if self.sync_due(step, end_of_epoch) or stop:
@@ -273,25 +284,36 @@ class _Loop:
             self.optimizer.zero_grad(set_to_none=True)
             state.step += 1
             state.batches_seen += 1
-            self.paused = 0.0
+            self.paused, self.paused_cpu = 0.0, 0.0
+            samples = sum(len(b) for b in step_batches)
             self.after_step(end_of_epoch)
-            state.train_seconds += time.perf_counter() - start - self.paused  # eval and saving excluded
+            seconds = time.perf_counter() - start - self.paused  # eval and saving excluded
+            cpu_seconds = time.process_time() - start_cpu - self.paused_cpu
+            state.train_seconds += seconds
+            state.train_cpu_seconds += cpu_seconds
+            if steady:
+                state.steady_steps += 1
+                state.steady_seconds += seconds
+                state.steady_cpu_seconds += cpu_seconds
+                state.steady_samples += samples
+                self.window_clock.add(seconds, cpu_seconds, samples)
             if stop:
                 self.checkpoint(next_epoch=end_of_epoch)
                 raise _StopRequested
 
-    def forward_backward(self, batches: list[Any], indices: list[list[int]]) -> None:
+    def forward_backward(self, batches: list[Any], indices: list[list[int]], steady: bool) -> None:
         step_loss, logs = accumulate_step(self.task, self.model, self.accel, batches)
         for i, entry in enumerate(logs):
-            self.track(entry, len(indices[i]))
+            self.track(entry, len(indices[i]), steady)
         self.pending.append((self.state.step + 1, step_loss))
 
-    def track(self, logs: dict[str, Any], num_samples: int) -> None:
+    def track(self, logs: dict[str, Any], num_samples: int, steady: bool) -> None:
         self.state.samples_seen += num_samples
-        self.window_samples += num_samples
         tokens = logs.pop("tokens", None)
         if tokens is not None:
             self.tokens = self.tokens + _detached(tokens)
+            if steady:
+                self.steady_tokens = self.steady_tokens + _detached(tokens)
         for key, value in logs.items():
             self.sums[key] = self.sums.get(key, 0.0) + _detached(value)
             self.counts[key] = self.counts.get(key, 0) + 1
@@ -310,7 +332,7 @@ class _Loop:
         accel, world = self.accel, self.accel.num_processes
         keys = sorted(self.sums)
         local = [loss for _, loss in self.pending] + [self.sums[k] for k in keys]
-        local += [self.tokens, float(self.stop_requested)]
+        local += [self.steady_tokens, self.tokens, float(self.stop_requested)]
         vec = torch.stack([torch.as_tensor(v, device=accel.device).to(torch.float64).reshape(()) for v in local])
         if world > 1:
             vec = accel.reduce(vec, reduction="sum")
@@ -326,9 +348,10 @@ class _Loop:
             entry = self.window.setdefault(key, [0.0, 0])
             entry[0] += total
             entry[1] += self.counts[key] * world
-        self.window_tokens += values[-2]
+        self.window_clock.tokens += values[-3]
+        self.state.steady_tokens += values[-3]
         self.state.tokens_seen += values[-2]
-        self.pending, self.sums, self.counts, self.tokens = [], {}, {}, 0.0
+        self.pending, self.sums, self.counts, self.tokens, self.steady_tokens = [], {}, {}, 0.0, 0.0
         return finite, values[-1] > 0
 
     def guard(self, step: int, loss: float) -> bool:
@@ -408,19 +431,15 @@ class _Loop:
             self.checkpoint(next_epoch=end_of_epoch)
 
     def log_train(self) -> None:
-        elapsed = max(time.perf_counter() - self.window_start, 1e-9)
         record: dict[str, Any] = {"kind": "train", "step": self.state.step, "epoch": self.state.epoch}
         if self.window_losses:
             record["loss"] = sum(self.window_losses) / len(self.window_losses)
         for key, (total, count) in self.window.items():
             record[key] = total / count
         record["lr"] = self.scheduler.get_last_lr()[0]
-        record["samples_per_second"] = self.window_samples * self.accel.num_processes / elapsed
-        if self.window_tokens:
-            record["tokens_per_second"] = self.window_tokens / elapsed
+        record.update(self.window_clock.rates(self.accel.num_processes))
         self.log(record)
-        self.window_losses, self.window, self.window_samples, self.window_tokens = [], {}, 0, 0.0
-        self.window_start = time.perf_counter()
+        self.window_losses, self.window, self.window_clock = [], {}, Throughput()
 
     def log(self, record: dict[str, Any]) -> None:
         """One history line; with --report-to, its scalars also go to the tracker as KIND/KEY."""
@@ -432,7 +451,7 @@ class _Loop:
 
     def evaluate(self) -> None:
         state, cfg = self.state, self.cfg
-        eval_start = time.perf_counter()
+        eval_start, eval_cpu = time.perf_counter(), time.process_time()
         with isolated_rng():
             self.model.eval()
             with torch.no_grad():
@@ -447,7 +466,7 @@ class _Loop:
             plots.loss_curves(self.run.history(), self.run.plots_dir / "loss.png")
         self.track_best(metrics)
         self.progress.note(" ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float))))
-        self.exclude_from_timing(time.perf_counter() - eval_start)
+        self.exclude_from_timing(time.perf_counter() - eval_start, time.process_time() - eval_cpu)
         if cfg.early_stop_patience and self.should_stop:
             info(f"early stop: {cfg.monitor} has not improved for {cfg.early_stop_patience} evaluations")
 
@@ -478,7 +497,7 @@ class _Loop:
 
     def checkpoint(self, next_epoch: bool = False) -> None:
         """Save a resumable checkpoint at the current step boundary (all processes take part)."""
-        start, state = time.perf_counter(), self.state
+        start, start_cpu, state = time.perf_counter(), time.process_time(), self.state
         saved = TrainState(**asdict(state))
         if next_epoch:  # the epoch is done: resume starts the next one
             saved.epoch, saved.batches_seen = state.epoch + 1, 0
@@ -488,16 +507,26 @@ class _Loop:
         else:
             save_sharded_checkpoint(self.accel, self.run, saved, self.scheduler, self.cfg.keep_last, self.shards,
                                     self.optimizer, keep=keep)
-        self.exclude_from_timing(time.perf_counter() - start)
+        self.exclude_from_timing(time.perf_counter() - start, time.process_time() - start_cpu)
 
-    def exclude_from_timing(self, seconds: float) -> None:
+    def exclude_from_timing(self, seconds: float, cpu_seconds: float) -> None:
         """Eval and checkpoint time is not training time: keep it out of train_seconds and samples/s."""
         self.paused += seconds
-        self.window_start += seconds
+        self.paused_cpu += cpu_seconds
+
+    def throughput(self) -> dict[str, Any]:
+        """Steady-state rates over the steps after each process's first WARMUP_STEPS; a run too short to have
+        any falls back to all its steps (steady_steps says which)."""
+        state = self.state
+        steps = state.steady_steps
+        clock = Throughput(state.steady_seconds, state.steady_cpu_seconds, state.steady_samples, state.steady_tokens)
+        if steps == 0:
+            steps = state.step
+            clock = Throughput(state.train_seconds, state.train_cpu_seconds, state.samples_seen, state.tokens_seen)
+        return {**clock.rates(self.accel.num_processes), "steady_steps": steps}
 
     def summary(self, trainable: int, total: int, status: str) -> dict[str, Any]:
         state = self.state
-        seconds = max(state.train_seconds, 1e-9)
         metrics: dict[str, Any] = {
             "status": status,
             "group": self.run.group,
@@ -508,7 +537,8 @@ class _Loop:
             "total_params": total,
             "trainable_pct": 100.0 * trainable / max(total, 1),
             "train_seconds": state.train_seconds,
-            "samples_per_second": state.samples_seen * self.accel.num_processes / seconds,
+            "train_cpu_seconds": state.train_cpu_seconds,
+            **self.throughput(),
             "peak_memory_mb": peak_memory_mb(),
             "skipped_items": int(self.task.skipped_items),
             "skipped_steps": state.skipped_steps,
@@ -516,8 +546,6 @@ class _Loop:
             "sharding": "fsdp" if self.shards is not None else "none",
             "param_memory_mb": sharding.parameter_bytes(self.model) / 2**20,  # this process's (its shards)
         }
-        if state.tokens_seen:
-            metrics["tokens_per_second"] = state.tokens_seen / seconds
         if self.diverged:
             metrics["diverged"] = self.diverged
         final_train = [r["loss"] for r in self.run.history("train")[-1:] if "loss" in r] if self.run.writer else []
@@ -527,6 +555,36 @@ class _Loop:
         metrics["final"] = {"step": state.last_eval_step, **state.last_eval}
         metrics["best"] = {"monitor": self.cfg.monitor, **state.best_eval}
         return metrics
+
+
+@dataclass
+class Throughput:
+    """Wall and CPU seconds of some training steps with what they trained: `samples` this process's examples,
+    `tokens` all processes'."""
+
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    samples: int = 0
+    tokens: float = 0.0
+
+    def add(self, seconds: float, cpu_seconds: float, samples: int) -> None:
+        self.seconds += seconds
+        self.cpu_seconds += cpu_seconds
+        self.samples += samples
+
+    def rates(self, processes: int) -> dict[str, float]:
+        """samples/tokens per second (all processes, wall) and per CPU-second (this process's examples over its
+        own CPU time: the same figure for every process when they share the work evenly); {} for no time."""
+        if self.seconds <= 0 or self.samples == 0:
+            return {}
+        out = {"samples_per_second": self.samples * processes / self.seconds}
+        if self.cpu_seconds > 0:
+            out["samples_per_cpu_second"] = self.samples / self.cpu_seconds
+        if self.tokens:
+            out["tokens_per_second"] = self.tokens / self.seconds
+            if self.cpu_seconds > 0:
+                out["tokens_per_cpu_second"] = self.tokens / processes / self.cpu_seconds
+        return out
 
 
 def accumulate_step(task: Task, model: nn.Module, accel: Accelerator, batches: list[Any]

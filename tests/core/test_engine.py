@@ -184,3 +184,36 @@ def test_fp16_on_cpu_is_refused(tmp_path):
 def test_bf16_on_cpu_trains(tmp_path):
     metrics = train(tmp_path / "r", max_steps=5, precision="bf16")
     assert metrics["status"] == "finished"
+
+
+class SlowStart(RegressionTask):
+    """The first training step waits 1.5 s, as a first step's one-off costs (lazy inits, allocations) do."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def training_step(self, model, batch):
+        import time
+
+        self.calls += 1
+        if self.calls == 1:
+            time.sleep(1.5)
+        return super().training_step(model, batch)
+
+
+def test_throughput_is_steady_state_by_wall_and_cpu_time(tmp_path):
+    metrics = train(tmp_path / "r", SlowStart(), max_steps=10, log_every=5, save_every=0, eval_every=0)
+    assert metrics["steady_steps"] == 8  # the first 2 steps of the process are warm-up
+    samples = 10 * 32
+    whole_run = samples / metrics["train_seconds"]  # what samples_per_second used to be
+    assert metrics["samples_per_second"] > 2 * whole_run
+    assert metrics["samples_per_cpu_second"] > 0 and 0 < metrics["train_cpu_seconds"]
+    train_lines = Run(tmp_path / "r", "core").history("train")
+    assert [r["step"] for r in train_lines] == [5, 10]
+    assert all(r["samples_per_second"] > 2 * whole_run and r["samples_per_cpu_second"] > 0 for r in train_lines)
+
+
+def test_a_run_shorter_than_the_warm_up_reports_all_its_steps(tmp_path):
+    metrics = train(tmp_path / "r", max_steps=2, log_every=1)
+    assert metrics["steady_steps"] == 2 and metrics["samples_per_second"] > 0
