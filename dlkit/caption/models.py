@@ -216,13 +216,15 @@ class AttentionDecoder(nn.Module):
 
     def init_state(self, features: Tensor) -> dict[str, Tensor]:
         pooled = features.mean(dim=1)
-        return {"h": torch.tanh(self.init_h(pooled)), "c": torch.tanh(self.init_c(pooled))}
+        # the attention's projection of the grid does not change from word to word: computed once per caption
+        return {"h": torch.tanh(self.init_h(pooled)), "c": torch.tanh(self.init_c(pooled)),
+                "keys": self.attention.keys(features)}
 
     def _advance(self, features: Tensor, state: dict[str, Tensor], token: Tensor):
-        context, alpha = self.attention(features, state["h"])  # (B, C), (B, L)
+        context, alpha = self.attention(features, state["h"], keys=state["keys"])  # (B, C), (B, L)
         gate = torch.sigmoid(self.f_beta(state["h"]))  # (B, C)
         h, c = self.cell(torch.cat([self.embed(token), gate * context], dim=-1), (state["h"], state["c"]))
-        return self.out(self.drop(h)), {"h": h, "c": c}, alpha
+        return self.out(self.drop(h)), {"h": h, "c": c, "keys": state["keys"]}, alpha
 
     def forward(self, features: Tensor, tokens: Tensor) -> tuple[Tensor, Tensor]:
         """-> logits (B, T, V), alphas (B, T, L)."""

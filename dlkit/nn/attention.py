@@ -199,9 +199,16 @@ class AdditiveAttention(nn.Module):
         self.decoder_proj = nn.Linear(decoder_dim, attention_dim)  # W_h
         self.score = nn.Linear(attention_dim, 1, bias=False)  # w (a bias would cancel in the softmax)
 
-    def forward(self, features: Tensor, hidden: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """features (B, L, E), hidden (B, H), mask (B, L) True = ignore -> (context (B, E), alpha (B, L))."""
-        energy = torch.tanh(self.encoder_proj(features) + self.decoder_proj(hidden).unsqueeze(1))  # (B, L, A)
+    def keys(self, features: Tensor) -> Tensor:
+        """W_a a_i for every feature (B, L, A): the same at every decoding step, so a decoder computes it once."""
+        return self.encoder_proj(features)
+
+    def forward(self, features: Tensor, hidden: Tensor, mask: Tensor | None = None,
+                keys: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """features (B, L, E), hidden (B, H), mask (B, L) True = ignore, keys (B, L, A) = `self.keys(features)` when
+        already computed -> (context (B, E), alpha (B, L))."""
+        keys = self.keys(features) if keys is None else keys
+        energy = torch.tanh(keys + self.decoder_proj(hidden).unsqueeze(1))  # (B, L, A)
         alpha = masked_softmax(self.score(energy).squeeze(-1), mask)  # (B, L)
         context = (alpha.unsqueeze(-1) * features).sum(dim=1)  # (B, L, E) -> (B, E)
         return context, alpha

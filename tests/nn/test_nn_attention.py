@@ -162,6 +162,15 @@ def test_additive_attention_is_a_masked_convex_combination() -> None:
     torch.testing.assert_close(alpha, expected)
 
 
+def test_additive_attention_with_keys_computed_once_is_the_same() -> None:
+    torch.manual_seed(0)
+    attn = AdditiveAttention(6, 5, 4)
+    features, hidden = torch.randn(3, 9, 6), torch.randn(3, 5)
+    keys = attn.keys(features)
+    for got, expected in zip(attn(features, hidden, keys=keys), attn(features, hidden), strict=True):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
 def test_additive_attention_depends_on_the_decoder_state() -> None:
     torch.manual_seed(0)
     attn = AdditiveAttention(6, 5, 4)
