@@ -60,6 +60,7 @@ from dlkit.core.trackers import TRACKER_FOLDERS, build_trackers, check_installed
 
 STATE_FILE = "trainer_state.json"
 WENT_BAD_FILE = "went_bad.json"  # in a checkpoint whose weights gave a non-finite or diverged loss; resume skips it
+PLOT_EVERY_S = 30.0  # loss.png is redrawn after an evaluation at most this often while training (and once at the end)
 WARMUP_STEPS = 2  # each process's first steps (lazy inits, first allocations) are left out of the throughput figures
 SMOOTHING = 0.9  # EMA factor of the training loss the divergence guard follows (bias-corrected)
 ACCELERATE_TESTED = ((1, 0), (2, 0))  # [low, high) versions whose private state the shims below know
@@ -230,6 +231,7 @@ class _Loop:
         self.window_clock = Throughput()  # the steady steps since the last history line
         self.last_loss = float("nan")
         self.steps_here = 0  # steps this process has run (the first WARMUP_STEPS are not steady)
+        self.last_plot = time.perf_counter()  # a run shorter than PLOT_EVERY_S draws loss.png once, at the end
         # wall and CPU seconds of eval/checkpointing inside the current step, kept out of train time
         self.paused, self.paused_cpu = 0.0, 0.0
         self.diverged: dict[str, float] = {}
@@ -462,8 +464,9 @@ class _Loop:
         state.last_eval_step = state.step
         state.last_eval = metrics
         self.log({"kind": "eval", "step": state.step, "epoch": state.epoch, **metrics})
-        if self.run.writer and state.step < self.total_steps:  # fit draws the last one
-            plots.loss_curves(self.run.history(), self.run.plots_dir / "loss.png")
+        if self.run.writer and state.step < self.total_steps and time.perf_counter() - self.last_plot >= PLOT_EVERY_S:
+            plots.loss_curves(self.run.history(), self.run.plots_dir / "loss.png")  # fit draws the last one
+            self.last_plot = time.perf_counter()
         self.track_best(metrics)
         self.progress.note(" ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float))))
         self.exclude_from_timing(time.perf_counter() - eval_start, time.process_time() - eval_cpu)

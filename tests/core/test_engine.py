@@ -217,3 +217,13 @@ def test_throughput_is_steady_state_by_wall_and_cpu_time(tmp_path):
 def test_a_run_shorter_than_the_warm_up_reports_all_its_steps(tmp_path):
     metrics = train(tmp_path / "r", max_steps=2, log_every=1)
     assert metrics["steady_steps"] == 2 and metrics["samples_per_second"] > 0
+
+
+def test_loss_png_is_not_redrawn_after_every_quick_evaluation(tmp_path, monkeypatch):
+    from dlkit.core import plots
+
+    drawn = []
+    original = plots.loss_curves
+    monkeypatch.setattr(plots, "loss_curves", lambda *a, **k: drawn.append(1) or original(*a, **k))
+    train(tmp_path / "r", max_steps=6, eval_every=1, save_every=0)
+    assert len(drawn) == 1 and (tmp_path / "r" / "plots" / "loss.png").is_file()  # the final one
