@@ -93,9 +93,10 @@ def big_batch_vs_accumulation():
 
 @pytest.fixture
 def cached_and_uncached(cli, tmp_path):
-    """run(*args) trains `dlkit *args` twice, as it is (frozen fronts are cached by default) and with
-    --no-cache-features (a loss logged every step); returns {"cached": Trained, "uncached": Trained} with each
-    run's losses, metrics and stderr."""
+    """run(*args, steps=N) trains `dlkit *args` twice, as it is (frozen fronts are cached by default) and with
+    --no-cache-features (a loss logged every step), and holds the cached run to the uncached one: it cached and the
+    other did not, both logged N losses, and the losses and the final val_loss agree to 1e-5. Returns
+    {"cached": Trained, "uncached": Trained} with each run's losses, metrics and stderr."""
     import json
 
     def train(name: str, *args: str) -> Trained:
@@ -106,9 +107,14 @@ def cached_and_uncached(cli, tmp_path):
         return Trained(out, [r["loss"] for r in history if r["kind"] == "train"],
                        json.loads((out / "metrics.json").read_text()), result.stderr)
 
-    def run(*args: str) -> dict[str, Trained]:
-        return {"cached": train("cached", *args),
-                "uncached": train("uncached", *args, "--no-cache-features")}
+    def run(*args: str, steps: int) -> dict[str, Trained]:
+        cached, uncached = train("cached", *args), train("uncached", *args, "--no-cache-features")
+        assert cached.metrics["cached_features"] and not uncached.metrics["cached_features"]
+        assert "runs once" in cached.stderr and "runs once" not in uncached.stderr
+        assert len(cached.losses) == len(uncached.losses) == steps
+        assert cached.losses == pytest.approx(uncached.losses, rel=1e-5, abs=1e-5)
+        assert cached.metrics["val_loss"] == pytest.approx(uncached.metrics["val_loss"], rel=1e-5, abs=1e-5)
+        return {"cached": cached, "uncached": uncached}
 
     return run
 

@@ -3,17 +3,10 @@ running the encoder on every batch (the head's dropout on, the frozen encoder's 
 
 from __future__ import annotations
 
-import pytest
-
 
 def test_cached_encoder_gives_the_uncached_losses(cached_and_uncached):
     runs = cached_and_uncached("adapter", "train", "--method", "head", "--max-train-samples", "48",
                                "--max-eval-samples", "16", "--batch-size", "8", "--max-steps", "6", "--eval-every", "3",
-                               "--save-every", "100000", "--warmup", "0")
-    cached, uncached = runs["cached"], runs["uncached"]
-    assert cached.metrics["cached_features"] and not uncached.metrics["cached_features"]
-    assert "the frozen encoder runs once: features of 48 + 16 examples" in cached.stderr
-    assert len(cached.losses) == 6
-    assert cached.losses == pytest.approx(uncached.losses, rel=1e-5, abs=1e-5)
-    assert cached.metrics["val_loss"] == pytest.approx(uncached.metrics["val_loss"], rel=1e-5, abs=1e-5)
-    assert cached.metrics["tokens_per_second"] > 0  # the token counts travel with the features
+                               "--save-every", "100000", "--warmup", "0", steps=6)
+    assert "the frozen encoder runs once: features of 48 + 16 examples" in runs["cached"].stderr
+    assert runs["cached"].metrics["tokens_per_second"] > 0  # the token counts travel with the features

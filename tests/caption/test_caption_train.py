@@ -1,7 +1,4 @@
 import json
-from pathlib import Path
-
-import pytest
 
 from dlkit.builtin import BUILTINS
 
@@ -9,21 +6,12 @@ TINY = ["--image-size", "32", "--embed-dim", "16", "--hidden-dim", "32", "--atte
         "--batch-size", "16", "--save-every", "100000", "--eval-every", "100000", "--lr", "0.001"]
 
 
-def first_loss(run: Path) -> float:
-    return [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()][0]["loss"]
-
-
 def test_a_frozen_encoder_runs_once_by_default_with_the_same_losses(cli, cached_and_uncached, tmp_path):
     # 38 steps of 64 see the 2,400 training pairs once: fewer would not be worth caching
     common = ["caption", "train", "--arch", "attention", "--freeze-encoder", "--max-steps", "38", *TINY,
               "--batch-size", "64"]
-    runs = cached_and_uncached(*common)
-    cached, uncached = runs["cached"], runs["uncached"]
-    assert "the frozen encoder runs once: features of 540 images" in cached.stderr  # train + val
-    assert cached.metrics["cached_features"] and not uncached.metrics["cached_features"]
-    assert len(cached.losses) == 38
-    assert cached.losses == pytest.approx(uncached.losses, rel=1e-5, abs=1e-5)  # the decoder's dropout on
-    assert cached.metrics["val_loss"] == pytest.approx(uncached.metrics["val_loss"], rel=1e-5, abs=1e-5)
+    runs = cached_and_uncached(*common, steps=38)  # the decoder's dropout on
+    assert "the frozen encoder runs once: features of 540 images" in runs["cached"].stderr  # train + val
     trains = cli("caption", "train", "--arch", "attention", "--max-steps", "38", *TINY, "--batch-size", "64",
                  "--output-dir",
                  tmp_path / "trains")  # tiny-cnn trains with the decoder: nothing to cache

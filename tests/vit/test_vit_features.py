@@ -34,13 +34,8 @@ def with_dropout(tmp_path_factory):
 @pytest.mark.parametrize("model,method", [("tiny-vit", "linear"), ("tiny-vit", "last-block"),
                                           ("tiny-deit", "last-block")])
 def test_cached_front_gives_the_uncached_losses(cached_and_uncached, with_dropout, model, method):
-    runs = cached_and_uncached("vit", "train", "--model", with_dropout[model], "--method", method, *SMALL)
-    cached, uncached = runs["cached"], runs["uncached"]
-    assert cached.metrics["cached_features"] and not uncached.metrics["cached_features"]
-    assert "runs once: features of 32 + 16 examples" in cached.stderr
-    assert len(cached.losses) == 5
-    assert cached.losses == pytest.approx(uncached.losses, rel=1e-5, abs=1e-5)
-    assert cached.metrics["val_loss"] == pytest.approx(uncached.metrics["val_loss"], rel=1e-5, abs=1e-5)
+    runs = cached_and_uncached("vit", "train", "--model", with_dropout[model], "--method", method, *SMALL, steps=5)
+    assert "runs once: features of 32 + 16 examples" in runs["cached"].stderr
     # the checkpoint holds the model's state, never the features
     sizes = [sum(f.stat().st_size for f in (r.dir / "checkpoints").rglob("*.safetensors")) for r in runs.values()]
     assert sizes[0] == sizes[1]
@@ -50,9 +45,9 @@ def test_features_that_do_not_fit_in_memory_are_mapped_from_disk(cached_and_unca
                                                                   monkeypatch):
     monkeypatch.setenv("DLKIT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("DLKIT_FEATURE_MEMORY_MB", "0")
-    runs = cached_and_uncached("vit", "train", "--model", with_dropout["tiny-vit"], "--method", "last-block", *SMALL)
+    runs = cached_and_uncached("vit", "train", "--model", with_dropout["tiny-vit"], "--method", "last-block", *SMALL,
+                               steps=5)
     assert "mapped from a file" in runs["cached"].stderr
-    assert runs["cached"].losses == pytest.approx(runs["uncached"].losses, rel=1e-5, abs=1e-5)
     assert not list((tmp_path / "cache" / "features").iterdir())  # the file's name was removed at once
 
 
