@@ -72,8 +72,8 @@ def model_folder(shape: str, root: Path) -> Path:
         return path
 
 
-def make_conversations(num: int, tokenizer, max_tokens: int, seed: int = 0) -> list[dict]:
-    """ShareGPT rows whose templated length is uniform in [48, max_tokens] tokens."""
+def make_conversations(num: int, tokenizer, max_tokens: int, seed: int = 0, min_tokens: int = 48) -> list[dict]:
+    """ShareGPT rows whose templated length is uniform in [min_tokens, max_tokens] tokens."""
     from dlkit.builtin.corpus import bilingual_corpus
     from dlkit.llm.data import encode
 
@@ -83,13 +83,13 @@ def make_conversations(num: int, tokenizer, max_tokens: int, seed: int = 0) -> l
     tokens_per_word = len(tokenizer(probe, add_special_tokens=False)["input_ids"]) / 400
     rows = []
     while len(rows) < num:
-        target = rng.randint(48, max_tokens)  # templated tokens, uniform
+        target = rng.randint(min_tokens, max_tokens)  # templated tokens, uniform
         content_words = max(4, int((target - 12) / tokens_per_word))
         answer_words = max(2, int(content_words * rng.uniform(0.2, 0.6)))
         messages = [{"role": "user", "content": " ".join(rng.choices(words, k=content_words - answer_words))},
                     {"role": "assistant", "content": " ".join(rng.choices(words, k=answer_words))}]
         ids, _ = encode(tokenizer, messages)
-        if 48 <= len(ids) <= max_tokens:
+        if min_tokens <= len(ids) <= max_tokens:
             rows.append({"conversations": [{"from": "human", "value": messages[0]["content"]},
                                            {"from": "gpt", "value": messages[1]["content"]}]})
     return rows
