@@ -166,7 +166,7 @@ def _mapped_array(shape: tuple[int, ...]) -> np.ndarray:
     folder = feature_dir()
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=folder, prefix="features-", suffix=".f32") as handle:
-        array = np.memmap(handle.name, dtype=np.float32, mode="w+", shape=shape)
+        array: np.ndarray = np.memmap(handle.name, dtype=np.float32, mode="w+", shape=shape)
     return array  # the file is unlinked; the mapping stays valid
 
 
