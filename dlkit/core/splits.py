@@ -171,7 +171,3 @@ def split_fields(split: str, size: int, trained_left_out: int = 0) -> dict[str, 
         fields["trained_examples_left_out"] = trained_left_out
     return fields
 
-
-def split_label(split: str, size: int, unit: str = "examples") -> str:
-    """'test, 90 questions': for titles and messages."""
-    return f"{split}, {size} {unit}"
