@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlkit.core.classification import (
+from dlkit.classify.classifier import (
     TEST_NAME,
     VALIDATION_NAMES,
     ClassifierData,

@@ -10,7 +10,7 @@ from dlkit.adapter import data as tdata
 from dlkit.adapter.config import AdapterConfig, EvalConfig, PredictConfig
 from dlkit.adapter.models import load_trained
 from dlkit.adapter.task import GROUP, forward, tokenize
-from dlkit.core import classification as clf
+from dlkit.classify import classifier as clf
 from dlkit.core.config import checked
 from dlkit.core.errors import DataError
 from dlkit.core.run import Run

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from dlkit.adapter.config import parse_layers
-from dlkit.core.classification import label_maps
+from dlkit.classify.classifier import label_maps
 from dlkit.core.errors import ConfigError, DataError
 from dlkit.core.features import FrozenFront
 from dlkit.core.progress import quiet_transformers

@@ -82,8 +82,8 @@ def open_results(cfg: Any, default_name: str) -> Run:
 def write_report(run: Run, result: dict[str, Any], scores: torch.Tensor, feats: ImageFeatures,
                  classes: list[str], prefix: str = "") -> None:
     """report.csv, plots/confusion_matrix.png, plots/per_class_f1.png and samples/predictions.csv."""
+    from dlkit.classify.classifier import write_report_csv
     from dlkit.core import plots
-    from dlkit.core.classification import write_report_csv
     from dlkit.core.plots import plot_confusion_matrix
 
     report = result["report"]

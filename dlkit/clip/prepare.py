@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from dlkit.classify.preview import PreviewSplit, preview
 from dlkit.clip.config import PrepareConfig
 from dlkit.clip.data import SPLIT_NAMES, data_root, load_split
 from dlkit.core.config import checked, claim_output
-from dlkit.core.image_preview import PreviewSplit, preview
 from dlkit.core.progress import info
 from dlkit.data.images import open_image
 

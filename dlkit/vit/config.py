@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from dlkit.core.classification import VAL_FRACTION_HELP, ClassifierConfig, classifier_configs
+from dlkit.classify.classifier import VAL_FRACTION_HELP, ClassifierConfig, classifier_configs
 from dlkit.core.config import REQUIRED, opt, shared
 from dlkit.core.errors import ConfigError
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlkit.core.classification import ClassifierData, check_classes, cut_splits, leave_out_test, named_splits
+from dlkit.classify.classifier import ClassifierData, check_classes, cut_splits, leave_out_test, named_splits
 from dlkit.core.errors import DataError
 from dlkit.core.sources import resolve
 from dlkit.data.images import IMAGE_SUFFIXES, check_decodable, open_image, to_rgb

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from dlkit.core import classification as clf
+from dlkit.classify import classifier as clf
 from dlkit.core.config import checked
 from dlkit.core.errors import DataError
 from dlkit.core.run import Run

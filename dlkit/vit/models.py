@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from dlkit.core.classification import label_maps
+from dlkit.classify.classifier import label_maps
 from dlkit.core.config import named_in
 from dlkit.core.errors import ConfigError, DataError
 from dlkit.core.features import FrozenFront

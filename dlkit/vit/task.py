@@ -1,6 +1,6 @@
 """The vit Task for the engine, and `train(cfg)`, the function behind `dlkit vit train`.
 
-Loss, metrics and the test report come from dlkit.core.classification, shared with `dlkit adapter`.
+Loss, metrics and the test report come from dlkit.classify.classifier, shared with `dlkit adapter`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dlkit.core import classification as clf
+from dlkit.classify import classifier as clf
 from dlkit.core import features
 from dlkit.core.config import checked
 from dlkit.core.modelcard import CardInfo
