@@ -106,20 +106,29 @@ def _safe(word: str) -> str:
     return re.sub(r"[^\w-]+", "_", word)[:40] or "word"
 
 
-def split_records_of(run: Run, split: str) -> list[CaptionRecord]:
-    """One of the run's splits (train, validation or test), as saved by train in data/prepared.json."""
+def prepared_splits(run: Run) -> dict[str, list[CaptionRecord]]:
+    """The run's splits (train, validation, test), as saved by train in data/prepared.json."""
     prepared = run.dir / "data"
     if not (prepared / "prepared.json").is_file():
         raise RunError(f"{run.dir} has no data/prepared.json; it was not written by `dlkit caption train`")
     records, _ = load_caption_records(str(prepared))
-    saved = {"validation": "val"}.get(split, split)
-    chosen = [r for r in records if r.split == saved]
+    saved = {"train": "train", "validation": "val", "test": "test"}
+    return {name: [r for r in records if r.split == tag] for name, tag in saved.items()}
+
+
+def split_records_of(run: Run, split: str) -> list[CaptionRecord]:
+    """One of the run's splits (train, validation or test), its images checked."""
+    chosen = prepared_splits(run)[split]
     if not chosen:
         raise RunError(f"{run.dir}: the {split} split is empty")
-    missing = [r.image for r in chosen if not Path(r.image).is_file()]
+    return present(chosen, split)
+
+
+def present(records: list[CaptionRecord], split: str) -> list[CaptionRecord]:
+    missing = [r.image for r in records if not Path(r.image).is_file()]
     if missing:
         raise DataError(f"{split} image {missing[0]} no longer exists ({len(missing)} missing)")
-    return chosen
+    return records
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
@@ -127,7 +136,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     written to eval.json and merged into metrics.json as SPLIT_*; plots/SPLIT_grid.png shows 5 images, and
     the worst-scored images (per-image ROUGE-L) are listed for error analysis. `limit` scores the first N
     images only; without `bertscore_model` an installed local encoder is used when there is one."""
-    from dlkit.core.splits import eval_split, held_out, split_fields
+    from dlkit.core.splits import scored, split_fields
     from dlkit.metrics import bertscore, cider_d, corpus_bleu, rouge
     from dlkit.metrics.encoders import bertscore_model_or_default
     from dlkit.metrics.guard import GuardedMetrics
@@ -137,10 +146,10 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     num_worst, split, limit = cfg.num_worst, cfg.split, cfg.limit
     run = Run.open(cfg.run, group="caption")
     captioner = Captioner(run)
-    name = eval_split(split, ["train", "validation", "test"])
-    records = split_records_of(run, name)
-    kept = held_out(run, name, [r.image for r in records])
-    left_out, records = len(records) - len(kept), [records[i] for i in kept]
+    by_name = prepared_splits(run)
+    part = scored(run, split, {name: [r.image for r in records] for name, records in by_name.items()})
+    name, left_out = part.name, part.left_out
+    records = present([by_name[name][i] for i in part.keep], name)
     if limit is not None and limit < len(records):
         info(f"scoring the first {limit} of {len(records)} {name} images (--limit)")
         records = records[:limit]

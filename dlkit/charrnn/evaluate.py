@@ -71,7 +71,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         text = data.load_text(config["data"], cfg_encoding)
         splits = data.split_text(text, config["block_size"], config.get("val_fraction", 0.1), vocab=vocab)
         record = data.split_record(text, splits, config.get("val_fraction", 0.1))
-        name, _ = scored(run, split, record.ids)
+        name = scored(run, split, record.ids).name
         ids = np.asarray(splits.train if name == "train" else splits.val)
         source = f"{config['data']} ({name} split)"
     else:

@@ -181,11 +181,10 @@ def scored_part(run: Run, requested: str | None, data: ClassifierData, trained_c
     from dlkit.core.splits import TEST, TRAIN, VALIDATION, scored
 
     check_same_classes(data_arg, data.label_names, trained_classes, run.dir)
-    name, keep = scored(run, requested, data.ids())
+    part = scored(run, requested, data.ids())
     pool, source = {TRAIN: (data.train, TRAIN), VALIDATION: (data.val, data.val_split),
-                    TEST: (data.test, data.test_split)}[name]
-    examples = pool.select(keep)
-    return ScoredPart(name, source, examples, len(pool) - len(examples))
+                    TEST: (data.test, data.test_split)}[part.name]
+    return ScoredPart(part.name, source, pool.select(part.keep), part.left_out)
 
 
 def holdout_split(labels: Sequence[int], fraction: float, seed: int,

@@ -297,7 +297,7 @@ def eval_retrieval(cfg: RetrievalEvalConfig) -> dict[str, Any]:
     """`clip eval-retrieval`: recall@1/5/10 both ways on one split of a captions dataset (test by default), for a
     `clip train` run (on its own split, never on images it trained on unless --split train) or an open_clip
     model. A run gets retrieval_SPLIT.json and the metrics in metrics.json; a model a results folder."""
-    from dlkit.core.splits import canonical, eval_split, held_out
+    from dlkit.core.splits import canonical, scored
     from dlkit.data.captions import load_caption_records, readable_records, split_records
 
     checked(cfg)
@@ -314,10 +314,8 @@ def eval_retrieval(cfg: RetrievalEvalConfig) -> dict[str, Any]:
     records, stats = load_caption_records(data, strict=cfg.strict)
     records, undecodable = readable_records(records, strict=cfg.strict)
     by_name = {canonical(name): part for name, part in split_records(records, seed=seed).items()}
-    split = eval_split(canonical(cfg.split), [name for name, part in by_name.items() if part])
-    chosen = by_name[split]
-    if run is not None:
-        chosen = [chosen[i] for i in held_out(run, split, [r.image for r in chosen])]
+    part = scored(run, cfg.split, {name: [r.image for r in chosen] for name, chosen in by_name.items()})
+    split, chosen = part.name, [by_name[part.name][i] for i in part.keep]
     result = caption_retrieval(bundle, chosen, split, cfg.batch_size)
     result = {"command": "eval-retrieval", "model": cfg.run or cfg.model, "pretrained": bundle.weights, "data": data,
               **result, "skipped_items": result["skipped_items"] + undecodable + stats.get("skipped_missing_images", 0)}

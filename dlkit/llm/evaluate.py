@@ -100,7 +100,7 @@ def conversations_from(spec: str, tokenizer: Any, fmt: str = "auto") -> list[lis
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Score a run on its held-out splits (val loss on validation, generation on test), on one split named
     by --split (train only when asked), or on all of --data; write eval.json and merge into metrics.json."""
-    from dlkit.core.splits import eval_split, held_out, split_fields
+    from dlkit.core.splits import scored, split_fields
     from dlkit.llm.config import LlmConfig
     from dlkit.llm.data import build_splits
 
@@ -115,16 +115,17 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         splits = build_splits(trained, tokenizer)
         by_name = {"train": splits.train.conversations, "validation": splits.val.conversations,
                    "test": splits.test}
-        name = eval_split(split, [n for n, c in by_name.items() if c])
-        ids = splits.ids_of(by_name[name])
-        loss_name = "validation" if split is None and splits.val.conversations else name
+        part = scored(run, split, {n: splits.ids_of(c) for n, c in by_name.items()})
+        loss_name = "validation" if split is None and splits.val.conversations else part.name
     else:
         conversations = conversations_from(data, tokenizer)  # scored as a test set: loss and generation
-        name = loss_name = canonical(split) if split else split_in_name(data)  # the file is scored whole
-        by_name = {name: conversations}
-        ids = [example_id(i, json.dumps(c, ensure_ascii=False)) for i, c in enumerate(conversations)]
-    keep = held_out(run, name, ids)
-    test = [by_name[name][i] for i in keep]
+        whole = canonical(split) if split else split_in_name(data)  # the file is scored whole
+        by_name = {whole: conversations}
+        part = scored(run, whole, {whole: [example_id(i, json.dumps(c, ensure_ascii=False))
+                                           for i, c in enumerate(conversations)]})
+        loss_name = part.name
+    name = part.name
+    test = [by_name[name][i] for i in part.keep]
     loss_conversations = by_name[loss_name] if loss_name != name else test
     test = test[:limit] if limit else test
     loss_examples = tokenize_conversations(tokenizer, loss_conversations, trained.max_length).examples
@@ -136,7 +137,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     loss_prefix, prefix = _prefix(loss_name), _prefix(name)
     metrics = {k.replace("val_", loss_prefix, 1) if k.startswith("val_") else k.replace("test_", prefix, 1): v
                for k, v in metrics.items()}
-    result = {"data": data or trained.data, **split_fields(name, len(test), len(ids) - len(keep)),
+    result = {"data": data or trained.data, **split_fields(name, len(test), part.left_out),
               "max_new_tokens": max_new_tokens, f"{prefix}examples": len(test), **metrics}
     run.write_json("eval.json", {**result, **guard.failures()})
     run.write_text(f"samples/{name}_predictions.jsonl",
