@@ -9,9 +9,18 @@ from typing import ClassVar, Literal
 from dlkit.core.config import REQUIRED, RunOutput, ShardingConfig, opt, run_field, shared
 from dlkit.core.errors import ConfigError
 from dlkit.core.grid import SweepConfig
+from dlkit.llm.methods import METHODS, named
 
 Format = Literal["auto", "sharegpt", "openai", "alpaca"]
 MAX_NEW_TOKENS = 32  # tokens per generated answer, when neither a flag nor the run says
+
+
+def default_lrs() -> str:
+    """'prompt/ia3 0.1, prefix/ptuning 0.03, ...': each method's default --lr, methods with the same one joined."""
+    by_lr: dict[float, list[str]] = {}
+    for method in METHODS.values():
+        by_lr.setdefault(method.default_lr, []).append(method.name)
+    return ", ".join(f"{'/'.join(names)} {lr:g}" for lr, names in by_lr.items())
 
 
 @dataclass
@@ -62,20 +71,19 @@ class PrepareConfig(DataConfig):
 class LlmConfig(DataConfig, ShardingConfig):
     """`dlkit llm train`: the shared train flags, the data flags, and the method's own knobs."""
 
-    method: str = opt("lora", "prompt, prefix, ptuning, lora, dora, rslora, loha, lokr, ia3, partial or full.")
+    method: str = opt("lora", f"{', '.join(METHODS)}: see `dlkit llm inspect` for what each trains.")
     epochs: int = shared("epochs", 3)
     batch_size: int = opt(16, "Conversations per micro-batch per process (length-grouped).", min=1)
-    lr: float | None = opt(None, "Peak learning rate. Default: the method's rate for the builtin tiny models "
-                           "(prompt/ia3 1e-1, prefix/ptuning 3e-2, LoRA family 2e-2, partial/full 3e-3); real "
-                           "models want less (see examples/llm).", above=0)
+    lr: float | None = opt(None, f"Peak learning rate. Default: the method's rate for the builtin tiny models "
+                           f"({default_lrs()}); real models want less (see examples/llm).", above=0)
     warmup: float = shared("warmup", 0.05)
-    rank: int = opt(8, "Rank of lora/dora/rslora/loha/lokr updates.", min=1)
+    rank: int = opt(8, f"Rank of {'/'.join(named('lora'))} updates.", min=1)
     alpha: float = opt(16.0, "Scaling numerator of the low-rank update (alpha/rank, or alpha/sqrt(rank) for rslora).",
                        above=0)
     dropout: float = opt(0.05, "Dropout on the adapter's input (LoRA family).", min=0, below=1)
     target_modules: str | None = opt(None, "Comma-separated module names to adapt; default per architecture "
                                      "(q_proj,v_proj for Llama/Gemma). See `dlkit llm inspect`.")
-    num_virtual_tokens: int = opt(16, "Soft-prompt length for prompt/prefix/ptuning.", min=1)
+    num_virtual_tokens: int = opt(16, f"Soft-prompt length for {'/'.join(named('soft-prompt'))}.", min=1)
     init_text: str | None = opt(None, "prompt: initialise the soft prompt from the embeddings of this text.")
     unfreeze: str = opt("first2,last2", "partial: decoder layers to train, e.g. first2,last2 or 0,1,-2,-1.")
     packing: bool = opt(False, "Pack conversations into rows of --max-length tokens (per-conversation positions, "
@@ -89,8 +97,6 @@ class LlmConfig(DataConfig, ShardingConfig):
     command: ClassVar[tuple[str, str]] = ("llm", "train")
 
     def validate(self) -> None:
-        from dlkit.llm.methods import METHODS
-
         if self.method not in METHODS:
             raise ConfigError(f"--method {self.method}: unknown method; known methods: {', '.join(METHODS)}")
         if self.lr is None:
@@ -190,7 +196,7 @@ class LlmSweepConfig(SweepConfig):
     """`dlkit llm sweep`: methods (and any --grid) as runs, each also scored on its test split and against the
     untuned model on the same split."""
 
-    methods: str = opt("prompt, prefix, ptuning, lora, dora, rslora, loha, partial", "Comma-separated methods, one "
+    methods: str = opt(", ".join(m.name for m in METHODS.values() if m.in_sweep), "Comma-separated methods, one "
                        "run each (the first axis of the grid; --grid method=... replaces it).", example="lora")
     config_dir: str | None = opt(None, "Folder of METHOD.yaml files: each method's own settings (--train-config "
                                        "for methods without one).", path="folder")
