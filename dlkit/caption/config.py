@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from dlkit.caption.archs import ARCHS, arch_help
 from dlkit.core.config import REQUIRED, RunOutput, TrainConfig, cache_features_opt, opt, run_field, shared
 from dlkit.core.errors import ConfigError
 
-Arch = Literal["lstm", "attention", "transformer", "vit-gpt2"]
 Encoder = Literal["efficientnet_b0", "tiny-cnn"]
 ENCODER_IMAGE_SIZE = {"efficientnet_b0": 224, "tiny-cnn": 32}
 
@@ -43,8 +43,7 @@ class CaptionConfig(TrainConfig):
     model: str = opt("builtin:tiny-vit-gpt2", "--arch vit-gpt2 only: a VisionEncoderDecoder folder or Hub id, or "
                                              "ENCODER+DECODER, two Hub ids joined by + (see the example above).",
                      path="model")
-    arch: Arch = opt("attention", "lstm (CNN-LSTM), attention (Show, Attend and Tell), transformer (CNN + "
-                                  "transformer decoder) or vit-gpt2 (transformers VisionEncoderDecoder).")
+    arch: str = opt("attention", arch_help() + ".", choices=tuple(ARCHS))
     encoder: Encoder = opt("tiny-cnn", "CNN encoder of --arch lstm, attention or transformer: efficientnet_b0 "
                                        "(torchvision) or tiny-cnn (4 conv layers, for CPU demos and tests).")
     pretrained_encoder: bool | None = opt(None, "Start efficientnet_b0 from its ImageNet weights (downloaded by "
@@ -81,8 +80,10 @@ class CaptionConfig(TrainConfig):
         if self.epochs is None:
             self.epochs = 1 if self.data.startswith("builtin:") else 10
         super().validate()
-        if self.arch == "transformer" and self.embed_dim % self.num_heads:
-            raise ConfigError(f"--embed-dim {self.embed_dim} must be divisible by --num-heads {self.num_heads}")
+        check = ARCHS[self.arch].check
+        problem = check(self) if check else None
+        if problem:
+            raise ConfigError(problem)
 
     @property
     def wants_pretrained(self) -> bool:

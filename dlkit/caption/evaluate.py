@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from dlkit.caption.archs import ARCHS
 from dlkit.caption.config import EvalConfig, PredictConfig
 from dlkit.caption.data import clean_caption
 from dlkit.core.config import checked
@@ -35,19 +36,20 @@ class Captioner:
     def __init__(self, run: Run) -> None:
         self.run = run
         self.arch = run.read_config().get("arch")
+        self.cnn = self.arch not in ARCHS or ARCHS[self.arch].decoder is not None  # else a VisionEncoderDecoder
         if not (run.model_dir / "model.safetensors").is_file() and not (run.model_dir / "config.json").is_file():
             raise RunError(f"{run.dir} has no trained model in {run.model_dir}; did its training finish?")
-        if self.arch == "vit-gpt2":
+        if self.cnn:
+            from dlkit.caption.models import load_trained
+
+            self.model, self.vocab, self.spec = load_trained(run.model_dir)
+            self.max_len = self.spec.max_len
+        else:
             from dlkit.caption.hf import load_vision_encoder_decoder, saved_max_len
 
             self.model, self.tokenizer, self.processor = load_vision_encoder_decoder(run.model_dir)
             self.model.eval()
             self.max_len = saved_max_len(run.model_dir)
-        else:
-            from dlkit.caption.models import load_trained
-
-            self.model, self.vocab, self.spec = load_trained(run.model_dir)
-            self.max_len = self.spec.max_len
 
     def caption(self, paths: list[str], beam_size: int = 1, batch_size: int = 16) -> list[Generated]:
         out: list[Generated] = []
@@ -58,7 +60,7 @@ class Captioner:
     @torch.no_grad()
     def _batch(self, paths: list[str], beam_size: int) -> list[Generated]:
         images = [open_image(p) for p in paths]
-        if self.arch == "vit-gpt2":
+        if not self.cnn:
             from dlkit.caption.hf import generate_captions
 
             texts = generate_captions(self.model, self.tokenizer, self.processor, images, self.max_len, beam_size)
@@ -78,8 +80,9 @@ def predict(cfg: PredictConfig) -> list[dict]:
     images, beam_size, heatmap = cfg.images, cfg.beam_size, cfg.heatmap
     run = Run.open(cfg.run, group="caption")
     captioner = Captioner(run)
-    if heatmap and captioner.arch != "attention":
-        raise ConfigError(f"--heatmap needs a run trained with --arch attention (this run is {captioner.arch})")
+    if heatmap and not (captioner.arch in ARCHS and ARCHS[captioner.arch].attention):
+        attending = " or ".join(a.name for a in ARCHS.values() if a.attention)
+        raise ConfigError(f"--heatmap needs a run trained with --arch {attending} (this run is {captioner.arch})")
     paths = [str(Path(p).expanduser().resolve()) for p in images]
     generated = captioner.caption(paths, beam_size)
     rows = [{"image": p, "caption": g.text} for p, g in zip(paths, generated, strict=True)]

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from dlkit.caption.archs import ARCHS
 from dlkit.caption.data import EOS_ID, PAD_ID, SOS_ID, UNK_ID, Vocab
 from dlkit.core.errors import ConfigError, SourceError
 from dlkit.nn import AdditiveAttention, DecoderBlock, LearnedPositionalEmbedding
@@ -349,20 +350,12 @@ class ModelSpec:
 
 
 def build_model(spec: ModelSpec, pretrained_encoder: bool = False) -> CaptionModel:
+    arch = ARCHS[spec.arch]
+    if arch.decoder is None:
+        raise ValueError(f"--arch {spec.arch} is not a CNN-encoder captioner")
     encoder = ImageEncoder(spec.encoder, pretrained_encoder)
-    grid = grid_cells(encoder, spec.image_size)
-    if spec.arch == "lstm":
-        decoder: nn.Module = LSTMDecoder(spec.vocab_size, encoder.feature_dim, spec.embed_dim, spec.hidden_dim,
-                                         spec.dropout)
-    elif spec.arch == "attention":
-        decoder = AttentionDecoder(spec.vocab_size, encoder.feature_dim, spec.embed_dim, spec.hidden_dim,
-                                   spec.attention_dim, spec.dropout)
-    elif spec.arch == "transformer":
-        decoder = TransformerDecoder(spec.vocab_size, encoder.feature_dim, spec.embed_dim, spec.hidden_dim,
-                                     spec.num_layers, spec.num_heads, spec.max_len, grid, spec.dropout)
-    else:
-        raise ValueError(f"unknown arch {spec.arch!r}")
-    return CaptionModel(spec.arch, encoder, decoder, spec.alpha_c if spec.arch == "attention" else 0.0)
+    decoder = arch.decoder(spec, encoder.feature_dim, grid_cells(encoder, spec.image_size))
+    return CaptionModel(spec.arch, encoder, decoder, spec.alpha_c if arch.attention else 0.0)
 
 
 def grid_cells(encoder: ImageEncoder, image_size: int) -> int:

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from dlkit.caption.archs import ARCHS
 from dlkit.caption.config import CaptionConfig
 from dlkit.caption.data import (
     PAD_ID,
@@ -49,9 +50,11 @@ class CaptionTask(Task):
         self.splits, self.vocab, self.stats = prepared or prepare_splits(cfg)
         self.skipped_items = (self.stats["skipped_missing_images"] + self.stats["skipped_empty_captions"]
                               + self.stats["skipped_undecodable_images"])
-        self.spec = ModelSpec(cfg.arch, cfg.encoder, len(self.vocab), self.vocab.max_len, cfg.resolved_image_size,
-                              cfg.embed_dim, cfg.hidden_dim, cfg.attention_dim, cfg.num_layers, cfg.num_heads,
-                              cfg.dropout, cfg.alpha_c)
+        self.spec = ModelSpec(arch=cfg.arch, encoder=cfg.encoder, vocab_size=len(self.vocab),
+                              max_len=self.vocab.max_len, image_size=cfg.resolved_image_size,
+                              embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim, attention_dim=cfg.attention_dim,
+                              num_layers=cfg.num_layers, num_heads=cfg.num_heads, dropout=cfg.dropout,
+                              alpha_c=cfg.alpha_c)
         self.records = self.splits["train"] + self.splits["val"]
         self.index = {r.image: i for i, r in enumerate(self.records)}
         if run.writer:
@@ -205,18 +208,19 @@ def train(cfg: CaptionConfig) -> dict[str, Any]:
     checked(cfg)
     for part in [cfg.model] if Path(cfg.model).exists() else cfg.model.split("+"):  # ENCODER+DECODER
         resolve(part, "model", "--model", check_hub=False)  # read by vit-gpt2 only, but a bad one is refused anyway
-    if cfg.arch != "vit-gpt2":  # before any work: the weights the encoder starts from, said when they are random
+    cnn = ARCHS[cfg.arch].decoder is not None  # else a whole VisionEncoderDecoderModel (dlkit.caption.hf)
+    if cnn:  # before any work: the weights the encoder starts from, said when they are random
         cfg.pretrained_encoder = use_pretrained_encoder(cfg.encoder, cfg.pretrained_encoder)
         cfg.validate()
     prepared = prepare_splits(cfg)
     run = Run.create("caption", cfg, default_name=cfg.arch)
     record_splits(run, data_splits(prepared[0], prepared[2]["splits_given"], cfg.seed), resume=cfg.resume)
-    if cfg.arch == "vit-gpt2":
+    if cnn:
+        metrics = fit(CaptionTask(cfg, run, prepared), cfg, run)
+    else:
         from dlkit.caption.hf import VisionEncoderDecoderTask
 
         metrics = fit(VisionEncoderDecoderTask(cfg, run, prepared), cfg, run)
-    else:
-        metrics = fit(CaptionTask(cfg, run, prepared), cfg, run)
     if run.writer:
         info(f"run folder: {run.dir}\nnext: dlkit caption eval --run {run.dir}   (then: dlkit caption predict "
              f"--run {run.dir} IMAGE.jpg, or dlkit caption compare {run.dir} OTHER_RUN)")
