@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from dlkit.builtin import listed
 from dlkit.core.config import REQUIRED, RunOutput, ShardingConfig, opt, run_field, shared
 from dlkit.core.errors import ConfigError
 from dlkit.core.grid import SweepConfig
@@ -29,7 +30,7 @@ class DataConfig:
 
     data: str = opt("builtin:instruct", "Conversations: builtin:instruct[-fa], a JSON/JSONL/CSV/parquet file or a "
                     "Hub dataset id (ShareGPT, OpenAI messages or alpaca rows).", path="data")
-    model: str = opt("builtin:tiny-llama", "Base model: builtin:tiny-llama, builtin:tiny-gemma2, a local "
+    model: str = opt("builtin:tiny-llama", f"Base model: {listed('llm', 'model')}, a local "
                      "save_pretrained folder or a Hub id (google/gemma-2-2b, meta-llama/Llama-3.2-3B).", path="model")
     format: Format = opt("auto", "Row format; auto-detected from the columns unless forced.")
     max_length: int = opt(512, "Tokens per conversation; a longer one is truncated (its prompt keeps its end; "
@@ -158,7 +159,7 @@ class EvalConfig(RunOrMethod):
 class GenerateConfig(RunOrMethod):
     """`dlkit llm generate`."""
 
-    model: str | None = opt(None, "Base model: builtin:tiny-llama, builtin:tiny-gemma2, a local folder or a Hub id. "
+    model: str | None = opt(None, f"Base model: {listed('llm', 'model')}, a local folder or a Hub id. "
                             "Default: the run's base with --run, else builtin:tiny-llama.", path="model",
                             from_run="model", run_bound=True)
     run: str | None = run_field("llm", "A trained llm run, shown beside the base model.", required=False)
@@ -181,7 +182,7 @@ class GenerateConfig(RunOrMethod):
 class InspectConfig:
     """`dlkit llm inspect`."""
 
-    model: str = opt("builtin:tiny-llama", "Base model: builtin:tiny-llama, builtin:tiny-gemma2, a local folder or a "
+    model: str = opt("builtin:tiny-llama", f"Base model: {listed('llm', 'model')}, a local folder or a "
                      "Hub id.", path="model")
     target_modules: str | None = opt(None, "Modules to adapt (default per architecture).")
     rank: int = opt(8, "Rank for the LoRA family.", min=1)

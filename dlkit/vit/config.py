@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from dlkit.builtin import listed
 from dlkit.classify.classifier import VAL_FRACTION_HELP, ClassifierConfig, classifier_configs
 from dlkit.core.config import REQUIRED, opt, shared
 from dlkit.core.errors import ConfigError
@@ -16,7 +17,7 @@ DATA_HELP = ("Images: builtin:digits, an ImageFolder (CLASS/IMAGE, or train/ wit
 @dataclass
 class VitConfig(ClassifierConfig):
     data: str = opt("builtin:digits", DATA_HELP, path="data")
-    model: str = opt("builtin:tiny-vit", "ViT/DeiT: builtin:tiny-vit, builtin:tiny-deit, a save_pretrained folder "
+    model: str = opt("builtin:tiny-vit", f"ViT/DeiT: {listed('vit', 'model')}, a save_pretrained folder "
                      "or a Hub id (google/vit-base-patch16-224-in21k).", path="model")
     method: str = opt("lora", method_help(), choices=tuple(METHODS))
     epochs: int = shared("epochs", 3)
