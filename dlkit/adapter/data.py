@@ -118,7 +118,7 @@ class Columns:
 
     def label_names(self, rows: list[dict[str, Any]], where: str) -> list[str]:
         """Integer labels 0..max keep their numbers as names; other labels are sorted."""
-        values = {_label(row.get(self.label_col)) for row in rows} - {None}
+        values = {label for row in rows if (label := _label(row.get(self.label_col))) is not None}
         ids = any(v.isdigit() for v in values)  # integer class ids: then 1.5 or -1 would become extra classes
         for number, row in enumerate(rows, start=1):
             value = _label(row.get(self.label_col))

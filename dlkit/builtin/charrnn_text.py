@@ -58,8 +58,8 @@ class MarkovChain:
         V = len(self.alphabet)
         cumulative = self.probs.cumsum(-1)  # (V, V, V)
         uniforms = rng.random(num_chars)
-        out = np.empty(num_chars, dtype=np.int64)
-        a, b = rng.integers(V), rng.integers(V)
+        out: np.ndarray = np.empty(num_chars, dtype=np.int64)
+        a, b = int(rng.integers(V)), int(rng.integers(V))
         for t in range(num_chars):
             c = min(int(np.searchsorted(cumulative[a, b], uniforms[t], side="right")), V - 1)
             out[t] = c

@@ -95,7 +95,8 @@ def make_split(num_contexts: int, seed: int, facts: tuple[int, int] = (2, 3), fi
         entity, other = rng.sample(entities, 2)
         relations = rng.sample(sorted(patterns), rng.randint(*facts))
         answers = {rel: rng.choice(values[rel][:values_per_relation]) for rel in relations}
-        sentences = [(rel, patterns[rel][0].format(e=entity, v=answers[rel])) for rel in relations]
+        sentences: list[tuple[str | None, str]] = [(rel, patterns[rel][0].format(e=entity, v=answers[rel]))
+                                                   for rel in relations]
         sentences += [(None, s) for s in rng.sample(filler_by_lang[lang], rng.randint(*fillers))]
         if rng.random() < 0.25:  # the same kind of fact about another country
             rel = rng.choice(relations)
@@ -103,11 +104,11 @@ def make_split(num_contexts: int, seed: int, facts: tuple[int, int] = (2, 3), fi
             sentences.append((None, patterns[rel][0].format(e=other, v=distractor)))
         rng.shuffle(sentences)
         context, starts = "", {}
-        for rel, sentence in sentences:
+        for fact, sentence in sentences:
             if context:
                 context += " "
-            if rel is not None:
-                starts[rel] = len(context) + _value_offset(patterns[rel][0], entity, answers[rel])
+            if fact is not None:
+                starts[fact] = len(context) + _value_offset(patterns[fact][0], entity, answers[fact])
             context += sentence
         qas = []
         for rel in relations:

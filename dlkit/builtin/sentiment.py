@@ -34,7 +34,8 @@ LABELS = ["negative", "positive"]
 def sentences(num: int, seed: int, distinct: bool = False) -> list[dict]:
     """`num` random sentences; with `distinct`, no sentence twice (at most 2,304 exist)."""
     rng = random.Random(seed)
-    rows, seen = [], set()
+    rows: list[dict[str, str]] = []
+    seen: set[str] = set()
     while len(rows) < num:
         label = rng.randrange(2)
         adj = rng.choice(POSITIVE if label else NEGATIVE)

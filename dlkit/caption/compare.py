@@ -47,7 +47,7 @@ def compare(cfg: CompareConfig) -> dict[str, Any]:
         generated = Captioner(run).caption([rec.image for rec in records], cfg.beam_size)
         captions[label] = [clean_caption(g.text) for g in generated]
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i, (rec, ref) in enumerate(zip(records, refs, strict=True)):
         per_run = {label: {"caption": captions[label][i],
                            "bleu4": corpus_bleu([captions[label][i]], [ref])["bleu4"]} for label in labels}

@@ -16,6 +16,8 @@ ENCODER_IMAGE_SIZE = {"efficientnet_b0": 224, "tiny-cnn": 32}
 MIN_FREQ_HELP = "Keep words seen at least this many times in the training split; others become <unk>."
 MAX_LEN_HELP = "Caption length in tokens incl. <sos>/<eos> (>= 2); default: the p95 length + 2."
 BEAM_HELP = "Beam width (1 = greedy)."
+EPOCHS_HELP = ("Passes over the training set (one pass = every caption of every image once). Default: 10, or 1 on "
+               "builtin: data (about a minute on a laptop CPU).")
 
 
 @dataclass
@@ -69,8 +71,7 @@ class CaptionConfig(TrainConfig):
     max_len: int | None = opt(None, MAX_LEN_HELP, min=2)
     beam_size: int = opt(1, "Beam width for the validation BLEU and samples (1 = greedy).", min=1)
     strict: bool = opt(False, "Fail on the first missing image, empty caption or undecodable image.")
-    epochs: int | None = opt(None, "Passes over the training set (one pass = every caption of every image once). "
-                                   "Default: 10, or 1 on builtin: data (about a minute on a laptop CPU).", min=1)
+    epochs: int | None = opt(None, EPOCHS_HELP, min=1)  # type: ignore[assignment]  # validate() sets it
     batch_size: int = opt(32, "Image-caption pairs per micro-batch per process.", min=1)
     lr: float = shared("lr", 1e-3)
 

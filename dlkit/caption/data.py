@@ -167,7 +167,7 @@ def image_tensor(image, size: int, mean: tuple[float, ...], std: tuple[float, ..
     and normalised with the encoder's mean/std."""
     from PIL import Image
 
-    array = np.asarray(image.resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
+    array = np.asarray(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
     tensor = torch.from_numpy(array).permute(2, 0, 1)
     return (tensor - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
 

@@ -99,7 +99,7 @@ def predict(cfg: PredictConfig) -> list[dict]:
             words = g.text.split()
             for k, (word, alpha) in enumerate(zip(words, g.alphas or [], strict=False)):
                 attention_heatmap(path, alpha, word, folder / f"{k:02d}_{_safe(word)}.png")
-            if words:
+            if words and g.alphas:
                 attention_strip(path, g.alphas, words, run.samples_dir / "heatmaps" / f"{Path(path).stem}.png")
             info(f"heatmaps for {Path(path).name}: {folder} (all words: {folder}.png)")
     return rows
@@ -176,7 +176,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         scores.add("BERTScore", lambda: {f"bertscore_{k}": v for k, v in
                                          bertscore(hyps, refs, model=bertscore_model).items()})
     metrics: dict[str, Any] = {**scores.values, f"{name}_images": len(records), "beam_size": beam_size}
-    per_image = [{"image": r.image, "caption": h, "references": refs_i, "rougeL": rouge([h], [refs_i])["rougeL"]}
+    per_image: list[dict[str, Any]] = [
+        {"image": r.image, "caption": h, "references": refs_i, "rougeL": rouge([h], [refs_i])["rougeL"]}
                  for r, h, refs_i in zip(records, hyps, refs, strict=True)]
     worst = sorted(per_image, key=lambda row: row["rougeL"])[:num_worst]
     fields = split_fields(name, len(records), left_out)

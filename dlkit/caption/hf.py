@@ -156,7 +156,9 @@ class VisionEncoderDecoderTask(Task):
 
         metrics = {"val_loss": mean_loss(self, model, loader, accel)}
         raw = accel.unwrap_model(model)
-        hyps, refs, seen = [], [], set()
+        hyps: list[str] = []
+        refs: list[list[str]] = []
+        seen: set[str] = set()
         for batch in loader:
             first = [i for i, image_id in enumerate(batch["image_id"].tolist()) if image_id not in seen]
             if not first:

@@ -73,7 +73,7 @@ class CaptionTask(Task):
 
     def build_model(self) -> CaptionModel:
         cfg = self.cfg
-        model = build_model(self.spec, cfg.pretrained_encoder)
+        model = build_model(self.spec, bool(cfg.pretrained_encoder))
         state = "trained with the decoder"
         if cfg.pretrained_encoder or cfg.freeze_encoder:
             model.encoder.freeze(except_last_block=cfg.finetune_encoder)
@@ -84,7 +84,8 @@ class CaptionTask(Task):
         return model
 
     def datasets(self) -> tuple[Dataset, Dataset | None]:
-        cfg, encoder = self.cfg, self.model.encoder  # build_model ran first: its mean/std normalise the images
+        assert self.model is not None  # build_model ran first: its mean/std normalise the images
+        cfg, encoder = self.cfg, self.model.encoder
         source: Any = ImageStore([r.image for r in self.records], self.spec.image_size, encoder.mean, encoder.std)
         pairs = sum(len(r.captions) for r in self.splits["train"])
         if cfg.cache_features and cfg.encoder_frozen and features.worth_caching(pairs, cfg.batch_size * cfg.grad_accum,
@@ -105,6 +106,7 @@ class CaptionTask(Task):
         """The frozen encoder's output (L, C) for every train/val image, computed once: each image's captions
         and every epoch read it instead of running the encoder again."""
         start = time.perf_counter()
+        assert self.model is not None  # build_model ran first
         encoder = self.model.encoder
         store = features.precompute(images, torch.stack, encoder, batch_size=64, num_workers=self.cfg.num_workers).store
         self.cached = True

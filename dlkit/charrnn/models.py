@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -36,9 +36,9 @@ class ModelSpec:
     num_heads: int
     block_size: int
     dropout: float = 0.0
-    positional: str = "learned"
+    positional: Literal["sinusoidal", "learned"] = "learned"
     tie_weights: bool = True
-    attention: str = "scratch"  # how a transformer computes attention; the weights are the same either way
+    attention: Literal["scratch", "sdpa"] = "scratch"  # how a transformer computes attention (same weights)
 
     @classmethod
     def from_config(cls, cfg: Any, vocab_size: int) -> ModelSpec:

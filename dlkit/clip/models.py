@@ -19,7 +19,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -208,7 +208,7 @@ def _create(name: str, pretrained: str | None, display: str, key: str, seed: int
 def _builtin_config(name: str) -> dict[str, Any]:
     from dlkit.core.sources import load_builtin
 
-    return load_builtin(name)
+    return cast(dict[str, Any], load_builtin(name))
 
 
 def clip_config(image_encoder: str = "resnet-small", embed_dim: int = 64, image_size: int | None = None,

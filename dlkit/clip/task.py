@@ -80,7 +80,7 @@ class FeatureTask(Task):
     def evaluate(self, model: nn.Module, loader: Any, accel: Any) -> dict[str, float]:
         from dlkit.core.engine import gather
 
-        pairs = []
+        pairs: list[tuple[Any, Any]] = []
         for features, labels in loader:
             pairs.extend(zip(model(features).float().cpu(), labels.cpu().tolist(), strict=True))
         pairs = gather(accel, pairs)
@@ -308,7 +308,7 @@ class ClipTask(Task):
     def evaluate(self, model: nn.Module, loader: Any, accel: Any) -> dict[str, float]:
         from dlkit.core.engine import gather
 
-        rows = []
+        rows: list[Any] = []
         for images, tokens, owners in loader:
             image_emb, text_emb, _ = model(images, tokens)[:3]  # the wrapper's forward: DDP syncs BatchNorm stats
             rows.extend(zip(image_emb.float().cpu(), text_emb.float().cpu(), owners.cpu().tolist(), strict=True))

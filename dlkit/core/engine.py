@@ -46,7 +46,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object, send_to_device, set_seed
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from dlkit.core import plots, sharding
 from dlkit.core.config import META_KEY, ShardingConfig, TrainConfig, flag_name, resume_changes, saved_dict
@@ -55,7 +55,7 @@ from dlkit.core.launch import launch_warning, sharding_refusal
 from dlkit.core.modelcard import check_push, push_folder, write_card
 from dlkit.core.progress import TrainProgress, info, warn
 from dlkit.core.run import Run, atomic_write_json, checkpoint_step
-from dlkit.core.task import Task, check_task
+from dlkit.core.task import SizedDataset, Task, check_task
 from dlkit.core.trackers import TRACKER_FOLDERS, build_trackers, check_installed, tracker_names
 
 STATE_FILE = "trainer_state.json"
@@ -117,18 +117,18 @@ def fit(task: Task, cfg: TrainConfig, run: Run) -> dict[str, Any]:
         enable_gradient_checkpointing(model)
     trainable, total = count_parameters(model)
     train_set, val_set = task.datasets()
-    if len(train_set) == 0:  # type: ignore[arg-type]
+    if len(train_set) == 0:
         raise DataError("the training set is empty")
     # an empty validation set is caught here, not by an IndexError after a training step
-    if val_set is not None and len(val_set) == 0:  # type: ignore[arg-type]
+    if val_set is not None and len(val_set) == 0:
         raise DataError("the validation set is empty; add examples or hold out a larger share for validation")
     shards = sharding.shard(task, model, fsdp, cfg.precision, accel.device, accel.is_main_process) if fsdp else None
     optimizer = build_optimizer(model, cfg)  # after sharding: FSDP replaces the parameters with their shards
     first_epoch = step_plan(task, train_set, cfg, 0, accel.num_processes)
     steps_per_epoch = len(first_epoch)
     if steps_per_epoch == 0:
-        raise DataError(f"the training set ({len(train_set)} examples) gives no batch per process")  # type: ignore[arg-type]
-    data = {"train_examples": len(train_set), "val_examples": len(val_set) if val_set is not None else 0,  # type: ignore[arg-type]
+        raise DataError(f"the training set ({len(train_set)} examples) gives no batch per process")
+    data = {"train_examples": len(train_set), "val_examples": len(val_set) if val_set is not None else 0,
             "processes": accel.num_processes, "plan": plan_fingerprint(first_epoch)}
     if saved_config is not None:
         check_resume_data(saved_config, data)
@@ -239,7 +239,7 @@ class _Loop:
         # older than it is good (a checkpoint is saved only after its own step passed, hence = step on resume)
         self.passed_step = state.step
 
-    def train(self, train_set: Dataset) -> None:
+    def train(self, train_set: SizedDataset) -> None:
         cfg, state = self.cfg, self.state
         progress = TrainProgress(self.total_steps, state.step, enabled=self.accel.is_main_process)
         with progress, self.ctrl_c_finishes_the_step():
@@ -256,7 +256,7 @@ class _Loop:
     def should_stop(self) -> bool:
         return bool(self.cfg.early_stop_patience) and self.state.bad_evals >= self.cfg.early_stop_patience
 
-    def run_epoch(self, plan: list[list[list[int]]], train_set: Dataset) -> None:
+    def run_epoch(self, plan: list[list[list[int]]], train_set: SizedDataset) -> None:
         cfg, state, accel, model = self.cfg, self.state, self.accel, self.model
         micro_batches = [batch for step in plan[state.batches_seen:] for batch in step]
         loader = DataLoader(train_set, batch_sampler=micro_batches, collate_fn=self.task.collate,
@@ -803,7 +803,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_st
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def step_plan(task: Task, dataset: Dataset, cfg: TrainConfig, epoch: int, world: int) -> list[list[int]]:
+def step_plan(task: Task, dataset: SizedDataset, cfg: TrainConfig, epoch: int, world: int) -> list[list[int]]:
     """All processes' batches of `epoch`, one per optimizer step (batch x accum x processes examples):
     a pure function of (seed, epoch), so resume can rebuild it."""
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
@@ -820,7 +820,8 @@ def split_step(batch: list[int], world: int, accum: int, batch_size: int) -> lis
     return [[p.tolist() for p in parts[r * micro:(r + 1) * micro]] for r in range(world)]
 
 
-def epoch_plan(task: Task, dataset: Dataset, cfg: TrainConfig, epoch: int, accel: Accelerator) -> list[list[list[int]]]:
+def epoch_plan(task: Task, dataset: SizedDataset, cfg: TrainConfig, epoch: int,
+               accel: Accelerator) -> list[list[list[int]]]:
     """This process's micro-batches of each optimizer step of `epoch`; every process takes the same
     number of steps and of micro-batches per step."""
     world, rank = accel.num_processes, accel.process_index
@@ -833,16 +834,16 @@ def plan_fingerprint(plan: list[list[int]]) -> str:
     return hashlib.sha1(json.dumps(plan).encode()).hexdigest()[:16]
 
 
-def eval_loader(dataset: Dataset, collate: Callable, batch_size: int, accel: Accelerator,
+def eval_loader(dataset: SizedDataset, collate: Callable, batch_size: int, accel: Accelerator,
                 sharded: bool = False) -> DataLoader:
     """This process's contiguous-free share of the val set (every world-th example), no padding,
     so sums reduced over processes equal the single-process numbers. A sharded model runs a collective in
     every forward, so then every process gets the same number of batches (sharding.eval_batches)."""
     world, rank = accel.num_processes, accel.process_index
     if sharded:
-        plan = sharding.eval_batches(len(dataset), world, rank, batch_size)  # type: ignore[arg-type]
+        plan = sharding.eval_batches(len(dataset), world, rank, batch_size)
     else:
-        indices = list(range(rank, len(dataset), world))  # type: ignore[arg-type]
+        indices = list(range(rank, len(dataset), world))
         plan = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
     return _DeviceLoader(DataLoader(dataset, batch_sampler=plan, collate_fn=collate), accel.device)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ def loss_curves(history: Sequence[dict[str, Any]], path: Path, title: str = "los
     return _save_loss_axes(fig, ax, title, path)
 
 
-def overlay_loss_curves(runs: dict[str, Sequence[dict[str, Any]]], path: Path) -> Path:
+def overlay_loss_curves(runs: Mapping[str, Sequence[dict[str, Any]]], path: Path) -> Path:
     """Several runs' train (solid) and val (dashed) losses on one axis, for `dlkit compare --plot`."""
     fig, ax = new_figure(8, 4.5)
     for i, (label, history) in enumerate(runs.items()):

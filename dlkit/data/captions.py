@@ -371,7 +371,8 @@ def split_records(records: Sequence[CaptionRecord], seed: int = 0,
     if keep_given and splits_given(records):
         out: dict[str, list[CaptionRecord]] = {s: [] for s in SPLITS}
         for record in records:
-            out[record.split].append(record)
+            if record.split is not None:  # every one (splits_given)
+                out[record.split].append(record)
         return out
     images = sorted({r.image for r in records})
     random.Random(seed).shuffle(images)

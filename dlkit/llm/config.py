@@ -68,6 +68,10 @@ class PrepareConfig(DataConfig):
         self.validate_data()
 
 
+LR_HELP = (f"Peak learning rate. Default: the method's rate for the builtin tiny models ({default_lrs()}); real "
+           "models want less (see examples/llm).")
+
+
 @dataclass
 class LlmConfig(DataConfig, ShardingConfig):
     """`dlkit llm train`: the shared train flags, the data flags, and the method's own knobs."""
@@ -75,8 +79,7 @@ class LlmConfig(DataConfig, ShardingConfig):
     method: str = opt("lora", f"{', '.join(METHODS)}: see `dlkit llm inspect` for what each trains.")
     epochs: int = shared("epochs", 3)
     batch_size: int = opt(16, "Conversations per micro-batch per process (length-grouped).", min=1)
-    lr: float | None = opt(None, f"Peak learning rate. Default: the method's rate for the builtin tiny models "
-                           f"({default_lrs()}); real models want less (see examples/llm).", above=0)
+    lr: float | None = opt(None, LR_HELP, above=0)  # type: ignore[assignment]  # validate() sets the method's
     warmup: float = shared("warmup", 0.05)
     rank: int = opt(8, f"Rank of {'/'.join(named('lora'))} updates.", min=1)
     alpha: float = opt(16.0, "Scaling numerator of the low-rank update (alpha/rank, or alpha/sqrt(rank) for rslora).",

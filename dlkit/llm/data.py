@@ -211,7 +211,7 @@ def to_messages(row: dict, fmt: str) -> list[dict[str, str]]:
     if isinstance(turns, str):
         turns = json.loads(turns)
     messages = []
-    for turn in turns:
+    for turn in turns or []:  # a row without turns gives no conversation
         role = turn.get("from", turn.get("role")) if isinstance(turn, dict) else None
         content = turn.get("value", turn.get("content")) if isinstance(turn, dict) else None
         if role is None or content is None or str(role).lower() not in ROLE_ALIASES:

@@ -198,7 +198,7 @@ def generate(cfg: GenerateConfig) -> list[dict[str, str]]:
         templated.append(render(tokenizer, messages if system_ok else merge_system(messages), generation_prompt=True))
     untuned = generate_texts(load_model(base), tokenizer, templated, max_new_tokens, max_length=max_length)
     rows = [{"prompt": q, "untuned": a} for q, a in zip(questions, untuned, strict=True)]
-    if tuned is not None:
+    if tuned is not None and run_dir is not None:
         for row, answer in zip(rows, generate_texts(tuned, tokenizer, templated, max_new_tokens,
                                                     max_length=max_length), strict=True):
             row["tuned"] = answer

@@ -151,7 +151,8 @@ def score_strategy(strategy: str, prompts: list[tuple[str, str]], problems: list
     flat, counts = complete([t for t in texts for _ in range(k)], temperature if k > 1 else 0.0, seed)
     seconds = time.perf_counter() - start
     outputs = [flat[i * k:(i + 1) * k] for i in range(len(texts))]
-    records, correct, tokens = [], 0, sum(counts)
+    records: list[dict[str, Any]] = []
+    correct, tokens = 0, sum(counts)
     for i, (problem, (prompt, opening), completions) in enumerate(zip(problems, prompts, outputs, strict=True)):
         answers = [extract_answer(opening + c) for c in completions]
         prediction = majority_vote(answers)

@@ -23,7 +23,7 @@ from dlkit.core.modelcard import CardInfo
 from dlkit.core.progress import info
 from dlkit.core.run import Run, atomic_write_json
 from dlkit.core.sharding import calls_the_root
-from dlkit.core.task import Task
+from dlkit.core.task import SizedDataset, Task
 from dlkit.llm import methods
 from dlkit.llm.config import LlmConfig
 from dlkit.llm.data import IGNORE, ListDataset, build_splits, length_grouped_plan, pack, pad_batch, pad_packed
@@ -136,7 +136,8 @@ class LlmTask(Task):
             return pad_packed(examples, self.tokenizer.pad_token_id)
         return pad_batch(examples, self.tokenizer.pad_token_id)
 
-    def batch_plan(self, dataset: ListDataset, batch_size: int, gen: torch.Generator) -> list[list[int]]:
+    def batch_plan(self, dataset: SizedDataset, batch_size: int, gen: torch.Generator) -> list[list[int]]:
+        assert isinstance(dataset, ListDataset)  # the one datasets() returns
         return length_grouped_plan(dataset.lengths, batch_size, gen)
 
     def num_items(self, batch: dict[str, torch.Tensor]) -> int:

@@ -207,6 +207,7 @@ def check_rows(rows: Iterable[dict[str, Any]], where: str, strict: bool, report:
         elif not isinstance(question, str) or not question.strip():
             problem = "empty question"
         if problem is None:
+            assert isinstance(context, str) and isinstance(question, str)  # the checks above
             texts, starts = _answer_lists(row.get("answers"))
             kept_texts, kept_starts, problems = [], [], []
             for text, start in zip(texts, starts, strict=False):

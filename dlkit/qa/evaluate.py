@@ -35,7 +35,8 @@ from dlkit.qa.windows import Span, make_windows
 
 def window_settings(settings: dict[str, Any], **overrides: int | None) -> WindowConfig:
     """The windows the model was trained with, unless the command overrides them."""
-    values = {k: settings[k] for k in ("max_length", "doc_stride", "max_answer_length", "n_best") if k in settings}
+    values: dict[str, Any] = {k: settings[k] for k in ("max_length", "doc_stride", "max_answer_length", "n_best")
+                              if k in settings}
     values.update({k: v for k, v in overrides.items() if v is not None})
     cfg = WindowConfig(**values)
     cfg.validate_windows()

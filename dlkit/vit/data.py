@@ -65,8 +65,8 @@ def load_image_data(cfg: Any) -> ClassifierData:
     else:
         names, found = hub_images(source.value, cfg.image_col, cfg.label_col)
     val_split, test_split = named_splits(found)
-    read = ClassifierData(found["train"], found.get(val_split), names, val_split or "",
-                          found.get(test_split), test_split or "")
+    read = ClassifierData(found["train"], found[val_split] if val_split else None, names, val_split or "",
+                          found[test_split] if test_split else None, test_split or "")
     data = cut_splits(cfg, read, "train", cfg.data)
     if len(data.train) == 0:
         raise DataError(f"--data {cfg.data}: no training images")
@@ -131,14 +131,14 @@ def hub_images(repo_id: str, image_col: str | None, label_col: str | None
         raise DataError(f"--data {repo_id}: no 'train' split (found: {', '.join(splits)})")
     features = splits["train"].features
     image_col = image_col or next((k for k, v in features.items() if isinstance(v, Image)), None)
-    if image_col not in features:
+    if image_col is None or image_col not in features:
         raise DataError(f"--data {repo_id}: no image column (columns: {', '.join(features)}); pass --image-col")
     label_col = label_col or next((k for k, v in features.items() if isinstance(v, ClassLabel)), None)
-    if label_col not in features:
+    if label_col is None or label_col not in features:
         raise DataError(f"--data {repo_id}: no label column (columns: {', '.join(features)}); pass --label-col")
     if isinstance(features[label_col], ClassLabel):
         names = list(features[label_col].names)
-        to_index = {i: i for i in range(len(names))}
+        to_index: dict[Any, int] = {i: i for i in range(len(names))}
     else:
         names = sorted({str(v) for v in splits["train"][label_col] if v is not None})
         to_index = {v: i for i, v in enumerate(names)}
