@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dlkit.builtin import BUILTINS
 from dlkit.classify.classifier import (
     TEST_NAME,
     VALIDATION_NAMES,
@@ -25,6 +26,7 @@ from dlkit.classify.classifier import (
 )
 from dlkit.core.errors import DataError
 from dlkit.core.sources import resolve
+from dlkit.core.splits import example_id
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".tsv")
 SPLIT_NAMES = ("train", *VALIDATION_NAMES, TEST_NAME)  # files, folders or Hub splits dlkit reads
@@ -49,8 +51,6 @@ class TextSplit:
     def with_ids(self) -> TextSplit:
         """Content ids: a text that is in train and in another split, or another file, has one id there, so every
         eval leaves it out."""
-        from dlkit.core.splits import example_id
-
         return TextSplit(self.texts, self.labels, [example_id(text) for text in self.texts])
 
 
@@ -62,8 +62,6 @@ class TextData(ClassifierData):
 def load_text_data(cfg: Any) -> TextData:
     """Train, validation and (when the data has a labelled one) test texts for `cfg.data`; without a validation
     split a seeded share of each class of train is held out for validation."""
-    from dlkit.builtin import BUILTINS
-
     source = resolve(cfg.data, "data", flag="--data")
     class_names: dict[str, list[str]] = {}
     if source.kind == "hub":

@@ -21,6 +21,7 @@ from torch import nn
 
 from dlkit.adapter.config import parse_layers
 from dlkit.adapter.methods import METHODS
+from dlkit.builtin import BUILTINS
 from dlkit.classify.classifier import label_maps
 from dlkit.core.errors import ConfigError, DataError
 from dlkit.core.features import FrozenFront
@@ -55,8 +56,6 @@ class AdaptedLinear(nn.Module):
 
 def model_folder(spec: str) -> str:
     """A from_pretrained argument for --model: the builtin's cached folder, a local folder or a Hub id."""
-    from dlkit.builtin import BUILTINS
-
     source = resolve(spec, "model", flag="--model")
     return str(BUILTINS[source.value].load()) if source.kind == "builtin" else source.value
 

@@ -19,6 +19,7 @@ from dlkit.core import features
 from dlkit.core.config import checked
 from dlkit.core.modelcard import CardInfo
 from dlkit.core.run import Run
+from dlkit.core.splits import DataSplits, record_splits
 from dlkit.core.task import Task
 
 GROUP = "adapter"
@@ -120,7 +121,6 @@ class AdapterTask(Task):
 def train(cfg: AdapterConfig) -> dict[str, Any]:
     """Train, write the run folder, return metrics.json."""
     from dlkit.core.engine import fit
-    from dlkit.core.splits import DataSplits, record_splits
 
     checked(cfg)
     task = AdapterTask(cfg)

@@ -18,6 +18,7 @@ import json
 import random
 from pathlib import Path
 
+from dlkit.builtin.corpus import bilingual_corpus
 from dlkit.core.progress import quiet_transformers
 from dlkit.core.sources import cached_folder
 
@@ -83,8 +84,6 @@ LANGUAGES = {"en": (EN_ENTITIES, EN_VALUES, EN_PATTERNS), "fa": (FA_ENTITIES, FA
 def make_split(num_contexts: int, seed: int, facts: tuple[int, int] = (2, 3), fillers: tuple[int, int] = (0, 1),
                values_per_relation: int = 6) -> list[dict]:
     """SQuAD v2 `data` entries: one article per context, half English and half Persian."""
-    from dlkit.builtin.corpus import bilingual_corpus
-
     rng = random.Random(seed)
     corpus = bilingual_corpus(num_sentences=400, seed=seed)
     filler_by_lang = {"en": [s for s in corpus if s.isascii()], "fa": [s for s in corpus if not s.isascii()]}
@@ -159,8 +158,6 @@ def build_model() -> Path:
 
 def tokenizer_corpus() -> list[str]:
     """The bundled bilingual corpus plus every context and question of the synthetic training split."""
-    from dlkit.builtin.corpus import bilingual_corpus
-
     texts = bilingual_corpus()
     for article in make_split(*SPLITS["train"]):
         for paragraph in article["paragraphs"]:

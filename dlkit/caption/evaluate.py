@@ -14,14 +14,20 @@ import torch
 
 from dlkit.caption.archs import ARCHS
 from dlkit.caption.config import EvalConfig, PredictConfig
-from dlkit.caption.data import clean_caption
+from dlkit.caption.data import clean_caption, image_tensor
+from dlkit.caption.models import decode
+from dlkit.caption.viz import caption_grid
 from dlkit.core.config import checked
 from dlkit.core.errors import ConfigError, DataError, RunError
 from dlkit.core.progress import info, track
 from dlkit.core.run import Run, atomic_write_text
 from dlkit.core.sources import resolve
+from dlkit.core.splits import scored, split_fields
 from dlkit.data.captions import CaptionRecord, load_caption_records
 from dlkit.data.images import open_image
+from dlkit.metrics import bertscore, cider_d, corpus_bleu, rouge
+from dlkit.metrics.encoders import bertscore_model_or_default
+from dlkit.metrics.guard import GuardedMetrics
 
 
 @dataclass
@@ -65,8 +71,6 @@ class Captioner:
 
             texts = generate_captions(self.model, self.tokenizer, self.processor, images, self.max_len, beam_size)
             return [Generated(t) for t in texts]
-        from dlkit.caption.data import image_tensor
-        from dlkit.caption.models import decode
 
         encoder = self.model.encoder
         batch = torch.stack([image_tensor(im, self.spec.image_size, encoder.mean, encoder.std) for im in images])
@@ -139,11 +143,6 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     written to eval.json and merged into metrics.json as SPLIT_*; plots/SPLIT_grid.png shows 5 images, and
     the worst-scored images (per-image ROUGE-L) are listed for error analysis. `limit` scores the first N
     images only; without `bertscore_model` an installed local encoder is used when there is one."""
-    from dlkit.core.splits import scored, split_fields
-    from dlkit.metrics import bertscore, cider_d, corpus_bleu, rouge
-    from dlkit.metrics.encoders import bertscore_model_or_default
-    from dlkit.metrics.guard import GuardedMetrics
-
     checked(cfg)
     beam_size, batch_size, bertscore_model = cfg.beam_size, cfg.batch_size, cfg.bertscore_model
     num_worst, split, limit = cfg.num_worst, cfg.split, cfg.limit
@@ -191,8 +190,6 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
 
 
 def _write_plots(run: Run, per_image: list[dict], worst: list[dict], split: str) -> None:
-    from dlkit.caption.viz import caption_grid
-
     def item(row: dict) -> tuple[str, list[str]]:
         return row["image"], [f"generated: {row['caption']}", f"reference: {row['references'][0]}"]
 

@@ -28,6 +28,8 @@ from torch.nn import functional as F
 from dlkit.caption.archs import ARCHS
 from dlkit.caption.data import EOS_ID, PAD_ID, SOS_ID, UNK_ID, Vocab
 from dlkit.core.errors import ConfigError, SourceError
+from dlkit.core.progress import warn
+from dlkit.core.weights import load_into
 from dlkit.nn import AdditiveAttention, DecoderBlock, LearnedPositionalEmbedding
 
 NEVER_EMITTED = (PAD_ID, SOS_ID, UNK_ID)  # a generated caption never says <pad>, <sos> or <unk>
@@ -140,7 +142,6 @@ def use_pretrained_encoder(encoder: str, requested: bool | None) -> bool:
 
     if cached_weights(weights).is_file() or url_reachable(weights.url):
         return True
-    from dlkit.core.progress import warn
 
     warn(f"--encoder {encoder}: its ImageNet weights are not in {cached_weights(weights).parent} and cannot be "
          "downloaded here, so the encoder starts from RANDOM weights; run once with internet, or pass "
@@ -471,8 +472,6 @@ def _until_eos(ids: list[int]) -> list[int]:
 
 def load_trained(model_dir: Path) -> tuple[CaptionModel, Vocab, ModelSpec]:
     """Rebuild a trained lstm/attention/transformer model from checkpoints/final/."""
-    from dlkit.core.weights import load_into
-
     spec = ModelSpec(**json.loads((model_dir / MODEL_FILE).read_text(encoding="utf-8")))
     model = load_into(build_model(spec), model_dir / "model.safetensors")
     return model.eval(), Vocab.load(model_dir / "vocab.json"), spec

@@ -31,15 +31,19 @@ from dlkit.caption.data import (
     write_split_files,
 )
 from dlkit.caption.models import MODEL_FILE, CaptionModel, ModelSpec, build_model, decode, use_pretrained_encoder
+from dlkit.caption.viz import caption_card
 from dlkit.core import features
 from dlkit.core.config import checked
+from dlkit.core.engine import gather
 from dlkit.core.modelcard import CardInfo
 from dlkit.core.progress import info
 from dlkit.core.run import Run, atomic_write_json
 from dlkit.core.sources import resolve
+from dlkit.core.splits import record_splits
 from dlkit.core.task import Task
 from dlkit.data.captions import CaptionRecord, data_splits, write_prepared
 from dlkit.data.images import open_image
+from dlkit.metrics import corpus_bleu
 
 
 class CaptionTask(Task):
@@ -124,9 +128,6 @@ class CaptionTask(Task):
         return model(batch)  # the loss is the forward: under DDP the wrapper must run it
 
     def evaluate(self, model: nn.Module, loader, accel) -> dict[str, float]:
-        from dlkit.core.engine import gather
-        from dlkit.metrics import corpus_bleu
-
         metrics = {"val_loss": self.val_loss(model, loader, accel)}
         hyps, refs = [], []
         seen: set[int] = set()
@@ -165,8 +166,6 @@ class CaptionTask(Task):
 
     def on_eval(self, model: CaptionModel, run: Run, step: int) -> None:
         """Caption the same validation image after every evaluation: samples/val_captions.jsonl + a PNG."""
-        from dlkit.caption.viz import caption_card
-
         record = self.sample_record
         device = next(model.parameters()).device
         image = image_tensor(open_image(record.image), self.spec.image_size, model.encoder.mean,
@@ -205,7 +204,6 @@ class CaptionTask(Task):
 def train(cfg: CaptionConfig) -> dict[str, Any]:
     """Read and split the data (errors surface before a run folder exists), then train on the engine."""
     from dlkit.core.engine import fit
-    from dlkit.core.splits import record_splits
 
     checked(cfg)
     for part in [cfg.model] if Path(cfg.model).exists() else cfg.model.split("+"):  # ENCODER+DECODER

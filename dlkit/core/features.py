@@ -35,8 +35,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from dlkit.core.engine import isolated_rng
 from dlkit.core.errors import DataError
-from dlkit.core.progress import info, warn
+from dlkit.core.progress import info, track, warn
+from dlkit.core.sources import cache_dir
 from dlkit.core.task import SizedDataset
 
 FEATURES = "features"  # the batch key of cached features
@@ -156,8 +158,6 @@ class FeatureStore:
 
 
 def feature_dir() -> Path:
-    from dlkit.core.sources import cache_dir
-
     return cache_dir() / "features"
 
 
@@ -197,9 +197,6 @@ def precompute(dataset: SizedDataset, collate: Callable[[list[Any]], Any], encod
                budget: int | None = None, what: str = "examples") -> Precomputed:
     """`encode(batch)` over the whole dataset in order, without gradients and with the training RNG untouched.
     Items that are None (an undecodable image) are left out and their indices are not in `kept`."""
-    from dlkit.core.engine import isolated_rng
-    from dlkit.core.progress import track
-
     def collate_kept(items: list[tuple[int, Any]]) -> tuple[list[int], Any]:
         kept = [(i, x) for i, x in items if x is not None]
         return [i for i, _ in kept], collate([x for _, x in kept]) if kept else None
@@ -263,8 +260,6 @@ def agrees(front: FrozenFront, model: nn.Module, batch: Any, full: Callable[[Any
            encode: Callable[[Any], Tensor]) -> bool:
     """Whether `rest` on the front's features gives the whole model's output on one batch (eval mode, no
     gradients): a model laid out otherwise than `rest` assumes trains on its raw inputs instead."""
-    from dlkit.core.engine import isolated_rng
-
     was_training = model.training
     model.eval()
     try:

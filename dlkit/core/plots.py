@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dlkit.core.outputs import FILE_MARK, atomic_write_bytes
+from dlkit.metrics.classification import safe_div, to_numpy
 
 
 def new_figure(width: float = 7.0, height: float = 4.0):
@@ -116,8 +117,6 @@ def plot_confusion_matrix(matrix: Any, labels: list[str], path: Path,
     matplotlib.use("Agg")
     import numpy as np
     from matplotlib.figure import Figure
-
-    from dlkit.metrics.classification import safe_div, to_numpy
 
     values = to_numpy(matrix).astype(np.float64)
     k = values.shape[0]

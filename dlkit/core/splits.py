@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dlkit.core.errors import ConfigError, RunError
+from dlkit.core.progress import warn
 
 if TYPE_CHECKING:
     from dlkit.core.run import Run
@@ -83,8 +84,6 @@ class DataSplits:
 def record_splits(run: Run, splits: DataSplits, resume: bool = False) -> None:
     """At train time: write splits.json and put the summary into config.json's provenance block. A resumed
     run must cut the same splits, or it would go on training on examples it used to hold out."""
-    from dlkit.core.progress import warn
-
     run.provenance[META] = splits.summary()
     recorded = read_splits(run) if resume else None
     if recorded is not None:

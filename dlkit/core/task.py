@@ -12,11 +12,12 @@ import difflib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from dlkit.core.modelcard import CardInfo
+
 if TYPE_CHECKING:
     import torch
     from accelerate import Accelerator
 
-    from dlkit.core.modelcard import CardInfo
     from dlkit.core.run import Run
 
 
@@ -111,8 +112,6 @@ class Task(abc.ABC):
         return {}
 
     def card_info(self) -> CardInfo:
-        from dlkit.core.modelcard import CardInfo
-
         return CardInfo(usage='from safetensors.torch import load_file\n'
                               'state_dict = load_file("model.safetensors")  # the weights of the trained model')
 

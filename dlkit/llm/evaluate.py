@@ -12,18 +12,21 @@ from typing import Any
 import torch
 
 from dlkit.core.config import checked
+from dlkit.core.engine import item_weighted_mean
 from dlkit.core.errors import DataError
 from dlkit.core.modelcard import write_card
 from dlkit.core.progress import info
 from dlkit.core.run import Run
-from dlkit.core.splits import canonical, example_id, split_in_name
-from dlkit.llm.config import MAX_NEW_TOKENS, EvalConfig, GenerateConfig
+from dlkit.core.splits import canonical, example_id, scored, split_fields, split_in_name
+from dlkit.llm.config import MAX_NEW_TOKENS, EvalConfig, GenerateConfig, LlmConfig
 from dlkit.llm.data import (
     IGNORE,
+    build_splits,
     conversations_of,
     detect_format,
     load_rows,
     merge_system,
+    pad_batch,
     render,
     supports_system,
     tokenize_conversations,
@@ -45,9 +48,6 @@ from dlkit.metrics.guard import GuardedMetrics
 @torch.no_grad()
 def token_loss(model: Any, tokenizer: Any, examples: list[dict], batch_size: int = 16) -> float:
     """Mean loss per labelled token (so exp() of it is the perplexity of the answers)."""
-    from dlkit.core.engine import item_weighted_mean
-    from dlkit.llm.data import pad_batch
-
     model.eval()
     device = next(model.parameters()).device
 
@@ -100,10 +100,6 @@ def conversations_from(spec: str, tokenizer: Any, fmt: str = "auto") -> list[lis
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Score a run on its held-out splits (val loss on validation, generation on test), on one split named
     by --split (train only when asked), or on all of --data; write eval.json and merge into metrics.json."""
-    from dlkit.core.splits import scored, split_fields
-    from dlkit.llm.config import LlmConfig
-    from dlkit.llm.data import build_splits
-
     checked(cfg)
     assert cfg.run is not None  # checked: --run, or the run --method found
     data, split, limit, bertscore_model = cfg.data, cfg.split, cfg.limit, cfg.bertscore

@@ -17,7 +17,7 @@ from dlkit.core.splits import Scored, canonical, scored, split_fields
 from dlkit.metrics import f1_score
 from dlkit.metrics.guard import GuardedMetrics
 from dlkit.metrics.qa import scored_answers
-from dlkit.qa.config import EvalConfig, PredictConfig, WindowConfig
+from dlkit.qa.config import EvalConfig, PredictConfig, QAConfig, WindowConfig
 from dlkit.qa.data import (
     LoadReport,
     QAExample,
@@ -93,8 +93,6 @@ def questions_to_score(run: Run, data: str | None, split: str | None,
     """(the questions to score, what they are, data spec, load report). Without --data: the run's own splits, cut
     again with its settings; with --data: that file whole, or the splits of that folder or dataset. Which split
     and which of its questions: dlkit.core.splits.scored (held-out, without the questions the run trained on)."""
-    from dlkit.qa.config import QAConfig
-
     report = LoadReport()
     if data is None:
         cfg = run.config_as(QAConfig)

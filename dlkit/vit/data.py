@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dlkit.builtin import BUILTINS
 from dlkit.classify.classifier import ClassifierData, check_classes, cut_splits, leave_out_test, named_splits
 from dlkit.core.errors import DataError
 from dlkit.core.sources import resolve
@@ -53,8 +54,6 @@ class ImageItems:
 def load_image_data(cfg: Any) -> ClassifierData:
     """Train, validation and (when the data has one) test items for `cfg.data`; without a validation split a
     seeded share of each class of train is held out for validation."""
-    from dlkit.builtin import BUILTINS
-
     source = resolve(cfg.data, "data", flag="--data")
     if source.kind == "builtin":
         names, found = image_folder(Path(BUILTINS[source.value].load()))

@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from dlkit.builtin import BUILTINS
 from dlkit.classify.classifier import label_maps
 from dlkit.core.config import named_in
 from dlkit.core.errors import ConfigError, DataError
@@ -28,8 +29,6 @@ AUTO_TARGETS = (("q_proj", "v_proj"), ("query", "value"))  # transformers 5 name
 
 def model_folder(spec: str) -> str:
     """A from_pretrained argument for --model: the builtin's cached folder, a local folder or a Hub id."""
-    from dlkit.builtin import BUILTINS
-
     source = resolve(spec, "model", flag="--model")
     return str(BUILTINS[source.value].load()) if source.kind == "builtin" else source.value
 

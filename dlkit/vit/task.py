@@ -16,6 +16,7 @@ from dlkit.core import features
 from dlkit.core.config import checked
 from dlkit.core.modelcard import CardInfo
 from dlkit.core.run import Run
+from dlkit.core.splits import DataSplits, record_splits
 from dlkit.core.task import Task
 from dlkit.vit import data as vdata
 from dlkit.vit import models
@@ -126,7 +127,6 @@ class VitTask(Task):
 def train(cfg: VitConfig) -> dict[str, Any]:
     """Train, write the run folder, return metrics.json (trainable params and % per method included)."""
     from dlkit.core.engine import fit
-    from dlkit.core.splits import DataSplits, record_splits
 
     checked(cfg)
     task = VitTask(cfg)
