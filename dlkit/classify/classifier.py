@@ -15,15 +15,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from dlkit.core import plots
 from dlkit.core.config import ShardingConfig, cache_features_opt, opt, run_field
 from dlkit.core.errors import DataError
-from dlkit.core.plots import plot_confusion_matrix
-from dlkit.core.progress import emit, info, metrics_table, track, warn
-from dlkit.core.run import atomic_write_text
-from dlkit.core.splits import TEST, TRAIN, VALIDATION
-from dlkit.metrics import classification_report, topk_accuracy, worst_classes
-from dlkit.metrics.classification import REPORT_KEYS
 
 if TYPE_CHECKING:
     import torch
@@ -127,6 +120,8 @@ def named_splits(available: Iterable[str]) -> tuple[str | None, str | None]:
 def leave_out_test(reason: str) -> None:
     """A test split without labels (GLUE's test files, Hub labels of -1, a test/ of loose images) is not an
     error: it is left out, with `reason` in one warning line."""
+    from dlkit.core.progress import warn
+
     warn(f"{reason}: it is left out, and eval scores the validation split")
 
 
@@ -146,6 +141,8 @@ class ClassifierData:
 
     def ids(self) -> dict[str, list[str]]:
         """Example ids per split, for splits.json and every eval's check."""
+        from dlkit.core.splits import TEST, TRAIN, VALIDATION
+
         ids = {TRAIN: self.train.example_ids(), VALIDATION: self.val.example_ids()}
         if self.test is not None:
             ids[TEST] = self.test.example_ids()
@@ -258,6 +255,8 @@ def collect_logits(forward: Callable[[Any], torch.Tensor], loader: Any,
     """Logits (N, K) and labels (N,) over a whole loader, from every process, as float/int64 CPU tensors."""
     import torch
 
+    from dlkit.core.progress import track
+
     rows: list[list[float]] = []
     labels: list[int] = []
     with torch.no_grad():
@@ -276,6 +275,8 @@ def collect_logits(forward: Callable[[Any], torch.Tensor], loader: Any,
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, prefix: str = "val_") -> dict[str, float]:
     """Loss, accuracy, macro F1; top-5 when there are more than 5 classes; binary P/R/F1 for 2 classes."""
     import torch.nn.functional as F
+
+    from dlkit.metrics import classification_report, topk_accuracy
 
     num_classes = logits.shape[-1]
     report = classification_report(labels, logits.argmax(-1), num_classes=num_classes)
@@ -314,7 +315,9 @@ def write_evaluation(run: Run, logits: torch.Tensor, labels: torch.Tensor, label
     plots/per_class_f1.png, samples/predictions.csv and samples/misclassified.csv (most confident mistakes
     first, with the example itself), and merges the metrics into metrics.json for `dlkit compare`.
     """
+    from dlkit.core.plots import plot_confusion_matrix
     from dlkit.core.splits import TRAIN, split_fields
+    from dlkit.metrics import classification_report, worst_classes
 
     names = list(label_names)
     probs = logits.softmax(-1)
@@ -358,6 +361,8 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 
 
 def _per_class_f1_plot(report: dict[str, Any], path: Path, limit: int = 30) -> None:
+    from dlkit.core import plots
+
     rows = report["per_class"]
     title = "F1 per class"
     if len(rows) > limit:
@@ -368,6 +373,8 @@ def _per_class_f1_plot(report: dict[str, Any], path: Path, limit: int = 30) -> N
 
 def accuracy_curves(run: Run) -> Path | None:
     """plots/accuracy.png: train accuracy per logged step and validation accuracy per eval."""
+    from dlkit.core import plots
+
     history = run.history()
     train = [(r["step"], r["accuracy"]) for r in history if r.get("kind") == "train" and "accuracy" in r]
     val = [(r["step"], r["val_accuracy"]) for r in history if r.get("kind") == "eval" and "val_accuracy" in r]
@@ -390,6 +397,8 @@ def show_evaluation(run_dir: Path, result: dict[str, Any], example_header: str) 
     """An eval command's output: the metrics as JSON (--json) or tables, then where the report files are."""
     from rich.console import Group
 
+    from dlkit.core.progress import emit, info
+
     emit(result["metrics"], Group(*evaluation_tables(result, example_header)))
     info(f"report: {run_dir / 'eval.json'}, {run_dir / 'eval' / 'per_class.csv'}, "
          f"{run_dir / 'plots' / 'confusion_matrix.png'}, {run_dir / 'samples' / 'misclassified.csv'}")
@@ -398,6 +407,9 @@ def show_evaluation(run_dir: Path, result: dict[str, Any], example_header: str) 
 def evaluation_tables(result: dict[str, Any], example_header: str, show: int = 5) -> list[Any]:
     """Rich renderables for an eval command: the metrics, the weakest classes, a few confident mistakes."""
     from rich.table import Table
+
+    from dlkit.core.progress import metrics_table
+    from dlkit.metrics import worst_classes
 
     scored = result["metrics"]
     tables = [metrics_table(scored, title=f"eval ({scored['split']}, {scored['split_size']} {example_header}s)")]
@@ -446,6 +458,9 @@ def predictions_table(inputs: Sequence[str], predictions: list[list[dict[str, An
 
 def write_report_csv(report: dict[str, Any], path: Path) -> Path:
     """Write a classification_report's per-class rows plus macro/weighted/accuracy rows as CSV, atomically."""
+    from dlkit.core.run import atomic_write_text
+    from dlkit.metrics.classification import REPORT_KEYS
+
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["class", *REPORT_KEYS])

@@ -19,8 +19,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from dlkit.core.errors import ConfigError
 from dlkit.core.outputs import META_KEY as META_KEY  # provenance block in a saved config.json; ignored when loading
-from dlkit.core.outputs import check_output, check_output_file, claim, is_main_process
-from dlkit.core.trackers import check_installed, tracker_names
 
 if TYPE_CHECKING:
     from dlkit.core.outputs import Claim
@@ -138,6 +136,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Reject combinations no run can use, naming the flags (ranges are checked on the fields)."""
+        from dlkit.core.trackers import check_installed, tracker_names
+
         check_installed(tracker_names(self.report_to))
         if self.resume and self.overwrite:
             raise ConfigError("--resume and --overwrite contradict each other; pass one of them")
@@ -330,6 +330,8 @@ def claim_output(cfg: Any, folder: str | Path | None = None) -> Claim:
     """Make the command's output folder (its output field, or `folder` where the command computes a default)
     its own under the output policy: created and marked, or an earlier one of the same command emptied of
     dlkit's files with --overwrite. Keep the returned Claim while writing (it holds the folder's lock)."""
+    from dlkit.core.outputs import claim
+
     f = output_field(cfg)
     group, verb = command_of(cfg) or ("dlkit", "output")
     value = folder if folder is not None else getattr(cfg, f.name) if f is not None else None
@@ -344,6 +346,8 @@ def check_outputs(cfg: Any) -> None:
     """Every output folder/file the config names, checked against the output policy before any work (see
     dlkit.core.outputs); a --resume continues its folder, which Run.create checks instead. Under a launcher the
     main process alone checks (and writes): another rank would find the folder the main one has just made."""
+    from dlkit.core.outputs import check_output, check_output_file, is_main_process
+
     command = command_of(cfg)
     if command is None or isinstance(cfg, TrainConfig) and cfg.resume or not is_main_process():
         return

@@ -18,12 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from dlkit.core import plots
 from dlkit.core.config import checked, claim_output, config_fields, flag_name, load_config, opt, saved_dict, suggestion
 from dlkit.core.errors import ConfigError, RunError
-from dlkit.core.modelcard import SIZE_WORDS
-from dlkit.core.progress import format_value, info
-from dlkit.core.run import Run, atomic_write_json
 
 NOT_GRIDDED = ("output_dir", "name", "resume", "overwrite", "command_line", "push_to_hub")  # set per run by the sweep
 BOOLEANS = {"true": True, "yes": True, "1": True, "on": True, "false": False, "no": False, "0": False, "off": False}
@@ -145,6 +141,8 @@ def train_in_subprocess(group: str, cfg: Any) -> dict[str, Any]:
     import subprocess
     import sys
 
+    from dlkit.core.run import Run, atomic_write_json
+
     out = Path(cfg.output_dir)
     config_path = out.parent / f".{out.name}.config.json"
     atomic_write_json(config_path, saved_dict(cfg))
@@ -163,6 +161,8 @@ def run_grid(group: str, configs: list[Any], points: list[Point],
              after_run: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Train every config (then `after_run(cfg, metrics)`, e.g. an eval); one row per run: its name, its grid
     values (as typed) and its metrics."""
+    from dlkit.core.progress import info
+
     rows = []
     for cfg, point in zip(configs, points, strict=True):
         info(f"== {point.name}")
@@ -177,6 +177,8 @@ def run_grid(group: str, configs: list[Any], points: list[Point],
 def held_out_columns(rows: list[dict[str, Any]], monitor: str | None = None) -> list[str]:
     """The quality columns of a generic comparison: the monitored metric first, then every val_* and test_*
     number the runs have (sizes left out)."""
+    from dlkit.core.modelcard import SIZE_WORDS
+
     found = [k for r in rows for k, v in r.items() if k.startswith(("val_", "test_")) and not k.endswith(SIZE_WORDS)
              and isinstance(v, int | float) and not isinstance(v, bool)]
     ordered = ([monitor] if monitor in found else []) + sorted(set(found) - {monitor})
@@ -187,6 +189,7 @@ def write_comparison(rows: list[dict[str, Any]], columns: list[str], output_dir:
                      extra: dict[str, Any] | None = None, baselines: dict[str, float] | None = None) -> None:
     """comparison.json (every row, whole), comparison.md (the columns) and comparison.png (one bar panel per
     (metric, title) of `panels`, one bar per run; a baseline value as a dashed line)."""
+    from dlkit.core.progress import info
     from dlkit.core.run import atomic_write_json, atomic_write_text
 
     atomic_write_json(output_dir / "comparison.json", {**(extra or {}), "runs": rows})
@@ -205,6 +208,8 @@ def _fmt(value: Any) -> str:
 
 def comparison_plot(rows: list[dict[str, Any]], panels: list[tuple[str, str]], path: Path,
                     baselines: dict[str, float]) -> None:
+    from dlkit.core import plots
+
     fig, axes = plots.new_figure(max(3.2 * len(panels), 1.0 * len(rows) * len(panels)), 4.2)
     fig.clf()
     labels = [r["run"] for r in rows]
@@ -222,6 +227,8 @@ def comparison_plot(rows: list[dict[str, Any]], panels: list[tuple[str, str]], p
 
 def comparison_table(rows: list[dict[str, Any]], columns: list[str], headers: dict[str, str], title: str) -> Any:
     from rich.table import Table
+
+    from dlkit.core.progress import format_value
 
     table = Table(title=title)
     for column in columns:

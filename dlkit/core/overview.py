@@ -11,7 +11,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from dlkit.core.compat import known_bad, outside_range
 from dlkit.core.config import META_KEY, checked
 from dlkit.core.errors import DlkitError, RunError
 from dlkit.core.progress import MODE, console, emit, format_value, warn
@@ -85,6 +84,7 @@ def info(cfg: InfoConfig) -> dict[str, Any]:
     import torch
 
     checked(cfg)
+    from dlkit.core.compat import known_bad, outside_range
 
     report: dict[str, Any] = {"versions": {}}
     for dist in INFO_VERSIONS:

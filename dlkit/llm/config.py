@@ -10,8 +10,6 @@ from dlkit.builtin import listed
 from dlkit.core.config import REQUIRED, RunOutput, ShardingConfig, opt, run_field, shared
 from dlkit.core.errors import ConfigError
 from dlkit.core.grid import SweepConfig
-from dlkit.core.overview import newest_finished_run
-from dlkit.core.progress import info
 from dlkit.llm.methods import METHODS, named
 
 Format = Literal["auto", "sharegpt", "openai", "alpaca"]
@@ -131,6 +129,8 @@ class RunOrMethod:
             if required and self.run is None:
                 raise ConfigError("pass --run DIR (a `dlkit llm train` run) or --method M (its newest finished run)")
             return
+        from dlkit.core.overview import newest_finished_run
+        from dlkit.core.progress import info
 
         found = newest_finished_run(Path("runs/llm"), "llm", "method", self.method)
         info(f"--method {self.method}: using {found}, the newest finished {self.method} run under runs/llm")

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from dlkit.core.compat import refuse_known_bad
 from dlkit.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -54,6 +53,8 @@ def _prompt(model, cfg, path):
 
 def _prefix(model, cfg, path):
     from peft import PrefixTuningConfig, TaskType
+
+    from dlkit.core.compat import refuse_known_bad
 
     # Prefix TRAINING: PEFT's forward hands the trained keys/values to the base model as the
     # `past_key_values` kwarg, which transformers 5.24 deprecated (renamed `cache`) and removes in 5.40;
