@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -72,3 +75,16 @@ def test_lora_changes_only_query_value_and_classifier(runs, base_weights):
 def test_full_changes_every_block(runs, base_weights):
     diff = changed(runs["full"][0], base_weights)
     assert any(k.startswith("vit.layers.0.") for k in diff) and any(k.startswith("vit.embeddings.") for k in diff)
+
+
+def test_saving_a_model_without_lora_leaves_peft_unimported(tmp_path):
+    """Importing peft costs about 2 CPU-seconds, a tenth of a short linear probe's whole run."""
+    code = ("import sys; from pathlib import Path; from transformers import AutoImageProcessor; "
+            "from dlkit.vit.models import load_classifier, model_folder, save_classifier; "
+            "folder = model_folder('builtin:tiny-vit'); "
+            "save_classifier(load_classifier(folder, list('ab')), AutoImageProcessor.from_pretrained(folder), "
+            f"Path({str(tmp_path)!r})); print('peft' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "False"
+    assert (tmp_path / "config.json").is_file() and (tmp_path / "model.safetensors").is_file()
