@@ -174,11 +174,8 @@ class VisionEncoderDecoderTask(Task):
         record = (self.splits["val"] or self.splits["train"])[0]
         text = generate_captions(model, self.tokenizer, self.processor, [open_image(record.image)], self.max_len,
                                  self.cfg.beam_size)[0]
-        path = run.samples_dir / "val_captions.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"step": step, "image": record.image, "caption": text,
-                                 "reference": record.captions[0]}, ensure_ascii=False) + "\n")
+        run.append_jsonl("samples/val_captions.jsonl", {"step": step, "image": record.image, "caption": text,
+                                                        "reference": record.captions[0]})
         caption_card(record.image, [f"step {step}: {text}", f"reference: {record.captions[0]}"],
                      run.samples_dir / f"step_{step:07d}.png")
 

@@ -8,7 +8,6 @@ after every evaluation) with samples/step_N.png, and the final model as checkpoi
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -173,10 +172,7 @@ class CaptionTask(Task):
         caption = decode(model, model.encoder(image), self.vocab.max_len, self.cfg.beam_size)[0]
         text = self.vocab.decode(caption.tokens)
         line = {"step": step, "image": record.image, "caption": text, "reference": record.captions[0]}
-        path = run.samples_dir / "val_captions.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+        run.append_jsonl("samples/val_captions.jsonl", line)
         caption_card(record.image, [f"step {step}: {text}", f"reference: {record.captions[0]}"],
                      run.samples_dir / f"step_{step:07d}.png")
 

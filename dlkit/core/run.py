@@ -76,7 +76,7 @@ class Run:
     writer: bool = True  # False on non-main ranks: every write becomes a no-op
     provenance: dict[str, Any] = field(default_factory=dict)  # extra keys for config.json's _dlkit block
     _claim: Claim | None = field(default=None, repr=False, compare=False)
-    _history_recorded: bool = field(default=False, repr=False, compare=False)
+    _appending: set[str] = field(default_factory=set, repr=False, compare=False)  # files recorded for append_jsonl
 
     @property
     def config_path(self) -> Path:
@@ -188,18 +188,27 @@ class Run:
         """Append one history line; eval records also refresh metrics.csv."""
         if not self.writer:
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
-        if not self._history_recorded:
-            record_write(self.history_path)
-            self._history_recorded = True
+        self.append_jsonl("history.jsonl", record)
+        if record.get("kind") == "eval":
+            self._write_metrics_csv()
+
+    def append_jsonl(self, relpath: str, record: dict[str, Any]) -> Path:
+        """Append `record` to relpath as one whole JSON line, in one write; the file is recorded in the run's
+        manifest before its first line, so --overwrite may replace it."""
+        path = self.dir / relpath
+        if not self.writer:
+            return path
+        if relpath not in self._appending:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            record_write(path)
+            self._appending.add(relpath)
         line = (json.dumps(record, ensure_ascii=False, default=json_default) + "\n").encode("utf-8")
-        fd = os.open(self.history_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line)  # one write of one whole line
         finally:
             os.close(fd)
-        if record.get("kind") == "eval":
-            self._write_metrics_csv()
+        return path
 
     def history(self, kind: str | None = None) -> list[dict[str, Any]]:
         records = read_jsonl(self.history_path)

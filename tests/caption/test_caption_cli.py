@@ -117,6 +117,18 @@ def test_train_fills_the_run_folder(lstm_run):
     assert [s["step"] for s in samples] == [2, 4] and len({s["image"] for s in samples}) == 1
 
 
+def test_every_file_training_wrote_is_in_the_manifest(lstm_run):
+    """--overwrite replaces only the files dlkit recorded, so one written but not recorded (the appended sample
+    captions) made a second `caption train --overwrite` into the same folder refuse."""
+    from dlkit.core.outputs import LOCK_FILE, MARKER, read_manifest
+
+    manifest = read_manifest(lstm_run)
+    files = [p.relative_to(lstm_run).as_posix() for p in lstm_run.rglob("*")
+             if p.is_file() and p.name not in (MARKER, LOCK_FILE)]
+    assert "samples/val_captions.jsonl" in files and "history.jsonl" in files
+    assert [f for f in files if not manifest.covers(f)] == []
+
+
 def test_predict_and_eval(cli, lstm_run, tmp_path):
     images = sorted((lstm_run / "data" / "test_images.txt").read_text().split())[:2]
     result = cli("caption", "predict", "--run", lstm_run, *images, "--beam-size", "2", "--json")
