@@ -202,7 +202,7 @@ def coop(cfg: CoopConfig) -> dict[str, Any]:
 
     task = FeatureTask(make_head, feats.train, feats.val, summary_info, test,
                        skipped_items=summary_info.pop("skipped_items"))
-    run = Run.create("clip", cfg, f"coop-{cfg.mode}")
+    run = Run.create("clip", cfg, f"coop-{cfg.mode}", command="coop")
     feats.record(run, cfg.resume)
     return fit(task, cfg, run)
 
@@ -246,7 +246,7 @@ def probe(cfg: ProbeConfig) -> dict[str, Any]:
 
     task = FeatureTask(make_head, feats.train, feats.val, summary_info, test,
                        skipped_items=summary_info.pop("skipped_items"))
-    run = Run.create("clip", cfg, "probe")
+    run = Run.create("clip", cfg, "probe", command="probe")
     feats.record(run, cfg.resume)
     return fit(task, cfg, run)
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from clip_helpers import make_image_folder
 
+from dlkit.core.outputs import MARKER
+
 
 @pytest.mark.parametrize("command", ["probe", "coop"])
 def test_model_selection_never_sees_the_test_images(cli, tmp_path: Path, command: str) -> None:
@@ -30,6 +32,11 @@ def test_model_selection_never_sees_the_test_images(cli, tmp_path: Path, command
     recorded = json.loads((run / "config.json").read_text())["_dlkit"]["splits"]
     assert recorded["sizes"] == {"train": 12, "validation": 6, "test": 9}
     assert "held out for validation" in recorded["rule"]
+    # the folder is marked as this command's, so the same command may replace it (it was marked `clip train`)
+    assert json.loads((run / MARKER).read_text())["command"] == command
+    again = cli("--json", "clip", command, "--data", data, "--epochs", "1", "--val-fraction", "0.34",
+                "--output-dir", run, "--overwrite")
+    assert again.exit_code == 0, again.stderr
 
 
 class _Built(Exception):
