@@ -45,6 +45,7 @@ import resource
 import signal
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -472,7 +473,7 @@ class _Loop:
         eval_start, eval_cpu = time.perf_counter(), time.process_time()
         with isolated_rng():
             self.model.eval()
-            with torch.no_grad():
+            with torch.no_grad(), self.accel.autocast():
                 metrics = self.task.evaluate(self.model, self.val_loader, self.accel)
             self.samples()  # still in eval mode: samples without dropout, and BatchNorm statistics left as
             # evaluated (and as the other ranks have them)
@@ -622,7 +623,8 @@ def accumulate_step(task: Task, model: nn.Module, accel: Accelerator, batches: l
     logs = []
     for i, batch in enumerate(batches):  # (no_sync does nothing to a sharded model: see dlkit.core.sharding)
         with contextlib.nullcontext() if i == len(batches) - 1 else accel.no_sync(model):
-            loss, entry = split_step_output(task.training_step(model, send_to_device(batch, accel.device)))
+            with accel.autocast():  # also where a task calls submodules, not the prepared model's forward
+                loss, entry = split_step_output(task.training_step(model, send_to_device(batch, accel.device)))
             whole = world == 1 and len(batches) == 1  # the step is this one batch: its mean is the step's loss
             weighted = loss if whole else loss * (counts[i] * scale)
             accel.backward(weighted)
@@ -1001,7 +1003,9 @@ class TrainedTensors:
     def load(self, path: Path) -> None:
         """Copy the tensors saved in `path` into the model; a file that misses one of ours, or holds one the
         model lacks or of another shape, is refused naming it (a checkpoint of another model or method)."""
-        saved = load_state_dict(path)
+        self.copy_in(load_state_dict(path), path)
+
+    def copy_in(self, saved: dict[str, torch.Tensor], path: Path) -> None:
         own = named_tensors(self.model)
         missing = [n for n in self.names if n not in saved]
         unknown = [n for n in saved if n not in own]
@@ -1023,6 +1027,42 @@ class TrainedTensors:
                               "with the same base model")
 
 
+TRAINED_FILE = "trained.safetensors"  # in a final model folder: the tensors that trained; the rest is the base
+TRAINED_INFO = "trained.json"  # ... and which base, with the fingerprint of its frozen parameters
+
+
+def save_trained(model: nn.Module, names: list[str], source: str, folder: Path) -> None:
+    """A final model as what trained: the tensors `names`, and the base they go onto (its source and the
+    fingerprint of everything else). For methods that leave most of a base frozen."""
+    trained = TrainedTensors.of(model, names, source)
+    folder.mkdir(parents=True, exist_ok=True)
+    trained.save(folder / TRAINED_FILE)
+    atomic_write_json(folder / TRAINED_INFO, trained.describe())
+
+
+def is_trained_folder(folder: Path) -> bool:
+    return (folder / TRAINED_INFO).is_file()
+
+
+def load_trained_tensors(model: nn.Module, folder: Path) -> dict[str, Any]:
+    """Put what `save_trained` wrote onto `model` (the base rebuilt from its source, the method applied);
+    refuses, in one line, base weights other than those it was trained on. Returns the saved description."""
+    info_path = folder / TRAINED_INFO
+    try:
+        saved = json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{info_path} is unreadable ({str(exc).splitlines()[0][:120]})") from None
+    tensors = load_state_dict(folder / TRAINED_FILE)
+    own = named_tensors(model)
+    trained = TrainedTensors.of(model, [n for n in tensors if n in own], saved.get("source", "?"))
+    if trained.fingerprint != saved.get("frozen_fingerprint"):
+        raise RunError(f"{folder} was trained on other weights than those {trained.source} holds now (fingerprint "
+                       f"{saved.get('frozen_fingerprint')} vs {trained.fingerprint}); load it on the base it was "
+                       "trained on")
+    trained.copy_in(tensors, folder / TRAINED_FILE)
+    return saved
+
+
 def named_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     """Parameters (tied ones once) and buffers by name: what `Task.trained_names` chooses from."""
     return {**dict(model.named_parameters()), **dict(model.named_buffers())}
@@ -1035,13 +1075,20 @@ def tensor_digest(tensor: torch.Tensor) -> bytes:
 
 
 def frozen_fingerprint(model: nn.Module, trained: set[str]) -> str:
-    """A digest of every parameter outside `trained`, with its name, dtype and shape."""
-    digest = hashlib.blake2b(digest_size=8)
+    """A digest of every parameter outside `trained`, with its name and shape. Floating values are read as bf16,
+    so the same base loaded in fp32 or bf16 (or upcast for training) has one fingerprint; CRC-32 reads ~2 GB/s,
+    a few seconds for a 2B-parameter base."""
+    digest = hashlib.sha1(usedforsecurity=False)
     for name, param in model.named_parameters():
-        if name not in trained:
-            digest.update(f"{name}:{param.dtype}:{tuple(param.shape)}".encode())
-            digest.update(tensor_digest(param))
-    return digest.hexdigest()
+        if name in trained:
+            continue
+        crc = 0
+        for chunk in param.detach().reshape(-1).split(1 << 24):  # bounded host memory for a large tensor
+            if chunk.is_floating_point() and chunk.dtype != torch.bfloat16:
+                chunk = chunk.to(torch.bfloat16)
+            crc = zlib.crc32(chunk.contiguous().view(torch.uint8).cpu().numpy(), crc)
+        digest.update(f"{name}:{tuple(param.shape)}:{crc};".encode())
+    return digest.hexdigest()[:16]
 
 
 def leave_model_to(trained: TrainedTensors, accel: Accelerator) -> None:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from dlkit.core.config import named_in
+from dlkit.core.engine import is_trained_folder, load_trained_tensors
 from dlkit.core.errors import ConfigError, RunError
 from dlkit.core.sources import Source, resolve
 from dlkit.core.weights import check_folder, loading
@@ -218,9 +219,11 @@ def load_trained(run_dir: Path, base_spec: str | None = None) -> tuple[nn.Module
     if info["peft"]:
         from peft import PeftModel
 
-        base_model = load_model(base)
         with loading(run.model_dir):
-            model = PeftModel.from_pretrained(base_model, str(run.model_dir))
+            model = PeftModel.from_pretrained(load_model(base), str(run.model_dir))
+    elif is_trained_folder(run.model_dir):  # partial: the trained layers (fp32) onto the base, in fp32
+        model = load_model(base, dtype=torch.float32)
+        load_trained_tensors(model, run.model_dir)
     else:
         model = load_model(BaseModel(base.source, str(run.model_dir)))
     model.eval()

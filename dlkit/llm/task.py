@@ -9,7 +9,6 @@ FSDP the plain `model(..., labels=...)` forward is used so gradients synchronise
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlkit.core.config import checked
+from dlkit.core.engine import save_trained, tensor_digest
 from dlkit.core.errors import RunError
 from dlkit.core.modelcard import CardInfo
 from dlkit.core.progress import info
@@ -60,33 +60,39 @@ def _attention(model: nn.Module) -> str:
     return getattr(inner.config, "_attn_implementation", None) or "eager"
 
 
-def fingerprint(tensor: torch.Tensor) -> bytes:
-    """A digest of a tensor's exact bytes: any change to any element changes it."""
-    raw = tensor.detach().contiguous().view(torch.uint8).cpu().numpy()
-    return hashlib.blake2b(raw.tobytes(), digest_size=16).digest()
-
-
 class ParamSnapshot:
-    """A digest of every base weight before training, to prove afterwards which ones moved.
+    """The base weights before training, to show afterwards which ones moved and by how many elements.
 
-    Digests rather than copies: a copy of every weight would double host memory for a real model.
-    The Parameter objects are kept too: PEFT wraps modules but trains (or freezes) the same tensors,
-    so the comparison needs no name mapping.
+    A trainable weight is copied in the dtype it was loaded in (a bf16 checkpoint's copy is half of what trains
+    in fp32), so every changed element is counted; a frozen one keeps only a digest (it must not move at all;
+    if it did, its whole size counts). The Parameter objects are kept too: PEFT wraps modules but trains (or
+    freezes) the same tensors, so the comparison needs no name mapping.
     """
 
-    def __init__(self, model: nn.Module):
-        self.entries = [(name, p, fingerprint(p)) for name, p in model.named_parameters()]
+    def __init__(self, base_params: list[tuple[str, nn.Parameter]]):
+        """`base_params`: the base's named parameters listed before the method wrapped it, taken once the
+        method has chosen which of them train."""
+        self.entries = [(name, p, p.detach().clone() if p.requires_grad else (p.dtype, tensor_digest(p)))
+                        for name, p in base_params]
 
     def report(self, trained: nn.Module) -> dict[str, Any]:
-        changed = [name for name, p, before in self.entries if fingerprint(p) != before]
+        changed: dict[str, int] = {}
+        for name, p, before in self.entries:
+            if isinstance(before, torch.Tensor):
+                count = int((p.detach() != before.to(p.device, p.dtype)).sum())
+            else:
+                dtype, digest = before
+                count = p.numel() if tensor_digest(p.detach().to(dtype)) != digest else 0
+            if count:
+                changed[name] = count
         trainable_base = [name for name, p, _ in self.entries if p.requires_grad]
         base_ids = {id(p) for _, p, _ in self.entries}
         added = [(n, p) for n, p in trained.named_parameters() if id(p) not in base_ids and p.requires_grad]
         numel = {name: p.numel() for name, p, _ in self.entries}
         trainable_set = set(trainable_base)
         return {
-            "changed_param_names": changed,
-            "changed_params": sum(numel[n] for n in changed),
+            "changed_param_names": list(changed),
+            "changed_params": sum(changed.values()),  # elements
             "trainable_param_names": trainable_base + [n for n, _ in added],
             "trainable_base_params": sum(numel[n] for n in trainable_base),
             "adapter_params": sum(p.numel() for _, p in added),
@@ -114,8 +120,9 @@ class LlmTask(Task):
     def build_model(self) -> nn.Module:
         model = load_model(self.base)
         self.arch = model.config.model_type
-        self.snapshot = ParamSnapshot(model)
+        base_params = list(model.named_parameters())
         model = methods.build(model, self.cfg, self.base.path)
+        self.snapshot = ParamSnapshot(base_params)
         if self.method.family != "soft-prompt":
             model.config.use_cache = False
         if self.neftune is not None:
@@ -190,7 +197,10 @@ class LlmTask(Task):
     def save_model(self, model: nn.Module, path: Path) -> None:
         self.param_report = self.snapshot.report(model)
         path.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(str(path))
+        if self.method.family == "partial":  # the unfrozen layers; `llm export --merge` writes the whole model
+            save_trained(model, self.trained_names(model), self.base.identity, path)
+        else:
+            model.save_pretrained(str(path))
         self.tokenizer.save_pretrained(str(path))
         atomic_write_json(path / INFO_FILE, self.info())
 

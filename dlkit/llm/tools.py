@@ -95,8 +95,9 @@ def export(cfg: ExportConfig) -> dict[str, Any]:
         kind = "merged full weights (AutoModelForCausalLM.from_pretrained)"
     else:
         shutil.copytree(run.model_dir, target, dirs_exist_ok=True)
-        kind = ("PEFT adapter (PeftModel.from_pretrained)" if info_["peft"]
-                else "full weights (AutoModelForCausalLM.from_pretrained)")
+        kind = {"partial": "the trained layers (dlkit; --merge writes full weights)",
+                "full": "full weights (AutoModelForCausalLM.from_pretrained)"}.get(
+            info_["family"], "PEFT adapter (PeftModel.from_pretrained)")
     write_card(target, run, card_info(info_, merged=merge))
     held.release()
     info(f"exported {kind} to {target}")
