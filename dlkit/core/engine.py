@@ -1044,14 +1044,19 @@ def is_trained_folder(folder: Path) -> bool:
     return (folder / TRAINED_INFO).is_file()
 
 
+def trained_info(folder: Path) -> dict[str, Any]:
+    """What `save_trained` recorded: the base's source ("source") and its fingerprint."""
+    info_path = folder / TRAINED_INFO
+    try:
+        return json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{info_path} is unreadable ({str(exc).splitlines()[0][:120]})") from None
+
+
 def load_trained_tensors(model: nn.Module, folder: Path) -> dict[str, Any]:
     """Put what `save_trained` wrote onto `model` (the base rebuilt from its source, the method applied);
     refuses, in one line, base weights other than those it was trained on. Returns the saved description."""
-    info_path = folder / TRAINED_INFO
-    try:
-        saved = json.loads(info_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RunError(f"{info_path} is unreadable ({str(exc).splitlines()[0][:120]})") from None
+    saved = trained_info(folder)
     tensors = load_state_dict(folder / TRAINED_FILE)
     own = named_tensors(model)
     trained = TrainedTensors.of(model, [n for n in tensors if n in own], saved.get("source", "?"))

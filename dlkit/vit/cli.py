@@ -5,7 +5,7 @@ from __future__ import annotations
 from dlkit.core import progress
 from dlkit.core.classifier_cli import classifier_commands, sweep_command
 from dlkit.core.commands import config_command, group_app
-from dlkit.vit.config import EvalConfig, PredictConfig, PrepareConfig, VitConfig
+from dlkit.vit.config import EvalConfig, ExportConfig, PredictConfig, PrepareConfig, VitConfig
 
 app = group_app("vit", "Fine-tune ViT/DeiT image classifiers: LoRA, last block, linear probe or full.",
                 extra="vit", requires=("transformers", "peft", "torchvision"))
@@ -51,3 +51,16 @@ classifier_commands(
     """)
 sweep_command(app, "vit", VitConfig, "dlkit.vit.evaluate", EvalConfig,
               "dlkit vit sweep --grid method=lora,last-block --grid lr=1e-3,3e-3 --train-config vit.yaml")
+
+
+@config_command(app, ExportConfig)
+def export(cfg: ExportConfig) -> None:
+    """The run's model as plain transformers weights (LoRA merged), loadable with
+    AutoModelForImageClassification.from_pretrained; the run itself keeps only what trained.
+
+    Example: [bold]dlkit vit export --run runs/vit/lora --out vit-lora-merged/[/bold]
+    """
+    from dlkit.vit.models import export as run_export
+
+    result = run_export(cfg)
+    progress.emit(result, progress.metrics_table(result, title="export"))

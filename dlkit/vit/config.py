@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from dlkit.core.classification import VAL_FRACTION_HELP, ClassifierConfig, classifier_configs
-from dlkit.core.config import REQUIRED, opt, shared
+from dlkit.core.config import REQUIRED, opt, run_field, shared
 from dlkit.core.errors import ConfigError
 
 DATA_HELP = ("Images: builtin:digits, an ImageFolder (CLASS/IMAGE, or train/ with optional validation/ and test/ of "
@@ -63,3 +63,14 @@ class PrepareConfig:
 EvalConfig, PredictConfig = classifier_configs(
     "vit", "images", opt(REQUIRED, "Image files (any mode: grayscale/RGBA are converted).", argument=True,
                          path="image", example="{image}"), "image")
+
+
+@dataclass
+class ExportConfig:
+    """`dlkit vit export`: a run's model as plain transformers weights."""
+
+    run: str = run_field("vit")
+    out: str | None = opt(None, "Output folder (default: RUN/export).", path="output")
+    overwrite: bool = opt(False, "Replace an earlier export in --out (only dlkit's files).", saved=False)
+
+    command: ClassVar[tuple[str, str]] = ("vit", "export")

@@ -107,7 +107,7 @@ class VitTask(Task):
                 self.processor.crop_size = {"height": side, "width": side}
             else:
                 self.processor.size = {"height": side, "width": side}
-        models.save_classifier(model, self.processor, path)
+        models.save_classifier(model, self.processor, path, self.trained_names(model), self.cfg.model)
 
     def card_info(self) -> CardInfo:
         return CardInfo(what=f"image classifier ({self.cfg.method} fine-tune)", pipeline_tag="image-classification",
