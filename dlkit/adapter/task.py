@@ -94,7 +94,7 @@ class AdapterTask(Task):
         return clf.evaluate_classifier(lambda batch: forward(model, batch), loader, accel)
 
     def save_model(self, model: nn.Module, path: Path) -> None:
-        models.save(model, self.tokenizer, self.settings, path)
+        models.save(model, self.tokenizer, self.settings, path, self.trained_names(model), self.cfg.model)
 
     def card_info(self) -> CardInfo:
         what = f"text classifier ({self.cfg.method} fine-tune)"
