@@ -7,11 +7,20 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from dlkit.core.config import REQUIRED, RunOutput, ShardingConfig, opt, run_field, shared
-from dlkit.core.errors import ConfigError
+from dlkit.core.errors import ConfigError, MissingExtraError
 from dlkit.core.grid import SweepConfig
 
 Format = Literal["auto", "sharegpt", "openai", "alpaca"]
 MAX_NEW_TOKENS = 32  # tokens per generated answer, when neither a flag nor the run says
+
+
+def check_quantize_extra(quantize: str) -> None:
+    """--quantize loads the base with bitsandbytes, an optional dependency: one line naming the extra."""
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise MissingExtraError(f"--quantize {quantize} needs bitsandbytes; install it with: "
+                                "pip install 'dlkit[quantize]'")
 
 
 @dataclass
@@ -78,6 +87,9 @@ class LlmConfig(DataConfig, ShardingConfig):
     num_virtual_tokens: int = opt(16, "Soft-prompt length for prompt/prefix/ptuning.", min=1)
     init_text: str | None = opt(None, "prompt: initialise the soft prompt from the embeddings of this text.")
     unfreeze: str = opt("first2,last2", "partial: decoder layers to train, e.g. first2,last2 or 0,1,-2,-1.")
+    quantize: Literal["none", "4bit", "8bit"] = opt("none", "Hold the frozen base in 4-bit NF4 (double quantisation, "
+                                                   "computing in --precision's dtype: QLoRA) or 8-bit with "
+                                                   "bitsandbytes; PEFT methods only. Needs dlkit[quantize].")
     packing: bool = opt(False, "Pack conversations into rows of --max-length tokens (per-conversation positions, "
                         "block-diagonal mask: no attention across conversations); --batch-size counts rows.")
     neftune_alpha: float = opt(0.0, "NEFTune: uniform noise on the input embeddings while training, scaled "
@@ -100,6 +112,16 @@ class LlmConfig(DataConfig, ShardingConfig):
         if self.packing and METHODS[self.method].family == "soft-prompt":
             raise ConfigError(f"--packing does not work with --method {self.method}: virtual tokens are prepended "
                               "to each row, not to each conversation")
+        if self.quantize != "none":
+            if not METHODS[self.method].peft:
+                raise ConfigError(f"--quantize {self.quantize}: --method {self.method} updates the base weights, "
+                                  "which a quantized base holds as integers; use a PEFT method (lora, dora, ia3, "
+                                  "prompt...) or --quantize none")
+            if self.sharding == "fsdp":
+                raise ConfigError(f"--quantize {self.quantize} with --sharding fsdp: a quantized base is not sharded; "
+                                  "a 4-bit base with a PEFT method fits one GPU per process (use DDP: --sharding "
+                                  "none)")
+            check_quantize_extra(self.quantize)
 
 
 METHOD_HELP = "Instead of --run: the newest finished run of this method under runs/llm/ (e.g. lora)."

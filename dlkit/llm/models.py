@@ -16,6 +16,7 @@ from dlkit.core.engine import is_trained_folder, load_trained_tensors
 from dlkit.core.errors import ConfigError, RunError
 from dlkit.core.sources import Source, resolve
 from dlkit.core.weights import check_folder, loading
+from dlkit.llm.config import check_quantize_extra
 
 if TYPE_CHECKING:
     from dlkit.core.modelcard import CardInfo
@@ -72,7 +73,13 @@ def load_tokenizer(base: BaseModel) -> Any:
     return tokenizer
 
 
-def load_model(base: BaseModel, dtype: torch.dtype | None = None) -> nn.Module:
+COMPUTE_DTYPES = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # by --precision
+
+
+def load_model(base: BaseModel, dtype: torch.dtype | None = None, quantize: str = "none",
+               precision: str = "no") -> nn.Module:
+    """The base as a causal LM; with `quantize` (4bit, 8bit) its linear layers held by bitsandbytes: NF4 with
+    double quantisation, computing in --precision's dtype, or LLM.int8()."""
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.utils import logging
 
@@ -84,6 +91,8 @@ def load_model(base: BaseModel, dtype: torch.dtype | None = None) -> nn.Module:
         kwargs["attn_implementation"] = "eager"  # sdpa with padding gives NaN for Gemma-2 in practice
     if dtype is not None:
         kwargs["dtype"] = dtype
+    if quantize != "none":
+        kwargs.update(quantized(quantize, COMPUTE_DTYPES[precision]))
     with loading(base.path):
         model = AutoModelForCausalLM.from_pretrained(base.path, **kwargs)
     if model.config._attn_implementation == "sdpa" and register_block_attention():
@@ -91,6 +100,20 @@ def load_model(base: BaseModel, dtype: torch.dtype | None = None) -> nn.Module:
         if getattr(model, "_can_set_attn_implementation", lambda: False)():
             model.set_attn_implementation(BLOCK_ATTENTION)
     return model
+
+
+def quantized(quantize: str, compute_dtype: torch.dtype) -> dict[str, Any]:
+    """from_pretrained arguments loading the linear layers with bitsandbytes onto this process's device."""
+    from transformers import BitsAndBytesConfig
+
+    check_quantize_extra(quantize)
+    if quantize == "4bit":
+        config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                    bnb_4bit_compute_dtype=compute_dtype)
+    else:
+        config = BitsAndBytesConfig(load_in_8bit=True)
+    device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
+    return {"quantization_config": config, "device_map": {"": device}, "dtype": compute_dtype}
 
 
 BLOCK_ATTENTION = "dlkit_sdpa"  # transformers' sdpa, with dlkit.nn.blockwise for causal self-attention on a CPU
@@ -205,8 +228,11 @@ def read_info(model_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def load_trained(run_dir: Path, base_spec: str | None = None) -> tuple[nn.Module, Any, dict[str, Any]]:
-    """(model, tokenizer, info) of a finished llm run; refuses a --model that is not the run's base."""
+def load_trained(run_dir: Path, base_spec: str | None = None, dequantize: bool = False,
+                 ) -> tuple[nn.Module, Any, dict[str, Any]]:
+    """(model, tokenizer, info) of a finished llm run; refuses a --model that is not the run's base. A run
+    trained on a quantized base gets it quantized again, or with `dequantize` its dequantized weights (what
+    the quantized layers computed with), into which the adapter can be merged."""
     from dlkit.core.run import Run
 
     run = Run.open(run_dir, group="llm")
@@ -219,8 +245,12 @@ def load_trained(run_dir: Path, base_spec: str | None = None) -> tuple[nn.Module
     if info["peft"]:
         from peft import PeftModel
 
+        quantize = info.get("quantize", "none")
+        base_model = load_model(base, quantize=quantize, precision=info.get("precision", "no"))
+        if dequantize and quantize != "none":
+            base_model = base_model.dequantize()
         with loading(run.model_dir):
-            model = PeftModel.from_pretrained(load_model(base), str(run.model_dir))
+            model = PeftModel.from_pretrained(base_model, str(run.model_dir))
     elif is_trained_folder(run.model_dir):  # partial: the trained layers (fp32) onto the base, in fp32
         model = load_model(base, dtype=torch.float32)
         load_trained_tensors(model, run.model_dir)

@@ -118,10 +118,16 @@ class LlmTask(Task):
                  f"{counts['system_merged']} conversations was merged into their first user turn")
 
     def build_model(self) -> nn.Module:
-        model = load_model(self.base)
+        cfg = self.cfg
+        model = load_model(self.base, quantize=cfg.quantize, precision=cfg.precision)
         self.arch = model.config.model_type
+        if cfg.quantize != "none":
+            from peft import prepare_model_for_kbit_training
+
+            # the quantized layers frozen, the other weights in fp32, inputs that carry gradients (QLoRA's recipe)
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
         base_params = list(model.named_parameters())
-        model = methods.build(model, self.cfg, self.base.path)
+        model = methods.build(model, cfg, self.base.path)
         self.snapshot = ParamSnapshot(base_params)
         if self.method.family != "soft-prompt":
             model.config.use_cache = False
@@ -208,14 +214,16 @@ class LlmTask(Task):
         return card_info(self.info())
 
     def info(self) -> dict[str, Any]:
-        return {**base_info(self.base), "method": self.method.name,
-                "family": self.method.family, "peft": self.method.peft, "arch": self.arch}
+        return {**base_info(self.base), "method": self.method.name, "family": self.method.family,
+                "peft": self.method.peft, "arch": self.arch, "quantize": self.cfg.quantize,
+                "precision": self.cfg.precision}
 
     def summary(self) -> dict[str, Any]:
         counts = self.splits.counts
         return {"method": self.method.name, "family": self.method.family, "arch": self.arch,
-                "base": self.base.identity, "train_examples": len(self.splits.train.examples),
-                "val_examples": len(self.splits.val.examples), "test_examples": len(self.splits.test),
+                "quantize": self.cfg.quantize, "base": self.base.identity,
+                "train_examples": len(self.splits.train.examples), "val_examples": len(self.splits.val.examples),
+                "test_examples": len(self.splits.test),
                 "truncated": counts["truncated"], "dropped_long": counts["dropped_long"],
                 "no_assistant_turn": counts["no_assistant_turn"], "empty_turn": counts["empty_turn"],
                 "malformed_rows": counts["malformed"]}

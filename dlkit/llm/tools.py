@@ -82,7 +82,7 @@ def export(cfg: ExportConfig) -> dict[str, Any]:
     if merge and info_["family"] == "soft-prompt":
         raise ConfigError(f"--merge: {info_['method']} adds virtual tokens, which cannot be merged into the "
                           "weights; export without --merge and load it with PeftModel.from_pretrained")
-    model, tokenizer, _ = load_trained(run.dir)
+    model, tokenizer, _ = load_trained(run.dir, dequantize=merge)
     held = claim_output(cfg, cfg.out or run.dir / ("merged" if merge else "export"))
     target = held.root
     record(target, folder=True)  # written whole by save_pretrained / the copy
