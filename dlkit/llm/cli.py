@@ -13,6 +13,7 @@ from dlkit.llm.config import (
     InspectConfig,
     LlmConfig,
     LlmSweepConfig,
+    PlanConfig,
     PrepareConfig,
     ReasonConfig,
 )
@@ -44,6 +45,39 @@ def train(cfg: LlmConfig) -> None:
 
     metrics = run_train(cfg)
     progress.emit(metrics, progress.metrics_table(metrics))
+
+
+@config_command(app, PlanConfig)
+def plan(cfg: PlanConfig) -> None:
+    """Predicted peak memory per process of `llm train` with these settings, from the model's config.json alone
+    (built on the meta device: no weights downloaded): weights, trainable parameters, gradients, optimizer states,
+    activations and logits; whether it fits --gpu-memory (or the detected GPU) and the largest batch that does.
+
+    Example: [bold]dlkit llm plan --model google/gemma-2-2b --method lora --quantize 4bit --precision bf16 --batch-size 8 --max-length 1024 --gpu-memory 16[/bold]
+    """  # noqa: E501
+    from dlkit.llm.plan import plan as run_plan
+
+    result = run_plan(cfg)
+    progress.emit(result, plan_table(result))
+
+
+def plan_table(result: dict):
+    from rich.table import Table
+
+    from dlkit.core.plan import PARTS
+
+    title = (f"{result['model']} · {result['method']}" + (f" · {result['quantize']}" if result["quantize"] != "none"
+                                                          else "") + f" · batch {result['batch_size']} x "
+             f"{result['max_length']} tokens · {result['budget_source']}")
+    table = Table(title=title, caption="\n".join(result["notes"]))
+    table.add_column("part")
+    table.add_column("GiB", justify="right")
+    for name in (*PARTS, "total"):
+        table.add_row(name, f"{result[name + '_gib']:.3f}")
+    if "budget_gib" in result:
+        table.add_row("fits" if result["fits"] else "does NOT fit", f"{result['budget_gib']:.3f}")
+        table.add_row("largest batch that fits", str(result["max_batch_size"]))
+    return table
 
 
 @config_command(app, EvalConfig)

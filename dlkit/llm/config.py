@@ -14,6 +14,15 @@ Format = Literal["auto", "sharegpt", "openai", "alpaca"]
 MAX_NEW_TOKENS = 32  # tokens per generated answer, when neither a flag nor the run says
 
 
+def check_quantized_method(method: str, quantize: str) -> None:
+    """A quantized base stays frozen: only PEFT methods train on one."""
+    from dlkit.llm.methods import METHODS
+
+    if quantize != "none" and not METHODS[method].peft:
+        raise ConfigError(f"--quantize {quantize}: --method {method} updates the base weights, which a quantized "
+                          "base holds as integers; use a PEFT method (lora, dora, ia3, prompt...) or --quantize none")
+
+
 def check_quantize_extra(quantize: str) -> None:
     """--quantize loads the base with bitsandbytes, an optional dependency: one line naming the extra."""
     import importlib.util
@@ -113,10 +122,7 @@ class LlmConfig(DataConfig, ShardingConfig):
             raise ConfigError(f"--packing does not work with --method {self.method}: virtual tokens are prepended "
                               "to each row, not to each conversation")
         if self.quantize != "none":
-            if not METHODS[self.method].peft:
-                raise ConfigError(f"--quantize {self.quantize}: --method {self.method} updates the base weights, "
-                                  "which a quantized base holds as integers; use a PEFT method (lora, dora, ia3, "
-                                  "prompt...) or --quantize none")
+            check_quantized_method(self.method, self.quantize)
             if self.sharding == "fsdp":
                 raise ConfigError(f"--quantize {self.quantize} with --sharding fsdp: a quantized base is not sharded; "
                                   "a 4-bit base with a PEFT method fits one GPU per process (use DDP: --sharding "
@@ -298,3 +304,35 @@ class ReasonConfig(RunOutput):
             raise ConfigError("--strategy fewshot-cot needs --shots >= 1")
         if self.run is None:
             self.model = self.model or "builtin:tiny-llama"
+
+
+@dataclass
+class PlanConfig:
+    """`dlkit llm plan`: the peak memory a `train` with these settings needs per process, from config.json alone."""
+
+    model: str = shared("model", "builtin:tiny-llama", DataConfig)
+    method: str = shared("method", "lora", LlmConfig)
+    rank: int = shared("rank", 8, LlmConfig)
+    alpha: float = shared("alpha", 16.0, LlmConfig)
+    target_modules: str | None = shared("target_modules", None, LlmConfig)
+    num_virtual_tokens: int = shared("num_virtual_tokens", 16, LlmConfig)
+    unfreeze: str = shared("unfreeze", "first2,last2", LlmConfig)
+    quantize: Literal["none", "4bit", "8bit"] = shared("quantize", "none", LlmConfig)
+    precision: Literal["no", "bf16", "fp16"] = shared("precision", "no")
+    optimizer: Literal["adamw", "sgd"] = shared("optimizer", "adamw")
+    batch_size: int = opt(8, "Rows per micro-batch per process (conversations, or packed rows).", min=1)
+    max_length: int = opt(512, "Tokens per row; the plan counts every row this long and every token scored, an "
+                          "upper bound for shorter or partly labelled conversations.", min=1)
+    gradient_checkpointing: bool = shared("gradient_checkpointing", False)
+    processes: int = opt(1, "Data-parallel processes (one per GPU); each holds what the plan shows.", min=1)
+    gpu_memory: float | None = opt(None, "GiB of GPU memory per process to fit into. Default: the detected GPU's.",
+                                   above=0, example="16")
+
+    command: ClassVar[tuple[str, str]] = ("llm", "plan")
+
+    def validate(self) -> None:
+        from dlkit.llm.methods import METHODS
+
+        if self.method not in METHODS:
+            raise ConfigError(f"--method {self.method}: unknown method; known methods: {', '.join(METHODS)}")
+        check_quantized_method(self.method, self.quantize)

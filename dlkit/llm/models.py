@@ -87,8 +87,8 @@ def load_model(base: BaseModel, dtype: torch.dtype | None = None, quantize: str 
 
     config = AutoConfig.from_pretrained(base.path)
     kwargs: dict[str, Any] = {}
-    if config.model_type.startswith("gemma2") or config.model_type == "gemma3_text":
-        kwargs["attn_implementation"] = "eager"  # sdpa with padding gives NaN for Gemma-2 in practice
+    if needs_eager_attention(config):
+        kwargs["attn_implementation"] = "eager"
     if dtype is not None:
         kwargs["dtype"] = dtype
     if quantize != "none":
@@ -100,6 +100,38 @@ def load_model(base: BaseModel, dtype: torch.dtype | None = None, quantize: str 
         if getattr(model, "_can_set_attn_implementation", lambda: False)():
             model.set_attn_implementation(BLOCK_ATTENTION)
     return model
+
+
+def weight_files(base: BaseModel) -> dict[str, Path]:
+    """Tensor name -> the safetensors file of the base's checkpoint holding it ({} when it has none): what the
+    base's weights were before training, read back lazily instead of kept in memory."""
+    from safetensors import safe_open
+    from transformers.utils import cached_file
+
+    def find(name: str) -> Path | None:
+        local = Path(base.path) / name
+        if local.is_file():
+            return local
+        if Path(base.path).is_dir():
+            return None
+        found = cached_file(base.path, name, local_files_only=True, _raise_exceptions_for_missing_entries=False,
+                            _raise_exceptions_for_connection_errors=False)
+        return Path(found) if found else None
+
+    index = find("model.safetensors.index.json")
+    if index is not None:
+        shards = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        return {name: index.parent / shard for name, shard in shards.items()}
+    single = find("model.safetensors")
+    if single is None:
+        return {}
+    with safe_open(str(single), framework="pt") as f:
+        return {name: single for name in f.keys()}
+
+
+def needs_eager_attention(config: Any) -> bool:
+    """Gemma-2 (and 3) with sdpa and padding gives NaN in practice: they load with eager attention."""
+    return config.model_type.startswith("gemma2") or config.model_type == "gemma3_text"
 
 
 def quantized(quantize: str, compute_dtype: torch.dtype) -> dict[str, Any]:

@@ -27,7 +27,15 @@ from dlkit.core.task import Task
 from dlkit.llm import methods
 from dlkit.llm.config import LlmConfig
 from dlkit.llm.data import IGNORE, ListDataset, build_splits, length_grouped_plan, pack, pad_batch, pad_packed
-from dlkit.llm.models import INFO_FILE, base_info, card_info, load_model, load_tokenizer, resolve_model
+from dlkit.llm.models import (
+    INFO_FILE,
+    base_info,
+    card_info,
+    load_model,
+    load_tokenizer,
+    resolve_model,
+    weight_files,
+)
 from dlkit.nn.losses import linear_cross_entropy
 from dlkit.nn.neftune import NEFTune
 
@@ -61,23 +69,33 @@ def _attention(model: nn.Module) -> str:
 
 
 class ParamSnapshot:
-    """The base weights before training, to show afterwards which ones moved and by how many elements.
+    """What the base weights were before training, to show afterwards which ones moved and by how many elements.
 
-    A trainable weight is copied in the dtype it was loaded in (a bf16 checkpoint's copy is half of what trains
-    in fp32), so every changed element is counted; a frozen one keeps only a digest (it must not move at all;
-    if it did, its whole size counts). The Parameter objects are kept too: PEFT wraps modules but trains (or
-    freezes) the same tensors, so the comparison needs no name mapping.
+    A trainable weight is compared element by element with the checkpoint it was loaded from, read back lazily
+    (a copy is kept only when the checkpoint has no tensor of that name); a frozen one keeps a digest (it must
+    not move at all; if it did, its whole size counts). The Parameter objects are kept: PEFT wraps modules but
+    trains (or freezes) the same tensors, so the comparison needs no name mapping.
     """
 
-    def __init__(self, base_params: list[tuple[str, nn.Parameter]]):
+    def __init__(self, base_params: list[tuple[str, nn.Parameter]], files: dict[str, Path]):
         """`base_params`: the base's named parameters listed before the method wrapped it, taken once the
-        method has chosen which of them train."""
-        self.entries = [(name, p, p.detach().clone() if p.requires_grad else (p.dtype, tensor_digest(p)))
-                        for name, p in base_params]
+        method has chosen which of them train; `files`: where the checkpoint holds each (`weight_files`)."""
+        self.entries = [(name, p, self.before(name, p, files)) for name, p in base_params]
+
+    @staticmethod
+    def before(name: str, param: nn.Parameter, files: dict[str, Path]) -> Any:
+        if not param.requires_grad:
+            return param.dtype, tensor_digest(param)
+        return files[name] if name in files else param.detach().clone()
 
     def report(self, trained: nn.Module) -> dict[str, Any]:
+        from safetensors import safe_open
+
         changed: dict[str, int] = {}
         for name, p, before in self.entries:
+            if isinstance(before, Path):
+                with safe_open(str(before), framework="pt") as f:
+                    before = f.get_tensor(name)
             if isinstance(before, torch.Tensor):
                 count = int((p.detach() != before.to(p.device, p.dtype)).sum())
             else:
@@ -128,7 +146,7 @@ class LlmTask(Task):
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
         base_params = list(model.named_parameters())
         model = methods.build(model, cfg, self.base.path)
-        self.snapshot = ParamSnapshot(base_params)
+        self.snapshot = ParamSnapshot(base_params, weight_files(self.base))
         if self.method.family != "soft-prompt":
             model.config.use_cache = False
         if self.neftune is not None:

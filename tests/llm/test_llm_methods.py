@@ -191,7 +191,7 @@ def test_a_frozen_weight_that_moved_is_reported():
 
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
     model[0].requires_grad_(False)
-    snapshot = ParamSnapshot(list(model.named_parameters()))
+    snapshot = ParamSnapshot(list(model.named_parameters()), {})
     with torch.no_grad():
         model[0].weight.add_(1.0)
         model[1].bias.add_(1.0)
