@@ -10,7 +10,7 @@ with the same settings, from the folder's config.json. Prints one JSON object, o
     python benchmarks/plan_vs_measured.py [--cases 10m-full,100m-full,500m-lora] [--steps 3]
 
 Keep the cases within the machine: 500m-lora holds ~2 GiB of fp32 weights; 100m-full ~1.7 GiB of weights,
-gradients and AdamW states.
+gradients and AdamW states; the gemma2-2b cases are for a GPU.
 """
 
 from __future__ import annotations
@@ -23,28 +23,41 @@ import sys
 import tempfile
 from pathlib import Path
 
-# name: (hidden, intermediate, layers, heads, kv heads), method, batch, max length
-CASES = {
-    "10m-full": ((256, 1024, 10, 8, 4), "full", 4, 256),
-    "100m-full": ((768, 3072, 12, 12, 4), "full", 4, 256),
-    "100m-lora": ((768, 3072, 12, 12, 4), "lora", 8, 256),
-    "500m-lora": ((1536, 4096, 20, 16, 8), "lora", 4, 256),
-    "500m-partial": ((1536, 4096, 20, 16, 8), "partial", 2, 256),
+# Llama shapes: (hidden, intermediate, layers, heads, kv heads); gemma2-2b: Gemma-2-2B's published config stored in
+# bf16 (benchmarks/real_size.py), for a GPU (benchmarks/gpu_check.sh)
+SHAPES = {"10m": (256, 1024, 10, 8, 4), "100m": (768, 3072, 12, 12, 4), "500m": (1536, 4096, 20, 16, 8)}
+CASES = {  # name: shape and `llm train` settings
+    "10m-full": {"shape": "10m", "method": "full", "batch_size": 4, "max_length": 256},
+    "10m-qlora": {"shape": "10m", "method": "lora", "quantize": "4bit", "batch_size": 4, "max_length": 256},
+    "100m-full": {"shape": "100m", "method": "full", "batch_size": 4, "max_length": 256},
+    "100m-lora": {"shape": "100m", "method": "lora", "batch_size": 8, "max_length": 256},
+    "500m-lora": {"shape": "500m", "method": "lora", "batch_size": 4, "max_length": 256},
+    "500m-partial": {"shape": "500m", "method": "partial", "batch_size": 2, "max_length": 256},
+    "gemma2-2b-lora-bf16": {"shape": "gemma2-2b", "method": "lora", "precision": "bf16", "batch_size": 4,
+                            "max_length": 512},
+    "gemma2-2b-qlora": {"shape": "gemma2-2b", "method": "lora", "quantize": "4bit", "precision": "bf16",
+                        "batch_size": 4, "max_length": 512},
 }
 
 
 def model_folder(root: Path, name: str) -> Path:
-    """A random-init LlamaForCausalLM of the case's shape, with tiny-llama's tokenizer, saved under `root`."""
+    """A random-init model of the case's shape saved under `root`: Llama shapes with tiny-llama's tokenizer."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from dlkit.builtin.tiny_lm import tiny_llama
     from dlkit.core.progress import quiet_transformers
 
-    folder = root / name.split("-")[0]
+    shape = CASES[name]["shape"]
+    folder = root / (shape if shape != "gemma2-2b" else "gemma2-2b-bf16")
     if (folder / "config.json").is_file():
         return folder
-    hidden, intermediate, layers, heads, kv_heads = CASES[name][0]
+    if shape == "gemma2-2b":
+        from real_size import gemma_folder
+
+        gemma_folder(folder)
+        return folder
+    hidden, intermediate, layers, heads, kv_heads = SHAPES[shape]
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama())
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=intermediate,
                          num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
@@ -59,9 +72,8 @@ def model_folder(root: Path, name: str) -> Path:
 
 
 def settings(name: str, folder: Path, steps: int) -> dict:
-    _, method, batch, length = CASES[name]
-    return {"model": str(folder), "method": method, "batch_size": batch, "max_length": length,
-            "unfreeze": "last2", "max_steps": steps}
+    case = {k: v for k, v in CASES[name].items() if k != "shape"}
+    return {"model": str(folder), **case, "unfreeze": "last2", "max_steps": steps}
 
 
 def rss_now() -> int:
