@@ -983,13 +983,13 @@ class TrainedTensors:
     def tensors(self) -> dict[str, torch.Tensor]:
         own = named_tensors(self.model)
         out: dict[str, torch.Tensor] = {}
-        storages: set[tuple[int, int]] = set()
+        storages: set[int] = set()
         for name in self.names:
             tensor = own[name].detach()
-            key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
-            # safetensors refuses tensors sharing memory; a view of another saved tensor is stored as a copy
-            out[name] = tensor.clone() if key in storages else tensor.contiguous()
-            storages.add(key)
+            storage = tensor.untyped_storage().data_ptr()
+            # safetensors refuses tensors sharing memory; one sharing a saved tensor's storage is stored as a copy
+            out[name] = tensor.clone() if storage in storages else tensor.contiguous()
+            storages.add(storage)
         return out
 
     def describe(self) -> dict[str, Any]:
