@@ -108,25 +108,13 @@ class _FusedAttentionSaves(torch.autograd.Function):
         raise RuntimeError("a memory plan's forward pass is never differentiated")
 
 
-PLAN_ATTENTION = "dlkit_plan"
+PLAN_ATTENTION = "dlkit_plan"  # the name `fused_attention` is registered under for a plan's forward pass
 
 
 def fused_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                     attention_mask: torch.Tensor | None, **kwargs: Any) -> tuple[torch.Tensor, None]:
     """transformers' attention interface: the saves of a fused kernel, laid out as sdpa returns its output."""
     return _FusedAttentionSaves.apply(query, key, value).transpose(1, 2).contiguous(), None
-
-
-def register_plan_attention() -> bool:
-    """Make PLAN_ATTENTION known to transformers (False where it has no attention interface)."""
-    try:
-        from transformers import AttentionInterface
-        from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-    except ImportError:
-        return False
-    AttentionInterface.register(PLAN_ATTENTION, fused_attention)
-    AttentionMaskInterface.register(PLAN_ATTENTION, sdpa_mask)
-    return True
 
 
 @dataclass

@@ -95,7 +95,7 @@ def load_model(base: BaseModel, dtype: torch.dtype | None = None, quantize: str 
         kwargs.update(quantized(quantize, COMPUTE_DTYPES[precision]))
     with loading(base.path):
         model = AutoModelForCausalLM.from_pretrained(base.path, **kwargs)
-    if model.config._attn_implementation == "sdpa" and register_block_attention():
+    if model.config._attn_implementation == "sdpa" and register_attention(BLOCK_ATTENTION, block_sdpa_forward):
         # models written against transformers' attention interface can switch; the rest keep sdpa
         if getattr(model, "_can_set_attn_implementation", lambda: False)():
             model.set_attn_implementation(BLOCK_ATTENTION)
@@ -170,16 +170,16 @@ def block_sdpa_forward(module: nn.Module, query: torch.Tensor, key: torch.Tensor
                                   is_causal=is_causal, **kwargs)
 
 
-def register_block_attention() -> bool:
-    """Make BLOCK_ATTENTION known to transformers, with sdpa's masks; False where this transformers has no
-    attention interface (such models keep sdpa)."""
+def register_attention(name: str, forward: Any) -> bool:
+    """Make an attention function known to transformers by `name`, with sdpa's masks; False where this
+    transformers has no attention interface (such models keep sdpa)."""
     try:
         from transformers import AttentionInterface
         from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
     except ImportError:
         return False
-    AttentionInterface.register(BLOCK_ATTENTION, block_sdpa_forward)
-    AttentionMaskInterface.register(BLOCK_ATTENTION, sdpa_mask)
+    AttentionInterface.register(name, forward)
+    AttentionMaskInterface.register(name, sdpa_mask)
     return True
 
 

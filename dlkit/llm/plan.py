@@ -14,7 +14,13 @@ from dlkit.core import plan as core
 from dlkit.core.config import checked
 from dlkit.llm import methods
 from dlkit.llm.config import PlanConfig
-from dlkit.llm.models import COMPUTE_DTYPES, decoder_layers, needs_eager_attention, resolve_model
+from dlkit.llm.models import (
+    COMPUTE_DTYPES,
+    decoder_layers,
+    needs_eager_attention,
+    register_attention,
+    resolve_model,
+)
 from dlkit.nn.losses import CHUNK_ELEMENTS
 
 
@@ -27,7 +33,7 @@ def plan(cfg: PlanConfig) -> dict[str, Any]:
     config = AutoConfig.from_pretrained(base.path)
     eager = needs_eager_attention(config)
     if not eager:
-        core.register_plan_attention()
+        register_attention(core.PLAN_ATTENTION, core.fused_attention)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, attn_implementation="eager" if eager else core.PLAN_ATTENTION)
     stored = core.stored_dtype(config)
