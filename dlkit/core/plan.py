@@ -169,12 +169,15 @@ def saved_tensors(model: nn.Module, forward: Callable[[], Any], blocks: nn.Modul
 
 
 def activation_bytes(saved: SavedTensors, gradient_checkpointing: bool) -> int:
-    """Saved tensors alive at the end of the forward pass. With gradient checkpointing a block keeps only its
-    input, and its saves come back one block at a time in the backward pass."""
+    """Saved tensors alive at the end of the forward pass, plus the backward pass's working set: while a block
+    runs backward, the gradients of its intermediate tensors are about as large as what it saved (taken as the
+    largest block's saves). With gradient checkpointing a block keeps only its input, and its saves come back
+    one block at a time in the backward pass."""
+    working = max(saved.per_block, default=0)
     if not gradient_checkpointing or not saved.per_block:
-        return saved.total
+        return saved.total + working
     outside = saved.total - sum(saved.per_block)
-    return outside + sum(saved.block_inputs) + max(saved.per_block)
+    return outside + sum(saved.block_inputs) + max(saved.per_block) + working
 
 
 def linear_weight_ids(model: nn.Module, skip: set[int]) -> dict[int, nn.Linear]:

@@ -314,6 +314,7 @@ class PlanConfig:
     method: str = shared("method", "lora", LlmConfig)
     rank: int = shared("rank", 8, LlmConfig)
     alpha: float = shared("alpha", 16.0, LlmConfig)
+    dropout: float = shared("dropout", 0.05, LlmConfig)
     target_modules: str | None = shared("target_modules", None, LlmConfig)
     num_virtual_tokens: int = shared("num_virtual_tokens", 16, LlmConfig)
     unfreeze: str = shared("unfreeze", "first2,last2", LlmConfig)

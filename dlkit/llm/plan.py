@@ -41,7 +41,7 @@ def plan(cfg: PlanConfig) -> dict[str, Any]:
     quantizable = core.linear_weight_ids(model, skip={id(head)}) if cfg.quantize != "none" else {}
     base_params = list(model.named_parameters())
     method = methods.METHODS[cfg.method]
-    model = methods.build(model, SimpleNamespace(**vars(cfg), dropout=0.0, init_text=None), base.path)
+    model = methods.build(model, SimpleNamespace(**vars(cfg), init_text=None), base.path)
 
     weights = trainable = 0
     for param in unique_parameters(model):
@@ -59,7 +59,10 @@ def plan(cfg: PlanConfig) -> dict[str, Any]:
     compute = COMPUTE_DTYPES[cfg.precision]
     model.to(compute)
     length = cfg.max_length + (cfg.num_virtual_tokens if method.family == "soft-prompt" else 0)
-    at = {batch: activations(model, batch, length, cfg.gradient_checkpointing, compute) for batch in (1, 2)}
+    # soft prompts, and PEFT's k-bit preparation, hand the decoder embeddings that need a gradient
+    grad_inputs = method.family == "soft-prompt" or cfg.quantize != "none"
+    at = {batch: activations(model, batch, length, cfg.gradient_checkpointing, compute, grad_inputs)
+          for batch in (1, 2)}
     per_example = at[2] - at[1]
     head_path = "chunked" if (cfg.processes == 1 and method.family != "soft-prompt"
                               and type(model.get_output_embeddings()) is nn.Linear) else "full"
@@ -87,16 +90,14 @@ def unique_parameters(model: nn.Module) -> list[nn.Parameter]:
     return list(dict((id(p), p) for p in model.parameters()).values())
 
 
-def activations(model: nn.Module, batch: int, length: int, gradient_checkpointing: bool,
-                dtype: torch.dtype) -> int:
-    """Bytes the decoder saves for backward at (batch, length), on meta tensors."""
+def activations(model: nn.Module, batch: int, length: int, gradient_checkpointing: bool, dtype: torch.dtype,
+                grad_inputs: bool) -> int:
+    """Bytes the decoder saves for backward at (batch, length), on meta tensors; `grad_inputs`: its input
+    embeddings need a gradient (otherwise nothing before the first trainable layer saves anything)."""
     lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     decoder = lm.get_decoder()
-    hidden = lm.config.hidden_size
-    if any(p.requires_grad for p in model.parameters() if p.is_floating_point()):
-        # soft prompts and PEFT's k-bit preparation hand the decoder embeddings that need a gradient; for the
-        # other methods this only adds the embedding output, which a trainable first layer saves anyway
-        embeds = torch.empty(batch, length, hidden, device="meta", dtype=dtype, requires_grad=True)
+    if grad_inputs:
+        embeds = torch.empty(batch, length, lm.config.hidden_size, device="meta", dtype=dtype, requires_grad=True)
         inputs: dict[str, Any] = {"inputs_embeds": embeds}
     else:
         inputs = {"input_ids": torch.zeros(batch, length, dtype=torch.long, device="meta")}
