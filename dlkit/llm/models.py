@@ -233,6 +233,16 @@ def card_info(info: dict[str, Any], merged: bool = False) -> CardInfo:
                       'training machine;\n# elsewhere rebuild it and pass it: '
                       'PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BASE), FOLDER_OR_REPO_ID)\n'
                       f'# with BASE = {info.get("base_rebuild", "the rebuilt builtin folder")}')
+        if info.get("quantize", "none") != "none":
+            usage += (f'\n# trained on a {info["quantize"]} base: pass the same quantization_config '
+                      '(bitsandbytes) to load the base as it trained')
+    elif info["family"] == "partial" and not merged:
+        return CardInfo(what="partial fine-tune (the unfrozen layers) of a causal language model",
+                        pipeline_tag="text-generation", usage_language="bash", base=info["base"],
+                        tags=[info["method"], "text-generation"],
+                        usage="# the trained layers (trained.safetensors) on the base named in trained.json; full "
+                              "weights for transformers:\ndlkit llm export --run RUN --merge --out merged/   # RUN: "
+                              "the run folder around this one")
     else:
         usage = ('from transformers import AutoModelForCausalLM, AutoTokenizer\n\n'
                  'model = AutoModelForCausalLM.from_pretrained(FOLDER_OR_REPO_ID)\n'
