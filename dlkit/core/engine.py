@@ -20,7 +20,7 @@ our counters; resuming rebuilds the epoch's plan and starts after the steps alre
 whose config would change the plan or the model is refused (`check_resume`).
 
 What a checkpoint keeps of the model: the tensors that train (`Task.trained_names`: the trainable
-parameters and the buffers, by name), not the frozen base, which resume rebuilds from its source; a
+parameters and the persistent buffers, by name), not the frozen base, which resume rebuilds from its source; a
 fingerprint of the frozen parameters refuses a resume on other base weights. A LoRA checkpoint of a
 2B-parameter model is then the adapter and its optimizer state, not 5-10 GB of unchanged weights.
 
