@@ -76,6 +76,7 @@ def budget_bytes(gpu_memory_gib: float | None) -> tuple[int | None, str]:
 
 
 DTYPE_BYTES = {torch.float32: 4, torch.float16: 2, torch.bfloat16: 2, torch.float64: 8}
+COMPUTE_DTYPES = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # by --precision
 
 
 def stored_dtype(config: Any) -> torch.dtype:
@@ -84,6 +85,26 @@ def stored_dtype(config: Any) -> torch.dtype:
     if isinstance(value, torch.dtype):
         return value
     return getattr(torch, str(value), torch.float32) if value else torch.float32
+
+
+def parameter_bytes(model: nn.Module, stored: torch.dtype, precision: str, quantize: str = "none",
+                    quantizable: dict[int, nn.Linear] | None = None) -> tuple[int, int]:
+    """(bytes of the frozen parameters and buffers as training holds them, count of trainable parameters).
+    Frozen weights stay in the checkpoint's dtype under --precision bf16/fp16 and become fp32 with --precision
+    no (dlkit.core.engine.train_in_fp32); with a quantized base, the layers in `quantizable` take bitsandbytes'
+    bytes and k-bit preparation makes every other weight fp32."""
+    quantizable = quantizable or {}
+    weights = trainable = 0
+    for param in dict((id(p), p) for p in model.parameters()).values():
+        if param.requires_grad:
+            trainable += param.numel()
+        elif id(param) in quantizable:
+            weights += quantized_bytes(quantizable[id(param)], quantize)
+        else:
+            keeps_dtype = precision != "no" and quantize == "none"
+            weights += param.numel() * (DTYPE_BYTES.get(stored, 4) if keeps_dtype else 4)
+    weights += sum(b.numel() * b.element_size() for b in model.buffers())
+    return weights, trainable
 
 
 def state_bytes(trainable: int, optimizer: str, processes: int) -> dict[str, int]:
@@ -115,6 +136,19 @@ def fused_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, v
                     attention_mask: torch.Tensor | None, **kwargs: Any) -> tuple[torch.Tensor, None]:
     """transformers' attention interface: the saves of a fused kernel, laid out as sdpa returns its output."""
     return _FusedAttentionSaves.apply(query, key, value).transpose(1, 2).contiguous(), None
+
+
+def register_attention(name: str, forward: Callable[..., Any]) -> bool:
+    """Make an attention function known to transformers by `name`, with sdpa's masks; False where this
+    transformers has no attention interface (its models keep their own)."""
+    try:
+        from transformers import AttentionInterface
+        from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+    except ImportError:
+        return False
+    AttentionInterface.register(name, forward)
+    AttentionMaskInterface.register(name, sdpa_mask)
+    return True
 
 
 @dataclass
@@ -193,3 +227,10 @@ def quantized_bytes(linear: nn.Linear, quantize: str) -> int:
     if quantize == "4bit":
         return math.ceil(numel / 2) + math.ceil(numel / 64) + 4 * math.ceil(numel / (64 * 256)) + 4 * (16 + 256)
     return numel + 4 * linear.weight.shape[0]
+
+
+def plan_result(settings: dict[str, Any], plan: MemoryPlan, gpu_memory_gib: float | None) -> dict[str, Any]:
+    """What a `plan` command prints: its settings, the parts and, against --gpu-memory or the detected GPU,
+    whether it fits and the largest batch that does."""
+    budget, source = budget_bytes(gpu_memory_gib)
+    return {**settings, "budget_source": source, **plan.report(budget)}

@@ -58,26 +58,7 @@ def plan(cfg: PlanConfig) -> None:
     from dlkit.llm.plan import plan as run_plan
 
     result = run_plan(cfg)
-    progress.emit(result, plan_table(result))
-
-
-def plan_table(result: dict):
-    from rich.table import Table
-
-    from dlkit.core.plan import PARTS
-
-    title = (f"{result['model']} · {result['method']}" + (f" · {result['quantize']}" if result["quantize"] != "none"
-                                                          else "") + f" · batch {result['batch_size']} x "
-             f"{result['max_length']} tokens · {result['budget_source']}")
-    table = Table(title=title, caption="\n".join(result["notes"]))
-    table.add_column("part")
-    table.add_column("GiB", justify="right")
-    for name in (*PARTS, "total"):
-        table.add_row(name, f"{result[name + '_gib']:.3f}")
-    if "budget_gib" in result:
-        table.add_row("fits" if result["fits"] else "does NOT fit", f"{result['budget_gib']:.3f}")
-        table.add_row("largest batch that fits", str(result["max_batch_size"]))
-    return table
+    progress.emit(result, progress.plan_table(result))
 
 
 @config_command(app, EvalConfig)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from dlkit.core.config import REQUIRED, RunOutput, ShardingConfig, opt, run_field, shared
+from dlkit.core.config import REQUIRED, PlanOptions, RunOutput, ShardingConfig, opt, run_field, shared
 from dlkit.core.errors import ConfigError, MissingExtraError
 from dlkit.core.grid import SweepConfig
 
@@ -306,8 +306,8 @@ class ReasonConfig(RunOutput):
             self.model = self.model or "builtin:tiny-llama"
 
 
-@dataclass
-class PlanConfig:
+@dataclass(kw_only=True)
+class PlanConfig(PlanOptions):
     """`dlkit llm plan`: the peak memory a `train` with these settings needs per process, from config.json alone."""
 
     model: str = shared("model", "builtin:tiny-llama", DataConfig)
@@ -319,15 +319,9 @@ class PlanConfig:
     num_virtual_tokens: int = shared("num_virtual_tokens", 16, LlmConfig)
     unfreeze: str = shared("unfreeze", "first2,last2", LlmConfig)
     quantize: Literal["none", "4bit", "8bit"] = shared("quantize", "none", LlmConfig)
-    precision: Literal["no", "bf16", "fp16"] = shared("precision", "no")
-    optimizer: Literal["adamw", "sgd"] = shared("optimizer", "adamw")
     batch_size: int = opt(8, "Rows per micro-batch per process (conversations, or packed rows).", min=1)
     max_length: int = opt(512, "Tokens per row; the plan counts every row this long and every token scored, an "
                           "upper bound for shorter or partly labelled conversations.", min=1)
-    gradient_checkpointing: bool = shared("gradient_checkpointing", False)
-    processes: int = opt(1, "Data-parallel processes (one per GPU); each holds what the plan shows.", min=1)
-    gpu_memory: float | None = opt(None, "GiB of GPU memory per process to fit into. Default: the detected GPU's.",
-                                   above=0, example="16")
 
     command: ClassVar[tuple[str, str]] = ("llm", "plan")
 

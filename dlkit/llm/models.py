@@ -14,6 +14,7 @@ from torch import nn
 from dlkit.core.config import named_in
 from dlkit.core.engine import is_trained_folder, load_trained_tensors
 from dlkit.core.errors import ConfigError, RunError
+from dlkit.core.plan import COMPUTE_DTYPES, register_attention
 from dlkit.core.sources import Source, resolve
 from dlkit.core.weights import check_folder, loading
 from dlkit.llm.config import check_quantize_extra
@@ -71,9 +72,6 @@ def load_tokenizer(base: BaseModel) -> Any:
                               f"for model type {model_type!r}")
         tokenizer.chat_template = template
     return tokenizer
-
-
-COMPUTE_DTYPES = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # by --precision
 
 
 def load_model(base: BaseModel, dtype: torch.dtype | None = None, quantize: str = "none",
@@ -168,19 +166,6 @@ def block_sdpa_forward(module: nn.Module, query: torch.Tensor, key: torch.Tensor
         return causal_attention(query, key, value, scaling).transpose(1, 2).contiguous(), None
     return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                   is_causal=is_causal, **kwargs)
-
-
-def register_attention(name: str, forward: Any) -> bool:
-    """Make an attention function known to transformers by `name`, with sdpa's masks; False where this
-    transformers has no attention interface (such models keep sdpa)."""
-    try:
-        from transformers import AttentionInterface
-        from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-    except ImportError:
-        return False
-    AttentionInterface.register(name, forward)
-    AttentionMaskInterface.register(name, sdpa_mask)
-    return True
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:

@@ -15,10 +15,8 @@ from dlkit.core.config import checked
 from dlkit.llm import methods
 from dlkit.llm.config import PlanConfig
 from dlkit.llm.models import (
-    COMPUTE_DTYPES,
     decoder_layers,
     needs_eager_attention,
-    register_attention,
     resolve_model,
 )
 from dlkit.nn.losses import CHUNK_ELEMENTS
@@ -33,7 +31,7 @@ def plan(cfg: PlanConfig) -> dict[str, Any]:
     config = AutoConfig.from_pretrained(base.path)
     eager = needs_eager_attention(config)
     if not eager:
-        register_attention(core.PLAN_ATTENTION, core.fused_attention)
+        core.register_attention(core.PLAN_ATTENTION, core.fused_attention)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, attn_implementation="eager" if eager else core.PLAN_ATTENTION)
     stored = core.stored_dtype(config)
@@ -43,20 +41,10 @@ def plan(cfg: PlanConfig) -> dict[str, Any]:
     method = methods.METHODS[cfg.method]
     model = methods.build(model, SimpleNamespace(**vars(cfg), init_text=None), base.path)
 
-    weights = trainable = 0
-    for param in unique_parameters(model):
-        if param.requires_grad:
-            trainable += param.numel()
-        elif id(param) in quantizable:
-            weights += core.quantized_bytes(quantizable[id(param)], cfg.quantize)
-        else:  # fp32 unless --precision keeps a bf16/fp16 checkpoint's frozen weights as they are; k-bit
-            # preparation makes every weight it does not quantize fp32
-            low = cfg.precision != "no" and cfg.quantize == "none"
-            weights += param.numel() * (core.DTYPE_BYTES[stored] if low else 4)
-    weights += sum(b.numel() * b.element_size() for b in model.buffers())
+    weights, trainable = core.parameter_bytes(model, stored, cfg.precision, cfg.quantize, quantizable)
     parts = {"weights": weights, **core.state_bytes(trainable, cfg.optimizer, cfg.processes)}
 
-    compute = COMPUTE_DTYPES[cfg.precision]
+    compute = core.COMPUTE_DTYPES[cfg.precision]
     model.to(compute)
     length = cfg.max_length + (cfg.num_virtual_tokens if method.family == "soft-prompt" else 0)
     # soft prompts, and PEFT's k-bit preparation, hand the decoder embeddings that need a gradient
@@ -80,14 +68,12 @@ def plan(cfg: PlanConfig) -> dict[str, Any]:
         notes.append(f"{len(quantizable)} linear layers in {cfg.quantize}; their backward dequantizes one at a time")
     result = core.MemoryPlan(cfg.batch_size, {name: parts[name] for name in core.PARTS},
                              per_example + logits_per_example, notes)
-    budget, budget_source = core.budget_bytes(cfg.gpu_memory)
-    return {"model": cfg.model, "method": cfg.method, "quantize": cfg.quantize, "precision": cfg.precision,
-            "max_length": cfg.max_length, "gradient_checkpointing": cfg.gradient_checkpointing,
-            "processes": cfg.processes, "budget_source": budget_source, **result.report(budget)}
-
-
-def unique_parameters(model: nn.Module) -> list[nn.Parameter]:
-    return list(dict((id(p), p) for p in model.parameters()).values())
+    quantized = f" · {cfg.quantize}" if cfg.quantize != "none" else ""
+    settings = {"what": f"{cfg.model} · {cfg.method}{quantized} · batch {cfg.batch_size} x {cfg.max_length} tokens",
+                "model": cfg.model, "method": cfg.method, "quantize": cfg.quantize, "precision": cfg.precision,
+                "max_length": cfg.max_length, "gradient_checkpointing": cfg.gradient_checkpointing,
+                "processes": cfg.processes}
+    return core.plan_result(settings, result, cfg.gpu_memory)
 
 
 def activations(model: nn.Module, batch: int, length: int, gradient_checkpointing: bool, dtype: torch.dtype,

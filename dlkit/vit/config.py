@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from dlkit.core.classification import VAL_FRACTION_HELP, ClassifierConfig, classifier_configs
-from dlkit.core.config import REQUIRED, opt, run_field, shared
+from dlkit.core.config import REQUIRED, PlanOptions, opt, run_field, shared
 from dlkit.core.errors import ConfigError
 
 DATA_HELP = ("Images: builtin:digits, an ImageFolder (CLASS/IMAGE, or train/ with optional validation/ and test/ of "
@@ -74,3 +74,21 @@ class ExportConfig:
     overwrite: bool = opt(False, "Replace an earlier export in --out (only dlkit's files).", saved=False)
 
     command: ClassVar[tuple[str, str]] = ("vit", "export")
+
+
+@dataclass(kw_only=True)
+class PlanConfig(PlanOptions):
+    """`dlkit vit plan`: the peak memory a `vit train` with these settings needs per process, from config.json
+    alone."""
+
+    model: str = shared("model", "builtin:tiny-vit", VitConfig)
+    method: Method = shared("method", "lora", VitConfig)
+    lora_r: int = shared("lora_r", 8, VitConfig)
+    lora_alpha: int = shared("lora_alpha", 16, VitConfig)
+    lora_dropout: float = shared("lora_dropout", 0.1, VitConfig)
+    target_modules: str = shared("target_modules", "auto", VitConfig)
+    num_classes: int = opt(10, "Classes of the data (the classifier's outputs).", min=1)
+    image_size: int | None = shared("image_size", None, VitConfig)
+    batch_size: int = shared("batch_size", 32, VitConfig)
+
+    command: ClassVar[tuple[str, str]] = ("vit", "plan")
