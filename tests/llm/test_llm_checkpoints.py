@@ -28,6 +28,26 @@ def test_lora_checkpoints_hold_the_adapter_and_its_optimizer_state(tmp_path, cap
     assert (final / "adapter_model.safetensors").is_file() and not (final / "model.safetensors").exists()
 
 
+def test_changed_params_counts_the_elements_that_moved(tmp_path):
+    """Three elements of a 16x8 weight moved, read back from its checkpoint or from a copy: 3, not 128."""
+    from safetensors.torch import save_file
+
+    from dlkit.llm.task import ParamSnapshot
+
+    layer = torch.nn.Linear(8, 16)
+    layer.bias.requires_grad_(False)
+    save_file({"weight": layer.weight.detach().clone()}, str(tmp_path / "base.safetensors"))
+    for files in ({"weight": tmp_path / "base.safetensors"}, {}):
+        snapshot = ParamSnapshot(list(layer.named_parameters()), files)
+        with torch.no_grad():
+            layer.weight[0, :3] += 1.0
+        report = snapshot.report(layer)
+        assert report["changed_params"] == 3 and report["changed_param_names"] == ["weight"]
+        assert report["frozen_changed"] == []
+        with torch.no_grad():
+            layer.weight[0, :3] -= 1.0
+
+
 def test_partial_final_folder_holds_the_unfrozen_layers_and_exports_merged(cli, tmp_path, capitals_file):
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM

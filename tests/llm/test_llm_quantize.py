@@ -77,6 +77,12 @@ def test_a_quantized_base_for_a_method_that_updates_it_is_refused(cli, capitals_
     assert not (tmp_path / "r").exists()
 
 
+def test_a_quantized_base_is_not_sharded(cli, capitals_file, tmp_path):
+    one_line_error(cli("llm", "train", "--quantize", "4bit", "--sharding", "fsdp", "--data", capitals_file,
+                       "--output-dir", tmp_path / "r"), "--quantize 4bit with --sharding fsdp")
+    assert not (tmp_path / "r").exists()
+
+
 def test_missing_bitsandbytes_names_the_extra(cli, capitals_file, tmp_path, monkeypatch):
     import importlib.util
 
