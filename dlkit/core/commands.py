@@ -167,7 +167,7 @@ def _parameter(field_name: str, f: dataclasses.Field, tp: Any) -> inspect.Parame
     elif f.default is not dataclasses.MISSING:
         default = f.default
     else:
-        default = f.default_factory()  # type: ignore[misc]
+        default = f.default_factory()  # type: ignore[misc,operator]
     if typing.get_origin(base) is list and not default:
         default = None
     if meta.get("argument"):

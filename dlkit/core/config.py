@@ -530,7 +530,7 @@ def cache_features_opt() -> Any:
                      "--no-cache-features runs it on every batch (the same losses).")
 
 
-def shared(name: str, default: Any, of: type | None = None) -> Any:
+def shared(name: str, default: Any, of: Any = None) -> Any:
     """A field of TrainConfig (or of the config `of`) that another config re-declares with its own default; the
     --help text stays the one declared there, so it is written once."""
     return field(default=default, metadata=dict((of or TrainConfig).__dataclass_fields__[name].metadata))
