@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dlkit.adapter.config import AdapterConfig, EvalConfig, PredictConfig
+from dlkit.classify.commands import classifier_commands, sweep_command
 from dlkit.core import progress
-from dlkit.core.classifier_cli import classifier_commands, sweep_command
 from dlkit.core.commands import config_command, group_app
 
 app = group_app("adapter", "Text classification with bottleneck adapters in a frozen RoBERTa/BERT, or head/full "

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from dlkit.core.classification import ClassifierConfig, classifier_configs
+from dlkit.adapter.methods import METHODS, method_help
+from dlkit.classify.classifier import ClassifierConfig, classifier_configs
 from dlkit.core.config import REQUIRED, opt, shared
 from dlkit.core.errors import ConfigError
 
-Method = Literal["adapter", "full", "head"]
 Placement = Literal["houlsby", "pfeiffer"]
 
 
@@ -19,8 +19,7 @@ class AdapterConfig(ClassifierConfig):
                     "optional validation and test CSV/JSONL files, or a Hub dataset id (imdb).", path="data")
     model: str = opt("builtin:tiny-roberta", "Encoder: builtin:tiny-roberta, a save_pretrained folder or a Hub id "
                      "(roberta-base); RoBERTa and BERT layers are supported.", path="model")
-    method: Method = opt("adapter", "adapter: bottleneck adapters + layer norms + head train; head: the "
-                         "classification head only; full: everything.")
+    method: str = opt("adapter", method_help(), choices=tuple(METHODS))
     placement: Placement = opt("houlsby", "houlsby: an adapter after the attention output and after the "
                                "feed-forward output of each layer; pfeiffer: after the feed-forward only.")
     bottleneck: int = opt(16, "Adapter bottleneck width, below the hidden size (roberta-base: 768; 64 is usual).",

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlkit.core.classification import (
+from dlkit.builtin import BUILTINS
+from dlkit.classify.classifier import (
     TEST_NAME,
     VALIDATION_NAMES,
     ClassifierData,
@@ -25,6 +26,7 @@ from dlkit.core.classification import (
 )
 from dlkit.core.errors import DataError
 from dlkit.core.sources import resolve
+from dlkit.core.splits import example_id
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".tsv")
 SPLIT_NAMES = ("train", *VALIDATION_NAMES, TEST_NAME)  # files, folders or Hub splits dlkit reads
@@ -49,8 +51,6 @@ class TextSplit:
     def with_ids(self) -> TextSplit:
         """Content ids: a text that is in train and in another split, or another file, has one id there, so every
         eval leaves it out."""
-        from dlkit.core.splits import example_id
-
         return TextSplit(self.texts, self.labels, [example_id(text) for text in self.texts])
 
 
@@ -62,8 +62,6 @@ class TextData(ClassifierData):
 def load_text_data(cfg: Any) -> TextData:
     """Train, validation and (when the data has a labelled one) test texts for `cfg.data`; without a validation
     split a seeded share of each class of train is held out for validation."""
-    from dlkit.builtin import BUILTINS
-
     source = resolve(cfg.data, "data", flag="--data")
     class_names: dict[str, list[str]] = {}
     if source.kind == "hub":
@@ -118,7 +116,7 @@ class Columns:
 
     def label_names(self, rows: list[dict[str, Any]], where: str) -> list[str]:
         """Integer labels 0..max keep their numbers as names; other labels are sorted."""
-        values = {_label(row.get(self.label_col)) for row in rows} - {None}
+        values = {label for row in rows if (label := _label(row.get(self.label_col))) is not None}
         ids = any(v.isdigit() for v in values)  # integer class ids: then 1.5 or -1 would become extra classes
         for number, row in enumerate(rows, start=1):
             value = _label(row.get(self.label_col))

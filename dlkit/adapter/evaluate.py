@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
 from dlkit.adapter import data as tdata
-from dlkit.adapter.config import AdapterConfig, EvalConfig, PredictConfig
+from dlkit.adapter.config import AdapterConfig
 from dlkit.adapter.models import load_trained
 from dlkit.adapter.task import GROUP, forward, tokenize
-from dlkit.core import classification as clf
+from dlkit.classify import classifier as clf
 from dlkit.core.config import checked
 from dlkit.core.errors import DataError
 from dlkit.core.run import Run
 
 
-def evaluate(cfg: EvalConfig) -> dict[str, Any]:
+class TextsToClassify(clf.PredictSettings, Protocol):
+    texts: list[str]
+
+
+def evaluate(cfg: clf.EvalSettings) -> dict[str, Any]:
     """Accuracy, precision, recall, F1 (binary and macro), confusion matrix and misclassified texts, on the
     run's test split (validation when the data has none; train when asked by name)."""
     checked(cfg)
@@ -37,7 +41,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                                 name=part.name, left_out=part.left_out)
 
 
-def predict(cfg: PredictConfig) -> list[dict[str, Any]]:
+def predict(cfg: TextsToClassify) -> list[dict[str, Any]]:
     """The most likely labels with probabilities for each sentence."""
     checked(cfg)
     texts, k = cfg.texts, cfg.top_k

@@ -6,7 +6,7 @@ projection's output before dropout, the residual and the LayerNorm, as in Houlsb
 `houlsby` adapts both blocks, `pfeiffer` only the feed-forward one. Adapters start as the identity (zero
 up-projection), so the adapted model computes exactly what the base model does until training moves them.
 
-Methods: adapter (adapters + every LayerNorm + the head train), head (the head only), full (everything).
+The methods (adapter, head, full) are named in dlkit.adapter.methods.METHODS.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ import torch
 from torch import nn
 
 from dlkit.adapter.config import parse_layers
-from dlkit.core.classification import label_maps
+from dlkit.adapter.methods import METHODS
+from dlkit.builtin import BUILTINS
+from dlkit.classify.classifier import label_maps
 from dlkit.core.errors import ConfigError, DataError
 from dlkit.core.features import FrozenFront
 from dlkit.core.progress import quiet_transformers
@@ -54,15 +56,13 @@ class AdaptedLinear(nn.Module):
 
 def model_folder(spec: str) -> str:
     """A from_pretrained argument for --model: the builtin's cached folder, a local folder or a Hub id."""
-    from dlkit.builtin import BUILTINS
-
     source = resolve(spec, "model", flag="--model")
     return str(BUILTINS[source.value].load()) if source.kind == "builtin" else source.value
 
 
 def adapter_settings(cfg: Any, model_config: Any) -> dict[str, Any] | None:
-    """What to insert, checked against the model before anything is built; None for head/full."""
-    if cfg.method != "adapter":
+    """What to insert, checked against the model before anything is built; None for a method without adapters."""
+    if not METHODS[cfg.method].adapters:
         return None
     model_type = model_config.model_type
     if model_type not in SUPPORTED:
@@ -99,24 +99,26 @@ def insert_adapters(model: nn.Module, settings: dict[str, Any]) -> list[str]:
 
 
 def freeze_for(model: nn.Module, method: str) -> None:
-    """adapter: adapters + LayerNorms + head train; head: the head only; full: everything."""
-    if method == "full":
+    """Leave trainable only the modules the method trains (every parameter for full)."""
+    trains = METHODS[method].trains
+    if trains is None:
         return
     for p in model.parameters():
         p.requires_grad_(False)
-    trainable = [model.get_submodule(HEAD)]
-    if method == "adapter":
-        trainable += [m for m in model.modules() if isinstance(m, (BottleneckAdapter, nn.LayerNorm))]
-    for module in trainable:
+    for module in trains(model):
         for p in module.parameters():
             p.requires_grad_(True)
 
 
 def frozen_front(model: nn.Module, method: str) -> FrozenFront | None:
+    """The part of the model that `method` freezes and that comes first, or None when there is none."""
+    front = METHODS[method].front
+    return front(model) if front else None
+
+
+def encoder_front(model: nn.Module) -> FrozenFront:
     """head: everything before the classifier is frozen, and the classifier's input is the feature (RoBERTa's head
-    reads the first token of the sequence it gets, so only that token is kept); None for the other methods."""
-    if method != "head":
-        return None
+    reads the first token of the sequence it gets, so only that token is kept)."""
     return FrozenFront([m for name, m in model.named_children() if name != HEAD], model.get_submodule(HEAD),
                        head_rest, read="input", pick=_first_token, name="the frozen encoder")
 

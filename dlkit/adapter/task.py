@@ -1,6 +1,6 @@
 """The adapter Task for the engine, and `train(cfg)`, the function behind `dlkit adapter train`.
 
-Loss, metrics and the test report come from dlkit.core.classification, shared with `dlkit vit`.
+Loss, metrics and the test report come from dlkit.classify.classifier, shared with `dlkit vit`.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from torch import nn
 from dlkit.adapter import data as tdata
 from dlkit.adapter import models
 from dlkit.adapter.config import AdapterConfig
-from dlkit.core import classification as clf
+from dlkit.classify import classifier as clf
 from dlkit.core import features
 from dlkit.core.config import checked
 from dlkit.core.modelcard import CardInfo
 from dlkit.core.run import Run
+from dlkit.core.splits import DataSplits, record_splits
 from dlkit.core.task import Task
 
 GROUP = "adapter"
@@ -121,7 +122,6 @@ class AdapterTask(Task):
 def train(cfg: AdapterConfig) -> dict[str, Any]:
     """Train, write the run folder, return metrics.json."""
     from dlkit.core.engine import fit
-    from dlkit.core.splits import DataSplits, record_splits
 
     checked(cfg)
     task = AdapterTask(cfg)

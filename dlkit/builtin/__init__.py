@@ -82,3 +82,8 @@ _ENTRIES = [
 ]
 
 BUILTINS: dict[str, Builtin] = {b.name: b for b in _ENTRIES}
+
+
+def listed(group: str, kind: Literal["model", "data"]) -> str:
+    """'builtin:tiny-llama, builtin:tiny-gemma2': a group's builtins of one kind, for help texts."""
+    return ", ".join(f"builtin:{b.name}" for b in _ENTRIES if b.group == group and b.kind == kind)

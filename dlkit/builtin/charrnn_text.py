@@ -13,6 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dlkit.core.run import atomic_write_text
+from dlkit.core.sources import cache_dir
+
 MARKOV_ALPHABET = " aeilnorst"  # V = 10; H = 1.44 nats, well below log(10) = 2.30
 MARKOV_VERSION = "markov-v1"  # bump when the chain or the sampler changes (the text is cached under it)
 TEXT_FILE = Path(__file__).with_name("shakespeare.txt")
@@ -58,8 +61,8 @@ class MarkovChain:
         V = len(self.alphabet)
         cumulative = self.probs.cumsum(-1)  # (V, V, V)
         uniforms = rng.random(num_chars)
-        out = np.empty(num_chars, dtype=np.int64)
-        a, b = rng.integers(V), rng.integers(V)
+        out: np.ndarray = np.empty(num_chars, dtype=np.int64)
+        a, b = int(rng.integers(V)), int(rng.integers(V))
         for t in range(num_chars):
             c = min(int(np.searchsorted(cumulative[a, b], uniforms[t], side="right")), V - 1)
             out[t] = c
@@ -83,9 +86,6 @@ def load_markov(num_chars: int = 200_000, seed: int = 0) -> CharCorpus:
 
     Sampling is a Python loop (about a second), so the text is cached, written atomically.
     """
-    from dlkit.core.run import atomic_write_text
-    from dlkit.core.sources import cache_dir
-
     chain = random_chain()
     path = cache_dir() / "builtin" / f"{MARKOV_VERSION}-{num_chars}-{seed}.txt"
     if path.is_file():

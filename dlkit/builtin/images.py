@@ -79,7 +79,8 @@ def _build_digits(path: Path, test_fraction: float = 0.2, seed: int = 0) -> None
         split = "test" if rank < num_test else "train"
         label = int(digits.target[index])
         pixels = (digits.images[index] * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)  # (8, 8), values 0..16
-        image = Image.fromarray(pixels, mode="L").resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR).convert("RGB")
+        image = Image.fromarray(pixels, mode="L").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+        image = image.convert("RGB")
         folder = path / split / str(label)
         folder.mkdir(parents=True, exist_ok=True)
         image.save(folder / f"{index:04d}.png")

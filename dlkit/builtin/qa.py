@@ -18,6 +18,7 @@ import json
 import random
 from pathlib import Path
 
+from dlkit.builtin.corpus import bilingual_corpus
 from dlkit.core.progress import quiet_transformers
 from dlkit.core.sources import cached_folder
 
@@ -83,8 +84,6 @@ LANGUAGES = {"en": (EN_ENTITIES, EN_VALUES, EN_PATTERNS), "fa": (FA_ENTITIES, FA
 def make_split(num_contexts: int, seed: int, facts: tuple[int, int] = (2, 3), fillers: tuple[int, int] = (0, 1),
                values_per_relation: int = 6) -> list[dict]:
     """SQuAD v2 `data` entries: one article per context, half English and half Persian."""
-    from dlkit.builtin.corpus import bilingual_corpus
-
     rng = random.Random(seed)
     corpus = bilingual_corpus(num_sentences=400, seed=seed)
     filler_by_lang = {"en": [s for s in corpus if s.isascii()], "fa": [s for s in corpus if not s.isascii()]}
@@ -95,7 +94,8 @@ def make_split(num_contexts: int, seed: int, facts: tuple[int, int] = (2, 3), fi
         entity, other = rng.sample(entities, 2)
         relations = rng.sample(sorted(patterns), rng.randint(*facts))
         answers = {rel: rng.choice(values[rel][:values_per_relation]) for rel in relations}
-        sentences = [(rel, patterns[rel][0].format(e=entity, v=answers[rel])) for rel in relations]
+        sentences: list[tuple[str | None, str]] = [(rel, patterns[rel][0].format(e=entity, v=answers[rel]))
+                                                   for rel in relations]
         sentences += [(None, s) for s in rng.sample(filler_by_lang[lang], rng.randint(*fillers))]
         if rng.random() < 0.25:  # the same kind of fact about another country
             rel = rng.choice(relations)
@@ -103,11 +103,11 @@ def make_split(num_contexts: int, seed: int, facts: tuple[int, int] = (2, 3), fi
             sentences.append((None, patterns[rel][0].format(e=other, v=distractor)))
         rng.shuffle(sentences)
         context, starts = "", {}
-        for rel, sentence in sentences:
+        for fact, sentence in sentences:
             if context:
                 context += " "
-            if rel is not None:
-                starts[rel] = len(context) + _value_offset(patterns[rel][0], entity, answers[rel])
+            if fact is not None:
+                starts[fact] = len(context) + _value_offset(patterns[fact][0], entity, answers[fact])
             context += sentence
         qas = []
         for rel in relations:
@@ -158,8 +158,6 @@ def build_model() -> Path:
 
 def tokenizer_corpus() -> list[str]:
     """The bundled bilingual corpus plus every context and question of the synthetic training split."""
-    from dlkit.builtin.corpus import bilingual_corpus
-
     texts = bilingual_corpus()
     for article in make_split(*SPLITS["train"]):
         for paragraph in article["paragraphs"]:

@@ -16,6 +16,7 @@ import json
 import random
 from pathlib import Path
 
+from dlkit.builtin.corpus import bilingual_corpus
 from dlkit.core.progress import quiet_transformers
 from dlkit.core.sources import cached_folder
 
@@ -34,7 +35,8 @@ LABELS = ["negative", "positive"]
 def sentences(num: int, seed: int, distinct: bool = False) -> list[dict]:
     """`num` random sentences; with `distinct`, no sentence twice (at most 2,304 exist)."""
     rng = random.Random(seed)
-    rows, seen = [], set()
+    rows: list[dict[str, str]] = []
+    seen: set[str] = set()
     while len(rows) < num:
         label = rng.randrange(2)
         adj = rng.choice(POSITIVE if label else NEGATIVE)
@@ -65,8 +67,6 @@ def _build_tiny_roberta(path: Path, vocab_size: int = 2000) -> None:
     import torch
     from tokenizers import ByteLevelBPETokenizer
     from transformers import RobertaConfig, RobertaForSequenceClassification, RobertaTokenizer
-
-    from dlkit.builtin.corpus import bilingual_corpus
 
     texts = bilingual_corpus() + [row["text"] for row in sentences(2000, seed=2)]
     bpe = ByteLevelBPETokenizer()

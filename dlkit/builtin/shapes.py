@@ -55,7 +55,8 @@ def ground_truth(folder: str | Path) -> dict:
 def _write_caption_set(root: Path, num_images: int, size: int, seed: int) -> None:
     rng = random.Random(seed)
     (root / "Images").mkdir()
-    rows, truth = [], {}
+    rows: list[tuple[str, str]] = []
+    truth = {}
     kinds = [(colour, shape) for colour in COLOURS for shape in CAPTION_SHAPES]
     for i in range(num_images):
         first, second = rng.sample(kinds, 2)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dlkit.builtin.corpus import bilingual_corpus
+from dlkit.builtin.instruct import tokenizer_text
 from dlkit.core.sources import cached_folder
+from dlkit.llm.templates import GEMMA_TEMPLATE, LLAMA3_TEMPLATE
 
 VERSION = "v3"
 VOCAB_SIZE = 2000
@@ -45,16 +48,11 @@ def train_tokenizer(special: dict, template: str, vocab_size: int = VOCAB_SIZE):
 
 
 def _tokenizer_corpus() -> list[str]:
-    from dlkit.builtin.corpus import bilingual_corpus
-    from dlkit.builtin.instruct import tokenizer_text
-
     return bilingual_corpus() + tokenizer_text()
 
 
 def build_llama(path: Path) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
-
-    from dlkit.llm.templates import LLAMA3_TEMPLATE
 
     tokenizer = train_tokenizer(LLAMA_SPECIAL, LLAMA3_TEMPLATE)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=6,
@@ -67,8 +65,6 @@ def build_llama(path: Path) -> None:
 
 def build_gemma2(path: Path) -> None:
     from transformers import Gemma2Config, Gemma2ForCausalLM
-
-    from dlkit.llm.templates import GEMMA_TEMPLATE
 
     tokenizer = train_tokenizer(GEMMA_SPECIAL, GEMMA_TEMPLATE)
     config = Gemma2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=6,

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dlkit.builtin.corpus import bilingual_corpus
+from dlkit.builtin.shapes import CAPTION_SHAPES, COLOURS
 from dlkit.core.sources import cached_folder
 
 VERSION = "v1"
@@ -79,9 +81,6 @@ def _tokenizer():
     """A byte-level BPE tokenizer with GPT-2's single special token, trained on the bundled corpus."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
-
-    from dlkit.builtin.corpus import bilingual_corpus
-    from dlkit.builtin.shapes import CAPTION_SHAPES, COLOURS
 
     special = "<|endoftext|>"
     tok = Tokenizer(models.BPE())

@@ -15,10 +15,12 @@ from typing import Any
 from dlkit.caption.config import CompareConfig
 from dlkit.caption.data import clean_caption
 from dlkit.caption.evaluate import Captioner, split_records_of
+from dlkit.caption.viz import caption_grid
 from dlkit.core.config import checked
 from dlkit.core.errors import DataError
 from dlkit.core.progress import info
 from dlkit.core.run import Run
+from dlkit.metrics import corpus_bleu, rouge
 
 
 def run_labels(paths: list[Path]) -> list[str]:
@@ -28,8 +30,6 @@ def run_labels(paths: list[Path]) -> list[str]:
 
 
 def compare(cfg: CompareConfig) -> dict[str, Any]:
-    from dlkit.metrics import corpus_bleu, rouge
-
     checked(cfg)
     runs = [Run.open(Path(r), group="caption") for r in cfg.runs]
     labels = run_labels([r.dir for r in runs])
@@ -47,7 +47,7 @@ def compare(cfg: CompareConfig) -> dict[str, Any]:
         generated = Captioner(run).caption([rec.image for rec in records], cfg.beam_size)
         captions[label] = [clean_caption(g.text) for g in generated]
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i, (rec, ref) in enumerate(zip(records, refs, strict=True)):
         per_run = {label: {"caption": captions[label][i],
                            "bleu4": corpus_bleu([captions[label][i]], [ref])["bleu4"]} for label in labels}
@@ -75,8 +75,6 @@ def _lines(row: dict, labels: list[str]) -> list[str]:
 
 
 def _grids(run: Run, rows: list[dict], worst: list[dict], labels: list[str]) -> None:
-    from dlkit.caption.viz import caption_grid
-
     caption_grid([(r["image"], _lines(r, labels)) for r in rows[:5]], run.plots_dir / "compare.png",
                  "the same test images, captioned by each run")
     caption_grid([(r["image"], _lines(r, labels)) for r in worst[:5]], run.plots_dir / "disagreements.png",

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from dlkit.caption.archs import ARCHS, arch_help
 from dlkit.core.config import REQUIRED, RunOutput, TrainConfig, cache_features_opt, opt, run_field, shared
 from dlkit.core.errors import ConfigError
 
-Arch = Literal["lstm", "attention", "transformer", "vit-gpt2"]
 Encoder = Literal["efficientnet_b0", "tiny-cnn"]
 ENCODER_IMAGE_SIZE = {"efficientnet_b0": 224, "tiny-cnn": 32}
 
@@ -16,6 +16,8 @@ ENCODER_IMAGE_SIZE = {"efficientnet_b0": 224, "tiny-cnn": 32}
 MIN_FREQ_HELP = "Keep words seen at least this many times in the training split; others become <unk>."
 MAX_LEN_HELP = "Caption length in tokens incl. <sos>/<eos> (>= 2); default: the p95 length + 2."
 BEAM_HELP = "Beam width (1 = greedy)."
+EPOCHS_HELP = ("Passes over the training set (one pass = every caption of every image once). Default: 10, or 1 on "
+               "builtin: data (about a minute on a laptop CPU).")
 
 
 @dataclass
@@ -43,8 +45,7 @@ class CaptionConfig(TrainConfig):
     model: str = opt("builtin:tiny-vit-gpt2", "--arch vit-gpt2 only: a VisionEncoderDecoder folder or Hub id, or "
                                              "ENCODER+DECODER, two Hub ids joined by + (see the example above).",
                      path="model")
-    arch: Arch = opt("attention", "lstm (CNN-LSTM), attention (Show, Attend and Tell), transformer (CNN + "
-                                  "transformer decoder) or vit-gpt2 (transformers VisionEncoderDecoder).")
+    arch: str = opt("attention", arch_help() + ".", choices=tuple(ARCHS))
     encoder: Encoder = opt("tiny-cnn", "CNN encoder of --arch lstm, attention or transformer: efficientnet_b0 "
                                        "(torchvision) or tiny-cnn (4 conv layers, for CPU demos and tests).")
     pretrained_encoder: bool | None = opt(None, "Start efficientnet_b0 from its ImageNet weights (downloaded by "
@@ -70,8 +71,7 @@ class CaptionConfig(TrainConfig):
     max_len: int | None = opt(None, MAX_LEN_HELP, min=2)
     beam_size: int = opt(1, "Beam width for the validation BLEU and samples (1 = greedy).", min=1)
     strict: bool = opt(False, "Fail on the first missing image, empty caption or undecodable image.")
-    epochs: int | None = opt(None, "Passes over the training set (one pass = every caption of every image once). "
-                                   "Default: 10, or 1 on builtin: data (about a minute on a laptop CPU).", min=1)
+    epochs: int | None = opt(None, EPOCHS_HELP, min=1)  # type: ignore[assignment]  # validate() sets it
     batch_size: int = opt(32, "Image-caption pairs per micro-batch per process.", min=1)
     lr: float = shared("lr", 1e-3)
 
@@ -81,8 +81,10 @@ class CaptionConfig(TrainConfig):
         if self.epochs is None:
             self.epochs = 1 if self.data.startswith("builtin:") else 10
         super().validate()
-        if self.arch == "transformer" and self.embed_dim % self.num_heads:
-            raise ConfigError(f"--embed-dim {self.embed_dim} must be divisible by --num-heads {self.num_heads}")
+        check = ARCHS[self.arch].check
+        problem = check(self) if check else None
+        if problem:
+            raise ConfigError(problem)
 
     @property
     def wants_pretrained(self) -> bool:

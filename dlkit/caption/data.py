@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from dlkit.caption.config import CaptionConfig
 from dlkit.core.errors import DataError
 from dlkit.core.features import FEATURES
+from dlkit.core.run import atomic_write_json, atomic_write_text
 from dlkit.data.captions import (
     PREPARED_FILE,
     CaptionRecord,
@@ -97,8 +98,6 @@ class Vocab:
         return {"itos": self.itos, "max_len": self.max_len, "min_freq": self.min_freq}
 
     def save(self, path: str | Path) -> Path:
-        from dlkit.core.run import atomic_write_json
-
         atomic_write_json(Path(path), self.to_dict())
         return Path(path)
 
@@ -152,8 +151,6 @@ def coverage(records: Iterable[CaptionRecord], vocab: Vocab) -> float:
 
 def write_split_files(folder: Path, splits: dict[str, list[CaptionRecord]]) -> dict[str, Path]:
     """One image path per line: train_images.txt, val_images.txt, test_images.txt."""
-    from dlkit.core.run import atomic_write_text
-
     paths = {}
     for split, records in splits.items():
         path = Path(folder) / f"{split}_images.txt"
@@ -167,7 +164,7 @@ def image_tensor(image, size: int, mean: tuple[float, ...], std: tuple[float, ..
     and normalised with the encoder's mean/std."""
     from PIL import Image
 
-    array = np.asarray(image.resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
+    array = np.asarray(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
     tensor = torch.from_numpy(array).permute(2, 0, 1)
     return (tensor - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
 

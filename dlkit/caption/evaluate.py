@@ -12,15 +12,22 @@ from typing import Any
 
 import torch
 
+from dlkit.caption.archs import ARCHS
 from dlkit.caption.config import EvalConfig, PredictConfig
-from dlkit.caption.data import clean_caption
+from dlkit.caption.data import clean_caption, image_tensor
+from dlkit.caption.models import decode
+from dlkit.caption.viz import caption_grid
 from dlkit.core.config import checked
 from dlkit.core.errors import ConfigError, DataError, RunError
 from dlkit.core.progress import info, track
 from dlkit.core.run import Run, atomic_write_text
 from dlkit.core.sources import resolve
+from dlkit.core.splits import scored, split_fields
 from dlkit.data.captions import CaptionRecord, load_caption_records
 from dlkit.data.images import open_image
+from dlkit.metrics import bertscore, cider_d, corpus_bleu, rouge
+from dlkit.metrics.encoders import bertscore_model_or_default
+from dlkit.metrics.guard import GuardedMetrics
 
 
 @dataclass
@@ -35,19 +42,20 @@ class Captioner:
     def __init__(self, run: Run) -> None:
         self.run = run
         self.arch = run.read_config().get("arch")
+        self.cnn = self.arch not in ARCHS or ARCHS[self.arch].decoder is not None  # else a VisionEncoderDecoder
         if not (run.model_dir / "model.safetensors").is_file() and not (run.model_dir / "config.json").is_file():
             raise RunError(f"{run.dir} has no trained model in {run.model_dir}; did its training finish?")
-        if self.arch == "vit-gpt2":
+        if self.cnn:
+            from dlkit.caption.models import load_trained
+
+            self.model, self.vocab, self.spec = load_trained(run.model_dir)
+            self.max_len = self.spec.max_len
+        else:
             from dlkit.caption.hf import load_vision_encoder_decoder, saved_max_len
 
             self.model, self.tokenizer, self.processor = load_vision_encoder_decoder(run.model_dir)
             self.model.eval()
             self.max_len = saved_max_len(run.model_dir)
-        else:
-            from dlkit.caption.models import load_trained
-
-            self.model, self.vocab, self.spec = load_trained(run.model_dir)
-            self.max_len = self.spec.max_len
 
     def caption(self, paths: list[str], beam_size: int = 1, batch_size: int = 16) -> list[Generated]:
         out: list[Generated] = []
@@ -58,13 +66,11 @@ class Captioner:
     @torch.no_grad()
     def _batch(self, paths: list[str], beam_size: int) -> list[Generated]:
         images = [open_image(p) for p in paths]
-        if self.arch == "vit-gpt2":
+        if not self.cnn:
             from dlkit.caption.hf import generate_captions
 
             texts = generate_captions(self.model, self.tokenizer, self.processor, images, self.max_len, beam_size)
             return [Generated(t) for t in texts]
-        from dlkit.caption.data import image_tensor
-        from dlkit.caption.models import decode
 
         encoder = self.model.encoder
         batch = torch.stack([image_tensor(im, self.spec.image_size, encoder.mean, encoder.std) for im in images])
@@ -78,8 +84,9 @@ def predict(cfg: PredictConfig) -> list[dict]:
     images, beam_size, heatmap = cfg.images, cfg.beam_size, cfg.heatmap
     run = Run.open(cfg.run, group="caption")
     captioner = Captioner(run)
-    if heatmap and captioner.arch != "attention":
-        raise ConfigError(f"--heatmap needs a run trained with --arch attention (this run is {captioner.arch})")
+    if heatmap and not (captioner.arch in ARCHS and ARCHS[captioner.arch].attention):
+        attending = " or ".join(a.name for a in ARCHS.values() if a.attention)
+        raise ConfigError(f"--heatmap needs a run trained with --arch {attending} (this run is {captioner.arch})")
     paths = [str(Path(p).expanduser().resolve()) for p in images]
     generated = captioner.caption(paths, beam_size)
     rows = [{"image": p, "caption": g.text} for p, g in zip(paths, generated, strict=True)]
@@ -96,7 +103,7 @@ def predict(cfg: PredictConfig) -> list[dict]:
             words = g.text.split()
             for k, (word, alpha) in enumerate(zip(words, g.alphas or [], strict=False)):
                 attention_heatmap(path, alpha, word, folder / f"{k:02d}_{_safe(word)}.png")
-            if words:
+            if words and g.alphas:
                 attention_strip(path, g.alphas, words, run.samples_dir / "heatmaps" / f"{Path(path).stem}.png")
             info(f"heatmaps for {Path(path).name}: {folder} (all words: {folder}.png)")
     return rows
@@ -106,20 +113,29 @@ def _safe(word: str) -> str:
     return re.sub(r"[^\w-]+", "_", word)[:40] or "word"
 
 
-def split_records_of(run: Run, split: str) -> list[CaptionRecord]:
-    """One of the run's splits (train, validation or test), as saved by train in data/prepared.json."""
+def prepared_splits(run: Run) -> dict[str, list[CaptionRecord]]:
+    """The run's splits (train, validation, test), as saved by train in data/prepared.json."""
     prepared = run.dir / "data"
     if not (prepared / "prepared.json").is_file():
         raise RunError(f"{run.dir} has no data/prepared.json; it was not written by `dlkit caption train`")
     records, _ = load_caption_records(str(prepared))
-    saved = {"validation": "val"}.get(split, split)
-    chosen = [r for r in records if r.split == saved]
+    saved = {"train": "train", "validation": "val", "test": "test"}
+    return {name: [r for r in records if r.split == tag] for name, tag in saved.items()}
+
+
+def split_records_of(run: Run, split: str) -> list[CaptionRecord]:
+    """One of the run's splits (train, validation or test), its images checked."""
+    chosen = prepared_splits(run)[split]
     if not chosen:
         raise RunError(f"{run.dir}: the {split} split is empty")
-    missing = [r.image for r in chosen if not Path(r.image).is_file()]
+    return present(chosen, split)
+
+
+def present(records: list[CaptionRecord], split: str) -> list[CaptionRecord]:
+    missing = [r.image for r in records if not Path(r.image).is_file()]
     if missing:
         raise DataError(f"{split} image {missing[0]} no longer exists ({len(missing)} missing)")
-    return chosen
+    return records
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
@@ -127,20 +143,15 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     written to eval.json and merged into metrics.json as SPLIT_*; plots/SPLIT_grid.png shows 5 images, and
     the worst-scored images (per-image ROUGE-L) are listed for error analysis. `limit` scores the first N
     images only; without `bertscore_model` an installed local encoder is used when there is one."""
-    from dlkit.core.splits import eval_split, held_out, split_fields
-    from dlkit.metrics import bertscore, cider_d, corpus_bleu, rouge
-    from dlkit.metrics.encoders import bertscore_model_or_default
-    from dlkit.metrics.guard import GuardedMetrics
-
     checked(cfg)
     beam_size, batch_size, bertscore_model = cfg.beam_size, cfg.batch_size, cfg.bertscore_model
     num_worst, split, limit = cfg.num_worst, cfg.split, cfg.limit
     run = Run.open(cfg.run, group="caption")
     captioner = Captioner(run)
-    name = eval_split(split, ["train", "validation", "test"])
-    records = split_records_of(run, name)
-    kept = held_out(run, name, [r.image for r in records])
-    left_out, records = len(records) - len(kept), [records[i] for i in kept]
+    by_name = prepared_splits(run)
+    part = scored(run, split, {name: [r.image for r in records] for name, records in by_name.items()})
+    name, left_out = part.name, part.left_out
+    records = present([by_name[name][i] for i in part.keep], name)
     if limit is not None and limit < len(records):
         info(f"scoring the first {limit} of {len(records)} {name} images (--limit)")
         records = records[:limit]
@@ -164,7 +175,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         scores.add("BERTScore", lambda: {f"bertscore_{k}": v for k, v in
                                          bertscore(hyps, refs, model=bertscore_model).items()})
     metrics: dict[str, Any] = {**scores.values, f"{name}_images": len(records), "beam_size": beam_size}
-    per_image = [{"image": r.image, "caption": h, "references": refs_i, "rougeL": rouge([h], [refs_i])["rougeL"]}
+    per_image: list[dict[str, Any]] = [
+        {"image": r.image, "caption": h, "references": refs_i, "rougeL": rouge([h], [refs_i])["rougeL"]}
                  for r, h, refs_i in zip(records, hyps, refs, strict=True)]
     worst = sorted(per_image, key=lambda row: row["rougeL"])[:num_worst]
     fields = split_fields(name, len(records), left_out)
@@ -178,8 +190,6 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
 
 
 def _write_plots(run: Run, per_image: list[dict], worst: list[dict], split: str) -> None:
-    from dlkit.caption.viz import caption_grid
-
     def item(row: dict) -> tuple[str, list[str]]:
         return row["image"], [f"generated: {row['caption']}", f"reference: {row['references'][0]}"]
 

@@ -16,23 +16,27 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from dlkit.builtin import BUILTINS
+from dlkit.builtin.vit_gpt2 import configure_special_tokens, from_encoder_decoder
 from dlkit.caption.config import CaptionConfig
-from dlkit.caption.data import clean_caption
+from dlkit.caption.data import clean_caption, write_split_files
+from dlkit.caption.viz import caption_card
+from dlkit.core.engine import gather, mean_loss
 from dlkit.core.errors import ConfigError, DataError
 from dlkit.core.modelcard import CardInfo
 from dlkit.core.progress import info, quiet_transformers
 from dlkit.core.run import Run, atomic_write_json
 from dlkit.core.task import Task
 from dlkit.core.weights import check_folder, loading
-from dlkit.data.captions import CaptionRecord
+from dlkit.data.captions import CaptionRecord, write_prepared
 from dlkit.data.images import open_image
+from dlkit.metrics import corpus_bleu
 
 IGNORE = -100
 PRELOAD_BYTES = 512 * 2**20
 
 
 def _path(spec: str) -> str:
-    from dlkit.builtin import BUILTINS
     from dlkit.core.sources import resolve
 
     source = resolve(spec, "model", flag="--model")
@@ -47,8 +51,6 @@ def _path(spec: str) -> str:
 def load_vision_encoder_decoder(spec: str | Path):
     """(model, tokenizer, image processor) from a whole model or an ENCODER+DECODER pair."""
     from transformers import AutoImageProcessor, AutoTokenizer, VisionEncoderDecoderModel
-
-    from dlkit.builtin.vit_gpt2 import configure_special_tokens, from_encoder_decoder
 
     spec = str(spec)
     with quiet_transformers():
@@ -100,9 +102,6 @@ class VisionEncoderDecoderTask(Task):
     """Fine-tunes a VisionEncoderDecoderModel on the engine; the same splits and metrics as the CNN archs."""
 
     def __init__(self, cfg: CaptionConfig, run: Run, prepared: tuple) -> None:
-        from dlkit.caption.data import write_split_files
-        from dlkit.data.captions import write_prepared
-
         self.cfg, self.run = cfg, run
         self.splits, self.vocab, self.stats = prepared
         self.skipped_items = (self.stats["skipped_missing_images"] + self.stats["skipped_empty_captions"]
@@ -151,12 +150,11 @@ class VisionEncoderDecoderTask(Task):
         return out.loss, {"tokens": batch["labels"].ne(IGNORE).sum()}
 
     def evaluate(self, model, loader, accel) -> dict[str, float]:
-        from dlkit.core.engine import gather, mean_loss
-        from dlkit.metrics import corpus_bleu
-
         metrics = {"val_loss": mean_loss(self, model, loader, accel)}
         raw = accel.unwrap_model(model)
-        hyps, refs, seen = [], [], set()
+        hyps: list[str] = []
+        refs: list[list[str]] = []
+        seen: set[str] = set()
         for batch in loader:
             first = [i for i, image_id in enumerate(batch["image_id"].tolist()) if image_id not in seen]
             if not first:
@@ -173,8 +171,6 @@ class VisionEncoderDecoderTask(Task):
         return metrics
 
     def on_eval(self, model, run: Run, step: int) -> None:
-        from dlkit.caption.viz import caption_card
-
         record = (self.splits["val"] or self.splits["train"])[0]
         text = generate_captions(model, self.tokenizer, self.processor, [open_image(record.image)], self.max_len,
                                  self.cfg.beam_size)[0]

@@ -25,8 +25,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from dlkit.caption.archs import ARCHS
 from dlkit.caption.data import EOS_ID, PAD_ID, SOS_ID, UNK_ID, Vocab
 from dlkit.core.errors import ConfigError, SourceError
+from dlkit.core.progress import warn
+from dlkit.core.weights import load_into
 from dlkit.nn import AdditiveAttention, DecoderBlock, LearnedPositionalEmbedding
 
 NEVER_EMITTED = (PAD_ID, SOS_ID, UNK_ID)  # a generated caption never says <pad>, <sos> or <unk>
@@ -139,7 +142,6 @@ def use_pretrained_encoder(encoder: str, requested: bool | None) -> bool:
 
     if cached_weights(weights).is_file() or url_reachable(weights.url):
         return True
-    from dlkit.core.progress import warn
 
     warn(f"--encoder {encoder}: its ImageNet weights are not in {cached_weights(weights).parent} and cannot be "
          "downloaded here, so the encoder starts from RANDOM weights; run once with internet, or pass "
@@ -349,20 +351,12 @@ class ModelSpec:
 
 
 def build_model(spec: ModelSpec, pretrained_encoder: bool = False) -> CaptionModel:
+    arch = ARCHS[spec.arch]
+    if arch.decoder is None:
+        raise ValueError(f"--arch {spec.arch} is not a CNN-encoder captioner")
     encoder = ImageEncoder(spec.encoder, pretrained_encoder)
-    grid = grid_cells(encoder, spec.image_size)
-    if spec.arch == "lstm":
-        decoder: nn.Module = LSTMDecoder(spec.vocab_size, encoder.feature_dim, spec.embed_dim, spec.hidden_dim,
-                                         spec.dropout)
-    elif spec.arch == "attention":
-        decoder = AttentionDecoder(spec.vocab_size, encoder.feature_dim, spec.embed_dim, spec.hidden_dim,
-                                   spec.attention_dim, spec.dropout)
-    elif spec.arch == "transformer":
-        decoder = TransformerDecoder(spec.vocab_size, encoder.feature_dim, spec.embed_dim, spec.hidden_dim,
-                                     spec.num_layers, spec.num_heads, spec.max_len, grid, spec.dropout)
-    else:
-        raise ValueError(f"unknown arch {spec.arch!r}")
-    return CaptionModel(spec.arch, encoder, decoder, spec.alpha_c if spec.arch == "attention" else 0.0)
+    decoder = arch.decoder(spec, encoder.feature_dim, grid_cells(encoder, spec.image_size))
+    return CaptionModel(spec.arch, encoder, decoder, spec.alpha_c if arch.attention else 0.0)
 
 
 def grid_cells(encoder: ImageEncoder, image_size: int) -> int:
@@ -478,8 +472,6 @@ def _until_eos(ids: list[int]) -> list[int]:
 
 def load_trained(model_dir: Path) -> tuple[CaptionModel, Vocab, ModelSpec]:
     """Rebuild a trained lstm/attention/transformer model from checkpoints/final/."""
-    from dlkit.core.weights import load_into
-
     spec = ModelSpec(**json.loads((model_dir / MODEL_FILE).read_text(encoding="utf-8")))
     model = load_into(build_model(spec), model_dir / "model.safetensors")
     return model.eval(), Vocab.load(model_dir / "vocab.json"), spec

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from dlkit.caption import viz
 from dlkit.caption.config import PrepareConfig
 from dlkit.caption.data import build_vocab, caption_lengths, clean_caption, coverage, word_counts, write_split_files
 from dlkit.core.config import checked, claim_output, local_inputs
@@ -28,8 +29,6 @@ def default_output(data: str) -> Path:
 
 def prepare(cfg: PrepareConfig) -> dict[str, Any]:
     """Everything `caption prepare` does; returns the statistics it prints."""
-    from dlkit.caption import viz
-
     checked(cfg)
     out = Path(cfg.output_dir).expanduser() if cfg.output_dir else default_output(cfg.data)
     check_output(out, "caption", "prepare", overwrite=cfg.overwrite, inputs=local_inputs(cfg))

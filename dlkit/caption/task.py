@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from dlkit.caption.archs import ARCHS
 from dlkit.caption.config import CaptionConfig
 from dlkit.caption.data import (
     PAD_ID,
@@ -30,15 +31,19 @@ from dlkit.caption.data import (
     write_split_files,
 )
 from dlkit.caption.models import MODEL_FILE, CaptionModel, ModelSpec, build_model, decode, use_pretrained_encoder
+from dlkit.caption.viz import caption_card
 from dlkit.core import features
 from dlkit.core.config import checked
+from dlkit.core.engine import gather
 from dlkit.core.modelcard import CardInfo
 from dlkit.core.progress import info
 from dlkit.core.run import Run, atomic_write_json
 from dlkit.core.sources import resolve
+from dlkit.core.splits import record_splits
 from dlkit.core.task import Task
 from dlkit.data.captions import CaptionRecord, data_splits, write_prepared
 from dlkit.data.images import open_image
+from dlkit.metrics import corpus_bleu
 
 
 class CaptionTask(Task):
@@ -49,9 +54,11 @@ class CaptionTask(Task):
         self.splits, self.vocab, self.stats = prepared or prepare_splits(cfg)
         self.skipped_items = (self.stats["skipped_missing_images"] + self.stats["skipped_empty_captions"]
                               + self.stats["skipped_undecodable_images"])
-        self.spec = ModelSpec(cfg.arch, cfg.encoder, len(self.vocab), self.vocab.max_len, cfg.resolved_image_size,
-                              cfg.embed_dim, cfg.hidden_dim, cfg.attention_dim, cfg.num_layers, cfg.num_heads,
-                              cfg.dropout, cfg.alpha_c)
+        self.spec = ModelSpec(arch=cfg.arch, encoder=cfg.encoder, vocab_size=len(self.vocab),
+                              max_len=self.vocab.max_len, image_size=cfg.resolved_image_size,
+                              embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim, attention_dim=cfg.attention_dim,
+                              num_layers=cfg.num_layers, num_heads=cfg.num_heads, dropout=cfg.dropout,
+                              alpha_c=cfg.alpha_c)
         self.records = self.splits["train"] + self.splits["val"]
         self.index = {r.image: i for i, r in enumerate(self.records)}
         if run.writer:
@@ -70,7 +77,7 @@ class CaptionTask(Task):
 
     def build_model(self) -> CaptionModel:
         cfg = self.cfg
-        model = build_model(self.spec, cfg.pretrained_encoder)
+        model = build_model(self.spec, bool(cfg.pretrained_encoder))
         state = "trained with the decoder"
         if cfg.pretrained_encoder or cfg.freeze_encoder:
             model.encoder.freeze(except_last_block=cfg.finetune_encoder)
@@ -81,7 +88,8 @@ class CaptionTask(Task):
         return model
 
     def datasets(self) -> tuple[Dataset, Dataset | None]:
-        cfg, encoder = self.cfg, self.model.encoder  # build_model ran first: its mean/std normalise the images
+        assert self.model is not None  # build_model ran first: its mean/std normalise the images
+        cfg, encoder = self.cfg, self.model.encoder
         source: Any = ImageStore([r.image for r in self.records], self.spec.image_size, encoder.mean, encoder.std)
         pairs = sum(len(r.captions) for r in self.splits["train"])
         if cfg.cache_features and cfg.encoder_frozen and features.worth_caching(pairs, cfg.batch_size * cfg.grad_accum,
@@ -102,6 +110,7 @@ class CaptionTask(Task):
         """The frozen encoder's output (L, C) for every train/val image, computed once: each image's captions
         and every epoch read it instead of running the encoder again."""
         start = time.perf_counter()
+        assert self.model is not None  # build_model ran first
         encoder = self.model.encoder
         store = features.precompute(images, torch.stack, encoder, batch_size=64, num_workers=self.cfg.num_workers).store
         self.cached = True
@@ -119,9 +128,6 @@ class CaptionTask(Task):
         return model(batch)  # the loss is the forward: under DDP the wrapper must run it
 
     def evaluate(self, model: nn.Module, loader, accel) -> dict[str, float]:
-        from dlkit.core.engine import gather
-        from dlkit.metrics import corpus_bleu
-
         metrics = {"val_loss": self.val_loss(model, loader, accel)}
         hyps, refs = [], []
         seen: set[int] = set()
@@ -160,8 +166,6 @@ class CaptionTask(Task):
 
     def on_eval(self, model: CaptionModel, run: Run, step: int) -> None:
         """Caption the same validation image after every evaluation: samples/val_captions.jsonl + a PNG."""
-        from dlkit.caption.viz import caption_card
-
         record = self.sample_record
         device = next(model.parameters()).device
         image = image_tensor(open_image(record.image), self.spec.image_size, model.encoder.mean,
@@ -200,23 +204,23 @@ class CaptionTask(Task):
 def train(cfg: CaptionConfig) -> dict[str, Any]:
     """Read and split the data (errors surface before a run folder exists), then train on the engine."""
     from dlkit.core.engine import fit
-    from dlkit.core.splits import record_splits
 
     checked(cfg)
     for part in [cfg.model] if Path(cfg.model).exists() else cfg.model.split("+"):  # ENCODER+DECODER
         resolve(part, "model", "--model", check_hub=False)  # read by vit-gpt2 only, but a bad one is refused anyway
-    if cfg.arch != "vit-gpt2":  # before any work: the weights the encoder starts from, said when they are random
+    cnn = ARCHS[cfg.arch].decoder is not None  # else a whole VisionEncoderDecoderModel (dlkit.caption.hf)
+    if cnn:  # before any work: the weights the encoder starts from, said when they are random
         cfg.pretrained_encoder = use_pretrained_encoder(cfg.encoder, cfg.pretrained_encoder)
         cfg.validate()
     prepared = prepare_splits(cfg)
     run = Run.create("caption", cfg, default_name=cfg.arch)
     record_splits(run, data_splits(prepared[0], prepared[2]["splits_given"], cfg.seed), resume=cfg.resume)
-    if cfg.arch == "vit-gpt2":
+    if cnn:
+        metrics = fit(CaptionTask(cfg, run, prepared), cfg, run)
+    else:
         from dlkit.caption.hf import VisionEncoderDecoderTask
 
         metrics = fit(VisionEncoderDecoderTask(cfg, run, prepared), cfg, run)
-    else:
-        metrics = fit(CaptionTask(cfg, run, prepared), cfg, run)
     if run.writer:
         info(f"run folder: {run.dir}\nnext: dlkit caption eval --run {run.dir}   (then: dlkit caption predict "
              f"--run {run.dir} IMAGE.jpg, or dlkit caption compare {run.dir} OTHER_RUN)")

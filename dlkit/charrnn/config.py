@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from dlkit.builtin import listed
 from dlkit.core.config import TrainConfig, opt, run_field, shared
 from dlkit.core.errors import ConfigError
 
@@ -13,7 +14,7 @@ Arch = Literal["rnn", "gru", "lstm", "lstm-scratch", "transformer"]
 
 @dataclass
 class CharRNNConfig(TrainConfig):
-    data: str = opt("builtin:markov", "Text: builtin:markov, builtin:text, or a local text file.", path="data")
+    data: str = opt("builtin:markov", f"Text: {listed('charrnn', 'data')}, or a local text file.", path="data")
     model: str = opt("scratch", "'scratch' (--arch and the size flags pick the model), or a charrnn run folder to "
                                 "fine-tune on --data, keeping its architecture and vocabulary.", path="run",
                      run_of="charrnn")

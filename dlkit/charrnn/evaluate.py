@@ -17,6 +17,7 @@ from dlkit.charrnn.config import EvalConfig, SampleConfig
 from dlkit.charrnn.task import GROUP, LN2, loss_metrics
 from dlkit.core.config import checked
 from dlkit.core.errors import ConfigError, DataError
+from dlkit.core.progress import track
 from dlkit.core.run import Run
 from dlkit.core.splits import scored, split_fields, split_in_name
 
@@ -43,7 +44,6 @@ def text_loss(model: nn.Module, ids: np.ndarray, block_size: int, batch_size: in
     full = [s for s in starts if s + block_size + 1 <= len(ids)]
     tail = [s for s in starts if s + block_size + 1 > len(ids)]
     batches = [full[i:i + batch_size] for i in range(0, len(full), batch_size)] + [[s] for s in tail]
-    from dlkit.core.progress import track
 
     for batch_starts in track(batches, "evaluating", total=len(batches)):
         chunk = torch.from_numpy(np.stack([ids[s:s + block_size + 1] for s in batch_starts]).astype(np.int64))
@@ -71,7 +71,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         text = data.load_text(config["data"], cfg_encoding)
         splits = data.split_text(text, config["block_size"], config.get("val_fraction", 0.1), vocab=vocab)
         record = data.split_record(text, splits, config.get("val_fraction", 0.1))
-        name, _ = scored(run, split, record.ids)
+        name = scored(run, split, record.ids).name
         ids = np.asarray(splits.train if name == "train" else splits.val)
         source = f"{config['data']} ({name} split)"
     else:

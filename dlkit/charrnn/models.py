@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,8 @@ from torch import Tensor, nn
 
 from dlkit import nn as dnn
 from dlkit.core.errors import RunError
+from dlkit.core.run import atomic_write_json
+from dlkit.core.weights import load_into
 
 MODEL_CONFIG = "model_config.json"
 WEIGHTS = "model.safetensors"
@@ -36,9 +38,9 @@ class ModelSpec:
     num_heads: int
     block_size: int
     dropout: float = 0.0
-    positional: str = "learned"
+    positional: Literal["sinusoidal", "learned"] = "learned"
     tie_weights: bool = True
-    attention: str = "scratch"  # how a transformer computes attention; the weights are the same either way
+    attention: Literal["scratch", "sdpa"] = "scratch"  # how a transformer computes attention (same weights)
 
     @classmethod
     def from_config(cls, cfg: Any, vocab_size: int) -> ModelSpec:
@@ -91,8 +93,6 @@ def save(model: nn.Module, spec: ModelSpec, vocab_chars: str, path: Path) -> Non
     """Weights as safetensors (tied tensors stored once), the spec and the vocabulary as JSON."""
     from safetensors.torch import save_model
 
-    from dlkit.core.run import atomic_write_json
-
     path.mkdir(parents=True, exist_ok=True)
     save_model(model, str(path / WEIGHTS))
     atomic_write_json(path / MODEL_CONFIG, asdict(spec))
@@ -110,8 +110,6 @@ def read_spec(path: Path) -> tuple[ModelSpec, str]:
 
 
 def load_weights(model: nn.Module, path: Path) -> nn.Module:
-    from dlkit.core.weights import load_into
-
     return load_into(model, path / WEIGHTS)  # restores the tie: the head's tensor was stored once
 
 

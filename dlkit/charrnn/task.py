@@ -20,7 +20,7 @@ from dlkit.core.modelcard import CardInfo
 from dlkit.core.progress import info
 from dlkit.core.run import Run
 from dlkit.core.splits import record_splits
-from dlkit.core.task import Task
+from dlkit.core.task import SizedDataset, Task
 
 GROUP = "charrnn"
 LN2 = math.log(2.0)
@@ -65,10 +65,11 @@ class CharRNNTask(Task):
         return (data.TrainBlocks(self.splits.train, self.cfg.block_size),
                 data.ValBlocks(self.splits.val, self.cfg.block_size, self.cfg.max_val_blocks))
 
-    def batch_plan(self, dataset: data.TrainBlocks, batch_size: int, generator: torch.Generator) -> list[list[int]]:
+    def batch_plan(self, dataset: SizedDataset, batch_size: int, generator: torch.Generator) -> list[list[int]]:
         return data.random_block_plan(len(dataset), self.blocks_per_epoch, batch_size, generator)
 
-    collate = staticmethod(data.collate_blocks)
+    def collate(self, examples: list[Any]) -> dict[str, Any]:
+        return data.collate_blocks(examples)
 
     def num_items(self, batch: dict[str, torch.Tensor]) -> int:
         return batch["targets"].numel()  # every position predicts its next character

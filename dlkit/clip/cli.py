@@ -39,8 +39,8 @@ def prepare(cfg: PrepareConfig) -> None:
 
     Example: [bold]dlkit clip prepare --data ~/dogs --output-dir runs/clip/prepare-dogs[/bold]
     """
+    from dlkit.classify.preview import counts_table
     from dlkit.clip.prepare import prepare as run_prepare
-    from dlkit.core.image_preview import counts_table
 
     stats = run_prepare(cfg)
     progress.emit(stats, counts_table(stats))

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from dlkit.core.errors import DataError
 from dlkit.core.sources import cached_folder
+from dlkit.core.splits import canonical, split_in_name
 from dlkit.data.images import IMAGE_SUFFIXES, open_image
 
 SPLIT_NAMES = ("train", "test", "val", "validation", "valid")
@@ -64,8 +65,6 @@ def load_split(spec: str, split: str | None = None, classnames: str | None = Non
     """The images of one split. A root with split folders needs `split`; a plain ImageFolder is one split, named
     by its folder (~/dogs/test is test) or else `all`."""
     from dataclasses import replace
-
-    from dlkit.core.splits import canonical, split_in_name
 
     root = data_root(spec)
     splits = [s for s in SPLIT_NAMES if (root / s).is_dir()]

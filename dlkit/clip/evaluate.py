@@ -12,15 +12,20 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from dlkit.classify.classifier import write_report_csv
 from dlkit.clip.config import ClipSource, FixClassConfig, RetrievalEvalConfig, TemplatesConfig, ZeroShotConfig
 from dlkit.clip.data import LabeledImages, load_split
 from dlkit.clip.features import ImageFeatures, image_features, text_features
 from dlkit.clip.models import ClipBundle, build_clip
 from dlkit.clip.templates import fill, read_template_file, resolve_one, resolve_templates
+from dlkit.core import plots
 from dlkit.core.config import checked
 from dlkit.core.errors import ConfigError
+from dlkit.core.plots import plot_confusion_matrix
 from dlkit.core.run import Run
-from dlkit.core.splits import split_fields
+from dlkit.core.splits import canonical, scored, split_fields
+from dlkit.data.captions import load_caption_records, readable_records, split_records
+from dlkit.metrics import classification_report, topk_accuracy, worst_classes
 
 
 @dataclass
@@ -56,8 +61,6 @@ def logits(image_feats: torch.Tensor, class_emb: torch.Tensor) -> torch.Tensor:
 
 
 def score(scores: torch.Tensor, labels: torch.Tensor, classes: list[str], worst: int = 5) -> dict[str, Any]:
-    from dlkit.metrics import classification_report, topk_accuracy, worst_classes
-
     report = classification_report(labels, scores.argmax(dim=1), labels=classes)
     return {
         "top1": topk_accuracy(scores, labels, 1),
@@ -82,10 +85,6 @@ def open_results(cfg: Any, default_name: str) -> Run:
 def write_report(run: Run, result: dict[str, Any], scores: torch.Tensor, feats: ImageFeatures,
                  classes: list[str], prefix: str = "") -> None:
     """report.csv, plots/confusion_matrix.png, plots/per_class_f1.png and samples/predictions.csv."""
-    from dlkit.core import plots
-    from dlkit.core.classification import write_report_csv
-    from dlkit.core.plots import plot_confusion_matrix
-
     report = result["report"]
     write_report_csv(report, run.dir / f"{prefix}report.csv")
     plot_confusion_matrix(report["confusion_matrix"], classes, run.plots_dir / f"{prefix}confusion_matrix.png")
@@ -155,8 +154,6 @@ def templates(cfg: TemplatesConfig) -> dict[str, Any]:
 
 
 def _bar_rows(run: Run, rows: list[dict[str, Any]]) -> None:
-    from dlkit.core import plots
-
     plots.bar_chart([r["set"] for r in rows], [r["top1"] for r in rows], run.plots_dir / "templates_top1.png",
                     ylabel="top-1 accuracy", title="template sets")
 
@@ -276,8 +273,6 @@ def caption_retrieval(bundle: ClipBundle, records: list[Any], split: str, batch_
     """Recall@1/5/10 both ways over one split of image-caption records (every image against every caption of
     the split), named for the split (test_*, val_*, train_*) with its size. `cache=False` for weights that
     the feature cache cannot name (a model still in training)."""
-    from dlkit.core.splits import split_fields
-
     prefix = "val_" if split == "validation" else f"{split}_"
     images = LabeledImages([r.image for r in records], [0] * len(records), ["image"], ["."], split)
     feats = image_features(bundle, images, batch_size, cache=cache)
@@ -297,9 +292,6 @@ def eval_retrieval(cfg: RetrievalEvalConfig) -> dict[str, Any]:
     """`clip eval-retrieval`: recall@1/5/10 both ways on one split of a captions dataset (test by default), for a
     `clip train` run (on its own split, never on images it trained on unless --split train) or an open_clip
     model. A run gets retrieval_SPLIT.json and the metrics in metrics.json; a model a results folder."""
-    from dlkit.core.splits import canonical, eval_split, held_out
-    from dlkit.data.captions import load_caption_records, readable_records, split_records
-
     checked(cfg)
     run = None
     if cfg.run is not None:
@@ -314,10 +306,8 @@ def eval_retrieval(cfg: RetrievalEvalConfig) -> dict[str, Any]:
     records, stats = load_caption_records(data, strict=cfg.strict)
     records, undecodable = readable_records(records, strict=cfg.strict)
     by_name = {canonical(name): part for name, part in split_records(records, seed=seed).items()}
-    split = eval_split(canonical(cfg.split), [name for name, part in by_name.items() if part])
-    chosen = by_name[split]
-    if run is not None:
-        chosen = [chosen[i] for i in held_out(run, split, [r.image for r in chosen])]
+    part = scored(run, cfg.split, {name: [r.image for r in chosen] for name, chosen in by_name.items()})
+    split, chosen = part.name, [by_name[part.name][i] for i in part.keep]
     result = caption_retrieval(bundle, chosen, split, cfg.batch_size)
     result = {"command": "eval-retrieval", "model": cfg.run or cfg.model, "pretrained": bundle.weights, "data": data,
               **result, "skipped_items": result["skipped_items"] + undecodable + stats.get("skipped_missing_images", 0)}

@@ -19,6 +19,11 @@ from dlkit.clip.data import LabeledImages
 from dlkit.clip.models import ClipBundle
 from dlkit.core.errors import DataError
 from dlkit.core.features import precompute
+from dlkit.core.progress import info, warn
+from dlkit.core.run import atomic_write_json
+from dlkit.core.sources import cache_dir
+from dlkit.core.weights import load_cached
+from dlkit.data.images import open_image
 
 VERSION = "v1"
 
@@ -40,8 +45,6 @@ class _Images(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> torch.Tensor | None:
-        from dlkit.data.images import open_image
-
         try:
             image = open_image(self.paths[index])
         except DataError:
@@ -52,8 +55,6 @@ class _Images(Dataset):
 
 
 def feature_cache_dir() -> Path:
-    from dlkit.core.sources import cache_dir
-
     return cache_dir() / "clip-features"
 
 
@@ -66,9 +67,6 @@ def image_features(bundle: ClipBundle, images: LabeledImages, batch_size: int = 
                    strict: bool = False, cache: bool = True) -> ImageFeatures:
     """Embeddings of every decodable image, from the cache when this exact (model, data, preprocessing) was seen;
     `cache=False` encodes without reading or writing it (weights the key cannot name, e.g. during training)."""
-    from dlkit.core.progress import info, warn
-    from dlkit.core.weights import load_cached
-
     key = image_key(bundle, images)
     path = feature_cache_dir() / f"{key}.safetensors"
     tensors = load_cached(path) if cache else None
@@ -100,8 +98,6 @@ def image_features(bundle: ClipBundle, images: LabeledImages, batch_size: int = 
 
 def text_features(bundle: ClipBundle, texts: list[str], batch_size: int = 256, cache: bool = True) -> torch.Tensor:
     """(T, D) L2-normalised text embeddings, cached per (model, texts) unless `cache=False`."""
-    from dlkit.core.weights import load_cached
-
     digest = hashlib.sha1("\n".join([VERSION, bundle.key, *texts]).encode()).hexdigest()[:20]
     path = feature_cache_dir() / f"text-{digest}.safetensors"
     cached = load_cached(path) if cache else None
@@ -125,8 +121,6 @@ def _save(path: Path, tensors: dict[str, torch.Tensor], meta: dict | None) -> No
     import os
 
     from safetensors.torch import save_file
-
-    from dlkit.core.run import atomic_write_json
 
     path.parent.mkdir(parents=True, exist_ok=True)
     if meta is not None:

@@ -19,18 +19,18 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from dlkit.core.errors import ConfigError, SourceError
-from dlkit.core.sources import url_reachable
+from dlkit.core.modelcard import CardInfo
+from dlkit.core.progress import warn
+from dlkit.core.run import atomic_write_json
+from dlkit.core.sources import cache_dir, check_hub_id, load_builtin, url_reachable
 from dlkit.core.weights import check_file, check_folder, loading
-
-if TYPE_CHECKING:
-    from dlkit.core.modelcard import CardInfo
 
 CONFIG_FILE = "open_clip_config.json"  # what open_clip's `local-dir:` schema reads
 WEIGHTS_FILE = "open_clip_model.safetensors"
@@ -125,8 +125,6 @@ def default_tag(name: str, spec: str) -> str:
 
 
 def random_weights_warning(what: str) -> None:
-    from dlkit.core.progress import warn
-
     warn(f"{what}: the model has RANDOM weights, so its scores will be near chance; pass --pretrained TAG "
          "(see open_clip.list_pretrained_tags_by_model) or a weights file for real ones")
 
@@ -164,7 +162,6 @@ def _check_tag(name: str, tag: str) -> None:
         if hub_id or not url_reachable(cfg.get("url", "")):
             raise SourceError(offline)
         return
-    from dlkit.core.sources import check_hub_id
 
     try:
         check_hub_id(hub_id, "model", "--pretrained")
@@ -206,9 +203,7 @@ def _create(name: str, pretrained: str | None, display: str, key: str, seed: int
 
 
 def _builtin_config(name: str) -> dict[str, Any]:
-    from dlkit.core.sources import load_builtin
-
-    return load_builtin(name)
+    return cast(dict[str, Any], load_builtin(name))
 
 
 def clip_config(image_encoder: str = "resnet-small", embed_dim: int = 64, image_size: int | None = None,
@@ -230,9 +225,6 @@ def clip_config(image_encoder: str = "resnet-small", embed_dim: int = 64, image_
 def _register(stem: str, config: dict[str, Any]) -> str:
     """Write `config` as an open_clip config file in the cache and register its folder; returns the name."""
     import open_clip
-
-    from dlkit.core.run import atomic_write_json
-    from dlkit.core.sources import cache_dir
 
     digest = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
     name = f"dlkit-{stem}-{digest}"
@@ -256,8 +248,6 @@ def save_clip(model: nn.Module, config: dict[str, Any], folder: Path) -> Path:
     """Weights (safetensors) + open_clip_config.json, loadable with `--model FOLDER` or open_clip's local-dir:."""
     from safetensors.torch import save_model
 
-    from dlkit.core.run import atomic_write_json
-
     folder.mkdir(parents=True, exist_ok=True)
     save_model(model, str(folder / WEIGHTS_FILE))
     preprocess = dict(getattr(model.visual, "preprocess_cfg", {}))
@@ -267,8 +257,6 @@ def save_clip(model: nn.Module, config: dict[str, Any], folder: Path) -> Path:
 
 def scratch_card(image_encoder: str) -> CardInfo:
     """The model card's facts about a `clip train` final folder (what save_clip writes)."""
-    from dlkit.core.modelcard import CardInfo
-
     return CardInfo(what=f"CLIP model ({image_encoder} image tower) trained from scratch",
                     pipeline_tag="zero-shot-image-classification", library_name="open_clip",
                     tags=["clip", "image-text-retrieval"], base="",

@@ -14,10 +14,12 @@ from dlkit.clip.config import RetrieveConfig
 from dlkit.clip.data import LabeledImages
 from dlkit.clip.features import image_features, text_features
 from dlkit.clip.models import build_clip
+from dlkit.core import plots
 from dlkit.core.config import checked, claim_output, local_inputs
 from dlkit.core.errors import ConfigError, DataError
 from dlkit.core.outputs import check_output
-from dlkit.data.images import IMAGE_SUFFIXES
+from dlkit.core.run import atomic_write_json
+from dlkit.data.images import IMAGE_SUFFIXES, open_image
 
 
 def image_list(spec: str) -> LabeledImages:
@@ -70,7 +72,6 @@ def retrieve(cfg: RetrieveConfig) -> dict[str, Any]:
     result = {"query": query, "model": str(run or model), "images": images, "num_images": len(feats.paths),
               "skipped_items": len(feats.skipped), "results": results,
               "grid": str(folder / "grid.png"), "output_dir": str(folder)}
-    from dlkit.core.run import atomic_write_json
 
     atomic_write_json(folder / "results.json", result)
     draw_grid(results, query, folder / "grid.png")
@@ -79,9 +80,6 @@ def retrieve(cfg: RetrieveConfig) -> dict[str, Any]:
 
 
 def draw_grid(results: list[dict[str, Any]], query: str, path: Path) -> Path:
-    from dlkit.core import plots
-    from dlkit.data.images import open_image
-
     cols = min(3, len(results)) if len(results) <= 9 else math.ceil(math.sqrt(len(results)))
     rows = math.ceil(len(results) / cols)
     fig, axes = plots.new_figure(3.0 * cols, 3.2 * rows)

@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 from dlkit.clip.config import ClipTrainConfig, CoopConfig, ProbeConfig
-from dlkit.clip.data import image_caption_pairs, load_train_test
+from dlkit.clip.data import hold_out_per_class, image_caption_pairs, load_train_test
 from dlkit.clip.evaluate import (
     caption_retrieval,
     class_embeddings,
@@ -42,12 +42,17 @@ from dlkit.clip.models import (
     save_clip,
     scratch_card,
 )
+from dlkit.clip.retrieve import draw_grid
 from dlkit.clip.templates import resolve_templates
+from dlkit.core import plots
 from dlkit.core.config import checked
+from dlkit.core.engine import gather
 from dlkit.core.errors import ConfigError
 from dlkit.core.modelcard import CardInfo
 from dlkit.core.run import Run
+from dlkit.core.splits import DataSplits, record_splits
 from dlkit.core.task import Task
+from dlkit.data.captions import data_splits, load_caption_records, readable_records, split_records, splits_given
 
 # -- tasks on cached features ------------------------------------------------------------------------
 
@@ -78,9 +83,7 @@ class FeatureTask(Task):
         return F.cross_entropy(out, labels), {"accuracy": (out.argmax(-1) == labels).float().mean()}
 
     def evaluate(self, model: nn.Module, loader: Any, accel: Any) -> dict[str, float]:
-        from dlkit.core.engine import gather
-
-        pairs = []
+        pairs: list[tuple[Any, Any]] = []
         for features, labels in loader:
             pairs.extend(zip(model(features).float().cpu(), labels.cpu().tolist(), strict=True))
         pairs = gather(accel, pairs)
@@ -131,8 +134,6 @@ class _Features:
                 "skipped_items": len(self.train.skipped) + len(self.test.skipped)}
 
     def record(self, run: Run, resume: bool) -> None:
-        from dlkit.core.splits import DataSplits, record_splits
-
         ids = {"train": self.train.paths, "validation": self.val.paths, "test": self.test.paths}
         record_splits(run, DataSplits(ids, self.rule), resume=resume)
 
@@ -141,8 +142,6 @@ def _features(cfg: CoopConfig | ProbeConfig) -> _Features:
     """Train, validation (`--val-fraction` of each class of the train split, seeded) and test features.
     The train pool is encoded as one set, so changing --val-fraction reuses the cached features."""
     import random
-
-    from dlkit.clip.data import hold_out_per_class
 
     pool, test_images, rule = load_train_test(cfg.data, cfg.train_split, cfg.split, cfg.classnames, cfg.holdout,
                                               cfg.seed)
@@ -266,8 +265,6 @@ class ClipTask(Task):
     skipped_items: int = 0
 
     def __post_init__(self) -> None:
-        from dlkit.data.captions import load_caption_records, readable_records, split_records, splits_given
-
         cfg = self.cfg
         self.config = clip_config(cfg.image_encoder, cfg.embed_dim, cfg.image_size, cfg.text_width,
                                   cfg.text_layers, cfg.text_heads, cfg.context_length)
@@ -306,9 +303,7 @@ class ClipTask(Task):
         return contrastive_loss(image_emb, text_emb, scale), {"logit_scale": scale.detach()}
 
     def evaluate(self, model: nn.Module, loader: Any, accel: Any) -> dict[str, float]:
-        from dlkit.core.engine import gather
-
-        rows = []
+        rows: list[Any] = []
         for images, tokens, owners in loader:
             image_emb, text_emb, _ = model(images, tokens)[:3]  # the wrapper's forward: DDP syncs BatchNorm stats
             rows.extend(zip(image_emb.float().cpu(), text_emb.float().cpu(), owners.cpu().tolist(), strict=True))
@@ -324,8 +319,6 @@ class ClipTask(Task):
     def write_retrievals(self, model: nn.Module, run: Run, step: int, queries: int = 3, k: int = 6) -> None:
         """The top-k validation images for the first captions of a few validation images (JSON), and a grid
         for the first query (plots/retrieval.png): what recall@k means, one query at a time."""
-        from dlkit.clip.retrieve import draw_grid
-
         owners = sorted(self.val_images)
         image_matrix = torch.stack([self.val_images[o] for o in owners])  # (I, D)
         device = next(model.parameters()).device
@@ -343,8 +336,6 @@ class ClipTask(Task):
         draw_grid(samples[0]["results"], samples[0]["query"], run.plots_dir / "retrieval.png")
 
     def plot_recall(self, run: Run) -> None:
-        from dlkit.core import plots
-
         evals = run.history("eval")
         if not evals:
             return
@@ -411,8 +402,6 @@ def _clip_loss(rank: int, world: int) -> nn.Module:
 def train(cfg: ClipTrainConfig) -> dict[str, Any]:
     """CLIP from scratch on image-caption pairs: the function behind `dlkit clip train`."""
     from dlkit.core.engine import fit
-    from dlkit.core.splits import record_splits
-    from dlkit.data.captions import data_splits
 
     checked(cfg)
     task = ClipTask(cfg)

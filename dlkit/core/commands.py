@@ -43,7 +43,7 @@ class DlkitCommand(TyperCommand):
 class DlkitTyper(typer.Typer):
     """A Typer app whose commands are `DlkitCommand`s unless told otherwise."""
 
-    def command(self, name: str | None = None, *, cls: type[TyperCommand] | None = None,  # type: ignore[override]
+    def command(self, name: str | None = None, *, cls: type[TyperCommand] | None = None,
                 **kwargs: Any) -> Callable[[F], F]:
         return super().command(name, cls=cls or DlkitCommand, **kwargs)
 
@@ -155,7 +155,7 @@ def _parameter(field_name: str, f: dataclasses.Field, tp: Any) -> inspect.Parame
     meta = f.metadata
     help_text = meta.get("help", "")
     base, optional = _unwrap_optional(tp)
-    required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
+    required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     if required:
         example = meta.get("example")
         help_text += " (required)" if not example or "{" in example else f" (required; e.g. {example})"
@@ -167,7 +167,7 @@ def _parameter(field_name: str, f: dataclasses.Field, tp: Any) -> inspect.Parame
     elif f.default is not dataclasses.MISSING:
         default = f.default
     else:
-        default = f.default_factory()  # type: ignore[misc,operator]
+        default = f.default_factory()  # type: ignore[operator]  # not MISSING: the branches above
     if typing.get_origin(base) is list and not default:
         default = None
     if meta.get("argument"):

@@ -462,7 +462,7 @@ def load_config(cls: type[C], file: str | Path | None = None, overrides: dict[st
 
 
 def _required(f: dataclasses.Field) -> bool:
-    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
 def _example(f: dataclasses.Field) -> str:

@@ -56,7 +56,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object, send_to_device, set_seed
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from dlkit.core import plots, sharding
 from dlkit.core.config import META_KEY, ShardingConfig, TrainConfig, flag_name, resume_changes, saved_dict
@@ -65,7 +65,7 @@ from dlkit.core.launch import launch_warning, sharding_refusal
 from dlkit.core.modelcard import check_push, push_folder, write_card
 from dlkit.core.progress import TrainProgress, info, warn
 from dlkit.core.run import Run, atomic_write_json, checkpoint_step
-from dlkit.core.task import Task, check_task
+from dlkit.core.task import SizedDataset, Task, check_task
 from dlkit.core.trackers import TRACKER_FOLDERS, build_trackers, check_installed, tracker_names
 from dlkit.core.weights import load_state_dict
 
@@ -115,6 +115,32 @@ def fit(task: Task, cfg: TrainConfig, run: Run) -> dict[str, Any]:
     check_task(task)
     check_push(cfg.push_to_hub)  # before any work: an upload that cannot happen is refused now, not after training
     cfg, fsdp = sharding.from_launcher(cfg)  # --sharding fsdp, or an `accelerate launch` FSDP config
+    loop = _Loop(task, cfg, run, setup(task, cfg, run, fsdp))
+    run_loop(loop)
+    return finish(loop)
+
+
+@dataclass
+class Setup:
+    """What `fit` builds before the first step."""
+
+    accel: Accelerator
+    model: nn.Module
+    optimizer: Any
+    scheduler: Any
+    state: TrainState
+    train_set: SizedDataset
+    val_loader: _DeviceLoader | None
+    shards: sharding.Sharded | None
+    total_steps: int
+    trainable: int
+    total: int
+    trained: TrainedTensors
+
+
+def setup(task: Task, cfg: TrainConfig, run: Run, fsdp: sharding.FsdpSettings | None) -> Setup:
+    """In dependency order: the accelerator, the seed, the model, the data, the optimizer and schedule, then
+    the counters (a resumed run's, checked against its saved config and data)."""
     saved_config = run.read_config() if cfg.resume else None
     if saved_config is not None:
         check_resume(saved_config, cfg)
@@ -129,28 +155,21 @@ def fit(task: Task, cfg: TrainConfig, run: Run) -> dict[str, Any]:
         enable_gradient_checkpointing(model)
     trainable, total = count_parameters(model)
     trained = TrainedTensors.of(model, task.trained_names(model), cfg.model)
-    train_set, val_set = task.datasets()
-    if len(train_set) == 0:  # type: ignore[arg-type]
-        raise DataError("the training set is empty")
-    # an empty validation set is caught here, not by an IndexError after a training step
-    if val_set is not None and len(val_set) == 0:  # type: ignore[arg-type]
-        raise DataError("the validation set is empty; add examples or hold out a larger share for validation")
+    train_set, val_set = checked_datasets(task)
     shards = sharding.shard(task, model, fsdp, cfg.precision, accel.device, accel.is_main_process) if fsdp else None
     optimizer = build_optimizer(model, cfg)  # after sharding: FSDP replaces the parameters with their shards
     first_epoch = step_plan(task, train_set, cfg, 0, accel.num_processes)
-    steps_per_epoch = len(first_epoch)
-    if steps_per_epoch == 0:
-        raise DataError(f"the training set ({len(train_set)} examples) gives no batch per process")  # type: ignore[arg-type]
-    data = {"train_examples": len(train_set), "val_examples": len(val_set) if val_set is not None else 0,  # type: ignore[arg-type]
+    if not first_epoch:
+        raise DataError(f"the training set ({len(train_set)} examples) gives no batch per process")
+    data = {"train_examples": len(train_set), "val_examples": len(val_set) if val_set is not None else 0,
             "processes": accel.num_processes, "plan": plan_fingerprint(first_epoch)}
     if saved_config is not None:
         check_resume_data(saved_config, data)
-    total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
+    total_steps = cfg.max_steps or cfg.epochs * len(first_epoch)
     scheduler = build_scheduler(optimizer, cfg, total_steps)
     if shards is None:  # a sharded model is FSDP's: Accelerate would wrap it in DDP
         model, optimizer = accel.prepare(model, optimizer)
         leave_model_to(trained, accel)
-
     if saved_config is not None:
         state = (restore(accel, run, scheduler, trained) if shards is None
                  else restore_sharded(accel, run, scheduler, trained, shards, optimizer))
@@ -164,12 +183,27 @@ def fit(task: Task, cfg: TrainConfig, run: Run) -> dict[str, Any]:
         accel.init_trackers(f"dlkit-{run.group}", config=hparams(cfg))
     val_loader = (eval_loader(val_set, task.collate, cfg.batch_size, accel, sharded=shards is not None)
                   if val_set is not None else None)
+    return Setup(accel, model, optimizer, scheduler, state, train_set, val_loader, shards, total_steps, trainable,
+                 total, trained)
 
-    loop = _Loop(task, cfg, run, accel, model, optimizer, scheduler, state, total_steps, val_loader, trained,
-                 shards)
+
+def checked_datasets(task: Task) -> tuple[SizedDataset, SizedDataset | None]:
+    """The task's datasets; an empty one is one line here, not an IndexError after a training step."""
+    train_set, val_set = task.datasets()
+    if len(train_set) == 0:
+        raise DataError("the training set is empty")
+    if val_set is not None and len(val_set) == 0:
+        raise DataError("the validation set is empty; add examples or hold out a larger share for validation")
+    return train_set, val_set
+
+
+def run_loop(loop: _Loop) -> None:
+    """The loop. A run stopped by Ctrl-C or by a bad loss raises, after writing its metrics.json (with its
+    status) and closing the trackers."""
+    state, run, cfg, accel = loop.state, loop.run, loop.cfg, loop.accel
     status = "finished"
     try:
-        loop.train(train_set)
+        loop.train()
     except _StopRequested:
         status = "interrupted"
         raise Interrupted(f"interrupted at step {state.step}; checkpoint saved. Resume with: "
@@ -186,16 +220,22 @@ def fit(task: Task, cfg: TrainConfig, run: Run) -> dict[str, Any]:
     finally:
         if status != "finished":
             if accel.is_main_process:
-                run.write_metrics(loop.summary(trainable, total, status))
+                run.write_metrics(loop.summary(status))
             for tracker in accel.trackers:  # the tracker's run ends with the training (W&B, MLflow: one active run)
                 tracker.finish()
-    if state.last_eval_step != state.step and val_loader is not None:
+
+
+def finish(loop: _Loop) -> dict[str, Any]:
+    """After the last step: its eval and checkpoint, the final model saved and tested, metrics.json, the model
+    card, loss.png, the trackers' final values and the upload."""
+    state, run, cfg, accel, task = loop.state, loop.run, loop.cfg, loop.accel, loop.task
+    if state.last_eval_step != state.step and loop.val_loader is not None:
         loop.evaluate()  # at the last step: loss.png is drawn once below, with the final history
     if not run.checkpoint_path(state.step).exists():
         loop.checkpoint()
     accel.wait_for_everyone()
-    metrics = loop.summary(trainable, total, status)
-    with whole_model(accel, model, shards) as final:
+    metrics = loop.summary("finished")
+    with whole_model(accel, loop.model, loop.shards) as final:
         if final is not None:
             task.save_model(final, run.model_dir)
             metrics.update(final_test(task, final, run))
@@ -224,18 +264,16 @@ def log_final(accel: Accelerator, metrics: dict[str, Any], step: int) -> None:
         accel.log(scalars, step=step)
 
 
-class _Loop:
-    """The loop's moving parts, so `fit` reads top to bottom and the loop body stays on one screen."""
+class _Meter:
+    """The loop's bookkeeping beside the step itself. Losses, logs and token counts stay on the device until a
+    step is logged, evaluated or saved, then are read in one transfer (all processes summed) and the guards
+    check each step's loss; the logging window averages them; the step clock keeps eval and checkpoint time
+    out of the training time and the first WARMUP_STEPS of each process out of the steady-state rates."""
 
-    def __init__(self, task: Task, cfg: TrainConfig, run: Run, accel: Accelerator, model: nn.Module,
-                 optimizer: Any, scheduler: Any, state: TrainState, total_steps: int,
-                 val_loader: _DeviceLoader | None, trained: TrainedTensors,
-                 shards: sharding.Sharded | None = None):
-        self.task, self.cfg, self.run, self.accel = task, cfg, run, accel
-        self.trained, self.shards = trained, shards
-        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
-        self.state, self.total_steps, self.val_loader = state, total_steps, val_loader
-        self.stop_requested = False  # set by the first Ctrl-C; honoured at the next step boundary
+    def __init__(self, cfg: TrainConfig, state: TrainState, run: Run, accel: Accelerator, total_steps: int,
+                 evaluates: bool) -> None:
+        self.cfg, self.state, self.run, self.accel = cfg, state, run, accel
+        self.total_steps, self.evaluates = total_steps, evaluates
         # on the device, not read yet: (step, this process's share of its loss); log sums and counts; tokens
         self.pending: list[tuple[int, torch.Tensor]] = []
         self.sums: dict[str, Any] = {}
@@ -248,7 +286,7 @@ class _Loop:
         self.window_clock = Throughput()  # the steady steps since the last history line
         self.last_loss = float("nan")
         self.steps_here = 0  # steps this process has run (the first WARMUP_STEPS are not steady)
-        self.last_plot = time.perf_counter()  # a run shorter than PLOT_EVERY_S draws loss.png once, at the end
+        self.start, self.start_cpu = 0.0, 0.0
         # wall and CPU seconds of eval/checkpointing inside the current step, kept out of train time
         self.paused, self.paused_cpu = 0.0, 0.0
         self.diverged: dict[str, float] = {}
@@ -256,102 +294,67 @@ class _Loop:
         # older than it is good (a checkpoint is saved only after its own step passed, hence = step on resume)
         self.passed_step = state.step
 
-    def train(self, train_set: Dataset) -> None:
-        cfg, state = self.cfg, self.state
-        progress = TrainProgress(self.total_steps, state.step, enabled=self.accel.is_main_process)
-        with progress, self.ctrl_c_finishes_the_step():
-            self.progress = progress
-            self.model.train()  # a from_pretrained or freshly resumed model arrives in eval mode (dropout off)
-            while state.step < self.total_steps and not self.should_stop:
-                plan = epoch_plan(self.task, train_set, cfg, state.epoch, self.accel)
-                self.run_epoch(plan, train_set)
-                if state.batches_seen >= len(plan):
-                    state.epoch += 1
-                    state.batches_seen = 0
+    # -- the step clock -----------------------------------------------------------------------------
 
-    @property
-    def should_stop(self) -> bool:
-        return bool(self.cfg.early_stop_patience) and self.state.bad_evals >= self.cfg.early_stop_patience
+    def start_step(self) -> bool:
+        """A step begins (its data loading counts); returns whether it is steady."""
+        self.start, self.start_cpu = time.perf_counter(), time.process_time()
+        self.steps_here += 1
+        return self.steps_here > WARMUP_STEPS
 
-    def run_epoch(self, plan: list[list[list[int]]], train_set: Dataset) -> None:
-        cfg, state, accel, model = self.cfg, self.state, self.accel, self.model
-        micro_batches = [batch for step in plan[state.batches_seen:] for batch in step]
-        loader = DataLoader(train_set, batch_sampler=micro_batches, collate_fn=self.task.collate,
-                            num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed))
-        batches = iter(loader)
-        while state.batches_seen < len(plan) and state.step < self.total_steps and not self.should_stop:
-            start, start_cpu = time.perf_counter(), time.process_time()
-            self.steps_here += 1
-            steady = self.steps_here > WARMUP_STEPS
-            step_batches = plan[state.batches_seen]
-            self.forward_backward([next(batches) for _ in step_batches], step_batches, steady)
-            step, end_of_epoch = state.step + 1, state.batches_seen + 1 >= len(plan)
-            finite, stop = True, self.stop_requested and accel.num_processes == 1
-            if self.sync_due(step, end_of_epoch) or stop:
-                finite, stop_any = self.sync()
-                stop = stop or stop_any
-            if not finite:  # --nan-policy skip
-                self.optimizer.zero_grad(set_to_none=True)
-                state.skipped_steps += 1
-                state.batches_seen += 1
-                warn(f"non-finite loss at step {step}; step skipped ({state.skipped_steps} so far)")
-                continue
-            if cfg.max_grad_norm:
-                accel.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            self.optimizer.step()
-            self.scheduler.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            state.step += 1
-            state.batches_seen += 1
-            self.paused, self.paused_cpu = 0.0, 0.0
-            samples = sum(len(b) for b in step_batches)
-            self.after_step(end_of_epoch)
-            seconds = time.perf_counter() - start - self.paused  # eval and saving excluded
-            cpu_seconds = time.process_time() - start_cpu - self.paused_cpu
-            state.train_seconds += seconds
-            state.train_cpu_seconds += cpu_seconds
-            if steady:
-                state.steady_steps += 1
-                state.steady_seconds += seconds
-                state.steady_cpu_seconds += cpu_seconds
-                state.steady_samples += samples
-                self.window_clock.add(seconds, cpu_seconds, samples)
-            if stop:
-                self.checkpoint(next_epoch=end_of_epoch)
-                raise _StopRequested
+    def stepped(self) -> None:
+        """The update is applied: what pauses from here on (eval, checkpoint) is not training time."""
+        self.paused, self.paused_cpu = 0.0, 0.0
 
-    def forward_backward(self, batches: list[Any], indices: list[list[int]], steady: bool) -> None:
-        step_loss, logs = accumulate_step(self.task, self.model, self.accel, batches)
-        for i, entry in enumerate(logs):
-            self.track(entry, len(indices[i]), steady)
+    def finish_step(self, samples: int, steady: bool) -> None:
+        state = self.state
+        seconds = time.perf_counter() - self.start - self.paused  # eval and saving excluded
+        cpu_seconds = time.process_time() - self.start_cpu - self.paused_cpu
+        state.train_seconds += seconds
+        state.train_cpu_seconds += cpu_seconds
+        if steady:
+            state.steady_steps += 1
+            state.steady_seconds += seconds
+            state.steady_cpu_seconds += cpu_seconds
+            state.steady_samples += samples
+            self.window_clock.add(seconds, cpu_seconds, samples)
+
+    def exclude(self, seconds: float, cpu_seconds: float) -> None:
+        """Eval and checkpoint time is not training time: keep it out of train_seconds and samples/s."""
+        self.paused += seconds
+        self.paused_cpu += cpu_seconds
+
+    # -- device values and the guards ----------------------------------------------------------------
+
+    def track(self, step_loss: torch.Tensor, logs: list[dict[str, Any]], sizes: list[int], steady: bool) -> None:
+        """The next step's loss and each micro-batch's logs (of `sizes` examples), left on the device."""
+        for entry, num_samples in zip(logs, sizes, strict=True):
+            self.state.samples_seen += num_samples
+            tokens = entry.pop("tokens", None)
+            if tokens is not None:
+                self.tokens = self.tokens + _detached(tokens)
+                if steady:
+                    self.steady_tokens = self.steady_tokens + _detached(tokens)
+            for key, value in entry.items():
+                self.sums[key] = self.sums.get(key, 0.0) + _detached(value)
+                self.counts[key] = self.counts.get(key, 0) + 1
         self.pending.append((self.state.step + 1, step_loss))
-
-    def track(self, logs: dict[str, Any], num_samples: int, steady: bool) -> None:
-        self.state.samples_seen += num_samples
-        tokens = logs.pop("tokens", None)
-        if tokens is not None:
-            self.tokens = self.tokens + _detached(tokens)
-            if steady:
-                self.steady_tokens = self.steady_tokens + _detached(tokens)
-        for key, value in logs.items():
-            self.sums[key] = self.sums.get(key, 0.0) + _detached(value)
-            self.counts[key] = self.counts.get(key, 0) + 1
 
     def sync_due(self, step: int, end_of_epoch: bool) -> bool:
         """Whether to read the device values before applying `step`: it is logged, evaluated or saved
         (no checkpoint may hold a step the guards have not checked), or --nan-policy skip needs to know."""
         cfg = self.cfg
         return (cfg.nan_policy == "skip" or step % cfg.log_every == 0 or step in (1, self.total_steps)
-                or (self.val_loader is not None and _due(step, cfg.eval_every, end_of_epoch))
+                or (self.evaluates and _due(step, cfg.eval_every, end_of_epoch))
                 or _due(step, cfg.save_every, end_of_epoch))
 
-    def sync(self) -> tuple[bool, bool]:
+    def sync(self, stop_requested: bool) -> tuple[bool, bool]:
         """Read every pending loss, log and token count (all processes summed, one transfer) and run the
         guards on each pending step. Returns (the newest step's loss is finite, some process asked to stop)."""
         accel, world = self.accel, self.accel.num_processes
         keys = sorted(self.sums)
         local = [loss for _, loss in self.pending] + [self.sums[k] for k in keys]
-        local += [self.steady_tokens, self.tokens, float(self.stop_requested)]
+        local += [self.steady_tokens, self.tokens, float(stop_requested)]
         vec = torch.stack([torch.as_tensor(v, device=accel.device).to(torch.float64).reshape(()) for v in local])
         if world > 1:
             vec = accel.reduce(vec, reduction="sum")
@@ -418,6 +421,102 @@ class _Loop:
             return "no good checkpoint: the initial weights already gave this loss"
         return f"no good checkpoint: the weights went bad at step {step - 1}"
 
+    # -- what the history and metrics.json get ------------------------------------------------------
+
+    def train_window(self) -> tuple[dict[str, float], dict[str, float]]:
+        """(the window's mean loss and mean logs, its throughput); a new window starts."""
+        means: dict[str, float] = {}
+        if self.window_losses:
+            means["loss"] = sum(self.window_losses) / len(self.window_losses)
+        for key, (total, count) in self.window.items():
+            means[key] = total / count
+        rates = self.window_clock.rates(self.accel.num_processes)
+        self.window_losses, self.window, self.window_clock = [], {}, Throughput()
+        return means, rates
+
+    def throughput(self) -> dict[str, Any]:
+        """Steady-state rates over the steps after each process's first WARMUP_STEPS; a run too short to have
+        any falls back to all its steps (steady_steps says which)."""
+        state = self.state
+        steps = state.steady_steps
+        clock = Throughput(state.steady_seconds, state.steady_cpu_seconds, state.steady_samples, state.steady_tokens)
+        if steps == 0:
+            steps = state.step
+            clock = Throughput(state.train_seconds, state.train_cpu_seconds, state.samples_seen, state.tokens_seen)
+        return {**clock.rates(self.accel.num_processes), "steady_steps": steps}
+
+
+class _Loop:
+    """The loop: epochs of optimizer steps, and what a step boundary may bring (a history line, an eval, a
+    checkpoint, a stop). Its bookkeeping is the meter's, so one step reads on one screen."""
+
+    def __init__(self, task: Task, cfg: TrainConfig, run: Run, parts: Setup) -> None:
+        self.task, self.cfg, self.run, self.accel, self.shards = task, cfg, run, parts.accel, parts.shards
+        self.model, self.optimizer, self.scheduler = parts.model, parts.optimizer, parts.scheduler
+        self.state, self.total_steps, self.val_loader = parts.state, parts.total_steps, parts.val_loader
+        self.train_set, self.params, self.trained = parts.train_set, (parts.trainable, parts.total), parts.trained
+        self.meter = _Meter(cfg, parts.state, run, parts.accel, parts.total_steps, parts.val_loader is not None)
+        self.stop_requested = False  # set by the first Ctrl-C; honoured at the next step boundary
+        self.last_plot = time.perf_counter()  # a run shorter than PLOT_EVERY_S draws loss.png once, at the end
+
+    def train(self) -> None:
+        cfg, state = self.cfg, self.state
+        progress = TrainProgress(self.total_steps, state.step, enabled=self.accel.is_main_process)
+        with progress, self.ctrl_c_finishes_the_step():
+            self.progress = progress
+            self.model.train()  # a from_pretrained or freshly resumed model arrives in eval mode (dropout off)
+            while state.step < self.total_steps and not self.should_stop:
+                plan = epoch_plan(self.task, self.train_set, cfg, state.epoch, self.accel)
+                self.run_epoch(plan)
+                if state.batches_seen >= len(plan):
+                    state.epoch += 1
+                    state.batches_seen = 0
+
+    @property
+    def should_stop(self) -> bool:
+        return bool(self.cfg.early_stop_patience) and self.state.bad_evals >= self.cfg.early_stop_patience
+
+    def run_epoch(self, plan: list[list[list[int]]]) -> None:
+        cfg, state = self.cfg, self.state
+        micro_batches = [batch for step in plan[state.batches_seen:] for batch in step]
+        loader = DataLoader(self.train_set, batch_sampler=micro_batches, collate_fn=self.task.collate,
+                            num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed))
+        batches = iter(loader)
+        while state.batches_seen < len(plan) and state.step < self.total_steps and not self.should_stop:
+            steady = self.meter.start_step()
+            indices = plan[state.batches_seen]
+            self.step([next(batches) for _ in indices], indices, steady, state.batches_seen + 1 >= len(plan))
+
+    def step(self, batches: list[Any], indices: list[list[int]], steady: bool, end_of_epoch: bool) -> None:
+        """One optimizer step: forward and backward its micro-batches; when the step is logged, evaluated or
+        saved, read the device values (the guards check the losses); update; then log, evaluate, save as due."""
+        state, meter, accel = self.state, self.meter, self.accel
+        step_loss, logs = accumulate_step(self.task, self.model, accel, batches)
+        meter.track(step_loss, logs, [len(i) for i in indices], steady)
+        finite, stop = True, self.stop_requested and accel.num_processes == 1
+        if meter.sync_due(state.step + 1, end_of_epoch) or stop:
+            finite, stop_any = meter.sync(self.stop_requested)
+            stop = stop or stop_any
+        if not finite:  # --nan-policy skip
+            self.optimizer.zero_grad(set_to_none=True)
+            state.skipped_steps += 1
+            state.batches_seen += 1
+            warn(f"non-finite loss at step {state.step + 1}; step skipped ({state.skipped_steps} so far)")
+            return
+        if self.cfg.max_grad_norm:
+            accel.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        state.batches_seen += 1
+        meter.stepped()
+        self.after_step(end_of_epoch)
+        meter.finish_step(sum(len(i) for i in indices), steady)
+        if stop:
+            self.checkpoint(next_epoch=end_of_epoch)
+            raise _StopRequested
+
     @contextlib.contextmanager
     def ctrl_c_finishes_the_step(self) -> Iterator[None]:
         """The first Ctrl-C lets the current step finish, then a checkpoint is saved at that boundary
@@ -442,23 +541,15 @@ class _Loop:
     def after_step(self, end_of_epoch: bool) -> None:
         cfg, state = self.cfg, self.state
         if state.step % cfg.log_every == 0 or state.step == self.total_steps:
-            self.log_train()
-        self.progress.update(state.step, epoch=state.epoch, loss=self.last_loss, lr=self.scheduler.get_last_lr()[0])
+            means, rates = self.meter.train_window()
+            self.log({"kind": "train", "step": state.step, "epoch": state.epoch, **means,
+                      "lr": self.scheduler.get_last_lr()[0], **rates})
+        self.progress.update(state.step, epoch=state.epoch, loss=self.meter.last_loss,
+                             lr=self.scheduler.get_last_lr()[0])
         if self.val_loader is not None and _due(state.step, cfg.eval_every, end_of_epoch):
             self.evaluate()
         if _due(state.step, cfg.save_every, end_of_epoch):
             self.checkpoint(next_epoch=end_of_epoch)
-
-    def log_train(self) -> None:
-        record: dict[str, Any] = {"kind": "train", "step": self.state.step, "epoch": self.state.epoch}
-        if self.window_losses:
-            record["loss"] = sum(self.window_losses) / len(self.window_losses)
-        for key, (total, count) in self.window.items():
-            record[key] = total / count
-        record["lr"] = self.scheduler.get_last_lr()[0]
-        record.update(self.window_clock.rates(self.accel.num_processes))
-        self.log(record)
-        self.window_losses, self.window, self.window_clock = [], {}, Throughput()
 
     def log(self, record: dict[str, Any]) -> None:
         """One history line; with --report-to, its scalars also go to the tracker as KIND/KEY."""
@@ -486,7 +577,7 @@ class _Loop:
             self.last_plot = time.perf_counter()
         self.track_best(metrics)
         self.progress.note(" ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float))))
-        self.exclude_from_timing(time.perf_counter() - eval_start, time.process_time() - eval_cpu)
+        self.meter.exclude(time.perf_counter() - eval_start, time.process_time() - eval_cpu)
         if cfg.early_stop_patience and self.should_stop:
             info(f"early stop: {cfg.monitor} has not improved for {cfg.early_stop_patience} evaluations")
 
@@ -521,32 +612,16 @@ class _Loop:
         saved = TrainState(**asdict(state))
         if next_epoch:  # the epoch is done: resume starts the next one
             saved.epoch, saved.batches_seen = state.epoch + 1, 0
-        keep = self.good_checkpoint()
+        keep = self.meter.good_checkpoint()
         if self.shards is None:
             save_checkpoint(self.accel, self.run, saved, self.scheduler, self.cfg.keep_last, self.trained, keep=keep)
         else:
             save_sharded_checkpoint(self.accel, self.run, saved, self.scheduler, self.cfg.keep_last, self.trained,
                                     self.shards, self.optimizer, keep=keep)
-        self.exclude_from_timing(time.perf_counter() - start, time.process_time() - start_cpu)
+        self.meter.exclude(time.perf_counter() - start, time.process_time() - start_cpu)
 
-    def exclude_from_timing(self, seconds: float, cpu_seconds: float) -> None:
-        """Eval and checkpoint time is not training time: keep it out of train_seconds and samples/s."""
-        self.paused += seconds
-        self.paused_cpu += cpu_seconds
-
-    def throughput(self) -> dict[str, Any]:
-        """Steady-state rates over the steps after each process's first WARMUP_STEPS; a run too short to have
-        any falls back to all its steps (steady_steps says which)."""
-        state = self.state
-        steps = state.steady_steps
-        clock = Throughput(state.steady_seconds, state.steady_cpu_seconds, state.steady_samples, state.steady_tokens)
-        if steps == 0:
-            steps = state.step
-            clock = Throughput(state.train_seconds, state.train_cpu_seconds, state.samples_seen, state.tokens_seen)
-        return {**clock.rates(self.accel.num_processes), "steady_steps": steps}
-
-    def summary(self, trainable: int, total: int, status: str) -> dict[str, Any]:
-        state = self.state
+    def summary(self, status: str) -> dict[str, Any]:
+        state, (trainable, total) = self.state, self.params
         metrics: dict[str, Any] = {
             "status": status,
             "group": self.run.group,
@@ -558,7 +633,7 @@ class _Loop:
             "trainable_pct": 100.0 * trainable / max(total, 1),
             "train_seconds": state.train_seconds,
             "train_cpu_seconds": state.train_cpu_seconds,
-            **self.throughput(),
+            **self.meter.throughput(),
             "peak_memory_mb": peak_memory_mb(),
             "skipped_items": int(self.task.skipped_items),
             "skipped_steps": state.skipped_steps,
@@ -566,8 +641,8 @@ class _Loop:
             "sharding": "fsdp" if self.shards is not None else "none",
             "param_memory_mb": sharding.parameter_bytes(self.model) / 2**20,  # this process's (its shards)
         }
-        if self.diverged:
-            metrics["diverged"] = self.diverged
+        if self.meter.diverged:
+            metrics["diverged"] = self.meter.diverged
         final_train = [r["loss"] for r in self.run.history("train")[-1:] if "loss" in r] if self.run.writer else []
         if final_train:
             metrics["train_loss"] = final_train[0]
@@ -821,7 +896,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_st
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def step_plan(task: Task, dataset: Dataset, cfg: TrainConfig, epoch: int, world: int) -> list[list[int]]:
+def step_plan(task: Task, dataset: SizedDataset, cfg: TrainConfig, epoch: int, world: int) -> list[list[int]]:
     """All processes' batches of `epoch`, one per optimizer step (batch x accum x processes examples):
     a pure function of (seed, epoch), so resume can rebuild it."""
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
@@ -838,7 +913,8 @@ def split_step(batch: list[int], world: int, accum: int, batch_size: int) -> lis
     return [[p.tolist() for p in parts[r * micro:(r + 1) * micro]] for r in range(world)]
 
 
-def epoch_plan(task: Task, dataset: Dataset, cfg: TrainConfig, epoch: int, accel: Accelerator) -> list[list[list[int]]]:
+def epoch_plan(task: Task, dataset: SizedDataset, cfg: TrainConfig, epoch: int,
+               accel: Accelerator) -> list[list[list[int]]]:
     """This process's micro-batches of each optimizer step of `epoch`; every process takes the same
     number of steps and of micro-batches per step."""
     world, rank = accel.num_processes, accel.process_index
@@ -851,16 +927,16 @@ def plan_fingerprint(plan: list[list[int]]) -> str:
     return hashlib.sha1(json.dumps(plan).encode()).hexdigest()[:16]
 
 
-def eval_loader(dataset: Dataset, collate: Callable, batch_size: int, accel: Accelerator,
+def eval_loader(dataset: SizedDataset, collate: Callable, batch_size: int, accel: Accelerator,
                 sharded: bool = False) -> DataLoader:
     """This process's contiguous-free share of the val set (every world-th example), no padding,
     so sums reduced over processes equal the single-process numbers. A sharded model runs a collective in
     every forward, so then every process gets the same number of batches (sharding.eval_batches)."""
     world, rank = accel.num_processes, accel.process_index
     if sharded:
-        plan = sharding.eval_batches(len(dataset), world, rank, batch_size)  # type: ignore[arg-type]
+        plan = sharding.eval_batches(len(dataset), world, rank, batch_size)
     else:
-        indices = list(range(rank, len(dataset), world))  # type: ignore[arg-type]
+        indices = list(range(rank, len(dataset), world))
         plan = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
     return _DeviceLoader(DataLoader(dataset, batch_sampler=plan, collate_fn=collate), accel.device)
 

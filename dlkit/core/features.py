@@ -35,8 +35,11 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from dlkit.core.engine import isolated_rng
 from dlkit.core.errors import DataError
-from dlkit.core.progress import info, warn
+from dlkit.core.progress import info, track, warn
+from dlkit.core.sources import cache_dir
+from dlkit.core.task import SizedDataset
 
 FEATURES = "features"  # the batch key of cached features
 MEMORY_SHARE = 0.5  # features live in memory when they take at most this share of the available memory
@@ -63,7 +66,7 @@ def hold_eval(modules: Iterable[nn.Module]) -> None:
     """Keep `modules` in eval mode whatever `.train()` the model gets (the engine puts the whole model in train
     mode before the first step and after every evaluation)."""
     for module in modules:
-        module.train = types.MethodType(_stay_in_eval, module)  # type: ignore[method-assign]
+        module.train = types.MethodType(_stay_in_eval, module)
         module.eval()
 
 
@@ -107,8 +110,8 @@ def _rest_forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
 def route_features(model: nn.Module, rest: Callable[[nn.Module, Tensor], Tensor]) -> None:
     """`model(features=F)` returns `rest(model, F)`; any other call is the model's own forward. Going through
     `forward` keeps DistributedDataParallel's gradient sync (a method called on the unwrapped model skips it)."""
-    model._dlkit_rest = rest  # type: ignore[assignment]
-    model.forward = types.MethodType(_rest_forward, model)  # type: ignore[method-assign]
+    model._dlkit_rest = rest
+    model.forward = types.MethodType(_rest_forward, model)
 
 
 # -- the store -------------------------------------------------------------------------------------
@@ -155,8 +158,6 @@ class FeatureStore:
 
 
 def feature_dir() -> Path:
-    from dlkit.core.sources import cache_dir
-
     return cache_dir() / "features"
 
 
@@ -174,11 +175,11 @@ def _mapped_array(shape: tuple[int, ...]) -> np.ndarray:
 
 
 class _Indexed(Dataset):
-    def __init__(self, dataset: Dataset):
+    def __init__(self, dataset: SizedDataset):
         self.dataset = dataset
 
     def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
+        return len(self.dataset)
 
     def __getitem__(self, index: int) -> tuple[int, Any]:
         return index, self.dataset[index]
@@ -191,14 +192,11 @@ class Precomputed:
     fields: dict[str, Tensor]  # per-example values taken from the collated batches (labels, tokens, ...)
 
 
-def precompute(dataset: Dataset, collate: Callable[[list[Any]], Any], encode: Callable[[Any], Tensor],
+def precompute(dataset: SizedDataset, collate: Callable[[list[Any]], Any], encode: Callable[[Any], Tensor],
                batch_size: int, fields: Callable[[Any], dict[str, Tensor]] | None = None, num_workers: int = 0,
                budget: int | None = None, what: str = "examples") -> Precomputed:
     """`encode(batch)` over the whole dataset in order, without gradients and with the training RNG untouched.
     Items that are None (an undecodable image) are left out and their indices are not in `kept`."""
-    from dlkit.core.engine import isolated_rng
-    from dlkit.core.progress import track
-
     def collate_kept(items: list[tuple[int, Any]]) -> tuple[list[int], Any]:
         kept = [(i, x) for i, x in items if x is not None]
         return [i for i, _ in kept], collate([x for _, x in kept]) if kept else None
@@ -213,13 +211,13 @@ def precompute(dataset: Dataset, collate: Callable[[list[Any]], Any], encode: Ca
                 continue
             out = encode(batch).detach().float().cpu()
             if store is None:
-                store = FeatureStore(len(dataset), out.shape[1:], budget)  # type: ignore[arg-type]
+                store = FeatureStore(len(dataset), out.shape[1:], budget)
             store.tensor[len(kept):len(kept) + len(indices)] = out
             kept.extend(indices)
             for key, value in (fields(batch) if fields else {}).items():
                 columns.setdefault(key, []).append(torch.as_tensor(value).cpu())
     if store is None:
-        raise DataError(f"none of the {len(dataset)} {what} could be read")  # type: ignore[arg-type]
+        raise DataError(f"none of the {len(dataset)} {what} could be read")
     if len(kept) < len(store):
         store.tensor, store.shape = store.tensor[:len(kept)], (len(kept), *store.shape[1:])
     return Precomputed(store, kept, {k: torch.cat(v) for k, v in columns.items()})
@@ -243,8 +241,10 @@ def is_cached(examples: Sequence[Any]) -> bool:
     return bool(examples) and isinstance(examples[0], dict) and FEATURES in examples[0]
 
 
-def collate(examples: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
-    return {key: torch.stack([e[key] for e in examples]) for key in examples[0]}
+def collate(examples: Sequence[dict[str, Tensor] | None]) -> dict[str, Tensor]:
+    """Cached examples stacked per key (a CachedSet holds only what was read: none is None)."""
+    kept = [e for e in examples if e is not None]
+    return {key: torch.stack([e[key] for e in kept]) for key in kept[0]}
 
 
 def worth_caching(examples: int, batch_size: int, max_steps: int | None) -> bool:
@@ -260,8 +260,6 @@ def agrees(front: FrozenFront, model: nn.Module, batch: Any, full: Callable[[Any
            encode: Callable[[Any], Tensor]) -> bool:
     """Whether `rest` on the front's features gives the whole model's output on one batch (eval mode, no
     gradients): a model laid out otherwise than `rest` assumes trains on its raw inputs instead."""
-    from dlkit.core.engine import isolated_rng
-
     was_training = model.training
     model.eval()
     try:
@@ -273,14 +271,14 @@ def agrees(front: FrozenFront, model: nn.Module, batch: Any, full: Callable[[Any
     return got.shape == expected.shape and torch.allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
-def cache_datasets(front: FrozenFront, model: nn.Module, datasets: Sequence[Dataset | None],
+def cache_datasets(front: FrozenFront, model: nn.Module, datasets: Sequence[SizedDataset | None],
                    collate_raw: Callable[[list[Any]], Any], encode: Callable[[Any], Tensor],
                    full: Callable[[Any], Tensor], fields: Callable[[Any], dict[str, Tensor]], batch_size: int,
                    num_workers: int = 0) -> list[CachedSet | None] | None:
     """Each dataset as a CachedSet of the front's features, and `model(features=...)` routed to `rest`; None
     (with one line saying why) when `rest` does not reproduce the model, which then trains on its raw inputs."""
     first = next(d for d in datasets if d is not None)
-    sample = [x for x in (first[i] for i in range(min(len(first), 2))) if x is not None]  # type: ignore[arg-type]
+    sample = [x for x in (first[i] for i in range(min(len(first), 2))) if x is not None]
     if sample and not agrees(front, model, collate_raw(sample), full, encode):
         warn(f"{front.name}: {type(model).__name__} is laid out otherwise than expected, so its features are not "
              "cached and it runs on every batch")

@@ -22,7 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dlkit.core.config import META_KEY
-from dlkit.core.errors import ConfigError
+from dlkit.core.errors import ConfigError, SourceError
+from dlkit.core.progress import info
+from dlkit.core.run import atomic_write_text
+from dlkit.core.sources import HUB_ID
+from dlkit.core.splits import read_splits
 
 if TYPE_CHECKING:
     from dlkit.core.run import Run
@@ -51,7 +55,6 @@ class CardInfo:
 
 def hub_id(spec: Any, kind: str) -> str | None:
     """`spec` when it names a Hub repository (not a builtin, not a local path), else None."""
-    from dlkit.core.errors import SourceError
     from dlkit.core.sources import resolve
 
     if not isinstance(spec, str) or not spec.strip():
@@ -97,8 +100,6 @@ def split_metrics(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
 def split_sizes(run: Run, metrics: dict[str, Any]) -> dict[str, int]:
     """split -> examples: how many an eval scored (metrics.json's val_examples, test_images...), else the split's
     size in splits.json."""
-    from dlkit.core.splits import read_splits
-
     recorded = read_splits(run)
     sizes = {name: len(ids) for name, ids in recorded.ids.items()} if recorded is not None else {}
     for prefix, split in SPLIT_PREFIXES.items():
@@ -139,8 +140,6 @@ def build_card(run: Run, info: CardInfo) -> Any:
 
 def write_card(folder: Path, run: Run, info: CardInfo) -> Path:
     """README.md in `folder` (replacing the template card a library may have written there)."""
-    from dlkit.core.run import atomic_write_text
-
     path = Path(folder) / CARD_FILE
     atomic_write_text(path, str(build_card(run, info)))
     return path
@@ -208,7 +207,6 @@ def check_push(repo: str | None, flag: str = "--push-to-hub") -> None:
     """Before any work: `repo` is a Hub repository id, the Hub answers, and a token is set. One line otherwise."""
     if not repo:
         return
-    from dlkit.core.sources import HUB_ID
 
     if "/" not in repo or not HUB_ID.match(repo):
         raise ConfigError(f"{flag} {repo}: expected a Hub repository id, NAMESPACE/NAME (e.g. me/my-lora)")
@@ -232,8 +230,6 @@ def check_push(repo: str | None, flag: str = "--push-to-hub") -> None:
 def push_folder(folder: Path, repo: str) -> str:
     """Upload `folder` (a final model folder with its card) to the Hub model repository `repo`; returns its URL."""
     from huggingface_hub import HfApi
-
-    from dlkit.core.progress import info
 
     api = HfApi()
     api.create_repo(repo, repo_type="model", exist_ok=True)

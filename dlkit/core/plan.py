@@ -119,13 +119,13 @@ class _FusedAttentionSaves(torch.autograd.Function):
     never the (T x T) scores."""
 
     @staticmethod
-    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         out = q.new_empty(*q.shape[:3], v.shape[-1])  # (B, heads, T, D)
         ctx.save_for_backward(q, k, v, out, q.new_empty(q.shape[:3], dtype=torch.float32))
         return out
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor):
         raise RuntimeError("a memory plan's forward pass is never differentiated")
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from dlkit.core.outputs import FILE_MARK, atomic_write_bytes
+from dlkit.metrics.classification import safe_div, to_numpy
 
 
 def new_figure(width: float = 7.0, height: float = 4.0):
@@ -60,7 +61,7 @@ def loss_curves(history: Sequence[dict[str, Any]], path: Path, title: str = "los
     return _save_loss_axes(fig, ax, title, path)
 
 
-def overlay_loss_curves(runs: dict[str, Sequence[dict[str, Any]]], path: Path) -> Path:
+def overlay_loss_curves(runs: Mapping[str, Sequence[dict[str, Any]]], path: Path) -> Path:
     """Several runs' train (solid) and val (dashed) losses on one axis, for `dlkit compare --plot`."""
     fig, ax = new_figure(8, 4.5)
     for i, (label, history) in enumerate(runs.items()):
@@ -116,8 +117,6 @@ def plot_confusion_matrix(matrix: Any, labels: list[str], path: Path,
     matplotlib.use("Agg")
     import numpy as np
     from matplotlib.figure import Figure
-
-    from dlkit.metrics.classification import safe_div, to_numpy
 
     values = to_numpy(matrix).astype(np.float64)
     k = values.shape[0]

@@ -2,9 +2,9 @@
 
 `train` calls `record_splits(run, DataSplits(...))` before `fit`: splits.json in the run folder lists each
 split's example ids, and config.json's provenance block gets the rule that cut the split, a fingerprint of
-the data and each split's size. `eval` picks its split with `eval_split` (held-out by default; `train` only
-when asked), drops with `held_out` any example the run trained on, and names what it scored with
-`split_fields`. Example ids are content ids (`example_id`), so a duplicate of a training example is caught
+the data and each split's size. Every `eval` picks what it scores with `scored` (the split: held-out by
+default, `train` only when asked; its examples: those the run did not train on) and names it with
+`Scored.fields`. Example ids are content ids (`example_id`), so a duplicate of a training example is caught
 even when it sits in another file.
 """
 
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dlkit.core.errors import ConfigError, RunError
+from dlkit.core.progress import warn
 
 if TYPE_CHECKING:
     from dlkit.core.run import Run
@@ -83,8 +84,6 @@ class DataSplits:
 def record_splits(run: Run, splits: DataSplits, resume: bool = False) -> None:
     """At train time: write splits.json and put the summary into config.json's provenance block. A resumed
     run must cut the same splits, or it would go on training on examples it used to hold out."""
-    from dlkit.core.progress import warn
-
     run.provenance[META] = splits.summary()
     recorded = read_splits(run) if resume else None
     if recorded is not None:
@@ -158,10 +157,32 @@ def held_out(run: Run, split: str, ids: Sequence[str]) -> list[int]:
     return keep
 
 
-def scored(run: Run, requested: str | None, ids_by_split: dict[str, list[str]]) -> tuple[str, list[int]]:
-    """`eval_split` then `held_out`: the split to score and the indices of its examples that may be scored."""
+@dataclass
+class Scored:
+    """What an eval scores: a split, and the indices of its examples the run did not train on."""
+
+    name: str  # the split: test, validation, train (asked for by name), or a whole file's name
+    keep: list[int]  # indices into that split's examples
+    size: int  # that split's examples before the trained ones were left out
+
+    @property
+    def left_out(self) -> int:
+        return self.size - len(self.keep)
+
+    def fields(self) -> dict[str, object]:
+        """The keys every eval.json/metrics.json carries (split_fields) for what was scored."""
+        return split_fields(self.name, len(self.keep), self.left_out)
+
+
+def scored(run: Run | None, requested: str | None, ids_by_split: dict[str, list[str]]) -> Scored:
+    """The one rule of every eval: `eval_split` picks the split among the non-empty ones (--split, else test,
+    else validation), `held_out` leaves out the examples the run trained on. A source scored whole (a file
+    given with --data) is one entry, named by the caller and requested by that name; a model no run trained
+    (`run` None: pretrained weights) is scored on the whole split."""
+    ids_by_split = {canonical(name): ids for name, ids in ids_by_split.items()}
     name = eval_split(requested, [n for n, ids in ids_by_split.items() if ids])
-    return name, held_out(run, name, ids_by_split[name])
+    ids = ids_by_split[name]
+    return Scored(name, list(range(len(ids))) if run is None else held_out(run, name, ids), len(ids))
 
 
 def split_fields(split: str, size: int, trained_left_out: int = 0) -> dict[str, object]:
@@ -171,7 +192,3 @@ def split_fields(split: str, size: int, trained_left_out: int = 0) -> dict[str, 
         fields["trained_examples_left_out"] = trained_left_out
     return fields
 
-
-def split_label(split: str, size: int, unit: str = "examples") -> str:
-    """'test, 90 questions': for titles and messages."""
-    return f"{split}, {size} {unit}"

@@ -10,15 +10,24 @@ from __future__ import annotations
 import abc
 import difflib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+from dlkit.core.modelcard import CardInfo
 
 if TYPE_CHECKING:
     import torch
     from accelerate import Accelerator
-    from torch.utils.data import Dataset
 
-    from dlkit.core.modelcard import CardInfo
     from dlkit.core.run import Run
+
+
+class SizedDataset(Protocol):
+    """What the engine asks of a dataset: its length (batch plans, exact resume, the empty-data checks) and its
+    items by index. A torch map-style Dataset with a `__len__` is one."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Any: ...
 
 
 class Task(abc.ABC):
@@ -69,7 +78,7 @@ class Task(abc.ABC):
     def build_model(self) -> torch.nn.Module: ...
 
     @abc.abstractmethod
-    def datasets(self) -> tuple[Dataset, Dataset | None]: ...
+    def datasets(self) -> tuple[SizedDataset, SizedDataset | None]: ...
 
     @abc.abstractmethod
     def training_step(self, model: torch.nn.Module, batch: Any) -> torch.Tensor | tuple[torch.Tensor, dict]: ...
@@ -84,10 +93,10 @@ class Task(abc.ABC):
 
         return default_collate(examples)
 
-    def batch_plan(self, dataset: Dataset, batch_size: int, gen: torch.Generator) -> list[list[int]]:
+    def batch_plan(self, dataset: SizedDataset, batch_size: int, gen: torch.Generator) -> list[list[int]]:
         import torch
 
-        order = torch.randperm(len(dataset), generator=gen).tolist()  # type: ignore[arg-type]
+        order = torch.randperm(len(dataset), generator=gen).tolist()
         return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
     def num_items(self, batch: Any) -> int:
@@ -111,8 +120,6 @@ class Task(abc.ABC):
         return {}
 
     def card_info(self) -> CardInfo:
-        from dlkit.core.modelcard import CardInfo
-
         return CardInfo(usage='from safetensors.torch import load_file\n'
                               'state_dict = load_file("model.safetensors")  # the weights of the trained model')
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dlkit.core.errors import DataError
+from dlkit.core.run import atomic_write_bytes, atomic_write_json
 from dlkit.core.sources import cache_dir, path_inside, resolve
 from dlkit.core.splits import DataSplits
 from dlkit.data.images import open_image
@@ -275,8 +276,6 @@ def _prepared(file: Path) -> tuple[list[CaptionRecord], dict[str, Any]]:
 
 def write_prepared(folder: Path, records: Sequence[CaptionRecord], stats: dict[str, Any]) -> Path:
     """Save records (with their split) so `--data FOLDER` reads them back as the 'prepared' layout."""
-    from dlkit.core.run import atomic_write_json
-
     path = Path(folder) / PREPARED_FILE
     atomic_write_json(path, {"stats": stats, "records": [asdict(r) for r in records]})
     return path
@@ -296,8 +295,6 @@ def _hub(repo_id: str, strict: bool) -> tuple[list[CaptionRecord], dict[str, Any
 def records_from_hf(dataset: Any, image_root: Path, strict: bool = False) -> tuple[list[CaptionRecord], dict]:
     """A `datasets` DatasetDict (an Image column + caption columns) to records; images saved under image_root."""
     from datasets import DatasetDict, Image, Sequence, Value
-
-    from dlkit.core.run import atomic_write_bytes
 
     splits = dataset if isinstance(dataset, DatasetDict) else {"train": dataset}
     out = _Collector("hub", strict)
@@ -371,7 +368,8 @@ def split_records(records: Sequence[CaptionRecord], seed: int = 0,
     if keep_given and splits_given(records):
         out: dict[str, list[CaptionRecord]] = {s: [] for s in SPLITS}
         for record in records:
-            out[record.split].append(record)
+            if record.split is not None:  # every one (splits_given)
+                out[record.split].append(record)
         return out
     images = sorted({r.image for r in records})
     random.Random(seed).shuffle(images)

@@ -6,9 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from dlkit.builtin import listed
 from dlkit.core.config import REQUIRED, PlanOptions, RunOutput, ShardingConfig, opt, run_field, shared
 from dlkit.core.errors import ConfigError, MissingExtraError
 from dlkit.core.grid import SweepConfig
+from dlkit.llm.methods import METHODS, named
 
 Format = Literal["auto", "sharegpt", "openai", "alpaca"]
 MAX_NEW_TOKENS = 32  # tokens per generated answer, when neither a flag nor the run says
@@ -16,8 +18,6 @@ MAX_NEW_TOKENS = 32  # tokens per generated answer, when neither a flag nor the 
 
 def check_quantized_method(method: str, quantize: str) -> None:
     """A quantized base stays frozen: only PEFT methods train on one."""
-    from dlkit.llm.methods import METHODS
-
     if quantize != "none" and not METHODS[method].peft:
         raise ConfigError(f"--quantize {quantize}: --method {method} updates the base weights, which a quantized "
                           "base holds as integers; use a PEFT method (lora, dora, ia3, prompt...) or --quantize none")
@@ -32,13 +32,21 @@ def check_quantize_extra(quantize: str) -> None:
                                 "pip install 'dlkit[quantize]'")
 
 
+def default_lrs() -> str:
+    """'prompt/ia3 0.1, prefix/ptuning 0.03, ...': each method's default --lr, methods with the same one joined."""
+    by_lr: dict[float, list[str]] = {}
+    for method in METHODS.values():
+        by_lr.setdefault(method.default_lr, []).append(method.name)
+    return ", ".join(f"{'/'.join(names)} {lr:g}" for lr, names in by_lr.items())
+
+
 @dataclass
 class DataConfig:
     """What `prepare`, `train` and `eval` share about turning rows into training examples."""
 
     data: str = opt("builtin:instruct", "Conversations: builtin:instruct[-fa], a JSON/JSONL/CSV/parquet file or a "
                     "Hub dataset id (ShareGPT, OpenAI messages or alpaca rows).", path="data")
-    model: str = opt("builtin:tiny-llama", "Base model: builtin:tiny-llama, builtin:tiny-gemma2, a local "
+    model: str = opt("builtin:tiny-llama", f"Base model: {listed('llm', 'model')}, a local "
                      "save_pretrained folder or a Hub id (google/gemma-2-2b, meta-llama/Llama-3.2-3B).", path="model")
     format: Format = opt("auto", "Row format; auto-detected from the columns unless forced.")
     max_length: int = opt(512, "Tokens per conversation; a longer one is truncated (its prompt keeps its end; "
@@ -76,24 +84,26 @@ class PrepareConfig(DataConfig):
         self.validate_data()
 
 
+LR_HELP = (f"Peak learning rate. Default: the method's rate for the builtin tiny models ({default_lrs()}); real "
+           "models want less (see examples/llm).")
+
+
 @dataclass
 class LlmConfig(DataConfig, ShardingConfig):
     """`dlkit llm train`: the shared train flags, the data flags, and the method's own knobs."""
 
-    method: str = opt("lora", "prompt, prefix, ptuning, lora, dora, rslora, loha, lokr, ia3, partial or full.")
+    method: str = opt("lora", f"{', '.join(METHODS)}: see `dlkit llm inspect` for what each trains.")
     epochs: int = shared("epochs", 3)
     batch_size: int = opt(16, "Conversations per micro-batch per process (length-grouped).", min=1)
-    lr: float | None = opt(None, "Peak learning rate. Default: the method's rate for the builtin tiny models "
-                           "(prompt/ia3 1e-1, prefix/ptuning 3e-2, LoRA family 2e-2, partial/full 3e-3); real "
-                           "models want less (see examples/llm).", above=0)
+    lr: float | None = opt(None, LR_HELP, above=0)  # type: ignore[assignment]  # validate() sets the method's
     warmup: float = shared("warmup", 0.05)
-    rank: int = opt(8, "Rank of lora/dora/rslora/loha/lokr updates.", min=1)
+    rank: int = opt(8, f"Rank of {'/'.join(named('lora'))} updates.", min=1)
     alpha: float = opt(16.0, "Scaling numerator of the low-rank update (alpha/rank, or alpha/sqrt(rank) for rslora).",
                        above=0)
     dropout: float = opt(0.05, "Dropout on the adapter's input (LoRA family).", min=0, below=1)
     target_modules: str | None = opt(None, "Comma-separated module names to adapt; default per architecture "
                                      "(q_proj,v_proj for Llama/Gemma). See `dlkit llm inspect`.")
-    num_virtual_tokens: int = opt(16, "Soft-prompt length for prompt/prefix/ptuning.", min=1)
+    num_virtual_tokens: int = opt(16, f"Soft-prompt length for {'/'.join(named('soft-prompt'))}.", min=1)
     init_text: str | None = opt(None, "prompt: initialise the soft prompt from the embeddings of this text.")
     unfreeze: str = opt("first2,last2", "partial: decoder layers to train, e.g. first2,last2 or 0,1,-2,-1.")
     quantize: Literal["none", "4bit", "8bit"] = opt("none", "Hold the frozen base in 4-bit NF4 (double quantisation, "
@@ -110,8 +120,6 @@ class LlmConfig(DataConfig, ShardingConfig):
     command: ClassVar[tuple[str, str]] = ("llm", "train")
 
     def validate(self) -> None:
-        from dlkit.llm.methods import METHODS
-
         if self.method not in METHODS:
             raise ConfigError(f"--method {self.method}: unknown method; known methods: {', '.join(METHODS)}")
         if self.lr is None:
@@ -180,7 +188,7 @@ class EvalConfig(RunOrMethod):
 class GenerateConfig(RunOrMethod):
     """`dlkit llm generate`."""
 
-    model: str | None = opt(None, "Base model: builtin:tiny-llama, builtin:tiny-gemma2, a local folder or a Hub id. "
+    model: str | None = opt(None, f"Base model: {listed('llm', 'model')}, a local folder or a Hub id. "
                             "Default: the run's base with --run, else builtin:tiny-llama.", path="model",
                             from_run="model", run_bound=True)
     run: str | None = run_field("llm", "A trained llm run, shown beside the base model.", required=False)
@@ -203,7 +211,7 @@ class GenerateConfig(RunOrMethod):
 class InspectConfig:
     """`dlkit llm inspect`."""
 
-    model: str = opt("builtin:tiny-llama", "Base model: builtin:tiny-llama, builtin:tiny-gemma2, a local folder or a "
+    model: str = opt("builtin:tiny-llama", f"Base model: {listed('llm', 'model')}, a local folder or a "
                      "Hub id.", path="model")
     target_modules: str | None = opt(None, "Modules to adapt (default per architecture).")
     rank: int = opt(8, "Rank for the LoRA family.", min=1)
@@ -218,7 +226,7 @@ class LlmSweepConfig(SweepConfig):
     """`dlkit llm sweep`: methods (and any --grid) as runs, each also scored on its test split and against the
     untuned model on the same split."""
 
-    methods: str = opt("prompt, prefix, ptuning, lora, dora, rslora, loha, partial", "Comma-separated methods, one "
+    methods: str = opt(", ".join(m.name for m in METHODS.values() if m.in_sweep), "Comma-separated methods, one "
                        "run each (the first axis of the grid; --grid method=... replaces it).", example="lora")
     config_dir: str | None = opt(None, "Folder of METHOD.yaml files: each method's own settings (--train-config "
                                        "for methods without one).", path="folder")

@@ -23,7 +23,10 @@ from typing import Any
 
 import torch
 
+from dlkit.builtin import BUILTINS
 from dlkit.core.errors import DataError
+from dlkit.core.lengths import keep_end
+from dlkit.core.progress import warn
 from dlkit.core.splits import DataSplits, example_id
 
 IGNORE = -100
@@ -40,7 +43,6 @@ EMPTY_TURN_LIMIT = 0.05  # a file with more rows than this share with an empty u
 
 def load_rows(spec: str, flag: str = "--data", limit: int | None = None) -> tuple[list[dict], int]:
     """Rows of a builtin, a local JSON/JSONL/CSV/parquet file or a Hub dataset; (rows, unreadable lines)."""
-    from dlkit.builtin import BUILTINS
     from dlkit.core.sources import resolve
 
     source = resolve(spec, "data", flag)
@@ -141,8 +143,6 @@ def read_file(path: Path) -> tuple[list[dict], int]:
 
 def _read_jsonl(text: str, path: Path) -> tuple[list[dict], int]:
     """Rows of a JSONL file; an unreadable line is skipped, counted and reported in one warning line."""
-    from dlkit.core.progress import warn
-
     rows, bad, first = [], 0, ""
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -211,7 +211,7 @@ def to_messages(row: dict, fmt: str) -> list[dict[str, str]]:
     if isinstance(turns, str):
         turns = json.loads(turns)
     messages = []
-    for turn in turns:
+    for turn in turns or []:  # a row without turns gives no conversation
         role = turn.get("from", turn.get("role")) if isinstance(turn, dict) else None
         content = turn.get("value", turn.get("content")) if isinstance(turn, dict) else None
         if role is None or content is None or str(role).lower() not in ROLE_ALIASES:
@@ -359,7 +359,6 @@ def check_empty_turns(empty: int, total: int, first: str, where: str, what: str)
         raise DataError(f"{where}: {empty} of {total} rows ({share:.0%}) have an empty {what} (first: {first}); "
                         f"more than {EMPTY_TURN_LIMIT:.0%} means the rows are read with the wrong fields: check "
                         "--format and the file's layout")
-    from dlkit.core.progress import warn
 
     warn(f"{where}: skipped {empty} of {total} rows with an empty {what} (first: {first})")
 
@@ -398,8 +397,6 @@ def fit_length(ids: list[int], labels: list[int], max_length: int) -> tuple[list
     """A conversation cut to `max_length` tokens. When its last answer fits, the prompt before it keeps its end
     (the question being answered) and loses its beginning, as a generation prompt does; an answer longer than
     that alone is cut at its end."""
-    from dlkit.core.lengths import keep_end
-
     start = len(labels)  # the first token of the last answer
     while start > 0 and labels[start - 1] == IGNORE:
         start -= 1

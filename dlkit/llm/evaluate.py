@@ -12,18 +12,21 @@ from typing import Any
 import torch
 
 from dlkit.core.config import checked
+from dlkit.core.engine import item_weighted_mean
 from dlkit.core.errors import DataError
 from dlkit.core.modelcard import write_card
 from dlkit.core.progress import info
 from dlkit.core.run import Run
-from dlkit.core.splits import canonical, example_id, split_in_name
-from dlkit.llm.config import MAX_NEW_TOKENS, EvalConfig, GenerateConfig
+from dlkit.core.splits import canonical, example_id, scored, split_fields, split_in_name
+from dlkit.llm.config import MAX_NEW_TOKENS, EvalConfig, GenerateConfig, LlmConfig
 from dlkit.llm.data import (
     IGNORE,
+    build_splits,
     conversations_of,
     detect_format,
     load_rows,
     merge_system,
+    pad_batch,
     render,
     supports_system,
     tokenize_conversations,
@@ -45,9 +48,6 @@ from dlkit.metrics.guard import GuardedMetrics
 @torch.no_grad()
 def token_loss(model: Any, tokenizer: Any, examples: list[dict], batch_size: int = 16) -> float:
     """Mean loss per labelled token (so exp() of it is the perplexity of the answers)."""
-    from dlkit.core.engine import item_weighted_mean
-    from dlkit.llm.data import pad_batch
-
     model.eval()
     device = next(model.parameters()).device
 
@@ -100,10 +100,6 @@ def conversations_from(spec: str, tokenizer: Any, fmt: str = "auto") -> list[lis
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Score a run on its held-out splits (val loss on validation, generation on test), on one split named
     by --split (train only when asked), or on all of --data; write eval.json and merge into metrics.json."""
-    from dlkit.core.splits import eval_split, held_out, split_fields
-    from dlkit.llm.config import LlmConfig
-    from dlkit.llm.data import build_splits
-
     checked(cfg)
     assert cfg.run is not None  # checked: --run, or the run --method found
     data, split, limit, bertscore_model = cfg.data, cfg.split, cfg.limit, cfg.bertscore
@@ -115,16 +111,17 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         splits = build_splits(trained, tokenizer)
         by_name = {"train": splits.train.conversations, "validation": splits.val.conversations,
                    "test": splits.test}
-        name = eval_split(split, [n for n, c in by_name.items() if c])
-        ids = splits.ids_of(by_name[name])
-        loss_name = "validation" if split is None and splits.val.conversations else name
+        part = scored(run, split, {n: splits.ids_of(c) for n, c in by_name.items()})
+        loss_name = "validation" if split is None and splits.val.conversations else part.name
     else:
         conversations = conversations_from(data, tokenizer)  # scored as a test set: loss and generation
-        name = loss_name = canonical(split) if split else split_in_name(data)  # the file is scored whole
-        by_name = {name: conversations}
-        ids = [example_id(i, json.dumps(c, ensure_ascii=False)) for i, c in enumerate(conversations)]
-    keep = held_out(run, name, ids)
-    test = [by_name[name][i] for i in keep]
+        whole = canonical(split) if split else split_in_name(data)  # the file is scored whole
+        by_name = {whole: conversations}
+        part = scored(run, whole, {whole: [example_id(i, json.dumps(c, ensure_ascii=False))
+                                           for i, c in enumerate(conversations)]})
+        loss_name = part.name
+    name = part.name
+    test = [by_name[name][i] for i in part.keep]
     loss_conversations = by_name[loss_name] if loss_name != name else test
     test = test[:limit] if limit else test
     loss_examples = tokenize_conversations(tokenizer, loss_conversations, trained.max_length).examples
@@ -136,7 +133,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     loss_prefix, prefix = _prefix(loss_name), _prefix(name)
     metrics = {k.replace("val_", loss_prefix, 1) if k.startswith("val_") else k.replace("test_", prefix, 1): v
                for k, v in metrics.items()}
-    result = {"data": data or trained.data, **split_fields(name, len(test), len(ids) - len(keep)),
+    result = {"data": data or trained.data, **split_fields(name, len(test), part.left_out),
               "max_new_tokens": max_new_tokens, f"{prefix}examples": len(test), **metrics}
     run.write_json("eval.json", {**result, **guard.failures()})
     run.write_text(f"samples/{name}_predictions.jsonl",
@@ -197,7 +194,7 @@ def generate(cfg: GenerateConfig) -> list[dict[str, str]]:
         templated.append(render(tokenizer, messages if system_ok else merge_system(messages), generation_prompt=True))
     untuned = generate_texts(load_model(base), tokenizer, templated, max_new_tokens, max_length=max_length)
     rows = [{"prompt": q, "untuned": a} for q, a in zip(questions, untuned, strict=True)]
-    if tuned is not None:
+    if tuned is not None and run_dir is not None:
         for row, answer in zip(rows, generate_texts(tuned, tokenizer, templated, max_new_tokens,
                                                     max_length=max_length), strict=True):
             row["tuned"] = answer

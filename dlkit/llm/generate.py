@@ -8,7 +8,11 @@ from typing import Any
 
 import torch
 
+from dlkit.core.compat import refuse_known_bad, version_at_least
+from dlkit.core.lengths import bound_prompts
+from dlkit.core.progress import track
 from dlkit.llm.data import END_OF_TURN, generation_prompt
+from dlkit.metrics import chrf, corpus_bleu, exact_match, rouge
 
 
 def stop_ids(tokenizer: Any) -> list[int]:
@@ -46,8 +50,6 @@ def soft_prompt_cache_names(model: Any) -> Iterator[None]:
     `prepare_inputs_for_generation` and back on the way out, for the duration of the block; on older
     versions it does nothing. A peft that may read `cache` itself is refused (dlkit.core.compat).
     """
-    from dlkit.core.compat import refuse_known_bad, version_at_least
-
     refuse_known_bad("soft-prompt-generate")
     if not version_at_least("transformers", CACHE_RENAMED_IN):
         yield
@@ -98,9 +100,6 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int
     PEFT's prompt-learning models ignore position ids, so left padding would shift their positions: for
     them a batch only holds prompts of one length (no padding at all).
     """
-    from dlkit.core.lengths import bound_prompts
-    from dlkit.core.progress import track
-
     device = next(model.parameters()).device
     soft_prompt = bool(getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False))
     ids = bound_prompts(tokenizer(prompts, add_special_tokens=False)["input_ids"],
@@ -143,8 +142,6 @@ def prompts_and_references(tokenizer: Any, conversations: list[list[dict[str, st
 
 
 def exact_match_rate(predictions: list[str], references: list[str]) -> float:
-    from dlkit.metrics import exact_match
-
     if not references:
         return 0.0
     return sum(exact_match(p, [r]) for p, r in zip(predictions, references, strict=True)) / len(references)
@@ -152,8 +149,6 @@ def exact_match_rate(predictions: list[str], references: list[str]) -> float:
 
 def text_metrics(predictions: list[str], references: list[str]) -> dict[str, float]:
     """Exact match, BLEU-4, chrF and ROUGE-L (Unicode-aware) of answers against one reference each."""
-    from dlkit.metrics import chrf, corpus_bleu, rouge
-
     refs = [[r] for r in references]
     return {"exact_match": exact_match_rate(predictions, references),
             "bleu4": corpus_bleu(predictions, refs)["bleu4"], "chrf": chrf(predictions, refs),

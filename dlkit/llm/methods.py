@@ -2,7 +2,8 @@
 
 Builders take the loaded base model and the config and return the model to train, with exactly the
 parameters the method trains left trainable. PEFT is imported inside the builders, so this module is
-cheap to import (the config validator reads the names from here).
+cheap to import: `--method`'s help, the default `--lr` and `--methods` of `llm sweep` and the flags that
+apply to a family are derived from METHODS in dlkit.llm.config, and the tests parametrise over it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Method:
     build: Callable[[Any, Any, str], Any]  # (model, cfg, model_path) -> model to train
     help: str
     default_lr: float  # tuned on the builtin tiny models; real models set --lr
+    in_sweep: bool = True  # one of `llm sweep`'s default --methods
 
     @property
     def peft(self) -> bool:
@@ -172,11 +174,17 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("dora", "lora", _lora(dora=True), "DoRA: LoRA on the direction plus a trained magnitude vector", 0.02),
     Method("rslora", "lora", _lora(rslora=True), "rsLoRA: LoRA scaled by alpha/sqrt(rank)", 0.02),
     Method("loha", "lora", _loha, "LoHa: low-rank Hadamard product updates", 0.02),
-    Method("lokr", "lora", _lokr, "LoKr: low-rank Kronecker product updates", 0.02),
-    Method("ia3", "ia3", _ia3, "IA3: learned rescaling of keys, values and feed-forward activations", 0.1),
+    Method("lokr", "lora", _lokr, "LoKr: low-rank Kronecker product updates", 0.02, in_sweep=False),
+    Method("ia3", "ia3", _ia3, "IA3: learned rescaling of keys, values and feed-forward activations", 0.1,
+           in_sweep=False),
     Method("partial", "partial", _partial, "partial unfreezing of chosen decoder layers (--unfreeze), no PEFT", 0.003),
-    Method("full", "full", _full, "full fine-tuning of every weight", 0.003),
+    Method("full", "full", _full, "full fine-tuning of every weight", 0.003, in_sweep=False),
 ]}
+
+
+def named(family: Family) -> list[str]:
+    """The methods of one family, in registry order (for help texts and tests)."""
+    return [m.name for m in METHODS.values() if m.family == family]
 
 
 def build(model: nn.Module, cfg: Any, model_path: str) -> nn.Module:

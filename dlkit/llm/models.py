@@ -6,21 +6,22 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
+from dlkit.builtin import BUILTINS
 from dlkit.core.config import named_in
 from dlkit.core.engine import is_trained_folder, load_trained_tensors
 from dlkit.core.errors import ConfigError, RunError
+from dlkit.core.modelcard import CardInfo
 from dlkit.core.plan import COMPUTE_DTYPES, register_attention
+from dlkit.core.run import Run
 from dlkit.core.sources import Source, resolve
 from dlkit.core.weights import check_folder, loading
 from dlkit.llm.config import check_quantize_extra
-
-if TYPE_CHECKING:
-    from dlkit.core.modelcard import CardInfo
+from dlkit.nn.blockwise import blockwise_applies, causal_attention
 
 # Per-architecture defaults (PEFT's own table covers more; these are the ones dlkit documents).
 DEFAULT_TARGETS = {"llama": ["q_proj", "v_proj"], "gemma2": ["q_proj", "v_proj"], "gemma": ["q_proj", "v_proj"],
@@ -46,8 +47,6 @@ class BaseModel:
 
 
 def resolve_model(spec: str, flag: str = "--model") -> BaseModel:
-    from dlkit.builtin import BUILTINS
-
     source = resolve(spec, "model", flag)
     if source.kind == "builtin":
         return BaseModel(source, str(BUILTINS[source.value].load()))
@@ -157,8 +156,6 @@ def block_sdpa_forward(module: nn.Module, query: torch.Tensor, key: torch.Tensor
     keys they may not see (dlkit.nn.blockwise: the same numbers)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    from dlkit.nn.blockwise import blockwise_applies, causal_attention
-
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
     plain = attention_mask is None and not dropout and all(
         kwargs.get(name) is None for name in ("position_bias", "cache", "softcap", "s_aux"))
@@ -204,8 +201,6 @@ def target_modules(model: nn.Module, requested: str | None) -> list[str]:
 
 def card_info(info: dict[str, Any], merged: bool = False) -> CardInfo:
     """The model card's facts about an llm final folder (or an export of it), from its dlkit_llm.json."""
-    from dlkit.core.modelcard import CardInfo
-
     adapter = bool(info["peft"]) and not merged
     builtin = str(info["base"]).startswith("builtin:")
     if adapter:
@@ -260,8 +255,6 @@ def load_trained(run_dir: Path, base_spec: str | None = None, dequantize: bool =
     """(model, tokenizer, info) of a finished llm run; refuses a --model that is not the run's base. A run
     trained on a quantized base gets it quantized again, or with `dequantize` its dequantized weights (what
     the quantized layers computed with), into which the adapter can be merged."""
-    from dlkit.core.run import Run
-
     run = Run.open(run_dir, group="llm")
     info = read_info(run.model_dir)
     if base_spec is not None:
@@ -289,8 +282,6 @@ def load_trained(run_dir: Path, base_spec: str | None = None, dequantize: bool =
 
 def trained_max_length(run_dir: Path) -> int | None:
     """The --max-length a run trained with: its prompts at generation are bounded by it."""
-    from dlkit.core.run import Run
-
     return Run.open(run_dir, group="llm").read_config().get("max_length")
 
 

@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dlkit.core import plots
 from dlkit.core.config import checked
 from dlkit.core.errors import DataError
 from dlkit.core.progress import info
+from dlkit.core.run import Run
 from dlkit.llm.config import ReasonConfig
 from dlkit.metrics.answers import extract_answer, gold_answer, majority_vote
 
@@ -151,7 +153,8 @@ def score_strategy(strategy: str, prompts: list[tuple[str, str]], problems: list
     flat, counts = complete([t for t in texts for _ in range(k)], temperature if k > 1 else 0.0, seed)
     seconds = time.perf_counter() - start
     outputs = [flat[i * k:(i + 1) * k] for i in range(len(texts))]
-    records, correct, tokens = [], 0, sum(counts)
+    records: list[dict[str, Any]] = []
+    correct, tokens = 0, sum(counts)
     for i, (problem, (prompt, opening), completions) in enumerate(zip(problems, prompts, outputs, strict=True)):
         answers = [extract_answer(opening + c) for c in completions]
         prediction = majority_vote(answers)
@@ -185,8 +188,6 @@ def model_completer(model: Any, tokenizer: Any, max_new_tokens: int, batch_size:
 
 def reason(cfg: ReasonConfig, complete: Complete | None = None, tokenizer: Any = None) -> dict[str, Any]:
     """Score every strategy on the problems; write the table, the plot and every prompt and completion."""
-    from dlkit.core.run import Run
-
     checked(cfg)
     problems, split = parse_problems(*read_rows(cfg.data), cfg.data, "--data")
     shots: list[Problem] = []
@@ -240,8 +241,6 @@ def _load(cfg: ReasonConfig) -> tuple[Any, Any]:
 
 
 def _write(run: Any, rows: list[dict], records: list[dict], result: dict) -> None:
-    from dlkit.core import plots
-
     columns = ["strategy", "questions", "correct", "accuracy", "samples", "single_sample_accuracy",
                "mean_generated_tokens", "seconds_per_question"]
     buf = io.StringIO()

@@ -17,16 +17,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlkit.core.config import checked
-from dlkit.core.engine import save_trained, tensor_digest
+from dlkit.core.engine import mean_loss, save_trained, tensor_digest
 from dlkit.core.errors import RunError
 from dlkit.core.modelcard import CardInfo
 from dlkit.core.progress import info
 from dlkit.core.run import Run, atomic_write_json
 from dlkit.core.sharding import calls_the_root
-from dlkit.core.task import Task
+from dlkit.core.splits import record_splits
+from dlkit.core.task import SizedDataset, Task
 from dlkit.llm import methods
 from dlkit.llm.config import LlmConfig
 from dlkit.llm.data import IGNORE, ListDataset, build_splits, length_grouped_plan, pack, pad_batch, pad_packed
+from dlkit.llm.generate import generate, prompts_and_references
 from dlkit.llm.models import (
     INFO_FILE,
     base_info,
@@ -167,7 +169,8 @@ class LlmTask(Task):
             return pad_packed(examples, self.tokenizer.pad_token_id)
         return pad_batch(examples, self.tokenizer.pad_token_id)
 
-    def batch_plan(self, dataset: ListDataset, batch_size: int, gen: torch.Generator) -> list[list[int]]:
+    def batch_plan(self, dataset: SizedDataset, batch_size: int, gen: torch.Generator) -> list[list[int]]:
+        assert isinstance(dataset, ListDataset)  # the one datasets() returns
         return length_grouped_plan(dataset.lengths, batch_size, gen)
 
     def num_items(self, batch: dict[str, torch.Tensor]) -> int:
@@ -199,14 +202,10 @@ class LlmTask(Task):
     def evaluate(self, model: nn.Module, loader: Any, accel: Any) -> dict[str, float]:
         import math
 
-        from dlkit.core.engine import mean_loss
-
         loss = mean_loss(self, model, loader, accel)
         return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
 
     def on_eval(self, model: nn.Module, run: Run, step: int) -> None:
-        from dlkit.llm.generate import generate, prompts_and_references
-
         conversations = self.splits.test[:4] or self.splits.val.conversations[:4]
         if not conversations:
             return
@@ -250,7 +249,6 @@ class LlmTask(Task):
 def train(cfg: LlmConfig) -> dict[str, Any]:
     """Fine-tune cfg.model on cfg.data with cfg.method; returns metrics.json (with the parameter-change report)."""
     from dlkit.core.engine import fit
-    from dlkit.core.splits import record_splits
 
     checked(cfg)
     task = LlmTask(cfg)

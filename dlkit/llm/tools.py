@@ -12,13 +12,17 @@ from typing import Any
 import torch
 
 from dlkit.core.config import META_KEY, checked, claim_output
+from dlkit.core.engine import count_parameters
 from dlkit.core.errors import ConfigError
+from dlkit.core.modelcard import check_push, push_folder, write_card
 from dlkit.core.outputs import record
 from dlkit.core.progress import info
 from dlkit.core.run import Run, atomic_write_json
 from dlkit.core.weights import check_folder, loading
 from dlkit.llm import methods
 from dlkit.llm.config import ComposeConfig, ExportConfig, InspectConfig
+from dlkit.llm.data import tokenize_conversations
+from dlkit.llm.evaluate import conversations_from, score
 from dlkit.llm.models import (
     INFO_FILE,
     base_info,
@@ -36,8 +40,6 @@ from dlkit.llm.models import (
 
 def inspect(cfg: InspectConfig) -> dict[str, Any]:
     """Architecture facts and, per method, the trainable parameters it would have (nothing is trained)."""
-    from dlkit.core.engine import count_parameters
-
     checked(cfg)
     model_spec, targets, rank = cfg.model, cfg.target_modules, cfg.rank
     num_virtual_tokens, unfreeze = cfg.num_virtual_tokens, cfg.unfreeze
@@ -71,8 +73,6 @@ def _layer_summary(layer: torch.nn.Module) -> str:
 def export(cfg: ExportConfig) -> dict[str, Any]:
     """PEFT adapter folder (PeftModel.from_pretrained) or, with merge, full weights for plain transformers; each
     with its model card, uploaded to the Hub repository --push-to-hub when given."""
-    from dlkit.core.modelcard import check_push, push_folder, write_card
-
     checked(cfg)
     push_to_hub = cfg.push_to_hub
     check_push(push_to_hub)
@@ -124,9 +124,6 @@ def compose(cfg: ComposeConfig) -> dict[str, Any]:
     equals the weighted sum of the individual updates B_i A_i. The result is an llm run folder.
     """
     from peft import PeftModel
-
-    from dlkit.llm.data import tokenize_conversations
-    from dlkit.llm.evaluate import conversations_from, score
 
     checked(cfg)
     base_spec, adapter_specs, eval_data, max_new_tokens = cfg.base, cfg.adapter, cfg.eval_data, cfg.max_new_tokens
@@ -181,7 +178,6 @@ def compose(cfg: ComposeConfig) -> dict[str, Any]:
         result[f"{spec}:loss"] = metrics["val_loss"]
         result[f"{spec}:exact_match"] = metrics["test_exact_match"]
     run.write_metrics({"status": "finished", "group": "llm", "method": "composed", **result})
-    from dlkit.core.modelcard import write_card
 
     write_card(run.model_dir, run, card_info(composed_info))
     held.release()

@@ -51,7 +51,7 @@ def classification_report(y_true: Any, y_pred: Any, labels: list[str] | None = N
         raise ValueError(f"class indices must lie in [0, {num_classes})")
     names = list(labels) if labels is not None else [str(i) for i in range(num_classes)]
 
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    matrix: np.ndarray = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(matrix, (true, pred), 1)
     tp = np.diag(matrix).astype(np.float64)
     support = matrix.sum(axis=1)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from dlkit.core.progress import MODE, warn
+
 
 class GuardedMetrics:
     """Collects an eval's metrics, one named metric at a time.
@@ -21,8 +23,6 @@ class GuardedMetrics:
 
     def add(self, name: str, compute: Callable[[], Mapping[str, Any]]) -> None:
         """Run `compute` (a mapping metric -> value) and keep its values under `prefix`."""
-        from dlkit.core.progress import MODE, warn
-
         try:
             values = compute()
         except Exception as exc:  # any failure of one metric: report it, keep the others

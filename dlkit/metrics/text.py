@@ -12,6 +12,7 @@ import math
 import re
 from collections import Counter
 from pathlib import Path
+from typing import cast
 
 
 def _check_corpus(hypotheses: list[str], references: list[list[str]]) -> None:
@@ -26,13 +27,14 @@ def _check_corpus(hypotheses: list[str], references: list[list[str]]) -> None:
             raise ValueError(f"references[{i}] is empty; every hypothesis needs at least one reference")
 
 
-def _reference_streams(references: list[list[str]]) -> list[list[str | None]]:
+def _reference_streams(references: list[list[str]]) -> list[list[str]]:
     """Transpose per-example reference lists into sacrebleu's per-reference streams.
 
-    sacrebleu skips None entries, which is how it supports a variable number of references.
+    sacrebleu skips None entries, which is how it supports a variable number of references (its annotations
+    say str only, hence the cast).
     """
     width = max(len(refs) for refs in references)
-    return [[refs[j] if j < len(refs) else None for refs in references] for j in range(width)]
+    return cast(list[list[str]], [[refs[j] if j < len(refs) else None for refs in references] for j in range(width)])
 
 
 def corpus_bleu(hypotheses: list[str], references: list[list[str]], max_order: int = 4) -> dict[str, float]:

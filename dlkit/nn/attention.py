@@ -87,6 +87,7 @@ def fused_attention(
     if attn_mask is None and key_padding_mask is None:  # causal or nothing: torch's kernel needs no mask tensor
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=causal)
     mask = combined_mask(q, k, attn_mask, key_padding_mask, causal)
+    assert mask is not None  # a mask was given
     empty = mask.all(dim=-1, keepdim=True)  # (..., Tq, 1) queries with nothing to attend to
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=~(mask & ~empty), dropout_p=dropout_p)
     return out.masked_fill(empty, 0.0)  # (..., Tq, dv)
@@ -163,7 +164,7 @@ class MultiHeadAttention(nn.Module):
         y = self.out_proj(y)
         if not self.batch_first:
             y = y.transpose(0, 1)  # (B, Tq, C) -> (Tq, B, C)
-        return y, (weights.mean(dim=1) if need_weights else None)
+        return y, (weights.mean(dim=1) if need_weights and weights is not None else None)
 
     @torch.no_grad()
     def load_from_torch(self, mha: nn.MultiheadAttention) -> None:

@@ -43,8 +43,8 @@ def _future_masks(length: int, dtype: torch.dtype, device: torch.device) -> list
 
 class _BlockCausal(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, scale: float | None) -> Tensor:  # type: ignore[override]
-        forward, _ = KERNELS  # type: ignore[misc]
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, scale: float | None) -> Tensor:
+        forward, _ = KERNELS
         batch, heads, length, _ = q.shape
         masks = _future_masks(length, q.dtype, q.device)
         # written as (B, L, H, D) so that the caller's transpose back to that layout costs no copy
@@ -61,8 +61,8 @@ class _BlockCausal(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        _, backward = KERNELS  # type: ignore[misc]
+    def backward(ctx, grad: Tensor):
+        _, backward = KERNELS
         q, k, v, out, lse = ctx.saved_tensors
         dq, dk, dv = torch.empty_like(q), torch.zeros_like(k), torch.zeros_like(v)
         for i, start in enumerate(range(0, q.shape[2], BLOCK)):

@@ -17,7 +17,7 @@ CHUNK_ELEMENTS = 2**23  # logits per chunk (32 MiB in float32): large enough for
 
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden: Tensor, weight: Tensor, targets: Tensor, softcap: float | None,  # type: ignore[override]
+    def forward(ctx, hidden: Tensor, weight: Tensor, targets: Tensor, softcap: float | None,
                 need_hidden: bool, need_weight: bool) -> Tensor:
         rows = max(1, CHUNK_ELEMENTS // weight.size(0))
         compute = torch.promote_types(hidden.dtype, torch.float32)  # softmax in float32 (float64 stays float64)
@@ -50,7 +50,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return total
 
     @staticmethod
-    def backward(ctx, grad_total: Tensor):  # type: ignore[override]
+    def backward(ctx, grad_total: Tensor):
         saved = iter(ctx.saved_tensors)
         need_hidden, need_weight = ctx.need
         grad_hidden = next(saved) * grad_total if need_hidden else None

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from dlkit.core.errors import DataError
 from dlkit.core.sources import Source, resolve
+from dlkit.core.splits import example_id
 
 if TYPE_CHECKING:
     from dlkit.qa.windows import Window
@@ -207,6 +208,7 @@ def check_rows(rows: Iterable[dict[str, Any]], where: str, strict: bool, report:
         elif not isinstance(question, str) or not question.strip():
             problem = "empty question"
         if problem is None:
+            assert isinstance(context, str) and isinstance(question, str)  # the checks above
             texts, starts = _answer_lists(row.get("answers"))
             kept_texts, kept_starts, problems = [], [], []
             for text, start in zip(texts, starts, strict=False):
@@ -303,8 +305,6 @@ def split_examples(spec: str, val_fraction: float, seed: int, strict: bool,
 
 def question_id(example: QAExample) -> str:
     """A content id: the same question about the same passage is the same example in any file."""
-    from dlkit.core.splits import example_id
-
     return example_id(example.context, example.question)
 
 

@@ -13,11 +13,11 @@ from dlkit.core.config import checked
 from dlkit.core.errors import ConfigError, DataError
 from dlkit.core.progress import info, track
 from dlkit.core.run import Run
-from dlkit.core.splits import canonical, eval_split, held_out, split_fields
+from dlkit.core.splits import Scored, canonical, scored, split_fields
 from dlkit.metrics import f1_score
 from dlkit.metrics.guard import GuardedMetrics
 from dlkit.metrics.qa import scored_answers
-from dlkit.qa.config import EvalConfig, PredictConfig, WindowConfig
+from dlkit.qa.config import EvalConfig, PredictConfig, QAConfig, WindowConfig
 from dlkit.qa.data import (
     LoadReport,
     QAExample,
@@ -35,7 +35,8 @@ from dlkit.qa.windows import Span, make_windows
 
 def window_settings(settings: dict[str, Any], **overrides: int | None) -> WindowConfig:
     """The windows the model was trained with, unless the command overrides them."""
-    values = {k: settings[k] for k in ("max_length", "doc_stride", "max_answer_length", "n_best") if k in settings}
+    values: dict[str, Any] = {k: settings[k] for k in ("max_length", "doc_stride", "max_answer_length", "n_best")
+                              if k in settings}
     values.update({k: v for k, v in overrides.items() if v is not None})
     cfg = WindowConfig(**values)
     cfg.validate_windows()
@@ -64,9 +65,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     run = Run.open(cfg.run, group="qa")
     model, tokenizer, settings = load_trained(run.model_dir)
     windows = window_settings(settings, max_answer_length=cfg.max_answer_length, n_best=cfg.n_best)
-    examples, split_name, spec, report = questions_to_score(run, cfg.data, cfg.split, cfg.strict)
-    scored = held_out(run, split_name, [question_id(e) for e in examples])
-    left_out, examples = len(examples) - len(scored), [examples[i] for i in scored]
+    examples, part, spec, report = questions_to_score(run, cfg.data, cfg.split, cfg.strict)
+    split_name, left_out = part.name, part.left_out
     allow_null = bool(settings.get("allow_null")) or any(not e.answerable for e in examples)
     spans = spans_for(model, tokenizer, examples, windows, allow_null, batch_size)
     prefix = re.sub(r"\W+", "_", split_name)  # metric names: test_f1, dev_v2_0_f1
@@ -89,25 +89,25 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
 
 
 def questions_to_score(run: Run, data: str | None, split: str | None,
-                       strict: bool) -> tuple[list[QAExample], str, str, LoadReport]:
-    """(questions, split name, data spec, load report). Without --data: the run's own splits, cut again with
-    its settings, held-out test or validation unless --split train; with --data: that file, or a split of it."""
-    from dlkit.qa.config import QAConfig
-
+                       strict: bool) -> tuple[list[QAExample], Scored, str, LoadReport]:
+    """(the questions to score, what they are, data spec, load report). Without --data: the run's own splits, cut
+    again with its settings; with --data: that file whole, or the splits of that folder or dataset. Which split
+    and which of its questions: dlkit.core.splits.scored (held-out, without the questions the run trained on)."""
     report = LoadReport()
     if data is None:
         cfg = run.config_as(QAConfig)
         splits, _ = split_examples(cfg.data, cfg.val_fraction, cfg.seed, strict, report)
         spec = cfg.data
     elif Path(data).expanduser().is_file():
-        name = canonical(split) if split else Path(data).stem
-        return read_file(Path(data).expanduser(), strict, report), name, data, report
+        split = canonical(split or Path(data).stem)  # the file is scored whole, under its name
+        splits, spec = {split: read_file(Path(data).expanduser(), strict, report)}, data
     else:
         splits, spec = load_splits(data, strict, report), data
-    name = eval_split(split, [n for n in splits if splits[n]])
-    if not splits[name]:
+    if not any(splits.values()):
         raise ConfigError(f"--data {spec}: no usable question to evaluate ({report.skipped} skipped)")
-    return splits[name], name, spec, report
+    splits = {canonical(name): examples for name, examples in splits.items()}
+    part = scored(run, split, {name: [question_id(e) for e in examples] for name, examples in splits.items()})
+    return [splits[part.name][i] for i in part.keep], part, spec, report
 
 
 def per_question(examples: list[QAExample], spans: dict[str, list[Span]], v2: bool) -> list[dict[str, Any]]:

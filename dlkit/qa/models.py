@@ -16,9 +16,11 @@ import torch
 from torch import nn
 
 from dlkit.core.errors import ConfigError, RunError, SourceError
+from dlkit.core.progress import info, quiet_transformers
 from dlkit.core.run import atomic_write_json
 from dlkit.core.sources import resolve
 from dlkit.core.weights import check_folder
+from dlkit.qa.windows import check_fast_tokenizer
 
 SETTINGS_FILE = "dlkit_qa.json"
 
@@ -68,8 +70,6 @@ def model_location(spec: str) -> str:
 
 def check_and_load(spec: str, trust_remote_code: bool = False) -> tuple[str, Any]:
     """Resolve --model and load its tokenizer, refusing one that cannot give character offsets."""
-    from dlkit.qa.windows import check_fast_tokenizer
-
     location = model_location(spec)
     tokenizer = load_tokenizer(location, spec, trust_remote_code)
     check_fast_tokenizer(tokenizer, spec)
@@ -89,8 +89,6 @@ def load_qa_model(location: str, spec: str, trust_remote_code: bool = False) -> 
     """`AutoModelForQuestionAnswering`; a plain encoder checkpoint gets a freshly initialised span head."""
     from transformers import AutoModelForQuestionAnswering
 
-    from dlkit.core.progress import info, quiet_transformers
-
     if Path(location).is_dir():
         check_folder(location)
     try:
@@ -109,8 +107,6 @@ def load_qa_model(location: str, spec: str, trust_remote_code: bool = False) -> 
 
 
 def save_trained(model: SpanQA, tokenizer: Any, path: Path, settings: dict[str, Any]) -> None:
-    from dlkit.core.progress import quiet_transformers
-
     path.mkdir(parents=True, exist_ok=True)
     # the window settings travel in config.json too, so plain transformers code can cut contexts into the
     # windows the model was trained on

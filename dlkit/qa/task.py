@@ -10,15 +10,17 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from dlkit.core.config import checked
+from dlkit.core.engine import gather
 from dlkit.core.modelcard import CardInfo
 from dlkit.core.progress import info, warn
 from dlkit.core.run import Run
+from dlkit.core.splits import DataSplits, record_splits
 from dlkit.core.task import Task
 from dlkit.metrics import squad_scores
 from dlkit.metrics.qa import no_answer_share
 from dlkit.qa.config import QAConfig, WindowConfig
 from dlkit.qa.data import LoadReport, QAExample, WindowDataset, collate_windows, question_id, split_examples
-from dlkit.qa.models import SpanQA, check_and_load, save_trained
+from dlkit.qa.models import SpanQA, check_and_load, load_qa_model, save_trained
 from dlkit.qa.windows import Span, Window, best_spans, make_windows
 
 SAMPLE_QUESTIONS = 20
@@ -106,8 +108,6 @@ class QATask(Task):
                                                           if self.allow_null else ""))
 
     def build_model(self) -> nn.Module:
-        from dlkit.qa.models import load_qa_model
-
         dropout = self.cfg.head_dropout if self.cfg.head == "dropout-linear" else 0.0
         qa_model = load_qa_model(self.location, self.cfg.model, self.cfg.trust_remote_code)
         self.arch = type(qa_model).__name__
@@ -124,8 +124,6 @@ class QATask(Task):
         return loss, {"tokens": batch["attention_mask"].sum()}  # items: windows (the default, examples)
 
     def evaluate(self, model: nn.Module, loader: Any, accel: Any) -> dict[str, float]:
-        from dlkit.core.engine import gather
-
         total, weight, rows = 0.0, 0, []
         for batch in loader:
             loss, start_logits, end_logits = span_loss(model, batch)
@@ -178,7 +176,6 @@ class QATask(Task):
 def train(cfg: QAConfig) -> dict[str, Any]:
     """Build the task, fit it with the engine, return metrics.json."""
     from dlkit.core.engine import fit
-    from dlkit.core.splits import DataSplits, record_splits
 
     checked(cfg)
     task = QATask(cfg)

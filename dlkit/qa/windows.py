@@ -83,17 +83,17 @@ def _label(example: QAExample, offsets: list[tuple[int, int] | None], cls_index:
         return cls_index, cls_index
     start_char = example.answer_starts[0]
     end_char = start_char + len(example.answers[0])
-    context_tokens = [k for k, o in enumerate(offsets) if o is not None]
-    if not context_tokens:
+    context = {k: o for k, o in enumerate(offsets) if o is not None}  # the window's context tokens, in a row
+    if not context:
         return cls_index, cls_index
-    first, last = context_tokens[0], context_tokens[-1]
-    if offsets[first][0] > start_char or offsets[last][1] < end_char:
+    first, last = min(context), max(context)
+    if context[first][0] > start_char or context[last][1] < end_char:
         return cls_index, cls_index
     start = first
-    while start <= last and offsets[start][1] <= start_char:
+    while start <= last and context[start][1] <= start_char:
         start += 1
     end = last
-    while end >= first and offsets[end][0] >= end_char:
+    while end >= first and context[end][0] >= end_char:
         end -= 1
     return start, end
 
@@ -144,12 +144,14 @@ def _window_spans(context: str, window: Window, starts: list[float], ends: list[
     end_ids = sorted(range(length), key=lambda k: ends[k], reverse=True)[:cfg.n_best]
     spans = []
     for s in start_ids:
-        if window.offsets[s] is None:
+        first = window.offsets[s]
+        if first is None:
             continue
         for e in end_ids:
-            if window.offsets[e] is None or e < s or e - s + 1 > cfg.max_answer_length:
+            last = window.offsets[e]
+            if last is None or e < s or e - s + 1 > cfg.max_answer_length:
                 continue
-            start_char, end_char = window.offsets[s][0], window.offsets[e][1]
+            start_char, end_char = first[0], last[1]
             spans.append(Span(context[start_char:end_char], starts[s] + ends[e], start_char, end_char))
     return spans
 

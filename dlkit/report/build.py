@@ -22,6 +22,7 @@ from dlkit.core.config import META_KEY, checked
 from dlkit.core.errors import RunError
 from dlkit.core.outputs import check_output_file
 from dlkit.core.overview import comparison_columns, find_runs, read_rows
+from dlkit.core.plots import loss_scatter, overlay_loss_curves
 from dlkit.core.progress import warn
 from dlkit.core.root import ReportConfig
 from dlkit.core.run import Run
@@ -86,8 +87,6 @@ def report(cfg: ReportConfig) -> dict[str, Any]:
     check_writable(output)
     folders = run_folders(paths)
     if cfg.loss_scatter:
-        from dlkit.core.plots import loss_scatter
-
         for path in folders:
             run = Run.open(path)
             loss_scatter(run.history(), run.plots_dir / "loss_scatter.png", f"{path.name}: training loss per batch")
@@ -225,7 +224,5 @@ def loss_curves(group: str, runs: list[RunReport], scratch: Path) -> Image | Non
     histories = {r.label: r.run.history() for r in runs}
     if not any(("loss" in h or "val_loss" in h) for history in histories.values() for h in history):
         return None
-    from dlkit.core.plots import overlay_loss_curves
-
     path = overlay_loss_curves(histories, scratch / f"loss-{group}.png")
     return Image(path, f"{group}: train (solid) and validation (dashed) loss per optimizer step")

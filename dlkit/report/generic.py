@@ -46,7 +46,8 @@ def generic_sections(run: Run, skip: set[str] = COVERED_ELSEWHERE) -> list[Secti
     images = sorted(by_suffix.get(".png", []), key=lambda p: (p.parent.name != "plots", p.as_posix()))
     if images:
         shown, note = first_and_newest(images, MAX_FILES, "figures")
-        sections.append(Section("Figures", [Image(p, rel(p, run)) for p in shown] + ([Text(note)] if note else [])))
+        figures: list[Part] = [Image(p, rel(p, run)) for p in shown]
+        sections.append(Section("Figures", figures + ([Text(note)] if note else [])))
     nested = {k: v for k, v in run.read_metrics().items() if isinstance(v, (dict, list))}
     if nested:  # the scalars are in the comparison table already
         sections.append(Section("Best and final evaluation (metrics.json)", [key_value_table(nested, "")]))
@@ -190,12 +191,12 @@ def thumbnail_png(path: Path) -> bytes | None:
     from PIL import UnidentifiedImageError
 
     try:
-        with PILImage.open(path) as image:
-            image = image.convert("RGB")
+        with PILImage.open(path) as opened:
+            image = opened.convert("RGB")
     except (OSError, UnidentifiedImageError):
         return None
     scale = THUMBNAIL_PX / max(image.size)
-    resample = PILImage.NEAREST if scale > 1 else PILImage.LANCZOS
+    resample = PILImage.Resampling.NEAREST if scale > 1 else PILImage.Resampling.LANCZOS
     image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), resample)
     buf = io.BytesIO()
     image.save(buf, format="PNG")
@@ -204,13 +205,14 @@ def thumbnail_png(path: Path) -> bytes | None:
 
 def sort_by_f1(rows: list[list[str]], f1: int) -> tuple[list[list[str]], int | None]:
     """Per-class rows by F1, best first, then the summary rows (macro avg, accuracy...); and the worst row's index."""
-    classes, summary = [], []
+    classes: list[list[str]] = []
+    summary: list[list[str]] = []
     for row in rows:
         (summary if row and row[0].strip().lower() in SUMMARY_ROWS else classes).append(row)
-    scored = [(number(row[f1]) if f1 < len(row) else None, row) for row in classes]
-    if not scored or any(score is None for score, _ in scored):
+    scored = [(score, row) for row in classes if (score := number(row[f1]) if f1 < len(row) else None) is not None]
+    if not scored or len(scored) < len(classes):
         return rows, None
-    scored.sort(key=lambda pair: -pair[0])  # type: ignore[operator]
+    scored.sort(key=lambda pair: -pair[0])
     return [row for _, row in scored] + summary, len(scored) - 1
 
 

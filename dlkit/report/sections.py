@@ -68,7 +68,7 @@ class Table:
             return list(self.columns)
         seen: dict[str, None] = {}
         for row in self.rows:
-            seen.update(dict.fromkeys(row))  # type: ignore[arg-type]
+            seen.update(dict.fromkeys(row))
         return list(seen)
 
     def cells(self) -> list[list[Any]]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from dlkit.classify.commands import classifier_commands, sweep_command
 from dlkit.core import progress
-from dlkit.core.classifier_cli import classifier_commands, sweep_command
 from dlkit.core.commands import config_command, group_app
 from dlkit.vit.config import EvalConfig, ExportConfig, PlanConfig, PredictConfig, PrepareConfig, VitConfig
 
@@ -18,7 +18,7 @@ def prepare(cfg: PrepareConfig) -> None:
 
     Example: [bold]dlkit vit prepare --data ~/datasets/flowers --output-dir runs/vit/prepare-flowers[/bold]
     """
-    from dlkit.core.image_preview import counts_table
+    from dlkit.classify.preview import counts_table
     from dlkit.vit.prepare import prepare as run_prepare
 
     stats = run_prepare(cfg)

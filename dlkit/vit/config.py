@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar
 
-from dlkit.core.classification import VAL_FRACTION_HELP, ClassifierConfig, classifier_configs
+from dlkit.builtin import listed
+from dlkit.classify.classifier import VAL_FRACTION_HELP, ClassifierConfig, classifier_configs
 from dlkit.core.config import REQUIRED, PlanOptions, opt, run_field, shared
 from dlkit.core.errors import ConfigError
+from dlkit.vit.methods import METHODS, method_help
 
 DATA_HELP = ("Images: builtin:digits, an ImageFolder (CLASS/IMAGE, or train/ with optional validation/ and test/ of "
              "CLASS/IMAGE), or a Hub dataset id (food101, cifar10).")
 
-Method = Literal["lora", "last-block", "linear", "full"]
-
-
 @dataclass
 class VitConfig(ClassifierConfig):
     data: str = opt("builtin:digits", DATA_HELP, path="data")
-    model: str = opt("builtin:tiny-vit", "ViT/DeiT: builtin:tiny-vit, builtin:tiny-deit, a save_pretrained folder "
+    model: str = opt("builtin:tiny-vit", f"ViT/DeiT: {listed('vit', 'model')}, a save_pretrained folder "
                      "or a Hub id (google/vit-base-patch16-224-in21k).", path="model")
-    method: Method = opt("lora", "lora: LoRA on --target-modules + the classifier; last-block: the last encoder "
-                         "block + the classifier; linear: the classifier only; full: everything.")
+    method: str = opt("lora", method_help(), choices=tuple(METHODS))
     epochs: int = shared("epochs", 3)
     batch_size: int = opt(32, "Images per micro-batch per process.", min=1)
     lr: float = opt(5e-3, "Peak learning rate (LoRA and new heads like ~1e-3..1e-2; full fine-tuning of a "
@@ -82,7 +80,7 @@ class PlanConfig(PlanOptions):
     alone."""
 
     model: str = shared("model", "builtin:tiny-vit", VitConfig)
-    method: Method = shared("method", "lora", VitConfig)
+    method: str = shared("method", "lora", VitConfig)
     lora_r: int = shared("lora_r", 8, VitConfig)
     lora_alpha: int = shared("lora_alpha", 16, VitConfig)
     lora_dropout: float = shared("lora_dropout", 0.1, VitConfig)

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlkit.core.classification import ClassifierData, check_classes, cut_splits, leave_out_test, named_splits
+from dlkit.builtin import BUILTINS
+from dlkit.classify.classifier import ClassifierData, check_classes, cut_splits, leave_out_test, named_splits
 from dlkit.core.errors import DataError
 from dlkit.core.sources import resolve
 from dlkit.data.images import IMAGE_SUFFIXES, check_decodable, open_image, to_rgb
@@ -53,8 +54,6 @@ class ImageItems:
 def load_image_data(cfg: Any) -> ClassifierData:
     """Train, validation and (when the data has one) test items for `cfg.data`; without a validation split a
     seeded share of each class of train is held out for validation."""
-    from dlkit.builtin import BUILTINS
-
     source = resolve(cfg.data, "data", flag="--data")
     if source.kind == "builtin":
         names, found = image_folder(Path(BUILTINS[source.value].load()))
@@ -65,8 +64,8 @@ def load_image_data(cfg: Any) -> ClassifierData:
     else:
         names, found = hub_images(source.value, cfg.image_col, cfg.label_col)
     val_split, test_split = named_splits(found)
-    read = ClassifierData(found["train"], found.get(val_split), names, val_split or "",
-                          found.get(test_split), test_split or "")
+    read = ClassifierData(found["train"], found[val_split] if val_split else None, names, val_split or "",
+                          found[test_split] if test_split else None, test_split or "")
     data = cut_splits(cfg, read, "train", cfg.data)
     if len(data.train) == 0:
         raise DataError(f"--data {cfg.data}: no training images")
@@ -131,14 +130,14 @@ def hub_images(repo_id: str, image_col: str | None, label_col: str | None
         raise DataError(f"--data {repo_id}: no 'train' split (found: {', '.join(splits)})")
     features = splits["train"].features
     image_col = image_col or next((k for k, v in features.items() if isinstance(v, Image)), None)
-    if image_col not in features:
+    if image_col is None or image_col not in features:
         raise DataError(f"--data {repo_id}: no image column (columns: {', '.join(features)}); pass --image-col")
     label_col = label_col or next((k for k, v in features.items() if isinstance(v, ClassLabel)), None)
-    if label_col not in features:
+    if label_col is None or label_col not in features:
         raise DataError(f"--data {repo_id}: no label column (columns: {', '.join(features)}); pass --label-col")
     if isinstance(features[label_col], ClassLabel):
         names = list(features[label_col].names)
-        to_index = {i: i for i in range(len(names))}
+        to_index: dict[Any, int] = {i: i for i in range(len(names))}
     else:
         names = sorted({str(v) for v in splits["train"][label_col] if v is not None})
         to_index = {v: i for i, v in enumerate(names)}

@@ -3,32 +3,36 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
-from dlkit.core import classification as clf
+from dlkit.classify import classifier as clf
 from dlkit.core.config import checked
 from dlkit.core.errors import DataError
 from dlkit.core.run import Run
 from dlkit.data.images import open_image
 from dlkit.vit import data as vdata
-from dlkit.vit.config import EvalConfig, PredictConfig, VitConfig
+from dlkit.vit.config import VitConfig
 from dlkit.vit.models import load_trained
 from dlkit.vit.task import GROUP, forward
 from dlkit.vit.viz import mistakes_grid
 
 
-def evaluate(cfg: EvalConfig) -> dict[str, Any]:
+class ImagesToClassify(clf.PredictSettings, Protocol):
+    images: list[str]
+
+
+def evaluate(cfg: clf.EvalSettings) -> dict[str, Any]:
     """Accuracy, top-5, per-class report, confusion matrix and mistakes on the run's test split
     (validation when the data has none; train when asked by name)."""
     checked(cfg)
     batch_size, split = cfg.batch_size, cfg.split
     run = Run.open(cfg.run, group=GROUP)
-    cfg = run.config_as(VitConfig)
+    trained = run.config_as(VitConfig)
     model, processor, names = load_trained(run)
-    image_data = vdata.load_image_data(cfg)
-    part = clf.scored_part(run, split, image_data, names, cfg.data)
+    image_data = vdata.load_image_data(trained)
+    part = clf.scored_part(run, split, image_data, names, trained.data)
     items = part.examples
     _, eval_tf, _ = vdata.transforms(processor, None, augment=False)
     counter: dict[str, int] = {}
@@ -65,7 +69,7 @@ class _Sized:
         return self.length
 
 
-def predict(cfg: PredictConfig) -> list[dict[str, Any]]:
+def predict(cfg: ImagesToClassify) -> list[dict[str, Any]]:
     """Top-k labels with probabilities for each image (any mode: grayscale and RGBA are converted)."""
     checked(cfg)
     images, k = [Path(p) for p in cfg.images], cfg.top_k

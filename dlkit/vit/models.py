@@ -1,21 +1,18 @@
 """Load a ViT/DeiT classifier for the data's labels and make only what the method names trainable.
 
-Methods (one dict, name -> function; an unknown name lists the known ones):
-  lora        PEFT LoRA on the attention query/value projections; the classifier trains in full
-  last-block  the last encoder block and the classifier (the DeiT fine-tuning recipe)
-  linear      the classifier only (a linear probe)
-  full        every parameter
+The methods (lora, last-block, linear, full) are named in dlkit.vit.methods.METHODS; their builders call the
+helpers here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
-from dlkit.core.classification import label_maps
+from dlkit.builtin import BUILTINS
+from dlkit.classify.classifier import label_maps
 from dlkit.core.config import named_in
 from dlkit.core.errors import ConfigError, DataError
 from dlkit.core.features import FrozenFront
@@ -23,6 +20,7 @@ from dlkit.core.progress import quiet_transformers
 from dlkit.core.run import Run
 from dlkit.core.sources import resolve
 from dlkit.core.weights import check_folder, loading
+from dlkit.vit.methods import METHODS
 
 if TYPE_CHECKING:
     from dlkit.vit.config import ExportConfig
@@ -33,8 +31,6 @@ AUTO_TARGETS = (("q_proj", "v_proj"), ("query", "value"))  # transformers 5 name
 
 def model_folder(spec: str) -> str:
     """A from_pretrained argument for --model: the builtin's cached folder, a local folder or a Hub id."""
-    from dlkit.builtin import BUILTINS
-
     source = resolve(spec, "model", flag="--model")
     return str(BUILTINS[source.value].load()) if source.kind == "builtin" else source.value
 
@@ -110,33 +106,28 @@ def apply_lora(model: nn.Module, cfg: Any) -> nn.Module:
     return get_peft_model(model, config)
 
 
-METHODS: dict[str, Callable[[nn.Module, Any], nn.Module]] = {
-    "lora": apply_lora,
-    "last-block": lambda model, cfg: freeze_all_but(model, [encoder_blocks(model)[-1], head(model)]),
-    "linear": lambda model, cfg: freeze_all_but(model, [head(model)]),
-    "full": lambda model, cfg: model,
-}
-
-
 def apply_method(model: nn.Module, cfg: Any) -> nn.Module:
-    if cfg.method not in METHODS:
-        raise ConfigError(f"--method {cfg.method}: unknown; choose one of {', '.join(METHODS)}")
-    return METHODS[cfg.method](model, cfg)
+    return METHODS[cfg.method].build(model, cfg)
 
 
 def frozen_front(model: nn.Module, method: str) -> FrozenFront | None:
-    """The part of the model that `method` freezes and that comes first, or None when there is none:
-    linear, everything before the classifier (its input is the feature); last-block, the embeddings and every
-    block but the last (the last frozen block's output is the feature)."""
-    if method == "linear":
-        return FrozenFront([m for name, m in model.named_children() if name != HEAD], head(model), classifier_rest,
-                           read="input", name="the frozen encoder")
-    if method == "last-block":
-        blocks = encoder_blocks(model)
-        embeddings = getattr(model, model.base_model_prefix).embeddings
-        return FrozenFront([embeddings, *blocks[:-1]], blocks[-2] if len(blocks) > 1 else embeddings, last_block_rest,
-                           name="the frozen blocks")
-    return None
+    """The part of the model that `method` freezes and that comes first, or None when there is none."""
+    front = METHODS[method].front
+    return front(model) if front else None
+
+
+def encoder_front(model: nn.Module) -> FrozenFront:
+    """linear: everything before the classifier (its input is the feature)."""
+    return FrozenFront([m for name, m in model.named_children() if name != HEAD], head(model), classifier_rest,
+                       read="input", name="the frozen encoder")
+
+
+def blocks_front(model: nn.Module) -> FrozenFront:
+    """last-block: the embeddings and every block but the last (the last frozen block's output is the feature)."""
+    blocks = encoder_blocks(model)
+    embeddings = getattr(model, model.base_model_prefix).embeddings
+    return FrozenFront([embeddings, *blocks[:-1]], blocks[-2] if len(blocks) > 1 else embeddings, last_block_rest,
+                       name="the frozen blocks")
 
 
 def classifier_rest(model: nn.Module, features: Tensor) -> Tensor:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dlkit.classify.preview import PreviewSplit, preview
 from dlkit.core.config import checked, claim_output
-from dlkit.core.image_preview import PreviewSplit, preview
 from dlkit.core.progress import info
 from dlkit.vit.config import PrepareConfig, VitConfig
 from dlkit.vit.data import load_image_data

@@ -1,6 +1,6 @@
 """The vit Task for the engine, and `train(cfg)`, the function behind `dlkit vit train`.
 
-Loss, metrics and the test report come from dlkit.core.classification, shared with `dlkit adapter`.
+Loss, metrics and the test report come from dlkit.classify.classifier, shared with `dlkit adapter`.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from dlkit.core import classification as clf
+from dlkit.classify import classifier as clf
 from dlkit.core import features
 from dlkit.core.config import checked
 from dlkit.core.modelcard import CardInfo
 from dlkit.core.run import Run
+from dlkit.core.splits import DataSplits, record_splits
 from dlkit.core.task import Task
 from dlkit.vit import data as vdata
 from dlkit.vit import models
@@ -57,7 +58,7 @@ class VitTask(Task):
         self.cached = False
 
     @property
-    def skipped_items(self) -> int:
+    def skipped_items(self) -> int:  # type: ignore[override]  # counted while the images load
         return self.counter.get("skipped", 0)
 
     def build_model(self) -> nn.Module:
@@ -141,7 +142,6 @@ class VitTask(Task):
 def train(cfg: VitConfig) -> dict[str, Any]:
     """Train, write the run folder, return metrics.json (trainable params and % per method included)."""
     from dlkit.core.engine import fit
-    from dlkit.core.splits import DataSplits, record_splits
 
     checked(cfg)
     task = VitTask(cfg)

@@ -43,7 +43,7 @@ def test_bottleneck_out_of_range(cli, tmp_path, value, message):
 
 
 def test_unknown_method(cli, tmp_path):
-    one_line_error(train(cli, tmp_path, "--method", "lora"), "--method", "'lora' is not one of", "adapter")
+    one_line_error(train(cli, tmp_path, "--method", "lora"), "--method lora: choose one of adapter, head, full")
 
 
 def test_unknown_placement_and_bad_layers(cli, tmp_path):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from dlkit.adapter.config import AdapterConfig
+from dlkit.adapter.methods import METHODS
 from dlkit.adapter.models import load, load_classifier, model_folder
 from dlkit.adapter.task import train
 
@@ -23,6 +24,10 @@ SETTINGS = {"adapter": (1e-2, 0.8), "head": (1e-2, None), "full": (3e-3, 0.95)}
 def runs(tmp_path_factory, train_each_method):
     return train_each_method(tmp_path_factory.mktemp("adapter"), AdapterConfig, train, SETTINGS, epochs=6,
                              max_train_samples=600, max_eval_samples=200)
+
+
+def test_every_method_has_its_settings():
+    assert list(SETTINGS) == list(METHODS)
 
 
 @pytest.mark.parametrize("method", [m for m, (_, threshold) in SETTINGS.items() if threshold is not None])

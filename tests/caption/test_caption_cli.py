@@ -81,7 +81,7 @@ def test_prepare_strict_and_bad_inputs(cli, flickr, tmp_path):
     one_line_error(cli("caption", "prepare", "--data", empty), "no image-caption layout recognised; looked for")
     one_line_error(cli("caption", "prepare", "--data", flickr, "--max-len", "1"), "--max-len must be >= 2")
     one_line_error(cli("caption", "train", "--max-len", "1"), "--max-len must be >= 2")
-    one_line_error(cli("caption", "train", "--arch", "gru"), "'gru' is not one of")
+    one_line_error(cli("caption", "train", "--arch", "gru"), "--arch gru: choose one of lstm, attention")
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from dlkit.caption import archs
 from dlkit.caption.data import EOS_ID, PAD_ID, SOS_ID
 from dlkit.caption.models import (
     ImageEncoder,
@@ -14,13 +15,13 @@ from dlkit.caption.models import (
 from dlkit.core.errors import SourceError
 
 VOCAB = 12
-ARCHS = ["lstm", "attention", "transformer"]
+ARCHS = [name for name, arch in archs.ARCHS.items() if arch.decoder is not None]  # the CNN-encoder ones
 
 
 def tiny(arch: str, max_len: int = 10):
     torch.manual_seed(0)
-    spec = ModelSpec(arch, "tiny-cnn", VOCAB, max_len, 32, embed_dim=16, hidden_dim=32, attention_dim=16,
-                     num_layers=1, num_heads=2, dropout=0.0)
+    spec = ModelSpec(arch=arch, encoder="tiny-cnn", vocab_size=VOCAB, max_len=max_len, image_size=32, embed_dim=16,
+                     hidden_dim=32, attention_dim=16, num_layers=1, num_heads=2, dropout=0.0)
     return build_model(spec).eval()
 
 
@@ -161,3 +162,71 @@ def test_a_named_encoder_is_imagenet_pretrained_by_default(monkeypatch, tmp_path
     assert use_pretrained_encoder("tiny-cnn", None) is False
     with pytest.raises(ConfigError, match="--pretrained-encoder: --encoder tiny-cnn has no pretrained weights"):
         use_pretrained_encoder("tiny-cnn", True)
+
+
+TOY_ARCH = """
+import sys
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from dlkit.caption import archs
+
+
+class GRUDecoder(nn.Module):
+    def __init__(self, vocab_size, feature_dim, hidden_dim):
+        super().__init__()
+        self.embed, self.init_h = nn.Embedding(vocab_size, hidden_dim), nn.Linear(feature_dim, hidden_dim)
+        self.gru, self.out = nn.GRU(hidden_dim, hidden_dim, batch_first=True), nn.Linear(hidden_dim, vocab_size)
+
+    def init_state(self, features):
+        return {"h": torch.tanh(self.init_h(features.mean(dim=1)))}
+
+    def forward(self, features, tokens):
+        hidden, _ = self.gru(self.embed(tokens), self.init_state(features)["h"].unsqueeze(0))
+        return self.out(hidden)
+
+    def step(self, features, state, tokens):
+        out, h = self.gru(self.embed(tokens[:, -1:]), state["h"].unsqueeze(0))
+        return F.log_softmax(self.out(out[:, 0]), dim=-1), {"h": h[0]}, None
+
+
+def gru(spec, feature_dim, grid):
+    return GRUDecoder(spec.vocab_size, feature_dim, spec.hidden_dim)
+
+
+archs.ARCHS["toy-gru"] = archs.Arch("toy-gru", "a GRU decoder", gru)
+
+from dlkit.cli import main  # noqa: E402  (the architecture is registered before the CLI reads the registry)
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_an_architecture_is_one_registry_entry(tmp_path):
+    """Registered before the CLI is built, a new architecture is in --arch's help and choices, trains, and its
+    run is captioned by `caption eval`: nothing else names the architectures."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "toy.py"
+    script.write_text(TOY_ARCH, encoding="utf-8")
+
+    def dlkit(*args):
+        return subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True,
+                              env={**os.environ, "COLUMNS": "200"})
+
+    assert "toy-gru (a GRU decoder)" in dlkit("caption", "train", "--help").stdout
+    assert "choose one of lstm, attention, transformer, vit-gpt2, toy-gru" in dlkit("caption", "train", "--arch",
+                                                                                   "gru").stderr
+    run = tmp_path / "run"
+    done = dlkit("-q", "caption", "train", "--arch", "toy-gru", "--image-size", "32", "--hidden-dim", "16",
+                 "--max-steps", "2", "--batch-size", "16", "--eval-every", "100000", "--output-dir", run)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((run / "checkpoints" / "final" / "model.json").read_text())["arch"] == "toy-gru"
+    scored = dlkit("--json", "caption", "eval", "--run", run, "--limit", "2")
+    assert scored.returncode == 0, scored.stderr
+    assert json.loads(scored.stdout)["split"] == "test"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from dlkit.core.classification import check_same_classes
+from dlkit.classify.classifier import check_same_classes
 from dlkit.core.config import named_in
 from dlkit.core.errors import ConfigError, DataError
 

@@ -20,6 +20,22 @@ def test_unknown_builtin_lists_the_valid_ones_of_that_kind():
         resolve("builtin:mlp", "data")
 
 
+def test_help_texts_list_the_builtins_from_the_registry():
+    import dataclasses
+
+    from dlkit.builtin import listed
+    from dlkit.charrnn.config import CharRNNConfig
+    from dlkit.llm.config import LlmConfig
+    from dlkit.vit.config import VitConfig
+
+    assert listed("llm", "model") == "builtin:tiny-llama, builtin:tiny-gemma2"
+    helps = {(cls, f.name): f.metadata["help"] for cls in (LlmConfig, VitConfig, CharRNNConfig)
+             for f in dataclasses.fields(cls)}
+    assert "builtin:tiny-llama, builtin:tiny-gemma2," in helps[LlmConfig, "model"]
+    assert "builtin:tiny-vit, builtin:tiny-deit," in helps[VitConfig, "model"]
+    assert "builtin:markov, builtin:text," in helps[CharRNNConfig, "data"]
+
+
 @pytest.mark.parametrize("spec", ["./missing.jsonl", "/no/such/folder", "data/train.csv", "a/b/c"])
 def test_missing_paths_are_not_mistaken_for_hub_ids(spec):
     with pytest.raises(SourceError, match="no such file or folder"):

@@ -9,7 +9,7 @@ import pytest
 from dlkit.core.config import TrainConfig
 from dlkit.core.errors import ConfigError, RunError
 from dlkit.core.run import Run
-from dlkit.core.splits import DataSplits, eval_split, held_out, record_splits, split_fields
+from dlkit.core.splits import DataSplits, eval_split, held_out, record_splits, scored, split_fields
 
 
 @pytest.fixture
@@ -46,6 +46,39 @@ def test_trained_examples_are_left_out_of_a_held_out_eval(run, capsys):
     with pytest.raises(ConfigError, match="every test example was trained on"):
         held_out(run, "test", ["a", "b"])
     assert split_fields("test", 2, 1) == {"split": "test", "split_size": 2, "trained_examples_left_out": 1}
+
+
+def test_scored_picks_the_held_out_split_and_leaves_the_trained_examples_out(run, capsys):
+    part = scored(run, None, {"train": ["a", "b"], "val": ["c"], "test": ["d", "a", "e"]})
+    assert (part.name, part.keep, part.size, part.left_out) == ("test", [0, 2], 3, 1)
+    assert part.fields() == {"split": "test", "split_size": 2, "trained_examples_left_out": 1}
+    assert scored(run, None, {"train": ["a"], "validation": ["c"], "test": []}).name == "validation"
+    assert scored(run, "train", {"train": ["a", "b"], "test": ["d"]}).keep == [0, 1]
+    whole = scored(run, "leaky", {"leaky": ["a", "x"]})  # a file scored whole, under its own name
+    assert (whole.name, whole.keep) == ("leaky", [1])
+    assert scored(None, None, {"test": ["a", "b"]}).keep == [0, 1]  # pretrained weights: nothing was trained on
+    with pytest.raises(ConfigError, match="--split train"):
+        scored(run, None, {"train": ["a"], "test": []})
+
+
+def test_every_eval_picks_its_split_through_scored():
+    """eval_split and held_out are scored's parts: a group calling them itself has its own split rule."""
+    import ast
+    from pathlib import Path
+
+    import dlkit
+
+    package = Path(dlkit.__file__).parent
+    own_rule = []
+    for path in package.rglob("*.py"):
+        if path == package / "core" / "splits.py":
+            continue
+        names = {n.id if isinstance(n, ast.Name) else n.attr for n in ast.walk(ast.parse(path.read_text()))
+                 if isinstance(n, ast.Name | ast.Attribute)}
+        own_rule += [f"{path.relative_to(package)}: {name}" for name in ("eval_split", "held_out") if name in names]
+    assert not own_rule
+    callers = {path.parent.name for path in package.rglob("*.py") if "scored(" in path.read_text()}
+    assert {"llm", "caption", "clip", "qa", "charrnn", "classify"} <= callers
 
 
 def test_resume_refuses_data_that_splits_differently(run):

@@ -4,6 +4,7 @@ bad flag is one line with exit code 2."""
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 
 import pytest
@@ -13,7 +14,7 @@ from llm_helpers import train_run
 
 from dlkit.core.config import load_config
 from dlkit.llm.config import LlmConfig
-from dlkit.llm.methods import METHODS, parse_unfreeze
+from dlkit.llm.methods import METHODS, named, parse_unfreeze
 
 
 def test_partial_first2_last2_changes_exactly_those_layers(tmp_path, capitals_file):
@@ -39,9 +40,47 @@ def test_unfreeze_specs():
     assert parse_unfreeze("last1,2", 6) == [2, 5]
 
 
-def test_methods_are_one_registry():
-    assert list(METHODS) == ["prompt", "prefix", "ptuning", "lora", "dora", "rslora", "loha", "lokr", "ia3",
-                             "partial", "full"]
+TOY_METHOD = """
+import sys
+
+from dlkit.llm import methods
+
+
+def _norm_only(model, cfg, model_path):
+    for name, param in model.named_parameters():
+        param.requires_grad_(name == "model.norm.weight")
+    return model
+
+
+methods.METHODS["toy"] = methods.Method("toy", "partial", _norm_only, "toy: the final norm only", 0.05)
+
+from dlkit.cli import main  # noqa: E402  (the method is registered before the CLI reads the registry)
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_method_is_one_registry_entry(tmp_path, capitals_file):
+    """Registered before the CLI is built, a new method is in --method's help, llm sweep's default --methods,
+    the default --lr, and trains: nothing else names the methods."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "toy.py"
+    script.write_text(TOY_METHOD, encoding="utf-8")
+
+    def dlkit(*args):
+        return subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True,
+                              env={**os.environ, "COLUMNS": "200"})
+
+    train_help = dlkit("llm", "train", "--help").stdout
+    assert "full, toy: see" in train_help and "toy 0.05" in train_help
+    assert "partial, toy]" in dlkit("llm", "sweep", "--help").stdout
+    done = dlkit("--json", "llm", "train", "--method", "toy", "--data", capitals_file, "--max-steps", "2",
+                 "--batch-size", "4", "--val-size", "4", "--test-size", "4", "--output-dir", tmp_path / "run")
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads(done.stdout)
+    assert metrics["method"] == "toy" and metrics["trainable_param_names"] == ["model.norm.weight"]
 
 
 def soft_prompt_model(method: str, tmp_path):
@@ -77,7 +116,7 @@ def greedy_without_cache(model, tokenizer, prompt: str, max_new_tokens: int) -> 
     return tokenizer.decode(new, skip_special_tokens=True).strip()
 
 
-@pytest.mark.parametrize("method", ["prompt", "prefix", "ptuning"])
+@pytest.mark.parametrize("method", named("soft-prompt"))
 def test_soft_prompts_generate_the_same_with_and_without_kv_cache_and_after_reload(tmp_path, method):
     from peft import PeftModel
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlkit.core.classification import write_report_csv
+from dlkit.classify.classifier import write_report_csv
 from dlkit.core.plots import plot_confusion_matrix
 from dlkit.metrics import (
     classification_report,

@@ -46,8 +46,8 @@ def test_evaluated_ids_are_disjoint_from_trained_ids(cli, trained_run):
     trained = set(json.loads((trained_run / "splits.json").read_text())["train"])
     run = Run.open(trained_run, "qa")
     for split in (None, "validation"):
-        examples, name, _, _ = questions_to_score(run, None, split, False)
-        assert name == (split or "test") and examples
+        examples, part, _, _ = questions_to_score(run, None, split, False)
+        assert part.name == (split or "test") and examples
         assert not {question_id(e) for e in examples} & trained
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from report_helpers import PERSIAN_ANSWER, PERSIAN_QUESTION, regression_run
 
-from dlkit.core.classification import write_report_csv
+from dlkit.classify.classifier import write_report_csv
 from dlkit.core.plots import bar_chart, plot_confusion_matrix
 from dlkit.metrics import classification_report
 

@@ -10,6 +10,7 @@ import pytest
 
 from dlkit.core.run import Run
 from dlkit.vit.config import VitConfig
+from dlkit.vit.methods import METHODS
 from dlkit.vit.models import model_folder
 from dlkit.vit.task import train
 
@@ -31,8 +32,10 @@ def with_dropout(tmp_path_factory):
     return folders
 
 
-@pytest.mark.parametrize("model,method", [("tiny-vit", "linear"), ("tiny-vit", "last-block"),
-                                          ("tiny-deit", "last-block")])
+FRONTED = [name for name, method in METHODS.items() if method.front is not None]  # linear, last-block
+
+
+@pytest.mark.parametrize("model,method", [*[("tiny-vit", m) for m in FRONTED], ("tiny-deit", "last-block")])
 def test_cached_front_gives_the_uncached_losses(cached_and_uncached, with_dropout, model, method):
     runs = cached_and_uncached("vit", "train", "--model", with_dropout[model], "--method", method, *SMALL, steps=5)
     assert "runs once: features of 32 + 16 examples" in runs["cached"].stderr

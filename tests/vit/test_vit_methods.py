@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from dlkit.vit.config import VitConfig
+from dlkit.vit.methods import METHODS
 from dlkit.vit.models import load_classifier, model_folder
 from dlkit.vit.task import train
 
@@ -35,6 +36,10 @@ def changed(run_dir, base) -> set[str]:
     final = (model.merge_and_unload() if hasattr(model, "merge_and_unload") else model).state_dict()
     assert set(final) == set(base)
     return {k for k, v in final.items() if not torch.equal(v, base[k])}
+
+
+def test_every_method_has_its_learning_threshold():
+    assert list(SETTINGS) == list(METHODS)
 
 
 @pytest.mark.parametrize("method", list(SETTINGS))

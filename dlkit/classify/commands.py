@@ -17,13 +17,13 @@ def classifier_commands(app: typer.Typer, module: str, item: str, eval_config: t
     """Add `eval` and `predict` to `app`, calling `module`'s evaluate(cfg) and predict(cfg). `item` names an
     input in tables and JSON rows ("text", "image")."""
 
-    def evaluate(cfg) -> None:  # type: ignore[no-untyped-def]
-        from dlkit.core.classification import show_evaluation
+    def evaluate(cfg) -> None:
+        from dlkit.classify.classifier import show_evaluation
 
         show_evaluation(Path(cfg.run), importlib.import_module(module).evaluate(cfg), item)
 
-    def predict(cfg) -> None:  # type: ignore[no-untyped-def]
-        from dlkit.core.classification import predictions_table
+    def predict(cfg) -> None:
+        from dlkit.classify.classifier import predictions_table
 
         results = importlib.import_module(module).predict(cfg)
         progress.emit(results, predictions_table([r[item] for r in results], [r["top"] for r in results], item))

@@ -13,7 +13,7 @@ import io
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from dlkit.core.config import ShardingConfig, cache_features_opt, opt, run_field
 from dlkit.core.errors import DataError
@@ -60,6 +60,21 @@ class ClassifierConfig(ShardingConfig):
     def subset(self, split: Any, limit: int | None) -> Any:
         """A seeded subset of at most `limit` examples of `split` (all of them for None)."""
         return split.select(subsample(list(range(len(split))), limit, self.seed))
+
+
+class EvalSettings(Protocol):
+    """The fields of the `eval` config `classifier_configs` makes (for type checkers: it is made at run time)."""
+
+    run: str
+    batch_size: int
+    split: str | None
+
+
+class PredictSettings(Protocol):
+    """The fields every `predict` config `classifier_configs` makes has; the inputs' field is the group's."""
+
+    run: str
+    top_k: int
 
 
 def classifier_configs(group: str, inputs: str, inputs_field: Any, noun: str) -> tuple[type, type]:
@@ -150,7 +165,10 @@ class ClassifierData:
         return rule
 
 
-def cut_splits(cfg: ClassifierConfig, data: ClassifierData, train_split: str, where: str) -> ClassifierData:
+Data = TypeVar("Data", bound=ClassifierData)
+
+
+def cut_splits(cfg: ClassifierConfig, data: Data, train_split: str, where: str) -> Data:
     """`data` as read (data.val None when the data has no validation split) -> the splits a run uses: a seeded
     per-class share of train held out for validation when needed, then the --max-*-samples subsets.
     `train_split` names the train split in reports, `where` the --data value in errors."""
@@ -181,11 +199,10 @@ def scored_part(run: Run, requested: str | None, data: ClassifierData, trained_c
     from dlkit.core.splits import TEST, TRAIN, VALIDATION, scored
 
     check_same_classes(data_arg, data.label_names, trained_classes, run.dir)
-    name, keep = scored(run, requested, data.ids())
+    part = scored(run, requested, data.ids())
     pool, source = {TRAIN: (data.train, TRAIN), VALIDATION: (data.val, data.val_split),
-                    TEST: (data.test, data.test_split)}[name]
-    examples = pool.select(keep)
-    return ScoredPart(name, source, examples, len(pool) - len(examples))
+                    TEST: (data.test, data.test_split)}[part.name]
+    return ScoredPart(part.name, source, pool.select(part.keep), part.left_out)
 
 
 def holdout_split(labels: Sequence[int], fraction: float, seed: int,
