@@ -13,6 +13,10 @@ clipping at 1.0. Contenders:
 - dlkit: `dlkit llm train` (length-grouped batches, LM head on labelled positions only, chunked cross-entropy);
 - dlkit_packing (tiny-llama): `--packing` (rows of 512 tokens, block-diagonal mask).
 
+- gemma2-2b: Gemma-2-2B's published config (random init, stored in bf16; benchmarks/real_size.py), for a GPU:
+  benchmarks/gpu_check.sh runs it in bf16 and, with `--quantize 4bit`, as QLoRA on both sides (bitsandbytes
+  NF4 with double quantisation, PEFT's k-bit preparation).
+
 Each contender runs in its own process (peak memory is per process: RSS on CPU, CUDA max allocated on a
 GPU), alternating contenders in every round so a busy machine slows them alike; medians over rounds. Speed
 is useful (non-pad) tokens per second over the same steady steps (after `--warmup` steps) on both sides,
@@ -20,6 +24,7 @@ by wall clock and by process CPU time (the CPU figure is the steadier one on a s
 Prints one JSON object with the ratios dlkit / Trainer's best setting.
 
     python benchmarks/llm_throughput.py [--steps N] [--rounds 3] [--shapes tiny-llama,gemma2-256k]
+        [--precision bf16] [--quantize 4bit] [--root DIR]
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ from pathlib import Path
 # first, and attention makes a long batch cost more per token (10 steps measured 1.16x where the epoch gives
 # 1.34x). The 256k shape is dominated by the LM head, whose cost per token does not depend on the length.
 SHAPES = {"tiny-llama": {"batch_size": 8, "max_tokens": 512, "examples": 400, "steps": 48},
-          "gemma2-256k": {"batch_size": 4, "max_tokens": 256, "examples": 200, "steps": 4}}
+          "gemma2-256k": {"batch_size": 4, "max_tokens": 256, "examples": 200, "steps": 4},
+          "gemma2-2b": {"batch_size": 4, "max_tokens": 512, "examples": 120, "steps": 8}}
 LORA = {"r": 8, "alpha": 16.0, "dropout": 0.05, "targets": ["q_proj", "v_proj"]}
 LR = 1e-3
 
@@ -58,6 +64,13 @@ def model_folder(shape: str, root: Path) -> Path:
     with quiet_transformers():  # no "Writing model shards" bars between the results
         if shape == "tiny-llama":
             return tiny_llama()
+        if shape == "gemma2-2b":
+            from real_size import gemma_folder
+
+            path = root / "gemma2-2b-bf16"
+            if not (path / "config.json").is_file():
+                gemma_folder(path)
+            return path
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -146,7 +159,7 @@ def run_dlkit(args, clock: StepClock, packing: bool) -> None:
         "target_modules": ",".join(LORA["targets"]), "model": args.model, "data": args.data,
         "output_dir": args.out, "max_steps": args.total_steps, "batch_size": args.batch_size, "val_size": 8,
         "test_size": 0, "max_length": args.max_tokens, "eval_every": 10**9, "log_every": 10**9,
-        "save_every": 10**9, "lr": LR, "packing": packing, "precision": args.precision})
+        "save_every": 10**9, "lr": LR, "packing": packing, "precision": args.precision, "quantize": args.quantize})
     task = LlmTask(cfg)
     step = task.training_step
 
@@ -181,7 +194,12 @@ def run_trainer(args, clock: StepClock, grouped: bool) -> None:
         examples.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
     torch.manual_seed(0)
     extra = {"attn_implementation": "eager"} if "gemma" in Path(args.model).name else {}  # as dlkit loads Gemma-2
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(args.model, **extra),
+    base = AutoModelForCausalLM.from_pretrained(args.model, **extra, **quantized_load(args))
+    if args.quantize != "none":
+        from peft import prepare_model_for_kbit_training
+
+        base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
+    model = get_peft_model(base,
                            LoraConfig(task_type=TaskType.CAUSAL_LM, r=LORA["r"], lora_alpha=LORA["alpha"],
                                       lora_dropout=LORA["dropout"], target_modules=LORA["targets"]))
     collator = DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100)
@@ -204,6 +222,20 @@ def run_trainer(args, clock: StepClock, grouped: bool) -> None:
                       data_collator=counting_collator, callbacks=[Clock()])
     with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its own summary; stdout is our JSON
         trainer.train()
+
+
+def quantized_load(args) -> dict:
+    """The Trainer's from_pretrained arguments for --quantize 4bit: the QLoRA recipe dlkit follows."""
+    if args.quantize == "none":
+        return {}
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    compute = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    device = "cuda:0" if torch.cuda.is_available() else "cpu"
+    return {"quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                      bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute),
+            "device_map": {"": device}, "dtype": compute}
 
 
 def worker(args) -> None:
@@ -230,7 +262,7 @@ def launch(args, contender: str, shape: str, model: Path, data: Path, out: Path)
     cmd = [sys.executable, __file__, "--worker", contender, "--model", str(model), "--data", str(data),
            "--out", str(out), "--batch-size", str(spec["batch_size"]), "--max-tokens", str(spec["max_tokens"]),
            "--total-steps", str(args.warmup + (args.steps or spec["steps"]) + 1), "--warmup", str(args.warmup),
-           "--threads", str(args.threads), "--precision", args.precision]
+           "--threads", str(args.threads), "--precision", args.precision, "--quantize", args.quantize]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     if proc.returncode != 0:
         raise SystemExit(f"{contender} on {shape} failed:\n{proc.stderr[-3000:]}")
@@ -259,6 +291,10 @@ def main() -> None:
     parser.add_argument("--shapes", default="tiny-llama,gemma2-256k")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads of every run")
     parser.add_argument("--precision", choices=["no", "bf16"], default="no", help="bf16: autocast (on a GPU)")
+    parser.add_argument("--quantize", choices=["none", "4bit"], default="none", help="4bit: QLoRA on both sides")
+    parser.add_argument("--contenders", default="trainer,trainer_grouped,dlkit,dlkit_packing",
+                        help="which to run (dlkit_packing runs on tiny-llama only)")
+    parser.add_argument("--root", type=Path, help="keep the generated models here (default: a temporary folder)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     for hidden in ("--model", "--data", "--out"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
@@ -277,19 +313,20 @@ def main() -> None:
     result: dict = {"setup": {"method": "lora r8 alpha16 dropout0.05 q_proj,v_proj", "lr": LR,
                               "steps": args.steps or {name: shape["steps"] for name, shape in SHAPES.items()},
                               "warmup": args.warmup, "rounds": args.rounds, "threads": args.threads,
-                              "precision": args.precision, "torch": torch.__version__,
+                              "precision": args.precision, "quantize": args.quantize, "torch": torch.__version__,
                               "device": "cuda" if torch.cuda.is_available() else "cpu"}}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        models = args.root or root
         for shape in args.shapes.split(","):
             spec = SHAPES[shape]
-            model = model_folder(shape, root)
+            model = model_folder(shape, models)
             tokenizer = AutoTokenizer.from_pretrained(model)
             rows = make_conversations(spec["examples"], tokenizer, spec["max_tokens"])
             data = root / f"{shape}.jsonl"
             data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
             lengths = [len(encode(tokenizer, to_messages(r, "sharegpt"))[0]) for r in rows]
-            contenders = ["trainer", "trainer_grouped", "dlkit"] + (["dlkit_packing"] if shape == "tiny-llama" else [])
+            contenders = [c for c in args.contenders.split(",") if c != "dlkit_packing" or shape == "tiny-llama"]
             runs: dict[str, list[dict]] = {c: [] for c in contenders}
             for round_ in range(args.rounds):
                 order = contenders[round_ % len(contenders):] + contenders[:round_ % len(contenders)]
@@ -299,7 +336,8 @@ def main() -> None:
                                                   f"-{round_}"))
                     print(json.dumps(runs[contender][-1]), file=sys.stderr, flush=True)  # partial results
             table = {c: summarise(r) for c, r in runs.items()}
-            best = max(("trainer", "trainer_grouped"), key=lambda c: table[c]["tokens_per_second"])
+            best = max((c for c in ("trainer", "trainer_grouped") if c in table),
+                       key=lambda c: table[c]["tokens_per_second"])
             memory = "peak_cuda_mb" if "peak_cuda_mb" in table["dlkit"] else "peak_rss_mb"
             ratios = {
                 "trainer_best_setting": best,
@@ -308,11 +346,12 @@ def main() -> None:
                 # speeds up or slows down from round to round (the medians above do not)
                 "round_speedups_vs_trainer_best": [round(ours["tokens_per_second"] / theirs["tokens_per_second"], 3)
                                                    for ours, theirs in zip(runs["dlkit"], runs[best], strict=True)],
-                "speedup_vs_trainer_default": speed(table, "dlkit", "trainer"),
+                "speedup_vs_trainer_default": speed(table, "dlkit", "trainer") if "trainer" in table else None,
                 "cpu_speedup_vs_trainer_best": (table["dlkit"]["tokens_per_cpu_second"]
                                                 / table[best]["tokens_per_cpu_second"]),
                 f"{memory}_vs_trainer_best": table["dlkit"][memory] / table[best][memory],
-                f"{memory}_vs_trainer_default": table["dlkit"][memory] / table["trainer"][memory],
+                f"{memory}_vs_trainer_default": (table["dlkit"][memory] / table["trainer"][memory]
+                                                 if "trainer" in table else None),
             }
             if "dlkit_packing" in table:
                 ratios["packing_speedup_vs_trainer_best"] = speed(table, "dlkit_packing", best)

@@ -28,7 +28,7 @@ from dlkit.core.features import FrozenFront
 from dlkit.core.progress import quiet_transformers
 from dlkit.core.run import Run
 from dlkit.core.sources import resolve
-from dlkit.core.weights import check_folder, load_into, loading
+from dlkit.core.weights import check_folder, loading
 from dlkit.nn import BottleneckAdapter
 
 HEAD = "classifier"
@@ -153,35 +153,43 @@ def build(path: str, label_names: list[str], method: str, settings: dict[str, An
     return model
 
 
-def save(model: nn.Module, tokenizer: Any, settings: dict[str, Any] | None, path: Path) -> None:
-    """head/full: a plain save_pretrained folder. adapter: the config, the whole state dict (base + adapters)
-    as safetensors and adapters.json saying where the adapters go, which `load` puts back together."""
-    from safetensors.torch import save_model
+def save(model: nn.Module, tokenizer: Any, settings: dict[str, Any] | None, path: Path, trained_names: list[str],
+         spec: str) -> None:
+    """full: a plain save_pretrained folder. adapter and head: what trained (adapters, LayerNorms, the head) on the
+    fingerprinted base `spec`, config.json for the labels, and adapters.json saying where adapters go, which
+    `load` puts back together."""
+    from dlkit.core.engine import save_trained
 
     path.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(path)
-    if settings is None:
+    if all(p.requires_grad for p in model.parameters()):
         with quiet_transformers():
             model.save_pretrained(path)
         return
     model.config.save_pretrained(path)
-    save_model(model, str(path / "model.safetensors"))
-    (path / ADAPTER_FILE).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+    save_trained(model, trained_names, spec, path)
+    if settings is not None:
+        (path / ADAPTER_FILE).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
 
 
 def load(path: Path) -> nn.Module:
     """A model saved by `save`, in eval mode."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    adapter_file = path / ADAPTER_FILE
-    if not adapter_file.is_file():
-        check_folder(path)
+    from dlkit.core.engine import is_trained_folder, load_trained_tensors, trained_info
+
+    check_folder(path)
+    if not is_trained_folder(path):
         with quiet_transformers(), loading(path):
             return AutoModelForSequenceClassification.from_pretrained(str(path)).eval()
     config = AutoConfig.from_pretrained(str(path))
-    model = AutoModelForSequenceClassification.from_config(config)
-    insert_adapters(model, json.loads(adapter_file.read_text(encoding="utf-8")))
-    return load_into(model, path / "model.safetensors").eval()
+    names = [config.id2label[i] for i in range(config.num_labels)]
+    model = load_classifier(model_folder(trained_info(path)["source"]), names).float()
+    adapter_file = path / ADAPTER_FILE
+    if adapter_file.is_file():
+        insert_adapters(model, json.loads(adapter_file.read_text(encoding="utf-8")))
+    load_trained_tensors(model, path)
+    return model.eval()
 
 
 def load_trained(run: Run) -> tuple[nn.Module, Any, list[str]]:

@@ -95,15 +95,16 @@ class AdapterTask(Task):
         return clf.evaluate_classifier(lambda batch: forward(model, batch), loader, accel)
 
     def save_model(self, model: nn.Module, path: Path) -> None:
-        models.save(model, self.tokenizer, self.settings, path)
+        models.save(model, self.tokenizer, self.settings, path, self.trained_names(model), self.cfg.model)
 
     def card_info(self) -> CardInfo:
         what = f"text classifier ({self.cfg.method} fine-tune)"
-        if self.settings is not None:  # bottleneck adapters: dlkit's own layers in the encoder
-            return CardInfo(what=what, pipeline_tag="text-classification", tags=["adapters"], usage_language="bash",
-                            usage="# the encoder with dlkit's bottleneck adapters (model.safetensors + adapters.json), "
-                                  "read by:\ndlkit adapter predict --run RUN 'a sentence to classify'   # RUN: the run "
-                                  "folder around this one")
+        if self.cfg.method != "full":  # what trained (dlkit's bottleneck adapters, norms, head) on the base
+            return CardInfo(what=what, pipeline_tag="text-classification", usage_language="bash",
+                            tags=["adapters"] if self.settings is not None else [],
+                            usage="# what trained (trained.safetensors; adapters.json: where the adapters go) on the "
+                                  "base named in trained.json, read by:\ndlkit adapter predict --run RUN 'a sentence "
+                                  "to classify'   # RUN: the run folder around this one")
         return CardInfo(what=what, pipeline_tag="text-classification", library_name="transformers",
                         base_relation="finetune",
                         usage="from transformers import AutoModelForSequenceClassification, AutoTokenizer\n\n"

@@ -530,7 +530,20 @@ def cache_features_opt() -> Any:
                      "--no-cache-features runs it on every batch (the same losses).")
 
 
-def shared(name: str, default: Any) -> Any:
-    """A TrainConfig field that a group re-declares with its own default; the --help text stays the one
-    TrainConfig declares, so it is written once."""
-    return field(default=default, metadata=dict(TrainConfig.__dataclass_fields__[name].metadata))
+def shared(name: str, default: Any, of: Any = None) -> Any:
+    """A field of TrainConfig (or of the config `of`) that another config re-declares with its own default; the
+    --help text stays the one declared there, so it is written once."""
+    return field(default=default, metadata=dict((of or TrainConfig).__dataclass_fields__[name].metadata))
+
+
+@dataclass(kw_only=True)
+class PlanOptions:
+    """What every `plan` command (peak memory of a `train` with the same settings) shares beside its group's own
+    model and method flags."""
+
+    precision: Literal["no", "bf16", "fp16"] = shared("precision", "no")
+    optimizer: Literal["adamw", "sgd"] = shared("optimizer", "adamw")
+    gradient_checkpointing: bool = shared("gradient_checkpointing", False)
+    processes: int = opt(1, "Data-parallel processes (one per GPU); each holds what the plan shows.", min=1)
+    gpu_memory: float | None = opt(None, "GiB of GPU memory per process to fit into. Default: the detected GPU's.",
+                                   above=0, example="16")

@@ -19,6 +19,15 @@ global RNG that dropout uses. A checkpoint stores the RNG states, optimizer, sch
 our counters; resuming rebuilds the epoch's plan and starts after the steps already done. A resume
 whose config would change the plan or the model is refused (`check_resume`).
 
+What a checkpoint keeps of the model: the tensors that train (`Task.trained_names`: the trainable
+parameters and the persistent buffers, by name), not the frozen base, which resume rebuilds from its source; a
+fingerprint of the frozen parameters refuses a resume on other base weights. A LoRA checkpoint of a
+2B-parameter model is then the adapter and its optimizer state, not 5-10 GB of unchanged weights.
+
+Dtypes: trainable parameters are kept and updated in fp32 whatever dtype the checkpoint was saved in
+(an AdamW step on a bf16 weight below its spacing rounds away). Under --precision bf16/fp16 frozen
+parameters keep their dtype; with --precision no the whole model computes in fp32.
+
 Device syncs: losses and logs stay on the device and are read once per logged step (and before an
 eval or a checkpoint); the non-finite and divergence guards then check every step since the last
 read. Only `--nan-policy skip` reads each step's loss, as it must decide before the optimizer step.
@@ -36,6 +45,7 @@ import resource
 import signal
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,6 +67,7 @@ from dlkit.core.progress import TrainProgress, info, warn
 from dlkit.core.run import Run, atomic_write_json, checkpoint_step
 from dlkit.core.task import SizedDataset, Task, check_task
 from dlkit.core.trackers import TRACKER_FOLDERS, build_trackers, check_installed, tracker_names
+from dlkit.core.weights import load_state_dict
 
 STATE_FILE = "trainer_state.json"
 WENT_BAD_FILE = "went_bad.json"  # in a checkpoint whose weights gave a non-finite or diverged loss; resume skips it
@@ -124,6 +135,7 @@ class Setup:
     total_steps: int
     trainable: int
     total: int
+    trained: TrainedTensors
 
 
 def setup(task: Task, cfg: TrainConfig, run: Run, fsdp: sharding.FsdpSettings | None) -> Setup:
@@ -138,9 +150,11 @@ def setup(task: Task, cfg: TrainConfig, run: Run, fsdp: sharding.FsdpSettings | 
     accel = build_accelerator(cfg, run)
     set_seed(cfg.seed)  # before build_model: the seed owns the init
     model = task.build_model()
+    train_in_fp32(model, cfg.precision)
     if cfg.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     trainable, total = count_parameters(model)
+    trained = TrainedTensors.of(model, task.trained_names(model), cfg.model)
     train_set, val_set = checked_datasets(task)
     shards = sharding.shard(task, model, fsdp, cfg.precision, accel.device, accel.is_main_process) if fsdp else None
     optimizer = build_optimizer(model, cfg)  # after sharding: FSDP replaces the parameters with their shards
@@ -155,9 +169,10 @@ def setup(task: Task, cfg: TrainConfig, run: Run, fsdp: sharding.FsdpSettings | 
     scheduler = build_scheduler(optimizer, cfg, total_steps)
     if shards is None:  # a sharded model is FSDP's: Accelerate would wrap it in DDP
         model, optimizer = accel.prepare(model, optimizer)
+        leave_model_to(trained, accel)
     if saved_config is not None:
-        state = (restore(accel, run, scheduler) if shards is None
-                 else restore_sharded(accel, run, scheduler, shards, optimizer))
+        state = (restore(accel, run, scheduler, trained) if shards is None
+                 else restore_sharded(accel, run, scheduler, trained, shards, optimizer))
         record_resume(run, cfg, saved_config, state.step)
         run.truncate_history(state.step)
         info(f"resuming {run.dir} at step {state.step} (epoch {state.epoch})")
@@ -169,7 +184,7 @@ def setup(task: Task, cfg: TrainConfig, run: Run, fsdp: sharding.FsdpSettings | 
     val_loader = (eval_loader(val_set, task.collate, cfg.batch_size, accel, sharded=shards is not None)
                   if val_set is not None else None)
     return Setup(accel, model, optimizer, scheduler, state, train_set, val_loader, shards, total_steps, trainable,
-                 total)
+                 total, trained)
 
 
 def checked_datasets(task: Task) -> tuple[SizedDataset, SizedDataset | None]:
@@ -439,7 +454,7 @@ class _Loop:
         self.task, self.cfg, self.run, self.accel, self.shards = task, cfg, run, parts.accel, parts.shards
         self.model, self.optimizer, self.scheduler = parts.model, parts.optimizer, parts.scheduler
         self.state, self.total_steps, self.val_loader = parts.state, parts.total_steps, parts.val_loader
-        self.train_set, self.params = parts.train_set, (parts.trainable, parts.total)
+        self.train_set, self.params, self.trained = parts.train_set, (parts.trainable, parts.total), parts.trained
         self.meter = _Meter(cfg, parts.state, run, parts.accel, parts.total_steps, parts.val_loader is not None)
         self.stop_requested = False  # set by the first Ctrl-C; honoured at the next step boundary
         self.last_plot = time.perf_counter()  # a run shorter than PLOT_EVERY_S draws loss.png once, at the end
@@ -549,7 +564,7 @@ class _Loop:
         eval_start, eval_cpu = time.perf_counter(), time.process_time()
         with isolated_rng():
             self.model.eval()
-            with torch.no_grad():
+            with torch.no_grad(), self.accel.autocast():
                 metrics = self.task.evaluate(self.model, self.val_loader, self.accel)
             self.samples()  # still in eval mode: samples without dropout, and BatchNorm statistics left as
             # evaluated (and as the other ranks have them)
@@ -599,10 +614,10 @@ class _Loop:
             saved.epoch, saved.batches_seen = state.epoch + 1, 0
         keep = self.meter.good_checkpoint()
         if self.shards is None:
-            save_checkpoint(self.accel, self.run, saved, self.scheduler, self.cfg.keep_last, keep=keep)
+            save_checkpoint(self.accel, self.run, saved, self.scheduler, self.cfg.keep_last, self.trained, keep=keep)
         else:
-            save_sharded_checkpoint(self.accel, self.run, saved, self.scheduler, self.cfg.keep_last, self.shards,
-                                    self.optimizer, keep=keep)
+            save_sharded_checkpoint(self.accel, self.run, saved, self.scheduler, self.cfg.keep_last, self.trained,
+                                    self.shards, self.optimizer, keep=keep)
         self.meter.exclude(time.perf_counter() - start, time.process_time() - start_cpu)
 
     def summary(self, status: str) -> dict[str, Any]:
@@ -683,7 +698,8 @@ def accumulate_step(task: Task, model: nn.Module, accel: Accelerator, batches: l
     logs = []
     for i, batch in enumerate(batches):  # (no_sync does nothing to a sharded model: see dlkit.core.sharding)
         with contextlib.nullcontext() if i == len(batches) - 1 else accel.no_sync(model):
-            loss, entry = split_step_output(task.training_step(model, send_to_device(batch, accel.device)))
+            with accel.autocast():  # also where a task calls submodules, not the prepared model's forward
+                loss, entry = split_step_output(task.training_step(model, send_to_device(batch, accel.device)))
             whole = world == 1 and len(batches) == 1  # the step is this one batch: its mean is the step's loss
             weighted = loss if whole else loss * (counts[i] * scale)
             accel.backward(weighted)
@@ -1019,32 +1035,202 @@ def isolated_rng() -> Iterator[None]:
 # -- checkpoints -----------------------------------------------------------------------------------
 
 
+MODEL_FILE = "model.safetensors"  # in a checkpoint: the trained tensors, by name
+
+
+@dataclass
+class TrainedTensors:
+    """What a checkpoint keeps of the model: the tensors that train, by name (the model unwrapped), and what
+    rebuilds the rest: the base's source and a fingerprint of the frozen parameters."""
+
+    model: nn.Module
+    names: list[str]
+    source: str
+    fingerprint: str
+
+    @classmethod
+    def of(cls, model: nn.Module, names: list[str], source: str) -> TrainedTensors:
+        own = named_tensors(model)
+        unknown = [n for n in names if n not in own]
+        if unknown:
+            raise TypeError(f"trained_names() names tensors the model does not have: {', '.join(unknown[:3])}")
+        return cls(model, list(names), source, frozen_fingerprint(model, set(names)))
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        own = named_tensors(self.model)
+        out: dict[str, torch.Tensor] = {}
+        storages: set[int] = set()
+        for name in self.names:
+            tensor = own[name].detach()
+            storage = tensor.untyped_storage().data_ptr()
+            # safetensors refuses tensors sharing memory; one sharing a saved tensor's storage is stored as a copy
+            out[name] = tensor.clone() if storage in storages else tensor.contiguous()
+            storages.add(storage)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": self.source, "frozen_fingerprint": self.fingerprint, "trained_tensors": len(self.names)}
+
+    def save(self, path: Path) -> None:
+        from safetensors.torch import save_file
+
+        save_file({k: v.cpu() for k, v in self.tensors().items()}, str(path))
+
+    def load(self, path: Path) -> None:
+        """Copy the tensors saved in `path` into the model; a file that misses one of ours, or holds one the
+        model lacks or of another shape, is refused naming it (a checkpoint of another model or method)."""
+        self.copy_in(load_state_dict(path), path)
+
+    def copy_in(self, saved: dict[str, torch.Tensor], path: Path) -> None:
+        own = named_tensors(self.model)
+        missing = [n for n in self.names if n not in saved]
+        unknown = [n for n in saved if n not in own]
+        wrong = [n for n, t in saved.items() if n in own and t.shape != own[n].shape]
+        for problem, names in (("lacks", missing), ("holds tensors the model does not have:", unknown),
+                               ("holds tensors of another shape:", wrong)):
+            if names:
+                raise RunError(f"{path} {problem} {', '.join(names[:3])}" + (" ..." if len(names) > 3 else ""))
+        with torch.no_grad():
+            for name, tensor in saved.items():
+                own[name].copy_(tensor)
+
+    def check_base(self, saved: dict[str, Any], ckpt: Path) -> None:
+        """Refuse to resume on frozen weights other than those the checkpoint was trained on."""
+        before = saved.get("frozen_fingerprint")
+        if before is not None and before != self.fingerprint:
+            raise ConfigError(f"--resume: the frozen weights of {self.source} are not those {ckpt} was trained on "
+                              f"(fingerprint {self.fingerprint} vs {before}, from {saved.get('source')}); resume "
+                              "with the same base model")
+
+
+TRAINED_FILE = "trained.safetensors"  # in a final model folder: the tensors that trained; the rest is the base
+TRAINED_INFO = "trained.json"  # ... and which base, with the fingerprint of its frozen parameters
+
+
+def save_trained(model: nn.Module, names: list[str], source: str, folder: Path) -> None:
+    """A final model as what trained: the tensors `names`, and the base they go onto (its source and the
+    fingerprint of everything else). For methods that leave most of a base frozen."""
+    trained = TrainedTensors.of(model, names, source)
+    folder.mkdir(parents=True, exist_ok=True)
+    trained.save(folder / TRAINED_FILE)
+    atomic_write_json(folder / TRAINED_INFO, trained.describe())
+
+
+def is_trained_folder(folder: Path) -> bool:
+    return (folder / TRAINED_INFO).is_file()
+
+
+def trained_info(folder: Path) -> dict[str, Any]:
+    """What `save_trained` recorded: the base's source ("source") and its fingerprint."""
+    info_path = folder / TRAINED_INFO
+    try:
+        return json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{info_path} is unreadable ({str(exc).splitlines()[0][:120]})") from None
+
+
+def load_trained_tensors(model: nn.Module, folder: Path) -> dict[str, Any]:
+    """Put what `save_trained` wrote onto `model` (the base rebuilt from its source, the method applied);
+    refuses, in one line, base weights other than those it was trained on. Returns the saved description."""
+    saved = trained_info(folder)
+    tensors = load_state_dict(folder / TRAINED_FILE)
+    own = named_tensors(model)
+    trained = TrainedTensors.of(model, [n for n in tensors if n in own], saved.get("source", "?"))
+    if trained.fingerprint != saved.get("frozen_fingerprint"):
+        raise RunError(f"{folder} was trained on other weights than those {trained.source} holds now (fingerprint "
+                       f"{saved.get('frozen_fingerprint')} vs {trained.fingerprint}); load it on the base it was "
+                       "trained on")
+    trained.copy_in(tensors, folder / TRAINED_FILE)
+    return saved
+
+
+def named_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters (tied ones once) and buffers by name: what `Task.trained_names` chooses from."""
+    return {**dict(model.named_parameters()), **dict(model.named_buffers())}
+
+
+def tensor_digest(tensor: torch.Tensor) -> bytes:
+    """A digest of a tensor's exact bytes: any change to any element changes it."""
+    raw = tensor.detach().contiguous().view(torch.uint8).cpu().numpy()
+    return hashlib.blake2b(raw.tobytes(), digest_size=16).digest()
+
+
+def frozen_fingerprint(model: nn.Module, trained: set[str]) -> str:
+    """A digest of every parameter outside `trained`, with its name and shape. Floating values are read as bf16,
+    so the same base loaded in fp32 or bf16 (or upcast for training) has one fingerprint; CRC-32 reads ~2 GB/s,
+    a few seconds for a 2B-parameter base."""
+    digest = hashlib.sha1(usedforsecurity=False)
+    for name, param in model.named_parameters():
+        if name in trained:
+            continue
+        crc = 0
+        for chunk in param.detach().reshape(-1).split(1 << 24):  # bounded host memory for a large tensor
+            if chunk.is_floating_point() and chunk.dtype != torch.bfloat16:
+                chunk = chunk.to(torch.bfloat16)
+            crc = zlib.crc32(chunk.contiguous().view(torch.uint8).cpu().numpy(), crc)
+        digest.update(f"{name}:{tuple(param.shape)}:{crc};".encode())
+    return digest.hexdigest()[:16]
+
+
+def leave_model_to(trained: TrainedTensors, accel: Accelerator) -> None:
+    """Accelerate's save_state/load_state keep the optimizer, scaler and RNG states; the model's tensors go
+    through `trained` instead, so Accelerate neither writes the whole model nor expects it back."""
+    accel.register_save_state_pre_hook(lambda models, weights, output_dir: weights.clear())
+    accel.register_load_state_pre_hook(lambda models, input_dir: models.clear())
+
+
+def train_in_fp32(model: nn.Module, precision: str) -> None:
+    """Trainable parameters become fp32 (the optimizer's updates then survive); with --precision no every
+    floating parameter and buffer does, as the model then computes in fp32. Under bf16/fp16 autocast the
+    frozen parameters keep their dtype (half the memory for a bf16 checkpoint)."""
+    low = [p for p in model.parameters() if p.is_floating_point() and p.dtype != torch.float32]
+    if not low:
+        return
+    frozen_low = sum(p.numel() for p in low if not p.requires_grad)
+    if precision == "no":
+        if frozen_low:
+            info(f"the model holds {low[0].dtype} weights: with --precision no it computes in fp32 (frozen weights "
+                 f"too); --precision bf16 keeps its {frozen_low:,} frozen parameters in {low[0].dtype}")
+        model.float()
+        return
+    for param in low:
+        if param.requires_grad:
+            param.data = param.data.float()
+
+
 def save_checkpoint(accel: Accelerator, run: Run, state: TrainState, scheduler: Any, keep_last: int,
-                    keep: Path | None = None) -> Path:
-    """Accelerate state (model, optimizer, scaler, RNG) + our counters and the scheduler into step_N,
-    written to a temp folder and renamed into place. The scheduler goes to JSON rather than through
-    Accelerate's pickle, so everything is loaded back with weights_only=True. Checkpoints beyond the
-    newest `keep_last` are deleted, except `keep` (the newest good one, until a newer one is known good)."""
-    return _write_checkpoint(accel, run, state, scheduler, keep_last, keep,
-                             lambda folder: accel.save_state(str(folder), safe_serialization=True))
+                    trained: TrainedTensors, keep: Path | None = None) -> Path:
+    """The trained tensors (model.safetensors), Accelerate's state (optimizer, scaler, RNG), our counters, the
+    scheduler and the base's fingerprint into step_N, written to a temp folder and renamed into place. The
+    scheduler goes to JSON rather than through Accelerate's pickle, so everything is loaded back with
+    weights_only=True. Checkpoints beyond the newest `keep_last` are deleted, except `keep` (the newest good
+    one, until a newer one is known good)."""
+
+    def write(folder: Path) -> None:
+        accel.save_state(str(folder), safe_serialization=True)
+        if accel.is_main_process:
+            trained.save(folder / MODEL_FILE)
+
+    return _write_checkpoint(accel, run, state, scheduler, keep_last, keep, trained, write)
 
 
 def save_sharded_checkpoint(accel: Accelerator, run: Run, state: TrainState, scheduler: Any, keep_last: int,
-                            shards: sharding.Sharded, optimizer: torch.optim.Optimizer,
+                            trained: TrainedTensors, shards: sharding.Sharded, optimizer: torch.optim.Optimizer,
                             keep: Path | None = None) -> Path:
     """save_checkpoint for a model sharded with --sharding fsdp: Accelerate's state holds the RNG states alone
     (it prepared neither the model nor the optimizer), and every process writes its shard of the trainable
-    parameters and of the optimizer state into step_N/shards (torch.distributed.checkpoint)."""
+    parameters and of the optimizer state into step_N/shards (torch.distributed.checkpoint) instead of
+    model.safetensors; the base's source and fingerprint are kept as in any checkpoint."""
 
     def write(folder: Path) -> None:
         accel.save_state(str(folder))
         shards.save(optimizer, folder)
 
-    return _write_checkpoint(accel, run, state, scheduler, keep_last, keep, write)
+    return _write_checkpoint(accel, run, state, scheduler, keep_last, keep, trained, write)
 
 
 def _write_checkpoint(accel: Accelerator, run: Run, state: TrainState, scheduler: Any, keep_last: int,
-                      keep: Path | None, write: Callable[[Path], None]) -> Path:
+                      keep: Path | None, trained: TrainedTensors, write: Callable[[Path], None]) -> Path:
     final = run.checkpoint_path(state.step)
     tmp = final.with_name(final.name + ".tmp")
     if accel.is_main_process:
@@ -1053,7 +1239,8 @@ def _write_checkpoint(accel: Accelerator, run: Run, state: TrainState, scheduler
     write(tmp)
     accel.wait_for_everyone()
     if accel.is_main_process:
-        atomic_write_json(tmp / STATE_FILE, {**asdict(state), "scheduler": scheduler.state_dict()})
+        atomic_write_json(tmp / STATE_FILE, {**asdict(state), "scheduler": scheduler.state_dict(),
+                                             "model": trained.describe()})
         _rmtree(final)
         tmp.rename(final)
         for old in run.checkpoints()[:-keep_last]:
@@ -1063,13 +1250,18 @@ def _write_checkpoint(accel: Accelerator, run: Run, state: TrainState, scheduler
     return final
 
 
-def restore(accel: Accelerator, run: Run, scheduler: Any) -> TrainState:
+def restore(accel: Accelerator, run: Run, scheduler: Any, trained: TrainedTensors) -> TrainState:
     """Load the newest readable checkpoint; an unreadable one is reported and the previous one used."""
-    return _restore_newest(accel, run, scheduler, lambda folder: accel.load_state(str(folder)))
+
+    def load(folder: Path) -> None:
+        accel.load_state(str(folder))  # skips RNG states it cannot read, saying nothing
+        trained.load(folder / MODEL_FILE)
+
+    return _restore_newest(accel, run, scheduler, trained, load)
 
 
-def restore_sharded(accel: Accelerator, run: Run, scheduler: Any, shards: sharding.Sharded,
-                    optimizer: torch.optim.Optimizer) -> TrainState:
+def restore_sharded(accel: Accelerator, run: Run, scheduler: Any, trained: TrainedTensors,
+                    shards: sharding.Sharded, optimizer: torch.optim.Optimizer) -> TrainState:
     """restore for a checkpoint of save_sharded_checkpoint, onto as many processes as wrote it (a resume
     with another number is refused before: it would change the batches)."""
 
@@ -1077,10 +1269,11 @@ def restore_sharded(accel: Accelerator, run: Run, scheduler: Any, shards: shardi
         shards.load(optimizer, folder)
         accel.load_state(str(folder))  # the RNG states, last: nothing draws from them after this
 
-    return _restore_newest(accel, run, scheduler, load)
+    return _restore_newest(accel, run, scheduler, trained, load)
 
 
-def _restore_newest(accel: Accelerator, run: Run, scheduler: Any, load: Callable[[Path], None]) -> TrainState:
+def _restore_newest(accel: Accelerator, run: Run, scheduler: Any, trained: TrainedTensors,
+                    load: Callable[[Path], None]) -> TrainState:
     candidates = run.checkpoints()
     for ckpt in reversed(candidates):
         if (ckpt / WENT_BAD_FILE).is_file():
@@ -1088,6 +1281,12 @@ def _restore_newest(accel: Accelerator, run: Run, scheduler: Any, load: Callable
             continue
         try:
             saved = json.loads((ckpt / STATE_FILE).read_text())
+        except Exception as exc:  # missing, truncated
+            reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            warn(f"checkpoint {ckpt} is unreadable ({reason}); trying the previous one")
+            continue
+        trained.check_base(saved.pop("model", {}), ckpt)
+        try:
             scheduler_state = saved.pop("scheduler")
             known = {f.name for f in dataclasses.fields(TrainState)}  # counters of older versions are dropped
             state = TrainState(**{k: v for k, v in saved.items() if k in known})

@@ -178,3 +178,18 @@ def track(items: Any, description: str, total: int | None = None):
     from rich.progress import track as rich_track
 
     return rich_track(items, description=description, total=total, console=console(stderr=True), transient=True)
+
+
+def plan_table(result: dict[str, Any]) -> Any:
+    """A `plan` command's result: GiB per part and in total, and whether it fits the budget; notes below."""
+    from rich.table import Table
+
+    table = Table(title=f"{result['what']} · {result['budget_source']}", caption="\n".join(result["notes"]))
+    table.add_column("part")
+    table.add_column("GiB", justify="right")
+    for name, value in result["bytes"].items():
+        table.add_row(name, f"{value / 2**30:.3f}")
+    if "budget_gib" in result:
+        table.add_row("fits" if result["fits"] else "does NOT fit", f"{result['budget_gib']:.3f}")
+        table.add_row("largest batch that fits", str(result["max_batch_size"]))
+    return table

@@ -53,6 +53,9 @@ class Task(abc.ABC):
                                             accumulation weights each micro-batch by it, so accumulated
                                             and multi-process steps equal one big batch
       on_eval(model, run, step)             samples, plots, heatmaps; main process only, RNG isolated
+      trained_names(model)                  the tensors a checkpoint stores, by name (default: the trainable
+                                            parameters and the persistent buffers; the frozen rest is rebuilt
+                                            from the base and checked against a fingerprint on resume)
       save_model(model, path)               final weights (default: model.safetensors of the state dict)
       test(model, run)                      metrics of the final model on the held-out test split (test_*),
                                             scored once after training (main process, eval mode, RNG
@@ -101,6 +104,11 @@ class Task(abc.ABC):
 
     def on_eval(self, model: torch.nn.Module, run: Run, step: int) -> None:
         return None
+
+    def trained_names(self, model: torch.nn.Module) -> list[str]:
+        trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+        persistent = model.state_dict().keys()  # not the buffers a model recomputes (rotary frequencies)
+        return trainable + [name for name, _ in model.named_buffers() if name in persistent]
 
     def save_model(self, model: torch.nn.Module, path: Path) -> None:
         from safetensors.torch import save_model as save_safetensors

@@ -13,6 +13,7 @@ from dlkit.llm.config import (
     InspectConfig,
     LlmConfig,
     LlmSweepConfig,
+    PlanConfig,
     PrepareConfig,
     ReasonConfig,
 )
@@ -44,6 +45,20 @@ def train(cfg: LlmConfig) -> None:
 
     metrics = run_train(cfg)
     progress.emit(metrics, progress.metrics_table(metrics))
+
+
+@config_command(app, PlanConfig)
+def plan(cfg: PlanConfig) -> None:
+    """Predicted peak memory per process of `llm train` with these settings, from the model's config.json alone
+    (built on the meta device: no weights downloaded): weights, trainable parameters, gradients, optimizer states,
+    activations and logits; whether it fits --gpu-memory (or the detected GPU) and the largest batch that does.
+
+    Example: [bold]dlkit llm plan --model google/gemma-2-2b --method lora --quantize 4bit --precision bf16 --batch-size 8 --max-length 1024 --gpu-memory 16[/bold]
+    """  # noqa: E501
+    from dlkit.llm.plan import plan as run_plan
+
+    result = run_plan(cfg)
+    progress.emit(result, progress.plan_table(result))
 
 
 @config_command(app, EvalConfig)

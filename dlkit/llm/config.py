@@ -7,13 +7,29 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from dlkit.builtin import listed
-from dlkit.core.config import REQUIRED, RunOutput, ShardingConfig, opt, run_field, shared
-from dlkit.core.errors import ConfigError
+from dlkit.core.config import REQUIRED, PlanOptions, RunOutput, ShardingConfig, opt, run_field, shared
+from dlkit.core.errors import ConfigError, MissingExtraError
 from dlkit.core.grid import SweepConfig
 from dlkit.llm.methods import METHODS, named
 
 Format = Literal["auto", "sharegpt", "openai", "alpaca"]
 MAX_NEW_TOKENS = 32  # tokens per generated answer, when neither a flag nor the run says
+
+
+def check_quantized_method(method: str, quantize: str) -> None:
+    """A quantized base stays frozen: only PEFT methods train on one."""
+    if quantize != "none" and not METHODS[method].peft:
+        raise ConfigError(f"--quantize {quantize}: --method {method} updates the base weights, which a quantized "
+                          "base holds as integers; use a PEFT method (lora, dora, ia3, prompt...) or --quantize none")
+
+
+def check_quantize_extra(quantize: str) -> None:
+    """--quantize loads the base with bitsandbytes, an optional dependency: one line naming the extra."""
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise MissingExtraError(f"--quantize {quantize} needs bitsandbytes; install it with: "
+                                "pip install 'dlkit[quantize]'")
 
 
 def default_lrs() -> str:
@@ -90,6 +106,9 @@ class LlmConfig(DataConfig, ShardingConfig):
     num_virtual_tokens: int = opt(16, f"Soft-prompt length for {'/'.join(named('soft-prompt'))}.", min=1)
     init_text: str | None = opt(None, "prompt: initialise the soft prompt from the embeddings of this text.")
     unfreeze: str = opt("first2,last2", "partial: decoder layers to train, e.g. first2,last2 or 0,1,-2,-1.")
+    quantize: Literal["none", "4bit", "8bit"] = opt("none", "Hold the frozen base in 4-bit NF4 (double quantisation, "
+                                                   "computing in --precision's dtype: QLoRA) or 8-bit with "
+                                                   "bitsandbytes; PEFT methods only. Needs dlkit[quantize].")
     packing: bool = opt(False, "Pack conversations into rows of --max-length tokens (per-conversation positions, "
                         "block-diagonal mask: no attention across conversations); --batch-size counts rows.")
     neftune_alpha: float = opt(0.0, "NEFTune: uniform noise on the input embeddings while training, scaled "
@@ -110,6 +129,13 @@ class LlmConfig(DataConfig, ShardingConfig):
         if self.packing and METHODS[self.method].family == "soft-prompt":
             raise ConfigError(f"--packing does not work with --method {self.method}: virtual tokens are prepended "
                               "to each row, not to each conversation")
+        if self.quantize != "none":
+            check_quantized_method(self.method, self.quantize)
+            if self.sharding == "fsdp":
+                raise ConfigError(f"--quantize {self.quantize} with --sharding fsdp: a quantized base is not sharded; "
+                                  "a 4-bit base with a PEFT method fits one GPU per process (use DDP: --sharding "
+                                  "none)")
+            check_quantize_extra(self.quantize)
 
 
 METHOD_HELP = "Instead of --run: the newest finished run of this method under runs/llm/ (e.g. lora)."
@@ -286,3 +312,30 @@ class ReasonConfig(RunOutput):
             raise ConfigError("--strategy fewshot-cot needs --shots >= 1")
         if self.run is None:
             self.model = self.model or "builtin:tiny-llama"
+
+
+@dataclass(kw_only=True)
+class PlanConfig(PlanOptions):
+    """`dlkit llm plan`: the peak memory a `train` with these settings needs per process, from config.json alone."""
+
+    model: str = shared("model", "builtin:tiny-llama", DataConfig)
+    method: str = shared("method", "lora", LlmConfig)
+    rank: int = shared("rank", 8, LlmConfig)
+    alpha: float = shared("alpha", 16.0, LlmConfig)
+    dropout: float = shared("dropout", 0.05, LlmConfig)
+    target_modules: str | None = shared("target_modules", None, LlmConfig)
+    num_virtual_tokens: int = shared("num_virtual_tokens", 16, LlmConfig)
+    unfreeze: str = shared("unfreeze", "first2,last2", LlmConfig)
+    quantize: Literal["none", "4bit", "8bit"] = shared("quantize", "none", LlmConfig)
+    batch_size: int = opt(8, "Rows per micro-batch per process (conversations, or packed rows).", min=1)
+    max_length: int = opt(512, "Tokens per row; the plan counts every row this long and every token scored, an "
+                          "upper bound for shorter or partly labelled conversations.", min=1)
+
+    command: ClassVar[tuple[str, str]] = ("llm", "plan")
+
+    def validate(self) -> None:
+        from dlkit.llm.methods import METHODS
+
+        if self.method not in METHODS:
+            raise ConfigError(f"--method {self.method}: unknown method; known methods: {', '.join(METHODS)}")
+        check_quantized_method(self.method, self.quantize)

@@ -13,11 +13,14 @@ from torch import nn
 
 from dlkit.builtin import BUILTINS
 from dlkit.core.config import named_in
+from dlkit.core.engine import is_trained_folder, load_trained_tensors
 from dlkit.core.errors import ConfigError, RunError
 from dlkit.core.modelcard import CardInfo
+from dlkit.core.plan import COMPUTE_DTYPES, register_attention
 from dlkit.core.run import Run
 from dlkit.core.sources import Source, resolve
 from dlkit.core.weights import check_folder, loading
+from dlkit.llm.config import check_quantize_extra
 from dlkit.nn.blockwise import blockwise_applies, causal_attention
 
 # Per-architecture defaults (PEFT's own table covers more; these are the ones dlkit documents).
@@ -70,7 +73,10 @@ def load_tokenizer(base: BaseModel) -> Any:
     return tokenizer
 
 
-def load_model(base: BaseModel, dtype: torch.dtype | None = None) -> nn.Module:
+def load_model(base: BaseModel, dtype: torch.dtype | None = None, quantize: str = "none",
+               precision: str = "no") -> nn.Module:
+    """The base as a causal LM; with `quantize` (4bit, 8bit) its linear layers held by bitsandbytes: NF4 with
+    double quantisation, computing in --precision's dtype, or LLM.int8()."""
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.utils import logging
 
@@ -78,17 +84,65 @@ def load_model(base: BaseModel, dtype: torch.dtype | None = None) -> nn.Module:
 
     config = AutoConfig.from_pretrained(base.path)
     kwargs: dict[str, Any] = {}
-    if config.model_type.startswith("gemma2") or config.model_type == "gemma3_text":
-        kwargs["attn_implementation"] = "eager"  # sdpa with padding gives NaN for Gemma-2 in practice
+    if needs_eager_attention(config):
+        kwargs["attn_implementation"] = "eager"
     if dtype is not None:
         kwargs["dtype"] = dtype
+    if quantize != "none":
+        kwargs.update(quantized(quantize, COMPUTE_DTYPES[precision]))
     with loading(base.path):
         model = AutoModelForCausalLM.from_pretrained(base.path, **kwargs)
-    if model.config._attn_implementation == "sdpa" and register_block_attention():
+    if model.config._attn_implementation == "sdpa" and register_attention(BLOCK_ATTENTION, block_sdpa_forward):
         # models written against transformers' attention interface can switch; the rest keep sdpa
         if getattr(model, "_can_set_attn_implementation", lambda: False)():
             model.set_attn_implementation(BLOCK_ATTENTION)
     return model
+
+
+def weight_files(base: BaseModel) -> dict[str, Path]:
+    """Tensor name -> the safetensors file of the base's checkpoint holding it ({} when it has none): what the
+    base's weights were before training, read back lazily instead of kept in memory."""
+    from safetensors import safe_open
+    from transformers.utils import cached_file
+
+    def find(name: str) -> Path | None:
+        local = Path(base.path) / name
+        if local.is_file():
+            return local
+        if Path(base.path).is_dir():
+            return None
+        found = cached_file(base.path, name, local_files_only=True, _raise_exceptions_for_missing_entries=False,
+                            _raise_exceptions_for_connection_errors=False)
+        return Path(found) if found else None
+
+    index = find("model.safetensors.index.json")
+    if index is not None:
+        shards = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        return {name: index.parent / shard for name, shard in shards.items()}
+    single = find("model.safetensors")
+    if single is None:
+        return {}
+    with safe_open(str(single), framework="pt") as f:
+        return {name: single for name in f.keys()}
+
+
+def needs_eager_attention(config: Any) -> bool:
+    """Gemma-2 (and 3) with sdpa and padding gives NaN in practice: they load with eager attention."""
+    return config.model_type.startswith("gemma2") or config.model_type == "gemma3_text"
+
+
+def quantized(quantize: str, compute_dtype: torch.dtype) -> dict[str, Any]:
+    """from_pretrained arguments loading the linear layers with bitsandbytes onto this process's device."""
+    from transformers import BitsAndBytesConfig
+
+    check_quantize_extra(quantize)
+    if quantize == "4bit":
+        config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                    bnb_4bit_compute_dtype=compute_dtype)
+    else:
+        config = BitsAndBytesConfig(load_in_8bit=True)
+    device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
+    return {"quantization_config": config, "device_map": {"": device}, "dtype": compute_dtype}
 
 
 BLOCK_ATTENTION = "dlkit_sdpa"  # transformers' sdpa, with dlkit.nn.blockwise for causal self-attention on a CPU
@@ -109,19 +163,6 @@ def block_sdpa_forward(module: nn.Module, query: torch.Tensor, key: torch.Tensor
         return causal_attention(query, key, value, scaling).transpose(1, 2).contiguous(), None
     return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                   is_causal=is_causal, **kwargs)
-
-
-def register_block_attention() -> bool:
-    """Make BLOCK_ATTENTION known to transformers, with sdpa's masks; False where this transformers has no
-    attention interface (such models keep sdpa)."""
-    try:
-        from transformers import AttentionInterface
-        from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-    except ImportError:
-        return False
-    AttentionInterface.register(BLOCK_ATTENTION, block_sdpa_forward)
-    AttentionMaskInterface.register(BLOCK_ATTENTION, sdpa_mask)
-    return True
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
@@ -172,6 +213,16 @@ def card_info(info: dict[str, Any], merged: bool = False) -> CardInfo:
                       'training machine;\n# elsewhere rebuild it and pass it: '
                       'PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BASE), FOLDER_OR_REPO_ID)\n'
                       f'# with BASE = {info.get("base_rebuild", "the rebuilt builtin folder")}')
+        if info.get("quantize", "none") != "none":
+            usage += (f'\n# trained on a {info["quantize"]} base: pass the same quantization_config '
+                      '(bitsandbytes) to load the base as it trained')
+    elif info["family"] == "partial" and not merged:
+        return CardInfo(what="partial fine-tune (the unfrozen layers) of a causal language model",
+                        pipeline_tag="text-generation", usage_language="bash", base=info["base"],
+                        tags=[info["method"], "text-generation"],
+                        usage="# the trained layers (trained.safetensors) on the base named in trained.json; full "
+                              "weights for transformers:\ndlkit llm export --run RUN --merge --out merged/   # RUN: "
+                              "the run folder around this one")
     else:
         usage = ('from transformers import AutoModelForCausalLM, AutoTokenizer\n\n'
                  'model = AutoModelForCausalLM.from_pretrained(FOLDER_OR_REPO_ID)\n'
@@ -199,8 +250,11 @@ def read_info(model_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def load_trained(run_dir: Path, base_spec: str | None = None) -> tuple[nn.Module, Any, dict[str, Any]]:
-    """(model, tokenizer, info) of a finished llm run; refuses a --model that is not the run's base."""
+def load_trained(run_dir: Path, base_spec: str | None = None, dequantize: bool = False,
+                 ) -> tuple[nn.Module, Any, dict[str, Any]]:
+    """(model, tokenizer, info) of a finished llm run; refuses a --model that is not the run's base. A run
+    trained on a quantized base gets it quantized again, or with `dequantize` its dequantized weights (what
+    the quantized layers computed with), into which the adapter can be merged."""
     run = Run.open(run_dir, group="llm")
     info = read_info(run.model_dir)
     if base_spec is not None:
@@ -211,9 +265,15 @@ def load_trained(run_dir: Path, base_spec: str | None = None) -> tuple[nn.Module
     if info["peft"]:
         from peft import PeftModel
 
-        base_model = load_model(base)
+        quantize = info.get("quantize", "none")
+        base_model = load_model(base, quantize=quantize, precision=info.get("precision", "no"))
+        if dequantize and quantize != "none":
+            base_model = base_model.dequantize()
         with loading(run.model_dir):
             model = PeftModel.from_pretrained(base_model, str(run.model_dir))
+    elif is_trained_folder(run.model_dir):  # partial: the trained layers (fp32) onto the base, in fp32
+        model = load_model(base, dtype=torch.float32)
+        load_trained_tensors(model, run.model_dir)
     else:
         model = load_model(BaseModel(base.source, str(run.model_dir)))
     model.eval()

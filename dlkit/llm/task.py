@@ -9,7 +9,6 @@ FSDP the plain `model(..., labels=...)` forward is used so gradients synchronise
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlkit.core.config import checked
-from dlkit.core.engine import mean_loss
+from dlkit.core.engine import mean_loss, save_trained, tensor_digest
 from dlkit.core.errors import RunError
 from dlkit.core.modelcard import CardInfo
 from dlkit.core.progress import info
@@ -30,7 +29,15 @@ from dlkit.llm import methods
 from dlkit.llm.config import LlmConfig
 from dlkit.llm.data import IGNORE, ListDataset, build_splits, length_grouped_plan, pack, pad_batch, pad_packed
 from dlkit.llm.generate import generate, prompts_and_references
-from dlkit.llm.models import INFO_FILE, base_info, card_info, load_model, load_tokenizer, resolve_model
+from dlkit.llm.models import (
+    INFO_FILE,
+    base_info,
+    card_info,
+    load_model,
+    load_tokenizer,
+    resolve_model,
+    weight_files,
+)
 from dlkit.nn.losses import linear_cross_entropy
 from dlkit.nn.neftune import NEFTune
 
@@ -63,33 +70,49 @@ def _attention(model: nn.Module) -> str:
     return getattr(inner.config, "_attn_implementation", None) or "eager"
 
 
-def fingerprint(tensor: torch.Tensor) -> bytes:
-    """A digest of a tensor's exact bytes: any change to any element changes it."""
-    raw = tensor.detach().contiguous().view(torch.uint8).cpu().numpy()
-    return hashlib.blake2b(raw.tobytes(), digest_size=16).digest()
-
-
 class ParamSnapshot:
-    """A digest of every base weight before training, to prove afterwards which ones moved.
+    """What the base weights were before training, to show afterwards which ones moved and by how many elements.
 
-    Digests rather than copies: a copy of every weight would double host memory for a real model.
-    The Parameter objects are kept too: PEFT wraps modules but trains (or freezes) the same tensors,
-    so the comparison needs no name mapping.
+    A trainable weight is compared element by element with the checkpoint it was loaded from, read back lazily
+    (a copy is kept only when the checkpoint has no tensor of that name); a frozen one keeps a digest (it must
+    not move at all; if it did, its whole size counts). The Parameter objects are kept: PEFT wraps modules but
+    trains (or freezes) the same tensors, so the comparison needs no name mapping.
     """
 
-    def __init__(self, model: nn.Module):
-        self.entries = [(name, p, fingerprint(p)) for name, p in model.named_parameters()]
+    def __init__(self, base_params: list[tuple[str, nn.Parameter]], files: dict[str, Path]):
+        """`base_params`: the base's named parameters listed before the method wrapped it, taken once the
+        method has chosen which of them train; `files`: where the checkpoint holds each (`weight_files`)."""
+        self.entries = [(name, p, self.before(name, p, files)) for name, p in base_params]
+
+    @staticmethod
+    def before(name: str, param: nn.Parameter, files: dict[str, Path]) -> Any:
+        if not param.requires_grad:
+            return param.dtype, tensor_digest(param)
+        return files[name] if name in files else param.detach().clone()
 
     def report(self, trained: nn.Module) -> dict[str, Any]:
-        changed = [name for name, p, before in self.entries if fingerprint(p) != before]
+        from safetensors import safe_open
+
+        changed: dict[str, int] = {}
+        for name, p, before in self.entries:
+            if isinstance(before, Path):
+                with safe_open(str(before), framework="pt") as f:
+                    before = f.get_tensor(name)
+            if isinstance(before, torch.Tensor):
+                count = int((p.detach() != before.to(p.device, p.dtype)).sum())
+            else:
+                dtype, digest = before
+                count = p.numel() if tensor_digest(p.detach().to(dtype)) != digest else 0
+            if count:
+                changed[name] = count
         trainable_base = [name for name, p, _ in self.entries if p.requires_grad]
         base_ids = {id(p) for _, p, _ in self.entries}
         added = [(n, p) for n, p in trained.named_parameters() if id(p) not in base_ids and p.requires_grad]
         numel = {name: p.numel() for name, p, _ in self.entries}
         trainable_set = set(trainable_base)
         return {
-            "changed_param_names": changed,
-            "changed_params": sum(numel[n] for n in changed),
+            "changed_param_names": list(changed),
+            "changed_params": sum(changed.values()),  # elements
             "trainable_param_names": trainable_base + [n for n, _ in added],
             "trainable_base_params": sum(numel[n] for n in trainable_base),
             "adapter_params": sum(p.numel() for _, p in added),
@@ -115,10 +138,17 @@ class LlmTask(Task):
                  f"{counts['system_merged']} conversations was merged into their first user turn")
 
     def build_model(self) -> nn.Module:
-        model = load_model(self.base)
+        cfg = self.cfg
+        model = load_model(self.base, quantize=cfg.quantize, precision=cfg.precision)
         self.arch = model.config.model_type
-        self.snapshot = ParamSnapshot(model)
-        model = methods.build(model, self.cfg, self.base.path)
+        if cfg.quantize != "none":
+            from peft import prepare_model_for_kbit_training
+
+            # the quantized layers frozen, the other weights in fp32, inputs that carry gradients (QLoRA's recipe)
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+        base_params = list(model.named_parameters())
+        model = methods.build(model, cfg, self.base.path)
+        self.snapshot = ParamSnapshot(base_params, weight_files(self.base))
         if self.method.family != "soft-prompt":
             model.config.use_cache = False
         if self.neftune is not None:
@@ -190,7 +220,10 @@ class LlmTask(Task):
     def save_model(self, model: nn.Module, path: Path) -> None:
         self.param_report = self.snapshot.report(model)
         path.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(str(path))
+        if self.method.family == "partial":  # the unfrozen layers; `llm export --merge` writes the whole model
+            save_trained(model, self.trained_names(model), self.base.identity, path)
+        else:
+            model.save_pretrained(str(path))
         self.tokenizer.save_pretrained(str(path))
         atomic_write_json(path / INFO_FILE, self.info())
 
@@ -198,14 +231,16 @@ class LlmTask(Task):
         return card_info(self.info())
 
     def info(self) -> dict[str, Any]:
-        return {**base_info(self.base), "method": self.method.name,
-                "family": self.method.family, "peft": self.method.peft, "arch": self.arch}
+        return {**base_info(self.base), "method": self.method.name, "family": self.method.family,
+                "peft": self.method.peft, "arch": self.arch, "quantize": self.cfg.quantize,
+                "precision": self.cfg.precision}
 
     def summary(self) -> dict[str, Any]:
         counts = self.splits.counts
         return {"method": self.method.name, "family": self.method.family, "arch": self.arch,
-                "base": self.base.identity, "train_examples": len(self.splits.train.examples),
-                "val_examples": len(self.splits.val.examples), "test_examples": len(self.splits.test),
+                "quantize": self.cfg.quantize, "base": self.base.identity,
+                "train_examples": len(self.splits.train.examples), "val_examples": len(self.splits.val.examples),
+                "test_examples": len(self.splits.test),
                 "truncated": counts["truncated"], "dropped_long": counts["dropped_long"],
                 "no_assistant_turn": counts["no_assistant_turn"], "empty_turn": counts["empty_turn"],
                 "malformed_rows": counts["malformed"]}

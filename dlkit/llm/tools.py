@@ -82,7 +82,7 @@ def export(cfg: ExportConfig) -> dict[str, Any]:
     if merge and info_["family"] == "soft-prompt":
         raise ConfigError(f"--merge: {info_['method']} adds virtual tokens, which cannot be merged into the "
                           "weights; export without --merge and load it with PeftModel.from_pretrained")
-    model, tokenizer, _ = load_trained(run.dir)
+    model, tokenizer, _ = load_trained(run.dir, dequantize=merge)
     held = claim_output(cfg, cfg.out or run.dir / ("merged" if merge else "export"))
     target = held.root
     record(target, folder=True)  # written whole by save_pretrained / the copy
@@ -95,8 +95,9 @@ def export(cfg: ExportConfig) -> dict[str, Any]:
         kind = "merged full weights (AutoModelForCausalLM.from_pretrained)"
     else:
         shutil.copytree(run.model_dir, target, dirs_exist_ok=True)
-        kind = ("PEFT adapter (PeftModel.from_pretrained)" if info_["peft"]
-                else "full weights (AutoModelForCausalLM.from_pretrained)")
+        kind = {"partial": "the trained layers (dlkit; --merge writes full weights)",
+                "full": "full weights (AutoModelForCausalLM.from_pretrained)"}.get(
+            info_["family"], "PEFT adapter (PeftModel.from_pretrained)")
     write_card(target, run, card_info(info_, merged=merge))
     held.release()
     info(f"exported {kind} to {target}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dlkit.classify.commands import classifier_commands, sweep_command
 from dlkit.core import progress
 from dlkit.core.commands import config_command, group_app
-from dlkit.vit.config import EvalConfig, PredictConfig, PrepareConfig, VitConfig
+from dlkit.vit.config import EvalConfig, ExportConfig, PlanConfig, PredictConfig, PrepareConfig, VitConfig
 
 app = group_app("vit", "Fine-tune ViT/DeiT image classifiers: LoRA, last block, linear probe or full.",
                 extra="vit", requires=("transformers", "peft", "torchvision"))
@@ -51,3 +51,30 @@ classifier_commands(
     """)
 sweep_command(app, "vit", VitConfig, "dlkit.vit.evaluate", EvalConfig,
               "dlkit vit sweep --grid method=lora,last-block --grid lr=1e-3,3e-3 --train-config vit.yaml")
+
+
+@config_command(app, ExportConfig)
+def export(cfg: ExportConfig) -> None:
+    """The run's model as plain transformers weights (LoRA merged), loadable with
+    AutoModelForImageClassification.from_pretrained; the run itself keeps only what trained.
+
+    Example: [bold]dlkit vit export --run runs/vit/lora --out vit-lora-merged/[/bold]
+    """
+    from dlkit.vit.models import export as run_export
+
+    result = run_export(cfg)
+    progress.emit(result, progress.metrics_table(result, title="export"))
+
+
+@config_command(app, PlanConfig)
+def plan(cfg: PlanConfig) -> None:
+    """Predicted peak memory per process of `vit train` with these settings, from the model's config.json alone
+    (built on the meta device: no weights downloaded): weights, trainable parameters, gradients, optimizer states,
+    activations and logits; whether it fits --gpu-memory (or the detected GPU) and the largest batch that does.
+
+    Example: [bold]dlkit vit plan --model google/vit-base-patch16-224-in21k --method lora --num-classes 101 --batch-size 128 --gpu-memory 16[/bold]
+    """  # noqa: E501
+    from dlkit.vit.plan import plan as run_plan
+
+    result = run_plan(cfg)
+    progress.emit(result, progress.plan_table(result))

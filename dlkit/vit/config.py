@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from dlkit.builtin import listed
 from dlkit.classify.classifier import VAL_FRACTION_HELP, ClassifierConfig, classifier_configs
-from dlkit.core.config import REQUIRED, opt, shared
+from dlkit.core.config import REQUIRED, PlanOptions, opt, run_field, shared
 from dlkit.core.errors import ConfigError
 from dlkit.vit.methods import METHODS, method_help
 
@@ -61,3 +61,32 @@ class PrepareConfig:
 EvalConfig, PredictConfig = classifier_configs(
     "vit", "images", opt(REQUIRED, "Image files (any mode: grayscale/RGBA are converted).", argument=True,
                          path="image", example="{image}"), "image")
+
+
+@dataclass
+class ExportConfig:
+    """`dlkit vit export`: a run's model as plain transformers weights."""
+
+    run: str = run_field("vit")
+    out: str | None = opt(None, "Output folder (default: RUN/export).", path="output")
+    overwrite: bool = opt(False, "Replace an earlier export in --out (only dlkit's files).", saved=False)
+
+    command: ClassVar[tuple[str, str]] = ("vit", "export")
+
+
+@dataclass(kw_only=True)
+class PlanConfig(PlanOptions):
+    """`dlkit vit plan`: the peak memory a `vit train` with these settings needs per process, from config.json
+    alone."""
+
+    model: str = shared("model", "builtin:tiny-vit", VitConfig)
+    method: str = shared("method", "lora", VitConfig)
+    lora_r: int = shared("lora_r", 8, VitConfig)
+    lora_alpha: int = shared("lora_alpha", 16, VitConfig)
+    lora_dropout: float = shared("lora_dropout", 0.1, VitConfig)
+    target_modules: str = shared("target_modules", "auto", VitConfig)
+    num_classes: int = opt(10, "Classes of the data (the classifier's outputs).", min=1)
+    image_size: int | None = shared("image_size", None, VitConfig)
+    batch_size: int = shared("batch_size", 32, VitConfig)
+
+    command: ClassVar[tuple[str, str]] = ("vit", "plan")

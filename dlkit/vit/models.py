@@ -6,10 +6,9 @@ helpers here.
 
 from __future__ import annotations
 
-import copy
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
@@ -23,6 +22,9 @@ from dlkit.core.run import Run
 from dlkit.core.sources import resolve
 from dlkit.core.weights import check_folder, loading
 from dlkit.vit.methods import METHODS
+
+if TYPE_CHECKING:
+    from dlkit.vit.config import ExportConfig
 
 HEAD = "classifier"
 AUTO_TARGETS = (("q_proj", "v_proj"), ("query", "value"))  # transformers 5 names, then the older ones
@@ -142,29 +144,77 @@ def last_block_rest(model: nn.Module, hidden: Tensor) -> Tensor:
     return head(model)(getattr(model, model.base_model_prefix).layernorm(hidden)[:, 0])
 
 
-def save_classifier(model: nn.Module, processor: Any, path: Path) -> None:
-    """A plain save_pretrained folder (LoRA merged in) that eval/predict and from_pretrained load directly;
-    a LoRA run also keeps its small adapter in path/lora. peft is not imported for the other methods (2 CPU-seconds
-    of a linear probe's run): a PeftModel exists only once peft is."""
+def save_classifier(model: nn.Module, processor: Any, path: Path, trained_names: list[str], spec: str) -> None:
+    """What trained, beside config.json (the labels) and the image processor: LoRA's adapter in PEFT format (with
+    the classifier), or for last-block and linear the trained tensors on the fingerprinted base `spec`; full
+    fine-tuning, a plain save_pretrained folder. `dlkit vit export` writes any of them as plain weights. peft is not
+    imported for the methods without LoRA (2 CPU-seconds of a linear probe's run): a PeftModel exists only once peft
+    is."""
+    from dlkit.core.engine import save_trained
+
     peft = sys.modules.get("peft")
+
+    path.mkdir(parents=True, exist_ok=True)
     with quiet_transformers():
         if peft is not None and isinstance(model, peft.PeftModel):
-            model.save_pretrained(path / "lora")
-            (path / "lora" / "README.md").unlink(missing_ok=True)  # PEFT's empty template; the folder's card is above
-            model = copy.deepcopy(model).merge_and_unload()
-        model.save_pretrained(path)
+            model.save_pretrained(path)
+            model.get_base_model().config.save_pretrained(path)
+        elif any(not p.requires_grad for p in model.parameters()):
+            save_trained(model, trained_names, spec, path)
+            model.config.save_pretrained(path)
+        else:
+            model.save_pretrained(path)
         processor.save_pretrained(path)
 
 
 def load_trained(run: Run) -> tuple[nn.Module, Any, list[str]]:
     """The run's final model (eval mode), its image processor and the class names in index order."""
-    from transformers import AutoImageProcessor, AutoModelForImageClassification
+    from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 
-    if not (run.model_dir / "config.json").is_file():
-        raise DataError(f"{run.dir}: no trained model in {run.model_dir}; did the training finish?")
-    check_folder(run.model_dir)
-    with quiet_transformers(), loading(run.model_dir):
-        model = AutoModelForImageClassification.from_pretrained(str(run.model_dir)).eval()
-    processor = AutoImageProcessor.from_pretrained(str(run.model_dir))
-    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    return model, processor, names
+    from dlkit.core.engine import is_trained_folder, load_trained_tensors, trained_info
+
+    folder = run.model_dir
+    if not (folder / "config.json").is_file():
+        raise DataError(f"{run.dir}: no trained model in {folder}; did the training finish?")
+    check_folder(folder)
+    config = AutoConfig.from_pretrained(str(folder))
+    names = [config.id2label[i] for i in range(config.num_labels)]
+    if (folder / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        base = model_folder(run.read_config()["model"])  # as the run named it (builtin:, a path, a Hub id)
+        with quiet_transformers(), loading(folder):
+            model = PeftModel.from_pretrained(load_classifier(base, names), str(folder))
+    elif is_trained_folder(folder):
+        model = load_classifier(model_folder(trained_info(folder)["source"]), names).float()
+        load_trained_tensors(model, folder)
+    else:
+        with quiet_transformers(), loading(folder):
+            model = AutoModelForImageClassification.from_pretrained(str(folder))
+    processor = AutoImageProcessor.from_pretrained(str(folder))
+    return model.eval(), processor, names
+
+
+def export(cfg: ExportConfig) -> dict[str, Any]:
+    """The run's model as a plain save_pretrained folder (LoRA merged, trained tensors put on their base) that
+    AutoModelForImageClassification.from_pretrained loads without dlkit or PEFT, with the image processor."""
+    from dlkit.core.config import checked, claim_output
+    from dlkit.core.outputs import record
+    from dlkit.core.run import atomic_write_json
+
+    checked(cfg)
+    run = Run.open(cfg.run, group="vit")
+    model, processor, _ = load_trained(run)
+    held = claim_output(cfg, cfg.out or run.dir / "export")
+    target = held.root
+    record(target, folder=True)  # written whole by save_pretrained
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    with quiet_transformers():
+        model.save_pretrained(target)
+    processor.save_pretrained(target)
+    method = run.read_config().get("method", "")
+    atomic_write_json(target / "dlkit_vit.json", {"run": str(run.dir), "method": method, "merged": True})
+    held.release()
+    return {"run": str(run.dir), "method": method, "out": str(target),
+            "format": "plain weights (AutoModelForImageClassification.from_pretrained)"}

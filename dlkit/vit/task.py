@@ -108,10 +108,25 @@ class VitTask(Task):
                 self.processor.crop_size = {"height": side, "width": side}
             else:
                 self.processor.size = {"height": side, "width": side}
-        models.save_classifier(model, self.processor, path)
+        models.save_classifier(model, self.processor, path, self.trained_names(model), self.cfg.model)
 
     def card_info(self) -> CardInfo:
-        return CardInfo(what=f"image classifier ({self.cfg.method} fine-tune)", pipeline_tag="image-classification",
+        what = f"image classifier ({self.cfg.method} fine-tune)"
+        if self.cfg.method == "lora":
+            return CardInfo(what=what, pipeline_tag="image-classification", library_name="peft",
+                            base_relation="adapter", tags=["peft", "lora"],
+                            usage="from peft import PeftModel\nfrom transformers import AutoConfig, "
+                                  "AutoImageProcessor, AutoModelForImageClassification\n\n"
+                                  "config = AutoConfig.from_pretrained(FOLDER_OR_REPO_ID)  # the labels\n"
+                                  "base = AutoModelForImageClassification.from_pretrained(BASE, config=config)\n"
+                                  "model = PeftModel.from_pretrained(base, FOLDER_OR_REPO_ID)  # with the classifier\n"
+                                  "processor = AutoImageProcessor.from_pretrained(FOLDER_OR_REPO_ID)")
+        if self.cfg.method != "full":
+            return CardInfo(what=what, pipeline_tag="image-classification", usage_language="bash",
+                            usage="# the trained tensors (trained.safetensors) on the base named in trained.json; "
+                                  "plain transformers weights:\ndlkit vit export --run RUN --out plain/   # RUN: the "
+                                  "run folder around this one")
+        return CardInfo(what=what, pipeline_tag="image-classification",
                         library_name="transformers", base_relation="finetune",
                         usage="from transformers import AutoImageProcessor, AutoModelForImageClassification\n\n"
                               "model = AutoModelForImageClassification.from_pretrained(FOLDER_OR_REPO_ID)\n"

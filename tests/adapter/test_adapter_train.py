@@ -69,6 +69,16 @@ def test_head_run_changes_only_the_head(runs):
                        "classifier.out_proj.bias"}
 
 
+@pytest.mark.parametrize("method", ["adapter", "head"])
+def test_final_folder_holds_what_trained(runs, method):
+    run_dir, metrics = runs[method]
+    final = run_dir / "checkpoints" / "final"
+    assert not (final / "model.safetensors").exists()
+    buffers = 16_384  # position and token type ids travel with the trained tensors
+    assert (final / "trained.safetensors").stat().st_size < 4 * metrics["trainable_params"] + buffers
+    assert json.loads((final / "trained.json").read_text())["source"] == "builtin:tiny-roberta"
+
+
 def test_eval_reports_binary_and_macro_scores_with_misclassified_texts(cli, runs):
     run_dir = runs["head"][0]  # the weakest run: it has mistakes to show
     result = cli("--json", "adapter", "eval", "--run", run_dir)

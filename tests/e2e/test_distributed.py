@@ -50,8 +50,10 @@ def single_process_eval(task, cfg, run):
     set_seed(cfg.seed)
     model = task.build_model()
     _, val_set = task.datasets()
+    engine.train_in_fp32(model, cfg.precision)
+    trained = engine.TrainedTensors.of(model, task.trained_names(model), cfg.model)
+    trained.load(run.checkpoints()[-1] / engine.MODEL_FILE)
     model = accel.prepare(model)
-    accel.load_state(str(run.checkpoints()[-1]))
     loader = engine.eval_loader(val_set, getattr(task, "collate", default_collate), cfg.batch_size, accel)
     model.eval()
     with torch.no_grad():

@@ -90,7 +90,12 @@ def exported_logits(run: Path):
 
         base = json.loads((final / "dlkit_llm.json").read_text())["base_resolved"]
         model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), str(final))
-    else:
+    else:  # a partial run's final folder holds its trained layers: `export --merge` writes the whole model
+        if (final / "trained.json").is_file():
+            from dlkit.cli import main
+
+            final = run.parent / f"{run.name}-merged"
+            assert main(["-q", "llm", "export", "--run", str(run), "--merge", "--out", str(final)]) == 0
         model = AutoModelForCausalLM.from_pretrained(str(final))
     with torch.no_grad():
         return model.eval()(input_ids=torch.arange(1, 40)[None]).logits
@@ -215,3 +220,33 @@ def test_bf16_computes_in_bf16_and_keeps_fp32_weights(tmp_path):
     assert bf16 == pytest.approx(fp32, rel=1e-2) and bf16 != pytest.approx(fp32, rel=1e-6, abs=0)
     weights = load_file(str(tmp_path / "bf16" / "checkpoints" / "final" / "model.safetensors"))
     assert {str(w.dtype) for w in weights.values()} == {"torch.float32"}
+
+
+def test_a_sharded_checkpoint_holds_the_trained_shards_and_refuses_another_base(tmp_path, cli):
+    """A sharded LoRA checkpoint holds the adapter's shards (the frozen base is not saved) and the base's
+    fingerprint: a resume on other base weights is one line, as without sharding."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from dlkit.builtin.tiny_lm import tiny_llama
+    from dlkit.cli import main
+
+    base = tmp_path / "base"
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama())
+    model.save_pretrained(base)
+    AutoTokenizer.from_pretrained(tiny_llama()).save_pretrained(base)
+    run = tmp_path / "run"
+    args = [*LLM, *METHODS["lora"], *ONE, "--sharding", "fsdp", "--model", str(base), "--output-dir", str(run)]
+    assert main(["-q", *args, "--max-steps", "2"]) == 0
+    ckpt = run / "checkpoints" / "step_0000002"
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    assert state["model"]["source"] == str(base) and state["model"]["frozen_fingerprint"]
+    from torch.distributed.checkpoint import FileSystemReader
+
+    saved = FileSystemReader(str(ckpt / "shards")).read_metadata().state_dict_metadata
+    weights = [k for k in saved if k.startswith("model.")]
+    assert weights and all("lora_" in k for k in weights)  # the adapter (and its optimizer state), not the base
+    with torch.no_grad():
+        model.model.layers[0].mlp.up_proj.weight.add_(0.01)
+    model.save_pretrained(base)
+    one_line_error(cli(*args, "--resume"), "--resume: the frozen weights of", "are not those")

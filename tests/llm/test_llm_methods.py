@@ -23,7 +23,7 @@ def test_partial_first2_last2_changes_exactly_those_layers(tmp_path, capitals_fi
     assert layers == {0, 1, 4, 5}  # the tiny models have 6 layers
     assert all(".layers." in n for n in metrics["changed_param_names"])  # no embedding / norm moved
     assert metrics["changed_param_names"] == metrics["trainable_param_names"]
-    assert metrics["changed_params"] == metrics["trainable_params"]
+    assert metrics["changed_params"] > 0.99 * metrics["trainable_params"]  # elements (a zero gradient moves none)
 
 
 @pytest.mark.parametrize("method", ["lora", "ia3", "prefix"])
@@ -230,7 +230,7 @@ def test_a_frozen_weight_that_moved_is_reported():
 
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
     model[0].requires_grad_(False)
-    snapshot = ParamSnapshot(model)
+    snapshot = ParamSnapshot(list(model.named_parameters()), {})
     with torch.no_grad():
         model[0].weight.add_(1.0)
         model[1].bias.add_(1.0)

@@ -31,7 +31,12 @@ def base_weights():
 
 
 def changed(run_dir, base) -> set[str]:
-    final = load_classifier(str(run_dir / "checkpoints" / "final"), DIGITS).state_dict()
+    from dlkit.core.run import Run
+    from dlkit.vit.models import load_trained
+
+    model, _, names = load_trained(Run.open(run_dir, "vit"))
+    assert names == DIGITS
+    final = (model.merge_and_unload() if hasattr(model, "merge_and_unload") else model).state_dict()
     assert set(final) == set(base)
     return {k for k, v in final.items() if not torch.equal(v, base[k])}
 
@@ -66,10 +71,33 @@ def test_last_block_changes_only_the_last_block_and_classifier(runs, base_weight
 
 def test_lora_changes_only_query_value_and_classifier(runs, base_weights):
     run_dir = runs["lora"][0]
-    diff = changed(run_dir, base_weights)  # the saved model has LoRA merged into q/v
+    diff = changed(run_dir, base_weights)  # LoRA merged into q/v
     expected = {f"vit.layers.{i}.attention.{p}.weight" for i in range(2) for p in ("q_proj", "v_proj")}
     assert diff == expected | {"classifier.weight", "classifier.bias"}
-    assert (run_dir / "checkpoints" / "final" / "lora" / "adapter_model.safetensors").is_file()
+    final = run_dir / "checkpoints" / "final"
+    assert (final / "adapter_model.safetensors").is_file() and not (final / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("method", ["lora", "last-block"])
+def test_final_folders_hold_what_trained_and_export_writes_plain_weights(runs, method, cli, tmp_path):
+    """The final folder is the adapter or the trained block, far smaller than the model; `vit export` writes
+    plain transformers weights giving the same logits."""
+    from transformers import AutoModelForImageClassification
+
+    from dlkit.core.run import Run
+    from dlkit.vit.models import load_trained
+
+    run_dir, metrics = runs[method]
+    final = run_dir / "checkpoints" / "final"
+    weights = sum(f.stat().st_size for f in final.glob("*.safetensors"))
+    assert weights < 1.2 * 4 * metrics["trainable_params"] + 4096 < 4 * metrics["total_params"]
+    result = cli("vit", "export", "--run", run_dir, "--out", tmp_path / "plain")
+    assert result.exit_code == 0, result.stderr
+    exported = AutoModelForImageClassification.from_pretrained(tmp_path / "plain").eval()
+    model, _, _ = load_trained(Run.open(run_dir, "vit"))
+    pixels = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(exported(pixel_values=pixels).logits, model(pixel_values=pixels).logits)
 
 
 def test_full_changes_every_block(runs, base_weights):

@@ -1,5 +1,5 @@
-"""A vit run travels: copied elsewhere, plain transformers loads the final model and classifies an image with the
-probabilities `dlkit vit predict` reports."""
+"""A vit run travels: copied elsewhere, plain transformers + PEFT load the final adapter onto its base and classify
+an image with the probabilities `dlkit vit predict` reports."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ import shutil
 import pytest
 
 
-def test_run_copied_elsewhere_classifies_with_plain_transformers(cli, tmp_path):
+def test_run_copied_elsewhere_classifies_with_plain_transformers_and_peft(cli, tmp_path):
     import torch
+    from peft import PeftModel
     from PIL import Image
-    from transformers import AutoImageProcessor, AutoModelForImageClassification
+    from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
+
+    from dlkit.builtin.images import tiny_vit
 
     run = tmp_path / "run"
     result = cli("vit", "train", "--model", "builtin:tiny-vit", "--method", "lora", "--max-train-samples", "64",
@@ -28,7 +31,8 @@ def test_run_copied_elsewhere_classifies_with_plain_transformers(cli, tmp_path):
     ours = json.loads(predicted.stdout)[0]["top"]
 
     folder = moved / "checkpoints" / "final"
-    model = AutoModelForImageClassification.from_pretrained(folder).eval()
+    base = AutoModelForImageClassification.from_pretrained(tiny_vit(), config=AutoConfig.from_pretrained(folder))
+    model = PeftModel.from_pretrained(base, folder).eval()
     processor = AutoImageProcessor.from_pretrained(folder)
     with torch.no_grad():
         probs = model(**processor([Image.open(image).convert("RGB")], return_tensors="pt")).logits.softmax(-1)[0]
