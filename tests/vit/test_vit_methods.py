@@ -111,7 +111,7 @@ def test_saving_a_model_without_lora_leaves_peft_unimported(tmp_path):
             "from dlkit.vit.models import load_classifier, model_folder, save_classifier; "
             "folder = model_folder('builtin:tiny-vit'); "
             "save_classifier(load_classifier(folder, list('ab')), AutoImageProcessor.from_pretrained(folder), "
-            f"Path({str(tmp_path)!r})); print('peft' in sys.modules)")
+            f"Path({str(tmp_path)!r}), [], 'builtin:tiny-vit'); print('peft' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "False"
