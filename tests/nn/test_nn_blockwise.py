@@ -24,8 +24,10 @@ def _value_and_grads(attention, q, k, v, grad):
 def test_blocks_give_the_causal_kernels_values_and_gradients(length, kv_heads):
     q, k, v = _qkv(length, kv_heads)
     assert blockwise_applies(q, k)
-    reference = lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True,  # noqa: E731
-                                                               enable_gqa=kv_heads != 4)
+
+    def reference(q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=kv_heads != 4)
+
     grad = torch.randn(2, 4, length, 16)
     ours, theirs = _value_and_grads(causal_attention, q, k, v, grad), _value_and_grads(reference, q, k, v, grad)
     for name, a, b in zip(("output", "dq", "dk", "dv"), ours, theirs, strict=True):
