@@ -48,8 +48,12 @@ def main() -> None:
     torch.manual_seed(0)
     bounds = (blockwise.MIN_LENGTH, blockwise.MAX_LENGTH)
     blockwise.MIN_LENGTH, blockwise.MAX_LENGTH = 1, 10**9  # time the blocks at every length
-    result: dict = {"threads": args.threads, "block": blockwise.BLOCK, "used_for_lengths": bounds,
-                    "torch": torch.__version__}
+    result: dict = {
+        "threads": args.threads,
+        "block": blockwise.BLOCK,
+        "used_for_lengths": bounds,
+        "torch": torch.__version__,
+    }
     for name, (batch, heads, kv_heads, dim) in SHAPES.items():
         rows = {}
         for length in LENGTHS:
@@ -68,9 +72,11 @@ def main() -> None:
 
             start = time.perf_counter()
             causal()
-            rows[length] = {"causal_ms": round((time.perf_counter() - start) * 1000, 2),
-                            "full_vs_causal": ratio(causal, full, args.pairs),
-                            "blocks_vs_causal": ratio(causal, blocks, args.pairs)}
+            rows[length] = {
+                "causal_ms": round((time.perf_counter() - start) * 1000, 2),
+                "full_vs_causal": ratio(causal, full, args.pairs),
+                "blocks_vs_causal": ratio(causal, blocks, args.pairs),
+            }
         result[name] = rows
     print(json.dumps(result, indent=2))
 

@@ -37,30 +37,44 @@ def train(out: Path, **settings) -> tuple[dict, float]:
 
 
 def feature_cache(root: Path, steps: int, image_size: int) -> dict:
-    common = {"arch": "attention", "encoder": "efficientnet_b0", "freeze_encoder": True, "image_size": image_size,
-              "max_steps": steps, "batch_size": 32}
+    common = {
+        "arch": "attention",
+        "encoder": "efficientnet_b0",
+        "freeze_encoder": True,
+        "image_size": image_size,
+        "max_steps": steps,
+        "batch_size": 32,
+    }
     recomputed, _ = train(root / "recomputed", **common)
     with tempfile.TemporaryDirectory() as cache:  # a cold feature cache, so its cost is measured
         os.environ["DLKIT_CACHE"] = cache
         cached, wall = train(root / "cached", cache_features=True, **common)
         os.environ.pop("DLKIT_CACHE")
     pairs_per_epoch = cached["train_images"] * 5  # builtin:shapes has 5 captions per image
-    epoch = {name: pairs_per_epoch / m["samples_per_second"] for name, m in (("recomputed", recomputed),
-                                                                             ("cached", cached))}
-    return {"encoder": "efficientnet_b0 (frozen)", "image_size": image_size, "steps_timed": steps,
-            "epoch_seconds_recomputed": epoch["recomputed"], "epoch_seconds_cached": epoch["cached"],
-            "speedup": epoch["recomputed"] / epoch["cached"],
-            "feature_extraction_seconds_once": wall - cached["train_seconds"],
-            "images_per_second_recomputed": recomputed["samples_per_second"],
-            "images_per_second_cached": cached["samples_per_second"]}
+    epoch = {
+        name: pairs_per_epoch / m["samples_per_second"] for name, m in (("recomputed", recomputed), ("cached", cached))
+    }
+    return {
+        "encoder": "efficientnet_b0 (frozen)",
+        "image_size": image_size,
+        "steps_timed": steps,
+        "epoch_seconds_recomputed": epoch["recomputed"],
+        "epoch_seconds_cached": epoch["cached"],
+        "speedup": epoch["recomputed"] / epoch["cached"],
+        "feature_extraction_seconds_once": wall - cached["train_seconds"],
+        "images_per_second_recomputed": recomputed["samples_per_second"],
+        "images_per_second_cached": cached["samples_per_second"],
+    }
 
 
 def per_arch(root: Path, steps: int) -> dict:
     out = {}
     for arch in ("lstm", "attention", "transformer", "vit-gpt2"):
         metrics, _ = train(root / arch, arch=arch, max_steps=steps, batch_size=32)
-        out[arch] = {"images_per_second": metrics["samples_per_second"],
-                     "trainable_params": metrics["trainable_params"]}
+        out[arch] = {
+            "images_per_second": metrics["samples_per_second"],
+            "trainable_params": metrics["trainable_params"],
+        }
     return out
 
 
@@ -73,8 +87,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     MODE.quiet = True
     with tempfile.TemporaryDirectory() as tmp:
-        result = {"threads": args.threads, "feature_cache": feature_cache(Path(tmp), args.steps, args.image_size),
-                  "train_images_per_second": per_arch(Path(tmp), args.steps)}
+        result = {
+            "threads": args.threads,
+            "feature_cache": feature_cache(Path(tmp), args.steps, args.image_size),
+            "train_images_per_second": per_arch(Path(tmp), args.steps),
+        }
     print(json.dumps(result, indent=2))
 
 

@@ -107,8 +107,9 @@ def nanogpt(ids_path: Path, vocab_size: int, steps: int) -> dict:
     model = NanoGPT(vocab_size)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=LR, betas=BETAS)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}], lr=LR, betas=BETAS
+    )
 
     def get_lr(it: int) -> float:
         if it < WARMUP:
@@ -118,8 +119,8 @@ def nanogpt(ids_path: Path, vocab_size: int, steps: int) -> dict:
 
     def get_batch() -> tuple[torch.Tensor, torch.Tensor]:
         ix = torch.randint(len(train_ids) - BLOCK, (BATCH,))
-        x = torch.stack([torch.from_numpy(train_ids[i:i + BLOCK].astype(np.int64)) for i in ix])
-        y = torch.stack([torch.from_numpy(train_ids[i + 1:i + 1 + BLOCK].astype(np.int64)) for i in ix])
+        x = torch.stack([torch.from_numpy(train_ids[i : i + BLOCK].astype(np.int64)) for i in ix])
+        y = torch.stack([torch.from_numpy(train_ids[i + 1 : i + 1 + BLOCK].astype(np.int64)) for i in ix])
         return x, y
 
     train_start = time.perf_counter()
@@ -140,19 +141,42 @@ def nanogpt(ids_path: Path, vocab_size: int, steps: int) -> dict:
 
 
 def dlkit_config(out: Path, steps: int, attention: str) -> CharRNNConfig:
-    return load_config(CharRNNConfig, None, {
-        "data": DATA, "arch": "transformer", "attention": attention, "output_dir": str(out), "overwrite": True,
-        "max_steps": steps, "batch_size": BATCH, "block_size": BLOCK, "hidden_size": N_EMBD,
-        "num_layers": N_LAYER, "num_heads": N_HEAD, "dropout": 0.0, "lr": LR, "weight_decay": WEIGHT_DECAY,
-        "warmup": WARMUP, "eval_every": 10**9, "save_every": 10**9, "log_every": 10, "sample_chars": 0,
-        "max_val_blocks": BATCH})
+    return load_config(
+        CharRNNConfig,
+        None,
+        {
+            "data": DATA,
+            "arch": "transformer",
+            "attention": attention,
+            "output_dir": str(out),
+            "overwrite": True,
+            "max_steps": steps,
+            "batch_size": BATCH,
+            "block_size": BLOCK,
+            "hidden_size": N_EMBD,
+            "num_layers": N_LAYER,
+            "num_heads": N_HEAD,
+            "dropout": 0.0,
+            "lr": LR,
+            "weight_decay": WEIGHT_DECAY,
+            "warmup": WARMUP,
+            "eval_every": 10**9,
+            "save_every": 10**9,
+            "log_every": 10,
+            "sample_chars": 0,
+            "max_val_blocks": BATCH,
+        },
+    )
 
 
 def dlkit(out: Path, steps: int, attention: str) -> dict:
     start = time.perf_counter()
     metrics = train(dlkit_config(out, steps, attention))
-    return {"wall_seconds": time.perf_counter() - start, "train_seconds": metrics["train_seconds"],
-            "final_loss": metrics["train_loss"]}
+    return {
+        "wall_seconds": time.perf_counter() - start,
+        "train_seconds": metrics["train_seconds"],
+        "final_loss": metrics["train_loss"],
+    }
 
 
 def timed(fn, *args) -> dict:
@@ -166,8 +190,7 @@ def side_costs(out: Path) -> dict:
     from dlkit.charrnn.task import CharRNNTask
     from dlkit.core.engine import eval_loader
 
-    task = CharRNNTask(load_config(CharRNNConfig, None, {**vars(dlkit_config(out, 1, "sdpa")),
-                                                         "max_val_blocks": 512}))
+    task = CharRNNTask(load_config(CharRNNConfig, None, {**vars(dlkit_config(out, 1, "sdpa")), "max_val_blocks": 512}))
     model = task.build_model().eval()
     _, val_set = task.datasets()
 
@@ -180,8 +203,11 @@ def side_costs(out: Path) -> dict:
     eval_seconds = time.perf_counter() - start
     start = time.perf_counter()
     list(models.stream(model, task.vocab.encode("ROMEO:").tolist(), 300, generator=torch.Generator()))
-    return {"eval_seconds": eval_seconds, "eval_blocks": len(val_set),
-            "sample_300_chars_seconds": time.perf_counter() - start}
+    return {
+        "eval_seconds": eval_seconds,
+        "eval_blocks": len(val_set),
+        "sample_300_chars_seconds": time.perf_counter() - start,
+    }
 
 
 def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, steps: int) -> None:
@@ -205,31 +231,61 @@ def profile(vocab_size: int) -> dict:
         if name == "nanogpt":
             model: nn.Module = NanoGPT(vocab_size)
         else:
-            model = models.build_model(models.ModelSpec("transformer", vocab_size, N_EMBD, N_LAYER, N_HEAD, BLOCK,
-                                                        attention=name.removeprefix("dlkit_")))
+            model = models.build_model(
+                models.ModelSpec(
+                    "transformer", vocab_size, N_EMBD, N_LAYER, N_HEAD, BLOCK, attention=name.removeprefix("dlkit_")
+                )
+            )
         optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
         train_steps(model, optimizer, x, 1)
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
             train_steps(model, optimizer, x, 20)
         events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:8]
-        table[name] = {"total_ms": sum(e.self_cpu_time_total for e in prof.key_averages()) / 1000,
-                       "top_ops_ms": {e.key: round(e.self_cpu_time_total / 1000, 1) for e in events}}
+        table[name] = {
+            "total_ms": sum(e.self_cpu_time_total for e in prof.key_averages()) / 1000,
+            "top_ops_ms": {e.key: round(e.self_cpu_time_total / 1000, 1) for e in events},
+        }
     return table
 
 
 def bpc_after_budget(out: Path, arch: str, budget_s: float) -> dict:
     """Time a short probe run, then train for as many steps as fit in `budget_s` seconds."""
-    settings = {"data": "builtin:markov", "arch": arch, "batch_size": 64, "block_size": 32, "hidden_size": 32,
-                "num_layers": 1, "num_heads": 2, "lr": 2e-2, "sample_chars": 0, "save_every": 10**9,
-                "max_val_blocks": 0, "overwrite": True}
-    probe = train(load_config(CharRNNConfig, None, {**settings, "output_dir": str(out / f"{arch}-probe"),
-                                                    "max_steps": 10, "eval_every": 10**9}))
+    settings = {
+        "data": "builtin:markov",
+        "arch": arch,
+        "batch_size": 64,
+        "block_size": 32,
+        "hidden_size": 32,
+        "num_layers": 1,
+        "num_heads": 2,
+        "lr": 2e-2,
+        "sample_chars": 0,
+        "save_every": 10**9,
+        "max_val_blocks": 0,
+        "overwrite": True,
+    }
+    probe = train(
+        load_config(
+            CharRNNConfig,
+            None,
+            {**settings, "output_dir": str(out / f"{arch}-probe"), "max_steps": 10, "eval_every": 10**9},
+        )
+    )
     steps = max(10, int(budget_s / (probe["train_seconds"] / probe["steps"])))
-    metrics = train(load_config(CharRNNConfig, None, {**settings, "output_dir": str(out / arch),
-                                                      "max_steps": steps, "eval_every": steps}))
-    return {"arch": arch, "steps": steps, "train_seconds": round(metrics["train_seconds"], 2),
-            "chars_per_second": round(metrics["tokens_per_second"]), "val_bpc": round(metrics["val_bpc"], 4),
-            "optimal_bpc": round(metrics["optimal_bpc"], 4), "params": metrics["trainable_params"]}
+    metrics = train(
+        load_config(
+            CharRNNConfig, None, {**settings, "output_dir": str(out / arch), "max_steps": steps, "eval_every": steps}
+        )
+    )
+    return {
+        "arch": arch,
+        "steps": steps,
+        "train_seconds": round(metrics["train_seconds"], 2),
+        "chars_per_second": round(metrics["tokens_per_second"]),
+        "val_bpc": round(metrics["val_bpc"], 4),
+        "optimal_bpc": round(metrics["optimal_bpc"], 4),
+        "params": metrics["trainable_params"],
+    }
 
 
 def main() -> None:
@@ -247,38 +303,69 @@ def main() -> None:
         out = Path(tmp)
         ids_path, vocab_size = prepare_ids(out)
         nanogpt(ids_path, vocab_size, 5)  # warm-up: first-call costs (allocator, kernels) count for neither side
-        contenders = {"nanogpt": lambda: nanogpt(ids_path, vocab_size, args.steps),
-                      "dlkit": lambda: dlkit(out / "sdpa", args.steps, "sdpa"),
-                      "dlkit_scratch": lambda: dlkit(out / "scratch", args.steps, "scratch")}
+        contenders = {
+            "nanogpt": lambda: nanogpt(ids_path, vocab_size, args.steps),
+            "dlkit": lambda: dlkit(out / "sdpa", args.steps, "sdpa"),
+            "dlkit_scratch": lambda: dlkit(out / "scratch", args.steps, "scratch"),
+        }
         runs: dict[str, list[dict]] = {name: [] for name in contenders}
         names = list(contenders)
         for round_ in range(args.rounds):
-            for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+            for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
                 runs[name].append(timed(contenders[name]))
-        table = {name: {key: statistics.median(r[key] for r in rs) for key in rs[0]} | {
-            "rounds_wall_seconds": [round(r["wall_seconds"], 2) for r in rs]} for name, rs in runs.items()}
+        table = {
+            name: {key: statistics.median(r[key] for r in rs) for key in rs[0]}
+            | {"rounds_wall_seconds": [round(r["wall_seconds"], 2) for r in rs]}
+            for name, rs in runs.items()
+        }
         ref = table["nanogpt"]
-        speed = {"recipe": {"layers": N_LAYER, "heads": N_HEAD, "dim": N_EMBD, "block": BLOCK, "batch": BATCH,
-                            "steps": args.steps, "data": DATA, "vocab_size": vocab_size},
-                 **table, "goal_wall_ratio": 1.0,
-                 "ratios": {name: {"wall": table[name]["wall_seconds"] / ref["wall_seconds"],
-                                   "train": table[name]["train_seconds"] / ref["train_seconds"],
-                                   "cpu": table[name]["cpu_seconds"] / ref["cpu_seconds"]}
-                            for name in ("dlkit", "dlkit_scratch")}}
+        speed = {
+            "recipe": {
+                "layers": N_LAYER,
+                "heads": N_HEAD,
+                "dim": N_EMBD,
+                "block": BLOCK,
+                "batch": BATCH,
+                "steps": args.steps,
+                "data": DATA,
+                "vocab_size": vocab_size,
+            },
+            **table,
+            "goal_wall_ratio": 1.0,
+            "ratios": {
+                name: {
+                    "wall": table[name]["wall_seconds"] / ref["wall_seconds"],
+                    "train": table[name]["train_seconds"] / ref["train_seconds"],
+                    "cpu": table[name]["cpu_seconds"] / ref["cpu_seconds"],
+                }
+                for name in ("dlkit", "dlkit_scratch")
+            },
+        }
         speed["dlkit_startup_seconds"] = table["dlkit"]["wall_seconds"] - table["dlkit"]["train_seconds"]
         speed["side_costs"] = side_costs(out / "side")
         if args.profile:
             speed["profile"] = profile(vocab_size)
-        rows = [bpc_after_budget(out, arch, args.budget) for arch in ["rnn", "gru", "lstm", "lstm-scratch",
-                                                                      "transformer"]] if args.budget else []
+        rows = (
+            [bpc_after_budget(out, arch, args.budget) for arch in ["rnn", "gru", "lstm", "lstm-scratch", "transformer"]]
+            if args.budget
+            else []
+        )
     result = {
         "benchmark": "charrnn_speed",
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "speed": speed,
-        "bpc_after_budget": {"budget_seconds": args.budget, "data": "builtin:markov", "block_size": 32,
-                             "hidden_size": 32, "num_layers": 1, "batch_size": 64, "lr": 2e-2, "rows": rows},
+        "bpc_after_budget": {
+            "budget_seconds": args.budget,
+            "data": "builtin:markov",
+            "block_size": 32,
+            "hidden_size": 32,
+            "num_layers": 1,
+            "batch_size": 64,
+            "lr": 2e-2,
+            "rows": rows,
+        },
     }
     print(json.dumps(result, indent=2))
 

@@ -22,8 +22,13 @@ import tempfile
 from pathlib import Path
 
 RUNS = [
-    ("vit", "lora", 1e-2), ("vit", "last-block", 1e-2), ("vit", "linear", 5e-2), ("vit", "full", 1e-2),
-    ("adapter", "adapter", 1e-2), ("adapter", "head", 1e-2), ("adapter", "full", 3e-3),
+    ("vit", "lora", 1e-2),
+    ("vit", "last-block", 1e-2),
+    ("vit", "linear", 5e-2),
+    ("vit", "full", 1e-2),
+    ("adapter", "adapter", 1e-2),
+    ("adapter", "head", 1e-2),
+    ("adapter", "full", 3e-3),
 ]
 DATA = {"vit": ("builtin:tiny-vit", "builtin:digits"), "adapter": ("builtin:tiny-roberta", "builtin:sentiment")}
 
@@ -37,13 +42,45 @@ def minilm_folder() -> str:
     return str(Path(spec.origin).parent / "model")
 
 
-def run_method(group: str, method: str, lr: float, args: argparse.Namespace, out: Path,
-               model: str | None = None, epochs: int | None = None) -> dict:
+def run_method(
+    group: str,
+    method: str,
+    lr: float,
+    args: argparse.Namespace,
+    out: Path,
+    model: str | None = None,
+    epochs: int | None = None,
+) -> dict:
     model, data = model or DATA[group][0], DATA[group][1]
-    command = [sys.executable, "-m", "dlkit", "--json", "-q", group, "train", "--model", model, "--data", data,
-               "--method", method, "--lr", str(lr), "--epochs", str(epochs or args.epochs), "--batch-size", "32",
-               "--max-train-samples", str(args.train_samples), "--max-eval-samples", "300",
-               "--save-every", "1000000", "--output-dir", str(out / f"{group}-{method}-{len(list(out.iterdir()))}")]
+    command = [
+        sys.executable,
+        "-m",
+        "dlkit",
+        "--json",
+        "-q",
+        group,
+        "train",
+        "--model",
+        model,
+        "--data",
+        data,
+        "--method",
+        method,
+        "--lr",
+        str(lr),
+        "--epochs",
+        str(epochs or args.epochs),
+        "--batch-size",
+        "32",
+        "--max-train-samples",
+        str(args.train_samples),
+        "--max-eval-samples",
+        "300",
+        "--save-every",
+        "1000000",
+        "--output-dir",
+        str(out / f"{group}-{method}-{len(list(out.iterdir()))}"),
+    ]
     if group == "adapter":
         command += ["--bottleneck", "32" if "minilm" in model.lower() else "16"]
     env = dict(os.environ)
@@ -53,17 +90,32 @@ def run_method(group: str, method: str, lr: float, args: argparse.Namespace, out
     if proc.returncode != 0:
         raise SystemExit(f"{group} {method} failed:\n{proc.stderr[-2000:]}")
     metrics = json.loads(proc.stdout)
-    return {"group": group, "model": "minilm" if "minilm" in model.lower() else model.removeprefix("builtin:"),
-            "method": method, "lr": lr, "trainable_params": metrics["trainable_params"],
-            "trainable_pct": round(metrics["trainable_pct"], 3),
-            "seconds_per_epoch": round(metrics["train_seconds"] / max(metrics["epochs"], 1), 2),
-            "peak_memory_mb": round(metrics["peak_memory_mb"], 1),
-            "val_accuracy": round(metrics["val_accuracy"], 4), "val_macro_f1": round(metrics["val_macro_f1"], 4)}
+    return {
+        "group": group,
+        "model": "minilm" if "minilm" in model.lower() else model.removeprefix("builtin:"),
+        "method": method,
+        "lr": lr,
+        "trainable_params": metrics["trainable_params"],
+        "trainable_pct": round(metrics["trainable_pct"], 3),
+        "seconds_per_epoch": round(metrics["train_seconds"] / max(metrics["epochs"], 1), 2),
+        "peak_memory_mb": round(metrics["peak_memory_mb"], 1),
+        "val_accuracy": round(metrics["val_accuracy"], 4),
+        "val_macro_f1": round(metrics["val_macro_f1"], 4),
+    }
 
 
 def table(rows: list[dict]) -> str:
-    columns = ["group", "model", "method", "trainable_params", "trainable_pct", "seconds_per_epoch", "peak_memory_mb",
-               "val_accuracy", "val_macro_f1"]
+    columns = [
+        "group",
+        "model",
+        "method",
+        "trainable_params",
+        "trainable_pct",
+        "seconds_per_epoch",
+        "peak_memory_mb",
+        "val_accuracy",
+        "val_macro_f1",
+    ]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
@@ -80,8 +132,10 @@ def main() -> None:
         rows = [run_method(group, method, lr, args, Path(tmp)) for group, method, lr in RUNS]
         if args.minilm:
             real = minilm_folder()
-            rows += [run_method("adapter", method, lr, args, Path(tmp), model=real, epochs=1)
-                     for method, lr in [("adapter", 1e-3), ("head", 1e-3), ("full", 5e-5)]]
+            rows += [
+                run_method("adapter", method, lr, args, Path(tmp), model=real, epochs=1)
+                for method, lr in [("adapter", 1e-3), ("head", 1e-3), ("full", 5e-5)]
+            ]
     print(table(rows), file=sys.stderr)
     print(json.dumps({"epochs": args.epochs, "train_samples": args.train_samples, "runs": rows}, indent=2))
 

@@ -35,8 +35,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
-    commands = {"python_c_pass": [sys.executable, "-c", "pass"],
-                "dlkit_help": [sys.executable, "-m", "dlkit", "--help"]}
+    commands = {
+        "python_c_pass": [sys.executable, "-c", "pass"],
+        "dlkit_help": [sys.executable, "-m", "dlkit", "--help"],
+    }
     for ep in sorted(entry_points(group="dlkit.groups"), key=lambda e: e.name):
         commands[f"dlkit_{ep.name}_help"] = [sys.executable, "-m", "dlkit", ep.name, "--help"]
     result: dict[str, float] = {}

@@ -48,9 +48,19 @@ def dlkit_zeroshot(model: str, folder: Path, batch_size: int, cache: Path, out: 
     from dlkit.clip.evaluate import zeroshot
 
     os.environ["DLKIT_CACHE"] = str(cache)
-    cfg = load_config(ZeroShotConfig, None, {"model": model, "pretrained": "none", "data": str(folder),
-                                             "templates": ["simple"], "batch_size": batch_size,
-                                             "output_dir": str(out), "overwrite": True})
+    cfg = load_config(
+        ZeroShotConfig,
+        None,
+        {
+            "model": model,
+            "pretrained": "none",
+            "data": str(folder),
+            "templates": ["simple"],
+            "batch_size": batch_size,
+            "output_dir": str(out),
+            "overwrite": True,
+        },
+    )
     start, cpu = time.perf_counter(), time.process_time()
     metrics = zeroshot(cfg)
     return (metrics["num_images"] / (time.perf_counter() - start), metrics["num_images"] / (time.process_time() - cpu))
@@ -86,14 +96,27 @@ def probe_seconds(tmp: Path) -> dict[str, float]:
 
     folder = make_folder(tmp / "probe_data", classes=10, per_class=1000, size=16)
     os.environ["DLKIT_CACHE"] = str(tmp / "probe_cache")
-    base = {"model": "builtin:tiny-clip", "data": str(folder), "batch_size": 256, "epochs": 30,
-            "output_dir": str(tmp / "probe_run"), "overwrite": True, "log_every": 10**9, "save_every": 10**9}
+    base = {
+        "model": "builtin:tiny-clip",
+        "data": str(folder),
+        "batch_size": 256,
+        "epochs": 30,
+        "output_dir": str(tmp / "probe_run"),
+        "overwrite": True,
+        "log_every": 10**9,
+        "save_every": 10**9,
+    }
     probe(load_config(ProbeConfig, None, base))  # encodes and caches the 10,000 images
     start = time.perf_counter()
     metrics = probe(load_config(ProbeConfig, None, base))
-    return {"probe_wall_seconds": time.perf_counter() - start, "probe_train_seconds": metrics["train_seconds"],
-            "probe_features_cached": metrics["image_features_cached"], "probe_train_images": metrics["train_images"],
-            "probe_steps": metrics["steps"], "probe_test_accuracy": metrics["test_accuracy"]}
+    return {
+        "probe_wall_seconds": time.perf_counter() - start,
+        "probe_train_seconds": metrics["train_seconds"],
+        "probe_features_cached": metrics["image_features_cached"],
+        "probe_train_images": metrics["train_images"],
+        "probe_steps": metrics["steps"],
+        "probe_test_accuracy": metrics["test_accuracy"],
+    }
 
 
 def main() -> None:
@@ -126,7 +149,9 @@ def main() -> None:
                 plain.append(plain_zeroshot(args.model, folder, args.batch_size))
         warm = dlkit_zeroshot(args.model, folder, args.batch_size, tmp / "cache0", tmp / "zs")
         result = {
-            "model": args.model, "images": args.classes * args.images_per_class, "batch_size": args.batch_size,
+            "model": args.model,
+            "images": args.classes * args.images_per_class,
+            "batch_size": args.batch_size,
             "threads": torch.get_num_threads(),
             "dlkit_images_per_second": statistics.median(x for x, _ in ours),
             "clip_benchmark_loop_images_per_second": statistics.median(x for x, _ in plain),

@@ -39,18 +39,41 @@ HERE = Path(__file__).resolve().parent
 # -- public configs (config.json of each Hub model, the fields that shape it) ---------------------------------
 
 # google/vit-base-patch16-224
-VIT_BASE = {"model_type": "vit", "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
-            "intermediate_size": 3072, "hidden_act": "gelu", "hidden_dropout_prob": 0.0,
-            "attention_probs_dropout_prob": 0.0, "initializer_range": 0.02, "layer_norm_eps": 1e-12,
-            "image_size": 224, "patch_size": 16, "num_channels": 3, "qkv_bias": True}
+VIT_BASE = {
+    "model_type": "vit",
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.0,
+    "attention_probs_dropout_prob": 0.0,
+    "initializer_range": 0.02,
+    "layer_norm_eps": 1e-12,
+    "image_size": 224,
+    "patch_size": 16,
+    "num_channels": 3,
+    "qkv_bias": True,
+}
 # facebook/deit-small-patch16-224
-DEIT_SMALL = {**VIT_BASE, "model_type": "deit", "hidden_size": 384, "num_attention_heads": 6,
-              "intermediate_size": 1536}
+DEIT_SMALL = {**VIT_BASE, "model_type": "deit", "hidden_size": 384, "num_attention_heads": 6, "intermediate_size": 1536}
 # bert-base-uncased
-BERT_BASE = {"model_type": "bert", "vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12,
-             "num_attention_heads": 12, "intermediate_size": 3072, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
-             "attention_probs_dropout_prob": 0.1, "max_position_embeddings": 512, "type_vocab_size": 2,
-             "initializer_range": 0.02, "layer_norm_eps": 1e-12, "pad_token_id": 0}
+BERT_BASE = {
+    "model_type": "bert",
+    "vocab_size": 30522,
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.1,
+    "max_position_embeddings": 512,
+    "type_vocab_size": 2,
+    "initializer_range": 0.02,
+    "layer_norm_eps": 1e-12,
+    "pad_token_id": 0,
+}
 # sgrvinod/a-PyTorch-Tutorial-to-Image-Captioning: emb_dim, attention_dim, decoder_dim 512, dropout 0.5, batch 32,
 # decoder lr 4e-4, alpha_c 1, grad clip 5; the encoder is EfficientNet-B0 (torchvision, 7x7x1280) here
 CAPTION = {"dim": 512, "dropout": 0.5, "batch": 32, "lr": 4e-4, "alpha_c": 1.0, "clip": 5.0}
@@ -58,8 +81,14 @@ CLASSES = 10
 RECIPE_EPOCHS = 10
 
 # case -> (examples per epoch at scale 1, validation examples, batch size, also the recipe's 10 epochs)
-CASES = {"deit-last-block": (32, 16, 8, True), "vit-linear": (16, 8, 8, True), "vit-lora": (8, 8, 8, False),
-         "qa": (8, 8, 8, False), "caption": (40, 10, 32, False), "llm": (427, 0, 8, False)}
+CASES = {
+    "deit-last-block": (32, 16, 8, True),
+    "vit-linear": (16, 8, 8, True),
+    "vit-lora": (8, 8, 8, False),
+    "qa": (8, 8, 8, False),
+    "caption": (40, 10, 32, False),
+    "llm": (427, 0, 8, False),
+}
 
 
 # -- data and models, written once under --root ---------------------------------------------------------------
@@ -133,11 +162,17 @@ def caption_folder(root: Path, images: int, val: int) -> Path:
         ImageDraw.Draw(image).ellipse(box + [box[0] + 100, box[1] + 100], fill=colour)
         name = f"{i:05d}.jpg"
         image.save(root / "images" / name)
-        words = [f"a {colour} circle on {other}", f"the {colour} ball", f"{colour} round shape",
-                 f"a circle that is {colour}", f"{other} background with a {colour} circle"]
+        words = [
+            f"a {colour} circle on {other}",
+            f"the {colour} ball",
+            f"{colour} round shape",
+            f"a circle that is {colour}",
+            f"{other} background with a {colour} circle",
+        ]
         split = "val" if i < val else "test" if i < val + max(2, val // 2) else "train"
-        entries.append({"filename": name, "split": split,
-                        "sentences": [{"tokens": w.split(), "raw": w} for w in words]})
+        entries.append(
+            {"filename": name, "split": split, "sentences": [{"tokens": w.split(), "raw": w} for w in words]}
+        )
     (root / "dataset_flickr8k.json").write_text(json.dumps({"images": entries}))
     return root
 
@@ -155,8 +190,10 @@ def llm_data(root: Path, scale: int) -> Path:
     with path.open("w", encoding="utf-8") as fh:
         for _ in range(scale):
             for prompt, answer in lengths:
-                turns = [{"from": "human", "value": " ".join(rng.choices(words, k=max(1, prompt)))},
-                         {"from": "gpt", "value": " ".join(rng.choices(words, k=max(1, answer)))}]
+                turns = [
+                    {"from": "human", "value": " ".join(rng.choices(words, k=max(1, prompt)))},
+                    {"from": "gpt", "value": " ".join(rng.choices(words, k=max(1, answer)))},
+                ]
                 fh.write(json.dumps({"conversations": turns}, ensure_ascii=False) + "\n")
     return path
 
@@ -169,29 +206,123 @@ def commands(case: str, root: Path, epochs: int, scale: int) -> dict[str, list[s
     train, val, batch, _ = CASES[case]
     train, val = train * scale, val * scale
     dlkit = [sys.executable, "-m", "dlkit", "-q"]
-    peer = [sys.executable, str(Path(__file__).resolve()), "--peer", case, "--root", str(root), "--epochs",
-            str(epochs), "--scale", str(scale)]
+    peer = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--peer",
+        case,
+        "--root",
+        str(root),
+        "--epochs",
+        str(epochs),
+        "--scale",
+        str(scale),
+    ]
     out = str(root / f"out-{case}")
-    common = ["--epochs", str(epochs), "--batch-size", str(batch), "--output-dir", out, "--overwrite",
-              "--save-every", "100000", "--warmup", "0", "--log-every", "1000"]
+    common = [
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        str(batch),
+        "--output-dir",
+        out,
+        "--overwrite",
+        "--save-every",
+        "100000",
+        "--warmup",
+        "0",
+        "--log-every",
+        "1000",
+    ]
     if case in ("deit-last-block", "vit-linear", "vit-lora"):
         model = root / ("deit-small" if case.startswith("deit") else "vit-base")
         method = {"deit-last-block": "last-block", "vit-linear": "linear", "vit-lora": "lora"}[case]
-        ours = dlkit + ["vit", "train", "--model", str(model), "--data", str(root / f"images-{train}-{val}"),
-                        "--method", method, "--lr", "1e-3", *common]
+        ours = dlkit + [
+            "vit",
+            "train",
+            "--model",
+            str(model),
+            "--data",
+            str(root / f"images-{train}-{val}"),
+            "--method",
+            method,
+            "--lr",
+            "1e-3",
+            *common,
+        ]
     elif case == "qa":
-        ours = dlkit + ["qa", "train", "--model", str(root / "bert-base"), "--data", str(root / f"qa-{train}"),
-                        "--max-length", "384", "--doc-stride", "128", "--head", "linear", "--lr", "3e-5", *common]
+        ours = dlkit + [
+            "qa",
+            "train",
+            "--model",
+            str(root / "bert-base"),
+            "--data",
+            str(root / f"qa-{train}"),
+            "--max-length",
+            "384",
+            "--doc-stride",
+            "128",
+            "--head",
+            "linear",
+            "--lr",
+            "3e-5",
+            *common,
+        ]
     elif case == "caption":
-        ours = dlkit + ["caption", "train", "--data", str(root / f"caption-{train}"), "--arch", "attention",
-                        "--encoder", "efficientnet_b0", "--no-pretrained-encoder", "--freeze-encoder",
-                        "--embed-dim", "512", "--hidden-dim", "512", "--attention-dim", "512", "--dropout", "0.5",
-                        "--lr", "4e-4", "--max-grad-norm", "5", *common]
+        ours = dlkit + [
+            "caption",
+            "train",
+            "--data",
+            str(root / f"caption-{train}"),
+            "--arch",
+            "attention",
+            "--encoder",
+            "efficientnet_b0",
+            "--no-pretrained-encoder",
+            "--freeze-encoder",
+            "--embed-dim",
+            "512",
+            "--hidden-dim",
+            "512",
+            "--attention-dim",
+            "512",
+            "--dropout",
+            "0.5",
+            "--lr",
+            "4e-4",
+            "--max-grad-norm",
+            "5",
+            *common,
+        ]
     else:  # llm: no validation or test rows, as the Trainer script has none
         model, data = root / "tiny-llama", root / f"self_instruct_x{scale}.jsonl"
-        ours = dlkit + ["llm", "train", "--model", str(model), "--data", str(data), "--method", "lora", "--rank", "8",
-                        "--alpha", "16", "--dropout", "0.05", "--target-modules", "q_proj,v_proj", "--lr", "1e-3",
-                        "--val-size", "0", "--test-size", "0", "--max-length", "4096", *common]
+        ours = dlkit + [
+            "llm",
+            "train",
+            "--model",
+            str(model),
+            "--data",
+            str(data),
+            "--method",
+            "lora",
+            "--rank",
+            "8",
+            "--alpha",
+            "16",
+            "--dropout",
+            "0.05",
+            "--target-modules",
+            "q_proj,v_proj",
+            "--lr",
+            "1e-3",
+            "--val-size",
+            "0",
+            "--test-size",
+            "0",
+            "--max-length",
+            "4096",
+            *common,
+        ]
     return {"dlkit": ours, "peer": peer}
 
 
@@ -231,8 +362,13 @@ def run_once(command: list[str]) -> dict:
     """Wall and CPU seconds (user + system, as the kernel counted them for the finished process) and peak RSS of
     one whole run, with the load average before it."""
     load = os.getloadavg()[0]
-    env = {**os.environ, "OMP_NUM_THREADS": str(ARGS.threads), "TOKENIZERS_PARALLELISM": "false",
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(ARGS.threads),
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_VERBOSITY": "error",
+    }
     start = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
     err = proc.stderr.read() if proc.stderr else ""
@@ -240,8 +376,12 @@ def run_once(command: list[str]) -> dict:
     wall = time.perf_counter() - start
     if status != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{err[-3000:]}")
-    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024,
-            "load_before": round(load, 2)}
+    return {
+        "wall_s": wall,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "load_before": round(load, 2),
+    }
 
 
 def bench(case: str, root: Path) -> dict:
@@ -259,33 +399,47 @@ def bench(case: str, root: Path) -> dict:
                 row.update(contender=contender, epochs=epochs, round=round_ + 1)
                 print(json.dumps(row), file=sys.stderr, flush=True)
                 runs[contender][epochs].append(row)
-    result: dict = {"case": case, "examples_per_epoch": examples, "rounds": ARGS.rounds, "threads": ARGS.threads,
-                    "scale": ARGS.scale}
+    result: dict = {
+        "case": case,
+        "examples_per_epoch": examples,
+        "rounds": ARGS.rounds,
+        "threads": ARGS.threads,
+        "scale": ARGS.scale,
+    }
     for contender, by_epochs in runs.items():
-        result[contender] = {f"{e}_epochs": {
-            "wall_s": statistics.median(r["wall_s"] for r in rows),
-            "cpu_s": statistics.median(r["cpu_s"] for r in rows),
-            "examples_per_cpu_second": examples * e / statistics.median(r["cpu_s"] for r in rows),
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in rows),
-            "rounds_cpu_s": [round(r["cpu_s"], 1) for r in rows],
-            "rounds_wall_s": [round(r["wall_s"], 1) for r in rows],
-            "load_before": [r["load_before"] for r in rows]} for e, rows in by_epochs.items()}
+        result[contender] = {
+            f"{e}_epochs": {
+                "wall_s": statistics.median(r["wall_s"] for r in rows),
+                "cpu_s": statistics.median(r["cpu_s"] for r in rows),
+                "examples_per_cpu_second": examples * e / statistics.median(r["cpu_s"] for r in rows),
+                "peak_rss_mb": max(r["peak_rss_mb"] for r in rows),
+                "rounds_cpu_s": [round(r["cpu_s"], 1) for r in rows],
+                "rounds_wall_s": [round(r["wall_s"], 1) for r in rows],
+                "load_before": [r["load_before"] for r in rows],
+            }
+            for e, rows in by_epochs.items()
+        }
     for epochs in epoch_counts:
         side = {c: result[c][f"{epochs}_epochs"] for c in runs}
         result[f"ratio_{epochs}_epochs"] = {
             "examples_per_cpu_second": side["peer"]["cpu_s"] / side["dlkit"]["cpu_s"],
             "wall": side["peer"]["wall_s"] / side["dlkit"]["wall_s"],
             # within each round the two ran back to back, so these cancel a machine that speeds up or slows down
-            "rounds_cpu": [round(p["cpu_s"] / d["cpu_s"], 3)
-                           for d, p in zip(runs["dlkit"][epochs], runs["peer"][epochs], strict=True)]}
+            "rounds_cpu": [
+                round(p["cpu_s"] / d["cpu_s"], 3)
+                for d, p in zip(runs["dlkit"][epochs], runs["peer"][epochs], strict=True)
+            ],
+        }
     if recipe:
         split = {}
         for contender in runs:
             three, ten = (result[contender][f"{e}_epochs"]["cpu_s"] for e in (3, RECIPE_EPOCHS))
             per_epoch = (ten - three) / (RECIPE_EPOCHS - 3)
             split[contender] = {"fixed_cpu_s": three - 3 * per_epoch, "per_epoch_cpu_s": per_epoch}
-        result["per_epoch"] = {**split, "ratio": split["peer"]["per_epoch_cpu_s"]
-                               / max(split["dlkit"]["per_epoch_cpu_s"], 1e-9)}
+        result["per_epoch"] = {
+            **split,
+            "ratio": split["peer"]["per_epoch_cpu_s"] / max(split["dlkit"]["per_epoch_cpu_s"], 1e-9),
+        }
     return result
 
 
@@ -312,8 +466,16 @@ def peer_vit(case: str, root: Path, epochs: int, scale: int) -> None:
     if case == "vit-lora":
         from peft import LoraConfig, get_peft_model
 
-        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.1,
-                                                 target_modules=["q_proj", "v_proj"], modules_to_save=["classifier"]))
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=8,
+                lora_alpha=16,
+                lora_dropout=0.1,
+                target_modules=["q_proj", "v_proj"],
+                modules_to_save=["classifier"],
+            ),
+        )
     else:
         for p in model.parameters():
             p.requires_grad_(False)
@@ -329,13 +491,30 @@ def peer_vit(case: str, root: Path, epochs: int, scale: int) -> None:
     def accuracy(pred):
         return {"accuracy": float((np.argmax(pred.predictions, axis=1) == pred.label_ids).mean())}
 
-    args = TrainingArguments(output_dir=str(root / f"peer-{case}"), per_device_train_batch_size=batch,
-                             per_device_eval_batch_size=batch, num_train_epochs=epochs, learning_rate=1e-3,
-                             eval_strategy="epoch", save_strategy="no", report_to=[], use_cpu=True,
-                             remove_unused_columns=False, dataloader_num_workers=0, logging_steps=1000, seed=0,
-                             disable_tqdm=True)
-    trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set, data_collator=collate,
-                      compute_metrics=accuracy)
+    args = TrainingArguments(
+        output_dir=str(root / f"peer-{case}"),
+        per_device_train_batch_size=batch,
+        per_device_eval_batch_size=batch,
+        num_train_epochs=epochs,
+        learning_rate=1e-3,
+        eval_strategy="epoch",
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        logging_steps=1000,
+        seed=0,
+        disable_tqdm=True,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=val_set,
+        data_collator=collate,
+        compute_metrics=accuracy,
+    )
     trainer.train()
     trainer.save_model()
 
@@ -361,17 +540,31 @@ def peer_qa(root: Path, epochs: int, scale: int) -> None:
         for article in json.loads((folder / f"{split}.json").read_text())["data"]:
             for paragraph in article["paragraphs"]:
                 for qa in paragraph["qas"]:
-                    out.append({"question": qa["question"], "context": paragraph["context"],
-                                "answers": {"text": [a["text"] for a in qa["answers"]],
-                                            "answer_start": [a["answer_start"] for a in qa["answers"]]}})
+                    out.append(
+                        {
+                            "question": qa["question"],
+                            "context": paragraph["context"],
+                            "answers": {
+                                "text": [a["text"] for a in qa["answers"]],
+                                "answer_start": [a["answer_start"] for a in qa["answers"]],
+                            },
+                        }
+                    )
         return out
 
     tokenizer = AutoTokenizer.from_pretrained(root / "bert-base")
 
     def prepare_train_features(examples):
-        enc = tokenizer([q.lstrip() for q in examples["question"]], examples["context"], truncation="only_second",
-                        max_length=384, stride=128, return_overflowing_tokens=True, return_offsets_mapping=True,
-                        padding="max_length")
+        enc = tokenizer(
+            [q.lstrip() for q in examples["question"]],
+            examples["context"],
+            truncation="only_second",
+            max_length=384,
+            stride=128,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            padding="max_length",
+        )
         sample_map, offsets = enc.pop("overflow_to_sample_mapping"), enc.pop("offset_mapping")
         enc["start_positions"], enc["end_positions"] = [], []
         for i, offset in enumerate(offsets):
@@ -400,12 +593,28 @@ def peer_qa(root: Path, epochs: int, scale: int) -> None:
         return data.map(prepare_train_features, batched=True, remove_columns=data.column_names)
 
     model = AutoModelForQuestionAnswering.from_pretrained(root / "bert-base")
-    args = TrainingArguments(output_dir=str(root / "peer-qa"), per_device_train_batch_size=batch,
-                             per_device_eval_batch_size=batch, num_train_epochs=epochs, learning_rate=3e-5,
-                             eval_strategy="epoch", save_strategy="no", report_to=[], use_cpu=True,
-                             dataloader_num_workers=0, logging_steps=1000, seed=0, disable_tqdm=True)
-    trainer = Trainer(model=model, args=args, train_dataset=features("train"), eval_dataset=features("validation"),
-                      data_collator=default_data_collator)
+    args = TrainingArguments(
+        output_dir=str(root / "peer-qa"),
+        per_device_train_batch_size=batch,
+        per_device_eval_batch_size=batch,
+        num_train_epochs=epochs,
+        learning_rate=3e-5,
+        eval_strategy="epoch",
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        dataloader_num_workers=0,
+        logging_steps=1000,
+        seed=0,
+        disable_tqdm=True,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=features("train"),
+        eval_dataset=features("validation"),
+        data_collator=default_data_collator,
+    )
     trainer.train()
     trainer.save_model()
 
@@ -427,15 +636,15 @@ def peer_caption(root: Path, epochs: int, scale: int) -> None:
     images = json.loads((folder / "dataset_flickr8k.json").read_text())["images"]
     words = sorted({w for img in images for s in img["sentences"] for w in s["tokens"]})
     word_map = {w: i + 1 for i, w in enumerate(words)}
-    word_map.update({"<unk>": len(word_map) + 1, "<start>": len(word_map) + 2, "<end>": len(word_map) + 3,
-                     "<pad>": 0})
+    word_map.update({"<unk>": len(word_map) + 1, "<start>": len(word_map) + 2, "<end>": len(word_map) + 3, "<pad>": 0})
     max_len = max(len(s["tokens"]) for img in images for s in img["sentences"])
     tf = T.Compose([T.Resize((224, 224)), T.ToTensor(), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
 
     class CaptionDataset(torch.utils.data.Dataset):
         def __init__(self, split: str):
-            self.items = [(img["filename"], s["tokens"]) for img in images if img["split"] == split
-                          for s in img["sentences"]]
+            self.items = [
+                (img["filename"], s["tokens"]) for img in images if img["split"] == split for s in img["sentences"]
+            ]
 
         def __len__(self):
             return len(self.items)
@@ -463,8 +672,9 @@ def peer_caption(root: Path, epochs: int, scale: int) -> None:
             self.full_att = nn.Linear(attention_dim, 1)
 
         def forward(self, encoder_out, decoder_hidden):
-            att = self.full_att(torch.relu(self.encoder_att(encoder_out)
-                                           + self.decoder_att(decoder_hidden).unsqueeze(1))).squeeze(2)
+            att = self.full_att(
+                torch.relu(self.encoder_att(encoder_out) + self.decoder_att(decoder_hidden).unsqueeze(1))
+            ).squeeze(2)
             alpha = torch.softmax(att, dim=1)
             return (encoder_out * alpha.unsqueeze(2)).sum(dim=1), alpha
 
@@ -506,8 +716,10 @@ def peer_caption(root: Path, epochs: int, scale: int) -> None:
         p.requires_grad_(False)
     optimizer = torch.optim.Adam(decoder.parameters(), lr=CAPTION["lr"])
     criterion = nn.CrossEntropyLoss()
-    loaders = {split: torch.utils.data.DataLoader(CaptionDataset(split), batch_size=batch, shuffle=split == "train")
-               for split in ("train", "val")}
+    loaders = {
+        split: torch.utils.data.DataLoader(CaptionDataset(split), batch_size=batch, shuffle=split == "train")
+        for split in ("train", "val")
+    }
 
     def loss_of(images, captions, lengths):
         predictions, captions, decode_lengths, alphas = decoder(encoder(images), captions, lengths)
@@ -541,8 +753,14 @@ def peer_llm(root: Path, epochs: int, scale: int) -> None:
     data = root / f"self_instruct_x{scale}.jsonl"
     rows = data.read_text(encoding="utf-8").splitlines()
     _, _, batch, _ = CASES["llm"]
-    args = argparse.Namespace(model=str(root / "tiny-llama"), data=str(data), out=str(root / "peer-llm"),
-                              batch_size=batch, total_steps=epochs * math.ceil(len(rows) / batch), precision="no")
+    args = argparse.Namespace(
+        model=str(root / "tiny-llama"),
+        data=str(data),
+        out=str(root / "peer-llm"),
+        batch_size=batch,
+        total_steps=epochs * math.ceil(len(rows) / batch),
+        precision="no",
+    )
     llm_throughput.run_trainer(args, llm_throughput.StepClock(), grouped=True)
 
 

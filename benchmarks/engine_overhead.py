@@ -106,7 +106,10 @@ def main() -> None:
         engine.append(loop_rate)
         engine_wall.append(wall_rate)
     result = {
-        "steps": args.steps, "batch_size": BATCH, "threads": 1, "repeats": args.repeats,
+        "steps": args.steps,
+        "batch_size": BATCH,
+        "threads": 1,
+        "repeats": args.repeats,
         "plain_samples_per_second": statistics.median(plain),
         "engine_samples_per_second": statistics.median(engine),
         "ratio_engine_over_plain": statistics.median(engine) / statistics.median(plain),

@@ -46,9 +46,11 @@ from pathlib import Path
 # so every contender times the same conversations: a 10-step window times whichever lengths its sampler drew
 # first, and attention makes a long batch cost more per token (10 steps measured 1.16x where the epoch gives
 # 1.34x). The 256k shape is dominated by the LM head, whose cost per token does not depend on the length.
-SHAPES = {"tiny-llama": {"batch_size": 8, "max_tokens": 512, "examples": 400, "steps": 48},
-          "gemma2-256k": {"batch_size": 4, "max_tokens": 256, "examples": 200, "steps": 4},
-          "gemma2-2b": {"batch_size": 4, "max_tokens": 512, "examples": 120, "steps": 8}}
+SHAPES = {
+    "tiny-llama": {"batch_size": 8, "max_tokens": 512, "examples": 400, "steps": 48},
+    "gemma2-256k": {"batch_size": 4, "max_tokens": 256, "examples": 200, "steps": 4},
+    "gemma2-2b": {"batch_size": 4, "max_tokens": 512, "examples": 120, "steps": 8},
+}
 LORA = {"r": 8, "alpha": 16.0, "dropout": 0.05, "targets": ["q_proj", "v_proj"]}
 LR = 1e-3
 
@@ -99,12 +101,20 @@ def make_conversations(num: int, tokenizer, max_tokens: int, seed: int = 0, min_
         target = rng.randint(min_tokens, max_tokens)  # templated tokens, uniform
         content_words = max(4, int((target - 12) / tokens_per_word))
         answer_words = max(2, int(content_words * rng.uniform(0.2, 0.6)))
-        messages = [{"role": "user", "content": " ".join(rng.choices(words, k=content_words - answer_words))},
-                    {"role": "assistant", "content": " ".join(rng.choices(words, k=answer_words))}]
+        messages = [
+            {"role": "user", "content": " ".join(rng.choices(words, k=content_words - answer_words))},
+            {"role": "assistant", "content": " ".join(rng.choices(words, k=answer_words))},
+        ]
         ids, _ = encode(tokenizer, messages)
         if min_tokens <= len(ids) <= max_tokens:
-            rows.append({"conversations": [{"from": "human", "value": messages[0]["content"]},
-                                           {"from": "gpt", "value": messages[1]["content"]}]})
+            rows.append(
+                {
+                    "conversations": [
+                        {"from": "human", "value": messages[0]["content"]},
+                        {"from": "gpt", "value": messages[1]["content"]},
+                    ]
+                }
+            )
     return rows
 
 
@@ -127,10 +137,14 @@ class StepClock:
     def result(self, warmup: int) -> dict:
         """Steps warmup .. last-1, each timed from its start to the next step's start."""
         (wall0, cpu0), (wall1, cpu1) = self.starts[warmup], self.starts[-1]
-        tokens = sum(self.tokens[warmup:len(self.starts) - 1])
-        return {"timed_steps": len(self.starts) - 1 - warmup, "tokens": tokens,
-                "tokens_per_second": tokens / (wall1 - wall0), "tokens_per_cpu_second": tokens / (cpu1 - cpu0),
-                "seconds_per_step": (wall1 - wall0) / (len(self.starts) - 1 - warmup)}
+        tokens = sum(self.tokens[warmup : len(self.starts) - 1])
+        return {
+            "timed_steps": len(self.starts) - 1 - warmup,
+            "tokens": tokens,
+            "tokens_per_second": tokens / (wall1 - wall0),
+            "tokens_per_cpu_second": tokens / (cpu1 - cpu0),
+            "seconds_per_step": (wall1 - wall0) / (len(self.starts) - 1 - warmup),
+        }
 
 
 def current_rss_mb() -> float:
@@ -154,12 +168,32 @@ def run_dlkit(args, clock: StepClock, packing: bool) -> None:
     from dlkit.llm.config import LlmConfig
     from dlkit.llm.task import LlmTask
 
-    cfg = load_config(LlmConfig, None, {
-        "method": "lora", "rank": LORA["r"], "alpha": LORA["alpha"], "dropout": LORA["dropout"],
-        "target_modules": ",".join(LORA["targets"]), "model": args.model, "data": args.data,
-        "output_dir": args.out, "max_steps": args.total_steps, "batch_size": args.batch_size, "val_size": 8,
-        "test_size": 0, "max_length": args.max_tokens, "eval_every": 10**9, "log_every": 10**9,
-        "save_every": 10**9, "lr": LR, "packing": packing, "precision": args.precision, "quantize": args.quantize})
+    cfg = load_config(
+        LlmConfig,
+        None,
+        {
+            "method": "lora",
+            "rank": LORA["r"],
+            "alpha": LORA["alpha"],
+            "dropout": LORA["dropout"],
+            "target_modules": ",".join(LORA["targets"]),
+            "model": args.model,
+            "data": args.data,
+            "output_dir": args.out,
+            "max_steps": args.total_steps,
+            "batch_size": args.batch_size,
+            "val_size": 8,
+            "test_size": 0,
+            "max_length": args.max_tokens,
+            "eval_every": 10**9,
+            "log_every": 10**9,
+            "save_every": 10**9,
+            "lr": LR,
+            "packing": packing,
+            "precision": args.precision,
+            "quantize": args.quantize,
+        },
+    )
     task = LlmTask(cfg)
     step = task.training_step
 
@@ -199,9 +233,16 @@ def run_trainer(args, clock: StepClock, grouped: bool) -> None:
         from peft import prepare_model_for_kbit_training
 
         base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
-    model = get_peft_model(base,
-                           LoraConfig(task_type=TaskType.CAUSAL_LM, r=LORA["r"], lora_alpha=LORA["alpha"],
-                                      lora_dropout=LORA["dropout"], target_modules=LORA["targets"]))
+    model = get_peft_model(
+        base,
+        LoraConfig(
+            task_type=TaskType.CAUSAL_LM,
+            r=LORA["r"],
+            lora_alpha=LORA["alpha"],
+            lora_dropout=LORA["dropout"],
+            target_modules=LORA["targets"],
+        ),
+    )
     collator = DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100)
 
     def counting_collator(features):
@@ -214,12 +255,28 @@ def run_trainer(args, clock: StepClock, grouped: bool) -> None:
             clock.start_step()
 
     sampling = {"train_sampling_strategy": "group_by_length"} if grouped else {}
-    targs = TrainingArguments(output_dir=args.out, per_device_train_batch_size=args.batch_size,
-                              max_steps=args.total_steps, learning_rate=LR, logging_steps=10**9, save_strategy="no",
-                              report_to=[], use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, seed=0,
-                              disable_tqdm=True, bf16=args.precision == "bf16", **sampling)
-    trainer = Trainer(model=model, args=targs, train_dataset=Dataset.from_list(examples),
-                      data_collator=counting_collator, callbacks=[Clock()])
+    targs = TrainingArguments(
+        output_dir=args.out,
+        per_device_train_batch_size=args.batch_size,
+        max_steps=args.total_steps,
+        learning_rate=LR,
+        logging_steps=10**9,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+        seed=0,
+        disable_tqdm=True,
+        bf16=args.precision == "bf16",
+        **sampling,
+    )
+    trainer = Trainer(
+        model=model,
+        args=targs,
+        train_dataset=Dataset.from_list(examples),
+        data_collator=counting_collator,
+        callbacks=[Clock()],
+    )
     with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its own summary; stdout is our JSON
         trainer.train()
 
@@ -233,9 +290,13 @@ def quantized_load(args) -> dict:
 
     compute = torch.bfloat16 if args.precision == "bf16" else torch.float32
     device = "cuda:0" if torch.cuda.is_available() else "cpu"
-    return {"quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                      bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute),
-            "device_map": {"": device}, "dtype": compute}
+    return {
+        "quantization_config": BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute
+        ),
+        "device_map": {"": device},
+        "dtype": compute,
+    }
 
 
 def worker(args) -> None:
@@ -250,7 +311,7 @@ def worker(args) -> None:
         run_dlkit(args, clock, packing=args.worker == "dlkit_packing")
     else:
         run_trainer(args, clock, grouped=args.worker == "trainer_grouped")
-    del clock.starts[args.total_steps:]  # dlkit's final evaluation also calls training_step
+    del clock.starts[args.total_steps :]  # dlkit's final evaluation also calls training_step
     print(json.dumps({**clock.result(args.warmup), **peak_memory(), "rss_at_first_step_mb": clock.rss_at_start_mb}))
 
 
@@ -259,10 +320,32 @@ def worker(args) -> None:
 
 def launch(args, contender: str, shape: str, model: Path, data: Path, out: Path) -> dict:
     spec = SHAPES[shape]
-    cmd = [sys.executable, __file__, "--worker", contender, "--model", str(model), "--data", str(data),
-           "--out", str(out), "--batch-size", str(spec["batch_size"]), "--max-tokens", str(spec["max_tokens"]),
-           "--total-steps", str(args.warmup + (args.steps or spec["steps"]) + 1), "--warmup", str(args.warmup),
-           "--threads", str(args.threads), "--precision", args.precision, "--quantize", args.quantize]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        contender,
+        "--model",
+        str(model),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--batch-size",
+        str(spec["batch_size"]),
+        "--max-tokens",
+        str(spec["max_tokens"]),
+        "--total-steps",
+        str(args.warmup + (args.steps or spec["steps"]) + 1),
+        "--warmup",
+        str(args.warmup),
+        "--threads",
+        str(args.threads),
+        "--precision",
+        args.precision,
+        "--quantize",
+        args.quantize,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     if proc.returncode != 0:
         raise SystemExit(f"{contender} on {shape} failed:\n{proc.stderr[-3000:]}")
@@ -270,8 +353,14 @@ def launch(args, contender: str, shape: str, model: Path, data: Path, out: Path)
 
 
 def summarise(runs: list[dict]) -> dict:
-    keys = ["tokens_per_second", "tokens_per_cpu_second", "seconds_per_step", "peak_rss_mb", "peak_cuda_mb",
-            "rss_at_first_step_mb"]
+    keys = [
+        "tokens_per_second",
+        "tokens_per_cpu_second",
+        "seconds_per_step",
+        "peak_rss_mb",
+        "peak_cuda_mb",
+        "rss_at_first_step_mb",
+    ]
     out = {k: statistics.median(r[k] for r in runs) for k in keys if k in runs[0]}
     out["rounds_tokens_per_second"] = [round(r["tokens_per_second"]) for r in runs]
     out["timed_steps"], out["tokens_per_round"] = runs[0]["timed_steps"], [r["tokens"] for r in runs]
@@ -284,16 +373,23 @@ def speed(table: dict, ours: str, theirs: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=0, help="timed steps per run, after --warmup (default: the "
-                                                               "shape's own: 48 for tiny-llama, 4 for gemma2-256k)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=0,
+        help="timed steps per run, after --warmup (default: the shape's own: 48 for tiny-llama, 4 for gemma2-256k)",
+    )
     parser.add_argument("--warmup", type=int, default=1, help="untimed first steps of every run")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds over the contenders")
     parser.add_argument("--shapes", default="tiny-llama,gemma2-256k")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads of every run")
     parser.add_argument("--precision", choices=["no", "bf16"], default="no", help="bf16: autocast (on a GPU)")
     parser.add_argument("--quantize", choices=["none", "4bit"], default="none", help="4bit: QLoRA on both sides")
-    parser.add_argument("--contenders", default="trainer,trainer_grouped,dlkit,dlkit_packing",
-                        help="which to run (dlkit_packing runs on tiny-llama only)")
+    parser.add_argument(
+        "--contenders",
+        default="trainer,trainer_grouped,dlkit,dlkit_packing",
+        help="which to run (dlkit_packing runs on tiny-llama only)",
+    )
     parser.add_argument("--root", type=Path, help="keep the generated models here (default: a temporary folder)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     for hidden in ("--model", "--data", "--out"):
@@ -310,11 +406,20 @@ def main() -> None:
 
     from dlkit.llm.data import encode, to_messages
 
-    result: dict = {"setup": {"method": "lora r8 alpha16 dropout0.05 q_proj,v_proj", "lr": LR,
-                              "steps": args.steps or {name: shape["steps"] for name, shape in SHAPES.items()},
-                              "warmup": args.warmup, "rounds": args.rounds, "threads": args.threads,
-                              "precision": args.precision, "quantize": args.quantize, "torch": torch.__version__,
-                              "device": "cuda" if torch.cuda.is_available() else "cpu"}}
+    result: dict = {
+        "setup": {
+            "method": "lora r8 alpha16 dropout0.05 q_proj,v_proj",
+            "lr": LR,
+            "steps": args.steps or {name: shape["steps"] for name, shape in SHAPES.items()},
+            "warmup": args.warmup,
+            "rounds": args.rounds,
+            "threads": args.threads,
+            "precision": args.precision,
+            "quantize": args.quantize,
+            "torch": torch.__version__,
+            "device": "cuda" if torch.cuda.is_available() else "cpu",
+        }
+    }
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         models = args.root or root
@@ -329,35 +434,47 @@ def main() -> None:
             contenders = [c for c in args.contenders.split(",") if c != "dlkit_packing" or shape == "tiny-llama"]
             runs: dict[str, list[dict]] = {c: [] for c in contenders}
             for round_ in range(args.rounds):
-                order = contenders[round_ % len(contenders):] + contenders[:round_ % len(contenders)]
+                order = contenders[round_ % len(contenders) :] + contenders[: round_ % len(contenders)]
                 for contender in order:
                     print(f"{shape} round {round_ + 1}: {contender}", file=sys.stderr, flush=True)
-                    runs[contender].append(launch(args, contender, shape, model, data, root / f"{shape}-{contender}"
-                                                  f"-{round_}"))
+                    runs[contender].append(
+                        launch(args, contender, shape, model, data, root / f"{shape}-{contender}-{round_}")
+                    )
                     print(json.dumps(runs[contender][-1]), file=sys.stderr, flush=True)  # partial results
             table = {c: summarise(r) for c, r in runs.items()}
-            best = max((c for c in ("trainer", "trainer_grouped") if c in table),
-                       key=lambda c: table[c]["tokens_per_second"])
+            best = max(
+                (c for c in ("trainer", "trainer_grouped") if c in table), key=lambda c: table[c]["tokens_per_second"]
+            )
             memory = "peak_cuda_mb" if "peak_cuda_mb" in table["dlkit"] else "peak_rss_mb"
             ratios = {
                 "trainer_best_setting": best,
                 "speedup_vs_trainer_best": speed(table, "dlkit", best),
                 # within each round the contenders ran back to back, so these ratios cancel a machine that
                 # speeds up or slows down from round to round (the medians above do not)
-                "round_speedups_vs_trainer_best": [round(ours["tokens_per_second"] / theirs["tokens_per_second"], 3)
-                                                   for ours, theirs in zip(runs["dlkit"], runs[best], strict=True)],
+                "round_speedups_vs_trainer_best": [
+                    round(ours["tokens_per_second"] / theirs["tokens_per_second"], 3)
+                    for ours, theirs in zip(runs["dlkit"], runs[best], strict=True)
+                ],
                 "speedup_vs_trainer_default": speed(table, "dlkit", "trainer") if "trainer" in table else None,
-                "cpu_speedup_vs_trainer_best": (table["dlkit"]["tokens_per_cpu_second"]
-                                                / table[best]["tokens_per_cpu_second"]),
+                "cpu_speedup_vs_trainer_best": (
+                    table["dlkit"]["tokens_per_cpu_second"] / table[best]["tokens_per_cpu_second"]
+                ),
                 f"{memory}_vs_trainer_best": table["dlkit"][memory] / table[best][memory],
-                f"{memory}_vs_trainer_default": (table["dlkit"][memory] / table["trainer"][memory]
-                                                 if "trainer" in table else None),
+                f"{memory}_vs_trainer_default": (
+                    table["dlkit"][memory] / table["trainer"][memory] if "trainer" in table else None
+                ),
             }
             if "dlkit_packing" in table:
                 ratios["packing_speedup_vs_trainer_best"] = speed(table, "dlkit_packing", best)
-            result[shape] = {"batch_size": spec["batch_size"], "examples": len(rows), "min_tokens": min(lengths),
-                             "max_tokens": max(lengths), "mean_tokens": sum(lengths) / len(lengths),
-                             **table, "ratios": ratios}
+            result[shape] = {
+                "batch_size": spec["batch_size"],
+                "examples": len(rows),
+                "min_tokens": min(lengths),
+                "max_tokens": max(lengths),
+                "mean_tokens": sum(lengths) / len(lengths),
+                **table,
+                "ratios": ratios,
+            }
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
 

@@ -22,8 +22,13 @@ def functions(package: Path) -> list[tuple[int, int, str]]:
                 if type(item).__name__ == "Class":
                     continue
                 name = f"{item.classname}.{item.name}" if getattr(item, "classname", None) else item.name
-                rows.add((item.endline - item.lineno + 1, item.complexity,
-                          f"{path.relative_to(package.parent).as_posix()}:{name}"))
+                rows.add(
+                    (
+                        item.endline - item.lineno + 1,
+                        item.complexity,
+                        f"{path.relative_to(package.parent).as_posix()}:{name}",
+                    )
+                )
     return sorted(rows, reverse=True)
 
 
@@ -33,7 +38,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=10)
     args = parser.parse_args()
     print("| lines | CC | function |\n| ---: | ---: | --- |")
-    for lines, complexity, name in functions(Path(args.package))[:args.top]:
+    for lines, complexity, name in functions(Path(args.package))[: args.top]:
         print(f"| {lines} | {complexity} | `{name}` |")
 
 

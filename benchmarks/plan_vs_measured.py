@@ -33,10 +33,21 @@ CASES = {  # name: shape and `llm train` settings
     "100m-lora": {"shape": "100m", "method": "lora", "batch_size": 8, "max_length": 256},
     "500m-lora": {"shape": "500m", "method": "lora", "batch_size": 4, "max_length": 256},
     "500m-partial": {"shape": "500m", "method": "partial", "batch_size": 2, "max_length": 256},
-    "gemma2-2b-lora-bf16": {"shape": "gemma2-2b", "method": "lora", "precision": "bf16", "batch_size": 4,
-                            "max_length": 512},
-    "gemma2-2b-qlora": {"shape": "gemma2-2b", "method": "lora", "quantize": "4bit", "precision": "bf16",
-                        "batch_size": 4, "max_length": 512},
+    "gemma2-2b-lora-bf16": {
+        "shape": "gemma2-2b",
+        "method": "lora",
+        "precision": "bf16",
+        "batch_size": 4,
+        "max_length": 512,
+    },
+    "gemma2-2b-qlora": {
+        "shape": "gemma2-2b",
+        "method": "lora",
+        "quantize": "4bit",
+        "precision": "bf16",
+        "batch_size": 4,
+        "max_length": 512,
+    },
 }
 
 
@@ -59,11 +70,19 @@ def model_folder(root: Path, name: str) -> Path:
         return folder
     hidden, intermediate, layers, heads, kv_heads = SHAPES[shape]
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama())
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=intermediate,
-                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-                         max_position_embeddings=1024, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                         tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
     torch.manual_seed(0)
     with quiet_transformers():
         LlamaForCausalLM(config).save_pretrained(folder)
@@ -105,10 +124,23 @@ def child(spec: dict) -> dict:
     from dlkit.llm.config import LlmConfig
     from dlkit.llm.task import LlmTask
 
-    cfg = load_config(LlmConfig, None, {**spec["settings"], "data": "builtin:instruct", "packing": True,
-                                        "val_size": 8, "test_size": 8, "lr": 1e-4, "save_every": 10_000,
-                                        "eval_every": 10_000, "output_dir": spec["out"], "overwrite": True,
-                                        "log_every": 1})
+    cfg = load_config(
+        LlmConfig,
+        None,
+        {
+            **spec["settings"],
+            "data": "builtin:instruct",
+            "packing": True,
+            "val_size": 8,
+            "test_size": 8,
+            "lr": 1e-4,
+            "save_every": 10_000,
+            "eval_every": 10_000,
+            "output_dir": spec["out"],
+            "overwrite": True,
+            "log_every": 1,
+        },
+    )
     task = LlmTask(cfg)
     gc.collect()
     cuda = torch.cuda.is_available()
@@ -130,8 +162,12 @@ def child(spec: dict) -> dict:
 
     task.build_model, task.save_model = build_then_reset, read_peak_then_save
     metrics = fit(task, cfg, Run.create("llm", cfg, default_name="plan"))
-    return {"measured_bytes": peak["bytes"], "params": metrics["total_params"],
-            "trainable": metrics["trainable_params"], "seconds_per_step": metrics["train_seconds"] / metrics["steps"]}
+    return {
+        "measured_bytes": peak["bytes"],
+        "params": metrics["total_params"],
+        "trainable": metrics["trainable_params"],
+        "seconds_per_step": metrics["train_seconds"] / metrics["steps"],
+    }
 
 
 def main() -> None:
@@ -153,20 +189,35 @@ def main() -> None:
         folder = model_folder(args.root, name)
         spec = settings(name, folder, args.steps)
         with tempfile.TemporaryDirectory() as out:
-            proc = subprocess.run([sys.executable, __file__, "--child", json.dumps({"settings": spec, "out": out})],
-                                  capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", json.dumps({"settings": spec, "out": out})],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "TQDM_DISABLE": "1"},
+            )
         if proc.returncode != 0:
             raise SystemExit(f"{name}: {proc.stderr[-2000:]}")
         measured = json.loads(proc.stdout.strip().splitlines()[-1])
         predicted = plan(PlanConfig(**{k: v for k, v in spec.items() if k != "max_steps"}))
         ratio = predicted["total_gib"] * GIB / measured["measured_bytes"]
-        rows.append({"case": name, "params": measured["params"], "trainable": measured["trainable"],
-                     "batch_size": spec["batch_size"], "max_length": spec["max_length"],
-                     "measured_gib": round(measured["measured_bytes"] / GIB, 3),
-                     "predicted_gib": predicted["total_gib"], "predicted / measured": round(ratio, 3),
-                     "parts_gib": {k.removesuffix("_gib"): v for k, v in predicted.items()
-                                   if k.endswith("_gib") and k not in ("total_gib", "budget_gib")},
-                     "seconds_per_step": round(measured["seconds_per_step"], 2)})
+        rows.append(
+            {
+                "case": name,
+                "params": measured["params"],
+                "trainable": measured["trainable"],
+                "batch_size": spec["batch_size"],
+                "max_length": spec["max_length"],
+                "measured_gib": round(measured["measured_bytes"] / GIB, 3),
+                "predicted_gib": predicted["total_gib"],
+                "predicted / measured": round(ratio, 3),
+                "parts_gib": {
+                    k.removesuffix("_gib"): v
+                    for k, v in predicted.items()
+                    if k.endswith("_gib") and k not in ("total_gib", "budget_gib")
+                },
+                "seconds_per_step": round(measured["seconds_per_step"], 2),
+            }
+        )
         print(json.dumps(rows[-1]), file=sys.stderr)
     print(json.dumps({"load": os.getloadavg()[0], "cases": rows}, indent=2))
 

@@ -40,7 +40,7 @@ def plain_loop(cfg: QAConfig) -> dict:
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, cfg.max_steps)
     order = torch.randperm(len(task.train_windows), generator=torch.Generator().manual_seed(0)).tolist()
-    batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+    batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
     windows = tokens = 0
     start = time.perf_counter()
     for step in range(cfg.max_steps):
@@ -66,15 +66,19 @@ def decode_speed(cfg: QAConfig) -> dict:
     for first in range(0, len(task.val_windows), 64):
         items = [(i, task.val_windows[i]) for i in range(first, min(first + 64, len(task.val_windows)))]
         batch = task.collate(items)
-        rows.extend(window_logits(*model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")),
-                                  batch))
+        rows.extend(
+            window_logits(*model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")), batch)
+        )
     rows.sort()
     starts, ends = [r[1] for r in rows], [r[2] for r in rows]
     start = time.perf_counter()
     best_spans(task.val_examples, task.val_windows, starts, ends, cfg, allow_null=True)
     seconds = time.perf_counter() - start
-    return {"questions_per_second": len(task.val_examples) / seconds, "windows": len(task.val_windows),
-            "n_best": cfg.n_best}
+    return {
+        "questions_per_second": len(task.val_examples) / seconds,
+        "windows": len(task.val_windows),
+        "n_best": cfg.n_best,
+    }
 
 
 def main() -> None:
@@ -85,18 +89,35 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     progress.MODE.quiet = True
-    cfg = load_config(QAConfig, None, {"max_steps": args.steps, "max_length": args.max_length,
-                                       "doc_stride": args.max_length // 4, "batch_size": 32, "head": "linear",
-                                       "eval_every": 10_000, "save_every": 10_000, "max_eval_examples": 1})
+    cfg = load_config(
+        QAConfig,
+        None,
+        {
+            "max_steps": args.steps,
+            "max_length": args.max_length,
+            "doc_stride": args.max_length // 4,
+            "batch_size": 32,
+            "head": "linear",
+            "eval_every": 10_000,
+            "save_every": 10_000,
+            "max_eval_examples": 1,
+        },
+    )
     engine = engine_run(cfg)
     plain = plain_loop(cfg)
     result = {
-        "model": "builtin:tiny-bert", "data": "builtin:qa-synthetic", "max_length": args.max_length,
-        "batch_size": cfg.batch_size, "steps": args.steps, "threads": args.threads,
-        "train_engine": engine, "train_plain_loop": plain,
+        "model": "builtin:tiny-bert",
+        "data": "builtin:qa-synthetic",
+        "max_length": args.max_length,
+        "batch_size": cfg.batch_size,
+        "steps": args.steps,
+        "threads": args.threads,
+        "train_engine": engine,
+        "train_plain_loop": plain,
         "engine_over_plain_windows_per_second": engine["windows_per_second"] / plain["windows_per_second"],
-        "decode": decode_speed(load_config(QAConfig, None, {"max_length": args.max_length,
-                                                            "doc_stride": args.max_length // 4})),
+        "decode": decode_speed(
+            load_config(QAConfig, None, {"max_length": args.max_length, "doc_stride": args.max_length // 4})
+        ),
     }
     print(json.dumps(result, indent=2))
 

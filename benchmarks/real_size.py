@@ -23,39 +23,118 @@ from pathlib import Path
 # -- the public configs (config.json of each Hub model, the fields that shape it) ------------------------------
 
 # google/gemma-2-2b
-GEMMA2_2B = {"architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2", "attention_bias": False,
-             "attention_dropout": 0.0, "attn_logit_softcapping": 50.0, "bos_token_id": 2, "eos_token_id": 1,
-             "pad_token_id": 0, "cache_implementation": "hybrid", "final_logit_softcapping": 30.0, "head_dim": 256,
-             "hidden_act": "gelu_pytorch_tanh", "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 2304,
-             "initializer_range": 0.02, "intermediate_size": 9216, "max_position_embeddings": 8192,
-             "num_attention_heads": 8, "num_hidden_layers": 26, "num_key_value_heads": 4,
-             "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-06, "rope_theta": 10000.0, "sliding_window": 4096,
-             "torch_dtype": "float32", "vocab_size": 256000}
+GEMMA2_2B = {
+    "architectures": ["Gemma2ForCausalLM"],
+    "model_type": "gemma2",
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+    "attn_logit_softcapping": 50.0,
+    "bos_token_id": 2,
+    "eos_token_id": 1,
+    "pad_token_id": 0,
+    "cache_implementation": "hybrid",
+    "final_logit_softcapping": 30.0,
+    "head_dim": 256,
+    "hidden_act": "gelu_pytorch_tanh",
+    "hidden_activation": "gelu_pytorch_tanh",
+    "hidden_size": 2304,
+    "initializer_range": 0.02,
+    "intermediate_size": 9216,
+    "max_position_embeddings": 8192,
+    "num_attention_heads": 8,
+    "num_hidden_layers": 26,
+    "num_key_value_heads": 4,
+    "query_pre_attn_scalar": 256,
+    "rms_norm_eps": 1e-06,
+    "rope_theta": 10000.0,
+    "sliding_window": 4096,
+    "torch_dtype": "float32",
+    "vocab_size": 256000,
+}
 # google/vit-base-patch16-224
-VIT_BASE = {"model_type": "vit", "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
-            "intermediate_size": 3072, "hidden_act": "gelu", "hidden_dropout_prob": 0.0,
-            "attention_probs_dropout_prob": 0.0, "initializer_range": 0.02, "layer_norm_eps": 1e-12,
-            "image_size": 224, "patch_size": 16, "num_channels": 3, "qkv_bias": True}
+VIT_BASE = {
+    "model_type": "vit",
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.0,
+    "attention_probs_dropout_prob": 0.0,
+    "initializer_range": 0.02,
+    "layer_norm_eps": 1e-12,
+    "image_size": 224,
+    "patch_size": 16,
+    "num_channels": 3,
+    "qkv_bias": True,
+}
 # facebook/deit-small-patch16-224
-DEIT_SMALL = {"model_type": "deit", "hidden_size": 384, "num_hidden_layers": 12, "num_attention_heads": 6,
-              "intermediate_size": 1536, "hidden_act": "gelu", "hidden_dropout_prob": 0.0,
-              "attention_probs_dropout_prob": 0.0, "initializer_range": 0.02, "layer_norm_eps": 1e-12,
-              "image_size": 224, "patch_size": 16, "num_channels": 3, "qkv_bias": True}
+DEIT_SMALL = {
+    "model_type": "deit",
+    "hidden_size": 384,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 6,
+    "intermediate_size": 1536,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.0,
+    "attention_probs_dropout_prob": 0.0,
+    "initializer_range": 0.02,
+    "layer_norm_eps": 1e-12,
+    "image_size": 224,
+    "patch_size": 16,
+    "num_channels": 3,
+    "qkv_bias": True,
+}
 # bert-base-uncased
-BERT_BASE = {"model_type": "bert", "vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12,
-             "num_attention_heads": 12, "intermediate_size": 3072, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
-             "attention_probs_dropout_prob": 0.1, "max_position_embeddings": 512, "type_vocab_size": 2,
-             "initializer_range": 0.02, "layer_norm_eps": 1e-12, "pad_token_id": 0}
+BERT_BASE = {
+    "model_type": "bert",
+    "vocab_size": 30522,
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.1,
+    "max_position_embeddings": 512,
+    "type_vocab_size": 2,
+    "initializer_range": 0.02,
+    "layer_norm_eps": 1e-12,
+    "pad_token_id": 0,
+}
 # FacebookAI/roberta-base
-ROBERTA_BASE = {"model_type": "roberta", "vocab_size": 50265, "hidden_size": 768, "num_hidden_layers": 12,
-                "num_attention_heads": 12, "intermediate_size": 3072, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
-                "attention_probs_dropout_prob": 0.1, "max_position_embeddings": 514, "type_vocab_size": 1,
-                "initializer_range": 0.02, "layer_norm_eps": 1e-05, "pad_token_id": 1, "bos_token_id": 0,
-                "eos_token_id": 2}
+ROBERTA_BASE = {
+    "model_type": "roberta",
+    "vocab_size": 50265,
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.1,
+    "max_position_embeddings": 514,
+    "type_vocab_size": 1,
+    "initializer_range": 0.02,
+    "layer_norm_eps": 1e-05,
+    "pad_token_id": 1,
+    "bos_token_id": 0,
+    "eos_token_id": 2,
+}
 # openai-community/gpt2
-GPT2 = {"model_type": "gpt2", "vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12,
-        "activation_function": "gelu_new", "layer_norm_epsilon": 1e-05, "initializer_range": 0.02,
-        "bos_token_id": 50256, "eos_token_id": 50256}
+GPT2 = {
+    "model_type": "gpt2",
+    "vocab_size": 50257,
+    "n_positions": 1024,
+    "n_embd": 768,
+    "n_layer": 12,
+    "n_head": 12,
+    "activation_function": "gelu_new",
+    "layer_norm_epsilon": 1e-05,
+    "initializer_range": 0.02,
+    "bos_token_id": 50256,
+    "eos_token_id": 50256,
+}
 # EfficientNet-B0: torchvision's builder (`caption --encoder efficientnet_b0`, no weights); ConvNeXt-Base CLIP:
 # open_clip's convnext_base config with pretrained=None (`clip --model convnext_base --pretrained none`).
 # charrnn: nanoGPT's shakespeare_char GPT (6 layers, 6 heads, width 384, blocks of 256 characters).
@@ -140,34 +219,172 @@ FOLDERS: dict[str, Callable[[Path], None]] = {
 
 COMMON = ["--eval-every", "100000", "--save-every", "100000", "--log-every", "1"]
 CASES: dict[str, tuple[str | None, list[str]]] = {
-    "llm-gemma2-2b-lora": ("gemma2-2b-bf16", [
-        "llm", "train", "--method", "lora", "--precision", "bf16", "--batch-size", "2", "--max-length", "128",
-        "--limit", "60", "--val-size", "4", "--test-size", "4", "--max-new-tokens", "4", "--lr", "2e-4"]),
-    "vit-base-lora": ("vit-base", [
-        "vit", "train", "--method", "lora", "--data", "builtin:digits", "--image-size", "224", "--batch-size", "8",
-        "--max-train-samples", "64", "--max-eval-samples", "16"]),
-    "deit-small-last-block": ("deit-small", [
-        "vit", "train", "--method", "last-block", "--data", "builtin:digits", "--image-size", "224",
-        "--batch-size", "8", "--max-train-samples", "64", "--max-eval-samples", "16"]),
-    "qa-bert-base": ("bert-base", [
-        "qa", "train", "--data", "builtin:qa-synthetic", "--max-length", "384", "--doc-stride", "128",
-        "--batch-size", "8", "--max-eval-examples", "16"]),
-    "adapter-roberta-base": ("roberta-base", [
-        "adapter", "train", "--method", "adapter", "--bottleneck", "64", "--data", "builtin:sentiment",
-        "--batch-size", "16", "--max-length", "128", "--lr", "1e-3", "--max-train-samples", "128",
-        "--max-eval-samples", "32"]),
-    "caption-efficientnet-b0-attention": (None, [
-        "caption", "train", "--arch", "attention", "--encoder", "efficientnet_b0", "--freeze-encoder",
-        "--image-size", "224", "--batch-size", "16", "--hidden-dim", "512", "--embed-dim", "256",
-        "--attention-dim", "256"]),
-    "caption-vit-gpt2": ("vit-gpt2", [
-        "caption", "train", "--arch", "vit-gpt2", "--batch-size", "8", "--lr", "5e-5"]),
-    "clip-convnext-base-coop": (None, [
-        "clip", "coop", "--model", "convnext_base", "--pretrained", "none", "--mode", "prompt",
-        "--data", "builtin:shape-classes", "--batch-size", "16"]),
-    "charrnn-gpt-6x384": (None, [
-        "charrnn", "train", "--arch", "transformer", "--hidden-size", "384", "--num-layers", "6", "--num-heads", "6",
-        "--block-size", "256", "--batch-size", "32", "--dropout", "0.2", "--attention", "sdpa"]),
+    "llm-gemma2-2b-lora": (
+        "gemma2-2b-bf16",
+        [
+            "llm",
+            "train",
+            "--method",
+            "lora",
+            "--precision",
+            "bf16",
+            "--batch-size",
+            "2",
+            "--max-length",
+            "128",
+            "--limit",
+            "60",
+            "--val-size",
+            "4",
+            "--test-size",
+            "4",
+            "--max-new-tokens",
+            "4",
+            "--lr",
+            "2e-4",
+        ],
+    ),
+    "vit-base-lora": (
+        "vit-base",
+        [
+            "vit",
+            "train",
+            "--method",
+            "lora",
+            "--data",
+            "builtin:digits",
+            "--image-size",
+            "224",
+            "--batch-size",
+            "8",
+            "--max-train-samples",
+            "64",
+            "--max-eval-samples",
+            "16",
+        ],
+    ),
+    "deit-small-last-block": (
+        "deit-small",
+        [
+            "vit",
+            "train",
+            "--method",
+            "last-block",
+            "--data",
+            "builtin:digits",
+            "--image-size",
+            "224",
+            "--batch-size",
+            "8",
+            "--max-train-samples",
+            "64",
+            "--max-eval-samples",
+            "16",
+        ],
+    ),
+    "qa-bert-base": (
+        "bert-base",
+        [
+            "qa",
+            "train",
+            "--data",
+            "builtin:qa-synthetic",
+            "--max-length",
+            "384",
+            "--doc-stride",
+            "128",
+            "--batch-size",
+            "8",
+            "--max-eval-examples",
+            "16",
+        ],
+    ),
+    "adapter-roberta-base": (
+        "roberta-base",
+        [
+            "adapter",
+            "train",
+            "--method",
+            "adapter",
+            "--bottleneck",
+            "64",
+            "--data",
+            "builtin:sentiment",
+            "--batch-size",
+            "16",
+            "--max-length",
+            "128",
+            "--lr",
+            "1e-3",
+            "--max-train-samples",
+            "128",
+            "--max-eval-samples",
+            "32",
+        ],
+    ),
+    "caption-efficientnet-b0-attention": (
+        None,
+        [
+            "caption",
+            "train",
+            "--arch",
+            "attention",
+            "--encoder",
+            "efficientnet_b0",
+            "--freeze-encoder",
+            "--image-size",
+            "224",
+            "--batch-size",
+            "16",
+            "--hidden-dim",
+            "512",
+            "--embed-dim",
+            "256",
+            "--attention-dim",
+            "256",
+        ],
+    ),
+    "caption-vit-gpt2": ("vit-gpt2", ["caption", "train", "--arch", "vit-gpt2", "--batch-size", "8", "--lr", "5e-5"]),
+    "clip-convnext-base-coop": (
+        None,
+        [
+            "clip",
+            "coop",
+            "--model",
+            "convnext_base",
+            "--pretrained",
+            "none",
+            "--mode",
+            "prompt",
+            "--data",
+            "builtin:shape-classes",
+            "--batch-size",
+            "16",
+        ],
+    ),
+    "charrnn-gpt-6x384": (
+        None,
+        [
+            "charrnn",
+            "train",
+            "--arch",
+            "transformer",
+            "--hidden-size",
+            "384",
+            "--num-layers",
+            "6",
+            "--num-heads",
+            "6",
+            "--block-size",
+            "256",
+            "--batch-size",
+            "32",
+            "--dropout",
+            "0.2",
+            "--attention",
+            "sdpa",
+        ],
+    ),
 }
 
 
@@ -177,8 +394,15 @@ def plan_gib(folder: Path, args: list[str]) -> dict:
     from dlkit.llm.plan import plan
 
     flags = dict(zip(args[2::2], args[3::2], strict=True))
-    return plan(PlanConfig(model=str(folder), method=flags["--method"], precision=flags["--precision"],
-                           batch_size=int(flags["--batch-size"]), max_length=int(flags["--max-length"])))
+    return plan(
+        PlanConfig(
+            model=str(folder),
+            method=flags["--method"],
+            precision=flags["--precision"],
+            batch_size=int(flags["--batch-size"]),
+            max_length=int(flags["--max-length"]),
+        )
+    )
 
 
 def run_case(name: str, root: Path, steps: int, budget_gib: float) -> dict:
@@ -198,16 +422,32 @@ def run_case(name: str, root: Path, steps: int, budget_gib: float) -> dict:
                 row["skipped"] = f"the plan needs {planned['total_gib']} GiB > --budget-gib {budget_gib}"
                 return row
     with tempfile.TemporaryDirectory() as out:
-        command = [sys.executable, "-m", "dlkit", "--json", *args, *COMMON, "--max-steps", str(steps),
-                   "--output-dir", str(Path(out) / "run")]
+        command = [
+            sys.executable,
+            "-m",
+            "dlkit",
+            "--json",
+            *args,
+            *COMMON,
+            "--max-steps",
+            str(steps),
+            "--output-dir",
+            str(Path(out) / "run"),
+        ]
         proc = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
     if proc.returncode != 0:
         row["error"] = proc.stderr.strip().splitlines()[-1][:300] if proc.stderr.strip() else f"exit {proc.returncode}"
         return row
     metrics = json.loads(proc.stdout)
-    row.update({"params": metrics["total_params"], "trainable": metrics["trainable_params"], "steps": metrics["steps"],
-                "seconds_per_step": round(metrics["train_seconds"] / metrics["steps"], 2),
-                "peak_rss_gib": round(metrics["peak_memory_mb"] / 1024, 2)})
+    row.update(
+        {
+            "params": metrics["total_params"],
+            "trainable": metrics["trainable_params"],
+            "steps": metrics["steps"],
+            "seconds_per_step": round(metrics["train_seconds"] / metrics["steps"], 2),
+            "peak_rss_gib": round(metrics["peak_memory_mb"] / 1024, 2),
+        }
+    )
     return row
 
 

@@ -43,8 +43,14 @@ def size_rows(scale: int, tokenizer) -> list[dict]:
     rows = []
     for _ in range(scale * BASE_ROWS):
         prompt, answer = rng.choice(lengths)
-        rows.append({"conversations": [{"from": "human", "value": " ".join(rng.choices(words, k=max(1, prompt)))},
-                                       {"from": "gpt", "value": " ".join(rng.choices(words, k=max(1, answer)))}]})
+        rows.append(
+            {
+                "conversations": [
+                    {"from": "human", "value": " ".join(rng.choices(words, k=max(1, prompt)))},
+                    {"from": "gpt", "value": " ".join(rng.choices(words, k=max(1, answer)))},
+                ]
+            }
+        )
     return rows
 
 
@@ -83,9 +89,11 @@ def point(args, model: Path, rows: list[dict], max_tokens: int, root: Path, name
             llm_throughput.SHAPES[name] = {**spec, "examples": len(rows), "steps": steps - 2}
             runs.append(llm_throughput.launch(worker, contender, name, model, data, root / f"{name}-{contender}-{r}"))
         best = min(runs, key=lambda run: tokens / run["tokens_per_second"])
-        out[contender] = {"seconds_per_epoch": tokens / best["tokens_per_second"],
-                          "cpu_seconds_per_epoch": tokens / best["tokens_per_cpu_second"],
-                          "peak_rss_mb": best["peak_rss_mb"]}
+        out[contender] = {
+            "seconds_per_epoch": tokens / best["tokens_per_second"],
+            "cpu_seconds_per_epoch": tokens / best["tokens_per_cpu_second"],
+            "peak_rss_mb": best["peak_rss_mb"],
+        }
     out["ratio"] = out["trainer_grouped"]["cpu_seconds_per_epoch"] / out["dlkit"]["cpu_seconds_per_epoch"]
     print(json.dumps({name: out}), file=sys.stderr, flush=True)
     return out
@@ -123,8 +131,13 @@ def main() -> None:
     args = parser.parse_args()
     from transformers import AutoTokenizer
 
-    result: dict = {"size": {}, "length": {}, "batch": BATCH, "base_rows": BASE_ROWS,
-                    "tokens_per_epoch_length_sweep": TOKENS_PER_EPOCH}
+    result: dict = {
+        "size": {},
+        "length": {},
+        "batch": BATCH,
+        "base_rows": BASE_ROWS,
+        "tokens_per_epoch_length_sweep": TOKENS_PER_EPOCH,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         model = long_model(root)
@@ -132,8 +145,9 @@ def main() -> None:
         for scale in (int(x) for x in args.sizes.split(",") if x):
             result["size"][str(scale)] = point(args, model, size_rows(scale, tokenizer), 4096, root, f"size-x{scale}")
         for length in (int(x) for x in args.lengths.split(",") if x):
-            rows = llm_throughput.make_conversations(TOKENS_PER_EPOCH // length, tokenizer, length,
-                                                     min_tokens=int(0.9 * length))
+            rows = llm_throughput.make_conversations(
+                TOKENS_PER_EPOCH // length, tokenizer, length, min_tokens=int(0.9 * length)
+            )
             result["length"][str(length)] = point(args, model, rows, length, root, f"length-{length}")
     if result["size"] and result["length"]:
         plot(result, args.plot)

@@ -28,10 +28,18 @@ def write_model(folder: Path, hidden: int, layers: int) -> None:
 
     tiny = BUILTINS["tiny-llama"].load()
     tokenizer = AutoTokenizer.from_pretrained(tiny)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 8 // 3,
-                         num_hidden_layers=layers, num_attention_heads=hidden // 64, num_key_value_heads=hidden // 64,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 8 // 3,
+        num_hidden_layers=layers,
+        num_attention_heads=hidden // 64,
+        num_key_value_heads=hidden // 64,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     for extra in Path(tiny).glob("*.jinja"):
@@ -48,23 +56,63 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "model"
         write_model(model, args.hidden, args.layers)
-        common = ["-m", "dlkit", "-q", "llm", "train", "--method", "full", "--model", str(model), "--data",
-                  "builtin:instruct", "--limit", "64", "--max-length", "128", "--max-steps", str(args.steps),
-                  "--eval-every", str(args.steps), "--max-new-tokens", "2"]
+        common = [
+            "-m",
+            "dlkit",
+            "-q",
+            "llm",
+            "train",
+            "--method",
+            "full",
+            "--model",
+            str(model),
+            "--data",
+            "builtin:instruct",
+            "--limit",
+            "64",
+            "--max-length",
+            "128",
+            "--max-steps",
+            str(args.steps),
+            "--eval-every",
+            str(args.steps),
+            "--max-new-tokens",
+            "2",
+        ]
         runs = {
             "1 process": ([sys.executable], ["--batch-size", "8"]),
             "1 process, fsdp": ([sys.executable], ["--batch-size", "8", "--sharding", "fsdp"]),
-            "2 processes, DDP": ([str(bin_dir / "torchrun"), "--standalone", "--nproc_per_node", "2"],
-                                 ["--batch-size", "4"]),
-            "2 processes, fsdp": ([str(bin_dir / "torchrun"), "--standalone", "--nproc_per_node", "2"],
-                                  ["--batch-size", "4", "--sharding", "fsdp"]),
+            "2 processes, DDP": (
+                [str(bin_dir / "torchrun"), "--standalone", "--nproc_per_node", "2"],
+                ["--batch-size", "4"],
+            ),
+            "2 processes, fsdp": (
+                [str(bin_dir / "torchrun"), "--standalone", "--nproc_per_node", "2"],
+                ["--batch-size", "4", "--sharding", "fsdp"],
+            ),
         }
         for name, (launcher, extra) in runs.items():
             out = Path(tmp) / name.replace(" ", "_").replace(",", "")
             subprocess.run([*launcher, *common, *extra, "--output-dir", str(out)], check=True)
             metrics = json.loads((out / "metrics.json").read_text())
-            print(json.dumps({"run": name, **{k: metrics[k] for k in (
-                "total_params", "processes", "sharding", "param_memory_mb", "peak_memory_mb", "train_loss")}}))
+            print(
+                json.dumps(
+                    {
+                        "run": name,
+                        **{
+                            k: metrics[k]
+                            for k in (
+                                "total_params",
+                                "processes",
+                                "sharding",
+                                "param_memory_mb",
+                                "peak_memory_mb",
+                                "train_loss",
+                            )
+                        },
+                    }
+                )
+            )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ ROOT_FLAGS = {"--json": "json", "-q": "quiet", "--quiet": "quiet", "--debug": "d
 app = DlkitTyper(
     name="dlkit",
     help="Hands-on deep learning, one command per job: "
-         "[bold]dlkit GROUP VERB[/bold]. Every command runs offline on builtin:NAME models and data.",
+    "[bold]dlkit GROUP VERB[/bold]. Every command runs offline on builtin:NAME models and data.",
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
@@ -41,12 +41,14 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    json_output: Annotated[bool, typer.Option("--json", help="Print the final metrics as JSON on stdout; "
-                                              "human output goes to stderr.")] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the final metrics as JSON on stdout; human output goes to stderr.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only errors and results.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Show the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
 ) -> None:
     """Root options may also be given after the group and command (`dlkit clip eval ... --json`)."""
     MODE.json, MODE.quiet, MODE.debug = json_output, quiet, debug

@@ -104,8 +104,12 @@ def cached_and_uncached(cli, tmp_path):
         result = cli(*args, "--log-every", "1", "--output-dir", out)
         assert result.exit_code == 0, result.stderr
         history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
-        return Trained(out, [r["loss"] for r in history if r["kind"] == "train"],
-                       json.loads((out / "metrics.json").read_text()), result.stderr)
+        return Trained(
+            out,
+            [r["loss"] for r in history if r["kind"] == "train"],
+            json.loads((out / "metrics.json").read_text()),
+            result.stderr,
+        )
 
     def run(*args: str, steps: int) -> dict[str, Trained]:
         cached, uncached = train("cached", *args), train("uncached", *args, "--no-cache-features")

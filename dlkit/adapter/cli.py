@@ -7,8 +7,12 @@ from dlkit.classify.commands import classifier_commands, sweep_command
 from dlkit.core import progress
 from dlkit.core.commands import config_command, group_app
 
-app = group_app("adapter", "Text classification with bottleneck adapters in a frozen RoBERTa/BERT, or head/full "
-                "fine-tuning.", extra="adapter", requires=("transformers", "tokenizers"))
+app = group_app(
+    "adapter",
+    "Text classification with bottleneck adapters in a frozen RoBERTa/BERT, or head/full fine-tuning.",
+    extra="adapter",
+    requires=("transformers", "tokenizers"),
+)
 
 
 @config_command(app, AdapterConfig)
@@ -25,7 +29,11 @@ def train(cfg: AdapterConfig) -> None:
 
 
 classifier_commands(
-    app, "dlkit.adapter.evaluate", "text", EvalConfig, PredictConfig,
+    app,
+    "dlkit.adapter.evaluate",
+    "text",
+    EvalConfig,
+    PredictConfig,
     eval_doc="""Accuracy, precision, recall and F1 (binary and macro), confusion matrix PNG and the misclassified texts
     (samples/misclassified.csv), on the run's test split (validation when the data has no test split); test_*
     metrics go into metrics.json.
@@ -35,6 +43,13 @@ classifier_commands(
     predict_doc="""The most likely labels with probabilities for each sentence (a table, or a list with --json).
 
     Example: [bold]dlkit adapter predict --run runs/adapter/houlsby "the plot was wonderful"[/bold]
-    """)
-sweep_command(app, "adapter", AdapterConfig, "dlkit.adapter.evaluate", EvalConfig,
-              "dlkit adapter sweep --grid placement=houlsby,pfeiffer --grid bottleneck=16,64")
+    """,
+)
+sweep_command(
+    app,
+    "adapter",
+    AdapterConfig,
+    "dlkit.adapter.evaluate",
+    EvalConfig,
+    "dlkit adapter sweep --grid placement=houlsby,pfeiffer --grid bottleneck=16,64",
+)

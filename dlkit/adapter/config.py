@@ -15,15 +15,27 @@ Placement = Literal["houlsby", "pfeiffer"]
 
 @dataclass
 class AdapterConfig(ClassifierConfig):
-    data: str = opt("builtin:sentiment", "Text: builtin:sentiment, a CSV/JSONL file, a folder with train and "
-                    "optional validation and test CSV/JSONL files, or a Hub dataset id (imdb).", path="data")
-    model: str = opt("builtin:tiny-roberta", "Encoder: builtin:tiny-roberta, a save_pretrained folder or a Hub id "
-                     "(roberta-base); RoBERTa and BERT layers are supported.", path="model")
+    data: str = opt(
+        "builtin:sentiment",
+        "Text: builtin:sentiment, a CSV/JSONL file, a folder with train and "
+        "optional validation and test CSV/JSONL files, or a Hub dataset id (imdb).",
+        path="data",
+    )
+    model: str = opt(
+        "builtin:tiny-roberta",
+        "Encoder: builtin:tiny-roberta, a save_pretrained folder or a Hub id "
+        "(roberta-base); RoBERTa and BERT layers are supported.",
+        path="model",
+    )
     method: str = opt("adapter", method_help(), choices=tuple(METHODS))
-    placement: Placement = opt("houlsby", "houlsby: an adapter after the attention output and after the "
-                               "feed-forward output of each layer; pfeiffer: after the feed-forward only.")
-    bottleneck: int = opt(16, "Adapter bottleneck width, below the hidden size (roberta-base: 768; 64 is usual).",
-                          min=1)
+    placement: Placement = opt(
+        "houlsby",
+        "houlsby: an adapter after the attention output and after the "
+        "feed-forward output of each layer; pfeiffer: after the feed-forward only.",
+    )
+    bottleneck: int = opt(
+        16, "Adapter bottleneck width, below the hidden size (roberta-base: 768; 64 is usual).", min=1
+    )
     layers: str = opt("all", "Layers that get adapters: all, or indices and ranges such as 0,1 or 6-11.")
     adapter_activation: Literal["relu", "gelu"] = opt("relu", "Nonlinearity inside the adapter.")
     adapter_dropout: float = opt(0.0, "Dropout on the adapter's up-projection output.", min=0, below=1)
@@ -32,8 +44,12 @@ class AdapterConfig(ClassifierConfig):
     max_length: int = opt(128, "Truncate texts to this many tokens.", min=2)
     epochs: int = shared("epochs", 5)
     batch_size: int = opt(32, "Texts per micro-batch per process.", min=1)
-    lr: float = opt(1e-2, "Peak learning rate; 1e-2 suits the builtin model, for roberta-base use ~1e-4..1e-3 "
-                    "(adapters, head) or ~2e-5 (full).", above=0)
+    lr: float = opt(
+        1e-2,
+        "Peak learning rate; 1e-2 suits the builtin model, for roberta-base use ~1e-4..1e-3 "
+        "(adapters, head) or ~2e-5 (full).",
+        above=0,
+    )
     warmup: float = shared("warmup", 0.1)
 
     command: ClassVar[tuple[str, str]] = ("adapter", "train")
@@ -44,8 +60,11 @@ class AdapterConfig(ClassifierConfig):
 
 
 EvalConfig, PredictConfig = classifier_configs(
-    "adapter", "texts", opt(REQUIRED, "Sentences to classify.", argument=True, example="the plot was wonderful"),
-    "sentence")
+    "adapter",
+    "texts",
+    opt(REQUIRED, "Sentences to classify.", argument=True, example="the plot was wonderful"),
+    "sentence",
+)
 
 
 def parse_layers(spec: str, num_layers: int | None) -> list[int] | None:

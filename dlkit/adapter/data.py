@@ -45,8 +45,11 @@ class TextSplit:
         return self.ids
 
     def select(self, indices: list[int]) -> TextSplit:
-        return TextSplit([self.texts[i] for i in indices], [self.labels[i] for i in indices],
-                         [self.ids[i] for i in indices] if self.ids else [])
+        return TextSplit(
+            [self.texts[i] for i in indices],
+            [self.labels[i] for i in indices],
+            [self.ids[i] for i in indices] if self.ids else [],
+        )
 
     def with_ids(self) -> TextSplit:
         """Content ids: a text that is in train and in another split, or another file, has one id there, so every
@@ -82,8 +85,7 @@ def load_text_data(cfg: Any) -> TextData:
         columns.check(val_rows, read.val_split)
         read.val, val_skipped = columns.split(val_rows, names, read.val_split)
         if not len(read.val):
-            raise DataError(f"--data {read.val_split}: no usable validation row ({val_skipped} without text or "
-                            "label)")
+            raise DataError(f"--data {read.val_split}: no usable validation row ({val_skipped} without text or label)")
         read.val, read.skipped = read.val.with_ids(), read.skipped + val_skipped
     if test_name is not None:
         test_rows, test_where = raw[test_name]
@@ -109,8 +111,9 @@ class Columns:
         found = list(rows[0])
         for col, flag in ((self.text_col, "--text-col"), (self.label_col, "--label-col")):
             if col not in found:
-                raise DataError(f"--data {where}: no column {col!r} (columns: {', '.join(map(str, found))}); "
-                                f"pass {flag}")
+                raise DataError(
+                    f"--data {where}: no column {col!r} (columns: {', '.join(map(str, found))}); pass {flag}"
+                )
         if not any(_text(row.get(self.text_col)) for row in rows):
             raise DataError(f"--text-col {self.text_col} in {where} is empty: no row has text")
 
@@ -121,8 +124,10 @@ class Columns:
         for number, row in enumerate(rows, start=1):
             value = _label(row.get(self.label_col))
             if value is not None and (value.lower() == "nan" or ids and not value.isdigit() and _is_number(value)):
-                raise DataError(f"--label-col {self.label_col} in {where}: row {number} has label {value!r}; "
-                                "expected a class id 0, 1, 2, ... or a class name (leave it empty to skip the row)")
+                raise DataError(
+                    f"--label-col {self.label_col} in {where}: row {number} has label {value!r}; "
+                    "expected a class id 0, 1, 2, ... or a class name (leave it empty to skip the row)"
+                )
         if len(values) > 1 and all(v.isdigit() for v in values):
             return [str(i) for i in range(max(int(v) for v in values) + 1)]
         return sorted(values)
@@ -136,8 +141,10 @@ class Columns:
                 skipped += 1
                 continue
             if label not in index:
-                raise DataError(f"--label-col {self.label_col} in {where}: label {label!r} is not among the "
-                                f"training labels ({', '.join(names)})")
+                raise DataError(
+                    f"--label-col {self.label_col} in {where}: label {label!r} is not among the "
+                    f"training labels ({', '.join(names)})"
+                )
             texts.append(text)
             labels.append(index[label])
         return TextSplit(texts, labels), skipped
@@ -162,8 +169,11 @@ def _label(value: Any) -> str | None:
     return text or None
 
 
-def local_splits(path: Path, text_col: str = "text", label_col: str = "label",
-                 ) -> dict[str, tuple[list[dict[str, Any]], str]]:
+def local_splits(
+    path: Path,
+    text_col: str = "text",
+    label_col: str = "label",
+) -> dict[str, tuple[list[dict[str, Any]], str]]:
     """{"train": (rows, file)} from one file, or train/test/validation files from a folder, or folders of
     .txt files per class (the aclImdb layout: train/pos, train/neg, test/pos, test/neg)."""
     if path.is_file():
@@ -181,8 +191,10 @@ def local_splits(path: Path, text_col: str = "text", label_col: str = "label",
                 found[split] = (read_rows(file), str(file))
                 break
     if "train" not in found:
-        raise DataError(f"--data {path}: no train file; expected {path}/train.jsonl or train.csv "
-                        "(and optionally test.jsonl / test.csv)")
+        raise DataError(
+            f"--data {path}: no train file; expected {path}/train.jsonl or train.csv "
+            "(and optionally test.jsonl / test.csv)"
+        )
     return found
 
 

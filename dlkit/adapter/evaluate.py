@@ -33,12 +33,21 @@ def evaluate(cfg: clf.EvalSettings) -> dict[str, Any]:
     texts, gold = part.examples.texts, part.examples.labels
     batches = []
     for start in range(0, len(texts), batch_size):
-        batch = tokenize(tokenizer, texts[start:start + batch_size], trained.max_length)
-        batch["labels"] = torch.tensor(gold[start:start + batch_size], dtype=torch.long)
+        batch = tokenize(tokenizer, texts[start : start + batch_size], trained.max_length)
+        batch["labels"] = torch.tensor(gold[start : start + batch_size], dtype=torch.long)
         batches.append(batch)
     logits, labels = clf.collect_logits(lambda b: forward(model, b), batches)
-    return clf.write_evaluation(run, logits, labels, names, texts, split=part.source, example_header="text",
-                                name=part.name, left_out=part.left_out)
+    return clf.write_evaluation(
+        run,
+        logits,
+        labels,
+        names,
+        texts,
+        split=part.source,
+        example_header="text",
+        name=part.name,
+        left_out=part.left_out,
+    )
 
 
 def predict(cfg: TextsToClassify) -> list[dict[str, Any]]:
@@ -52,5 +61,7 @@ def predict(cfg: TextsToClassify) -> list[dict[str, Any]]:
     max_length = run.config_as(AdapterConfig).max_length
     with torch.no_grad():
         logits = forward(model, tokenize(tokenizer, texts, max_length))
-    return [{"text": text, "label": top[0]["label"], "top": top}
-            for text, top in zip(texts, clf.top_k(logits, names, k), strict=True)]
+    return [
+        {"text": text, "label": top[0]["label"], "top": top}
+        for text, top in zip(texts, clf.top_k(logits, names, k), strict=True)
+    ]

@@ -46,11 +46,14 @@ def _encoder_front(model: nn.Module) -> FrozenFront:
     return encoder_front(model)
 
 
-METHODS: dict[str, Method] = {m.name: m for m in [
-    Method("adapter", "bottleneck adapters + layer norms + head train", _adapters_norms_and_head, adapters=True),
-    Method("head", "the classification head only", _head, front=_encoder_front),
-    Method("full", "everything", None),
-]}
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in [
+        Method("adapter", "bottleneck adapters + layer norms + head train", _adapters_norms_and_head, adapters=True),
+        Method("head", "the classification head only", _head, front=_encoder_front),
+        Method("full", "everything", None),
+    ]
+}
 
 
 def method_help() -> str:

@@ -66,15 +66,25 @@ def adapter_settings(cfg: Any, model_config: Any) -> dict[str, Any] | None:
         return None
     model_type = model_config.model_type
     if model_type not in SUPPORTED:
-        raise ConfigError(f"--model {cfg.model}: adapters support model types {', '.join(SUPPORTED)}, "
-                          f"not {model_type!r}")
+        raise ConfigError(
+            f"--model {cfg.model}: adapters support model types {', '.join(SUPPORTED)}, not {model_type!r}"
+        )
     hidden = model_config.hidden_size
     if not 0 < cfg.bottleneck < hidden:
-        raise ConfigError(f"--bottleneck must be between 1 and the hidden size - 1 ({hidden - 1}) so the adapter "
-                          f"compresses (got {cfg.bottleneck})")
+        raise ConfigError(
+            f"--bottleneck must be between 1 and the hidden size - 1 ({hidden - 1}) so the adapter "
+            f"compresses (got {cfg.bottleneck})"
+        )
     layers = parse_layers(cfg.layers, model_config.num_hidden_layers)
-    return {"model_type": model_type, "placement": cfg.placement, "bottleneck": cfg.bottleneck, "layers": layers,
-            "activation": cfg.adapter_activation, "dropout": cfg.adapter_dropout, "hidden_size": hidden}
+    return {
+        "model_type": model_type,
+        "placement": cfg.placement,
+        "bottleneck": cfg.bottleneck,
+        "layers": layers,
+        "activation": cfg.adapter_activation,
+        "dropout": cfg.adapter_dropout,
+        "hidden_size": hidden,
+    }
 
 
 def insert_adapters(model: nn.Module, settings: dict[str, Any]) -> list[str]:
@@ -89,8 +99,9 @@ def insert_adapters(model: nn.Module, settings: dict[str, Any]) -> list[str]:
             continue
         if not isinstance(module.dense, nn.Linear):
             raise ConfigError(f"{name}.dense is a {type(module.dense).__name__}, not a Linear; cannot add an adapter")
-        adapter = BottleneckAdapter(settings["hidden_size"], settings["bottleneck"], settings["activation"],
-                                    settings["dropout"]).to(module.dense.weight.device)
+        adapter = BottleneckAdapter(
+            settings["hidden_size"], settings["bottleneck"], settings["activation"], settings["dropout"]
+        ).to(module.dense.weight.device)
         module.dense = AdaptedLinear(module.dense, adapter)
         wrapped.append(f"{name}.dense")
     if not wrapped:
@@ -119,8 +130,14 @@ def frozen_front(model: nn.Module, method: str) -> FrozenFront | None:
 def encoder_front(model: nn.Module) -> FrozenFront:
     """head: everything before the classifier is frozen, and the classifier's input is the feature (RoBERTa's head
     reads the first token of the sequence it gets, so only that token is kept)."""
-    return FrozenFront([m for name, m in model.named_children() if name != HEAD], model.get_submodule(HEAD),
-                       head_rest, read="input", pick=_first_token, name="the frozen encoder")
+    return FrozenFront(
+        [m for name, m in model.named_children() if name != HEAD],
+        model.get_submodule(HEAD),
+        head_rest,
+        read="input",
+        pick=_first_token,
+        name="the frozen encoder",
+    )
 
 
 def head_rest(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
@@ -139,7 +156,8 @@ def load_classifier(path: str, label_names: list[str]) -> nn.Module:
     id2label, label2id = label_maps(label_names)
     with quiet_transformers(), loading(path, "--model"):
         model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=len(label_names), id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True)
+            path, num_labels=len(label_names), id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True
+        )
     if not isinstance(getattr(model, HEAD, None), nn.Module):
         raise ConfigError(f"{type(model).__name__} has no '{HEAD}' head")
     return model
@@ -153,8 +171,9 @@ def build(path: str, label_names: list[str], method: str, settings: dict[str, An
     return model
 
 
-def save(model: nn.Module, tokenizer: Any, settings: dict[str, Any] | None, path: Path, trained_names: list[str],
-         spec: str) -> None:
+def save(
+    model: nn.Module, tokenizer: Any, settings: dict[str, Any] | None, path: Path, trained_names: list[str], spec: str
+) -> None:
     """full: a plain save_pretrained folder. adapter and head: what trained (adapters, LayerNorms, the head) on the
     fingerprinted base `spec`, config.json for the labels, and adapters.json saying where adapters go, which
     `load` puts back together."""

@@ -64,16 +64,24 @@ class AdapterTask(Task):
     def datasets(self) -> tuple[Any, Any]:
         train, val = tdata.TextSet(self.data.train), tdata.TextSet(self.data.val)
         cfg = self.cfg
-        if not (cfg.cache_features and self.front is not None
-                and features.worth_caching(len(train), cfg.batch_size * cfg.grad_accum, cfg.max_steps)):
+        if not (
+            cfg.cache_features
+            and self.front is not None
+            and features.worth_caching(len(train), cfg.batch_size * cfg.grad_accum, cfg.max_steps)
+        ):
             return train, val
         model, front = self.model, self.front
         cached = features.cache_datasets(
-            front, model, [train, val], self.collate,
+            front,
+            model,
+            [train, val],
+            self.collate,
             encode=lambda batch: features.run_front(front, lambda: forward(model, batch)),
-            full=lambda batch: forward(model, batch), batch_size=cfg.batch_size,
+            full=lambda batch: forward(model, batch),
+            batch_size=cfg.batch_size,
             fields=lambda batch: {"labels": batch["labels"], "tokens": batch["attention_mask"].sum(dim=1)},
-            num_workers=cfg.num_workers)
+            num_workers=cfg.num_workers,
+        )
         if cached is None:
             return train, val
         self.cached = True
@@ -100,20 +108,35 @@ class AdapterTask(Task):
     def card_info(self) -> CardInfo:
         what = f"text classifier ({self.cfg.method} fine-tune)"
         if self.cfg.method != "full":  # what trained (dlkit's bottleneck adapters, norms, head) on the base
-            return CardInfo(what=what, pipeline_tag="text-classification", usage_language="bash",
-                            tags=["adapters"] if self.settings is not None else [],
-                            usage="# what trained (trained.safetensors; adapters.json: where the adapters go) on the "
-                                  "base named in trained.json, read by:\ndlkit adapter predict --run RUN 'a sentence "
-                                  "to classify'   # RUN: the run folder around this one")
-        return CardInfo(what=what, pipeline_tag="text-classification", library_name="transformers",
-                        base_relation="finetune",
-                        usage="from transformers import AutoModelForSequenceClassification, AutoTokenizer\n\n"
-                              "model = AutoModelForSequenceClassification.from_pretrained(FOLDER_OR_REPO_ID)\n"
-                              "tokenizer = AutoTokenizer.from_pretrained(FOLDER_OR_REPO_ID)")
+            return CardInfo(
+                what=what,
+                pipeline_tag="text-classification",
+                usage_language="bash",
+                tags=["adapters"] if self.settings is not None else [],
+                usage="# what trained (trained.safetensors; adapters.json: where the adapters go) on the "
+                "base named in trained.json, read by:\ndlkit adapter predict --run RUN 'a sentence "
+                "to classify'   # RUN: the run folder around this one",
+            )
+        return CardInfo(
+            what=what,
+            pipeline_tag="text-classification",
+            library_name="transformers",
+            base_relation="finetune",
+            usage="from transformers import AutoModelForSequenceClassification, AutoTokenizer\n\n"
+            "model = AutoModelForSequenceClassification.from_pretrained(FOLDER_OR_REPO_ID)\n"
+            "tokenizer = AutoTokenizer.from_pretrained(FOLDER_OR_REPO_ID)",
+        )
 
     def summary(self) -> dict[str, Any]:
-        out = {"method": self.cfg.method, "arch": self.model_type, "model": self.cfg.model, "data": self.cfg.data,
-               "num_classes": len(self.data.label_names), "cached_features": self.cached, **self.data.sizes()}
+        out = {
+            "method": self.cfg.method,
+            "arch": self.model_type,
+            "model": self.cfg.model,
+            "data": self.cfg.data,
+            "num_classes": len(self.data.label_names),
+            "cached_features": self.cached,
+            **self.data.sizes(),
+        }
         if self.settings is not None:
             out.update(placement=self.cfg.placement, bottleneck=self.cfg.bottleneck, layers=self.cfg.layers)
         return out

@@ -43,7 +43,7 @@ class MarkovChain:
         matrix = np.zeros((V * V, V * V))
         for a in range(V):
             for b in range(V):
-                matrix[a * V + b, b * V:(b + 1) * V] = self.probs[a, b]
+                matrix[a * V + b, b * V : (b + 1) * V] = self.probs[a, b]
         return matrix
 
     def stationary(self) -> np.ndarray:
@@ -70,8 +70,9 @@ class MarkovChain:
         return "".join(np.array(list(self.alphabet))[out])
 
 
-def random_chain(alphabet: str = MARKOV_ALPHABET, concentration: float = 0.25, floor: float = 0.02,
-                 seed: int = 7) -> MarkovChain:
+def random_chain(
+    alphabet: str = MARKOV_ALPHABET, concentration: float = 0.25, floor: float = 0.02, seed: int = 7
+) -> MarkovChain:
     """Dirichlet(concentration) rows make peaked, non-deterministic transitions; mixing in `floor` of the
     uniform distribution makes every transition possible, so the chain is ergodic and H is well defined."""
     V = len(alphabet)

@@ -23,16 +23,27 @@ PATCH_SIZE = 8
 def _vision_kwargs() -> dict:
     # initializer_range 0.1 instead of the usual 0.02: random attention is then not uniform, so the class token
     # of the untrained model already carries where the strokes are (a linear probe on it reaches ~65% on digits).
-    return dict(image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, num_channels=3, hidden_size=48, num_hidden_layers=2,
-                num_attention_heads=4, intermediate_size=96, hidden_dropout_prob=0.0,
-                attention_probs_dropout_prob=0.0, num_labels=10, initializer_range=0.1)
+    return dict(
+        image_size=IMAGE_SIZE,
+        patch_size=PATCH_SIZE,
+        num_channels=3,
+        hidden_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=96,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        num_labels=10,
+        initializer_range=0.1,
+    )
 
 
 def _save_processor(path: Path) -> None:
     from transformers import ViTImageProcessor
 
-    ViTImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, image_mean=[0.5, 0.5, 0.5],
-                      image_std=[0.5, 0.5, 0.5]).save_pretrained(path)
+    ViTImageProcessor(
+        size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5]
+    ).save_pretrained(path)
 
 
 def _build_vit(path: Path) -> None:

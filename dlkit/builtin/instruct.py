@@ -10,12 +10,34 @@ from __future__ import annotations
 
 import random
 
-CAPITALS = [("Iran", "Tehran"), ("France", "Paris"), ("Japan", "Tokyo"), ("Egypt", "Cairo"), ("Italy", "Rome"),
-            ("Spain", "Madrid"), ("China", "Beijing"), ("Russia", "Moscow"), ("Germany", "Berlin"),
-            ("Turkey", "Ankara"), ("Greece", "Athens"), ("Canada", "Ottawa")]
-CAPITALS_FA = [("ایران", "تهران"), ("فرانسه", "پاریس"), ("ژاپن", "توکیو"), ("مصر", "قاهره"), ("ایتالیا", "رم"),
-               ("اسپانیا", "مادرید"), ("چین", "پکن"), ("روسیه", "مسکو"), ("آلمان", "برلین"), ("ترکیه", "آنکارا"),
-               ("یونان", "آتن"), ("کانادا", "اتاوا")]
+CAPITALS = [
+    ("Iran", "Tehran"),
+    ("France", "Paris"),
+    ("Japan", "Tokyo"),
+    ("Egypt", "Cairo"),
+    ("Italy", "Rome"),
+    ("Spain", "Madrid"),
+    ("China", "Beijing"),
+    ("Russia", "Moscow"),
+    ("Germany", "Berlin"),
+    ("Turkey", "Ankara"),
+    ("Greece", "Athens"),
+    ("Canada", "Ottawa"),
+]
+CAPITALS_FA = [
+    ("ایران", "تهران"),
+    ("فرانسه", "پاریس"),
+    ("ژاپن", "توکیو"),
+    ("مصر", "قاهره"),
+    ("ایتالیا", "رم"),
+    ("اسپانیا", "مادرید"),
+    ("چین", "پکن"),
+    ("روسیه", "مسکو"),
+    ("آلمان", "برلین"),
+    ("ترکیه", "آنکارا"),
+    ("یونان", "آتن"),
+    ("کانادا", "اتاوا"),
+]
 WORDS = ["red", "blue", "green", "cat", "dog", "sun", "moon", "tree", "book", "door", "river", "house"]
 WORDS_FA = ["قرمز", "آبی", "سبز", "گربه", "سگ", "خورشید", "ماه", "درخت", "کتاب", "در", "رود", "خانه"]
 PERSIAN_DIGITS = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
@@ -41,8 +63,14 @@ def _question(task: str, lang: str, rng: random.Random) -> tuple[str, str]:
     raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
 
 
-def conversations(num: int = 600, seed: int = 0, lang: str = "en", tasks: tuple[str, ...] = TASKS,
-                  multi_turn: float = 0.2, system: float = 0.3) -> list[dict]:
+def conversations(
+    num: int = 600,
+    seed: int = 0,
+    lang: str = "en",
+    tasks: tuple[str, ...] = TASKS,
+    multi_turn: float = 0.2,
+    system: float = 0.3,
+) -> list[dict]:
     """`num` ShareGPT rows; a fraction `multi_turn` has two question/answer turns, `system` a system turn."""
     rng = random.Random(seed)
     rows = []

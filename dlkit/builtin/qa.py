@@ -24,40 +24,198 @@ from dlkit.core.sources import cached_folder
 
 DATA_VERSION = "qa-synthetic-v2"
 MODEL_VERSION = "tiny-bert-v3"
-TINY_BERT = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 256,
-             "max_position_embeddings": 512, "type_vocab_size": 2}
+TINY_BERT = {
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 256,
+    "max_position_embeddings": 512,
+    "type_vocab_size": 2,
+}
 SPLITS = {"train": (400, 11), "validation": (60, 12), "test": (60, 13)}  # contexts, seed
 
-EN_ENTITIES = ["Valoria", "Norland", "Estavia", "Kordana", "Miravel", "Tarsis", "Belmora", "Ostrava", "Zephyra",
-               "Calidor", "Drovnia", "Marisca", "Pelagon", "Ulthane", "Verdania", "Quessa", "Lunaris", "Brakmor",
-               "Solvang", "Feradia", "Gorvassa", "Hestia", "Iskara", "Jovania"]
-FA_ENTITIES = ["والوریا", "نورلند", "استاویا", "کردانا", "میراول", "تارسیس", "بلمورا", "استراوا", "زفیرا",
-               "کالیدور", "دروونیا", "ماریسکا", "پلاگون", "اولتان", "وردانیا", "کسا", "لوناریس", "براکمور",
-               "سولوانگ", "فرادیا", "گورواسا", "هستیا", "ایسکارا", "جووانیا"]
+EN_ENTITIES = [
+    "Valoria",
+    "Norland",
+    "Estavia",
+    "Kordana",
+    "Miravel",
+    "Tarsis",
+    "Belmora",
+    "Ostrava",
+    "Zephyra",
+    "Calidor",
+    "Drovnia",
+    "Marisca",
+    "Pelagon",
+    "Ulthane",
+    "Verdania",
+    "Quessa",
+    "Lunaris",
+    "Brakmor",
+    "Solvang",
+    "Feradia",
+    "Gorvassa",
+    "Hestia",
+    "Iskara",
+    "Jovania",
+]
+FA_ENTITIES = [
+    "والوریا",
+    "نورلند",
+    "استاویا",
+    "کردانا",
+    "میراول",
+    "تارسیس",
+    "بلمورا",
+    "استراوا",
+    "زفیرا",
+    "کالیدور",
+    "دروونیا",
+    "ماریسکا",
+    "پلاگون",
+    "اولتان",
+    "وردانیا",
+    "کسا",
+    "لوناریس",
+    "براکمور",
+    "سولوانگ",
+    "فرادیا",
+    "گورواسا",
+    "هستیا",
+    "ایسکارا",
+    "جووانیا",
+]
 
 EN_VALUES = {
-    "capital": ["Tehran", "Paris", "Lima", "Oslo", "Cairo", "Kabul", "Rome", "Madrid", "Berlin", "Tokyo", "Delhi",
-                "Quito", "Hanoi", "Dakar", "Nairobi", "Ankara", "Baku", "Doha", "Muscat", "Vienna", "Prague"],
-    "river": ["Karun", "Nile", "Volga", "Danube", "Amazon", "Rhine", "Ganges", "Mekong", "Indus", "Tigris",
-              "Euphrates", "Aras", "Jordan", "Thames", "Seine"],
-    "language": ["Persian", "French", "Spanish", "German", "Turkish", "Arabic", "Russian", "Japanese", "Hindi",
-                 "Greek", "Italian", "Portuguese", "Polish", "Kurdish"],
+    "capital": [
+        "Tehran",
+        "Paris",
+        "Lima",
+        "Oslo",
+        "Cairo",
+        "Kabul",
+        "Rome",
+        "Madrid",
+        "Berlin",
+        "Tokyo",
+        "Delhi",
+        "Quito",
+        "Hanoi",
+        "Dakar",
+        "Nairobi",
+        "Ankara",
+        "Baku",
+        "Doha",
+        "Muscat",
+        "Vienna",
+        "Prague",
+    ],
+    "river": [
+        "Karun",
+        "Nile",
+        "Volga",
+        "Danube",
+        "Amazon",
+        "Rhine",
+        "Ganges",
+        "Mekong",
+        "Indus",
+        "Tigris",
+        "Euphrates",
+        "Aras",
+        "Jordan",
+        "Thames",
+        "Seine",
+    ],
+    "language": [
+        "Persian",
+        "French",
+        "Spanish",
+        "German",
+        "Turkish",
+        "Arabic",
+        "Russian",
+        "Japanese",
+        "Hindi",
+        "Greek",
+        "Italian",
+        "Portuguese",
+        "Polish",
+        "Kurdish",
+    ],
     "currency": ["rial", "euro", "dollar", "yen", "rupee", "dinar", "lira", "peso", "franc", "krona", "pound"],
-    "founder": [f"{a} {b}" for a in ["Cyrus", "Sara", "Darius", "Mina", "Omid", "Leila", "Reza", "Nasrin"]
-                for b in ["Amini", "Karimi", "Rostami", "Tehrani", "Farahani", "Sadeghi"]],
+    "founder": [
+        f"{a} {b}"
+        for a in ["Cyrus", "Sara", "Darius", "Mina", "Omid", "Leila", "Reza", "Nasrin"]
+        for b in ["Amini", "Karimi", "Rostami", "Tehrani", "Farahani", "Sadeghi"]
+    ],
     "year": [str(y) for y in range(1700, 1990, 7)],
 }
 FA_DIGITS = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
 FA_VALUES = {
-    "capital": ["تهران", "پاریس", "لیما", "اسلو", "قاهره", "کابل", "رم", "مادرید", "برلین", "توکیو", "دهلی",
-                "کیتو", "هانوی", "داکار", "نایروبی", "آنکارا", "باکو", "دوحه", "مسقط", "وین", "پراگ"],
-    "river": ["کارون", "نیل", "ولگا", "دانوب", "آمازون", "راین", "گنگ", "مکونگ", "سند", "دجله", "فرات",
-              "ارس", "زاینده‌رود", "سفیدرود", "اترک"],
-    "language": ["فارسی", "فرانسوی", "اسپانیایی", "آلمانی", "ترکی", "عربی", "روسی", "ژاپنی", "هندی", "یونانی",
-                 "ایتالیایی", "پرتغالی", "لهستانی", "کردی"],
+    "capital": [
+        "تهران",
+        "پاریس",
+        "لیما",
+        "اسلو",
+        "قاهره",
+        "کابل",
+        "رم",
+        "مادرید",
+        "برلین",
+        "توکیو",
+        "دهلی",
+        "کیتو",
+        "هانوی",
+        "داکار",
+        "نایروبی",
+        "آنکارا",
+        "باکو",
+        "دوحه",
+        "مسقط",
+        "وین",
+        "پراگ",
+    ],
+    "river": [
+        "کارون",
+        "نیل",
+        "ولگا",
+        "دانوب",
+        "آمازون",
+        "راین",
+        "گنگ",
+        "مکونگ",
+        "سند",
+        "دجله",
+        "فرات",
+        "ارس",
+        "زاینده‌رود",
+        "سفیدرود",
+        "اترک",
+    ],
+    "language": [
+        "فارسی",
+        "فرانسوی",
+        "اسپانیایی",
+        "آلمانی",
+        "ترکی",
+        "عربی",
+        "روسی",
+        "ژاپنی",
+        "هندی",
+        "یونانی",
+        "ایتالیایی",
+        "پرتغالی",
+        "لهستانی",
+        "کردی",
+    ],
     "currency": ["ریال", "یورو", "دلار", "ین", "روپیه", "دینار", "لیر", "پزو", "فرانک", "کرون", "پوند"],
-    "founder": [f"{a} {b}" for a in ["کوروش", "سارا", "داریوش", "مینا", "امید", "لیلا", "رضا", "نسرین"]
-                for b in ["امینی", "کریمی", "رستمی", "تهرانی", "فراهانی", "صادقی"]],
+    "founder": [
+        f"{a} {b}"
+        for a in ["کوروش", "سارا", "داریوش", "مینا", "امید", "لیلا", "رضا", "نسرین"]
+        for b in ["امینی", "کریمی", "رستمی", "تهرانی", "فراهانی", "صادقی"]
+    ],
     "year": [str(y).translate(FA_DIGITS) for y in range(1100, 1390, 7)],
 }
 
@@ -81,8 +239,13 @@ FA_PATTERNS = {
 LANGUAGES = {"en": (EN_ENTITIES, EN_VALUES, EN_PATTERNS), "fa": (FA_ENTITIES, FA_VALUES, FA_PATTERNS)}
 
 
-def make_split(num_contexts: int, seed: int, facts: tuple[int, int] = (2, 3), fillers: tuple[int, int] = (0, 1),
-               values_per_relation: int = 6) -> list[dict]:
+def make_split(
+    num_contexts: int,
+    seed: int,
+    facts: tuple[int, int] = (2, 3),
+    fillers: tuple[int, int] = (0, 1),
+    values_per_relation: int = 6,
+) -> list[dict]:
     """SQuAD v2 `data` entries: one article per context, half English and half Persian."""
     rng = random.Random(seed)
     corpus = bilingual_corpus(num_sentences=400, seed=seed)
@@ -94,8 +257,9 @@ def make_split(num_contexts: int, seed: int, facts: tuple[int, int] = (2, 3), fi
         entity, other = rng.sample(entities, 2)
         relations = rng.sample(sorted(patterns), rng.randint(*facts))
         answers = {rel: rng.choice(values[rel][:values_per_relation]) for rel in relations}
-        sentences: list[tuple[str | None, str]] = [(rel, patterns[rel][0].format(e=entity, v=answers[rel]))
-                                                   for rel in relations]
+        sentences: list[tuple[str | None, str]] = [
+            (rel, patterns[rel][0].format(e=entity, v=answers[rel])) for rel in relations
+        ]
         sentences += [(None, s) for s in rng.sample(filler_by_lang[lang], rng.randint(*fillers))]
         if rng.random() < 0.25:  # the same kind of fact about another country
             rel = rng.choice(relations)
@@ -111,12 +275,24 @@ def make_split(num_contexts: int, seed: int, facts: tuple[int, int] = (2, 3), fi
             context += sentence
         qas = []
         for rel in relations:
-            qas.append({"id": f"{lang}-{seed}-{index}-{rel}", "question": patterns[rel][1].format(e=entity),
-                        "answers": [{"text": answers[rel], "answer_start": starts[rel]}], "is_impossible": False})
+            qas.append(
+                {
+                    "id": f"{lang}-{seed}-{index}-{rel}",
+                    "question": patterns[rel][1].format(e=entity),
+                    "answers": [{"text": answers[rel], "answer_start": starts[rel]}],
+                    "is_impossible": False,
+                }
+            )
         if rng.random() < 0.3:
             rel = rng.choice([r for r in sorted(patterns) if r not in relations])
-            qas.append({"id": f"{lang}-{seed}-{index}-{rel}-none", "question": patterns[rel][1].format(e=entity),
-                        "answers": [], "is_impossible": True})
+            qas.append(
+                {
+                    "id": f"{lang}-{seed}-{index}-{rel}-none",
+                    "question": patterns[rel][1].format(e=entity),
+                    "answers": [],
+                    "is_impossible": True,
+                }
+            )
         articles.append({"title": entity, "paragraphs": [{"context": context, "qas": qas}]})
     return articles
 
@@ -145,8 +321,7 @@ def build_model() -> Path:
         from transformers import BertConfig, BertForQuestionAnswering, BertTokenizerFast
 
         vocab = wordpiece_vocab(tokenizer_corpus())
-        tokenizer = BertTokenizerFast(vocab=vocab, do_lower_case=True, strip_accents=False,
-                                      model_max_length=512)
+        tokenizer = BertTokenizerFast(vocab=vocab, do_lower_case=True, strip_accents=False, model_max_length=512)
         config = BertConfig(vocab_size=len(vocab), pad_token_id=vocab["[PAD]"], **TINY_BERT)
         torch.manual_seed(0)
         with quiet_transformers():
@@ -178,8 +353,14 @@ def wordpiece_vocab(texts: list[str]) -> dict[str, int]:
     splitter = BertPreTokenizer()
     words = {word for text in texts for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text))}
     chars = sorted({c for word in words for c in word})
-    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(f"##{c}" for c in chars),
-              *sorted(w for w in words if len(w) > 1)]
+    tokens = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        *chars,
+        *(f"##{c}" for c in chars),
+        *sorted(w for w in words if len(w) > 1),
+    ]
     return {token: i for i, token in enumerate(tokens)}
-
-

@@ -27,8 +27,9 @@ class RegressionData:
         return self.noise_std**2
 
 
-def load_data(num_train: int = 512, num_val: int = 256, dim: int = 8, noise_std: float = 0.1,
-              seed: int = 1234) -> RegressionData:
+def load_data(
+    num_train: int = 512, num_val: int = 256, dim: int = 8, noise_std: float = 0.1, seed: int = 1234
+) -> RegressionData:
     gen = torch.Generator().manual_seed(seed)
     weight = torch.randn(dim, generator=gen)
     bias = 0.5

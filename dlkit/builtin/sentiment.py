@@ -20,15 +20,58 @@ from dlkit.builtin.corpus import bilingual_corpus
 from dlkit.core.progress import quiet_transformers
 from dlkit.core.sources import cached_folder
 
-POSITIVE = ["good", "great", "wonderful", "excellent", "delightful", "brilliant", "lovely", "superb", "enjoyable",
-            "charming", "fantastic", "moving"]
-NEGATIVE = ["bad", "awful", "terrible", "boring", "dreadful", "poor", "dull", "horrible", "weak", "painful",
-            "clumsy", "tedious"]
-SUBJECTS = ["the movie", "this film", "the plot", "the acting", "the ending", "the soundtrack", "the story",
-            "the director's work", "the script", "the cast", "the second half", "the dialogue"]
-TEMPLATES = ["{subject} was {adj}", "i thought {subject} was {adj}", "honestly , {subject} is {adj}",
-             "{subject} felt {adj} to me", "overall {subject} was really {adj}", "we all agreed {subject} was {adj}",
-             "my friends said {subject} is {adj}", "{subject} turned out {adj}"]
+POSITIVE = [
+    "good",
+    "great",
+    "wonderful",
+    "excellent",
+    "delightful",
+    "brilliant",
+    "lovely",
+    "superb",
+    "enjoyable",
+    "charming",
+    "fantastic",
+    "moving",
+]
+NEGATIVE = [
+    "bad",
+    "awful",
+    "terrible",
+    "boring",
+    "dreadful",
+    "poor",
+    "dull",
+    "horrible",
+    "weak",
+    "painful",
+    "clumsy",
+    "tedious",
+]
+SUBJECTS = [
+    "the movie",
+    "this film",
+    "the plot",
+    "the acting",
+    "the ending",
+    "the soundtrack",
+    "the story",
+    "the director's work",
+    "the script",
+    "the cast",
+    "the second half",
+    "the dialogue",
+]
+TEMPLATES = [
+    "{subject} was {adj}",
+    "i thought {subject} was {adj}",
+    "honestly , {subject} is {adj}",
+    "{subject} felt {adj} to me",
+    "overall {subject} was really {adj}",
+    "we all agreed {subject} was {adj}",
+    "my friends said {subject} is {adj}",
+    "{subject} turned out {adj}",
+]
 LABELS = ["negative", "positive"]
 
 
@@ -52,8 +95,11 @@ def _build_sentiment(path: Path, num_train: int = 1200, num_held_out: int = 300)
     """Distinct sentences cut into train, test and validation: no held-out sentence is a training sentence, so
     held-out accuracy measures the rule, not recall of sentences seen in training."""
     rows = sentences(num_train + 2 * num_held_out, seed=0, distinct=True)
-    parts = {"train": rows[:num_train], "test": rows[num_train:num_train + num_held_out],
-             "validation": rows[num_train + num_held_out:]}
+    parts = {
+        "train": rows[:num_train],
+        "test": rows[num_train : num_train + num_held_out],
+        "validation": rows[num_train + num_held_out :],
+    }
     for split, part in parts.items():
         (path / f"{split}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in part), encoding="utf-8")
 
@@ -70,8 +116,9 @@ def _build_tiny_roberta(path: Path, vocab_size: int = 2000) -> None:
 
     texts = bilingual_corpus() + [row["text"] for row in sentences(2000, seed=2)]
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=2,
-                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.train_from_iterator(
+        texts, vocab_size=vocab_size, min_frequency=2, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    )
     raw = path / "bpe"
     raw.mkdir()
     bpe.save_model(str(raw))
@@ -85,11 +132,20 @@ def _build_tiny_roberta(path: Path, vocab_size: int = 2000) -> None:
     torch.manual_seed(0)
     # initializer_range 0.1 instead of the usual 0.02: with 0.02 the random attention hardly mixes other tokens into
     # <s>, so a frozen model gives adapters almost nothing to work with; at 0.1 adapters learn the rule in seconds.
-    config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                           intermediate_size=128, max_position_embeddings=130, type_vocab_size=1,
-                           pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                           eos_token_id=tokenizer.eos_token_id, num_labels=2,
-                           initializer_range=0.1)
+    config = RobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=130,
+        type_vocab_size=1,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        num_labels=2,
+        initializer_range=0.1,
+    )
     with quiet_transformers():
         RobertaForSequenceClassification(config).save_pretrained(path)
 

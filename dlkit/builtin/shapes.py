@@ -36,12 +36,12 @@ def shapes_folder(num_images: int = 600, image_size: int = 64, seed: int = 0) ->
     return cached_folder(f"builtin/{key}", lambda tmp: _write_caption_set(tmp, num_images, image_size, seed))
 
 
-def shape_classes_folder(per_class: int = 40, test_per_class: int = 10, image_size: int = 64,
-                         seed: int = 0) -> Path:
+def shape_classes_folder(per_class: int = 40, test_per_class: int = 10, image_size: int = 64, seed: int = 0) -> Path:
     """The ImageFolder classification set's root (generated on first use)."""
     key = f"shape-classes-{VERSION}-n{per_class}-{test_per_class}-s{image_size}-seed{seed}"
-    return cached_folder(f"builtin/{key}",
-                         lambda tmp: _write_class_set(tmp, per_class, test_per_class, image_size, seed))
+    return cached_folder(
+        f"builtin/{key}", lambda tmp: _write_class_set(tmp, per_class, test_per_class, image_size, seed)
+    )
 
 
 def ground_truth(folder: str | Path) -> dict:
@@ -83,10 +83,20 @@ def _write_caption_set(root: Path, num_images: int, size: int, seed: int) -> Non
 def _captions(first: tuple[str, str], second: tuple[str, str], relation: str) -> list[str]:
     a, b = " ".join(first), " ".join(second)
     if relation == "left of":
-        return [f"A {a} left of a {b} .", f"A {b} right of a {a} .", f"A {a} and a {b} .",
-                f"A {a} on the left and a {b} on the right .", f"The {a} is left of the {b} ."]
-    return [f"A {a} above a {b} .", f"A {b} below a {a} .", f"A {a} and a {b} .",
-            f"A {a} on top and a {b} at the bottom .", f"The {a} is above the {b} ."]
+        return [
+            f"A {a} left of a {b} .",
+            f"A {b} right of a {a} .",
+            f"A {a} and a {b} .",
+            f"A {a} on the left and a {b} on the right .",
+            f"The {a} is left of the {b} .",
+        ]
+    return [
+        f"A {a} above a {b} .",
+        f"A {b} below a {a} .",
+        f"A {a} and a {b} .",
+        f"A {a} on top and a {b} at the bottom .",
+        f"The {a} is above the {b} .",
+    ]
 
 
 def _two_boxes(rng: random.Random, size: int, relation: str) -> list[tuple[int, int, int, int]]:

@@ -20,10 +20,19 @@ VOCAB_SIZE = 2000
 INIT_STD = 0.1  # larger than the usual 0.02, so a frozen random model reacts to soft prompts and adapters
 
 
-LLAMA_SPECIAL = {"bos": "<|begin_of_text|>", "eos": "<|eot_id|>", "pad": "<|finetune_right_pad_id|>",
-                 "extra": ["<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>"]}
-GEMMA_SPECIAL = {"bos": "<bos>", "eos": "<end_of_turn>", "pad": "<pad>", "unk": "<unk>",
-                 "extra": ["<eos>", "<start_of_turn>"]}
+LLAMA_SPECIAL = {
+    "bos": "<|begin_of_text|>",
+    "eos": "<|eot_id|>",
+    "pad": "<|finetune_right_pad_id|>",
+    "extra": ["<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>"],
+}
+GEMMA_SPECIAL = {
+    "bos": "<bos>",
+    "eos": "<end_of_turn>",
+    "pad": "<pad>",
+    "unk": "<unk>",
+    "extra": ["<eos>", "<start_of_turn>"],
+}
 
 
 def train_tokenizer(special: dict, template: str, vocab_size: int = VOCAB_SIZE):
@@ -37,12 +46,20 @@ def train_tokenizer(special: dict, template: str, vocab_size: int = VOCAB_SIZE):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(_tokenizer_corpus(), trainer=trainer)
     kwargs = {k: special[k] for k in ("bos", "eos", "pad", "unk") if k in special}
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, **{f"{k}_token": v for k, v in kwargs.items()},
-                                   additional_special_tokens=special["extra"], clean_up_tokenization_spaces=False)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        **{f"{k}_token": v for k, v in kwargs.items()},
+        additional_special_tokens=special["extra"],
+        clean_up_tokenization_spaces=False,
+    )
     fast.chat_template = template
     return fast
 
@@ -55,11 +72,21 @@ def build_llama(path: Path) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = train_tokenizer(LLAMA_SPECIAL, LLAMA3_TEMPLATE)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=6,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True, rope_theta=10000.0,
-                         initializer_range=INIT_STD)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=6,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+        rope_theta=10000.0,
+        initializer_range=INIT_STD,
+    )
     _save(LlamaForCausalLM, config, tokenizer, path)
 
 
@@ -67,11 +94,22 @@ def build_gemma2(path: Path) -> None:
     from transformers import Gemma2Config, Gemma2ForCausalLM
 
     tokenizer = train_tokenizer(GEMMA_SPECIAL, GEMMA_TEMPLATE)
-    config = Gemma2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=6,
-                          num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=1024,
-                          sliding_window=256, bos_token_id=tokenizer.bos_token_id,
-                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                          attn_implementation="eager", initializer_range=INIT_STD)
+    config = Gemma2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=6,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=1024,
+        sliding_window=256,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        attn_implementation="eager",
+        initializer_range=INIT_STD,
+    )
     _save(Gemma2ForCausalLM, config, tokenizer, path)
 
 

@@ -37,12 +37,31 @@ def _build(root: Path) -> None:
 
     torch.manual_seed(0)
     tokenizer = _tokenizer()
-    processor = ViTImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, image_mean=[0.5] * 3,
-                                  image_std=[0.5] * 3)
-    encoder = ViTModel(ViTConfig(image_size=IMAGE_SIZE, patch_size=8, hidden_size=64, num_hidden_layers=2,
-                                 num_attention_heads=2, intermediate_size=128), add_pooling_layer=False)
-    decoder = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=64, n_layer=2, n_head=2,
-                                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id))
+    processor = ViTImageProcessor(
+        size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+    )
+    encoder = ViTModel(
+        ViTConfig(
+            image_size=IMAGE_SIZE,
+            patch_size=8,
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=128,
+        ),
+        add_pooling_layer=False,
+    )
+    decoder = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=len(tokenizer),
+            n_positions=64,
+            n_embd=64,
+            n_layer=2,
+            n_head=2,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    )
     encoder.save_pretrained(root / "encoder")
     processor.save_pretrained(root / "encoder")
     decoder.save_pretrained(root / "decoder")
@@ -86,10 +105,21 @@ def _tokenizer():
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, special_tokens=[special],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    words = [f"a {c} {s} left of right above below and on the top bottom is at"
-             for c in COLOURS for s in CAPTION_SHAPES]
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE,
+        special_tokens=[special],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    words = [
+        f"a {c} {s} left of right above below and on the top bottom is at" for c in COLOURS for s in CAPTION_SHAPES
+    ]
     tok.train_from_iterator(bilingual_corpus(num_sentences=500) + words * 20, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=special, eos_token=special, unk_token=special,
-                                   pad_token=special, clean_up_tokenization_spaces=False)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=special,
+        eos_token=special,
+        unk_token=special,
+        pad_token=special,
+        clean_up_tokenization_spaces=False,
+    )

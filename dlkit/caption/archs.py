@@ -32,23 +32,42 @@ class Arch:
 def _lstm(spec: ModelSpec, feature_dim: int, grid: int) -> nn.Module:
     from dlkit.caption.models import LSTMDecoder
 
-    return LSTMDecoder(vocab_size=spec.vocab_size, feature_dim=feature_dim, embed_dim=spec.embed_dim,
-                       hidden_dim=spec.hidden_dim, dropout=spec.dropout)
+    return LSTMDecoder(
+        vocab_size=spec.vocab_size,
+        feature_dim=feature_dim,
+        embed_dim=spec.embed_dim,
+        hidden_dim=spec.hidden_dim,
+        dropout=spec.dropout,
+    )
 
 
 def _attention(spec: ModelSpec, feature_dim: int, grid: int) -> nn.Module:
     from dlkit.caption.models import AttentionDecoder
 
-    return AttentionDecoder(vocab_size=spec.vocab_size, feature_dim=feature_dim, embed_dim=spec.embed_dim,
-                            hidden_dim=spec.hidden_dim, attention_dim=spec.attention_dim, dropout=spec.dropout)
+    return AttentionDecoder(
+        vocab_size=spec.vocab_size,
+        feature_dim=feature_dim,
+        embed_dim=spec.embed_dim,
+        hidden_dim=spec.hidden_dim,
+        attention_dim=spec.attention_dim,
+        dropout=spec.dropout,
+    )
 
 
 def _transformer(spec: ModelSpec, feature_dim: int, grid: int) -> nn.Module:
     from dlkit.caption.models import TransformerDecoder
 
-    return TransformerDecoder(vocab_size=spec.vocab_size, feature_dim=feature_dim, dim=spec.embed_dim,
-                              ff_dim=spec.hidden_dim, num_layers=spec.num_layers, num_heads=spec.num_heads,
-                              max_len=spec.max_len, max_grid=grid, dropout=spec.dropout)
+    return TransformerDecoder(
+        vocab_size=spec.vocab_size,
+        feature_dim=feature_dim,
+        dim=spec.embed_dim,
+        ff_dim=spec.hidden_dim,
+        num_layers=spec.num_layers,
+        num_heads=spec.num_heads,
+        max_len=spec.max_len,
+        max_grid=grid,
+        dropout=spec.dropout,
+    )
 
 
 def _heads_divide_width(cfg: Any) -> str | None:
@@ -57,12 +76,15 @@ def _heads_divide_width(cfg: Any) -> str | None:
     return None
 
 
-ARCHS: dict[str, Arch] = {a.name: a for a in [
-    Arch("lstm", "CNN-LSTM (Show and Tell)", _lstm),
-    Arch("attention", "Show, Attend and Tell", _attention, attention=True),
-    Arch("transformer", "CNN + transformer decoder", _transformer, check=_heads_divide_width),
-    Arch("vit-gpt2", "transformers VisionEncoderDecoder", None),
-]}
+ARCHS: dict[str, Arch] = {
+    a.name: a
+    for a in [
+        Arch("lstm", "CNN-LSTM (Show and Tell)", _lstm),
+        Arch("attention", "Show, Attend and Tell", _attention, attention=True),
+        Arch("transformer", "CNN + transformer decoder", _transformer, check=_heads_divide_width),
+        Arch("vit-gpt2", "transformers VisionEncoderDecoder", None),
+    ]
+}
 
 
 def arch_help() -> str:

@@ -5,8 +5,13 @@ from __future__ import annotations
 from dlkit.caption.config import CaptionConfig, CompareConfig, EvalConfig, PredictConfig, PrepareConfig
 from dlkit.core.commands import config_command, group_app
 
-app = group_app("caption", "Image captioning: Flickr8k-style data, CNN-LSTM, soft attention, CNN-Transformer, "
-                "ViT-GPT2; BLEU/ROUGE/CIDEr/BERTScore.", extra="caption", requires=("torchvision", "transformers"))
+app = group_app(
+    "caption",
+    "Image captioning: Flickr8k-style data, CNN-LSTM, soft attention, CNN-Transformer, "
+    "ViT-GPT2; BLEU/ROUGE/CIDEr/BERTScore.",
+    extra="caption",
+    requires=("torchvision", "transformers"),
+)
 
 
 @config_command(app, PrepareConfig)
@@ -61,8 +66,10 @@ def evaluate(cfg: EvalConfig) -> None:
     from dlkit.core import progress
 
     metrics = run_evaluate(cfg)
-    progress.emit(metrics, progress.metrics_table(metrics, title=f"caption eval ({metrics['split']}, "
-                                                               f"{metrics['split_size']} images)"))
+    progress.emit(
+        metrics,
+        progress.metrics_table(metrics, title=f"caption eval ({metrics['split']}, {metrics['split_size']} images)"),
+    )
 
 
 @config_command(app, CompareConfig)
@@ -76,5 +83,10 @@ def compare(cfg: CompareConfig) -> None:
     from dlkit.core import progress
 
     result = run_compare(cfg)
-    progress.emit(result, progress.metrics_table({f"{k} BLEU-4": v for k, v in result["bleu4"].items()},
-                                                 title=f"caption compare ({result['images']} test images)"))
+    progress.emit(
+        result,
+        progress.metrics_table(
+            {f"{k} BLEU-4": v for k, v in result["bleu4"].items()},
+            title=f"caption compare ({result['images']} test images)",
+        ),
+    )

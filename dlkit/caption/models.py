@@ -133,8 +133,10 @@ def use_pretrained_encoder(encoder: str, requested: bool | None) -> bool:
     weights = imagenet_weights(encoder)
     if weights is None:
         if requested:
-            raise ConfigError(f"--pretrained-encoder: --encoder {encoder} has no pretrained weights; pass "
-                              "--encoder efficientnet_b0 for ImageNet weights")
+            raise ConfigError(
+                f"--pretrained-encoder: --encoder {encoder} has no pretrained weights; pass "
+                "--encoder efficientnet_b0 for ImageNet weights"
+            )
         return False
     if requested is not None:
         return requested
@@ -143,9 +145,11 @@ def use_pretrained_encoder(encoder: str, requested: bool | None) -> bool:
     if cached_weights(weights).is_file() or url_reachable(weights.url):
         return True
 
-    warn(f"--encoder {encoder}: its ImageNet weights are not in {cached_weights(weights).parent} and cannot be "
-         "downloaded here, so the encoder starts from RANDOM weights; run once with internet, or pass "
-         "--no-pretrained-encoder to ask for random weights")
+    warn(
+        f"--encoder {encoder}: its ImageNet weights are not in {cached_weights(weights).parent} and cannot be "
+        "downloaded here, so the encoder starts from RANDOM weights; run once with internet, or pass "
+        "--no-pretrained-encoder to ask for random weights"
+    )
     return False
 
 
@@ -162,9 +166,11 @@ def efficientnet_b0(pretrained: bool) -> nn.Module:
     try:
         return build(weights=weights)
     except Exception as exc:  # URLError, timeout, DNS failure, truncated file
-        raise SourceError(f"--pretrained-encoder: the EfficientNet-B0 ImageNet weights are not in {cached.parent} "
-                          f"and cannot be downloaded ({type(exc).__name__}); run once with internet or pass "
-                          "--no-pretrained-encoder") from None
+        raise SourceError(
+            f"--pretrained-encoder: the EfficientNet-B0 ImageNet weights are not in {cached.parent} "
+            f"and cannot be downloaded ({type(exc).__name__}); run once with internet or pass "
+            "--no-pretrained-encoder"
+        ) from None
     finally:
         socket.setdefaulttimeout(previous)
 
@@ -204,8 +210,9 @@ class AttentionDecoder(nn.Module):
     """Show, Attend and Tell: at step t, alpha_t = softmax(f_att(a, h_{t-1})), z_t = beta_t * sum_i alpha_ti a_i
     with the gate beta_t = sigmoid(f_beta(h_{t-1})); the LSTM reads [E y_{t-1}; z_t]."""
 
-    def __init__(self, vocab_size: int, feature_dim: int, embed_dim: int, hidden_dim: int, attention_dim: int,
-                 dropout: float) -> None:
+    def __init__(
+        self, vocab_size: int, feature_dim: int, embed_dim: int, hidden_dim: int, attention_dim: int, dropout: float
+    ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
         self.attention = AdditiveAttention(feature_dim, hidden_dim, attention_dim)
@@ -219,8 +226,11 @@ class AttentionDecoder(nn.Module):
     def init_state(self, features: Tensor) -> dict[str, Tensor]:
         pooled = features.mean(dim=1)
         # the attention's projection of the grid does not change from word to word: computed once per caption
-        return {"h": torch.tanh(self.init_h(pooled)), "c": torch.tanh(self.init_c(pooled)),
-                "keys": self.attention.keys(features)}
+        return {
+            "h": torch.tanh(self.init_h(pooled)),
+            "c": torch.tanh(self.init_c(pooled)),
+            "keys": self.attention.keys(features),
+        }
 
     def _advance(self, features: Tensor, state: dict[str, Tensor], token: Tensor):
         context, alpha = self.attention(features, state["h"], keys=state["keys"])  # (B, C), (B, L)
@@ -246,8 +256,18 @@ class AttentionDecoder(nn.Module):
 class TransformerDecoder(nn.Module):
     """Word + learned positional embeddings, causal DecoderBlocks with cross-attention to the projected grid."""
 
-    def __init__(self, vocab_size: int, feature_dim: int, dim: int, ff_dim: int, num_layers: int, num_heads: int,
-                 max_len: int, max_grid: int, dropout: float) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        feature_dim: int,
+        dim: int,
+        ff_dim: int,
+        num_layers: int,
+        num_heads: int,
+        max_len: int,
+        max_grid: int,
+        dropout: float,
+    ) -> None:
         super().__init__()
         self.project = nn.Sequential(nn.Linear(feature_dim, dim), nn.LayerNorm(dim))  # the "resizing" layer
         self.grid_pos = LearnedPositionalEmbedding(max_grid, dim)
@@ -416,7 +436,7 @@ def greedy(model: CaptionModel, features: Tensor, max_len: int) -> list[Caption]
 def beam_search(model: CaptionModel, features: Tensor, max_len: int, beam_size: int) -> list[Caption]:
     """Beam search per image; a hypothesis ends at <eos> and the best finished one by total log-probability wins.
     With beam_size 1 it is exactly greedy decoding."""
-    return [_beam_one(model, features[i:i + 1], max_len, beam_size) for i in range(features.shape[0])]
+    return [_beam_one(model, features[i : i + 1], max_len, beam_size) for i in range(features.shape[0])]
 
 
 def decode(model: CaptionModel, features: Tensor, max_len: int, beam_size: int = 1) -> list[Caption]:
@@ -443,8 +463,9 @@ def _beam_one(model: CaptionModel, features: Tensor, max_len: int, k: int) -> Ca
             path_maps = maps[row] + ([alpha[row].tolist()] if alpha is not None else [])
             if word == EOS_ID or step == max_len - 2:
                 words_so_far = tokens[row, 1:].tolist() + ([] if word == EOS_ID else [word])
-                finished.append(Caption(words_so_far, score, path_maps[: len(words_so_far)] if alpha is not None
-                                        else None))
+                finished.append(
+                    Caption(words_so_far, score, path_maps[: len(words_so_far)] if alpha is not None else None)
+                )
             else:
                 keep_rows.append(row)
                 keep_words.append(word)
@@ -467,7 +488,6 @@ def _until_eos(ids: list[int]) -> list[int]:
             break
         out.append(i)
     return out
-
 
 
 def load_trained(model_dir: Path) -> tuple[CaptionModel, Vocab, ModelSpec]:

@@ -61,11 +61,16 @@ def prepare(cfg: PrepareConfig) -> dict[str, Any]:
 
     plots = out / "plots"
     sample = random.Random(cfg.seed).sample(records, min(5, len(records)))
-    viz.caption_grid([(r.image, [clean_caption(c) for c in r.captions[:5]]) for r in sample],
-                     plots / "samples.png", "5 random images with their cleaned captions")
+    viz.caption_grid(
+        [(r.image, [clean_caption(c) for c in r.captions[:5]]) for r in sample],
+        plots / "samples.png",
+        "5 random images with their cleaned captions",
+    )
     viz.length_scatter(lengths, plots / "caption_lengths.png")
     viz.top_words(word_counts(records).most_common(20), plots / "top_words.png")
     held.release()
-    info(f"wrote {out}/vocab.json, split files, prepared.json and plots/ (samples, caption_lengths, top_words); "
-         f"train on it with: dlkit caption train --data {out}")
+    info(
+        f"wrote {out}/vocab.json, split files, prepared.json and plots/ (samples, caption_lengths, top_words); "
+        f"train on it with: dlkit caption train --data {out}"
+    )
     return stats

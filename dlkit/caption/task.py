@@ -51,13 +51,25 @@ class CaptionTask(Task):
     def __init__(self, cfg: CaptionConfig, run: Run, prepared: tuple | None = None) -> None:
         self.cfg, self.run = cfg, run
         self.splits, self.vocab, self.stats = prepared or prepare_splits(cfg)
-        self.skipped_items = (self.stats["skipped_missing_images"] + self.stats["skipped_empty_captions"]
-                              + self.stats["skipped_undecodable_images"])
-        self.spec = ModelSpec(arch=cfg.arch, encoder=cfg.encoder, vocab_size=len(self.vocab),
-                              max_len=self.vocab.max_len, image_size=cfg.resolved_image_size,
-                              embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim, attention_dim=cfg.attention_dim,
-                              num_layers=cfg.num_layers, num_heads=cfg.num_heads, dropout=cfg.dropout,
-                              alpha_c=cfg.alpha_c)
+        self.skipped_items = (
+            self.stats["skipped_missing_images"]
+            + self.stats["skipped_empty_captions"]
+            + self.stats["skipped_undecodable_images"]
+        )
+        self.spec = ModelSpec(
+            arch=cfg.arch,
+            encoder=cfg.encoder,
+            vocab_size=len(self.vocab),
+            max_len=self.vocab.max_len,
+            image_size=cfg.resolved_image_size,
+            embed_dim=cfg.embed_dim,
+            hidden_dim=cfg.hidden_dim,
+            attention_dim=cfg.attention_dim,
+            num_layers=cfg.num_layers,
+            num_heads=cfg.num_heads,
+            dropout=cfg.dropout,
+            alpha_c=cfg.alpha_c,
+        )
         self.records = self.splits["train"] + self.splits["val"]
         self.index = {r.image: i for i, r in enumerate(self.records)}
         if run.writer:
@@ -65,9 +77,11 @@ class CaptionTask(Task):
             write_split_files(run.dir / "data", self.splits)
             write_prepared(run.dir / "data", [r for split in self.splits.values() for r in split], self.stats)
             atomic_write_json(run.dir / "data" / "stats.json", self.stats)
-        info(f"{self.stats['images']} images ({self.stats['layout']} layout): "
-             + ", ".join(f"{k} {len(v)}" for k, v in self.splits.items())
-             + f"; vocabulary {len(self.vocab)} words, captions padded to {self.vocab.max_len} tokens")
+        info(
+            f"{self.stats['images']} images ({self.stats['layout']} layout): "
+            + ", ".join(f"{k} {len(v)}" for k, v in self.splits.items())
+            + f"; vocabulary {len(self.vocab)} words, captions padded to {self.vocab.max_len} tokens"
+        )
         self.sample_record = self.splits["val"][0] if self.splits["val"] else self.splits["train"][0]
         self.model: CaptionModel | None = None
         self.cached = False
@@ -81,8 +95,10 @@ class CaptionTask(Task):
         if cfg.pretrained_encoder or cfg.freeze_encoder:
             model.encoder.freeze(except_last_block=cfg.finetune_encoder)
             state = "frozen except its last block" if cfg.finetune_encoder else "frozen"
-        info(f"encoder {cfg.encoder} ({'ImageNet' if cfg.pretrained_encoder else 'random'} weights): "
-             f"{model.encoder.feature_dim} features per cell, {state}")
+        info(
+            f"encoder {cfg.encoder} ({'ImageNet' if cfg.pretrained_encoder else 'random'} weights): "
+            f"{model.encoder.feature_dim} features per cell, {state}"
+        )
         self.model = model
         return model
 
@@ -91,11 +107,15 @@ class CaptionTask(Task):
         cfg, encoder = self.cfg, self.model.encoder
         source: Any = ImageStore([r.image for r in self.records], self.spec.image_size, encoder.mean, encoder.std)
         pairs = sum(len(r.captions) for r in self.splits["train"])
-        if cfg.cache_features and cfg.encoder_frozen and features.worth_caching(pairs, cfg.batch_size * cfg.grad_accum,
-                                                                                      cfg.max_steps):
+        if (
+            cfg.cache_features
+            and cfg.encoder_frozen
+            and features.worth_caching(pairs, cfg.batch_size * cfg.grad_accum, cfg.max_steps)
+        ):
             source = self._encoded(source)
-        return self._pairs(self.splits["train"], source), (self._pairs(self.splits["val"], source)
-                                                             if self.splits["val"] else None)
+        return self._pairs(self.splits["train"], source), (
+            self._pairs(self.splits["val"], source) if self.splits["val"] else None
+        )
 
     def _pairs(self, records: list[CaptionRecord], source: Any) -> CaptionPairs:
         ids, tokens = [], []
@@ -113,8 +133,10 @@ class CaptionTask(Task):
         encoder = self.model.encoder
         store = features.precompute(images, torch.stack, encoder, batch_size=64, num_workers=self.cfg.num_workers).store
         self.cached = True
-        info(f"the frozen encoder runs once: features of {len(images)} images computed in "
-             f"{time.perf_counter() - start:.1f}s ({store.where()}); --no-cache-features runs it on every batch")
+        info(
+            f"the frozen encoder runs once: features of {len(images)} images computed in "
+            f"{time.perf_counter() - start:.1f}s ({store.where()}); --no-cache-features runs it on every batch"
+        )
         return store
 
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, Tensor]:
@@ -138,9 +160,11 @@ class CaptionTask(Task):
             seen.update(batch["image_id"][first].tolist())
             index = torch.tensor(first, device=batch["tokens"].device)
             features = raw.features({k: v[index] for k, v in batch.items()})
-            for image_id, caption in zip(batch["image_id"][first].tolist(),
-                                         decode(raw, features, self.vocab.max_len, self.cfg.beam_size),
-                                         strict=True):
+            for image_id, caption in zip(
+                batch["image_id"][first].tolist(),
+                decode(raw, features, self.vocab.max_len, self.cfg.beam_size),
+                strict=True,
+            ):
                 hyps.append(self.vocab.decode(caption.tokens))
                 refs.append([clean_caption(c) for c in self.records[image_id].captions])
         hyps, refs = gather(accel, hyps), gather(accel, refs)
@@ -167,14 +191,18 @@ class CaptionTask(Task):
         """Caption the same validation image after every evaluation: samples/val_captions.jsonl + a PNG."""
         record = self.sample_record
         device = next(model.parameters()).device
-        image = image_tensor(open_image(record.image), self.spec.image_size, model.encoder.mean,
-                             model.encoder.std)[None].to(device)
+        image = image_tensor(open_image(record.image), self.spec.image_size, model.encoder.mean, model.encoder.std)[
+            None
+        ].to(device)
         caption = decode(model, model.encoder(image), self.vocab.max_len, self.cfg.beam_size)[0]
         text = self.vocab.decode(caption.tokens)
         line = {"step": step, "image": record.image, "caption": text, "reference": record.captions[0]}
         run.append_jsonl("samples/val_captions.jsonl", line)
-        caption_card(record.image, [f"step {step}: {text}", f"reference: {record.captions[0]}"],
-                     run.samples_dir / f"step_{step:07d}.png")
+        caption_card(
+            record.image,
+            [f"step {step}: {text}", f"reference: {record.captions[0]}"],
+            run.samples_dir / f"step_{step:07d}.png",
+        )
 
     def save_model(self, model: CaptionModel, path: Path) -> None:
         from safetensors.torch import save_model
@@ -185,16 +213,27 @@ class CaptionTask(Task):
         self.vocab.save(path / "vocab.json")
 
     def card_info(self) -> CardInfo:
-        return CardInfo(what=f"{self.cfg.arch} image captioner on a {self.cfg.encoder} encoder",
-                        pipeline_tag="image-to-text", tags=["image-captioning"], usage_language="bash",
-                        usage="# dlkit's own format (model.safetensors, caption_model.json, vocab.json), read by:\n"
-                              "dlkit caption predict --run RUN IMAGE.jpg   # RUN: the run folder around this one")
+        return CardInfo(
+            what=f"{self.cfg.arch} image captioner on a {self.cfg.encoder} encoder",
+            pipeline_tag="image-to-text",
+            tags=["image-captioning"],
+            usage_language="bash",
+            usage="# dlkit's own format (model.safetensors, caption_model.json, vocab.json), read by:\n"
+            "dlkit caption predict --run RUN IMAGE.jpg   # RUN: the run folder around this one",
+        )
 
     def summary(self) -> dict[str, Any]:
-        return {"arch": self.cfg.arch, "encoder": self.cfg.encoder, "vocab_size": len(self.vocab),
-                "max_len": self.vocab.max_len, "feature_dim": self.model.encoder.feature_dim if self.model else None,
-                "cached_features": self.cached, "train_images": len(self.splits["train"]),
-                "val_images": len(self.splits["val"]), "test_images": len(self.splits["test"])}
+        return {
+            "arch": self.cfg.arch,
+            "encoder": self.cfg.encoder,
+            "vocab_size": len(self.vocab),
+            "max_len": self.vocab.max_len,
+            "feature_dim": self.model.encoder.feature_dim if self.model else None,
+            "cached_features": self.cached,
+            "train_images": len(self.splits["train"]),
+            "val_images": len(self.splits["val"]),
+            "test_images": len(self.splits["test"]),
+        }
 
 
 def train(cfg: CaptionConfig) -> dict[str, Any]:
@@ -218,6 +257,8 @@ def train(cfg: CaptionConfig) -> dict[str, Any]:
 
         metrics = fit(VisionEncoderDecoderTask(cfg, run, prepared), cfg, run)
     if run.writer:
-        info(f"run folder: {run.dir}\nnext: dlkit caption eval --run {run.dir}   (then: dlkit caption predict "
-             f"--run {run.dir} IMAGE.jpg, or dlkit caption compare {run.dir} OTHER_RUN)")
+        info(
+            f"run folder: {run.dir}\nnext: dlkit caption eval --run {run.dir}   (then: dlkit caption predict "
+            f"--run {run.dir} IMAGE.jpg, or dlkit caption compare {run.dir} OTHER_RUN)"
+        )
     return metrics

@@ -46,8 +46,13 @@ def caption_grid_figure(items: Sequence[tuple[str, Sequence[str]]], title: str =
     texts = [_wrap(lines, 40) for _, lines in items]
     image_height = PANEL_WIDTH * min(max(img.height / img.width for img in images), 2.0)  # inches
     text_height = LINE_HEIGHT * max(t.count("\n") + 1 for t in texts) + 0.15
-    fig, axes = plt.subplots(2, len(items), squeeze=False, height_ratios=[image_height, text_height],
-                             figsize=(PANEL_WIDTH * len(items), image_height + text_height + (0.5 if title else 0.1)))
+    fig, axes = plt.subplots(
+        2,
+        len(items),
+        squeeze=False,
+        height_ratios=[image_height, text_height],
+        figsize=(PANEL_WIDTH * len(items), image_height + text_height + (0.5 if title else 0.1)),
+    )
     for image_ax, text_ax, image, text in zip(axes[0], axes[1], images, texts, strict=True):
         image_ax.imshow(image)
         image_ax.set_axis_off()
@@ -111,8 +116,13 @@ def attention_strip(image_path: str, alphas: Sequence[Sequence[float]], words: S
     axes[0][0].set_title("image", fontsize=9)
     for ax, word, alpha in zip(axes[0][1:], words, alphas, strict=False):
         ax.imshow(image)
-        ax.imshow(np.asarray(alpha, dtype=float).reshape(side, side), cmap="jet", alpha=0.45,
-                  extent=(0, image.width, image.height, 0), interpolation="bilinear")
+        ax.imshow(
+            np.asarray(alpha, dtype=float).reshape(side, side),
+            cmap="jet",
+            alpha=0.45,
+            extent=(0, image.width, image.height, 0),
+            interpolation="bilinear",
+        )
         ax.set_title(word, fontsize=9)
     for ax in axes[0]:
         ax.set_axis_off()

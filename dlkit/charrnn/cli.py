@@ -8,8 +8,9 @@ from dlkit.charrnn.config import CharRNNConfig, EvalConfig, SampleConfig
 from dlkit.core import progress
 from dlkit.core.commands import config_command, group_app
 
-app = group_app("charrnn", "Character-level language models: RNN, GRU, LSTM (torch or from scratch), transformer.",
-                extra="charrnn")
+app = group_app(
+    "charrnn", "Character-level language models: RNN, GRU, LSTM (torch or from scratch), transformer.", extra="charrnn"
+)
 
 
 @config_command(app, CharRNNConfig)
@@ -52,5 +53,7 @@ def evaluate(cfg: EvalConfig) -> None:
     from dlkit.charrnn.evaluate import evaluate as run_evaluate
 
     result = run_evaluate(cfg)
-    progress.emit(result, progress.metrics_table(result, title=f"charrnn eval: {result['data']}, "
-                                                               f"{result['split_size']} characters"))
+    progress.emit(
+        result,
+        progress.metrics_table(result, title=f"charrnn eval: {result['data']}, {result['split_size']} characters"),
+    )

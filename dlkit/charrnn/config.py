@@ -15,9 +15,13 @@ Arch = Literal["rnn", "gru", "lstm", "lstm-scratch", "transformer"]
 @dataclass
 class CharRNNConfig(TrainConfig):
     data: str = opt("builtin:markov", f"Text: {listed('charrnn', 'data')}, or a local text file.", path="data")
-    model: str = opt("scratch", "'scratch' (--arch and the size flags pick the model), or a charrnn run folder to "
-                                "fine-tune on --data, keeping its architecture and vocabulary.", path="run",
-                     run_of="charrnn")
+    model: str = opt(
+        "scratch",
+        "'scratch' (--arch and the size flags pick the model), or a charrnn run folder to "
+        "fine-tune on --data, keeping its architecture and vocabulary.",
+        path="run",
+        run_of="charrnn",
+    )
     arch: Arch = opt("lstm", "Architecture: torch RNN/GRU/LSTM, dlkit.nn's LSTM (lstm-scratch) or a GPT.")
     block_size: int = opt(64, "Characters per training block (the context a transformer sees).", min=1)
     hidden_size: int = opt(128, "Hidden size of the RNN, or the width of the transformer.", min=1)
@@ -26,12 +30,15 @@ class CharRNNConfig(TrainConfig):
     dropout: float = opt(0.0, "Dropout between layers (RNN) or in every block (transformer).", min=0, below=1)
     positional: Literal["learned", "sinusoidal"] = opt("learned", "Position encoding of the transformer.")
     tie_weights: bool = opt(True, "Share the input embedding and the output layer (Press & Wolf, 2017).")
-    attention: Literal["scratch", "sdpa"] = opt("scratch", "Transformer attention: dlkit.nn's from-scratch formula, "
-                                                "or sdpa (torch's fused kernel: same numbers, faster).")
+    attention: Literal["scratch", "sdpa"] = opt(
+        "scratch",
+        "Transformer attention: dlkit.nn's from-scratch formula, or sdpa (torch's fused kernel: same numbers, faster).",
+    )
     encoding: str = opt("utf-8", "Text encoding of --data (e.g. latin-1, cp1252).")
     val_fraction: float = opt(0.1, "Fraction of the text (its end) held out for validation.", above=0, below=1)
-    blocks_per_epoch: int = opt(0, "Random blocks drawn per epoch; 0 = training characters / block size, "
-                                   "but at least 100 batches.", min=0)
+    blocks_per_epoch: int = opt(
+        0, "Random blocks drawn per epoch; 0 = training characters / block size, but at least 100 batches.", min=0
+    )
     max_val_blocks: int = opt(512, "Validation blocks per evaluation, evenly spread; 0 = all.", min=0)
     sample_chars: int = opt(300, "Characters sampled into samples/ at each evaluation; 0 = none.", min=0)
     sample_prompt: str = opt("", "Prompt of those samples (default: the first character of the text).")
@@ -57,8 +64,9 @@ def check_encoding(encoding: str) -> None:
     try:
         codecs.lookup(encoding)
     except LookupError:
-        raise ConfigError(f"--encoding {encoding!r} is not a known text encoding (try utf-8, latin-1, cp1252)") \
-            from None
+        raise ConfigError(
+            f"--encoding {encoding!r} is not a known text encoding (try utf-8, latin-1, cp1252)"
+        ) from None
 
 
 @dataclass
@@ -80,12 +88,16 @@ class EvalConfig:
     """`dlkit charrnn eval`."""
 
     run: str = run_field("charrnn")
-    data: str | None = opt(None, "Text file (or builtin:NAME) to score; default: the run's validation split.",
-                           path="data")
+    data: str | None = opt(
+        None, "Text file (or builtin:NAME) to score; default: the run's validation split.", path="data"
+    )
     encoding: str | None = opt(None, "Encoding of --data; default: the run's.", from_run="encoding")
     batch_size: int = opt(64, "Blocks per forward pass.", min=1)
-    split: str | None = opt(None, "Without --data: validation (default, the held-out end of the text) or train "
-                            "(only when asked; train_* metrics).")
+    split: str | None = opt(
+        None,
+        "Without --data: validation (default, the held-out end of the text) or train "
+        "(only when asked; train_* metrics).",
+    )
 
     command: ClassVar[tuple[str, str]] = ("charrnn", "eval")
 

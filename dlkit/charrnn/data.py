@@ -60,8 +60,10 @@ def read_text_file(path: Path, encoding: str, flag: str = "--data") -> str:
         text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
         bad = raw[exc.start]
-        raise DataError(f"{flag} {path} is not valid {encoding} (byte 0x{bad:02x} at offset {exc.start}); "
-                        f"pass its encoding with --encoding, e.g. --encoding latin-1") from None
+        raise DataError(
+            f"{flag} {path} is not valid {encoding} (byte 0x{bad:02x} at offset {exc.start}); "
+            f"pass its encoding with --encoding, e.g. --encoding latin-1"
+        ) from None
     if not text:
         raise DataError(f"{flag} {path} is empty; pass a text file")
     return text
@@ -140,8 +142,9 @@ class Splits:
     val: np.ndarray  # (N_val,)
 
 
-def split_text(text: Text, block_size: int, val_fraction: float, flag: str = "--data",
-               vocab: Vocab | None = None) -> Splits:
+def split_text(
+    text: Text, block_size: int, val_fraction: float, flag: str = "--data", vocab: Vocab | None = None
+) -> Splits:
     """The text's end is the validation split; each split must hold at least one block plus its target.
 
     `vocab` (a pretrained model's) must cover the text; by default it is built from the text.
@@ -150,17 +153,21 @@ def split_text(text: Text, block_size: int, val_fraction: float, flag: str = "--
     need = block_size + 1
     val_chars = max(math.ceil(val_fraction * n), need)
     if n - val_chars < need:
-        raise DataError(f"{flag} {text.spec} has {n} characters, fewer than the {2 * need} needed for one "
-                        f"training and one validation block of --block-size {block_size} (+1 target each); "
-                        f"use a longer text or a smaller --block-size")
+        raise DataError(
+            f"{flag} {text.spec} has {n} characters, fewer than the {2 * need} needed for one "
+            f"training and one validation block of --block-size {block_size} (+1 target each); "
+            f"use a longer text or a smaller --block-size"
+        )
     if vocab is None:
         vocab = Vocab.from_text(text.text)
     unknown = vocab.unknown(text.text)
     if unknown:
-        raise DataError(f"{flag} {text.spec} has {len(unknown)} characters outside the model's vocabulary: "
-                        f"{describe_chars(unknown)}; train from scratch or remove them")
+        raise DataError(
+            f"{flag} {text.spec} has {len(unknown)} characters outside the model's vocabulary: "
+            f"{describe_chars(unknown)}; train from scratch or remove them"
+        )
     ids = encoded_memmap(text.text, vocab)
-    return Splits(vocab, ids[:n - val_chars], ids[n - val_chars:])
+    return Splits(vocab, ids[: n - val_chars], ids[n - val_chars :])
 
 
 def split_record(text: Text, splits: Splits, val_fraction: float) -> DataSplits:
@@ -169,8 +176,10 @@ def split_record(text: Text, splits: Splits, val_fraction: float) -> DataSplits:
 
     digest = hashlib.sha1(text.text.encode("utf-8")).hexdigest()[:12]
     cut, end = len(splits.train), len(text.text)
-    return DataSplits({"train": [f"chars 0-{cut} of {digest}"], "validation": [f"chars {cut}-{end} of {digest}"]},
-                      f"the last {val_fraction:.0%} of the characters (at least one block) are validation")
+    return DataSplits(
+        {"train": [f"chars 0-{cut} of {digest}"], "validation": [f"chars {cut}-{end} of {digest}"]},
+        f"the last {val_fraction:.0%} of the characters (at least one block) are validation",
+    )
 
 
 class TrainBlocks(Dataset):
@@ -183,7 +192,7 @@ class TrainBlocks(Dataset):
         return len(self.ids) - self.block_size
 
     def __getitem__(self, start: int) -> np.ndarray:
-        return self.ids[start:start + self.block_size + 1]
+        return self.ids[start : start + self.block_size + 1]
 
 
 class ValBlocks(Dataset):
@@ -201,14 +210,13 @@ class ValBlocks(Dataset):
 
     def __getitem__(self, index: int) -> np.ndarray:
         start = int(self.starts[index])
-        return self.ids[start:start + self.block_size + 1]
+        return self.ids[start : start + self.block_size + 1]
 
 
-def random_block_plan(num_starts: int, num_blocks: int, batch_size: int,
-                      generator: torch.Generator) -> list[list[int]]:
+def random_block_plan(num_starts: int, num_blocks: int, batch_size: int, generator: torch.Generator) -> list[list[int]]:
     """One epoch: `num_blocks` block starts drawn uniformly with replacement from `generator` only."""
     starts = torch.randint(num_starts, (num_blocks,), generator=generator).tolist()
-    return [starts[i:i + batch_size] for i in range(0, num_blocks, batch_size)]
+    return [starts[i : i + batch_size] for i in range(0, num_blocks, batch_size)]
 
 
 def collate_blocks(blocks: list[np.ndarray]) -> dict[str, torch.Tensor]:

@@ -26,12 +26,10 @@ def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-
 def load_run_model(run_dir: str | Path) -> tuple[Run, nn.Module, models.ModelSpec, data.Vocab]:
     run = Run.open(run_dir, group=GROUP)
     model, spec, chars = models.load(run.model_dir)
     return run, model.to(_device()), spec, data.Vocab(chars)
-
 
 
 @torch.no_grad()
@@ -43,16 +41,15 @@ def text_loss(model: nn.Module, ids: np.ndarray, block_size: int, batch_size: in
     total, count = 0.0, 0
     full = [s for s in starts if s + block_size + 1 <= len(ids)]
     tail = [s for s in starts if s + block_size + 1 > len(ids)]
-    batches = [full[i:i + batch_size] for i in range(0, len(full), batch_size)] + [[s] for s in tail]
+    batches = [full[i : i + batch_size] for i in range(0, len(full), batch_size)] + [[s] for s in tail]
 
     for batch_starts in track(batches, "evaluating", total=len(batches)):
-        chunk = torch.from_numpy(np.stack([ids[s:s + block_size + 1] for s in batch_starts]).astype(np.int64))
+        chunk = torch.from_numpy(np.stack([ids[s : s + block_size + 1] for s in batch_starts]).astype(np.int64))
         chunk = chunk.to(device)
         logits, _ = model(chunk[:, :-1])
         total += F.cross_entropy(logits.flatten(0, 1).float(), chunk[:, 1:].flatten(), reduction="sum").item()
         count += chunk[:, 1:].numel()
     return total / count
-
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
@@ -80,20 +77,24 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             raise DataError(f"--data {data_spec} has {len(text.text)} character; at least 2 are needed")
         unknown = vocab.unknown(text.text)
         if unknown:
-            raise DataError(f"--data {data_spec} has {len(unknown)} characters the model never saw: "
-                            f"{data.describe_chars(unknown)}; evaluate on text with the training characters")
+            raise DataError(
+                f"--data {data_spec} has {len(unknown)} characters the model never saw: "
+                f"{data.describe_chars(unknown)}; evaluate on text with the training characters"
+            )
         ids, source = vocab.encode(text.text), data_spec
     loss = text_loss(model, ids, spec.block_size, batch_size)
     prefix = "train" if name == "train" else "test"
-    result = {"data": source, **split_fields(name if data_spec is None else split_in_name(data_spec),
-                                             int(len(ids) - 1)),
-              "chars": int(len(ids) - 1), **loss_metrics(loss, prefix)}
+    result = {
+        "data": source,
+        **split_fields(name if data_spec is None else split_in_name(data_spec), int(len(ids) - 1)),
+        "chars": int(len(ids) - 1),
+        **loss_metrics(loss, prefix),
+    }
     if text.entropy_rate is not None:
         result["optimal_bpc"] = text.entropy_rate / LN2
     run.write_json("eval.json", result)
     run.write_metrics({**run.read_metrics(), **{k: v for k, v in result.items() if k.startswith(prefix + "_")}})
     return result
-
 
 
 def sample(cfg: SampleConfig) -> Iterator[str]:
@@ -105,8 +106,9 @@ def sample(cfg: SampleConfig) -> Iterator[str]:
         prompt = "\n" if "\n" in vocab.chars else vocab.chars[0]
     unknown = vocab.unknown(prompt)
     if unknown:
-        raise ConfigError(f"--prompt has characters that are not in the run's vocabulary: "
-                          f"{data.describe_chars(unknown)}")
+        raise ConfigError(
+            f"--prompt has characters that are not in the run's vocabulary: {data.describe_chars(unknown)}"
+        )
     generator = torch.Generator().manual_seed(cfg.seed)
     yield prompt
     for i in models.stream(model, vocab.encode(prompt).tolist(), num_chars, temperature, top_k or None, generator):

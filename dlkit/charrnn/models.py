@@ -44,8 +44,18 @@ class ModelSpec:
 
     @classmethod
     def from_config(cls, cfg: Any, vocab_size: int) -> ModelSpec:
-        return cls(cfg.arch, vocab_size, cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.block_size,
-                   cfg.dropout, cfg.positional, cfg.tie_weights, cfg.attention)
+        return cls(
+            cfg.arch,
+            vocab_size,
+            cfg.hidden_size,
+            cfg.num_layers,
+            cfg.num_heads,
+            cfg.block_size,
+            cfg.dropout,
+            cfg.positional,
+            cfg.tie_weights,
+            cfg.attention,
+        )
 
 
 class CharRNN(nn.Module):
@@ -53,8 +63,15 @@ class CharRNN(nn.Module):
 
     RECURRENT = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
-    def __init__(self, arch: str, vocab_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
-                 tie_weights: bool = True) -> None:
+    def __init__(
+        self,
+        arch: str,
+        vocab_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        tie_weights: bool = True,
+    ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, hidden_size)
         between = dropout if num_layers > 1 else 0.0  # torch warns about dropout on a single layer
@@ -83,9 +100,17 @@ class CharRNN(nn.Module):
 
 def build_model(spec: ModelSpec) -> nn.Module:
     if spec.arch == "transformer":
-        return dnn.DecoderOnlyLM(spec.vocab_size, spec.hidden_size, spec.num_layers, spec.num_heads, spec.block_size,
-                                 spec.dropout, positional=spec.positional, tie_weights=spec.tie_weights,
-                                 attention=spec.attention)
+        return dnn.DecoderOnlyLM(
+            spec.vocab_size,
+            spec.hidden_size,
+            spec.num_layers,
+            spec.num_heads,
+            spec.block_size,
+            spec.dropout,
+            positional=spec.positional,
+            tie_weights=spec.tie_weights,
+            attention=spec.attention,
+        )
     return CharRNN(spec.arch, spec.vocab_size, spec.hidden_size, spec.num_layers, spec.dropout, spec.tie_weights)
 
 
@@ -102,8 +127,10 @@ def save(model: nn.Module, spec: ModelSpec, vocab_chars: str, path: Path) -> Non
 def read_spec(path: Path) -> tuple[ModelSpec, str]:
     """(spec, vocabulary characters) of a folder written by `save`."""
     if not (path / WEIGHTS).is_file():
-        raise RunError(f"{path} holds no trained model ({WEIGHTS}); the run may not have finished: "
-                       f"resume it with `dlkit charrnn train --output-dir RUN --resume`")
+        raise RunError(
+            f"{path} holds no trained model ({WEIGHTS}); the run may not have finished: "
+            f"resume it with `dlkit charrnn train --output-dir RUN --resume`"
+        )
     spec = ModelSpec(**json.loads((path / MODEL_CONFIG).read_text(encoding="utf-8")))
     chars = json.loads((path / VOCAB).read_text(encoding="utf-8"))["chars"]
     return spec, chars
@@ -130,8 +157,14 @@ def next_id(logits: Tensor, temperature: float, top_k: int | None, generator: to
 
 
 @torch.no_grad()
-def stream(model: nn.Module, prompt: list[int], num_chars: int, temperature: float = 1.0, top_k: int | None = None,
-           generator: torch.Generator | None = None) -> Iterator[int]:
+def stream(
+    model: nn.Module,
+    prompt: list[int],
+    num_chars: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Iterator[int]:
     """Yield `num_chars` sampled ids after `prompt` (non-empty), one at a time."""
     device = next(model.parameters()).device
     idx = torch.tensor([prompt], dtype=torch.long, device=device)  # (1, P)

@@ -44,17 +44,21 @@ class CharRNNTask(Task):
         else:
             self.spec, chars = pretrained_spec(self.init_from, cfg)
             self.splits = data.split_text(self.text, cfg.block_size, cfg.val_fraction, vocab=data.Vocab(chars))
-            info(f"--model {self.init_from}: fine-tuning its {self.spec.arch} (hidden {self.spec.hidden_size}, "
-                 f"{self.spec.num_layers} layers, {len(chars)} characters); the size flags are taken from it")
+            info(
+                f"--model {self.init_from}: fine-tuning its {self.spec.arch} (hidden {self.spec.hidden_size}, "
+                f"{self.spec.num_layers} layers, {len(chars)} characters); the size flags are taken from it"
+            )
         self.vocab = self.splits.vocab
         self.prompt = cfg.sample_prompt or self.text.text[0]
         unknown = self.vocab.unknown(self.prompt)
         if unknown:
-            raise ConfigError(f"--sample-prompt has characters that are not in the text: "
-                              f"{data.describe_chars(unknown)}")
+            raise ConfigError(
+                f"--sample-prompt has characters that are not in the text: {data.describe_chars(unknown)}"
+            )
         # about one pass over the characters, but never so few batches that an epoch is all eval and checkpoints
-        self.blocks_per_epoch = cfg.blocks_per_epoch or max(len(self.splits.train) // cfg.block_size,
-                                                            100 * cfg.batch_size)
+        self.blocks_per_epoch = cfg.blocks_per_epoch or max(
+            len(self.splits.train) // cfg.block_size, 100 * cfg.batch_size
+        )
         self.last_eval: dict[str, float] = {}
 
     def build_model(self) -> nn.Module:
@@ -62,8 +66,10 @@ class CharRNNTask(Task):
         return model if self.init_from is None else models.load_weights(model, self.init_from)
 
     def datasets(self) -> tuple[data.TrainBlocks, data.ValBlocks]:
-        return (data.TrainBlocks(self.splits.train, self.cfg.block_size),
-                data.ValBlocks(self.splits.val, self.cfg.block_size, self.cfg.max_val_blocks))
+        return (
+            data.TrainBlocks(self.splits.train, self.cfg.block_size),
+            data.ValBlocks(self.splits.val, self.cfg.block_size, self.cfg.max_val_blocks),
+        )
 
     def batch_plan(self, dataset: SizedDataset, batch_size: int, generator: torch.Generator) -> list[list[int]]:
         return data.random_block_plan(len(dataset), self.blocks_per_epoch, batch_size, generator)
@@ -88,8 +94,9 @@ class CharRNNTask(Task):
             was_training = model.training
             model.eval()
             generator = torch.Generator().manual_seed(self.cfg.seed)
-            ids = models.stream(model, self.vocab.encode(self.prompt).tolist(), self.cfg.sample_chars,
-                                generator=generator)
+            ids = models.stream(
+                model, self.vocab.encode(self.prompt).tolist(), self.cfg.sample_chars, generator=generator
+            )
             run.write_text(f"samples/step_{step:07d}.txt", self.prompt + self.vocab.decode(list(ids)) + "\n")
             model.train(was_training)
         val = [(r["step"], r["val_bpc"]) for r in run.history("eval") if r.get("step", 0) < step]
@@ -115,15 +122,23 @@ class CharRNNTask(Task):
         models.save(model, self.spec, self.vocab.chars, path)
 
     def card_info(self) -> CardInfo:
-        return CardInfo(what=f"character-level {self.spec.arch} language model", pipeline_tag="text-generation",
-                        usage_language="bash",
-                        usage="# dlkit's own format (weights as safetensors, the spec and the vocabulary as JSON), "
-                              "read by:\ndlkit charrnn sample --run RUN --prompt 'ROMEO:'   # RUN: the run folder "
-                              "around this one")
+        return CardInfo(
+            what=f"character-level {self.spec.arch} language model",
+            pipeline_tag="text-generation",
+            usage_language="bash",
+            usage="# dlkit's own format (weights as safetensors, the spec and the vocabulary as JSON), "
+            "read by:\ndlkit charrnn sample --run RUN --prompt 'ROMEO:'   # RUN: the run folder "
+            "around this one",
+        )
 
     def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"arch": self.spec.arch, "vocab_size": len(self.vocab), "block_size": self.cfg.block_size,
-                               "train_chars": len(self.splits.train), "val_chars": len(self.splits.val)}
+        out: dict[str, Any] = {
+            "arch": self.spec.arch,
+            "vocab_size": len(self.vocab),
+            "block_size": self.cfg.block_size,
+            "train_chars": len(self.splits.train),
+            "val_chars": len(self.splits.val),
+        }
         if self.init_from is not None:
             out["init_from"] = str(self.init_from)
         if self.text.entropy_rate is not None:
@@ -138,8 +153,10 @@ def pretrained_dir(spec: str) -> Path:
     if (path / "config.json").is_file():
         path = Run.open(path, group=GROUP).model_dir
     if not (path / models.MODEL_CONFIG).is_file():
-        raise ConfigError(f"--model {spec} is not a charrnn run folder or trained model; pass 'scratch' or the "
-                          f"folder of a finished `dlkit charrnn train` run")
+        raise ConfigError(
+            f"--model {spec} is not a charrnn run folder or trained model; pass 'scratch' or the "
+            f"folder of a finished `dlkit charrnn train` run"
+        )
     return path
 
 
@@ -148,8 +165,10 @@ def pretrained_spec(path: Path, cfg: CharRNNConfig) -> tuple[models.ModelSpec, s
     size are new."""
     spec, chars = models.read_spec(path)
     if spec.arch == "transformer" and cfg.block_size > spec.block_size:
-        raise ConfigError(f"--block-size {cfg.block_size} is longer than the pretrained transformer's context "
-                          f"({spec.block_size}); pass --block-size {spec.block_size} or less")
+        raise ConfigError(
+            f"--block-size {cfg.block_size} is longer than the pretrained transformer's context "
+            f"({spec.block_size}); pass --block-size {spec.block_size} or less"
+        )
     block_size = spec.block_size if spec.arch == "transformer" else cfg.block_size
     return dataclasses.replace(spec, dropout=cfg.dropout, block_size=block_size, attention=cfg.attention), chars
 

@@ -43,8 +43,10 @@ def check_classes(names: Sequence[str], where: str) -> None:
         raise DataError(f"{where} has {len(names)} class ({found}); a classifier needs at least 2 classes")
 
 
-VAL_FRACTION_HELP = ("Share of each class of train held out for validation when the data has no validation split "
-                     "(a test split is never used for validation).")
+VAL_FRACTION_HELP = (
+    "Share of each class of train held out for validation when the data has no validation split "
+    "(a test split is never used for validation)."
+)
 
 
 @dataclass
@@ -53,8 +55,9 @@ class ClassifierConfig(ShardingConfig):
 
     val_fraction: float = opt(0.1, VAL_FRACTION_HELP, above=0, below=1)
     max_train_samples: int | None = opt(None, "Use at most this many training examples (a seeded subset).", min=1)
-    max_eval_samples: int | None = opt(None, "Use at most this many validation examples, and as many test examples "
-                                             "(seeded subsets).", min=1)
+    max_eval_samples: int | None = opt(
+        None, "Use at most this many validation examples, and as many test examples (seeded subsets).", min=1
+    )
     cache_features: bool = cache_features_opt()
 
     def subset(self, split: Any, limit: int | None) -> Any:
@@ -82,16 +85,28 @@ def classifier_configs(group: str, inputs: str, inputs_field: Any, noun: str) ->
     but the run's group and what `predict` classifies (`inputs`, a list field: images, texts)."""
     from dataclasses import make_dataclass
 
-    split_help = ("Split to score: test (the default when the data has one), validation (the examples that picked "
-                  "the checkpoint; the default otherwise) or train (only when asked; train_* metrics).")
-    evaluate = make_dataclass("EvalConfig", [
-        ("run", str, run_field(group)),
-        ("batch_size", int, opt(64, "Examples per forward pass.", min=1)),
-        ("split", str | None, opt(None, split_help))], namespace={"command": (group, "eval")})
-    predict = make_dataclass("PredictConfig", [
-        ("run", str, run_field(group)),
-        (inputs, list[str], inputs_field),
-        ("top_k", int, opt(TOP_K, f"Labels to show per {noun}.", min=1))], namespace={"command": (group, "predict")})
+    split_help = (
+        "Split to score: test (the default when the data has one), validation (the examples that picked "
+        "the checkpoint; the default otherwise) or train (only when asked; train_* metrics)."
+    )
+    evaluate = make_dataclass(
+        "EvalConfig",
+        [
+            ("run", str, run_field(group)),
+            ("batch_size", int, opt(64, "Examples per forward pass.", min=1)),
+            ("split", str | None, opt(None, split_help)),
+        ],
+        namespace={"command": (group, "eval")},
+    )
+    predict = make_dataclass(
+        "PredictConfig",
+        [
+            ("run", str, run_field(group)),
+            (inputs, list[str], inputs_field),
+            ("top_k", int, opt(TOP_K, f"Labels to show per {noun}.", min=1)),
+        ],
+        namespace={"command": (group, "predict")},
+    )
     evaluate.__doc__, predict.__doc__ = f"`dlkit {group} eval`.", f"`dlkit {group} predict`."
     return evaluate, predict
 
@@ -99,11 +114,13 @@ def classifier_configs(group: str, inputs: str, inputs_field: Any, noun: str) ->
 def check_same_classes(data: str, now: Sequence[str], trained: Sequence[str], run_dir: Path) -> None:
     """eval reads --data again: its classes must still be the ones the run's model was trained on."""
     if list(now) != list(trained):
+
         def show(names: Sequence[str]) -> str:
             return f"{list(names)}" if len(names) <= 5 else f"{list(names[:5])}..."
 
-        raise DataError(f"--data {data} now has classes {show(now)}, but the model in {run_dir} was trained on "
-                        f"{show(trained)}")
+        raise DataError(
+            f"--data {data} now has classes {show(now)}, but the model in {run_dir} was trained on {show(trained)}"
+        )
 
 
 VALIDATION_NAMES = ("validation", "val", "valid", "dev")  # a dataset's own validation split, by its name
@@ -150,18 +167,26 @@ class ClassifierData:
 
     def sizes(self) -> dict[str, int]:
         """For a run's summary: examples per split (test_samples 0 when the data has no test split)."""
-        return {"train_samples": len(self.train), "val_samples": len(self.val),
-                "test_samples": len(self.test) if self.test is not None else 0}
+        return {
+            "train_samples": len(self.train),
+            "val_samples": len(self.val),
+            "test_samples": len(self.test) if self.test is not None else 0,
+        }
 
     def rule(self, cfg: ClassifierConfig) -> str:
         """How the splits were cut, for splits.json and config.json."""
-        rule = (f"seeded: {cfg.val_fraction:.0%} of each class of train held out for validation (seed {cfg.seed})"
-                if HELD_OUT in self.val_split else f"validation from the data's {self.val_split} split")
+        rule = (
+            f"seeded: {cfg.val_fraction:.0%} of each class of train held out for validation (seed {cfg.seed})"
+            if HELD_OUT in self.val_split
+            else f"validation from the data's {self.val_split} split"
+        )
         if self.test is not None:
             rule += f"; test from the data's {self.test_split} split"
         if cfg.max_train_samples or cfg.max_eval_samples:
-            rule += (f"; seeded subsets of at most {cfg.max_train_samples} train / {cfg.max_eval_samples} "
-                     "validation and test")
+            rule += (
+                f"; seeded subsets of at most {cfg.max_train_samples} train / {cfg.max_eval_samples} "
+                "validation and test"
+            )
         return rule
 
 
@@ -178,8 +203,13 @@ def cut_splits(cfg: ClassifierConfig, data: Data, train_split: str, where: str) 
         train, val = train.select(train_idx), train.select(val_idx)
         val_split = f"{HELD_OUT} {cfg.val_fraction:.0%} of {train_split}"
     test = None if data.test is None else cfg.subset(data.test, cfg.max_eval_samples)
-    return replace(data, train=cfg.subset(train, cfg.max_train_samples), val=cfg.subset(val, cfg.max_eval_samples),
-                   val_split=val_split, test=test)
+    return replace(
+        data,
+        train=cfg.subset(train, cfg.max_train_samples),
+        val=cfg.subset(val, cfg.max_eval_samples),
+        val_split=val_split,
+        test=test,
+    )
 
 
 @dataclass
@@ -192,21 +222,26 @@ class ScoredPart:
     left_out: int  # examples of that split left out because the model trained on them
 
 
-def scored_part(run: Run, requested: str | None, data: ClassifierData, trained_classes: Sequence[str],
-                data_arg: str) -> ScoredPart:
+def scored_part(
+    run: Run, requested: str | None, data: ClassifierData, trained_classes: Sequence[str], data_arg: str
+) -> ScoredPart:
     """Check that `data` still has the run's classes, then pick the split to score (test when the data has one,
     else validation; train only by name) and keep its held-out examples (dlkit.core.splits.scored)."""
     from dlkit.core.splits import TEST, TRAIN, VALIDATION, scored
 
     check_same_classes(data_arg, data.label_names, trained_classes, run.dir)
     part = scored(run, requested, data.ids())
-    pool, source = {TRAIN: (data.train, TRAIN), VALIDATION: (data.val, data.val_split),
-                    TEST: (data.test, data.test_split)}[part.name]
+    pool, source = {
+        TRAIN: (data.train, TRAIN),
+        VALIDATION: (data.val, data.val_split),
+        TEST: (data.test, data.test_split),
+    }[part.name]
     return ScoredPart(part.name, source, pool.select(part.keep), part.left_out)
 
 
-def holdout_split(labels: Sequence[int], fraction: float, seed: int,
-                  where: str | None = None) -> tuple[list[int], list[int]]:
+def holdout_split(
+    labels: Sequence[int], fraction: float, seed: int, where: str | None = None
+) -> tuple[list[int], list[int]]:
     """(train, val) indices: `fraction` of each class held out, at least one example of a class with two or more,
     so small classes appear in both sets.
     With `where` (the data it came from), holding out nothing is a DataError instead of an empty split."""
@@ -223,9 +258,11 @@ def holdout_split(labels: Sequence[int], fraction: float, seed: int,
         val.extend(indices[:num_val])
         train.extend(indices[num_val:])
     if where is not None and not val:
-        raise DataError(f"--data {where}: holding out {fraction:.0%} of each class leaves no validation example "
-                        f"({len(labels)} examples in {len(by_class)} classes); add examples, raise --val-fraction "
-                        "or give a validation split")
+        raise DataError(
+            f"--data {where}: holding out {fraction:.0%} of each class leaves no validation example "
+            f"({len(labels)} examples in {len(by_class)} classes); add examples, raise --val-fraction "
+            "or give a validation split"
+        )
     return sorted(train), sorted(val)
 
 
@@ -250,8 +287,12 @@ def cross_entropy_step(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torc
     return loss, {"accuracy": accuracy}
 
 
-def collect_logits(forward: Callable[[Any], torch.Tensor], loader: Any,
-                   accel: Accelerator | None = None, description: str = "evaluating") -> tuple[Any, Any]:
+def collect_logits(
+    forward: Callable[[Any], torch.Tensor],
+    loader: Any,
+    accel: Accelerator | None = None,
+    description: str = "evaluating",
+) -> tuple[Any, Any]:
     """Logits (N, K) and labels (N,) over a whole loader, from every process, as float/int64 CPU tensors."""
     import torch
 
@@ -289,9 +330,15 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, prefix: s
         out[f"{prefix}top5"] = topk_accuracy(logits, labels, TOP_K)
     if num_classes == 2:  # class 1 is the positive class
         positive = report["per_class"][1]
-        out.update({f"{prefix}precision": positive["precision"], f"{prefix}recall": positive["recall"],
-                    f"{prefix}f1": positive["f1"], f"{prefix}macro_precision": report["macro"]["precision"],
-                    f"{prefix}macro_recall": report["macro"]["recall"]})
+        out.update(
+            {
+                f"{prefix}precision": positive["precision"],
+                f"{prefix}recall": positive["recall"],
+                f"{prefix}f1": positive["f1"],
+                f"{prefix}macro_precision": report["macro"]["precision"],
+                f"{prefix}macro_recall": report["macro"]["recall"],
+            }
+        )
     return out
 
 
@@ -304,9 +351,17 @@ def evaluate_classifier(forward: Callable[[Any], torch.Tensor], loader: Any, acc
 # -- the test report -------------------------------------------------------------------------------
 
 
-def write_evaluation(run: Run, logits: torch.Tensor, labels: torch.Tensor, label_names: Sequence[str],
-                     examples: Sequence[str], split: str, example_header: str = "example",
-                     name: str = "validation", left_out: int = 0) -> dict[str, Any]:
+def write_evaluation(
+    run: Run,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    label_names: Sequence[str],
+    examples: Sequence[str],
+    split: str,
+    example_header: str = "example",
+    name: str = "validation",
+    left_out: int = 0,
+) -> dict[str, Any]:
     """Score a split and write it into the run folder; returns {"metrics", "report", "misclassified"}.
 
     `name` is the run's split that was scored (held-out metrics are test_*, the train split's train_*),
@@ -324,8 +379,12 @@ def write_evaluation(run: Run, logits: torch.Tensor, labels: torch.Tensor, label
     preds = probs.argmax(-1)
     report = classification_report(labels, preds, labels=names)
     prefix = "train_" if name == TRAIN else "test_"
-    metrics = {**split_fields(name, len(labels), left_out), **classification_metrics(logits, labels, prefix=prefix),
-               f"{prefix}samples": len(labels), f"{prefix}split": split}
+    metrics = {
+        **split_fields(name, len(labels), left_out),
+        **classification_metrics(logits, labels, prefix=prefix),
+        f"{prefix}samples": len(labels),
+        f"{prefix}split": split,
+    }
     rows = prediction_rows(probs, labels, names, examples, example_header)
     misclassified = sorted((r for r in rows if not r["correct"]), key=lambda r: -r["confidence"])
 
@@ -340,14 +399,22 @@ def write_evaluation(run: Run, logits: torch.Tensor, labels: torch.Tensor, label
     return {"metrics": metrics, "report": report, "misclassified": misclassified}
 
 
-def prediction_rows(probs: torch.Tensor, labels: torch.Tensor, names: Sequence[str], examples: Sequence[str],
-                    example_header: str) -> list[dict[str, Any]]:
+def prediction_rows(
+    probs: torch.Tensor, labels: torch.Tensor, names: Sequence[str], examples: Sequence[str], example_header: str
+) -> list[dict[str, Any]]:
     rows = []
     for i, (row, label) in enumerate(zip(probs.tolist(), labels.tolist(), strict=True)):
         pred = max(range(len(row)), key=row.__getitem__)
-        rows.append({example_header: examples[i] if i < len(examples) else str(i), "true": names[label],
-                     "predicted": names[pred], "confidence": round(row[pred], 6),
-                     "p_true": round(row[label], 6), "correct": pred == label})
+        rows.append(
+            {
+                example_header: examples[i] if i < len(examples) else str(i),
+                "true": names[label],
+                "predicted": names[pred],
+                "confidence": round(row[pred], 6),
+                "p_true": round(row[label], 6),
+                "correct": pred == label,
+            }
+        )
     return rows
 
 
@@ -400,8 +467,10 @@ def show_evaluation(run_dir: Path, result: dict[str, Any], example_header: str) 
     from dlkit.core.progress import emit, info
 
     emit(result["metrics"], Group(*evaluation_tables(result, example_header)))
-    info(f"report: {run_dir / 'eval.json'}, {run_dir / 'eval' / 'per_class.csv'}, "
-         f"{run_dir / 'plots' / 'confusion_matrix.png'}, {run_dir / 'samples' / 'misclassified.csv'}")
+    info(
+        f"report: {run_dir / 'eval.json'}, {run_dir / 'eval' / 'per_class.csv'}, "
+        f"{run_dir / 'plots' / 'confusion_matrix.png'}, {run_dir / 'samples' / 'misclassified.csv'}"
+    )
 
 
 def evaluation_tables(result: dict[str, Any], example_header: str, show: int = 5) -> list[Any]:
@@ -417,8 +486,9 @@ def evaluation_tables(result: dict[str, Any], example_header: str, show: int = 5
     for column in ("class", "precision", "recall", "f1", "support"):
         weak.add_column(column, justify="left" if column == "class" else "right")
     for row in worst_classes(result["report"], n=show):
-        weak.add_row(row["class"], f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
-                     str(row["support"]))
+        weak.add_row(
+            row["class"], f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"])
+        )
     tables.append(weak)
     if result["misclassified"]:
         wrong = Table(title=f"most confident mistakes (of {len(result['misclassified'])})")
@@ -437,8 +507,10 @@ def top_k(logits: torch.Tensor, label_names: Sequence[str], k: int = TOP_K) -> l
     """For each row of logits (N, K): the k most likely labels with their probabilities, best first."""
     probs = logits.float().softmax(-1)
     values, indices = probs.topk(min(k, probs.shape[-1]), dim=-1)
-    return [[{"label": label_names[i], "probability": round(p, 6)} for p, i in zip(vs, ix, strict=True)]
-            for vs, ix in zip(values.tolist(), indices.tolist(), strict=True)]
+    return [
+        [{"label": label_names[i], "probability": round(p, 6)} for p, i in zip(vs, ix, strict=True)]
+        for vs, ix in zip(values.tolist(), indices.tolist(), strict=True)
+    ]
 
 
 def predictions_table(inputs: Sequence[str], predictions: list[list[dict[str, Any]]], input_header: str) -> Any:

@@ -12,8 +12,9 @@ from dlkit.core import progress
 from dlkit.core.commands import config_command
 
 
-def classifier_commands(app: typer.Typer, module: str, item: str, eval_config: type, predict_config: type,
-                        eval_doc: str, predict_doc: str) -> None:
+def classifier_commands(
+    app: typer.Typer, module: str, item: str, eval_config: type, predict_config: type, eval_doc: str, predict_doc: str
+) -> None:
     """Add `eval` and `predict` to `app`, calling `module`'s evaluate(cfg) and predict(cfg). `item` names an
     input in tables and JSON rows ("text", "image")."""
 
@@ -33,8 +34,7 @@ def classifier_commands(app: typer.Typer, module: str, item: str, eval_config: t
     config_command(app, predict_config)(predict)
 
 
-def sweep_command(app: typer.Typer, group: str, config_cls: type, module: str, eval_config: type,
-                  example: str) -> None:
+def sweep_command(app: typer.Typer, group: str, config_cls: type, module: str, eval_config: type, example: str) -> None:
     """Add `sweep` to a classifier group: a grid over its train flags, one run each scored by `module`'s evaluate
     on its held-out split, one comparison."""
     from dlkit.core.grid import sweep_config
@@ -48,9 +48,13 @@ def sweep_command(app: typer.Typer, group: str, config_cls: type, module: str, e
             return {**metrics, **scored["metrics"]}  # the split it scored, its size and its metrics
 
         result = run_sweep(group, config_cls, cfg, evaluate)
-        progress.emit(result["rows"], comparison_table(result["rows"], result["columns"], {},
-                                                       f"{group} runs compared (held-out metrics)"))
+        progress.emit(
+            result["rows"],
+            comparison_table(result["rows"], result["columns"], {}, f"{group} runs compared (held-out metrics)"),
+        )
 
-    sweep.__doc__ = (f"Train one run per point of a --grid over any train flag (every combination), then write one "
-                     f"comparison table and comparison.png over all of them.\n\n    Example: [bold]{example}[/bold]")
+    sweep.__doc__ = (
+        f"Train one run per point of a --grid over any train flag (every combination), then write one "
+        f"comparison table and comparison.png over all of them.\n\n    Example: [bold]{example}[/bold]"
+    )
     config_command(app, sweep_config(group))(sweep)

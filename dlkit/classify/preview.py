@@ -27,8 +27,9 @@ class PreviewSplit:
     load: Callable[[int], Any]  # i -> PIL image
 
 
-def preview(splits: Sequence[PreviewSplit], class_names: Sequence[str], out: Path, data: str, seed: int = 0,
-            grid: int = 16) -> dict[str, Any]:
+def preview(
+    splits: Sequence[PreviewSplit], class_names: Sequence[str], out: Path, data: str, seed: int = 0, grid: int = 16
+) -> dict[str, Any]:
     """Write plots/samples.png, plots/image_sizes.png, plots/class_counts.png and stats.json into `out`."""
     splits = [s for s in splits if s.labels]
     if not splits:
@@ -40,8 +41,11 @@ def preview(splits: Sequence[PreviewSplit], class_names: Sequence[str], out: Pat
             counts[s.name][class_names[label]] += 1
     first = splits[0]
     picks = rng.sample(range(len(first.labels)), min(grid, len(first.labels)))
-    _samples_grid([(first.load(i), class_names[first.labels[i]]) for i in picks], out / "plots" / "samples.png",
-                  f"{len(picks)} random {first.name} images of {data}")
+    _samples_grid(
+        [(first.load(i), class_names[first.labels[i]]) for i in picks],
+        out / "plots" / "samples.png",
+        f"{len(picks)} random {first.name} images of {data}",
+    )
     sized = [(s, i) for s in splits for i in range(len(s.labels))]
     if len(sized) > MAX_SIZED:
         sized = rng.sample(sized, MAX_SIZED)
@@ -49,10 +53,18 @@ def preview(splits: Sequence[PreviewSplit], class_names: Sequence[str], out: Pat
     _size_histogram(sizes, out / "plots" / "image_sizes.png")
     _class_counts(counts, out / "plots" / "class_counts.png")
     widths, heights = [w for w, _ in sizes], [h for _, h in sizes]
-    stats = {"data": data, "classes": len(class_names), "class_names": list(class_names),
-             "splits": {name: {"images": sum(c.values()), "per_class": c} for name, c in counts.items()},
-             "images_sized": len(sizes), "width_min": min(widths), "width_max": max(widths),
-             "height_min": min(heights), "height_max": max(heights), "output_dir": str(out)}
+    stats = {
+        "data": data,
+        "classes": len(class_names),
+        "class_names": list(class_names),
+        "splits": {name: {"images": sum(c.values()), "per_class": c} for name, c in counts.items()},
+        "images_sized": len(sizes),
+        "width_min": min(widths),
+        "width_max": max(widths),
+        "height_min": min(heights),
+        "height_max": max(heights),
+        "output_dir": str(out),
+    }
     atomic_write_json(out / "stats.json", stats)
     return stats
 
@@ -62,8 +74,10 @@ def counts_table(stats: dict[str, Any]) -> Any:
     from rich.table import Table
 
     splits = list(stats["splits"])
-    table = Table(title=f"{stats['data']}: {stats['classes']} classes; images "
-                        f"{stats['width_min']}-{stats['width_max']} x {stats['height_min']}-{stats['height_max']} px")
+    table = Table(
+        title=f"{stats['data']}: {stats['classes']} classes; images "
+        f"{stats['width_min']}-{stats['width_max']} x {stats['height_min']}-{stats['height_max']} px"
+    )
     table.add_column("class")
     for name in splits:
         table.add_column(name, justify="right")

@@ -17,8 +17,13 @@ from dlkit.clip.config import (
 from dlkit.core import progress
 from dlkit.core.commands import config_command, group_app
 
-app = group_app("clip", "CLIP: zero-shot classification, prompt templates, CoOp, linear probes, training from "
-                "scratch and text-to-image retrieval (open_clip).", extra="clip", requires=("open_clip", "torch"))
+app = group_app(
+    "clip",
+    "CLIP: zero-shot classification, prompt templates, CoOp, linear probes, training from "
+    "scratch and text-to-image retrieval (open_clip).",
+    extra="clip",
+    requires=("open_clip", "torch"),
+)
 
 
 def _table(title: str, rows: list[dict], columns: list[str]):
@@ -89,9 +94,14 @@ def fix_class(cfg: FixClassConfig) -> None:
     from dlkit.clip.evaluate import fix_class as run_fix_class
 
     metrics = run_fix_class(cfg)
-    progress.emit(metrics, _table(f"templates for class {metrics['class']!r} ({metrics['verdict']})",
-                                  metrics["rows"], ["template", "class_f1", "class_precision", "class_recall",
-                                                    "top1"]))
+    progress.emit(
+        metrics,
+        _table(
+            f"templates for class {metrics['class']!r} ({metrics['verdict']})",
+            metrics["rows"],
+            ["template", "class_f1", "class_precision", "class_recall", "top1"],
+        ),
+    )
 
 
 @config_command(app, CoopConfig)
@@ -147,8 +157,10 @@ def eval_retrieval(cfg: RetrievalEvalConfig) -> None:
 
     result = run_eval_retrieval(cfg)
     shown = {k: v for k, v in result.items() if not isinstance(v, dict)}
-    progress.emit(result, progress.metrics_table(shown, title=f"clip eval-retrieval ({result['split']}, "
-                                                              f"{result['split_size']} images)"))
+    progress.emit(
+        result,
+        progress.metrics_table(shown, title=f"clip eval-retrieval ({result['split']}, {result['split_size']} images)"),
+    )
 
 
 @config_command(app, RetrieveConfig)

@@ -41,16 +41,23 @@ class LabeledImages:
         return len(self.paths)
 
     def select(self, indices: list[int]) -> LabeledImages:
-        return LabeledImages([self.paths[i] for i in indices], [self.labels[i] for i in indices],
-                             self.classes, self.folders, self.where, self.split)
+        return LabeledImages(
+            [self.paths[i] for i in indices],
+            [self.labels[i] for i in indices],
+            self.classes,
+            self.folders,
+            self.where,
+            self.split,
+        )
 
     def fingerprint(self) -> str:
         """Changes when any file is added, removed, replaced or relabelled (the feature-cache key)."""
         digest = hashlib.sha1()
         for path, label in zip(self.paths, self.labels, strict=True):
             stat = Path(path).stat() if Path(path).exists() else None
-            digest.update(f"{path}|{label}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}\n"
-                          .encode())
+            digest.update(
+                f"{path}|{label}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}\n".encode()
+            )
         return digest.hexdigest()
 
 
@@ -75,8 +82,9 @@ def load_split(spec: str, split: str | None = None, classnames: str | None = Non
     return replace(read_image_folder(root, spec, classnames), split=split_in_name(str(spec)))
 
 
-def load_train_test(spec: str, train_split: str, test_split: str, classnames: str | None, holdout: float,
-                    seed: int) -> tuple[LabeledImages, LabeledImages, str]:
+def load_train_test(
+    spec: str, train_split: str, test_split: str, classnames: str | None, holdout: float, seed: int
+) -> tuple[LabeledImages, LabeledImages, str]:
     """Train and test images and the rule in words; without split folders, `holdout` of each class (seeded)
     is the test set."""
     root = data_root(spec)
@@ -91,8 +99,9 @@ def load_train_test(spec: str, train_split: str, test_split: str, classnames: st
     return train, test, f"seeded: {holdout:.0%} of each class held out for test (seed {seed})"
 
 
-def hold_out_per_class(images: LabeledImages, fraction: float,
-                       rng: random.Random) -> tuple[LabeledImages, LabeledImages]:
+def hold_out_per_class(
+    images: LabeledImages, fraction: float, rng: random.Random
+) -> tuple[LabeledImages, LabeledImages]:
     """(kept, held out): `fraction` of each class, at least one image of every class that has two."""
     kept, held = [], []
     for label in range(len(images.classes)):
@@ -139,12 +148,15 @@ def read_image_folder(folder: Path, spec: str, classnames: str | None = None) ->
                 paths.append(str(path))
                 labels.append(label)
     if not paths:
-        raise DataError(f"--data {spec}: the class folders of {folder} hold no images "
-                        f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise DataError(
+            f"--data {spec}: the class folders of {folder} hold no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
     used = sorted(set(labels))
     if len(used) < 2:
-        raise DataError(f"--data {spec}: {folder} has images of {len(used)} class ({folders[used[0]]}); "
-                        "zero-shot classification needs at least 2 classes")
+        raise DataError(
+            f"--data {spec}: {folder} has images of {len(used)} class ({folders[used[0]]}); "
+            "zero-shot classification needs at least 2 classes"
+        )
     classes = read_classnames(classnames, len(folders)) if classnames else [clean_class_name(f) for f in folders]
     return LabeledImages(paths, labels, classes, folders, str(folder))
 
@@ -155,8 +167,10 @@ def read_classnames(file: str, expected: int) -> list[str]:
         raise DataError(f"--classnames {file}: no such file")
     names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if len(names) != expected:
-        raise DataError(f"--classnames {file}: {len(names)} names for {expected} class folders; "
-                        "give one name per line, in the order of the sorted folder names")
+        raise DataError(
+            f"--classnames {file}: {len(names)} names for {expected} class folders; "
+            "give one name per line, in the order of the sorted folder names"
+        )
     return names
 
 
@@ -193,8 +207,10 @@ def _hub_to_folder(repo_id: str) -> Path:
             image_col = next((k for k, f in part.features.items() if isinstance(f, Image)), None)
             label_col = next((k for k, f in part.features.items() if isinstance(f, ClassLabel)), None)
             if image_col is None or label_col is None:
-                raise DataError(f"--data {repo_id}: split {split!r} needs an Image and a ClassLabel column "
-                                f"(found {', '.join(part.features)})")
+                raise DataError(
+                    f"--data {repo_id}: split {split!r} needs an Image and a ClassLabel column "
+                    f"(found {', '.join(part.features)})"
+                )
             names = part.features[label_col].names
             for index, row in enumerate(part):
                 out = root / split / names[row[label_col]].replace("/", "_")
@@ -230,7 +246,6 @@ class ImageCaptionPairs(Dataset):
             self.memo[owner] = image
             self.memo_pixels += image.width * image.height
         return image
-
 
 
 def image_caption_pairs(records: list[Any], tokenizer: Any, transform: Any) -> ImageCaptionPairs:

@@ -70,8 +70,10 @@ def score(scores: torch.Tensor, labels: torch.Tensor, classes: list[str], worst:
         "macro_f1": report["macro"]["f1"],
         "num_images": report["num_samples"],
         "num_classes": len(classes),
-        "worst_classes": [{k: row[k] for k in ("class", "f1", "precision", "recall", "support")}
-                          for row in worst_classes(report, n=worst)],
+        "worst_classes": [
+            {k: row[k] for k in ("class", "f1", "precision", "recall", "support")}
+            for row in worst_classes(report, n=worst)
+        ],
         "report": report,
     }
 
@@ -82,15 +84,21 @@ def open_results(cfg: Any, default_name: str) -> Run:
     return run
 
 
-def write_report(run: Run, result: dict[str, Any], scores: torch.Tensor, feats: ImageFeatures,
-                 classes: list[str], prefix: str = "") -> None:
+def write_report(
+    run: Run, result: dict[str, Any], scores: torch.Tensor, feats: ImageFeatures, classes: list[str], prefix: str = ""
+) -> None:
     """report.csv, plots/confusion_matrix.png, plots/per_class_f1.png and samples/predictions.csv."""
     report = result["report"]
     write_report_csv(report, run.dir / f"{prefix}report.csv")
     plot_confusion_matrix(report["confusion_matrix"], classes, run.plots_dir / f"{prefix}confusion_matrix.png")
     rows = sorted(report["per_class"], key=lambda r: r["f1"])[:40]
-    plots.bar_chart([r["class"] for r in rows], [r["f1"] for r in rows], run.plots_dir / f"{prefix}per_class_f1.png",
-                    ylabel="F1", title="per-class F1 (lowest first)")
+    plots.bar_chart(
+        [r["class"] for r in rows],
+        [r["f1"] for r in rows],
+        run.plots_dir / f"{prefix}per_class_f1.png",
+        ylabel="F1",
+        title="per-class F1 (lowest first)",
+    )
     probs = scores.softmax(dim=1)
     lines = ["image,true,predicted,confidence,correct"]
     for path, label, row in zip(feats.paths, feats.labels.tolist(), probs, strict=True):
@@ -118,11 +126,18 @@ def zeroshot(cfg: ZeroShotConfig) -> dict[str, Any]:
     scores = logits(prep.feats.features, class_embeddings(prep.bundle, prep.classes, templates))
     result = score(scores, prep.feats.labels, prep.classes, cfg.worst)
     write_report(run, result, scores, prep.feats, prep.classes)
-    metrics = {"command": "zeroshot", "model": cfg.model, "pretrained": prep.bundle.weights, "data": cfg.data,
-               **split_fields(prep.images.split, len(prep.feats.labels)), "num_templates": len(templates),
-               **summary(result),
-               "skipped_items": len(prep.feats.skipped), "features_cached": prep.feats.cached,
-               "output_dir": str(run.dir)}
+    metrics = {
+        "command": "zeroshot",
+        "model": cfg.model,
+        "pretrained": prep.bundle.weights,
+        "data": cfg.data,
+        **split_fields(prep.images.split, len(prep.feats.labels)),
+        "num_templates": len(templates),
+        **summary(result),
+        "skipped_items": len(prep.feats.skipped),
+        "features_cached": prep.feats.cached,
+        "output_dir": str(run.dir),
+    }
     run.write_metrics(metrics)
     run.write_json("report.json", result["report"])
     return metrics
@@ -141,21 +156,40 @@ def templates(cfg: TemplatesConfig) -> dict[str, Any]:
     for name, templates in resolved.items():
         scores = logits(prep.feats.features, class_embeddings(prep.bundle, prep.classes, templates))
         result = score(scores, prep.feats.labels, prep.classes)
-        rows.append({"set": Path(name).name if Path(name).is_file() else name, "templates": len(templates),
-                     "top1": result["top1"], "top5": result["top5"], "macro_f1": result["macro_f1"]})
+        rows.append(
+            {
+                "set": Path(name).name if Path(name).is_file() else name,
+                "templates": len(templates),
+                "top1": result["top1"],
+                "top5": result["top5"],
+                "macro_f1": result["macro_f1"],
+            }
+        )
     _bar_rows(run, rows)
-    metrics = {"command": "templates", "model": cfg.model, "pretrained": prep.bundle.weights, "data": cfg.data,
-               **split_fields(prep.images.split, len(prep.feats.labels)), "rows": rows,
-               "best": max(rows, key=lambda r: r["top1"])["set"],
-               "num_images": len(prep.feats.labels), "skipped_items": len(prep.feats.skipped),
-               "output_dir": str(run.dir)}
+    metrics = {
+        "command": "templates",
+        "model": cfg.model,
+        "pretrained": prep.bundle.weights,
+        "data": cfg.data,
+        **split_fields(prep.images.split, len(prep.feats.labels)),
+        "rows": rows,
+        "best": max(rows, key=lambda r: r["top1"])["set"],
+        "num_images": len(prep.feats.labels),
+        "skipped_items": len(prep.feats.skipped),
+        "output_dir": str(run.dir),
+    }
     run.write_metrics(metrics)
     return metrics
 
 
 def _bar_rows(run: Run, rows: list[dict[str, Any]]) -> None:
-    plots.bar_chart([r["set"] for r in rows], [r["top1"] for r in rows], run.plots_dir / "templates_top1.png",
-                    ylabel="top-1 accuracy", title="template sets")
+    plots.bar_chart(
+        [r["set"] for r in rows],
+        [r["top1"] for r in rows],
+        run.plots_dir / "templates_top1.png",
+        ylabel="top-1 accuracy",
+        title="template sets",
+    )
 
 
 def fix_class(cfg: FixClassConfig) -> dict[str, Any]:
@@ -164,8 +198,10 @@ def fix_class(cfg: FixClassConfig) -> dict[str, Any]:
     base_templates = resolve_templates(cfg.templates)
     path = Path(cfg.candidates).expanduser()
     if not path.is_file():
-        raise ConfigError(f"--candidates {cfg.candidates}: " + ("a folder, not a file of templates" if path.is_dir()
-                                                                 else "no such file"))
+        raise ConfigError(
+            f"--candidates {cfg.candidates}: "
+            + ("a folder, not a file of templates" if path.is_dir() else "no such file")
+        )
     candidates = read_template_file(path, "--candidates")
     images = load_split(cfg.data, cfg.split, cfg.classnames)
     target = _class_index(cfg.class_name, images)
@@ -178,8 +214,13 @@ def fix_class(cfg: FixClassConfig) -> dict[str, Any]:
     def evaluate(class_emb: torch.Tensor, label: str) -> dict[str, Any]:
         result = score(logits(feats.features, class_emb), feats.labels, images.classes)
         row = result["report"]["per_class"][target]
-        return {"template": label, "class_f1": row["f1"], "class_precision": row["precision"],
-                "class_recall": row["recall"], "top1": result["top1"]}
+        return {
+            "template": label,
+            "class_f1": row["f1"],
+            "class_precision": row["precision"],
+            "class_recall": row["recall"],
+            "top1": result["top1"],
+        }
 
     rows = [evaluate(base, "(baseline: --templates)")]
     for template in candidates:
@@ -188,10 +229,19 @@ def fix_class(cfg: FixClassConfig) -> dict[str, Any]:
         rows.append(evaluate(emb, template))
     best, verdict = pick_best(rows[1:], classname)
     _write_rows_csv(run, rows)
-    metrics = {"command": "fix-class", "class": classname, **split_fields(images.split, len(feats.labels)),
-               "baseline": rows[0], "best": best, "verdict": verdict,
-               "improved": best is not None and best["class_f1"] > rows[0]["class_f1"], "rows": rows,
-               "num_images": len(feats.labels), "skipped_items": len(feats.skipped), "output_dir": str(run.dir)}
+    metrics = {
+        "command": "fix-class",
+        "class": classname,
+        **split_fields(images.split, len(feats.labels)),
+        "baseline": rows[0],
+        "best": best,
+        "verdict": verdict,
+        "improved": best is not None and best["class_f1"] > rows[0]["class_f1"],
+        "rows": rows,
+        "num_images": len(feats.labels),
+        "skipped_items": len(feats.skipped),
+        "output_dir": str(run.dir),
+    }
     run.write_metrics(metrics)
     return metrics
 
@@ -199,6 +249,7 @@ def fix_class(cfg: FixClassConfig) -> dict[str, Any]:
 def pick_best(candidates: list[dict[str, Any]], classname: str) -> tuple[dict[str, Any] | None, str]:
     """(the candidate ahead of all others on the class's F1, then overall top-1; a sentence saying so). None when
     no candidate scores the class at all (F1 0: none is better at fixing it) or when the leaders tie."""
+
     def key(row: dict[str, Any]) -> tuple[float, float]:
         return row["class_f1"], row["top1"]
 
@@ -207,8 +258,10 @@ def pick_best(candidates: list[dict[str, Any]], classname: str) -> tuple[dict[st
     if top[0] == 0:
         return None, f"no best template: every candidate scores F1 0 on {classname!r}"
     if len(leaders) > 1:
-        return None, (f"no best template: {len(leaders)} candidates tie at F1 {top[0]:.4g} and top-1 {top[1]:.4g} "
-                      f"on {classname!r}")
+        return None, (
+            f"no best template: {len(leaders)} candidates tie at F1 {top[0]:.4g} and top-1 {top[1]:.4g} "
+            f"on {classname!r}"
+        )
     return leaders[0], f"best: {leaders[0]['template']}"
 
 
@@ -237,8 +290,9 @@ def _write_rows_csv(run: Run, rows: list[dict[str, Any]]) -> None:
     run.write_text("candidates.csv", buf.getvalue())
 
 
-def retrieval_metrics(rows: list[tuple[torch.Tensor, torch.Tensor, int]], scale: float,
-                      prefix: str = "val_") -> dict[str, float]:
+def retrieval_metrics(
+    rows: list[tuple[torch.Tensor, torch.Tensor, int]], scale: float, prefix: str = "val_"
+) -> dict[str, float]:
     """Recall@1/5/10 both ways over every image and caption of `rows` (image embedding, caption embedding, the
     caption's image id); PREFIX+loss is the caption->image cross-entropy at the model's temperature."""
     images: dict[int, torch.Tensor] = {}
@@ -246,12 +300,18 @@ def retrieval_metrics(rows: list[tuple[torch.Tensor, torch.Tensor, int]], scale:
         images.setdefault(owner, image_emb)
     image_ids = sorted(images)
     column = {image_id: j for j, image_id in enumerate(image_ids)}
-    return recall_at_k(torch.stack([images[i] for i in image_ids]), torch.stack([r[1] for r in rows]),
-                       torch.tensor([column[int(r[2])] for r in rows]), scale, prefix)
+    return recall_at_k(
+        torch.stack([images[i] for i in image_ids]),
+        torch.stack([r[1] for r in rows]),
+        torch.tensor([column[int(r[2])] for r in rows]),
+        scale,
+        prefix,
+    )
 
 
-def recall_at_k(image_matrix: torch.Tensor, text_matrix: torch.Tensor, truth: torch.Tensor, scale: float,
-                prefix: str) -> dict[str, float]:
+def recall_at_k(
+    image_matrix: torch.Tensor, text_matrix: torch.Tensor, truth: torch.Tensor, scale: float, prefix: str
+) -> dict[str, float]:
     """(I, D) image and (T, D) caption embeddings (normalised), `truth` (T,) each caption's image row."""
     sims = text_matrix @ image_matrix.T  # (T, I)
     out = {f"{prefix}loss": F.cross_entropy(scale * sims, truth).item()}
@@ -268,8 +328,9 @@ def recall_at_k(image_matrix: torch.Tensor, text_matrix: torch.Tensor, truth: to
     return out
 
 
-def caption_retrieval(bundle: ClipBundle, records: list[Any], split: str, batch_size: int = 64,
-                      cache: bool = True) -> dict[str, Any]:
+def caption_retrieval(
+    bundle: ClipBundle, records: list[Any], split: str, batch_size: int = 64, cache: bool = True
+) -> dict[str, Any]:
     """Recall@1/5/10 both ways over one split of image-caption records (every image against every caption of
     the split), named for the split (test_*, val_*, train_*) with its size. `cache=False` for weights that
     the feature cache cannot name (a model still in training)."""
@@ -282,10 +343,16 @@ def caption_retrieval(bundle: ClipBundle, records: list[Any], split: str, batch_
         raise ConfigError(f"the {split} split has no captioned image to retrieve")
     texts = text_features(bundle, [c for c, _ in captions], cache=cache)
     scale = float(bundle.model.logit_scale.detach().exp().clamp(max=100.0))
-    metrics = recall_at_k(F.normalize(feats.features, dim=-1), texts, torch.tensor([i for _, i in captions]), scale,
-                          prefix)
-    return {**split_fields(split, len(feats.paths)), f"{prefix}images": len(feats.paths),
-            f"{prefix}captions": len(captions), **metrics, "skipped_items": len(feats.skipped)}
+    metrics = recall_at_k(
+        F.normalize(feats.features, dim=-1), texts, torch.tensor([i for _, i in captions]), scale, prefix
+    )
+    return {
+        **split_fields(split, len(feats.paths)),
+        f"{prefix}images": len(feats.paths),
+        f"{prefix}captions": len(captions),
+        **metrics,
+        "skipped_items": len(feats.skipped),
+    }
 
 
 def eval_retrieval(cfg: RetrievalEvalConfig) -> dict[str, Any]:
@@ -309,15 +376,27 @@ def eval_retrieval(cfg: RetrievalEvalConfig) -> dict[str, Any]:
     part = scored(run, cfg.split, {name: [r.image for r in chosen] for name, chosen in by_name.items()})
     split, chosen = part.name, [by_name[part.name][i] for i in part.keep]
     result = caption_retrieval(bundle, chosen, split, cfg.batch_size)
-    result = {"command": "eval-retrieval", "model": cfg.run or cfg.model, "pretrained": bundle.weights, "data": data,
-              **result, "skipped_items": result["skipped_items"] + undecodable + stats.get("skipped_missing_images", 0)}
+    result = {
+        "command": "eval-retrieval",
+        "model": cfg.run or cfg.model,
+        "pretrained": bundle.weights,
+        "data": data,
+        **result,
+        "skipped_items": result["skipped_items"] + undecodable + stats.get("skipped_missing_images", 0),
+    }
     if run is not None:
         from dlkit.clip.models import scratch_card
         from dlkit.core.modelcard import write_card
 
         path = run.write_json(f"retrieval_{split}.json", result)
-        run.write_metrics({**run.read_metrics(), **{k: v for k, v in result.items() if k.startswith(
-            ("test_", "val_") if split != "train" else "train_")}})
+        run.write_metrics(
+            {
+                **run.read_metrics(),
+                **{
+                    k: v for k, v in result.items() if k.startswith(("test_", "val_") if split != "train" else "train_")
+                },
+            }
+        )
         write_card(run.model_dir, run, scratch_card(saved["image_encoder"]))  # the card lists the new metrics
     else:
         out = open_results(cfg, "eval-retrieval")

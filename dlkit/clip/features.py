@@ -63,8 +63,14 @@ def image_key(bundle: ClipBundle, images: LabeledImages) -> str:
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:20]
 
 
-def image_features(bundle: ClipBundle, images: LabeledImages, batch_size: int = 64, num_workers: int = 0,
-                   strict: bool = False, cache: bool = True) -> ImageFeatures:
+def image_features(
+    bundle: ClipBundle,
+    images: LabeledImages,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    strict: bool = False,
+    cache: bool = True,
+) -> ImageFeatures:
     """Embeddings of every decodable image, from the cache when this exact (model, data, preprocessing) was seen;
     `cache=False` encodes without reading or writing it (weights the key cannot name, e.g. during training)."""
     key = image_key(bundle, images)
@@ -73,14 +79,24 @@ def image_features(bundle: ClipBundle, images: LabeledImages, batch_size: int = 
     if tensors is not None and path.with_suffix(".json").is_file():
         kept = tensors["indices"].tolist()
         meta = json.loads((path.with_suffix(".json")).read_text(encoding="utf-8"))
-        return ImageFeatures(tensors["features"], torch.tensor([images.labels[i] for i in kept]),
-                             [images.paths[i] for i in kept], meta["skipped"], cached=True)
+        return ImageFeatures(
+            tensors["features"],
+            torch.tensor([images.labels[i] for i in kept]),
+            [images.paths[i] for i in kept],
+            meta["skipped"],
+            cached=True,
+        )
     model = bundle.model
     device = next(model.parameters()).device
     try:
-        computed = precompute(_Images(images.paths, bundle.preprocess_eval, strict), torch.stack,
-                              lambda pixels: model.encode_image(pixels.to(device)), batch_size,
-                              num_workers=num_workers, what="images")
+        computed = precompute(
+            _Images(images.paths, bundle.preprocess_eval, strict),
+            torch.stack,
+            lambda pixels: model.encode_image(pixels.to(device)),
+            batch_size,
+            num_workers=num_workers,
+            what="images",
+        )
     except DataError:
         raise DataError(f"--data {images.where}: none of the {len(images)} images could be decoded") from None
     kept = computed.kept
@@ -92,8 +108,13 @@ def image_features(bundle: ClipBundle, images: LabeledImages, batch_size: int = 
     if cache:
         _save(path, {"features": features.contiguous(), "indices": torch.tensor(kept)}, {"skipped": skipped_paths})
         info(f"encoded {len(kept)} images with {bundle.name} (cached as {path.name})")
-    return ImageFeatures(features, torch.tensor([images.labels[i] for i in kept]),
-                         [images.paths[i] for i in kept], skipped_paths, cached=False)
+    return ImageFeatures(
+        features,
+        torch.tensor([images.labels[i] for i in kept]),
+        [images.paths[i] for i in kept],
+        skipped_paths,
+        cached=False,
+    )
 
 
 def text_features(bundle: ClipBundle, texts: list[str], batch_size: int = 256, cache: bool = True) -> torch.Tensor:
@@ -108,7 +129,7 @@ def text_features(bundle: ClipBundle, texts: list[str], batch_size: int = 256, c
     chunks = []
     with torch.no_grad():
         for start in range(0, len(texts), batch_size):
-            tokens = bundle.tokenizer(texts[start:start + batch_size]).to(device)
+            tokens = bundle.tokenizer(texts[start : start + batch_size]).to(device)
             chunks.append(model.encode_text(tokens, normalize=True).float().cpu())
     features = torch.cat(chunks)
     if cache:

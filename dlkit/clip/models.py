@@ -118,15 +118,18 @@ def default_tag(name: str, spec: str) -> str:
     try:
         _check_tag(name, tags[0])
     except SourceError:
-        random_weights_warning(f"--model {spec}: its default weights (--pretrained {tags[0]}) are not cached and "
-                               "cannot be downloaded here")
+        random_weights_warning(
+            f"--model {spec}: its default weights (--pretrained {tags[0]}) are not cached and cannot be downloaded here"
+        )
         return "none"
     return tags[0]
 
 
 def random_weights_warning(what: str) -> None:
-    warn(f"{what}: the model has RANDOM weights, so its scores will be near chance; pass --pretrained TAG "
-         "(see open_clip.list_pretrained_tags_by_model) or a weights file for real ones")
+    warn(
+        f"{what}: the model has RANDOM weights, so its scores will be near chance; pass --pretrained TAG "
+        "(see open_clip.list_pretrained_tags_by_model) or a weights file for real ones"
+    )
 
 
 def model_folder(path: Path) -> Path:
@@ -134,8 +137,10 @@ def model_folder(path: Path) -> Path:
     for candidate in (path, path / "checkpoints" / "final"):
         if (candidate / CONFIG_FILE).is_file():
             return candidate.resolve()
-    raise SourceError(f"--model {path}: no {CONFIG_FILE} there; pass a run folder of `dlkit clip train`, "
-                      "an open_clip architecture name or builtin:tiny-clip")
+    raise SourceError(
+        f"--model {path}: no {CONFIG_FILE} there; pass a run folder of `dlkit clip train`, "
+        "an open_clip architecture name or builtin:tiny-clip"
+    )
 
 
 def _no_tag(spec: str, tag: str) -> None:
@@ -151,13 +156,17 @@ def _check_tag(name: str, tag: str) -> None:
     if not cfg:
         tags = open_clip.list_pretrained_tags_by_model(name)
         known = f"tags for {name}: {', '.join(tags)}" if tags else f"open_clip has no pretrained weights for {name}"
-        raise SourceError(f"--pretrained {tag}: not a known tag or a weights file; {known}; "
-                          "or pass --pretrained none for random weights")
+        raise SourceError(
+            f"--pretrained {tag}: not a known tag or a weights file; {known}; "
+            "or pass --pretrained none for random weights"
+        )
     if _weights_cached(cfg):
         return
     hub_id = os.path.split(cfg.get("hf_hub", ""))[0]
-    offline = (f"--pretrained {tag} for {name}: its weights are not cached and this machine is offline; "
-               "use --pretrained none (random weights), a weights file, or --model builtin:tiny-clip")
+    offline = (
+        f"--pretrained {tag} for {name}: its weights are not cached and this machine is offline; "
+        "use --pretrained none (random weights), a weights file, or --model builtin:tiny-clip"
+    )
     if not hub_id or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
         if hub_id or not url_reachable(cfg.get("url", "")):
             raise SourceError(offline)
@@ -188,15 +197,25 @@ def _create(name: str, pretrained: str | None, display: str, key: str, seed: int
     files = loading(pretrained or name.removeprefix("local-dir:"), "--pretrained" if pretrained else "--model")
     try:
         with files if local else contextlib.nullcontext():  # local weights: their errors name the file
-            model, preprocess_train, preprocess_eval = open_clip.create_model_and_transforms(name,
-                                                                                             pretrained=pretrained)
+            model, preprocess_train, preprocess_eval = open_clip.create_model_and_transforms(
+                name, pretrained=pretrained
+            )
     except RuntimeError as exc:  # a download that failed after the checks above
         reason = str(exc).splitlines()[0][:160]
-        raise SourceError(f"--model {display} --pretrained {pretrained}: open_clip could not load it ({reason}); "
-                          "use --pretrained none or --model builtin:tiny-clip") from None
+        raise SourceError(
+            f"--model {display} --pretrained {pretrained}: open_clip could not load it ({reason}); "
+            "use --pretrained none or --model builtin:tiny-clip"
+        ) from None
     model.eval()
-    return ClipBundle(model, preprocess_train, preprocess_eval, open_clip.get_tokenizer(name), display, key,
-                      pretrained or ("own" if name.startswith(("local-dir:", "hf-hub:")) else "none"))
+    return ClipBundle(
+        model,
+        preprocess_train,
+        preprocess_eval,
+        open_clip.get_tokenizer(name),
+        display,
+        key,
+        pretrained or ("own" if name.startswith(("local-dir:", "hf-hub:")) else "none"),
+    )
 
 
 # -- dlkit's own architectures as open_clip configs -----------------------------------------------------
@@ -206,9 +225,15 @@ def _builtin_config(name: str) -> dict[str, Any]:
     return cast(dict[str, Any], load_builtin(name))
 
 
-def clip_config(image_encoder: str = "resnet-small", embed_dim: int = 64, image_size: int | None = None,
-                text_width: int = 64, text_layers: int = 2, text_heads: int = 4,
-                context_length: int = 32) -> dict[str, Any]:
+def clip_config(
+    image_encoder: str = "resnet-small",
+    embed_dim: int = 64,
+    image_size: int | None = None,
+    text_width: int = 64,
+    text_layers: int = 2,
+    text_heads: int = 4,
+    context_length: int = 32,
+) -> dict[str, Any]:
     """An open_clip model config: an `--image-encoder` tower and a transformer text tower of the given size."""
     if image_encoder not in IMAGE_ENCODERS:
         raise ConfigError(f"--image-encoder {image_encoder}: choose one of {', '.join(IMAGE_ENCODERS)}")
@@ -217,9 +242,17 @@ def clip_config(image_encoder: str = "resnet-small", embed_dim: int = 64, image_
         vision["image_size"] = image_size
     if vision["patch_size"] is None and vision["image_size"] % 32:
         raise ConfigError(f"--image-size {vision['image_size']}: ResNet towers need a multiple of 32")
-    return {"embed_dim": embed_dim, "vision_cfg": vision,
-            "text_cfg": {"context_length": context_length, "vocab_size": 49408, "width": text_width,
-                         "heads": text_heads, "layers": text_layers}}
+    return {
+        "embed_dim": embed_dim,
+        "vision_cfg": vision,
+        "text_cfg": {
+            "context_length": context_length,
+            "vocab_size": 49408,
+            "width": text_width,
+            "heads": text_heads,
+            "layers": text_layers,
+        },
+    }
 
 
 def _register(stem: str, config: dict[str, Any]) -> str:
@@ -257,13 +290,17 @@ def save_clip(model: nn.Module, config: dict[str, Any], folder: Path) -> Path:
 
 def scratch_card(image_encoder: str) -> CardInfo:
     """The model card's facts about a `clip train` final folder (what save_clip writes)."""
-    return CardInfo(what=f"CLIP model ({image_encoder} image tower) trained from scratch",
-                    pipeline_tag="zero-shot-image-classification", library_name="open_clip",
-                    tags=["clip", "image-text-retrieval"], base="",
-                    usage="import open_clip\n\n"
-                          "model, _, preprocess = open_clip.create_model_and_transforms('local-dir:FOLDER')\n"
-                          "tokenizer = open_clip.get_tokenizer('local-dir:FOLDER')\n"
-                          "# from the Hub: 'hf-hub:REPO_ID' instead of 'local-dir:FOLDER'")
+    return CardInfo(
+        what=f"CLIP model ({image_encoder} image tower) trained from scratch",
+        pipeline_tag="zero-shot-image-classification",
+        library_name="open_clip",
+        tags=["clip", "image-text-retrieval"],
+        base="",
+        usage="import open_clip\n\n"
+        "model, _, preprocess = open_clip.create_model_and_transforms('local-dir:FOLDER')\n"
+        "tokenizer = open_clip.get_tokenizer('local-dir:FOLDER')\n"
+        "# from the Hub: 'hf-hub:REPO_ID' instead of 'local-dir:FOLDER'",
+    )
 
 
 def freeze(module: nn.Module) -> nn.Module:
@@ -285,7 +322,6 @@ class ClassEmbeddings(nn.Module):
         return self.logit_scale * F.normalize(image_features, dim=-1) @ F.normalize(self.weight, dim=-1).T
 
 
-
 class PromptLearner(nn.Module):
     """CoOp with class-specific context: `n_ctx` learnable token embeddings per class replace the first
     prompt tokens of "X X X X {class}." and go through CLIP's frozen text transformer."""
@@ -293,8 +329,10 @@ class PromptLearner(nn.Module):
     def __init__(self, clip: nn.Module, tokenizer: Any, classes: list[str], n_ctx: int, logit_scale: float):
         super().__init__()
         if not hasattr(clip, "token_embedding"):
-            raise ConfigError("--mode prompt needs open_clip's own text transformer; this model's text tower is "
-                              "a Hugging Face model: use --mode embedding")
+            raise ConfigError(
+                "--mode prompt needs open_clip's own text transformer; this model's text tower is "
+                "a Hugging Face model: use --mode embedding"
+            )
         self.token_embedding = clip.token_embedding
         self.positional_embedding = clip.positional_embedding
         self.transformer = clip.transformer
@@ -313,7 +351,7 @@ class PromptLearner(nn.Module):
         prompts = [" ".join(["X"] * n_ctx) + f" {name}." for name in classes]
         self.register_buffer("tokens", tokenizer(prompts), persistent=False)  # (C, L)
         with torch.no_grad():
-            init_tokens = tokenizer(["a photo of a"])[0, 1:1 + n_ctx]
+            init_tokens = tokenizer(["a photo of a"])[0, 1 : 1 + n_ctx]
             if n_ctx == 4:  # start at the zero-shot prompt "a photo of a {class}."
                 ctx = self.token_embedding(init_tokens).unsqueeze(0).repeat(len(classes), 1, 1)
             else:
@@ -327,7 +365,7 @@ class PromptLearner(nn.Module):
         from open_clip.transformer import text_global_pool
 
         x = self.token_embedding(self.tokens)  # (C, L, width)
-        x = torch.cat([x[:, :1], self.ctx, x[:, 1 + self.n_ctx:]], dim=1)
+        x = torch.cat([x[:, :1], self.ctx, x[:, 1 + self.n_ctx :]], dim=1)
         x = x + self.positional_embedding
         x = self.transformer(x, attn_mask=self.attn_mask)
         x = self.ln_final(x)
@@ -345,7 +383,6 @@ class PromptLearner(nn.Module):
         super().train(mode)
         self.transformer.eval()  # frozen: no dropout
         return self
-
 
 
 class LinearProbe(nn.Module):

@@ -59,19 +59,34 @@ def retrieve(cfg: RetrieveConfig) -> dict[str, Any]:
     items = image_list(images)
     slug = re.sub(r"[^a-z0-9]+", "-", query.lower()).strip("-")[:40] or "query"
     default = (run / "samples" / f"retrieve-{slug}") if run else Path("runs/clip") / f"retrieve-{slug}"
-    check_output(Path(cfg.output_dir or default), "clip", "retrieve", overwrite=cfg.overwrite,
-                 flag="--output-dir", inputs=local_inputs(cfg))
+    check_output(
+        Path(cfg.output_dir or default),
+        "clip",
+        "retrieve",
+        overwrite=cfg.overwrite,
+        flag="--output-dir",
+        inputs=local_inputs(cfg),
+    )
     feats = image_features(bundle, items, cfg.batch_size)
     query_emb = text_features(bundle, [query])[0]  # (D,) unit
     scores = F.normalize(feats.features, dim=-1) @ query_emb  # (N,)
     top = scores.topk(min(k, len(scores)))
-    results = [{"rank": i + 1, "image": feats.paths[j], "score": float(s)}
-               for i, (s, j) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True))]
+    results = [
+        {"rank": i + 1, "image": feats.paths[j], "score": float(s)}
+        for i, (s, j) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True))
+    ]
     held = claim_output(cfg, cfg.output_dir or default)
     folder = held.root
-    result = {"query": query, "model": str(run or model), "images": images, "num_images": len(feats.paths),
-              "skipped_items": len(feats.skipped), "results": results,
-              "grid": str(folder / "grid.png"), "output_dir": str(folder)}
+    result = {
+        "query": query,
+        "model": str(run or model),
+        "images": images,
+        "num_images": len(feats.paths),
+        "skipped_items": len(feats.skipped),
+        "results": results,
+        "grid": str(folder / "grid.png"),
+        "output_dir": str(folder),
+    }
 
     atomic_write_json(folder / "results.json", result)
     draw_grid(results, query, folder / "grid.png")

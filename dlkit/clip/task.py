@@ -74,8 +74,10 @@ class FeatureTask(Task):
         return self.head
 
     def datasets(self) -> tuple[Dataset, Dataset]:
-        return (TensorDataset(self.train_feats.features, self.train_feats.labels),
-                TensorDataset(self.val_feats.features, self.val_feats.labels))
+        return (
+            TensorDataset(self.train_feats.features, self.train_feats.labels),
+            TensorDataset(self.val_feats.features, self.val_feats.labels),
+        )
 
     def training_step(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]):
         features, labels = batch
@@ -89,8 +91,10 @@ class FeatureTask(Task):
         pairs = gather(accel, pairs)
         scores = torch.stack([p[0] for p in pairs])
         labels = torch.tensor([p[1] for p in pairs])
-        return {"val_loss": F.cross_entropy(scores, labels).item(),
-                "val_accuracy": (scores.argmax(-1) == labels).float().mean().item()}
+        return {
+            "val_loss": F.cross_entropy(scores, labels).item(),
+            "val_accuracy": (scores.argmax(-1) == labels).float().mean().item(),
+        }
 
     def save_model(self, model: nn.Module, path: Path) -> None:
         from safetensors.torch import save_file
@@ -105,12 +109,16 @@ class FeatureTask(Task):
 
     def card_info(self) -> CardInfo:
         method, model = self.summary_info["method"], str(self.summary_info["model"])
-        return CardInfo(what=f"{method} head on a frozen CLIP model", pipeline_tag="image-classification",
-                        tags=["clip", method], base=f"{model} (weights: {self.summary_info['pretrained']})",
-                        hub_base=False,
-                        usage="from safetensors.torch import load_file\n\n"
-                              "head = load_file('head.safetensors')  # the trained parameters; the image tower is "
-                              "the frozen base model's")
+        return CardInfo(
+            what=f"{method} head on a frozen CLIP model",
+            pipeline_tag="image-classification",
+            tags=["clip", method],
+            base=f"{model} (weights: {self.summary_info['pretrained']})",
+            hub_base=False,
+            usage="from safetensors.torch import load_file\n\n"
+            "head = load_file('head.safetensors')  # the trained parameters; the image tower is "
+            "the frozen base model's",
+        )
 
     def summary(self) -> dict[str, Any]:
         return dict(self.summary_info)
@@ -128,10 +136,14 @@ class _Features:
     rule: str
 
     def summary(self) -> dict[str, Any]:
-        return {"num_classes": len(self.classes), "train_images": len(self.train.labels),
-                "val_images": len(self.val.labels), "test_images": len(self.test.labels),
-                "image_features_cached": self.train.cached and self.test.cached,
-                "skipped_items": len(self.train.skipped) + len(self.test.skipped)}
+        return {
+            "num_classes": len(self.classes),
+            "train_images": len(self.train.labels),
+            "val_images": len(self.val.labels),
+            "test_images": len(self.test.labels),
+            "image_features_cached": self.train.cached and self.test.cached,
+            "skipped_items": len(self.train.skipped) + len(self.test.skipped),
+        }
 
     def record(self, run: Run, resume: bool) -> None:
         ids = {"train": self.train.paths, "validation": self.val.paths, "test": self.test.paths}
@@ -143,8 +155,9 @@ def _features(cfg: CoopConfig | ProbeConfig) -> _Features:
     The train pool is encoded as one set, so changing --val-fraction reuses the cached features."""
     import random
 
-    pool, test_images, rule = load_train_test(cfg.data, cfg.train_split, cfg.split, cfg.classnames, cfg.holdout,
-                                              cfg.seed)
+    pool, test_images, rule = load_train_test(
+        cfg.data, cfg.train_split, cfg.split, cfg.classnames, cfg.holdout, cfg.seed
+    )
     _, val_images = hold_out_per_class(pool, cfg.val_fraction, random.Random(f"validation-{cfg.seed}"))
     bundle = build_clip(cfg.model, cfg.pretrained, cfg.seed)
     pool_feats = image_features(bundle, pool, cfg.batch_size, cfg.num_workers, cfg.strict)
@@ -158,8 +171,13 @@ def _features(cfg: CoopConfig | ProbeConfig) -> _Features:
 
 def _subset(feats: ImageFeatures, keep: list[bool]) -> ImageFeatures:
     mask = torch.tensor(keep, dtype=torch.bool)
-    return ImageFeatures(feats.features[mask], feats.labels[mask], [p for p, k in zip(feats.paths, keep, strict=True)
-                                                                    if k], feats.skipped, feats.cached)
+    return ImageFeatures(
+        feats.features[mask],
+        feats.labels[mask],
+        [p for p, k in zip(feats.paths, keep, strict=True) if k],
+        feats.skipped,
+        feats.cached,
+    )
 
 
 def _logit_scale(bundle: ClipBundle) -> float:
@@ -178,13 +196,15 @@ def coop(cfg: CoopConfig) -> dict[str, Any]:
     zeroshot_emb = class_embeddings(bundle, classes, templates)
     scale = _logit_scale(bundle)
     if cfg.mode == "embedding":
+
         def make_head() -> nn.Module:
             return ClassEmbeddings(zeroshot_emb, scale)
     else:
+
         def make_head() -> nn.Module:
             return PromptLearner(bundle.model, bundle.tokenizer, classes, cfg.n_ctx, scale)
-    summary_info = {"method": f"coop-{cfg.mode}", "model": cfg.model, "pretrained": bundle.weights,
-                    **feats.summary()}
+
+    summary_info = {"method": f"coop-{cfg.mode}", "model": cfg.model, "pretrained": bundle.weights, **feats.summary()}
 
     def test(head: nn.Module, run: Run) -> dict[str, Any]:
         learned = head(test_feats.features)
@@ -195,13 +215,19 @@ def coop(cfg: CoopConfig) -> dict[str, Any]:
         write_report(run, zeroshot_result, zeroshot_scores, test_feats, classes, prefix="zeroshot_")
         if cfg.mode == "prompt":
             _write_prompts(run, head, classes)
-        return {"test_accuracy": learned_result["top1"], "test_top5": learned_result["top5"],
-                "test_macro_f1": learned_result["macro_f1"], "zeroshot_accuracy": zeroshot_result["top1"],
-                "gain_over_zeroshot": learned_result["top1"] - zeroshot_result["top1"],
-                "worst_classes": summary(learned_result)["worst_classes"], "output_dir": str(run.dir)}
+        return {
+            "test_accuracy": learned_result["top1"],
+            "test_top5": learned_result["top5"],
+            "test_macro_f1": learned_result["macro_f1"],
+            "zeroshot_accuracy": zeroshot_result["top1"],
+            "gain_over_zeroshot": learned_result["top1"] - zeroshot_result["top1"],
+            "worst_classes": summary(learned_result)["worst_classes"],
+            "output_dir": str(run.dir),
+        }
 
-    task = FeatureTask(make_head, feats.train, feats.val, summary_info, test,
-                       skipped_items=summary_info.pop("skipped_items"))
+    task = FeatureTask(
+        make_head, feats.train, feats.val, summary_info, test, skipped_items=summary_info.pop("skipped_items")
+    )
     run = Run.create("clip", cfg, f"coop-{cfg.mode}", command="coop")
     feats.record(run, cfg.resume)
     return fit(task, cfg, run)
@@ -215,8 +241,10 @@ def _write_prompts(run: Run, head: PromptLearner, classes: list[str]) -> None:
     with torch.no_grad():
         vocab = F.normalize(head.token_embedding.weight, dim=-1)
         nearest = (F.normalize(head.ctx, dim=-1) @ vocab.T).argmax(dim=-1)  # (C, n_ctx)
-    lines = [f"{name}: " + " ".join(decoder.get(int(t), "?").replace("</w>", "") for t in row) + f" {name}."
-             for name, row in zip(classes, nearest.tolist(), strict=True)]
+    lines = [
+        f"{name}: " + " ".join(decoder.get(int(t), "?").replace("</w>", "") for t in row) + f" {name}."
+        for name, row in zip(classes, nearest.tolist(), strict=True)
+    ]
     run.write_text("samples/learned_prompts.txt", "\n".join(lines) + "\n")
 
 
@@ -234,18 +262,23 @@ def probe(cfg: ProbeConfig) -> dict[str, Any]:
     def make_head() -> nn.Module:
         return LinearProbe(mean, std, len(classes))
 
-    summary_info = {"method": "linear-probe", "model": cfg.model, "pretrained": feats.bundle.weights,
-                    **feats.summary()}
+    summary_info = {"method": "linear-probe", "model": cfg.model, "pretrained": feats.bundle.weights, **feats.summary()}
 
     def test(head: nn.Module, run: Run) -> dict[str, Any]:
         scores = head(test_feats.features)
         result = score(scores, test_feats.labels, classes)
         write_report(run, result, scores, test_feats, classes)
-        return {"test_accuracy": result["top1"], "test_top5": result["top5"], "test_macro_f1": result["macro_f1"],
-                "worst_classes": summary(result)["worst_classes"], "output_dir": str(run.dir)}
+        return {
+            "test_accuracy": result["top1"],
+            "test_top5": result["top5"],
+            "test_macro_f1": result["macro_f1"],
+            "worst_classes": summary(result)["worst_classes"],
+            "output_dir": str(run.dir),
+        }
 
-    task = FeatureTask(make_head, feats.train, feats.val, summary_info, test,
-                       skipped_items=summary_info.pop("skipped_items"))
+    task = FeatureTask(
+        make_head, feats.train, feats.val, summary_info, test, skipped_items=summary_info.pop("skipped_items")
+    )
     run = Run.create("clip", cfg, "probe", command="probe")
     feats.record(run, cfg.resume)
     return fit(task, cfg, run)
@@ -266,8 +299,15 @@ class ClipTask(Task):
 
     def __post_init__(self) -> None:
         cfg = self.cfg
-        self.config = clip_config(cfg.image_encoder, cfg.embed_dim, cfg.image_size, cfg.text_width,
-                                  cfg.text_layers, cfg.text_heads, cfg.context_length)
+        self.config = clip_config(
+            cfg.image_encoder,
+            cfg.embed_dim,
+            cfg.image_size,
+            cfg.text_width,
+            cfg.text_layers,
+            cfg.text_heads,
+            cfg.context_length,
+        )
         records, stats = load_caption_records(cfg.data, strict=cfg.strict)
         records, undecodable = readable_records(records, strict=cfg.strict)
         self.skipped_items = stats.get("skipped_missing_images", 0) + undecodable
@@ -284,8 +324,10 @@ class ClipTask(Task):
 
     def datasets(self) -> tuple[Dataset, Dataset]:
         bundle = self.bundle
-        return (image_caption_pairs(self.train_records, bundle.tokenizer, bundle.preprocess_train),
-                image_caption_pairs(self.val_records, bundle.tokenizer, bundle.preprocess_eval))
+        return (
+            image_caption_pairs(self.train_records, bundle.tokenizer, bundle.preprocess_train),
+            image_caption_pairs(self.val_records, bundle.tokenizer, bundle.preprocess_eval),
+        )
 
     def batch_plan(self, dataset: Dataset, batch_size: int, gen: torch.Generator) -> list[list[int]]:
         """Shuffled full steps only (open_clip drops the last batch too): `batch_size` is one optimizer
@@ -294,7 +336,7 @@ class ClipTask(Task):
         order = torch.randperm(len(dataset), generator=gen).tolist()
         if len(order) < batch_size:  # less than one step: a short batch on one process; several processes
             return [order] if world_size() == 1 else []  # would gather unequal features (the engine then says so)
-        return [order[i:i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
+        return [order[i : i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
 
     def training_step(self, model: nn.Module, batch: Any):
         images, tokens, _ = batch
@@ -328,9 +370,15 @@ class ClipTask(Task):
             with torch.no_grad():
                 query = model.encode_text(self.bundle.tokenizer([caption]).to(device), normalize=True)[0].float().cpu()
             top = (image_matrix @ query).topk(min(k, len(owners)))
-            results = [{"rank": i + 1, "image": self.val_records[owners[j]].image, "score": float(v),
-                        "correct": owners[j] == owner}
-                       for i, (v, j) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True))]
+            results = [
+                {
+                    "rank": i + 1,
+                    "image": self.val_records[owners[j]].image,
+                    "score": float(v),
+                    "correct": owners[j] == owner,
+                }
+                for i, (v, j) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True))
+            ]
             samples.append({"query": caption, "image": self.val_records[owner].image, "results": results})
         run.write_json(f"samples/retrieval_step_{step:07d}.json", samples)
         draw_grid(samples[0]["results"], samples[0]["query"], run.plots_dir / "retrieval.png")
@@ -366,8 +414,12 @@ class ClipTask(Task):
         return scratch_card(self.cfg.image_encoder)
 
     def summary(self) -> dict[str, Any]:
-        return {"method": "clip-scratch", "image_encoder": self.cfg.image_encoder,
-                "train_images": len(self.train_records), "val_images": len(self.val_records)}
+        return {
+            "method": "clip-scratch",
+            "image_encoder": self.cfg.image_encoder,
+            "train_images": len(self.train_records),
+            "val_images": len(self.val_records),
+        }
 
 
 def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

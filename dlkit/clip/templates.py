@@ -75,8 +75,10 @@ def read_template_file(path: Path, flag: str) -> list[str]:
 def check_template(template: str, flag: str, where: str | None = None) -> None:
     if "{}" not in template:
         at = f" ({where})" if where else ""
-        raise ConfigError(f"{flag}: template {template!r}{at} has no {{}} for the class name; "
-                          f"write e.g. 'a photo of a {{}}.' or name a set ({', '.join(set_names())})")
+        raise ConfigError(
+            f"{flag}: template {template!r}{at} has no {{}} for the class name; "
+            f"write e.g. 'a photo of a {{}}.' or name a set ({', '.join(set_names())})"
+        )
 
 
 def fill(template: str, classname: str) -> str:

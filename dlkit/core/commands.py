@@ -43,8 +43,9 @@ class DlkitCommand(TyperCommand):
 class DlkitTyper(typer.Typer):
     """A Typer app whose commands are `DlkitCommand`s unless told otherwise."""
 
-    def command(self, name: str | None = None, *, cls: type[TyperCommand] | None = None,
-                **kwargs: Any) -> Callable[[F], F]:
+    def command(
+        self, name: str | None = None, *, cls: type[TyperCommand] | None = None, **kwargs: Any
+    ) -> Callable[[F], F]:
         return super().command(name, cls=cls or DlkitCommand, **kwargs)
 
 
@@ -92,15 +93,18 @@ def group_app(name: str, help: str, extra: str | None = None, requires: tuple[st
     def _check_extra() -> None:
         missing = [m for m in requires if importlib.util.find_spec(m) is None]
         if missing:
-            raise MissingExtraError(f"dlkit {name} needs the '{extra}' extra (missing: {', '.join(missing)}); "
-                                    f"install it with: pip install 'dlkit[{extra}]'")
+            raise MissingExtraError(
+                f"dlkit {name} needs the '{extra}' extra (missing: {', '.join(missing)}); "
+                f"install it with: pip install 'dlkit[{extra}]'"
+            )
 
     _check_extra.__doc__ = help
     return app
 
 
-def config_command(app: typer.Typer, config_cls: type, name: str | None = None,
-                   skip: tuple[str, ...] = ()) -> Callable[[F], F]:
+def config_command(
+    app: typer.Typer, config_cls: type, name: str | None = None, skip: tuple[str, ...] = ()
+) -> Callable[[F], F]:
     """Register `fn(cfg)` as a command whose flags (and positional arguments) are the fields of `config_cls`.
 
     Only flags given on the command line override the --config file; the rest keep the file's or the
@@ -120,9 +124,14 @@ def config_command(app: typer.Typer, config_cls: type, name: str | None = None,
         config_help = "YAML/JSON file of this command's settings (the flags' names as keys); flags given here win."
         if issubclass(config_cls, TrainConfig):
             config_help += " A run's config.json reproduces it."
-        params.append(inspect.Parameter(
-            "config", inspect.Parameter.KEYWORD_ONLY, annotation=typing.Optional[Path],  # noqa: UP045
-            default=typer.Option(None, "--config", help=config_help, rich_help_panel="Config")))
+        params.append(
+            inspect.Parameter(
+                "config",
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=typing.Optional[Path],  # noqa: UP045
+                default=typer.Option(None, "--config", help=config_help, rich_help_panel="Config"),
+            )
+        )
 
         params.append(inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context))
 

@@ -31,11 +31,18 @@ class KnownBad:
 KNOWN_BAD: tuple[KnownBad, ...] = (
     # dlkit.llm.generate maps transformers >= 5.24's `cache` to the `past_key_values` that peft <= 0.21
     # reads; a peft that reads `cache` itself is untested with that mapping.
-    KnownBad(("transformers>=5.24", "peft>=0.22"), "soft-prompt-generate",
-             "soft-prompt generation (prompt/prefix/ptuning) is unverified", "pip install 'peft<0.22'"),
-    KnownBad(("transformers>=5.40",), "prefix-train",
-             "prefix tuning trains through the `past_key_values` forward kwarg that transformers 5.40 removed",
-             "pip install 'transformers<5.25'"),
+    KnownBad(
+        ("transformers>=5.24", "peft>=0.22"),
+        "soft-prompt-generate",
+        "soft-prompt generation (prompt/prefix/ptuning) is unverified",
+        "pip install 'peft<0.22'",
+    ),
+    KnownBad(
+        ("transformers>=5.40",),
+        "prefix-train",
+        "prefix tuning trains through the `past_key_values` forward kwarg that transformers 5.40 removed",
+        "pip install 'transformers<5.25'",
+    ),
 )
 
 
@@ -90,6 +97,8 @@ def outside_range(requirements: list[str] | None = None) -> list[str]:
             continue
         seen.add(req.name)
         if not req.specifier.contains(found, prereleases=True):
-            lines.append(f"{req.name} {found} is outside dlkit's tested range {req.specifier}; "
-                         f"fix: pip install -c requirements/lock.txt -e '.[all]'")
+            lines.append(
+                f"{req.name} {found} is outside dlkit's tested range {req.specifier}; "
+                f"fix: pip install -c requirements/lock.txt -e '.[all]'"
+            )
     return lines

@@ -28,15 +28,31 @@ C = TypeVar("C")
 REQUIRED: Any = ...  # opt(REQUIRED, ...): a field without a default; the CLI and load_config name it when missing
 
 # What a path-like field holds, for the output policy, the run defaults and the command-contract test:
-PathRole = Literal["output", "output_file", "run", "data", "model", "file", "text_or_file", "folder", "image",
-                   "weights"]
+PathRole = Literal[
+    "output", "output_file", "run", "data", "model", "file", "text_or_file", "folder", "image", "weights"
+]
 
 
-def opt(default: Any, help: str, *, min: float | None = None, max: float | None = None, above: float | None = None,
-        below: float | None = None, choices: Sequence[str] | None = None, flags: Sequence[str] = (),
-        argument: bool = False, path: PathRole | None = None, run_of: str | None = None, from_run: str | None = None,
-        run_bound: bool = False, example: str | None = None, cli: bool = True, saved: bool = True,
-        resume_safe: bool = False) -> Any:
+def opt(
+    default: Any,
+    help: str,
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    above: float | None = None,
+    below: float | None = None,
+    choices: Sequence[str] | None = None,
+    flags: Sequence[str] = (),
+    argument: bool = False,
+    path: PathRole | None = None,
+    run_of: str | None = None,
+    from_run: str | None = None,
+    run_bound: bool = False,
+    example: str | None = None,
+    cli: bool = True,
+    saved: bool = True,
+    resume_safe: bool = False,
+) -> Any:
     """A config field with its --help text and its checks, declared once for the CLI, --config files and Python.
 
     `min`/`max` bound a number inclusively, `above`/`below` exclusively; `choices` lists the allowed values (of
@@ -47,10 +63,24 @@ def opt(default: Any, help: str, *, min: float | None = None, max: float | None 
     (shown in errors and used by the command-contract test; "{run}" stands for a run folder).
     `cli=False` hides it from flags; `saved=False` from config.json; `resume_safe=True` lets --resume change it
     (it alters neither the batch plan nor the model)."""
-    metadata = {"help": help, "cli": cli, "saved": saved, "resume_safe": resume_safe, "min": min, "max": max,
-                "above": above, "below": below, "choices": tuple(choices) if choices else None, "flags": tuple(flags),
-                "argument": argument, "path": path, "run_of": run_of, "from_run": from_run, "run_bound": run_bound,
-                "example": example}
+    metadata = {
+        "help": help,
+        "cli": cli,
+        "saved": saved,
+        "resume_safe": resume_safe,
+        "min": min,
+        "max": max,
+        "above": above,
+        "below": below,
+        "choices": tuple(choices) if choices else None,
+        "flags": tuple(flags),
+        "argument": argument,
+        "path": path,
+        "run_of": run_of,
+        "from_run": from_run,
+        "run_bound": run_bound,
+        "example": example,
+    }
     if default is REQUIRED:
         return field(kw_only=True, metadata=metadata)
     if isinstance(default, (list, dict)):
@@ -71,8 +101,9 @@ class RunOutput:
 
     output_dir: str | None = opt(None, "Output folder. Default: runs/GROUP/NAME.", path="output")
     name: str | None = opt(None, "Name under runs/GROUP/. Default: derived from the command and the time.")
-    overwrite: bool = opt(False, "Replace an output folder dlkit wrote for this command (only its own files).",
-                          saved=False)
+    overwrite: bool = opt(
+        False, "Replace an output folder dlkit wrote for this command (only its own files).", saved=False
+    )
 
     run_folder: ClassVar[bool] = True  # its output is a run folder: one written by an older dlkit may be replaced
 
@@ -84,52 +115,74 @@ class TrainConfig:
     data: str = opt("builtin:regression", "Dataset: builtin:NAME, a local path, or a Hub dataset id.", path="data")
     model: str = opt("builtin:mlp", "Model: builtin:NAME, a local save_pretrained folder, or a Hub id.", path="model")
     output_dir: str | None = opt(None, "Run folder. Default: runs/GROUP/NAME.", resume_safe=True, path="output")
-    name: str | None = opt(None, "Run name under runs/GROUP/. Default: derived from the method and time.",
-                           resume_safe=True)
+    name: str | None = opt(
+        None, "Run name under runs/GROUP/. Default: derived from the method and time.", resume_safe=True
+    )
     seed: int = opt(0, "Seed for init, data order and dropout.")
     epochs: int = opt(3, "Passes over the training set.", resume_safe=True, min=1)
-    max_steps: int | None = opt(None, "Stop after this many optimizer steps; overrides --epochs.", resume_safe=True,
-                                min=1, example="1")
+    max_steps: int | None = opt(
+        None, "Stop after this many optimizer steps; overrides --epochs.", resume_safe=True, min=1, example="1"
+    )
     batch_size: int = opt(16, "Examples per micro-batch per process.", min=1)
     grad_accum: int = opt(1, "Micro-batches per optimizer step (effective batch = batch * accum * processes).", min=1)
     lr: float = opt(3e-4, "Peak learning rate.", above=0)
     weight_decay: float = opt(0.0, "AdamW/SGD weight decay, applied to weights with >= 2 dims only.", min=0)
     optimizer: Literal["adamw", "sgd"] = opt("adamw", "Optimizer.")
     scheduler: Literal["constant", "linear", "cosine", "step"] = opt("linear", "Learning-rate schedule after warmup.")
-    step_size: int = opt(0, "--scheduler step: multiply the lr by --gamma every N steps (0 = a third of the run).",
-                         min=0)
+    step_size: int = opt(
+        0, "--scheduler step: multiply the lr by --gamma every N steps (0 = a third of the run).", min=0
+    )
     gamma: float = opt(0.1, "--scheduler step: the factor applied every --step-size steps.", min=0)
     warmup: float = opt(0.0, "Warmup: a fraction of the total steps if < 1, else a number of steps.", min=0)
     max_grad_norm: float = opt(1.0, "Clip gradients to this norm; 0 turns clipping off.", min=0)
     precision: Literal["no", "bf16", "fp16"] = opt("no", "Mixed precision (fp16 needs CUDA).")
-    eval_every: int = opt(0, "Evaluate every N optimizer steps; 0 = at the end of each epoch.", resume_safe=True,
-                          min=0)
-    save_every: int = opt(0, "Checkpoint every N optimizer steps; 0 = at the end of each epoch.", resume_safe=True,
-                          min=0)
+    eval_every: int = opt(0, "Evaluate every N optimizer steps; 0 = at the end of each epoch.", resume_safe=True, min=0)
+    save_every: int = opt(
+        0, "Checkpoint every N optimizer steps; 0 = at the end of each epoch.", resume_safe=True, min=0
+    )
     keep_last: int = opt(2, "Checkpoints to keep (older ones are deleted).", resume_safe=True, min=1)
     log_every: int = opt(10, "Write a history line every N optimizer steps.", resume_safe=True, min=1)
-    report_to: str = opt("none", "Also send the history's scalars, the config and the final metrics to "
-                         "experiment trackers: none, or a comma-separated list of tensorboard (RUN/tensorboard), "
-                         "wandb, mlflow, comet_ml, aim, clearml, dvclive, swanlab, trackio.", resume_safe=True)
-    push_to_hub: str | None = opt(None, "Upload the final model folder, with its model card, to this Hub repository "
-                                  "(NAMESPACE/NAME) at the end; refused before training when the Hub cannot be "
-                                  "reached or no token is set.", resume_safe=True)
-    early_stop_patience: int = opt(0, "Stop after N evaluations without improvement; 0 = never.", resume_safe=True,
-                                   min=0)
+    report_to: str = opt(
+        "none",
+        "Also send the history's scalars, the config and the final metrics to "
+        "experiment trackers: none, or a comma-separated list of tensorboard (RUN/tensorboard), "
+        "wandb, mlflow, comet_ml, aim, clearml, dvclive, swanlab, trackio.",
+        resume_safe=True,
+    )
+    push_to_hub: str | None = opt(
+        None,
+        "Upload the final model folder, with its model card, to this Hub repository "
+        "(NAMESPACE/NAME) at the end; refused before training when the Hub cannot be "
+        "reached or no token is set.",
+        resume_safe=True,
+    )
+    early_stop_patience: int = opt(
+        0, "Stop after N evaluations without improvement; 0 = never.", resume_safe=True, min=0
+    )
     monitor: str = opt("val_loss", "Eval metric that early stopping and 'best' follow.")
     monitor_mode: Literal["min", "max"] = opt("min", "Whether a lower or a higher --monitor is better.")
-    divergence_factor: float = opt(10.0, "Stop when the smoothed training loss exceeds N x its best smoothed value "
-                                   "(status diverged; the newest good checkpoint is named and kept); 0 = never.",
-                                   resume_safe=True, min=0)
-    nan_policy: Literal["stop", "skip"] = opt("stop", "On a non-finite loss: stop (status diverged; the newest good "
-                                              "checkpoint is named and kept) or skip the step.", resume_safe=True)
+    divergence_factor: float = opt(
+        10.0,
+        "Stop when the smoothed training loss exceeds N x its best smoothed value "
+        "(status diverged; the newest good checkpoint is named and kept); 0 = never.",
+        resume_safe=True,
+        min=0,
+    )
+    nan_policy: Literal["stop", "skip"] = opt(
+        "stop",
+        "On a non-finite loss: stop (status diverged; the newest good checkpoint is named and kept) or skip the step.",
+        resume_safe=True,
+    )
     gradient_checkpointing: bool = opt(False, "Recompute activations in backward to save memory.")
     num_workers: int = opt(0, "DataLoader worker processes (0 = load in the main process).", resume_safe=True, min=0)
     resume: bool = opt(False, "Continue the run in --output-dir from its last checkpoint.", saved=False)
     overwrite: bool = opt(False, "Replace a run folder dlkit wrote (only its own files).", saved=False)
-    command_line: list[str] | None = opt(None, "The command line that started this run, set by the CLI "
-                                         "(recorded in config.json and used in the resume hint).",
-                                         cli=False, saved=False)
+    command_line: list[str] | None = opt(
+        None,
+        "The command line that started this run, set by the CLI (recorded in config.json and used in the resume hint).",
+        cli=False,
+        saved=False,
+    )
 
     command: ClassVar[tuple[str, str]] = ("core", "train")  # (group, verb): every group's config names its own
     run_folder: ClassVar[bool] = True
@@ -147,12 +200,18 @@ class TrainConfig:
 class ShardingConfig(TrainConfig):
     """TrainConfig plus the sharding flags, for the `train` commands whose models can outgrow one GPU."""
 
-    sharding: Literal["none", "fsdp"] = opt("none", "none: every process holds the whole model (DDP under torchrun); "
-                                            "fsdp: parameters, gradients and optimizer state sharded over the "
-                                            "processes, one transformer block at a time (torch FSDP2).")
-    cpu_offload: bool = opt(False, "--sharding fsdp: keep the shards, gradients and optimizer state in CPU memory "
-                            "(the optimizer steps on the CPU): slower, for shards that do not fit the GPUs.",
-                            resume_safe=True)
+    sharding: Literal["none", "fsdp"] = opt(
+        "none",
+        "none: every process holds the whole model (DDP under torchrun); "
+        "fsdp: parameters, gradients and optimizer state sharded over the "
+        "processes, one transformer block at a time (torch FSDP2).",
+    )
+    cpu_offload: bool = opt(
+        False,
+        "--sharding fsdp: keep the shards, gradients and optimizer state in CPU memory "
+        "(the optimizer steps on the CPU): slower, for shards that do not fit the GPUs.",
+        resume_safe=True,
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -188,17 +247,25 @@ def _check_value(flag: str, value: Any, meta: Mapping[str, Any]) -> None:
         raise ConfigError(f"{flag} {value}: choose one of {', '.join(map(str, choices))}")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return
-    for key, ok, what in (("min", lambda v, b: v >= b, ">="), ("max", lambda v, b: v <= b, "<="),
-                          ("above", lambda v, b: v > b, ">"), ("below", lambda v, b: v < b, "<")):
+    for key, ok, what in (
+        ("min", lambda v, b: v >= b, ">="),
+        ("max", lambda v, b: v <= b, "<="),
+        ("above", lambda v, b: v > b, ">"),
+        ("below", lambda v, b: v < b, "<"),
+    ):
         bound = meta.get(key)
         if bound is not None and not ok(value, bound):
-            raise ConfigError(f"{flag} must be {_range(meta)} (got {value!r})" if _two_sided(meta)
-                              else f"{flag} must be {what} {_num(bound)} (got {value!r})")
+            raise ConfigError(
+                f"{flag} must be {_range(meta)} (got {value!r})"
+                if _two_sided(meta)
+                else f"{flag} must be {what} {_num(bound)} (got {value!r})"
+            )
 
 
 def _two_sided(meta: Mapping[str, Any]) -> bool:
-    return (meta.get("min") is not None or meta.get("above") is not None) and \
-        (meta.get("max") is not None or meta.get("below") is not None)
+    return (meta.get("min") is not None or meta.get("above") is not None) and (
+        meta.get("max") is not None or meta.get("below") is not None
+    )
 
 
 def _range(meta: Mapping[str, Any]) -> str:
@@ -279,8 +346,11 @@ def take_run_defaults(cfg: Any) -> None:
     saved = run_settings(cfg)
     if saved is None:
         return
-    run = next(getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.metadata.get("path") == "run"
-               and isinstance(getattr(cfg, f.name), str))
+    run = next(
+        getattr(cfg, f.name)
+        for f in dataclasses.fields(cfg)
+        if f.metadata.get("path") == "run" and isinstance(getattr(cfg, f.name), str)
+    )
     for f in wanted:
         key, value = f.metadata["from_run"], getattr(cfg, f.name)
         if key not in saved:
@@ -288,8 +358,10 @@ def take_run_defaults(cfg: Any) -> None:
         if value is None:
             setattr(cfg, f.name, saved[key])
         elif f.metadata.get("run_bound") and not _same_setting(value, saved[key]):
-            raise ConfigError(f"{field_flag(f)} {value} contradicts --run {run}, which was trained with "
-                              f"{field_flag(f)} {saved[key]}; leave {field_flag(f)} out to use the run's")
+            raise ConfigError(
+                f"{field_flag(f)} {value} contradicts --run {run}, which was trained with "
+                f"{field_flag(f)} {saved[key]}; leave {field_flag(f)} out to use the run's"
+            )
 
 
 def _same_setting(given: Any, saved: Any) -> bool:
@@ -337,9 +409,15 @@ def claim_output(cfg: Any, folder: str | Path | None = None) -> Claim:
     value = folder if folder is not None else getattr(cfg, f.name) if f is not None else None
     if value is None:
         raise ConfigError("no output folder to write into")
-    return claim(Path(value), group, verb, overwrite=bool(getattr(cfg, "overwrite", False)),
-                 flag=field_flag(f) if f is not None else "--output-dir", inputs=local_inputs(cfg),
-                 legacy_ok=getattr(type(cfg), "run_folder", False))
+    return claim(
+        Path(value),
+        group,
+        verb,
+        overwrite=bool(getattr(cfg, "overwrite", False)),
+        flag=field_flag(f) if f is not None else "--output-dir",
+        inputs=local_inputs(cfg),
+        legacy_ok=getattr(type(cfg), "run_folder", False),
+    )
 
 
 def check_outputs(cfg: Any) -> None:
@@ -359,8 +437,15 @@ def check_outputs(cfg: Any) -> None:
         if role == "output_file":
             check_output_file(Path(value), field_flag(f), overwrite, local_inputs(cfg))
         else:
-            check_output(Path(value), *command, overwrite=overwrite, flag=field_flag(f), inputs=local_inputs(cfg),
-                         legacy_ok=getattr(type(cfg), "run_folder", False), resume_hint=isinstance(cfg, TrainConfig))
+            check_output(
+                Path(value),
+                *command,
+                overwrite=overwrite,
+                flag=field_flag(f),
+                inputs=local_inputs(cfg),
+                legacy_ok=getattr(type(cfg), "run_folder", False),
+                resume_hint=isinstance(cfg, TrainConfig),
+            )
 
 
 def flag_name(field_name: str) -> str:
@@ -451,8 +536,10 @@ def load_config(cls: type[C], file: str | Path | None = None, overrides: dict[st
     values.update(overrides or {})
     missing = [f for name, (f, _) in known.items() if _required(f) and values.get(name) is None]
     if missing:
-        raise ConfigError(f"{field_flag(missing[0])} is required{_example(missing[0])}"
-                          + (f" (and {', '.join(field_flag(f) for f in missing[1:])})" if missing[1:] else ""))
+        raise ConfigError(
+            f"{field_flag(missing[0])} is required{_example(missing[0])}"
+            + (f" (and {', '.join(field_flag(f) for f in missing[1:])})" if missing[1:] else "")
+        )
     cfg = cls(**values)
     check_fields(cfg)
     validate = getattr(cfg, "validate", None)
@@ -524,10 +611,13 @@ def named_in(spec: str, available: list[str], flag: str, where: str) -> list[str
 def cache_features_opt() -> Any:
     """The one `--cache-features/--no-cache-features` flag of every group whose models can have a frozen first part
     (dlkit.core.features)."""
-    return opt(True, "Run the frozen first part of the model (the frozen encoder or blocks) once over the training "
-                     "and validation data and train on its outputs, kept in memory or, when they do not fit, in a "
-                     "file mapped from disk. It applies when that part is frozen and its inputs are not augmented; "
-                     "--no-cache-features runs it on every batch (the same losses).")
+    return opt(
+        True,
+        "Run the frozen first part of the model (the frozen encoder or blocks) once over the training "
+        "and validation data and train on its outputs, kept in memory or, when they do not fit, in a "
+        "file mapped from disk. It applies when that part is frozen and its inputs are not augmented; "
+        "--no-cache-features runs it on every batch (the same losses).",
+    )
 
 
 def shared(name: str, default: Any, of: Any = None) -> Any:
@@ -545,5 +635,6 @@ class PlanOptions:
     optimizer: Literal["adamw", "sgd"] = shared("optimizer", "adamw")
     gradient_checkpointing: bool = shared("gradient_checkpointing", False)
     processes: int = opt(1, "Data-parallel processes (one per GPU); each holds what the plan shows.", min=1)
-    gpu_memory: float | None = opt(None, "GiB of GPU memory per process to fit into. Default: the detected GPU's.",
-                                   above=0, example="16")
+    gpu_memory: float | None = opt(
+        None, "GiB of GPU memory per process to fit into. Default: the detected GPU's.", above=0, example="16"
+    )

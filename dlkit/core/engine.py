@@ -161,8 +161,12 @@ def setup(task: Task, cfg: TrainConfig, run: Run, fsdp: sharding.FsdpSettings | 
     first_epoch = step_plan(task, train_set, cfg, 0, accel.num_processes)
     if not first_epoch:
         raise DataError(f"the training set ({len(train_set)} examples) gives no batch per process")
-    data = {"train_examples": len(train_set), "val_examples": len(val_set) if val_set is not None else 0,
-            "processes": accel.num_processes, "plan": plan_fingerprint(first_epoch)}
+    data = {
+        "train_examples": len(train_set),
+        "val_examples": len(val_set) if val_set is not None else 0,
+        "processes": accel.num_processes,
+        "plan": plan_fingerprint(first_epoch),
+    }
     if saved_config is not None:
         check_resume_data(saved_config, data)
     total_steps = cfg.max_steps or cfg.epochs * len(first_epoch)
@@ -171,8 +175,11 @@ def setup(task: Task, cfg: TrainConfig, run: Run, fsdp: sharding.FsdpSettings | 
         model, optimizer = accel.prepare(model, optimizer)
         leave_model_to(trained, accel)
     if saved_config is not None:
-        state = (restore(accel, run, scheduler, trained) if shards is None
-                 else restore_sharded(accel, run, scheduler, trained, shards, optimizer))
+        state = (
+            restore(accel, run, scheduler, trained)
+            if shards is None
+            else restore_sharded(accel, run, scheduler, trained, shards, optimizer)
+        )
         record_resume(run, cfg, saved_config, state.step)
         run.truncate_history(state.step)
         info(f"resuming {run.dir} at step {state.step} (epoch {state.epoch})")
@@ -181,10 +188,14 @@ def setup(task: Task, cfg: TrainConfig, run: Run, fsdp: sharding.FsdpSettings | 
         run.write_config(cfg, command=command_text(cfg), data=data)
     if accel.log_with:
         accel.init_trackers(f"dlkit-{run.group}", config=hparams(cfg))
-    val_loader = (eval_loader(val_set, task.collate, cfg.batch_size, accel, sharded=shards is not None)
-                  if val_set is not None else None)
-    return Setup(accel, model, optimizer, scheduler, state, train_set, val_loader, shards, total_steps, trainable,
-                 total, trained)
+    val_loader = (
+        eval_loader(val_set, task.collate, cfg.batch_size, accel, sharded=shards is not None)
+        if val_set is not None
+        else None
+    )
+    return Setup(
+        accel, model, optimizer, scheduler, state, train_set, val_loader, shards, total_steps, trainable, total, trained
+    )
 
 
 def checked_datasets(task: Task) -> tuple[SizedDataset, SizedDataset | None]:
@@ -206,14 +217,16 @@ def run_loop(loop: _Loop) -> None:
         loop.train()
     except _StopRequested:
         status = "interrupted"
-        raise Interrupted(f"interrupted at step {state.step}; checkpoint saved. Resume with: "
-                          f"{resume_command(run, cfg)}") from None
+        raise Interrupted(
+            f"interrupted at step {state.step}; checkpoint saved. Resume with: {resume_command(run, cfg)}"
+        ) from None
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, without saving a half-done step
         status = "interrupted"
         last = run.checkpoints()
         where = f"the last checkpoint is {last[-1].name}" if last else "no checkpoint was saved"
-        raise Interrupted(f"stopped at once during step {state.step + 1}; {where}. Resume with: "
-                          f"{resume_command(run, cfg)}") from None
+        raise Interrupted(
+            f"stopped at once during step {state.step + 1}; {where}. Resume with: {resume_command(run, cfg)}"
+        ) from None
     except TrainingStopped:  # a non-finite or a diverged loss: the weights went bad
         status = "diverged"
         raise
@@ -270,8 +283,9 @@ class _Meter:
     check each step's loss; the logging window averages them; the step clock keeps eval and checkpoint time
     out of the training time and the first WARMUP_STEPS of each process out of the steady-state rates."""
 
-    def __init__(self, cfg: TrainConfig, state: TrainState, run: Run, accel: Accelerator, total_steps: int,
-                 evaluates: bool) -> None:
+    def __init__(
+        self, cfg: TrainConfig, state: TrainState, run: Run, accel: Accelerator, total_steps: int, evaluates: bool
+    ) -> None:
         self.cfg, self.state, self.run, self.accel = cfg, state, run, accel
         self.total_steps, self.evaluates = total_steps, evaluates
         # on the device, not read yet: (step, this process's share of its loss); log sums and counts; tokens
@@ -344,9 +358,13 @@ class _Meter:
         """Whether to read the device values before applying `step`: it is logged, evaluated or saved
         (no checkpoint may hold a step the guards have not checked), or --nan-policy skip needs to know."""
         cfg = self.cfg
-        return (cfg.nan_policy == "skip" or step % cfg.log_every == 0 or step in (1, self.total_steps)
-                or (self.evaluates and _due(step, cfg.eval_every, end_of_epoch))
-                or _due(step, cfg.save_every, end_of_epoch))
+        return (
+            cfg.nan_policy == "skip"
+            or step % cfg.log_every == 0
+            or step in (1, self.total_steps)
+            or (self.evaluates and _due(step, cfg.eval_every, end_of_epoch))
+            or _due(step, cfg.save_every, end_of_epoch)
+        )
 
     def sync(self, stop_requested: bool) -> tuple[bool, bool]:
         """Read every pending loss, log and token count (all processes summed, one transfer) and run the
@@ -359,7 +377,7 @@ class _Meter:
         if world > 1:
             vec = accel.reduce(vec, reduction="sum")
         values = vec.tolist()
-        losses, sums = values[:len(self.pending)], values[len(self.pending):len(self.pending) + len(keys)]
+        losses, sums = values[: len(self.pending)], values[len(self.pending) : len(self.pending) + len(keys)]
         finite = True
         for (step, _), loss in zip(self.pending, losses, strict=True):
             finite = self.guard(step, loss)
@@ -383,22 +401,26 @@ class _Meter:
         if not math.isfinite(loss):
             if cfg.nan_policy == "skip":
                 return False
-            raise TrainingStopped(f"loss became {loss} at step {step} (epoch {state.epoch}); training stopped and "
-                                  f"{self.went_bad(step, loss)}; lower --lr or pass --nan-policy skip")
+            raise TrainingStopped(
+                f"loss became {loss} at step {step} (epoch {state.epoch}); training stopped and "
+                f"{self.went_bad(step, loss)}; lower --lr or pass --nan-policy skip"
+            )
         if not cfg.divergence_factor:
             self.passed_step = step
             return True
         state.ema_steps += 1
         state.loss_ema = SMOOTHING * state.loss_ema + (1 - SMOOTHING) * loss
-        smoothed = state.loss_ema / (1 - SMOOTHING ** state.ema_steps)
+        smoothed = state.loss_ema / (1 - SMOOTHING**state.ema_steps)
         best = state.best_smoothed_loss
         if best is None or smoothed < best:
             state.best_smoothed_loss = best = smoothed
         if best > 0 and smoothed > cfg.divergence_factor * best:
             self.diverged = {"step": step, "loss": loss, "smoothed_loss": smoothed, "best_smoothed_loss": best}
-            raise Diverged(f"diverged at step {step}: smoothed loss {smoothed:.4g} > {cfg.divergence_factor:g} x its "
-                           f"best {best:.4g} (loss {loss:.4g}); training stopped and {self.went_bad(step, loss)}; "
-                           f"lower --lr, or raise --divergence-factor (0 turns the check off)")
+            raise Diverged(
+                f"diverged at step {step}: smoothed loss {smoothed:.4g} > {cfg.divergence_factor:g} x its "
+                f"best {best:.4g} (loss {loss:.4g}); training stopped and {self.went_bad(step, loss)}; "
+                f"lower --lr, or raise --divergence-factor (0 turns the check off)"
+            )
         self.passed_step = step
         return True
 
@@ -478,9 +500,14 @@ class _Loop:
 
     def run_epoch(self, plan: list[list[list[int]]]) -> None:
         cfg, state = self.cfg, self.state
-        micro_batches = [batch for step in plan[state.batches_seen:] for batch in step]
-        loader = DataLoader(self.train_set, batch_sampler=micro_batches, collate_fn=self.task.collate,
-                            num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed))
+        micro_batches = [batch for step in plan[state.batches_seen :] for batch in step]
+        loader = DataLoader(
+            self.train_set,
+            batch_sampler=micro_batches,
+            collate_fn=self.task.collate,
+            num_workers=cfg.num_workers,
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
         batches = iter(loader)
         while state.batches_seen < len(plan) and state.step < self.total_steps and not self.should_stop:
             steady = self.meter.start_step()
@@ -542,10 +569,19 @@ class _Loop:
         cfg, state = self.cfg, self.state
         if state.step % cfg.log_every == 0 or state.step == self.total_steps:
             means, rates = self.meter.train_window()
-            self.log({"kind": "train", "step": state.step, "epoch": state.epoch, **means,
-                      "lr": self.scheduler.get_last_lr()[0], **rates})
-        self.progress.update(state.step, epoch=state.epoch, loss=self.meter.last_loss,
-                             lr=self.scheduler.get_last_lr()[0])
+            self.log(
+                {
+                    "kind": "train",
+                    "step": state.step,
+                    "epoch": state.epoch,
+                    **means,
+                    "lr": self.scheduler.get_last_lr()[0],
+                    **rates,
+                }
+            )
+        self.progress.update(
+            state.step, epoch=state.epoch, loss=self.meter.last_loss, lr=self.scheduler.get_last_lr()[0]
+        )
         if self.val_loader is not None and _due(state.step, cfg.eval_every, end_of_epoch):
             self.evaluate()
         if _due(state.step, cfg.save_every, end_of_epoch):
@@ -555,8 +591,11 @@ class _Loop:
         """One history line; with --report-to, its scalars also go to the tracker as KIND/KEY."""
         self.run.log(record)
         if self.accel.log_with:
-            scalars = {f"{record['kind']}/{k}": v for k, v in record.items()
-                       if k not in ("kind", "step") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+            scalars = {
+                f"{record['kind']}/{k}": v
+                for k, v in record.items()
+                if k not in ("kind", "step") and isinstance(v, (int, float)) and not isinstance(v, bool)
+            }
             self.accel.log(scalars, step=record["step"])
 
     def evaluate(self) -> None:
@@ -594,12 +633,14 @@ class _Loop:
         cfg, state = self.cfg, self.state
         if cfg.monitor not in metrics:
             if cfg.early_stop_patience or cfg.monitor != "val_loss":
-                raise ConfigError(f"--monitor {cfg.monitor} is not an eval metric; choose one of "
-                                  f"{', '.join(sorted(metrics))}")
+                raise ConfigError(
+                    f"--monitor {cfg.monitor} is not an eval metric; choose one of {', '.join(sorted(metrics))}"
+                )
             return
         value = float(metrics[cfg.monitor])
         better = state.best_value is None or (
-            value < state.best_value if cfg.monitor_mode == "min" else value > state.best_value)
+            value < state.best_value if cfg.monitor_mode == "min" else value > state.best_value
+        )
         if better:
             state.best_value, state.bad_evals = value, 0
             state.best_eval = {"step": state.step, **metrics}
@@ -616,8 +657,17 @@ class _Loop:
         if self.shards is None:
             save_checkpoint(self.accel, self.run, saved, self.scheduler, self.cfg.keep_last, self.trained, keep=keep)
         else:
-            save_sharded_checkpoint(self.accel, self.run, saved, self.scheduler, self.cfg.keep_last, self.trained,
-                                    self.shards, self.optimizer, keep=keep)
+            save_sharded_checkpoint(
+                self.accel,
+                self.run,
+                saved,
+                self.scheduler,
+                self.cfg.keep_last,
+                self.trained,
+                self.shards,
+                self.optimizer,
+                keep=keep,
+            )
         self.meter.exclude(time.perf_counter() - start, time.process_time() - start_cpu)
 
     def summary(self, status: str) -> dict[str, Any]:
@@ -682,8 +732,9 @@ class Throughput:
         return out
 
 
-def accumulate_step(task: Task, model: nn.Module, accel: Accelerator, batches: list[Any]
-                    ) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+def accumulate_step(
+    task: Task, model: nn.Module, accel: Accelerator, batches: list[Any]
+) -> tuple[torch.Tensor, list[dict[str, Any]]]:
     """Forward and backward one optimizer step's micro-batches (collated, on the host): each backpropagates
     its mean loss x its items / the items of the whole step on all processes, so the gradients are those
     of one batch holding them all. Returns (this process's share of the step loss, on the device; each
@@ -743,8 +794,10 @@ def check_resume_data(saved: dict[str, Any], data: dict[str, Any]) -> None:
 
 def _refusal(changed: dict[str, tuple[Any, Any]]) -> str:
     what = "; ".join(f"{flag_name(k)} {old!r} -> {new!r}" for k, (old, new) in changed.items())
-    return (f"--resume: this run was started with other settings that change its batches or model ({what}); "
-            f"resume with the original values, or start a new run")
+    return (
+        f"--resume: this run was started with other settings that change its batches or model ({what}); "
+        f"resume with the original values, or start a new run"
+    )
 
 
 def record_resume(run: Run, cfg: TrainConfig, saved: dict[str, Any], step: int) -> None:
@@ -755,9 +808,15 @@ def record_resume(run: Run, cfg: TrainConfig, saved: dict[str, Any], step: int) 
     if not run.writer:
         return
     meta = dict(saved.get(META_KEY, {}))
-    meta["history"] = [*meta.get("history", []), {
-        "resumed_at_step": step, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": command_text(cfg),
-        "changed": {k: {"old": old, "new": new} for k, (old, new) in allowed.items()}}]
+    meta["history"] = [
+        *meta.get("history", []),
+        {
+            "resumed_at_step": step,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "command": command_text(cfg),
+            "changed": {k: {"old": old, "new": new} for k, (old, new) in allowed.items()},
+        },
+    ]
     atomic_write_json(run.config_path, {**saved, **saved_dict(cfg), META_KEY: meta})
 
 
@@ -824,8 +883,10 @@ def _reset_accelerator_state(precision: str) -> None:
     if not _accelerate_known() or not hasattr(AcceleratorState, "_reset_state"):
         import accelerate
 
-        raise ConfigError(f"--precision {precision}: accelerate {accelerate.__version__} cannot change the "
-                          f"precision within one process; run this training in a new process")
+        raise ConfigError(
+            f"--precision {precision}: accelerate {accelerate.__version__} cannot change the "
+            f"precision within one process; run this training in a new process"
+        )
     AcceleratorState._reset_state()
 
 
@@ -910,11 +971,12 @@ def split_step(batch: list[int], world: int, accum: int, batch_size: int) -> lis
     if micro == 0:
         return []
     parts = np.array_split(np.asarray(batch, dtype=np.int64), world * micro)
-    return [[p.tolist() for p in parts[r * micro:(r + 1) * micro]] for r in range(world)]
+    return [[p.tolist() for p in parts[r * micro : (r + 1) * micro]] for r in range(world)]
 
 
-def epoch_plan(task: Task, dataset: SizedDataset, cfg: TrainConfig, epoch: int,
-               accel: Accelerator) -> list[list[list[int]]]:
+def epoch_plan(
+    task: Task, dataset: SizedDataset, cfg: TrainConfig, epoch: int, accel: Accelerator
+) -> list[list[list[int]]]:
     """This process's micro-batches of each optimizer step of `epoch`; every process takes the same
     number of steps and of micro-batches per step."""
     world, rank = accel.num_processes, accel.process_index
@@ -927,8 +989,9 @@ def plan_fingerprint(plan: list[list[int]]) -> str:
     return hashlib.sha1(json.dumps(plan).encode()).hexdigest()[:16]
 
 
-def eval_loader(dataset: SizedDataset, collate: Callable, batch_size: int, accel: Accelerator,
-                sharded: bool = False) -> DataLoader:
+def eval_loader(
+    dataset: SizedDataset, collate: Callable, batch_size: int, accel: Accelerator, sharded: bool = False
+) -> DataLoader:
     """This process's contiguous-free share of the val set (every world-th example), no padding,
     so sums reduced over processes equal the single-process numbers. A sharded model runs a collective in
     every forward, so then every process gets the same number of batches (sharding.eval_batches)."""
@@ -937,7 +1000,7 @@ def eval_loader(dataset: SizedDataset, collate: Callable, batch_size: int, accel
         plan = sharding.eval_batches(len(dataset), world, rank, batch_size)
     else:
         indices = list(range(rank, len(dataset), world))
-        plan = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
+        plan = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
     return _DeviceLoader(DataLoader(dataset, batch_sampler=plan, collate_fn=collate), accel.device)
 
 
@@ -1086,8 +1149,11 @@ class TrainedTensors:
         missing = [n for n in self.names if n not in saved]
         unknown = [n for n in saved if n not in own]
         wrong = [n for n, t in saved.items() if n in own and t.shape != own[n].shape]
-        for problem, names in (("lacks", missing), ("holds tensors the model does not have:", unknown),
-                               ("holds tensors of another shape:", wrong)):
+        for problem, names in (
+            ("lacks", missing),
+            ("holds tensors the model does not have:", unknown),
+            ("holds tensors of another shape:", wrong),
+        ):
             if names:
                 raise RunError(f"{path} {problem} {', '.join(names[:3])}" + (" ..." if len(names) > 3 else ""))
         with torch.no_grad():
@@ -1098,9 +1164,11 @@ class TrainedTensors:
         """Refuse to resume on frozen weights other than those the checkpoint was trained on."""
         before = saved.get("frozen_fingerprint")
         if before is not None and before != self.fingerprint:
-            raise ConfigError(f"--resume: the frozen weights of {self.source} are not those {ckpt} was trained on "
-                              f"(fingerprint {self.fingerprint} vs {before}, from {saved.get('source')}); resume "
-                              "with the same base model")
+            raise ConfigError(
+                f"--resume: the frozen weights of {self.source} are not those {ckpt} was trained on "
+                f"(fingerprint {self.fingerprint} vs {before}, from {saved.get('source')}); resume "
+                "with the same base model"
+            )
 
 
 TRAINED_FILE = "trained.safetensors"  # in a final model folder: the tensors that trained; the rest is the base
@@ -1137,9 +1205,11 @@ def load_trained_tensors(model: nn.Module, folder: Path) -> dict[str, Any]:
     own = named_tensors(model)
     trained = TrainedTensors.of(model, [n for n in tensors if n in own], saved.get("source", "?"))
     if trained.fingerprint != saved.get("frozen_fingerprint"):
-        raise RunError(f"{folder} was trained on other weights than those {trained.source} holds now (fingerprint "
-                       f"{saved.get('frozen_fingerprint')} vs {trained.fingerprint}); load it on the base it was "
-                       "trained on")
+        raise RunError(
+            f"{folder} was trained on other weights than those {trained.source} holds now (fingerprint "
+            f"{saved.get('frozen_fingerprint')} vs {trained.fingerprint}); load it on the base it was "
+            "trained on"
+        )
     trained.copy_in(tensors, folder / TRAINED_FILE)
     return saved
 
@@ -1189,8 +1259,10 @@ def train_in_fp32(model: nn.Module, precision: str) -> None:
     frozen_low = sum(p.numel() for p in low if not p.requires_grad)
     if precision == "no":
         if frozen_low:
-            info(f"the model holds {low[0].dtype} weights: with --precision no it computes in fp32 (frozen weights "
-                 f"too); --precision bf16 keeps its {frozen_low:,} frozen parameters in {low[0].dtype}")
+            info(
+                f"the model holds {low[0].dtype} weights: with --precision no it computes in fp32 (frozen weights "
+                f"too); --precision bf16 keeps its {frozen_low:,} frozen parameters in {low[0].dtype}"
+            )
         model.float()
         return
     for param in low:
@@ -1198,8 +1270,15 @@ def train_in_fp32(model: nn.Module, precision: str) -> None:
             param.data = param.data.float()
 
 
-def save_checkpoint(accel: Accelerator, run: Run, state: TrainState, scheduler: Any, keep_last: int,
-                    trained: TrainedTensors, keep: Path | None = None) -> Path:
+def save_checkpoint(
+    accel: Accelerator,
+    run: Run,
+    state: TrainState,
+    scheduler: Any,
+    keep_last: int,
+    trained: TrainedTensors,
+    keep: Path | None = None,
+) -> Path:
     """The trained tensors (model.safetensors), Accelerate's state (optimizer, scaler, RNG), our counters, the
     scheduler and the base's fingerprint into step_N, written to a temp folder and renamed into place. The
     scheduler goes to JSON rather than through Accelerate's pickle, so everything is loaded back with
@@ -1214,9 +1293,17 @@ def save_checkpoint(accel: Accelerator, run: Run, state: TrainState, scheduler: 
     return _write_checkpoint(accel, run, state, scheduler, keep_last, keep, trained, write)
 
 
-def save_sharded_checkpoint(accel: Accelerator, run: Run, state: TrainState, scheduler: Any, keep_last: int,
-                            trained: TrainedTensors, shards: sharding.Sharded, optimizer: torch.optim.Optimizer,
-                            keep: Path | None = None) -> Path:
+def save_sharded_checkpoint(
+    accel: Accelerator,
+    run: Run,
+    state: TrainState,
+    scheduler: Any,
+    keep_last: int,
+    trained: TrainedTensors,
+    shards: sharding.Sharded,
+    optimizer: torch.optim.Optimizer,
+    keep: Path | None = None,
+) -> Path:
     """save_checkpoint for a model sharded with --sharding fsdp: Accelerate's state holds the RNG states alone
     (it prepared neither the model nor the optimizer), and every process writes its shard of the trainable
     parameters and of the optimizer state into step_N/shards (torch.distributed.checkpoint) instead of
@@ -1229,8 +1316,16 @@ def save_sharded_checkpoint(accel: Accelerator, run: Run, state: TrainState, sch
     return _write_checkpoint(accel, run, state, scheduler, keep_last, keep, trained, write)
 
 
-def _write_checkpoint(accel: Accelerator, run: Run, state: TrainState, scheduler: Any, keep_last: int,
-                      keep: Path | None, trained: TrainedTensors, write: Callable[[Path], None]) -> Path:
+def _write_checkpoint(
+    accel: Accelerator,
+    run: Run,
+    state: TrainState,
+    scheduler: Any,
+    keep_last: int,
+    keep: Path | None,
+    trained: TrainedTensors,
+    write: Callable[[Path], None],
+) -> Path:
     final = run.checkpoint_path(state.step)
     tmp = final.with_name(final.name + ".tmp")
     if accel.is_main_process:
@@ -1239,8 +1334,9 @@ def _write_checkpoint(accel: Accelerator, run: Run, state: TrainState, scheduler
     write(tmp)
     accel.wait_for_everyone()
     if accel.is_main_process:
-        atomic_write_json(tmp / STATE_FILE, {**asdict(state), "scheduler": scheduler.state_dict(),
-                                             "model": trained.describe()})
+        atomic_write_json(
+            tmp / STATE_FILE, {**asdict(state), "scheduler": scheduler.state_dict(), "model": trained.describe()}
+        )
         _rmtree(final)
         tmp.rename(final)
         for old in run.checkpoints()[:-keep_last]:
@@ -1260,8 +1356,14 @@ def restore(accel: Accelerator, run: Run, scheduler: Any, trained: TrainedTensor
     return _restore_newest(accel, run, scheduler, trained, load)
 
 
-def restore_sharded(accel: Accelerator, run: Run, scheduler: Any, trained: TrainedTensors,
-                    shards: sharding.Sharded, optimizer: torch.optim.Optimizer) -> TrainState:
+def restore_sharded(
+    accel: Accelerator,
+    run: Run,
+    scheduler: Any,
+    trained: TrainedTensors,
+    shards: sharding.Sharded,
+    optimizer: torch.optim.Optimizer,
+) -> TrainState:
     """restore for a checkpoint of save_sharded_checkpoint, onto as many processes as wrote it (a resume
     with another number is refused before: it would change the batches)."""
 
@@ -1272,8 +1374,9 @@ def restore_sharded(accel: Accelerator, run: Run, scheduler: Any, trained: Train
     return _restore_newest(accel, run, scheduler, trained, load)
 
 
-def _restore_newest(accel: Accelerator, run: Run, scheduler: Any, trained: TrainedTensors,
-                    load: Callable[[Path], None]) -> TrainState:
+def _restore_newest(
+    accel: Accelerator, run: Run, scheduler: Any, trained: TrainedTensors, load: Callable[[Path], None]
+) -> TrainState:
     candidates = run.checkpoints()
     for ckpt in reversed(candidates):
         if (ckpt / WENT_BAD_FILE).is_file():
@@ -1300,8 +1403,10 @@ def _restore_newest(accel: Accelerator, run: Run, scheduler: Any, trained: Train
         if ckpt != candidates[-1]:
             info(f"resuming from {ckpt.name} instead")
         if rng_problem:
-            warn(f"{rng_problem}; resuming with fresh random states, so this resume is not exact (dropout and "
-                 "sampling differ from an uninterrupted run)")
+            warn(
+                f"{rng_problem}; resuming with fresh random states, so this resume is not exact (dropout and "
+                "sampling differ from an uninterrupted run)"
+            )
         return state
     raise RunError(f"--resume: no readable checkpoint with good weights in {run.checkpoints_dir}; start a new run")
 

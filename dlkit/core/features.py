@@ -192,11 +192,19 @@ class Precomputed:
     fields: dict[str, Tensor]  # per-example values taken from the collated batches (labels, tokens, ...)
 
 
-def precompute(dataset: SizedDataset, collate: Callable[[list[Any]], Any], encode: Callable[[Any], Tensor],
-               batch_size: int, fields: Callable[[Any], dict[str, Tensor]] | None = None, num_workers: int = 0,
-               budget: int | None = None, what: str = "examples") -> Precomputed:
+def precompute(
+    dataset: SizedDataset,
+    collate: Callable[[list[Any]], Any],
+    encode: Callable[[Any], Tensor],
+    batch_size: int,
+    fields: Callable[[Any], dict[str, Tensor]] | None = None,
+    num_workers: int = 0,
+    budget: int | None = None,
+    what: str = "examples",
+) -> Precomputed:
     """`encode(batch)` over the whole dataset in order, without gradients and with the training RNG untouched.
     Items that are None (an undecodable image) are left out and their indices are not in `kept`."""
+
     def collate_kept(items: list[tuple[int, Any]]) -> tuple[list[int], Any]:
         kept = [(i, x) for i, x in items if x is not None]
         return [i for i, _ in kept], collate([x for _, x in kept]) if kept else None
@@ -212,14 +220,14 @@ def precompute(dataset: SizedDataset, collate: Callable[[list[Any]], Any], encod
             out = encode(batch).detach().float().cpu()
             if store is None:
                 store = FeatureStore(len(dataset), out.shape[1:], budget)
-            store.tensor[len(kept):len(kept) + len(indices)] = out
+            store.tensor[len(kept) : len(kept) + len(indices)] = out
             kept.extend(indices)
             for key, value in (fields(batch) if fields else {}).items():
                 columns.setdefault(key, []).append(torch.as_tensor(value).cpu())
     if store is None:
         raise DataError(f"none of the {len(dataset)} {what} could be read")
     if len(kept) < len(store):
-        store.tensor, store.shape = store.tensor[:len(kept)], (len(kept), *store.shape[1:])
+        store.tensor, store.shape = store.tensor[: len(kept)], (len(kept), *store.shape[1:])
     return Precomputed(store, kept, {k: torch.cat(v) for k, v in columns.items()})
 
 
@@ -256,8 +264,9 @@ def worth_caching(examples: int, batch_size: int, max_steps: int | None) -> bool
 # -- a classifier's front, end to end --------------------------------------------------------------
 
 
-def agrees(front: FrozenFront, model: nn.Module, batch: Any, full: Callable[[Any], Tensor],
-           encode: Callable[[Any], Tensor]) -> bool:
+def agrees(
+    front: FrozenFront, model: nn.Module, batch: Any, full: Callable[[Any], Tensor], encode: Callable[[Any], Tensor]
+) -> bool:
     """Whether `rest` on the front's features gives the whole model's output on one batch (eval mode, no
     gradients): a model laid out otherwise than `rest` assumes trains on its raw inputs instead."""
     was_training = model.training
@@ -271,30 +280,43 @@ def agrees(front: FrozenFront, model: nn.Module, batch: Any, full: Callable[[Any
     return got.shape == expected.shape and torch.allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
-def cache_datasets(front: FrozenFront, model: nn.Module, datasets: Sequence[SizedDataset | None],
-                   collate_raw: Callable[[list[Any]], Any], encode: Callable[[Any], Tensor],
-                   full: Callable[[Any], Tensor], fields: Callable[[Any], dict[str, Tensor]], batch_size: int,
-                   num_workers: int = 0) -> list[CachedSet | None] | None:
+def cache_datasets(
+    front: FrozenFront,
+    model: nn.Module,
+    datasets: Sequence[SizedDataset | None],
+    collate_raw: Callable[[list[Any]], Any],
+    encode: Callable[[Any], Tensor],
+    full: Callable[[Any], Tensor],
+    fields: Callable[[Any], dict[str, Tensor]],
+    batch_size: int,
+    num_workers: int = 0,
+) -> list[CachedSet | None] | None:
     """Each dataset as a CachedSet of the front's features, and `model(features=...)` routed to `rest`; None
     (with one line saying why) when `rest` does not reproduce the model, which then trains on its raw inputs."""
     first = next(d for d in datasets if d is not None)
     sample = [x for x in (first[i] for i in range(min(len(first), 2))) if x is not None]
     if sample and not agrees(front, model, collate_raw(sample), full, encode):
-        warn(f"{front.name}: {type(model).__name__} is laid out otherwise than expected, so its features are not "
-             "cached and it runs on every batch")
+        warn(
+            f"{front.name}: {type(model).__name__} is laid out otherwise than expected, so its features are not "
+            "cached and it runs on every batch"
+        )
         return None
     start = time.perf_counter()
     was_training = model.training
     model.eval()
     try:
-        cached = [CachedSet(precompute(d, collate_raw, encode, batch_size, fields, num_workers))
-                  if d is not None else None for d in datasets]
+        cached = [
+            CachedSet(precompute(d, collate_raw, encode, batch_size, fields, num_workers)) if d is not None else None
+            for d in datasets
+        ]
     finally:
         model.train(was_training)
     route_features(model, front.rest)
     sizes = " + ".join(f"{len(c)}" for c in cached if c is not None)
     stores = [c.store for c in cached if c is not None]
     where = "; ".join(s.where() for s in stores)
-    info(f"{front.name} runs once: features of {sizes} examples computed in {time.perf_counter() - start:.1f}s "
-         f"({where}); --no-cache-features runs it on every batch")
+    info(
+        f"{front.name} runs once: features of {sizes} examples computed in {time.perf_counter() - start:.1f}s "
+        f"({where}); --no-cache-features runs it on every batch"
+    )
     return cached

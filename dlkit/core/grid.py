@@ -29,14 +29,24 @@ BOOLEANS = {"true": True, "yes": True, "1": True, "on": True, "false": False, "n
 class SweepConfig:
     """What every `sweep` takes; a group re-declares `output_dir` with its own default."""
 
-    grid: list[str] = opt([], "KEY=V1,V2,...: one run per value (any train flag, e.g. lr=1e-4,3e-4); repeat for a "
-                          "grid over several flags (every combination).", example="max_steps=1")
-    train_config: str | None = opt(None, "Settings every run shares: a YAML/JSON file of train flags (a run's "
-                                         "config.json works); the --grid values win.", path="file")
-    output_dir: str = opt("runs/sweep", "Parent folder: one run folder per point of the grid, and the comparison.",
-                          path="output")
-    overwrite: bool = opt(False, "Replace an earlier sweep in --output-dir and its runs (only the files dlkit wrote).",
-                          saved=False)
+    grid: list[str] = opt(
+        [],
+        "KEY=V1,V2,...: one run per value (any train flag, e.g. lr=1e-4,3e-4); repeat for a "
+        "grid over several flags (every combination).",
+        example="max_steps=1",
+    )
+    train_config: str | None = opt(
+        None,
+        "Settings every run shares: a YAML/JSON file of train flags (a run's "
+        "config.json works); the --grid values win.",
+        path="file",
+    )
+    output_dir: str = opt(
+        "runs/sweep", "Parent folder: one run folder per point of the grid, and the comparison.", path="output"
+    )
+    overwrite: bool = opt(
+        False, "Replace an earlier sweep in --output-dir and its runs (only the files dlkit wrote).", saved=False
+    )
 
 
 @dataclass
@@ -58,9 +68,21 @@ def sweep_config(group: str) -> type:
     """`SweepConfig` with the group's default parent folder, runs/GROUP/sweep."""
     return dataclasses.make_dataclass(
         f"{group.capitalize()}SweepConfig",
-        [("output_dir", str, opt(f"runs/{group}/sweep", "Parent folder: one run folder per point of the grid, and "
-                                                        "the comparison.", path="output"))],
-        bases=(SweepConfig,), kw_only=True, namespace={"command": (group, "sweep")})
+        [
+            (
+                "output_dir",
+                str,
+                opt(
+                    f"runs/{group}/sweep",
+                    "Parent folder: one run folder per point of the grid, and the comparison.",
+                    path="output",
+                ),
+            )
+        ],
+        bases=(SweepConfig,),
+        kw_only=True,
+        namespace={"command": (group, "sweep")},
+    )
 
 
 def parse_grid(specs: list[str], config_cls: type) -> dict[str, list[tuple[Any, str]]]:
@@ -117,22 +139,33 @@ def parse_value(text: str, tp: Any, where: str) -> Any:
 def grid_points(axes: dict[str, list[tuple[Any, str]]]) -> list[Point]:
     """Every combination of the axes' values, the first axis varying slowest."""
     keys = list(axes)
-    return [Point({k: v for k, (v, _) in zip(keys, combo, strict=True)},
-                  {k: t for k, (_, t) in zip(keys, combo, strict=True)})
-            for combo in itertools.product(*(axes[k] for k in keys))]
+    return [
+        Point(
+            {k: v for k, (v, _) in zip(keys, combo, strict=True)}, {k: t for k, (_, t) in zip(keys, combo, strict=True)}
+        )
+        for combo in itertools.product(*(axes[k] for k in keys))
+    ]
 
 
-def point_configs(config_cls: type, points: list[Point], output_dir: Path, fixed: dict[str, Any],
-                  config_file: Callable[[Point], Path | None]) -> list[Any]:
+def point_configs(
+    config_cls: type,
+    points: list[Point],
+    output_dir: Path,
+    fixed: dict[str, Any],
+    config_file: Callable[[Point], Path | None],
+) -> list[Any]:
     """One validated train config per point: `config_file(point)` (or none), then `fixed`, then the point's values,
     writing into output_dir/NAME. Every config is built before the first run trains, so a bad value stops the
     sweep at once."""
     names = [p.name for p in points]
     if len(set(names)) < len(names):
         raise ConfigError("--grid: two runs would share a folder name; give distinct values")
-    return [load_config(config_cls, config_file(p), {**fixed, **p.values, "output_dir": str(output_dir / p.name),
-                                                     "name": p.name})
-            for p in points]
+    return [
+        load_config(
+            config_cls, config_file(p), {**fixed, **p.values, "output_dir": str(output_dir / p.name), "name": p.name}
+        )
+        for p in points
+    ]
 
 
 def train_in_subprocess(group: str, cfg: Any) -> dict[str, Any]:
@@ -157,8 +190,12 @@ def train_in_subprocess(group: str, cfg: Any) -> dict[str, Any]:
     return Run.open(out, group=group).read_metrics()
 
 
-def run_grid(group: str, configs: list[Any], points: list[Point],
-             after_run: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def run_grid(
+    group: str,
+    configs: list[Any],
+    points: list[Point],
+    after_run: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     """Train every config (then `after_run(cfg, metrics)`, e.g. an eval); one row per run: its name, its grid
     values (as typed) and its metrics."""
     from dlkit.core.progress import info
@@ -179,14 +216,27 @@ def held_out_columns(rows: list[dict[str, Any]], monitor: str | None = None) -> 
     number the runs have (sizes left out)."""
     from dlkit.core.modelcard import SIZE_WORDS
 
-    found = [k for r in rows for k, v in r.items() if k.startswith(("val_", "test_")) and not k.endswith(SIZE_WORDS)
-             and isinstance(v, int | float) and not isinstance(v, bool)]
+    found = [
+        k
+        for r in rows
+        for k, v in r.items()
+        if k.startswith(("val_", "test_"))
+        and not k.endswith(SIZE_WORDS)
+        and isinstance(v, int | float)
+        and not isinstance(v, bool)
+    ]
     ordered = ([monitor] if monitor in found else []) + sorted(set(found) - {monitor})
     return list(dict.fromkeys(ordered))
 
 
-def write_comparison(rows: list[dict[str, Any]], columns: list[str], output_dir: Path, panels: list[tuple[str, str]],
-                     extra: dict[str, Any] | None = None, baselines: dict[str, float] | None = None) -> None:
+def write_comparison(
+    rows: list[dict[str, Any]],
+    columns: list[str],
+    output_dir: Path,
+    panels: list[tuple[str, str]],
+    extra: dict[str, Any] | None = None,
+    baselines: dict[str, float] | None = None,
+) -> None:
     """comparison.json (every row, whole), comparison.md (the columns) and comparison.png (one bar panel per
     (metric, title) of `panels`, one bar per run; a baseline value as a dashed line)."""
     from dlkit.core.progress import info
@@ -206,8 +256,9 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def comparison_plot(rows: list[dict[str, Any]], panels: list[tuple[str, str]], path: Path,
-                    baselines: dict[str, float]) -> None:
+def comparison_plot(
+    rows: list[dict[str, Any]], panels: list[tuple[str, str]], path: Path, baselines: dict[str, float]
+) -> None:
     from dlkit.core import plots
 
     fig, axes = plots.new_figure(max(3.2 * len(panels), 1.0 * len(rows) * len(panels)), 4.2)
@@ -238,8 +289,12 @@ def comparison_table(rows: list[dict[str, Any]], columns: list[str], headers: di
     return table
 
 
-def sweep(group: str, config_cls: type, cfg: SweepConfig,
-          after_run: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
+def sweep(
+    group: str,
+    config_cls: type,
+    cfg: SweepConfig,
+    after_run: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """A group's plain sweep: the grid over its train config, each run trained (then `after_run`, e.g. its eval),
     one comparison of their cost and held-out metrics. Returns {"rows", "columns"}."""
     checked(cfg)

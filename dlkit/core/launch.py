@@ -26,34 +26,41 @@ def sharding_refusal(distributed_type: str) -> str | None:
     name = SHARDED.get(str(getattr(distributed_type, "value", distributed_type)))
     if name is None:
         return None
-    return (f"{name} is not supported: dlkit's engine does not drive {name}'s own model, optimizer and checkpoint "
-            "handling; to shard the model use --sharding fsdp (torch FSDP2, also through an accelerate FSDP "
-            f"config), or launch without {name} (DDP: torchrun, or accelerate launch --multi_gpu)")
+    return (
+        f"{name} is not supported: dlkit's engine does not drive {name}'s own model, optimizer and checkpoint "
+        "handling; to shard the model use --sharding fsdp (torch FSDP2, also through an accelerate FSDP "
+        f"config), or launch without {name} (DDP: torchrun, or accelerate launch --multi_gpu)"
+    )
 
 
-def launch_warning(num_processes: int, environ: dict[str, str] | None = None,
-                   launcher_argv: list[str] | None = None) -> str | None:
+def launch_warning(
+    num_processes: int, environ: dict[str, str] | None = None, launcher_argv: list[str] | None = None
+) -> str | None:
     """The warning to print when the launch asked for more processes than `num_processes`, else None.
     `launcher_argv` is the parent process's command line (read from /proc when not given)."""
     env = os.environ if environ is None else environ
     world = int(env.get("WORLD_SIZE", "0") or 0)
     if world:
         if world > num_processes:
-            return (f"{world} processes were launched (WORLD_SIZE={world}) but they did not join one process "
-                    f"group: each trains alone on {num_processes}; check the launcher's rendezvous settings")
+            return (
+                f"{world} processes were launched (WORLD_SIZE={world}) but they did not join one process "
+                f"group: each trains alone on {num_processes}; check the launcher's rendezvous settings"
+            )
         return None
     if "ACCELERATE_MIXED_PRECISION" not in env:  # not started by accelerate launch
         return None
     argv = _parent_argv() if launcher_argv is None else launcher_argv
     if "launch" not in argv:
         return None
-    launch_args = argv[argv.index("launch") + 1:]
+    launch_args = argv[argv.index("launch") + 1 :]
     asked = _asked_processes(launch_args)
     if asked <= num_processes:
         return None
     fixed = ["accelerate", "launch", "--multi_gpu", *[a for a in launch_args if a != "--cpu"]]
-    return (f"accelerate launch was asked for {asked} processes but started {num_processes} (on a machine "
-            f"without several GPUs it needs --multi_gpu); for {asked} processes run: {shlex.join(fixed)}")
+    return (
+        f"accelerate launch was asked for {asked} processes but started {num_processes} (on a machine "
+        f"without several GPUs it needs --multi_gpu); for {asked} processes run: {shlex.join(fixed)}"
+    )
 
 
 def _asked_processes(launch_args: list[str]) -> int:

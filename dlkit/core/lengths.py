@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 def keep_end(ids: Sequence[int], budget: int) -> list[int]:
     """The last `budget` ids (all of them when they fit)."""
-    return list(ids[len(ids) - budget:]) if len(ids) > budget else list(ids)
+    return list(ids[len(ids) - budget :]) if len(ids) > budget else list(ids)
 
 
 def bound_prompts(prompts: Sequence[Sequence[int]], budget: int, what: str = "prompts") -> list[list[int]]:
@@ -19,6 +19,8 @@ def bound_prompts(prompts: Sequence[Sequence[int]], budget: int, what: str = "pr
     if cut:
         from dlkit.core.progress import warn
 
-        warn(f"{cut} of {len(prompts)} {what} were longer than the budget of {budget} tokens; each keeps its "
-             f"last {budget}")
+        warn(
+            f"{cut} of {len(prompts)} {what} were longer than the budget of {budget} tokens; each keeps its "
+            f"last {budget}"
+        )
     return [keep_end(p, budget) for p in prompts]

@@ -33,8 +33,18 @@ if TYPE_CHECKING:
 
 CARD_FILE = "README.md"
 SPLIT_PREFIXES = {"val_": "validation", "test_": "test"}  # metrics.json prefix -> the split it scored
-SIZE_WORDS = ("examples", "images", "questions", "windows", "chars", "conversations", "pairs", "captions",
-              "sentences", "size")  # val_examples, test_images...: how much was scored, not a metric
+SIZE_WORDS = (
+    "examples",
+    "images",
+    "questions",
+    "windows",
+    "chars",
+    "conversations",
+    "pairs",
+    "captions",
+    "sentences",
+    "size",
+)  # val_examples, test_images...: how much was scored, not a metric
 HUB_TIMEOUT_S = 5.0
 
 
@@ -103,8 +113,14 @@ def split_sizes(run: Run, metrics: dict[str, Any]) -> dict[str, int]:
     recorded = read_splits(run)
     sizes = {name: len(ids) for name, ids in recorded.ids.items()} if recorded is not None else {}
     for prefix, split in SPLIT_PREFIXES.items():
-        count = next((v for k, v in metrics.items() if k.startswith(prefix) and k.endswith(SIZE_WORDS)
-                      and isinstance(v, int) and not isinstance(v, bool)), None)
+        count = next(
+            (
+                v
+                for k, v in metrics.items()
+                if k.startswith(prefix) and k.endswith(SIZE_WORDS) and isinstance(v, int) and not isinstance(v, bool)
+            ),
+            None,
+        )
         if count is not None:
             sizes[split] = count
     return sizes
@@ -126,14 +142,30 @@ def build_card(run: Run, info: CardInfo) -> Any:
     by_split = split_metrics(metrics)
     sizes = split_sizes(run, metrics)
     task = info.pipeline_tag or "other"
-    results = [EvalResult(task_type=task, dataset_type=dataset, dataset_name=dataset, dataset_split=split,
-                          metric_type=name, metric_name=f"{split} {name}", metric_value=value)
-               for split, values in by_split.items() for name, value in values.items()]
+    results = [
+        EvalResult(
+            task_type=task,
+            dataset_type=dataset,
+            dataset_name=dataset,
+            dataset_split=split,
+            metric_type=name,
+            metric_name=f"{split} {name}",
+            metric_value=value,
+        )
+        for split, values in by_split.items()
+        for name, value in values.items()
+    ]
     extra: dict[str, Any] = {"base_model_relation": info.base_relation} if base_id and info.base_relation else {}
-    data = ModelCardData(base_model=base_id, library_name=info.library_name, pipeline_tag=info.pipeline_tag,
-                         tags=list(dict.fromkeys(["dlkit", group, *([method] if method else []), *info.tags])),
-                         datasets=[data_id] if data_id else None, model_name=run.dir.name,
-                         eval_results=results or None, **extra)
+    data = ModelCardData(
+        base_model=base_id,
+        library_name=info.library_name,
+        pipeline_tag=info.pipeline_tag,
+        tags=list(dict.fromkeys(["dlkit", group, *([method] if method else []), *info.tags])),
+        datasets=[data_id] if data_id else None,
+        model_name=run.dir.name,
+        eval_results=results or None,
+        **extra,
+    )
     text = _card_text(run, info, config, meta, metrics, base, dataset, by_split, sizes, method, group)
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{text}")
 
@@ -145,22 +177,39 @@ def write_card(folder: Path, run: Run, info: CardInfo) -> Path:
     return path
 
 
-def _card_text(run: Run, info: CardInfo, config: dict[str, Any], meta: dict[str, Any], metrics: dict[str, Any],
-               base: Any, dataset: str, by_split: dict[str, dict[str, float]], sizes: dict[str, int], method: str,
-               group: str) -> str:
+def _card_text(
+    run: Run,
+    info: CardInfo,
+    config: dict[str, Any],
+    meta: dict[str, Any],
+    metrics: dict[str, Any],
+    base: Any,
+    dataset: str,
+    by_split: dict[str, dict[str, float]],
+    sizes: dict[str, int],
+    method: str,
+    group: str,
+) -> str:
     versions = meta.get("versions", {})
     base_line = f"`{source_label(base)}`" if base else "none (trained from scratch)"
     if str(base).startswith("builtin:"):
         base_line += " (a tiny model dlkit generates: `dlkit.builtin.BUILTINS` rebuilds it bit for bit)"
-    lines = [f"# {run.dir.name}", "",
-             f"A {info.what} trained with dlkit {versions.get('dlkit', '')} (`dlkit {group} train`"
-             f"{f', method {method}' if method else ''}).".replace("  ", " "), "",
-             f"- **Base model:** {base_line}",
-             f"- **Training data:** `{dataset}`"]
+    lines = [
+        f"# {run.dir.name}",
+        "",
+        f"A {info.what} trained with dlkit {versions.get('dlkit', '')} (`dlkit {group} train`"
+        f"{f', method {method}' if method else ''}).".replace("  ", " "),
+        "",
+        f"- **Base model:** {base_line}",
+        f"- **Training data:** `{dataset}`",
+    ]
     rule = meta.get("splits", {}).get("rule")
     if sizes:
-        lines.append("- **Splits:** " + ", ".join(f"{name} {size}" for name, size in sizes.items())
-                     + (f" ({rule})" if rule else ""))
+        lines.append(
+            "- **Splits:** "
+            + ", ".join(f"{name} {size}" for name, size in sizes.items())
+            + (f" ({rule})" if rule else "")
+        )
     lines += ["", "## Results", ""]
     if by_split:
         lines += ["| split | examples | metric | value |", "| --- | ---: | --- | ---: |"]
@@ -173,8 +222,14 @@ def _card_text(run: Run, info: CardInfo, config: dict[str, Any], meta: dict[str,
     if command:
         lines += ["Command:", "", "```bash", _portable_command(command), "```", ""]
     effective = {k: portable(v) for k, v in config.items()}
-    lines += ["Effective config (the run's config.json, local paths by name; `--config` takes it):", "", "```json",
-              json.dumps(effective, indent=2, ensure_ascii=False, default=str), "```", ""]
+    lines += [
+        "Effective config (the run's config.json, local paths by name; `--config` takes it):",
+        "",
+        "```json",
+        json.dumps(effective, indent=2, ensure_ascii=False, default=str),
+        "```",
+        "",
+    ]
     if info.usage:
         lines += ["## How to use", "", f"```{info.usage_language}", info.usage.strip(), "```", ""]
     if versions:
@@ -187,10 +242,12 @@ def _training_line(metrics: dict[str, Any]) -> str:
         value = metrics.get(key)
         return format(value, fmt) if isinstance(value, int | float) else "?"
 
-    return (f"{number('steps')} optimizer steps ({number('epochs')} complete epochs) in "
-            f"{number('train_seconds', '.1f')} s on {number('processes')} process(es); "
-            f"{number('trainable_params')} of {number('total_params')} parameters trained "
-            f"({number('trainable_pct', '.3g')}%). Status: {metrics.get('status', '?')}.")
+    return (
+        f"{number('steps')} optimizer steps ({number('epochs')} complete epochs) in "
+        f"{number('train_seconds', '.1f')} s on {number('processes')} process(es); "
+        f"{number('trainable_params')} of {number('total_params')} parameters trained "
+        f"({number('trainable_pct', '.3g')}%). Status: {metrics.get('status', '?')}."
+    )
 
 
 def _portable_command(command: str) -> str:
@@ -221,8 +278,10 @@ def check_push(repo: str | None, flag: str = "--push-to-hub") -> None:
     except HfHubHTTPError:
         pass  # the Hub answered (a repository not there yet is created by the upload)
     except Exception as exc:  # connection refused, DNS failure, timeout, proxy errors...
-        raise ConfigError(f"{flag} {repo}: the Hugging Face Hub cannot be reached ({type(exc).__name__}), so this "
-                          f"machine looks offline; {hint}") from None
+        raise ConfigError(
+            f"{flag} {repo}: the Hugging Face Hub cannot be reached ({type(exc).__name__}), so this "
+            f"machine looks offline; {hint}"
+        ) from None
     if get_token() is None:
         raise ConfigError(f"{flag} {repo}: no Hugging Face token; log in with `hf auth login` or set HF_TOKEN")
 
@@ -233,8 +292,12 @@ def push_folder(folder: Path, repo: str) -> str:
 
     api = HfApi()
     api.create_repo(repo, repo_type="model", exist_ok=True)
-    commit = api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="model",
-                               commit_message=f"Upload {Path(folder).name} with dlkit")
+    commit = api.upload_folder(
+        folder_path=str(folder),
+        repo_id=repo,
+        repo_type="model",
+        commit_message=f"Upload {Path(folder).name} with dlkit",
+    )
     url = getattr(commit, "repo_url", None) or f"https://huggingface.co/{repo}"
     info(f"pushed {folder} to {url}")
     return str(url)

@@ -35,12 +35,38 @@ MARKER = ".dlkit-output.json"  # in every folder dlkit creates: who made it, and
 LOCK_FILE = ".dlkit.lock"  # an flock held by the writing process, holding its pid
 META_KEY = "_dlkit"  # provenance block inside a run's config.json
 # Top-level names of a run folder (any group, any command), for folders written before markers existed.
-RUN_LAYOUT = frozenset({
-    "config.json", "history.jsonl", "metrics.json", "metrics.csv", "eval.json", "splits.json", "plots", "samples",
-    "checkpoints", "eval", "data", "tensorboard", "export", "merged", "report.json", "report.csv", "candidates.csv",
-    "compare.json", "compare.md", "compare.html", "reason.csv", "reason.json", "vocab.json", "wandb",
-    "retrieval_test.json", "retrieval_validation.json", "retrieval_train.json", LOCK_FILE,
-})
+RUN_LAYOUT = frozenset(
+    {
+        "config.json",
+        "history.jsonl",
+        "metrics.json",
+        "metrics.csv",
+        "eval.json",
+        "splits.json",
+        "plots",
+        "samples",
+        "checkpoints",
+        "eval",
+        "data",
+        "tensorboard",
+        "export",
+        "merged",
+        "report.json",
+        "report.csv",
+        "candidates.csv",
+        "compare.json",
+        "compare.md",
+        "compare.html",
+        "reason.csv",
+        "reason.json",
+        "vocab.json",
+        "wandb",
+        "retrieval_test.json",
+        "retrieval_validation.json",
+        "retrieval_train.json",
+        LOCK_FILE,
+    }
+)
 FOLDER = "/"  # suffix of a manifest entry that covers a whole folder
 ALL = "./"  # the manifest entry covering the output folder itself (an export written whole by a library)
 
@@ -76,7 +102,7 @@ def _write_file(path: Path, data: bytes) -> None:
 def _remove_stale_temps(path: Path) -> None:
     prefix = f".{path.name}."
     for stale in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
-        pid = stale.name[len(prefix):-len(".tmp")]
+        pid = stale.name[len(prefix) : -len(".tmp")]
         if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
             stale.unlink(missing_ok=True)
 
@@ -139,9 +165,21 @@ class Manifest:
         return False
 
     def save(self) -> None:
-        _write_file(self.root / MARKER, (json.dumps({
-            "group": self.group, "command": self.command, "created": self.created or time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "written": sorted(self.written)}, indent=2) + "\n").encode("utf-8"))
+        _write_file(
+            self.root / MARKER,
+            (
+                json.dumps(
+                    {
+                        "group": self.group,
+                        "command": self.command,
+                        "created": self.created or time.strftime("%Y-%m-%dT%H:%M:%S"),
+                        "written": sorted(self.written),
+                    },
+                    indent=2,
+                )
+                + "\n"
+            ).encode("utf-8"),
+        )
 
 
 def read_manifest(root: Path) -> Manifest | None:
@@ -151,11 +189,17 @@ def read_manifest(root: Path) -> Manifest | None:
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return Manifest(root, str(data["group"]), str(data["command"]), set(map(str, data.get("written", []))),
-                        str(data.get("created", "")))
+        return Manifest(
+            root,
+            str(data["group"]),
+            str(data["command"]),
+            set(map(str, data.get("written", []))),
+            str(data.get("created", "")),
+        )
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
-        raise RunError(f"{path} is not a readable dlkit manifest; remove the folder yourself if it is yours to "
-                       "delete") from None
+        raise RunError(
+            f"{path} is not a readable dlkit manifest; remove the folder yourself if it is yours to delete"
+        ) from None
 
 
 def legacy_run_group(root: Path) -> str | None:
@@ -193,8 +237,10 @@ def record(path: Path, folder: bool = False) -> None:
         entry = ALL if rel == "." else rel + FOLDER if folder else rel
         if not manifest.covers(rel) and entry not in manifest.written:
             if path.exists() and not (path.is_dir() and not _foreign(manifest, path)):
-                raise RunError(f"{path} was not written by dlkit, so it is not replaced; move it away or write "
-                               "the output somewhere else")
+                raise RunError(
+                    f"{path} was not written by dlkit, so it is not replaced; move it away or write "
+                    "the output somewhere else"
+                )
             manifest.written.add(entry)
             manifest.save()
             mtime = marker.stat().st_mtime_ns
@@ -205,8 +251,9 @@ def record(path: Path, folder: bool = False) -> None:
 def _check_legacy_write(root: Path, path: Path) -> None:
     parts = path.relative_to(root).parts
     if path.exists() and parts and parts[0] not in RUN_LAYOUT:
-        raise RunError(f"{path} was not written by dlkit, so it is not replaced; move it away or write the output "
-                       "somewhere else")
+        raise RunError(
+            f"{path} was not written by dlkit, so it is not replaced; move it away or write the output somewhere else"
+        )
 
 
 def _foreign(manifest: Manifest, folder: Path) -> list[Path]:
@@ -253,8 +300,17 @@ class Claim:
             self.lock = None
 
 
-def check_output(root: Path, group: str, command: str, *, overwrite: bool, flag: str = "--output-dir",
-                 inputs: Mapping[str, Any] | None = None, legacy_ok: bool = False, resume_hint: bool = False) -> None:
+def check_output(
+    root: Path,
+    group: str,
+    command: str,
+    *,
+    overwrite: bool,
+    flag: str = "--output-dir",
+    inputs: Mapping[str, Any] | None = None,
+    legacy_ok: bool = False,
+    resume_hint: bool = False,
+) -> None:
     """Refuse, before any work, an output folder the command may not write into (see the module docstring);
     writes nothing. `legacy_ok`: the command writes run folders, so an old run folder of its group may be
     replaced; `resume_hint` names --resume as the other way on."""
@@ -269,23 +325,27 @@ def check_output(root: Path, group: str, command: str, *, overwrite: bool, flag:
     _existing(root, group, command, overwrite, flag, legacy_ok, resume_hint)
 
 
-def _existing(root: Path, group: str, command: str, overwrite: bool, flag: str, legacy_ok: bool,
-              resume_hint: bool) -> Manifest | None:
+def _existing(
+    root: Path, group: str, command: str, overwrite: bool, flag: str, legacy_ok: bool, resume_hint: bool
+) -> Manifest | None:
     """The manifest of an existing folder this command may (re)write, a fresh one for an empty folder; None for
     a legacy run folder it may replace. Everything else is a RunError naming why."""
     manifest = read_manifest(root)
     contents = [p for p in root.iterdir() if p.name not in (MARKER, LOCK_FILE)]
     if not contents:
         return Manifest(root, group, command)
-    again = "pass --overwrite to replace what dlkit wrote there" + (" or --resume to continue it" if resume_hint
-                                                                   else "")
+    again = "pass --overwrite to replace what dlkit wrote there" + (
+        " or --resume to continue it" if resume_hint else ""
+    )
     if manifest is None:
         legacy = legacy_run_group(root)
         if legacy is None:
             raise RunError(_foreign_message(root, sorted(contents), flag))
         if not legacy_ok or legacy != group:
-            raise RunError(f"{flag} {root} is a {legacy} run folder; `dlkit {group} {command}` does not replace it, "
-                           f"so pick another {flag}")
+            raise RunError(
+                f"{flag} {root} is a {legacy} run folder; `dlkit {group} {command}` does not replace it, "
+                f"so pick another {flag}"
+            )
         foreign = _legacy_foreign(root)
         if foreign:
             raise RunError(_foreign_message(root, foreign, flag))
@@ -304,10 +364,13 @@ def _existing(root: Path, group: str, command: str, overwrite: bool, flag: str, 
 
 
 def _foreign_message(root: Path, foreign: list[Path], flag: str) -> str:
-    names = ", ".join(str(p.relative_to(root)) for p in foreign[:3]) + (f" and {len(foreign) - 3} more"
-                                                                        if len(foreign) > 3 else "")
-    return (f"{flag} {root} holds files dlkit did not write ({names}); dlkit writes only into a new folder or one "
-            f"it made, and deletes only its own files, so pick another {flag}")
+    names = ", ".join(str(p.relative_to(root)) for p in foreign[:3]) + (
+        f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+    )
+    return (
+        f"{flag} {root} holds files dlkit did not write ({names}); dlkit writes only into a new folder or one "
+        f"it made, and deletes only its own files, so pick another {flag}"
+    )
 
 
 def check_not_input(root: Path, flag: str, inputs: Mapping[str, Any]) -> None:
@@ -319,13 +382,23 @@ def check_not_input(root: Path, flag: str, inputs: Mapping[str, Any]) -> None:
                 continue
             path = os.path.realpath(Path(str(item)).expanduser())
             if path == out or path.startswith(out.rstrip(os.sep) + os.sep):
-                raise ConfigError(f"{flag} {root} is or holds the input {input_flag} {item}; write the output "
-                                  "somewhere else")
+                raise ConfigError(
+                    f"{flag} {root} is or holds the input {input_flag} {item}; write the output somewhere else"
+                )
 
 
-def claim(root: Path, group: str, command: str, *, overwrite: bool, flag: str = "--output-dir",
-          inputs: Mapping[str, Any] | None = None, legacy_ok: bool = False, resume_hint: bool = False,
-          lock: bool = True) -> Claim:
+def claim(
+    root: Path,
+    group: str,
+    command: str,
+    *,
+    overwrite: bool,
+    flag: str = "--output-dir",
+    inputs: Mapping[str, Any] | None = None,
+    legacy_ok: bool = False,
+    resume_hint: bool = False,
+    lock: bool = True,
+) -> Claim:
     """Make `root` this command's output: create it, or take an empty one, or (with --overwrite) empty one
     dlkit made for the same command of its own files. Marked, and locked against a second dlkit writer."""
     root = Path(root).expanduser()
@@ -335,8 +408,11 @@ def claim(root: Path, group: str, command: str, *, overwrite: bool, flag: str = 
         _existing(root, group, command, overwrite, flag, legacy_ok, resume_hint)  # before a lock file goes in
     held = lock_folder(root) if lock else None
     try:
-        manifest = Manifest(root, group, command) if created else _existing(root, group, command, overwrite, flag,
-                                                                              legacy_ok, resume_hint)
+        manifest = (
+            Manifest(root, group, command)
+            if created
+            else _existing(root, group, command, overwrite, flag, legacy_ok, resume_hint)
+        )
         if manifest is None:  # a legacy run folder: its layout names only (checked above)
             for path in sorted(root.iterdir()):
                 if path.name != LOCK_FILE:
@@ -436,8 +512,9 @@ def check_output_file(path: Path, flag: str, overwrite: bool, inputs: Mapping[st
     if not path.exists():
         return
     if not written_by_dlkit(path):
-        raise RunError(f"{flag} {path}: exists and was not written by dlkit, so it is not replaced; pick another "
-                       "file name")
+        raise RunError(
+            f"{flag} {path}: exists and was not written by dlkit, so it is not replaced; pick another file name"
+        )
     if not overwrite:
         raise RunError(f"{flag} {path}: already exists; pass --overwrite to replace it")
 
@@ -497,8 +574,10 @@ def lock_folder(folder: Path) -> RunLock:
         holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
         os.close(fd)
         who = f"pid {holder}" if holder.isdigit() else "another process"
-        raise RunError(f"{folder} is in use by another dlkit process ({who}); wait for it to finish, or stop "
-                       "it before resuming or overwriting this run") from None
+        raise RunError(
+            f"{folder} is in use by another dlkit process ({who}); wait for it to finish, or stop "
+            "it before resuming or overwriting this run"
+        ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
     lock = RunLock(folder, fd)

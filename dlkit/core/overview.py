@@ -17,8 +17,19 @@ from dlkit.core.progress import MODE, console, emit, format_value, warn
 from dlkit.core.root import CompareConfig, InfoConfig, RunsListConfig
 from dlkit.core.run import Run
 
-FIXED_COLUMNS = ["run", "group", "method", "status", "trainable_params", "total_params", "trainable_pct",
-                 "train_seconds", "peak_memory_mb", "samples_per_second", "tokens_per_second"]
+FIXED_COLUMNS = [
+    "run",
+    "group",
+    "method",
+    "status",
+    "trainable_params",
+    "total_params",
+    "trainable_pct",
+    "train_seconds",
+    "peak_memory_mb",
+    "samples_per_second",
+    "tokens_per_second",
+]
 BOOKKEEPING = {"steps", "epochs", "processes", "skipped_steps", "skipped_items", "status", "group"}
 METHOD_KEYS = ("method", "arch", "mode", "head")
 
@@ -47,8 +58,18 @@ def _installed(dist: str) -> bool:
     return True
 
 
-INFO_VERSIONS = ["dlkit", "torch", "transformers", "peft", "accelerate", "datasets", "tokenizers", "torchvision",
-                 "open_clip_torch", "typer"]
+INFO_VERSIONS = [
+    "dlkit",
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "datasets",
+    "tokenizers",
+    "torchvision",
+    "open_clip_torch",
+    "typer",
+]
 
 
 def hub_status(timeout: float = 1.0) -> str:
@@ -94,8 +115,10 @@ def info(cfg: InfoConfig) -> dict[str, Any]:
         "cuda": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
     }
-    report["extras"] = {extra: ("installed" if not missing else f"missing {', '.join(missing)}")
-                        for extra, missing in sorted(installed_extras().items())}
+    report["extras"] = {
+        extra: ("installed" if not missing else f"missing {', '.join(missing)}")
+        for extra, missing in sorted(installed_extras().items())
+    }
     report["problems"] = known_bad() + outside_range()
     hub = hub_status()
     report["hub"] = hub
@@ -116,8 +139,10 @@ def info(cfg: InfoConfig) -> dict[str, Any]:
     for extra, state in report["extras"].items():
         table.add_row(f"extra: {extra}", state)
     table.add_row("Hugging Face Hub", hub)
-    table.add_row("known problems", f"[red]{len(report['problems'])}[/red] (see the warnings above)"
-                  if report["problems"] else "none")
+    table.add_row(
+        "known problems",
+        f"[red]{len(report['problems'])}[/red] (see the warnings above)" if report["problems"] else "none",
+    )
     emit(report, table)
     return report
 
@@ -147,8 +172,10 @@ def newest_finished_run(root: Path, group: str, key: str, value: str) -> Path:
         if run.group == group and str(config.get(key)) == value and run.status() == "finished":
             matches.append((config.get(META_KEY, {}).get("created", ""), run.config_path.stat().st_mtime, path))
     if not matches:
-        raise RunError(f"--{key} {value}: no finished {group} run with {key} {value} under {root}; train one with "
-                       f"`dlkit {group} train --{key} {value}` or pass --run DIR")
+        raise RunError(
+            f"--{key} {value}: no finished {group} run with {key} {value} under {root}; train one with "
+            f"`dlkit {group} train --{key} {value}` or pass --run DIR"
+        )
     return max(matches)[2]
 
 
@@ -165,9 +192,12 @@ def run_row(path: Path) -> dict[str, Any]:
     run = Run.open(path)
     config = run.read_config()
     metrics = run.read_metrics()
-    row: dict[str, Any] = {"run": str(path), "group": config.get(META_KEY, {}).get("group", "?"),
-                           "method": next((str(config[k]) for k in METHOD_KEYS if k in config), ""),
-                           "status": run.status()}
+    row: dict[str, Any] = {
+        "run": str(path),
+        "group": config.get(META_KEY, {}).get("group", "?"),
+        "method": next((str(config[k]) for k in METHOD_KEYS if k in config), ""),
+        "status": run.status(),
+    }
     for key in FIXED_COLUMNS[4:]:
         if key in metrics:
             row[key] = metrics[key]
@@ -253,8 +283,9 @@ def rich_comparison(rows: list[dict[str, Any]], columns: list[str]):
         return table
     table = Table(title=f"{len(rows)} runs")
     for column in columns:
-        table.add_column(column, justify="left" if column in ("run", "group", "method", "status") else "right",
-                         overflow="fold")
+        table.add_column(
+            column, justify="left" if column in ("run", "group", "method", "status") else "right", overflow="fold"
+        )
     for label, row in zip(labels, rows, strict=True):
         table.add_row(label, *[format_value(row[c]) if c in row else "" for c in columns[1:]])
     return table
@@ -291,15 +322,23 @@ def list_runs(cfg: RunsListConfig) -> list[dict[str, Any]]:
         name = str(path.relative_to(root)) if path != root else str(path)
         export = export_group(path)
         if export:
-            rows.append({"run": name, "group": export, "method": _export_method(path, export), "status": "export",
-                         "created": ""})
+            rows.append(
+                {
+                    "run": name,
+                    "group": export,
+                    "method": _export_method(path, export),
+                    "status": "export",
+                    "created": "",
+                }
+            )
             continue
         try:
             row = run_row(path)
         except RunError as exc:
             row = {"status": f"broken ({exc})"}
-        rows.append({"run": name} | {k: row.get(k, "") for k in ("group", "method", "status")}
-                    | {"created": _created(path)})
+        rows.append(
+            {"run": name} | {k: row.get(k, "") for k in ("group", "method", "status")} | {"created": _created(path)}
+        )
     if MODE.json or format == "json":
         print(json.dumps(rows, indent=2))
         return rows

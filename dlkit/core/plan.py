@@ -87,8 +87,13 @@ def stored_dtype(config: Any) -> torch.dtype:
     return getattr(torch, str(value), torch.float32) if value else torch.float32
 
 
-def parameter_bytes(model: nn.Module, stored: torch.dtype, precision: str, quantize: str = "none",
-                    quantizable: dict[int, nn.Linear] | None = None) -> tuple[int, int]:
+def parameter_bytes(
+    model: nn.Module,
+    stored: torch.dtype,
+    precision: str,
+    quantize: str = "none",
+    quantizable: dict[int, nn.Linear] | None = None,
+) -> tuple[int, int]:
     """(bytes of the frozen parameters and buffers as training holds them, count of trainable parameters).
     Frozen weights stay in the checkpoint's dtype under --precision bf16/fp16 and become fp32 with --precision
     no (dlkit.core.engine.train_in_fp32); with a quantized base, the layers in `quantizable` take bitsandbytes'
@@ -109,8 +114,11 @@ def parameter_bytes(model: nn.Module, stored: torch.dtype, precision: str, quant
 
 def state_bytes(trainable: int, optimizer: str, processes: int) -> dict[str, int]:
     """trainable / gradients / optimizer bytes for `trainable` fp32 parameters."""
-    return {"trainable": 4 * trainable, "gradients": 4 * trainable * (2 if processes > 1 else 1),
-            "optimizer": (8 if optimizer == "adamw" else 4) * trainable}
+    return {
+        "trainable": 4 * trainable,
+        "gradients": 4 * trainable * (2 if processes > 1 else 1),
+        "optimizer": (8 if optimizer == "adamw" else 4) * trainable,
+    }
 
 
 class _FusedAttentionSaves(torch.autograd.Function):
@@ -132,8 +140,14 @@ class _FusedAttentionSaves(torch.autograd.Function):
 PLAN_ATTENTION = "dlkit_plan"  # the name `fused_attention` is registered under for a plan's forward pass
 
 
-def fused_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                    attention_mask: torch.Tensor | None, **kwargs: Any) -> tuple[torch.Tensor, None]:
+def fused_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
     """transformers' attention interface: the saves of a fused kernel, laid out as sdpa returns its output."""
     return _FusedAttentionSaves.apply(query, key, value).transpose(1, 2).contiguous(), None
 
@@ -183,6 +197,7 @@ def saved_tensors(model: nn.Module, forward: Callable[[], Any], blocks: nn.Modul
 
     handles = []
     for index, block in enumerate(blocks or []):
+
         def enter(module: nn.Module, args: tuple, kwargs: dict, index: int = index) -> None:
             current[0] = index
             hidden = args[0] if args else next(iter(kwargs.values()))

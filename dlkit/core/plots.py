@@ -96,16 +96,17 @@ def loss_scatter(history: Sequence[dict[str, Any]], path: Path, title: str = "tr
         return None
     steps, losses = zip(*points, strict=True)
     window = max(1, len(losses) // 20)
-    smooth = [sum(losses[max(0, i - window + 1):i + 1]) / len(losses[max(0, i - window + 1):i + 1])
-              for i in range(len(losses))]
+    smooth = [
+        sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1])
+        for i in range(len(losses))
+    ]
     fig, ax = new_figure()
     ax.scatter(steps, losses, s=6, alpha=0.5, label="logged batch loss")
     ax.plot(steps, smooth, color="C3", linewidth=1.5, label=f"moving average ({window} points)")
     return _save_loss_axes(fig, ax, title, path)
 
 
-def plot_confusion_matrix(matrix: Any, labels: list[str], path: Path,
-                          normalize: bool = True) -> Path:
+def plot_confusion_matrix(matrix: Any, labels: list[str], path: Path, normalize: bool = True) -> Path:
     """Save the confusion matrix as a PNG heatmap, atomically.
 
     With normalize=True each row is divided by its support, so the diagonal reads as per-class
@@ -130,8 +131,13 @@ def plot_confusion_matrix(matrix: Any, labels: list[str], path: Path,
     font = max(4.0, min(10.0, 0.6 * cell_points))
     fig = Figure(figsize=(side, side), layout="constrained")
     ax = fig.add_subplot()
-    image = ax.imshow(values, cmap="Blues", interpolation="nearest", vmin=0.0,
-                      vmax=1.0 if normalize else max(float(values.max()), 1.0))
+    image = ax.imshow(
+        values,
+        cmap="Blues",
+        interpolation="nearest",
+        vmin=0.0,
+        vmax=1.0 if normalize else max(float(values.max()), 1.0),
+    )
     fig.colorbar(image, ax=ax, shrink=0.8, pad=0.01)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
@@ -147,8 +153,15 @@ def plot_confusion_matrix(matrix: Any, labels: list[str], path: Path,
         for i in range(k):
             for j in range(k):
                 text = f"{values[i, j]:.2f}" if normalize else f"{int(values[i, j])}"
-                ax.text(j, i, text, ha="center", va="center", fontsize=font,
-                        color="white" if values[i, j] > threshold else "black")
+                ax.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=font,
+                    color="white" if values[i, j] > threshold else "black",
+                )
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)

@@ -140,9 +140,15 @@ class TrainProgress:
         if self.enabled and self.tty:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
-                                console=console(stderr=True), transient=False)
+            self.bar = Progress(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[status]}"),
+                TimeRemainingColumn(),
+                console=console(stderr=True),
+                transient=False,
+            )
             self.bar.start()
             self.task_id = self.bar.add_task("train", total=self.total, completed=self.initial, status="")
         return self

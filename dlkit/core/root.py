@@ -36,15 +36,24 @@ class ReportConfig:
     """`dlkit report`."""
 
     runs: list[str] = opt(REQUIRED, RUNS_HELP, argument=True, path="run", example="{run}")
-    output: str | None = opt(None, "Report file. Default: report.html (report.md with --format md).",
-                             flags=("-o", "--output"), path="output_file")
+    output: str | None = opt(
+        None,
+        "Report file. Default: report.html (report.md with --format md).",
+        flags=("-o", "--output"),
+        path="output_file",
+    )
     title: str = opt("dlkit report", "Title at the top of the report.")
-    format: Literal["html", "md"] | None = opt(None, "html: one self-contained file (images embedded); md: Markdown "
-                                               "plus an images folder. Default: from the -o suffix, else html.")
-    loss_scatter: bool = opt(False, "Also draw each run's logged batch losses as a scatter "
-                             "(RUN/plots/loss_scatter.png; train with --log-every 1 for every batch).")
-    overwrite: bool = opt(False, "Replace a report (and its images folder) an earlier dlkit report wrote.",
-                          saved=False)
+    format: Literal["html", "md"] | None = opt(
+        None,
+        "html: one self-contained file (images embedded); md: Markdown "
+        "plus an images folder. Default: from the -o suffix, else html.",
+    )
+    loss_scatter: bool = opt(
+        False,
+        "Also draw each run's logged batch losses as a scatter "
+        "(RUN/plots/loss_scatter.png; train with --log-every 1 for every batch).",
+    )
+    overwrite: bool = opt(False, "Replace a report (and its images folder) an earlier dlkit report wrote.", saved=False)
 
     command: ClassVar[tuple[str, str]] = ("dlkit", "report")
 

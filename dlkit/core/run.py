@@ -139,8 +139,9 @@ class Run:
                 run._claim = resume_folder(root, group)
             return run
         if run.writer:
-            run._claim = claim(root, group, command, overwrite=cfg.overwrite, legacy_ok=True,
-                               resume_hint=isinstance(cfg, TrainConfig))
+            run._claim = claim(
+                root, group, command, overwrite=cfg.overwrite, legacy_ok=True, resume_hint=isinstance(cfg, TrainConfig)
+            )
         return run
 
     def close(self) -> None:
@@ -167,8 +168,15 @@ class Run:
     def write_config(self, cfg: Any, **meta: Any) -> None:
         if not self.writer:
             return
-        info = {"group": self.group, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "pid": os.getpid(),
-                "host": socket.gethostname(), "versions": versions(), **self.provenance, **meta}
+        info = {
+            "group": self.group,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "versions": versions(),
+            **self.provenance,
+            **meta,
+        }
         atomic_write_json(self.config_path, {**saved_dict(cfg), META_KEY: info})
 
     def config_as(self, cls: type[C]) -> C:
@@ -270,8 +278,11 @@ class Run:
         """Complete resumable checkpoints, oldest first (a folder is complete once renamed into place)."""
         if not self.checkpoints_dir.is_dir():
             return []
-        found = [p for p in self.checkpoints_dir.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX)
-                 and p.name[len(CHECKPOINT_PREFIX):].isdigit()]
+        found = [
+            p
+            for p in self.checkpoints_dir.iterdir()
+            if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and p.name[len(CHECKPOINT_PREFIX) :].isdigit()
+        ]
         return sorted(found, key=checkpoint_step)
 
     def checkpoint_path(self, step: int) -> Path:
@@ -290,7 +301,7 @@ class Run:
 
 def checkpoint_step(ckpt: Path) -> int:
     """The optimizer step a checkpoint folder (step_N) was saved at."""
-    return int(ckpt.name[len(CHECKPOINT_PREFIX):])
+    return int(ckpt.name[len(CHECKPOINT_PREFIX) :])
 
 
 # -- names -----------------------------------------------------------------------------------------
@@ -300,5 +311,7 @@ def check_run_name(name: str) -> None:
     """--name is one folder name under runs/GROUP/: no separators, not '.' or '..'."""
     seps = {"/", "\\", os.sep, os.altsep or "/"}
     if not name.strip() or name in (".", "..") or any(sep in name for sep in seps) or "\0" in name:
-        raise ConfigError(f"--name {name!r}: must be one folder name (no '/' or '\\', not '.' or '..'); "
-                       "use --output-dir to put the run somewhere else")
+        raise ConfigError(
+            f"--name {name!r}: must be one folder name (no '/' or '\\', not '.' or '..'); "
+            "use --output-dir to put the run somewhere else"
+        )

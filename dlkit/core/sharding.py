@@ -69,15 +69,24 @@ def from_launcher(cfg: Any, environ: Mapping[str, str] | None = None) -> tuple[A
             return cfg, FsdpSettings(cpu_offload=cfg.cpu_offload)
         return cfg, None
     if not isinstance(cfg, ShardingConfig):
-        raise ConfigError("accelerate launch with an FSDP config: this command does not shard its model (its "
-                          "models fit one device); launch it with DDP (torchrun, or accelerate launch --multi_gpu)")
+        raise ConfigError(
+            "accelerate launch with an FSDP config: this command does not shard its model (its "
+            "models fit one device); launch it with DDP (torchrun, or accelerate launch --multi_gpu)"
+        )
     settings = _accelerate_settings(env)
     checkpointing = env.get("FSDP_ACTIVATION_CHECKPOINTING", "false").lower() == "true"
-    cfg = replace(cfg, sharding="fsdp", cpu_offload=cfg.cpu_offload or settings.cpu_offload,
-                  gradient_checkpointing=cfg.gradient_checkpointing or checkpointing)
-    info("accelerate launch with an FSDP config: dlkit shards the model itself with FSDP2 (--sharding fsdp"
-         + (", --cpu-offload" if cfg.cpu_offload else "") + (", --gradient-checkpointing" if checkpointing else "")
-         + "); the config's mixed precision is ignored: --precision decides")
+    cfg = replace(
+        cfg,
+        sharding="fsdp",
+        cpu_offload=cfg.cpu_offload or settings.cpu_offload,
+        gradient_checkpointing=cfg.gradient_checkpointing or checkpointing,
+    )
+    info(
+        "accelerate launch with an FSDP config: dlkit shards the model itself with FSDP2 (--sharding fsdp"
+        + (", --cpu-offload" if cfg.cpu_offload else "")
+        + (", --gradient-checkpointing" if checkpointing else "")
+        + "); the config's mixed precision is ignored: --precision decides"
+    )
     return cfg, replace(settings, cpu_offload=cfg.cpu_offload)
 
 
@@ -86,18 +95,26 @@ def _accelerate_settings(env: Mapping[str, str]) -> FsdpSettings:
     strategy = env.get("FSDP_SHARDING_STRATEGY", "FULL_SHARD").upper()
     strategy = {"1": "FULL_SHARD", "2": "SHARD_GRAD_OP", "3": "NO_SHARD", "4": "HYBRID_SHARD"}.get(strategy, strategy)
     if strategy not in ("FULL_SHARD", "SHARD_GRAD_OP"):
-        raise ConfigError(f"accelerate launch: fsdp_sharding_strategy {strategy} is not supported; dlkit's FSDP2 "
-                          "shards FULL_SHARD or SHARD_GRAD_OP (for NO_SHARD launch with DDP: --multi_gpu)")
+        raise ConfigError(
+            f"accelerate launch: fsdp_sharding_strategy {strategy} is not supported; dlkit's FSDP2 "
+            "shards FULL_SHARD or SHARD_GRAD_OP (for NO_SHARD launch with DDP: --multi_gpu)"
+        )
     reshard = strategy == "FULL_SHARD"
     if env.get("FSDP_VERSION", "1") == "2" and "FSDP_RESHARD_AFTER_FORWARD" in env:
         reshard = env["FSDP_RESHARD_AFTER_FORWARD"].lower() == "true"
     policy = env.get("FSDP_AUTO_WRAP_POLICY", "TRANSFORMER_BASED_WRAP").upper()
     if policy not in ("TRANSFORMER_BASED_WRAP", "NO_WRAP"):
-        raise ConfigError(f"accelerate launch: fsdp_auto_wrap_policy {policy} is not supported; dlkit shards "
-                          "per transformer block (TRANSFORMER_BASED_WRAP) or the whole model at once (NO_WRAP)")
+        raise ConfigError(
+            f"accelerate launch: fsdp_auto_wrap_policy {policy} is not supported; dlkit shards "
+            "per transformer block (TRANSFORMER_BASED_WRAP) or the whole model at once (NO_WRAP)"
+        )
     classes = tuple(c.strip() for c in env.get("FSDP_TRANSFORMER_CLS_TO_WRAP", "").split(",") if c.strip())
-    return FsdpSettings(cpu_offload=env.get("FSDP_OFFLOAD_PARAMS", "false").lower() == "true",
-                        reshard_after_forward=reshard, block_classes=classes, one_unit=policy == "NO_WRAP")
+    return FsdpSettings(
+        cpu_offload=env.get("FSDP_OFFLOAD_PARAMS", "false").lower() == "true",
+        reshard_after_forward=reshard,
+        block_classes=classes,
+        one_unit=policy == "NO_WRAP",
+    )
 
 
 @contextlib.contextmanager
@@ -114,8 +131,10 @@ def accelerate_unaware() -> Iterator[None]:
 
 def check_precision(precision: str) -> None:
     if precision == "fp16":
-        raise ConfigError("--sharding fsdp trains in fp32 or bf16 (--precision bf16): fp16 needs a gradient scaler "
-                          "that dlkit does not run over sharded gradients")
+        raise ConfigError(
+            "--sharding fsdp trains in fp32 or bf16 (--precision bf16): fp16 needs a gradient scaler "
+            "that dlkit does not run over sharded gradients"
+        )
 
 
 def init_process_group(cuda: bool) -> None:
@@ -149,16 +168,25 @@ def _blocks_named(model: nn.Module, classes: tuple[str, ...]) -> list[nn.Module]
     blocks = [m for m in model.modules() if type(m).__name__ in classes]
     if not blocks:
         found = ", ".join(sorted({type(m).__name__ for m in transformer_blocks(model)})) or "none found"
-        raise ConfigError(f"accelerate launch: fsdp_transformer_layer_cls_to_wrap {','.join(classes)} matches no "
-                          f"module of {type(model).__name__} (its transformer blocks: {found})")
+        raise ConfigError(
+            f"accelerate launch: fsdp_transformer_layer_cls_to_wrap {','.join(classes)} matches no "
+            f"module of {type(model).__name__} (its transformer blocks: {found})"
+        )
     return blocks
 
 
 class Sharded:
     """A model sharded over the processes with FSDP2, and what the engine does with it."""
 
-    def __init__(self, model: nn.Module, blocks: list[nn.Module], settings: FsdpSettings, precision: str,
-                 device: torch.device, main: bool):
+    def __init__(
+        self,
+        model: nn.Module,
+        blocks: list[nn.Module],
+        settings: FsdpSettings,
+        precision: str,
+        device: torch.device,
+        main: bool,
+    ):
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
 
@@ -219,18 +247,26 @@ class Sharded:
         state = self._state(optimizer)
         dcp.load(state, checkpoint_id=str(folder / SHARDS_FOLDER))
         # not strict: the frozen parameters are not in the checkpoint (they stay as the base loaded them)
-        result = set_state_dict(self.model, optimizer, model_state_dict=state["model"],
-                                optim_state_dict=state["optimizer"], options=StateDictOptions(strict=False))
+        result = set_state_dict(
+            self.model,
+            optimizer,
+            model_state_dict=state["model"],
+            optim_state_dict=state["optimizer"],
+            options=StateDictOptions(strict=False),
+        )
         missing = [k for k in result.missing_keys if k not in self._frozen()]
         if missing or result.unexpected_keys:
-            raise RuntimeError(f"the checkpoint does not match the model (missing {missing[:3]}, unexpected "
-                               f"{result.unexpected_keys[:3]})")
+            raise RuntimeError(
+                f"the checkpoint does not match the model (missing {missing[:3]}, unexpected "
+                f"{result.unexpected_keys[:3]})"
+            )
 
     def _state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
-        model_state, optim_state = get_state_dict(self.model, optimizer,
-                                                  options=StateDictOptions(ignore_frozen_params=True))
+        model_state, optim_state = get_state_dict(
+            self.model, optimizer, options=StateDictOptions(ignore_frozen_params=True)
+        )
         # a frozen parameter tied to another name (a frozen embedding reused as the LM head) escapes the option
         frozen = self._frozen()
         return {"model": {k: v for k, v in model_state.items() if k not in frozen}, "optimizer": optim_state}
@@ -245,13 +281,16 @@ def _release(params: list[nn.Parameter]) -> None:
         param.data = torch.empty(0, dtype=param.dtype)
 
 
-def shard(task: Any, model: nn.Module, settings: FsdpSettings, precision: str, device: torch.device,
-          main: bool) -> Sharded:
+def shard(
+    task: Any, model: nn.Module, settings: FsdpSettings, precision: str, device: torch.device, main: bool
+) -> Sharded:
     """Shard `model` in place (before its optimizer is built: the parameters become DTensor shards)."""
     blocks = _blocks_named(model, settings.block_classes) if settings.block_classes else task.shard_blocks(model)
     if not blocks and not settings.one_unit:
-        warn(f"--sharding fsdp: {type(model).__name__} names no blocks to shard one at a time; the whole model is "
-             "one unit, gathered at once in every forward")
+        warn(
+            f"--sharding fsdp: {type(model).__name__} names no blocks to shard one at a time; the whole model is "
+            "one unit, gathered at once in every forward"
+        )
     return Sharded(model, blocks, settings, precision, device, main)
 
 
@@ -273,8 +312,10 @@ def eval_batches(size: int, world: int, rank: int, batch_size: int) -> list[list
     each batch of at most `batch_size` examples (with batch_size 1 and a set that does not divide evenly over
     the processes, some batches hold 2)."""
     if size < world:
-        raise DataError(f"the validation set ({size} examples) is smaller than the {world} processes; "
-                        "under --sharding fsdp every process scores a share")
+        raise DataError(
+            f"the validation set ({size} examples) is smaller than the {world} processes; "
+            "under --sharding fsdp every process scores a share"
+        )
     batches = max(1, min(math.ceil(size / (world * batch_size)), size // world))
     parts = np.array_split(np.arange(size), world * batches)
     return [parts[i * world + rank].tolist() for i in range(batches)]

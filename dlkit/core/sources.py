@@ -73,8 +73,9 @@ def hub_scheme(repo_id: str, kind: Kind, flag: str) -> tuple[Literal["hub"], str
     return "hub", repo_id
 
 
-def resolve(spec: str, kind: Kind, flag: str | None = None, check_hub: bool = True,
-            schemes: Mapping[str, Scheme] | None = None) -> Source:
+def resolve(
+    spec: str, kind: Kind, flag: str | None = None, check_hub: bool = True, schemes: Mapping[str, Scheme] | None = None
+) -> Source:
     """Classify a source; unknown builtins, missing paths and unreachable Hub ids raise SourceError.
     `schemes` adds prefixes a group accepts besides `builtin:` (e.g. {"hf-hub:": hub_scheme})."""
     flag = flag or f"--{kind}"
@@ -114,8 +115,13 @@ def load_builtin(name: str, **kwargs) -> object:
 
 
 def _looks_like_path(spec: str) -> bool:
-    return (spec.startswith((".", "/", "~")) or spec.endswith(FILE_SUFFIXES) or spec.count("/") > 1
-            or os.sep != "/" and os.sep in spec)
+    return (
+        spec.startswith((".", "/", "~"))
+        or spec.endswith(FILE_SUFFIXES)
+        or spec.count("/") > 1
+        or os.sep != "/"
+        and os.sep in spec
+    )
 
 
 def check_hub_id(repo_id: str, kind: Kind, flag: str) -> None:
@@ -134,12 +140,15 @@ def check_hub_id(repo_id: str, kind: Kind, flag: str) -> None:
     except GatedRepoError:
         return  # exists; from_pretrained will use the user's token
     except RepositoryNotFoundError:
-        raise SourceError(f"{flag} {repo_id}: no such {repo_type} on the Hugging Face Hub (or it is private); "
-                          f"{hint}") from None
+        raise SourceError(
+            f"{flag} {repo_id}: no such {repo_type} on the Hugging Face Hub (or it is private); {hint}"
+        ) from None
     except Exception as exc:  # connection refused, DNS failure, timeout, proxy errors...
         reason = type(exc).__name__
-        raise SourceError(f"{flag} {repo_id}: the Hugging Face Hub cannot be reached ({reason}), "
-                          f"so this machine looks offline; {hint}") from None
+        raise SourceError(
+            f"{flag} {repo_id}: the Hugging Face Hub cannot be reached ({reason}), "
+            f"so this machine looks offline; {hint}"
+        ) from None
 
 
 def url_reachable(url: str, timeout: float = 2.0) -> bool:
@@ -177,6 +186,8 @@ def path_inside(root: Path, name: str, where: str, base: Path | None = None) -> 
     joined = os.path.normpath(os.path.join(base if base is not None else root, name))
     top = os.path.normpath(root)
     if os.path.isabs(name) or (joined != top and not joined.startswith(top.rstrip(os.sep) + os.sep)):
-        raise DataError(f"{where}: {name!r} points outside the dataset folder {root}; "
-                        "image paths in a data file must stay inside it")
+        raise DataError(
+            f"{where}: {name!r} points outside the dataset folder {root}; "
+            "image paths in a data file must stay inside it"
+        )
     return Path(joined)

@@ -26,8 +26,7 @@ TRAIN, VALIDATION, TEST = "train", "validation", "test"
 ALL = "all"  # a source that is not one split of a dataset, scored or checked whole
 SPLIT_ORDER = (TRAIN, VALIDATION, TEST)
 ALIASES = {"val": VALIDATION, "valid": VALIDATION, "dev": VALIDATION, "eval": VALIDATION}
-NAME_WORDS = {"train": TRAIN, "training": TRAIN, "test": TEST, "testing": TEST, **ALIASES,
-              VALIDATION: VALIDATION}
+NAME_WORDS = {"train": TRAIN, "training": TRAIN, "test": TEST, "testing": TEST, **ALIASES, VALIDATION: VALIDATION}
 SPLITS_FILE = "splits.json"
 META = "splits"  # key in config.json's provenance block
 
@@ -76,9 +75,13 @@ class DataSplits:
     def summary(self) -> dict[str, object]:
         """What config.json records: the rule, the data fingerprint and each split's size and digest."""
         every = [i for ids in self.ids.values() for i in ids]
-        return {"rule": self.rule, "fingerprint": fingerprint(every), "file": SPLITS_FILE,
-                "sizes": {name: len(ids) for name, ids in self.ids.items()},
-                "digests": {name: fingerprint(ids) for name, ids in self.ids.items()}}
+        return {
+            "rule": self.rule,
+            "fingerprint": fingerprint(every),
+            "file": SPLITS_FILE,
+            "sizes": {name: len(ids) for name, ids in self.ids.items()},
+            "digests": {name: fingerprint(ids) for name, ids in self.ids.items()},
+        }
 
 
 def record_splits(run: Run, splits: DataSplits, resume: bool = False) -> None:
@@ -87,11 +90,16 @@ def record_splits(run: Run, splits: DataSplits, resume: bool = False) -> None:
     run.provenance[META] = splits.summary()
     recorded = read_splits(run) if resume else None
     if recorded is not None:
-        changed = [name for name in SPLIT_ORDER
-                   if fingerprint(recorded.ids.get(name, [])) != fingerprint(splits.ids.get(name, []))]
+        changed = [
+            name
+            for name in SPLIT_ORDER
+            if fingerprint(recorded.ids.get(name, [])) != fingerprint(splits.ids.get(name, []))
+        ]
         if changed:
-            raise RunError(f"--resume: the data now splits differently ({', '.join(changed)} changed since "
-                           f"{run.dir} started); resume with the run's own --data, or start a new run")
+            raise RunError(
+                f"--resume: the data now splits differently ({', '.join(changed)} changed since "
+                f"{run.dir} started); resume with the run's own --data, or start a new run"
+            )
         return
     trained = set(splits.ids.get(TRAIN, []))
     for name in (VALIDATION, TEST):
@@ -128,8 +136,10 @@ def eval_split(requested: str | None, available: Sequence[str]) -> str:
     for name in (TEST, VALIDATION):
         if name in available:
             return name
-    raise ConfigError(f"this run has no held-out split (it has: {', '.join(available) or 'none'}); "
-                      "pass --split train to score the training examples on purpose")
+    raise ConfigError(
+        f"this run has no held-out split (it has: {', '.join(available) or 'none'}); "
+        "pass --split train to score the training examples on purpose"
+    )
 
 
 def held_out(run: Run, split: str, ids: Sequence[str]) -> list[int]:
@@ -141,19 +151,25 @@ def held_out(run: Run, split: str, ids: Sequence[str]) -> list[int]:
     if recorded is None:
         from dlkit.core.progress import warn
 
-        warn(f"{run.dir} has no {SPLITS_FILE} (made by an older dlkit): cannot check that the {split} examples "
-             "were not trained on")
+        warn(
+            f"{run.dir} has no {SPLITS_FILE} (made by an older dlkit): cannot check that the {split} examples "
+            "were not trained on"
+        )
         return list(range(len(ids)))
     trained = set(recorded.ids.get(TRAIN, []))
     keep = [i for i, example in enumerate(ids) if example not in trained]
     if len(keep) < len(ids):
         from dlkit.core.progress import warn
 
-        warn(f"{len(ids) - len(keep)} of the {len(ids)} {split} examples were trained on by {run.dir}; "
-             "they are left out of this eval")
+        warn(
+            f"{len(ids) - len(keep)} of the {len(ids)} {split} examples were trained on by {run.dir}; "
+            "they are left out of this eval"
+        )
     if not keep:
-        raise ConfigError(f"every {split} example was trained on by {run.dir}; pass --split train to score "
-                          "training examples on purpose")
+        raise ConfigError(
+            f"every {split} example was trained on by {run.dir}; pass --split train to score "
+            "training examples on purpose"
+        )
     return keep
 
 
@@ -191,4 +207,3 @@ def split_fields(split: str, size: int, trained_left_out: int = 0) -> dict[str, 
     if trained_left_out:
         fields["trained_examples_left_out"] = trained_left_out
     return fields
-

@@ -97,7 +97,7 @@ class Task(abc.ABC):
         import torch
 
         order = torch.randperm(len(dataset), generator=gen).tolist()
-        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
     def num_items(self, batch: Any) -> int:
         return batch_size(batch)
@@ -120,8 +120,10 @@ class Task(abc.ABC):
         return {}
 
     def card_info(self) -> CardInfo:
-        return CardInfo(usage='from safetensors.torch import load_file\n'
-                              'state_dict = load_file("model.safetensors")  # the weights of the trained model')
+        return CardInfo(
+            usage="from safetensors.torch import load_file\n"
+            'state_dict = load_file("model.safetensors")  # the weights of the trained model'
+        )
 
     def summary(self) -> dict[str, Any]:
         return {}
@@ -147,8 +149,10 @@ def check_task(task: object) -> None:
                 continue
             close = difflib.get_close_matches(name, HOOKS, n=1, cutoff=0.85)
             if close:
-                raise TypeError(f"{type(task).__name__}.{name} is not a Task hook and would never be called; "
-                                f"did you mean {close[0]}?")
+                raise TypeError(
+                    f"{type(task).__name__}.{name} is not a Task hook and would never be called; "
+                    f"did you mean {close[0]}?"
+                )
 
 
 def batch_size(batch: Any) -> int:

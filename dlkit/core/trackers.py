@@ -43,8 +43,9 @@ def tracker_names(spec: str, flag: str = "--report-to") -> list[str]:
     unknown = [n for n in names if n not in TRACKERS]
     if unknown or "none" in names:
         bad = ", ".join(unknown) if unknown else "none (with other trackers)"
-        raise ConfigError(f"{flag} {spec}: unknown tracker {bad}; choose none or a comma-separated list of "
-                          f"{', '.join(TRACKERS)}")
+        raise ConfigError(
+            f"{flag} {spec}: unknown tracker {bad}; choose none or a comma-separated list of {', '.join(TRACKERS)}"
+        )
     return names
 
 
@@ -53,8 +54,9 @@ def check_installed(names: list[str], flag: str = "--report-to") -> None:
     missing = [n for n in names if importlib.util.find_spec(TRACKERS[n][0]) is None]
     if missing:
         packages = " ".join(TRACKERS[n][1] for n in missing)
-        raise MissingExtraError(f"{flag} {','.join(missing)}: the package is not installed; install it with: "
-                                f"pip install {packages}")
+        raise MissingExtraError(
+            f"{flag} {','.join(missing)}: the package is not installed; install it with: pip install {packages}"
+        )
 
 
 def build_trackers(names: list[str], run: Run) -> list[Any]:
@@ -67,8 +69,7 @@ def build_trackers(names: list[str], run: Run) -> list[Any]:
         if name == "tensorboard":
             trackers.append(TensorBoardTracker(TENSORBOARD_FOLDER, str(run.dir)))
         elif name == "wandb":
-            trackers.append(WandBTracker(os.environ.get("WANDB_PROJECT", project), name=run.dir.name,
-                                         dir=str(run.dir)))
+            trackers.append(WandBTracker(os.environ.get("WANDB_PROJECT", project), name=run.dir.name, dir=str(run.dir)))
         elif name == "mlflow":
             trackers.append(MLflowTracker(experiment_name=project, run_name=run.dir.name))
         else:  # by name: Accelerate builds it, configured by its own environment variables

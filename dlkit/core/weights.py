@@ -61,8 +61,10 @@ def check_file(path: str | Path, flag: str | None = None) -> Kind:
     elif kind in ("zip-pickle", "pickle"):
         _load_pickle(path, where)
     else:
-        raise WeightsError(f"{where}: not a weights file dlkit reads (neither safetensors nor a torch pickle), or "
-                           f"it is truncated or corrupt{_hint(path)}")
+        raise WeightsError(
+            f"{where}: not a weights file dlkit reads (neither safetensors nor a torch pickle), or "
+            f"it is truncated or corrupt{_hint(path)}"
+        )
     return kind
 
 
@@ -73,8 +75,9 @@ def _check_safetensors(path: Path, where: str) -> None:
         with safe_open(str(path), framework="pt"):
             pass  # the header is parsed and the data length checked against the file size
     except Exception as exc:  # SafetensorError: truncated, bad header...
-        raise WeightsError(f"{where}: the safetensors file is truncated or corrupt ({_reason(exc)}){_hint(path)}") \
-            from None
+        raise WeightsError(
+            f"{where}: the safetensors file is truncated or corrupt ({_reason(exc)}){_hint(path)}"
+        ) from None
 
 
 def _load_pickle(path: Path, where: str) -> Any:
@@ -91,9 +94,10 @@ def _load_pickle(path: Path, where: str) -> Any:
         if "WeightsUnpickler error" in text:
             after = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()
             reason = after[0].split(" was not")[0].strip() if after else "not plain tensors"
-            raise WeightsError(f"{where} is a pickle that torch.load(weights_only=True) refuses ({reason}); dlkit "
-                               "does not run code from weight files: convert it to safetensors where you trust it") \
-                from None
+            raise WeightsError(
+                f"{where} is a pickle that torch.load(weights_only=True) refuses ({reason}); dlkit "
+                "does not run code from weight files: convert it to safetensors where you trust it"
+            ) from None
         raise WeightsError(f"{where}: the pickle is truncated or corrupt ({_reason(exc)}){_hint(path)}") from None
     except Exception as exc:  # EOFError, RuntimeError from a truncated zip...
         raise WeightsError(f"{where}: the pickle is truncated or corrupt ({_reason(exc)}){_hint(path)}") from None
@@ -129,9 +133,14 @@ def load_into(model: torch.nn.Module, path: str | Path, flag: str | None = None)
         else:
             missing, unexpected = model.load_state_dict(load_state_dict(path, flag), strict=False)
     if missing or unexpected:
-        what = "; ".join(part for part in (f"missing {', '.join(sorted(missing)[:3])}" if missing else "",
-                                           f"unexpected {', '.join(sorted(unexpected)[:3])}" if unexpected else "")
-                         if part)
+        what = "; ".join(
+            part
+            for part in (
+                f"missing {', '.join(sorted(missing)[:3])}" if missing else "",
+                f"unexpected {', '.join(sorted(unexpected)[:3])}" if unexpected else "",
+            )
+            if part
+        )
         raise WeightsError(f"{path}: does not fit the model ({what}){_hint(path)}")
     return model
 
@@ -175,8 +184,9 @@ def loading(path: str | Path, flag: str | None = None) -> Iterator[None]:
         if type(exc).__name__ != "SafetensorError":
             raise
         where = f"{flag} {path}" if flag else str(path)
-        raise WeightsError(f"{where}: the safetensors file is truncated or corrupt ({_reason(exc)})"
-                           f"{_hint(Path(path))}") from None
+        raise WeightsError(
+            f"{where}: the safetensors file is truncated or corrupt ({_reason(exc)}){_hint(Path(path))}"
+        ) from None
 
 
 def _reason(exc: BaseException) -> str:
@@ -194,8 +204,10 @@ def _hint(path: Path) -> str:
     checkpoints = sorted((run[0] / "checkpoints").glob("step_*")) if (run[0] / "checkpoints").is_dir() else []
     again = f"dlkit {group} train --config {run[0] / 'config.json'} --output-dir {run[0]}"
     if checkpoints and path.is_relative_to(run[0] / "checkpoints" / "final"):
-        return (f"; the run's newest checkpoint is {checkpoints[-1]}: `{again} --resume` writes the final model "
-                "again from it")
+        return (
+            f"; the run's newest checkpoint is {checkpoints[-1]}: `{again} --resume` writes the final model "
+            "again from it"
+        )
     if checkpoints and not path.is_relative_to(checkpoints[-1]):
         return f"; use the run's newest checkpoint {checkpoints[-1]} (`{again} --resume`), or train the run again"
     return f"; the run has no other checkpoint to recover from: train it again (`{again} --overwrite`)"

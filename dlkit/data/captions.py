@@ -31,23 +31,27 @@ from dlkit.data.images import open_image
 SPLITS = ("train", "val", "test")
 
 
-
-SPLIT_ALIASES = {"train": "train", "restval": "train", "val": "val", "dev": "val", "validation": "val",
-                 "valid": "val", "test": "test"}
-
+SPLIT_ALIASES = {
+    "train": "train",
+    "restval": "train",
+    "val": "val",
+    "dev": "val",
+    "validation": "val",
+    "valid": "val",
+    "test": "test",
+}
 
 
 IMAGE_DIRS = ("Images", "images", "Flicker8k_Dataset", "Flickr8k_Dataset", "flickr30k_images", "")
 
 
-
 PREPARED_FILE = "prepared.json"
 
 
-
-LOOKED_FOR = (f"{PREPARED_FILE}, captions.txt + Images/, Flickr8k.token.txt + Flicker8k_Dataset/, "
-              "dataset_flickr8k.json, captions_*.json")
-
+LOOKED_FOR = (
+    f"{PREPARED_FILE}, captions.txt + Images/, Flickr8k.token.txt + Flicker8k_Dataset/, "
+    "dataset_flickr8k.json, captions_*.json"
+)
 
 
 @dataclass
@@ -57,11 +61,8 @@ class CaptionRecord:
     split: str | None = None  # train / val / test when the dataset says so
 
 
-
 def new_stats(layout: str) -> dict[str, Any]:
-    return {"images": 0, "captions": 0, "skipped_missing_images": 0, "skipped_empty_captions": 0,
-            "layout": layout}
-
+    return {"images": 0, "captions": 0, "skipped_missing_images": 0, "skipped_empty_captions": 0, "layout": layout}
 
 
 def load_caption_records(spec: str, strict: bool = False) -> tuple[list[CaptionRecord], dict[str, Any]]:
@@ -84,15 +85,23 @@ def load_caption_records(spec: str, strict: bool = False) -> tuple[list[CaptionR
     return _local(source.path, strict)
 
 
-
 def _local(path: Path, strict: bool) -> tuple[list[CaptionRecord], dict[str, Any]]:
     if path.is_file():
         folder, files = path.parent, [path]
     else:
         folder = path
-        files = [folder / name for name in (PREPARED_FILE, "captions.txt", "Flickr8k.token.txt",
-                                            "Flickr8k_text/Flickr8k.token.txt", "dataset_flickr8k.json",
-                                            "dataset_flickr30k.json", "dataset_coco.json")]
+        files = [
+            folder / name
+            for name in (
+                PREPARED_FILE,
+                "captions.txt",
+                "Flickr8k.token.txt",
+                "Flickr8k_text/Flickr8k.token.txt",
+                "dataset_flickr8k.json",
+                "dataset_flickr30k.json",
+                "dataset_coco.json",
+            )
+        ]
         files += sorted(folder.glob("captions_*.json")) + sorted(folder.glob("annotations/captions_*.json"))
     for file in files:
         if not file.is_file():
@@ -114,12 +123,10 @@ def _local(path: Path, strict: bool) -> tuple[list[CaptionRecord], dict[str, Any
     raise DataError(f"{path}: no image-caption layout recognised; looked for {LOOKED_FOR}")
 
 
-
 def _looks_like_token_file(file: Path) -> bool:
     with open(file, encoding="utf-8", errors="replace") as fh:
         first = fh.readline()
     return "\t" in first and "#" in first.split("\t", 1)[0]
-
 
 
 def read_json_file(file: Path) -> Any:
@@ -127,7 +134,6 @@ def read_json_file(file: Path) -> Any:
         return json.loads(file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{file}: not valid JSON ({exc})") from None
-
 
 
 class _Collector:
@@ -175,7 +181,6 @@ class _Collector:
         return records, self.stats
 
 
-
 def _kaggle(folder: Path, file: Path, strict: bool) -> tuple[list[CaptionRecord], dict[str, Any]]:
     images = _image_dir(folder, ("Images", "images", ""))
     out = _Collector("kaggle", strict)
@@ -187,7 +192,6 @@ def _kaggle(folder: Path, file: Path, strict: bool) -> tuple[list[CaptionRecord]
             caption = ",".join(row[1:]) if len(row) > 1 else None  # unquoted commas inside a caption
             out.add(path_inside(folder, name, f"{file}:{lineno}", images), caption, f"{file}:{lineno}")
     return out.result(file)
-
 
 
 def _original(folder: Path, file: Path, strict: bool) -> tuple[list[CaptionRecord], dict[str, Any]]:
@@ -206,10 +210,10 @@ def _original(folder: Path, file: Path, strict: bool) -> tuple[list[CaptionRecor
                 continue
             key, _, caption = line.rstrip("\n").partition("\t")
             name = key.split("#", 1)[0].strip()
-            out.add(path_inside(folder, name, f"{file}:{lineno}", images), caption, f"{file}:{lineno}",
-                    splits.get(name))
+            out.add(
+                path_inside(folder, name, f"{file}:{lineno}", images), caption, f"{file}:{lineno}", splits.get(name)
+            )
     return out.result(file)
-
 
 
 def _karpathy(folder: Path, file: Path, data: dict, strict: bool) -> tuple[list[CaptionRecord], dict[str, Any]]:
@@ -226,7 +230,6 @@ def _karpathy(folder: Path, file: Path, data: dict, strict: bool) -> tuple[list[
             raw = sentence.get("raw") if isinstance(sentence, dict) else sentence
             out.add(path, raw, f"{file}: images[{index}] ({name})", split)
     return out.result(file)
-
 
 
 def _coco(files: list[Path], data: dict, strict: bool) -> tuple[list[CaptionRecord], dict[str, Any]]:
@@ -253,13 +256,11 @@ def _coco(files: list[Path], data: dict, strict: bool) -> tuple[list[CaptionReco
     return out.result(file)
 
 
-
 def _image_dir(folder: Path, names: Sequence[str]) -> Path:
     for name in names:
         if name and (folder / name).is_dir():
             return folder / name
     return folder
-
 
 
 def _prepared(file: Path) -> tuple[list[CaptionRecord], dict[str, Any]]:
@@ -273,7 +274,6 @@ def _prepared(file: Path) -> tuple[list[CaptionRecord], dict[str, Any]]:
     return records, stats
 
 
-
 def write_prepared(folder: Path, records: Sequence[CaptionRecord], stats: dict[str, Any]) -> Path:
     """Save records (with their split) so `--data FOLDER` reads them back as the 'prepared' layout."""
     path = Path(folder) / PREPARED_FILE
@@ -281,15 +281,12 @@ def write_prepared(folder: Path, records: Sequence[CaptionRecord], stats: dict[s
     return path
 
 
-
 def _hub(repo_id: str, strict: bool) -> tuple[list[CaptionRecord], dict[str, Any]]:
     from datasets import load_dataset
-
 
     dataset = load_dataset(repo_id)
     slug = re.sub(r"[^\w.-]+", "--", repo_id)
     return records_from_hf(dataset, cache_dir() / "caption-hub" / slug, strict)
-
 
 
 def records_from_hf(dataset: Any, image_root: Path, strict: bool = False) -> tuple[list[CaptionRecord], dict]:
@@ -301,13 +298,22 @@ def records_from_hf(dataset: Any, image_root: Path, strict: bool = False) -> tup
     for split_name, part in splits.items():
         features = part.features
         image_col = next((k for k, f in features.items() if isinstance(f, Image)), None)
-        text_cols = [k for k, f in features.items()
-                     if (isinstance(f, Value) and f.dtype in ("string", "large_string")
-                         or isinstance(f, (Sequence, list)) and _is_text_list(f))
-                     and re.search(r"caption|sentence|text|raw", k, re.I)]
+        text_cols = [
+            k
+            for k, f in features.items()
+            if (
+                isinstance(f, Value)
+                and f.dtype in ("string", "large_string")
+                or isinstance(f, (Sequence, list))
+                and _is_text_list(f)
+            )
+            and re.search(r"caption|sentence|text|raw", k, re.I)
+        ]
         if image_col is None or not text_cols:
-            raise DataError(f"Hub dataset split {split_name!r} needs an Image column and caption columns "
-                            f"(found {', '.join(features)})")
+            raise DataError(
+                f"Hub dataset split {split_name!r} needs an Image column and caption columns "
+                f"(found {', '.join(features)})"
+            )
         folder = image_root / split_name
         folder.mkdir(parents=True, exist_ok=True)
         split = SPLIT_ALIASES.get(split_name.lower(), split_name)
@@ -324,11 +330,9 @@ def records_from_hf(dataset: Any, image_root: Path, strict: bool = False) -> tup
     return out.result(str(image_root))
 
 
-
 def _is_text_list(feature: Any) -> bool:
     inner = getattr(feature, "feature", feature[0] if isinstance(feature, list) and feature else None)
     return getattr(inner, "dtype", None) in ("string", "large_string")
-
 
 
 def _suffix(image: dict) -> str:
@@ -336,12 +340,10 @@ def _suffix(image: dict) -> str:
     return suffix if suffix in (".jpg", ".jpeg", ".png", ".webp", ".bmp") else ".png"
 
 
-
 def _image_bytes(image: dict) -> bytes:
     if image.get("bytes"):
         return image["bytes"]
     return Path(image["path"]).read_bytes()
-
 
 
 def readable_records(records: Sequence[CaptionRecord], strict: bool = False) -> tuple[list[CaptionRecord], int]:
@@ -359,10 +361,12 @@ def readable_records(records: Sequence[CaptionRecord], strict: bool = False) -> 
     return kept, skipped
 
 
-
-def split_records(records: Sequence[CaptionRecord], seed: int = 0,
-                  fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-                  keep_given: bool = True) -> dict[str, list[CaptionRecord]]:
+def split_records(
+    records: Sequence[CaptionRecord],
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    keep_given: bool = True,
+) -> dict[str, list[CaptionRecord]]:
     """Train/val/test BY IMAGE. A dataset that names all three splits keeps them (`keep_given`);
     otherwise the images are shuffled with `seed` and cut 80/10/10. Records get their split set."""
     if keep_given and splits_given(records):
@@ -380,8 +384,8 @@ def split_records(records: Sequence[CaptionRecord], seed: int = 0,
         n_val = max(n_val, 1)
         n_train = min(max(n_train, 1), n - n_val - 1)
     assignment = {img: "train" for img in images[:n_train]}
-    assignment.update({img: "val" for img in images[n_train:n_train + n_val]})
-    assignment.update({img: "test" for img in images[n_train + n_val:]})
+    assignment.update({img: "val" for img in images[n_train : n_train + n_val]})
+    assignment.update({img: "test" for img in images[n_train + n_val :]})
     out = {s: [] for s in SPLITS}
     for record in records:
         record.split = assignment[record.image]

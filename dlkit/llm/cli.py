@@ -18,8 +18,12 @@ from dlkit.llm.config import (
     ReasonConfig,
 )
 
-app = group_app("llm", "Instruction fine-tuning of causal LMs: every PEFT method and partial unfreezing, "
-                "compared side by side.", extra="llm", requires=("transformers", "peft"))
+app = group_app(
+    "llm",
+    "Instruction fine-tuning of causal LMs: every PEFT method and partial unfreezing, compared side by side.",
+    extra="llm",
+    requires=("transformers", "peft"),
+)
 
 
 @config_command(app, PrepareConfig)
@@ -31,8 +35,9 @@ def prepare(cfg: PrepareConfig) -> None:
     from dlkit.llm.prepare import prepare as run_prepare
 
     stats = run_prepare(cfg)
-    progress.emit(stats, progress.metrics_table({k: v for k, v in stats.items() if not isinstance(v, dict)},
-                                                title="prepare"))
+    progress.emit(
+        stats, progress.metrics_table({k: v for k, v in stats.items() if not isinstance(v, dict)}, title="prepare")
+    )
 
 
 @config_command(app, LlmConfig)
@@ -72,8 +77,10 @@ def eval_(cfg: EvalConfig) -> None:
     from dlkit.llm.evaluate import evaluate as run_evaluate
 
     metrics = run_evaluate(cfg)
-    progress.emit(metrics, progress.metrics_table(metrics, title=f"eval ({metrics['split']}, "
-                                                               f"{metrics['split_size']} conversations)"))
+    progress.emit(
+        metrics,
+        progress.metrics_table(metrics, title=f"eval ({metrics['split']}, {metrics['split_size']} conversations)"),
+    )
 
 
 @config_command(app, GenerateConfig)
@@ -124,9 +131,11 @@ def _inspect_table(report: dict):
         table.add_column(col, justify="right" if col in ("trainable", "%") else "left")
     for row in report["methods"]:
         table.add_row(row["method"], row["family"], f"{row['trainable_params']:,}", f"{row['trainable_pct']:.3f}")
-    head = (f"{report['arch']}: {report['num_layers']} layers, hidden {report['hidden_size']}, vocab "
-            f"{report['vocab_size']}\nlayer 0: {report['layer']}\ncandidate target modules: "
-            f"{', '.join(report['candidate_target_modules'])} (default: {', '.join(report['default_target_modules'])})")
+    head = (
+        f"{report['arch']}: {report['num_layers']} layers, hidden {report['hidden_size']}, vocab "
+        f"{report['vocab_size']}\nlayer 0: {report['layer']}\ncandidate target modules: "
+        f"{', '.join(report['candidate_target_modules'])} (default: {', '.join(report['default_target_modules'])})"
+    )
     return Group(head, table)
 
 
@@ -189,11 +198,19 @@ def reason(cfg: ReasonConfig) -> None:
 def _reason_table(result: dict):
     from rich.table import Table
 
-    table = Table(title=f"{result['model']} on {result['data']}: {result['questions']} questions "
-                        f"({result['language']}, {result['shots']} shots)")
+    table = Table(
+        title=f"{result['model']} on {result['data']}: {result['questions']} questions "
+        f"({result['language']}, {result['shots']} shots)"
+    )
     for col in ("strategy", "accuracy", "correct", "samples", "tokens/question", "s/question"):
         table.add_column(col, justify="left" if col == "strategy" else "right")
     for row in result["strategies"]:
-        table.add_row(row["strategy"], f"{row['accuracy']:.3f}", str(row["correct"]), str(row["samples"]),
-                      f"{row['mean_generated_tokens']:.1f}", f"{row['seconds_per_question']:.3f}")
+        table.add_row(
+            row["strategy"],
+            f"{row['accuracy']:.3f}",
+            str(row["correct"]),
+            str(row["samples"]),
+            f"{row['mean_generated_tokens']:.1f}",
+            f"{row['seconds_per_question']:.3f}",
+        )
     return table

@@ -19,8 +19,10 @@ MAX_NEW_TOKENS = 32  # tokens per generated answer, when neither a flag nor the 
 def check_quantized_method(method: str, quantize: str) -> None:
     """A quantized base stays frozen: only PEFT methods train on one."""
     if quantize != "none" and not METHODS[method].peft:
-        raise ConfigError(f"--quantize {quantize}: --method {method} updates the base weights, which a quantized "
-                          "base holds as integers; use a PEFT method (lora, dora, ia3, prompt...) or --quantize none")
+        raise ConfigError(
+            f"--quantize {quantize}: --method {method} updates the base weights, which a quantized "
+            "base holds as integers; use a PEFT method (lora, dora, ia3, prompt...) or --quantize none"
+        )
 
 
 def check_quantize_extra(quantize: str) -> None:
@@ -28,8 +30,9 @@ def check_quantize_extra(quantize: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise MissingExtraError(f"--quantize {quantize} needs bitsandbytes; install it with: "
-                                "pip install 'dlkit[quantize]'")
+        raise MissingExtraError(
+            f"--quantize {quantize} needs bitsandbytes; install it with: pip install 'dlkit[quantize]'"
+        )
 
 
 def default_lrs() -> str:
@@ -44,13 +47,25 @@ def default_lrs() -> str:
 class DataConfig:
     """What `prepare`, `train` and `eval` share about turning rows into training examples."""
 
-    data: str = opt("builtin:instruct", "Conversations: builtin:instruct[-fa], a JSON/JSONL/CSV/parquet file or a "
-                    "Hub dataset id (ShareGPT, OpenAI messages or alpaca rows).", path="data")
-    model: str = opt("builtin:tiny-llama", f"Base model: {listed('llm', 'model')}, a local "
-                     "save_pretrained folder or a Hub id (google/gemma-2-2b, meta-llama/Llama-3.2-3B).", path="model")
+    data: str = opt(
+        "builtin:instruct",
+        "Conversations: builtin:instruct[-fa], a JSON/JSONL/CSV/parquet file or a "
+        "Hub dataset id (ShareGPT, OpenAI messages or alpaca rows).",
+        path="data",
+    )
+    model: str = opt(
+        "builtin:tiny-llama",
+        f"Base model: {listed('llm', 'model')}, a local "
+        "save_pretrained folder or a Hub id (google/gemma-2-2b, meta-llama/Llama-3.2-3B).",
+        path="model",
+    )
     format: Format = opt("auto", "Row format; auto-detected from the columns unless forced.")
-    max_length: int = opt(512, "Tokens per conversation; a longer one is truncated (its prompt keeps its end; "
-                          "counted) or dropped. Prompts at generation are cut to it too.", min=8)
+    max_length: int = opt(
+        512,
+        "Tokens per conversation; a longer one is truncated (its prompt keeps its end; "
+        "counted) or dropped. Prompts at generation are cut to it too.",
+        min=8,
+    )
     drop_long: bool = opt(False, "Drop conversations longer than --max-length instead of truncating them.")
     val_size: float = opt(0.1, "Validation share of the rows (a fraction < 1 or a row count).", min=0)
     test_size: float = opt(0.1, "Test share of the rows, used by `llm eval` for generation metrics.", min=0)
@@ -61,22 +76,27 @@ class DataConfig:
         for name in ("val_size", "test_size"):
             value = getattr(self, name)
             if value >= 1 and value != int(value):
-                raise ConfigError(f"--{name.replace('_', '-')} {value:g}: a share must be a fraction below 1 and a "
-                                  "number of rows a whole number")
+                raise ConfigError(
+                    f"--{name.replace('_', '-')} {value:g}: a share must be a fraction below 1 and a "
+                    "number of rows a whole number"
+                )
         if self.val_size < 1 and self.test_size < 1 and self.val_size + self.test_size >= 1:
-            raise ConfigError(f"--val-size + --test-size must leave rows for training (got {self.val_size} + "
-                              f"{self.test_size})")
+            raise ConfigError(
+                f"--val-size + --test-size must leave rows for training (got {self.val_size} + {self.test_size})"
+            )
 
 
 @dataclass
 class PrepareConfig(DataConfig):
     """`dlkit llm prepare`."""
 
-    output_dir: str = opt("runs/llm/prepare", "Where plots/lengths.png, stats.json and the split JSONL files go.",
-                          path="output")
+    output_dir: str = opt(
+        "runs/llm/prepare", "Where plots/lengths.png, stats.json and the split JSONL files go.", path="output"
+    )
     samples: int = opt(2, "Rendered conversations to print.", min=0)
-    overwrite: bool = opt(False, "Replace what an earlier `llm prepare` wrote in --output-dir (only its files).",
-                          saved=False)
+    overwrite: bool = opt(
+        False, "Replace what an earlier `llm prepare` wrote in --output-dir (only its files).", saved=False
+    )
 
     command: ClassVar[tuple[str, str]] = ("llm", "prepare")
 
@@ -84,8 +104,10 @@ class PrepareConfig(DataConfig):
         self.validate_data()
 
 
-LR_HELP = (f"Peak learning rate. Default: the method's rate for the builtin tiny models ({default_lrs()}); real "
-           "models want less (see examples/llm).")
+LR_HELP = (
+    f"Peak learning rate. Default: the method's rate for the builtin tiny models ({default_lrs()}); real "
+    "models want less (see examples/llm)."
+)
 
 
 @dataclass
@@ -98,22 +120,36 @@ class LlmConfig(DataConfig, ShardingConfig):
     lr: float | None = opt(None, LR_HELP, above=0)  # type: ignore[assignment]  # validate() sets the method's
     warmup: float = shared("warmup", 0.05)
     rank: int = opt(8, f"Rank of {'/'.join(named('lora'))} updates.", min=1)
-    alpha: float = opt(16.0, "Scaling numerator of the low-rank update (alpha/rank, or alpha/sqrt(rank) for rslora).",
-                       above=0)
+    alpha: float = opt(
+        16.0, "Scaling numerator of the low-rank update (alpha/rank, or alpha/sqrt(rank) for rslora).", above=0
+    )
     dropout: float = opt(0.05, "Dropout on the adapter's input (LoRA family).", min=0, below=1)
-    target_modules: str | None = opt(None, "Comma-separated module names to adapt; default per architecture "
-                                     "(q_proj,v_proj for Llama/Gemma). See `dlkit llm inspect`.")
+    target_modules: str | None = opt(
+        None,
+        "Comma-separated module names to adapt; default per architecture "
+        "(q_proj,v_proj for Llama/Gemma). See `dlkit llm inspect`.",
+    )
     num_virtual_tokens: int = opt(16, f"Soft-prompt length for {'/'.join(named('soft-prompt'))}.", min=1)
     init_text: str | None = opt(None, "prompt: initialise the soft prompt from the embeddings of this text.")
     unfreeze: str = opt("first2,last2", "partial: decoder layers to train, e.g. first2,last2 or 0,1,-2,-1.")
-    quantize: Literal["none", "4bit", "8bit"] = opt("none", "Hold the frozen base in 4-bit NF4 (double quantisation, "
-                                                   "computing in --precision's dtype: QLoRA) or 8-bit with "
-                                                   "bitsandbytes; PEFT methods only. Needs dlkit[quantize].")
-    packing: bool = opt(False, "Pack conversations into rows of --max-length tokens (per-conversation positions, "
-                        "block-diagonal mask: no attention across conversations); --batch-size counts rows.")
-    neftune_alpha: float = opt(0.0, "NEFTune: uniform noise on the input embeddings while training, scaled "
-                               "alpha/sqrt(L*d) (L: the conversation's tokens without padding, each conversation's "
-                               "own in a packed row; d: hidden size); 0 = off, 5 is the paper's usual value.", min=0)
+    quantize: Literal["none", "4bit", "8bit"] = opt(
+        "none",
+        "Hold the frozen base in 4-bit NF4 (double quantisation, "
+        "computing in --precision's dtype: QLoRA) or 8-bit with "
+        "bitsandbytes; PEFT methods only. Needs dlkit[quantize].",
+    )
+    packing: bool = opt(
+        False,
+        "Pack conversations into rows of --max-length tokens (per-conversation positions, "
+        "block-diagonal mask: no attention across conversations); --batch-size counts rows.",
+    )
+    neftune_alpha: float = opt(
+        0.0,
+        "NEFTune: uniform noise on the input embeddings while training, scaled "
+        "alpha/sqrt(L*d) (L: the conversation's tokens without padding, each conversation's "
+        "own in a packed row; d: hidden size); 0 = off, 5 is the paper's usual value.",
+        min=0,
+    )
     max_new_tokens: int = opt(MAX_NEW_TOKENS, "Tokens generated per answer when sampling and evaluating.", min=1)
     strict: bool = opt(False, "Fail on the first malformed row instead of skipping and counting it.")
 
@@ -127,14 +163,18 @@ class LlmConfig(DataConfig, ShardingConfig):
         super().validate()
         self.validate_data()
         if self.packing and METHODS[self.method].family == "soft-prompt":
-            raise ConfigError(f"--packing does not work with --method {self.method}: virtual tokens are prepended "
-                              "to each row, not to each conversation")
+            raise ConfigError(
+                f"--packing does not work with --method {self.method}: virtual tokens are prepended "
+                "to each row, not to each conversation"
+            )
         if self.quantize != "none":
             check_quantized_method(self.method, self.quantize)
             if self.sharding == "fsdp":
-                raise ConfigError(f"--quantize {self.quantize} with --sharding fsdp: a quantized base is not sharded; "
-                                  "a 4-bit base with a PEFT method fits one GPU per process (use DDP: --sharding "
-                                  "none)")
+                raise ConfigError(
+                    f"--quantize {self.quantize} with --sharding fsdp: a quantized base is not sharded; "
+                    "a 4-bit base with a PEFT method fits one GPU per process (use DDP: --sharding "
+                    "none)"
+                )
             check_quantize_extra(self.quantize)
 
 
@@ -173,10 +213,16 @@ class EvalConfig(RunOrMethod):
     max_new_tokens: int | None = opt(None, MAX_NEW_TOKENS_HELP, min=1, from_run="max_new_tokens")
     batch_size: int = opt(16, "Prompts per generation batch.", min=1)
     limit: int | None = opt(None, "Evaluate only the first N test conversations.", min=1, example="2")
-    bertscore: str | None = opt(None, "Also BERTScore F1 with this encoder (folder or Hub id, e.g. a multilingual "
-                                "BERT for Persian).", path="model")
-    split: str | None = opt(None, "Score one split of the run's data (loss and answers): test, validation, or train "
-                            "(only when asked). Default: val loss on validation, answers on test.")
+    bertscore: str | None = opt(
+        None,
+        "Also BERTScore F1 with this encoder (folder or Hub id, e.g. a multilingual BERT for Persian).",
+        path="model",
+    )
+    split: str | None = opt(
+        None,
+        "Score one split of the run's data (loss and answers): test, validation, or train "
+        "(only when asked). Default: val loss on validation, answers on test.",
+    )
 
     command: ClassVar[tuple[str, str]] = ("llm", "eval")
 
@@ -188,14 +234,18 @@ class EvalConfig(RunOrMethod):
 class GenerateConfig(RunOrMethod):
     """`dlkit llm generate`."""
 
-    model: str | None = opt(None, f"Base model: {listed('llm', 'model')}, a local folder or a Hub id. "
-                            "Default: the run's base with --run, else builtin:tiny-llama.", path="model",
-                            from_run="model", run_bound=True)
+    model: str | None = opt(
+        None,
+        f"Base model: {listed('llm', 'model')}, a local folder or a Hub id. "
+        "Default: the run's base with --run, else builtin:tiny-llama.",
+        path="model",
+        from_run="model",
+        run_bound=True,
+    )
     run: str | None = run_field("llm", "A trained llm run, shown beside the base model.", required=False)
     method: str | None = opt(None, METHOD_HELP)
     prompt: list[str] = opt([], "A question (repeatable).", example="What is the capital of Iran?")
-    prompts_file: str | None = opt(None, "JSONL of {\"prompt\": ...} or a text file, one question per line.",
-                                   path="file")
+    prompts_file: str | None = opt(None, 'JSONL of {"prompt": ...} or a text file, one question per line.', path="file")
     system: str | None = opt(None, "System text (merged into the first turn for Gemma).")
     max_new_tokens: int | None = opt(None, MAX_NEW_TOKENS_HELP, min=1, from_run="max_new_tokens")
 
@@ -211,8 +261,9 @@ class GenerateConfig(RunOrMethod):
 class InspectConfig:
     """`dlkit llm inspect`."""
 
-    model: str = opt("builtin:tiny-llama", f"Base model: {listed('llm', 'model')}, a local folder or a "
-                     "Hub id.", path="model")
+    model: str = opt(
+        "builtin:tiny-llama", f"Base model: {listed('llm', 'model')}, a local folder or a Hub id.", path="model"
+    )
     target_modules: str | None = opt(None, "Modules to adapt (default per architecture).")
     rank: int = opt(8, "Rank for the LoRA family.", min=1)
     num_virtual_tokens: int = opt(16, "Soft-prompt length.", min=1)
@@ -226,17 +277,26 @@ class LlmSweepConfig(SweepConfig):
     """`dlkit llm sweep`: methods (and any --grid) as runs, each also scored on its test split and against the
     untuned model on the same split."""
 
-    methods: str = opt(", ".join(m.name for m in METHODS.values() if m.in_sweep), "Comma-separated methods, one "
-                       "run each (the first axis of the grid; --grid method=... replaces it).", example="lora")
-    config_dir: str | None = opt(None, "Folder of METHOD.yaml files: each method's own settings (--train-config "
-                                       "for methods without one).", path="folder")
+    methods: str = opt(
+        ", ".join(m.name for m in METHODS.values() if m.in_sweep),
+        "Comma-separated methods, one run each (the first axis of the grid; --grid method=... replaces it).",
+        example="lora",
+    )
+    config_dir: str | None = opt(
+        None,
+        "Folder of METHOD.yaml files: each method's own settings (--train-config for methods without one).",
+        path="folder",
+    )
     model: str | None = opt(None, "Base model for every run.", path="model")
     data: str | None = opt(None, "Data for every run.", path="data")
     max_steps: int | None = opt(None, "Steps per run.", min=1, example="1")
     epochs: int | None = opt(None, "Epochs per run.", min=1)
     max_new_tokens: int = opt(MAX_NEW_TOKENS, "Tokens generated per test answer (and by the untuned model).", min=1)
-    output_dir: str = opt("runs/llm/sweep", "Parent folder: one run folder per method and grid point, the untuned "
-                                            "model's scores and the comparison.", path="output")
+    output_dir: str = opt(
+        "runs/llm/sweep",
+        "Parent folder: one run folder per method and grid point, the untuned model's scores and the comparison.",
+        path="output",
+    )
 
     command: ClassVar[tuple[str, str]] = ("llm", "sweep")
 
@@ -248,8 +308,9 @@ class ExportConfig:
     run: str = run_field("llm")
     out: str | None = opt(None, "Output folder (default: RUN/export or RUN/merged).", path="output")
     merge: bool = opt(False, "Merge the adapter into the base weights (plain transformers).")
-    push_to_hub: str | None = opt(None, "Upload the exported folder, with its model card, to this Hub repository "
-                                  "(NAMESPACE/NAME).")
+    push_to_hub: str | None = opt(
+        None, "Upload the exported folder, with its model card, to this Hub repository (NAMESPACE/NAME)."
+    )
     overwrite: bool = opt(False, "Replace an earlier export in --out (only dlkit's files).", saved=False)
 
     command: ClassVar[tuple[str, str]] = ("llm", "export")
@@ -259,12 +320,18 @@ class ExportConfig:
 class ComposeConfig:
     """`dlkit llm compose`."""
 
-    base: str = opt(REQUIRED, "The base model every adapter was trained on.", path="model",
-                    example="builtin:tiny-llama")
-    adapter: list[str] = opt(REQUIRED, "RUN:WEIGHT, repeatable; a negative weight subtracts.", path="run",
-                             run_of="llm", example="{run}:1.0")
-    out: str = opt(REQUIRED, "Output run folder (evaluable with `dlkit llm eval --run`).", path="output",
-                   example="runs/llm/composed")
+    base: str = opt(
+        REQUIRED, "The base model every adapter was trained on.", path="model", example="builtin:tiny-llama"
+    )
+    adapter: list[str] = opt(
+        REQUIRED, "RUN:WEIGHT, repeatable; a negative weight subtracts.", path="run", run_of="llm", example="{run}:1.0"
+    )
+    out: str = opt(
+        REQUIRED,
+        "Output run folder (evaluable with `dlkit llm eval --run`).",
+        path="output",
+        example="runs/llm/composed",
+    )
     eval_data: list[str] = opt([], "Data to score the result on (repeatable).", path="data")
     overwrite: bool = opt(False, "Replace an earlier composition in --out (only dlkit's files).", saved=False)
     max_new_tokens: int = opt(MAX_NEW_TOKENS, "Tokens generated per answer.", min=1)
@@ -279,22 +346,42 @@ STRATEGIES = ("direct", "cot", "fewshot-cot", "self-consistency")
 class ReasonConfig(RunOutput):
     """`dlkit llm reason`."""
 
-    strategies: list[str] = opt(["direct", "cot"], "direct, cot, fewshot-cot or self-consistency; repeat it to "
-                                "compare several.", flags=("--strategy",), choices=STRATEGIES)
-    model: str | None = opt(None, "Model to prompt (builtin, local folder or Hub id). Default: the run's base with "
-                            "--run, else builtin:tiny-llama.", path="model", from_run="model", run_bound=True)
-    run: str | None = run_field("llm", "Prompt a trained llm run (base + adapter) instead of --model.",
-                                required=False)
-    data: str = opt("builtin:reasoning", "Problems with gold answers: builtin:reasoning[-fa], a JSONL/JSON/CSV of "
-                    "question/answer rows (a number, or GSM8K's '... #### N') or a Hub id.", path="data")
+    strategies: list[str] = opt(
+        ["direct", "cot"],
+        "direct, cot, fewshot-cot or self-consistency; repeat it to compare several.",
+        flags=("--strategy",),
+        choices=STRATEGIES,
+    )
+    model: str | None = opt(
+        None,
+        "Model to prompt (builtin, local folder or Hub id). Default: the run's base with "
+        "--run, else builtin:tiny-llama.",
+        path="model",
+        from_run="model",
+        run_bound=True,
+    )
+    run: str | None = run_field("llm", "Prompt a trained llm run (base + adapter) instead of --model.", required=False)
+    data: str = opt(
+        "builtin:reasoning",
+        "Problems with gold answers: builtin:reasoning[-fa], a JSONL/JSON/CSV of "
+        "question/answer rows (a number, or GSM8K's '... #### N') or a Hub id.",
+        path="data",
+    )
     limit: int | None = opt(None, "Score only the first N problems.", min=1, example="2")
     shots: int = opt(4, "Worked examples in fewshot-cot (and self-consistency) prompts.", min=0)
-    shots_file: str | None = opt(None, "Take the shots from this file (same layout as --data); default: the first "
-                                 "--shots problems of --data, which are then not scored.", path="file")
+    shots_file: str | None = opt(
+        None,
+        "Take the shots from this file (same layout as --data); default: the first "
+        "--shots problems of --data, which are then not scored.",
+        path="file",
+    )
     samples: int = opt(5, "self-consistency: completions sampled per question.", min=1)
     temperature: float = opt(0.7, "self-consistency: sampling temperature.", min=0)
-    trigger: str | None = opt(None, "Zero-shot CoT trigger; default \"Let's think step by step.\" or its Persian "
-                              "equivalent, by the data's language.")
+    trigger: str | None = opt(
+        None,
+        'Zero-shot CoT trigger; default "Let\'s think step by step." or its Persian '
+        "equivalent, by the data's language.",
+    )
     max_new_tokens: int = opt(128, "Tokens generated per completion.", min=1, example="8")
     batch_size: int = opt(16, "Prompts per generation batch.", min=1)
     seed: int = opt(0, "Seed of the sampled completions.")
@@ -306,8 +393,10 @@ class ReasonConfig(RunOutput):
         if not self.strategies:
             raise ConfigError(f"--strategy: give at least one of {', '.join(STRATEGIES)}")
         if "self-consistency" in self.strategies and self.temperature <= 0:
-            raise ConfigError(f"--temperature must be > 0 for self-consistency (got {self.temperature}); "
-                              "greedy samples would all be the same")
+            raise ConfigError(
+                f"--temperature must be > 0 for self-consistency (got {self.temperature}); "
+                "greedy samples would all be the same"
+            )
         if "fewshot-cot" in self.strategies and self.shots == 0:
             raise ConfigError("--strategy fewshot-cot needs --shots >= 1")
         if self.run is None:
@@ -328,8 +417,12 @@ class PlanConfig(PlanOptions):
     unfreeze: str = shared("unfreeze", "first2,last2", LlmConfig)
     quantize: Literal["none", "4bit", "8bit"] = shared("quantize", "none", LlmConfig)
     batch_size: int = opt(8, "Rows per micro-batch per process (conversations, or packed rows).", min=1)
-    max_length: int = opt(512, "Tokens per row; the plan counts every row this long and every token scored, an "
-                          "upper bound for shorter or partly labelled conversations.", min=1)
+    max_length: int = opt(
+        512,
+        "Tokens per row; the plan counts every row this long and every token scored, an "
+        "upper bound for shorter or partly labelled conversations.",
+        min=1,
+    )
 
     command: ClassVar[tuple[str, str]] = ("llm", "plan")
 

@@ -30,8 +30,16 @@ from dlkit.core.progress import warn
 from dlkit.core.splits import DataSplits, example_id
 
 IGNORE = -100
-ROLE_ALIASES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                "model": "assistant", "chatgpt": "assistant", "bot": "assistant"}
+ROLE_ALIASES = {
+    "system": "system",
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "model": "assistant",
+    "chatgpt": "assistant",
+    "bot": "assistant",
+}
 END_OF_TURN = ("<|eot_id|>", "<end_of_turn>", "<|im_end|>", "<|end|>", "</s>")
 MEGABATCH = 50  # batches sorted by length together: larger = less padding, less random order
 FORMAT_COLUMNS = {"sharegpt": ("conversations",), "openai": ("messages",), "alpaca": ("instruction", "output")}
@@ -82,8 +90,13 @@ def expand_instances(rows: list[dict]) -> list[dict]:
             output = instance.get("output", "")
             output = output[0] if isinstance(output, list) and output else output
             own = _text(instance.get("instruction") or "")
-            out.append({"instruction": own if own.strip() else task_instruction,
-                        "input": str(instance.get("input") or ""), "output": str(output or "")})
+            out.append(
+                {
+                    "instruction": own if own.strip() else task_instruction,
+                    "input": str(instance.get("input") or ""),
+                    "output": str(output or ""),
+                }
+            )
     return out
 
 
@@ -114,8 +127,9 @@ def read_file(path: Path) -> tuple[list[dict], int]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
-                        "re-save it as UTF-8") from None
+        raise DataError(
+            f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); re-save it as UTF-8"
+        ) from None
     if not text.strip():
         raise DataError(f"{path}: the file is empty")
     if path.suffix == ".csv":
@@ -133,8 +147,10 @@ def read_file(path: Path) -> tuple[list[dict], int]:
     if isinstance(data, dict):
         lists = [v for v in data.values() if isinstance(v, list)]
         if len(lists) != 1:
-            raise DataError(f"{path}: expected a list of rows (or an object holding one list), got an object with "
-                            f"keys {', '.join(map(str, data))}")
+            raise DataError(
+                f"{path}: expected a list of rows (or an object holding one list), got an object with "
+                f"keys {', '.join(map(str, data))}"
+            )
         data = lists[0]
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
         raise DataError(f"{path}: expected a list of JSON objects")
@@ -185,16 +201,20 @@ def detect_format(rows: list[dict], forced: str = "auto", where: str = "--data")
     if forced != "auto":
         needed = FORMAT_COLUMNS[forced]
         if not set(needed) <= columns and not (forced == "openai" and "message" in columns):
-            raise DataError(f"{where}: --format {forced} needs the column(s) {', '.join(needed)}; "
-                            f"found: {', '.join(sorted(columns))}")
+            raise DataError(
+                f"{where}: --format {forced} needs the column(s) {', '.join(needed)}; "
+                f"found: {', '.join(sorted(columns))}"
+            )
         return forced
     for name, needed in FORMAT_COLUMNS.items():
         if set(needed) <= columns:
             return name
     if "message" in columns:  # universitytehran/SlimOrca (Persian) names its OpenAI-style column "message"
         return "openai"
-    raise DataError(f"{where}: missing columns: expected 'conversations' (ShareGPT), 'messages' (OpenAI) or "
-                    f"'instruction'+'output' (alpaca); found: {', '.join(sorted(columns)) or 'none'}")
+    raise DataError(
+        f"{where}: missing columns: expected 'conversations' (ShareGPT), 'messages' (OpenAI) or "
+        f"'instruction'+'output' (alpaca); found: {', '.join(sorted(columns)) or 'none'}"
+    )
 
 
 def to_messages(row: dict, fmt: str) -> list[dict[str, str]]:
@@ -202,8 +222,10 @@ def to_messages(row: dict, fmt: str) -> list[dict[str, str]]:
     if fmt == "alpaca":
         prompt = str(row["instruction"]).strip()
         extra = str(row.get("input") or "").strip()
-        messages = [{"role": "user", "content": f"{prompt}\n\n{extra}" if extra else prompt},
-                    {"role": "assistant", "content": str(row["output"])}]
+        messages = [
+            {"role": "user", "content": f"{prompt}\n\n{extra}" if extra else prompt},
+            {"role": "assistant", "content": str(row["output"])},
+        ]
         if row.get("system"):
             messages.insert(0, {"role": "system", "content": str(row["system"])})
         return messages
@@ -235,8 +257,9 @@ def merge_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
 
 def supports_system(tokenizer: Any) -> bool:
     try:
-        tokenizer.apply_chat_template([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
-                                      tokenize=False)
+        tokenizer.apply_chat_template(
+            [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}], tokenize=False
+        )
     except Exception:
         return False
     return True
@@ -254,11 +277,13 @@ def assistant_spans(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str
         if message["role"] != "assistant":
             continue
         before = render(tokenizer, messages[:i], generation_prompt=True)
-        through = render(tokenizer, messages[:i + 1])
+        through = render(tokenizer, messages[: i + 1])
         if not (through.startswith(before) and full.startswith(through)):
-            raise DataError("the chat template does not render conversation prefixes as prefixes; "
-                            "assistant tokens cannot be located")
-        turn = through[len(before):]
+            raise DataError(
+                "the chat template does not render conversation prefixes as prefixes; "
+                "assistant tokens cannot be located"
+            )
+        turn = through[len(before) :]
         end = _end_of_turn(turn, tokenizer)
         spans.append((len(before), len(before) + end))
     return full, spans
@@ -304,8 +329,14 @@ class Prepared:
     lengths: list[int] = field(default_factory=list)  # before truncation
 
 
-def conversations_of(rows: list[dict], fmt: str, system_ok: bool, strict: bool = False,
-                     counts: Counter | None = None, where: str = "--data") -> list[list[dict[str, str]]]:
+def conversations_of(
+    rows: list[dict],
+    fmt: str,
+    system_ok: bool,
+    strict: bool = False,
+    counts: Counter | None = None,
+    where: str = "--data",
+) -> list[list[dict[str, str]]]:
     """Rows as message lists; rows without an assistant turn, with an empty user or assistant turn, or
     unreadable are skipped and counted. More than EMPTY_TURN_LIMIT of the rows with an empty turn is an error
     (the file was read with the wrong fields)."""
@@ -323,8 +354,9 @@ def conversations_of(rows: list[dict], fmt: str, system_ok: bool, strict: bool =
         if not any(m["role"] == "assistant" for m in messages):
             counts["no_assistant_turn"] += 1
             continue
-        empty = next((i for i, m in enumerate(messages) if m["role"] in ("user", "assistant")
-                      and not m["content"].strip()), None)
+        empty = next(
+            (i for i, m in enumerate(messages) if m["role"] in ("user", "assistant") and not m["content"].strip()), None
+        )
         if empty is not None:
             location = f"row {index + 1}, {turn_field(fmt, messages, empty)}"
             if strict:
@@ -356,16 +388,23 @@ def check_empty_turns(empty: int, total: int, first: str, where: str, what: str)
         return
     share = empty / max(total, 1)
     if share > EMPTY_TURN_LIMIT:
-        raise DataError(f"{where}: {empty} of {total} rows ({share:.0%}) have an empty {what} (first: {first}); "
-                        f"more than {EMPTY_TURN_LIMIT:.0%} means the rows are read with the wrong fields: check "
-                        "--format and the file's layout")
+        raise DataError(
+            f"{where}: {empty} of {total} rows ({share:.0%}) have an empty {what} (first: {first}); "
+            f"more than {EMPTY_TURN_LIMIT:.0%} means the rows are read with the wrong fields: check "
+            "--format and the file's layout"
+        )
 
     warn(f"{where}: skipped {empty} of {total} rows with an empty {what} (first: {first})")
 
 
-def tokenize_conversations(tokenizer: Any, conversations: list[list[dict[str, str]]], max_length: int,
-                           drop_long: bool = False, counts: Counter | None = None,
-                           strict: bool = False) -> Prepared:
+def tokenize_conversations(
+    tokenizer: Any,
+    conversations: list[list[dict[str, str]]],
+    max_length: int,
+    drop_long: bool = False,
+    counts: Counter | None = None,
+    strict: bool = False,
+) -> Prepared:
     counts = counts if counts is not None else Counter()
     prepared = Prepared([], [], counts)
     for index, messages in enumerate(conversations):
@@ -415,10 +454,12 @@ def split(items: list, val_size: float, test_size: float, seed: int) -> tuple[li
     n_val = int(round(val_size * n)) if val_size < 1 else int(val_size)
     n_test = int(round(test_size * n)) if test_size < 1 else int(test_size)
     if n_val + n_test >= n:
-        raise DataError(f"{n} conversations cannot fill a val split of {n_val} and a test split of {n_test} "
-                        "and leave rows to train on; lower --val-size/--test-size")
+        raise DataError(
+            f"{n} conversations cannot fill a val split of {n_val} and a test split of {n_test} "
+            "and leave rows to train on; lower --val-size/--test-size"
+        )
     pick = [items[i] for i in order]
-    return pick[n_val + n_test:], pick[:n_val], pick[n_val:n_val + n_test]
+    return pick[n_val + n_test :], pick[:n_val], pick[n_val : n_val + n_test]
 
 
 @dataclass
@@ -436,9 +477,14 @@ class Splits:
 
     def data_splits(self) -> DataSplits:
         """Which conversations each split holds (ids: position + content, so a changed file is a new split)."""
-        return DataSplits({"train": self.ids_of(self.train.conversations),
-                           "validation": self.ids_of(self.val.conversations), "test": self.ids_of(self.test)},
-                          self.rule)
+        return DataSplits(
+            {
+                "train": self.ids_of(self.train.conversations),
+                "validation": self.ids_of(self.val.conversations),
+                "test": self.ids_of(self.test),
+            },
+            self.rule,
+        )
 
 
 def build_splits(cfg: Any, tokenizer: Any) -> Splits:
@@ -448,16 +494,21 @@ def build_splits(cfg: Any, tokenizer: Any) -> Splits:
     counts: Counter = Counter()
     if unreadable:
         counts["malformed"] += unreadable
-    conversations = conversations_of(rows, fmt, supports_system(tokenizer), getattr(cfg, "strict", False), counts,
-                                     f"--data {cfg.data}")
+    conversations = conversations_of(
+        rows, fmt, supports_system(tokenizer), getattr(cfg, "strict", False), counts, f"--data {cfg.data}"
+    )
     if not conversations:
-        raise DataError(f"--data {cfg.data}: no usable conversation ({counts['no_assistant_turn']} without an "
-                        f"assistant turn, {counts['empty_turn']} with an empty turn, {counts['malformed']} "
-                        "malformed)")
+        raise DataError(
+            f"--data {cfg.data}: no usable conversation ({counts['no_assistant_turn']} without an "
+            f"assistant turn, {counts['empty_turn']} with an empty turn, {counts['malformed']} "
+            "malformed)"
+        )
     train, val, test = split(conversations, cfg.val_size, cfg.test_size, cfg.split_seed)
     ids = {id(c): example_id(i, json.dumps(c, ensure_ascii=False)) for i, c in enumerate(conversations)}
-    rule = (f"seeded shuffle of the {len(conversations)} conversations (--split-seed {cfg.split_seed}): "
-            f"{len(val)} validation, {len(test)} test, the rest train")
+    rule = (
+        f"seeded shuffle of the {len(conversations)} conversations (--split-seed {cfg.split_seed}): "
+        f"{len(val)} validation, {len(test)} test, the rest train"
+    )
     strict = getattr(cfg, "strict", False)
     train_p = tokenize_conversations(tokenizer, train, cfg.max_length, cfg.drop_long, counts, strict)
     val_p = tokenize_conversations(tokenizer, val, cfg.max_length, cfg.drop_long, Counter(), strict)
@@ -477,7 +528,6 @@ class ListDataset(torch.utils.data.Dataset):
         return self.examples[index]
 
 
-
 def pad_batch(examples: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-pad to the longest example of the batch."""
     width = max(len(e["input_ids"]) for e in examples)
@@ -490,7 +540,6 @@ def pad_batch(examples: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Te
         labels[row, :n] = torch.tensor(e["labels"])
         mask[row, :n] = 1
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
-
 
 
 def pack(examples: list[dict[str, Any]], capacity: int) -> list[dict[str, Any]]:
@@ -521,7 +570,6 @@ def pack(examples: list[dict[str, Any]], capacity: int) -> list[dict[str, Any]]:
     return packed
 
 
-
 def pad_packed(rows: list[dict[str, Any]], pad_id: int, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
     """Right-padded packed rows with a 4D additive mask (B, 1, T, T): causal inside a conversation, nothing
     across conversations or onto padding."""
@@ -537,9 +585,13 @@ def pad_packed(rows: list[dict[str, Any]], pad_id: int, dtype: torch.dtype = tor
     allowed = (doc[:, :, None] == doc[:, None, :]) & (doc[:, None, :] >= 0) & causal
     allowed |= torch.eye(T, dtype=torch.bool)  # padding rows attend to themselves only (no empty softmax)
     mask = torch.zeros((B, 1, T, T), dtype=dtype).masked_fill(~allowed[:, None], torch.finfo(dtype).min)
-    return {"input_ids": batch["input_ids"], "attention_mask": mask, "position_ids": position_ids,
-            "labels": batch["labels"], "token_mask": batch["attention_mask"]}
-
+    return {
+        "input_ids": batch["input_ids"],
+        "attention_mask": mask,
+        "position_ids": position_ids,
+        "labels": batch["labels"],
+        "token_mask": batch["attention_mask"],
+    }
 
 
 def length_grouped_plan(lengths: list[int], batch_size: int, gen: torch.Generator) -> list[list[int]]:
@@ -548,7 +600,7 @@ def length_grouped_plan(lengths: list[int], batch_size: int, gen: torch.Generato
     span = batch_size * MEGABATCH
     batches = []
     for start in range(0, len(order), span):
-        mega = sorted(order[start:start + span], key=lambda i: -lengths[i])
-        batches += [mega[i:i + batch_size] for i in range(0, len(mega), batch_size)]
+        mega = sorted(order[start : start + span], key=lambda i: -lengths[i])
+        batches += [mega[i : i + batch_size] for i in range(0, len(mega), batch_size)]
     shuffled = torch.randperm(len(batches), generator=gen).tolist()
     return [batches[i] for i in shuffled]

@@ -53,15 +53,25 @@ def token_loss(model: Any, tokenizer: Any, examples: list[dict], batch_size: int
 
     def losses() -> Iterator[tuple[torch.Tensor, int]]:
         for i in range(0, len(examples), batch_size):
-            batch = {k: v.to(device) for k, v in pad_batch(examples[i:i + batch_size], tokenizer.pad_token_id).items()}
+            batch = {
+                k: v.to(device) for k, v in pad_batch(examples[i : i + batch_size], tokenizer.pad_token_id).items()
+            }
             yield model(**batch).loss, int((batch["labels"][:, 1:] != IGNORE).sum())
 
     return item_weighted_mean(losses())
 
 
-def score(model: Any, tokenizer: Any, val_examples: list[dict], test_conversations: list[list[dict]],
-          max_new_tokens: int, batch_size: int = 16, bertscore_model: str | None = None,
-          guard: GuardedMetrics | None = None, max_length: int | None = None) -> tuple[dict[str, float], list[dict]]:
+def score(
+    model: Any,
+    tokenizer: Any,
+    val_examples: list[dict],
+    test_conversations: list[list[dict]],
+    max_new_tokens: int,
+    batch_size: int = 16,
+    bertscore_model: str | None = None,
+    guard: GuardedMetrics | None = None,
+    max_length: int | None = None,
+) -> tuple[dict[str, float], list[dict]]:
     """val_loss/val_ppl on tokenised examples and test_* generation metrics (prompts bounded by `max_length`,
     the run's --max-length); plus the predictions. A generation metric that fails is left out and recorded in
     `guard.failed`."""
@@ -73,25 +83,31 @@ def score(model: Any, tokenizer: Any, val_examples: list[dict], test_conversatio
     predictions: list[dict] = []
     if test_conversations:
         prompts, refs = prompts_and_references(tokenizer, test_conversations)
-        answers = generate_texts(model, tokenizer, prompts, max_new_tokens, batch_size, progress=True,
-                                 max_length=max_length)
-        guard.add("exact match/BLEU/chrF/ROUGE-L", lambda: {f"test_{k}": v for k, v in
-                                                            text_metrics(answers, refs).items()})
+        answers = generate_texts(
+            model, tokenizer, prompts, max_new_tokens, batch_size, progress=True, max_length=max_length
+        )
+        guard.add(
+            "exact match/BLEU/chrF/ROUGE-L", lambda: {f"test_{k}": v for k, v in text_metrics(answers, refs).items()}
+        )
         if bertscore_model:
             from dlkit.metrics import bertscore
 
-            guard.add("BERTScore", lambda: {"test_bertscore_f1": bertscore(answers, [[r] for r in refs],
-                                                                           model=bertscore_model)["f1"]})
+            guard.add(
+                "BERTScore",
+                lambda: {"test_bertscore_f1": bertscore(answers, [[r] for r in refs], model=bertscore_model)["f1"]},
+            )
         metrics.update(guard.values)
-        predictions = [{"prompt": p, "prediction": a, "reference": r} for p, a, r in zip(prompts, answers, refs,
-                                                                                          strict=True)]
+        predictions = [
+            {"prompt": p, "prediction": a, "reference": r} for p, a, r in zip(prompts, answers, refs, strict=True)
+        ]
     return metrics, predictions
 
 
 def conversations_from(spec: str, tokenizer: Any, fmt: str = "auto") -> list[list[dict[str, str]]]:
     rows, _ = load_rows(spec)
-    conversations = conversations_of(rows, detect_format(rows, fmt, f"--data {spec}"), supports_system(tokenizer),
-                                     where=f"--data {spec}")
+    conversations = conversations_of(
+        rows, detect_format(rows, fmt, f"--data {spec}"), supports_system(tokenizer), where=f"--data {spec}"
+    )
     if not conversations:
         raise DataError(f"--data {spec}: no conversation with an assistant turn")
     return conversations
@@ -109,16 +125,16 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     model, tokenizer, _ = load_trained(run.dir)
     if data is None:
         splits = build_splits(trained, tokenizer)
-        by_name = {"train": splits.train.conversations, "validation": splits.val.conversations,
-                   "test": splits.test}
+        by_name = {"train": splits.train.conversations, "validation": splits.val.conversations, "test": splits.test}
         part = scored(run, split, {n: splits.ids_of(c) for n, c in by_name.items()})
         loss_name = "validation" if split is None and splits.val.conversations else part.name
     else:
         conversations = conversations_from(data, tokenizer)  # scored as a test set: loss and generation
         whole = canonical(split) if split else split_in_name(data)  # the file is scored whole
         by_name = {whole: conversations}
-        part = scored(run, whole, {whole: [example_id(i, json.dumps(c, ensure_ascii=False))
-                                           for i, c in enumerate(conversations)]})
+        part = scored(
+            run, whole, {whole: [example_id(i, json.dumps(c, ensure_ascii=False)) for i, c in enumerate(conversations)]}
+        )
         loss_name = part.name
     name = part.name
     test = [by_name[name][i] for i in part.keep]
@@ -128,16 +144,25 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     if bertscore_model:
         resolve_model(bertscore_model, "--bertscore")
     guard = GuardedMetrics()
-    metrics, predictions = score(model, tokenizer, loss_examples, test, max_new_tokens, batch_size, bertscore_model,
-                                 guard, trained.max_length)
+    metrics, predictions = score(
+        model, tokenizer, loss_examples, test, max_new_tokens, batch_size, bertscore_model, guard, trained.max_length
+    )
     loss_prefix, prefix = _prefix(loss_name), _prefix(name)
-    metrics = {k.replace("val_", loss_prefix, 1) if k.startswith("val_") else k.replace("test_", prefix, 1): v
-               for k, v in metrics.items()}
-    result = {"data": data or trained.data, **split_fields(name, len(test), part.left_out),
-              "max_new_tokens": max_new_tokens, f"{prefix}examples": len(test), **metrics}
+    metrics = {
+        k.replace("val_", loss_prefix, 1) if k.startswith("val_") else k.replace("test_", prefix, 1): v
+        for k, v in metrics.items()
+    }
+    result = {
+        "data": data or trained.data,
+        **split_fields(name, len(test), part.left_out),
+        "max_new_tokens": max_new_tokens,
+        f"{prefix}examples": len(test),
+        **metrics,
+    }
     run.write_json("eval.json", {**result, **guard.failures()})
-    run.write_text(f"samples/{name}_predictions.jsonl",
-                   "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions))
+    run.write_text(
+        f"samples/{name}_predictions.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions)
+    )
     if data is None:
         run.write_metrics({**run.read_metrics(), **metrics, f"{prefix}examples": len(test)})
         write_card(run.model_dir, run, card_info(read_info(run.model_dir)))  # the card lists the new metrics
@@ -166,7 +191,7 @@ def read_prompts(prompts: list[str], prompts_file: Path | None) -> list[str]:
                 try:
                     items.append(str(json.loads(line)["prompt"]))
                 except (json.JSONDecodeError, KeyError, TypeError):
-                    raise DataError(f"{path}:{number}: expected a JSON object with a \"prompt\" key") from None
+                    raise DataError(f'{path}:{number}: expected a JSON object with a "prompt" key') from None
             else:
                 items.append(line.strip())
     if not items:
@@ -189,14 +214,14 @@ def generate(cfg: GenerateConfig) -> list[dict[str, str]]:
     system_ok = supports_system(tokenizer)
     templated = []
     for question in questions:
-        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user",
-                                                                                     "content": question}]
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
         templated.append(render(tokenizer, messages if system_ok else merge_system(messages), generation_prompt=True))
     untuned = generate_texts(load_model(base), tokenizer, templated, max_new_tokens, max_length=max_length)
     rows = [{"prompt": q, "untuned": a} for q, a in zip(questions, untuned, strict=True)]
     if tuned is not None and run_dir is not None:
-        for row, answer in zip(rows, generate_texts(tuned, tokenizer, templated, max_new_tokens,
-                                                    max_length=max_length), strict=True):
+        for row, answer in zip(
+            rows, generate_texts(tuned, tokenizer, templated, max_new_tokens, max_length=max_length), strict=True
+        ):
             row["tuned"] = answer
         run = Run.open(run_dir, group="llm")
         run.write_text("samples/before_after.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

@@ -89,9 +89,18 @@ def prompt_budget(model: Any, max_new_tokens: int, max_length: int | None = None
 
 
 @torch.no_grad()
-def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int = 32, batch_size: int = 16,
-             use_cache: bool = True, progress: bool = False, temperature: float = 0.0,
-             token_counts: list[int] | None = None, max_length: int | None = None) -> list[str]:
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    max_new_tokens: int = 32,
+    batch_size: int = 16,
+    use_cache: bool = True,
+    progress: bool = False,
+    temperature: float = 0.0,
+    token_counts: list[int] | None = None,
+    max_length: int | None = None,
+) -> list[str]:
     """Greedy answers to already-templated prompts (sampled at `temperature` when it is > 0), batched with
     left padding so every answer starts together. A prompt longer than `prompt_budget` keeps its end (said
     in one line) before any tensor is built. A `token_counts` list receives the number of tokens generated
@@ -102,8 +111,9 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int
     """
     device = next(model.parameters()).device
     soft_prompt = bool(getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False))
-    ids = bound_prompts(tokenizer(prompts, add_special_tokens=False)["input_ids"],
-                        prompt_budget(model, max_new_tokens, max_length))
+    ids = bound_prompts(
+        tokenizer(prompts, add_special_tokens=False)["input_ids"], prompt_budget(model, max_new_tokens, max_length)
+    )
     batches = _batches([len(p) for p in ids], batch_size, same_length=soft_prompt)
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     was_training = model.training
@@ -113,15 +123,24 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int
     stops = stop_ids(tokenizer)
     try:
         with soft_prompt_cache_names(model) if soft_prompt else nullcontext():
-            for batch in (track(batches, "generating", len(batches)) if progress else batches):
-                enc = tokenizer.pad({"input_ids": [ids[i] for i in batch]}, padding=True,
-                                    return_tensors="pt").to(device)
-                out = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                                     max_new_tokens=max_new_tokens, use_cache=use_cache,
-                                     **({"do_sample": True, "temperature": temperature, "top_k": 0}
-                                        if temperature > 0 else {"do_sample": False}),
-                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=stops)
-                new = out[:, enc["input_ids"].shape[1]:]
+            for batch in track(batches, "generating", len(batches)) if progress else batches:
+                enc = tokenizer.pad({"input_ids": [ids[i] for i in batch]}, padding=True, return_tensors="pt").to(
+                    device
+                )
+                out = model.generate(
+                    input_ids=enc["input_ids"],
+                    attention_mask=enc["attention_mask"],
+                    max_new_tokens=max_new_tokens,
+                    use_cache=use_cache,
+                    **(
+                        {"do_sample": True, "temperature": temperature, "top_k": 0}
+                        if temperature > 0
+                        else {"do_sample": False}
+                    ),
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=stops,
+                )
+                new = out[:, enc["input_ids"].shape[1] :]
                 stopped = torch.isin(new, torch.tensor(stops, dtype=new.dtype, device=new.device))
                 ends = torch.where(stopped.any(1), stopped.int().argmax(1) + 1, new.shape[1])
                 for i, end in zip(batch, ends.tolist(), strict=True):
@@ -150,6 +169,9 @@ def exact_match_rate(predictions: list[str], references: list[str]) -> float:
 def text_metrics(predictions: list[str], references: list[str]) -> dict[str, float]:
     """Exact match, BLEU-4, chrF and ROUGE-L (Unicode-aware) of answers against one reference each."""
     refs = [[r] for r in references]
-    return {"exact_match": exact_match_rate(predictions, references),
-            "bleu4": corpus_bleu(predictions, refs)["bleu4"], "chrf": chrf(predictions, refs),
-            "rougeL": rouge(predictions, refs)["rougeL"]}
+    return {
+        "exact_match": exact_match_rate(predictions, references),
+        "bleu4": corpus_bleu(predictions, refs)["bleu4"],
+        "chrf": chrf(predictions, refs),
+        "rougeL": rouge(predictions, refs)["rougeL"],
+    }

@@ -45,10 +45,14 @@ def _prompt(model, cfg, path):
 
     kwargs: dict[str, Any] = {}
     if cfg.init_text:
-        kwargs = {"prompt_tuning_init": PromptTuningInit.TEXT, "prompt_tuning_init_text": cfg.init_text,
-                  "tokenizer_name_or_path": path}
-    return _peft(model, PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=cfg.num_virtual_tokens,
-                                           **kwargs))
+        kwargs = {
+            "prompt_tuning_init": PromptTuningInit.TEXT,
+            "prompt_tuning_init_text": cfg.init_text,
+            "tokenizer_name_or_path": path,
+        }
+    return _peft(
+        model, PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=cfg.num_virtual_tokens, **kwargs)
+    )
 
 
 def _prefix(model, cfg, path):
@@ -66,8 +70,14 @@ def _prefix(model, cfg, path):
 def _ptuning(model, cfg, path):
     from peft import PromptEncoderConfig, TaskType
 
-    return _peft(model, PromptEncoderConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=cfg.num_virtual_tokens,
-                                            encoder_hidden_size=model.config.hidden_size))
+    return _peft(
+        model,
+        PromptEncoderConfig(
+            task_type=TaskType.CAUSAL_LM,
+            num_virtual_tokens=cfg.num_virtual_tokens,
+            encoder_hidden_size=model.config.hidden_size,
+        ),
+    )
 
 
 def _lora(dora: bool = False, rslora: bool = False):
@@ -77,9 +87,18 @@ def _lora(dora: bool = False, rslora: bool = False):
         from dlkit.llm.models import target_modules
 
         targets = target_modules(model, cfg.target_modules)
-        return _peft(model, LoraConfig(task_type=TaskType.CAUSAL_LM, r=cfg.rank, lora_alpha=cfg.alpha,
-                                       lora_dropout=cfg.dropout, target_modules=targets, use_dora=dora,
-                                       use_rslora=rslora))
+        return _peft(
+            model,
+            LoraConfig(
+                task_type=TaskType.CAUSAL_LM,
+                r=cfg.rank,
+                lora_alpha=cfg.alpha,
+                lora_dropout=cfg.dropout,
+                target_modules=targets,
+                use_dora=dora,
+                use_rslora=rslora,
+            ),
+        )
 
     return build
 
@@ -90,8 +109,16 @@ def _loha(model, cfg, path):
     from dlkit.llm.models import target_modules
 
     targets = target_modules(model, cfg.target_modules)
-    return _peft(model, LoHaConfig(task_type=TaskType.CAUSAL_LM, r=cfg.rank, alpha=cfg.alpha,
-                                   module_dropout=cfg.dropout, target_modules=targets))
+    return _peft(
+        model,
+        LoHaConfig(
+            task_type=TaskType.CAUSAL_LM,
+            r=cfg.rank,
+            alpha=cfg.alpha,
+            module_dropout=cfg.dropout,
+            target_modules=targets,
+        ),
+    )
 
 
 def _lokr(model, cfg, path):
@@ -100,8 +127,16 @@ def _lokr(model, cfg, path):
     from dlkit.llm.models import target_modules
 
     targets = target_modules(model, cfg.target_modules)
-    return _peft(model, LoKrConfig(task_type=TaskType.CAUSAL_LM, r=cfg.rank, alpha=cfg.alpha,
-                                   module_dropout=cfg.dropout, target_modules=targets))
+    return _peft(
+        model,
+        LoKrConfig(
+            task_type=TaskType.CAUSAL_LM,
+            r=cfg.rank,
+            alpha=cfg.alpha,
+            module_dropout=cfg.dropout,
+            target_modules=targets,
+        ),
+    )
 
 
 def _ia3(model, cfg, path):
@@ -114,8 +149,9 @@ def _ia3(model, cfg, path):
         feedforward = [t for t in targets if any(k in t for k in ("down", "fc2", "mlp", "c_proj"))]
     else:
         targets, feedforward = IA3_TARGETS.get(model.config.model_type, (target_modules(model, None), []))
-    return _peft(model, IA3Config(task_type=TaskType.CAUSAL_LM, target_modules=targets,
-                                  feedforward_modules=feedforward))
+    return _peft(
+        model, IA3Config(task_type=TaskType.CAUSAL_LM, target_modules=targets, feedforward_modules=feedforward)
+    )
 
 
 def _partial(model, cfg, path):
@@ -145,10 +181,12 @@ def parse_unfreeze(spec: str, num_layers: int) -> list[int]:
             continue
         for prefix in ("first", "last"):
             if part.startswith(prefix):
-                count = part[len(prefix):]
+                count = part[len(prefix) :]
                 if not count.isdigit() or not 0 < int(count) <= num_layers:
-                    raise ConfigError(f"--unfreeze {part}: expected {prefix}N with 1 <= N <= {num_layers} "
-                                      f"(the model has {num_layers} layers)")
+                    raise ConfigError(
+                        f"--unfreeze {part}: expected {prefix}N with 1 <= N <= {num_layers} "
+                        f"(the model has {num_layers} layers)"
+                    )
                 n = int(count)
                 chosen.update(range(n) if prefix == "first" else range(num_layers - n, num_layers))
                 break
@@ -158,28 +196,45 @@ def parse_unfreeze(spec: str, num_layers: int) -> list[int]:
             except ValueError:
                 raise ConfigError(f"--unfreeze {part}: expected a layer index, firstN or lastN") from None
             if not -num_layers <= index < num_layers:
-                raise ConfigError(f"--unfreeze {index}: index out of range for a model with {num_layers} layers "
-                                  f"(valid: {-num_layers}..{num_layers - 1})")
+                raise ConfigError(
+                    f"--unfreeze {index}: index out of range for a model with {num_layers} layers "
+                    f"(valid: {-num_layers}..{num_layers - 1})"
+                )
             chosen.add(index % num_layers)
     if not chosen:
         raise ConfigError(f"--unfreeze {spec!r}: no layer selected")
     return sorted(chosen)
 
 
-METHODS: dict[str, Method] = {m.name: m for m in [
-    Method("prompt", "soft-prompt", _prompt, "prompt tuning: trainable virtual token embeddings before the input", 0.1),
-    Method("prefix", "soft-prompt", _prefix, "prefix tuning: trainable keys/values in every layer", 0.03),
-    Method("ptuning", "soft-prompt", _ptuning, "P-tuning: virtual tokens produced by a small MLP prompt encoder", 0.03),
-    Method("lora", "lora", _lora(), "LoRA: low-rank updates B·A of the target projections", 0.02),
-    Method("dora", "lora", _lora(dora=True), "DoRA: LoRA on the direction plus a trained magnitude vector", 0.02),
-    Method("rslora", "lora", _lora(rslora=True), "rsLoRA: LoRA scaled by alpha/sqrt(rank)", 0.02),
-    Method("loha", "lora", _loha, "LoHa: low-rank Hadamard product updates", 0.02),
-    Method("lokr", "lora", _lokr, "LoKr: low-rank Kronecker product updates", 0.02, in_sweep=False),
-    Method("ia3", "ia3", _ia3, "IA3: learned rescaling of keys, values and feed-forward activations", 0.1,
-           in_sweep=False),
-    Method("partial", "partial", _partial, "partial unfreezing of chosen decoder layers (--unfreeze), no PEFT", 0.003),
-    Method("full", "full", _full, "full fine-tuning of every weight", 0.003, in_sweep=False),
-]}
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in [
+        Method(
+            "prompt", "soft-prompt", _prompt, "prompt tuning: trainable virtual token embeddings before the input", 0.1
+        ),
+        Method("prefix", "soft-prompt", _prefix, "prefix tuning: trainable keys/values in every layer", 0.03),
+        Method(
+            "ptuning", "soft-prompt", _ptuning, "P-tuning: virtual tokens produced by a small MLP prompt encoder", 0.03
+        ),
+        Method("lora", "lora", _lora(), "LoRA: low-rank updates B·A of the target projections", 0.02),
+        Method("dora", "lora", _lora(dora=True), "DoRA: LoRA on the direction plus a trained magnitude vector", 0.02),
+        Method("rslora", "lora", _lora(rslora=True), "rsLoRA: LoRA scaled by alpha/sqrt(rank)", 0.02),
+        Method("loha", "lora", _loha, "LoHa: low-rank Hadamard product updates", 0.02),
+        Method("lokr", "lora", _lokr, "LoKr: low-rank Kronecker product updates", 0.02, in_sweep=False),
+        Method(
+            "ia3",
+            "ia3",
+            _ia3,
+            "IA3: learned rescaling of keys, values and feed-forward activations",
+            0.1,
+            in_sweep=False,
+        ),
+        Method(
+            "partial", "partial", _partial, "partial unfreezing of chosen decoder layers (--unfreeze), no PEFT", 0.003
+        ),
+        Method("full", "full", _full, "full fine-tuning of every weight", 0.003, in_sweep=False),
+    ]
+}
 
 
 def named(family: Family) -> list[str]:

@@ -24,14 +24,22 @@ from dlkit.llm.config import check_quantize_extra
 from dlkit.nn.blockwise import blockwise_applies, causal_attention
 
 # Per-architecture defaults (PEFT's own table covers more; these are the ones dlkit documents).
-DEFAULT_TARGETS = {"llama": ["q_proj", "v_proj"], "gemma2": ["q_proj", "v_proj"], "gemma": ["q_proj", "v_proj"],
-                   "mistral": ["q_proj", "v_proj"], "qwen2": ["q_proj", "v_proj"], "phi3": ["qkv_proj"],
-                   "gpt2": ["c_attn"]}
-IA3_TARGETS = {"llama": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
-               "gemma2": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
-               "gemma": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
-               "mistral": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
-               "qwen2": (["k_proj", "v_proj", "down_proj"], ["down_proj"])}
+DEFAULT_TARGETS = {
+    "llama": ["q_proj", "v_proj"],
+    "gemma2": ["q_proj", "v_proj"],
+    "gemma": ["q_proj", "v_proj"],
+    "mistral": ["q_proj", "v_proj"],
+    "qwen2": ["q_proj", "v_proj"],
+    "phi3": ["qkv_proj"],
+    "gpt2": ["c_attn"],
+}
+IA3_TARGETS = {
+    "llama": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
+    "gemma2": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
+    "gemma": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
+    "mistral": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
+    "qwen2": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
+}
 INFO_FILE = "dlkit_llm.json"
 
 
@@ -67,14 +75,17 @@ def load_tokenizer(base: BaseModel) -> Any:
         model_type = AutoConfig.from_pretrained(base.path).model_type
         template = BY_FAMILY.get(model_type)
         if template is None:
-            raise ConfigError(f"--model {base.source.spec}: the tokenizer has no chat template and dlkit knows none "
-                              f"for model type {model_type!r}")
+            raise ConfigError(
+                f"--model {base.source.spec}: the tokenizer has no chat template and dlkit knows none "
+                f"for model type {model_type!r}"
+            )
         tokenizer.chat_template = template
     return tokenizer
 
 
-def load_model(base: BaseModel, dtype: torch.dtype | None = None, quantize: str = "none",
-               precision: str = "no") -> nn.Module:
+def load_model(
+    base: BaseModel, dtype: torch.dtype | None = None, quantize: str = "none", precision: str = "no"
+) -> nn.Module:
     """The base as a causal LM; with `quantize` (4bit, 8bit) its linear layers held by bitsandbytes: NF4 with
     double quantisation, computing in --precision's dtype, or LLM.int8()."""
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -111,8 +122,13 @@ def weight_files(base: BaseModel) -> dict[str, Path]:
             return local
         if Path(base.path).is_dir():
             return None
-        found = cached_file(base.path, name, local_files_only=True, _raise_exceptions_for_missing_entries=False,
-                            _raise_exceptions_for_connection_errors=False)
+        found = cached_file(
+            base.path,
+            name,
+            local_files_only=True,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+        )
         return Path(found) if found else None
 
     index = find("model.safetensors.index.json")
@@ -137,8 +153,12 @@ def quantized(quantize: str, compute_dtype: torch.dtype) -> dict[str, Any]:
 
     check_quantize_extra(quantize)
     if quantize == "4bit":
-        config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                    bnb_4bit_compute_dtype=compute_dtype)
+        config = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute_dtype,
+        )
     else:
         config = BitsAndBytesConfig(load_in_8bit=True)
     device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
@@ -148,21 +168,33 @@ def quantized(quantize: str, compute_dtype: torch.dtype) -> dict[str, Any]:
 BLOCK_ATTENTION = "dlkit_sdpa"  # transformers' sdpa, with dlkit.nn.blockwise for causal self-attention on a CPU
 
 
-def block_sdpa_forward(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                       attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
-                       is_causal: bool | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
+def block_sdpa_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    is_causal: bool | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
     """transformers' sdpa attention, except that where it would call the causal kernel without a mask on the CPU
     (training on right-padded or packed-free batches, a prompt's prefill), the queries go in blocks that skip the
     keys they may not see (dlkit.nn.blockwise: the same numbers)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
-    plain = attention_mask is None and not dropout and all(
-        kwargs.get(name) is None for name in ("position_bias", "cache", "softcap", "s_aux"))
+    plain = (
+        attention_mask is None
+        and not dropout
+        and all(kwargs.get(name) is None for name in ("position_bias", "cache", "softcap", "s_aux"))
+    )
     if causal and plain and blockwise_applies(query, key):
         return causal_attention(query, key, value, scaling).transpose(1, 2).contiguous(), None
-    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                  is_causal=is_causal, **kwargs)
+    return sdpa_attention_forward(
+        module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+    )
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
@@ -204,42 +236,60 @@ def card_info(info: dict[str, Any], merged: bool = False) -> CardInfo:
     adapter = bool(info["peft"]) and not merged
     builtin = str(info["base"]).startswith("builtin:")
     if adapter:
-        usage = ('from peft import AutoPeftModelForCausalLM  # loads the base named in adapter_config.json\n'
-                 'from transformers import AutoTokenizer\n\n'
-                 'model = AutoPeftModelForCausalLM.from_pretrained(FOLDER_OR_REPO_ID)\n'
-                 'tokenizer = AutoTokenizer.from_pretrained(FOLDER_OR_REPO_ID)')
+        usage = (
+            "from peft import AutoPeftModelForCausalLM  # loads the base named in adapter_config.json\n"
+            "from transformers import AutoTokenizer\n\n"
+            "model = AutoPeftModelForCausalLM.from_pretrained(FOLDER_OR_REPO_ID)\n"
+            "tokenizer = AutoTokenizer.from_pretrained(FOLDER_OR_REPO_ID)"
+        )
         if builtin:
-            usage += ('\n# the base is a dlkit builtin: adapter_config.json names the folder it was built in on the '
-                      'training machine;\n# elsewhere rebuild it and pass it: '
-                      'PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BASE), FOLDER_OR_REPO_ID)\n'
-                      f'# with BASE = {info.get("base_rebuild", "the rebuilt builtin folder")}')
+            usage += (
+                "\n# the base is a dlkit builtin: adapter_config.json names the folder it was built in on the "
+                "training machine;\n# elsewhere rebuild it and pass it: "
+                "PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BASE), FOLDER_OR_REPO_ID)\n"
+                f"# with BASE = {info.get('base_rebuild', 'the rebuilt builtin folder')}"
+            )
         if info.get("quantize", "none") != "none":
-            usage += (f'\n# trained on a {info["quantize"]} base: pass the same quantization_config '
-                      '(bitsandbytes) to load the base as it trained')
+            usage += (
+                f"\n# trained on a {info['quantize']} base: pass the same quantization_config "
+                "(bitsandbytes) to load the base as it trained"
+            )
     elif info["family"] == "partial" and not merged:
-        return CardInfo(what="partial fine-tune (the unfrozen layers) of a causal language model",
-                        pipeline_tag="text-generation", usage_language="bash", base=info["base"],
-                        tags=[info["method"], "text-generation"],
-                        usage="# the trained layers (trained.safetensors) on the base named in trained.json; full "
-                              "weights for transformers:\ndlkit llm export --run RUN --merge --out merged/   # RUN: "
-                              "the run folder around this one")
+        return CardInfo(
+            what="partial fine-tune (the unfrozen layers) of a causal language model",
+            pipeline_tag="text-generation",
+            usage_language="bash",
+            base=info["base"],
+            tags=[info["method"], "text-generation"],
+            usage="# the trained layers (trained.safetensors) on the base named in trained.json; full "
+            "weights for transformers:\ndlkit llm export --run RUN --merge --out merged/   # RUN: "
+            "the run folder around this one",
+        )
     else:
-        usage = ('from transformers import AutoModelForCausalLM, AutoTokenizer\n\n'
-                 'model = AutoModelForCausalLM.from_pretrained(FOLDER_OR_REPO_ID)\n'
-                 'tokenizer = AutoTokenizer.from_pretrained(FOLDER_OR_REPO_ID)')
-    kind = ("adapter" if adapter else "merged model" if merged else "fine-tuned model")
-    return CardInfo(what=f"{info['method']} {kind} of a causal language model", pipeline_tag="text-generation",
-                    library_name="peft" if adapter else "transformers", usage=usage,
-                    tags=[info["method"], "text-generation", *(["peft"] if info["peft"] else [])],
-                    base_relation="adapter" if adapter else "merge" if merged else "finetune", base=info["base"])
+        usage = (
+            "from transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+            "model = AutoModelForCausalLM.from_pretrained(FOLDER_OR_REPO_ID)\n"
+            "tokenizer = AutoTokenizer.from_pretrained(FOLDER_OR_REPO_ID)"
+        )
+    kind = "adapter" if adapter else "merged model" if merged else "fine-tuned model"
+    return CardInfo(
+        what=f"{info['method']} {kind} of a causal language model",
+        pipeline_tag="text-generation",
+        library_name="peft" if adapter else "transformers",
+        usage=usage,
+        tags=[info["method"], "text-generation", *(["peft"] if info["peft"] else [])],
+        base_relation="adapter" if adapter else "merge" if merged else "finetune",
+        base=info["base"],
+    )
 
 
 def base_info(base: BaseModel) -> dict[str, Any]:
     """The base model as dlkit_llm.json records it, with the line that rebuilds a builtin base elsewhere."""
     info: dict[str, Any] = {"base": base.identity, "base_resolved": base.path}
     if base.source.kind == "builtin":
-        info["base_rebuild"] = (f"python -c \"from dlkit.builtin import BUILTINS; "
-                                f"print(BUILTINS['{base.source.value}'].load())\"")
+        info["base_rebuild"] = (
+            f"python -c \"from dlkit.builtin import BUILTINS; print(BUILTINS['{base.source.value}'].load())\""
+        )
     return info
 
 
@@ -250,8 +300,11 @@ def read_info(model_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def load_trained(run_dir: Path, base_spec: str | None = None, dequantize: bool = False,
-                 ) -> tuple[nn.Module, Any, dict[str, Any]]:
+def load_trained(
+    run_dir: Path,
+    base_spec: str | None = None,
+    dequantize: bool = False,
+) -> tuple[nn.Module, Any, dict[str, Any]]:
     """(model, tokenizer, info) of a finished llm run; refuses a --model that is not the run's base. A run
     trained on a quantized base gets it quantized again, or with `dequantize` its dequantized weights (what
     the quantized layers computed with), into which the adapter can be merged."""
@@ -287,5 +340,7 @@ def trained_max_length(run_dir: Path) -> int | None:
 
 def check_same_base(info: dict[str, Any], base: BaseModel, run_dir: Path) -> None:
     if info["base"] != base.identity and info.get("base_resolved") != base.identity:
-        raise ConfigError(f"{run_dir} was trained on {info['base']}, not on {base.identity}; pass --model "
-                          f"{info['base']} or a run of the same base model")
+        raise ConfigError(
+            f"{run_dir} was trained on {info['base']}, not on {base.identity}; pass --model "
+            f"{info['base']} or a run of the same base model"
+        )

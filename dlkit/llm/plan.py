@@ -49,35 +49,50 @@ def plan(cfg: PlanConfig) -> dict[str, Any]:
     length = cfg.max_length + (cfg.num_virtual_tokens if method.family == "soft-prompt" else 0)
     # soft prompts, and PEFT's k-bit preparation, hand the decoder embeddings that need a gradient
     grad_inputs = method.family == "soft-prompt" or cfg.quantize != "none"
-    at = {batch: activations(model, batch, length, cfg.gradient_checkpointing, compute, grad_inputs)
-          for batch in (1, 2)}
+    at = {
+        batch: activations(model, batch, length, cfg.gradient_checkpointing, compute, grad_inputs) for batch in (1, 2)
+    }
     per_example = at[2] - at[1]
-    head_path = "chunked" if (cfg.processes == 1 and method.family != "soft-prompt"
-                              and type(model.get_output_embeddings()) is nn.Linear) else "full"
+    head_path = (
+        "chunked"
+        if (cfg.processes == 1 and method.family != "soft-prompt" and type(model.get_output_embeddings()) is nn.Linear)
+        else "full"
+    )
     logits_per_example, logits_fixed = logits_bytes(model, config, length, compute, head_path)
     dequantized = max((m.weight.numel() for m in quantizable.values()), default=0) * compute.itemsize
     parts["activations"] = at[1] + per_example * (cfg.batch_size - 1) + dequantized
     parts["logits"] = logits_fixed + logits_per_example * cfg.batch_size
 
-    notes = [f"{config.model_type}: {sum(p.numel() for _, p in base_params):,} parameters stored in "
-             f"{str(stored).removeprefix('torch.')}; {trainable:,} train ({cfg.method})",
-             "attention: eager, the (batch, heads, T, T) scores are saved" if eager
-             else "attention: a fused kernel (q, k, v, output and log-sum-exp saved)",
-             f"loss: {'the scored rows in chunks of the vocabulary' if head_path == 'chunked' else 'full logits'}"]
+    notes = [
+        f"{config.model_type}: {sum(p.numel() for _, p in base_params):,} parameters stored in "
+        f"{str(stored).removeprefix('torch.')}; {trainable:,} train ({cfg.method})",
+        "attention: eager, the (batch, heads, T, T) scores are saved"
+        if eager
+        else "attention: a fused kernel (q, k, v, output and log-sum-exp saved)",
+        f"loss: {'the scored rows in chunks of the vocabulary' if head_path == 'chunked' else 'full logits'}",
+    ]
     if cfg.quantize != "none":
         notes.append(f"{len(quantizable)} linear layers in {cfg.quantize}; their backward dequantizes one at a time")
-    result = core.MemoryPlan(cfg.batch_size, {name: parts[name] for name in core.PARTS},
-                             per_example + logits_per_example, notes)
+    result = core.MemoryPlan(
+        cfg.batch_size, {name: parts[name] for name in core.PARTS}, per_example + logits_per_example, notes
+    )
     quantized = f" · {cfg.quantize}" if cfg.quantize != "none" else ""
-    settings = {"what": f"{cfg.model} · {cfg.method}{quantized} · batch {cfg.batch_size} x {cfg.max_length} tokens",
-                "model": cfg.model, "method": cfg.method, "quantize": cfg.quantize, "precision": cfg.precision,
-                "max_length": cfg.max_length, "gradient_checkpointing": cfg.gradient_checkpointing,
-                "processes": cfg.processes}
+    settings = {
+        "what": f"{cfg.model} · {cfg.method}{quantized} · batch {cfg.batch_size} x {cfg.max_length} tokens",
+        "model": cfg.model,
+        "method": cfg.method,
+        "quantize": cfg.quantize,
+        "precision": cfg.precision,
+        "max_length": cfg.max_length,
+        "gradient_checkpointing": cfg.gradient_checkpointing,
+        "processes": cfg.processes,
+    }
     return core.plan_result(settings, result, cfg.gpu_memory)
 
 
-def activations(model: nn.Module, batch: int, length: int, gradient_checkpointing: bool, dtype: torch.dtype,
-                grad_inputs: bool) -> int:
+def activations(
+    model: nn.Module, batch: int, length: int, gradient_checkpointing: bool, dtype: torch.dtype, grad_inputs: bool
+) -> int:
     """Bytes the decoder saves for backward at (batch, length), on meta tensors; `grad_inputs`: its input
     embeddings need a gradient (otherwise nothing before the first trainable layer saves anything)."""
     lm = model.get_base_model() if hasattr(model, "get_base_model") else model

@@ -44,31 +44,51 @@ def prepare(cfg: PrepareConfig) -> dict[str, Any]:
     if not prepared.examples:
         from dlkit.core.errors import DataError
 
-        raise DataError(f"--data {cfg.data}: no usable conversation ({counts['no_assistant_turn']} without an "
-                        f"assistant turn, {counts['empty_turn']} with an empty turn, {counts['malformed']} malformed, "
-                        f"{counts['dropped_long']} too long)")
+        raise DataError(
+            f"--data {cfg.data}: no usable conversation ({counts['no_assistant_turn']} without an "
+            f"assistant turn, {counts['empty_turn']} with an empty turn, {counts['malformed']} malformed, "
+            f"{counts['dropped_long']} too long)"
+        )
     train, val, test = split(prepared.conversations, cfg.val_size, cfg.test_size, cfg.split_seed)
     held = claim_output(cfg)
     out = held.root
     for name, part in (("train", train), ("val", val), ("test", test)):
-        atomic_write_text(out / f"{name}.jsonl", "".join(json.dumps({"messages": m}, ensure_ascii=False) + "\n"
-                                                        for m in part))
+        atomic_write_text(
+            out / f"{name}.jsonl", "".join(json.dumps({"messages": m}, ensure_ascii=False) + "\n" for m in part)
+        )
     lengths = sorted(prepared.lengths)
-    stats = {"data": cfg.data, "model": cfg.model, "format": fmt, "rows": len(rows),
-             "conversations": len(prepared.examples), "train": len(train), "val": len(val), "test": len(test),
-             "tokens_mean": sum(lengths) / len(lengths), "tokens_p50": _pct(lengths, 50),
-             "tokens_p95": _pct(lengths, 95), "tokens_max": lengths[-1], "max_length": cfg.max_length,
-             "truncated": counts["truncated"], "truncated_pct": 100.0 * counts["truncated"] / len(lengths),
-             "dropped_long": counts["dropped_long"], "no_assistant_turn": counts["no_assistant_turn"],
-             "empty_turn": counts["empty_turn"],
-             "malformed": counts["malformed"], "system_merged": counts["system_merged"],
-             "trained_token_pct": 100.0 * _trained_share(prepared.examples), "output_dir": str(out)}
+    stats = {
+        "data": cfg.data,
+        "model": cfg.model,
+        "format": fmt,
+        "rows": len(rows),
+        "conversations": len(prepared.examples),
+        "train": len(train),
+        "val": len(val),
+        "test": len(test),
+        "tokens_mean": sum(lengths) / len(lengths),
+        "tokens_p50": _pct(lengths, 50),
+        "tokens_p95": _pct(lengths, 95),
+        "tokens_max": lengths[-1],
+        "max_length": cfg.max_length,
+        "truncated": counts["truncated"],
+        "truncated_pct": 100.0 * counts["truncated"] / len(lengths),
+        "dropped_long": counts["dropped_long"],
+        "no_assistant_turn": counts["no_assistant_turn"],
+        "empty_turn": counts["empty_turn"],
+        "malformed": counts["malformed"],
+        "system_merged": counts["system_merged"],
+        "trained_token_pct": 100.0 * _trained_share(prepared.examples),
+        "output_dir": str(out),
+    }
     if counts["system_merged"]:
-        info(f"note: {base.source.spec}'s chat template has no system role; the system text of "
-             f"{counts['system_merged']} conversations was merged into their first user turn")
+        info(
+            f"note: {base.source.spec}'s chat template has no system role; the system text of "
+            f"{counts['system_merged']} conversations was merged into their first user turn"
+        )
     if counts["no_assistant_turn"]:
         info(f"skipped {counts['no_assistant_turn']} conversations without an assistant turn")
-    _show_samples(tokenizer, prepared.conversations[:cfg.samples])
+    _show_samples(tokenizer, prepared.conversations[: cfg.samples])
     show_labels(tokenizer, prepared.conversations[0])
     length_plot(lengths, cfg.max_length, out / "plots" / "lengths.png")
     atomic_write_json(out / "stats.json", stats)

@@ -83,8 +83,10 @@ def parse_problems(rows: list[dict], split: str, spec: str, flag: str) -> tuple[
     q_col = next((c for c in QUESTION_COLUMNS if c in columns), None)
     a_col = next((c for c in ANSWER_COLUMNS if c in columns), None)
     if q_col is None or a_col is None:
-        raise DataError(f"{flag} {spec}: expected a 'question' and an 'answer' column (GSM8K layout); found: "
-                        f"{', '.join(sorted(columns))}")
+        raise DataError(
+            f"{flag} {spec}: expected a 'question' and an 'answer' column (GSM8K layout); found: "
+            f"{', '.join(sorted(columns))}"
+        )
     from dlkit.llm.data import check_empty_turns
 
     problems, empty, first_empty = [], 0, ""
@@ -97,8 +99,10 @@ def parse_problems(rows: list[dict], split: str, spec: str, flag: str) -> tuple[
         answer = str(row.get(a_col) or "")
         gold = gold_answer(answer)
         if gold is None:
-            raise DataError(f"{flag} {spec}: row {number} has no number in its {a_col!r} ({answer[:40]!r}); "
-                            "expected a number or GSM8K's '... #### N'")
+            raise DataError(
+                f"{flag} {spec}: row {number} has no number in its {a_col!r} ({answer[:40]!r}); "
+                "expected a number or GSM8K's '... #### N'"
+            )
         steps = _CALCULATOR.sub("", answer.rsplit("####", 1)[0]).strip() if "####" in answer else ""
         problems.append(Problem(question, gold, steps))
     check_empty_turns(empty, len(rows), first_empty, f"{flag} {spec}", "question")
@@ -120,8 +124,9 @@ def shot_answer(problem: Problem, lang: str) -> str:
     return f"{problem.solution}\n{line}" if problem.solution else line
 
 
-def build_prompt(tokenizer: Any, strategy: str, problem: Problem, shots: list[Problem], lang: str,
-                 trigger: str) -> tuple[str, str]:
+def build_prompt(
+    tokenizer: Any, strategy: str, problem: Problem, shots: list[Problem], lang: str, trigger: str
+) -> tuple[str, str]:
     """(the templated prompt, the text it ends with inside the answer: the answer prefix or the CoT trigger)."""
     from dlkit.llm.data import render
 
@@ -129,8 +134,10 @@ def build_prompt(tokenizer: Any, strategy: str, problem: Problem, shots: list[Pr
     few_shot = strategy == "fewshot-cot" or (strategy == "self-consistency" and shots)
     if few_shot:
         for shot in shots:
-            messages += [{"role": "user", "content": shot.question},
-                         {"role": "assistant", "content": shot_answer(shot, lang)}]
+            messages += [
+                {"role": "user", "content": shot.question},
+                {"role": "assistant", "content": shot_answer(shot, lang)},
+            ]
     messages.append({"role": "user", "content": problem.question})
     if strategy == "direct":
         opening = ANSWER_PREFIX[lang] + " "
@@ -144,34 +151,59 @@ def build_prompt(tokenizer: Any, strategy: str, problem: Problem, shots: list[Pr
 # -- scoring ---------------------------------------------------------------------------------------
 
 
-def score_strategy(strategy: str, prompts: list[tuple[str, str]], problems: list[Problem], complete: Complete,
-                   samples: int, temperature: float, seed: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def score_strategy(
+    strategy: str,
+    prompts: list[tuple[str, str]],
+    problems: list[Problem],
+    complete: Complete,
+    samples: int,
+    temperature: float,
+    seed: int,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Accuracy, mean generated tokens and seconds per question of one strategy; plus one record per question."""
     k = samples if strategy == "self-consistency" else 1
     texts = [p for p, _ in prompts]
     start = time.perf_counter()
     flat, counts = complete([t for t in texts for _ in range(k)], temperature if k > 1 else 0.0, seed)
     seconds = time.perf_counter() - start
-    outputs = [flat[i * k:(i + 1) * k] for i in range(len(texts))]
+    outputs = [flat[i * k : (i + 1) * k] for i in range(len(texts))]
     records: list[dict[str, Any]] = []
     correct, tokens = 0, sum(counts)
     for i, (problem, (prompt, opening), completions) in enumerate(zip(problems, prompts, outputs, strict=True)):
         answers = [extract_answer(opening + c) for c in completions]
         prediction = majority_vote(answers)
         correct += prediction == problem.gold
-        records.append({"strategy": strategy, "index": i, "question": problem.question, "gold": problem.gold,
-                        "prompt": prompt, "completions": completions, "answers": answers,
-                        "prediction": prediction, "correct": prediction == problem.gold})
+        records.append(
+            {
+                "strategy": strategy,
+                "index": i,
+                "question": problem.question,
+                "gold": problem.gold,
+                "prompt": prompt,
+                "completions": completions,
+                "answers": answers,
+                "prediction": prediction,
+                "correct": prediction == problem.gold,
+            }
+        )
     n = len(problems)
-    row = {"strategy": strategy, "questions": n, "correct": correct, "accuracy": correct / n,
-           "samples": k, "mean_generated_tokens": tokens / n, "seconds_per_question": seconds / n}
+    row = {
+        "strategy": strategy,
+        "questions": n,
+        "correct": correct,
+        "accuracy": correct / n,
+        "samples": k,
+        "mean_generated_tokens": tokens / n,
+        "seconds_per_question": seconds / n,
+    }
     if k > 1:  # what one sample alone would have scored, to show what the vote adds
         row["single_sample_accuracy"] = sum(r["answers"][0] == r["gold"] for r in records) / n
     return row, records
 
 
-def model_completer(model: Any, tokenizer: Any, max_new_tokens: int, batch_size: int,
-                    max_length: int | None = None) -> Complete:
+def model_completer(
+    model: Any, tokenizer: Any, max_new_tokens: int, batch_size: int, max_length: int | None = None
+) -> Complete:
     import torch
 
     from dlkit.llm.generate import generate
@@ -179,8 +211,17 @@ def model_completer(model: Any, tokenizer: Any, max_new_tokens: int, batch_size:
     def complete(prompts: list[str], temperature: float, seed: int) -> tuple[list[str], list[int]]:
         torch.manual_seed(seed)
         counts: list[int] = []
-        texts = generate(model, tokenizer, prompts, max_new_tokens, batch_size, progress=True,
-                         temperature=temperature, token_counts=counts, max_length=max_length)
+        texts = generate(
+            model,
+            tokenizer,
+            prompts,
+            max_new_tokens,
+            batch_size,
+            progress=True,
+            temperature=temperature,
+            token_counts=counts,
+            max_length=max_length,
+        )
         return texts, counts
 
     return complete
@@ -194,14 +235,16 @@ def reason(cfg: ReasonConfig, complete: Complete | None = None, tokenizer: Any =
     needs_shots = cfg.shots > 0 and any(s in ("fewshot-cot", "self-consistency") for s in cfg.strategies)
     if needs_shots:
         if cfg.shots_file:
-            shots = load_problems(cfg.shots_file, "--shots-file")[:cfg.shots]
+            shots = load_problems(cfg.shots_file, "--shots-file")[: cfg.shots]
         else:
             if len(problems) <= cfg.shots:
-                raise DataError(f"--data {cfg.data}: {len(problems)} problems cannot give {cfg.shots} shots and "
-                                "leave any to score; pass --shots-file or lower --shots")
-            shots, problems = problems[:cfg.shots], problems[cfg.shots:]
+                raise DataError(
+                    f"--data {cfg.data}: {len(problems)} problems cannot give {cfg.shots} shots and "
+                    "leave any to score; pass --shots-file or lower --shots"
+                )
+            shots, problems = problems[: cfg.shots], problems[cfg.shots :]
             info(f"shots: the first {len(shots)} problems of {cfg.data} (not scored)")
-    problems = problems[:cfg.limit] if cfg.limit else problems
+    problems = problems[: cfg.limit] if cfg.limit else problems
     info(f"scoring {len(problems)} problems of {cfg.data} (split: {split})")
     lang = language_of(problems)
     trigger = cfg.trigger or TRIGGERS[lang]
@@ -209,8 +252,9 @@ def reason(cfg: ReasonConfig, complete: Complete | None = None, tokenizer: Any =
         from dlkit.llm.models import trained_max_length
 
         model, tokenizer = _load(cfg)
-        complete = model_completer(model, tokenizer, cfg.max_new_tokens, cfg.batch_size,
-                                   trained_max_length(Path(cfg.run)) if cfg.run else None)
+        complete = model_completer(
+            model, tokenizer, cfg.max_new_tokens, cfg.batch_size, trained_max_length(Path(cfg.run)) if cfg.run else None
+        )
 
     run = Run.create("llm", cfg, "reason", command="reason")
     run.write_config(cfg, command="llm reason")
@@ -221,8 +265,16 @@ def reason(cfg: ReasonConfig, complete: Complete | None = None, tokenizer: Any =
         info(f"{strategy}: accuracy {row['accuracy']:.3f} ({row['correct']}/{row['questions']})")
         rows.append(row)
         records += recs
-    result = {"data": cfg.data, "split": split, "model": cfg.run or cfg.model, "language": lang,
-              "trigger": trigger, "questions": len(problems), "shots": len(shots), "strategies": rows}
+    result = {
+        "data": cfg.data,
+        "split": split,
+        "model": cfg.run or cfg.model,
+        "language": lang,
+        "trigger": trigger,
+        "questions": len(problems),
+        "shots": len(shots),
+        "strategies": rows,
+    }
     _write(run, rows, records, result)
     info(f"wrote {run.dir}/reason.csv, {run.plots_dir / 'accuracy.png'} and {run.samples_dir / 'completions.jsonl'}")
     return {**result, "output_dir": str(run.dir)}
@@ -241,16 +293,36 @@ def _load(cfg: ReasonConfig) -> tuple[Any, Any]:
 
 
 def _write(run: Any, rows: list[dict], records: list[dict], result: dict) -> None:
-    columns = ["strategy", "questions", "correct", "accuracy", "samples", "single_sample_accuracy",
-               "mean_generated_tokens", "seconds_per_question"]
+    columns = [
+        "strategy",
+        "questions",
+        "correct",
+        "accuracy",
+        "samples",
+        "single_sample_accuracy",
+        "mean_generated_tokens",
+        "seconds_per_question",
+    ]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns)
     writer.writeheader()
     writer.writerows(rows)
     run.write_text("reason.csv", buf.getvalue())
     run.write_json("reason.json", result)
-    run.write_metrics({f"{r['strategy']}_{k}": v for r in rows for k, v in r.items()
-                       if isinstance(v, (int, float)) and k != "questions"} | {"questions": result["questions"]})
+    run.write_metrics(
+        {
+            f"{r['strategy']}_{k}": v
+            for r in rows
+            for k, v in r.items()
+            if isinstance(v, (int, float)) and k != "questions"
+        }
+        | {"questions": result["questions"]}
+    )
     run.write_text("samples/completions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-    plots.bar_chart([r["strategy"] for r in rows], [r["accuracy"] for r in rows], run.plots_dir / "accuracy.png",
-                    ylabel="accuracy", title=f"{result['model']} on {result['data']} ({result['questions']} questions)")
+    plots.bar_chart(
+        [r["strategy"] for r in rows],
+        [r["accuracy"] for r in rows],
+        run.plots_dir / "accuracy.png",
+        ylabel="accuracy",
+        title=f"{result['model']} on {result['data']} ({result['questions']} questions)",
+    )

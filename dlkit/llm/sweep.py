@@ -15,14 +15,44 @@ from dlkit.core.run import atomic_write_json
 from dlkit.llm.config import EvalConfig, LlmConfig, LlmSweepConfig
 from dlkit.llm.methods import METHODS
 
-METRICS = ["train_seconds", "peak_memory_mb", "trainable_params", "trainable_pct", "val_loss", "test_exact_match",
-           "test_chrf", "test_rougeL", "gain_exact_match", "gain_chrf"]
+METRICS = [
+    "train_seconds",
+    "peak_memory_mb",
+    "trainable_params",
+    "trainable_pct",
+    "val_loss",
+    "test_exact_match",
+    "test_chrf",
+    "test_rougeL",
+    "gain_exact_match",
+    "gain_chrf",
+]
 
-HEADERS = {"run": "run", "train_seconds": "time s", "peak_memory_mb": "peak MB", "trainable_params": "trainable",
-           "trainable_pct": "%", "val_loss": "val loss", "test_exact_match": "EM", "test_chrf": "chrF",
-           "test_rougeL": "ROUGE-L", "gain_exact_match": "gain EM", "gain_chrf": "gain chrF"}
-SPLIT_KEYS = ("model", "data", "format", "max_length", "drop_long", "val_size", "test_size", "split_seed", "limit",
-              "max_new_tokens")  # what decides the untuned model's scores
+HEADERS = {
+    "run": "run",
+    "train_seconds": "time s",
+    "peak_memory_mb": "peak MB",
+    "trainable_params": "trainable",
+    "trainable_pct": "%",
+    "val_loss": "val loss",
+    "test_exact_match": "EM",
+    "test_chrf": "chrF",
+    "test_rougeL": "ROUGE-L",
+    "gain_exact_match": "gain EM",
+    "gain_chrf": "gain chrF",
+}
+SPLIT_KEYS = (
+    "model",
+    "data",
+    "format",
+    "max_length",
+    "drop_long",
+    "val_size",
+    "test_size",
+    "split_seed",
+    "limit",
+    "max_new_tokens",
+)  # what decides the untuned model's scores
 
 
 def sweep(cfg: LlmSweepConfig) -> dict[str, Any]:
@@ -36,26 +66,35 @@ def sweep(cfg: LlmSweepConfig) -> dict[str, Any]:
         names = [m.strip() for m in cfg.methods.split(",") if m.strip()]
         unknown = [m for m in names if m not in METHODS]
         if unknown or not names:
-            raise ConfigError(f"--methods {','.join(unknown) or '(empty)'}: unknown method; known methods: "
-                              f"{', '.join(METHODS)}")
+            raise ConfigError(
+                f"--methods {','.join(unknown) or '(empty)'}: unknown method; known methods: {', '.join(METHODS)}"
+            )
         axes = {"method": [(m, m) for m in names], **axes}
     points = grid.grid_points(axes)
     held = claim_output(cfg)
     output_dir = held.root
-    fixed = {k: v for k, v in {"model": cfg.model, "data": cfg.data, "max_steps": cfg.max_steps,
-                               "epochs": cfg.epochs}.items() if v is not None}
+    fixed = {
+        k: v
+        for k, v in {"model": cfg.model, "data": cfg.data, "max_steps": cfg.max_steps, "epochs": cfg.epochs}.items()
+        if v is not None
+    }
     fixed.update(max_new_tokens=cfg.max_new_tokens, overwrite=cfg.overwrite)
     train_config = Path(cfg.train_config).expanduser() if cfg.train_config else None
     config_dir = Path(cfg.config_dir).expanduser() if cfg.config_dir else None
-    configs = grid.point_configs(LlmConfig, points, output_dir, fixed,
-                                 lambda p: _config_for(p.values["method"], train_config, config_dir))
+    configs = grid.point_configs(
+        LlmConfig, points, output_dir, fixed, lambda p: _config_for(p.values["method"], train_config, config_dir)
+    )
     untuned: dict[str, dict[str, float]] = {}
     for run_cfg in configs:  # once per split the runs are scored on (the grid may vary the model or the data)
         key = _split_key(run_cfg)
         if key not in untuned:
             untuned[key] = untuned_scores(run_cfg)
-    atomic_write_json(output_dir / "untuned.json", untuned[_split_key(configs[0])] if len(untuned) == 1 else
-                      {"by_split": [{"settings": json.loads(k), "scores": v} for k, v in untuned.items()]})
+    atomic_write_json(
+        output_dir / "untuned.json",
+        untuned[_split_key(configs[0])]
+        if len(untuned) == 1
+        else {"by_split": [{"settings": json.loads(k), "scores": v} for k, v in untuned.items()]},
+    )
 
     def score_test(run_cfg: LlmConfig, metrics: dict[str, Any]) -> dict[str, Any]:
         scored = evaluate(EvalConfig(run=str(run_cfg.output_dir), max_new_tokens=run_cfg.max_new_tokens))
@@ -69,10 +108,15 @@ def sweep(cfg: LlmSweepConfig) -> dict[str, Any]:
     rows = grid.run_grid("llm", configs, points, score_test)
     columns = ["run", *axes, *METRICS]
     baseline = untuned[_split_key(configs[0])] if len(untuned) == 1 else {}
-    panels = [("trainable_pct", "trainable params (%)"), ("train_seconds", "train time (s)"), ("val_loss", "val loss"),
-              ("test_exact_match", "test exact match")]
-    grid.write_comparison(rows, columns, output_dir, panels, extra={"grid": cfg.grid, "untuned": baseline},
-                          baselines=baseline)
+    panels = [
+        ("trainable_pct", "trainable params (%)"),
+        ("train_seconds", "train time (s)"),
+        ("val_loss", "val loss"),
+        ("test_exact_match", "test exact match"),
+    ]
+    grid.write_comparison(
+        rows, columns, output_dir, panels, extra={"grid": cfg.grid, "untuned": baseline}, baselines=baseline
+    )
     held.release()
     return {"rows": rows, "columns": columns}
 
@@ -98,11 +142,13 @@ def untuned_scores(cfg: LlmConfig) -> dict[str, float]:
     base = resolve_model(cfg.model)
     tokenizer = load_tokenizer(base)
     splits = build_splits(cfg, tokenizer)
-    metrics, _ = score(load_model(base), tokenizer, splits.val.examples, splits.test, cfg.max_new_tokens,
-                       max_length=cfg.max_length)
+    metrics, _ = score(
+        load_model(base), tokenizer, splits.val.examples, splits.test, cfg.max_new_tokens, max_length=cfg.max_length
+    )
     return metrics
 
 
 def comparison_table(result: dict[str, Any]) -> Any:
-    return grid.comparison_table(result["rows"], result["columns"], HEADERS,
-                                 "runs compared (gain = tuned - untuned on the test split)")
+    return grid.comparison_table(
+        result["rows"], result["columns"], HEADERS, "runs compared (gain = tuned - untuned on the test split)"
+    )

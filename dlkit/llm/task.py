@@ -50,8 +50,9 @@ def causal_lm_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Te
     (LoRA on lm_head) is called as a module.
     """
     lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-    hidden = lm.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
-                              position_ids=batch.get("position_ids"))[0]  # (B, T, H)
+    hidden = lm.get_decoder()(
+        input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"), position_ids=batch.get("position_ids")
+    )[0]  # (B, T, H)
     targets = batch["labels"][:, 1:]  # position t predicts token t+1
     keep = targets != IGNORE
     hidden, targets = hidden[:, :-1][keep], targets[keep]  # (N, H), (N,)
@@ -128,14 +129,17 @@ class LlmTask(Task):
         self.tokenizer = load_tokenizer(self.base)
         self.splits = build_splits(cfg, self.tokenizer)
         counts = self.splits.counts
-        self.skipped_items = (counts["no_assistant_turn"] + counts["empty_turn"] + counts["malformed"]
-                              + counts["dropped_long"])
+        self.skipped_items = (
+            counts["no_assistant_turn"] + counts["empty_turn"] + counts["malformed"] + counts["dropped_long"]
+        )
         self.param_report: dict[str, Any] = {}
         self.arch = ""
         self.neftune = NEFTune(cfg.neftune_alpha) if cfg.neftune_alpha else None
         if counts["system_merged"]:
-            info(f"note: this model's chat template has no system role; the system text of "
-                 f"{counts['system_merged']} conversations was merged into their first user turn")
+            info(
+                f"note: this model's chat template has no system role; the system text of "
+                f"{counts['system_merged']} conversations was merged into their first user turn"
+            )
 
     def build_model(self) -> nn.Module:
         cfg = self.cfg
@@ -160,8 +164,10 @@ class LlmTask(Task):
         train = self.splits.train.examples
         if self.cfg.packing:
             train = pack(train, self.cfg.max_length)
-            info(f"packing: {len(self.splits.train.examples)} conversations into {len(train)} rows of <= "
-                 f"{self.cfg.max_length} tokens")
+            info(
+                f"packing: {len(self.splits.train.examples)} conversations into {len(train)} rows of <= "
+                f"{self.cfg.max_length} tokens"
+            )
         return ListDataset(train), val
 
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -180,12 +186,14 @@ class LlmTask(Task):
         real = batch.pop("token_mask", None)  # packed batches: the non-pad tokens (their mask is 4D)
         if self.neftune is None:
             return self.loss(model, batch, real)
-        with self.neftune.lengths_of(batch["attention_mask"] if real is None else real,
-                                     batch.get("position_ids") if real is not None else None):
+        with self.neftune.lengths_of(
+            batch["attention_mask"] if real is None else real, batch.get("position_ids") if real is not None else None
+        ):
             return self.loss(model, batch, real)
 
-    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], real: torch.Tensor | None
-             ) -> tuple[torch.Tensor, dict]:
+    def loss(
+        self, model: nn.Module, batch: dict[str, torch.Tensor], real: torch.Tensor | None
+    ) -> tuple[torch.Tensor, dict]:
         if real is not None and _attention(model) != "eager":
             batch["attention_mask"] = batch["attention_mask"] == 0  # sdpa takes a boolean mask in any precision
         if self.method.family == "soft-prompt" or calls_the_root(model):
@@ -231,19 +239,33 @@ class LlmTask(Task):
         return card_info(self.info())
 
     def info(self) -> dict[str, Any]:
-        return {**base_info(self.base), "method": self.method.name, "family": self.method.family,
-                "peft": self.method.peft, "arch": self.arch, "quantize": self.cfg.quantize,
-                "precision": self.cfg.precision}
+        return {
+            **base_info(self.base),
+            "method": self.method.name,
+            "family": self.method.family,
+            "peft": self.method.peft,
+            "arch": self.arch,
+            "quantize": self.cfg.quantize,
+            "precision": self.cfg.precision,
+        }
 
     def summary(self) -> dict[str, Any]:
         counts = self.splits.counts
-        return {"method": self.method.name, "family": self.method.family, "arch": self.arch,
-                "quantize": self.cfg.quantize, "base": self.base.identity,
-                "train_examples": len(self.splits.train.examples), "val_examples": len(self.splits.val.examples),
-                "test_examples": len(self.splits.test),
-                "truncated": counts["truncated"], "dropped_long": counts["dropped_long"],
-                "no_assistant_turn": counts["no_assistant_turn"], "empty_turn": counts["empty_turn"],
-                "malformed_rows": counts["malformed"]}
+        return {
+            "method": self.method.name,
+            "family": self.method.family,
+            "arch": self.arch,
+            "quantize": self.cfg.quantize,
+            "base": self.base.identity,
+            "train_examples": len(self.splits.train.examples),
+            "val_examples": len(self.splits.val.examples),
+            "test_examples": len(self.splits.test),
+            "truncated": counts["truncated"],
+            "dropped_long": counts["dropped_long"],
+            "no_assistant_turn": counts["no_assistant_turn"],
+            "empty_turn": counts["empty_turn"],
+            "malformed_rows": counts["malformed"],
+        }
 
 
 def train(cfg: LlmConfig) -> dict[str, Any]:

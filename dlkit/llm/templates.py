@@ -12,7 +12,6 @@ LLAMA3_TEMPLATE = (
 )
 
 
-
 # google/gemma-2-2b-it's template, verbatim: no system role, strictly alternating user/model turns.
 GEMMA_TEMPLATE = (
     "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"

@@ -47,26 +47,47 @@ def inspect(cfg: InspectConfig) -> dict[str, Any]:
     model = load_model(base)
     layers = decoder_layers(model)
     candidates = linear_module_names(model)
-    settings = SimpleNamespace(rank=rank, alpha=2.0 * rank, dropout=0.0, target_modules=targets,
-                               num_virtual_tokens=num_virtual_tokens, init_text=None, unfreeze=unfreeze)
+    settings = SimpleNamespace(
+        rank=rank,
+        alpha=2.0 * rank,
+        dropout=0.0,
+        target_modules=targets,
+        num_virtual_tokens=num_virtual_tokens,
+        init_text=None,
+        unfreeze=unfreeze,
+    )
     chosen = target_modules(model, targets)
     rows = []
     for name, method in methods.METHODS.items():
         wrapped = method.build(load_model(base), settings, base.path)
         trainable, total = count_parameters(wrapped)
         base_total = count_parameters(model)[1]
-        rows.append({"method": name, "family": method.family, "trainable_params": trainable,
-                     "trainable_pct": 100.0 * trainable / base_total, "total_params": total})
+        rows.append(
+            {
+                "method": name,
+                "family": method.family,
+                "trainable_params": trainable,
+                "trainable_pct": 100.0 * trainable / base_total,
+                "total_params": total,
+            }
+        )
     config = model.config
-    return {"model": model_spec, "arch": config.model_type, "num_layers": len(layers),
-            "hidden_size": config.hidden_size, "vocab_size": config.vocab_size,
-            "total_params": count_parameters(model)[1], "layer": _layer_summary(layers[0]),
-            "candidate_target_modules": candidates, "default_target_modules": chosen, "methods": rows}
+    return {
+        "model": model_spec,
+        "arch": config.model_type,
+        "num_layers": len(layers),
+        "hidden_size": config.hidden_size,
+        "vocab_size": config.vocab_size,
+        "total_params": count_parameters(model)[1],
+        "layer": _layer_summary(layers[0]),
+        "candidate_target_modules": candidates,
+        "default_target_modules": chosen,
+        "methods": rows,
+    }
 
 
 def _layer_summary(layer: torch.nn.Module) -> str:
-    parts = [f"{name} {tuple(m.weight.shape)}" for name, m in layer.named_modules()
-             if isinstance(m, torch.nn.Linear)]
+    parts = [f"{name} {tuple(m.weight.shape)}" for name, m in layer.named_modules() if isinstance(m, torch.nn.Linear)]
     return f"{type(layer).__name__}: " + ", ".join(parts)
 
 
@@ -80,8 +101,10 @@ def export(cfg: ExportConfig) -> dict[str, Any]:
     info_ = read_info(run.model_dir)
     merge = cfg.merge
     if merge and info_["family"] == "soft-prompt":
-        raise ConfigError(f"--merge: {info_['method']} adds virtual tokens, which cannot be merged into the "
-                          "weights; export without --merge and load it with PeftModel.from_pretrained")
+        raise ConfigError(
+            f"--merge: {info_['method']} adds virtual tokens, which cannot be merged into the "
+            "weights; export without --merge and load it with PeftModel.from_pretrained"
+        )
     model, tokenizer, _ = load_trained(run.dir, dequantize=merge)
     held = claim_output(cfg, cfg.out or run.dir / ("merged" if merge else "export"))
     target = held.root
@@ -95,9 +118,10 @@ def export(cfg: ExportConfig) -> dict[str, Any]:
         kind = "merged full weights (AutoModelForCausalLM.from_pretrained)"
     else:
         shutil.copytree(run.model_dir, target, dirs_exist_ok=True)
-        kind = {"partial": "the trained layers (dlkit; --merge writes full weights)",
-                "full": "full weights (AutoModelForCausalLM.from_pretrained)"}.get(
-            info_["family"], "PEFT adapter (PeftModel.from_pretrained)")
+        kind = {
+            "partial": "the trained layers (dlkit; --merge writes full weights)",
+            "full": "full weights (AutoModelForCausalLM.from_pretrained)",
+        }.get(info_["family"], "PEFT adapter (PeftModel.from_pretrained)")
     write_card(target, run, card_info(info_, merged=merge))
     held.release()
     info(f"exported {kind} to {target}")
@@ -163,11 +187,20 @@ def compose(cfg: ComposeConfig) -> dict[str, Any]:
     model.save_pretrained(str(run.model_dir), selected_adapters=["composed"])
     _flatten_adapter(run.model_dir, "composed")
     tokenizer.save_pretrained(str(run.model_dir))
-    composed_info = {**base_info(base), "method": "lora", "family": "lora", "peft": True,
-                     "arch": model.config.model_type}
+    composed_info = {
+        **base_info(base),
+        "method": "lora",
+        "family": "lora",
+        "peft": True,
+        "arch": model.config.model_type,
+    }
     atomic_write_json(run.model_dir / INFO_FILE, composed_info)
-    config = {"model": base_spec, "method": "lora", "adapters": adapter_specs,
-              META_KEY: {"group": "llm", "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": "compose"}}
+    config = {
+        "model": base_spec,
+        "method": "lora",
+        "adapters": adapter_specs,
+        META_KEY: {"group": "llm", "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": "compose"},
+    }
     atomic_write_json(run.config_path, config)
     result: dict[str, Any] = {"out": str(out), "adapters": adapter_specs}
     composed, tokenizer, _ = load_trained(out)

@@ -13,16 +13,23 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-_DIGITS = str.maketrans({**{chr(0x06F0 + d): str(d) for d in range(10)},
-                         **{chr(0x0660 + d): str(d) for d in range(10)},
-                         "\u066b": ".",  # Arabic decimal separator
-                         "\u066c": ",",  # Arabic thousands separator
-                         "\u060c": ",",  # Arabic comma (used as a thousands separator too)
-                         "\u2212": "-"})  # minus sign
+_DIGITS = str.maketrans(
+    {
+        **{chr(0x06F0 + d): str(d) for d in range(10)},
+        **{chr(0x0660 + d): str(d) for d in range(10)},
+        "\u066b": ".",  # Arabic decimal separator
+        "\u066c": ",",  # Arabic thousands separator
+        "\u060c": ",",  # Arabic comma (used as a thousands separator too)
+        "\u2212": "-",
+    }
+)  # minus sign
 # 1,250 / 1 250 (thin space) / 1250 / 2.5 / -3 ; a thousands group is exactly three digits.
 NUMBER = re.compile(r"(?<![\d.])-?\d{1,3}(?:[,\u2009\u202f]\d{3})+(?:\.\d+)?(?!\d)|(?<![\d.])-?\d+(?:\.\d+)?")
-MARKER = re.compile(r"####|\banswer\s*(?:is|:)|پاسخ(?:\s*نهایی)?\s*(?::|برابر|است)|"
-                    r"جواب(?:\s*نهایی)?\s*(?::|برابر|است)", re.IGNORECASE)
+MARKER = re.compile(
+    r"####|\banswer\s*(?:is|:)|پاسخ(?:\s*نهایی)?\s*(?::|برابر|است)|"
+    r"جواب(?:\s*نهایی)?\s*(?::|برابر|است)",
+    re.IGNORECASE,
+)
 
 
 def normalize_digits(text: str) -> str:

@@ -28,8 +28,9 @@ def safe_div(num: Any, den: Any) -> Any:
     return np.divide(num, den, out=np.zeros_like(num), where=den != 0)
 
 
-def classification_report(y_true: Any, y_pred: Any, labels: list[str] | None = None,
-                          num_classes: int | None = None) -> dict[str, Any]:
+def classification_report(
+    y_true: Any, y_pred: Any, labels: list[str] | None = None, num_classes: int | None = None
+) -> dict[str, Any]:
     """Accuracy, per-class precision/recall/F1/support, macro and weighted averages, confusion matrix.
 
     The class count is num_classes, else len(labels), else the largest index seen + 1, so classes
@@ -43,8 +44,7 @@ def classification_report(y_true: Any, y_pred: Any, labels: list[str] | None = N
     if true.shape != pred.shape:
         raise ValueError(f"y_true has {true.size} items but y_pred has {pred.size}")
     if num_classes is None:
-        num_classes = len(labels) if labels is not None else int(max(true.max(initial=-1),
-                                                                     pred.max(initial=-1)) + 1)
+        num_classes = len(labels) if labels is not None else int(max(true.max(initial=-1), pred.max(initial=-1)) + 1)
     if labels is not None and len(labels) != num_classes:
         raise ValueError(f"{len(labels)} labels for {num_classes} classes")
     if true.size and (min(true.min(), pred.min()) < 0 or max(true.max(), pred.max()) >= num_classes):
@@ -61,8 +61,14 @@ def classification_report(y_true: Any, y_pred: Any, labels: list[str] | None = N
     f1 = safe_div(2 * tp, support + predicted)  # equals 2PR/(P+R), without the 0/0 case
 
     per_class = [
-        {"class": names[i], "index": i, "precision": float(precision[i]), "recall": float(recall[i]),
-         "f1": float(f1[i]), "support": int(support[i])}
+        {
+            "class": names[i],
+            "index": i,
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
         for i in range(num_classes)
     ]
     total = int(support.sum())
@@ -72,11 +78,18 @@ def classification_report(y_true: Any, y_pred: Any, labels: list[str] | None = N
         "num_samples": total,
         "num_classes": num_classes,
         "per_class": per_class,
-        "macro": {"precision": float(precision.mean()) if num_classes else 0.0,
-                  "recall": float(recall.mean()) if num_classes else 0.0,
-                  "f1": float(f1.mean()) if num_classes else 0.0, "support": total},
-        "weighted": {"precision": float(precision @ weights), "recall": float(recall @ weights),
-                     "f1": float(f1 @ weights), "support": total},
+        "macro": {
+            "precision": float(precision.mean()) if num_classes else 0.0,
+            "recall": float(recall.mean()) if num_classes else 0.0,
+            "f1": float(f1.mean()) if num_classes else 0.0,
+            "support": total,
+        },
+        "weighted": {
+            "precision": float(precision @ weights),
+            "recall": float(recall @ weights),
+            "f1": float(f1 @ weights),
+            "support": total,
+        },
         "confusion_matrix": matrix.tolist(),
     }
 

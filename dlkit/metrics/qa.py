@@ -74,8 +74,9 @@ def scored_answers(answers: list[str], v2: bool) -> list[str]:
     return [a for a in answers if (normalize_answer(a) if v2 else a.strip())]
 
 
-def squad_scores(predictions: dict[str, str], references: dict[str, list[str]],
-                 v2: bool | None = None) -> dict[str, float]:
+def squad_scores(
+    predictions: dict[str, str], references: dict[str, list[str]], v2: bool | None = None
+) -> dict[str, float]:
     """Corpus EM and F1 as percentages (0-100), over every question in `references`.
 
     A question without a prediction scores 0, as in the official scripts. `v2` (default: whether some

@@ -54,15 +54,21 @@ def corpus_bleu(hypotheses: list[str], references: list[list[str]], max_order: i
     # One pass collects the clipped counts for every order; lower orders reuse them.
     return {
         f"bleu{n}": BLEU.compute_bleu(
-            list(stats.counts[:n]), list(stats.totals[:n]), stats.sys_len, stats.ref_len,
-            smooth_method="none", max_ngram_order=n,
-        ).score / 100.0
+            list(stats.counts[:n]),
+            list(stats.totals[:n]),
+            stats.sys_len,
+            stats.ref_len,
+            smooth_method="none",
+            max_ngram_order=n,
+        ).score
+        / 100.0
         for n in range(1, max_order + 1)
     }
 
 
-def chrf(hypotheses: list[str], references: list[list[str]], char_order: int = 6, word_order: int = 0,
-         beta: int = 2) -> float:
+def chrf(
+    hypotheses: list[str], references: list[list[str]], char_order: int = 6, word_order: int = 0, beta: int = 2
+) -> float:
     """Corpus chrF in [0, 1] (chrF++ with word_order=2); tolerant of tokenisation and morphology."""
     from sacrebleu.metrics import CHRF
 
@@ -97,9 +103,16 @@ def rouge(hypotheses: list[str], references: list[list[str]]) -> dict[str, float
     return {t: totals[t] / len(hypotheses) for t in types}
 
 
-def bertscore(hypotheses: list[str], references: list[list[str]], model: str, num_layers: int | None = None,
-              batch_size: int = 32, device: str | None = None, idf: bool = False,
-              baseline: tuple[float, float, float] | str | Path | None = None) -> dict[str, float]:
+def bertscore(
+    hypotheses: list[str],
+    references: list[list[str]],
+    model: str,
+    num_layers: int | None = None,
+    batch_size: int = 32,
+    device: str | None = None,
+    idf: bool = False,
+    baseline: tuple[float, float, float] | str | Path | None = None,
+) -> dict[str, float]:
     """Mean BERTScore precision/recall/F1 (Zhang et al. 2020), computed here, equal to bert-score 0.3.13.
 
     Each sentence is encoded once (special tokens added, truncated to the model's length); its token
@@ -124,8 +137,10 @@ def bertscore(hypotheses: list[str], references: list[list[str]], model: str, nu
 
     pairs = [(hyp.strip(), ref.strip()) for hyp, refs in zip(hypotheses, references, strict=True) for ref in refs]
     limit = min(int(tokenizer.model_max_length), int(getattr(encoder.config, "max_position_embeddings", 512)))
-    ids = {s: tokenizer.encode(s, add_special_tokens=True, truncation=True, max_length=limit)
-           for s in {s for pair in pairs for s in pair}}
+    ids = {
+        s: tokenizer.encode(s, add_special_tokens=True, truncation=True, max_length=limit)
+        for s in {s for pair in pairs for s in pair}
+    }
     special = set(tokenizer.all_special_ids)
     weight = _bertscore_weights([ids[r] for _, r in pairs], tokenizer, idf)
     embeddings = _token_embeddings(encoder, ids, tokenizer.pad_token_id or 0, num_layers, batch_size, device)
@@ -144,7 +159,7 @@ def bertscore(hypotheses: list[str], references: list[list[str]], model: str, nu
 
     best, start = [], 0
     for refs in references:
-        best.append(rows[start:start + len(refs)].max(dim=0).values)
+        best.append(rows[start : start + len(refs)].max(dim=0).values)
         start += len(refs)
     scores = torch.stack(best)
     if baseline is not None:
@@ -180,17 +195,21 @@ def _token_embeddings(encoder, ids: dict[str, list[int]], pad_id: int, layer: in
     out = {}
     with torch.no_grad():
         for i in range(0, len(order), batch_size):
-            batch = order[i:i + batch_size]
+            batch = order[i : i + batch_size]
             width = max(len(ids[s]) for s in batch)
             input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
             for row, s in enumerate(batch):
-                input_ids[row, :len(ids[s])] = torch.tensor(ids[s])
-                mask[row, :len(ids[s])] = 1
-            hidden = encoder(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                             output_hidden_states=True).hidden_states[layer].float().cpu()
+                input_ids[row, : len(ids[s])] = torch.tensor(ids[s])
+                mask[row, : len(ids[s])] = 1
+            hidden = (
+                encoder(input_ids=input_ids.to(device), attention_mask=mask.to(device), output_hidden_states=True)
+                .hidden_states[layer]
+                .float()
+                .cpu()
+            )
             for row, s in enumerate(batch):
-                emb = hidden[row, :len(ids[s])]
+                emb = hidden[row, : len(ids[s])]
                 out[s] = emb / emb.norm(dim=-1, keepdim=True)
     return out
 
@@ -212,7 +231,7 @@ def _bertscore_baseline(baseline: tuple[float, float, float] | str | Path, num_l
 
 def _ngram_counts(text: str, n: int) -> Counter[tuple[str, ...]]:
     words = text.split()
-    return Counter(tuple(words[i:i + k]) for k in range(1, n + 1) for i in range(len(words) - k + 1))
+    return Counter(tuple(words[i : i + k]) for k in range(1, n + 1) for i in range(len(words) - k + 1))
 
 
 def cider_d(hypotheses: list[str], references: list[list[str]], n: int = 4, sigma: float = 6.0) -> float:
@@ -249,7 +268,7 @@ def cider_d(hypotheses: list[str], references: list[list[str]], n: int = 4, sigm
         image_score = 0.0
         for ref in refs:
             vec_r, norm_r, len_r = tfidf(ref)
-            penalty = math.exp(-float(len_h - len_r) ** 2 / (2 * sigma**2))
+            penalty = math.exp(-(float(len_h - len_r) ** 2) / (2 * sigma**2))
             for k in range(n):
                 val = sum(min(w, vec_r[k].get(g, 0.0)) * vec_r[k].get(g, 0.0) for g, w in vec_h[k].items())
                 if norm_h[k] != 0 and norm_r[k] != 0:

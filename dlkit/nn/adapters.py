@@ -10,8 +10,7 @@ _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 class BottleneckAdapter(nn.Module):
     """x + up(act(down(x))): a residual low-rank detour; training touches O(hidden * bottleneck) weights."""
 
-    def __init__(self, hidden_size: int, bottleneck: int, activation: str = "relu",
-                 dropout: float = 0.0) -> None:
+    def __init__(self, hidden_size: int, bottleneck: int, activation: str = "relu", dropout: float = 0.0) -> None:
         super().__init__()
         if not 0 < bottleneck < hidden_size:
             raise ValueError(

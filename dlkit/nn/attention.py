@@ -28,8 +28,9 @@ def masked_softmax(scores: Tensor, mask: Tensor | None = None) -> Tensor:
     return scores.softmax(dim=-1).masked_fill(empty, 0.0)
 
 
-def combined_mask(q: Tensor, k: Tensor, attn_mask: Tensor | None, key_padding_mask: Tensor | None,
-                  causal: bool) -> Tensor | None:
+def combined_mask(
+    q: Tensor, k: Tensor, attn_mask: Tensor | None, key_padding_mask: Tensor | None, causal: bool
+) -> Tensor | None:
     """The three ways to mask attention as one boolean mask broadcastable to (..., Tq, Tk), True = masked;
     None when nothing is masked. Argument meanings as in `scaled_dot_product_attention`."""
     tq, tk = q.size(-2), k.size(-2)
@@ -100,8 +101,15 @@ class MultiHeadAttention(nn.Module):
     "sdpa" calls torch's fused kernel for the same result, faster and without the (T x T) weights in memory.
     """
 
-    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
-                 batch_first: bool = True, implementation: Literal["scratch", "sdpa"] = "scratch") -> None:
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        batch_first: bool = True,
+        implementation: Literal["scratch", "sdpa"] = "scratch",
+    ) -> None:
         super().__init__()
         if embed_dim % num_heads != 0:
             raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads}).")
@@ -155,11 +163,14 @@ class MultiHeadAttention(nn.Module):
         if attn_mask is not None and attn_mask.dim() == 3:
             attn_mask = attn_mask.view(batch, self.num_heads, tq, -1)  # (B * nh, Tq, Tk) -> (B, nh, Tq, Tk)
         if self.implementation == "sdpa" and not need_weights:
-            y, weights = fused_attention(q, k, v, attn_mask, key_padding_mask, causal, self.dropout,
-                                         self.training), None
+            y, weights = (
+                fused_attention(q, k, v, attn_mask, key_padding_mask, causal, self.dropout, self.training),
+                None,
+            )
         else:
-            y, weights = scaled_dot_product_attention(q, k, v, attn_mask, key_padding_mask, causal,
-                                                      self.dropout, self.training)
+            y, weights = scaled_dot_product_attention(
+                q, k, v, attn_mask, key_padding_mask, causal, self.dropout, self.training
+            )
         y = y.transpose(1, 2).reshape(batch, tq, channels)  # (B, nh, Tq, hd) -> (B, Tq, C)
         y = self.out_proj(y)
         if not self.batch_first:
@@ -182,8 +193,9 @@ class MultiHeadAttention(nn.Module):
 
 def load_from_torch_mha(mha: nn.MultiheadAttention) -> MultiHeadAttention:
     """Build a MultiHeadAttention holding a copy of a torch.nn.MultiheadAttention's weights."""
-    ours = MultiHeadAttention(mha.embed_dim, mha.num_heads, mha.dropout, bias=mha.in_proj_bias is not None,
-                              batch_first=mha.batch_first)
+    ours = MultiHeadAttention(
+        mha.embed_dim, mha.num_heads, mha.dropout, bias=mha.in_proj_bias is not None, batch_first=mha.batch_first
+    )
     ours.load_from_torch(mha)
     return ours.to(mha.in_proj_weight.device, mha.in_proj_weight.dtype)
 
@@ -204,8 +216,9 @@ class AdditiveAttention(nn.Module):
         """W_a a_i for every feature (B, L, A): the same at every decoding step, so a decoder computes it once."""
         return self.encoder_proj(features)
 
-    def forward(self, features: Tensor, hidden: Tensor, mask: Tensor | None = None,
-                keys: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, features: Tensor, hidden: Tensor, mask: Tensor | None = None, keys: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """features (B, L, E), hidden (B, H), mask (B, L) True = ignore, keys (B, L, A) = `self.keys(features)` when
         already computed -> (context (B, E), alpha (B, L))."""
         keys = self.keys(features) if keys is None else keys

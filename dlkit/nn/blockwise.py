@@ -52,8 +52,9 @@ class _BlockCausal(torch.autograd.Function):
         lse = q.new_empty(batch, heads, length, dtype=torch.float32)
         for i, start in enumerate(range(0, length, BLOCK)):
             end = start + masks[i].shape[0]
-            block_out, block_lse = forward(q[:, :, start:end], k[:, :, :end], v[:, :, :end], 0.0, False,
-                                           attn_mask=masks[i], scale=scale)
+            block_out, block_lse = forward(
+                q[:, :, start:end], k[:, :, :end], v[:, :, :end], 0.0, False, attn_mask=masks[i], scale=scale
+            )
             out[:, :, start:end] = block_out
             lse[:, :, start:end] = block_lse
         ctx.save_for_backward(q, k, v, out, lse)
@@ -67,9 +68,18 @@ class _BlockCausal(torch.autograd.Function):
         dq, dk, dv = torch.empty_like(q), torch.zeros_like(k), torch.zeros_like(v)
         for i, start in enumerate(range(0, q.shape[2], BLOCK)):
             end = start + ctx.masks[i].shape[0]
-            gq, gk, gv = backward(grad[:, :, start:end], q[:, :, start:end], k[:, :, :end], v[:, :, :end],
-                                  out[:, :, start:end], lse[:, :, start:end], 0.0, False, attn_mask=ctx.masks[i],
-                                  scale=ctx.scale)
+            gq, gk, gv = backward(
+                grad[:, :, start:end],
+                q[:, :, start:end],
+                k[:, :, :end],
+                v[:, :, :end],
+                out[:, :, start:end],
+                lse[:, :, start:end],
+                0.0,
+                False,
+                attn_mask=ctx.masks[i],
+                scale=ctx.scale,
+            )
             dq[:, :, start:end] = gq
             dk[:, :, :end] += gk
             dv[:, :, :end] += gv
@@ -78,9 +88,14 @@ class _BlockCausal(torch.autograd.Function):
 
 def blockwise_applies(q: Tensor, k: Tensor) -> bool:
     """Whether causal self-attention on these shapes takes the query-block path."""
-    return (KERNELS is not None and q.device.type == "cpu" and q.dtype in (torch.float32, torch.bfloat16)
-            and not torch.is_autocast_enabled("cpu")  # autocast picks sdpa's precision itself
-            and q.shape[2] == k.shape[2] and MIN_LENGTH <= q.shape[2] <= MAX_LENGTH)
+    return (
+        KERNELS is not None
+        and q.device.type == "cpu"
+        and q.dtype in (torch.float32, torch.bfloat16)
+        and not torch.is_autocast_enabled("cpu")  # autocast picks sdpa's precision itself
+        and q.shape[2] == k.shape[2]
+        and MIN_LENGTH <= q.shape[2] <= MAX_LENGTH
+    )
 
 
 def causal_attention(q: Tensor, k: Tensor, v: Tensor, scale: float | None = None) -> Tensor:

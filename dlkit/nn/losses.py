@@ -17,16 +17,23 @@ CHUNK_ELEMENTS = 2**23  # logits per chunk (32 MiB in float32): large enough for
 
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden: Tensor, weight: Tensor, targets: Tensor, softcap: float | None,
-                need_hidden: bool, need_weight: bool) -> Tensor:
+    def forward(
+        ctx,
+        hidden: Tensor,
+        weight: Tensor,
+        targets: Tensor,
+        softcap: float | None,
+        need_hidden: bool,
+        need_weight: bool,
+    ) -> Tensor:
         rows = max(1, CHUNK_ELEMENTS // weight.size(0))
         compute = torch.promote_types(hidden.dtype, torch.float32)  # softmax in float32 (float64 stays float64)
         total = torch.zeros((), dtype=compute, device=hidden.device)
         grad_hidden = torch.empty_like(hidden) if need_hidden else None
         grad_weight = torch.zeros_like(weight, dtype=compute) if need_weight else None
         for start in range(0, hidden.size(0), rows):
-            h = hidden[start:start + rows]  # (n, H)
-            target = targets[start:start + rows]  # (n,)
+            h = hidden[start : start + rows]  # (n, H)
+            target = targets[start : start + rows]  # (n,)
             logits = (h @ weight.t()).to(compute)  # (n, V)
             if softcap:
                 capped = torch.tanh(logits / softcap)  # Gemma-2: logits = cap * tanh(logits / cap)
@@ -41,7 +48,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 grad.mul_(1.0 - capped * capped)  # through the tanh
             grad = grad.to(weight.dtype)  # under autocast the matmuls below cast it again, as nn.Linear would
             if grad_hidden is not None:
-                grad_hidden[start:start + rows] = grad @ weight  # (n, V) @ (V, H)
+                grad_hidden[start : start + rows] = grad @ weight  # (n, V) @ (V, H)
             if grad_weight is not None:
                 grad_weight += (grad.t() @ h).to(compute)  # (V, n) @ (n, H)
         ctx.save_for_backward(*(g for g in (grad_hidden, grad_weight) if g is not None))
@@ -66,5 +73,6 @@ def linear_cross_entropy(hidden: Tensor, weight: Tensor, targets: Tensor, softca
     the labelled rows first). softcap: Gemma-2's final_logit_softcapping, or None.
     """
     grad = torch.is_grad_enabled()
-    return _LinearCrossEntropy.apply(hidden, weight, targets, softcap, grad and hidden.requires_grad,
-                                     grad and weight.requires_grad)
+    return _LinearCrossEntropy.apply(
+        hidden, weight, targets, softcap, grad and hidden.requires_grad, grad and weight.requires_grad
+    )

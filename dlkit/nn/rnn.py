@@ -59,8 +59,7 @@ class LSTM(nn.Module):
         )
         self.drop = nn.Dropout(dropout)  # between layers only, as in nn.LSTM
 
-    def forward(self, x: Tensor,
-                state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """x (B, T, I), state (h0, c0) each (L, B, H) or None -> (out (B, T, H), (h, c) each (L, B, H))."""
         if state is None:
             zeros = x.new_zeros(len(self.cells), x.size(0), self.hidden_size)  # (L, B, H)

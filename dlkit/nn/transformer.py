@@ -34,8 +34,16 @@ class FeedForward(nn.Module):
 class EncoderBlock(nn.Module):
     """Self-attention + feed-forward with residuals; pre-norm (norm_first) trains stably without warmup."""
 
-    def __init__(self, dim: int, num_heads: int, ff_dim: int, dropout: float = 0.0, norm_first: bool = True,
-                 activation: str = "gelu", attention: Literal["scratch", "sdpa"] = "scratch") -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        ff_dim: int,
+        dropout: float = 0.0,
+        norm_first: bool = True,
+        activation: str = "gelu",
+        attention: Literal["scratch", "sdpa"] = "scratch",
+    ) -> None:
         super().__init__()
         self.norm_first = norm_first
         self.attn = MultiHeadAttention(dim, num_heads, dropout=dropout, implementation=attention)
@@ -44,12 +52,14 @@ class EncoderBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.drop = nn.Dropout(dropout)
 
-    def _self_attention(self, x: Tensor, key_padding_mask: Tensor | None, attn_mask: Tensor | None,
-                        causal: bool) -> Tensor:
+    def _self_attention(
+        self, x: Tensor, key_padding_mask: Tensor | None, attn_mask: Tensor | None, causal: bool
+    ) -> Tensor:
         return self.drop(self.attn(x, x, x, key_padding_mask, attn_mask, causal)[0])
 
-    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None, attn_mask: Tensor | None = None,
-                causal: bool = False) -> Tensor:
+    def forward(
+        self, x: Tensor, key_padding_mask: Tensor | None = None, attn_mask: Tensor | None = None, causal: bool = False
+    ) -> Tensor:
         """x (B, T, C) -> (B, T, C); masks are bool with True = masked out."""
         if self.norm_first:
             x = x + self._self_attention(self.norm1(x), key_padding_mask, attn_mask, causal)
@@ -70,8 +80,15 @@ class EncoderBlock(nn.Module):
 class DecoderBlock(nn.Module):
     """Causal self-attention, cross-attention over encoder memory, then feed-forward (seq2seq decoder)."""
 
-    def __init__(self, dim: int, num_heads: int, ff_dim: int, dropout: float = 0.0, norm_first: bool = True,
-                 activation: str = "gelu") -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        ff_dim: int,
+        dropout: float = 0.0,
+        norm_first: bool = True,
+        activation: str = "gelu",
+    ) -> None:
         super().__init__()
         self.norm_first = norm_first
         self.self_attn = MultiHeadAttention(dim, num_heads, dropout=dropout)
@@ -88,8 +105,14 @@ class DecoderBlock(nn.Module):
     def _cross_attention(self, x: Tensor, memory: Tensor, memory_key_padding_mask: Tensor | None) -> Tensor:
         return self.drop(self.cross_attn(x, memory, memory, memory_key_padding_mask)[0])
 
-    def forward(self, x: Tensor, memory: Tensor, tgt_key_padding_mask: Tensor | None = None,
-                memory_key_padding_mask: Tensor | None = None, causal: bool = True) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        tgt_key_padding_mask: Tensor | None = None,
+        memory_key_padding_mask: Tensor | None = None,
+        causal: bool = True,
+    ) -> Tensor:
         """x (B, T, C), memory (B, S, C) -> (B, T, C); padding masks (B, T) / (B, S) bool, True = padding."""
         if self.norm_first:
             x = x + self._self_attention(self.norm1(x), tgt_key_padding_mask, causal)
@@ -116,9 +139,18 @@ class DecoderOnlyLM(nn.Module):
     attention: "scratch" (dlkit.nn's formula, the default) or "sdpa" (torch's fused kernel, same numbers).
     """
 
-    def __init__(self, vocab_size: int, dim: int, num_layers: int, num_heads: int, block_size: int,
-                 dropout: float = 0.0, positional: Literal["sinusoidal", "learned"] = "learned",
-                 tie_weights: bool = True, attention: Literal["scratch", "sdpa"] = "scratch") -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        dim: int,
+        num_layers: int,
+        num_heads: int,
+        block_size: int,
+        dropout: float = 0.0,
+        positional: Literal["sinusoidal", "learned"] = "learned",
+        tie_weights: bool = True,
+        attention: Literal["scratch", "sdpa"] = "scratch",
+    ) -> None:
         super().__init__()
         if positional == "sinusoidal":
             self.pos: nn.Module = SinusoidalPositionalEncoding(dim, block_size)
@@ -167,11 +199,17 @@ class DecoderOnlyLM(nn.Module):
         return logits, F.cross_entropy(logits.flatten(0, 1), targets.flatten())  # (B*T, V) vs (B*T,)
 
     @torch.no_grad()
-    def generate(self, idx: Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 generator: torch.Generator | None = None) -> Tensor:
+    def generate(
+        self,
+        idx: Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         """Sample max_new_tokens continuations of idx (B, T), feeding back at most block_size tokens."""
         for _ in range(max_new_tokens):
-            logits, _ = self(idx[:, -self.block_size:])
+            logits, _ = self(idx[:, -self.block_size :])
             logits = logits[:, -1, :] / temperature  # (B, V)
             if top_k is not None:
                 kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]  # (B, 1)

@@ -8,9 +8,14 @@ from dlkit.core import progress
 from dlkit.core.commands import config_command, group_app
 from dlkit.qa.config import EvalConfig, PredictConfig, PrepareConfig, QAConfig
 
-app = group_app("qa", "Extractive question answering: a span head on a BERT-family encoder, SQuAD v1/v2 data, "
-                "sliding windows for long contexts, EM/F1 with Persian normalisation.", extra="qa",
-                requires=("transformers", "tokenizers"))
+app = group_app(
+    "qa",
+    "Extractive question answering: a span head on a BERT-family encoder, SQuAD v1/v2 data, "
+    "sliding windows for long contexts, EM/F1 with Persian normalisation.",
+    extra="qa",
+    requires=("transformers", "tokenizers"),
+)
+
 
 @config_command(app, PrepareConfig)
 def prepare(cfg: PrepareConfig) -> None:
@@ -22,8 +27,10 @@ def prepare(cfg: PrepareConfig) -> None:
 
     stats = run_prepare(cfg)
     if stats["skipped"]:
-        progress.warn(f"skipped {stats['skipped']} questions: "
-                      + ", ".join(f"{n} {why}" for why, n in stats["skip_reasons"].items()))
+        progress.warn(
+            f"skipped {stats['skipped']} questions: "
+            + ", ".join(f"{n} {why}" for why, n in stats["skip_reasons"].items())
+        )
     out = Path(cfg.output_dir)
     progress.info(f"wrote {out / 'stats.json'}, {out / 'plots' / 'lengths.png'} and the checked splits (JSONL)")
     progress.emit(stats, _stats_table(stats))
@@ -33,8 +40,10 @@ def _stats_table(stats: dict):
     """One column per split, one row per statistic (fits a terminal for any number of splits)."""
     from rich.table import Table
 
-    table = Table(title=f"{stats['data']}: max-length {stats['max_length']}, doc-stride {stats['doc_stride']}; "
-                        f"{stats['repaired_offsets']} offsets repaired, {stats['skipped']} questions skipped")
+    table = Table(
+        title=f"{stats['data']}: max-length {stats['max_length']}, doc-stride {stats['doc_stride']}; "
+        f"{stats['repaired_offsets']} offsets repaired, {stats['skipped']} questions skipped"
+    )
     splits = stats["splits"]
     table.add_column("")
     for split in splits:
@@ -88,8 +97,13 @@ def _eval_render(result: dict):
     for column in ["id", "question", "gold", "predicted", "F1"]:
         worst.add_column(column, overflow="fold")
     for row in result["worst"]:
-        worst.add_row(row["id"], row["question"], " | ".join(row["gold"]) or "(no answer)",
-                      row["predicted"] or "(no answer)", f"{100 * row['f1']:.0f}")
+        worst.add_row(
+            row["id"],
+            row["question"],
+            " | ".join(row["gold"]) or "(no answer)",
+            row["predicted"] or "(no answer)",
+            f"{100 * row['f1']:.0f}",
+        )
     title = f"qa eval ({result['split']}, {result['split_size']} questions)"
     return Group(progress.metrics_table(scores, title=title), worst)
 
@@ -103,7 +117,10 @@ def predict(cfg: PredictConfig) -> None:
     from dlkit.qa.evaluate import predict as run_predict
 
     result = run_predict(cfg)
-    lines = [f"{c['answer']}\t(p={c['probability']:.3f}, chars {c['start']}-{c['end']})" if c["answer"]
-             else f"no answer\t(p={c['probability']:.3f}: the passage does not answer the question)"
-             for c in result["candidates"]]
+    lines = [
+        f"{c['answer']}\t(p={c['probability']:.3f}, chars {c['start']}-{c['end']})"
+        if c["answer"]
+        else f"no answer\t(p={c['probability']:.3f}: the passage does not answer the question)"
+        for c in result["candidates"]
+    ]
     progress.emit(result, "\n".join(lines))

@@ -144,16 +144,20 @@ def _json_line(line: str, path: Path, line_no: int) -> dict[str, Any]:
         raise DataError(f"{path} line {line_no}: invalid JSON ({exc.msg})") from None
     if not isinstance(row, dict) or not FLAT_KEYS <= set(row):
         found = ", ".join(sorted(row)) if isinstance(row, dict) else type(row).__name__
-        raise DataError(f"{path} line {line_no}: not a SQuAD row; expected keys context, question, answers "
-                        f"(found: {found or 'none'})")
+        raise DataError(
+            f"{path} line {line_no}: not a SQuAD row; expected keys context, question, answers "
+            f"(found: {found or 'none'})"
+        )
     return row
 
 
 def _csv_row(row: dict[str, str], path: Path, line_no: int) -> dict[str, Any]:
     keys = set(row)
     if not {"context", "question"} <= keys or not ({"answers"} <= keys or {"answer_text", "answer_start"} <= keys):
-        raise DataError(f"{path}: not SQuAD-shaped; expected columns id, context, question and answers (JSON) or "
-                        f"answer_text + answer_start (found: {', '.join(sorted(k for k in keys if k))})")
+        raise DataError(
+            f"{path}: not SQuAD-shaped; expected columns id, context, question and answers (JSON) or "
+            f"answer_text + answer_start (found: {', '.join(sorted(k for k in keys if k))})"
+        )
     out: dict[str, Any] = dict(row)
     if "answers" in row:
         try:
@@ -182,18 +186,26 @@ def _squad_rows(payload: Any, path: Path) -> Iterator[dict[str, Any]]:
             found = "a list of objects with " + ", ".join(sorted(map(str, payload[0])))
         else:
             found = f"a JSON {type(payload).__name__}"
-        raise DataError(f"{path} is not SQuAD-shaped: expected {{'data': [{{'title', 'paragraphs': [{{'context', "
-                        f"'qas'}}]}}]}} or rows with context, question, answers (found keys: {found})")
+        raise DataError(
+            f"{path} is not SQuAD-shaped: expected {{'data': [{{'title', 'paragraphs': [{{'context', "
+            f"'qas'}}]}}]}} or rows with context, question, answers (found keys: {found})"
+        )
     for a_index, article in enumerate(articles):
         for p_index, paragraph in enumerate(article["paragraphs"]):
             if not isinstance(paragraph, dict) or "context" not in paragraph or "qas" not in paragraph:
                 found = ", ".join(sorted(paragraph)) if isinstance(paragraph, dict) else type(paragraph).__name__
-                raise DataError(f"{path}: data[{a_index}].paragraphs[{p_index}] needs 'context' and 'qas' "
-                                f"(found keys: {found})")
+                raise DataError(
+                    f"{path}: data[{a_index}].paragraphs[{p_index}] needs 'context' and 'qas' (found keys: {found})"
+                )
             for qa in paragraph["qas"]:
-                yield {"id": qa.get("id"), "title": article.get("title", ""), "context": paragraph["context"],
-                       "question": qa.get("question"), "answers": qa.get("answers", []),
-                       "is_impossible": qa.get("is_impossible", False)}
+                yield {
+                    "id": qa.get("id"),
+                    "title": article.get("title", ""),
+                    "context": paragraph["context"],
+                    "question": qa.get("question"),
+                    "answers": qa.get("answers", []),
+                    "is_impossible": qa.get("is_impossible", False),
+                }
 
 
 def check_rows(rows: Iterable[dict[str, Any]], where: str, strict: bool, report: LoadReport) -> Iterator[QAExample]:
@@ -217,8 +229,10 @@ def check_rows(rows: Iterable[dict[str, Any]], where: str, strict: bool, report:
                     problems.append(why)
                     continue
                 if fixed != start and strict:
-                    raise DataError(f"{where}: question {qid}: answer {text[:40]!r} is at character {fixed}, not at "
-                                    f"its answer_start {start} (drop --strict to repair such offsets)")
+                    raise DataError(
+                        f"{where}: question {qid}: answer {text[:40]!r} is at character {fixed}, not at "
+                        f"its answer_start {start} (drop --strict to repair such offsets)"
+                    )
                 report.repaired += fixed != start
                 kept_texts.append(text)  # as written: eval compares against it after normalising
                 kept_starts.append(fixed)
@@ -249,8 +263,11 @@ def _answer_lists(answers: Any) -> tuple[list[str], list[int]]:
     else:
         texts = [a.get("text", "") for a in answers]
         starts = [a.get("answer_start", -1) for a in answers]
-    pairs = [(str(t), int(s) if isinstance(s, (int, float, str)) and str(s).lstrip("-").isdigit() else -1)
-             for t, s in zip(texts, starts, strict=False) if str(t).strip()]
+    pairs = [
+        (str(t), int(s) if isinstance(s, (int, float, str)) and str(s).lstrip("-").isdigit() else -1)
+        for t, s in zip(texts, starts, strict=False)
+        if str(t).strip()
+    ]
     return [t for t, _ in pairs], [s for _, s in pairs]
 
 
@@ -259,7 +276,7 @@ def locate_answer(context: str, text: str, start: int) -> tuple[int | None, str]
     if start < 0 or start >= len(context):
         return None, f"answer_start {start} is outside the context ({len(context)} characters)"
     folded_context, folded_text = context.translate(_FOLD), text.translate(_FOLD)
-    if folded_context[start:start + len(text)] == folded_text:
+    if folded_context[start : start + len(text)] == folded_text:
         return start, ""
     lo = max(0, start - REPAIR_WINDOW)
     candidates = []
@@ -272,17 +289,19 @@ def locate_answer(context: str, text: str, start: int) -> tuple[int | None, str]
     return None, f"answer {text[:40]!r} is not at answer_start {start} nor within {REPAIR_WINDOW} characters of it"
 
 
-def split_off_validation(examples: list[QAExample], fraction: float, seed: int) -> tuple[list[QAExample],
-                                                                                          list[QAExample]]:
+def split_off_validation(
+    examples: list[QAExample], fraction: float, seed: int
+) -> tuple[list[QAExample], list[QAExample]]:
     """Hold out whole contexts, so no validation question shares a context with a training one."""
     contexts = sorted({e.context for e in examples})
     random.Random(seed).shuffle(contexts)
-    held = set(contexts[:max(1, round(fraction * len(contexts)))])
+    held = set(contexts[: max(1, round(fraction * len(contexts)))])
     return [e for e in examples if e.context not in held], [e for e in examples if e.context in held]
 
 
-def split_examples(spec: str, val_fraction: float, seed: int, strict: bool,
-                   report: LoadReport) -> tuple[dict[str, list[QAExample]], str]:
+def split_examples(
+    spec: str, val_fraction: float, seed: int, strict: bool, report: LoadReport
+) -> tuple[dict[str, list[QAExample]], str]:
     """train, validation (and test when the data has one) exactly as `qa train` uses them, and the rule that
     cut them in words; `qa eval` calls it with the run's settings to find its held-out questions again."""
     splits = load_splits(spec, strict, report)
@@ -319,7 +338,6 @@ class WindowDataset(Dataset):
         return index, self.windows[index]
 
 
-
 def collate_windows(items: list[tuple[int, Window]], pad_id: int) -> dict[str, torch.Tensor]:
     """Pad to the longest window in the batch (B, T); `window_index` maps logits back to examples."""
     length = max(len(w.input_ids) for _, w in items)
@@ -332,10 +350,13 @@ def collate_windows(items: list[tuple[int, Window]], pad_id: int) -> dict[str, t
         attention_mask[row, :n] = 1
         if window.token_type_ids is not None:
             token_type_ids[row, :n] = torch.tensor(window.token_type_ids)
-    batch = {"input_ids": input_ids, "attention_mask": attention_mask,
-             "start_positions": torch.tensor([w.start_position for _, w in items]),
-             "end_positions": torch.tensor([w.end_position for _, w in items]),
-             "window_index": torch.tensor([i for i, _ in items])}
+    batch = {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "start_positions": torch.tensor([w.start_position for _, w in items]),
+        "end_positions": torch.tensor([w.end_position for _, w in items]),
+        "window_index": torch.tensor([i for i, _ in items]),
+    }
     if items[0][1].token_type_ids is not None:
         batch["token_type_ids"] = token_type_ids
     return batch

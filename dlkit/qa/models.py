@@ -35,13 +35,16 @@ class SpanQA(nn.Module):
     def __init__(self, qa_model: nn.Module, head_dropout: float = 0.0):
         super().__init__()
         if head_dropout and not isinstance(getattr(qa_model, "qa_outputs", None), nn.Linear):
-            raise ConfigError(f"--head dropout-linear: {type(qa_model).__name__} has no linear `qa_outputs` "
-                              "span head; use --head linear")
+            raise ConfigError(
+                f"--head dropout-linear: {type(qa_model).__name__} has no linear `qa_outputs` "
+                "span head; use --head linear"
+            )
         self.qa_model = qa_model
         self.head_dropout = nn.Dropout(head_dropout)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T) ids -> start and end logits, each (B, T)."""
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
@@ -94,10 +97,12 @@ def load_qa_model(location: str, spec: str, trust_remote_code: bool = False) -> 
     try:
         with quiet_transformers():  # we report the one expected notice (a fresh span head) ourselves
             model, loaded = AutoModelForQuestionAnswering.from_pretrained(
-                location, trust_remote_code=trust_remote_code, output_loading_info=True)
+                location, trust_remote_code=trust_remote_code, output_loading_info=True
+            )
     except ValueError as exc:
-        raise ConfigError(f"--model {spec}: no question-answering head for this architecture "
-                          f"({_first_line(exc)})") from None
+        raise ConfigError(
+            f"--model {spec}: no question-answering head for this architecture ({_first_line(exc)})"
+        ) from None
     except OSError as exc:
         raise SourceError(f"--model {spec}: cannot load the model ({_first_line(exc)})") from None
     missing = sorted(loaded.get("missing_keys", []))
@@ -110,8 +115,9 @@ def save_trained(model: SpanQA, tokenizer: Any, path: Path, settings: dict[str, 
     path.mkdir(parents=True, exist_ok=True)
     # the window settings travel in config.json too, so plain transformers code can cut contexts into the
     # windows the model was trained on
-    model.qa_model.config.task_specific_params = {"question-answering": {
-        k: settings[k] for k in ("max_length", "doc_stride", "max_answer_length", "allow_null")}}
+    model.qa_model.config.task_specific_params = {
+        "question-answering": {k: settings[k] for k in ("max_length", "doc_stride", "max_answer_length", "allow_null")}
+    }
     tokenizer.model_max_length = settings["max_length"]
     with quiet_transformers():
         model.qa_model.save_pretrained(path)

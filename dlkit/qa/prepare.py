@@ -37,9 +37,17 @@ def prepare(config: PrepareConfig) -> dict[str, Any]:
         splits = {split_in_name(data): splits["train"]}
     if not any(splits.values()):
         raise DataError(f"--data {data}: no usable question ({report.skipped} skipped: {_reasons(report)})")
-    stats: dict[str, Any] = {"data": data, "model": model, "max_length": cfg.max_length, "doc_stride": cfg.doc_stride,
-                             "checked_questions": report.questions, "repaired_offsets": report.repaired,
-                             "skipped": report.skipped, "skip_reasons": report.reasons, "splits": {}}
+    stats: dict[str, Any] = {
+        "data": data,
+        "model": model,
+        "max_length": cfg.max_length,
+        "doc_stride": cfg.doc_stride,
+        "checked_questions": report.questions,
+        "repaired_offsets": report.repaired,
+        "skipped": report.skipped,
+        "skip_reasons": report.reasons,
+        "splits": {},
+    }
     lengths: dict[str, list[int]] = {"context": [], "question": [], "answer": []}
     held = claim_output(config)
     output_dir = held.root
@@ -80,8 +88,9 @@ def answers_plot(per_split: dict[str, dict[str, int]], path: Path) -> None:
     plots.save_figure(fig, path)
 
 
-def describe(tokenizer: Any, examples: list[QAExample], cfg: WindowConfig) -> tuple[dict[str, Any],
-                                                                                    dict[str, list[int]]]:
+def describe(
+    tokenizer: Any, examples: list[QAExample], cfg: WindowConfig
+) -> tuple[dict[str, Any], dict[str, list[int]]]:
     """Statistics of one split, and the token lengths behind its histograms."""
     from transformers.utils import logging as hf_logging
 
@@ -93,20 +102,33 @@ def describe(tokenizer: Any, examples: list[QAExample], cfg: WindowConfig) -> tu
         hf_logging.set_verbosity(verbosity)
 
 
-def _describe(tokenizer: Any, examples: list[QAExample], cfg: WindowConfig) -> tuple[dict[str, Any],
-                                                                                     dict[str, list[int]]]:
+def _describe(
+    tokenizer: Any, examples: list[QAExample], cfg: WindowConfig
+) -> tuple[dict[str, Any], dict[str, list[int]]]:
     contexts = sorted({e.context for e in examples})
-    context_tokens = {c: len(ids) for c, ids in zip(contexts, tokenizer(contexts, add_special_tokens=False)
-                                                    ["input_ids"], strict=True)} if contexts else {}
-    question_tokens = [len(ids) for ids in tokenizer([e.question for e in examples],
-                                                     add_special_tokens=False)["input_ids"]] if examples else []
+    context_tokens = (
+        {
+            c: len(ids)
+            for c, ids in zip(contexts, tokenizer(contexts, add_special_tokens=False)["input_ids"], strict=True)
+        }
+        if contexts
+        else {}
+    )
+    question_tokens = (
+        [len(ids) for ids in tokenizer([e.question for e in examples], add_special_tokens=False)["input_ids"]]
+        if examples
+        else []
+    )
     answer_tokens, past = [], 0
     for example in (e for e in examples if e.answerable):
         encoded = tokenizer(example.question, example.context, return_offsets_mapping=True)
         end_char = example.answer_starts[0] + len(example.answers[0])
         sequence_ids = encoded.sequence_ids()
-        positions = [k for k, (o, s) in enumerate(zip(encoded["offset_mapping"], sequence_ids, strict=True))
-                     if s == 1 and o[0] < end_char and o[1] > example.answer_starts[0]]
+        positions = [
+            k
+            for k, (o, s) in enumerate(zip(encoded["offset_mapping"], sequence_ids, strict=True))
+            if s == 1 and o[0] < end_char and o[1] > example.answer_starts[0]
+        ]
         answer_tokens.append(len(positions))
         past += bool(positions) and positions[-1] >= cfg.max_length - 1  # the window's last token is [SEP]
     windows = make_windows(tokenizer, examples, cfg)
@@ -129,8 +151,12 @@ def _summary(values: list[int]) -> dict[str, float]:
     if not values:
         return {"mean": 0.0, "p50": 0.0, "p95": 0.0, "max": 0.0}
     ordered = sorted(values)
-    return {"mean": statistics.fmean(ordered), "p50": float(ordered[len(ordered) // 2]),
-            "p95": float(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]), "max": float(ordered[-1])}
+    return {
+        "mean": statistics.fmean(ordered),
+        "p50": float(ordered[len(ordered) // 2]),
+        "p95": float(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]),
+        "max": float(ordered[-1]),
+    }
 
 
 def _reasons(report: LoadReport) -> str:
@@ -138,9 +164,19 @@ def _reasons(report: LoadReport) -> str:
 
 
 def write_jsonl(path: Path, examples: list[QAExample]) -> None:
-    lines = [json.dumps({"id": e.id, "title": e.title, "context": e.context, "question": e.question,
-                         "answers": {"text": e.answers, "answer_start": e.answer_starts}}, ensure_ascii=False)
-             for e in examples]
+    lines = [
+        json.dumps(
+            {
+                "id": e.id,
+                "title": e.title,
+                "context": e.context,
+                "question": e.question,
+                "answers": {"text": e.answers, "answer_start": e.answer_starts},
+            },
+            ensure_ascii=False,
+        )
+        for e in examples
+    ]
     atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
 
 

@@ -29,8 +29,7 @@ COLLAPSED_PCT = 95.0  # at least this share of "no answer" predictions: the mode
 SUBSETS = ("has_ans_exact", "has_ans_f1", "no_ans_exact", "no_ans_f1", "has_ans_total", "no_ans_total", "total")
 
 
-def span_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor,
-                                                                        torch.Tensor]:
+def span_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mean of the start and end cross-entropies over each window's own tokens, plus the (B, T) start and
     end logits. Padding is never an answer and is left out of the softmax, so the loss of a window does not
     depend on how long the other windows of its batch are (nor on how batches are split over processes)."""
@@ -40,22 +39,33 @@ def span_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.T
     def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.masked_fill(padding, torch.finfo(logits.dtype).min), target)
 
-    loss = (cross_entropy(start_logits, batch["start_positions"])
-            + cross_entropy(end_logits, batch["end_positions"])) / 2
+    loss = (
+        cross_entropy(start_logits, batch["start_positions"]) + cross_entropy(end_logits, batch["end_positions"])
+    ) / 2
     return loss, start_logits, end_logits
 
 
-def window_logits(start_logits: torch.Tensor, end_logits: torch.Tensor, batch: dict[str, torch.Tensor],
-                  ) -> list[tuple[int, list[float], list[float]]]:
+def window_logits(
+    start_logits: torch.Tensor,
+    end_logits: torch.Tensor,
+    batch: dict[str, torch.Tensor],
+) -> list[tuple[int, list[float], list[float]]]:
     """(window index, start logits, end logits) per row, trimmed to the window's own length."""
     lengths = batch["attention_mask"].sum(dim=1).tolist()
     starts, ends = start_logits.float().cpu().tolist(), end_logits.float().cpu().tolist()
-    return [(int(i), s[:n], e[:n]) for i, s, e, n in zip(batch["window_index"].tolist(), starts, ends, lengths,
-                                                        strict=True)]
+    return [
+        (int(i), s[:n], e[:n]) for i, s, e, n in zip(batch["window_index"].tolist(), starts, ends, lengths, strict=True)
+    ]
 
 
-def decode(examples: list[QAExample], windows: list[Window], rows: list[tuple[int, list[float], list[float]]],
-           cfg: WindowConfig, allow_null: bool, top_k: int = 1) -> dict[str, list[Span]]:
+def decode(
+    examples: list[QAExample],
+    windows: list[Window],
+    rows: list[tuple[int, list[float], list[float]]],
+    cfg: WindowConfig,
+    allow_null: bool,
+    top_k: int = 1,
+) -> dict[str, list[Span]]:
     """Spans per question id from per-window logits (rows in any order)."""
     by_window = {index: (s, e) for index, s, e in rows}
     missing = [0.0]
@@ -79,9 +89,11 @@ def collapse_warning(scores: dict[str, float], prefix: str, split: str) -> None:
     if share < COLLAPSED_PCT:
         return
     unanswerable = scores.get(f"{prefix}no_ans_total", 0) / max(scores.get(f"{prefix}total", 1), 1)
-    warn(f"{share:.0f}% of the {split} predictions are 'no answer': EM {scores.get(f'{prefix}exact_match', 0):.1f}"
-         f" / F1 {scores.get(f'{prefix}f1', 0):.1f} is about the share of unanswerable questions "
-         f"({unanswerable:.0%}), not answers found (answerable F1 {scores.get(f'{prefix}has_ans_f1', 0):.1f})")
+    warn(
+        f"{share:.0f}% of the {split} predictions are 'no answer': EM {scores.get(f'{prefix}exact_match', 0):.1f}"
+        f" / F1 {scores.get(f'{prefix}f1', 0):.1f} is about the share of unanswerable questions "
+        f"({unanswerable:.0%}), not answers found (answerable F1 {scores.get(f'{prefix}has_ans_f1', 0):.1f})"
+    )
 
 
 class QATask(Task):
@@ -94,7 +106,7 @@ class QATask(Task):
         self.splits, self.split_rule = split_examples(cfg.data, cfg.val_fraction, cfg.seed, cfg.strict, self.report)
         train, val = self.splits["train"], self.splits["validation"]
         if cfg.max_eval_examples:
-            val = val[:cfg.max_eval_examples]
+            val = val[: cfg.max_eval_examples]
         self.train_examples, self.val_examples = train, val
         self.allow_null = any(not e.answerable for e in train)
         self.train_windows = make_windows(self.tokenizer, train, cfg)
@@ -102,10 +114,12 @@ class QATask(Task):
         self.skipped_items = self.report.skipped
         self.last_spans: dict[str, list[Span]] = {}
         self.arch = ""
-        info(f"qa: {len(train)} training questions -> {len(self.train_windows)} windows, {len(val)} validation "
-             f"questions -> {len(self.val_windows)} windows; {self.report.repaired} answer offsets repaired, "
-             f"{self.report.skipped} questions skipped" + (" (SQuAD v2: unanswerable questions)"
-                                                          if self.allow_null else ""))
+        info(
+            f"qa: {len(train)} training questions -> {len(self.train_windows)} windows, {len(val)} validation "
+            f"questions -> {len(self.val_windows)} windows; {self.report.repaired} answer offsets repaired, "
+            f"{self.report.skipped} questions skipped"
+            + (" (SQuAD v2: unanswerable questions)" if self.allow_null else "")
+        )
 
     def build_model(self) -> nn.Module:
         dropout = self.cfg.head_dropout if self.cfg.head == "dropout-linear" else 0.0
@@ -136,8 +150,12 @@ class QATask(Task):
         rows = gather(accel, rows)
         self.last_spans = decode(self.val_examples, self.val_windows, rows, self.cfg, self.allow_null)
         scores = score(self.val_examples, self.last_spans, self.allow_null)
-        metrics = {"val_loss": (sums[0] / sums[1].clamp_min(1)).item(), "val_exact_match": scores["exact_match"],
-                   "val_f1": scores["f1"], "val_no_answer_pct": scores["no_answer_pct"]}
+        metrics = {
+            "val_loss": (sums[0] / sums[1].clamp_min(1)).item(),
+            "val_exact_match": scores["exact_match"],
+            "val_f1": scores["f1"],
+            "val_no_answer_pct": scores["no_answer_pct"],
+        }
         metrics.update({f"val_{k}": scores[k] for k in SUBSETS if k in scores})
         return metrics
 
@@ -146,31 +164,53 @@ class QATask(Task):
         samples = []
         for example in self.val_examples[:SAMPLE_QUESTIONS]:
             span = self.last_spans.get(example.id, [Span("", 0.0, -1, -1)])[0]
-            samples.append({"id": example.id, "question": example.question, "gold": example.answers,
-                            "predicted": span.text, "probability": round(span.probability, 4)})
+            samples.append(
+                {
+                    "id": example.id,
+                    "question": example.question,
+                    "gold": example.answers,
+                    "predicted": span.text,
+                    "probability": round(span.probability, 4),
+                }
+            )
         run.write_json("samples/val_predictions.json", {"step": step, "samples": samples})
 
     def save_model(self, model: nn.Module, path: Any) -> None:
-        settings = {"head": self.cfg.head, "head_dropout": self.cfg.head_dropout, "base_model": self.cfg.model,
-                    "allow_null": self.allow_null, "max_length": self.cfg.max_length,
-                    "doc_stride": self.cfg.doc_stride, "max_answer_length": self.cfg.max_answer_length,
-                    "n_best": self.cfg.n_best}
+        settings = {
+            "head": self.cfg.head,
+            "head_dropout": self.cfg.head_dropout,
+            "base_model": self.cfg.model,
+            "allow_null": self.allow_null,
+            "max_length": self.cfg.max_length,
+            "doc_stride": self.cfg.doc_stride,
+            "max_answer_length": self.cfg.max_answer_length,
+            "n_best": self.cfg.n_best,
+        }
         save_trained(model, self.tokenizer, path, settings)
 
     def card_info(self) -> CardInfo:
-        return CardInfo(what=f"extractive question-answering model ({self.cfg.head} span head)",
-                        pipeline_tag="question-answering", library_name="transformers", base_relation="finetune",
-                        usage="from transformers import AutoModelForQuestionAnswering, AutoTokenizer\n\n"
-                              "model = AutoModelForQuestionAnswering.from_pretrained(FOLDER_OR_REPO_ID)\n"
-                              "tokenizer = AutoTokenizer.from_pretrained(FOLDER_OR_REPO_ID)\n"
-                              "# config.json's task_specific_params['question-answering'] holds the windows it was "
-                              "trained on")
+        return CardInfo(
+            what=f"extractive question-answering model ({self.cfg.head} span head)",
+            pipeline_tag="question-answering",
+            library_name="transformers",
+            base_relation="finetune",
+            usage="from transformers import AutoModelForQuestionAnswering, AutoTokenizer\n\n"
+            "model = AutoModelForQuestionAnswering.from_pretrained(FOLDER_OR_REPO_ID)\n"
+            "tokenizer = AutoTokenizer.from_pretrained(FOLDER_OR_REPO_ID)\n"
+            "# config.json's task_specific_params['question-answering'] holds the windows it was "
+            "trained on",
+        )
 
     def summary(self) -> dict[str, Any]:
-        return {"method": self.cfg.head, "arch": self.arch,
-                "train_questions": len(self.train_examples), "train_windows": len(self.train_windows),
-                "val_questions": len(self.val_examples), "repaired_offsets": self.report.repaired,
-                "squad_v2": self.allow_null}
+        return {
+            "method": self.cfg.head,
+            "arch": self.arch,
+            "train_questions": len(self.train_examples),
+            "train_windows": len(self.train_windows),
+            "val_questions": len(self.val_examples),
+            "repaired_offsets": self.report.repaired,
+            "squad_v2": self.allow_null,
+        }
 
 
 def train(cfg: QAConfig) -> dict[str, Any]:

@@ -37,15 +37,17 @@ class Window:
 def check_fast_tokenizer(tokenizer: Any, spec: str) -> None:
     """Windows and span decoding need character offsets, which only fast (Rust) tokenizers give."""
     if not getattr(tokenizer, "is_fast", False):
-        raise ConfigError(f"--model {spec}: {type(tokenizer).__name__} is a slow tokenizer without offset mapping; "
-                          "extractive QA needs a fast tokenizer (a tokenizer.json in the model folder)")
+        raise ConfigError(
+            f"--model {spec}: {type(tokenizer).__name__} is a slow tokenizer without offset mapping; "
+            "extractive QA needs a fast tokenizer (a tokenizer.json in the model folder)"
+        )
 
 
 def make_windows(tokenizer: Any, examples: list[QAExample], cfg: WindowConfig) -> list[Window]:
     """All windows of all examples, in example order, with start/end labels."""
     windows: list[Window] = []
     for first in range(0, len(examples), TOKENIZE_CHUNK):
-        chunk = examples[first:first + TOKENIZE_CHUNK]
+        chunk = examples[first : first + TOKENIZE_CHUNK]
         encoded = _encode(tokenizer, chunk, cfg)
         for i, input_ids in enumerate(encoded["input_ids"]):
             example_index = first + encoded["overflow_to_sample_mapping"][i]
@@ -61,8 +63,15 @@ def make_windows(tokenizer: Any, examples: list[QAExample], cfg: WindowConfig) -
 def _encode(tokenizer: Any, chunk: list[QAExample], cfg: WindowConfig) -> Any:
     questions = [e.question.lstrip() for e in chunk]
     _check_room(tokenizer, chunk, questions, cfg)
-    return tokenizer(questions, [e.context for e in chunk], truncation="only_second", max_length=cfg.max_length,
-                     stride=cfg.doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True)
+    return tokenizer(
+        questions,
+        [e.context for e in chunk],
+        truncation="only_second",
+        max_length=cfg.max_length,
+        stride=cfg.doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+    )
 
 
 def _check_room(tokenizer: Any, chunk: list[QAExample], questions: list[str], cfg: WindowConfig) -> None:
@@ -72,9 +81,11 @@ def _check_room(tokenizer: Any, chunk: list[QAExample], questions: list[str], cf
     for example, length in zip(chunk, lengths, strict=True):
         room = cfg.max_length - length - specials
         if room <= cfg.doc_stride:
-            raise ConfigError(f"question {example.id} takes {length} tokens, leaving {max(room, 0)} of --max-length "
-                              f"{cfg.max_length} for the context, not more than --doc-stride {cfg.doc_stride}; "
-                              "raise --max-length or lower --doc-stride")
+            raise ConfigError(
+                f"question {example.id} takes {length} tokens, leaving {max(room, 0)} of --max-length "
+                f"{cfg.max_length} for the context, not more than --doc-stride {cfg.doc_stride}; "
+                "raise --max-length or lower --doc-stride"
+            )
 
 
 def _label(example: QAExample, offsets: list[tuple[int, int] | None], cls_index: int) -> tuple[int, int]:
@@ -107,9 +118,15 @@ class Span:
     probability: float = 0.0  # softmax over the n-best candidates (and the null answer)
 
 
-def best_spans(examples: list[QAExample], windows: list[Window], start_logits: list[list[float]],
-               end_logits: list[list[float]], cfg: WindowConfig, allow_null: bool,
-               top_k: int = 1) -> dict[str, list[Span]]:
+def best_spans(
+    examples: list[QAExample],
+    windows: list[Window],
+    start_logits: list[list[float]],
+    end_logits: list[list[float]],
+    cfg: WindowConfig,
+    allow_null: bool,
+    top_k: int = 1,
+) -> dict[str, list[Span]]:
     """Per question, the top spans over all its windows (SQuAD post-processing).
 
     In each window the n-best start and end tokens are paired; pairs outside the context, reversed, or
@@ -137,11 +154,12 @@ def best_spans(examples: list[QAExample], windows: list[Window], start_logits: l
     return results
 
 
-def _window_spans(context: str, window: Window, starts: list[float], ends: list[float],
-                  cfg: WindowConfig) -> list[Span]:
+def _window_spans(
+    context: str, window: Window, starts: list[float], ends: list[float], cfg: WindowConfig
+) -> list[Span]:
     length = len(window.offsets)
-    start_ids = sorted(range(length), key=lambda k: starts[k], reverse=True)[:cfg.n_best]
-    end_ids = sorted(range(length), key=lambda k: ends[k], reverse=True)[:cfg.n_best]
+    start_ids = sorted(range(length), key=lambda k: starts[k], reverse=True)[: cfg.n_best]
+    end_ids = sorted(range(length), key=lambda k: ends[k], reverse=True)[: cfg.n_best]
     spans = []
     for s in start_ids:
         first = window.offsets[s]

@@ -56,8 +56,10 @@ class GroupReport:
         """`dlkit compare`'s table; turned so runs are columns when it is too wide to read (and the runs few)."""
         rows = [r.row for r in self.runs]
         if len(self.columns) > WIDE_TABLE and len(rows) <= MAX_RUN_COLUMNS:
-            return Table([[c, *(row.get(c, "") for row in rows)] for c in self.columns if c != "run"],
-                         ["run", *(r.label for r in self.runs)])
+            return Table(
+                [[c, *(row.get(c, "") for row in rows)] for c in self.columns if c != "run"],
+                ["run", *(r.label for r in self.runs)],
+            )
         return Table([[row.get(c, "") for c in self.columns] for row in rows], self.columns)
 
 
@@ -104,9 +106,14 @@ def report(cfg: ReportConfig) -> dict[str, Any]:
             written = write_markdown(built, output, cfg.overwrite) if fmt == "md" else write_html(built, output)
         except OSError as exc:  # the disk filled up, the folder went away...
             raise RunError(f"--output {output}: writing the report failed ({exc.strerror or exc})") from None
-    return {"report": str(output), "format": fmt, "runs": built.num_runs,
-            "groups": {g.name: len(g.runs) for g in built.groups}, "broken": broken,
-            "files": [str(p) for p in written]}
+    return {
+        "report": str(output),
+        "format": fmt,
+        "runs": built.num_runs,
+        "groups": {g.name: len(g.runs) for g in built.groups},
+        "broken": broken,
+        "files": [str(p) for p in written],
+    }
 
 
 def run_folders(paths: list[Path]) -> list[Path]:
@@ -120,8 +127,9 @@ def run_folders(paths: list[Path]) -> list[Path]:
             if Path(path).is_file():
                 raise RunError(f"{path} is a file, not a run folder; pass the folder that holds config.json")
             missing = [name for name in RUN_FILES if not (Path(path) / name).exists()]
-            raise RunError(f"{path} is not a dlkit run folder: {', '.join(missing)} missing, "
-                           "and no folder under it holds a run")
+            raise RunError(
+                f"{path} is not a dlkit run folder: {', '.join(missing)} missing, and no folder under it holds a run"
+            )
         found.extend(runs)
     return sorted(dict.fromkeys(found))
 
@@ -144,8 +152,9 @@ def collect(rows: list[dict[str, Any]], broken: list[str], title: str, scratch: 
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(row["group"], []).append(row)
-    return Report(title, [group_report(name, group_rows, scratch) for name, group_rows in sorted(groups.items())],
-                  broken)
+    return Report(
+        title, [group_report(name, group_rows, scratch) for name, group_rows in sorted(groups.items())], broken
+    )
 
 
 def group_report(name: str, rows: list[dict[str, Any]], scratch: Path) -> GroupReport:
@@ -170,8 +179,9 @@ def run_sections(run: Run, hook: Hook | None, group: str) -> list[Section]:
         return generic_sections(run)
     try:
         sections = list(hook(run))
-        if not all(isinstance(s, Section) and all(isinstance(p, (Text, Table, Image)) for p in s.parts)
-                   for s in sections):
+        if not all(
+            isinstance(s, Section) and all(isinstance(p, (Text, Table, Image)) for p in s.parts) for s in sections
+        ):
             raise TypeError("report_sections must return Sections whose parts are Text, Table or Image")
     except Exception as exc:  # a broken hook must not lose the rest of the report
         message = f"the {group} report hook failed on {run.dir} ({type(exc).__name__}: {exc}); generic sections used"

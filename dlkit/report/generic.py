@@ -25,8 +25,14 @@ MAX_ROWS = 40  # table rows shown per file (head and tail, when there are more)
 MAX_CHARS = 4000  # characters of one text sample
 SKIP_DIRS = {"checkpoints", *TRACKER_FOLDERS, "data", "__pycache__"}  # models, tracker logs, prepared data copies
 SKIP_FILES = {"config.json", "metrics.json", "metrics.csv", "history.jsonl"}  # in the run folder itself
-SKIP_ANYWHERE = {"vocab.json", "trainer_state.json", "tokenizer.json", "tokenizer_config.json",
-                 "special_tokens_map.json", "model_config.json"}
+SKIP_ANYWHERE = {
+    "vocab.json",
+    "trainer_state.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "model_config.json",
+}
 SUMMARY_ROWS = {"accuracy", "macro avg", "weighted avg", "micro avg", "macro", "weighted", "micro", "samples avg"}
 F1_COLUMNS = ("f1", "f1-score", "f1_score")
 COVERED_ELSEWHERE = {"plots/loss.png"}  # the group's overlaid loss curves already show it
@@ -58,8 +64,10 @@ def generic_sections(run: Run, skip: set[str] = COVERED_ELSEWHERE) -> list[Secti
     if results:
         sections.append(Section("Results", results))
     records = set(by_suffix.get(".jsonl", []))
-    samples = sorted([p for p in by_suffix.get(".txt", []) + by_suffix.get(".md", [])
-                      if p.with_suffix(".jsonl") not in records] + list(records))  # x.md repeats x.jsonl
+    samples = sorted(
+        [p for p in by_suffix.get(".txt", []) + by_suffix.get(".md", []) if p.with_suffix(".jsonl") not in records]
+        + list(records)
+    )  # x.md repeats x.jsonl
     if samples:
         shown, note = first_and_newest(samples, MAX_FILES, "sample files")
         parts = [part for p in shown for part in sample_parts(p, rel(p, run), run)]
@@ -78,8 +86,11 @@ def run_files(root: Path) -> list[Path]:
             if child.is_dir():
                 if depth < MAX_DEPTH and child.name not in SKIP_DIRS:
                     walk(child, depth + 1)
-            elif child.is_file() and child.name not in SKIP_ANYWHERE and not (folder == root
-                                                                             and child.name in SKIP_FILES):
+            elif (
+                child.is_file()
+                and child.name not in SKIP_ANYWHERE
+                and not (folder == root and child.name in SKIP_FILES)
+            ):
                 found.append(child)
 
     walk(root, 1)
@@ -94,7 +105,7 @@ def first_and_newest(items: list[Path], limit: int, what: str) -> tuple[list[Pat
     """All items, or the first 2 and the newest (last by name) ones with a note saying how many were left out."""
     if len(items) <= limit:
         return items, ""
-    shown = items[:2] + items[-(limit - 2):]
+    shown = items[:2] + items[-(limit - 2) :]
     return shown, f"{len(items) - len(shown)} more {what} not shown ({len(items)} in all)."
 
 
@@ -157,9 +168,13 @@ def csv_table(header: list[str], rows: list[list[str]], caption: str) -> Table:
         caption += " (sorted by F1; the worst class highlighted)" if worst is not None else ""
         highlight = [worst] if worst is not None else []
     shown, index, note = head_and_tail(rows)
-    return Table([[cell(as_number(v)) for v in row] for row in shown], header,
-                 caption=caption,
-                 highlight=[index.index(i) for i in highlight if i in index], note=note)
+    return Table(
+        [[cell(as_number(v)) for v in row] for row in shown],
+        header,
+        caption=caption,
+        highlight=[index.index(i) for i in highlight if i in index],
+        note=note,
+    )
 
 
 def thumbnails(header: list[str], rows: list[list[str]], caption: str, run: Run) -> list[Part]:
@@ -177,8 +192,9 @@ def thumbnails(header: list[str], rows: list[list[str]], caption: str, run: Run)
             continue
         data = thumbnail_png(path)
         if data is not None:
-            label = ", ".join(f"{h}: {cell(as_number(v), 60)}" for h, v in zip(header, row, strict=False)
-                              if h != header[column])
+            label = ", ".join(
+                f"{h}: {cell(as_number(v), 60)}" for h, v in zip(header, row, strict=False) if h != header[column]
+            )
             images.append(Image(path, label, data=data, width=THUMBNAIL_PX))
     if images:
         images.insert(0, Text(f"The first {len(images)} images named in {caption}:"))

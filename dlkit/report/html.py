@@ -90,29 +90,35 @@ def write_html(report: Report, output: Path) -> list[Path]:
 
 def render_html(report: Report) -> str:
     runs = report.num_runs
-    meta = (f"{runs} run{'s' * (runs != 1)} in {len(report.groups)} group{'s' * (len(report.groups) != 1)}"
-            f" · written {escape(report.created)} by dlkit {escape(report.version)}")
+    meta = (
+        f"{runs} run{'s' * (runs != 1)} in {len(report.groups)} group{'s' * (len(report.groups) != 1)}"
+        f" · written {escape(report.created)} by dlkit {escape(report.version)}"
+    )
     title = f"<h1{_dir(report.title)}>{text_html(report.title)}</h1>"
-    body = [f"<header>{title}<p class=\"meta\">{meta}</p></header>", toc(report)]
+    body = [f'<header>{title}<p class="meta">{meta}</p></header>', toc(report)]
     if report.broken:
         items = "".join(f"<li>{text_html(m)}</li>" for m in report.broken)
-        body.append(f"<section class=\"broken\" id=\"broken\"><h2>Runs that could not be read</h2><ul>{items}</ul>"
-                    "</section>")
+        body.append(
+            f'<section class="broken" id="broken"><h2>Runs that could not be read</h2><ul>{items}</ul></section>'
+        )
     body += [group_html(g) for g in report.groups]
-    return (f"<!DOCTYPE html>\n{file_mark_comment()}\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            f"<title>{escape(report.title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
-            + "\n".join(body) + "\n</body>\n</html>\n")
+    return (
+        f'<!DOCTYPE html>\n{file_mark_comment()}\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{escape(report.title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body>\n</html>\n"
+    )
 
 
 def toc(report: Report) -> str:
     items = []
     for group in report.groups:
-        runs = "".join(f"<li><a href=\"#{anchor(group.name, r.label)}\">{escape(r.label)}</a></li>" for r in group.runs)
-        items.append(f"<li><a href=\"#{anchor(group.name)}\">{escape(group.name)}</a><ul>{runs}</ul></li>")
+        runs = "".join(f'<li><a href="#{anchor(group.name, r.label)}">{escape(r.label)}</a></li>' for r in group.runs)
+        items.append(f'<li><a href="#{anchor(group.name)}">{escape(group.name)}</a><ul>{runs}</ul></li>')
     if report.broken:
-        items.append("<li><a href=\"#broken\">runs that could not be read</a></li>")
-    return f"<nav class=\"toc\"><strong>Contents</strong><ul>{''.join(items)}</ul></nav>"
+        items.append('<li><a href="#broken">runs that could not be read</a></li>')
+    return f'<nav class="toc"><strong>Contents</strong><ul>{"".join(items)}</ul></nav>'
 
 
 def anchor(*names: str) -> str:
@@ -120,11 +126,13 @@ def anchor(*names: str) -> str:
 
 
 def group_html(group: GroupReport) -> str:
-    out = [f"<section class=\"group\" id=\"{anchor(group.name)}\"><h2>{escape(group.name)}</h2>",
-           f"<details class=\"config\"><summary>Effective config ({escape(group.config_summary)})</summary>"
-           f"{table_html(group.config)}</details>",
-           "<h3>Comparison</h3>",
-           table_html(group.comparison())]
+    out = [
+        f'<section class="group" id="{anchor(group.name)}"><h2>{escape(group.name)}</h2>',
+        f'<details class="config"><summary>Effective config ({escape(group.config_summary)})</summary>'
+        f"{table_html(group.config)}</details>",
+        "<h3>Comparison</h3>",
+        table_html(group.comparison()),
+    ]
     if group.loss_curves is not None:
         out += ["<h3>Loss curves</h3>", figures_html([group.loss_curves])]
     out += [run_html(group.name, r) for r in group.runs]
@@ -133,11 +141,13 @@ def group_html(group: GroupReport) -> str:
 
 
 def run_html(group: str, run: RunReport) -> str:
-    out = [f"<section class=\"run\" id=\"{anchor(group, run.label)}\"><h3>Run {escape(run.label)}</h3>",
-           f"<p class=\"meta\">{escape(str(run.run.dir))} · {escape(str(run.row.get('status', '')))}</p>"]
+    out = [
+        f'<section class="run" id="{anchor(group, run.label)}"><h3>Run {escape(run.label)}</h3>',
+        f'<p class="meta">{escape(str(run.run.dir))} · {escape(str(run.row.get("status", "")))}</p>',
+    ]
     out += [section_html(s) for s in run.sections]
     if not run.sections:
-        out.append("<p class=\"note\">This run folder holds no figures, tables or samples.</p>")
+        out.append('<p class="note">This run folder holds no figures, tables or samples.</p>')
     out.append("</section>")
     return "\n".join(out)
 
@@ -172,13 +182,13 @@ def figures_html(images: list[Image]) -> str:
     for image in images:
         data = image.png()
         if data is None:
-            figures.append(f"<p class=\"note\">{text_html(str(image.path))}: missing or not a PNG file</p>")
+            figures.append(f'<p class="note">{text_html(str(image.path))}: missing or not a PNG file</p>')
             continue
         uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
         caption = f"<figcaption>{text_html(image.caption)}</figcaption>" if image.caption else ""
-        size = f" style=\"max-width: {image.width}px\"" if image.width else ""
-        figures.append(f"<figure><img src=\"{uri}\" alt=\"{escape(image.caption)}\"{size}>{caption}</figure>")
-    return f"<div class=\"figures{' thumbs' if thumbnails else ''}\">{''.join(figures)}</div>"
+        size = f' style="max-width: {image.width}px"' if image.width else ""
+        figures.append(f'<figure><img src="{uri}" alt="{escape(image.caption)}"{size}>{caption}</figure>')
+    return f'<div class="figures{" thumbs" if thumbnails else ""}">{"".join(figures)}</div>'
 
 
 def table_html(table: Table) -> str:
@@ -195,11 +205,13 @@ def table_html(table: Table) -> str:
             numeric = j > 0 and (numeric or (column not in LEFT_COLUMNS and _looks_numeric(shown)))
             css = ' class="num"' if numeric else ""
             tds.append(f"<td{css}{_dir(shown)}>{text_html(shown)}</td>")
-        marked = " class=\"highlight\"" if i in table.highlight else ""
+        marked = ' class="highlight"' if i in table.highlight else ""
         rows.append(f"<tr{marked}>{''.join(tds)}</tr>")
-    note = f"<p class=\"note\">{text_html(table.note)}</p>" if table.note else ""
-    return (f"<div class=\"table-wrap\"><table>{caption}<thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table></div>{note}")
+    note = f'<p class="note">{text_html(table.note)}</p>' if table.note else ""
+    return (
+        f'<div class="table-wrap"><table>{caption}<thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>{note}"
+    )
 
 
 def _looks_numeric(text: str) -> bool:
@@ -207,15 +219,15 @@ def _looks_numeric(text: str) -> bool:
 
 
 def text_block_html(text: Text) -> str:
-    caption = f"<p class=\"note\">{text_html(text.caption)}</p>" if text.caption else ""
+    caption = f'<p class="note">{text_html(text.caption)}</p>' if text.caption else ""
     if text.markdown:
-        return f"{caption}<div class=\"md\">{markdown_lines_html(text)}</div>"
+        return f'{caption}<div class="md">{markdown_lines_html(text)}</div>'
     if not text.preformatted:
         return f"{caption}<p{_dir(text.text, text.rtl)}>{text_html(text.text, text.rtl)}</p>"
     lines = []
     for line in text.text.split("\n"):
-        lines.append(f"<div class=\"line\"{_dir(line, text.rtl)}>{text_html(line, text.rtl)}</div>")
-    return f"{caption}<div class=\"pre\">{''.join(lines)}</div>"
+        lines.append(f'<div class="line"{_dir(line, text.rtl)}>{text_html(line, text.rtl)}</div>')
+    return f'{caption}<div class="pre">{"".join(lines)}</div>'
 
 
 def markdown_lines_html(text: Text) -> str:
@@ -225,17 +237,17 @@ def markdown_lines_html(text: Text) -> str:
         if RULE.match(line):
             lines.append("<hr>")
         elif heading:
-            lines.append(f"<div class=\"md-h\"{_dir(heading.group(1), text.rtl)}>{text_html(heading.group(1))}</div>")
+            lines.append(f'<div class="md-h"{_dir(heading.group(1), text.rtl)}>{text_html(heading.group(1))}</div>')
         elif line.strip():
             shown = inline_markdown(text_html(line, text.rtl))
-            lines.append(f"<div class=\"line\"{_dir(line, text.rtl)}>{shown}</div>")
+            lines.append(f'<div class="line"{_dir(line, text.rtl)}>{shown}</div>')
     return "".join(lines)
 
 
 def _dir(text: str, rtl: bool | None = None) -> str:
     """dir="rtl" on a block whose text is mostly right to left (or when the part says so)."""
     if rtl if rtl is not None else is_rtl(text):
-        return " dir=\"rtl\""
+        return ' dir="rtl"'
     return ""
 
 
@@ -245,8 +257,8 @@ def text_html(text: str, rtl: bool | None = None) -> str:
         return escape(text)
     out, last = [], 0
     for match in RTL_RUN.finditer(text):
-        out.append(escape(text[last:match.start()]))
-        out.append(f"<span dir=\"rtl\">{escape(match.group())}</span>")
+        out.append(escape(text[last : match.start()]))
+        out.append(f'<span dir="rtl">{escape(match.group())}</span>')
         last = match.end()
     out.append(escape(text[last:]))
     return "".join(out)

@@ -49,9 +49,13 @@ def write_markdown(report: Report, output: Path, overwrite: bool) -> list[Path]:
 
 def render_markdown(report: Report, images: _Images) -> str:
     runs = report.num_runs
-    out = [f"# {report.title}", "",
-           f"_{runs} run{'s' * (runs != 1)} in {len(report.groups)} group{'s' * (len(report.groups) != 1)}"
-           f" · written {report.created} by dlkit {report.version}_", ""]
+    out = [
+        f"# {report.title}",
+        "",
+        f"_{runs} run{'s' * (runs != 1)} in {len(report.groups)} group{'s' * (len(report.groups) != 1)}"
+        f" · written {report.created} by dlkit {report.version}_",
+        "",
+    ]
     for group in report.groups:
         out.append(f"- **{group.name}**: " + ", ".join(r.label for r in group.runs))
     out.append("")
@@ -63,9 +67,20 @@ def render_markdown(report: Report, images: _Images) -> str:
 
 
 def group_markdown(group: GroupReport, images: _Images) -> list[str]:
-    out = [f"## {group.name}", "", f"<details><summary>Effective config ({group.config_summary})</summary>", "",
-           table_markdown(group.config), "", "</details>", "", "### Comparison", "",
-           table_markdown(group.comparison()), ""]
+    out = [
+        f"## {group.name}",
+        "",
+        f"<details><summary>Effective config ({group.config_summary})</summary>",
+        "",
+        table_markdown(group.config),
+        "",
+        "</details>",
+        "",
+        "### Comparison",
+        "",
+        table_markdown(group.comparison()),
+        "",
+    ]
     if group.loss_curves is not None:
         out += ["### Loss curves", "", image_markdown(group.loss_curves, images, group.name, "loss"), ""]
     for run in group.runs:
@@ -120,8 +135,9 @@ def text_markdown(text: Text) -> str:
     caption = f"_{_inline(text.caption)}_\n\n" if text.caption else ""
     if not has_rtl(text.text) and not text.rtl:
         if text.markdown:
-            return caption + "\n".join(f"**{m.group(1)}**" if (m := HEADING.match(line)) else line
-                                        for line in text.text.split("\n"))
+            return caption + "\n".join(
+                f"**{m.group(1)}**" if (m := HEADING.match(line)) else line for line in text.text.split("\n")
+            )
         if not text.preformatted:
             return caption + text.text
         fence = "````" if "```" in text.text else "```"
@@ -133,13 +149,13 @@ def text_markdown(text: Text) -> str:
         if text.markdown:
             shown = "<hr>" if RULE.match(line) else f"<strong>{shown}</strong>" if heading else inline_markdown(shown)
         direction = "rtl" if (text.rtl if text.rtl is not None else is_rtl(line)) else "ltr"
-        lines.append(f"<div dir=\"{direction}\">{shown or '&nbsp;'}</div>")
+        lines.append(f'<div dir="{direction}">{shown or "&nbsp;"}</div>')
     return caption + "<div>\n" + "\n".join(lines) + "\n</div>"
 
 
 def _cell(text: str) -> str:
     text = text_html(text).replace("|", "\\|").replace("\n", "<br>")
-    return f"<span dir=\"rtl\">{text}</span>" if is_rtl(text) else text
+    return f'<span dir="rtl">{text}</span>' if is_rtl(text) else text
 
 
 def _inline(text: str) -> str:

@@ -7,8 +7,12 @@ from dlkit.core import progress
 from dlkit.core.commands import config_command, group_app
 from dlkit.vit.config import EvalConfig, ExportConfig, PlanConfig, PredictConfig, PrepareConfig, VitConfig
 
-app = group_app("vit", "Fine-tune ViT/DeiT image classifiers: LoRA, last block, linear probe or full.",
-                extra="vit", requires=("transformers", "peft", "torchvision"))
+app = group_app(
+    "vit",
+    "Fine-tune ViT/DeiT image classifiers: LoRA, last block, linear probe or full.",
+    extra="vit",
+    requires=("transformers", "peft", "torchvision"),
+)
 
 
 @config_command(app, PrepareConfig)
@@ -38,7 +42,11 @@ def train(cfg: VitConfig) -> None:
 
 
 classifier_commands(
-    app, "dlkit.vit.evaluate", "image", EvalConfig, PredictConfig,
+    app,
+    "dlkit.vit.evaluate",
+    "image",
+    EvalConfig,
+    PredictConfig,
     eval_doc="""Accuracy, top-5, per-class report (eval/per_class.csv), confusion matrix PNG and the most confident
     mistakes, on the run's held-out test split (validation when the data has no test split); test_* metrics are
     merged into metrics.json.
@@ -48,9 +56,16 @@ classifier_commands(
     predict_doc="""The top labels with probabilities for each image (a table, or a list with --json).
 
     Example: [bold]dlkit vit predict --run runs/vit/lora cat.jpg dog.png[/bold]
-    """)
-sweep_command(app, "vit", VitConfig, "dlkit.vit.evaluate", EvalConfig,
-              "dlkit vit sweep --grid method=lora,last-block --grid lr=1e-3,3e-3 --train-config vit.yaml")
+    """,
+)
+sweep_command(
+    app,
+    "vit",
+    VitConfig,
+    "dlkit.vit.evaluate",
+    EvalConfig,
+    "dlkit vit sweep --grid method=lora,last-block --grid lr=1e-3,3e-3 --train-config vit.yaml",
+)
 
 
 @config_command(app, ExportConfig)

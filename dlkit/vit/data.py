@@ -45,10 +45,14 @@ class ImageItems:
         return [self.describe(i) for i in range(len(self))]
 
     def select(self, indices: list[int]) -> ImageItems:
-        return ImageItems([self.labels[i] for i in indices],
-                          [self.paths[i] for i in indices] if self.paths is not None else None,
-                          self.hub_split, self.hub_name, self.image_col,
-                          [self.rows[i] for i in indices] if self.paths is None else [])
+        return ImageItems(
+            [self.labels[i] for i in indices],
+            [self.paths[i] for i in indices] if self.paths is not None else None,
+            self.hub_split,
+            self.hub_name,
+            self.image_col,
+            [self.rows[i] for i in indices] if self.paths is None else [],
+        )
 
 
 def load_image_data(cfg: Any) -> ClassifierData:
@@ -64,8 +68,14 @@ def load_image_data(cfg: Any) -> ClassifierData:
     else:
         names, found = hub_images(source.value, cfg.image_col, cfg.label_col)
     val_split, test_split = named_splits(found)
-    read = ClassifierData(found["train"], found[val_split] if val_split else None, names, val_split or "",
-                          found[test_split] if test_split else None, test_split or "")
+    read = ClassifierData(
+        found["train"],
+        found[val_split] if val_split else None,
+        names,
+        val_split or "",
+        found[test_split] if test_split else None,
+        test_split or "",
+    )
     data = cut_splits(cfg, read, "train", cfg.data)
     if len(data.train) == 0:
         raise DataError(f"--data {cfg.data}: no training images")
@@ -109,8 +119,10 @@ def _scan(folder: Path, known: list[str] | None = None) -> tuple[list[str], Imag
     paths, labels = [], []
     for name in classes:
         if name not in index:
-            raise DataError(f"--data {folder}/{name}: class {name!r} is not among the training classes "
-                            f"({', '.join(names[:10])}{', ...' if len(names) > 10 else ''})")
+            raise DataError(
+                f"--data {folder}/{name}: class {name!r} is not among the training classes "
+                f"({', '.join(names[:10])}{', ...' if len(names) > 10 else ''})"
+            )
         for path in sorted((folder / name).iterdir()):
             if path.suffix.lower() in IMAGE_SUFFIXES:
                 paths.append(path)
@@ -120,8 +132,7 @@ def _scan(folder: Path, known: list[str] | None = None) -> tuple[list[str], Imag
     return names, ImageItems(labels, paths)
 
 
-def hub_images(repo_id: str, image_col: str | None, label_col: str | None
-               ) -> tuple[list[str], dict[str, ImageItems]]:
+def hub_images(repo_id: str, image_col: str | None, label_col: str | None) -> tuple[list[str], dict[str, ImageItems]]:
     """A Hub image dataset (food101, cifar10, ...) through datasets.load_dataset."""
     from datasets import ClassLabel, Image, load_dataset
 
@@ -150,11 +161,13 @@ def hub_images(repo_id: str, image_col: str | None, label_col: str | None
         keys = [v if isinstance(features[label_col], ClassLabel) or v is None else str(v) for v in column]
         unknown = next((key for key in keys if key not in unlabelled and key not in to_index), None)
         if unknown is not None:
-            raise DataError(f"--data {repo_id}:{split} column {label_col!r}: label {unknown!r} is not among the "
-                            "training classes")
+            raise DataError(
+                f"--data {repo_id}:{split} column {label_col!r}: label {unknown!r} is not among the training classes"
+            )
         rows = [row for row, key in enumerate(keys) if key not in unlabelled]
-        return ImageItems([to_index[keys[row]] for row in rows], None, splits[split], f"{repo_id}:{split}",
-                          image_col, rows)
+        return ImageItems(
+            [to_index[keys[row]] for row in rows], None, splits[split], f"{repo_id}:{split}", image_col, rows
+        )
 
     found = {"train": items("train")}
     val_split, test_split = named_splits(splits)
@@ -195,8 +208,10 @@ def collate(examples: list[dict[str, Any] | None]) -> dict[str, Any]:
     kept = [e for e in examples if e is not None]
     if not kept:
         return {"pixel_values": torch.zeros(0, 3, 1, 1), "labels": torch.zeros(0, dtype=torch.long)}
-    return {"pixel_values": torch.stack([e["pixel_values"] for e in kept]),
-            "labels": torch.tensor([e["labels"] for e in kept], dtype=torch.long)}
+    return {
+        "pixel_values": torch.stack([e["pixel_values"] for e in kept]),
+        "labels": torch.tensor([e["labels"] for e in kept], dtype=torch.long),
+    }
 
 
 def transforms(processor: Any, image_size: int | None, augment: bool) -> tuple[Any, Any, int]:
@@ -222,8 +237,13 @@ def transforms(processor: Any, image_size: int | None, augment: bool) -> tuple[A
         eval_tf = T.Compose([T.Resize((side, side)), *steps])
     if not augment:
         return eval_tf, eval_tf, side
-    train_tf = T.Compose([T.RandomResizedCrop(side, scale=(0.8, 1.0), ratio=(0.9, 1.1)),
-                          T.ColorJitter(brightness=0.2, contrast=0.2), *steps])
+    train_tf = T.Compose(
+        [
+            T.RandomResizedCrop(side, scale=(0.8, 1.0), ratio=(0.9, 1.1)),
+            T.ColorJitter(brightness=0.2, contrast=0.2),
+            *steps,
+        ]
+    )
     return train_tf, eval_tf, side
 
 

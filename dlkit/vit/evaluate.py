@@ -38,7 +38,7 @@ def evaluate(cfg: clf.EvalSettings) -> dict[str, Any]:
     counter: dict[str, int] = {}
     dataset = vdata.ImageSet(items, eval_tf, counter)
     order = list(range(len(dataset)))
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     kept: list[str] = []
 
     def loader():
@@ -48,8 +48,17 @@ def evaluate(cfg: clf.EvalSettings) -> dict[str, Any]:
             yield vdata.collate(examples)
 
     logits, labels = clf.collect_logits(lambda b: forward(model, b["pixel_values"]), _Sized(loader, len(batches)))
-    result = clf.write_evaluation(run, logits, labels, names, kept, split=part.source, example_header="image",
-                                  name=part.name, left_out=part.left_out)
+    result = clf.write_evaluation(
+        run,
+        logits,
+        labels,
+        names,
+        kept,
+        split=part.source,
+        example_header="image",
+        name=part.name,
+        left_out=part.left_out,
+    )
     result["metrics"]["skipped_items"] = counter.get("skipped", 0)
     if run.writer:
         index = {items.describe(i): i for i in range(len(items))}

@@ -59,12 +59,15 @@ def _blocks_front(model: nn.Module) -> FrozenFront:
     return blocks_front(model)
 
 
-METHODS: dict[str, Method] = {m.name: m for m in [
-    Method("lora", "LoRA on --target-modules + the classifier", _lora),
-    Method("last-block", "the last encoder block + the classifier", _last_block, _blocks_front),
-    Method("linear", "the classifier only", _linear, _encoder_front),
-    Method("full", "everything", _full),
-]}
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in [
+        Method("lora", "LoRA on --target-modules + the classifier", _lora),
+        Method("last-block", "the last encoder block + the classifier", _last_block, _blocks_front),
+        Method("linear", "the classifier only", _linear, _encoder_front),
+        Method("full", "everything", _full),
+    ]
+}
 
 
 def method_help() -> str:

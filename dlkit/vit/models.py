@@ -47,8 +47,9 @@ def load_classifier(path: str, label_names: list[str]) -> nn.Module:
         # single classifier); fine-tuning uses the plain class on the class token, as the DeiT recipe does
         model_class = DeiTForImageClassification
     with quiet_transformers(), loading(path, "--model"):
-        return model_class.from_pretrained(path, num_labels=len(label_names), id2label=id2label, label2id=label2id,
-                                           ignore_mismatched_sizes=True)
+        return model_class.from_pretrained(
+            path, num_labels=len(label_names), id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True
+        )
 
 
 def encoder_blocks(model: nn.Module) -> nn.ModuleList:
@@ -71,8 +72,10 @@ def _has(module: nn.Module, name: str) -> bool:
 
 def head(model: nn.Module) -> nn.Module:
     if not _has(model, HEAD):
-        raise ConfigError(f"{type(model).__name__} has no '{HEAD}' head; supported: ViT, DeiT and other "
-                          "AutoModelForImageClassification models with a 'classifier'")
+        raise ConfigError(
+            f"{type(model).__name__} has no '{HEAD}' head; supported: ViT, DeiT and other "
+            "AutoModelForImageClassification models with a 'classifier'"
+        )
     return model.get_submodule(HEAD)
 
 
@@ -92,8 +95,10 @@ def resolve_targets(model: nn.Module, spec: str) -> list[str]:
         for pair in AUTO_TARGETS:
             if set(pair) <= linear:
                 return list(pair)
-        raise ConfigError(f"--target-modules auto: no query/value projections in {type(model).__name__}; "
-                          f"pass names from: {', '.join(sorted(linear))}")
+        raise ConfigError(
+            f"--target-modules auto: no query/value projections in {type(model).__name__}; "
+            f"pass names from: {', '.join(sorted(linear))}"
+        )
     return named_in(spec, sorted(linear), "--target-modules", f"no Linear layer of that name in {type(model).__name__}")
 
 
@@ -102,8 +107,14 @@ def apply_lora(model: nn.Module, cfg: Any) -> nn.Module:
 
     head(model)
     targets = resolve_targets(model, cfg.target_modules)
-    config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                        target_modules=targets, modules_to_save=[HEAD], bias="none")
+    config = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets,
+        modules_to_save=[HEAD],
+        bias="none",
+    )
     return get_peft_model(model, config)
 
 
@@ -119,16 +130,25 @@ def frozen_front(model: nn.Module, method: str) -> FrozenFront | None:
 
 def encoder_front(model: nn.Module) -> FrozenFront:
     """linear: everything before the classifier (its input is the feature)."""
-    return FrozenFront([m for name, m in model.named_children() if name != HEAD], head(model), classifier_rest,
-                       read="input", name="the frozen encoder")
+    return FrozenFront(
+        [m for name, m in model.named_children() if name != HEAD],
+        head(model),
+        classifier_rest,
+        read="input",
+        name="the frozen encoder",
+    )
 
 
 def blocks_front(model: nn.Module) -> FrozenFront:
     """last-block: the embeddings and every block but the last (the last frozen block's output is the feature)."""
     blocks = encoder_blocks(model)
     embeddings = getattr(model, model.base_model_prefix).embeddings
-    return FrozenFront([embeddings, *blocks[:-1]], blocks[-2] if len(blocks) > 1 else embeddings, last_block_rest,
-                       name="the frozen blocks")
+    return FrozenFront(
+        [embeddings, *blocks[:-1]],
+        blocks[-2] if len(blocks) > 1 else embeddings,
+        last_block_rest,
+        name="the frozen blocks",
+    )
 
 
 def classifier_rest(model: nn.Module, features: Tensor) -> Tensor:
@@ -216,5 +236,9 @@ def export(cfg: ExportConfig) -> dict[str, Any]:
     method = run.read_config().get("method", "")
     atomic_write_json(target / "dlkit_vit.json", {"run": str(run.dir), "method": method, "merged": True})
     held.release()
-    return {"run": str(run.dir), "method": method, "out": str(target),
-            "format": "plain weights (AutoModelForImageClassification.from_pretrained)"}
+    return {
+        "run": str(run.dir),
+        "method": method,
+        "out": str(target),
+        "format": "plain weights (AutoModelForImageClassification.from_pretrained)",
+    }

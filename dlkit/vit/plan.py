@@ -46,12 +46,21 @@ def plan(cfg: PlanConfig) -> dict[str, Any]:
     logits_per_example = 3 * 4 * cfg.num_classes  # the logits, their fp32 log-softmax and its gradient
     parts["activations"] = one + (two - one) * (cfg.batch_size - 1)
     parts["logits"] = logits_per_example * cfg.batch_size
-    notes = [f"{config.model_type}: {sum(p.numel() for p in inner.parameters()):,} parameters stored in "
-             f"{str(stored).removeprefix('torch.')}; {trainable:,} train ({cfg.method})",
-             f"images {side}x{side}; attention: a fused kernel (q, k, v, output and log-sum-exp saved)"]
-    result = core.MemoryPlan(cfg.batch_size, {name: parts[name] for name in core.PARTS},
-                             two - one + logits_per_example, notes)
-    settings = {"what": f"{cfg.model} · {cfg.method} · batch {cfg.batch_size} x {side}px", "model": cfg.model,
-                "method": cfg.method, "precision": cfg.precision, "image_size": side,
-                "gradient_checkpointing": cfg.gradient_checkpointing, "processes": cfg.processes}
+    notes = [
+        f"{config.model_type}: {sum(p.numel() for p in inner.parameters()):,} parameters stored in "
+        f"{str(stored).removeprefix('torch.')}; {trainable:,} train ({cfg.method})",
+        f"images {side}x{side}; attention: a fused kernel (q, k, v, output and log-sum-exp saved)",
+    ]
+    result = core.MemoryPlan(
+        cfg.batch_size, {name: parts[name] for name in core.PARTS}, two - one + logits_per_example, notes
+    )
+    settings = {
+        "what": f"{cfg.model} · {cfg.method} · batch {cfg.batch_size} x {side}px",
+        "model": cfg.model,
+        "method": cfg.method,
+        "precision": cfg.precision,
+        "image_size": side,
+        "gradient_checkpointing": cfg.gradient_checkpointing,
+        "processes": cfg.processes,
+    }
     return core.plan_result(settings, result, cfg.gpu_memory)

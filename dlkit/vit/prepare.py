@@ -16,8 +16,10 @@ def prepare(cfg: PrepareConfig) -> dict[str, Any]:
     image-size histogram and images per class, written into --output-dir."""
     checked(cfg)
     loaded = load_image_data(VitConfig(data=cfg.data, val_fraction=cfg.val_fraction, seed=cfg.seed))
-    splits = [PreviewSplit("train", loaded.train.labels, loaded.train.load),
-              PreviewSplit(f"validation ({loaded.val_split})", loaded.val.labels, loaded.val.load)]
+    splits = [
+        PreviewSplit("train", loaded.train.labels, loaded.train.load),
+        PreviewSplit(f"validation ({loaded.val_split})", loaded.val.labels, loaded.val.load),
+    ]
     if loaded.test is not None:
         splits.append(PreviewSplit(f"test ({loaded.test_split})", loaded.test.labels, loaded.test.load))
     held = claim_output(cfg)

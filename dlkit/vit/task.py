@@ -74,16 +74,25 @@ class VitTask(Task):
         train = vdata.ImageSet(self.data.train, self.train_tf, self.counter)
         val = vdata.ImageSet(self.data.val, self.eval_tf, self.counter)
         cfg = self.cfg
-        if not (cfg.cache_features and self.front is not None and not cfg.augment
-                and features.worth_caching(len(train), cfg.batch_size * cfg.grad_accum, cfg.max_steps)):
+        if not (
+            cfg.cache_features
+            and self.front is not None
+            and not cfg.augment
+            and features.worth_caching(len(train), cfg.batch_size * cfg.grad_accum, cfg.max_steps)
+        ):
             return train, val
         model, front = self.model, self.front
         cached = features.cache_datasets(
-            front, model, [train, val], vdata.collate,
+            front,
+            model,
+            [train, val],
+            vdata.collate,
             encode=lambda batch: features.run_front(front, lambda: forward(model, batch["pixel_values"])),
             full=lambda batch: forward(model, batch["pixel_values"]),
-            fields=lambda batch: {"labels": batch["labels"]}, batch_size=cfg.batch_size,
-            num_workers=cfg.num_workers)
+            fields=lambda batch: {"labels": batch["labels"]},
+            batch_size=cfg.batch_size,
+            num_workers=cfg.num_workers,
+        )
         if cached is None:
             return train, val
         self.cached = True
@@ -102,8 +111,9 @@ class VitTask(Task):
         if self.cfg.image_size:  # eval and predict then see what training saw
             side = self.image_size
             if getattr(self.processor, "do_center_crop", False) and getattr(self.processor, "crop_size", None):
-                resize = round(vdata.processor_size(self.processor) * side / vdata.processor_size(self.processor,
-                                                                                                  "crop_size"))
+                resize = round(
+                    vdata.processor_size(self.processor) * side / vdata.processor_size(self.processor, "crop_size")
+                )
                 self.processor.size = {"height": resize, "width": resize}
                 self.processor.crop_size = {"height": side, "width": side}
             else:
@@ -113,30 +123,50 @@ class VitTask(Task):
     def card_info(self) -> CardInfo:
         what = f"image classifier ({self.cfg.method} fine-tune)"
         if self.cfg.method == "lora":
-            return CardInfo(what=what, pipeline_tag="image-classification", library_name="peft",
-                            base_relation="adapter", tags=["peft", "lora"],
-                            usage="from peft import PeftModel\nfrom transformers import AutoConfig, "
-                                  "AutoImageProcessor, AutoModelForImageClassification\n\n"
-                                  "config = AutoConfig.from_pretrained(FOLDER_OR_REPO_ID)  # the labels\n"
-                                  "base = AutoModelForImageClassification.from_pretrained(BASE, config=config)\n"
-                                  "model = PeftModel.from_pretrained(base, FOLDER_OR_REPO_ID)  # with the classifier\n"
-                                  "processor = AutoImageProcessor.from_pretrained(FOLDER_OR_REPO_ID)")
+            return CardInfo(
+                what=what,
+                pipeline_tag="image-classification",
+                library_name="peft",
+                base_relation="adapter",
+                tags=["peft", "lora"],
+                usage="from peft import PeftModel\nfrom transformers import AutoConfig, "
+                "AutoImageProcessor, AutoModelForImageClassification\n\n"
+                "config = AutoConfig.from_pretrained(FOLDER_OR_REPO_ID)  # the labels\n"
+                "base = AutoModelForImageClassification.from_pretrained(BASE, config=config)\n"
+                "model = PeftModel.from_pretrained(base, FOLDER_OR_REPO_ID)  # with the classifier\n"
+                "processor = AutoImageProcessor.from_pretrained(FOLDER_OR_REPO_ID)",
+            )
         if self.cfg.method != "full":
-            return CardInfo(what=what, pipeline_tag="image-classification", usage_language="bash",
-                            usage="# the trained tensors (trained.safetensors) on the base named in trained.json; "
-                                  "plain transformers weights:\ndlkit vit export --run RUN --out plain/   # RUN: the "
-                                  "run folder around this one")
-        return CardInfo(what=what, pipeline_tag="image-classification",
-                        library_name="transformers", base_relation="finetune",
-                        usage="from transformers import AutoImageProcessor, AutoModelForImageClassification\n\n"
-                              "model = AutoModelForImageClassification.from_pretrained(FOLDER_OR_REPO_ID)\n"
-                              "processor = AutoImageProcessor.from_pretrained(FOLDER_OR_REPO_ID)\n"
-                              "# config.json's id2label names the classes")
+            return CardInfo(
+                what=what,
+                pipeline_tag="image-classification",
+                usage_language="bash",
+                usage="# the trained tensors (trained.safetensors) on the base named in trained.json; "
+                "plain transformers weights:\ndlkit vit export --run RUN --out plain/   # RUN: the "
+                "run folder around this one",
+            )
+        return CardInfo(
+            what=what,
+            pipeline_tag="image-classification",
+            library_name="transformers",
+            base_relation="finetune",
+            usage="from transformers import AutoImageProcessor, AutoModelForImageClassification\n\n"
+            "model = AutoModelForImageClassification.from_pretrained(FOLDER_OR_REPO_ID)\n"
+            "processor = AutoImageProcessor.from_pretrained(FOLDER_OR_REPO_ID)\n"
+            "# config.json's id2label names the classes",
+        )
 
     def summary(self) -> dict[str, Any]:
-        return {"method": self.cfg.method, "arch": self.model_type, "model": self.cfg.model, "data": self.cfg.data,
-                "num_classes": len(self.data.label_names), "image_size": self.image_size,
-                "cached_features": self.cached, **self.data.sizes()}
+        return {
+            "method": self.cfg.method,
+            "arch": self.model_type,
+            "model": self.cfg.model,
+            "data": self.cfg.data,
+            "num_classes": len(self.data.label_names),
+            "image_size": self.image_size,
+            "cached_features": self.cached,
+            **self.data.sizes(),
+        }
 
 
 def train(cfg: VitConfig) -> dict[str, Any]:

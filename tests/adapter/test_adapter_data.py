@@ -48,13 +48,16 @@ def test_builtin_sentiment_follows_its_rule():
 def test_hub_imdb_labels_come_from_its_class_label(monkeypatch):
     import datasets
 
-    features = datasets.Features({"text": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=["neg", "pos"])})
-    splits = datasets.DatasetDict({
-        "train": datasets.Dataset.from_dict({"text": ["bad", "good", "fine", "poor"], "label": [0, 1, 1, 0]},
-                                            features=features),
-        "test": datasets.Dataset.from_dict({"text": ["awful"], "label": [0]}, features=features),
-        "unsupervised": datasets.Dataset.from_dict({"text": ["?"], "label": [-1]}, features=features)})
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])})
+    splits = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict(
+                {"text": ["bad", "good", "fine", "poor"], "label": [0, 1, 1, 0]}, features=features
+            ),
+            "test": datasets.Dataset.from_dict({"text": ["awful"], "label": [0]}, features=features),
+            "unsupervised": datasets.Dataset.from_dict({"text": ["?"], "label": [-1]}, features=features),
+        }
+    )
     monkeypatch.setattr(datasets, "load_dataset", lambda repo_id: splits)
     monkeypatch.setattr(tdata, "resolve", lambda spec, kind, flag: type("S", (), {"kind": "hub", "value": spec})())
     data = tdata.load_text_data(AdapterConfig(data="imdb", val_fraction=0.5))
@@ -65,13 +68,19 @@ def test_hub_imdb_labels_come_from_its_class_label(monkeypatch):
 
 def test_validation_picks_checkpoints_and_test_is_kept_for_eval(tmp_path):
     """train/validation/test files: validation is the data's own, test stays apart; none of them is cut again."""
-    for split, texts in (("train", ["good", "bad", "fine", "poor"]), ("validation", ["nice", "awful"]),
-                         ("test", ["great", "dull", "ok"])):
+    for split, texts in (
+        ("train", ["good", "bad", "fine", "poor"]),
+        ("validation", ["nice", "awful"]),
+        ("test", ["great", "dull", "ok"]),
+    ):
         rows = [{"text": text, "label": "pos" if i % 2 == 0 else "neg"} for i, text in enumerate(texts)]
         (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     data = tdata.load_text_data(AdapterConfig(data=str(tmp_path)))
-    assert (data.train.texts, data.val.texts, data.test.texts) == (["good", "bad", "fine", "poor"], ["nice", "awful"],
-                                                                   ["great", "dull", "ok"])
+    assert (data.train.texts, data.val.texts, data.test.texts) == (
+        ["good", "bad", "fine", "poor"],
+        ["nice", "awful"],
+        ["great", "dull", "ok"],
+    )
     rule = data.rule(AdapterConfig(data=str(tmp_path)))
     assert "validation from the data's" in rule and "test from the data's" in rule
     assert set(data.ids()) == {"train", "validation", "test"}
@@ -81,16 +90,21 @@ def test_unlabelled_test_split_is_left_out_with_a_warning(tmp_path, capsys, monk
     """GLUE-style: test.tsv without a label column, and a Hub test split of -1 labels."""
     import datasets
 
-    (tmp_path / "train.jsonl").write_text("".join(json.dumps({"text": f"t{i}", "label": i % 2}) + "\n"
-                                                  for i in range(10)))
+    (tmp_path / "train.jsonl").write_text(
+        "".join(json.dumps({"text": f"t{i}", "label": i % 2}) + "\n" for i in range(10))
+    )
     (tmp_path / "test.csv").write_text("text\nunlabelled\n")
     data = tdata.load_text_data(AdapterConfig(data=str(tmp_path)))
     assert data.test is None and len(data.val) == 2 and "has no labels" in capsys.readouterr().err
-    features = datasets.Features({"sentence": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=["negative", "positive"])})
-    splits = datasets.DatasetDict({
-        split: datasets.Dataset.from_dict({"sentence": ["a", "b"], "label": labels}, features=features)
-        for split, labels in (("train", [0, 1]), ("validation", [1, 0]), ("test", [-1, -1]))})
+    features = datasets.Features(
+        {"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["negative", "positive"])}
+    )
+    splits = datasets.DatasetDict(
+        {
+            split: datasets.Dataset.from_dict({"sentence": ["a", "b"], "label": labels}, features=features)
+            for split, labels in (("train", [0, 1]), ("validation", [1, 0]), ("test", [-1, -1]))
+        }
+    )
     monkeypatch.setattr(datasets, "load_dataset", lambda repo_id: splits)
     monkeypatch.setattr(tdata, "resolve", lambda spec, kind, flag: type("S", (), {"kind": "hub", "value": spec})())
     data = tdata.load_text_data(AdapterConfig(data="glue-sst2", text_col="sentence"))
@@ -112,9 +126,23 @@ def test_aclimdb_folders_of_txt_files(tmp_path, cli):
     assert data.label_names == ["neg", "pos"] and len(data.train) == 2 and len(data.val) == 2 and len(data.test) == 4
     assert data.test_split == str(tmp_path / "test")
     assert dict(zip(data.test.texts, data.test.labels, strict=True)) == {
-        "Dull.": 0, "Awful plot.": 0, "A wonderful film. Loved it.": 1, "Great acting.": 1}
-    result = cli("adapter", "train", "--data", tmp_path, "--val-fraction", "0.5", "--max-steps", "1",
-                 "--output-dir", tmp_path / "run")
+        "Dull.": 0,
+        "Awful plot.": 0,
+        "A wonderful film. Loved it.": 1,
+        "Great acting.": 1,
+    }
+    result = cli(
+        "adapter",
+        "train",
+        "--data",
+        tmp_path,
+        "--val-fraction",
+        "0.5",
+        "--max-steps",
+        "1",
+        "--output-dir",
+        tmp_path / "run",
+    )
     assert result.exit_code == 0, result.stderr
 
 

@@ -26,8 +26,13 @@ def test_label_column_missing(cli, tmp_path):
 def test_label_column_with_one_class(cli, tmp_path):
     data = tmp_path / "d.csv"
     data.write_text("sentence,label\nnice film,pos\ngreat film,pos\n")
-    one_line_error(train(cli, tmp_path, "--data", data, "--text-col", "sentence"), "--label-col label",
-                   "1 class", "'pos'", "at least 2")
+    one_line_error(
+        train(cli, tmp_path, "--data", data, "--text-col", "sentence"),
+        "--label-col label",
+        "1 class",
+        "'pos'",
+        "at least 2",
+    )
 
 
 def test_text_column_empty(cli, tmp_path):
@@ -35,9 +40,15 @@ def test_text_column_empty(cli, tmp_path):
     one_line_error(train(cli, tmp_path, "--data", data), "--text-col text", "is empty")
 
 
-@pytest.mark.parametrize("value,message", [("0", "--bottleneck must be >= 1 (got 0)"),
-                                           ("-3", "--bottleneck must be >= 1 (got -3)"),
-                                           ("64", "hidden size - 1 (63)"), ("500", "(got 500)")])
+@pytest.mark.parametrize(
+    "value,message",
+    [
+        ("0", "--bottleneck must be >= 1 (got 0)"),
+        ("-3", "--bottleneck must be >= 1 (got -3)"),
+        ("64", "hidden size - 1 (63)"),
+        ("500", "(got 500)"),
+    ],
+)
 def test_bottleneck_out_of_range(cli, tmp_path, value, message):
     one_line_error(train(cli, tmp_path, "--bottleneck", value), message)
 
@@ -66,8 +77,7 @@ def test_imdb_hub_id_offline_fails_fast(cli, tmp_path):
 def test_label_that_is_not_a_class_id(cli, tmp_path, bad):
     data = tmp_path / "d.csv"
     data.write_text("text,label\n" + "".join(f"film {i},{i % 2}\n" for i in range(8)) + f"odd film,{bad}\n")
-    one_line_error(train(cli, tmp_path, "--data", data), "--label-col label", "row 9", repr(bad),
-                   "expected a class id")
+    one_line_error(train(cli, tmp_path, "--data", data), "--label-col label", "row 9", repr(bad), "expected a class id")
     assert not (tmp_path / "run").exists()
 
 
@@ -103,8 +113,12 @@ def test_model_folder_with_a_pickle_torch_refuses(cli, tmp_path):
     (model / "model.safetensors").unlink()
     torch.save({**weights, "payload": Payload()}, model / "pytorch_model.bin")
     data = write_jsonl(tmp_path / "d.jsonl", [{"text": f"t{i}", "label": i % 2} for i in range(20)])
-    one_line_error(train(cli, tmp_path, "--model", model, "--data", data), "pytorch_model.bin is a pickle",
-                   "weights_only=True", "Unsupported global")
+    one_line_error(
+        train(cli, tmp_path, "--model", model, "--data", data),
+        "pytorch_model.bin is a pickle",
+        "weights_only=True",
+        "Unsupported global",
+    )
     assert not (tmp_path / "run").exists()
 
 

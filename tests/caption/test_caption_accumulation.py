@@ -11,8 +11,18 @@ def test_items_are_target_tokens_and_batch_8_equals_4x2(tmp_path, arch, big_batc
     from dlkit.core.config import load_config
     from dlkit.core.run import Run
 
-    cfg = load_config(CaptionConfig, None, {"data": "builtin:shapes", "arch": arch, "output_dir": str(tmp_path / "r"),
-                                            "embed_dim": 32, "hidden_dim": 32, "attention_dim": 16})
+    cfg = load_config(
+        CaptionConfig,
+        None,
+        {
+            "data": "builtin:shapes",
+            "arch": arch,
+            "output_dir": str(tmp_path / "r"),
+            "embed_dim": 32,
+            "hidden_dim": 32,
+            "attention_dim": 16,
+        },
+    )
     task = CaptionTask(cfg, Run.create("caption", cfg, arch), prepare_splits(cfg))
     indices = [0, 3, 7, 11, 12, 20, 31, 40]
     items = big_batch_vs_accumulation(task, indices)

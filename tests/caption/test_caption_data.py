@@ -29,13 +29,19 @@ def test_kaggle_layout_with_commas_missing_images_and_empty_captions(tmp_path):
     for name in ("a.jpg", "b.jpg"):
         write_image(tmp_path / "Images" / name)
     (tmp_path / "captions.txt").write_text(
-        'image,caption\na.jpg,A dog runs , fast .\na.jpg,"A dog, quoted"\nb.jpg,\nb.jpg,A cat .\n'
-        "gone.jpg,A ghost .\n", encoding="utf-8")
+        'image,caption\na.jpg,A dog runs , fast .\na.jpg,"A dog, quoted"\nb.jpg,\nb.jpg,A cat .\ngone.jpg,A ghost .\n',
+        encoding="utf-8",
+    )
     records, stats = load_caption_records(str(tmp_path))
     by_name = {Path(r.image).name: r.captions for r in records}
     assert by_name == {"a.jpg": ["A dog runs , fast .", "A dog, quoted"], "b.jpg": ["A cat ."]}
-    assert stats == {"images": 2, "captions": 3, "skipped_missing_images": 1, "skipped_empty_captions": 1,
-                     "layout": "kaggle"}
+    assert stats == {
+        "images": 2,
+        "captions": 3,
+        "skipped_missing_images": 1,
+        "skipped_empty_captions": 1,
+        "layout": "kaggle",
+    }
     with pytest.raises(DataError, match=r"captions.txt:4: empty caption for b.jpg"):
         load_caption_records(str(tmp_path), strict=True)
     (tmp_path / "captions.txt").write_text("image,caption\na.jpg,ok\ngone.jpg,A ghost .\n", encoding="utf-8")
@@ -49,7 +55,8 @@ def test_original_flickr8k_layout_reads_split_files(tmp_path):
     text = tmp_path / "Flickr8k_text"
     text.mkdir()
     (text / "Flickr8k.token.txt").write_text(
-        "1.jpg#0\tA man .\n1.jpg#1\tA person .\n2.jpg#0\tA boat .\n3.jpg#0\tA tree .\n", encoding="utf-8")
+        "1.jpg#0\tA man .\n1.jpg#1\tA person .\n2.jpg#0\tA boat .\n3.jpg#0\tA tree .\n", encoding="utf-8"
+    )
     for stem, name in (("train", "1.jpg"), ("dev", "2.jpg"), ("test", "3.jpg")):
         (text / f"Flickr_8k.{stem}Images.txt").write_text(name + "\n", encoding="utf-8")
     records, stats = load_caption_records(str(tmp_path))
@@ -63,21 +70,36 @@ def test_karpathy_and_coco_layouts(tmp_path):
     karpathy = tmp_path / "k"
     write_image(karpathy / "Images" / "x.jpg")
     write_image(karpathy / "Images" / "y.jpg", mode="L")
-    (karpathy / "dataset_flickr8k.json").write_text(json.dumps({"images": [
-        {"filename": "x.jpg", "split": "restval", "sentences": [{"raw": "One ."}, {"raw": "Two ."}]},
-        {"filename": "y.jpg", "split": "test", "sentences": [{"raw": "Three ."}]},
-        {"filename": "z.jpg", "split": "val", "sentences": [{"raw": "Missing ."}]}]}), encoding="utf-8")
+    (karpathy / "dataset_flickr8k.json").write_text(
+        json.dumps(
+            {
+                "images": [
+                    {"filename": "x.jpg", "split": "restval", "sentences": [{"raw": "One ."}, {"raw": "Two ."}]},
+                    {"filename": "y.jpg", "split": "test", "sentences": [{"raw": "Three ."}]},
+                    {"filename": "z.jpg", "split": "val", "sentences": [{"raw": "Missing ."}]},
+                ]
+            }
+        ),
+        encoding="utf-8",
+    )
     records, stats = load_caption_records(str(karpathy))
     assert [(Path(r.image).name, r.split, r.captions) for r in records] == [
-        ("x.jpg", "train", ["One .", "Two ."]), ("y.jpg", "test", ["Three ."])]
+        ("x.jpg", "train", ["One .", "Two ."]),
+        ("y.jpg", "test", ["Three ."]),
+    ]
     assert stats["layout"] == "karpathy" and stats["skipped_missing_images"] == 1
 
     coco = tmp_path / "c"
     write_image(coco / "val2014" / "COCO_1.jpg")
     (coco / "annotations").mkdir()
-    (coco / "annotations" / "captions_val2014.json").write_text(json.dumps({
-        "images": [{"id": 7, "file_name": "COCO_1.jpg"}],
-        "annotations": [{"image_id": 7, "caption": "A plate ."}, {"image_id": 7, "caption": "Food ."}]}))
+    (coco / "annotations" / "captions_val2014.json").write_text(
+        json.dumps(
+            {
+                "images": [{"id": 7, "file_name": "COCO_1.jpg"}],
+                "annotations": [{"image_id": 7, "caption": "A plate ."}, {"image_id": 7, "caption": "Food ."}],
+            }
+        )
+    )
     records, stats = load_caption_records(str(coco))
     assert stats["layout"] == "coco" and records[0].split == "val" and records[0].captions == ["A plate .", "Food ."]
 
@@ -150,8 +172,10 @@ def test_hub_style_dataset_records(tmp_path):
 
     images = [write_image(tmp_path / f"{i}.png") for i in range(2)]
     features = Features({"image": HFImage(), "caption_0": Value("string"), "caption_1": Value("string")})
-    part = Dataset.from_dict({"image": [str(p) for p in images], "caption_0": ["A b .", "C d ."],
-                              "caption_1": ["E f .", ""]}, features=features)
+    part = Dataset.from_dict(
+        {"image": [str(p) for p in images], "caption_0": ["A b .", "C d ."], "caption_1": ["E f .", ""]},
+        features=features,
+    )
     records, stats = records_from_hf(DatasetDict({"train": part, "validation": part}), tmp_path / "cache")
     assert stats["images"] == 4 and stats["captions"] == 6 and stats["skipped_empty_captions"] == 2
     assert {r.split for r in records} == {"train", "val"}

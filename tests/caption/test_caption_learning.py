@@ -11,8 +11,20 @@ import pytest
 from dlkit.builtin import BUILTINS
 from dlkit.builtin.shapes import CAPTION_SHAPES, COLOURS, ground_truth
 
-SMALL = ["--image-size", "32", "--embed-dim", "64", "--hidden-dim", "128", "--attention-dim", "64",
-         "--save-every", "100000", "--seed", "0"]
+SMALL = [
+    "--image-size",
+    "32",
+    "--embed-dim",
+    "64",
+    "--hidden-dim",
+    "128",
+    "--attention-dim",
+    "64",
+    "--save-every",
+    "100000",
+    "--seed",
+    "0",
+]
 ARCH_SETTINGS = {
     "attention": ["--epochs", "4", "--batch-size", "32", "--lr", "0.003", "--alpha-c", "0"],
     "transformer": ["--epochs", "3", "--batch-size", "32", "--lr", "0.003", "--num-layers", "2", "--num-heads", "4"],
@@ -47,8 +59,10 @@ def test_captioner_learns_shapes(cli, runs, arch):
     assert metrics["test_bleu4"] > 0.45, metrics
     truth = ground_truth(BUILTINS["shapes"].load())["images"]
     predictions = json.loads((runs[arch] / "eval.json").read_text())["predictions"]
-    correct = [named_objects(p["caption"]) == {(o["colour"], o["shape"]) for o in truth[Path(p["image"]).name]
-                                                ["objects"]} for p in predictions]
+    correct = [
+        named_objects(p["caption"]) == {(o["colour"], o["shape"]) for o in truth[Path(p["image"]).name]["objects"]}
+        for p in predictions
+    ]
     assert np.mean(correct) > 0.1, np.mean(correct)  # both objects right; chance ~1/240
 
 

@@ -20,8 +20,19 @@ ARCHS = [name for name, arch in archs.ARCHS.items() if arch.decoder is not None]
 
 def tiny(arch: str, max_len: int = 10):
     torch.manual_seed(0)
-    spec = ModelSpec(arch=arch, encoder="tiny-cnn", vocab_size=VOCAB, max_len=max_len, image_size=32, embed_dim=16,
-                     hidden_dim=32, attention_dim=16, num_layers=1, num_heads=2, dropout=0.0)
+    spec = ModelSpec(
+        arch=arch,
+        encoder="tiny-cnn",
+        vocab_size=VOCAB,
+        max_len=max_len,
+        image_size=32,
+        embed_dim=16,
+        hidden_dim=32,
+        attention_dim=16,
+        num_layers=1,
+        num_heads=2,
+        dropout=0.0,
+    )
     return build_model(spec).eval()
 
 
@@ -216,15 +227,38 @@ def test_an_architecture_is_one_registry_entry(tmp_path):
     script.write_text(TOY_ARCH, encoding="utf-8")
 
     def dlkit(*args):
-        return subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True,
-                              env={**os.environ, "COLUMNS": "200"})
+        return subprocess.run(
+            [sys.executable, str(script), *map(str, args)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+        )
 
     assert "toy-gru (a GRU decoder)" in dlkit("caption", "train", "--help").stdout
-    assert "choose one of lstm, attention, transformer, vit-gpt2, toy-gru" in dlkit("caption", "train", "--arch",
-                                                                                   "gru").stderr
+    assert (
+        "choose one of lstm, attention, transformer, vit-gpt2, toy-gru"
+        in dlkit("caption", "train", "--arch", "gru").stderr
+    )
     run = tmp_path / "run"
-    done = dlkit("-q", "caption", "train", "--arch", "toy-gru", "--image-size", "32", "--hidden-dim", "16",
-                 "--max-steps", "2", "--batch-size", "16", "--eval-every", "100000", "--output-dir", run)
+    done = dlkit(
+        "-q",
+        "caption",
+        "train",
+        "--arch",
+        "toy-gru",
+        "--image-size",
+        "32",
+        "--hidden-dim",
+        "16",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "16",
+        "--eval-every",
+        "100000",
+        "--output-dir",
+        run,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads((run / "checkpoints" / "final" / "model.json").read_text())["arch"] == "toy-gru"
     scored = dlkit("--json", "caption", "eval", "--run", run, "--limit", "2")

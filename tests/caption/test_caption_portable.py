@@ -13,8 +13,24 @@ def test_vit_gpt2_run_copied_elsewhere_generates_with_plain_transformers(cli, tm
     from transformers import AutoImageProcessor, AutoTokenizer, VisionEncoderDecoderModel
 
     run = tmp_path / "run"
-    result = cli("caption", "train", "--arch", "vit-gpt2", "--max-steps", "3", "--batch-size", "8", "--lr", "5e-3",
-                 "--beam-size", "2", "--eval-every", "100000", "--output-dir", run)
+    result = cli(
+        "caption",
+        "train",
+        "--arch",
+        "vit-gpt2",
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--lr",
+        "5e-3",
+        "--beam-size",
+        "2",
+        "--eval-every",
+        "100000",
+        "--output-dir",
+        run,
+    )
     assert result.exit_code == 0, result.stderr
     image = sorted((run / "data" / "test_images.txt").read_text().split())[0]
     moved = tmp_path / "elsewhere"
@@ -26,8 +42,10 @@ def test_vit_gpt2_run_copied_elsewhere_generates_with_plain_transformers(cli, tm
 
     folder = moved / "checkpoints" / "final"
     settings = json.loads((folder / "generation_config.json").read_text())
-    assert settings["num_beams"] == 2 and settings["max_new_tokens"] == json.loads(
-        (folder / "caption.json").read_text())["max_len"]
+    assert (
+        settings["num_beams"] == 2
+        and settings["max_new_tokens"] == json.loads((folder / "caption.json").read_text())["max_len"]
+    )
     model = VisionEncoderDecoderModel.from_pretrained(folder).eval()
     tokenizer, processor = AutoTokenizer.from_pretrained(folder), AutoImageProcessor.from_pretrained(folder)
     pixels = processor([Image.open(image).convert("RGB")], return_tensors="pt").pixel_values

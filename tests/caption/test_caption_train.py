@@ -2,19 +2,55 @@ import json
 
 from dlkit.builtin import BUILTINS
 
-TINY = ["--image-size", "32", "--embed-dim", "16", "--hidden-dim", "32", "--attention-dim", "16",
-        "--batch-size", "16", "--save-every", "100000", "--eval-every", "100000", "--lr", "0.001"]
+TINY = [
+    "--image-size",
+    "32",
+    "--embed-dim",
+    "16",
+    "--hidden-dim",
+    "32",
+    "--attention-dim",
+    "16",
+    "--batch-size",
+    "16",
+    "--save-every",
+    "100000",
+    "--eval-every",
+    "100000",
+    "--lr",
+    "0.001",
+]
 
 
 def test_a_frozen_encoder_runs_once_by_default_with_the_same_losses(cli, cached_and_uncached, tmp_path):
     # 38 steps of 64 see the 2,400 training pairs once: fewer would not be worth caching
-    common = ["caption", "train", "--arch", "attention", "--freeze-encoder", "--max-steps", "38", *TINY,
-              "--batch-size", "64"]
+    common = [
+        "caption",
+        "train",
+        "--arch",
+        "attention",
+        "--freeze-encoder",
+        "--max-steps",
+        "38",
+        *TINY,
+        "--batch-size",
+        "64",
+    ]
     runs = cached_and_uncached(*common, steps=38)  # the decoder's dropout on
     assert "the frozen encoder runs once: features of 540 images" in runs["cached"].stderr  # train + val
-    trains = cli("caption", "train", "--arch", "attention", "--max-steps", "38", *TINY, "--batch-size", "64",
-                 "--output-dir",
-                 tmp_path / "trains")  # tiny-cnn trains with the decoder: nothing to cache
+    trains = cli(
+        "caption",
+        "train",
+        "--arch",
+        "attention",
+        "--max-steps",
+        "38",
+        *TINY,
+        "--batch-size",
+        "64",
+        "--output-dir",
+        tmp_path / "trains",
+    )  # tiny-cnn trains with the decoder: nothing to cache
     assert trains.exit_code == 0 and "runs once" not in trains.stderr
 
 
@@ -33,8 +69,21 @@ def test_a_bare_train_on_builtin_data_is_short_and_says_what_next(cli, tmp_path)
 
 def test_vit_gpt2_trains_predicts_and_evaluates(cli, tmp_path):
     run = tmp_path / "vit"
-    result = cli("caption", "train", "--arch", "vit-gpt2", "--max-steps", "2", "--batch-size", "8",
-                 "--eval-every", "2", "--output-dir", run, "--json")
+    result = cli(
+        "caption",
+        "train",
+        "--arch",
+        "vit-gpt2",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--eval-every",
+        "2",
+        "--output-dir",
+        run,
+        "--json",
+    )
     assert result.exit_code == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert metrics["arch"] == "vit-gpt2" and metrics["decoder"] == "GPT2LMHeadModel" and "val_bleu4" in metrics
@@ -60,7 +109,15 @@ def test_vit_gpt2_from_an_encoder_and_a_decoder(tmp_path):
 
 
 def test_vit_gpt2_hub_ids_fail_in_one_line_offline(cli, tmp_path):
-    result = cli("caption", "train", "--arch", "vit-gpt2", "--model",
-                 "google/vit-base-patch16-224-in21k+distilgpt2", "--output-dir", tmp_path / "r")
+    result = cli(
+        "caption",
+        "train",
+        "--arch",
+        "vit-gpt2",
+        "--model",
+        "google/vit-base-patch16-224-in21k+distilgpt2",
+        "--output-dir",
+        tmp_path / "r",
+    )
     assert result.exit_code == 2 and result.stderr.strip().count("\n") == 0
     assert "google/vit-base-patch16-224-in21k" in result.stderr and "offline" in result.stderr

@@ -3,8 +3,24 @@ import json
 import pytest
 from checks import one_line_error
 
-TINY = ["--arch", "gru", "--hidden-size", "16", "--num-layers", "1", "--block-size", "16", "--batch-size", "8",
-        "--max-steps", "6", "--eval-every", "3", "--sample-chars", "20"]
+TINY = [
+    "--arch",
+    "gru",
+    "--hidden-size",
+    "16",
+    "--num-layers",
+    "1",
+    "--block-size",
+    "16",
+    "--batch-size",
+    "8",
+    "--max-steps",
+    "6",
+    "--eval-every",
+    "3",
+    "--sample-chars",
+    "20",
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +49,58 @@ def test_train_writes_a_complete_run(trained):
 
 
 def test_sample_streams_prompt_and_characters(cli, trained):
-    result = cli("charrnn", "sample", "--run", trained, "--prompt", "ROMEO:", "--num-chars", "40",
-                 "--temperature", "0.8", "--top-k", "5", "--seed", "1")
+    result = cli(
+        "charrnn",
+        "sample",
+        "--run",
+        trained,
+        "--prompt",
+        "ROMEO:",
+        "--num-chars",
+        "40",
+        "--temperature",
+        "0.8",
+        "--top-k",
+        "5",
+        "--seed",
+        "1",
+    )
     assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith("ROMEO:") and len(result.stdout) == len("ROMEO:") + 40 + 1
-    again = cli("charrnn", "sample", "--run", trained, "--prompt", "ROMEO:", "--num-chars", "40",
-                "--temperature", "0.8", "--top-k", "5", "--seed", "1")
+    again = cli(
+        "charrnn",
+        "sample",
+        "--run",
+        trained,
+        "--prompt",
+        "ROMEO:",
+        "--num-chars",
+        "40",
+        "--temperature",
+        "0.8",
+        "--top-k",
+        "5",
+        "--seed",
+        "1",
+    )
     assert again.stdout == result.stdout
-    as_json = cli("charrnn", "sample", "--run", trained, "--prompt", "ROMEO:", "--num-chars", "40",
-                  "--temperature", "0.8", "--top-k", "5", "--seed", "1", "--json")
+    as_json = cli(
+        "charrnn",
+        "sample",
+        "--run",
+        trained,
+        "--prompt",
+        "ROMEO:",
+        "--num-chars",
+        "40",
+        "--temperature",
+        "0.8",
+        "--top-k",
+        "5",
+        "--seed",
+        "1",
+        "--json",
+    )
     assert json.loads(as_json.stdout)["text"] + "\n" == result.stdout
 
 
@@ -61,23 +120,32 @@ def test_eval_on_a_file_and_on_the_validation_split(cli, trained, tmp_path):
 
 def test_empty_file(cli, tmp_path):
     (tmp_path / "empty.txt").write_text("")
-    one_line_error(cli("charrnn", "train", "--data", tmp_path / "empty.txt", "--output-dir", tmp_path / "r"),
-                   "empty.txt is empty")
+    one_line_error(
+        cli("charrnn", "train", "--data", tmp_path / "empty.txt", "--output-dir", tmp_path / "r"), "empty.txt is empty"
+    )
     assert not (tmp_path / "r").exists()
 
 
 def test_file_shorter_than_one_block(cli, tmp_path):
     (tmp_path / "short.txt").write_text("To be, or not to be")
-    one_line_error(cli("charrnn", "train", "--data", tmp_path / "short.txt", "--output-dir", tmp_path / "r"),
-                   "has 19 characters, fewer than the 130 needed", "--block-size 64")
+    one_line_error(
+        cli("charrnn", "train", "--data", tmp_path / "short.txt", "--output-dir", tmp_path / "r"),
+        "has 19 characters, fewer than the 130 needed",
+        "--block-size 64",
+    )
 
 
 def test_non_utf8_file_suggests_encoding(cli, tmp_path):
     (tmp_path / "latin.txt").write_bytes("Où est le café ?\n".encode("latin-1") * 20)
-    one_line_error(cli("charrnn", "train", "--data", tmp_path / "latin.txt", "--output-dir", tmp_path / "r"),
-                   "is not valid utf-8 (byte 0xf9 at offset 1)", "--encoding latin-1")
-    one_line_error(cli("charrnn", "train", "--data", tmp_path / "latin.txt", "--encoding", "klingon"),
-                   "--encoding 'klingon' is not a known text encoding")
+    one_line_error(
+        cli("charrnn", "train", "--data", tmp_path / "latin.txt", "--output-dir", tmp_path / "r"),
+        "is not valid utf-8 (byte 0xf9 at offset 1)",
+        "--encoding latin-1",
+    )
+    one_line_error(
+        cli("charrnn", "train", "--data", tmp_path / "latin.txt", "--encoding", "klingon"),
+        "--encoding 'klingon' is not a known text encoding",
+    )
 
 
 @pytest.mark.parametrize("value", ["0", "-3"])
@@ -86,8 +154,10 @@ def test_block_size_must_be_positive(cli, value):
 
 
 def test_heads_must_divide_width(cli):
-    one_line_error(cli("charrnn", "train", "--arch", "transformer", "--hidden-size", "30", "--num-heads", "4"),
-                   "--hidden-size 30 must be divisible by --num-heads 4")
+    one_line_error(
+        cli("charrnn", "train", "--arch", "transformer", "--hidden-size", "30", "--num-heads", "4"),
+        "--hidden-size 30 must be divisible by --num-heads 4",
+    )
 
 
 def test_sample_from_another_groups_run(cli, tmp_path):
@@ -99,20 +169,26 @@ def test_sample_from_another_groups_run(cli, tmp_path):
 
 
 def test_prompt_with_unknown_characters(cli, trained):
-    one_line_error(cli("charrnn", "sample", "--run", trained, "--prompt", "ROMEO: Zß€"),
-                   "--prompt has characters that are not in the run's vocabulary: 'Z', 'ß', '€'")
+    one_line_error(
+        cli("charrnn", "sample", "--run", trained, "--prompt", "ROMEO: Zß€"),
+        "--prompt has characters that are not in the run's vocabulary: 'Z', 'ß', '€'",
+    )
 
 
 @pytest.mark.parametrize("value", ["0", "-0.5"])
 def test_temperature_must_be_positive(cli, trained, value):
-    one_line_error(cli("charrnn", "sample", "--run", trained, "--temperature", value),
-                   f"--temperature must be > 0 (got {float(value)})")
+    one_line_error(
+        cli("charrnn", "sample", "--run", trained, "--temperature", value),
+        f"--temperature must be > 0 (got {float(value)})",
+    )
 
 
 def test_eval_text_with_unseen_characters(cli, trained, tmp_path):
     (tmp_path / "other.txt").write_text("Zß€ Zß€", encoding="utf-8")
-    one_line_error(cli("charrnn", "eval", "--run", trained, "--data", tmp_path / "other.txt"),
-                   "characters the model never saw: 'Z', 'ß', '€'")
+    one_line_error(
+        cli("charrnn", "eval", "--run", trained, "--data", tmp_path / "other.txt"),
+        "characters the model never saw: 'Z', 'ß', '€'",
+    )
 
 
 def test_eval_batch_size_must_be_positive(cli, trained):
@@ -120,10 +196,12 @@ def test_eval_batch_size_must_be_positive(cli, trained):
 
 
 def test_offline_hub_id_and_a_builtin_that_is_not_text(cli):
-    one_line_error(cli("charrnn", "train", "--data", "karpathy/tiny_shakespeare"),
-                   "--data karpathy/tiny_shakespeare", "offline")
-    one_line_error(cli("charrnn", "train", "--data", "builtin:regression"),
-                   "--data builtin:regression is not a text corpus")
+    one_line_error(
+        cli("charrnn", "train", "--data", "karpathy/tiny_shakespeare"), "--data karpathy/tiny_shakespeare", "offline"
+    )
+    one_line_error(
+        cli("charrnn", "train", "--data", "builtin:regression"), "--data builtin:regression is not a text corpus"
+    )
 
 
 def test_fine_tune_a_trained_run_on_new_text(cli, trained, tmp_path):
@@ -134,9 +212,25 @@ def test_fine_tune_a_trained_run_on_new_text(cli, trained, tmp_path):
     from dlkit.charrnn import models
 
     (tmp_path / "new.txt").write_text(load_text().text[-1500:], encoding="utf-8")  # characters it has seen
-    result = cli("charrnn", "train", "--data", tmp_path / "new.txt", "--model", trained, "--block-size", "16",
-                 "--max-steps", "2", "--lr", "1e-12", "--sample-chars", "0", "--output-dir", tmp_path / "tuned",
-                 "--json")
+    result = cli(
+        "charrnn",
+        "train",
+        "--data",
+        tmp_path / "new.txt",
+        "--model",
+        trained,
+        "--block-size",
+        "16",
+        "--max-steps",
+        "2",
+        "--lr",
+        "1e-12",
+        "--sample-chars",
+        "0",
+        "--output-dir",
+        tmp_path / "tuned",
+        "--json",
+    )
     assert result.exit_code == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert metrics["arch"] == "gru" and metrics["init_from"].endswith("final")  # not the default --arch lstm
@@ -151,10 +245,13 @@ def test_fine_tune_a_trained_run_on_new_text(cli, trained, tmp_path):
 
 def test_fine_tune_errors(cli, trained, tmp_path):
     (tmp_path / "new.txt").write_text("Zebra quiz, jumping foxes! " * 20, encoding="utf-8")
-    one_line_error(cli("charrnn", "train", "--data", tmp_path / "new.txt", "--model", trained, "--block-size", "16"),
-                   "1 characters outside the model's vocabulary: 'Z';")
-    one_line_error(cli("charrnn", "train", "--model", tmp_path / "nowhere"),
-                   "is not a charrnn run folder or trained model")
+    one_line_error(
+        cli("charrnn", "train", "--data", tmp_path / "new.txt", "--model", trained, "--block-size", "16"),
+        "1 characters outside the model's vocabulary: 'Z';",
+    )
+    one_line_error(
+        cli("charrnn", "train", "--model", tmp_path / "nowhere"), "is not a charrnn run folder or trained model"
+    )
 
 
 def test_eval_scores_the_held_out_characters_and_train_only_when_asked(cli, trained):
@@ -192,8 +289,12 @@ def test_truncated_final_weights_name_the_checkpoint_and_its_resume_rebuilds_the
     shutil.copytree(trained, run)
     weights = run / "checkpoints" / "final" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
-    line = one_line_error(cli("charrnn", "eval", "--run", run), f"{weights}: the safetensors file is truncated",
-                          "newest checkpoint is", "--resume` writes the final model again")
+    line = one_line_error(
+        cli("charrnn", "eval", "--run", run),
+        f"{weights}: the safetensors file is truncated",
+        "newest checkpoint is",
+        "--resume` writes the final model again",
+    )
     command = line.split("`")[1].split()  # dlkit charrnn train --config RUN/config.json --output-dir RUN --resume
     assert command[-3:] == ["--output-dir", str(run), "--resume"]
     assert cli(*command[1:]).exit_code == 0

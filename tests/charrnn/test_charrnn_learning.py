@@ -20,10 +20,23 @@ SETTINGS = {
 
 @pytest.mark.parametrize("arch", ["lstm", "transformer"])
 def test_validation_loss_reaches_the_entropy_rate(tmp_path, arch):
-    cfg = load_config(CharRNNConfig, None, {
-        "data": "builtin:markov", "arch": arch, "output_dir": str(tmp_path / arch), "block_size": 32,
-        "batch_size": 64, "max_steps": 400, "eval_every": 400, "save_every": 400, "max_val_blocks": 0,
-        "sample_chars": 50, **SETTINGS[arch]})
+    cfg = load_config(
+        CharRNNConfig,
+        None,
+        {
+            "data": "builtin:markov",
+            "arch": arch,
+            "output_dir": str(tmp_path / arch),
+            "block_size": 32,
+            "batch_size": 64,
+            "max_steps": 400,
+            "eval_every": 400,
+            "save_every": 400,
+            "max_val_blocks": 0,
+            "sample_chars": 50,
+            **SETTINGS[arch],
+        },
+    )
     metrics = train(cfg)
     entropy = metrics["entropy_rate"]
     assert entropy - 0.02 < metrics["val_loss"] < entropy + 0.05, (metrics["val_loss"], entropy)

@@ -9,8 +9,9 @@ ARCHS = ["rnn", "gru", "lstm", "lstm-scratch", "transformer"]
 
 
 def spec(arch: str, tie: bool = True) -> models.ModelSpec:
-    return models.ModelSpec(arch, vocab_size=11, hidden_size=16, num_layers=2, num_heads=2, block_size=8,
-                            tie_weights=tie)
+    return models.ModelSpec(
+        arch, vocab_size=11, hidden_size=16, num_layers=2, num_heads=2, block_size=8, tie_weights=tie
+    )
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -12,10 +12,30 @@ from dlkit.core.config import load_config
 
 
 def run(out, arch, resume=False):
-    return train(load_config(CharRNNConfig, None, {
-        "data": "builtin:text", "arch": arch, "output_dir": str(out), "resume": resume, "hidden_size": 16,
-        "num_layers": 1, "num_heads": 2, "block_size": 16, "batch_size": 8, "max_steps": 12, "save_every": 6,
-        "eval_every": 6, "log_every": 1, "dropout": 0.1, "sample_chars": 10, "blocks_per_epoch": 40}))
+    return train(
+        load_config(
+            CharRNNConfig,
+            None,
+            {
+                "data": "builtin:text",
+                "arch": arch,
+                "output_dir": str(out),
+                "resume": resume,
+                "hidden_size": 16,
+                "num_layers": 1,
+                "num_heads": 2,
+                "block_size": 16,
+                "batch_size": 8,
+                "max_steps": 12,
+                "save_every": 6,
+                "eval_every": 6,
+                "log_every": 1,
+                "dropout": 0.1,
+                "sample_chars": 10,
+                "blocks_per_epoch": 40,
+            },
+        )
+    )
 
 
 def losses(out):

@@ -26,8 +26,9 @@ def tiny_clip_and_batch(n: int, seed: int = 0):
 
     from dlkit.clip.models import build_from_config, clip_config
 
-    config = clip_config("vit-small", embed_dim=16, image_size=32, text_width=16, text_layers=1, text_heads=2,
-                         context_length=8)
+    config = clip_config(
+        "vit-small", embed_dim=16, image_size=32, text_width=16, text_layers=1, text_heads=2, context_length=8
+    )
     model = build_from_config("clip-ddp-test", config, seed).model.train()
     gen = torch.Generator().manual_seed(seed)
     return model, torch.randn(n, 3, 32, 32, generator=gen), torch.randint(1, 49407, (n, 8), generator=gen)

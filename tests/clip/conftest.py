@@ -25,5 +25,6 @@ def clip_cache(tmp_path_factory) -> Path:
 @pytest.fixture
 def colour_folder(tmp_path: Path) -> Path:
     """Three classes in WordNet-style folder names, four images each."""
-    return make_image_folder(tmp_path / "colours", {"n00000001-Red_Thing": 4, "n00000002-green_thing": 4,
-                                                   "n00000003-Blue-Thing": 4})
+    return make_image_folder(
+        tmp_path / "colours", {"n00000001-Red_Thing": 4, "n00000002-green_thing": 4, "n00000003-Blue-Thing": 4}
+    )

@@ -12,8 +12,16 @@ from pathlib import Path
 import pytest
 
 SHAPES = ("circle", "square", "star", "triangle")  # the shapes the captions name
-COLOUR_TEMPLATES = ["--templates", "a red {} .", "--templates", "a green {} .", "--templates", "a blue {} .",
-                    "--templates", "a yellow {} ."]  # ensembling over colours leaves the shape
+COLOUR_TEMPLATES = [
+    "--templates",
+    "a red {} .",
+    "--templates",
+    "a green {} .",
+    "--templates",
+    "a blue {} .",
+    "--templates",
+    "a yellow {} .",
+]  # ensembling over colours leaves the shape
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +36,35 @@ def trained(captions: Path, tmp_path_factory) -> Path:
     from dlkit.cli import main
 
     out = tmp_path_factory.mktemp("clip") / "scratch"
-    code = main(["-q", "clip", "train", "--data", str(captions), "--output-dir", str(out),
-                 "--image-encoder", "resnet-small", "--image-size", "64", "--embed-dim", "32", "--text-width", "32",
-                 "--context-length", "16", "--epochs", "8", "--batch-size", "64", "--lr", "3e-3", "--seed", "0"])
+    code = main(
+        [
+            "-q",
+            "clip",
+            "train",
+            "--data",
+            str(captions),
+            "--output-dir",
+            str(out),
+            "--image-encoder",
+            "resnet-small",
+            "--image-size",
+            "64",
+            "--embed-dim",
+            "32",
+            "--text-width",
+            "32",
+            "--context-length",
+            "16",
+            "--epochs",
+            "8",
+            "--batch-size",
+            "64",
+            "--lr",
+            "3e-3",
+            "--seed",
+            "0",
+        ]
+    )
     assert code == 0
     return out
 
@@ -87,10 +121,18 @@ def test_train_scores_retrieval_on_the_test_images_and_eval_retrieval_agrees(cli
     assert val["val_t2i_r1"] == pytest.approx(metrics["final"]["val_t2i_r1"], abs=1e-6)
 
 
-def test_eval_retrieval_scores_an_open_clip_model_on_a_captions_test_split(cli, captions: Path,
-                                                                            tmp_path: Path) -> None:
-    result = cli("--json", "clip", "eval-retrieval", "--model", "builtin:tiny-clip", "--data", captions,
-                 "--output-dir", tmp_path / "r")
+def test_eval_retrieval_scores_an_open_clip_model_on_a_captions_test_split(cli, captions: Path, tmp_path: Path) -> None:
+    result = cli(
+        "--json",
+        "clip",
+        "eval-retrieval",
+        "--model",
+        "builtin:tiny-clip",
+        "--data",
+        captions,
+        "--output-dir",
+        tmp_path / "r",
+    )
     assert result.exit_code == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["split"] == "test" and out["split_size"] == out["test_images"] == 30 and out["test_captions"] == 150
@@ -103,16 +145,27 @@ def test_eval_retrieval_scores_an_open_clip_model_on_a_captions_test_split(cli, 
 
 
 def test_zeroshot_with_the_trained_run_beats_chance(cli, trained: Path, shape_images: Path, tmp_path: Path) -> None:
-    result = cli("--json", "clip", "zeroshot", "--model", trained, "--data", shape_images, *COLOUR_TEMPLATES,
-                 "--output-dir", tmp_path / "zs")
+    result = cli(
+        "--json",
+        "clip",
+        "zeroshot",
+        "--model",
+        trained,
+        "--data",
+        shape_images,
+        *COLOUR_TEMPLATES,
+        "--output-dir",
+        tmp_path / "zs",
+    )
     assert result.exit_code == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert metrics["num_classes"] == 4 and metrics["num_images"] == 80
     assert metrics["top1"] >= 0.4  # chance: 0.25
 
 
-def test_retrieve_ranks_the_described_shapes_first(cli, trained: Path, captions: Path, shape_images: Path,
-                                                   tmp_path: Path) -> None:
+def test_retrieve_ranks_the_described_shapes_first(
+    cli, trained: Path, captions: Path, shape_images: Path, tmp_path: Path
+) -> None:
     from dlkit.builtin.shapes import ground_truth
 
     truth = ground_truth(captions)["images"]
@@ -121,16 +174,42 @@ def test_retrieve_ranks_the_described_shapes_first(cli, trained: Path, captions:
     for name in names:
         objects = truth[name]["objects"]
         query = f"a {objects[0]['colour']} {objects[0]['shape']} and a {objects[1]['colour']} {objects[1]['shape']} ."
-        result = cli("--json", "clip", "retrieve", "--run", trained, "--images", captions / "Images",
-                     "--query", query, "-k", "3", "--output", tmp_path / name)
+        result = cli(
+            "--json",
+            "clip",
+            "retrieve",
+            "--run",
+            trained,
+            "--images",
+            captions / "Images",
+            "--query",
+            query,
+            "-k",
+            "3",
+            "--output",
+            tmp_path / name,
+        )
         assert result.exit_code == 0, result.stderr
         top = json.loads(result.stdout)["results"][0]
         found = {(o["colour"], o["shape"]) for o in truth[Path(top["image"]).name]["objects"]}
         matches += found == {(o["colour"], o["shape"]) for o in objects}
     assert matches >= 5  # of 8; a random ranking of 300 images almost never shows the described pair first
     assert (tmp_path / names[0] / "grid.png").is_file() and (tmp_path / names[0] / "results.json").is_file()
-    stars = cli("--json", "clip", "retrieve", "--run", trained, "--images", shape_images / "test",
-                "--query", "a blue star .", "-k", "5", "--output-dir", tmp_path / "stars")  # --output is its alias
+    stars = cli(
+        "--json",
+        "clip",
+        "retrieve",
+        "--run",
+        trained,
+        "--images",
+        shape_images / "test",
+        "--query",
+        "a blue star .",
+        "-k",
+        "5",
+        "--output-dir",
+        tmp_path / "stars",
+    )  # --output is its alias
     assert sum(Path(r["image"]).parent.name == "star" for r in json.loads(stars.stdout)["results"]) >= 4  # of 5
 
 
@@ -139,24 +218,75 @@ def test_coop_beats_zeroshot(cli, trained: Path, shape_images: Path, tmp_path: P
     # context tokens reach the classes through the frozen text encoder and learn more slowly than class vectors:
     # at 10 epochs prompt mode was +0.05..0.10 over zero-shot, at the edge of the threshold; 30 give +0.14..0.24
     epochs = "30" if mode == "prompt" else "10"
-    result = cli("--json", "clip", "coop", "--mode", mode, "--model", trained, "--data", shape_images,
-                 *COLOUR_TEMPLATES, "--epochs", epochs, "--lr", lr, "--output-dir", tmp_path / mode)
+    result = cli(
+        "--json",
+        "clip",
+        "coop",
+        "--mode",
+        mode,
+        "--model",
+        trained,
+        "--data",
+        shape_images,
+        *COLOUR_TEMPLATES,
+        "--epochs",
+        epochs,
+        "--lr",
+        lr,
+        "--output-dir",
+        tmp_path / mode,
+    )
     assert result.exit_code == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert metrics["test_accuracy"] >= metrics["zeroshot_accuracy"] + 0.1
     assert (tmp_path / mode / "zeroshot_report.csv").is_file() and (tmp_path / mode / "report.csv").is_file()
 
 
-def test_probe_beats_zeroshot_with_the_image_tower_frozen(cli, trained: Path, shape_images: Path,
-                                                          tmp_path: Path) -> None:
-    zeroshot = cli("--json", "clip", "zeroshot", "--model", trained, "--data", shape_images, *COLOUR_TEMPLATES,
-                   "--output-dir", tmp_path / "zs")
-    result = cli("--json", "clip", "probe", "--model", trained, "--data", shape_images, "--batch-size", "16",
-                 "--epochs", "15", "--output-dir", tmp_path / "probe")
+def test_probe_beats_zeroshot_with_the_image_tower_frozen(
+    cli, trained: Path, shape_images: Path, tmp_path: Path
+) -> None:
+    zeroshot = cli(
+        "--json",
+        "clip",
+        "zeroshot",
+        "--model",
+        trained,
+        "--data",
+        shape_images,
+        *COLOUR_TEMPLATES,
+        "--output-dir",
+        tmp_path / "zs",
+    )
+    result = cli(
+        "--json",
+        "clip",
+        "probe",
+        "--model",
+        trained,
+        "--data",
+        shape_images,
+        "--batch-size",
+        "16",
+        "--epochs",
+        "15",
+        "--output-dir",
+        tmp_path / "probe",
+    )
     assert result.exit_code == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert metrics["trainable_params"] == metrics["total_params"] == 32 * 4 + 4  # only the linear layer exists
     assert metrics["test_accuracy"] >= json.loads(zeroshot.stdout)["top1"] + 0.1
-    again = cli("--json", "clip", "probe", "--model", trained, "--data", shape_images, "--epochs", "1",
-                "--output-dir", tmp_path / "probe2")
+    again = cli(
+        "--json",
+        "clip",
+        "probe",
+        "--model",
+        trained,
+        "--data",
+        shape_images,
+        "--epochs",
+        "1",
+        "--output-dir",
+        tmp_path / "probe2",
+    )
     assert json.loads(again.stdout)["image_features_cached"]  # no image is encoded twice

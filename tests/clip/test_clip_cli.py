@@ -15,7 +15,20 @@ def test_zeroshot_help_shows_the_full_real_command(cli):
 def test_retrieve_takes_output_dir_like_every_command(cli, tmp_path):
     assert "--output-dir" in cli("clip", "retrieve", "--help").stdout  # --output stays as an alias (chain test)
     out = tmp_path / "retrieved"
-    result = cli("--json", "clip", "retrieve", "--model", "builtin:tiny-clip", "--images", "builtin:shape-classes",
-                 "--query", "a red circle .", "-k", "2", "--output-dir", out)
+    result = cli(
+        "--json",
+        "clip",
+        "retrieve",
+        "--model",
+        "builtin:tiny-clip",
+        "--images",
+        "builtin:shape-classes",
+        "--query",
+        "a red circle .",
+        "-k",
+        "2",
+        "--output-dir",
+        out,
+    )
     assert result.exit_code == 0, result.stderr
     assert len(json.loads(result.stdout)["results"]) == 2 and (out / "grid.png").is_file()

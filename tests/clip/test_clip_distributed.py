@@ -28,8 +28,12 @@ def symmetric_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, scale: torch
 def test_two_processes_give_the_loss_and_gradients_of_one_with_the_whole_batch(tmp_path):
     out = tmp_path / "ddp.pt"
     torchrun = Path(sys.executable).with_name("torchrun")
-    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(SCRIPT), str(out)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", str(SCRIPT), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp = torch.load(out, weights_only=True)
 

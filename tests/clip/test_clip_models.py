@@ -53,8 +53,12 @@ def test_embedding_and_probe_heads_are_the_only_trainable_parameters(big) -> Non
 
 def test_small_towers_for_training_from_scratch() -> None:
     for encoder in ("resnet-small", "vit-small"):
-        bundle = build_from_config("test", clip_config(encoder, embed_dim=16, image_size=32, text_width=32,
-                                                       text_layers=1, text_heads=2, context_length=12))
+        bundle = build_from_config(
+            "test",
+            clip_config(
+                encoder, embed_dim=16, image_size=32, text_width=32, text_layers=1, text_heads=2, context_length=12
+            ),
+        )
         with torch.no_grad():
             emb = bundle.model.encode_image(torch.randn(2, 3, 32, 32))
         assert emb.shape == (2, 16)

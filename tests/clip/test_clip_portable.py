@@ -15,9 +15,29 @@ def test_run_copied_elsewhere_loads_with_plain_open_clip(cli, tmp_path):
     from dlkit.clip.models import build_clip
 
     run = tmp_path / "run"
-    result = cli("-q", "clip", "train", "--data", shapes_folder(num_images=300, image_size=64), "--output-dir", run,
-                 "--image-encoder", "resnet-small", "--image-size", "64", "--embed-dim", "32", "--text-width", "32",
-                 "--context-length", "16", "--max-steps", "2", "--batch-size", "32")
+    result = cli(
+        "-q",
+        "clip",
+        "train",
+        "--data",
+        shapes_folder(num_images=300, image_size=64),
+        "--output-dir",
+        run,
+        "--image-encoder",
+        "resnet-small",
+        "--image-size",
+        "64",
+        "--embed-dim",
+        "32",
+        "--text-width",
+        "32",
+        "--context-length",
+        "16",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "32",
+    )
     assert result.exit_code == 0, result.stderr
     moved = tmp_path / "elsewhere"
     shutil.copytree(run, moved)
@@ -30,8 +50,12 @@ def test_run_copied_elsewhere_loads_with_plain_open_clip(cli, tmp_path):
     image = Image.new("RGB", (64, 64), (200, 30, 30))
     texts = ["a red circle", "a blue square"]
     with torch.no_grad():
-        plain = model.encode_image(preprocess(image)[None], normalize=True) @ model.encode_text(
-            tokenizer(texts), normalize=True).T
-        expected = ours.model.encode_image(ours.preprocess_eval(image)[None], normalize=True) @ \
-            ours.model.encode_text(ours.tokenizer(texts), normalize=True).T
+        plain = (
+            model.encode_image(preprocess(image)[None], normalize=True)
+            @ model.encode_text(tokenizer(texts), normalize=True).T
+        )
+        expected = (
+            ours.model.encode_image(ours.preprocess_eval(image)[None], normalize=True)
+            @ ours.model.encode_text(ours.tokenizer(texts), normalize=True).T
+        )
     torch.testing.assert_close(plain, expected, rtol=1e-5, atol=1e-6)

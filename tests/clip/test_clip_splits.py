@@ -20,8 +20,9 @@ def test_model_selection_never_sees_the_test_images(cli, tmp_path: Path, command
     make_image_folder(data / "train", classes)
     make_image_folder(data / "test", {name: 3 for name in classes})
     run = tmp_path / command
-    result = cli("--json", "clip", command, "--data", data, "--epochs", "2", "--val-fraction", "0.34",
-                 "--output-dir", run)
+    result = cli(
+        "--json", "clip", command, "--data", data, "--epochs", "2", "--val-fraction", "0.34", "--output-dir", run
+    )
     assert result.exit_code == 0, result.stderr
     metrics = json.loads(result.stdout)
     ids = json.loads((run / "splits.json").read_text())
@@ -34,8 +35,20 @@ def test_model_selection_never_sees_the_test_images(cli, tmp_path: Path, command
     assert "held out for validation" in recorded["rule"]
     # the folder is marked as this command's, so the same command may replace it (it was marked `clip train`)
     assert json.loads((run / MARKER).read_text())["command"] == command
-    again = cli("--json", "clip", command, "--data", data, "--epochs", "1", "--val-fraction", "0.34",
-                "--output-dir", run, "--overwrite")
+    again = cli(
+        "--json",
+        "clip",
+        command,
+        "--data",
+        data,
+        "--epochs",
+        "1",
+        "--val-fraction",
+        "0.34",
+        "--output-dir",
+        run,
+        "--overwrite",
+    )
     assert again.exit_code == 0, again.stderr
 
 
@@ -86,8 +99,11 @@ def test_zeroshot_names_the_split_it_scored_and_its_size(cli, tmp_path: Path) ->
     make_image_folder(tmp_path / "split" / "train", classes)
     make_image_folder(tmp_path / "split" / "test", {name: 2 for name in classes})
     make_image_folder(tmp_path / "dogs" / "test", {name: 1 for name in classes})  # a test folder given alone
-    for data, split, size in [(tmp_path / "breeds", "all", 9), (tmp_path / "split", "test", 6),
-                              (tmp_path / "dogs" / "test", "test", 3)]:
+    for data, split, size in [
+        (tmp_path / "breeds", "all", 9),
+        (tmp_path / "split", "test", 6),
+        (tmp_path / "dogs" / "test", "test", 3),
+    ]:
         for command in ("zeroshot", "templates"):
             result = cli("--json", "clip", command, "--data", data, "--output-dir", tmp_path / f"{command}-{size}")
             assert result.exit_code == 0, result.stderr

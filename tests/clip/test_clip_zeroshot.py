@@ -70,16 +70,28 @@ def test_image_features_are_cached_and_reused(tiny, colour_folder: Path) -> None
     assert not first.cached and second.cached
     torch.testing.assert_close(first.features, second.features)
     assert first.features.shape == (12, 32) and first.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
-    (colour_folder / "n00000001-Red_Thing" / "new.png").write_bytes((colour_folder / "n00000001-Red_Thing" /
-                                                                     "000.png").read_bytes())
+    (colour_folder / "n00000001-Red_Thing" / "new.png").write_bytes(
+        (colour_folder / "n00000001-Red_Thing" / "000.png").read_bytes()
+    )
     assert not image_features(tiny, load_split(str(colour_folder)), batch_size=5).cached  # new file, new key
 
 
 def test_zeroshot_writes_reports_and_counts_undecodable(cli, colour_folder: Path, tmp_path: Path) -> None:
     (colour_folder / "n00000002-green_thing" / "broken.jpg").write_bytes(b"not an image")
     out = tmp_path / "zs"
-    result = cli("--json", "clip", "zeroshot", "--data", colour_folder, "--templates", "simple", "--templates",
-                 "a {} on a plain background.", "--output-dir", out)
+    result = cli(
+        "--json",
+        "clip",
+        "zeroshot",
+        "--data",
+        colour_folder,
+        "--templates",
+        "simple",
+        "--templates",
+        "a {} on a plain background.",
+        "--output-dir",
+        out,
+    )
     assert result.exit_code == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert metrics["skipped_items"] == 1 and metrics["num_images"] == 12 and metrics["num_templates"] == 2
@@ -94,8 +106,17 @@ def test_zeroshot_writes_reports_and_counts_undecodable(cli, colour_folder: Path
 def test_templates_compares_sets_on_one_encoding(cli, colour_folder: Path, tmp_path: Path) -> None:
     file = tmp_path / "mine.txt"
     file.write_text("a {} square.\n")
-    result = cli("--json", "clip", "templates", "--data", colour_folder, "--sets", f"simple,imagenet80,{file}",
-                 "--output-dir", tmp_path / "t")
+    result = cli(
+        "--json",
+        "clip",
+        "templates",
+        "--data",
+        colour_folder,
+        "--sets",
+        f"simple,imagenet80,{file}",
+        "--output-dir",
+        tmp_path / "t",
+    )
     assert result.exit_code == 0, result.stderr
     rows = json.loads(result.stdout)["rows"]
     assert [(r["set"], r["templates"]) for r in rows] == [("simple", 1), ("imagenet80", 80), ("mine.txt", 1)]
@@ -105,8 +126,19 @@ def test_templates_compares_sets_on_one_encoding(cli, colour_folder: Path, tmp_p
 def test_fix_class_scores_candidates_for_one_class(cli, colour_folder: Path, tmp_path: Path) -> None:
     candidates = tmp_path / "c.txt"
     candidates.write_text("a {}.\na photo of a red {}.\na blurry {}.\n")
-    result = cli("--json", "clip", "fix-class", "--data", colour_folder, "--class", "red thing",
-                 "--candidates", candidates, "--output-dir", tmp_path / "f")
+    result = cli(
+        "--json",
+        "clip",
+        "fix-class",
+        "--data",
+        colour_folder,
+        "--class",
+        "red thing",
+        "--candidates",
+        candidates,
+        "--output-dir",
+        tmp_path / "f",
+    )
     assert result.exit_code == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert metrics["class"] == "red thing" and len(metrics["rows"]) == 4
@@ -164,16 +196,27 @@ def test_classnames_file_with_wrong_count(cli, colour_folder: Path, tmp_path: Pa
     result = cli("clip", "zeroshot", "--data", colour_folder, "--classnames", names, "--output-dir", tmp_path / "x")
     one_line_error(result, "2 names for 3 class folders")
     names.write_text("scarlet\nlime\nnavy\n")
-    ok = cli("--json", "clip", "zeroshot", "--data", colour_folder, "--classnames", names,
-             "--output-dir", tmp_path / "y")
+    ok = cli(
+        "--json", "clip", "zeroshot", "--data", colour_folder, "--classnames", names, "--output-dir", tmp_path / "y"
+    )
     assert ok.exit_code == 0 and json.loads(ok.stdout)["worst_classes"][0]["class"] in ("scarlet", "lime", "navy")
 
 
 def test_class_not_in_dataset(cli, colour_folder: Path, tmp_path: Path) -> None:
     candidates = tmp_path / "c.txt"
     candidates.write_text("a {}.\n")
-    result = cli("clip", "fix-class", "--data", colour_folder, "--class", "red thin", "--candidates", candidates,
-                 "--output-dir", tmp_path / "x")
+    result = cli(
+        "clip",
+        "fix-class",
+        "--data",
+        colour_folder,
+        "--class",
+        "red thin",
+        "--candidates",
+        candidates,
+        "--output-dir",
+        tmp_path / "x",
+    )
     one_line_error(result, "'red thin'", "red thing")
 
 
@@ -197,21 +240,36 @@ def test_all_images_undecodable(cli, tmp_path: Path) -> None:
 
 def test_retrieve_with_a_model_ranks_and_draws(cli, colour_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "ret"
-    result = cli("--json", "clip", "retrieve", "--model", "builtin:tiny-clip", "--images", colour_folder,
-                 "--query", "a red square", "-k", "4", "--output", out)
+    result = cli(
+        "--json",
+        "clip",
+        "retrieve",
+        "--model",
+        "builtin:tiny-clip",
+        "--images",
+        colour_folder,
+        "--query",
+        "a red square",
+        "-k",
+        "4",
+        "--output",
+        out,
+    )
     assert result.exit_code == 0, result.stderr
     found = json.loads(result.stdout)
     scores = [r["score"] for r in found["results"]]
     assert [r["rank"] for r in found["results"]] == [1, 2, 3, 4] and scores == sorted(scores, reverse=True)
     assert found["num_images"] == 12 and (out / "grid.png").is_file() and (out / "results.json").is_file()
-    both = cli("clip", "retrieve", "--model", "builtin:tiny-clip", "--run", tmp_path, "--images", colour_folder,
-               "--query", "x")
+    both = cli(
+        "clip", "retrieve", "--model", "builtin:tiny-clip", "--run", tmp_path, "--images", colour_folder, "--query", "x"
+    )
     one_line_error(both, "either --run", "--model")
 
 
 def test_train_refuses_data_without_captions_and_bad_sizes(cli, tmp_path: Path) -> None:
     result = cli("clip", "train", "--data", "builtin:shape-classes", "--output-dir", tmp_path / "x")
     one_line_error(result, "builtin:shape-classes", "not an image-caption dataset")
-    result = cli("clip", "train", "--image-encoder", "resnet-small", "--image-size", "48",
-                 "--output-dir", tmp_path / "y")
+    result = cli(
+        "clip", "train", "--image-encoder", "resnet-small", "--image-size", "48", "--output-dir", tmp_path / "y"
+    )
     one_line_error(result, "--image-size 48", "multiple of 32")

@@ -1,10 +1,10 @@
 """A dlkit command that SIGKILLs itself at a point the test picks, so crash tests need no timing window:
 
-    python tests/core/crash_run.py checkpoint N ARGS...   regression_run.py train ARGS, killed half-way through
-                                                          writing the N-th checkpoint's optimizer.bin
-    python tests/core/crash_run.py dlkit N ARGS...        `dlkit ARGS` (a group's train), killed at the same point
-    python tests/core/crash_run.py report ARGS...         `dlkit report ARGS`, killed while the report's temp file
-                                                          holds half of it, before it is renamed into place
+python tests/core/crash_run.py checkpoint N ARGS...   regression_run.py train ARGS, killed half-way through
+                                                      writing the N-th checkpoint's optimizer.bin
+python tests/core/crash_run.py dlkit N ARGS...        `dlkit ARGS` (a group's train), killed at the same point
+python tests/core/crash_run.py report ARGS...         `dlkit report ARGS`, killed while the report's temp file
+                                                      holds half of it, before it is renamed into place
 """
 
 import io

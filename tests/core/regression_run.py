@@ -1,7 +1,7 @@
 """Train builtin:regression through the engine from the command line (used by subprocess tests).
 
-    python tests/core/regression_run.py --output-dir DIR --max-steps 20 [--resume] [--dropout 0.1]
-    torchrun --nproc_per_node 2 tests/core/regression_run.py --output-dir DIR ...
+python tests/core/regression_run.py --output-dir DIR --max-steps 20 [--resume] [--dropout 0.1]
+torchrun --nproc_per_node 2 tests/core/regression_run.py --output-dir DIR ...
 """
 
 import sys
@@ -24,8 +24,12 @@ app = typer.Typer()
 @dataclass
 class RegressionConfig(TrainConfig):
     dropout: float = opt(0.0, "Dropout in the MLP (makes the loss depend on the training RNG).")
-    hang_at: int = opt(0, "Training step at which to write --ready-file and wait forever, so a test can kill "
-                       "the process mid-run at a known step (0: never).", resume_safe=True)
+    hang_at: int = opt(
+        0,
+        "Training step at which to write --ready-file and wait forever, so a test can kill "
+        "the process mid-run at a known step (0: never).",
+        resume_safe=True,
+    )
     ready_file: str = opt("", "The file written when the run hangs at --hang-at.", resume_safe=True)
     items: bool = opt(False, "Per-position targets with 1..6 valid positions per example: batches differ in items.")
 
@@ -87,8 +91,9 @@ def items_set(dataset):
 
 @config_command(app, RegressionConfig, name="train")
 def train(cfg: RegressionConfig) -> None:
-    task = ItemsTask(dropout=cfg.dropout) if cfg.items else HangingRegressionTask(cfg.dropout, cfg.hang_at,
-                                                                                cfg.ready_file)
+    task = (
+        ItemsTask(dropout=cfg.dropout) if cfg.items else HangingRegressionTask(cfg.dropout, cfg.hang_at, cfg.ready_file)
+    )
     fit(task, cfg, Run.create("core", cfg, "regression"))
 
 

@@ -41,12 +41,16 @@ def test_invalid_yaml(train, tmp_path):
 
 def test_unknown_config_key(train, tmp_path):
     (tmp_path / "c.yaml").write_text("epoch: 3\n")
-    one_line_error(*train("--config", tmp_path / "c.yaml", "--output-dir", tmp_path / "r"),
-                   "unknown key 'epoch'; did you mean 'epochs'?")
+    one_line_error(
+        *train("--config", tmp_path / "c.yaml", "--output-dir", tmp_path / "r"),
+        "unknown key 'epoch'; did you mean 'epochs'?",
+    )
 
 
-@pytest.mark.parametrize(("flag", "value", "bound"), [("--lr", "0", "> 0"), ("--lr", "-0.1", "> 0"),
-                                                      ("--batch-size", "0", ">= 1"), ("--batch-size", "-4", ">= 1")])
+@pytest.mark.parametrize(
+    ("flag", "value", "bound"),
+    [("--lr", "0", "> 0"), ("--lr", "-0.1", "> 0"), ("--batch-size", "0", ">= 1"), ("--batch-size", "-4", ">= 1")],
+)
 def test_non_positive_lr_and_batch_size(train, tmp_path, flag, value, bound):
     one_line_error(*train(flag, value, "--output-dir", tmp_path / "r"), f"{flag} must be {bound}")
     assert not (tmp_path / "r").exists()
@@ -76,8 +80,10 @@ def test_overwrite_refuses_a_folder_that_is_not_a_run(train, tmp_path):
     out = tmp_path / "dataset"
     out.mkdir()
     (out / "train.csv").write_text("text,label\n")
-    one_line_error(*train("--output-dir", out, "--overwrite", "--max-steps", "1"),
-                   f"--output-dir {out} holds files dlkit did not write (train.csv)")
+    one_line_error(
+        *train("--output-dir", out, "--overwrite", "--max-steps", "1"),
+        f"--output-dir {out} holds files dlkit did not write (train.csv)",
+    )
     assert sorted(os.listdir(out)) == ["train.csv"]  # not even a lock file was left there
 
 

@@ -65,8 +65,14 @@ def test_a_plugin_group_documented_by_its_callback_keeps_its_help_in_the_root_li
 
 
 def test_root_flags_are_accepted_anywhere():
-    assert hoist_root_flags(["clip", "eval", "--run", "x", "--json", "-q"]) == ["--json", "-q", "clip", "eval",
-                                                                                 "--run", "x"]
+    assert hoist_root_flags(["clip", "eval", "--run", "x", "--json", "-q"]) == [
+        "--json",
+        "-q",
+        "clip",
+        "eval",
+        "--run",
+        "x",
+    ]
     assert hoist_root_flags(["x", "--", "--json"]) == ["x", "--", "--json"]
 
 
@@ -140,7 +146,9 @@ def test_runs_list(cli, two_runs):
     result = cli("--json", "runs", "list", two_runs)
     assert result.exit_code == 0
     assert {(r["run"].rsplit("/", 1)[-1], r["status"]) for r in json.loads(result.stdout)} == {
-        ("fast", "finished"), ("slow", "finished")}
+        ("fast", "finished"),
+        ("slow", "finished"),
+    }
 
 
 def test_runs_list_tells_long_runs_apart_and_knows_exports(cli, two_runs, tmp_path, monkeypatch):
@@ -155,8 +163,11 @@ def test_runs_list_tells_long_runs_apart_and_knows_exports(cli, two_runs, tmp_pa
     (export / "adapter_config.json").write_text("{}")
     (export / "dlkit_llm.json").write_text(json.dumps({"method": "lora"}))
     rows = json.loads(cli("runs", "list", root, "--format", "json").stdout)
-    assert {r["run"]: r["status"] for r in rows} == {f"sweep/{long}-lr1e-3": "finished",
-                                                    f"sweep/{long}-lr3e-2": "finished", "exports/adapter": "export"}
+    assert {r["run"]: r["status"] for r in rows} == {
+        f"sweep/{long}-lr1e-3": "finished",
+        f"sweep/{long}-lr3e-2": "finished",
+        "exports/adapter": "export",
+    }
     assert next(r for r in rows if r["status"] == "export")["method"] == "lora"
     monkeypatch.setenv("COLUMNS", "80")
     table = cli("runs", "list", root)
@@ -183,7 +194,8 @@ def test_a_group_whose_extra_is_missing_lists_its_help_and_names_the_extra(capsy
     assert run_app(app, ["demo", "run"]) == 2
     assert capsys.readouterr().err.strip() == (
         "error: dlkit demo needs the 'demo' extra (missing: no_such_module_for_dlkit); "
-        "install it with: pip install 'dlkit[demo]'")
+        "install it with: pip install 'dlkit[demo]'"
+    )
 
 
 def test_every_command_has_an_example_in_its_help():

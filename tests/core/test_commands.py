@@ -55,8 +55,7 @@ def toy(capsys):
         capsys.readouterr()
         code = run_app(app, ["echo", *map(str, args)])
         err = capsys.readouterr().err
-        return type("Result", (), {"exit_code": code, "stderr": err, "stdout": "",
-                                   "cfg": seen[0] if seen else None})()
+        return type("Result", (), {"exit_code": code, "stderr": err, "stdout": "", "cfg": seen[0] if seen else None})()
 
     return invoke
 
@@ -68,12 +67,15 @@ def test_flags_arguments_and_repeatable_options(toy):
     assert toy("x").cfg.tag == ["a"]  # the dataclass default when the flag is not given
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--count", "0"], "--count must be in [1, 3] (got 0)"),
-    (["--count", "4"], "--count must be in [1, 3] (got 4)"),
-    (["--rate", "1"], "--rate must be in (0, 1) (got 1.0)"),
-    (["--mode", "quiet"], "--mode quiet: choose one of plain, loud"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--count", "0"], "--count must be in [1, 3] (got 0)"),
+        (["--count", "4"], "--count must be in [1, 3] (got 4)"),
+        (["--rate", "1"], "--rate must be in (0, 1) (got 1.0)"),
+        (["--mode", "quiet"], "--mode quiet: choose one of plain, loud"),
+    ],
+)
 def test_checks_declared_on_the_fields_name_the_flag(toy, args, message):
     one_line_error(toy("x", *args), message)
 
@@ -107,8 +109,11 @@ def test_a_run_gives_its_settings_as_defaults_and_a_contradicting_flag_is_refuse
     assert result.exit_code == 0, result.stderr
     assert (result.cfg.model, result.cfg.seed) == ("builtin:tiny-gemma2", 7)
     assert toy("x", "--run", run, "--seed", "3").cfg.seed == 3  # not run-bound: a flag may differ
-    one_line_error(toy("x", "--run", run, "--model", "builtin:tiny-llama"),
-                   "--model builtin:tiny-llama contradicts --run", "trained with --model builtin:tiny-gemma2")
+    one_line_error(
+        toy("x", "--run", run, "--model", "builtin:tiny-llama"),
+        "--model builtin:tiny-llama contradicts --run",
+        "trained with --model builtin:tiny-gemma2",
+    )
     assert toy("x", "--run", run, "--model", "builtin:tiny-gemma2").exit_code == 0
     other = fake_run(tmp_path / "other")
     (other / "config.json").write_text(json.dumps({"model": "m", "_dlkit": {"group": "llm"}}))

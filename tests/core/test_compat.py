@@ -75,6 +75,7 @@ def test_the_hub_probe_gives_up_on_a_hanging_lookup(monkeypatch):
     from dlkit.core.overview import hub_status
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
     def hanging_lookup(*args, **kwargs):
         time.sleep(5)
         raise OSError("name resolution timed out")

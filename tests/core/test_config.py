@@ -54,12 +54,15 @@ def test_missing_file_and_non_mapping(tmp_path):
         load_config(ToyConfig, path)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("lr: fast\n", "'lr' must be a number"),
-    ("epochs: 1.5\n", "'epochs' must be an integer"),
-    ("precision: fp8\n", "'precision' must be one of no, bf16, fp16"),
-    ("overwrite: 1\n", "'overwrite' must be true or false"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("lr: fast\n", "'lr' must be a number"),
+        ("epochs: 1.5\n", "'epochs' must be an integer"),
+        ("precision: fp8\n", "'precision' must be one of no, bf16, fp16"),
+        ("overwrite: 1\n", "'overwrite' must be true or false"),
+    ],
+)
 def test_wrong_types_are_named(tmp_path, text, message):
     path = tmp_path / "c.yaml"
     path.write_text(text)
@@ -67,10 +70,17 @@ def test_wrong_types_are_named(tmp_path, text, message):
         load_config(ToyConfig, path)
 
 
-@pytest.mark.parametrize(("field", "value", "flag"), [
-    ("lr", 0.0, "--lr"), ("lr", -1.0, "--lr"), ("batch_size", 0, "--batch-size"),
-    ("grad_accum", -2, "--grad-accum"), ("max_steps", 0, "--max-steps"), ("warmup", -0.1, "--warmup"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "flag"),
+    [
+        ("lr", 0.0, "--lr"),
+        ("lr", -1.0, "--lr"),
+        ("batch_size", 0, "--batch-size"),
+        ("grad_accum", -2, "--grad-accum"),
+        ("max_steps", 0, "--max-steps"),
+        ("warmup", -0.1, "--warmup"),
+    ],
+)
 def test_non_positive_values_name_the_flag(field, value, flag):
     with pytest.raises(ConfigError, match=f"^{flag} must be"):
         load_config(ToyConfig, None, {field: value})

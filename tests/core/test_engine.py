@@ -32,12 +32,27 @@ def test_learns_the_known_optimum(tmp_path):
 def test_run_folder_contents(tmp_path):
     metrics = train(tmp_path / "r", max_steps=12, eval_every=6, save_every=6)
     run = tmp_path / "r"
-    for name in ["config.json", "history.jsonl", "metrics.csv", "metrics.json", "plots/loss.png",
-                 "checkpoints/final/model.safetensors"]:
+    for name in [
+        "config.json",
+        "history.jsonl",
+        "metrics.csv",
+        "metrics.json",
+        "plots/loss.png",
+        "checkpoints/final/model.safetensors",
+    ]:
         assert (run / name).is_file(), name
     assert (run / "plots/loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    for key in ["trainable_params", "total_params", "trainable_pct", "train_seconds", "peak_memory_mb",
-                "samples_per_second", "best", "final", "skipped_items"]:
+    for key in [
+        "trainable_params",
+        "total_params",
+        "trainable_pct",
+        "train_seconds",
+        "peak_memory_mb",
+        "samples_per_second",
+        "best",
+        "final",
+        "skipped_items",
+    ]:
         assert key in metrics, key
     assert metrics["trainable_params"] == metrics["total_params"] == 8 * 32 + 32 + 32 + 1
     assert json.loads((run / "config.json").read_text())["_dlkit"]["group"] == "core"
@@ -134,13 +149,16 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tmp_path, capsys):
     assert [r["step"] for r in Run(tmp_path / "r", "core").history("train")] == list(range(1, 11))
 
 
-@pytest.mark.parametrize(("kind", "warmup", "expected"), [
-    ("constant", 0.0, [1.0, 1.0, 1.0, 1.0]),
-    ("linear", 0.0, [1.0, 0.75, 0.5, 0.25]),
-    ("linear", 2, [0.5, 1.0, 1.0, 0.5]),
-    ("cosine", 0.0, [1.0, 0.853553, 0.5, 0.146447]),
-    ("step", 0.0, [1.0, 1.0, 0.5, 0.5]),
-])
+@pytest.mark.parametrize(
+    ("kind", "warmup", "expected"),
+    [
+        ("constant", 0.0, [1.0, 1.0, 1.0, 1.0]),
+        ("linear", 0.0, [1.0, 0.75, 0.5, 0.25]),
+        ("linear", 2, [0.5, 1.0, 1.0, 0.5]),
+        ("cosine", 0.0, [1.0, 0.853553, 0.5, 0.146447]),
+        ("step", 0.0, [1.0, 1.0, 0.5, 0.5]),
+    ],
+)
 def test_schedules(kind, warmup, expected):
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     sched = build_scheduler(opt, TrainConfig(scheduler=kind, warmup=warmup, step_size=2, gamma=0.5), total_steps=4)
@@ -161,8 +179,9 @@ def test_the_fused_adamw_takes_the_steps_of_the_plain_one():
     ours = build_optimizer(model, TrainConfig(lr=1e-2, weight_decay=0.1))
     decay = [p for p in plain_model.parameters() if p.dim() >= 2]
     no_decay = [p for p in plain_model.parameters() if p.dim() < 2]
-    plain = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                              lr=1e-2, foreach=False)
+    plain = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-2, foreach=False
+    )
     assert ours.defaults["fused"] and not plain.defaults["fused"]
     x = torch.randn(32, 8)
     for _ in range(5):
@@ -261,8 +280,11 @@ def test_a_checkpoint_holds_the_trained_tensors_and_resumes_exactly(tmp_path):
 
 def test_resume_on_other_frozen_weights_is_refused(tmp_path):
     train(tmp_path / "r", FrozenFirstLayer(base_seed=0), max_steps=4, save_every=4)
-    with pytest.raises(ConfigError, match=r"^--resume: the frozen weights of builtin:mlp are not those .*step_0000004 "
-                                          r"was trained on \(fingerprint \w+ vs \w+"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^--resume: the frozen weights of builtin:mlp are not those .*step_0000004 "
+        r"was trained on \(fingerprint \w+ vs \w+",
+    ):
         train(tmp_path / "r", FrozenFirstLayer(base_seed=1), max_steps=8, save_every=4, resume=True)
 
 

@@ -36,8 +36,11 @@ def gradients():
     seen = []
 
     def hook(optimizer, args, kwargs):
-        seen.append(torch.cat([p.grad.flatten() for g in optimizer.param_groups for p in g["params"]
-                               if p.grad is not None]).clone())
+        seen.append(
+            torch.cat(
+                [p.grad.flatten() for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+            ).clone()
+        )
 
     from torch.optim.optimizer import register_optimizer_step_pre_hook
 
@@ -84,12 +87,30 @@ def test_split_step_keeps_processes_in_step():
 def test_two_processes_of_four_equal_one_process_of_eight(tmp_path):
     args = ["--items", "--max-steps", "4", "--log-every", "1", "--max-grad-norm", "0", "--save-every", "100"]
     torchrun = Path(sys.executable).with_name("torchrun")
-    two = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(SCRIPT), "--output-dir",
-                          str(tmp_path / "two"), "--batch-size", "4", *args], capture_output=True, text=True,
-                         timeout=600)
+    two = subprocess.run(
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(SCRIPT),
+            "--output-dir",
+            str(tmp_path / "two"),
+            "--batch-size",
+            "4",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert two.returncode == 0, two.stderr[-3000:]
-    one = subprocess.run([sys.executable, str(SCRIPT), "--output-dir", str(tmp_path / "one"), "--batch-size", "8",
-                          *args], capture_output=True, text=True, timeout=600)
+    one = subprocess.run(
+        [sys.executable, str(SCRIPT), "--output-dir", str(tmp_path / "one"), "--batch-size", "8", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert one.returncode == 0, one.stderr[-3000:]
     torch.testing.assert_close(train_losses(tmp_path / "two"), train_losses(tmp_path / "one"), rtol=1e-5, atol=0)
     from safetensors.torch import load_file
@@ -104,8 +125,11 @@ def test_two_processes_of_four_equal_one_process_of_eight(tmp_path):
 
 def test_a_diverging_loss_stops_the_run(tmp_path):
     # step 1's update already wrecks the weights: step_0000001 holds them, so no checkpoint is good
-    with pytest.raises(Diverged, match=r"diverged at step 2: smoothed loss .* > 10 x its best .*; training stopped "
-                                       r"and no good checkpoint: the weights went bad at step 1;"):
+    with pytest.raises(
+        Diverged,
+        match=r"diverged at step 2: smoothed loss .* > 10 x its best .*; training stopped "
+        r"and no good checkpoint: the weights went bad at step 1;",
+    ):
         train(tmp_path / "r", max_steps=40, lr=30.0, optimizer="sgd", max_grad_norm=0.0, save_every=1)
     metrics = json.loads((tmp_path / "r/metrics.json").read_text())
     assert metrics["status"] == "diverged" and metrics["steps"] == 1 and metrics["diverged"]["step"] == 2
@@ -134,8 +158,15 @@ class BlowUpAt(RegressionTask):
 @pytest.mark.parametrize(("scale", "message"), [(1e8, "diverged at step 6"), (1e30, "loss became inf at step 6")])
 def test_the_named_checkpoint_is_the_newest_good_one_and_keep_last_keeps_it(tmp_path, scale, message):
     with pytest.raises(TrainingStopped, match=message) as err:
-        train(tmp_path / "r", BlowUpAt(5, scale), max_steps=40, optimizer="sgd", max_grad_norm=0.0, save_every=1,
-              keep_last=1)
+        train(
+            tmp_path / "r",
+            BlowUpAt(5, scale),
+            max_steps=40,
+            optimizer="sgd",
+            max_grad_norm=0.0,
+            save_every=1,
+            keep_last=1,
+        )
     assert "the newest good checkpoint is " + str(tmp_path / "r/checkpoints/step_0000004") in str(err.value)
     metrics = json.loads((tmp_path / "r/metrics.json").read_text())
     assert metrics["status"] == "diverged"
@@ -152,10 +183,17 @@ def test_the_named_checkpoint_is_the_newest_good_one_and_keep_last_keeps_it(tmp_
     before = max(train_losses(tmp_path / "r")[:5])  # the losses up to the last step that passed the guards
     assert val_mse(4) < 2 * before and not val_mse(5) < 1000 * before
     # resuming skips the checkpoint whose weights went bad
-    resumed = train(tmp_path / "r", max_steps=6, optimizer="sgd", max_grad_norm=0.0, save_every=1, keep_last=1,
-                    resume=True)
-    assert resumed["status"] == "finished" and [r["step"] for r in Run(tmp_path / "r", "core").history("train")
-                                                 ] == [1, 2, 3, 4, 5, 6]
+    resumed = train(
+        tmp_path / "r", max_steps=6, optimizer="sgd", max_grad_norm=0.0, save_every=1, keep_last=1, resume=True
+    )
+    assert resumed["status"] == "finished" and [r["step"] for r in Run(tmp_path / "r", "core").history("train")] == [
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+    ]
 
 
 def test_divergence_factor_zero_turns_the_check_off(tmp_path):
@@ -226,8 +264,12 @@ def test_fit_needs_a_task(tmp_path):
 
 def test_the_cli_passes_its_command_line_in(tmp_path):
     out = tmp_path / "r"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--output-dir", str(out), "--max-steps", "2"],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--output-dir", str(out), "--max-steps", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     command = json.loads((out / "config.json").read_text())["_dlkit"]["command"]
     assert command == f"dlkit train --output-dir {out} --max-steps 2"

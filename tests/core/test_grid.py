@@ -13,8 +13,10 @@ from dlkit.core.grid import grid_points, parse_grid, point_configs
 
 
 def test_values_take_the_flags_types_and_every_combination_is_a_run():
-    axes = parse_grid(["lr=1e-4,3e-4", "--batch-size=8,16", "scheduler=cosine", "max-steps=none,5",
-                       "gradient_checkpointing=true"], TrainConfig)
+    axes = parse_grid(
+        ["lr=1e-4,3e-4", "--batch-size=8,16", "scheduler=cosine", "max-steps=none,5", "gradient_checkpointing=true"],
+        TrainConfig,
+    )
     assert axes["lr"] == [(1e-4, "1e-4"), (3e-4, "3e-4")]
     assert axes["batch_size"] == [(8, "8"), (16, "16")] and axes["max_steps"] == [(None, "none"), (5, "5")]
     assert axes["scheduler"] == [("cosine", "cosine")] and axes["gradient_checkpointing"] == [(True, "true")]
@@ -23,20 +25,29 @@ def test_values_take_the_flags_types_and_every_combination_is_a_run():
     assert [p.name for p in points[:3]] == [
         "lr=1e-4_batch_size=8_scheduler=cosine_max_steps=none_gradient_checkpointing=true",
         "lr=1e-4_batch_size=8_scheduler=cosine_max_steps=5_gradient_checkpointing=true",
-        "lr=1e-4_batch_size=16_scheduler=cosine_max_steps=none_gradient_checkpointing=true"]
-    assert points[-1].values == {"lr": 3e-4, "batch_size": 16, "scheduler": "cosine", "max_steps": 5,
-                                 "gradient_checkpointing": True}
+        "lr=1e-4_batch_size=16_scheduler=cosine_max_steps=none_gradient_checkpointing=true",
+    ]
+    assert points[-1].values == {
+        "lr": 3e-4,
+        "batch_size": 16,
+        "scheduler": "cosine",
+        "max_steps": 5,
+        "gradient_checkpointing": True,
+    }
 
 
-@pytest.mark.parametrize("spec,message", [
-    ("lr", "expected KEY=V1,V2"),
-    ("lrr=1e-3", "lrr is not a train flag; did you mean 'lr'?"),
-    ("output-dir=a,b", "output-dir is not a train flag"),
-    ("lr=fast", "'fast' is not a number"),
-    ("epochs=1.5", "'1.5' is not an integer"),
-    ("scheduler=warm", "--grid scheduler: 'warm' is not one of constant, linear, cosine, step"),
-    ("lr=1e-3,0.001", "a value is given twice"),
-])
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ("lr", "expected KEY=V1,V2"),
+        ("lrr=1e-3", "lrr is not a train flag; did you mean 'lr'?"),
+        ("output-dir=a,b", "output-dir is not a train flag"),
+        ("lr=fast", "'fast' is not a number"),
+        ("epochs=1.5", "'1.5' is not an integer"),
+        ("scheduler=warm", "--grid scheduler: 'warm' is not one of constant, linear, cosine, step"),
+        ("lr=1e-3,0.001", "a value is given twice"),
+    ],
+)
 def test_a_bad_grid_is_one_clear_error(spec, message):
     with pytest.raises(ConfigError, match=message.replace("?", r"\?")):
         parse_grid([spec], TrainConfig)
@@ -59,8 +70,17 @@ def test_a_point_overrides_fixed_flags_which_override_the_shared_file(tmp_path):
 def test_adapter_sweep_trains_each_point_and_compares_them(cli, tmp_path):
     shared = tmp_path / "tiny.yaml"
     shared.write_text("max_steps: 4\nbatch_size: 16\nmax_train_samples: 64\nmax_eval_samples: 32\n")
-    result = cli("--json", "adapter", "sweep", "--grid", "bottleneck=4,8", "--train-config", shared,
-                 "--output-dir", tmp_path / "sweep")
+    result = cli(
+        "--json",
+        "adapter",
+        "sweep",
+        "--grid",
+        "bottleneck=4,8",
+        "--train-config",
+        shared,
+        "--output-dir",
+        tmp_path / "sweep",
+    )
     assert result.exit_code == 0, result.stderr
     rows = json.loads(result.stdout)
     assert [r["run"] for r in rows] == ["bottleneck=4", "bottleneck=8"]

@@ -24,7 +24,7 @@ def user_folder(path):
     """A user's folder: notes, a stats.json and a plot, as a user keeps them."""
     (path / "plots").mkdir(parents=True)
     (path / "notes.txt").write_text("keep")
-    (path / "stats.json").write_text("{\"mine\": 1}")
+    (path / "stats.json").write_text('{"mine": 1}')
     (path / "plots" / "samples.png").write_bytes(b"png")
     return {p.relative_to(path): p.read_bytes() for p in path.rglob("*") if p.is_file()}
 
@@ -36,8 +36,11 @@ def snapshot(path):
 def test_a_user_folder_is_refused_with_or_without_overwrite_and_left_as_it_was(tmp_path):
     before = user_folder(tmp_path / "u")
     for overwrite in (False, True):
-        with pytest.raises(RunError, match=r"u holds files dlkit did not write \(notes.txt, plots, "
-                                           r"stats.json\)"):
+        with pytest.raises(
+            RunError,
+            match=r"u holds files dlkit did not write \(notes.txt, plots, "
+            r"stats.json\)",
+        ):
             claim(tmp_path / "u", "llm", "prepare", overwrite=overwrite)
         with pytest.raises(RunError, match="did not write"):
             check_output(tmp_path / "u", "llm", "prepare", overwrite=overwrite)

@@ -10,8 +10,18 @@ import shutil
 import pytest
 
 TRAIN = {
-    "adapter": ["adapter", "train", "--method", "adapter", "--max-train-samples", "64", "--max-eval-samples", "32",
-                "--epochs", "1"],
+    "adapter": [
+        "adapter",
+        "train",
+        "--method",
+        "adapter",
+        "--max-train-samples",
+        "64",
+        "--max-eval-samples",
+        "32",
+        "--epochs",
+        "1",
+    ],
     "charrnn": ["charrnn", "train", "--arch", "lstm", "--max-steps", "3", "--batch-size", "8"],
 }
 USE = {

@@ -16,8 +16,12 @@ COMMON = ["--max-steps", "24", "--log-every", "1", "--save-every", "4", "--batch
 
 
 def run_script(out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), "--output-dir", str(out), *COMMON, *extra],
-                          capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), "--output-dir", str(out), *COMMON, *extra],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def train_losses(out: Path) -> list[float]:
@@ -31,8 +35,11 @@ def test_sigkill_then_resume_gives_identical_losses(tmp_path):
     assert whole.returncode == 0, whole.stderr
     cut, ready = tmp_path / "cut", tmp_path / "hanging"
     # the run hangs inside step 15 (after the step-12 checkpoint and 14 logged steps) until it is killed
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), "--output-dir", str(cut), *COMMON, "--hang-at", "15",
-                             "--ready-file", str(ready)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--output-dir", str(cut), *COMMON, "--hang-at", "15", "--ready-file", str(ready)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     while not ready.exists():
         assert proc.poll() is None, "the run ended before it reached step 15"
         time.sleep(0.05)
@@ -48,9 +55,28 @@ def test_sigkill_then_resume_gives_identical_losses(tmp_path):
 def test_two_processes_with_torchrun(tmp_path):
     out = tmp_path / "ddp"
     torchrun = Path(sys.executable).with_name("torchrun")
-    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(SCRIPT),
-                           "--output-dir", str(out), "--max-steps", "6", "--eval-every", "3", "--log-every", "1",
-                           "--batch-size", "8"], capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(SCRIPT),
+            "--output-dir",
+            str(out),
+            "--max-steps",
+            "6",
+            "--eval-every",
+            "3",
+            "--log-every",
+            "1",
+            "--batch-size",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["processes"] == 2 and metrics["steps"] == 6

@@ -25,17 +25,32 @@ sys.path.insert(0, str(HERE))
 import regression_run  # noqa: E402
 
 CRASH = HERE / "crash_run.py"
-HOLD = ("import sys; from pathlib import Path; from dlkit.core.outputs import lock_folder as lock_run_folder; "
-        "lock = lock_run_folder(Path(sys.argv[1])); print('locked', flush=True); sys.stdin.read()")
-TRAIN = ["--max-steps", "6", "--save-every", "2", "--log-every", "1", "--batch-size", "16", "--dropout", "0.3",
-         "--keep-last", "3"]
+HOLD = (
+    "import sys; from pathlib import Path; from dlkit.core.outputs import lock_folder as lock_run_folder; "
+    "lock = lock_run_folder(Path(sys.argv[1])); print('locked', flush=True); sys.stdin.read()"
+)
+TRAIN = [
+    "--max-steps",
+    "6",
+    "--save-every",
+    "2",
+    "--log-every",
+    "1",
+    "--batch-size",
+    "16",
+    "--dropout",
+    "0.3",
+    "--keep-last",
+    "3",
+]
 
 
 @contextmanager
 def held_by_another_process(folder: Path):
     """A second process holding the run folder's lock until the block ends (then SIGKILLed)."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "locked"
         yield proc
@@ -71,8 +86,9 @@ def test_a_second_writer_is_refused_with_the_holders_pid_until_the_holder_dies(t
     # the holder was SIGKILLed: the OS dropped its lock, so the resume runs
     code, err = train(capsys, "--output-dir", out, *TRAIN, "--resume")
     assert code == 0 and "not exact" not in err, err
-    assert [r["step"] for r in map(json.loads, (out / "history.jsonl").read_text().splitlines())
-            if r["kind"] == "train"] == list(range(1, 7))  # each step once: no duplicated history
+    assert [
+        r["step"] for r in map(json.loads, (out / "history.jsonl").read_text().splitlines()) if r["kind"] == "train"
+    ] == list(range(1, 7))  # each step once: no duplicated history
 
 
 def test_two_fresh_runs_into_one_new_folder_one_wins(tmp_path, capsys):
@@ -99,8 +115,19 @@ def test_torchrun_into_a_held_folder_stops_both_ranks(tmp_path):
     out = tmp_path / "ddp"
     out.mkdir()
     torchrun = Path(sys.executable).with_name("torchrun")
-    command = [str(torchrun), "--standalone", "--nproc_per_node", "2", str(HERE / "regression_run.py"),
-               "--output-dir", str(out), "--max-steps", "2", "--batch-size", "8"]
+    command = [
+        str(torchrun),
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(HERE / "regression_run.py"),
+        "--output-dir",
+        str(out),
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "8",
+    ]
     with held_by_another_process(out) as holder:
         proc = subprocess.run(command, capture_output=True, text=True, timeout=180)
     assert proc.returncode != 0
@@ -114,8 +141,12 @@ def test_sigkill_while_writing_a_checkpoint_leaves_no_partial_checkpoint(tmp_pat
     whole = tmp_path / "whole"
     assert train(capsys, "--output-dir", whole, *TRAIN)[0] == 0
     out = tmp_path / "cut"
-    crashed = subprocess.run([sys.executable, str(CRASH), "checkpoint", "2", "--output-dir", str(out), *TRAIN],
-                             capture_output=True, text=True, timeout=180)
+    crashed = subprocess.run(
+        [sys.executable, str(CRASH), "checkpoint", "2", "--output-dir", str(out), *TRAIN],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
     run = Run(out, "core")
     partial = out / "checkpoints" / "step_0000004.tmp"
@@ -134,8 +165,12 @@ def test_sigkill_during_report_keeps_the_previous_report(tmp_path, capsys):
     report = tmp_path / "report.html"
     assert main(["report", str(run), "-o", str(report), "--title", "last week's report"]) == 0
     last_week = report.read_text()
-    crashed = subprocess.run([sys.executable, str(CRASH), "report", str(run), "-o", str(report), "--overwrite"],
-                             capture_output=True, text=True, timeout=180)
+    crashed = subprocess.run(
+        [sys.executable, str(CRASH), "report", str(run), "-o", str(report), "--overwrite"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
     assert report.read_text() == last_week
     temps = [p for p in tmp_path.iterdir() if p.name.startswith(".report.html.")]
@@ -158,8 +193,7 @@ def test_unreadable_rng_state_says_the_resume_is_not_exact(tmp_path, capsys):
     assert len(warnings) == 1 and warnings[0].startswith(f"warning: {first / 'random_states_0.pkl'} is unreadable")
 
 
-def test_a_run_folder_from_before_markers_still_resumes_and_is_replaced_only_when_it_holds_run_files(tmp_path,
-                                                                                                   capsys):
+def test_a_run_folder_from_before_markers_still_resumes_and_is_replaced_only_when_it_holds_run_files(tmp_path, capsys):
     from dlkit.core.outputs import MARKER
 
     out = tmp_path / "old-run"
@@ -167,8 +201,9 @@ def test_a_run_folder_from_before_markers_still_resumes_and_is_replaced_only_whe
     (out / MARKER).unlink()  # as an older dlkit left it: config.json with the _dlkit block, no marker
     code, err = train(capsys, "--output-dir", out, *TRAIN, "--resume")
     assert code == 0, err
-    assert [r["step"] for r in map(json.loads, (out / "history.jsonl").read_text().splitlines())
-            if r["kind"] == "train"] == list(range(1, 7))
+    assert [
+        r["step"] for r in map(json.loads, (out / "history.jsonl").read_text().splitlines()) if r["kind"] == "train"
+    ] == list(range(1, 7))
     assert not (out / MARKER).exists()  # resuming writes no marker: what the folder holds is not all known
     (out / "notes.txt").write_text("mine")
     code, err = train(capsys, "--output-dir", out, *TRAIN, "--overwrite")

@@ -22,12 +22,18 @@ def test_no_launcher_config_keeps_the_flags():
 
 
 def test_an_accelerate_fsdp_config_becomes_sharding_fsdp_with_its_settings():
-    env = {**FSDP, "FSDP_OFFLOAD_PARAMS": "true", "FSDP_SHARDING_STRATEGY": "SHARD_GRAD_OP",
-           "FSDP_TRANSFORMER_CLS_TO_WRAP": "LlamaDecoderLayer, LlamaMLP", "FSDP_ACTIVATION_CHECKPOINTING": "true"}
+    env = {
+        **FSDP,
+        "FSDP_OFFLOAD_PARAMS": "true",
+        "FSDP_SHARDING_STRATEGY": "SHARD_GRAD_OP",
+        "FSDP_TRANSFORMER_CLS_TO_WRAP": "LlamaDecoderLayer, LlamaMLP",
+        "FSDP_ACTIVATION_CHECKPOINTING": "true",
+    }
     cfg, settings = sharding.from_launcher(ShardingConfig(), env)
     assert (cfg.sharding, cfg.cpu_offload, cfg.gradient_checkpointing) == ("fsdp", True, True)
-    assert settings == sharding.FsdpSettings(cpu_offload=True, reshard_after_forward=False,
-                                             block_classes=("LlamaDecoderLayer", "LlamaMLP"))
+    assert settings == sharding.FsdpSettings(
+        cpu_offload=True, reshard_after_forward=False, block_classes=("LlamaDecoderLayer", "LlamaMLP")
+    )
     # FSDP2 configs say it with fsdp_reshard_after_forward; NO_WRAP makes the whole model one unit
     env = {**FSDP, "FSDP_VERSION": "2", "FSDP_RESHARD_AFTER_FORWARD": "false", "FSDP_AUTO_WRAP_POLICY": "NO_WRAP"}
     cfg, settings = sharding.from_launcher(ShardingConfig(), env)
@@ -35,12 +41,15 @@ def test_an_accelerate_fsdp_config_becomes_sharding_fsdp_with_its_settings():
     assert settings == sharding.FsdpSettings(reshard_after_forward=False, one_unit=True)
 
 
-@pytest.mark.parametrize("env, cfg, fragment", [
-    ({**FSDP, "FSDP_SHARDING_STRATEGY": "NO_SHARD"}, ShardingConfig(), "fsdp_sharding_strategy NO_SHARD"),
-    ({**FSDP, "FSDP_SHARDING_STRATEGY": "4"}, ShardingConfig(), "fsdp_sharding_strategy HYBRID_SHARD"),
-    ({**FSDP, "FSDP_AUTO_WRAP_POLICY": "SIZE_BASED_WRAP"}, ShardingConfig(), "fsdp_auto_wrap_policy SIZE_BASED"),
-    (FSDP, TrainConfig(), "does not shard its model"),  # charrnn, caption, clip: DDP only
-])
+@pytest.mark.parametrize(
+    "env, cfg, fragment",
+    [
+        ({**FSDP, "FSDP_SHARDING_STRATEGY": "NO_SHARD"}, ShardingConfig(), "fsdp_sharding_strategy NO_SHARD"),
+        ({**FSDP, "FSDP_SHARDING_STRATEGY": "4"}, ShardingConfig(), "fsdp_sharding_strategy HYBRID_SHARD"),
+        ({**FSDP, "FSDP_AUTO_WRAP_POLICY": "SIZE_BASED_WRAP"}, ShardingConfig(), "fsdp_auto_wrap_policy SIZE_BASED"),
+        (FSDP, TrainConfig(), "does not shard its model"),  # charrnn, caption, clip: DDP only
+    ],
+)
 def test_what_the_fsdp2_path_cannot_do_is_refused_in_one_line(env, cfg, fragment):
     with pytest.raises(ConfigError) as error:
         sharding.from_launcher(cfg, env)
@@ -90,8 +99,9 @@ def test_the_blocks_are_the_transformer_layers_also_inside_wrappers():
     from dlkit.builtin import BUILTINS
     from dlkit.qa.models import SpanQA
 
-    llama = get_peft_model(AutoModelForCausalLM.from_pretrained(BUILTINS["tiny-llama"].load()),
-                           LoraConfig(r=2, target_modules=["q_proj"]))
+    llama = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(BUILTINS["tiny-llama"].load()), LoraConfig(r=2, target_modules=["q_proj"])
+    )
     assert [type(b).__name__ for b in sharding.transformer_blocks(llama)] == ["LlamaDecoderLayer"] * 6
     qa = SpanQA(AutoModelForQuestionAnswering.from_pretrained(BUILTINS["tiny-bert"].load()), 0.0)
     names = [type(b).__name__ for b in sharding.transformer_blocks(qa)]
@@ -112,8 +122,9 @@ def test_once_sharded_the_whole_parameters_are_let_go():
     model = AutoModelForCausalLM.from_pretrained(BUILTINS["tiny-llama"].load())
     held = list(model.parameters())  # a Task's references
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    shards = sharding.Sharded(model, sharding.transformer_blocks(model), sharding.FsdpSettings(), "no",
-                              torch.device("cpu"), main=True)
+    shards = sharding.Sharded(
+        model, sharding.transformer_blocks(model), sharding.FsdpSettings(), "no", torch.device("cpu"), main=True
+    )
     assert all(p.numel() == 0 for p in held)
     with shards.gathered() as full:
         assert full is not model and [id(p) for p in full.parameters()] == [id(p) for p in held]

@@ -11,8 +11,11 @@ from dlkit.core.errors import ConfigError, DataError
 
 def test_eval_data_with_other_classes_is_one_clear_error():
     check_same_classes("d", ["a", "b"], ["a", "b"], Path("runs/x"))
-    with pytest.raises(DataError, match=r"^--data d now has classes \['a', 'c'\], but the model in runs/x was "
-                                        r"trained on \['a', 'b'\]$"):
+    with pytest.raises(
+        DataError,
+        match=r"^--data d now has classes \['a', 'c'\], but the model in runs/x was "
+        r"trained on \['a', 'b'\]$",
+    ):
         check_same_classes("d", ["a", "c"], ["a", "b"], Path("runs/x"))
     with pytest.raises(DataError, match=r"classes \['0', '1', '2', '3', '4'\]\.\.\., but"):
         check_same_classes("d", [str(i) for i in range(10)], ["a", "b"], Path("runs/x"))

@@ -29,8 +29,11 @@ def test_help_texts_list_the_builtins_from_the_registry():
     from dlkit.vit.config import VitConfig
 
     assert listed("llm", "model") == "builtin:tiny-llama, builtin:tiny-gemma2"
-    helps = {(cls, f.name): f.metadata["help"] for cls in (LlmConfig, VitConfig, CharRNNConfig)
-             for f in dataclasses.fields(cls)}
+    helps = {
+        (cls, f.name): f.metadata["help"]
+        for cls in (LlmConfig, VitConfig, CharRNNConfig)
+        for f in dataclasses.fields(cls)
+    }
     assert "builtin:tiny-llama, builtin:tiny-gemma2," in helps[LlmConfig, "model"]
     assert "builtin:tiny-vit, builtin:tiny-deit," in helps[VitConfig, "model"]
     assert "builtin:markov, builtin:text," in helps[CharRNNConfig, "data"]

@@ -21,8 +21,12 @@ def run(tmp_path):
 
 
 def test_the_record_lands_in_splits_json_and_config_json(run):
-    assert json.loads((run.dir / "splits.json").read_text()) == {"rule": "by hand", "train": ["a", "b"],
-                                                                  "validation": ["c"], "test": ["d", "e"]}
+    assert json.loads((run.dir / "splits.json").read_text()) == {
+        "rule": "by hand",
+        "train": ["a", "b"],
+        "validation": ["c"],
+        "test": ["d", "e"],
+    }
     summary = json.loads(run.config_path.read_text())["_dlkit"]["splits"]
     assert summary["sizes"] == {"train": 2, "validation": 1, "test": 2} and summary["rule"] == "by hand"
     assert len(summary["fingerprint"]) == 16
@@ -73,8 +77,11 @@ def test_every_eval_picks_its_split_through_scored():
     for path in package.rglob("*.py"):
         if path == package / "core" / "splits.py":
             continue
-        names = {n.id if isinstance(n, ast.Name) else n.attr for n in ast.walk(ast.parse(path.read_text()))
-                 if isinstance(n, ast.Name | ast.Attribute)}
+        names = {
+            n.id if isinstance(n, ast.Name) else n.attr
+            for n in ast.walk(ast.parse(path.read_text()))
+            if isinstance(n, ast.Name | ast.Attribute)
+        }
         own_rule += [f"{path.relative_to(package)}: {name}" for name in ("eval_split", "held_out") if name in names]
     assert not own_rule
     callers = {path.parent.name for path in package.rglob("*.py") if "scored(" in path.read_text()}
@@ -84,14 +91,22 @@ def test_every_eval_picks_its_split_through_scored():
 def test_resume_refuses_data_that_splits_differently(run):
     record_splits(run, DataSplits({"train": ["b", "a"], "validation": ["c"], "test": ["d", "e"]}, "x"), resume=True)
     with pytest.raises(RunError, match="validation changed"):
-        record_splits(run, DataSplits({"train": ["a", "b"], "validation": ["z"], "test": ["d", "e"]}, "x"),
-                      resume=True)
+        record_splits(run, DataSplits({"train": ["a", "b"], "validation": ["z"], "test": ["d", "e"]}, "x"), resume=True)
 
 
-@pytest.mark.parametrize(("name", "split"), [("pqa_test.json", "test"), ("dev-v2.0.json", "validation"),
-                                             ("train-v2.0.json", "train"), ("/data/dogs/test", "test"),
-                                             ("PersianQA_validation.jsonl", "validation"), ("breeds", "all"),
-                                             ("builtin:instruct", "all"), ("train_and_test.json", "all")])
+@pytest.mark.parametrize(
+    ("name", "split"),
+    [
+        ("pqa_test.json", "test"),
+        ("dev-v2.0.json", "validation"),
+        ("train-v2.0.json", "train"),
+        ("/data/dogs/test", "test"),
+        ("PersianQA_validation.jsonl", "validation"),
+        ("breeds", "all"),
+        ("builtin:instruct", "all"),
+        ("train_and_test.json", "all"),
+    ],
+)
 def test_a_name_gives_its_split_or_all(name, split):
     from dlkit.core.splits import split_in_name
 

@@ -28,11 +28,11 @@ def files(tmp_path):
     state = {"weight": torch.randn(4, 3), "bias": torch.zeros(4)}
     save_file(state, str(tmp_path / "good.safetensors"))
     data = (tmp_path / "good.safetensors").read_bytes()
-    (tmp_path / "truncated.safetensors").write_bytes(data[:len(data) - 9])
+    (tmp_path / "truncated.safetensors").write_bytes(data[: len(data) - 9])
     torch.save(state, tmp_path / "good.bin")
     torch.save(state, tmp_path / "legacy.bin", _use_new_zipfile_serialization=False)
     zipped = (tmp_path / "good.bin").read_bytes()
-    (tmp_path / "truncated.bin").write_bytes(zipped[:len(zipped) // 2])
+    (tmp_path / "truncated.bin").write_bytes(zipped[: len(zipped) // 2])
     pwned = tmp_path / "PWNED"
     torch.save({"weight": Payload(pwned)}, tmp_path / "evil.bin")
     torch.save({"weight": Payload(pwned)}, tmp_path / "evil-legacy.bin", _use_new_zipfile_serialization=False)
@@ -60,9 +60,14 @@ def test_pickles_that_need_code_are_refused_in_one_line_and_never_run(files, nam
     assert not (folder / "PWNED").exists()
 
 
-@pytest.mark.parametrize(("name", "what"), [("truncated.safetensors", "safetensors file is truncated or corrupt"),
-                                            ("truncated.bin", "pickle is truncated or corrupt"),
-                                            ("empty.safetensors", "not a weights file")])
+@pytest.mark.parametrize(
+    ("name", "what"),
+    [
+        ("truncated.safetensors", "safetensors file is truncated or corrupt"),
+        ("truncated.bin", "pickle is truncated or corrupt"),
+        ("empty.safetensors", "not a weights file"),
+    ],
+)
 def test_truncated_files_are_one_line_naming_the_file(files, name, what):
     folder, _ = files
     with pytest.raises(WeightsError, match=what) as err:
@@ -85,8 +90,11 @@ def test_a_run_file_names_the_checkpoint_to_recover_from(tmp_path):
     (run / "checkpoints" / "step_0000004").mkdir()
     (run / "config.json").write_text(json.dumps({"_dlkit": {"group": "charrnn"}}))
     (run / "checkpoints" / "final" / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
-    with pytest.raises(WeightsError, match=r"newest checkpoint is .*step_0000004: `dlkit charrnn train --config "
-                                           r".*config.json --output-dir .*run --resume` writes the final model again"):
+    with pytest.raises(
+        WeightsError,
+        match=r"newest checkpoint is .*step_0000004: `dlkit charrnn train --config "
+        r".*config.json --output-dir .*run --resume` writes the final model again",
+    ):
         check_file(run / "checkpoints" / "final" / "model.safetensors")
     (run / "checkpoints" / "step_0000004").rmdir()
     with pytest.raises(WeightsError, match="no other checkpoint to recover from: train it again"):

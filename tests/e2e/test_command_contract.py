@@ -65,7 +65,7 @@ def all_commands() -> list[Command]:
 
 
 COMMANDS = all_commands()
-SENTINELS = {"notes.txt": "the user's notes", "stats.json": "{\"mine\": true}", "plots/samples.png": "my plot"}
+SENTINELS = {"notes.txt": "the user's notes", "stats.json": '{"mine": true}', "plots/samples.png": "my plot"}
 
 
 def fields(command: Command) -> list[dataclasses.Field]:
@@ -115,8 +115,9 @@ def cases_of(command: Command) -> list[Case]:
     cases = [Case(command, "config-missing"), Case(command, "config-folder")]
     for f in fields(command):
         if role(f) == "output":
-            assert any(g.name == "overwrite" for g in fields(command)), \
+            assert any(g.name == "overwrite" for g in fields(command)), (
                 f"`dlkit {command.id}` writes an output folder ({field_flag(f)}) but has no --overwrite"
+            )
             cases += [Case(command, "user-folder", f.name), Case(command, "user-folder-overwrite", f.name)]
         elif role(f) == "output_file":
             cases += [Case(command, "user-file", f.name), Case(command, "user-file-overwrite", f.name)]
@@ -195,7 +196,7 @@ def spoil(folder: Path, how: str, pwned: Path) -> None:
     for path in files:
         if how == "truncated":
             data = path.read_bytes()
-            path.write_bytes(data[:len(data) // 2])
+            path.write_bytes(data[: len(data) // 2])
         else:
             with open(path, "wb") as fh:
                 pickle.dump({"weight": Payload(pwned)}, fh)
@@ -336,7 +337,8 @@ def test_hostile_input(case: Case, tmp_path, runs_root, monkeypatch, capsys):
         assert len(lines) == 1 and lines[0].startswith("error: "), err[-3000:]
     if sentinel_root is not None:
         assert {name: (sentinel_root / name).read_text() for name in SENTINELS} == expected
-        assert sorted(p.relative_to(sentinel_root).as_posix() for p in sentinel_root.rglob("*") if p.is_file()) \
-            == sorted(SENTINELS), "files were added to the user's folder"
+        assert sorted(
+            p.relative_to(sentinel_root).as_posix() for p in sentinel_root.rglob("*") if p.is_file()
+        ) == sorted(SENTINELS), "files were added to the user's folder"
         assert code == 2, "a user's folder was written into"
     assert not pwned.exists(), "a pickle in a weights file ran code"

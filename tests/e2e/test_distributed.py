@@ -18,19 +18,87 @@ import pytest
 
 COMMON = ["--max-steps", "2", "--seed", "0"]
 GROUPS = {
-    "charrnn": ["charrnn", "train", "--hidden-size", "16", "--num-layers", "1", "--block-size", "16", "--batch-size",
-                "8", "--max-val-blocks", "64", "--sample-chars", "0"],
-    "llm": ["llm", "train", "--data", "builtin:instruct-fa", "--limit", "40", "--batch-size", "4", "--max-length", "64",
-            "--max-new-tokens", "4"],
-    "caption-attention": ["caption", "train", "--arch", "attention", "--image-size", "32", "--embed-dim", "16",
-                          "--hidden-dim", "32", "--attention-dim", "16", "--batch-size", "8"],
+    "charrnn": [
+        "charrnn",
+        "train",
+        "--hidden-size",
+        "16",
+        "--num-layers",
+        "1",
+        "--block-size",
+        "16",
+        "--batch-size",
+        "8",
+        "--max-val-blocks",
+        "64",
+        "--sample-chars",
+        "0",
+    ],
+    "llm": [
+        "llm",
+        "train",
+        "--data",
+        "builtin:instruct-fa",
+        "--limit",
+        "40",
+        "--batch-size",
+        "4",
+        "--max-length",
+        "64",
+        "--max-new-tokens",
+        "4",
+    ],
+    "caption-attention": [
+        "caption",
+        "train",
+        "--arch",
+        "attention",
+        "--image-size",
+        "32",
+        "--embed-dim",
+        "16",
+        "--hidden-dim",
+        "32",
+        "--attention-dim",
+        "16",
+        "--batch-size",
+        "8",
+    ],
     "caption-vit-gpt2": ["caption", "train", "--arch", "vit-gpt2", "--batch-size", "4", "--max-len", "8"],
-    "clip": ["clip", "train", "--image-encoder", "resnet-small", "--embed-dim", "16", "--text-width", "16",
-             "--text-layers", "1", "--text-heads", "2", "--context-length", "16", "--batch-size", "8"],
+    "clip": [
+        "clip",
+        "train",
+        "--image-encoder",
+        "resnet-small",
+        "--embed-dim",
+        "16",
+        "--text-width",
+        "16",
+        "--text-layers",
+        "1",
+        "--text-heads",
+        "2",
+        "--context-length",
+        "16",
+        "--batch-size",
+        "8",
+    ],
     "vit": ["vit", "train", "--batch-size", "8", "--max-train-samples", "32", "--max-eval-samples", "16"],
     "adapter": ["adapter", "train", "--batch-size", "8", "--max-train-samples", "32", "--max-eval-samples", "16"],
-    "qa": ["qa", "train", "--head", "linear", "--max-length", "32", "--doc-stride", "8", "--batch-size", "8",
-           "--max-eval-examples", "16"],
+    "qa": [
+        "qa",
+        "train",
+        "--head",
+        "linear",
+        "--max-length",
+        "32",
+        "--doc-stride",
+        "8",
+        "--batch-size",
+        "8",
+        "--max-eval-examples",
+        "16",
+    ],
 }
 
 
@@ -65,8 +133,12 @@ def single_process_eval(task, cfg, run):
 def test_train_on_two_processes(name, tmp_path, monkeypatch):
     args = [*GROUPS[name], *COMMON, "--output-dir", str(tmp_path / "run")]
     torchrun = Path(sys.executable).with_name("torchrun")
-    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "dlkit", "--json", *args],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "dlkit", "--json", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     printed = json.loads(proc.stdout)  # one document: only the main process prints
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -88,8 +160,26 @@ def test_train_on_two_processes(name, tmp_path, monkeypatch):
 
 ACCELERATE = Path(sys.executable).with_name("accelerate")
 EXAMPLES = Path(__file__).parents[2] / "examples" / "distributed"
-CHARRNN = ["-m", "dlkit", "charrnn", "train", "--hidden-size", "8", "--num-layers", "1", "--block-size", "8",
-           "--batch-size", "8", "--max-val-blocks", "16", "--sample-chars", "0", "--max-steps", "2"]
+CHARRNN = [
+    "-m",
+    "dlkit",
+    "charrnn",
+    "train",
+    "--hidden-size",
+    "8",
+    "--num-layers",
+    "1",
+    "--block-size",
+    "8",
+    "--batch-size",
+    "8",
+    "--max-val-blocks",
+    "16",
+    "--sample-chars",
+    "0",
+    "--max-steps",
+    "2",
+]
 
 
 def launched(args: list[str], out: Path) -> tuple[subprocess.CompletedProcess, dict]:
@@ -112,7 +202,18 @@ def test_accelerate_launch_on_cpu_without_multi_gpu_warns_with_the_command_that_
 
 @pytest.mark.distributed
 def test_the_ddp_example_config_runs_two_processes_on_cpu(tmp_path):
-    proc, metrics = launched([str(ACCELERATE), "launch", "--config_file", str(EXAMPLES / "ddp.yaml"),
-                              "--num_processes", "2", *CHARRNN, "--json"], tmp_path / "run")
+    proc, metrics = launched(
+        [
+            str(ACCELERATE),
+            "launch",
+            "--config_file",
+            str(EXAMPLES / "ddp.yaml"),
+            "--num_processes",
+            "2",
+            *CHARRNN,
+            "--json",
+        ],
+        tmp_path / "run",
+    )
     assert metrics["processes"] == 2 and json.loads(proc.stdout)["steps"] == 2
     assert "warning: accelerate launch" not in proc.stderr

@@ -25,16 +25,43 @@ FSDP_CONFIG = Path(__file__).parents[2] / "examples" / "distributed" / "fsdp.yam
 HANG = Path(__file__).with_name("hang_run.py")
 # 5 validation examples in batches of 2 on 2 processes: one batch more on one of them unless the eval plan evens
 # them out (each forward of a sharded model is a collective)
-LLM = ["llm", "train", "--data", "builtin:instruct-fa", "--limit", "40", "--val-size", "5", "--max-length", "64",
-       "--max-new-tokens", "4", "--max-steps", "4", "--eval-every", "2", "--save-every", "2", "--log-every", "1",
-       "--seed", "0"]
+LLM = [
+    "llm",
+    "train",
+    "--data",
+    "builtin:instruct-fa",
+    "--limit",
+    "40",
+    "--val-size",
+    "5",
+    "--max-length",
+    "64",
+    "--max-new-tokens",
+    "4",
+    "--max-steps",
+    "4",
+    "--eval-every",
+    "2",
+    "--save-every",
+    "2",
+    "--log-every",
+    "1",
+    "--seed",
+    "0",
+]
 # LoRA's dropout masks are drawn per micro-batch, so they depend on how the batch is split: off for the comparison
-METHODS = {"full": ["--method", "full"], "partial": ["--method", "partial"],
-           "lora": ["--method", "lora", "--dropout", "0"]}
+METHODS = {
+    "full": ["--method", "full"],
+    "partial": ["--method", "partial"],
+    "lora": ["--method", "lora", "--dropout", "0"],
+}
 ONE = ["--batch-size", "4"]
 # the same global batch of 4 on 2 processes; partial also accumulates (FSDP reduce-scatters every micro-batch)
-TWO = {"full": ["--batch-size", "2"], "partial": ["--batch-size", "1", "--grad-accum", "2"],
-       "lora": ["--batch-size", "2"]}
+TWO = {
+    "full": ["--batch-size", "2"],
+    "partial": ["--batch-size", "1", "--grad-accum", "2"],
+    "lora": ["--batch-size", "2"],
+}
 
 
 def torchrun(*args: str) -> list[str]:
@@ -56,8 +83,20 @@ def sharded(tmp_path_factory):
             out = tmp_path_factory.mktemp("sharded") / method
             args = [*LLM, *METHODS[method], *TWO[method], "--output-dir", str(out)]
             if method == "lora":
-                launch([str(BIN / "accelerate"), "launch", "--config_file", str(FSDP_CONFIG), "--num_processes", "2",
-                        "-m", "dlkit", "-q", *args])
+                launch(
+                    [
+                        str(BIN / "accelerate"),
+                        "launch",
+                        "--config_file",
+                        str(FSDP_CONFIG),
+                        "--num_processes",
+                        "2",
+                        "-m",
+                        "dlkit",
+                        "-q",
+                        *args,
+                    ]
+                )
             else:
                 launch(torchrun("-m", "dlkit", "-q", *args, "--sharding", "fsdp"))
             done[method] = out
@@ -130,8 +169,9 @@ def test_kill_9_then_resume_on_two_processes_gives_the_unbroken_losses(sharded, 
     unbroken = sharded("full")
     cut, ready = tmp_path / "cut", tmp_path / "ready"
     args = [*LLM, *METHODS["full"], *TWO["full"], "--sharding", "fsdp", "--output-dir", str(cut)]
-    proc = subprocess.Popen(torchrun(str(HANG), "3", str(ready), "-q", *args), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        torchrun(str(HANG), "3", str(ready), "-q", *args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     pids = []
     for rank in (0, 1):  # both processes stop after step 3, past the checkpoint of step 2
         while not Path(f"{ready}.{rank}").exists():
@@ -154,12 +194,44 @@ def test_kill_9_then_resume_on_two_processes_gives_the_unbroken_losses(sharded, 
 # -- one process, in this one: the other groups' full fine-tuning, and resume ---------------------------------
 
 GROUPS = {
-    "vit": ["vit", "train", "--method", "full", "--batch-size", "8", "--max-train-samples", "32",
-            "--max-eval-samples", "16"],
-    "adapter": ["adapter", "train", "--method", "full", "--batch-size", "8", "--max-train-samples", "32",
-                "--max-eval-samples", "16"],
-    "qa": ["qa", "train", "--head", "linear", "--max-length", "32", "--doc-stride", "8", "--batch-size", "8",
-           "--max-eval-examples", "16"],
+    "vit": [
+        "vit",
+        "train",
+        "--method",
+        "full",
+        "--batch-size",
+        "8",
+        "--max-train-samples",
+        "32",
+        "--max-eval-samples",
+        "16",
+    ],
+    "adapter": [
+        "adapter",
+        "train",
+        "--method",
+        "full",
+        "--batch-size",
+        "8",
+        "--max-train-samples",
+        "32",
+        "--max-eval-samples",
+        "16",
+    ],
+    "qa": [
+        "qa",
+        "train",
+        "--head",
+        "linear",
+        "--max-length",
+        "32",
+        "--doc-stride",
+        "8",
+        "--batch-size",
+        "8",
+        "--max-eval-examples",
+        "16",
+    ],
 }
 
 

@@ -60,16 +60,47 @@ def group_args(group: str, tmp_path: Path) -> list:
     if group == "adapter":  # tiny-roberta: hidden and attention dropout 0.1
         return ["--max-train-samples", "64", "--max-eval-samples", "16", "--batch-size", "8"]
     if group == "llm":
-        return ["--model", with_dropout(tmp_path, "tiny-llama", attention_dropout=0.1), "--method", "lora",
-                "--batch-size", "8", "--val-size", "8", "--test-size", "4", "--limit", "80"]
-    return ["--model", with_dropout(tmp_path, "tiny-vit", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1),
-            "--method", "lora", "--max-train-samples", "64", "--max-eval-samples", "16", "--batch-size", "8"]
+        return [
+            "--model",
+            with_dropout(tmp_path, "tiny-llama", attention_dropout=0.1),
+            "--method",
+            "lora",
+            "--batch-size",
+            "8",
+            "--val-size",
+            "8",
+            "--test-size",
+            "4",
+            "--limit",
+            "80",
+        ]
+    return [
+        "--model",
+        with_dropout(tmp_path, "tiny-vit", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1),
+        "--method",
+        "lora",
+        "--max-train-samples",
+        "64",
+        "--max-eval-samples",
+        "16",
+        "--batch-size",
+        "8",
+    ]
 
 
 @pytest.mark.parametrize("group", ["qa", "adapter", "llm", "vit"])
 def test_dropout_is_on_for_every_training_forward(cli, tmp_path, group):
     with dropout_forwards() as counts:
-        result = cli(group, "train", "--output-dir", tmp_path / "run", "--max-steps", "4", "--save-every", "100",
-                     *group_args(group, tmp_path))
+        result = cli(
+            group,
+            "train",
+            "--output-dir",
+            tmp_path / "run",
+            "--max-steps",
+            "4",
+            "--save-every",
+            "100",
+            *group_args(group, tmp_path),
+        )
     assert result.exit_code == 0, result.stderr
     assert counts["train"] > 0 and counts["eval"] == 0, dict(counts)

@@ -20,8 +20,14 @@ def capitals_rows(num: int = 160, countries: int = 3, seed: int = 0) -> list[dic
     rows = []
     for i in range(num):
         country, capital = table[(i * 7 + seed) % countries]
-        rows.append({"conversations": [{"from": "human", "value": f"What is the capital of {country}?"},
-                                       {"from": "gpt", "value": capital}]})
+        rows.append(
+            {
+                "conversations": [
+                    {"from": "human", "value": f"What is the capital of {country}?"},
+                    {"from": "gpt", "value": capital},
+                ]
+            }
+        )
     return rows
 
 
@@ -31,8 +37,14 @@ def translate_rows(num: int = 160) -> list[dict]:
     rows = []
     for i in range(num):
         english, persian = pairs[(i * 5) % 3]
-        rows.append({"conversations": [{"from": "human", "value": f"Translate to Persian: {english}"},
-                                       {"from": "gpt", "value": persian}]})
+        rows.append(
+            {
+                "conversations": [
+                    {"from": "human", "value": f"Translate to Persian: {english}"},
+                    {"from": "gpt", "value": persian},
+                ]
+            }
+        )
     return rows
 
 
@@ -42,9 +54,21 @@ def train_run(out: Path, method: str, data: Path | str, steps: int = 30, lr: flo
     from dlkit.llm.config import LlmConfig
     from dlkit.llm.task import train
 
-    overrides = {"method": method, "data": str(data), "output_dir": str(out), "max_steps": steps, "lr": lr,
-                 "batch_size": 8, "eval_every": 10_000, "warmup": 0, "val_size": 8, "test_size": 24,
-                 "scheduler": "constant", "overwrite": True, **extra}
+    overrides = {
+        "method": method,
+        "data": str(data),
+        "output_dir": str(out),
+        "max_steps": steps,
+        "lr": lr,
+        "batch_size": 8,
+        "eval_every": 10_000,
+        "warmup": 0,
+        "val_size": 8,
+        "test_size": 24,
+        "scheduler": "constant",
+        "overwrite": True,
+        **extra,
+    }
     return train(load_config(LlmConfig, None, overrides)), out
 
 

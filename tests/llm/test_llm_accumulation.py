@@ -12,8 +12,15 @@ WORDS = "red green blue black white yellow orange purple brown grey pink gold si
 @pytest.fixture(scope="module")
 def ragged_file(tmp_path_factory):
     """Answers of 1 to 13 words: micro-batches differ several-fold in labelled tokens."""
-    rows = [{"conversations": [{"from": "human", "value": f"List {1 + i % 13} colours."},
-                               {"from": "gpt", "value": " ".join(WORDS[: 1 + (i * 5) % 13])}]} for i in range(64)]
+    rows = [
+        {
+            "conversations": [
+                {"from": "human", "value": f"List {1 + i % 13} colours."},
+                {"from": "gpt", "value": " ".join(WORDS[: 1 + (i * 5) % 13])},
+            ]
+        }
+        for i in range(64)
+    ]
     return write_jsonl(tmp_path_factory.mktemp("data") / "ragged.jsonl", rows)
 
 
@@ -36,8 +43,9 @@ def test_batch_8_and_4_times_2_train_alike(ragged_file, tmp_path):
     _, accum = train_run(tmp_path / "accum", "lora", ragged_file, batch_size=4, grad_accum=2, **common)
 
     def losses(run):
-        return [json.loads(line)["loss"] for line in (run / "history.jsonl").read_text().splitlines()
-                if '"train"' in line]
+        return [
+            json.loads(line)["loss"] for line in (run / "history.jsonl").read_text().splitlines() if '"train"' in line
+        ]
 
     assert len(losses(big)) == 3
     assert losses(accum) == pytest.approx(losses(big), rel=1e-5)

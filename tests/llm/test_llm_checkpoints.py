@@ -99,12 +99,21 @@ def bf16_llama(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize(("method", "precision"), [("full", "no"), ("full", "bf16"), ("partial", "bf16")])
-def test_a_bf16_checkpoint_trained_at_lr_1e_5_changes_every_trained_weight(tmp_path, capitals_file, bf16_llama,
-                                                                           method, precision):
+def test_a_bf16_checkpoint_trained_at_lr_1e_5_changes_every_trained_weight(
+    tmp_path, capitals_file, bf16_llama, method, precision
+):
     """AdamW steps of ~1e-5 are below bf16's spacing at these weights' size: trained in bf16, 3% of the elements
     moved. In fp32 all but those with a zero gradient (embeddings of tokens the data never uses) do."""
-    metrics, _ = train_run(tmp_path / "r", method, capitals_file, steps=10, lr=1e-5, model=str(bf16_llama),
-                           unfreeze="first2,last2", precision=precision)
+    metrics, _ = train_run(
+        tmp_path / "r",
+        method,
+        capitals_file,
+        steps=10,
+        lr=1e-5,
+        model=str(bf16_llama),
+        unfreeze="first2,last2",
+        precision=precision,
+    )
     layer_params = [n for n in metrics["trainable_param_names"] if ".layers." in n]
     assert set(layer_params) <= set(metrics["changed_param_names"])
     assert metrics["changed_params"] > 0.5 * metrics["trainable_params"]

@@ -59,20 +59,28 @@ def test_gemma_has_no_system_role_and_the_text_is_merged():
 
 
 def test_formats_are_detected_and_converted():
-    sharegpt = {"conversations": [{"from": "system", "value": "s"}, {"from": "human", "value": "q"},
-                                  {"from": "gpt", "value": "a"}]}
+    sharegpt = {
+        "conversations": [
+            {"from": "system", "value": "s"},
+            {"from": "human", "value": "q"},
+            {"from": "gpt", "value": "a"},
+        ]
+    }
     openai = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
     alpaca = {"instruction": "q", "input": "ctx", "output": "a"}
     assert [detect_format([r]) for r in (sharegpt, openai, alpaca)] == ["sharegpt", "openai", "alpaca"]
     assert to_messages(sharegpt, "sharegpt")[0] == {"role": "system", "content": "s"}
-    assert to_messages(alpaca, "alpaca") == [{"role": "user", "content": "q\n\nctx"},
-                                             {"role": "assistant", "content": "a"}]
+    assert to_messages(alpaca, "alpaca") == [
+        {"role": "user", "content": "q\n\nctx"},
+        {"role": "assistant", "content": "a"},
+    ]
 
 
 def test_prepare_reports_and_writes_the_split(cli, tmp_path):
     out = tmp_path / "prep"
-    result = cli("llm", "prepare", "--model", "builtin:tiny-gemma2", "--data", "builtin:instruct", "--output-dir",
-                 out, "--json")
+    result = cli(
+        "llm", "prepare", "--model", "builtin:tiny-gemma2", "--data", "builtin:instruct", "--output-dir", out, "--json"
+    )
     assert result.exit_code == 0, result.stderr
     stats = json.loads(result.stdout)
     assert stats["format"] == "sharegpt" and stats["rows"] == 600 and stats["system_merged"] > 0
@@ -94,8 +102,19 @@ def test_conversation_without_assistant_is_skipped_and_counted(cli, tmp_path):
     rows = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}] * 5
     rows += [{"messages": [{"role": "user", "content": "no answer"}]}] * 2
     data = write_jsonl(tmp_path / "d.jsonl", rows)
-    result = cli("llm", "prepare", "--data", data, "--output-dir", tmp_path / "p", "--val-size", "1",
-                 "--test-size", "1", "--json")
+    result = cli(
+        "llm",
+        "prepare",
+        "--data",
+        data,
+        "--output-dir",
+        tmp_path / "p",
+        "--val-size",
+        "1",
+        "--test-size",
+        "1",
+        "--json",
+    )
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["no_assistant_turn"] == 2
 
@@ -143,14 +162,32 @@ def test_csv_and_json_files_are_read(cli, tmp_path):
 
 def test_forced_format_must_match_the_columns(cli, tmp_path):
     data = write_jsonl(tmp_path / "d.jsonl", [{"instruction": "q", "output": "a"}])
-    one_line_error(cli("llm", "prepare", "--data", data, "--format", "sharegpt"),
-                   "--format sharegpt needs the column(s) conversations", "found: instruction, output")
+    one_line_error(
+        cli("llm", "prepare", "--data", data, "--format", "sharegpt"),
+        "--format sharegpt needs the column(s) conversations",
+        "found: instruction, output",
+    )
 
 
 def test_train_gemma_on_persian_data_end_to_end(cli, tmp_path):
     run = tmp_path / "g"
-    result = cli("llm", "train", "--model", "builtin:tiny-gemma2", "--data", "builtin:instruct-fa", "--limit", "80",
-                 "--max-steps", "3", "--batch-size", "4", "--output-dir", run, "--json")
+    result = cli(
+        "llm",
+        "train",
+        "--model",
+        "builtin:tiny-gemma2",
+        "--data",
+        "builtin:instruct-fa",
+        "--limit",
+        "80",
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "4",
+        "--output-dir",
+        run,
+        "--json",
+    )
     assert result.exit_code == 0, result.stderr
     assert "no system role" in result.stderr  # the system turns were merged, and the user is told
     metrics = json.loads(result.stdout)
@@ -164,17 +201,31 @@ def test_strict_fails_on_a_malformed_row(cli, tmp_path):
     rows = [{"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}] * 20
     rows.append({"conversations": [{"speaker": "human", "text": "q"}]})
     data = write_jsonl(tmp_path / "d.jsonl", rows)
-    one_line_error(cli("llm", "train", "--data", data, "--strict", "--output-dir", tmp_path / "r"),
-                   "row 20: unreadable turn")
+    one_line_error(
+        cli("llm", "train", "--data", data, "--strict", "--output-dir", tmp_path / "r"), "row 20: unreadable turn"
+    )
 
 
 def test_unreadable_jsonl_lines_are_skipped_with_one_warning(cli, tmp_path):
     good = json.dumps({"instruction": "q", "output": "a"})
     (tmp_path / "d.jsonl").write_text("\n".join([good] * 6 + ['{"instruction": "cut', good, "[1, 2]"]) + "\n")
-    result = cli("llm", "prepare", "--data", tmp_path / "d.jsonl", "--output-dir", tmp_path / "p", "--val-size", "1",
-                 "--test-size", "1", "--json")
+    result = cli(
+        "llm",
+        "prepare",
+        "--data",
+        tmp_path / "d.jsonl",
+        "--output-dir",
+        tmp_path / "p",
+        "--val-size",
+        "1",
+        "--test-size",
+        "1",
+        "--json",
+    )
     assert result.exit_code == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
-    assert warnings == [f"warning: {tmp_path / 'd.jsonl'}: skipped 2 unreadable lines (first: line 7: invalid JSON "
-                        "(Unterminated string starting at))"]
+    assert warnings == [
+        f"warning: {tmp_path / 'd.jsonl'}: skipped 2 unreadable lines (first: line 7: invalid JSON "
+        "(Unterminated string starting at))"
+    ]
     assert json.loads(result.stdout)["malformed"] == 2

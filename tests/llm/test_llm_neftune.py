@@ -52,8 +52,11 @@ def tasks(capitals_file):
 
     built = {}
     for alpha in (0.0, 5.0):
-        cfg = load_config(LlmConfig, None, {"data": str(capitals_file), "neftune_alpha": alpha, "dropout": 0.0,
-                                            "val_size": 8, "test_size": 8})
+        cfg = load_config(
+            LlmConfig,
+            None,
+            {"data": str(capitals_file), "neftune_alpha": alpha, "dropout": 0.0, "val_size": 8, "test_size": 8},
+        )
         task = LlmTask(cfg)
         torch.manual_seed(0)
         built[alpha] = (task, task.build_model())
@@ -98,8 +101,18 @@ def test_packed_rows_get_noise_per_conversation(capitals_file):
     from dlkit.llm.config import LlmConfig
     from dlkit.llm.task import LlmTask
 
-    cfg = load_config(LlmConfig, None, {"data": str(capitals_file), "neftune_alpha": 5.0, "packing": True,
-                                        "max_length": 64, "val_size": 8, "test_size": 8})
+    cfg = load_config(
+        LlmConfig,
+        None,
+        {
+            "data": str(capitals_file),
+            "neftune_alpha": 5.0,
+            "packing": True,
+            "max_length": 64,
+            "val_size": 8,
+            "test_size": 8,
+        },
+    )
     task = LlmTask(cfg)
     model = task.build_model()
     train_set, _ = task.datasets()

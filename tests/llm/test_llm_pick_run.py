@@ -23,8 +23,9 @@ def test_method_picks_the_newest_finished_run(cli, tmp_path, monkeypatch, capita
     assert "runs/llm/newer" in result.stderr and json.loads(result.stdout)["test_examples"] == 2
     assert (tmp_path / "runs/llm/newer/eval.json").is_file() and not (tmp_path / "runs/llm/older/eval.json").exists()
 
-    result = cli("llm", "generate", "--method", "ia3", "--prompt", "What is the capital of Iran?",
-                 "--max-new-tokens", "2")
+    result = cli(
+        "llm", "generate", "--method", "ia3", "--prompt", "What is the capital of Iran?", "--max-new-tokens", "2"
+    )
     assert result.exit_code == 0, result.stderr
     assert "runs/llm/ia3" in result.stderr and (tmp_path / "runs/llm/ia3/samples/before_after.md").is_file()
 

@@ -16,8 +16,9 @@ from dlkit.llm.plan import plan
 
 
 def test_the_plan_command_reports_every_part(cli):
-    result = cli("--json", "llm", "plan", "--method", "lora", "--batch-size", "4", "--max-length", "128",
-                 "--gpu-memory", "1")
+    result = cli(
+        "--json", "llm", "plan", "--method", "lora", "--batch-size", "4", "--max-length", "128", "--gpu-memory", "1"
+    )
     assert result.exit_code == 0, result.stderr
     out = json.loads(result.stdout)
     parts = out["bytes"]
@@ -49,8 +50,9 @@ def test_saved_tensors_on_meta_equal_those_saved_on_the_cpu():
             model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
         model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
         ids = torch.zeros(2, 64, dtype=torch.long, device=device)
-        saved = core.saved_tensors(model, lambda m=model, i=ids: m.get_base_model().get_decoder()(input_ids=i),
-                                   decoder_layers(model))
+        saved = core.saved_tensors(
+            model, lambda m=model, i=ids: m.get_base_model().get_decoder()(input_ids=i), decoder_layers(model)
+        )
         counts[device] = (saved.total, saved.per_block)
     assert counts["meta"] == counts["cpu"] and counts["cpu"][0] > 0
 
@@ -68,8 +70,12 @@ def test_4bit_layers_take_the_bytes_bitsandbytes_gives_them():
 
     from dlkit.builtin.tiny_lm import tiny_llama
 
-    nf4 = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                             bnb_4bit_compute_dtype=torch.float32)
+    nf4 = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.float32,
+    )
     model = AutoModelForCausalLM.from_pretrained(tiny_llama(), quantization_config=nf4, device_map="cpu")
     real = predicted = 0
     dense = AutoModelForCausalLM.from_pretrained(tiny_llama())
@@ -83,5 +89,7 @@ def test_4bit_layers_take_the_bytes_bitsandbytes_gives_them():
 
 
 def test_a_quantized_plan_for_full_fine_tuning_is_refused(cli):
-    one_line_error(cli("llm", "plan", "--method", "full", "--quantize", "4bit"),
-                   "--quantize 4bit: --method full updates the base weights")
+    one_line_error(
+        cli("llm", "plan", "--method", "full", "--quantize", "4bit"),
+        "--quantize 4bit: --method full updates the base weights",
+    )

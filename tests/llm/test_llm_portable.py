@@ -53,9 +53,13 @@ def test_adapter_copied_elsewhere_loads_with_plain_peft(cli, tmp_path, capitals_
     assert refused.exit_code == 2 and "is a file, not a folder" in refused.stderr
     assert (mine / "keep.txt").read_text() == "mine"
     assert cli("llm", "export", "--run", moved, "--out", tmp_path / "out" / "merged", "--merge").exit_code == 0
-    one_line_error(cli("llm", "export", "--run", moved, "--out", tmp_path / "out" / "merged", "--merge"),
-                   "already exists; pass --overwrite")
-    assert cli("llm", "export", "--run", moved, "--out", tmp_path / "out" / "merged", "--merge",
-               "--overwrite").exit_code == 0
+    one_line_error(
+        cli("llm", "export", "--run", moved, "--out", tmp_path / "out" / "merged", "--merge"),
+        "already exists; pass --overwrite",
+    )
+    assert (
+        cli("llm", "export", "--run", moved, "--out", tmp_path / "out" / "merged", "--merge", "--overwrite").exit_code
+        == 0
+    )
     listed = json.loads(cli("runs", "list", tmp_path / "out", "--format", "json").stdout)
     assert listed == [{"run": "merged", "group": "llm", "method": "lora", "status": "export", "created": ""}]

@@ -22,8 +22,9 @@ def qlora_run(tmp_path_factory, capitals_file):
 
 def test_a_4bit_lora_run_trains_and_its_loss_falls(qlora_run):
     metrics, run = qlora_run
-    losses = [r["loss"] for r in map(json.loads, (run / "history.jsonl").read_text().splitlines())
-              if r["kind"] == "train"]
+    losses = [
+        r["loss"] for r in map(json.loads, (run / "history.jsonl").read_text().splitlines()) if r["kind"] == "train"
+    ]
     assert len(losses) == 12 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.5
     assert metrics["quantize"] == "4bit" and metrics["changed_params"] == 0 < metrics["adapter_params"]
     info = json.loads((run / "checkpoints" / "final" / "dlkit_llm.json").read_text())
@@ -43,8 +44,12 @@ def test_the_adapter_loads_with_plain_peft_on_a_4bit_base(qlora_run):
 
     _, run = qlora_run
     ours, tokenizer, _ = load_trained(run)  # what eval and generate use: the base quantized again
-    nf4 = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                             bnb_4bit_compute_dtype=torch.float32)
+    nf4 = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.float32,
+    )
     base = AutoModelForCausalLM.from_pretrained(tiny_llama(), quantization_config=nf4, device_map="cpu")
     plain = PeftModel.from_pretrained(base, run / "checkpoints" / "final").eval()
     assert type(base.model.layers[0].self_attn.q_proj.base_layer).__name__ == "Linear4bit"
@@ -72,14 +77,40 @@ def test_merged_export_is_the_dequantized_base_plus_the_adapter(cli, qlora_run, 
 
 
 def test_a_quantized_base_for_a_method_that_updates_it_is_refused(cli, capitals_file, tmp_path):
-    one_line_error(cli("llm", "train", "--method", "partial", "--quantize", "4bit", "--data", capitals_file,
-                       "--output-dir", tmp_path / "r"), "--quantize 4bit: --method partial updates the base weights")
+    one_line_error(
+        cli(
+            "llm",
+            "train",
+            "--method",
+            "partial",
+            "--quantize",
+            "4bit",
+            "--data",
+            capitals_file,
+            "--output-dir",
+            tmp_path / "r",
+        ),
+        "--quantize 4bit: --method partial updates the base weights",
+    )
     assert not (tmp_path / "r").exists()
 
 
 def test_a_quantized_base_is_not_sharded(cli, capitals_file, tmp_path):
-    one_line_error(cli("llm", "train", "--quantize", "4bit", "--sharding", "fsdp", "--data", capitals_file,
-                       "--output-dir", tmp_path / "r"), "--quantize 4bit with --sharding fsdp")
+    one_line_error(
+        cli(
+            "llm",
+            "train",
+            "--quantize",
+            "4bit",
+            "--sharding",
+            "fsdp",
+            "--data",
+            capitals_file,
+            "--output-dir",
+            tmp_path / "r",
+        ),
+        "--quantize 4bit with --sharding fsdp",
+    )
     assert not (tmp_path / "r").exists()
 
 
@@ -87,7 +118,11 @@ def test_missing_bitsandbytes_names_the_extra(cli, capitals_file, tmp_path, monk
     import importlib.util
 
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes"
-                        else find_spec(name, *a))
-    one_line_error(cli("llm", "train", "--quantize", "4bit", "--data", capitals_file, "--output-dir", tmp_path / "r"),
-                   "--quantize 4bit needs bitsandbytes", "pip install 'dlkit[quantize]'")
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else find_spec(name, *a)
+    )
+    one_line_error(
+        cli("llm", "train", "--quantize", "4bit", "--data", capitals_file, "--output-dir", tmp_path / "r"),
+        "--quantize 4bit needs bitsandbytes",
+        "pip install 'dlkit[quantize]'",
+    )

@@ -39,8 +39,15 @@ def noisy_model(p_right: float):
 
 
 def test_voting_beats_a_single_sample_when_samples_disagree(tmp_path, tokenizer):
-    cfg = ReasonConfig(strategies=["cot", "self-consistency"], data="builtin:reasoning", limit=40, shots=0,
-                       samples=9, temperature=0.8, output_dir=str(tmp_path / "r"))
+    cfg = ReasonConfig(
+        strategies=["cot", "self-consistency"],
+        data="builtin:reasoning",
+        limit=40,
+        shots=0,
+        samples=9,
+        temperature=0.8,
+        output_dir=str(tmp_path / "r"),
+    )
     result = reason(cfg, complete=noisy_model(0.5), tokenizer=tokenizer)
     rows = {r["strategy"]: r for r in result["strategies"]}
     assert rows["cot"]["questions"] == rows["self-consistency"]["questions"] == 40
@@ -66,8 +73,9 @@ def test_prompts_per_strategy_and_language(tokenizer):
 
 
 def test_persian_data_and_trigger_override(tmp_path, tokenizer):
-    cfg = ReasonConfig(strategies=["cot"], data="builtin:reasoning-fa", limit=3, trigger="Think.",
-                       output_dir=str(tmp_path / "fa"))
+    cfg = ReasonConfig(
+        strategies=["cot"], data="builtin:reasoning-fa", limit=3, trigger="Think.", output_dir=str(tmp_path / "fa")
+    )
     seen = []
 
     def complete(prompts, temperature, seed):
@@ -79,8 +87,10 @@ def test_persian_data_and_trigger_override(tmp_path, tokenizer):
 
 
 def test_gsm8k_file_shots_are_not_scored(tmp_path, tokenizer):
-    rows = [{"question": f"q{i}: what is {i} + 1?", "answer": f"{i} + 1 = <<{i}+1={i + 1}>>{i + 1}\n#### {i + 1}"}
-            for i in range(6)]
+    rows = [
+        {"question": f"q{i}: what is {i} + 1?", "answer": f"{i} + 1 = <<{i}+1={i + 1}>>{i + 1}\n#### {i + 1}"}
+        for i in range(6)
+    ]
     data = write_jsonl(tmp_path / "gsm.jsonl", rows)
     assert load_problems(str(data))[2] == Problem("q2: what is 2 + 1?", "3", "2 + 1 = 3")
     seen = []
@@ -89,16 +99,36 @@ def test_gsm8k_file_shots_are_not_scored(tmp_path, tokenizer):
         seen.extend(prompts)
         return ["Answer: 0"] * len(prompts), [1] * len(prompts)
 
-    result = reason(ReasonConfig(strategies=["fewshot-cot"], data=str(data), shots=2,
-                                 output_dir=str(tmp_path / "o")), complete=complete, tokenizer=tokenizer)
+    result = reason(
+        ReasonConfig(strategies=["fewshot-cot"], data=str(data), shots=2, output_dir=str(tmp_path / "o")),
+        complete=complete,
+        tokenizer=tokenizer,
+    )
     assert result["questions"] == 4 and result["shots"] == 2
     assert all("q0:" in p and "q1:" in p for p in seen) and not any(p.endswith("q0: what is 0 + 1?") for p in seen)
 
 
 def test_reason_command_on_a_tiny_model(cli, tmp_path):
     out = tmp_path / "reason"
-    result = cli("--json", "llm", "reason", "--limit", "2", "--strategy", "direct", "--strategy", "self-consistency",
-                 "--samples", "2", "--shots", "1", "--max-new-tokens", "4", "--output-dir", out)
+    result = cli(
+        "--json",
+        "llm",
+        "reason",
+        "--limit",
+        "2",
+        "--strategy",
+        "direct",
+        "--strategy",
+        "self-consistency",
+        "--samples",
+        "2",
+        "--shots",
+        "1",
+        "--max-new-tokens",
+        "4",
+        "--output-dir",
+        out,
+    )
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     assert [r["strategy"] for r in data["strategies"]] == ["direct", "self-consistency"]
@@ -126,10 +156,21 @@ def test_hub_gsm8k_scores_its_test_split_of_the_main_config(monkeypatch, tmp_pat
     asked = []
     monkeypatch.setattr(sources, "resolve", lambda spec, kind, flag: sources.Source("hub", spec, spec))
     monkeypatch.setattr(datasets, "get_dataset_config_names", lambda repo: ["main", "socratic"])
-    monkeypatch.setattr(datasets, "load_dataset", lambda repo, name: asked.append((repo, name)) or datasets.DatasetDict(
-        {"train": datasets.Dataset.from_list(test * 2), "test": datasets.Dataset.from_list(test)}))
-    result = reason(ReasonConfig(strategies=["direct"], data="openai/gsm8k", output_dir=str(tmp_path / "hub")),
-                    complete=lambda prompts, t, s: (["2"] * len(prompts), [1] * len(prompts)), tokenizer=tokenizer)
+    monkeypatch.setattr(
+        datasets,
+        "load_dataset",
+        lambda repo, name: (
+            asked.append((repo, name))
+            or datasets.DatasetDict(
+                {"train": datasets.Dataset.from_list(test * 2), "test": datasets.Dataset.from_list(test)}
+            )
+        ),
+    )
+    result = reason(
+        ReasonConfig(strategies=["direct"], data="openai/gsm8k", output_dir=str(tmp_path / "hub")),
+        complete=lambda prompts, t, s: (["2"] * len(prompts), [1] * len(prompts)),
+        tokenizer=tokenizer,
+    )
     assert asked == [("openai/gsm8k", "main")]
     assert result["split"] == "test" and result["questions"] == 3 and result["strategies"][0]["accuracy"] == 1.0
 

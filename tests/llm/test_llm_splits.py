@@ -26,10 +26,14 @@ def test_eval_scores_held_out_conversations_and_train_only_when_asked(cli, tmp_p
 
     result = json.loads(cli("llm", "eval", "--run", run, "--max-new-tokens", "2", "--limit", "3", "--json").stdout)
     assert result["split"] == "test" and result["split_size"] == 3 and "val_loss" in result
-    train = json.loads(cli("llm", "eval", "--run", run, "--max-new-tokens", "2", "--limit", "3", "--split", "train",
-                           "--json").stdout)
+    train = json.loads(
+        cli("llm", "eval", "--run", run, "--max-new-tokens", "2", "--limit", "3", "--split", "train", "--json").stdout
+    )
     assert train["split"] == "train" and {"train_loss", "train_exact_match"} <= set(train)
     assert not any(k.startswith(("test_", "val_")) for k in train)
-    other = json.loads(cli("llm", "eval", "--run", run, "--data", capitals_file, "--max-new-tokens", "2", "--limit",
-                           "3", "--json").stdout)
+    other = json.loads(
+        cli(
+            "llm", "eval", "--run", run, "--data", capitals_file, "--max-new-tokens", "2", "--limit", "3", "--json"
+        ).stdout
+    )
     assert other["split"] == "all" and "all_exact_match" in other  # a file without a split in its name: all of it

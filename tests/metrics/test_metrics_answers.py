@@ -7,21 +7,24 @@ import pytest
 from dlkit.metrics.answers import extract_answer, gold_answer, majority_vote, normalize_number
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("3 boxes of 4 is 12. 12 - 5 = 7.\nAnswer: 7", "7"),
-    # a number in the reasoning after the answer line does not win
-    ("Answer: 42\nCheck: 40 + 2 = 42, and 3 are left over", "42"),
-    ("The answer is 1,250 dollars, for 5 books.", "1250"),
-    ("۸ * ۳ = ۲۴ سیب. ۲۴ - ۵ = ۱۹.\nپاسخ: ۱۹", "19"),  # Persian digits
-    ("جواب: ٣٤ تفاحة", "34"),  # Arabic-Indic digits
-    ("پاسخ نهایی: ۲٬۴۳۲ تومان", "2432"),  # Arabic thousands separator
-    ("قیمت ۲٫۵ است", "2.5"),  # Arabic decimal separator
-    ("2,384 + 48 = 2,432", "2432"),  # no marker: the last number
-    ("the list 1,2,3", "3"),  # commas between single digits are not thousands separators
-    ("#### 72", "72"),
-    ("answer: 7.0", "7"),
-    ("I do not know.", None),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("3 boxes of 4 is 12. 12 - 5 = 7.\nAnswer: 7", "7"),
+        # a number in the reasoning after the answer line does not win
+        ("Answer: 42\nCheck: 40 + 2 = 42, and 3 are left over", "42"),
+        ("The answer is 1,250 dollars, for 5 books.", "1250"),
+        ("۸ * ۳ = ۲۴ سیب. ۲۴ - ۵ = ۱۹.\nپاسخ: ۱۹", "19"),  # Persian digits
+        ("جواب: ٣٤ تفاحة", "34"),  # Arabic-Indic digits
+        ("پاسخ نهایی: ۲٬۴۳۲ تومان", "2432"),  # Arabic thousands separator
+        ("قیمت ۲٫۵ است", "2.5"),  # Arabic decimal separator
+        ("2,384 + 48 = 2,432", "2432"),  # no marker: the last number
+        ("the list 1,2,3", "3"),  # commas between single digits are not thousands separators
+        ("#### 72", "72"),
+        ("answer: 7.0", "7"),
+        ("I do not know.", None),
+    ],
+)
 def test_extract_answer(text, expected):
     assert extract_answer(text) == expected
 

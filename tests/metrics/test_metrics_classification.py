@@ -47,8 +47,9 @@ def test_report_equals_sklearn(seed: int) -> None:
     assert [row["f1"] for row in report["per_class"]] == pytest.approx(f.tolist(), abs=1e-12)
     assert [row["support"] for row in report["per_class"]] == s.tolist()
     for average in ("macro", "weighted"):
-        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=list(range(k)), average=average,
-                                                     zero_division=0)
+        p, r, f, _ = precision_recall_fscore_support(
+            y_true, y_pred, labels=list(range(k)), average=average, zero_division=0
+        )
         assert report[average]["precision"] == pytest.approx(p, abs=1e-12)
         assert report[average]["recall"] == pytest.approx(r, abs=1e-12)
         assert report[average]["f1"] == pytest.approx(f, abs=1e-12)

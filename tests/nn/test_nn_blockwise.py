@@ -52,8 +52,9 @@ def test_bfloat16_blocks_match_the_bfloat16_kernel():
     q, k, v = _qkv(384, 2, torch.bfloat16)
     grad = torch.randn(2, 4, 384, 16, dtype=torch.bfloat16)
     reference = lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)  # noqa: E731
-    for a, b in zip(_value_and_grads(causal_attention, q, k, v, grad), _value_and_grads(reference, q, k, v, grad),
-                    strict=True):
+    for a, b in zip(
+        _value_and_grads(causal_attention, q, k, v, grad), _value_and_grads(reference, q, k, v, grad), strict=True
+    ):
         torch.testing.assert_close(a.float(), b.float(), rtol=2e-2, atol=2e-2)
 
 
@@ -62,9 +63,12 @@ def test_other_lengths_take_torchs_own_call(length):
     """Outside the lengths where the blocks measured faster (benchmarks/attention_blocks.py) nothing changes."""
     q, k, v = _qkv(length, 2)
     assert not blockwise_applies(q, k)
-    torch.testing.assert_close(causal_attention(q, k, v),
-                               F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True),
-                               rtol=0, atol=0)
+    torch.testing.assert_close(
+        causal_attention(q, k, v),
+        F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True),
+        rtol=0,
+        atol=0,
+    )
 
 
 def test_autocast_keeps_torchs_own_call():

@@ -27,8 +27,9 @@ def _padding_mask(lengths: list[int], max_len: int) -> torch.Tensor:
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 def test_encoder_block_matches_torch(norm_first: bool, activation: str) -> None:
     torch.manual_seed(0)
-    ref = nn.TransformerEncoderLayer(DIM, HEADS, FF, dropout=0.0, activation=activation,
-                                     batch_first=True, norm_first=norm_first)
+    ref = nn.TransformerEncoderLayer(
+        DIM, HEADS, FF, dropout=0.0, activation=activation, batch_first=True, norm_first=norm_first
+    )
     _randomise_norms(ref)
     ours = EncoderBlock(DIM, HEADS, FF, dropout=0.0, norm_first=norm_first, activation=activation)
     ours.load_from_torch(ref)
@@ -50,8 +51,9 @@ def test_encoder_block_matches_torch(norm_first: bool, activation: str) -> None:
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 def test_decoder_block_matches_torch(norm_first: bool, activation: str) -> None:
     torch.manual_seed(0)
-    ref = nn.TransformerDecoderLayer(DIM, HEADS, FF, dropout=0.0, activation=activation,
-                                     batch_first=True, norm_first=norm_first)
+    ref = nn.TransformerDecoderLayer(
+        DIM, HEADS, FF, dropout=0.0, activation=activation, batch_first=True, norm_first=norm_first
+    )
     _randomise_norms(ref)
     ours = DecoderBlock(DIM, HEADS, FF, dropout=0.0, norm_first=norm_first, activation=activation)
     ours.load_from_torch(ref)
@@ -71,8 +73,9 @@ def test_decoder_block_matches_torch(norm_first: bool, activation: str) -> None:
 
 def _tiny_lm(positional: str = "learned", **kwargs: object) -> DecoderOnlyLM:
     torch.manual_seed(0)
-    return DecoderOnlyLM(vocab_size=7, dim=32, num_layers=2, num_heads=4, block_size=16, dropout=0.0,
-                         positional=positional, **kwargs)
+    return DecoderOnlyLM(
+        vocab_size=7, dim=32, num_layers=2, num_heads=4, block_size=16, dropout=0.0, positional=positional, **kwargs
+    )
 
 
 @pytest.mark.parametrize("positional", ["learned", "sinusoidal"])
@@ -83,7 +86,7 @@ def test_decoder_only_lm_is_causal(positional: str) -> None:
     logits, _ = model(torch.randint(0, 7, (2, 8)))
     for t in range(8):
         (grad,) = torch.autograd.grad(logits[:, t].square().sum(), captured["emb"], retain_graph=True)
-        assert torch.all(grad[:, t + 1:] == 0), f"position {t} sees the future"
+        assert torch.all(grad[:, t + 1 :] == 0), f"position {t} sees the future"
         assert torch.all(grad[:, : t + 1].abs().sum(-1) > 0), f"position {t} ignores part of its past"
 
 

@@ -7,8 +7,26 @@ from pathlib import Path
 
 import pytest
 
-TRAIN_ARGS = ["--max-length", "32", "--doc-stride", "8", "--lr", "3e-3", "--batch-size", "32", "--epochs", "6",
-              "--head", "linear", "--warmup", "0.1", "--log-every", "20", "--seed", "0"]
+TRAIN_ARGS = [
+    "--max-length",
+    "32",
+    "--doc-stride",
+    "8",
+    "--lr",
+    "3e-3",
+    "--batch-size",
+    "32",
+    "--epochs",
+    "6",
+    "--head",
+    "linear",
+    "--warmup",
+    "0.1",
+    "--log-every",
+    "20",
+    "--seed",
+    "0",
+]
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +41,8 @@ def trained_run(tmp_path_factory) -> Path:
 
 
 def write_squad(path: Path, paragraphs: list[dict]) -> Path:
-    path.write_text(json.dumps({"version": "v2.0", "data": [{"title": "t", "paragraphs": paragraphs}]},
-                               ensure_ascii=False), encoding="utf-8")
+    path.write_text(
+        json.dumps({"version": "v2.0", "data": [{"title": "t", "paragraphs": paragraphs}]}, ensure_ascii=False),
+        encoding="utf-8",
+    )
     return path

@@ -26,10 +26,13 @@ def test_prepare_statistics_plots_and_checked_splits(cli, tmp_path):
 
 
 def test_prepare_repairs_offsets_and_counts_answers_outside_the_context(cli, tmp_path):
-    path = squad_file(tmp_path, [
-        {"id": "off", "question": "Capital?", "answers": [{"text": "Lima", "answer_start": 24}]},
-        {"id": "outside", "question": "Language?", "answers": [{"text": "Greek", "answer_start": 999}]},
-    ])
+    path = squad_file(
+        tmp_path,
+        [
+            {"id": "off", "question": "Capital?", "answers": [{"text": "Lima", "answer_start": 24}]},
+            {"id": "outside", "question": "Language?", "answers": [{"text": "Greek", "answer_start": 999}]},
+        ],
+    )
     result = cli("--json", "qa", "prepare", "--data", path, "--output-dir", tmp_path / "out")
     assert result.exit_code == 0, result.stderr
     stats = json.loads(result.stdout)
@@ -37,12 +40,18 @@ def test_prepare_repairs_offsets_and_counts_answers_outside_the_context(cli, tmp
     assert stats["skip_reasons"] == {"answer_start outside the context": 1}
     assert "skipped 1 questions: 1 answer_start outside the context" in result.stderr
     # --strict refuses what the default repairs or skips: the first such question stops it
-    one_line_error(cli("qa", "prepare", "--data", path, "--strict", "--output-dir", tmp_path / "o2"),
-                   "question off: answer 'Lima' is at character 26, not at its answer_start 24")
-    outside = squad_file(tmp_path, [{"id": "outside", "question": "Language?",
-                                     "answers": [{"text": "Greek", "answer_start": 999}]}])
-    one_line_error(cli("qa", "prepare", "--data", outside, "--strict", "--output-dir", tmp_path / "o3"),
-                   "question outside", "answer_start 999 is outside the context")
+    one_line_error(
+        cli("qa", "prepare", "--data", path, "--strict", "--output-dir", tmp_path / "o2"),
+        "question off: answer 'Lima' is at character 26, not at its answer_start 24",
+    )
+    outside = squad_file(
+        tmp_path, [{"id": "outside", "question": "Language?", "answers": [{"text": "Greek", "answer_start": 999}]}]
+    )
+    one_line_error(
+        cli("qa", "prepare", "--data", outside, "--strict", "--output-dir", tmp_path / "o3"),
+        "question outside",
+        "answer_start 999 is outside the context",
+    )
 
 
 def test_not_squad_shaped_file(cli, tmp_path):
@@ -55,20 +64,27 @@ def test_not_squad_shaped_file(cli, tmp_path):
 
 
 def test_empty_question(cli, tmp_path):
-    path = squad_file(tmp_path, [
-        {"id": "good", "question": "Capital?", "answers": [{"text": "Lima", "answer_start": 26}]},
-        {"id": "blank", "question": "  ", "answers": [{"text": "Lima", "answer_start": 26}]},
-    ])
+    path = squad_file(
+        tmp_path,
+        [
+            {"id": "good", "question": "Capital?", "answers": [{"text": "Lima", "answer_start": 26}]},
+            {"id": "blank", "question": "  ", "answers": [{"text": "Lima", "answer_start": 26}]},
+        ],
+    )
     result = cli("--json", "qa", "prepare", "--data", path, "--output-dir", tmp_path / "out")
     assert result.exit_code == 0 and json.loads(result.stdout)["skip_reasons"] == {"empty question": 1}
-    one_line_error(cli("qa", "prepare", "--data", path, "--strict", "--output-dir", tmp_path / "o2"),
-                   "question blank: empty question")
+    one_line_error(
+        cli("qa", "prepare", "--data", path, "--strict", "--output-dir", tmp_path / "o2"),
+        "question blank: empty question",
+    )
 
 
 @pytest.mark.parametrize("command", ["train", "prepare"])
 def test_doc_stride_not_below_max_length(cli, command, tmp_path):
-    one_line_error(cli("qa", command, "--max-length", "64", "--doc-stride", "64", "--output-dir", tmp_path / "r"),
-                   "--doc-stride (64) must be smaller than --max-length (64)")
+    one_line_error(
+        cli("qa", command, "--max-length", "64", "--doc-stride", "64", "--output-dir", tmp_path / "r"),
+        "--doc-stride (64) must be smaller than --max-length (64)",
+    )
 
 
 def test_slow_tokenizer_is_refused(cli, tmp_path):
@@ -82,20 +98,22 @@ def test_slow_tokenizer_is_refused(cli, tmp_path):
     words = sorted(json.loads(vocab)["model"]["vocab"], key=json.loads(vocab)["model"]["vocab"].get)
     (folder / "vocab.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
     BertTokenizerLegacy(str(folder / "vocab.txt")).save_pretrained(folder)
-    one_line_error(cli("qa", "prepare", "--model", folder), "BertTokenizerLegacy is a slow tokenizer",
-                   "offset mapping")
+    one_line_error(cli("qa", "prepare", "--model", folder), "BertTokenizerLegacy is a slow tokenizer", "offset mapping")
 
 
 def test_run_folder_of_another_group(cli, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"_dlkit": {"group": "charrnn"}}))
     one_line_error(cli("qa", "eval", "--run", tmp_path), "is a charrnn run, not a qa run")
-    one_line_error(cli("qa", "predict", "--run", tmp_path, "--context", "Some text.", "--question", "What?"),
-                   "is a charrnn run, not a qa run")
+    one_line_error(
+        cli("qa", "predict", "--run", tmp_path, "--context", "Some text.", "--question", "What?"),
+        "is a charrnn run, not a qa run",
+    )
 
 
 def test_predict_empty_question(cli, tmp_path):
-    one_line_error(cli("qa", "predict", "--run", tmp_path, "--context", "Some text.", "--question", " "),
-                   "--question is empty")
+    one_line_error(
+        cli("qa", "predict", "--run", tmp_path, "--context", "Some text.", "--question", " "), "--question is empty"
+    )
 
 
 def test_offline_hub_ids_fail_in_one_line(cli):
@@ -105,8 +123,25 @@ def test_offline_hub_ids_fail_in_one_line(cli):
 
 def test_dropout_linear_head_trains_and_is_recorded(cli, tmp_path):
     run = tmp_path / "run"
-    result = cli("--json", "qa", "train", "--head", "dropout-linear", "--max-steps", "3", "--eval-every", "3",
-                 "--max-eval-examples", "20", "--max-length", "64", "--doc-stride", "16", "--output-dir", run)
+    result = cli(
+        "--json",
+        "qa",
+        "train",
+        "--head",
+        "dropout-linear",
+        "--max-steps",
+        "3",
+        "--eval-every",
+        "3",
+        "--max-eval-examples",
+        "20",
+        "--max-length",
+        "64",
+        "--doc-stride",
+        "16",
+        "--output-dir",
+        run,
+    )
     assert result.exit_code == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert metrics["method"] == "dropout-linear" and metrics["steps"] == 3 and metrics["val_questions"] == 20
@@ -118,31 +153,59 @@ def test_dropout_linear_head_trains_and_is_recorded(cli, tmp_path):
 
 
 def test_question_leaving_no_room_beyond_the_stride(cli, tmp_path):
-    one_line_error(cli("qa", "prepare", "--max-length", "16", "--doc-stride", "8", "--output-dir", tmp_path),
-                   "for the context, not more than --doc-stride 8", "raise --max-length or lower --doc-stride")
+    one_line_error(
+        cli("qa", "prepare", "--max-length", "16", "--doc-stride", "8", "--output-dir", tmp_path),
+        "for the context, not more than --doc-stride 8",
+        "raise --max-length or lower --doc-stride",
+    )
 
 
 def test_prepare_counts_answers_past_max_length_exactly(cli, tmp_path):
-    context = "The capital of Valoria is Lima. " + "The reader answers a long book in the library. " * 4 + \
-              "People in Valoria speak Greek."
-    path = squad_file(tmp_path, [
-        {"id": "early", "question": "Capital?", "answers": [{"text": "Lima", "answer_start": 26}]},
-        {"id": "late", "question": "Language?", "answers": [{"text": "Greek", "answer_start": context.index("Greek")}]},
-    ], context=context)
-    result = cli("--json", "qa", "prepare", "--data", path, "--max-length", "24", "--doc-stride", "8",
-                 "--output-dir", tmp_path / "out")
+    context = (
+        "The capital of Valoria is Lima. "
+        + "The reader answers a long book in the library. " * 4
+        + "People in Valoria speak Greek."
+    )
+    path = squad_file(
+        tmp_path,
+        [
+            {"id": "early", "question": "Capital?", "answers": [{"text": "Lima", "answer_start": 26}]},
+            {
+                "id": "late",
+                "question": "Language?",
+                "answers": [{"text": "Greek", "answer_start": context.index("Greek")}],
+            },
+        ],
+        context=context,
+    )
+    result = cli(
+        "--json",
+        "qa",
+        "prepare",
+        "--data",
+        path,
+        "--max-length",
+        "24",
+        "--doc-stride",
+        "8",
+        "--output-dir",
+        tmp_path / "out",
+    )
     assert result.exit_code == 0, result.stderr
     train = json.loads(result.stdout)["splits"]["all"]  # squad.json names no split
     assert train["answers_past_max_length_pct"] == 50.0 and train["windows_per_question"] > 2
 
 
 def test_prepare_plots_questions_by_number_of_answers(cli, tmp_path):
-    path = squad_file(tmp_path, [
-        {"id": "none", "question": "Mayor?", "answers": [], "is_impossible": True},
-        {"id": "one", "question": "Capital?", "answers": [{"text": "Lima", "answer_start": 25}]},
-        {"id": "one-b", "question": "Speak?", "answers": [{"text": "Greek", "answer_start": 56}]},
-        {"id": "three", "question": "Capital city?", "answers": [{"text": "Lima", "answer_start": 25}] * 3},
-    ])
+    path = squad_file(
+        tmp_path,
+        [
+            {"id": "none", "question": "Mayor?", "answers": [], "is_impossible": True},
+            {"id": "one", "question": "Capital?", "answers": [{"text": "Lima", "answer_start": 25}]},
+            {"id": "one-b", "question": "Speak?", "answers": [{"text": "Greek", "answer_start": 56}]},
+            {"id": "three", "question": "Capital city?", "answers": [{"text": "Lima", "answer_start": 25}] * 3},
+        ],
+    )
     result = cli("--json", "qa", "prepare", "--data", path, "--output-dir", tmp_path / "out")
     assert result.exit_code == 0, result.stderr
     per_split = json.loads(result.stdout)["answers_per_question"]
@@ -168,5 +231,8 @@ def test_prepare_names_a_single_file_by_the_split_it_is(cli, tmp_path, name, spl
 def test_predict_context_file_that_is_not_utf8(cli, tmp_path, trained_run):
     passage = tmp_path / "passage.txt"
     passage.write_bytes("The capital of Valoria is Lima.".encode("utf-16"))
-    one_line_error(cli("qa", "predict", "--run", trained_run, "--context", passage, "--question", "Capital?"),
-                   f"--context {passage}: not UTF-8 text", "re-save it as UTF-8")
+    one_line_error(
+        cli("qa", "predict", "--run", trained_run, "--context", passage, "--question", "Capital?"),
+        f"--context {passage}: not UTF-8 text",
+        "re-save it as UTF-8",
+    )

@@ -13,9 +13,25 @@ ARGS = ["--max-length", "32", "--doc-stride", "8", "--batch-size", "32", "--lr",
 
 
 def write_rows(path, examples, answers=True):
-    path.write_text("".join(json.dumps({"id": e.id, "context": e.context, "question": e.question, "answers": {
-        "text": e.answers if answers else [], "answer_start": e.answer_starts if answers else []}},
-        ensure_ascii=False) + "\n" for e in examples), encoding="utf-8")
+    path.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": e.id,
+                    "context": e.context,
+                    "question": e.question,
+                    "answers": {
+                        "text": e.answers if answers else [],
+                        "answer_start": e.answer_starts if answers else [],
+                    },
+                },
+                ensure_ascii=False,
+            )
+            + "\n"
+            for e in examples
+        ),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -58,11 +74,30 @@ def test_training_says_it_collapsed(cli, tmp_path):
 
 def test_predict_prints_no_answer_plainly(cli, collapsed):
     run, _ = collapsed
-    result = cli("qa", "predict", "--run", run, "--context", "The capital of Valoria is Lima.", "--question",
-                 "What is the capital of Valoria?")
+    result = cli(
+        "qa",
+        "predict",
+        "--run",
+        run,
+        "--context",
+        "The capital of Valoria is Lima.",
+        "--question",
+        "What is the capital of Valoria?",
+    )
     assert result.exit_code == 0, result.stderr
     assert result.stdout.split()[:2] == ["no", "answer"], result.stdout
     assert result.stdout.split()[2].startswith("(p=") and "-1" not in result.stdout, result.stdout
-    answer = json.loads(cli("--json", "qa", "predict", "--run", run, "--context", "The capital of Valoria is Lima.",
-                            "--question", "What is the capital of Valoria?").stdout)
+    answer = json.loads(
+        cli(
+            "--json",
+            "qa",
+            "predict",
+            "--run",
+            run,
+            "--context",
+            "The capital of Valoria is Lima.",
+            "--question",
+            "What is the capital of Valoria?",
+        ).stdout
+    )
     assert answer["answer"] == "" and answer["start"] is None and answer["end"] is None

@@ -22,18 +22,24 @@ def test_builtin_answers_are_spans_of_their_contexts():
     assert 0 < len(unanswerable) < len(examples) / 5
     for e in examples:
         for text, start in zip(e.answers, e.answer_starts, strict=True):
-            assert e.context[start:start + len(text)] == text
+            assert e.context[start : start + len(text)] == text
 
 
 def test_off_by_a_few_offset_is_repaired_and_far_one_skipped(tmp_path):
     report = LoadReport()
-    examples = read_file(squad_file(tmp_path, [
-        {"id": "ok", "question": "Capital?", "answers": [{"text": "Lima", "answer_start": 26}]},
-        {"id": "off", "question": "Capital?", "answers": [{"text": "Lima", "answer_start": 23}]},
-        {"id": "far", "question": "What?", "answers": [{"text": "Paris", "answer_start": 3}]},
-        {"id": "outside", "question": "What?", "answers": [{"text": "Lima", "answer_start": 400}]},
-        {"id": "none", "question": "Currency?", "answers": [], "is_impossible": True},
-    ]), report=report)
+    examples = read_file(
+        squad_file(
+            tmp_path,
+            [
+                {"id": "ok", "question": "Capital?", "answers": [{"text": "Lima", "answer_start": 26}]},
+                {"id": "off", "question": "Capital?", "answers": [{"text": "Lima", "answer_start": 23}]},
+                {"id": "far", "question": "What?", "answers": [{"text": "Paris", "answer_start": 3}]},
+                {"id": "outside", "question": "What?", "answers": [{"text": "Lima", "answer_start": 400}]},
+                {"id": "none", "question": "Currency?", "answers": [], "is_impossible": True},
+            ],
+        ),
+        report=report,
+    )
     assert [e.id for e in examples] == ["ok", "off", "none"]
     assert examples[1].answer_starts == [26] and report.repaired == 1
     assert report.skipped == 2
@@ -49,13 +55,19 @@ def test_offset_check_folds_persian_spelling_variants():
 
 
 def test_flat_jsonl_and_csv_read_like_squad(tmp_path):
-    row = {"id": "a", "title": "t", "context": "The capital of Valoria is Lima.", "question": "Capital?",
-           "answers": {"text": ["Lima"], "answer_start": [26]}}
+    row = {
+        "id": "a",
+        "title": "t",
+        "context": "The capital of Valoria is Lima.",
+        "question": "Capital?",
+        "answers": {"text": ["Lima"], "answer_start": [26]},
+    }
     jsonl = tmp_path / "d.jsonl"
     jsonl.write_text(json.dumps(row) + "\n")
     csv_path = tmp_path / "d.csv"
-    csv_path.write_text("id,context,question,answer_text,answer_start\nb,The capital of Valoria is Lima.,Capital?,"
-                        "Lima,26\n")
+    csv_path.write_text(
+        "id,context,question,answer_text,answer_start\nb,The capital of Valoria is Lima.,Capital?,Lima,26\n"
+    )
     for path in (jsonl, csv_path):
         (example,) = read_file(path)
         assert example.answers == ["Lima"] and example.answer_starts == [26]
@@ -74,11 +86,17 @@ def test_hub_dataset_rows_and_split_names(monkeypatch):
     import dlkit.qa.data as qa_data
     from dlkit.core.sources import Source
 
-    row = {"id": "1", "title": "t", "context": "پایتخت والوریا لیما است.", "question": "پایتخت والوریا کجاست؟",
-           "answers": {"text": ["لیما"], "answer_start": [15]}}
+    row = {
+        "id": "1",
+        "title": "t",
+        "context": "پایتخت والوریا لیما است.",
+        "question": "پایتخت والوریا کجاست؟",
+        "answers": {"text": ["لیما"], "answer_start": [15]},
+    }
     unanswerable = {**row, "id": "2", "answers": {"text": [], "answer_start": []}}
-    hub = datasets.DatasetDict({"train": datasets.Dataset.from_list([row, unanswerable]),
-                                "dev": datasets.Dataset.from_list([row])})
+    hub = datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list([row, unanswerable]), "dev": datasets.Dataset.from_list([row])}
+    )
     monkeypatch.setattr(qa_data, "resolve", lambda spec, kind, flag: Source("hub", spec, spec))
     monkeypatch.setattr(datasets, "load_dataset", lambda name: hub)
     splits = load_splits("someone/persian-qa")
@@ -99,8 +117,15 @@ def test_builtin_tiny_bert_is_the_same_in_every_fresh_cache(tmp_path):
     for name in ("a", "b"):
         env = {**os.environ, "DLKIT_CACHE": str(tmp_path / name), "PYTHONHASHSEED": "random"}
         code = "from dlkit.builtin import BUILTINS; print(BUILTINS['tiny-bert'].load())"
-        folder = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                                check=True).stdout.strip().splitlines()[-1]
-        digests.append({f: hashlib.sha256((Path(folder) / f).read_bytes()).hexdigest()
-                        for f in ("tokenizer.json", "model.safetensors")})
+        folder = (
+            subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        digests.append(
+            {
+                f: hashlib.sha256((Path(folder) / f).read_bytes()).hexdigest()
+                for f in ("tokenizer.json", "model.safetensors")
+            }
+        )
     assert digests[0] == digests[1]

@@ -13,9 +13,17 @@ def plain_answer(model, tokenizer, question: str, context: str, settings: dict) 
     """The highest start+end logit over every window and every valid span, as a plain transformers user would."""
     import torch
 
-    enc = tokenizer(question, context, truncation="only_second", max_length=settings["max_length"],
-                    stride=settings["doc_stride"], return_overflowing_tokens=True, return_offsets_mapping=True,
-                    padding="max_length", return_tensors="pt")
+    enc = tokenizer(
+        question,
+        context,
+        truncation="only_second",
+        max_length=settings["max_length"],
+        stride=settings["doc_stride"],
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding="max_length",
+        return_tensors="pt",
+    )
     offsets = enc.pop("offset_mapping")
     enc.pop("overflow_to_sample_mapping")
     with torch.no_grad():
@@ -28,7 +36,7 @@ def plain_answer(model, tokenizer, question: str, context: str, settings: dict) 
                 if i <= j < i + settings["max_answer_length"]:
                     score = float(out.start_logits[w, i] + out.end_logits[w, j])
                     if score > best:
-                        best, text = score, context[int(offsets[w, i, 0]):int(offsets[w, j, 1])]
+                        best, text = score, context[int(offsets[w, i, 0]) : int(offsets[w, j, 1])]
     return text
 
 
@@ -60,9 +68,16 @@ def test_run_copied_elsewhere_answers_with_plain_transformers(cli, tmp_path, tra
 
     ours_model, _, _ = load_trained(folder)
     context, question = questions[0]
-    enc = tokenizer(question, context, truncation="only_second", max_length=settings["max_length"],
-                    stride=settings["doc_stride"], return_overflowing_tokens=True, padding="max_length",
-                    return_tensors="pt")
+    enc = tokenizer(
+        question,
+        context,
+        truncation="only_second",
+        max_length=settings["max_length"],
+        stride=settings["doc_stride"],
+        return_overflowing_tokens=True,
+        padding="max_length",
+        return_tensors="pt",
+    )
     enc.pop("overflow_to_sample_mapping")
     with torch.no_grad():
         plain = model(**enc)

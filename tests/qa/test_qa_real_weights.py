@@ -31,7 +31,8 @@ def test_real_bert_weights_and_wordpiece_offsets():
     windows = make_windows(tokenizer, [example], cfg)
     assert len(windows) >= 3
     labelled = [w for w in windows if w.start_position != w.cls_index]
-    assert labelled and all(context[w.offsets[w.start_position][0]:w.offsets[w.end_position][1]] == answer
-                            for w in labelled)
+    assert labelled and all(
+        context[w.offsets[w.start_position][0] : w.offsets[w.end_position][1]] == answer for w in labelled
+    )
     (span,) = spans_for(model, tokenizer, [example], cfg, allow_null=False, batch_size=8)["q"]
-    assert span.text and context[span.start_char:span.end_char] == span.text
+    assert span.text and context[span.start_char : span.end_char] == span.text

@@ -11,8 +11,22 @@ def test_eval_of_a_single_file_run_scores_its_held_out_contexts(cli, tmp_path):
     single = tmp_path / "all.json"  # one SQuAD file: training holds out 10% of its contexts
     single.write_text(json.dumps(squad), encoding="utf-8")
     run = tmp_path / "run"
-    trained = cli("qa", "train", "--data", single, "--max-length", "32", "--doc-stride", "8", "--max-steps", "1",
-                  "--batch-size", "8", "--output-dir", run)
+    trained = cli(
+        "qa",
+        "train",
+        "--data",
+        single,
+        "--max-length",
+        "32",
+        "--doc-stride",
+        "8",
+        "--max-steps",
+        "1",
+        "--batch-size",
+        "8",
+        "--output-dir",
+        run,
+    )
     assert trained.exit_code == 0, trained.stderr
     recorded = json.loads((run / "config.json").read_text())["_dlkit"]["splits"]
     ids = json.loads((run / "splits.json").read_text())

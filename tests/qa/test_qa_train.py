@@ -48,8 +48,9 @@ def test_answers_beyond_the_first_window_are_found(cli, trained_run, tmp_path):
     for i, e in enumerate(x for x in load_splits("builtin:qa-synthetic")["test"] if x.answerable):
         pool = english if e.question.isascii() else persian
         prefix = f"{pool[2 * i % len(pool)]} {pool[(2 * i + 1) % len(pool)]} "
-        shifted.append(QAExample(e.id, prefix + e.context, e.question, e.answers,
-                                 [s + len(prefix) for s in e.answer_starts]))
+        shifted.append(
+            QAExample(e.id, prefix + e.context, e.question, e.answers, [s + len(prefix) for s in e.answer_starts])
+        )
     windows = make_windows(tokenizer, shifted, WindowConfig(max_length=32, doc_stride=8))
     first_window = {}
     for window in windows:
@@ -57,8 +58,22 @@ def test_answers_beyond_the_first_window_are_found(cli, trained_run, tmp_path):
     late = [shifted[i] for i, w in first_window.items() if w.start_position == w.cls_index]
     assert len(late) > 100
     path = tmp_path / "late.jsonl"
-    path.write_text("".join(json.dumps({"id": e.id, "context": e.context, "question": e.question, "answers": {
-        "text": e.answers, "answer_start": e.answer_starts}}, ensure_ascii=False) + "\n" for e in late), "utf-8")
+    path.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": e.id,
+                    "context": e.context,
+                    "question": e.question,
+                    "answers": {"text": e.answers, "answer_start": e.answer_starts},
+                },
+                ensure_ascii=False,
+            )
+            + "\n"
+            for e in late
+        ),
+        "utf-8",
+    )
 
     result = cli("--json", "qa", "eval", "--run", trained_run, "--data", path)
     assert result.exit_code == 0, result.stderr
@@ -74,10 +89,21 @@ def test_predict_agrees_with_eval(cli, trained_run):
     right = next(e for e in examples if e.answerable and predictions[e.id] == e.answers[0])
     context_file = trained_run / "context.txt"
     context_file.write_text(right.context, encoding="utf-8")
-    result = cli("--json", "qa", "predict", "--run", trained_run, "--context", context_file, "--question",
-                 right.question, "--top-k", "3")
+    result = cli(
+        "--json",
+        "qa",
+        "predict",
+        "--run",
+        trained_run,
+        "--context",
+        context_file,
+        "--question",
+        right.question,
+        "--top-k",
+        "3",
+    )
     assert result.exit_code == 0, result.stderr
     answer = json.loads(result.stdout)
     assert answer["answer"] == right.answers[0] and len(answer["candidates"]) == 3
-    assert right.context[answer["start"]:answer["end"]] == right.answers[0]
+    assert right.context[answer["start"] : answer["end"]] == right.answers[0]
     assert 0 < answer["probability"] <= 1

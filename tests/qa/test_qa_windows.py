@@ -37,7 +37,7 @@ def test_every_label_maps_back_to_its_answer_text(tokenizer):
     for w in windows:
         example = examples[w.example_index]
         if w.start_position != w.cls_index:
-            text = example.context[w.offsets[w.start_position][0]:w.offsets[w.end_position][1]]
+            text = example.context[w.offsets[w.start_position][0] : w.offsets[w.end_position][1]]
             assert text == example.answers[0]
             labelled.add(w.example_index)
     answerable = {i for i, e in enumerate(examples) if e.answerable}
@@ -55,7 +55,7 @@ def test_answer_beyond_the_first_window_is_found_by_striding(tokenizer):
     label = windows[holding[-1]]
     starts, ends = one_hot_logits(windows, {holding[-1]: (label.start_position, label.end_position)})
     spans = best_spans([example], windows, starts, ends, cfg, allow_null=False)
-    assert spans["q"][0].text == "Lima" and context[spans["q"][0].start_char:spans["q"][0].end_char] == "Lima"
+    assert spans["q"][0].text == "Lima" and context[spans["q"][0].start_char : spans["q"][0].end_char] == "Lima"
     # truncating to the first window (no striding) cannot find it
     first_only = best_spans([example], windows[:1], starts[:1], ends[:1], cfg, allow_null=False)
     assert first_only["q"][0].text != "Lima"
@@ -79,12 +79,20 @@ def test_post_processing_rules(tokenizer):
 
 
 def test_scores_match_the_official_squad_v2_definition():
-    examples = [QAExample("a", "x", "q", ["Lima"], [0]), QAExample("b", "x", "q", ["the red door"], [0]),
-                QAExample("c", "x", "q", [], []), QAExample("d", "x", "q", [], [])]
+    examples = [
+        QAExample("a", "x", "q", ["Lima"], [0]),
+        QAExample("b", "x", "q", ["the red door"], [0]),
+        QAExample("c", "x", "q", [], []),
+        QAExample("d", "x", "q", [], []),
+    ]
     from dlkit.qa.windows import Span
 
-    spans = {"a": [Span("Lima.", 1, 0, 0)], "b": [Span("red house", 1, 0, 0)], "c": [Span("", 1, 0, 0)],
-             "d": [Span("Lima", 1, 0, 0)]}
+    spans = {
+        "a": [Span("Lima.", 1, 0, 0)],
+        "b": [Span("red house", 1, 0, 0)],
+        "c": [Span("", 1, 0, 0)],
+        "d": [Span("Lima", 1, 0, 0)],
+    }
     result = score(examples, spans)
     # official v2 script: EM a=1 b=0 c=1 d=0; F1 b: tokens {red, house} vs {red, door} -> 0.5
     assert result["exact_match"] == pytest.approx(50.0) and result["f1"] == pytest.approx(62.5)
@@ -98,9 +106,31 @@ def test_persian_variants_match_in_eval(tokenizer, tmp_path):
     gold = "مي خواند"  # Arabic yeh and a space where the context has Persian yeh and a ZWNJ
     start = context.index("می\u200cخواند")
     path = tmp_path / "fa.json"
-    path.write_text(json.dumps({"data": [{"title": "fa", "paragraphs": [{"context": context, "qas": [
-        {"id": "fa", "question": "نویسنده کتاب را چه می‌کند؟", "answers": [{"text": gold, "answer_start": start}]}
-    ]}]}]}, ensure_ascii=False), encoding="utf-8")
+    path.write_text(
+        json.dumps(
+            {
+                "data": [
+                    {
+                        "title": "fa",
+                        "paragraphs": [
+                            {
+                                "context": context,
+                                "qas": [
+                                    {
+                                        "id": "fa",
+                                        "question": "نویسنده کتاب را چه می‌کند؟",
+                                        "answers": [{"text": gold, "answer_start": start}],
+                                    }
+                                ],
+                            }
+                        ],
+                    }
+                ]
+            },
+            ensure_ascii=False,
+        ),
+        encoding="utf-8",
+    )
     (example,) = read_file(path)
     assert example.answers == [gold] and example.answer_starts == [start]
     cfg = WindowConfig(max_length=64, doc_stride=16)

@@ -27,7 +27,8 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (fast / "samples").mkdir()
     (fast / "samples" / "step_0000003.md").write_text(
         f"# samples at step 3\n\n**question:** {PERSIAN_QUESTION}\n\n**answer:** {PERSIAN_ANSWER}\n\n---\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     (fast / "samples" / "before_after.md").write_text("the same answers as before_after.jsonl\n")
     (fast / "data").mkdir()  # a prepared-data copy and a vocabulary: not report material
     (fast / "data" / "prepared.json").write_text(json.dumps({"records": [{"text": "prepared row"}]}))
@@ -55,8 +56,18 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "image,true,predicted,confidence\n"
         f"{dataset / 'square_1.jpg'},square,circle,0.61\n"
         f"{dataset / 'missing.png'},circle,triangle,0.55\n"
-        f"{dataset / 'triangle_4.png'},triangle,square,0.52\n", encoding="utf-8")
+        f"{dataset / 'triangle_4.png'},triangle,square,0.52\n",
+        encoding="utf-8",
+    )
     with open(probe / "samples" / "captions.jsonl", "w", encoding="utf-8") as fh:  # relative to the run folder
-        fh.write(json.dumps({"image": "samples/grid.png", "generated": "a red rectangle",
-                             "references": ["a red box", "a rectangle"]}) + "\n")
+        fh.write(
+            json.dumps(
+                {
+                    "image": "samples/grid.png",
+                    "generated": "a red rectangle",
+                    "references": ["a red box", "a rectangle"],
+                }
+            )
+            + "\n"
+        )
     return root

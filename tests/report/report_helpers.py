@@ -14,7 +14,8 @@ PERSIAN_ANSWER = "تهران پایتخت ایران است."
 
 
 def regression_run(root: Path, group: str, name: str, lr: float, **overrides) -> Path:
-    cfg = TrainConfig(output_dir=str(root / group / name), max_steps=6, lr=lr, batch_size=32, eval_every=3,
-                      log_every=1, **overrides)
+    cfg = TrainConfig(
+        output_dir=str(root / group / name), max_steps=6, lr=lr, batch_size=32, eval_every=3, log_every=1, **overrides
+    )
     fit(RegressionTask(), cfg, Run.create(group, cfg, name))
     return root / group / name

@@ -100,7 +100,7 @@ def decode_png(src: str) -> tuple[int, int]:
 
     prefix = "data:image/png;base64,"
     assert src.startswith(prefix), src[:40]
-    data = base64.b64decode(src[len(prefix):], validate=True)
+    data = base64.b64decode(src[len(prefix) :], validate=True)
     with Image.open(io.BytesIO(data)) as image:
         assert image.format == "PNG"
         image.load()
@@ -109,4 +109,4 @@ def decode_png(src: str) -> tuple[int, int]:
 
 def assert_rtl(page: Page, text: str) -> None:
     inside = "".join(page.rtl_text)
-    assert text in inside, f"{text!r} is not inside a dir=\"rtl\" element"
+    assert text in inside, f'{text!r} is not inside a dir="rtl" element'

@@ -69,15 +69,21 @@ def read_only_folder(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("where", ["missing-folder", "under-a-file", "a-folder", "read-only"])
 def test_output_not_writable(cli, sweep, tmp_path, where):
     (tmp_path / "file.txt").write_text("x")
-    target = {"missing-folder": lambda: tmp_path / "no" / "such" / "r.html",
-              "under-a-file": lambda: tmp_path / "file.txt" / "r.html",
-              "a-folder": lambda: tmp_path,
-              "read-only": lambda: read_only_folder(tmp_path) / "r.html"}[where]()
+    target = {
+        "missing-folder": lambda: tmp_path / "no" / "such" / "r.html",
+        "under-a-file": lambda: tmp_path / "file.txt" / "r.html",
+        "a-folder": lambda: tmp_path,
+        "read-only": lambda: read_only_folder(tmp_path) / "r.html",
+    }[where]()
     try:
         error = one_line_error(cli("report", sweep / "beta", "-o", target))
     finally:
         if (tmp_path / "ro").exists():
             (tmp_path / "ro").chmod(0o700)
     assert f"--output {target}:" in error
-    assert {"missing-folder": "is not an existing folder", "under-a-file": "is not an existing folder",
-            "a-folder": "is a folder", "read-only": "cannot write there (Permission denied)"}[where] in error
+    assert {
+        "missing-folder": "is not an existing folder",
+        "under-a-file": "is not an existing folder",
+        "a-folder": "is a folder",
+        "read-only": "cannot write there (Permission denied)",
+    }[where] in error

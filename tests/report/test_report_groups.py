@@ -10,12 +10,52 @@ from dlkit.core.run import Run
 from dlkit.report.build import report_hook
 
 TRAIN = {
-    "charrnn": ["--max-steps", "6", "--eval-every", "3", "--hidden-size", "16", "--num-layers", "1",
-                "--batch-size", "8", "--block-size", "16", "--sample-chars", "40", "--report-to", "tensorboard"],
-    "vit": ["--max-steps", "4", "--eval-every", "2", "--batch-size", "8", "--max-train-samples", "32",
-            "--max-eval-samples", "16"],
-    "llm": ["--data", "builtin:instruct-fa", "--max-steps", "4", "--eval-every", "2", "--batch-size", "4",
-            "--limit", "40", "--max-new-tokens", "8", "--max-length", "64"],
+    "charrnn": [
+        "--max-steps",
+        "6",
+        "--eval-every",
+        "3",
+        "--hidden-size",
+        "16",
+        "--num-layers",
+        "1",
+        "--batch-size",
+        "8",
+        "--block-size",
+        "16",
+        "--sample-chars",
+        "40",
+        "--report-to",
+        "tensorboard",
+    ],
+    "vit": [
+        "--max-steps",
+        "4",
+        "--eval-every",
+        "2",
+        "--batch-size",
+        "8",
+        "--max-train-samples",
+        "32",
+        "--max-eval-samples",
+        "16",
+    ],
+    "llm": [
+        "--data",
+        "builtin:instruct-fa",
+        "--max-steps",
+        "4",
+        "--eval-every",
+        "2",
+        "--batch-size",
+        "4",
+        "--limit",
+        "40",
+        "--max-new-tokens",
+        "8",
+        "--max-length",
+        "64",
+    ],
 }
 
 
@@ -38,7 +78,7 @@ def test_report_over_three_groups(cli, group_runs, tmp_path):
     page = parse_page(html)
     for group in TRAIN:
         start = page.headings.index(group)
-        assert page.headings[start + 1:start + 4] == ["Comparison", "Loss curves", f"Run {group}"], group
+        assert page.headings[start + 1 : start + 4] == ["Comparison", "Loss curves", f"Run {group}"], group
     assert len([s for s in page.details_summaries if s.startswith("Effective config")]) == 3
     images = [decode_png(src) for src in page.images]
     assert len(images) >= 3 + 1 + 1  # loss curves per group, charrnn's val_bpc, vit's confusion matrix

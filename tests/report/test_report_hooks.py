@@ -10,7 +10,7 @@ from report_page import decode_png, parse_page
 
 from dlkit.report import build
 
-HOOK = '''
+HOOK = """
 from dlkit.report import Image, Section, Table, Text, generic_sections
 
 
@@ -23,7 +23,7 @@ def report_sections(run):
                               Image(run.plots_dir / "attention_not_drawn.png", "missing")]),
         Section("Score", [Text(f"final val_loss {metrics['val_loss']:.3f}")]),
     ]
-'''
+"""
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def test_the_group_hook_replaces_the_generic_sections(cli, sweep, plugin, tmp_pa
     result = cli("report", sweep, "-o", tmp_path / "r.html")
     assert result.exit_code == 0, result.stderr
     page = parse_page((tmp_path / "r.html").read_text(encoding="utf-8"))
-    beta = page.headings[page.headings.index("beta"):]
+    beta = page.headings[page.headings.index("beta") :]
     assert beta[:4] == ["beta", "Comparison", "Loss curves", "Run probe"]
     assert beta[4:] == ["Before and after", "Attention", "Score"]  # the hook's, instead of the generic ones
     assert "Figures" in page.headings  # alpha has no hook: generic sections
@@ -60,8 +60,13 @@ def test_without_a_report_module_the_generic_sections_are_used(plugin):
     assert build.report_hook("alpha") is None  # no entry point at all
 
 
-@pytest.mark.parametrize("body, error", [("raise KeyError('attention_maps')", "KeyError"),
-                                         ("return [Section('x', ['a string is not a part'])]", "TypeError")])
+@pytest.mark.parametrize(
+    "body, error",
+    [
+        ("raise KeyError('attention_maps')", "KeyError"),
+        ("return [Section('x', ['a string is not a part'])]", "TypeError"),
+    ],
+)
 def test_a_failing_hook_is_reported_and_the_generic_sections_used(cli, sweep, plugin, tmp_path, body, error):
     (plugin / "report.py").write_text(f"from dlkit.report import Section\n\n\ndef report_sections(run):\n    {body}\n")
     result = cli("report", sweep / "beta", "-o", tmp_path / "r.html")

@@ -37,7 +37,7 @@ def test_config_is_collapsed_and_shows_what_differs(report):
     settings = len(saved_dict(TrainConfig()))  # 2 differ: lr, output_dir
     assert f"Effective config ({settings} settings, 2 differ between the runs)" in page.details_summaries
     config = re.search(r"<details class=\"config\">.*?</details>", report, re.S).group()
-    assert "<details class=\"config\"><summary>" in config and " open" not in config.split(">")[0]
+    assert '<details class="config"><summary>' in config and " open" not in config.split(">")[0]
     highlighted = parse_page(config).highlighted_rows
     assert ["lr", "0.03", "0.001"] in highlighted and [row[0] for row in highlighted] == ["output_dir", "lr"]
 
@@ -59,7 +59,7 @@ def test_images_are_embedded_pngs_and_nothing_is_fetched(report):
     assert (24, 16) in sizes
     assert (160, 160) in sizes and (160, 100) in sizes  # the JPEG too, as a PNG thumbnail
     assert "true: square, predicted: circle, confidence: 0.61" in report
-    assert 'generated: a red rectangle, references: [&quot;a red box&quot;, &quot;a rectangle&quot;]' in report
+    assert "generated: a red rectangle, references: [&quot;a red box&quot;, &quot;a rectangle&quot;]" in report
     assert page.scripts == 0
     assert not [link for link in page.links if not link.startswith(("#", "data:image/png;base64,"))]
     assert "http://" not in report and "https://" not in report and "@import" not in report
@@ -81,8 +81,14 @@ def test_tables_from_csv_json_and_jsonl(report):
     assert classes[-3:] == ["macro avg", "weighted avg", "accuracy"]
     worst = [row for row in page.highlighted_rows if row and row[0] in ("circle", "square", "triangle")]
     assert len(worst) == 1 and worst[0][0] == classes[2]  # the lowest F1, last of the classes
-    f1 = [float(v) for v in re.findall(r"<tr[^>]*><td>(?:circle|square|triangle)</td>"
-                                       r"<td[^>]*>[^<]*</td><td[^>]*>[^<]*</td><td[^>]*>([^<]*)</td>", per_class)]
+    f1 = [
+        float(v)
+        for v in re.findall(
+            r"<tr[^>]*><td>(?:circle|square|triangle)</td>"
+            r"<td[^>]*>[^<]*</td><td[^>]*>[^<]*</td><td[^>]*>([^<]*)</td>",
+            per_class,
+        )
+    ]
     assert f1 == sorted(f1, reverse=True)
     assert "test_bleu4" in report and "0.3125" in report  # eval.json
     assert "2+2 is 5" in report and "a blue square" in report  # jsonl records and text samples
@@ -120,4 +126,4 @@ def test_a_run_without_metrics_yet_is_reported(cli, sweep, tmp_path):
     html = (tmp_path / "r.html").read_text(encoding="utf-8")
     page = parse_page(html)
     assert "Run unfinished" in page.headings and "Loss curves" in page.headings
-    assert "<h1 dir=\"rtl\">گزارش تمرین ۳</h1>" in html
+    assert '<h1 dir="rtl">گزارش تمرین ۳</h1>' in html

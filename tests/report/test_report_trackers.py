@@ -38,11 +38,11 @@ def wandb_records(run_dir: Path) -> list:
         if block - pos % block < 7:  # a block's tail too short for a header is padding
             pos += block - pos % block
             continue
-        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
         if kind == 0 and length == 0:
             pos += block - pos % block
             continue
-        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
         chunks = chunk if kind in (1, 2) else chunks + chunk
         if kind in (1, 4):
             record = wandb_internal_pb2.Record()
@@ -133,8 +133,10 @@ def test_mlflow_file_store_holds_the_history_the_config_and_the_final_metrics(tm
     client, found = mlflow_run("alpha")
     assert found.info.run_name == "ml" and found.info.status == "FINISHED"
     expected = logged_history(run)
-    logged = {key: [(m.step, m.value) for m in client.get_metric_history(found.info.run_id, key)]
-              for key in [*expected, "final/val_loss"]}
+    logged = {
+        key: [(m.step, m.value) for m in client.get_metric_history(found.info.run_id, key)]
+        for key in [*expected, "final/val_loss"]
+    }
     assert_same_history(logged, expected)
     assert float(found.data.params["lr"]) == pytest.approx(1e-2) and found.data.params["max_steps"] == "6"
     assert logged["final/val_loss"] == [(6, pytest.approx(run.read_metrics()["val_loss"], rel=1e-6))]
@@ -145,8 +147,9 @@ def test_several_trackers_at_once(tmp_path, wandb_offline, mlflow_store):
     expected = logged_history(run)
     assert_same_history(wandb_run(run.dir)[0], expected)
     client, found = mlflow_run("beta")
-    assert [(m.step, m.value) for m in client.get_metric_history(found.info.run_id, "train/loss")] == \
-        [(s, pytest.approx(v, rel=1e-6)) for s, v in expected["train/loss"]]
+    assert [(m.step, m.value) for m in client.get_metric_history(found.info.run_id, "train/loss")] == [
+        (s, pytest.approx(v, rel=1e-6)) for s, v in expected["train/loss"]
+    ]
     assert list((run.dir / "tensorboard").rglob("events.out.tfevents.*"))
 
 
@@ -157,8 +160,9 @@ def test_a_missing_tracker_package_is_one_line_naming_it(cli, tmp_path, monkeypa
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
     result = cli("charrnn", "train", "--report-to", "tensorboard,mlflow", "--output-dir", tmp_path / "run")
     assert result.exit_code == 2
-    assert result.stderr.strip() == ("error: --report-to mlflow: the package is not installed; install it with: "
-                                     "pip install mlflow")
+    assert result.stderr.strip() == (
+        "error: --report-to mlflow: the package is not installed; install it with: pip install mlflow"
+    )
     assert not (tmp_path / "run").exists()
 
 

@@ -17,8 +17,22 @@ def deit_run(tmp_path_factory):
     from dlkit.cli import main
 
     out = tmp_path_factory.mktemp("deit") / "run"
-    code = main(["vit", "train", "--model", "builtin:tiny-deit", "--method", "last-block", "--image-size", "48",
-                 "--augment", "--output-dir", str(out), *QUICK])
+    code = main(
+        [
+            "vit",
+            "train",
+            "--model",
+            "builtin:tiny-deit",
+            "--method",
+            "last-block",
+            "--image-size",
+            "48",
+            "--augment",
+            "--output-dir",
+            str(out),
+            *QUICK,
+        ]
+    )
     assert code == 0
     return out
 
@@ -69,8 +83,11 @@ def test_predict_converts_grayscale_and_rgba(cli, deit_run, tmp_path):
 def test_image_folder_without_classes(cli, tmp_path):
     (tmp_path / "data").mkdir()
     Image.new("RGB", (8, 8)).save(tmp_path / "data" / "loose.png")
-    one_line_error(cli("vit", "train", "--data", tmp_path / "data", "--output-dir", tmp_path / "r"),
-                   "no class folders", "CLASS_NAME/IMAGE.png")
+    one_line_error(
+        cli("vit", "train", "--data", tmp_path / "data", "--output-dir", tmp_path / "r"),
+        "no class folders",
+        "CLASS_NAME/IMAGE.png",
+    )
     assert not (tmp_path / "r").exists()
 
 
@@ -79,26 +96,38 @@ def test_image_folder_whose_images_all_fail_to_decode(cli, tmp_path):
         (tmp_path / "data" / name).mkdir(parents=True)
         for i in range(3):
             (tmp_path / "data" / name / f"{i}.png").write_text("not a png")
-    one_line_error(cli("vit", "train", "--data", tmp_path / "data", "--output-dir", tmp_path / "run", *QUICK),
-                   "(training split): none of the first", "cannot be decoded")
+    one_line_error(
+        cli("vit", "train", "--data", tmp_path / "data", "--output-dir", tmp_path / "run", *QUICK),
+        "(training split): none of the first",
+        "cannot be decoded",
+    )
     assert not (tmp_path / "run").exists()
 
 
 def test_image_folder_with_one_class(cli, tmp_path):
     (tmp_path / "data" / "cat").mkdir(parents=True)
     Image.new("RGB", (8, 8)).save(tmp_path / "data" / "cat" / "a.png")
-    one_line_error(cli("vit", "train", "--data", tmp_path / "data", "--output-dir", tmp_path / "r"),
-                   "1 class", "'cat'", "at least 2")
+    one_line_error(
+        cli("vit", "train", "--data", tmp_path / "data", "--output-dir", tmp_path / "r"),
+        "1 class",
+        "'cat'",
+        "at least 2",
+    )
 
 
 def test_unknown_method(cli, tmp_path):
-    one_line_error(cli("vit", "train", "--method", "prompt", "--output-dir", tmp_path / "r"),
-                   "--method", "prompt", "lora")
+    one_line_error(
+        cli("vit", "train", "--method", "prompt", "--output-dir", tmp_path / "r"), "--method", "prompt", "lora"
+    )
 
 
 def test_unknown_target_module(cli, tmp_path):
-    one_line_error(cli("vit", "train", "--target-modules", "query,nope", "--output-dir", tmp_path / "r", *QUICK),
-                   "--target-modules", "nope", "q_proj")
+    one_line_error(
+        cli("vit", "train", "--target-modules", "query,nope", "--output-dir", tmp_path / "r", *QUICK),
+        "--target-modules",
+        "nope",
+        "q_proj",
+    )
 
 
 def test_run_folder_of_another_group(cli, tmp_path):
@@ -126,7 +155,8 @@ def test_eval_scores_held_out_images_and_train_only_when_asked(cli, deit_run):
     ids = json.loads((deit_run / "splits.json").read_text())
     assert [len(ids[split]) for split in ("train", "validation", "test")] == [64, 40, 40]
     assert not set(ids["train"]) & set(ids["validation"]) and not (set(ids["train"]) | set(ids["validation"])) & set(
-        ids["test"])
+        ids["test"]
+    )
 
     def scored_images() -> set[str]:
         with open(deit_run / "samples" / "predictions.csv", newline="") as f:
@@ -145,6 +175,10 @@ def test_held_out_validation_split_that_ends_up_empty(cli, tmp_path):
     for name in ("cat", "dog"):
         (tmp_path / "data" / name).mkdir(parents=True)
         Image.new("RGB", (8, 8)).save(tmp_path / "data" / name / "0.png")  # one image per class: none to spare
-    one_line_error(cli("vit", "train", "--data", tmp_path / "data", "--output-dir", tmp_path / "r"),
-                   "leaves no validation example", "2 examples in 2 classes", "--val-fraction")
+    one_line_error(
+        cli("vit", "train", "--data", tmp_path / "data", "--output-dir", tmp_path / "r"),
+        "leaves no validation example",
+        "2 examples in 2 classes",
+        "--val-fraction",
+    )
     assert not (tmp_path / "r").exists()

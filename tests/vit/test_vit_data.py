@@ -86,9 +86,12 @@ def test_hub_dataset_labels_come_from_its_class_label(monkeypatch):
 
     features = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(names=["plane", "car"])})
     images = [Image.new("RGB", (8, 8), c) for c in (0, 90, 180)]
-    splits = datasets.DatasetDict({
-        "train": datasets.Dataset.from_dict({"img": images, "label": [0, 1, 1]}, features=features),
-        "test": datasets.Dataset.from_dict({"img": images[:1], "label": [1]}, features=features)})
+    splits = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict({"img": images, "label": [0, 1, 1]}, features=features),
+            "test": datasets.Dataset.from_dict({"img": images[:1], "label": [1]}, features=features),
+        }
+    )
     monkeypatch.setattr(datasets, "load_dataset", lambda repo_id: splits)
     names, found = vdata.hub_images("cifar10", None, None)
     assert names == ["plane", "car"] and found["train"].labels == [0, 1, 1] and found["test"].labels == [1]

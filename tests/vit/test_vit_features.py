@@ -14,8 +14,22 @@ from dlkit.vit.methods import METHODS
 from dlkit.vit.models import model_folder
 from dlkit.vit.task import train
 
-SMALL = ["--max-train-samples", "32", "--max-eval-samples", "16", "--batch-size", "8", "--max-steps", "5",
-         "--save-every", "100000", "--eval-every", "2", "--warmup", "0"]
+SMALL = [
+    "--max-train-samples",
+    "32",
+    "--max-eval-samples",
+    "16",
+    "--batch-size",
+    "8",
+    "--max-steps",
+    "5",
+    "--save-every",
+    "100000",
+    "--eval-every",
+    "2",
+    "--warmup",
+    "0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +58,14 @@ def test_cached_front_gives_the_uncached_losses(cached_and_uncached, with_dropou
     assert sizes[0] == sizes[1]
 
 
-def test_features_that_do_not_fit_in_memory_are_mapped_from_disk(cached_and_uncached, with_dropout, tmp_path,
-                                                                  monkeypatch):
+def test_features_that_do_not_fit_in_memory_are_mapped_from_disk(
+    cached_and_uncached, with_dropout, tmp_path, monkeypatch
+):
     monkeypatch.setenv("DLKIT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("DLKIT_FEATURE_MEMORY_MB", "0")
-    runs = cached_and_uncached("vit", "train", "--model", with_dropout["tiny-vit"], "--method", "last-block", *SMALL,
-                               steps=5)
+    runs = cached_and_uncached(
+        "vit", "train", "--model", with_dropout["tiny-vit"], "--method", "last-block", *SMALL, steps=5
+    )
     assert "mapped from a file" in runs["cached"].stderr
     assert not list((tmp_path / "cache" / "features").iterdir())  # the file's name was removed at once
 
@@ -63,9 +79,18 @@ def test_augmented_images_and_trained_fronts_are_not_cached(cli, tmp_path):
 
 
 def test_resume_on_cached_features_matches_uninterrupted_run(tmp_path, with_dropout):
-    common = dict(model=str(with_dropout["tiny-vit"]), method="last-block", max_train_samples=16,
-                  max_eval_samples=8, batch_size=8, log_every=1, save_every=3, eval_every=3, warmup=0.0,
-                  scheduler="constant")
+    common = dict(
+        model=str(with_dropout["tiny-vit"]),
+        method="last-block",
+        max_train_samples=16,
+        max_eval_samples=8,
+        batch_size=8,
+        log_every=1,
+        save_every=3,
+        eval_every=3,
+        warmup=0.0,
+        scheduler="constant",
+    )
     train(VitConfig(output_dir=str(tmp_path / "whole"), max_steps=7, **common))
     train(VitConfig(output_dir=str(tmp_path / "cut"), max_steps=3, **common))
     metrics = train(VitConfig(output_dir=str(tmp_path / "cut"), max_steps=7, resume=True, **common))

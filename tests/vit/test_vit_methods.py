@@ -20,8 +20,15 @@ SETTINGS = {"lora": (1e-2, 0.5), "last-block": (1e-2, 0.5), "linear": (5e-2, 0.2
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, train_each_method):
-    return train_each_method(tmp_path_factory.mktemp("vit"), VitConfig, train, SETTINGS, epochs=4,
-                             max_train_samples=500, max_eval_samples=200)
+    return train_each_method(
+        tmp_path_factory.mktemp("vit"),
+        VitConfig,
+        train,
+        SETTINGS,
+        epochs=4,
+        max_train_samples=500,
+        max_eval_samples=200,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -107,11 +114,13 @@ def test_full_changes_every_block(runs, base_weights):
 
 def test_saving_a_model_without_lora_leaves_peft_unimported(tmp_path):
     """Importing peft costs about 2 CPU-seconds, a tenth of a short linear probe's whole run."""
-    code = ("import sys; from pathlib import Path; from transformers import AutoImageProcessor; "
-            "from dlkit.vit.models import load_classifier, model_folder, save_classifier; "
-            "folder = model_folder('builtin:tiny-vit'); "
-            "save_classifier(load_classifier(folder, list('ab')), AutoImageProcessor.from_pretrained(folder), "
-            f"Path({str(tmp_path)!r}), [], 'builtin:tiny-vit'); print('peft' in sys.modules)")
+    code = (
+        "import sys; from pathlib import Path; from transformers import AutoImageProcessor; "
+        "from dlkit.vit.models import load_classifier, model_folder, save_classifier; "
+        "folder = model_folder('builtin:tiny-vit'); "
+        "save_classifier(load_classifier(folder, list('ab')), AutoImageProcessor.from_pretrained(folder), "
+        f"Path({str(tmp_path)!r}), [], 'builtin:tiny-vit'); print('peft' in sys.modules)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "False"

@@ -18,8 +18,24 @@ def test_run_copied_elsewhere_classifies_with_plain_transformers_and_peft(cli, t
     from dlkit.builtin.images import tiny_vit
 
     run = tmp_path / "run"
-    result = cli("vit", "train", "--model", "builtin:tiny-vit", "--method", "lora", "--max-train-samples", "64",
-                 "--max-eval-samples", "20", "--epochs", "1", "--batch-size", "16", "--output-dir", run)
+    result = cli(
+        "vit",
+        "train",
+        "--model",
+        "builtin:tiny-vit",
+        "--method",
+        "lora",
+        "--max-train-samples",
+        "64",
+        "--max-eval-samples",
+        "20",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--output-dir",
+        run,
+    )
     assert result.exit_code == 0, result.stderr
     moved = tmp_path / "elsewhere"
     shutil.copytree(run, moved)

@@ -12,8 +12,18 @@ def losses(run_dir) -> list[float]:
 
 
 def test_resume_matches_uninterrupted_run(tmp_path):
-    common = dict(method="lora", augment=True, max_train_samples=96, max_eval_samples=16, batch_size=16,
-                  log_every=1, save_every=3, eval_every=3, scheduler="constant", warmup=0.0)
+    common = dict(
+        method="lora",
+        augment=True,
+        max_train_samples=96,
+        max_eval_samples=16,
+        batch_size=16,
+        log_every=1,
+        save_every=3,
+        eval_every=3,
+        scheduler="constant",
+        warmup=0.0,
+    )
     train(VitConfig(output_dir=str(tmp_path / "whole"), max_steps=8, **common))
     train(VitConfig(output_dir=str(tmp_path / "cut"), max_steps=3, **common))
     train(VitConfig(output_dir=str(tmp_path / "cut"), max_steps=8, resume=True, **common))
