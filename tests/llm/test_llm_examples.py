@@ -15,9 +15,11 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "llm"
 
 
 @pytest.mark.parametrize("folder", ["gemma2-2b", "llama3.2-3b"])
-def test_one_valid_config_per_method(folder):
+def test_every_recipe_is_a_valid_config_of_its_method(folder):
+    """A recipe is optional per method (`llm sweep --config-dir` falls back to --train-config without one), so a
+    new method is its registry entry and its test; the recipes that exist name real methods and load."""
     files = sorted((EXAMPLES / folder).glob("*.yaml"))
-    assert {f.stem for f in files} == set(METHODS)
+    assert files and {f.stem for f in files} <= set(METHODS)
     for file in files:
         cfg = load_config(LlmConfig, file)
         assert cfg.method == file.stem and cfg.data == "universitytehran/SlimOrca"
