@@ -63,29 +63,18 @@ class AdapterTask(Task):
 
     def datasets(self) -> tuple[Any, Any]:
         train, val = tdata.TextSet(self.data.train), tdata.TextSet(self.data.val)
-        cfg = self.cfg
-        if not (
-            cfg.cache_features
-            and self.front is not None
-            and features.worth_caching(len(train), cfg.batch_size * cfg.grad_accum, cfg.max_steps)
-        ):
-            return train, val
-        model, front = self.model, self.front
-        cached = features.cache_datasets(
-            front,
+        model = self.model
+        train_set, val_set, self.cached = features.cached_or_raw(
+            self.cfg,
             model,
-            [train, val],
+            self.front,
+            train,
+            val,
             self.collate,
-            encode=lambda batch: features.run_front(front, lambda: forward(model, batch)),
-            full=lambda batch: forward(model, batch),
-            batch_size=cfg.batch_size,
+            forward=lambda batch: forward(model, batch),
             fields=lambda batch: {"labels": batch["labels"], "tokens": batch["attention_mask"].sum(dim=1)},
-            num_workers=cfg.num_workers,
         )
-        if cached is None:
-            return train, val
-        self.cached = True
-        return cached[0], cached[1]
+        return train_set, val_set
 
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if features.is_cached(examples):

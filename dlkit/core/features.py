@@ -280,6 +280,43 @@ def agrees(
     return got.shape == expected.shape and torch.allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
+def cached_or_raw(
+    cfg: Any,
+    model: nn.Module,
+    front: FrozenFront | None,
+    train: SizedDataset,
+    val: SizedDataset,
+    collate_raw: Callable[[list[Any]], Any],
+    forward: Callable[[Any], Tensor],
+    fields: Callable[[Any], dict[str, Tensor]],
+    deterministic: bool = True,
+) -> tuple[Any, Any, bool]:
+    """(train, val, cached): the two sets as the front's features when caching applies (`cfg.cache_features`, a
+    frozen front, deterministic inputs, a run that sees its examples at least once, a model laid out as `rest`
+    expects), else as given. `forward(batch)` is the whole model's output on a raw batch."""
+    if not (
+        cfg.cache_features
+        and front is not None
+        and deterministic
+        and worth_caching(len(train), cfg.batch_size * cfg.grad_accum, cfg.max_steps)
+    ):
+        return train, val, False
+    cached = cache_datasets(
+        front,
+        model,
+        [train, val],
+        collate_raw,
+        encode=lambda batch: run_front(front, lambda: forward(batch)),
+        full=forward,
+        fields=fields,
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+    )
+    if cached is None:
+        return train, val, False
+    return cached[0], cached[1], True
+
+
 def cache_datasets(
     front: FrozenFront,
     model: nn.Module,

@@ -73,30 +73,19 @@ class VitTask(Task):
     def datasets(self) -> tuple[Any, Any]:
         train = vdata.ImageSet(self.data.train, self.train_tf, self.counter)
         val = vdata.ImageSet(self.data.val, self.eval_tf, self.counter)
-        cfg = self.cfg
-        if not (
-            cfg.cache_features
-            and self.front is not None
-            and not cfg.augment
-            and features.worth_caching(len(train), cfg.batch_size * cfg.grad_accum, cfg.max_steps)
-        ):
-            return train, val
-        model, front = self.model, self.front
-        cached = features.cache_datasets(
-            front,
+        model = self.model
+        train_set, val_set, self.cached = features.cached_or_raw(
+            self.cfg,
             model,
-            [train, val],
+            self.front,
+            train,
+            val,
             vdata.collate,
-            encode=lambda batch: features.run_front(front, lambda: forward(model, batch["pixel_values"])),
-            full=lambda batch: forward(model, batch["pixel_values"]),
+            forward=lambda batch: forward(model, batch["pixel_values"]),
             fields=lambda batch: {"labels": batch["labels"]},
-            batch_size=cfg.batch_size,
-            num_workers=cfg.num_workers,
+            deterministic=not self.cfg.augment,
         )
-        if cached is None:
-            return train, val
-        self.cached = True
-        return cached[0], cached[1]
+        return train_set, val_set
 
     def collate(self, examples: list[dict[str, Any] | None]) -> dict[str, torch.Tensor]:
         return features.collate(examples) if features.is_cached(examples) else vdata.collate(examples)
