@@ -165,6 +165,15 @@ def test_two_sharded_processes_train_as_one_process(method, sharded, tmp_path):
 
 
 @pytest.mark.distributed
+def _exited(pid: int) -> bool:
+    """Gone, or a zombie (its files, and with them its locks, are closed at exit)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
 def test_kill_9_then_resume_on_two_processes_gives_the_unbroken_losses(sharded, tmp_path, cli):
     unbroken = sharded("full")
     cut, ready = tmp_path / "cut", tmp_path / "ready"
@@ -181,6 +190,11 @@ def test_kill_9_then_resume_on_two_processes_gives_the_unbroken_losses(sharded, 
     for pid in [*pids, proc.pid]:
         os.kill(pid, signal.SIGKILL)
     proc.wait()
+    for pid in pids:  # SIGKILL is delivered asynchronously: a rank holds the folder's lock until it has exited
+        deadline = time.monotonic() + 60
+        while not _exited(pid):
+            assert time.monotonic() < deadline, f"rank pid {pid} still running 60 s after SIGKILL"
+            time.sleep(0.05)
     assert [h[:2] for h in history(cut)] == [("train", 1), ("train", 2), ("eval", 2), ("train", 3)]
     assert [p.name for p in (cut / "checkpoints").iterdir()] == ["step_0000002"]
 
