@@ -34,46 +34,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from real_size import BERT_BASE, DEIT_SMALL, VIT_BASE  # the course models' public configs, typed in once
+
 HERE = Path(__file__).resolve().parent
 
-# -- public configs (config.json of each Hub model, the fields that shape it) ---------------------------------
-
-# google/vit-base-patch16-224
-VIT_BASE = {
-    "model_type": "vit",
-    "hidden_size": 768,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "intermediate_size": 3072,
-    "hidden_act": "gelu",
-    "hidden_dropout_prob": 0.0,
-    "attention_probs_dropout_prob": 0.0,
-    "initializer_range": 0.02,
-    "layer_norm_eps": 1e-12,
-    "image_size": 224,
-    "patch_size": 16,
-    "num_channels": 3,
-    "qkv_bias": True,
-}
-# facebook/deit-small-patch16-224
-DEIT_SMALL = {**VIT_BASE, "model_type": "deit", "hidden_size": 384, "num_attention_heads": 6, "intermediate_size": 1536}
-# bert-base-uncased
-BERT_BASE = {
-    "model_type": "bert",
-    "vocab_size": 30522,
-    "hidden_size": 768,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "intermediate_size": 3072,
-    "hidden_act": "gelu",
-    "hidden_dropout_prob": 0.1,
-    "attention_probs_dropout_prob": 0.1,
-    "max_position_embeddings": 512,
-    "type_vocab_size": 2,
-    "initializer_range": 0.02,
-    "layer_norm_eps": 1e-12,
-    "pad_token_id": 0,
-}
 # sgrvinod/a-PyTorch-Tutorial-to-Image-Captioning: emb_dim, attention_dim, decoder_dim 512, dropout 0.5, batch 32,
 # decoder lr 4e-4, alpha_c 1, grad clip 5; the encoder is EfficientNet-B0 (torchvision, 7x7x1280) here
 CAPTION = {"dim": 512, "dropout": 0.5, "batch": 32, "lr": 4e-4, "alpha_c": 1.0, "clip": 5.0}
